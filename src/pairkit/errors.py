@@ -1,0 +1,48 @@
+"""Errors and warnings raised by pairkit.
+
+Bad input raises :class:`InputError` (a ``ValueError``) whose message names the source, the row
+(1-based; in CSV files the header is row 1), the column and the offending value, and says how to fix it.
+Numerical failures (no maximum-likelihood estimate, no convergence) raise :class:`EstimationError`
+subclasses that name the items or components involved. Library code never prints; it warns with a
+:class:`PairkitWarning` subclass.
+"""
+
+from __future__ import annotations
+
+
+class PairkitError(Exception):
+    """Base class of every pairkit exception."""
+
+
+class InputError(PairkitError, ValueError):
+    """Input data or arguments that pairkit cannot use as given."""
+
+
+class EstimationError(PairkitError, RuntimeError):
+    """A model cannot be estimated from the data given."""
+
+
+class NoMLEError(EstimationError):
+    """The maximum-likelihood estimate does not exist (e.g. an item never lost)."""
+
+
+class ConvergenceError(EstimationError):
+    """An iterative procedure did not reach its tolerance."""
+
+
+class PairkitWarning(UserWarning):
+    """Base class of pairkit warnings."""
+
+
+class DroppedRowsWarning(PairkitWarning):
+    """Rows were dropped because the caller asked for invalid rows to be dropped."""
+
+
+def describe_location(source: str | None, row: int | None = None, column: str | None = None) -> str:
+    """Format 'source, row R, column C' for error messages, skipping unknown parts."""
+    parts = [source or "input"]
+    if row is not None:
+        parts.append(f"row {row}")
+    if column is not None:
+        parts.append(f"column {column!r}")
+    return ", ".join(parts)

@@ -1,0 +1,28 @@
+"""Losses for learning from comparisons (requires torch).
+
+Every loss is a pure function ``f(inputs..., *, options..., reduction="mean")`` registered by name:
+``pairkit.losses.get("dpo")``, ``pairkit.losses.names()``. Peers' names (TRL ``loss_type`` values,
+pytorch-metric-learning classes in snake case) are aliases.
+"""
+
+from pairkit.losses import (  # noqa: F401  (importing registers the losses)
+    classification,
+    contrastive,
+    diagnostics,
+    distill,
+    divergence,
+    preference,
+    ranking,
+    reward,
+)
+from pairkit.losses._core import canonical_name, family_of, get, names, reduce_loss, register
+from pairkit.losses.classification import *  # noqa: F403
+from pairkit.losses.contrastive import *  # noqa: F403
+from pairkit.losses.diagnostics import *  # noqa: F403
+from pairkit.losses.distill import *  # noqa: F403
+from pairkit.losses.divergence import *  # noqa: F403
+from pairkit.losses.preference import *  # noqa: F403
+from pairkit.losses.ranking import *  # noqa: F403
+from pairkit.losses.reward import *  # noqa: F403
+
+__all__ = ["canonical_name", "family_of", "get", "names", "reduce_loss", "register"]

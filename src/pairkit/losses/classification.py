@@ -1,0 +1,5 @@
+"""pairkit.losses.classification (torch)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
