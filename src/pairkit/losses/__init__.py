@@ -12,6 +12,9 @@ from pairkit.losses import (  # noqa: F401  (importing registers the losses)
     distill,
     divergence,
     preference,
+    preference_listwise,
+    preference_token,
+    preference_unpaired,
     ranking,
     reward,
 )
@@ -22,6 +25,9 @@ from pairkit.losses.diagnostics import *  # noqa: F403
 from pairkit.losses.distill import *  # noqa: F403
 from pairkit.losses.divergence import *  # noqa: F403
 from pairkit.losses.preference import *  # noqa: F403
+from pairkit.losses.preference_listwise import *  # noqa: F403
+from pairkit.losses.preference_token import *  # noqa: F403
+from pairkit.losses.preference_unpaired import *  # noqa: F403
 from pairkit.losses.ranking import *  # noqa: F403
 from pairkit.losses.reward import *  # noqa: F403
 
