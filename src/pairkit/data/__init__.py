@@ -1,0 +1,7 @@
+"""Comparison data: the :class:`Comparisons` container, readers, sufficient statistics."""
+
+from pairkit.data.comparisons import Comparisons, PairCounts, aggregate_pairs
+from pairkit.data.rankings import *  # noqa: F403
+from pairkit.data.readers import OUTCOME_LABELS, read_comparisons, read_table
+
+__all__ = ["OUTCOME_LABELS", "Comparisons", "PairCounts", "aggregate_pairs", "read_comparisons", "read_table"]

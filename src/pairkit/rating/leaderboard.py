@@ -1,0 +1,257 @@
+"""The :class:`Leaderboard`: what every rating model returns."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from pairkit.errors import InputError
+
+ELO_FACTOR = 400.0 / math.log(10.0)
+"""Elo points per natural log-strength unit (a 400-point gap means 10:1 odds)."""
+
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
+
+
+def bradley_terry_predictor(
+    theta_a: np.ndarray, theta_b: np.ndarray, a_first: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(a beats b) under Bradley–Terry on natural log-strengths, and a zero tie probability."""
+    p = special.expit(theta_a - theta_b)
+    return p, np.zeros_like(p)
+
+
+@dataclass(frozen=True, eq=False)
+class Leaderboard:
+    """Ratings of items with uncertainty, as fitted by a model.
+
+    Internally everything is kept in natural log-strength units (``log_strength``, ``se``, ``covariance``,
+    bootstrap ``samples``); :attr:`ratings` and the intervals are shown on the chosen scale:
+    ``rating = scale_factor * log_strength + offset`` (``"log"``: factor 1, offset 0; ``"elo"``: 400/ln 10
+    and 1000 or an anchor item). Models whose ratings are not log-strengths (TrueSkill's μ) set their own
+    ``scale_name`` and keep factor 1.
+
+    ``params`` holds fitted extra parameters (tie ν, order advantage, coefficients) and ``param_intervals``
+    their intervals; ``columns`` holds extra per-item columns (e.g. σ and the conservative score).
+    """
+
+    items: tuple[str, ...]
+    log_strength: np.ndarray
+    model: str
+    se: np.ndarray | None = None
+    ci_low_log: np.ndarray | None = None
+    ci_high_log: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    samples: np.ndarray | None = None
+    n: np.ndarray | None = None
+    win_rate: np.ndarray | None = None
+    log_likelihood: float | None = None
+    n_comparisons: int = 0
+    params: dict[str, float] = field(default_factory=dict)
+    param_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    interval_method: str | None = None
+    level: float = 0.95
+    scale_name: str = "log"
+    scale_factor: float = 1.0
+    offset: float = 0.0
+    predictor: Predictor | None = field(default=bradley_terry_predictor, repr=False)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.items)
+        if self.log_strength.shape != (n,):
+            raise InputError(f"log_strength has shape {self.log_strength.shape}, expected ({n},)")
+        if self.ci_low_log is None and self.se is not None:
+            z = special.ndtri(0.5 + self.level / 2)
+            object.__setattr__(self, "ci_low_log", self.log_strength - z * self.se)
+            object.__setattr__(self, "ci_high_log", self.log_strength + z * self.se)
+
+    # ------------------------------------------------------------------ displayed values
+    @property
+    def ratings(self) -> np.ndarray:
+        return self.scale_factor * self.log_strength + self.offset
+
+    @property
+    def ci_low(self) -> np.ndarray | None:
+        return None if self.ci_low_log is None else self.scale_factor * self.ci_low_log + self.offset
+
+    @property
+    def ci_high(self) -> np.ndarray | None:
+        return None if self.ci_high_log is None else self.scale_factor * self.ci_high_log + self.offset
+
+    @property
+    def rank(self) -> np.ndarray:
+        """Competition rank (1 = best; equal ratings share a rank)."""
+        r = self.log_strength
+        order = np.sort(r)[::-1]
+        return 1 + np.searchsorted(-order, -r, side="left")
+
+    def rank_interval(self, *, n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of ranks at the leaderboard's level.
+
+        From bootstrap samples when present, else from draws of the normal approximation (covariance),
+        else LMArena's rule: items whose interval lies entirely above/below bound the rank.
+        """
+        alpha = (1 - self.level) / 2
+        draws = self.samples
+        if draws is None and self.covariance is not None:
+            rng = np.random.default_rng(seed)
+            cov = (self.covariance + self.covariance.T) / 2
+            vals, vecs = np.linalg.eigh(cov)
+            root = vecs * np.sqrt(np.clip(vals, 0, None))
+            draws = self.log_strength + rng.standard_normal((n_draws, len(self.items))) @ root.T
+        if draws is not None:
+            ranks = 1 + np.argsort(np.argsort(-draws, axis=1, kind="stable"), axis=1, kind="stable")
+            return (
+                np.floor(np.quantile(ranks, alpha, axis=0)).astype(int),
+                np.ceil(np.quantile(ranks, 1 - alpha, axis=0)).astype(int),
+            )
+        if self.ci_low_log is None:
+            return self.rank, self.rank
+        lo, hi = self.ci_low_log, self.ci_high_log
+        better = (lo[None, :] > hi[:, None]).sum(axis=1)  # items certainly above
+        not_worse = (hi[None, :] >= lo[:, None]).sum(axis=1)  # items not certainly below (incl. self)
+        return 1 + better, not_worse
+
+    # ------------------------------------------------------------------ transformations
+    def scale(self, kind: str = "elo", *, anchor: str | None = None, offset: float | None = None,
+              factor: float | None = None) -> Leaderboard:
+        """Show ratings on another scale.
+
+        ``"log"``: centred natural log-strength. ``"elo"``: 400/ln 10 points per unit, ``offset`` 1000 by
+        default, or the ``anchor`` item placed at ``offset``. ``factor`` overrides the points per unit.
+        """
+        if kind not in ("log", "elo"):
+            raise InputError(f"unknown scale {kind!r}; use 'log' or 'elo'")
+        f = factor if factor is not None else (1.0 if kind == "log" else ELO_FACTOR)
+        off = offset if offset is not None else (0.0 if kind == "log" else 1000.0)
+        shift = -float(np.mean(self.log_strength))
+        if anchor is not None:
+            if anchor not in self.items:
+                raise InputError(f"anchor {anchor!r} is not an item of this leaderboard")
+            shift = -float(self.log_strength[self.items.index(anchor)])
+        return replace(self, scale_name=kind, scale_factor=f, offset=off + f * shift)
+
+    def predict(self, a: Sequence[str] | str, b: Sequence[str] | str,
+                a_first: Sequence[bool] | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities that ``a`` beats ``b`` and of a tie (names or name sequences)."""
+        if self.predictor is None:
+            raise InputError(f"model {self.model!r} does not define win probabilities")
+        lookup = {name: k for k, name in enumerate(self.items)}
+
+        def idx(names):
+            names = [names] if isinstance(names, str) else list(names)
+            missing = [x for x in names if x not in lookup]
+            if missing:
+                raise InputError(f"unknown item(s) {missing[:5]}")
+            return np.array([lookup[x] for x in names], dtype=np.int64)
+
+        ia, ib = idx(a), idx(b)
+        order = None if a_first is None else np.broadcast_to(np.asarray(a_first, bool), ia.shape)
+        return self.predictor(self.log_strength[ia], self.log_strength[ib], order)
+
+    # ------------------------------------------------------------------ output
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per item, best first: rank, item, rating, interval, rank interval, n, win rate, extras."""
+        rank_lo, rank_hi = self.rank_interval()
+        frame = pd.DataFrame({"rank": self.rank, "item": list(self.items), "rating": self.ratings})
+        if self.ci_low is not None:
+            frame["ci_low"] = self.ci_low
+            frame["ci_high"] = self.ci_high
+        if self.se is not None:
+            frame["se"] = self.se * abs(self.scale_factor)
+        frame["rank_low"] = rank_lo
+        frame["rank_high"] = rank_hi
+        if self.n is not None:
+            frame["n"] = self.n
+        if self.win_rate is not None:
+            frame["win_rate"] = self.win_rate
+        for name, values in self.columns.items():
+            frame[name] = values
+        order = np.lexsort((np.arange(len(self.items)), -self.log_strength))
+        return frame.iloc[order].reset_index(drop=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract: model, scale, items (name, rating, ci_low, ci_high, rank, n, ...), fit summary."""
+        frame = self.to_pandas()
+        items = []
+        for row in frame.to_dict(orient="records"):
+            entry = {"name": row.pop("item"), "rating": row.pop("rating"), "ci_low": row.pop("ci_low", None),
+                     "ci_high": row.pop("ci_high", None), "rank": int(row.pop("rank")),
+                     "n": row.pop("n", None)}
+            entry.update(row)
+            items.append({k: _jsonable(v) for k, v in entry.items()})
+        return {
+            "model": self.model,
+            "scale": self.scale_name,
+            "interval": {"method": self.interval_method, "level": self.level},
+            "items": items,
+            "params": {k: _jsonable(v) for k, v in self.params.items()},
+            "param_intervals": {k: [_jsonable(x) for x in v] for k, v in self.param_intervals.items()},
+            "log_likelihood": _jsonable(self.log_likelihood),
+            "n_comparisons": int(self.n_comparisons),
+        }
+
+    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
+        """Serialise :meth:`to_dict` (and write it to ``path`` if given)."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    def plot(self, path: str | Path | None = None, *, ax=None, title: str | None = None, top: int | None = None):
+        """Horizontal interval plot of the ratings, best at the top; saves a PNG when ``path`` is given."""
+        import matplotlib
+
+        if ax is None and path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        frame = self.to_pandas()
+        if top is not None:
+            frame = frame.head(top)
+        frame = frame.iloc[::-1]
+        own_figure = ax is None
+        if own_figure:
+            fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(frame) + 1)))
+        y = np.arange(len(frame))
+        if "ci_low" in frame:
+            ax.errorbar(frame["rating"], y,
+                        xerr=[frame["rating"] - frame["ci_low"], frame["ci_high"] - frame["rating"]],
+                        fmt="o", color="C0", ecolor="0.5", capsize=3)
+        else:
+            ax.plot(frame["rating"], y, "o", color="C0")
+        ax.set_yticks(y, frame["item"])
+        ax.set_xlabel(f"rating ({self.scale_name} scale)")
+        level = f", {self.level:.0%} intervals ({self.interval_method})" if self.interval_method else ""
+        ax.set_title(title or f"{self.model}{level}")
+        ax.grid(axis="x", alpha=0.3)
+        if own_figure:
+            fig.tight_layout()
+            if path is not None:
+                fig.savefig(path, dpi=120)
+                plt.close(fig)
+        return ax
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
