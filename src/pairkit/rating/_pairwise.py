@@ -208,7 +208,8 @@ def fit_pairwise(
         raise ConvergenceError("the starting point has zero likelihood; check the data and start values")
     info = None
     step_norm = np.inf
-    for iteration in range(1, max_iter + 1):
+    iteration = 0
+    for iteration in range(1, max_iter + 1):  # noqa: B007  (reported)
         grad, info = asm.derivatives(phi, dense=dense)
         delta = _newton_direction(info, grad, n, gauge, dense)
         slope = float(grad @ delta)

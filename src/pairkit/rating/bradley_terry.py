@@ -125,7 +125,8 @@ def newman_iteration(
     n = counts.n_items
     i, j, wi, wj = counts.i, counts.j, counts.wins_i + counts.ties / 2, counts.wins_j + counts.ties / 2
     pi = np.ones(n) if pi0 is None else np.asarray(pi0, float).copy()
-    for sweep in range(1, max_iter + 1):
+    sweep = 0
+    for sweep in range(1, max_iter + 1):  # noqa: B007  (returned)
         s = 1.0 / (pi[i] + pi[j])
         num = np.bincount(i, wi * pi[j] * s, n) + np.bincount(j, wj * pi[i] * s, n)
         den = np.bincount(i, wj * s, n) + np.bincount(j, wi * s, n)
