@@ -1,5 +1,281 @@
-"""pairkit.losses.distill (torch)."""
+"""Knowledge-distillation losses on ``student_logits`` / ``teacher_logits`` of shape ``[..., num_classes]``.
+
+The teacher is treated as given: gradients flow to whichever inputs require them, so detach the teacher
+logits yourself for offline distillation. Each loss returns one value per leading position with
+``reduction="none"``; ``mask`` and ``weights`` index the leading dims. Token-level distillation of language
+models (with chunking over ``[batch, time, vocab]``) is in :mod:`pairkit.losses.divergence`.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import torch
+import torch.nn.functional as F
+
+from pairkit.errors import InputError
+from pairkit.losses._core import Reduction, check_same_shape, reduce_loss, register
+from pairkit.losses.classification import _check_number, check_logits_labels
+from pairkit.losses.divergence import _check_pair, _kl_logspace
+
+__all__ = [
+    "bd_kd_loss",
+    "dkd_loss",
+    "hinton_kd_loss",
+    "nkd_loss",
+    "ps_kd_alpha",
+    "ps_kd_loss",
+]
+
+
+def _check_temperature(temperature) -> None:
+    _check_number("temperature", temperature, low=0.0, low_open=True)
+
+
+def _soft(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.log_softmax(logits / temperature, dim=-1)
+
+
+def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return -torch.gather(torch.log_softmax(logits, dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+@register("hinton_kd_loss", family="distill", aliases=("kd", "hinton_kd"))
+def hinton_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    labels: torch.Tensor | None = None,
+    alpha: float = 0.5,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Hinton knowledge distillation: ``τ²``-scaled KL to the teacher's softened distribution.
+
+    .. math::
+        \ell = \alpha\,\tau^2\,\mathrm{KL}\big(\mathrm{softmax}(t/\tau)\,\|\,\mathrm{softmax}(s/\tau)\big)
+             + (1-\alpha)\,\mathrm{CE}(s, y),
+
+    the hard-label term only when ``labels`` are given (otherwise ``ℓ = τ² KL``). The ``τ²`` keeps the
+    soft term's gradient magnitude independent of ``τ``.
+
+    Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
+
+    Args:
+        student_logits, teacher_logits: ``[..., K]``.
+        temperature: ``τ > 0``.
+        labels: optional ``[...]`` class indices; alpha: weight of the soft term when labels are given.
+    """
+    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    _check_temperature(temperature)
+    kl = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
+    values = temperature**2 * kl
+    if labels is not None:
+        _check_number("alpha", alpha, low=0.0, high=1.0)
+        safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits")
+        values = alpha * values + (1.0 - alpha) * _ce(student_logits, safe)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
+    """Binary (target, rest) log-probabilities and the log-distribution over non-target classes."""
+    is_y = F.one_hot(labels, log_probs.shape[-1]).bool()
+    log_p_y = torch.gather(log_probs, -1, labels.unsqueeze(-1)).squeeze(-1)
+    masked = log_probs.masked_fill(is_y, float("-inf"))
+    log_rest = torch.logsumexp(masked, dim=-1)
+    binary = torch.stack([log_p_y, log_rest], dim=-1)
+    # renormalised over k != y; the target entry is -inf and contributes nothing to the KLs
+    non_target = masked - log_rest.unsqueeze(-1)
+    return binary, non_target
+
+
+@register("dkd_loss", family="distill", aliases=("dkd", "decoupled_kd"))
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Decoupled knowledge distillation: target-class (TCKD) and non-target-class (NCKD) terms.
+
+    With ``b = (p_y, 1 − p_y)`` the binary target/rest split and ``p̂`` the distribution over the
+    non-target classes renormalised (all at temperature ``τ``):
+
+    .. math::
+        \ell = \tau^2\Big(\alpha\,\mathrm{KL}(b^{T}\,\|\,b^{S}) + \beta\,\mathrm{KL}(\hat p^{T}\,\|\,\hat p^{S})\Big).
+
+    (The original training recipe also ramps the loss up linearly over the first epochs; apply that
+    schedule to the returned loss.)
+
+    Zhao, Cui, Song, Qiu & Liang (2022), "Decoupled Knowledge Distillation".
+
+    Args:
+        student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
+        alpha: TCKD weight; beta: NCKD weight; temperature: ``τ > 0``.
+    """
+    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits", min_classes=2)
+    _check_temperature(temperature)
+    bin_s, non_s = _target_split(_soft(student_logits, temperature), safe)
+    bin_t, non_t = _target_split(_soft(teacher_logits, temperature), safe)
+    tckd = _kl_logspace(bin_t, bin_s)
+    nckd = _kl_logspace(non_t, non_s)
+    values = temperature**2 * (alpha * tckd + beta * nckd)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+@register("nkd_loss", family="distill", aliases=("nkd", "normalized_kd"))
+def nkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    gamma: float = 1.5,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Normalised knowledge distillation: teacher-weighted target CE plus normalised non-target CE.
+
+    With ``p = softmax(s)``, ``q = softmax(t)`` (no temperature) and ``p̂, q̂`` the non-target
+    distributions at temperature ``τ`` renormalised over ``k ≠ y``:
+
+    .. math::
+        \ell = -\,\mathrm{sg}(q_y) \log p_y \;-\; \gamma\,\tau^2 \sum_{k \ne y} \hat q_k \log \hat p_k .
+
+    The second term is a cross-entropy, so its minimum (at ``p̂ = q̂``) is the entropy of ``q̂``, not 0.
+
+    Yang, Zeng, Li, Zhang, Yuan & Li (2023), "From Knowledge Distillation to Self-Knowledge Distillation:
+    A Unified Approach with Normalized Loss and Customized Soft Labels" (ICCV).
+
+    Args:
+        student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
+        temperature: ``τ > 0`` for the non-target term; gamma: its weight ``γ``.
+    """
+    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits", min_classes=2)
+    _check_temperature(temperature)
+    _check_number("gamma", gamma)
+    idx = safe.unsqueeze(-1)
+    log_p_y = torch.gather(torch.log_softmax(student_logits, dim=-1), -1, idx).squeeze(-1)
+    q_y = torch.gather(torch.softmax(teacher_logits, dim=-1), -1, idx).squeeze(-1).detach()
+    _, non_s = _target_split(_soft(student_logits, temperature), safe)
+    _, non_t = _target_split(_soft(teacher_logits, temperature), safe)
+    q_hat = non_t.exp()
+    finite_s = torch.where(q_hat > 0, non_s, torch.zeros_like(non_s))
+    non_target_ce = -(q_hat * finite_s).sum(-1)
+    values = -q_y * log_p_y + gamma * temperature**2 * non_target_ce
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _entropy(log_p: torch.Tensor) -> torch.Tensor:
+    p = log_p.exp()
+    return -(p * torch.where(p > 0, log_p, torch.zeros_like(log_p))).sum(-1)
+
+
+@register("bd_kd_loss", family="distill", aliases=("bd_kd", "balanced_divergence_kd"))
+def bd_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    labels: torch.Tensor | None = None,
+    temperature: float = 4.0,
+    balance: float = 2.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Balanced-divergence KD: sample-wise weighting of forward and reverse KL by the entropy gap.
+
+    With ``P = softmax(s/τ)``, ``T = softmax(t/τ)`` and ``H`` the entropy, each sample up-weights the
+    divergence that corrects its confidence mismatch: where the student is less confident than the
+    teacher (``H(P) > H(T)``) the mode-seeking reverse KL gets weight ``λ``, otherwise the
+    mass-covering forward KL does:
+
+    .. math::
+        \ell = \tau^2\big(w_f\,\mathrm{KL}(T\,\|\,P) + w_r\,\mathrm{KL}(P\,\|\,T)\big) + \mathrm{CE}(s, y),
+        \quad (w_f, w_r) = \begin{cases} (1, \lambda) & H(P) > H(T) \\ (\lambda, 1) & \text{otherwise,}\end{cases}
+
+    the CE term only when ``labels`` are given. For the online (mutual) setting, the same function with
+    the roles swapped gives the teacher's loss.
+
+    Amara, Sepahvand, Meyer, Gross & Clark (2022/2023), "BD-KD: Balancing the Divergences for Online
+    Knowledge Distillation". The paper's exact per-sample weights are hyper-parameters; this is its
+    entropy-gap rule with one balance factor ``λ`` (``λ = 1`` is the symmetric forward+reverse KL).
+
+    Args:
+        student_logits, teacher_logits: ``[..., K]``; labels: optional ``[...]``.
+        temperature: ``τ > 0``; balance: ``λ >= 0``.
+    """
+    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    _check_temperature(temperature)
+    _check_number("balance", balance, low=0.0)
+    log_s = _soft(student_logits, temperature)
+    log_t = _soft(teacher_logits, temperature)
+    with torch.no_grad():
+        student_less_sure = _entropy(log_s) > _entropy(log_t)
+    one = torch.ones((), dtype=log_s.dtype, device=log_s.device)
+    w_f = torch.where(student_less_sure, one, one * balance)
+    w_r = torch.where(student_less_sure, one * balance, one)
+    values = temperature**2 * (w_f * _kl_logspace(log_t, log_s) + w_r * _kl_logspace(log_s, log_t))
+    if labels is not None:
+        safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits")
+        values = values + _ce(student_logits, safe)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def ps_kd_alpha(epoch: int, num_epochs: int, *, alpha_final: float = 0.8) -> float:
+    r"""PS-KD's linear schedule ``α_t = α_T · t / T`` for the 0-based ``epoch`` (``t = epoch + 1``).
+
+    Kim, Ji, Yoon, Hwang & Kim (2021), "Self-Knowledge Distillation with Progressive Refinement of
+    Targets" (ICCV).
+    """
+    if not (isinstance(num_epochs, int) and num_epochs >= 1):
+        raise InputError(f"num_epochs must be a positive int, got {num_epochs!r}")
+    if not (isinstance(epoch, int) and 0 <= epoch < num_epochs):
+        raise InputError(f"epoch must be an int in [0, num_epochs={num_epochs}), got {epoch!r}")
+    _check_number("alpha_final", alpha_final, low=0.0, high=1.0)
+    return alpha_final * (epoch + 1) / num_epochs
+
+
+@register("ps_kd_loss", family="distill", aliases=("ps_kd", "pskd"))
+def ps_kd_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    past_logits: torch.Tensor,
+    *,
+    alpha: float,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Progressive self-knowledge distillation: CE to targets mixed with the model's past predictions.
+
+    .. math::
+        \tilde y = (1-\alpha_t)\,\mathrm{onehot}(y) + \alpha_t\, \mathrm{softmax}(z^{(t-1)}), \qquad
+        \ell = -\sum_k \tilde y_k \log \mathrm{softmax}(z)_k,
+
+    where ``z^{(t-1)}`` are the logits of the model from the previous epoch (treated as constants) and
+    ``α_t`` grows with the epoch (:func:`ps_kd_alpha`).
+
+    Kim, Ji, Yoon, Hwang & Kim (2021), "Self-Knowledge Distillation with Progressive Refinement of
+    Targets" (ICCV).
+
+    Args:
+        logits: ``[..., K]`` current logits; labels: ``[...]``; past_logits: ``[..., K]``.
+        alpha: ``α_t`` in ``[0, 1]``.
+    """
+    check_same_shape(logits=logits, past_logits=past_logits)
+    safe = check_logits_labels(logits, labels, mask, weights)
+    _check_number("alpha", alpha, low=0.0, high=1.0)
+    past = torch.softmax(past_logits.detach(), dim=-1)
+    targets = (1.0 - alpha) * F.one_hot(safe, logits.shape[-1]).to(past.dtype) + alpha * past
+    values = -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
