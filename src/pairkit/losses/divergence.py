@@ -322,8 +322,9 @@ def f_divergence(generator: Callable[[torch.Tensor], torch.Tensor]) -> Callable[
     distance, ``(u - 1)^2`` Pearson's χ².
 
     The returned function has the signature ``(log_predictions, log_targets, *, mask=None, weights=None,
-    reduction="mean")``. The ratio is evaluated as ``exp(log t - log p)``, so ``predictions`` need full
-    support wherever the generator is unbounded at ``u -> inf``.
+    reduction="mean")``. The ratio is evaluated as ``exp(log t - log p)`` with ``p`` floored at the
+    smallest normal float, so where predictions have (numerically) zero mass and targets do not, an
+    unbounded generator (KL, χ²) gives a very large or infinite value rather than NaN.
     """
     if not callable(generator):
         raise InputError(f"generator must be a callable f(u) on tensors, got {generator!r}")
@@ -337,8 +338,12 @@ def f_divergence(generator: Callable[[torch.Tensor], torch.Tensor]) -> Callable[
         reduction: Reduction = "mean",
     ) -> torch.Tensor:
         _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
-        ratio = torch.exp(log_targets - log_predictions)
-        values = (torch.exp(log_predictions) * generator(ratio)).sum(-1)
+        # predictions that underflow to 0 are floored at the smallest normal number, so the term
+        # p f(t / p) tends to its limit (finite for bounded f, huge for KL/chi^2) instead of 0 * inf = NaN
+        floor = math.log(torch.finfo(log_predictions.dtype).tiny)
+        log_p = log_predictions.clamp_min(floor)
+        ratio = torch.exp(log_targets - log_p)
+        values = (torch.exp(log_p) * generator(ratio)).sum(-1)
         return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
     divergence.__doc__ = f"Csiszár f-divergence D_f(T || P) with generator {getattr(generator, '__name__', generator)}."
