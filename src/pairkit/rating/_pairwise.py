@@ -79,7 +79,7 @@ def bradley_terry_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDeriva
     wi, wj = stats["wins_i"], stats["wins_j"]
     n = wi + wj
     log_p = special.log_expit(d)
-    log_q = special.log_expit(-d)
+    log_q = log_p - d  # log σ(−d) = log σ(d) − d
     p = np.exp(log_p)
     return RowDerivatives(loglik=wi * log_p + wj * log_q, l_d=wi - n * p, l_dd=-n * p * (1 - p))
 
@@ -114,21 +114,20 @@ class _Assembler:
             d = d + self.design.X @ beta
         return d
 
-    def objective(self, phi: np.ndarray) -> tuple[float, float]:
-        """(log posterior, log-likelihood) at ``phi``."""
+    def objective(self, phi: np.ndarray) -> tuple[float, float, RowDerivatives]:
+        """(log posterior, log-likelihood, the rows' derivatives for reuse) at ``phi``."""
         theta, beta, eta = self.split(phi)
         rows = self.model(self.predictor(phi), eta, self.design.stats)
         loglik = float(np.sum(rows.loglik))
         if not np.isfinite(loglik):
-            return -np.inf, loglik
+            return -np.inf, loglik, rows
         prior_value, _, _ = _log_prior(theta, self.prior)
-        return loglik + prior_value - 0.5 * self.ridge * float(beta @ beta), loglik
+        return loglik + prior_value - 0.5 * self.ridge * float(beta @ beta), loglik, rows
 
-    def derivatives(self, phi: np.ndarray, *, dense: bool):
+    def derivatives(self, phi: np.ndarray, rows: RowDerivatives, *, dense: bool):
         """Gradient and the negative Hessian (dense array, or sparse matrix when only θ is present)."""
         des, n, q, p = self.design, self.n, self.q, self.n_eta
         theta, beta, eta = self.split(phi)
-        rows = self.model(self.predictor(phi), eta, des.stats)
         _, g_prior, h_prior = _log_prior(theta, self.prior)
         grad = np.empty(self.size)
         grad[:n] = np.bincount(des.i, rows.l_d, n) - np.bincount(des.j, rows.l_d, n) + g_prior
@@ -203,30 +202,30 @@ def fit_pairwise(
     ])
     dense = asm.size <= DENSE_LIMIT or q or n_eta
     gauge = prior == 0
-    obj, loglik = asm.objective(phi)
+    obj, loglik, rows = asm.objective(phi)
     if not np.isfinite(obj):
         raise ConvergenceError("the starting point has zero likelihood; check the data and start values")
     info = None
     step_norm = np.inf
     iteration = 0
     for iteration in range(1, max_iter + 1):  # noqa: B007  (reported)
-        grad, info = asm.derivatives(phi, dense=dense)
+        grad, info = asm.derivatives(phi, rows, dense=dense)
         delta = _newton_direction(info, grad, n, gauge, dense)
         slope = float(grad @ delta)
         t = 1.0
         for _ in range(60):
             trial = phi + t * delta
-            trial_obj, trial_loglik = asm.objective(trial)
+            trial_obj, trial_loglik, trial_rows = asm.objective(trial)
             if trial_obj >= obj + 1e-4 * t * slope or abs(trial_obj - obj) <= 1e-13 * max(1.0, abs(obj)):
                 break
             t /= 2
         else:
             break
-        phi, obj, loglik = trial, trial_obj, trial_loglik
+        phi, obj, loglik, rows = trial, trial_obj, trial_loglik, trial_rows
         step_norm = float(np.max(np.abs(t * delta))) if delta.size else 0.0
         if step_norm < tol:
             break
-    grad, info = asm.derivatives(phi, dense=dense)
+    grad, info = asm.derivatives(phi, rows, dense=dense)
     scale = np.sqrt(np.abs(info.diagonal()) + 1e-300) if dense else np.sqrt(np.abs(info.diagonal()) + 1e-300)
     gnorm = float(np.max(np.abs(grad) / np.maximum(scale, 1e-12))) if grad.size else 0.0
     if gnorm > 1e-6 or not np.isfinite(gnorm):

@@ -1,0 +1,125 @@
+"""Helpers shared by CLI commands: reading comparisons with column options, errors, printing boards."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pairkit.errors import PairkitError, PairkitWarning
+
+import sys
+
+# Piped output (CI logs, `| less`) gets a readable fixed width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn pairkit errors into a one-line message and exit code 2; show pairkit warnings as notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PairkitWarning)
+        try:
+            yield
+        except PairkitError as exc:
+            _flush(caught)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        _flush(caught)
+
+
+def _flush(caught) -> None:
+    for item in caught:
+        if issubclass(item.category, PairkitWarning):
+            err_console.print(f"[yellow]note:[/] {item.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+
+
+def load_comparisons(
+    path: Path,
+    winner: str | None = None,
+    loser: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+    outcome: str | None = None,
+    score_a: str | None = None,
+    score_b: str | None = None,
+    weight: str | None = None,
+    cluster: str | None = None,
+    a_first: str | None = None,
+    drop_invalid: bool = False,
+):
+    """Read comparisons with the CLI's column options (``--a-first true`` means a always went first)."""
+    from pairkit.data import read_comparisons
+
+    first: str | bool | None = a_first
+    if isinstance(a_first, str) and a_first.lower() in ("true", "always", "1"):
+        first = True
+    return read_comparisons(
+        path, winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a, score_b=score_b,
+        weight=weight, cluster=cluster, a_first=first, on_invalid="drop" if drop_invalid else "raise",
+    )
+
+
+def call_with_supported(fit: Callable, data, **options):
+    """Call ``fit(data, **options)`` passing only the options its signature accepts (and not None)."""
+    params = inspect.signature(fit).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in options.items() if v is not None and (accepts_any or k in params)}
+    return fit(data, **kwargs)
+
+
+def leaderboard_table(board, *, title: str | None = None, top: int | None = None) -> Table:
+    """A rich table: rank, item, rating, interval, rank interval, comparisons, win rate."""
+    frame = board.to_pandas()
+    if top is not None:
+        frame = frame.head(top)
+    digits = 1 if board.scale_name == "elo" else 3
+    level = f"{board.level:.0%} " if board.interval_method else ""
+    table = Table(title=title or f"{board.model} ({board.scale_name} scale)", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    table.add_column("rating", justify="right")
+    has_ci = "ci_low" in frame
+    if has_ci:
+        table.add_column(f"{level}interval ({board.interval_method})", justify="center")
+        table.add_column("rank range", justify="center")
+    extra = [c for c in board.columns if c in frame]
+    for name in extra:
+        table.add_column(name, justify="right")
+    table.add_column("comparisons", justify="right")
+    table.add_column("win rate", justify="right")
+    for row in frame.itertuples(index=False):
+        cells = [str(row.rank), str(row.item), f"{row.rating:.{digits}f}"]
+        if has_ci:
+            cells.append(f"[{row.ci_low:.{digits}f}, {row.ci_high:.{digits}f}]")
+            cells.append(f"{row.rank_low}–{row.rank_high}")
+        cells += [f"{getattr(row, name):.{digits}f}" for name in extra]
+        n = getattr(row, "n", None)
+        cells.append("" if n is None else f"{n:g}")
+        wr = getattr(row, "win_rate", None)
+        cells.append("" if wr is None or wr != wr else f"{wr:.3f}")
+        table.add_row(*cells)
+    return table
+
+
+def format_params(board) -> str:
+    """One line with the fitted extra parameters and their intervals."""
+    parts = []
+    for name, value in board.params.items():
+        if not isinstance(value, (int, float)):
+            continue
+        text = f"{name} = {value:.4g}"
+        if name in board.param_intervals:
+            lo, hi = board.param_intervals[name]
+            text += f" [{lo:.4g}, {hi:.4g}]"
+        parts.append(text)
+    return ", ".join(parts)

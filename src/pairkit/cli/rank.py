@@ -1,0 +1,121 @@
+"""``pairkit rank``: a leaderboard from a comparisons file."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from pairkit.cli._app import app
+from pairkit.cli._common import (
+    call_with_supported,
+    console,
+    format_params,
+    leaderboard_table,
+    load_comparisons,
+    reported_errors,
+)
+
+
+class Ties(str, Enum):
+    half = "half"
+    davidson = "davidson"
+
+
+class Scale(str, Enum):
+    log = "log"
+    elo = "elo"
+
+
+class Resample(str, Enum):
+    row = "row"
+    cluster = "cluster"
+
+
+def available_models() -> dict:
+    """Model name → fit function (the rating registry, or the foundation's two models)."""
+    from pairkit.rating import fit_bradley_terry, fit_elo
+
+    models = {"bt": fit_bradley_terry, "elo": fit_elo}
+    try:
+        from pairkit.rating import registry
+    except ImportError:
+        return models
+    found = getattr(registry, "MODELS", None) or getattr(registry, "REGISTRY", None)
+    if isinstance(found, dict):
+        models.update(found)
+    return models
+
+
+@app.command()
+def rank(
+    path: Path = typer.Argument(..., help="CSV, TSV, JSONL, JSON or Parquet file of comparisons."),
+    winner: str = typer.Option(None, help="Column holding the winner (with --loser)."),
+    loser: str = typer.Option(None, help="Column holding the loser."),
+    a: str = typer.Option(None, "--a", help="Column holding the first item."),
+    b: str = typer.Option(None, "--b", help="Column holding the second item."),
+    outcome: str = typer.Option(None, help="Outcome column: model_a/model_b/tie, 1-0/0-1/1/2-1/2, or 1/0/0.5."),
+    score_a: str = typer.Option(None, help="Score of the first item (with --score-b): win/draw/loss."),
+    score_b: str = typer.Option(None, help="Score of the second item."),
+    weight: str = typer.Option(None, help="Column of non-negative weights."),
+    cluster: str = typer.Option(None, help="Cluster column (prompt, voter, day) for sandwich/bootstrap."),
+    a_first: str = typer.Option(None, help="Boolean column: the first item was shown/played first ('true' = always)."),
+    model: str = typer.Option("bt", help="Rating model (see --list-models)."),
+    ties: Ties = typer.Option(Ties.half, help="Ties as half wins, or Davidson's tie model."),
+    prior: float = typer.Option(0.0, help="Virtual wins+losses vs an average item; 0 = pure MLE."),
+    bootstrap: int = typer.Option(0, help="Bootstrap replicates for intervals (0 = Fisher/sandwich)."),
+    by: Resample = typer.Option(Resample.row, help="Bootstrap resampling unit."),
+    level: float = typer.Option(0.95, help="Interval coverage."),
+    scale: Scale = typer.Option(Scale.log, help="Show centred log-strengths or Elo points."),
+    anchor: str = typer.Option(None, help="With --scale elo: the item placed at 1000."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    json_out: Path = typer.Option(None, "--json", help="Write the leaderboard as JSON."),
+    plot: Path = typer.Option(None, help="Write an interval plot (PNG)."),
+    drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
+    top: int = typer.Option(None, help="Show only the top N rows."),
+    list_models: bool = typer.Option(False, "--list-models", help="List the available models and exit."),
+) -> None:
+    """Fit a rating model to pairwise comparisons and print the leaderboard."""
+    models = available_models()
+    if list_models:
+        for name in sorted(models):
+            console.print(name)
+        raise typer.Exit()
+    with reported_errors():
+        from pairkit.errors import InputError
+
+        if model not in models:
+            raise InputError(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
+        comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
+                                 drop_invalid)
+        fit = models[model]
+        options = {"ties": ties.value, "prior": prior, "level": level}
+        if bootstrap:
+            from pairkit.rating import bootstrap as generic_bootstrap
+            from pairkit.rating import bootstrap_bradley_terry
+
+            if model == "bt" and ties is Ties.half:
+                board = bootstrap_bradley_terry(comps, n_boot=bootstrap, by=by.value, prior=prior, level=level,
+                                                seed=seed)
+            else:
+                options["intervals"] = "none"
+                board = generic_bootstrap(comps, lambda c: call_with_supported(fit, c, **options),
+                                          n_boot=bootstrap, by=by.value, level=level, seed=seed)
+        else:
+            board = call_with_supported(fit, comps, **options)
+        if scale is Scale.elo and board.scale_name == "log":
+            board = board.scale("elo", anchor=anchor)
+        dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
+        console.print(leaderboard_table(
+            board, top=top,
+            title=f"{board.model} · {len(comps):,} comparisons of {comps.n_items} items{dropped}"))
+        params = format_params(board)
+        if params:
+            console.print(params)
+        if json_out is not None:
+            board.to_json(json_out)
+            console.print(f"wrote {json_out}")
+        if plot is not None:
+            board.plot(plot)
+            console.print(f"wrote {plot}")
