@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pairkit.errors import PairkitError, PairkitWarning
-
-import sys
 
 # Piped output (CI logs, `| less`) gets a readable fixed width instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)

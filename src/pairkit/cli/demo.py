@@ -85,7 +85,8 @@ def _report_recovery(board, truth, stats) -> None:
     top_true = int(np.argmax(truth))
     covered = (board.ci_low_log <= truth) & (truth <= board.ci_high_log)
     console.print(
-        f"Recovery of the true order: Kendall τ = {tau:.3f}; top model {'found' if np.argmax(est) == top_true else 'missed'} "
+        f"Recovery of the true order: Kendall τ = {tau:.3f}; "
+        f"top model {'found' if np.argmax(est) == top_true else 'missed'} "
         f"({board.items[top_true]}); {covered.sum()}/{len(truth)} true strengths inside their 95% intervals; "
         f"max |error| = {np.max(np.abs(est - truth)):.3f} log-odds."
     )
