@@ -1,0 +1,241 @@
+"""Distillation losses against independent references written from the papers / authors' code.
+
+torchdistill could not be installed next to the pinned torch (it pulls a different torch build), so the
+references below are re-derived from the papers and the authors' public training code:
+Hinton et al. (2015); DKD: Zhao et al. (2022), megvii-research/mdistiller ``dkd_loss``; NKD: Yang et al.
+(2023), yzd-v/cls_KD ``NKDLoss``; PS-KD: Kim et al. (2021), lgcnsai/PS-KD-Pytorch.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pairkit.losses as L
+from pairkit.errors import InputError
+
+
+def _batch(n=6, k=5, seed=0, dtype=torch.float64, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, k, generator=g, dtype=dtype) * scale
+    t = torch.randn(n, k, generator=g, dtype=dtype) * scale
+    y = torch.randint(0, k, (n,), generator=g)
+    return s, t, y
+
+
+# ------------------------------------------------------------------------------------------ references
+
+
+def _ref_hinton(s, t, tau, y=None, alpha=0.5):
+    soft = F.kl_div(F.log_softmax(s / tau, 1), F.softmax(t / tau, 1), reduction="batchmean") * tau**2
+    if y is None:
+        return soft
+    return alpha * soft + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def _ref_dkd(s, t, y, alpha, beta, tau):
+    # the authors' formulation: probabilities, a "-1000" logit mask for the non-target part, and log()
+    gt = F.one_hot(y, s.shape[1]).to(s.dtype)
+    other = 1 - gt
+    ps, pt = F.softmax(s / tau, 1), F.softmax(t / tau, 1)
+
+    def binary(p):
+        return torch.cat([(p * gt).sum(1, keepdim=True), (p * other).sum(1, keepdim=True)], 1)
+
+    tckd = F.kl_div(torch.log(binary(ps)), binary(pt), reduction="sum") * tau**2 / s.shape[0]
+    nckd = (
+        F.kl_div(F.log_softmax(s / tau - 1000.0 * gt, 1), F.softmax(t / tau - 1000.0 * gt, 1), reduction="sum")
+        * tau**2
+        / s.shape[0]
+    )
+    return alpha * tckd + beta * nckd
+
+
+def _ref_nkd(s, t, y, tau, gamma):
+    n, _ = s.shape
+    label = y.view(-1, 1)
+    s_t = torch.gather(F.log_softmax(s, 1), 1, label)
+    t_t = torch.gather(F.softmax(t, 1), 1, label).detach()
+    loss_t = -(t_t * s_t).mean()
+    keep = torch.ones_like(s).scatter_(1, label, 0).bool()
+    s_non = F.log_softmax(s[keep].reshape(n, -1) / tau, 1)
+    t_non = F.softmax(t[keep].reshape(n, -1) / tau, 1)
+    return loss_t - gamma * tau**2 * (t_non * s_non).sum(1).mean()
+
+
+def _ref_pskd(s, y, past, alpha):
+    targets = (1 - alpha) * F.one_hot(y, s.shape[1]).to(s.dtype) + alpha * F.softmax(past, 1)
+    return (-targets * F.log_softmax(s, 1)).mean(0).sum()
+
+
+def _ref_bdkd(s, t, y, tau, lam):
+    total = 0.0
+    for i in range(s.shape[0]):
+        lp, lt = F.log_softmax(s[i] / tau, 0), F.log_softmax(t[i] / tau, 0)
+        p, q = lp.exp(), lt.exp()
+        h_s, h_t = -(p * lp).sum(), -(q * lt).sum()
+        fkl, rkl = (q * (lt - lp)).sum(), (p * (lp - lt)).sum()
+        w_f, w_r = (1.0, lam) if h_s > h_t else (lam, 1.0)
+        total = total + tau**2 * (w_f * fkl + w_r * rkl) + F.cross_entropy(s[i : i + 1], y[i : i + 1])
+    return total / s.shape[0]
+
+
+# ---------------------------------------------------------------------------------------- comparisons
+
+
+@pytest.mark.parametrize("tau", [1.0, 4.0])
+def test_hinton_matches_reference(tau):
+    s, t, y = _batch()
+    torch.testing.assert_close(L.hinton_kd_loss(s, t, temperature=tau), _ref_hinton(s, t, tau))
+    torch.testing.assert_close(
+        L.hinton_kd_loss(s, t, temperature=tau, labels=y, alpha=0.3), _ref_hinton(s, t, tau, y, 0.3)
+    )
+
+
+@pytest.mark.parametrize(("alpha", "beta", "tau"), [(1.0, 8.0, 4.0), (0.5, 2.0, 1.0)])
+def test_dkd_matches_authors_formulation(alpha, beta, tau):
+    s, t, y = _batch(seed=1)
+    a = s.clone().requires_grad_(True)
+    b = s.clone().requires_grad_(True)
+    got = L.dkd_loss(a, t, y, alpha=alpha, beta=beta, temperature=tau)
+    want = _ref_dkd(b, t, y, alpha, beta, tau)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_dkd_reformulates_kd():
+    # Zhao et al. (2022), Eq. 4: KL(T || S) = TCKD + (1 - p_y^T) NCKD
+    s, t, y = _batch(seed=2)
+    tckd = L.dkd_loss(s, t, y, alpha=1.0, beta=0.0, temperature=1.0, reduction="none")
+    nckd = L.dkd_loss(s, t, y, alpha=0.0, beta=1.0, temperature=1.0, reduction="none")
+    kd = L.hinton_kd_loss(s, t, temperature=1.0, reduction="none")
+    p_y_teacher = torch.softmax(t, -1).gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(kd, tckd + (1 - p_y_teacher) * nckd)
+
+
+@pytest.mark.parametrize(("tau", "gamma"), [(1.0, 1.5), (2.0, 0.5)])
+def test_nkd_matches_authors_formulation(tau, gamma):
+    s, t, y = _batch(seed=3)
+    a = s.clone().requires_grad_(True)
+    b = s.clone().requires_grad_(True)
+    got = L.nkd_loss(a, t, y, temperature=tau, gamma=gamma)
+    want = _ref_nkd(b, t, y, tau, gamma)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("lam", [1.0, 3.0])
+def test_bdkd_matches_per_sample_reference(lam):
+    s, t, y = _batch(seed=4)
+    torch.testing.assert_close(L.bd_kd_loss(s, t, labels=y, temperature=2.0, balance=lam), _ref_bdkd(s, t, y, 2.0, lam))
+
+
+def test_bdkd_balance_one_is_symmetric_kl():
+    s, t, _ = _batch(seed=5)
+    got = L.bd_kd_loss(s, t, temperature=1.0, balance=1.0, reduction="none")
+    ls, lt = s.log_softmax(-1), t.log_softmax(-1)
+    want = L.kl_divergence_with_log_targets(ls, lt, reduction="none") + L.reverse_kl_divergence(
+        ls, lt, reduction="none"
+    )
+    torch.testing.assert_close(got, want)
+
+
+def test_pskd_matches_reference_and_schedule():
+    s, past, y = _batch(seed=6)
+    torch.testing.assert_close(L.ps_kd_loss(s, y, past, alpha=0.35), _ref_pskd(s, y, past, 0.35))
+    torch.testing.assert_close(L.ps_kd_loss(s, y, past, alpha=0.0), F.cross_entropy(s, y))
+    assert L.ps_kd_alpha(0, 300, alpha_final=0.8) == pytest.approx(0.8 / 300)
+    assert L.ps_kd_alpha(299, 300, alpha_final=0.8) == pytest.approx(0.8)
+    # the past predictions are targets: no gradient flows into them
+    p = past.clone().requires_grad_(True)
+    L.ps_kd_loss(s.clone().requires_grad_(True), y, p, alpha=0.5).backward()
+    assert p.grad is None or torch.all(p.grad == 0)
+    with pytest.raises(InputError, match="epoch"):
+        L.ps_kd_alpha(300, 300)
+
+
+# ---------------------------------------------------------------------------------------- properties
+
+LOSSES = {
+    "hinton": lambda s, t, y, **kw: L.hinton_kd_loss(s, t, **kw),
+    "hinton_labels": lambda s, t, y, **kw: L.hinton_kd_loss(s, t, labels=y, **kw),
+    "dkd": L.dkd_loss,
+    "nkd": partial(L.nkd_loss, temperature=2.0),
+    "bdkd": lambda s, t, y, **kw: L.bd_kd_loss(s, t, labels=y, **kw),
+    "pskd": lambda s, t, y, **kw: L.ps_kd_loss(s, y, t, alpha=0.4, **kw),
+}
+
+
+@pytest.mark.parametrize("name", ["hinton", "dkd", "bdkd"])
+def test_zero_when_student_equals_teacher(name):
+    s, _, y = _batch(seed=7)
+    fn = {"hinton": L.hinton_kd_loss, "dkd": partial(L.dkd_loss, labels=y), "bdkd": L.bd_kd_loss}[name]
+    assert fn(s, s.clone()).abs().item() < 1e-12
+    assert fn(s, s + 1.0).abs().item() < 1e-12  # a shift of the logits leaves the softmax unchanged
+    assert fn(s, 2.0 * s).item() > 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_mask_slicing_none_sum_all_masked(name):
+    fn = LOSSES[name]
+    g = torch.Generator().manual_seed(8)
+    s = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    t = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 6, (3, 4), generator=g)
+    mask = torch.rand(3, 4, generator=g) > 0.3
+    y_pad = torch.where(mask, y, torch.full_like(y, -100))  # padding labels are fine where masked
+    torch.testing.assert_close(fn(s, t, y_pad, mask=mask), fn(s[mask], t[mask], y[mask]))
+    none = fn(s, t, y_pad, mask=mask, reduction="none")
+    torch.testing.assert_close(none.sum(), fn(s, t, y_pad, mask=mask, reduction="sum"))
+    a = s.clone().requires_grad_(True)
+    out = fn(a, t, y_pad, mask=torch.zeros(3, 4, dtype=torch.bool))
+    assert out.item() == 0.0
+    out.backward()
+    assert torch.isfinite(a.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_extreme_logits_finite(name, dtype):
+    fn = LOSSES[name]
+    g = torch.Generator().manual_seed(9)
+    s = (torch.randint(-1, 2, (5, 7), generator=g) * 1e4).to(dtype).requires_grad_(True)
+    t = (torch.randint(-1, 2, (5, 7), generator=g) * 1e4).to(dtype).requires_grad_(True)
+    y = torch.randint(0, 7, (5,), generator=g)
+    out = fn(s, t, y)
+    assert torch.isfinite(out), name
+    out.backward()
+    assert torch.isfinite(s.grad.float()).all() and (t.grad is None or torch.isfinite(t.grad.float()).all())
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradcheck_float64(name):
+    fn = LOSSES[name]
+    s, t, y = _batch(n=3, k=4, seed=10)
+    s.requires_grad_(True)
+    # the teacher is differentiated too except where the method stops its gradient (NKD's q_y, PS-KD)
+    t.requires_grad_(name not in ("nkd", "pskd"))
+    assert torch.autograd.gradcheck(lambda a, b: fn(a, b, y), (s, t))
+
+
+def test_bad_inputs():
+    s, t, y = _batch()
+    with pytest.raises(InputError, match="shapes must match"):
+        L.hinton_kd_loss(s, t[:, :-1])
+    with pytest.raises(InputError, match="class indices"):
+        L.dkd_loss(s, t, y + 10)
+    with pytest.raises(InputError, match="integer"):
+        L.nkd_loss(s, t, y.double())
+    with pytest.raises(InputError, match="temperature"):
+        L.dkd_loss(s, t, y, temperature=-1.0)
+    with pytest.raises(InputError, match="num_classes >= 2"):
+        L.dkd_loss(s[:, :1], t[:, :1], torch.zeros(6, dtype=torch.long))
+    with pytest.raises(InputError, match="past_logits"):
+        L.ps_kd_loss(s, y, t[:, :-1], alpha=0.1)
