@@ -1,0 +1,299 @@
+"""Matches of teams for online rating systems, and their scheduling into rounds of disjoint players.
+
+Online Bayesian ratings (TrueSkill, Weng–Lin) update the players of one match from their current ratings, so
+match ``k`` depends on every earlier match that shares a player. Matches with no player in common commute: a
+greedy schedule that puts each match in the earliest round after the rounds of all its players' previous matches
+gives rounds of player-disjoint matches whose results equal the sequential order exactly, and each round is
+updated at once with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pairkit.data.comparisons import Comparisons
+from pairkit.errors import InputError
+
+__all__ = ["Matches"]
+
+
+@dataclass(frozen=True, eq=False)
+class Matches:
+    """Matches between teams of players, in the order they were played.
+
+    Flat (CSR-like) storage: match ``m`` holds teams ``match_ptr[m]:match_ptr[m+1]``; team ``t`` holds the
+    player slots ``team_ptr[t]:team_ptr[t+1]`` of ``players``; ``rank[t]`` is the team's finishing place
+    (lower is better, equal ranks are a draw). ``weight`` (per slot, optional) is TrueSkill's partial play.
+
+    Build with :meth:`from_lists` or :meth:`from_comparisons` (each comparison is a 1-vs-1 match).
+    """
+
+    items: tuple[str, ...]
+    players: np.ndarray
+    team_ptr: np.ndarray
+    match_ptr: np.ndarray
+    rank: np.ndarray
+    weight: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n_teams = len(self.team_ptr) - 1
+        if len(self.rank) != n_teams:
+            raise InputError(f"Matches: rank has {len(self.rank)} entries for {n_teams} teams")
+        if self.weight is not None and len(self.weight) != len(self.players):
+            raise InputError(f"Matches: weight has {len(self.weight)} entries for {len(self.players)} players")
+        if np.any(np.diff(self.team_ptr) < 1):
+            t = int(np.flatnonzero(np.diff(self.team_ptr) < 1)[0])
+            raise InputError(f"Matches: team {t} (in match {int(self.team_match[t])}) has no players")
+        if np.any(np.diff(self.match_ptr) < 2):
+            m = int(np.flatnonzero(np.diff(self.match_ptr) < 2)[0])
+            raise InputError(f"Matches: match {m} has fewer than two teams; every match needs at least two")
+        if not np.all(np.isfinite(self.rank)):
+            t = int(np.flatnonzero(~np.isfinite(self.rank))[0])
+            raise InputError(f"Matches: rank of team {t} is {self.rank[t]!r}; ranks must be finite numbers")
+        n = len(self.items)
+        if len(self.players) and (self.players.min() < 0 or self.players.max() >= n):
+            raise InputError(f"Matches: player index out of range [0, {n})")
+        slot_match = self.team_match[self.slot_team]
+        key = slot_match * np.int64(max(n, 1)) + self.players
+        if len(np.unique(key)) != len(key):
+            srt = np.sort(key)
+            dup = srt[1:][srt[1:] == srt[:-1]][0]
+            raise InputError(
+                f"Matches: player {self.items[int(dup % n)]!r} appears twice in match {int(dup // n)}; "
+                "a player can take part in a match only once"
+            )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_lists(
+        cls,
+        teams: Sequence[Sequence[Sequence[int | str]]],
+        ranks: Sequence[Sequence[float]] | None = None,
+        *,
+        items: Sequence[str] | None = None,
+        weights: Sequence[Sequence[Sequence[float]]] | None = None,
+    ) -> Matches:
+        """From nested lists: ``teams[m][t]`` lists the players (indices or names) of team ``t`` in match ``m``.
+
+        ``ranks[m][t]`` is team ``t``'s place (lower is better, equal is a draw); by default teams are listed
+        best first. ``weights[m][t][p]`` is the partial-play weight of each player (TrueSkill only).
+        """
+        if ranks is not None and len(ranks) != len(teams):
+            raise InputError(f"ranks has {len(ranks)} matches but teams has {len(teams)}")
+        flat = [p for match in teams for team in match for p in team]
+        team_sizes = [len(team) for match in teams for team in match]
+        match_sizes = [len(match) for match in teams]
+        if any(isinstance(p, str) for p in flat):
+            if items is None:
+                items = sorted({str(p) for p in flat})
+            lookup = {name: k for k, name in enumerate(items)}
+            missing = [p for p in flat if str(p) not in lookup]
+            if missing:
+                raise InputError(f"teams: player {missing[0]!r} is not one of the given items")
+            players = np.array([lookup[str(p)] for p in flat], dtype=np.int64)
+        else:
+            players = np.asarray(flat, dtype=np.int64).reshape(-1)
+            if items is None:
+                items = [str(k) for k in range(int(players.max(initial=-1)) + 1)]
+        if ranks is None:
+            rank = np.concatenate([np.arange(k, dtype=float) for k in match_sizes]) if teams else np.zeros(0)
+        else:
+            for m, (match, r) in enumerate(zip(teams, ranks, strict=True)):
+                if len(r) != len(match):
+                    raise InputError(f"ranks[{m}] has {len(r)} entries but match {m} has {len(match)} teams")
+            rank = np.asarray([float(x) for r in ranks for x in r], dtype=float)
+        weight = None
+        if weights is not None:
+            weight = np.asarray([float(x) for match in weights for team in match for x in team], dtype=float)
+            if len(weight) != len(players):
+                raise InputError("weights must have the same nested shape as teams")
+            if not np.all(np.isfinite(weight) & (weight >= 0)):
+                raise InputError("weights must be finite and non-negative")
+        return cls(
+            items=tuple(str(x) for x in items),
+            players=players,
+            team_ptr=np.concatenate([[0], np.cumsum(team_sizes, dtype=np.int64)]),
+            match_ptr=np.concatenate([[0], np.cumsum(match_sizes, dtype=np.int64)]),
+            rank=rank,
+            weight=weight,
+        )
+
+    @classmethod
+    def from_comparisons(cls, comparisons: Comparisons) -> Matches:
+        """Each comparison as a 1-vs-1 match in row order: outcome 1 → ``a`` first, 0 → ``b`` first, ½ → draw.
+
+        Online ratings have no notion of a fractional outcome or a weight: outcomes must be 0, ½ or 1 and
+        weights 1 (repeat a row to count it twice).
+        """
+        out = comparisons.outcome
+        bad = ~np.isin(out, (0.0, 0.5, 1.0))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"outcome[{k}] = {out[k]!r}: online ratings need outcomes 1 (a won), 0 (b won) or 0.5 (draw)"
+            )
+        w = comparisons.weight
+        if np.any(w != 1.0):
+            k = int(np.flatnonzero(w != 1.0)[0])
+            raise InputError(
+                f"weight[{k}] = {w[k]!r}: online ratings process each comparison once; use weight 1 "
+                "(repeat a row to count it more than once)"
+            )
+        m = len(comparisons)
+        players = np.empty(2 * m, dtype=np.int64)
+        players[0::2] = comparisons.a
+        players[1::2] = comparisons.b
+        rank = np.empty(2 * m)
+        rank[0::2] = np.where(out == 0.0, 1.0, 0.0)
+        rank[1::2] = np.where(out == 1.0, 1.0, 0.0)
+        return cls(
+            items=comparisons.items,
+            players=players,
+            team_ptr=np.arange(2 * m + 1, dtype=np.int64),
+            match_ptr=np.arange(0, 2 * m + 1, 2, dtype=np.int64),
+            rank=rank,
+        )
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_matches(self) -> int:
+        return len(self.match_ptr) - 1
+
+    def __len__(self) -> int:
+        return self.n_matches
+
+    @property
+    def slot_team(self) -> np.ndarray:
+        """Team of each player slot."""
+        if "slot_team" not in self._cache:
+            sizes = np.diff(self.team_ptr)
+            self._cache["slot_team"] = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        return self._cache["slot_team"]
+
+    @property
+    def team_match(self) -> np.ndarray:
+        """Match of each team."""
+        if "team_match" not in self._cache:
+            sizes = np.diff(self.match_ptr)
+            self._cache["team_match"] = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        return self._cache["team_match"]
+
+    @property
+    def is_pairwise(self) -> bool:
+        """Every match is one player against one player."""
+        return bool(np.all(np.diff(self.match_ptr) == 2) and np.all(np.diff(self.team_ptr) == 1))
+
+    def games_per_item(self) -> np.ndarray:
+        """Number of matches each player took part in."""
+        return np.bincount(self.players, minlength=self.n_items)
+
+    def rounds(self) -> np.ndarray:
+        """Round of each match: one after the latest round of any of its players' earlier matches.
+
+        Matches of one round share no player, so updating a round at once gives the sequential result.
+        """
+        if "rounds" in self._cache:
+            return self._cache["rounds"]
+        # The schedule is a longest path through the "same player, earlier match" graph: inherently
+        # sequential integer bookkeeping, done once over plain lists (the rating arithmetic is vectorised).
+        next_free = [0] * self.n_items
+        out = [0] * self.n_matches
+        players = self.players.tolist()
+        if self.is_pairwise:
+            for m in range(self.n_matches):
+                a, b = players[2 * m], players[2 * m + 1]
+                r = max(next_free[a], next_free[b])
+                out[m] = r
+                next_free[a] = next_free[b] = r + 1
+        else:
+            slot_ptr = self.team_ptr[self.match_ptr].tolist()
+            for m in range(self.n_matches):
+                group = players[slot_ptr[m] : slot_ptr[m + 1]]
+                r = max(next_free[p] for p in group)
+                out[m] = r
+                for p in group:
+                    next_free[p] = r + 1
+        rounds = np.asarray(out, dtype=np.int64)
+        self._cache["rounds"] = rounds
+        return rounds
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Matches reordered by round (stably), with the round boundaries in the match, team and slot arrays."""
+
+    match_order: np.ndarray
+    players: np.ndarray
+    slot_team: np.ndarray
+    team_match: np.ndarray
+    team_old: np.ndarray
+    rank: np.ndarray
+    weight: np.ndarray | None
+    match_ptr: np.ndarray
+    team_ptr: np.ndarray
+    round_match: np.ndarray
+    round_team: np.ndarray
+    round_slot: np.ndarray
+
+    @property
+    def n_rounds(self) -> int:
+        return len(self.round_match) - 1
+
+
+def plan_rounds(matches: Matches) -> RoundPlan:
+    """Reorder ``matches`` by round (stably), their teams by rank, and locate each round's slice of the arrays."""
+    rounds = matches.rounds()
+    order = np.argsort(rounds, kind="stable")
+    team_sizes = np.diff(matches.match_ptr)[order]
+    team_old = _ranges(matches.match_ptr[order], team_sizes)
+    # Within a match, teams best first (stable): both peers process teams in this order, and summing in the
+    # same order keeps results equal to the last rounding.
+    team_old = team_old[
+        np.lexsort((np.arange(len(team_old)), matches.rank[team_old], np.repeat(np.arange(len(order)), team_sizes)))
+    ]
+    slot_sizes = np.diff(matches.team_ptr)[team_old]
+    slot_old = _ranges(matches.team_ptr[team_old], slot_sizes)
+    match_ptr = np.concatenate([[0], np.cumsum(team_sizes)])
+    team_ptr = np.concatenate([[0], np.cumsum(slot_sizes)])
+    n_rounds = int(rounds.max()) + 1 if len(rounds) else 0
+    round_match = np.searchsorted(rounds[order], np.arange(n_rounds + 1), side="left")
+    return RoundPlan(
+        match_order=order,
+        players=matches.players[slot_old],
+        slot_team=np.repeat(np.arange(len(team_old)), slot_sizes),
+        team_match=np.repeat(np.arange(len(order)), team_sizes),
+        team_old=team_old,
+        rank=matches.rank[team_old],
+        weight=None if matches.weight is None else matches.weight[slot_old],
+        match_ptr=match_ptr,
+        team_ptr=team_ptr,
+        round_match=round_match,
+        round_team=match_ptr[round_match],
+        round_slot=team_ptr[match_ptr[round_match]],
+    )
+
+
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + n)`` for each start ``s`` and size ``n``, without a loop."""
+    total = int(sizes.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(starts, sizes) + np.arange(total) - offsets
+
+
+def within_match_pairs(plan: RoundPlan) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs ``(i, q)`` of teams in the same match (including ``i == q``), in team order."""
+    k = np.diff(plan.match_ptr)
+    k_of_team = k[plan.team_match]
+    i = np.repeat(np.arange(len(plan.team_match)), k_of_team)
+    q = _ranges(plan.match_ptr[plan.team_match], k_of_team)
+    return i, q
