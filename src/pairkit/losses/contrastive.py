@@ -1,5 +1,826 @@
-"""pairkit.losses.contrastive (torch)."""
+"""Contrastive and metric-learning losses (torch).
+
+Two calling conventions, so that a user can switch losses by name:
+
+* **labelled batches** — ``f(embeddings [N, D], labels [N], ...)`` as in pytorch-metric-learning (pml): rows
+  with equal labels are positives of each other (a row is never its own positive), rows with different labels
+  are negatives. ``ntxent``, ``supcon``, ``triplet_margin``, ``contrastive``, ``multi_similarity``, ``circle``,
+  ``tcm``; aliases are pml's class names in snake case. A SimCLR batch of two views is
+  ``embeddings = cat([view1, view2])``, ``labels = arange(n).repeat(2)``.
+* **paired views** — ``f(query [N, D], keys [N, D], ...)``: row ``i`` of ``query`` and of ``keys`` form the
+  positive pair, every other key is a negative (``infonce``, ``clip``, ``siglip``, ``cwcl``, ``isogclr``,
+  ``alignment``).
+
+Similarities are cosine similarities (``normalize=True``, the default, which also makes the losses invariant to
+the scale of the embeddings); distances are Euclidean distances of the normalised embeddings, as pml's defaults.
+``weights`` are per row (anchor / query) weights. What ``reduction="mean"`` averages over is stated per loss; it
+follows pml's unit (positive pairs for NT-Xent, anchors for SupCon, triplets for the triplet loss), with pml's
+"average over non-zero terms" reducers replaced by plain means (pass ``reducer=MeanReducer()`` to pml to compare).
+
+InfoNCE / NT-Xent, CLIP and SupCon are computed exactly in row chunks for large batches (``chunk_size``; see
+:mod:`pairkit.losses._chunked`), so memory grows as O(chunk x N) instead of O(N^2).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import torch
+import torch.nn.functional as F
+
+from pairkit.errors import InputError
+from pairkit.losses._chunked import row_logsumexp
+from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+
+__all__ = [
+    "alignment",
+    "circle",
+    "clip",
+    "contrastive",
+    "cwcl",
+    "decoupled_softmax",
+    "infonce",
+    "isogclr",
+    "multi_similarity",
+    "ntxent",
+    "siglip",
+    "supcon",
+    "threshold_consistent_margin",
+    "triplet_margin",
+    "uniformity",
+]
+
+_FAMILY = "contrastive"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _check_matrix(name: str, x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor of shape [N, D], got {type(x).__name__}")
+    if x.ndim != 2:
+        raise InputError(f"{name} must have shape [N, D], got shape {list(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with .float()")
+    if dim is not None and x.shape[1] != dim:
+        raise InputError(f"{name} has embedding dimension {x.shape[1]} but the other input has {dim}")
+    if not bool(torch.isfinite(x).all()):
+        bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
+        raise InputError(
+            f"{name} contains a non-finite value {x[bad[0], bad[1]].item()} at row {bad[0]}, column {bad[1]}; "
+            "remove or repair that row"
+        )
+    return x
+
+
+def _check_labels(labels: torch.Tensor, n: int) -> torch.Tensor:
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise InputError(f"labels must have shape [N] = [{n}] (one per embedding row), got {list(labels.shape)}")
+    if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
+        raise InputError("labels contain NaN or inf; use integer class labels")
+    return labels
+
+
+def _check_pair(query: torch.Tensor, keys: torch.Tensor, *, same_rows: bool = True) -> None:
+    _check_matrix("query", query)
+    _check_matrix("keys", keys, query.shape[1])
+    if same_rows and keys.shape[0] != query.shape[0]:
+        raise InputError(
+            f"query and keys must have the same number of rows (row i of each is a positive pair), "
+            f"got {query.shape[0]} and {keys.shape[0]}"
+        )
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    # Dividing by the largest |entry| first keeps the norm from overflowing for huge inputs.
+    peak = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    x = x / peak
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps)
+
+
+def _maybe_normalize(normalize: bool, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(_normalize(x) for x in xs) if normalize else xs
+
+
+def _inverse_temperature(temperature, like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(temperature, dtype=like.dtype, device=like.device)
+    if t.ndim != 0:
+        raise InputError(f"temperature must be a scalar, got shape {list(t.shape)}")
+    if not bool(t > 0) or not bool(torch.isfinite(t)):
+        raise InputError(f"temperature must be positive and finite, got {t.item()}")
+    return 1.0 / t
+
+
+def _check_weights(weights, n: int) -> None:
+    check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
+
+
+def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive, negative) boolean [N, N] masks; the diagonal is neither."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row log-sum-exp over ``mask``; ``-inf`` (with zero gradient) for rows where the mask is empty."""
+    has_any = mask.any(dim=1)
+    filled = x.masked_fill(~mask, float("-inf"))
+    filled = torch.where(has_any[:, None], filled, torch.zeros((), dtype=x.dtype, device=x.device))
+    lse = torch.logsumexp(filled, dim=1)
+    return torch.where(has_any, lse, torch.full_like(lse, float("-inf")))
+
+
+def _safe_distances(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance matrix whose gradient is 0 (not NaN) where two rows coincide."""
+    sq = (x * x).sum(-1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
+    pos = d2 > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, d2, torch.ones_like(d2))), torch.zeros_like(d2))
+
+
+def _row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over ``mask`` in each row (0 for empty rows)."""
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(1)
+    return total / mask.sum(1).clamp_min(1).to(values.dtype)
+
+
+def _reduce_rows_over_mask(values, mask, weights, reduction):
+    """Reduce an [N, N] matrix of pair terms over ``mask``: 'mean' averages over the pairs, 'none' per row."""
+    if reduction == "none":
+        return reduce_loss(_row_mean(values, mask), "none", weights=weights)
+    w = None if weights is None else torch.as_tensor(weights, dtype=values.dtype, device=values.device)[:, None]
+    return reduce_loss(values, reduction, mask=mask, weights=w)
+
+
+def _reduce_pairs(pair_loss, anchor, n, weights, reduction):
+    """Reduce per-positive-pair losses: 'mean'/'sum' over pairs, 'none' gives each anchor's mean over its pairs."""
+    if reduction == "none":
+        total = pair_loss.new_zeros(n).index_add(0, anchor, pair_loss)
+        count = torch.bincount(anchor, minlength=n).clamp_min(1).to(pair_loss.dtype)
+        return reduce_loss(total / count, "none", weights=weights)
+    w = None
+    if weights is not None:
+        w = torch.as_tensor(weights, dtype=pair_loss.dtype, device=pair_loss.device).expand(n)[anchor]
+    return reduce_loss(pair_loss, reduction, weights=w)
+
+
+def _positive_pairs(anchor_labels, cand_labels, self_offset):
+    """All (anchor, candidate) index pairs with equal labels, except anchor i with candidate i + self_offset.
+
+    Vectorised through a sort of the candidate labels: O((N + P) log N) time and O(N + P) memory for P pairs.
+    """
+    order = torch.argsort(cand_labels, stable=True)
+    ordered = cand_labels[order]
+    lo = torch.searchsorted(ordered, anchor_labels, right=False)
+    hi = torch.searchsorted(ordered, anchor_labels, right=True)
+    count = hi - lo
+    anchor = torch.repeat_interleave(torch.arange(anchor_labels.shape[0], device=cand_labels.device), count)
+    start = torch.cumsum(count, 0) - count
+    within = torch.arange(anchor.shape[0], device=cand_labels.device) - start[anchor]
+    cand = order[lo[anchor] + within]
+    if self_offset is not None:
+        keep = cand != anchor + self_offset
+        anchor, cand = anchor[keep], cand[keep]
+    return anchor, cand
+
+
+# ------------------------------------------------------------------- cores shared with the distributed module
+
+
+def _infonce_rows(q, k, scale, offset, chunk_size):
+    """Row losses ``lse_i - z_{i, i+offset}`` of queries ``q`` against keys ``k`` (already normalised)."""
+    n = q.shape[0]
+    pos = scale * (q * k[offset : offset + n]).sum(-1)
+    return row_logsumexp(q, k, scale, chunk_size=chunk_size) - pos
+
+
+def _clip_rows(q_local, k_local, q_all, k_all, scale, offset, chunk_size):
+    """Symmetric CLIP row losses for the local rows (global index ``offset + i``) against all rows."""
+    pos = scale * (q_local * k_local).sum(-1)
+    lse_q = row_logsumexp(q_local, k_all, scale, chunk_size=chunk_size)
+    lse_k = row_logsumexp(k_local, q_all, scale, chunk_size=chunk_size)
+    return 0.5 * (lse_q + lse_k) - pos
+
+
+def _ntxent_pairs(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
+    """pml-style NT-Xent loss of every positive pair: softplus(lse over negatives - positive logit)."""
+    lse_neg = row_logsumexp(q, k, scale, row_labels=q_labels, col_labels=k_labels, chunk_size=chunk_size)
+    anchor, cand = _positive_pairs(q_labels, k_labels, self_offset)
+    pos = scale * (q[anchor] * k[cand]).sum(-1)
+    return F.softplus(lse_neg[anchor] - pos), anchor
+
+
+def _supcon_rows(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
+    """SupCon anchor losses and a mask of anchors that have positives.
+
+    The positive term is linear in the logits, so it is taken through per-class sums of the keys (O(N D)).
+    """
+    uniq, inverse = torch.unique(k_labels, return_inverse=True)
+    class_sum = k.new_zeros(uniq.shape[0], k.shape[1]).index_add(0, inverse, k)
+    class_count = torch.bincount(inverse, minlength=uniq.shape[0])
+    slot = torch.searchsorted(uniq, q_labels).clamp_max(max(uniq.shape[0] - 1, 0))
+    present = (uniq[slot] == q_labels) if uniq.shape[0] else torch.zeros_like(q_labels, dtype=torch.bool)
+    pos_sum = torch.where(present[:, None], class_sum[slot], torch.zeros_like(q))
+    n_pos = torch.where(present, class_count[slot], torch.zeros_like(class_count[slot]))
+    idx = torch.arange(q.shape[0], device=q.device) + self_offset
+    pos_sum = pos_sum - k[idx]  # the anchor itself is in its own class sum
+    n_pos = n_pos - 1
+    has_pos = n_pos > 0
+    lse = row_logsumexp(q, k, scale, self_offset=self_offset, chunk_size=chunk_size)
+    mean_pos = scale * (q * pos_sum).sum(-1) / n_pos.clamp_min(1).to(q.dtype)
+    loss = torch.where(has_pos, lse - mean_pos, torch.zeros_like(mean_pos))
+    return loss, has_pos
+
+
+# ------------------------------------------------------------------------------------ paired-view losses
+
+
+@register("infonce", family=_FAMILY, aliases=("info_nce", "info_nce_loss"))
+def infonce(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    normalize: bool = True,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """InfoNCE: cross-entropy of picking each query's own key among all keys.
+
+    .. math::
+
+        \\ell_i = -\\log \\frac{\\exp(s(q_i, k_i)/\\tau)}{\\sum_{j=1}^{M} \\exp(s(q_i, k_j)/\\tau)}
+
+    with :math:`s` the cosine similarity. Keys beyond row N (``M > N``) act as extra negatives (e.g. a MoCo
+    queue). Computed exactly in row chunks for large ``N x M`` (``chunk_size``: rows per chunk; ``None`` picks
+    dense or chunked automatically).
+
+    van den Oord, Li & Vinyals (2018), "Representation Learning with Contrastive Predictive Coding".
+
+    Args: ``query`` [N, D], ``keys`` [M, D] with M >= N, ``temperature`` scalar (float or tensor, may be
+    learnable), ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"``; "mean" is over queries.
+    """
+    _check_pair(query, keys, same_rows=False)
+    if keys.shape[0] < query.shape[0]:
+        raise InputError(f"keys needs at least as many rows as query ({query.shape[0]}), got {keys.shape[0]}")
+    _check_weights(weights, query.shape[0])
+    q, k = _maybe_normalize(normalize, query, keys)
+    values = _infonce_rows(q, k, _inverse_temperature(temperature, q), 0, chunk_size)
+    return reduce_loss(values, reduction, weights=weights)
+
+
+@register("clip", family=_FAMILY, aliases=("clip_loss",))
+def clip(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    normalize: bool = True,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss: the mean of the query-to-key and key-to-query cross-entropies.
+
+    .. math::
+
+        \\ell_i = \\tfrac12\\Big[-\\log \\operatorname{softmax}_j(z_{ij})_i - \\log \\operatorname{softmax}_j
+        (z_{ji})_i\\Big], \\qquad z_{ij} = s(q_i, k_j)/\\tau
+
+    For a learnable CLIP ``logit_scale`` pass ``temperature=1 / logit_scale.exp()``. Exact row-chunked
+    computation for large N (``chunk_size``).
+
+    Radford et al. (2021), "Learning Transferable Visual Models From Natural Language Supervision".
+
+    Args: ``query`` [N, D] (e.g. images), ``keys`` [N, D] (e.g. texts), ``weights`` [N]. Returns a scalar or [N].
+    """
+    _check_pair(query, keys)
+    _check_weights(weights, query.shape[0])
+    q, k = _maybe_normalize(normalize, query, keys)
+    values = _clip_rows(q, k, q, k, _inverse_temperature(temperature, q), 0, chunk_size)
+    return reduce_loss(values, reduction, weights=weights)
+
+
+@register("siglip", family=_FAMILY, aliases=("sigmoid_loss", "siglip_loss"))
+def siglip(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    logit_scale: float | torch.Tensor = 10.0,
+    logit_bias: float | torch.Tensor = -10.0,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss: every (query, key) pair is an independent binary classification.
+
+    .. math::
+
+        \\ell_i = \\sum_{j=1}^{N} \\log\\big(1 + \\exp(-y_{ij}(t\\, s(q_i, k_j) + b))\\big), \\qquad
+        y_{ij} = 1 \\text{ if } i = j \\text{ else } -1
+
+    so that the mean over ``i`` is the paper's :math:`-\\frac{1}{|B|}\\sum_i\\sum_j \\log\\sigma(\\cdot)`.
+    ``logit_scale`` is :math:`t` itself (the paper learns :math:`t'` with :math:`t = \\exp(t')`, initialised at
+    :math:`t = 10`) and ``logit_bias`` is :math:`b` (initialised at -10); pass tensors to learn them.
+
+    Zhai, Mustafa, Kolesnikov & Beyer (2023), "Sigmoid Loss for Language Image Pre-Training".
+
+    Args: ``query`` [N, D], ``keys`` [N, D], ``weights`` [N]. Returns a scalar or [N].
+    """
+    _check_pair(query, keys)
+    _check_weights(weights, query.shape[0])
+    q, k = _maybe_normalize(normalize, query, keys)
+    logits = logit_scale * (q @ k.T) + logit_bias
+    sign = 2.0 * torch.eye(q.shape[0], dtype=q.dtype, device=q.device) - 1.0
+    return reduce_loss(F.softplus(-sign * logits).sum(1), reduction, weights=weights)
+
+
+@register("cwcl", family=_FAMILY, aliases=("continuously_weighted_contrastive", "cwcl_loss"))
+def cwcl(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    similarity: torch.Tensor | None = None,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Continuously weighted contrastive loss: cross-entropy against soft targets from intra-modal similarity.
+
+    .. math::
+
+        \\ell_i = -\\frac{1}{\\sum_j w_{ij}} \\sum_{j=1}^{N} w_{ij}
+        \\log \\frac{\\exp(s(q_i, k_j)/\\tau)}{\\sum_{l}\\exp(s(q_i, k_l)/\\tau)},
+        \\qquad w_{ij} = \\tfrac12\\big(1 + s(k_i, k_j)\\big)
+
+    by default, with :math:`k` the embeddings of the frozen, pre-trained modality (the weights are detached).
+    Pass ``similarity`` [N, N] (non-negative) to supply other weights; ``w = I`` gives InfoNCE. This is the
+    query-to-key direction; for both directions add ``cwcl(keys, query, similarity=...)`` with the other
+    modality's weights.
+
+    Srinivasa et al. (2023), "CWCL: Cross-Modal Transfer with Continuously Weighted Contrastive Loss".
+
+    Args: ``query`` [N, D] (the modality being trained), ``keys`` [N, D], ``weights`` [N]. Returns scalar or [N].
+    """
+    _check_pair(query, keys)
+    n = query.shape[0]
+    _check_weights(weights, n)
+    q, k = _maybe_normalize(normalize, query, keys)
+    if similarity is None:
+        kn = _normalize(keys.detach())
+        w = 0.5 * (1.0 + kn @ kn.T)
+    else:
+        w = torch.as_tensor(similarity, dtype=q.dtype, device=q.device)
+        if w.shape != (n, n):
+            raise InputError(f"similarity must have shape [N, N] = [{n}, {n}], got {list(w.shape)}")
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise InputError("similarity must be finite and non-negative (e.g. (1 + cosine) / 2)")
+    row_total = w.sum(1)
+    if n and bool((row_total <= 0).any()):
+        row = int(torch.nonzero(row_total <= 0)[0])
+        raise InputError(f"similarity row {row} sums to 0; every query needs some positive weight")
+    log_probs = torch.log_softmax((q @ k.T) * _inverse_temperature(temperature, q), dim=1)
+    values = -(w * log_probs).sum(1) / row_total.clamp_min(torch.finfo(q.dtype).tiny)
+    return reduce_loss(values, reduction, weights=weights)
+
+
+@register("isogclr", family=_FAMILY, aliases=("individualized_temperature", "isogclr_loss"))
+def isogclr(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor,
+    rho: float,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """iSogCLR's objective with individualised temperatures (the DRO-derived per-sample contrastive loss).
+
+    .. math::
+
+        \\ell_i = \\tau_i \\log\\Big(\\frac{1}{N-1}\\sum_{j \\ne i}
+        \\exp\\Big(\\frac{s(q_i, k_j) - s(q_i, k_i)}{\\tau_i}\\Big)\\Big) + \\tau_i\\,\\rho
+
+    ``temperature`` holds the per-query :math:`\\tau_i` [N] (or one scalar); pass a tensor that requires grad to
+    learn them by minimising this objective, as the paper does. ``rho`` is the KL-ball radius (a tuned
+    hyper-parameter). The paper's full algorithm also keeps moving averages of the inner mean across
+    iterations (SogCLR's estimator); this function gives the mini-batch objective for given temperatures. For
+    image-text data add the key-to-query direction with the keys' own temperatures.
+
+    Qiu, Hu, Yuan, Zhou, Wang & Yang (2023), "Not All Semantics are Created Equal: Contrastive Self-supervised
+    Learning with Automatic Temperature Individualization".
+
+    Args: ``query`` [N, D], ``keys`` [N, D], ``temperature`` scalar or [N] (positive), ``weights`` [N].
+    """
+    _check_pair(query, keys)
+    n = query.shape[0]
+    _check_weights(weights, n)
+    q, k = _maybe_normalize(normalize, query, keys)
+    tau = torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
+    if tau.ndim > 1 or (tau.ndim == 1 and tau.shape[0] != n):
+        raise InputError(f"temperature must be a scalar or have shape [N] = [{n}], got {list(tau.shape)}")
+    if not bool(torch.isfinite(tau).all()) or not bool((tau > 0).all()):
+        raise InputError("temperature must be positive and finite")
+    tau = tau.expand(n)
+    if n < 2:
+        return reduce_loss(q.new_zeros(n) + 0 * tau, reduction, weights=weights)
+    sims = q @ k.T
+    h = (sims - sims.diagonal()[:, None]) / tau[:, None]
+    off = ~torch.eye(n, dtype=torch.bool, device=q.device)
+    log_mean = _masked_logsumexp(h, off) - torch.log(torch.tensor(n - 1.0, dtype=q.dtype))
+    return reduce_loss(tau * (log_mean + rho), reduction, weights=weights)
+
+
+@register("decoupled_softmax", family=_FAMILY, aliases=("dexml", "decoupled_softmax_loss"))
+def decoupled_softmax(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Decoupled softmax for multi-positive retrieval: each positive competes only against the negatives.
+
+    .. math::
+
+        \\ell_{ip} = -\\log \\frac{\\exp(z_{ip})}{\\exp(z_{ip}) + \\sum_{j \\notin P_i} \\exp(z_{ij})},
+        \\qquad z_{ij} = s(q_i, k_j)/\\tau,\\; p \\in P_i
+
+    Unlike a softmax over all keys, the other positives of query :math:`i` are left out of the denominator, so
+    several positives do not push each other down. "mean" averages over (query, positive) pairs; "none" gives
+    each query's mean over its positives (0 for queries without positives).
+
+    Gupta, Chaudhari, Bhatia, Cathey & Varma (2024), "Dual-Encoder Models for Extreme Multi-Label
+    Classification" (DEXML).
+
+    Args: ``query`` [N, D], ``keys`` [M, D] (e.g. label embeddings), ``targets`` [N, M] bool (positives),
+    ``weights`` [N]. Returns a scalar or [N].
+    """
+    _check_pair(query, keys, same_rows=False)
+    n, m = query.shape[0], keys.shape[0]
+    targets = torch.as_tensor(targets, device=query.device)
+    if targets.shape != (n, m):
+        raise InputError(f"targets must have shape [N, M] = [{n}, {m}], got {list(targets.shape)}")
+    if targets.dtype != torch.bool:
+        if bool(((targets != 0) & (targets != 1)).any()):
+            raise InputError("targets must be boolean or 0/1 (multi-hot positives)")
+        targets = targets != 0
+    _check_weights(weights, n)
+    q, k = _maybe_normalize(normalize, query, keys)
+    logits = (q @ k.T) * _inverse_temperature(temperature, q)
+    lse_neg = _masked_logsumexp(logits, ~targets)
+    anchor, cand = torch.nonzero(targets, as_tuple=True)
+    pair_loss = F.softplus(lse_neg[anchor] - logits[anchor, cand])
+    return _reduce_pairs(pair_loss, anchor, n, weights, reduction)
+
+
+@register("alignment", family=_FAMILY, aliases=("align_loss", "alignment_loss"))
+def alignment(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    alpha: float = 2.0,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Alignment: expected distance between positive pairs on the unit sphere.
+
+    .. math::
+
+        \\mathcal{L}_{\\text{align}} = \\mathbb{E}_{(x, y)\\,\\text{positive}}\\, \\lVert f(x) - f(y)\\rVert_2^{\\alpha}
+
+    Wang & Isola (2020), "Understanding Contrastive Representation Learning through Alignment and Uniformity
+    on the Hypersphere".
+
+    Args: ``query`` [N, D], ``keys`` [N, D] (row i of each a positive pair), ``weights`` [N].
+    """
+    _check_pair(query, keys)
+    _check_weights(weights, query.shape[0])
+    if not alpha > 0:
+        raise InputError(f"alpha must be positive, got {alpha}")
+    q, k = _maybe_normalize(normalize, query, keys)
+    diff = q - k
+    sq = (diff * diff).sum(-1)
+    pos = sq > 0
+    # (|d|^2)^(alpha/2) with a zero (not NaN) gradient at identical pairs
+    values = torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)) ** (alpha / 2), torch.zeros_like(sq))
+    return reduce_loss(values, reduction, weights=weights)
+
+
+@register("uniformity", family=_FAMILY, aliases=("uniform_loss", "uniformity_loss"))
+def uniformity(embeddings: torch.Tensor, *, t: float = 2.0, normalize: bool = True) -> torch.Tensor:
+    """Uniformity: log of the mean Gaussian potential between all pairs of embeddings (lower = more uniform).
+
+    .. math::
+
+        \\mathcal{L}_{\\text{uniform}} = \\log \\frac{2}{N(N-1)} \\sum_{i<j} \\exp(-t \\lVert f(x_i) -
+        f(x_j)\\rVert_2^2)
+
+    A batch-level measure (a log of a mean does not split into per-example terms), so it has no
+    ``reduction``; fewer than two rows give 0.
+
+    Wang & Isola (2020), "Understanding Contrastive Representation Learning through Alignment and Uniformity
+    on the Hypersphere".
+
+    Args: ``embeddings`` [N, D]. Returns a scalar.
+    """
+    _check_matrix("embeddings", embeddings)
+    n = embeddings.shape[0]
+    if n < 2:
+        return embeddings.sum() * 0
+    (x,) = _maybe_normalize(normalize, embeddings)
+    sq = (x * x).sum(-1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=x.device), diagonal=1)
+    log_n_pairs = torch.log(torch.tensor(n * (n - 1) / 2.0, dtype=x.dtype))
+    return torch.logsumexp(-t * d2[upper], dim=0) - log_n_pairs
+
+
+# ------------------------------------------------------------------------------------ labelled batches
+
+
+def _labelled(embeddings, labels, weights, normalize):
+    _check_matrix("embeddings", embeddings)
+    labels = _check_labels(labels, embeddings.shape[0]).to(embeddings.device)
+    _check_weights(weights, embeddings.shape[0])
+    (x,) = _maybe_normalize(normalize, embeddings)
+    return x, labels
+
+
+@register("ntxent", family=_FAMILY, aliases=("ntxent_loss", "nt_xent"))
+def ntxent(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    normalize: bool = True,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross-entropy, SimCLR) over every positive pair of a batch.
+
+    .. math::
+
+        \\ell_{ap} = -\\log \\frac{\\exp(z_{ap})}{\\exp(z_{ap}) + \\sum_{n:\\,y_n \\ne y_a} \\exp(z_{an})},
+        \\qquad z_{ij} = s(x_i, x_j)/\\tau
+
+    for every ordered pair :math:`a \\ne p` with :math:`y_a = y_p`. With two views per label this is SimCLR's
+    loss; with more positives per label each positive competes against the negatives only (pml's
+    ``NTXentLoss``, same default temperature 0.07). "mean" averages over positive pairs (SimCLR and pml);
+    "none" gives each anchor's mean over its positive pairs. Exact row-chunked computation for large N
+    (``chunk_size``); the positive term costs O(P D) for P positive pairs (P = N for two views).
+
+    Chen, Kornblith, Norouzi & Hinton (2020), "A Simple Framework for Contrastive Learning of Visual
+    Representations".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    scale = _inverse_temperature(temperature, x)
+    pair_loss, anchor = _ntxent_pairs(x, x, labels, labels, scale, 0, chunk_size)
+    return _reduce_pairs(pair_loss, anchor, x.shape[0], weights, reduction)
+
+
+@register("supcon", family=_FAMILY, aliases=("sup_con_loss", "supcon_loss", "supervised_contrastive"))
+def supcon(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.1,
+    normalize: bool = True,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Supervised contrastive loss (the :math:`\\mathcal{L}^{sup}_{out}` form): mean log-likelihood of the positives.
+
+    .. math::
+
+        \\ell_i = -\\frac{1}{|P(i)|} \\sum_{p \\in P(i)} \\log
+        \\frac{\\exp(z_{ip})}{\\sum_{a \\ne i} \\exp(z_{ia})}, \\qquad z_{ij} = s(x_i, x_j)/\\tau
+
+    with :math:`P(i)` the other rows of anchor :math:`i`'s label. Anchors without positives are left out of
+    the mean (pml's ``SupConLoss``, default temperature 0.1). Exact row-chunked computation for large N
+    (``chunk_size``) in O(N D) memory besides the chunk.
+
+    Khosla et al. (2020), "Supervised Contrastive Learning".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    scale = _inverse_temperature(temperature, x)
+    values, has_pos = _supcon_rows(x, x, labels, labels, scale, 0, chunk_size)
+    return reduce_loss(values, reduction, mask=has_pos, weights=weights)
+
+
+@register("triplet_margin", family=_FAMILY, aliases=("triplet_margin_loss", "triplet"))
+def triplet_margin(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    margin: float = 0.05,
+    mining: str = "all",
+    swap: bool = False,
+    smooth: bool = False,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Triplet margin loss over all triplets or over batch-hard triplets.
+
+    .. math::
+
+        \\ell_{apn} = \\big[d(x_a, x_p) - d(x_a, x_n) + m\\big]_+
+
+    over anchors :math:`a`, positives :math:`p \\ne a` (same label) and negatives :math:`n` (other label), with
+    :math:`d` the Euclidean distance of normalised embeddings. ``mining="all"`` uses every triplet (O(N^3)
+    memory; "mean" averages over triplets, "none" gives each anchor's mean); ``mining="batch_hard"`` keeps one
+    triplet per anchor: its farthest positive and nearest negative (Hermans et al. 2017). ``swap`` uses
+    :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus. Defaults follow pml's
+    ``TripletMarginLoss`` (margin 0.05); pml averages only the non-zero terms by default.
+
+    Schroff, Kalenichenko & Philbin (2015), "FaceNet: A Unified Embedding for Face Recognition and
+    Clustering"; Hermans, Beyer & Leibe (2017), "In Defense of the Triplet Loss for Person Re-Identification".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+    """
+    if mining not in ("all", "batch_hard"):
+        raise InputError(f"mining must be 'all' or 'batch_hard', got {mining!r}")
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    dist = _safe_distances(x)
+    pos, neg = _pair_masks(labels)
+    hinge = F.softplus if smooth else F.relu
+    if mining == "batch_hard":
+        valid = pos.any(1) & neg.any(1)
+        hard_p = dist.masked_fill(~pos, float("-inf")).argmax(1)
+        hard_n = dist.masked_fill(~neg, float("inf")).argmin(1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        d_an = dist[rows, hard_n]
+        if swap:
+            d_an = torch.minimum(d_an, dist[hard_p, hard_n])
+        values = hinge(dist[rows, hard_p] - d_an + margin)
+        return reduce_loss(values, reduction, mask=valid, weights=weights)
+    d_an = dist[:, None, :]
+    if swap:
+        d_an = torch.minimum(d_an, dist[None, :, :])
+    values = hinge(dist[:, :, None] - d_an + margin)
+    valid = pos[:, :, None] & neg[:, None, :]
+    if reduction == "none":
+        per_anchor = _row_mean(values.flatten(1), valid.flatten(1))
+        return reduce_loss(per_anchor, "none", weights=weights)
+    w = None if weights is None else torch.as_tensor(weights, dtype=x.dtype, device=x.device)[:, None, None]
+    return reduce_loss(values, reduction, mask=valid, weights=w)
+
+
+@register("contrastive", family=_FAMILY, aliases=("contrastive_loss", "pair_margin"))
+def contrastive(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    pos_margin: float = 0.0,
+    neg_margin: float = 1.0,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Contrastive (pair margin) loss: pull positive pairs within ``pos_margin``, push negatives past ``neg_margin``.
+
+    .. math::
+
+        \\mathcal{L} = \\operatorname{mean}_{(i,j)\\,\\text{pos}} [d_{ij} - m_+]_+ +
+        \\operatorname{mean}_{(i,j)\\,\\text{neg}} [m_- - d_{ij}]_+
+
+    with :math:`d` the Euclidean distance of normalised embeddings, as pml's ``ContrastiveLoss`` (margins 0
+    and 1; pml averages only non-zero terms by default). "sum" adds both sums; "none" gives per anchor the mean
+    over its positive pairs plus the mean over its negative pairs.
+
+    Hadsell, Chopra & LeCun (2006), "Dimensionality Reduction by Learning an Invariant Mapping".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    dist = _safe_distances(x)
+    pos, neg = _pair_masks(labels)
+    pos_term = _reduce_rows_over_mask(F.relu(dist - pos_margin), pos, weights, reduction)
+    neg_term = _reduce_rows_over_mask(F.relu(neg_margin - dist), neg, weights, reduction)
+    return pos_term + neg_term
+
+
+@register("multi_similarity", family=_FAMILY, aliases=("multi_similarity_loss", "ms_loss"))
+def multi_similarity(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Multi-similarity loss: soft weighting of all positive and negative pairs of each anchor.
+
+    .. math::
+
+        \\ell_i = \\frac{1}{\\alpha}\\log\\Big(1 + \\sum_{p \\in P_i} e^{-\\alpha (S_{ip} - \\lambda)}\\Big) +
+        \\frac{1}{\\beta}\\log\\Big(1 + \\sum_{n \\in N_i} e^{\\beta (S_{in} - \\lambda)}\\Big)
+
+    with cosine similarities :math:`S` and :math:`\\lambda` = ``base`` (pml's ``MultiSimilarityLoss`` defaults;
+    no pair mining — combine with a miner's pairs via ``weights`` if wanted). "mean" is over all anchors.
+
+    Wang, Han, Huang, Dong & Scott (2019), "Multi-Similarity Loss with General Pair Weighting for Deep Metric
+    Learning".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    sims = x @ x.T
+    pos, neg = _pair_masks(labels)
+    pos_term = F.softplus(_masked_logsumexp(-alpha * (sims - base), pos)) / alpha
+    neg_term = F.softplus(_masked_logsumexp(beta * (sims - base), neg)) / beta
+    return reduce_loss(pos_term + neg_term, reduction, weights=weights)
+
+
+@register("circle", family=_FAMILY, aliases=("circle_loss",))
+def circle(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    m: float = 0.4,
+    gamma: float = 80.0,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Circle loss (pair-label form): self-paced weighting of each similarity by its distance from its optimum.
+
+    .. math::
+
+        \\ell_i = \\log\\Big[1 + \\sum_{n} e^{\\gamma \\alpha_n (s_n - \\Delta_n)} \\sum_{p}
+        e^{-\\gamma \\alpha_p (s_p - \\Delta_p)}\\Big],\\quad \\alpha_p = [1 + m - s_p]_+,\\;
+        \\alpha_n = [s_n + m]_+,\\; \\Delta_p = 1 - m,\\; \\Delta_n = m
+
+    with cosine similarities and :math:`\\alpha` treated as constants (no gradient), as in the paper. Anchors
+    lacking a positive or a negative are left out of the mean. Defaults follow pml's ``CircleLoss``.
+
+    Sun et al. (2020), "Circle Loss: A Unified Perspective of Pair Similarity Optimization".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    sims = x @ x.T
+    pos, neg = _pair_masks(labels)
+    alpha_p = F.relu(1.0 + m - sims.detach())
+    alpha_n = F.relu(sims.detach() + m)
+    lse_p = _masked_logsumexp(-gamma * alpha_p * (sims - (1.0 - m)), pos)
+    lse_n = _masked_logsumexp(gamma * alpha_n * (sims - m), neg)
+    valid = pos.any(1) & neg.any(1)
+    total = torch.where(valid, lse_p + lse_n, torch.zeros_like(lse_p))
+    return reduce_loss(F.softplus(total), reduction, mask=valid, weights=weights)
+
+
+@register("tcm", family=_FAMILY, aliases=("threshold_consistent_margin_loss", "threshold_consistent_margin"))
+def threshold_consistent_margin(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lambda_plus: float = 1.0,
+    lambda_minus: float = 1.0,
+    margin_plus: float = 0.9,
+    margin_minus: float = 0.5,
+    normalize: bool = True,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Threshold-consistent margin (TCM) regulariser: penalise only pairs on the wrong side of a margin.
+
+    .. math::
+
+        \\mathcal{L} = \\lambda_+ \\frac{\\sum_{S^+ \\le m^+} (m^+ - S^+)}{|\\{S^+ \\le m^+\\}|} +
+        \\lambda_- \\frac{\\sum_{S^- \\ge m^-} (S^- - m^-)}{|\\{S^- \\ge m^-\\}|}
+
+    over the cosine similarities :math:`S^+` of positive and :math:`S^-` of negative pairs (an empty set
+    contributes 0). Meant to be added to a base metric-learning loss. Defaults follow pml's
+    ``ThresholdConsistentMarginLoss``. "none" gives per anchor the same two means over its own pairs.
+
+    Zhang et al. (2023), "Threshold-Consistent Margin Loss for Open-World Deep Metric Learning".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+    """
+    x, labels = _labelled(embeddings, labels, weights, normalize)
+    sims = x @ x.T
+    pos, neg = _pair_masks(labels)
+    pos_viol = pos & (sims <= margin_plus)
+    neg_viol = neg & (sims >= margin_minus)
+    pos_term = _reduce_rows_over_mask(margin_plus - sims, pos_viol, weights, reduction)
+    neg_term = _reduce_rows_over_mask(sims - margin_minus, neg_viol, weights, reduction)
+    return lambda_plus * pos_term + lambda_minus * neg_term
