@@ -44,7 +44,9 @@ class PairCounts:
         rows = np.concatenate([self.i, self.j])
         cols = np.concatenate([self.j, self.i])
         vals = np.concatenate([self.wins_i + self.ties / 2, self.wins_j + self.ties / 2])
-        return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+        matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+        matrix.eliminate_zeros()  # graph algorithms read stored zeros as edges
+        return matrix
 
     def ties_matrix(self) -> sp.csr_matrix:
         """Sparse symmetric matrix of tie counts."""

@@ -144,32 +144,48 @@ def bootstrap_bradley_terry(
         def draw(b: int) -> np.ndarray:
             return rng.multinomial(g, np.full(g, 1.0 / g), size=b).T.astype(float)
 
-    design = PairwiseDesign(n, pairs.i, pairs.j, {"wins_i": pairs.wins_i, "wins_j": pairs.wins_j})
-    theta_hat = board.log_strength
-    info = _information(theta_hat, pairs, prior)
-    gauge = prior == 0
-    system = info + (1.0 / n if gauge else 0.0)
-    factor = la.cho_factor(system, check_finite=False)
+    solve = replicate_solver(pairs, board.log_strength, prior=prior, items=comparisons.items, tol=tol,
+                             max_iter=max_iter)
+    batch = max(1, min(n_boot, int(4e6 // max(len(pairs.i), 1))))
+    samples = np.empty((n_boot, n))
+    ok = np.ones(n_boot, dtype=bool)
+    for start in range(0, n_boot, batch):
+        mult = draw(min(batch, n_boot - start))
+        theta, bad = solve(np.asarray(win_lo @ mult), np.asarray(win_hi @ mult))
+        samples[start : start + theta.shape[1]] = theta.T
+        ok[start : start + theta.shape[1]] = ~bad
+    failed = int((~ok).sum())
+    _warn_failed(failed, n_boot)
+    if failed == n_boot:
+        raise EstimationError("no bootstrap replicate had a finite MLE; use prior > 0")
+    return _with_samples(board, samples[ok], level, failed)
 
-    k = n_pairs
-    incidence = sp.csr_matrix(  # grad = incidence @ r adds r to item i and subtracts it from item j
+
+def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: float = 1e-9,
+                     max_iter: int = 60):
+    """A function ``(wins_lo, wins_hi) -> (theta, bad)`` solving many reweighted BT problems at once.
+
+    ``wins_lo``/``wins_hi`` are ``pairs × b`` win counts of each pair's lower/higher-indexed item. Chord
+    iterations ``θ ← θ + I₀⁻¹ g(θ)`` reuse one factorisation of the information ``I₀`` at ``theta_hat``.
+    Columns that do not converge are refitted by the safeguarded solver, or flagged ``bad`` when their
+    MLE does not exist.
+    """
+    n = len(theta_hat)
+    k = len(pairs.i)
+    gauge = prior == 0
+    factor = la.cho_factor(_information(theta_hat, pairs, prior) + (1.0 / n if gauge else 0.0), check_finite=False)
+    incidence = sp.csr_matrix(  # incidence @ r adds r to item i and subtracts it from item j
         (np.concatenate([np.ones(k), -np.ones(k)]), (np.concatenate([pairs.i, pairs.j]), np.tile(np.arange(k), 2))),
         shape=(n, k),
     )
-    batch = max(1, min(n_boot, int(4e6 // max(n_pairs, 1))))
-    samples = np.empty((n_boot, n))
-    ok = np.ones(n_boot, dtype=bool)
-    done = 0
-    while done < n_boot:
-        b = min(batch, n_boot - done)
-        mult = draw(b)
-        wl = np.asarray(win_lo @ mult)  # pairs × b
-        wh = np.asarray(win_hi @ mult)
-        theta = np.repeat(theta_hat[:, None], b, axis=1)  # n × b
+    design = PairwiseDesign(n, pairs.i, pairs.j, {"wins_i": pairs.wins_i, "wins_j": pairs.wins_j})
+
+    def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = wl.shape[1]
+        theta = np.repeat(theta_hat[:, None], b, axis=1)
         converged = np.zeros(b, dtype=bool)
         for _ in range(max_iter):
-            d = theta[pairs.i] - theta[pairs.j]
-            r = wl - (wl + wh) * special.expit(d)
+            r = wl - (wl + wh) * special.expit(theta[pairs.i] - theta[pairs.j])
             grad = np.asarray(incidence @ r)
             if prior:
                 grad += prior * (1 - 2 * special.expit(theta))
@@ -180,26 +196,20 @@ def bootstrap_bradley_terry(
             if converged.all():
                 break
         bad = ~converged | ~np.all(np.isfinite(theta), axis=0)
-        for col in np.flatnonzero(bad):  # rare: fall back to the safeguarded solver, or exclude
+        for col in np.flatnonzero(bad):  # rare: refit with the safeguarded solver, or exclude
             stats = {"wins_i": wl[:, col], "wins_j": wh[:, col]}
-            if not prior and not _mle_exists(pairs, stats, comparisons.items):
-                bad[col] = True
+            if not prior and not _mle_exists(pairs, stats, items):
                 continue
             try:
                 fit = fit_pairwise(replace(design, stats=stats), bradley_terry_rows, prior=prior,
                                    theta0=theta_hat, keep_information=False)
-                theta[:, col] = fit.theta
-                bad[col] = not np.all(np.isfinite(fit.theta)) or np.ptp(fit.theta) > 50
             except EstimationError:
-                bad[col] = True
-        samples[done : done + b] = theta.T
-        ok[done : done + b] = ~bad
-        done += b
-    failed = int((~ok).sum())
-    _warn_failed(failed, n_boot)
-    if failed == n_boot:
-        raise EstimationError("no bootstrap replicate had a finite MLE; use prior > 0")
-    return _with_samples(board, samples[ok], level, failed)
+                continue
+            theta[:, col] = fit.theta
+            bad[col] = False
+        return theta, bad
+
+    return solve
 
 
 def _mle_exists(pairs, stats, items) -> bool:

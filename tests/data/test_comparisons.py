@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pairkit.data import Comparisons
+from pairkit.errors import InputError
+
+
+def naive_pair_counts(c: Comparisons, split_ties: bool):
+    out = {}
+    for a, b, y, w in zip(c.a, c.b, c.outcome, c.weight):
+        lo, hi = min(a, b), max(a, b)
+        y_lo = y if a == lo else 1 - y
+        entry = out.setdefault((lo, hi), [0.0, 0.0, 0.0])
+        if split_ties or y in (0.0, 1.0):
+            entry[0] += w * y_lo
+            entry[1] += w * (1 - y_lo)
+        else:
+            entry[2] += w
+    return out
+
+
+def random_comparisons(rng, n_items=7, m=200, ties=True):
+    a = rng.integers(0, n_items, m)
+    b = (a + rng.integers(1, n_items, m)) % n_items
+    y = rng.choice([0.0, 0.5, 1.0] if ties else [0.0, 1.0], m)
+    w = rng.uniform(0.5, 2.0, m)
+    return Comparisons.from_arrays(a, b, y, weight=w)
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("n_items", [5, 400])  # dense bincount path and sort path
+def test_pair_counts_match_naive_loop(rng, split, n_items):
+    c = random_comparisons(rng, n_items=n_items, m=300)
+    pc = c.pair_counts(ties="half" if split else "separate")
+    ref = naive_pair_counts(c, split)
+    assert len(pc.i) == len(ref)
+    for i, j, wi, wj, t in zip(pc.i, pc.j, pc.wins_i, pc.wins_j, pc.ties):
+        assert i < j
+        np.testing.assert_allclose([wi, wj, t], ref[(i, j)], atol=1e-12)
+
+
+def test_from_names_and_lookup():
+    c = Comparisons.from_arrays(["x", "y", "z"], ["y", "z", "x"], [1, 0.5, 0])
+    assert c.items == ("x", "y", "z")
+    assert c.index("z") == 2
+    with pytest.raises(InputError, match="unknown item"):
+        c.index("w")
+    assert "3 comparisons of 3 items, 1 ties" in repr(c)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(a=[0, 1], b=[0, 2], outcome=[1, 1]), "compared with itself"),
+        (dict(a=[0, 1], b=[1, 2], outcome=[1, 2]), "outcome must be in"),
+        (dict(a=[0, 1], b=[1, 2], outcome=[1, np.nan]), "outcome must be in"),
+        (dict(a=[0, 1], b=[1, 2], outcome=[1, 1], weight=[1, -1]), "weight must be finite"),
+        (dict(a=[0, 1], b=[1, 2], outcome=[1, 1], weight=[1, np.inf]), "weight must be finite"),
+        (dict(a=[0, 1], b=[1], outcome=[1, 1]), "equal length"),
+        (dict(a=[0.5, 1], b=[1, 2], outcome=[1, 1]), "integer item indices"),
+    ],
+)
+def test_from_arrays_rejects_bad_rows(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Comparisons.from_arrays(kwargs.pop("a"), kwargs.pop("b"), kwargs.pop("outcome"), **kwargs)
+
+
+def test_components_and_subset():
+    c = Comparisons.from_arrays([0, 2, 4], [1, 3, 5], items=list("abcdefg"))
+    labels = c.components()
+    assert labels[0] == labels[1] and labels[2] == labels[3] and labels[0] != labels[2]
+    assert len(set(labels)) == 4  # {a,b}, {c,d}, {e,f}, {g}
+    sub = c.subset(np.array([True, False, True]))
+    assert len(sub) == 2 and sub.items == c.items
+
+
+def test_swapped_preserves_counts(rng):
+    c = random_comparisons(rng)
+    p1, p2 = c.pair_counts(ties="separate"), c.swapped().pair_counts(ties="separate")
+    for name in ("i", "j", "wins_i", "wins_j", "ties"):
+        np.testing.assert_allclose(getattr(p1, name), getattr(p2, name))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_pair_counts_invariant_to_row_order(seed):
+    rng = np.random.default_rng(seed)
+    c = random_comparisons(rng, m=50)
+    perm = rng.permutation(len(c))
+    p1, p2 = c.pair_counts(), c.subset(perm).pair_counts()
+    np.testing.assert_allclose(p1.wins_i, p2.wins_i)
+    np.testing.assert_allclose(p1.wins_j, p2.wins_j)
+    # total wins equal total weighted comparisons
+    assert np.isclose(p1.wins_i.sum() + p1.wins_j.sum(), c.weight.sum())
