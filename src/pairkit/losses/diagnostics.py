@@ -311,7 +311,7 @@ def _top_k_log_probs(logits: torch.Tensor, k: int, mask) -> tuple[torch.Tensor, 
     if not 1 <= k <= logits.shape[-1]:
         raise InputError(f"k must lie in [1, {logits.shape[-1]}] (the vocabulary size), got {k!r}")
     check_broadcastable("mask", mask, logits.shape[:-1])
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     return logp.topk(k, dim=-1).values, logp
 
 
