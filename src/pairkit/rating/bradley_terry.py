@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 from scipy import special
 from scipy.sparse import csgraph
 
@@ -50,7 +49,6 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     Ford (1957): the MLE exists iff, in every partition of the items into two groups, some item of each group
     beat (or tied) some item of the other — i.e. the directed "beat-or-tied" graph is strongly connected.
     """
-    n = counts.n_items
     games = counts.games_per_item()
     never = np.flatnonzero(games == 0)
     if len(never):
@@ -58,9 +56,11 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
             f"no maximum-likelihood estimate: {len(never)} item(s) were never compared: "
             f"{_names(items, never)}. Remove them or use prior > 0."
         )
-    weak_n, weak = csgraph.connected_components(
-        sp.csr_matrix((np.ones(len(counts.i)), (counts.i, counts.j)), shape=(n, n)), directed=False
-    )
+    wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
+    strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
+    if strong_n == 1:
+        return
+    weak_n, weak = csgraph.connected_components(wins, directed=False)
     if weak_n > 1:
         sizes = np.bincount(weak)
         small = np.argsort(sizes)[: min(3, weak_n - 1)]
@@ -70,10 +70,6 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
             f"(sizes {sorted(sizes.tolist(), reverse=True)[:10]}), so ratings across them are not comparable. "
             f"Smallest: {groups}. Fit components separately (Comparisons.components()) or use prior > 0."
         )
-    wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
-    strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
-    if strong_n == 1:
-        return
     # Condense: a group that never lost to anyone outside it has no finite MLE (its strength → ∞).
     coo = wins.tocoo()
     cross = strong[coo.row] != strong[coo.col]
@@ -249,7 +245,7 @@ def fit_bradley_terry(
                            max_iter=max_iter)
     else:
         fit = fit_pairwise(design, bradley_terry_rows, prior=prior, theta0=theta0, tol=tol,
-                           max_iter=max_iter)
+                           max_iter=max_iter, keep_information=intervals != "none")
 
     n = counts.n_items
     theta = fit.theta - fit.theta.mean()
