@@ -751,9 +751,12 @@ def sinkhorn_scaling(
     eps = 1e-10  # as allRank's DEFAULT_EPS: zero rows/columns stay zero
     row_mask = torch.ones(mat.shape[:-1], dtype=torch.bool, device=mat.device) if row_mask is None else row_mask
     col_mask = torch.ones(mat.shape[:-1], dtype=torch.bool, device=mat.device) if col_mask is None else col_mask
+    one = torch.ones((), dtype=mat.dtype, device=mat.device)
     for _ in range(max_iter):
-        mat = mat / mat.sum(-2, keepdim=True).clamp_min(eps)
-        mat = mat / mat.sum(-1, keepdim=True).clamp_min(eps)
+        # masked rows/columns are divided by 1, not by a clamped 0: dividing by eps would amplify the
+        # (zero) gradient through them by 1/eps per iteration and overflow into NaN
+        mat = mat / torch.where(col_mask, mat.sum(-2), one).clamp_min(eps).unsqueeze(-2)
+        mat = mat / torch.where(row_mask, mat.sum(-1), one).clamp_min(eps).unsqueeze(-1)
         if tol > 0:
             row_err = torch.where(row_mask, (mat.sum(-1) - 1.0).abs(), 0.0).max()
             col_err = torch.where(col_mask, (mat.sum(-2) - 1.0).abs(), 0.0).max()
