@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pairkit.errors import InputError
 from pairkit.losses import dpo_plackett_luce_loss, lipo_lambda_weights, lipo_loss, lipo_softmax_loss
@@ -121,3 +123,27 @@ def test_lambda_labels_must_be_graded():
         lipo_softmax_loss(pol, ref, torch.zeros(8, 2), label_temperature=0.0)
     with pytest.raises(InputError, match="mask"):
         lipo_loss(pol, ref, torch.zeros(8, 2), mask=torch.ones(8, 2))
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(2, 6), seed=st.integers(0, 10_000), lam=st.booleans())
+def test_listwise_losses_invariant_to_list_order(k, seed, lam):
+    g = torch.Generator().manual_seed(seed)
+    pol, ref = torch.randn(3, k, generator=g, dtype=torch.float64), torch.randn(3, k, generator=g, dtype=torch.float64)
+    labels = torch.randperm(3 * k, generator=g).reshape(3, k).double() / k  # distinct labels: no tie-breaking
+    valid = torch.rand(3, k, generator=g) > 0.3
+    perm = torch.randperm(k, generator=g)
+    for fn, kw in (
+        (lipo_loss, {"lambda_weights": lam}),
+        (dpo_plackett_luce_loss, {}),
+        (lipo_softmax_loss, {}),
+    ):
+        a = fn(pol, ref, labels, mask=valid, reduction="none", **kw)
+        b = fn(pol[:, perm], ref[:, perm], labels[:, perm], mask=valid[:, perm], reduction="none", **kw)
+        torch.testing.assert_close(a, b)
+    # shifting every policy log-prob of a list by a constant (e.g. a prompt-level offset) changes nothing
+    shift = torch.randn(3, 1, generator=g, dtype=torch.float64) * 10
+    torch.testing.assert_close(
+        dpo_plackett_luce_loss(pol + shift, ref, labels, mask=valid),
+        dpo_plackett_luce_loss(pol, ref, labels, mask=valid),
+    )

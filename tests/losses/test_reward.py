@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pairkit.errors import InputError
 from pairkit.losses import (
@@ -186,3 +188,19 @@ def test_reward_losses_reference_logsigmoid_form():
     rc, rr = torch.randn(5, generator=g), torch.randn(5, generator=g)
     want = -F.logsigmoid(rc - rr - 0.5).mean() + 0.1 * ((rc + rr) ** 2).mean()
     torch.testing.assert_close(bradley_terry_reward_loss(rc, rr, margin=0.5, center_rewards_coefficient=0.1), want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), angle=st.floats(-math.pi, math.pi), shift=st.floats(-50, 50))
+def test_reward_invariances(seed, angle, shift):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g, dtype=torch.float64)
+    # rotating every 2-D block of both embeddings by the same angle preserves the skew-symmetric score
+    c, s = math.cos(angle), math.sin(angle)
+    rot = torch.block_diag(*[torch.tensor([[c, -s], [s, c]], dtype=torch.float64)] * 3)
+    torch.testing.assert_close(gpm_preference_logits(a @ rot.T, b @ rot.T), gpm_preference_logits(a, b))
+    # Bradley-Terry and Plackett-Luce depend on reward differences only
+    rc, rr = a[:, 0], a[:, 1]
+    torch.testing.assert_close(bradley_terry_reward_loss(rc + shift, rr + shift), bradley_terry_reward_loss(rc, rr))
+    labels = torch.randint(0, 3, (4, 6), generator=g)
+    torch.testing.assert_close(plackett_luce_reward_loss(b + shift, labels), plackett_luce_reward_loss(b, labels))
