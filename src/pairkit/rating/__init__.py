@@ -1,5 +1,6 @@
 """Rating models: every model returns a :class:`Leaderboard`."""
 
+from pairkit.rating.bayeselo import *  # noqa: F403
 from pairkit.rating.bootstrap import *  # noqa: F403
 from pairkit.rating.bradley_terry import *  # noqa: F403
 from pairkit.rating.elo import *  # noqa: F403
