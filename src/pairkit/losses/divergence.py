@@ -112,7 +112,12 @@ def kl_divergence(
 
 def _kl_logspace(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Per-position ``KL(p || q)`` from log-probabilities (``-inf`` entries of ``log_p`` contribute 0)."""
-    return _xlogy_rel(torch.exp(log_p), log_p, log_q).sum(-1)
+    p = torch.exp(log_p)
+    if bool(torch.isfinite(log_p).all()):
+        # common case (log-softmax outputs): no zero-mass classes, so the plain product is exact and
+        # avoids the masked path's extra [..., vocab] temporaries
+        return (p * (log_p - log_q)).sum(-1)
+    return _xlogy_rel(p, log_p, log_q).sum(-1)
 
 
 @register("kl_divergence_with_log_targets", family="divergence")
@@ -543,7 +548,9 @@ def _log_softmax_scaled(logits: torch.Tensor, temperature: float) -> torch.Tenso
     # half-precision log-softmax loses the small teacher probabilities that distillation needs
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    return torch.log_softmax(logits / temperature, dim=-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return torch.log_softmax(logits, dim=-1)
 
 
 def _positions(divergence, temperature, options, student: torch.Tensor, teacher: torch.Tensor):
