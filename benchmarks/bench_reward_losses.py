@@ -11,66 +11,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
-from collections import defaultdict
-from types import SimpleNamespace
+from pathlib import Path
 
 import torch
 
 from pairkit.losses import bradley_terry_reward_loss, kto_loss
 from pairkit.losses import get as get_loss
 
-
-def trl_kto(pol, ref, kl_pol, kl_ref, labels, loss_type, beta=0.1):
-    from trl.trainer.kto_trainer import KTOTrainer
-
-    n, calc = pol.shape[0], loss_type == "kto"
-    zeros = torch.zeros(n, 1)
-    self = SimpleNamespace(
-        model=SimpleNamespace(training=True),
-        accelerator=SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x),
-        _compute_kl_logps=lambda model, batch: kl_pol if calc else None,
-        aux_loss_enabled=False,
-        precompute_ref_logps=True,
-        calculate_KL=calc,
-        loss_type=loss_type,
-        beta=beta,
-        desirable_weight=1.0,
-        undesirable_weight=1.0,
-        _metrics=defaultdict(lambda: defaultdict(list)),
-        _total_train_tokens=0,
-        _tp_size=1,
-    )
-    ones = torch.ones(n, 2, dtype=torch.long)
-    batch = {
-        "input_ids": ones,
-        "attention_mask": ones,
-        "completion_mask": ones,
-        "label": labels,
-        "ref_logps": ref,
-        "ref_KL_logps": kl_ref,
-    }
-
-    def model(**kw):
-        return SimpleNamespace(log_probs=pol[:, None], entropy=zeros, mean_logits=zeros)
-
-    return KTOTrainer._compute_loss(self, model, batch, return_outputs=False)
-
-
-def trl_reward(rc, rr, margin, center=0.01):
-    from trl.trainer.reward_trainer import RewardTrainer
-
-    n = rc.shape[0]
-    self = SimpleNamespace(
-        model=SimpleNamespace(training=True),
-        args=SimpleNamespace(center_rewards_coefficient=center),
-        accelerator=SimpleNamespace(gather_for_metrics=lambda x: x, gather=lambda x: x),
-        _metrics=defaultdict(lambda: defaultdict(list)),
-        _total_train_tokens=0,
-        _tp_size=1,
-    )
-    inputs = {"attention_mask": torch.ones(2 * n, 1), "margin": margin}
-    return RewardTrainer.compute_loss(self, lambda **kw: SimpleNamespace(logits=torch.cat((rc, rr))[:, None]), inputs)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for the shared TRL harness
+from tests.losses.trl_stubs import trl_kto_loss, trl_reward_loss  # noqa: E402
 
 
 def timed(fn, leaves, repeats):
@@ -103,19 +54,19 @@ def cases(n):
         "kto",
         [p],
         lambda: kto_loss(p, ref, labels, policy_kl_logps=kl_pol, ref_kl_logps=kl_ref),
-        lambda: trl_kto(p, ref, kl_pol, kl_ref, labels, "kto"),
+        lambda: trl_kto_loss(p, ref, kl_pol, kl_ref, labels, loss_type="kto"),
     )
     yield (
         "apo_zero_unpaired",
         [p],
         lambda: apo(p, ref, labels),
-        lambda: trl_kto(p, ref, kl_pol, kl_ref, labels, "apo_zero_unpaired"),
+        lambda: trl_kto_loss(p, ref, kl_pol, kl_ref, labels, loss_type="apo_zero_unpaired"),
     )
     yield (
         "reward_bradley_terry (margin, centring)",
         [c, r],
         lambda: bradley_terry_reward_loss(c, r, margin=margin, center_rewards_coefficient=0.01),
-        lambda: trl_reward(c, r, margin),
+        lambda: trl_reward_loss(c, r, margin=margin, center=0.01),
     )
 
 

@@ -4,8 +4,6 @@ BCOTrainer, and slow references from the papers for point-wise DPO, ULMA, DRO an
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,6 +21,7 @@ from pairkit.losses import (
     pointwise_dpo_loss,
     ulma_loss,
 )
+from tests.losses.trl_stubs import trl_kto_loss
 
 TOL = {"rtol": 1e-6, "atol": 1e-6}
 
@@ -37,52 +36,13 @@ def _inputs(seed, n=12, all_desirable=False):
     return pol, ref, kl_pol, kl_ref, labels
 
 
-def _trl_kto(pol, ref, kl_pol, kl_ref, labels, *, loss_type, beta, dw, uw):
-    """Run TRL's ``KTOTrainer._compute_loss`` on precomputed log-probs (a stub model returns ``pol`` as the
-    one-token completion log-probs), so the loss arithmetic is TRL's own."""
-    from trl.trainer.kto_trainer import KTOTrainer
-
-    n = pol.shape[0]
-    calculate_kl = loss_type != "apo_zero_unpaired"
-
-    def model(**kwargs):
-        zeros = torch.zeros(n, 1)
-        return SimpleNamespace(log_probs=pol[:, None], entropy=zeros, mean_logits=zeros)
-
-    self = SimpleNamespace(
-        model=SimpleNamespace(training=True),
-        accelerator=SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x),
-        _compute_kl_logps=lambda model, batch: kl_pol if calculate_kl else None,
-        aux_loss_enabled=False,
-        precompute_ref_logps=True,
-        calculate_KL=calculate_kl,
-        loss_type=loss_type,
-        beta=beta,
-        desirable_weight=dw,
-        undesirable_weight=uw,
-        _metrics=defaultdict(lambda: defaultdict(list)),
-        _total_train_tokens=0,
-        _tp_size=1,
-    )
-    ones = torch.ones(n, 2, dtype=torch.long)
-    batch = {
-        "input_ids": ones,
-        "attention_mask": ones,
-        "completion_mask": ones,
-        "label": labels,
-        "ref_logps": ref,
-        "ref_KL_logps": kl_ref,
-    }
-    return KTOTrainer._compute_loss(self, model, batch, return_outputs=False)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("beta,dw,uw", [(0.1, 1.0, 1.0), (0.5, 1.33, 0.75)])
 @pytest.mark.parametrize("loss_type", ["kto", "apo_zero_unpaired"])
 def test_matches_trl_kto_trainer(seed, beta, dw, uw, loss_type):
     pol, ref, kl_pol, kl_ref, labels = _inputs(seed, all_desirable=(seed == 2))
     p1 = pol.clone().requires_grad_(True)
-    trl = _trl_kto(p1, ref, kl_pol, kl_ref, labels, loss_type=loss_type, beta=beta, dw=dw, uw=uw)
+    trl = trl_kto_loss(p1, ref, kl_pol, kl_ref, labels, loss_type=loss_type, beta=beta, dw=dw, uw=uw)
     trl.backward()
     p2 = pol.clone().requires_grad_(True)
     common = {"beta": beta, "desirable_weight": dw, "undesirable_weight": uw}

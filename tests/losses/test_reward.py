@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,31 +23,9 @@ from pairkit.losses import (
     reward_centering_loss,
     soft_bradley_terry_reward_loss,
 )
+from tests.losses.trl_stubs import trl_reward_loss
 
 TOL = {"rtol": 1e-6, "atol": 1e-6}
-
-
-def _trl_reward_loss(rc, rr, margin=None, center=None):
-    """TRL's ``RewardTrainer.compute_loss`` with a stub model whose logits are the given rewards."""
-    from trl.trainer.reward_trainer import RewardTrainer
-
-    n = rc.shape[0]
-    self = SimpleNamespace(
-        model=SimpleNamespace(training=True),
-        args=SimpleNamespace(center_rewards_coefficient=center),
-        accelerator=SimpleNamespace(gather_for_metrics=lambda x: x, gather=lambda x: x),
-        _metrics=defaultdict(lambda: defaultdict(list)),
-        _total_train_tokens=0,
-        _tp_size=1,
-    )
-    inputs = {"input_ids": torch.ones(2 * n, 3, dtype=torch.long), "attention_mask": torch.ones(2 * n, 3)}
-    if margin is not None:
-        inputs["margin"] = margin
-
-    def model(**kwargs):
-        return SimpleNamespace(logits=torch.cat((rc, rr))[:, None])
-
-    return RewardTrainer.compute_loss(self, model, inputs)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -61,7 +37,7 @@ def test_bradley_terry_matches_trl_reward_trainer(seed, use_margin, center):
     margin = torch.rand(16, generator=g) * 2 if use_margin else None
     a = [rc.clone().requires_grad_(True), rr.clone().requires_grad_(True)]
     b = [rc.clone().requires_grad_(True), rr.clone().requires_grad_(True)]
-    want = _trl_reward_loss(*a, margin=margin, center=center)
+    want = trl_reward_loss(*a, margin=margin, center=center)
     got = bradley_terry_reward_loss(*b, margin=margin, center_rewards_coefficient=center)
     torch.testing.assert_close(got, want, **TOL)
     want.backward()

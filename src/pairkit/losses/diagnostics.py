@@ -14,7 +14,8 @@ from typing import NamedTuple
 import torch
 
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss
+from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss
+from pairkit.losses.preference_unpaired import _check_rows
 
 __all__ = [
     "GradientEntanglement",
@@ -32,13 +33,7 @@ __all__ = [
 
 
 def _check(mask=None, **tensors) -> torch.Tensor:
-    check_same_shape(**tensors)
-    first = next(t for t in tensors.values() if t is not None)
-    for name, t in tensors.items():
-        if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            raise InputError(f"{name} must be a floating-point torch tensor")
-    check_broadcastable("mask", mask, first.shape)
-    return first
+    return _check_rows(mask, None, **tensors)
 
 
 def _fraction(hits: torch.Tensor, mask, like: torch.Tensor) -> torch.Tensor:
@@ -326,7 +321,7 @@ def top_k_entropy(
 
     An over-optimisation indicator in the spirit of Rafailov et al. (2024), "Scaling Laws for Reward Model
     Overoptimization in Direct Alignment Algorithms" (entropy and mass concentration of the policy). Computed in
-    float32 from log-softmax so ±inf-free for any finite logits.
+    at least float32 from log-softmax, so finite for any finite logits.
 
     Args: ``logits`` ``[..., vocab]``; ``mask`` ``[...]`` bool. Returns ``[...]`` (``"none"``) or the masked mean.
     """

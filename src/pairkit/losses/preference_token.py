@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses.preference_unpaired import _check_rows
 
 __all__ = [
     "sparse_po_loss",
@@ -37,12 +38,7 @@ def _token_mask(name: str, mask: torch.Tensor | None, like: torch.Tensor) -> tor
 
 
 def _check_tokens(tensors: dict[str, torch.Tensor | None]) -> torch.Tensor:
-    check_same_shape(**tensors)
-    first = next(t for t in tensors.values() if t is not None)
-    for name, t in tensors.items():
-        if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
-            raise InputError(f"{name} must be a floating-point torch tensor, got {kind}")
+    first = _check_rows(None, None, **tensors)
     if first.dim() != 2:
         raise InputError(f"token-level inputs must be [batch, time], got shape {list(first.shape)}")
     return first
