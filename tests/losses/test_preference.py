@@ -484,7 +484,7 @@ def test_pairwise_cringe_against_slow_reference_and_sampler():
         gate = 1 / (1 + math.exp(-(1.0 - float(pc[i] - pr[i])) / 2.0))
         terms = [math.log1p(math.exp(float((neg[i, j] - pos[i, j]).detach()))) for j in range(t) if tmask[i, j]]
         cringe = sum(terms) / max(len(terms), 1)
-        assert abs(float(got[i]) - (-float(pc[i]) + 0.5 * gate * cringe)) < 1e-9
+        assert abs(float(got[i].detach()) - (-float(pc[i]) + 0.5 * gate * cringe)) < 1e-9
     got.sum().backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 

@@ -141,13 +141,11 @@ def preference_logits(
 
     Args: four ``[batch]`` log-probability tensors; lengths ``[batch]`` (token counts). Returns ``[batch]``.
     """
-    chosen = logratio_scores(policy_chosen_logps - ref_chosen_logps, f_divergence=f_divergence, f_alpha=f_alpha)
-    rejected = logratio_scores(policy_rejected_logps - ref_rejected_logps, f_divergence=f_divergence, f_alpha=f_alpha)
-    if (chosen_lengths is None) != (rejected_lengths is None):
-        raise InputError("give both chosen_lengths and rejected_lengths, or neither")
-    if chosen_lengths is not None:
-        chosen = chosen / _lengths("chosen_lengths", chosen_lengths, chosen)
-        rejected = rejected / _lengths("rejected_lengths", rejected_lengths, rejected)
+    chosen, rejected = _pair_scores(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, None, None,
+        f_divergence=f_divergence, f_alpha=f_alpha,
+    )  # fmt: skip
+    chosen, rejected = _length_normalised(chosen, rejected, chosen_lengths, rejected_lengths)
     return chosen - rejected
 
 
@@ -218,23 +216,71 @@ def _required(name: str, value):
     return value
 
 
-# --------------------------------------------------------------------------------------------- DPO family
+# ------------------------------------------------------------------------------- the reference-based losses
+
+_REQUIRED = inspect.Parameter.empty
+_F_OPTIONS = {"f_divergence": "reverse_kl", "f_alpha": 0.5}
+_INPUTS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
 
 
-@register("dpo", family=_FAMILY, aliases=("sigmoid", "f_dpo"))
-def dpo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+def _ref_loss(name: str, *, aliases: tuple[str, ...] = (), f_divergence: bool = False, **options):
+    """Register ``core(chosen_scores, rejected_scores, **options) -> [batch]`` as a four-input loss.
+
+    The registered function is ``f(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+    ref_rejected_logps, *, **options, mask=None, weights=None, reduction="mean")``: it checks the inputs,
+    forms the log ratios (through :func:`logratio_scores` when ``f_divergence`` is on), calls the core and
+    reduces. Options whose default is ``_REQUIRED`` must be given. A core that names
+    ``policy_chosen_logps`` also receives it (for SFT terms).
+    """
+    defaults = {**options, **(_F_OPTIONS if f_divergence else {})}
+
+    def wrap(core: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        wants_policy = "policy_chosen_logps" in inspect.signature(core).parameters
+
+        def loss(pc, pr, rc, rr, *, mask=None, weights=None, reduction: Reduction = "mean", **kwargs):
+            unknown = set(kwargs) - set(defaults)
+            if unknown:
+                raise InputError(f"{name} got unknown options {sorted(unknown)}; it takes {sorted(defaults)}")
+            opts = {**defaults, **kwargs}
+            missing = [k for k, v in opts.items() if v is _REQUIRED]
+            if missing:
+                raise InputError(f"{name} needs {missing} (keyword arguments)")
+            f_opts = {k: opts.pop(k) for k in _F_OPTIONS if f_divergence}
+            chosen, rejected = _pair_scores(pc, pr, rc, rr, mask, weights, **f_opts)
+            if wants_policy:
+                opts["policy_chosen_logps"] = pc
+            return reduce_loss(core(chosen, rejected, **opts), reduction, mask=mask, weights=weights)
+
+        kw_only = inspect.Parameter.KEYWORD_ONLY
+        params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in _INPUTS]
+        params += [inspect.Parameter(k, kw_only, default=v) for k, v in defaults.items() if v is _REQUIRED]
+        params += [inspect.Parameter(k, kw_only, default=v) for k, v in defaults.items() if v is not _REQUIRED]
+        params += [
+            inspect.Parameter("mask", kw_only, default=None),
+            inspect.Parameter("weights", kw_only, default=None),
+            inspect.Parameter("reduction", kw_only, default="mean"),
+        ]
+        loss.__signature__ = inspect.Signature(params)
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(loss, attr, getattr(core, attr))
+        return register(name, family=_FAMILY, aliases=aliases)(loss)
+
+    return wrap
+
+
+def _length_normalised(chosen, rejected, chosen_lengths, rejected_lengths):
+    if (chosen_lengths is None) != (rejected_lengths is None):
+        raise InputError("give both chosen_lengths and rejected_lengths, or neither")
+    if chosen_lengths is None:
+        return chosen, rejected
+    return (
+        chosen / _lengths("chosen_lengths", chosen_lengths, chosen),
+        rejected / _lengths("rejected_lengths", rejected_lengths, rejected),
+    )
+
+
+@_ref_loss("dpo", aliases=("sigmoid", "f_dpo"), f_divergence=True, beta=0.1)
+def dpo_loss(chosen, rejected, *, beta):
     """Direct Preference Optimization: logistic loss on the implicit-reward margin.
 
     .. math::
@@ -251,28 +297,11 @@ def dpo_loss(
     Args: four ``[batch]`` sequence log-probabilities (summed over completion tokens).
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    return reduce_loss(_margin_loss("sigmoid", c - r, beta), reduction, mask=mask, weights=weights)
+    return _margin_loss("sigmoid", chosen - rejected, beta)
 
 
-@register("conservative_dpo", family=_FAMILY, aliases=("cdpo",))
-def conservative_dpo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.1,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("conservative_dpo", aliases=("cdpo",), f_divergence=True, beta=0.1, label_smoothing=0.1)
+def conservative_dpo_loss(chosen, rejected, *, beta, label_smoothing):
     """Conservative DPO: DPO with labels flipped with probability ε (label smoothing).
 
     .. math::
@@ -285,28 +314,11 @@ def conservative_dpo_loss(
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
     _check_smoothing("label_smoothing", label_smoothing, 0.0, 1.0, "it is the assumed label-flip rate")
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    return reduce_loss(_margin_loss("sigmoid", c - r, beta, label_smoothing), reduction, mask=mask, weights=weights)
+    return _margin_loss("sigmoid", chosen - rejected, beta, label_smoothing)
 
 
-@register("robust_dpo", family=_FAMILY, aliases=("robust",))
-def robust_dpo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.1,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("robust_dpo", aliases=("robust",), f_divergence=True, beta=0.1, label_smoothing=0.1)
+def robust_dpo_loss(chosen, rejected, *, beta, label_smoothing):
     """Robust DPO: the unbiased estimate of the clean DPO loss under label-flip noise of rate ε.
 
     .. math::
@@ -320,31 +332,13 @@ def robust_dpo_loss(
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
     _check_smoothing("label_smoothing", label_smoothing, 0.0, 0.5, "rDPO needs a flip rate below 1/2")
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    z = beta * (c - r)
-    values = (-(1.0 - label_smoothing) * F.logsigmoid(z) + label_smoothing * F.logsigmoid(-z)) / (
-        1.0 - 2.0 * label_smoothing
-    )
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    z = beta * (chosen - rejected)
+    eps = label_smoothing
+    return (-(1.0 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1.0 - 2.0 * eps)
 
 
-@register("slic", family=_FAMILY, aliases=("hinge",))
-def hinge_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("slic", aliases=("hinge",), f_divergence=True, beta=0.1)
+def hinge_loss(chosen, rejected, *, beta):
     """Hinge (SLiC) loss on the implicit-reward margin, with margin :math:`1/\\beta`.
 
     .. math::
@@ -356,29 +350,11 @@ def hinge_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    return reduce_loss(_margin_loss("hinge", c - r, beta), reduction, mask=mask, weights=weights)
+    return _margin_loss("hinge", chosen - rejected, beta)
 
 
-@register("ipo", family=_FAMILY)
-def ipo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    chosen_lengths: torch.Tensor | None = None,
-    rejected_lengths: torch.Tensor | None = None,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("ipo", f_divergence=True, beta=0.1, chosen_lengths=None, rejected_lengths=None)
+def ipo_loss(chosen, rejected, *, beta, chosen_lengths, rejected_lengths):
     """Identity Preference Optimisation: regress the margin onto :math:`1/(2\\tau)` (τ = ``beta``).
 
     .. math::
@@ -392,30 +368,19 @@ def ipo_loss(
     Args: four ``[batch]`` sequence log-probabilities; optional ``[batch]`` lengths. Returns ``[batch]`` or a
     scalar.
     """
-    _check(mask, weights, **_named(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
-    delta = preference_logits(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-        f_divergence=f_divergence, f_alpha=f_alpha, chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
-    )  # fmt: skip
-    return reduce_loss(_margin_loss("ipo", delta, beta), reduction, mask=mask, weights=weights)
+    chosen, rejected = _length_normalised(chosen, rejected, chosen_lengths, rejected_lengths)
+    return _margin_loss("ipo", chosen - rejected, beta)
 
 
-@register("sigmoid_norm", family=_FAMILY, aliases=("length_normalized_dpo", "ln_dpo"))
-def sigmoid_norm_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    chosen_lengths: torch.Tensor,
-    rejected_lengths: torch.Tensor,
-    beta: float = 0.1,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss(
+    "sigmoid_norm",
+    aliases=("length_normalized_dpo", "ln_dpo"),
+    f_divergence=True,
+    chosen_lengths=_REQUIRED,
+    rejected_lengths=_REQUIRED,
+    beta=0.1,
+)
+def sigmoid_norm_loss(chosen, rejected, *, chosen_lengths, rejected_lengths, beta):
     """Length-normalised DPO: DPO on per-token averaged log ratios.
 
     .. math::
@@ -428,31 +393,12 @@ def sigmoid_norm_loss(
     Args: four ``[batch]`` sequence log-probabilities and ``[batch]`` completion lengths (token counts).
     Returns ``[batch]`` or a scalar.
     """
-    _check(mask, weights, **_named(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
-    delta = preference_logits(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-        chosen_lengths=_required("chosen_lengths", chosen_lengths),
-        rejected_lengths=_required("rejected_lengths", rejected_lengths),
-    )  # fmt: skip
-    return reduce_loss(_margin_loss("sigmoid", delta, beta), reduction, mask=mask, weights=weights)
+    chosen, rejected = _length_normalised(chosen, rejected, chosen_lengths, rejected_lengths)
+    return _margin_loss("sigmoid", chosen - rejected, beta)
 
 
-@register("exo", family=_FAMILY, aliases=("exo_pair",))
-def exo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: float = 1e-3,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("exo", aliases=("exo_pair",), f_divergence=True, beta=0.1, label_smoothing=1e-3)
+def exo_loss(chosen, rejected, *, beta, label_smoothing):
     """EXO (pairwise): reverse KL from the model's pair distribution to the smoothed label distribution.
 
     .. math::
@@ -466,32 +412,14 @@ def exo_loss(
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
     _check_smoothing("label_smoothing", label_smoothing, 1e-12, 1.0, "EXO needs 0 < ε < 1 (the paper uses 1e-3)")
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    z = beta * (c - r)
-    values = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-label_smoothing)) + torch.sigmoid(-z) * (
+    z = beta * (chosen - rejected)
+    return torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-label_smoothing)) + torch.sigmoid(-z) * (
         F.logsigmoid(-z) - math.log(label_smoothing)
     )
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("discopop", family=_FAMILY)
-def discopop_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    tau: float = 0.05,
-    f_divergence: str = "reverse_kl",
-    f_alpha: float = 0.5,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("discopop", f_divergence=True, beta=0.1, tau=0.05)
+def discopop_loss(chosen, rejected, *, beta, tau):
     """DiscoPOP (log-ratio modulated loss): a logistic/exponential blend gated by the margin.
 
     .. math::
@@ -504,30 +432,12 @@ def discopop_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
-        f_divergence=f_divergence, f_alpha=f_alpha,
-    )  # fmt: skip
-    z = beta * (c - r)
-    values = torch.sigmoid(-z / tau) * -F.logsigmoid(z) + torch.exp(F.logsigmoid(z / tau) - z)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    z = beta * (chosen - rejected)
+    return torch.sigmoid(-z / tau) * -F.logsigmoid(z) + torch.exp(F.logsigmoid(z / tau) - z)
 
 
-# ---------------------------------------------------------------- losses on the two log ratios separately
-
-
-@register("nca", family=_FAMILY, aliases=("nca_pair",))
-def nca_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("nca", aliases=("nca_pair",), beta=0.1)
+def nca_loss(chosen, rejected, *, beta):
     """NCA (pairwise): noise-contrastive alignment on absolute implicit rewards :math:`r = \\beta\\rho`.
 
     .. math::
@@ -539,25 +449,12 @@ def nca_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    rc, rr = beta * c, beta * r
-    values = -F.logsigmoid(rc) - 0.5 * F.logsigmoid(-rc) - 0.5 * F.logsigmoid(-rr)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    rc, rr = beta * chosen, beta * rejected
+    return -F.logsigmoid(rc) - 0.5 * F.logsigmoid(-rc) - 0.5 * F.logsigmoid(-rr)
 
 
-@register("bco_pair", family=_FAMILY)
-def bco_pair_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    delta: float | torch.Tensor = 0.0,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("bco_pair", beta=0.1, delta=0.0)
+def bco_pair_loss(chosen, rejected, *, beta, delta):
     """BCO (pairwise): binary classification of chosen vs rejected implicit rewards around a shift δ.
 
     .. math::
@@ -571,11 +468,9 @@ def bco_pair_loss(
     Args: four ``[batch]`` sequence log-probabilities; ``delta`` a float or 0-d tensor (not differentiated).
     Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
     if isinstance(delta, torch.Tensor):
         delta = delta.detach()
-    values = -F.logsigmoid(beta * c - delta) - F.logsigmoid(-(beta * r - delta))
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    return -F.logsigmoid(beta * chosen - delta) - F.logsigmoid(-(beta * rejected - delta))
 
 
 def bco_reward_shift(
@@ -606,18 +501,8 @@ def bco_reward_shift(
     return new_mean, new_count
 
 
-@register("sppo_hard", family=_FAMILY)
-def sppo_hard_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("sppo_hard", beta=0.1)
+def sppo_hard_loss(chosen, rejected, *, beta):
     """SPPO with hard win probabilities: regress each log ratio onto :math:`\\pm 1/(2\\beta)`.
 
     .. math::
@@ -629,23 +514,12 @@ def sppo_hard_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
     half = 0.5 / beta
-    return reduce_loss((c - half) ** 2 + (r + half) ** 2, reduction, mask=mask, weights=weights)
+    return (chosen - half) ** 2 + (rejected + half) ** 2
 
 
-@register("apo_zero", family=_FAMILY)
-def apo_zero_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("apo_zero", beta=0.1)
+def apo_zero_loss(chosen, rejected, *, beta):
     """APO-zero: raise the chosen likelihood and lower the rejected one (chosen better than the model).
 
     .. math::
@@ -657,22 +531,11 @@ def apo_zero_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    return reduce_loss(torch.sigmoid(-beta * c) + torch.sigmoid(beta * r), reduction, mask=mask, weights=weights)
+    return torch.sigmoid(-beta * chosen) + torch.sigmoid(beta * rejected)
 
 
-@register("apo_down", family=_FAMILY)
-def apo_down_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    beta: float = 0.1,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
+@_ref_loss("apo_down", beta=0.1)
+def apo_down_loss(chosen, rejected, *, beta):
     """APO-down: lower both likelihoods, the rejected one more (chosen worse than the model's outputs).
 
     .. math::
@@ -684,9 +547,73 @@ def apo_down_loss(
 
     Args: four ``[batch]`` sequence log-probabilities. Returns ``[batch]`` or a scalar.
     """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    values = torch.sigmoid(beta * c) + torch.sigmoid(-beta * (c - r))
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    return torch.sigmoid(beta * chosen) + torch.sigmoid(-beta * (chosen - rejected))
+
+
+@_ref_loss("rpo", beta=0.1, alpha=1.0, chosen_lengths=None, chosen_nll=None)
+def rpo_loss(chosen, rejected, *, beta, alpha, chosen_lengths, chosen_nll, policy_chosen_logps):
+    """RPO: DPO plus a length-normalised negative log-likelihood of the chosen response.
+
+    .. math::
+
+        \\ell = -\\log\\sigma(\\beta\\Delta) - \\alpha\\,\\frac{\\log\\pi(y_c)}{|y_c|}
+
+    Pang et al. (2024), "Iterative Reasoning Preference Optimization". The NLL term is ``chosen_nll`` when
+    given (e.g. a token-mean cross-entropy), else :math:`-\\log\\pi(y_c)/|y_c|` (``chosen_lengths``) or
+    :math:`-\\log\\pi(y_c)` without lengths. In TRL: ``loss_type=["sigmoid", "sft"]``, weights ``[1, α]``.
+
+    Args: four ``[batch]`` sequence log-probabilities; ``chosen_lengths``/``chosen_nll`` ``[batch]``.
+    Returns ``[batch]`` or a scalar.
+    """
+    nll = _nll(policy_chosen_logps, chosen_nll, chosen_lengths)
+    return _margin_loss("sigmoid", chosen - rejected, beta) + alpha * nll
+
+
+def _per_pair(name: str, value, like: torch.Tensor) -> torch.Tensor:
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device).detach()
+    check_broadcastable(name, value, like.shape)
+    return value
+
+
+@_ref_loss("mmpo", aliases=("margin_matching",), quality_margins=_REQUIRED, gamma=1.0, beta=0.1)
+def mmpo_loss(chosen, rejected, *, quality_margins, gamma, beta):
+    """Margin-matching PO: DPO against a soft Bradley–Terry target built from the quality margin.
+
+    .. math::
+
+        p = \\sigma(\\gamma\\,(s_c - s_r)), \\qquad
+        \\ell = -p\\log\\sigma(\\beta\\Delta) - (1-p)\\log\\sigma(-\\beta\\Delta)
+
+    Kim et al. (2024), "Margin Matching Preference Optimization: Enhanced Model Alignment with Granular
+    Feedback". ``quality_margins`` = :math:`s_c - s_r` (e.g. rating or reward-score differences);
+    ``gamma`` scales them to Bradley–Terry logits.
+
+    Args: four ``[batch]`` sequence log-probabilities; ``quality_margins`` ``[batch]``. Returns ``[batch]`` or
+    a scalar.
+    """
+    target = torch.sigmoid(gamma * _per_pair("quality_margins", quality_margins, chosen))
+    return _logistic(beta * (chosen - rejected), 1.0 - target)
+
+
+@_ref_loss("irepo", preference_probs=_REQUIRED, beta=0.1, eps=1e-6)
+def irepo_loss(chosen, rejected, *, preference_probs, beta, eps):
+    """iREPO: regress the implicit-reward difference onto the logit of the empirical preference.
+
+    .. math::
+
+        \\ell = \\Big(\\beta\\Delta - \\log\\frac{\\hat p}{1-\\hat p}\\Big)^2
+
+    Le et al. (2024), "iREPO: implicit Reward Pairwise Difference based Empirical Preference Optimization".
+    ``preference_probs`` :math:`\\hat p` is the fraction of annotators (human or AI) preferring the chosen
+    response; it is clipped to ``[eps, 1-eps]`` so unanimous votes give a finite target.
+
+    Args: four ``[batch]`` sequence log-probabilities; ``preference_probs`` ``[batch]`` in [0, 1].
+    Returns ``[batch]`` or a scalar.
+    """
+    p = _per_pair("preference_probs", preference_probs, chosen)
+    if p.numel() and bool(((p < 0) | (p > 1) | torch.isnan(p)).any()):
+        raise InputError(f"preference_probs must lie in [0, 1]; got values from {p.min().item()} to {p.max().item()}")
+    return (beta * (chosen - rejected) - torch.logit(p, eps=eps)) ** 2
 
 
 # ------------------------------------------------------------------------------ distributional (batch) AOT
@@ -789,39 +716,6 @@ def aot_unpaired_loss(
 # ----------------------------------------------------------------------- DPO with extra terms or targets
 
 
-@register("rpo", family=_FAMILY)
-def rpo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    chosen_lengths: torch.Tensor | None = None,
-    chosen_nll: torch.Tensor | None = None,
-    beta: float = 0.1,
-    alpha: float = 1.0,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    """RPO: DPO plus a length-normalised negative log-likelihood of the chosen response.
-
-    .. math::
-
-        \\ell = -\\log\\sigma(\\beta\\Delta) - \\alpha\\,\\frac{\\log\\pi(y_c)}{|y_c|}
-
-    Pang et al. (2024), "Iterative Reasoning Preference Optimization". The NLL term is ``chosen_nll`` when
-    given (e.g. a token-mean cross-entropy), else :math:`-\\log\\pi(y_c)/|y_c|` (``chosen_lengths``) or
-    :math:`-\\log\\pi(y_c)` without lengths. In TRL: ``loss_type=["sigmoid", "sft"]``, weights ``[1, α]``.
-
-    Args: four ``[batch]`` sequence log-probabilities; ``chosen_lengths``/``chosen_nll`` ``[batch]``.
-    Returns ``[batch]`` or a scalar.
-    """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    values = _margin_loss("sigmoid", c - r, beta) + alpha * _nll(policy_chosen_logps, chosen_nll, chosen_lengths)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
-
-
 @register("pair_sft", family=_FAMILY, aliases=("sft",))
 def pair_sft_loss(
     policy_chosen_logps: torch.Tensor,
@@ -861,77 +755,6 @@ def pair_sft_loss(
         count = lengths.numel()
     mean_length = (lengths.sum() / max(int(count), 1)).clamp(min=1.0)
     return reduce_loss(-policy_chosen_logps / mean_length, reduction, mask=mask, weights=weights)
-
-
-@register("mmpo", family=_FAMILY, aliases=("margin_matching",))
-def mmpo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    quality_margins: torch.Tensor,
-    gamma: float = 1.0,
-    beta: float = 0.1,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    """Margin-matching PO: DPO against a soft Bradley–Terry target built from the quality margin.
-
-    .. math::
-
-        p = \\sigma(\\gamma\\,(s_c - s_r)), \\qquad
-        \\ell = -p\\log\\sigma(\\beta\\Delta) - (1-p)\\log\\sigma(-\\beta\\Delta)
-
-    Kim et al. (2024), "Margin Matching Preference Optimization: Enhanced Model Alignment with Granular
-    Feedback". ``quality_margins`` = :math:`s_c - s_r` (e.g. rating or reward-score differences);
-    ``gamma`` scales them to Bradley–Terry logits.
-
-    Args: four ``[batch]`` sequence log-probabilities; ``quality_margins`` ``[batch]``. Returns ``[batch]`` or
-    a scalar.
-    """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    margins = torch.as_tensor(_required("quality_margins", quality_margins), dtype=c.dtype, device=c.device)
-    check_broadcastable("quality_margins", margins, c.shape)
-    target = torch.sigmoid(gamma * margins.detach())
-    return reduce_loss(_logistic(beta * (c - r), 1.0 - target), reduction, mask=mask, weights=weights)
-
-
-@register("irepo", family=_FAMILY)
-def irepo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-    *,
-    preference_probs: torch.Tensor,
-    beta: float = 0.1,
-    eps: float = 1e-6,
-    mask: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    """iREPO: regress the implicit-reward difference onto the logit of the empirical preference.
-
-    .. math::
-
-        \\ell = \\Big(\\beta\\Delta - \\log\\frac{\\hat p}{1-\\hat p}\\Big)^2
-
-    Le et al. (2024), "iREPO: implicit Reward Pairwise Difference based Empirical Preference Optimization".
-    ``preference_probs`` :math:`\\hat p` is the fraction of annotators (human or AI) preferring the chosen
-    response; it is clipped to ``[eps, 1-eps]`` so unanimous votes give a finite target.
-
-    Args: four ``[batch]`` sequence log-probabilities; ``preference_probs`` ``[batch]`` in [0, 1].
-    Returns ``[batch]`` or a scalar.
-    """
-    c, r = _pair_scores(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights)
-    p = torch.as_tensor(_required("preference_probs", preference_probs), dtype=c.dtype, device=c.device)
-    check_broadcastable("preference_probs", p, c.shape)
-    if p.numel() and (bool(((p < 0) | (p > 1)).any()) or bool(torch.isnan(p).any())):
-        raise InputError(f"preference_probs must lie in [0, 1]; got values from {p.min().item()} to {p.max().item()}")
-    target = torch.logit(p.detach(), eps=eps)
-    return reduce_loss((beta * (c - r) - target) ** 2, reduction, mask=mask, weights=weights)
 
 
 @register("dr_dpo", family=_FAMILY, aliases=("drdpo",))
