@@ -3,6 +3,7 @@
 from pairkit.rating.bayeselo import *  # noqa: F403
 from pairkit.rating.bootstrap import *  # noqa: F403
 from pairkit.rating.bradley_terry import *  # noqa: F403
+from pairkit.rating.covariates import *  # noqa: F403
 from pairkit.rating.elo import *  # noqa: F403
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.order import *  # noqa: F403
