@@ -26,8 +26,15 @@ __all__ = [
 ]
 
 
-def _check_temperature(temperature) -> None:
+def _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, *, min_classes=1):
+    """Shared checks; returns labels safe to gather with (or ``None`` when no labels are given)."""
+    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
     _check_number("temperature", temperature, low=0.0, low_open=True)
+    if labels is None:
+        return None
+    return check_logits_labels(
+        student_logits, labels, mask, weights, logits_name="student_logits", min_classes=min_classes
+    )
 
 
 def _soft(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -66,13 +73,11 @@ def hinton_kd_loss(
         temperature: ``τ > 0``.
         labels: optional ``[...]`` class indices; alpha: weight of the soft term when labels are given.
     """
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    _check_temperature(temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
     kl = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     values = temperature**2 * kl
-    if labels is not None:
+    if safe is not None:
         _check_number("alpha", alpha, low=0.0, high=1.0)
-        safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits")
         values = alpha * values + (1.0 - alpha) * _ce(student_logits, safe)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
@@ -119,9 +124,7 @@ def dkd_loss(
         student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
         alpha: TCKD weight; beta: NCKD weight; temperature: ``τ > 0``.
     """
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits", min_classes=2)
-    _check_temperature(temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, min_classes=2)
     bin_s, non_s = _target_split(_soft(student_logits, temperature), safe)
     bin_t, non_t = _target_split(_soft(teacher_logits, temperature), safe)
     tckd = _kl_logspace(bin_t, bin_s)
@@ -159,9 +162,7 @@ def nkd_loss(
         student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
         temperature: ``τ > 0`` for the non-target term; gamma: its weight ``γ``.
     """
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits", min_classes=2)
-    _check_temperature(temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, min_classes=2)
     _check_number("gamma", gamma)
     idx = safe.unsqueeze(-1)
     log_p_y = torch.gather(torch.log_softmax(student_logits, dim=-1), -1, idx).squeeze(-1)
@@ -214,8 +215,7 @@ def bd_kd_loss(
         student_logits, teacher_logits: ``[..., K]``; labels: optional ``[...]``.
         temperature: ``τ > 0``; balance: ``λ >= 0``.
     """
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    _check_temperature(temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
     _check_number("balance", balance, low=0.0)
     log_s = _soft(student_logits, temperature)
     log_t = _soft(teacher_logits, temperature)
@@ -225,8 +225,7 @@ def bd_kd_loss(
     w_f = torch.where(student_less_sure, one, one * balance)
     w_r = torch.where(student_less_sure, one * balance, one)
     values = temperature**2 * (w_f * _kl_logspace(log_t, log_s) + w_r * _kl_logspace(log_s, log_t))
-    if labels is not None:
-        safe = check_logits_labels(student_logits, labels, mask, weights, logits_name="student_logits")
+    if safe is not None:
         values = values + _ce(student_logits, safe)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
