@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -59,8 +60,8 @@ class Matches:
             raise InputError(f"Matches: player index out of range [0, {n})")
         slot_match = self.team_match[self.slot_team]
         key = slot_match * np.int64(max(n, 1)) + self.players
-        if len(np.unique(key)) != len(key):
-            srt = np.sort(key)
+        srt = np.sort(key)
+        if np.any(srt[1:] == srt[:-1]):
             dup = srt[1:][srt[1:] == srt[:-1]][0]
             raise InputError(
                 f"Matches: player {self.items[int(dup % n)]!r} appears twice in match {int(dup // n)}; "
@@ -84,10 +85,11 @@ class Matches:
         """
         if ranks is not None and len(ranks) != len(teams):
             raise InputError(f"ranks has {len(ranks)} matches but teams has {len(teams)}")
-        flat = [p for match in teams for team in match for p in team]
         team_sizes = [len(team) for match in teams for team in match]
         match_sizes = [len(match) for match in teams]
-        if any(isinstance(p, str) for p in flat):
+        flat = list(chain.from_iterable(chain.from_iterable(teams)))
+        arr = np.array(flat)
+        if arr.dtype.kind in "OUS":
             if items is None:
                 items = sorted({str(p) for p in flat})
             lookup = {name: k for k, name in enumerate(items)}
@@ -96,16 +98,19 @@ class Matches:
                 raise InputError(f"teams: player {missing[0]!r} is not one of the given items")
             players = np.array([lookup[str(p)] for p in flat], dtype=np.int64)
         else:
-            players = np.asarray(flat, dtype=np.int64).reshape(-1)
+            if arr.size and arr.dtype.kind not in "iu":
+                raise InputError(f"teams must hold player indices (int) or names (str), got dtype {arr.dtype}")
+            players = arr.astype(np.int64).reshape(-1)
             if items is None:
                 items = [str(k) for k in range(int(players.max(initial=-1)) + 1)]
         if ranks is None:
             rank = np.concatenate([np.arange(k, dtype=float) for k in match_sizes]) if teams else np.zeros(0)
         else:
-            for m, (match, r) in enumerate(zip(teams, ranks, strict=True)):
-                if len(r) != len(match):
-                    raise InputError(f"ranks[{m}] has {len(r)} entries but match {m} has {len(match)} teams")
-            rank = np.asarray([float(x) for r in ranks for x in r], dtype=float)
+            rank_sizes = np.array([len(r) for r in ranks])
+            if np.any(rank_sizes != match_sizes):
+                m = int(np.flatnonzero(rank_sizes != match_sizes)[0])
+                raise InputError(f"ranks[{m}] has {rank_sizes[m]} entries but match {m} has {match_sizes[m]} teams")
+            rank = np.array(list(chain.from_iterable(ranks)), dtype=float)
         weight = None
         if weights is not None:
             weight = np.asarray([float(x) for match in weights for team in match for x in team], dtype=float)
