@@ -9,6 +9,7 @@ from pairkit.rating.elo import *  # noqa: F403
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.order import *  # noqa: F403
 from pairkit.rating.plackett_luce import *  # noqa: F403
+from pairkit.rating.robust import *  # noqa: F403
 from pairkit.rating.spectral import *  # noqa: F403
 from pairkit.rating.ties import *  # noqa: F403
 from pairkit.rating.trueskill import *  # noqa: F403
