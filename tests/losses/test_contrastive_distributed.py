@@ -28,9 +28,9 @@ def _data():
     gen = torch.Generator().manual_seed(7)
     xq = torch.randn(N_GLOBAL, D_IN, generator=gen, dtype=torch.float64)
     xk = xq + 0.3 * torch.randn(N_GLOBAL, D_IN, generator=gen, dtype=torch.float64)
-    # Two views per label, the views of a label on different ranks (rows i and i + 6).
-    labels = torch.arange(N_GLOBAL // 2).repeat(2)
-    # Interleave so each rank holds rows with varied labels: rank 0 gets the even rows, rank 1 the odd ones.
+    # Two rows per label (rows 2j and 2j + 1); rank r holds rows r, r + 2, ..., so every positive of a row
+    # lives on the other rank and only reaches it through the gather.
+    labels = torch.arange(N_GLOBAL // 2).repeat_interleave(2)
     return xq, xk, labels
 
 

@@ -427,7 +427,7 @@ def isogclr(
         raise InputError("temperature must be positive and finite")
     tau = tau.expand(n)
     if n < 2:
-        return reduce_loss(q.new_zeros(n) + 0 * tau, reduction, weights=weights)
+        return reduce_loss((q * k).sum(1) * 0 * tau, reduction, weights=weights)
     sims = q @ k.T
     h = (sims - sims.diagonal()[:, None]) / tau[:, None]
     off = ~torch.eye(n, dtype=torch.bool, device=q.device)
@@ -659,6 +659,8 @@ def triplet_margin(
     dist = _safe_distances(x)
     pos, neg = _pair_masks(labels)
     hinge = F.softplus if smooth else F.relu
+    if mining == "batch_hard" and x.shape[0] == 0:
+        return reduce_loss(x.sum(1), reduction, weights=weights)
     if mining == "batch_hard":
         valid = pos.any(1) & neg.any(1)
         hard_p = dist.masked_fill(~pos, float("-inf")).argmax(1)
