@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import special
@@ -95,8 +96,8 @@ def bootstrap_bradley_terry(
     prior: float = 0.0,
     level: float = 0.95,
     seed: int | np.random.Generator | None = 0,
-    tol: float = 1e-9,
-    max_iter: int = 60,
+    tol: float = 1e-7,
+    max_iter: int = 200,
 ) -> Leaderboard:
     """Fast percentile bootstrap of Bradley–Terry strengths (ties counted as half wins).
 
@@ -121,14 +122,18 @@ def bootstrap_bradley_terry(
     if by == "row":
         # Distinct cells (pair, outcome, weight): rows in one cell are exchangeable, so a multinomial draw
         # over cells is exactly a multinomial draw over rows.
-        cell_key = np.stack([pair_index.astype(float), lo_share, w], axis=1)
-        cells, cell_of_row = np.unique(cell_key, axis=0, return_inverse=True)
-        cell_count = np.bincount(cell_of_row.ravel(), minlength=len(cells)).astype(float)
-        cell_pair = cells[:, 0].astype(np.int64)
+        share_code, shares = pd.factorize(lo_share)
+        weight_code, weights = pd.factorize(w)
+        key = (pair_index * len(shares) + share_code) * len(weights) + weight_code
+        cell_keys, first_row, cell_of_row = np.unique(key, return_index=True, return_inverse=True)
+        cell_count = np.bincount(cell_of_row, minlength=len(cell_keys)).astype(float)
+        cell_pair = pair_index[first_row]
+        cell_value = w[first_row]
+        cell_share = lo_share[first_row]
         to_pairs = sp.csr_matrix(
-            (np.ones(len(cells)), (cell_pair, np.arange(len(cells)))), shape=(n_pairs, len(cells)))
-        win_lo = to_pairs @ sp.diags(cells[:, 1] * cells[:, 2])
-        win_hi = to_pairs @ sp.diags((1 - cells[:, 1]) * cells[:, 2])
+            (np.ones(len(cell_keys)), (cell_pair, np.arange(len(cell_keys)))), shape=(n_pairs, len(cell_keys)))
+        win_lo = to_pairs @ sp.diags(cell_share * cell_value)
+        win_hi = to_pairs @ sp.diags((1 - cell_share) * cell_value)
         probs = cell_count / cell_count.sum()
         m = len(comparisons)
 
@@ -161,8 +166,8 @@ def bootstrap_bradley_terry(
     return _with_samples(board, samples[ok], level, failed)
 
 
-def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: float = 1e-9,
-                     max_iter: int = 60):
+def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: float = 1e-7,
+                     max_iter: int = 200):
     """A function ``(wins_lo, wins_hi) -> (theta, bad)`` solving many reweighted BT problems at once.
 
     ``wins_lo``/``wins_hi`` are ``pairs × b`` win counts of each pair's lower/higher-indexed item. Chord
