@@ -93,9 +93,7 @@ def test_gradcheck_hidden_and_logits():
         lambda h, w, b: token_logps_from_hidden(h, w, labels, bias=b, mask=mask, chunk_size=2), (h, w, b)
     )
     logits = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda z: token_logps_from_logits(z, labels, mask=mask, chunk_size=3), (logits,)
-    )
+    assert torch.autograd.gradcheck(lambda z: token_logps_from_logits(z, labels, mask=mask, chunk_size=3), (logits,))
 
 
 def test_no_shift_and_sequence_sums():

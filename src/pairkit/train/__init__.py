@@ -1,6 +1,8 @@
 """Training on preferences: chunked log-probabilities, trainers and pair construction (needs torch)."""
 
+from pairkit.train import _loop, logprobs, trainers
+from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.logprobs import *  # noqa: F403
-from pairkit.train.logprobs import __all__ as _logprobs_all
+from pairkit.train.trainers import *  # noqa: F403
 
-__all__ = [*_logprobs_all]
+__all__ = [*_loop.__all__, *logprobs.__all__, *trainers.__all__]

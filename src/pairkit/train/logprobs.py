@@ -186,9 +186,7 @@ def token_logps_from_logits(
             f"{list(logits.shape)} and labels {list(labels.shape)}"
         )
     _check_chunk(chunk_size)
-    pred_pos, targets, shape = _select_positions(
-        labels, mask, shift=shift, ignore_index=ignore_index, name="labels"
-    )
+    pred_pos, targets, shape = _select_positions(labels, mask, shift=shift, ignore_index=ignore_index, name="labels")
     _check_targets(targets, logits.shape[-1])
     flat = logits.reshape(-1, logits.shape[-1])
     values = _LogitsLogps.apply(flat, pred_pos, targets, chunk_size)
@@ -238,9 +236,7 @@ def token_logps_from_hidden(
     if bias is not None and bias.shape != (weight.shape[0],):
         raise InputError(f"bias must be [{weight.shape[0]}], got {list(bias.shape)}")
     _check_chunk(chunk_size)
-    pred_pos, targets, shape = _select_positions(
-        labels, mask, shift=shift, ignore_index=ignore_index, name="labels"
-    )
+    pred_pos, targets, shape = _select_positions(labels, mask, shift=shift, ignore_index=ignore_index, name="labels")
     _check_targets(targets, weight.shape[0])
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, pred_pos)
     values = _HiddenLogps.apply(h, weight, bias, targets, chunk_size)

@@ -1,0 +1,249 @@
+"""Reading preference data for the trainers and turning it into token ids.
+
+Accepted row formats (JSON list, JSONL — optionally gzipped — or Parquet):
+
+* ``{prompt, chosen, rejected}`` with strings (pairkit's judge exports, TRL's standard format), or with
+  ``prompt`` a list of chat messages ``[{role, content}]`` and ``chosen``/``rejected`` strings or messages;
+* LLaMA-Factory ``{conversations: [{from, value}], chosen: {from, value}, rejected: {from, value}}``;
+* HH-RLHF ``{chosen, rejected}`` full dialogues: the shared prefix up to the last ``"\\n\\nAssistant:"`` is
+  the prompt;
+* unpaired: LLaMA-Factory ``{messages, label}`` (the last assistant message is the completion) or
+  ``{prompt, completion, label}``;
+* listwise: ``{prompt, responses: [...], scores: [...]}`` (or ``ranks``, 1 = best).
+
+Prompts given as messages use the tokenizer's chat template when it has one; otherwise they are written in
+the HH-RLHF ``"\\n\\nHuman: …\\n\\nAssistant:"`` layout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pairkit.errors import InputError
+
+__all__ = [
+    "encode_completion",
+    "read_records",
+    "to_listwise",
+    "to_pairs",
+    "to_unpaired",
+]
+
+_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+_HH_ASSISTANT = "\n\nAssistant:"
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSON list, a JSONL file (``.gz`` allowed) or a Parquet file, as dictionaries."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file {str(path)!r} does not exist")
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pandas as pd
+
+        return pd.read_parquet(path).to_dict(orient="records")
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        text = fh.read()
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}, line {i}: not valid JSON ({exc.msg}); fix or remove it") from None
+    if not rows:
+        raise InputError(f"data file {str(path)!r} holds no rows")
+    return rows
+
+
+def _message(m: Any, where: str) -> dict[str, str]:
+    if isinstance(m, dict):
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        if role in _ROLES and isinstance(content, str):
+            return {"role": _ROLES[role], "content": content}
+    raise InputError(f"{where}: expected a chat message {{role, content}} or {{from, value}}, got {m!r:.80}")
+
+
+def _messages(ms: Any, where: str) -> list[dict[str, str]]:
+    if not isinstance(ms, Sequence) or isinstance(ms, str):
+        raise InputError(f"{where}: expected a list of chat messages, got {ms!r:.80}")
+    return [_message(m, where) for m in ms]
+
+
+def _completion_text(x: Any, where: str) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, dict):
+        return _message(x, where)["content"]
+    msgs = _messages(x, where)
+    if msgs[-1]["role"] != "assistant":
+        raise InputError(f"{where}: the last message must be the assistant's answer")
+    return msgs[-1]["content"]
+
+
+def _split_hh(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
+    """HH-RLHF: the prompt is the shared prefix up to (and including) its last ``Assistant:`` marker."""
+    n = 0
+    for a, b in zip(chosen, rejected):
+        if a != b:
+            break
+        n += 1
+    cut = chosen.rfind(_HH_ASSISTANT, 0, n)
+    if cut < 0:
+        raise InputError(f"{where}: chosen and rejected share no '\\n\\nAssistant:' prefix to use as prompt")
+    cut += len(_HH_ASSISTANT)
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
+def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[dict[str, Any]]:
+    """Normalise preference rows to ``{prompt, chosen, rejected}`` (prompt: string or messages)."""
+    out = []
+    for i, row in enumerate(rows, start=1):
+        where = f"{source}, row {i}"
+        if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
+            raise InputError(f"{where}: needs 'chosen' and 'rejected' fields, has {sorted(row)[:6]}")
+        if "conversations" in row:
+            prompt = _messages(row["conversations"], where)
+        elif "prompt" in row:
+            prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
+        elif isinstance(row["chosen"], str) and isinstance(row["rejected"], str):
+            prompt, c, r = _split_hh(row["chosen"], row["rejected"], where)
+            out.append({"prompt": prompt, "chosen": c, "rejected": r})
+            continue
+        else:
+            chosen, rejected = _messages(row["chosen"], where), _messages(row["rejected"], where)
+            k = 0
+            while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
+                k += 1
+            prompt = chosen[:k]
+        chosen_text = _completion_text(row["chosen"], where + ", column 'chosen'")
+        rejected_text = _completion_text(row["rejected"], where + ", column 'rejected'")
+        out.append({"prompt": prompt, "chosen": chosen_text, "rejected": rejected_text})
+    return out
+
+
+def to_unpaired(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[dict[str, Any]]:
+    """Normalise unpaired rows to ``{prompt, completion, label}`` (label: True = desirable)."""
+    out = []
+    for i, row in enumerate(rows, start=1):
+        where = f"{source}, row {i}"
+        label = row.get("label") if isinstance(row, dict) else None
+        if not isinstance(label, (bool, np.bool_)) and label not in (0, 1):
+            raise InputError(f"{where}, column 'label': expected true/false, got {label!r}")
+        if "messages" in row:
+            msgs = _messages(row["messages"], where)
+            if msgs[-1]["role"] != "assistant":
+                raise InputError(f"{where}: the last message must be the assistant's completion")
+            out.append({"prompt": msgs[:-1], "completion": msgs[-1]["content"], "label": bool(label)})
+        elif "prompt" in row and "completion" in row:
+            prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
+            completion = _completion_text(row["completion"], where + ", column 'completion'")
+            out.append({"prompt": prompt, "completion": completion, "label": bool(label)})
+        else:
+            raise InputError(f"{where}: needs 'messages' or 'prompt' and 'completion', has {sorted(row)[:6]}")
+    return out
+
+
+def to_listwise(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[dict[str, Any]]:
+    """Normalise listwise rows to ``{prompt, responses, scores}`` (higher score = better; ranks are negated)."""
+    out = []
+    for i, row in enumerate(rows, start=1):
+        where = f"{source}, row {i}"
+        responses = row.get("responses")
+        if not isinstance(responses, Sequence) or len(responses) < 2:
+            raise InputError(f"{where}, column 'responses': needs a list of at least 2 responses")
+        if "scores" in row:
+            scores = [float(s) for s in row["scores"]]
+        elif "ranks" in row:
+            scores = [-float(r) for r in row["ranks"]]
+        else:
+            raise InputError(f"{where}: needs 'scores' or 'ranks' for its responses")
+        if len(scores) != len(responses) or not np.all(np.isfinite(scores)):
+            raise InputError(f"{where}: scores {scores!r:.80} must be finite, one per response")
+        prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
+        out.append({"prompt": prompt, "responses": [_completion_text(r, where) for r in responses], "scores": scores})
+    return out
+
+
+def _prompt_text(prompt: str | list[dict[str, str]]) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    parts = []
+    for m in prompt:
+        tag = {"user": "Human", "assistant": "Assistant", "system": "System"}[m["role"]]
+        parts.append(f"\n\n{tag}: {m['content']}")
+    return "".join(parts) + _HH_ASSISTANT
+
+
+def encode_completion(
+    tokenizer,
+    prompt: str | list[dict[str, str]],
+    completion: str,
+    *,
+    max_length: int = 512,
+    max_prompt_length: int | None = None,
+) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt and of the completion (ending with EOS), truncated to ``max_length`` in total.
+
+    Message prompts go through the tokenizer's chat template (with the generation prompt) when it has one;
+    the completion is then the template's rendering of the assistant turn, so it ends with the template's
+    end-of-turn tokens. Prompts are truncated from the left, completions from the right.
+    """
+    if not isinstance(prompt, str) and getattr(tokenizer, "chat_template", None):
+        prompt_ids = _template_ids(tokenizer, prompt, add_generation_prompt=True)
+        full = _template_ids(tokenizer, [*prompt, {"role": "assistant", "content": completion}])
+        if full[: len(prompt_ids)] != prompt_ids:
+            comp_ids = _plain_completion(tokenizer, completion)
+        else:
+            comp_ids = full[len(prompt_ids) :]
+    else:
+        prompt_ids = list(tokenizer(_prompt_text(prompt))["input_ids"])
+        comp_ids = _plain_completion(tokenizer, completion)
+    max_prompt = max_prompt_length if max_prompt_length is not None else max(max_length // 2, 1)
+    if len(prompt_ids) + len(comp_ids) > max_length:
+        prompt_ids = prompt_ids[-min(len(prompt_ids), max_prompt) :]
+        comp_ids = comp_ids[: max(max_length - len(prompt_ids), 1)]
+    return prompt_ids, comp_ids
+
+
+def _template_ids(tokenizer, messages, **kw) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, tokenize=True, **kw)
+    # transformers 5 returns a BatchEncoding, older versions a list of ids
+    ids = out if isinstance(out, (list, tuple)) else out["input_ids"]
+    return [int(i) for i in ids]
+
+
+def _plain_completion(tokenizer, completion: str) -> list[int]:
+    ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def collate_sequences(seqs: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded ``input_ids``, ``attention_mask`` and ``completion_mask`` for (prompt, completion) ids."""
+    import torch
+
+    length = max(len(p) + len(c) for p, c in seqs)
+    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), length), dtype=torch.long)
+    comp = torch.zeros((len(seqs), length), dtype=torch.bool)
+    for i, (p, c) in enumerate(seqs):
+        n = len(p) + len(c)
+        ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
+        attn[i, :n] = 1
+        comp[i, len(p) : n] = True
+    return {"input_ids": ids, "attention_mask": attn, "completion_mask": comp}

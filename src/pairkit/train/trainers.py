@@ -1,0 +1,419 @@
+"""Preference, unpaired and listwise trainers for transformers causal LMs (plain PyTorch loops).
+
+Each trainer tokenises its data once, gets the reference model's sequence log-probabilities (precomputed
+once and cached on disk, keyed by a hash of the model's weights and the token ids; or, for a PEFT model with
+``reference="adapter"``, the same model with its adapter disabled), and runs the shared loop of
+:mod:`pairkit.train._loop` with the loss looked up by name in :mod:`pairkit.losses`.
+
+Metrics per step: the loss, the implicit rewards :math:`\\beta(\\log\\pi - \\log\\pi_{ref})` (Rafailov et al.
+2023) of chosen/rejected (or desirable/undesirable, or best/other) responses, their margin and the
+implicit-reward accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairkit.errors import InputError
+from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_options, fit, parse_loss_spec
+from pairkit.train.data import collate_sequences, encode_completion, read_records, to_listwise, to_pairs, to_unpaired
+from pairkit.train.logprobs import completion_logps
+
+__all__ = [
+    "evaluate_preference",
+    "train_listwise",
+    "train_preference",
+    "train_unpaired",
+]
+
+
+def _losses(loss, family: str) -> list[tuple[str, float, Callable]]:
+    from pairkit import losses
+
+    terms = []
+    for name, weight in parse_loss_spec(loss):
+        fn = losses.get(name)
+        fam = losses.family_of(name)
+        if fam != family:
+            raise InputError(f"loss {name!r} is in family {fam!r}; this trainer takes {family!r} losses")
+        terms.append((name, weight, fn))
+    return terms
+
+
+def _records(data, source: str) -> list[dict[str, Any]]:
+    if isinstance(data, (str, Path)):
+        return read_records(data)
+    if hasattr(data, "to_dict"):
+        return data.to_dict(orient="records")
+    return list(data)
+
+
+def _encode(tokenizer, prompt, completions: Sequence[str], config: TrainConfig) -> list[tuple[list[int], list[int]]]:
+    return [
+        encode_completion(
+            tokenizer, prompt, c, max_length=config.max_length, max_prompt_length=config.max_prompt_length
+        )
+        for c in completions
+    ]
+
+
+def _pad_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+
+
+def _seq_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probabilities ``[n]`` and scored-token counts ``[n]`` of (prompt, completion) ids."""
+    batch = collate_sequences(seqs, pad_id)
+    tok = completion_logps(
+        model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], chunk_size=chunk_size
+    )
+    scored = batch["completion_mask"].clone()
+    scored[:, 0] = False
+    return tok.sum(-1), scored.sum(-1)
+
+
+def _fingerprint(model) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _reference_logps(model, examples, pad_id: int, config: TrainConfig, cache_dir: str | Path | None) -> None:
+    """Fill ``example["ref"]`` (``[k]`` float64) for every example, from the on-disk cache when present."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(_fingerprint(model).encode())
+    for ex in examples:
+        h.update(repr(ex["seqs"]).encode())
+    path = Path(cache_dir) / f"ref-logps-{h.hexdigest()}.pt" if cache_dir is not None else None
+    if path is not None and path.exists():
+        refs = torch.load(path)
+    else:
+        was_training = model.training
+        model.eval()
+        refs = []
+        with torch.no_grad():
+            for start in range(0, len(examples), config.batch_size):
+                chunk = examples[start : start + config.batch_size]
+                flat = [s for ex in chunk for s in ex["seqs"]]
+                logps, _ = _seq_logps(model, flat, pad_id, config.chunk_size)
+                offsets = np.cumsum([0] + [len(ex["seqs"]) for ex in chunk])
+                refs += [logps[a:b].double() for a, b in zip(offsets[:-1], offsets[1:])]
+        model.train(was_training)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(refs, tmp)
+            tmp.replace(path)
+    for ex, ref in zip(examples, refs):
+        ex["ref"] = ref
+
+
+def _prepare_reference(model, examples, pad_id, config, reference, cache_dir) -> bool:
+    """Returns True when reference log-probabilities must be computed on the fly (adapter disabled)."""
+    if reference == "adapter":
+        if not hasattr(model, "disable_adapter"):
+            raise InputError("reference='adapter' needs a PEFT model (peft.get_peft_model(model, LoraConfig(...)))")
+        return True
+    if reference != "precompute":
+        raise InputError(f"reference must be 'precompute' or 'adapter', got {reference!r}")
+    if cache_dir is None and config.output_dir is not None:
+        cache_dir = Path(config.output_dir) / "ref_cache"
+    _reference_logps(model, examples, pad_id, config, cache_dir)
+    return False
+
+
+def _flat_logps(model, rows, pad_id, config, on_the_fly: bool):
+    """Policy and reference log-probabilities ``[n_seqs]``, token counts, and the per-row offsets."""
+    flat = [s for ex in rows for s in ex["seqs"]]
+    policy, lengths = _seq_logps(model, flat, pad_id, config.chunk_size)
+    if on_the_fly:
+        with torch.no_grad(), model.disable_adapter():
+            ref, _ = _seq_logps(model, flat, pad_id, config.chunk_size)
+    else:
+        ref = torch.cat([ex["ref"] for ex in rows])
+    return policy, ref.to(policy.dtype), lengths.to(policy.dtype)
+
+
+def _combine(terms, inputs, options) -> torch.Tensor:
+    return sum(weight * call_loss(name, fn, inputs, options) for name, weight, fn in terms)
+
+
+def _options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[str, Any]:
+    options = dict(loss_options or {})
+    check_options([(n, fn) for n, _, fn in terms], options)
+    options.setdefault("beta", beta)
+    return options
+
+
+# ------------------------------------------------------------------------------------------------ paired
+
+
+def _pair_examples(tokenizer, data, config: TrainConfig, source: str) -> list[dict[str, Any]]:
+    pairs = (
+        data
+        if _is_normalised(data, ("prompt", "chosen", "rejected"))
+        else to_pairs(_records(data, source), source=source)
+    )
+    return [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config)} for p in pairs]
+
+
+def _is_normalised(data, keys) -> bool:
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(r, dict) and set(keys) <= set(r) for r in data[:1])
+        and all(isinstance(r[keys[1]], str) for r in data[:1])
+    )
+
+
+def _pair_step(terms, options, beta, pad_id, config, on_the_fly):
+    def step(model, rows):
+        policy, ref, lengths = _flat_logps(model, rows, pad_id, config, on_the_fly)
+        pc, pr, rc, rr = policy[0::2], policy[1::2], ref[0::2], ref[1::2]
+        inputs = {
+            "policy_chosen_logps": pc,
+            "policy_rejected_logps": pr,
+            "ref_chosen_logps": rc,
+            "ref_rejected_logps": rr,
+            "chosen_lengths": lengths[0::2],
+            "rejected_lengths": lengths[1::2],
+        }
+        losses = _combine(terms, inputs, options)
+        rew_c, rew_r = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+        stats = {
+            "rewards/chosen": rew_c,
+            "rewards/rejected": rew_r,
+            "rewards/margin": rew_c - rew_r,
+            "accuracy": (rew_c > rew_r).double(),
+            "logps/chosen": pc.detach(),
+            "logps/rejected": pr.detach(),
+        }
+        return losses, stats
+
+    return step
+
+
+def train_preference(
+    model,
+    tokenizer,
+    data,
+    *,
+    loss: str | dict[str, float] = "dpo",
+    beta: float = 0.1,
+    loss_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    reference: str = "precompute",
+    ref_cache_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a causal LM on chosen/rejected pairs with a pairwise preference loss (or a weighted sum).
+
+    .. math::
+
+        \\mathcal{L} = \\frac{1}{B}\\sum_{i} \\sum_k w_k\\,\\ell_k\\big(\\log\\pi(y^c_i), \\log\\pi(y^r_i),
+        \\log\\pi_{ref}(y^c_i), \\log\\pi_{ref}(y^r_i)\\big)
+
+    DPO: Rafailov et al. (2023), "Direct Preference Optimization: Your Language Model is Secretly a Reward
+    Model". ``loss`` is a registered ``preference``-family name (``"dpo"``, ``"ipo"``, …), or a weighted
+    combination such as ``"dpo+0.2*sft"`` / ``{"dpo": 1, "sft": 0.2}``; ``sft`` is the token-mean negative
+    log-likelihood of the chosen responses (the MPO mixture of Wang et al. 2024, "Enhancing the Reasoning
+    Ability of Multimodal Large Language Models via Mixed Preference Optimization").
+
+    Args:
+        model: a transformers causal LM (optionally a PEFT model).
+        tokenizer: its tokenizer; the chat template is used for message prompts when present.
+        data: a file path (JSON/JSONL/Parquet), a DataFrame or a list of rows in a format of
+            :func:`pairkit.train.data.to_pairs`.
+        reference: ``"precompute"`` (the initial model, cached under ``ref_cache_dir`` or
+            ``output_dir/ref_cache``) or ``"adapter"`` (PEFT model with the adapter disabled).
+    """
+    config = config or TrainConfig()
+    terms = _losses(loss, "preference")
+    options = _options(terms, beta, loss_options)
+    examples = _pair_examples(tokenizer, data, config, "data")
+    pad_id = _pad_id(tokenizer)
+    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+    step = _pair_step(terms, options, beta, pad_id, config, on_the_fly)
+    return fit(model, examples, step, config, resume=resume, callback=callback)
+
+
+def evaluate_preference(
+    model, tokenizer, data, *, beta: float = 0.1, reference_model=None, config: TrainConfig | None = None
+) -> dict[str, float]:
+    """Implicit-reward accuracy and mean margin of ``model`` on held-out pairs.
+
+    .. math::
+
+        \\text{acc} = \\frac{1}{n}\\sum_i \\mathbb{1}\\big[\\beta(\\log\\tfrac{\\pi(y^c_i)}{\\pi_{ref}(y^c_i)}
+        - \\log\\tfrac{\\pi(y^r_i)}{\\pi_{ref}(y^r_i)}) > 0\\big]
+
+    With ``reference_model=None`` the log-likelihood margin of the model itself is used.
+    """
+    config = config or TrainConfig()
+    examples = _pair_examples(tokenizer, data, config, "data")
+    pad_id = _pad_id(tokenizer)
+    margins = []
+    with torch.no_grad():
+        for start in range(0, len(examples), config.batch_size):
+            flat = [s for ex in examples[start : start + config.batch_size] for s in ex["seqs"]]
+            was = model.training
+            model.eval()
+            pol, _ = _seq_logps(model, flat, pad_id, config.chunk_size)
+            model.train(was)
+            ref = _seq_logps(reference_model, flat, pad_id, config.chunk_size)[0] if reference_model else 0 * pol
+            m = beta * ((pol - ref)[0::2] - (pol - ref)[1::2])
+            margins.append(m.double())
+    margins = torch.cat(margins)
+    return {"accuracy": float((margins > 0).double().mean()), "margin": float(margins.mean()), "n": len(margins)}
+
+
+# ---------------------------------------------------------------------------------------------- unpaired
+
+
+def train_unpaired(
+    model,
+    tokenizer,
+    data,
+    *,
+    loss: str | dict[str, float] = "kto",
+    beta: float = 0.1,
+    loss_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    reference: str = "precompute",
+    ref_cache_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train on completions labelled desirable/undesirable (KTO, APO-unpaired, …).
+
+    .. math::
+
+        \\mathcal{L} = \\frac{1}{B}\\sum_i \\ell\\big(\\log\\pi(y_i), \\log\\pi_{ref}(y_i), d_i, z_0\\big),\\quad
+        z_0 = \\max\\Big(0, \\tfrac{1}{B}\\sum_i \\log\\tfrac{\\pi(y'_i\\mid x_i)}{\\pi_{ref}(y'_i\\mid x_i)}\\Big)
+
+    Ethayarajh et al. (2024), "KTO: Model Alignment as Prospect Theoretic Optimization". The KL reference
+    point :math:`z_0` uses mismatched completions :math:`y'_i` (another row's completion under prompt
+    :math:`x_i`, a fixed random derangement); the loss receives ``policy_kl_logps``/``ref_kl_logps`` and, if
+    it asks for it, ``kl`` (the detached batch estimate).
+    """
+    config = config or TrainConfig()
+    terms = _losses(loss, "preference")
+    options = _options(terms, beta, loss_options)
+    rows = data if _is_normalised(data, ("prompt", "completion", "label")) else to_unpaired(_records(data, "data"))
+    n = len(rows)
+    if n < 2:
+        raise InputError(
+            "unpaired training needs at least 2 rows (the KL term pairs each prompt with another completion)"
+        )
+    shift = np.random.default_rng(config.seed).integers(1, n)
+    examples = []
+    for i, r in enumerate(rows):
+        other = rows[(i + shift) % n]["completion"]
+        examples.append(
+            {"seqs": _encode(tokenizer, r["prompt"], [r["completion"], other], config), "label": r["label"]}
+        )
+    pad_id = _pad_id(tokenizer)
+    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+
+    def step(model, batch_rows):
+        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, on_the_fly)
+        labels = torch.tensor([ex["label"] for ex in batch_rows], dtype=torch.bool)
+        pl, rl, pkl, rkl = policy[0::2], ref[0::2], policy[1::2], ref[1::2]
+        kl = (pkl - rkl).mean().clamp_min(0).detach()
+        inputs = {
+            "policy_logps": pl,
+            "ref_logps": rl,
+            "labels": labels,
+            "desirable": labels,
+            "policy_kl_logps": pkl,
+            "ref_kl_logps": rkl,
+            "lengths": lengths[0::2],
+        }
+        losses = _combine(terms, inputs, options)
+        rew = (beta * (pl - rl)).detach()
+        good = labels.double()
+        stats = {
+            "rewards/desirable_sum": rew * good,
+            "rewards/undesirable_sum": rew * (1 - good),
+            "desirable_fraction": good,
+            "kl": kl.expand_as(rew),
+        }
+        return losses, stats
+
+    return fit(model, examples, step, config, resume=resume, callback=callback)
+
+
+# ---------------------------------------------------------------------------------------------- listwise
+
+
+def train_listwise(
+    model,
+    tokenizer,
+    data,
+    *,
+    loss: str | dict[str, float] = "lipo",
+    beta: float = 0.1,
+    loss_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    reference: str = "precompute",
+    ref_cache_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train on K responses per prompt with scores (or ranks) using a listwise preference loss (LiPO, …).
+
+    .. math::
+
+        \\mathcal{L} = \\frac{1}{B}\\sum_i \\ell\\big(\\log\\pi(y_{i,1..K}), \\log\\pi_{ref}(y_{i,1..K}),
+        s_{i,1..K}, m_{i,1..K}\\big)
+
+    Liu et al. (2024), "LiPO: Listwise Preference Optimization through Learning-to-Rank". Lists of different
+    lengths are padded; the loss receives ``mask`` ``[batch, K]``.
+    """
+    config = config or TrainConfig()
+    terms = _losses(loss, "preference")
+    options = _options(terms, beta, loss_options)
+    rows = data if _is_normalised(data, ("prompt", "responses", "scores")) else to_listwise(_records(data, "data"))
+    examples = [{"seqs": _encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in rows]
+    pad_id = _pad_id(tokenizer)
+    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+
+    def step(model, batch_rows):
+        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, on_the_fly)
+        sizes = [len(ex["seqs"]) for ex in batch_rows]
+        k = max(sizes)
+        mask = torch.arange(k)[None, :] < torch.tensor(sizes)[:, None]
+        scores = torch.zeros(mask.shape, dtype=policy.dtype)
+        scores[mask] = torch.tensor([s for ex in batch_rows for s in ex["scores"]], dtype=policy.dtype)
+
+        def grid(flat, fill=0.0):
+            out = torch.full(mask.shape, fill, dtype=flat.dtype)
+            return out.masked_scatter(mask, flat)
+
+        pl, rl = grid(policy), grid(ref)
+        inputs = {
+            "policy_logps": pl,
+            "ref_logps": rl,
+            "labels": scores,
+            "scores": scores,
+            "mask": mask,
+            "lengths": grid(lengths, 1.0),
+        }
+        best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
+        losses = _combine(terms, inputs, options)
+        rew = torch.where(mask, beta * (pl - rl), -torch.inf).detach()
+        stats = {"accuracy": (rew.argmax(-1, keepdim=True) == best).double().squeeze(1)}
+        return losses, stats
+
+    return fit(model, examples, step, config, resume=resume, callback=callback)
