@@ -6,6 +6,7 @@ from pairkit.rating.bradley_terry import *  # noqa: F403
 from pairkit.rating.counting import *  # noqa: F403
 from pairkit.rating.covariates import *  # noqa: F403
 from pairkit.rating.elo import *  # noqa: F403
+from pairkit.rating.intransitive import *  # noqa: F403
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.order import *  # noqa: F403
 from pairkit.rating.plackett_luce import *  # noqa: F403

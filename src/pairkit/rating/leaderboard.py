@@ -144,7 +144,8 @@ class Leaderboard:
     def predict(self, a: Sequence[str] | str, b: Sequence[str] | str,
                 a_first: Sequence[bool] | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities that ``a`` beats ``b`` and of a tie (names or name sequences)."""
-        if self.predictor is None:
+        index_predictor = self.info.get("index_predictor")  # models whose odds are not θa − θb (blade-chest)
+        if self.predictor is None and index_predictor is None:
             raise InputError(f"model {self.model!r} does not define win probabilities")
         lookup = {name: k for k, name in enumerate(self.items)}
 
@@ -157,6 +158,8 @@ class Leaderboard:
 
         ia, ib = idx(a), idx(b)
         order = None if a_first is None else np.broadcast_to(np.asarray(a_first, bool), ia.shape)
+        if index_predictor is not None:
+            return index_predictor(ia, ib, order)
         return self.predictor(self.log_strength[ia], self.log_strength[ib], order)
 
     # ------------------------------------------------------------------ output
