@@ -209,21 +209,24 @@ class Matches:
             return self._cache["rounds"]
         # The schedule is a longest path through the "same player, earlier match" graph: inherently
         # sequential integer bookkeeping, done once over plain lists (the rating arithmetic is vectorised).
+        # (A level-by-level vectorised topological sort was measured slower: it pays numpy overhead per round.)
         next_free = [0] * self.n_items
-        out = [0] * self.n_matches
+        out: list[int] = []
+        record = out.append
         players = self.players.tolist()
         if self.is_pairwise:
-            for m in range(self.n_matches):
-                a, b = players[2 * m], players[2 * m + 1]
-                r = max(next_free[a], next_free[b])
-                out[m] = r
+            for a, b in zip(players[0::2], players[1::2], strict=True):
+                r, rb = next_free[a], next_free[b]
+                if rb > r:
+                    r = rb
+                record(r)
                 next_free[a] = next_free[b] = r + 1
         else:
             slot_ptr = self.team_ptr[self.match_ptr].tolist()
-            for m in range(self.n_matches):
-                group = players[slot_ptr[m] : slot_ptr[m + 1]]
-                r = max(next_free[p] for p in group)
-                out[m] = r
+            for lo, hi in zip(slot_ptr[:-1], slot_ptr[1:], strict=True):
+                group = players[lo:hi]
+                r = max([next_free[p] for p in group])
+                record(r)
                 for p in group:
                     next_free[p] = r + 1
         rounds = np.asarray(out, dtype=np.int64)
@@ -257,6 +260,29 @@ def plan_rounds(matches: Matches) -> RoundPlan:
     """Reorder ``matches`` by round (stably), their teams by rank, and locate each round's slice of the arrays."""
     rounds = matches.rounds()
     order = np.argsort(rounds, kind="stable")
+    n_rounds = int(rounds.max()) + 1 if len(rounds) else 0
+    round_match = np.searchsorted(rounds[order], np.arange(n_rounds + 1), side="left")
+    if matches.is_pairwise and matches.weight is None:
+        # One player per team, two teams per match: the general index bookkeeping reduces to a swap.
+        swap = matches.rank[1::2][order] < matches.rank[0::2][order]
+        first = 2 * order + swap
+        team_old = np.empty(2 * len(order), dtype=np.int64)
+        team_old[0::2], team_old[1::2] = first, first + 1 - 2 * swap
+        ptr = np.arange(2 * len(order) + 1, dtype=np.int64)
+        return RoundPlan(
+            match_order=order,
+            players=matches.players[team_old],
+            slot_team=ptr[:-1],
+            team_match=np.repeat(np.arange(len(order)), 2),
+            team_old=team_old,
+            rank=matches.rank[team_old],
+            weight=None,
+            match_ptr=ptr[::2],
+            team_ptr=ptr,
+            round_match=round_match,
+            round_team=2 * round_match,
+            round_slot=2 * round_match,
+        )
     team_sizes = np.diff(matches.match_ptr)[order]
     team_old = _ranges(matches.match_ptr[order], team_sizes)
     # Within a match, teams best first (stable): both peers process teams in this order, and summing in the
@@ -268,8 +294,6 @@ def plan_rounds(matches: Matches) -> RoundPlan:
     slot_old = _ranges(matches.team_ptr[team_old], slot_sizes)
     match_ptr = np.concatenate([[0], np.cumsum(team_sizes)])
     team_ptr = np.concatenate([[0], np.cumsum(slot_sizes)])
-    n_rounds = int(rounds.max()) + 1 if len(rounds) else 0
-    round_match = np.searchsorted(rounds[order], np.arange(n_rounds + 1), side="left")
     return RoundPlan(
         match_order=order,
         players=matches.players[slot_old],

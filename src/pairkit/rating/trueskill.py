@@ -49,6 +49,18 @@ class _NormalFunctions:
     cdf: object
     pdf: object
     ppf: object
+    cdf1: object  # scalar versions for the one-match-at-a-time multi-team schedule
+    pdf1: object
+
+
+def _erfc_approx1(x: float) -> float:
+    z = abs(x)
+    t = 1.0 / (1.0 + z / 2.0)
+    poly = -0.82215223 + t * 0.17087277
+    for coef in (1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368):
+        poly = coef + t * poly
+    r = t * math.exp(-z * z - 1.26551223 + t * poly)
+    return 2.0 - r if x < 0 else r
 
 
 def _erfc_approx(x: np.ndarray) -> np.ndarray:
@@ -74,7 +86,7 @@ def _erfcinv_approx(y: float) -> float:
     t = math.sqrt(-2 * math.log(y / 2.0))
     x = -0.70711 * ((2.30753 + t * 0.27061) / (1.0 + t * (0.99229 + t * 0.04481)) - t)
     for _ in range(2):
-        err = float(_erfc_approx(np.float64(x))) - y
+        err = _erfc_approx1(x) - y
         x += err / (1.12837916709551257 * math.exp(-(x**2)) - x * err)
     return x if lower else -x
 
@@ -84,11 +96,15 @@ _BACKENDS = {
         cdf=special.ndtr,
         pdf=lambda x: np.exp(-(x * x) / 2.0) * _INV_SQRT_2PI,
         ppf=lambda p: float(special.ndtri(p)),
+        cdf1=lambda x: 0.5 * math.erfc(-x / _SQRT2),
+        pdf1=lambda x: math.exp(-(x * x) / 2.0) * _INV_SQRT_2PI,
     ),
     "trueskill": _NormalFunctions(
         cdf=lambda x: 0.5 * _erfc_approx(-x / _SQRT2),
         pdf=lambda x: _INV_SQRT_2PI * np.exp(-((x * x) / 2.0)),
         ppf=lambda p: -_SQRT2 * _erfcinv_approx(2 * p),
+        cdf1=lambda x: 0.5 * _erfc_approx1(-x / _SQRT2),
+        pdf1=lambda x: _INV_SQRT_2PI * math.exp(-((x * x) / 2.0)),
     ),
 }
 
@@ -126,6 +142,29 @@ def _v_w(x: np.ndarray, margin: np.ndarray, drawn: np.ndarray, f: _NormalFunctio
         raise EstimationError(
             "TrueSkill: the truncated-Gaussian update failed (an outcome far too unlikely under the current "
             f"ratings: standardized difference {float(x[bad][0]):.3g}); use normal='exact' or a larger beta"
+        )
+    return v, w
+
+
+def _v_w1(x: float, margin: float, drawn: bool, f: _NormalFunctions) -> tuple[float, float]:
+    """Scalar :func:`_v_w` (same formulas) for the iterative multi-team schedule."""
+    if drawn:
+        ax = abs(x)
+        a, b = margin - ax, -margin - ax
+        den = f.cdf1(a) - f.cdf1(b)
+        pa, pb = f.pdf1(a), f.pdf1(b)
+        v_abs = (pb - pa) / den if den else a
+        v = -v_abs if x < 0 else v_abs
+        w = v_abs * v_abs + (a * pa - b * pb) / den if den else math.nan
+    else:
+        xm = x - margin
+        den = f.cdf1(xm)
+        v = f.pdf1(xm) / den if den > 0 else -xm
+        w = v * (v + xm)
+    if not (0 < w < 1) or not math.isfinite(v):
+        raise EstimationError(
+            "TrueSkill: the truncated-Gaussian update failed (an outcome far too unlikely under the current "
+            f"ratings: standardized difference {x:.3g}); use normal='exact' or a larger beta"
         )
     return v, w
 
@@ -306,8 +345,7 @@ def _chain_ep(
     def truncate(x):
         cav = div(diff[x], trunc[x])
         sqrt_pi = math.sqrt(cav[0])
-        v, w = _v_w(cav[1] / sqrt_pi, margins[x] * sqrt_pi, drawn[x], f)
-        v, w = float(v[0]), float(w[0])
+        v, w = _v_w1(cav[1] / sqrt_pi, float(margins[x]) * sqrt_pi, bool(drawn[x]), f)
         new = (cav[0] / (1.0 - w), (cav[1] + sqrt_pi * v) / (1.0 - w))
         trunc[x] = div(mul(new, trunc[x]), diff[x])
         old, diff[x] = diff[x], new
