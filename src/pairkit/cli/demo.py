@@ -75,8 +75,26 @@ def demo(
         if fit_order_advantage is not None:
             adjusted = fit_order_advantage(comps)
             console.print(f"Position effect estimated jointly: {format_params(adjusted)} (true: 0.35)")
-        board.scale("elo").plot(plot, title="pairkit demo: simulated arena (Elo scale)")
+        _plot_with_truth(board.scale("elo"), truth, plot)
         console.print(f"wrote {plot}")
+
+
+def _plot_with_truth(board, truth, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    board.plot(ax=ax, title="pairkit demo: simulated arena (Elo scale)")
+    order = board.to_pandas()["item"].tolist()[::-1]  # bottom-to-top as plotted
+    true_elo = board.scale_factor * (truth - truth.mean()) + board.offset  # same map as the ratings
+    index = {name: k for k, name in enumerate(board.items)}
+    ax.plot([true_elo[index[name]] for name in order], range(len(order)), "x", color="C3", label="true strength")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _report_recovery(board, truth, stats) -> None:
