@@ -147,3 +147,22 @@ def test_bad_input_raises():
         Matches.from_lists([[[0], [0]]])
     with pytest.raises(InputError, match="fewer than two teams"):
         Matches.from_lists([[[0, 1]]])
+
+
+def test_truncated_gaussian_terms_equal_openskill():
+    from openskill.models.weng_lin import common
+
+    from pairkit.rating.weng_lin import _thurstone_terms
+
+    x = np.array([-40.0, -9.0, -3.0, -1.0, -1e-3, 0.0, 0.4, 2.0, 6.0, 38.0])
+    for t in (1e-4, 0.01, 0.3, 2.0):
+        tt = np.full_like(x, t)
+        expected = {
+            1.0: ([common.v(a, t) for a in x], [common.w(a, t) for a in x]),
+            0.0: ([-common.v(-a, t) for a in x], [common.w(-a, t) for a in x]),
+            0.5: ([common.vt(a, t) for a in x], [common.wt(a, t) for a in x]),
+        }
+        for s, (ref_v, ref_w) in expected.items():
+            om, de = _thurstone_terms(x, tt, np.full_like(x, s))
+            np.testing.assert_allclose(om, ref_v, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(de, ref_w, rtol=1e-9, atol=1e-12)

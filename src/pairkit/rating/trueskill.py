@@ -389,6 +389,9 @@ def trueskill_predictor(beta: float = 25.0 / 6.0, draw_margin: float = 0.0, norm
         P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b - m}{\\sqrt2\\,\\beta}\\Big),\\quad
         P(\\text{draw}) = \\Phi\\Big(\\frac{m - |\\mu_a - \\mu_b|}{\\sqrt2\\beta}\\Big)
                          - \\Phi\\Big(\\frac{-m - |\\mu_a - \\mu_b|}{\\sqrt2\\beta}\\Big)
+
+    Point predictions (the players' σ are not used: the :class:`Leaderboard` predictor sees only ratings).
+    Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian skill rating system".
     """
     f = _backend(normal)
     scale = _SQRT2 * beta

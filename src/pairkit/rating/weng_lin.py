@@ -82,40 +82,32 @@ def _pdf(x: np.ndarray) -> np.ndarray:
     return np.exp(x * x / -2.0) / _SQRT_2PI
 
 
-def _v(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Mean correction of a Gaussian truncated below at ``t``: φ(x−t)/Φ(x−t) (−(x−t) when Φ underflows)."""
-    xt = x - t
-    d = _cdf(xt)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d < _EPS, -xt, _pdf(xt) / d)
+def _thurstone_terms(x: np.ndarray, t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance terms of each pair: ``±v, w`` at ``±x`` for a win/loss, ``ṽ, w̃`` at ``x`` for a draw.
 
-
-def _w(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Variance correction v·(v + x − t) of the same truncation."""
-    xt = x - t
-    d = _cdf(xt)
-    v = _v(x, t)
-    return np.where(d < _EPS, np.where(x < 0, 1.0, 0.0), v * (v + xt))
-
-
-def _vt(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Mean correction of a Gaussian truncated to ``[−t, t]`` (a draw)."""
+    ``v = φ(x−t)/Φ(x−t)`` and ``w = v(v + x − t)`` (one-sided truncation), ``ṽ = (φ(−t−|x|) − φ(t−|x|))/B``
+    with ``B = Φ(t−|x|) − Φ(−t−|x|)`` (signed like x) and ``w̃ = ((t−|x|)φ(t−|x|) + (t+|x|)φ(t+|x|))/B + ṽ²``
+    (two-sided), with openskill's guards where Φ or B underflow. One call of Φ and of φ on all arguments:
+    rounds can be small, so the number of numpy calls matters more than their size.
+    """
+    n = len(x)
+    sign = np.where(s == 0.0, -1.0, 1.0)
+    win_x = sign * x  # v, w at x for a win, at −x for a loss
+    xt = win_x - t
     xx = np.abs(x)
-    b = _cdf(t - xx) - _cdf(-t - xx)
-    a = _pdf(-t - xx) - _pdf(t - xx)
+    args = np.concatenate([xt, t - xx, -t - xx])
+    cdf, pdf = _cdf(args), _pdf(args)
+    d, c_hi, c_lo = cdf[:n], cdf[n : 2 * n], cdf[2 * n :]
+    p_xt, p_hi, p_lo = pdf[:n], pdf[n : 2 * n], pdf[2 * n :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        inside = np.where(x < 0, -a, a) / b
-    return np.where(b < 1e-5, np.where(x < 0, -x - t, -x + t), inside)
-
-
-def _wt(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Variance correction of the two-sided truncation."""
-    xx = np.abs(x)
-    b = _cdf(t - xx) - _cdf(-t - xx)
-    vt = _vt(x, t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inside = ((t - xx) * _pdf(t - xx) + (t + xx) * _pdf(-t - xx)) / b + vt * vt
-    return np.where(b < _EPS, 1.0, inside)
+        v = np.where(d < _EPS, -xt, p_xt / d)
+        w = np.where(d < _EPS, np.where(win_x < 0, 1.0, 0.0), v * (v + xt))
+        b = c_hi - c_lo
+        a = p_lo - p_hi
+        vt = np.where(b < 1e-5, np.where(x < 0, -x - t, -x + t), np.where(x < 0, -a, a) / b)
+        wt = np.where(b < _EPS, 1.0, ((t - xx) * p_hi + (t + xx) * p_lo) / b + vt * vt)
+    draw = s == 0.5
+    return np.where(draw, vt, sign * v), np.where(draw, wt, w)
 
 
 # ---------------------------------------------------------------------------------------------- the update
@@ -240,11 +232,7 @@ def weng_lin_rate(
             if thurstone:
                 x = (team_mu[i] - team_mu[q]) / c
                 t = epsilon / c
-                sr = s[p0:p1]
-                sign = np.where(sr == 0.0, -1.0, 1.0)
-                win_x = sign * x  # v, w at x for a win, at −x for a loss
-                om = np.where(sr == 0.5, _vt(x, t), sign * _v(win_x, t))
-                de = np.where(sr == 0.5, _wt(x, t), _w(win_x, t))
+                om, de = _thurstone_terms(x, t, s[p0:p1])
             else:
                 p = 1.0 / (1.0 + np.exp((team_mu[q] - team_mu[i]) / c))
                 om = s[p0:p1] - p
@@ -281,7 +269,14 @@ def _initial(name: str, values: np.ndarray | None, default: float, n: int) -> np
 
 # ---------------------------------------------------------------------------------------------- leaderboard
 def weng_lin_predictor(beta: float = 25.0 / 6.0):
-    """P(a beats b) from the means alone, Φ((μ_a − μ_b)/(√2 β)) (openskill's 1-vs-1 ``predict_win`` with σ = 0)."""
+    """P(a beats b) from the means alone (openskill's 1-vs-1 ``predict_win`` with σ = 0); no draw probability.
+
+    .. math::
+
+        P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b}{\\sqrt2\\,\\beta}\\Big)
+
+    Paper: Weng & Lin (2011), "A Bayesian approximation method for online ranking".
+    """
 
     def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None):
         p = special.ndtr((np.asarray(mu_a) - np.asarray(mu_b)) / (math.sqrt(2.0) * beta))
