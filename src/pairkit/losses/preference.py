@@ -70,14 +70,21 @@ _EXP_CLAMP = {torch.float16: 11.0, torch.bfloat16: 80.0, torch.float32: 80.0, to
 
 def _check(mask: torch.Tensor | None = None, weights: torch.Tensor | None = None, **tensors) -> torch.Tensor:
     """Validate the per-pair inputs (same shape, floating point) and return the first one."""
-    check_same_shape(**tensors)
-    first_name, first = next(iter(tensors.items()))
+    first = None
     for name, t in tensors.items():
-        if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+        if t is None:
+            continue
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
             kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
             raise InputError(f"{name} must be a floating-point torch tensor of log-probabilities, got {kind}")
-    check_broadcastable("mask", mask, first.shape)
-    check_broadcastable("weights", weights, first.shape)
+        if first is None:
+            first = t
+        elif t.shape != first.shape:
+            check_same_shape(**tensors)  # raises, naming every shape
+    if mask is not None:
+        check_broadcastable("mask", mask, first.shape)
+    if weights is not None:
+        check_broadcastable("weights", weights, first.shape)
     return first
 
 
@@ -201,6 +208,8 @@ def _check_smoothing(name: str, value: float, low: float, high: float, hint: str
 
 def _nll(policy_chosen_logps: torch.Tensor, chosen_nll, chosen_lengths) -> torch.Tensor:
     """The SFT term: ``chosen_nll`` when given, else the (length-normalised) NLL of the chosen response."""
+    if isinstance(chosen_nll, torch.Tensor) and chosen_nll.dim() == 0:
+        return chosen_nll.to(policy_chosen_logps.dtype)  # a batch-level term (e.g. TRL's token-mean NLL)
     if chosen_nll is not None:
         nll = torch.as_tensor(chosen_nll, dtype=policy_chosen_logps.dtype, device=policy_chosen_logps.device)
         check_broadcastable("chosen_nll", nll, policy_chosen_logps.shape)
@@ -208,6 +217,20 @@ def _nll(policy_chosen_logps: torch.Tensor, chosen_nll, chosen_lengths) -> torch
     if chosen_lengths is not None:
         return -policy_chosen_logps / _lengths("chosen_lengths", chosen_lengths, policy_chosen_logps)
     return -policy_chosen_logps
+
+
+def _reduce(values: torch.Tensor, reduction: Reduction, mask=None, weights=None) -> torch.Tensor:
+    """:func:`reduce_loss`, with the common unmasked, unweighted mean done in one kernel."""
+    if reduction == "mean" and mask is None and weights is None and values.numel() > 0:
+        return values.mean()
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _reduce_plus(values, extra, reduction: Reduction, mask=None, weights=None) -> torch.Tensor:
+    """Reduce ``values + extra``; a 0-d ``extra`` (a batch-level term) is added after an unweighted mean."""
+    if extra.dim() == 0 and reduction == "mean" and mask is None and weights is None and values.numel() > 0:
+        return values.mean() + extra
+    return _reduce(values + extra, reduction, mask, weights)
 
 
 def _required(name: str, value):
@@ -249,7 +272,7 @@ def _ref_loss(name: str, *, aliases: tuple[str, ...] = (), f_divergence: bool = 
             chosen, rejected = _pair_scores(pc, pr, rc, rr, mask, weights, **f_opts)
             if wants_policy:
                 opts["policy_chosen_logps"] = pc
-            return reduce_loss(core(chosen, rejected, **opts), reduction, mask=mask, weights=weights)
+            return _reduce(core(chosen, rejected, **opts), reduction, mask, weights)
 
         kw_only = inspect.Parameter.KEYWORD_ONLY
         params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in _INPUTS]
@@ -754,7 +777,7 @@ def pair_sft_loss(
     else:
         count = lengths.numel()
     mean_length = (lengths.sum() / max(int(count), 1)).clamp(min=1.0)
-    return reduce_loss(-policy_chosen_logps / mean_length, reduction, mask=mask, weights=weights)
+    return _reduce(-policy_chosen_logps / mean_length, reduction, mask, weights)
 
 
 @register("dr_dpo", family=_FAMILY, aliases=("drdpo",))
@@ -793,7 +816,7 @@ def dr_dpo_loss(
         w = torch.where(torch.as_tensor(mask, dtype=torch.bool, device=c.device).expand_as(c), w, 0.0)
     total_w = w.sum()
     if per_pair.numel() == 0 or not bool(total_w > 0):
-        return reduce_loss(per_pair * 0.0, reduction, mask=mask, weights=weights) * 0.0
+        return _reduce(per_pair * 0.0, reduction, mask, weights) * 0.0
     # log-mean-exp over the positive-weight pairs; zero-weight (masked) ones are excluded entirely
     keep = w > 0
     log_w = torch.where(keep, w, 1.0).log()
@@ -846,7 +869,7 @@ def simpo_loss(
     delta = _avg(policy_chosen_logps, "chosen_lengths", chosen_lengths) - _avg(
         policy_rejected_logps, "rejected_lengths", rejected_lengths
     )
-    return reduce_loss(_logistic(beta * delta - gamma, label_smoothing), reduction, mask=mask, weights=weights)
+    return _reduce(_logistic(beta * delta - gamma, label_smoothing), reduction, mask, weights)
 
 
 def _alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -895,9 +918,9 @@ def cpo_loss(
         d = d - simpo_gamma / beta
         loss_type = "sigmoid"
     values = _margin_loss(loss_type, d, beta, label_smoothing if loss_type == "sigmoid" else 0.0)
-    if cpo_alpha != 0.0:
-        values = values + cpo_alpha * _nll(policy_chosen_logps, chosen_nll, None)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    if cpo_alpha == 0.0:
+        return _reduce(values, reduction, mask, weights)
+    return _reduce_plus(values, cpo_alpha * _nll(policy_chosen_logps, chosen_nll, None), reduction, mask, weights)
 
 
 @register("cpo_simpo", family=_FAMILY)
@@ -935,9 +958,10 @@ def cpo_simpo_loss(
         chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
         beta=beta, gamma=gamma, label_smoothing=label_smoothing, mask=mask, reduction="none",
     )  # fmt: skip
-    if cpo_alpha != 0.0:
-        values = values + cpo_alpha * _nll(policy_chosen_logps, chosen_nll, chosen_lengths)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    if cpo_alpha == 0.0:
+        return _reduce(values, reduction, mask, weights)
+    nll = _nll(policy_chosen_logps, chosen_nll, chosen_lengths)
+    return _reduce_plus(values, cpo_alpha * nll, reduction, mask, weights)
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -973,11 +997,12 @@ def orpo_loss(
     Returns ``[batch]`` or a scalar.
     """
     _check(mask, weights, policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps)
-    dtype = torch.promote_types(policy_chosen_logps.dtype, torch.float32)
-    pc, pr = policy_chosen_logps.to(dtype), policy_rejected_logps.to(dtype)
-    log_odds = (pc - pr) - (_log1mexp(pc) - _log1mexp(pr))
-    values = _nll(pc, chosen_nll, None) - beta * F.logsigmoid(log_odds)
-    return reduce_loss(values.to(policy_chosen_logps.dtype), reduction, mask=mask, weights=weights)
+    both = torch.stack([policy_chosen_logps, policy_rejected_logps])
+    if both.dtype not in (torch.float32, torch.float64):
+        both = both.float()
+    log_odds = both - _log1mexp(both)  # one pass over chosen and rejected together
+    values = (-beta * F.logsigmoid(log_odds[0] - log_odds[1])).to(policy_chosen_logps.dtype)
+    return _reduce_plus(values, _nll(policy_chosen_logps, chosen_nll, None), reduction, mask, weights)
 
 
 # ------------------------------------------------------------------------------------- pairwise Cringe
@@ -1071,7 +1096,7 @@ def pairwise_cringe_loss(
     cringe = token_loss.sum(-1) / tok_mask.sum(-1).clamp(min=1).to(token_loss.dtype)
     gate = torch.sigmoid((margin - (policy_chosen_logps - policy_rejected_logps).detach()) / temperature)
     values = _nll(policy_chosen_logps, chosen_nll, None) + alpha * gate * cringe.to(policy_chosen_logps.dtype)
-    return reduce_loss(values, reduction, mask=mask, weights=weights)
+    return _reduce(values, reduction, mask, weights)
 
 
 # ----------------------------------------------------------------- log-prob builders and loss combinators
