@@ -603,68 +603,66 @@ def lambda_loss(
     )
 
 
-@register("lambdarank_loss", family="ranking", aliases=("lambdarank",))
-def lambdarank_loss(
-    scores,
-    labels,
-    *,
-    k: int | None = None,
-    sigma: float = 1.0,
-    gain: Gain = "exp2",
-    mask=None,
-    weights=None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    r"""LambdaRank as a LambdaLoss: :func:`lambda_loss` with :func:`lambdarank_weights`.
+def _lambda_loss_with(weighting, name: str, doc: str):
+    """A :func:`lambda_loss` with a fixed pair weighting, as its own named function."""
+
+    def loss(
+        scores,
+        labels,
+        *,
+        k: int | None = None,
+        sigma: float = 1.0,
+        gain: Gain = "exp2",
+        mask=None,
+        weights=None,
+        reduction: Reduction = "mean",
+    ) -> torch.Tensor:
+        return lambda_loss(
+            scores,
+            labels,
+            weighting=weighting,
+            k=k,
+            sigma=sigma,
+            gain=gain,
+            mask=mask,
+            weights=weights,
+            reduction=reduction,
+        )
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = doc
+    return loss
+
+
+lambdarank_loss = register("lambdarank_loss", family="ranking", aliases=("lambdarank",))(
+    _lambda_loss_with(
+        lambdarank_weights,
+        "lambdarank_loss",
+        r"""LambdaRank as a LambdaLoss: :func:`lambda_loss` with :func:`lambdarank_weights`.
 
     .. math::
         \ell(s, y) = -\sum_{y_i > y_j} |\Delta \mathrm{NDCG}_{ij}| \log_2 \sigma(\sigma_0(s_i - s_j))
 
-    Burges et al. (2006), "Learning to rank with nonsmooth cost functions"; Wang et al. (2018).
-    """
-    return lambda_loss(
-        scores,
-        labels,
-        weighting=lambdarank_weights,
-        k=k,
-        sigma=sigma,
-        gain=gain,
-        mask=mask,
-        weights=weights,
-        reduction=reduction,
+    Burges et al. (2006), "Learning to rank with nonsmooth cost functions"; Wang et al. (2018), "The
+    LambdaLoss Framework for Ranking Metric Optimization". Options as :func:`lambda_loss`; ``[..., list]``.
+    """,
     )
+)
 
-
-@register("ndcg_loss2", family="ranking", aliases=("ndcgloss2",))
-def ndcg_loss2(
-    scores,
-    labels,
-    *,
-    k: int | None = None,
-    sigma: float = 1.0,
-    gain: Gain = "exp2",
-    mask=None,
-    weights=None,
-    reduction: Reduction = "mean",
-) -> torch.Tensor:
-    r"""NDCG-Loss2: :func:`lambda_loss` with :func:`ndcg_loss2_weights`.
+ndcg_loss2 = register("ndcg_loss2", family="ranking", aliases=("ndcgloss2",))(
+    _lambda_loss_with(
+        ndcg_loss2_weights,
+        "ndcg_loss2",
+        r"""NDCG-Loss2: :func:`lambda_loss` with :func:`ndcg_loss2_weights`.
 
     .. math::
         \ell(s, y) = -\sum_{y_i > y_j} \delta_{|r_i - r_j|} |G_i - G_j| \log_2 \sigma(\sigma_0(s_i - s_j))
 
-    Wang et al. (2018), "The LambdaLoss Framework for Ranking Metric Optimization".
-    """
-    return lambda_loss(
-        scores,
-        labels,
-        weighting=ndcg_loss2_weights,
-        k=k,
-        sigma=sigma,
-        gain=gain,
-        mask=mask,
-        weights=weights,
-        reduction=reduction,
+    Wang et al. (2018), "The LambdaLoss Framework for Ranking Metric Optimization". Options as
+    :func:`lambda_loss`; ``[..., list]`` inputs.
+    """,
     )
+)
 
 
 # ------------------------------------------------------------------------------------ NDCG surrogates
