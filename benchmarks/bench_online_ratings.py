@@ -122,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", type=int, default=1000)
     parser.add_argument("--matches", type=int, default=100_000)
-    parser.add_argument("--team-matches", type=int, default=10_000)
+    parser.add_argument("--team-matches", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows: list[tuple] = []
