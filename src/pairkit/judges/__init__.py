@@ -1,1 +1,5 @@
-"""pairkit.judges."""
+"""pairkit.judges: the Comparator protocol, its implementations, the judgment cache and cost accounting."""
+
+from pairkit.judges.base import *  # noqa: F403
+from pairkit.judges.cache import *  # noqa: F403
+from pairkit.judges.simulated import *  # noqa: F403

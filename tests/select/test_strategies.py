@@ -1,0 +1,162 @@
+"""Selection strategies against exact answers from a noiseless judge, budgets, policies, export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pairkit.errors import InputError
+from pairkit.judges import CachedJudge, CallableJudge, JudgmentCache, SimulatedJudge
+from pairkit.select import Pool, apply_length_rule, select, simulate
+
+
+def exact_pool(n: int, seed: int = 0):
+    """Answers whose quality is the number in their text; the judge compares the numbers exactly."""
+    values = np.random.default_rng(seed).permutation(n)
+    pool = Pool.single({f"m{i}": f"answer of quality {v}" for i, v in enumerate(values)}, context="q")
+    judge = CallableJudge(lambda c, x, y: float(int(x.split()[-1]) > int(y.split()[-1])), judge_id="exact")
+    return pool, judge, values
+
+
+@pytest.mark.parametrize("n", [2, 7, 16])
+def test_knockout_finds_the_best_with_n_minus_1_calls(n):
+    pool, judge, values = exact_pool(n)
+    sel = select("knockout", judge, pool)
+    assert sel.winner == int(np.argmax(values)) and sel.calls == n - 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 40), st.integers(0, 10_000))
+def test_merge_sort_sorts_and_stays_within_n_log_n(n, seed):
+    pool, judge, values = exact_pool(n, seed)
+    sel = select("merge_sort", judge, pool, seed=seed)
+    assert sel.ranking == list(np.argsort(-values))
+    assert sel.calls <= n * math.ceil(math.log2(n))
+
+
+@pytest.mark.parametrize("strategy", ["heap_topk", "sliding_topk"])
+def test_topk_strategies_return_the_exact_top_k(strategy):
+    pool, judge, values = exact_pool(30, seed=3)
+    sel = select(strategy, judge, pool, k=5, seed=1)
+    assert sel.ranking == list(np.argsort(-values)[:5])
+    if strategy == "sliding_topk":
+        assert sel.calls <= sum(29 - p for p in range(5))  # repeated pairs are answered from memory
+
+
+def test_round_robin_duo_and_swiss():
+    pool, judge, values = exact_pool(9)
+    rr = select("round_robin", judge, pool)
+    assert rr.calls == 36
+    assert np.argsort(-rr.scores()).tolist() == np.argsort(-values).tolist()
+    duo = select("duo_rerank", judge, pool, policy="both_average", shortlist=list(np.argsort(values)), depth=4)
+    assert duo.ranking == list(np.argsort(values)[:4][::-1]) and duo.calls == 12
+    sw = select("swiss", judge, pool, rounds=4)
+    pairs = {(min(c[1], c[2]), max(c[1], c[2])) for c in sw.decisions}
+    assert len(pairs) == len(sw.decisions) == 4 * 4  # no rematches, one bye per round
+
+
+def test_budget_stops_cleanly_and_leaderboard_uses_everything():
+    pool, judge, values = exact_pool(12)
+    sel = select("active", judge, pool, budget=30)
+    assert sel.stopped == "budget" and sel.calls == 30 and len(sel.decisions) == 30
+    board = sel.leaderboard(prior=1.0)
+    assert board.n_comparisons == 30
+
+
+def test_active_stops_when_intervals_separate():
+    strengths = {f"m{i}": 3.0 * i for i in range(5)}
+    judge = SimulatedJudge(strengths, seed=0)
+    sel = select("active", judge, Pool.single(list(strengths)), n_comparisons=3000, prior=0.5)
+    assert sel.stopped == "separated" and sel.calls < 3000
+    assert np.argsort(-sel.scores()).tolist() == [4, 3, 2, 1, 0]
+
+
+def test_policies_and_position_stats():
+    first_wins = CallableJudge(lambda c, x, y: 1.0, judge_id="first")
+    pool = Pool.single(["a", "b", "c", "d"])
+    both = select("round_robin", first_wins, pool, policy="both_average")
+    assert both.calls == 12 and all(s == 0.5 for *_, s, _ in both.decisions)
+    stats = both.position_stats()["first"]
+    assert stats["flip_rate"] == 1.0 and stats["first_position_win_rate"] == 1.0
+    conflict = select("round_robin", first_wins, pool, policy="both_conflict_tie")
+    assert all(s == 0.5 for *_, s, _ in conflict.decisions)
+    one = select("round_robin", first_wins, pool, policy="random")
+    assert one.calls == 6 and np.isnan(one.position_stats()["first"]["flip_rate"])
+    with pytest.raises(InputError, match="policy"):
+        select("round_robin", first_wins, pool, policy="nope")
+    with pytest.raises(InputError, match="no option"):
+        select("round_robin", first_wins, pool, k=3)
+
+
+def test_estimate_policy_recovers_the_position_bias():
+    rng = np.random.default_rng(0)
+    strengths = {f"m{i}": v for i, v in enumerate(rng.normal(0, 1, 8))}
+    judge = SimulatedJudge(strengths, position_bias=0.8, seed=1)
+    sel = select("round_robin", judge, Pool.single(list(strengths)), policy="estimate", repeats=40)
+    board = sel.leaderboard()
+    lo, hi = board.param_intervals["order_advantage"]
+    assert lo < 0.8 < hi and hi - lo < 0.3
+    truth = np.array(list(strengths.values()))
+    assert np.corrcoef(board.log_strength, truth)[0, 1] > 0.95
+
+
+def test_length_rule():
+    assert apply_length_rule(0.6, 2000, 100, k_chars=500, narrow=0.25) == 0.5
+    assert apply_length_rule(0.6, 100, 2000, k_chars=500, narrow=0.25) == 0.6  # the shorter won
+    assert apply_length_rule(0.9, 2000, 100, k_chars=500, narrow=0.25) == 0.9  # a clear win stands
+    assert apply_length_rule(0.4, 100, 2000, k_chars=500, narrow=0.25) == 0.5
+
+
+def test_export_pairs_and_comparisons(tmp_path):
+    pool, judge, values = exact_pool(5)
+    sel = select("round_robin", judge, pool)
+    n = sel.export_pairs(tmp_path / "pairs.jsonl")
+    rows = [json.loads(line) for line in open(tmp_path / "pairs.jsonl")]
+    assert n == len(rows) == 10
+    for row in rows:
+        assert int(row["chosen"].split()[-1]) > int(row["rejected"].split()[-1]) and row["prompt"] == "q"
+    comps = sel.comparisons()
+    assert comps.items == pool.items and len(comps) == 10
+
+
+def test_multi_context_pool_and_varco_arena():
+    rows = [
+        {"context_id": f"p{c}", "context": f"prompt {c}", "candidate_id": f"m{i}", "text": f"p{c} m{i} {i}"}
+        for c in range(6)
+        for i in range(4)
+    ]
+    pool = Pool.from_records(rows)
+    judge = CallableJudge(lambda c, x, y: float(int(x.split()[-1]) > int(y.split()[-1])))
+    sel = select("varco_arena", judge, pool)
+    assert sel.calls == 6 * 3 and set(sel.winners.values()) == {3}
+    assert int(np.argmax(sel.scores())) == 3
+    with pytest.raises(InputError, match="row 2: missing 'text'"):
+        Pool.from_records([rows[0], {"context_id": "x", "candidate_id": "y"}])
+
+
+def test_resume_from_cache_repeats_no_call(tmp_path):
+    pool, _, values = exact_pool(20)
+    calls = []
+
+    def fn(c, x, y):
+        calls.append((x, y))
+        return float(int(x.split()[-1]) > int(y.split()[-1]))
+
+    cache = tmp_path / "c.sqlite"
+    first = select("merge_sort", CallableJudge(fn, judge_id="f"), pool, cache=cache, budget=25, seed=3)
+    assert first.stopped == "budget" and len(calls) == 25
+    done = select("merge_sort", CachedJudge(CallableJudge(fn, judge_id="f"), JudgmentCache(cache)), pool, seed=3)
+    assert done.ranking == list(np.argsort(-values))
+    assert len(calls) == len(set(calls)) and len(calls) == done.calls
+
+
+def test_simulate_reports_the_fields():
+    out = simulate("knockout", n_items=16, seed=2, spread=3.0)
+    assert out["calls"] == 15 and set(out) >= {"strategy", "calls", "kendall_tau", "top1_correct", "topk_accuracy"}
+    rr = simulate("round_robin", n_items=8, seed=0, spread=5.0)
+    assert rr["kendall_tau"] > 0.8
