@@ -404,3 +404,18 @@ def test_token_bad_inputs():
     with pytest.raises(InputError, match="mask"):
         L.token_generalized_jsd(s, t, mask=torch.ones(3, 5, dtype=torch.bool))
     assert math.isclose(L.token_kl_divergence(s, t, mask=torch.zeros(2, 5, dtype=torch.bool)).item(), 0.0)
+
+
+def test_chunked_gradient_only_student_and_no_grad_forward():
+    s, t, labels = _token_batch(seed=16)
+    mask = labels != -100
+    a = s.clone().requires_grad_(True)
+    b = s.clone().requires_grad_(True)
+    L.token_generalized_jsd(a, t, beta=0.3, chunk_size=2, mask=mask).backward()
+    L.token_generalized_jsd(b, t, beta=0.3, mask=mask).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            L.token_kl_divergence(a, t, chunk_size=3, reduction="none"),
+            L.token_kl_divergence(a, t, reduction="none"),
+        )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
@@ -559,6 +559,44 @@ def _positions(divergence, temperature, options, student: torch.Tensor, teacher:
     return divergence(log_s, log_t, reduction="none", **options)
 
 
+class _ChunkedPositions(torch.autograd.Function):
+    """Per-position values computed chunk by chunk; the backward recomputes each chunk.
+
+    Slicing a tensor that requires grad would make autograd build one full-size gradient per slice;
+    here each chunk's gradient is written straight into one preallocated buffer instead, so the extra
+    memory is the gradient itself plus one chunk's intermediates.
+    """
+
+    @staticmethod
+    def forward(ctx, fn, chunk_size, student, teacher):
+        ctx.fn, ctx.chunk_size = fn, chunk_size
+        ctx.save_for_backward(student, teacher)
+        with torch.no_grad():
+            pieces = [
+                fn(student[i : i + chunk_size], teacher[i : i + chunk_size])
+                for i in range(0, student.shape[0], chunk_size)
+            ]
+        return torch.cat(pieces)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_values):
+        student, teacher = ctx.saved_tensors
+        need = ctx.needs_input_grad[2:]
+        grads = [torch.empty_like(x) if n else None for x, n in zip((student, teacher), need)]
+        size = ctx.chunk_size
+        for i in range(0, student.shape[0], size):
+            with torch.enable_grad():
+                chunk = [x[i : i + size].detach().requires_grad_(n) for x, n in zip((student, teacher), need)]
+                values = ctx.fn(*chunk)
+                wanted = [c for c, n in zip(chunk, need) if n]
+                got = iter(torch.autograd.grad(values, wanted, grad_values[i : i + size]))
+            for g, n in zip(grads, need):
+                if n:
+                    g[i : i + size] = next(got)
+        return None, None, *grads
+
+
 def token_divergence(
     divergence: Callable[..., torch.Tensor],
     student_logits: torch.Tensor,
@@ -577,9 +615,10 @@ def token_divergence(
         \ell_{n} = D\big(\log\mathrm{softmax}(s_n/\tau),\ \log\mathrm{softmax}(t_n/\tau)\big)
 
     for every leading position ``n`` (e.g. every token of ``[batch, time, vocab]``). With ``chunk_size``
-    the positions are processed ``chunk_size`` at a time and each chunk is recomputed in the backward pass
-    (activation checkpointing), so besides the inputs and their gradients only one chunk's
-    ``[chunk, vocab]`` intermediates are alive; values and gradients equal the unchunked computation.
+    the positions are processed ``chunk_size`` at a time and each chunk is recomputed in the backward pass,
+    its gradient written into one preallocated buffer, so besides the inputs and their gradients only one
+    chunk's ``[chunk, vocab]`` intermediates are alive; values and gradients equal the unchunked
+    computation (first-order gradients only: the chunked path does not support double backward).
     Half-precision logits are upcast to float32 chunk by chunk.
 
     Args:
@@ -604,15 +643,7 @@ def token_divergence(
     if chunk_size is None or chunk_size >= total:
         values = fn(s_flat, t_flat)
     else:
-        needs_grad = torch.is_grad_enabled() and (student_logits.requires_grad or teacher_logits.requires_grad)
-        pieces = []
-        for start in range(0, total, chunk_size):
-            s_c, t_c = s_flat[start : start + chunk_size], t_flat[start : start + chunk_size]
-            if needs_grad:
-                pieces.append(checkpoint(fn, s_c, t_c, use_reentrant=False))
-            else:
-                pieces.append(fn(s_c, t_c))
-        values = torch.cat(pieces)
+        values = _ChunkedPositions.apply(fn, chunk_size, s_flat, t_flat)
     return reduce_loss(values.reshape(lead), reduction, mask=mask, weights=weights)
 
 
