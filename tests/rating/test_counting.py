@@ -219,3 +219,29 @@ def test_peer_rank_bad_input():
         peer_rank(data, ["judge"] * len(data))
     with pytest.raises(InputError, match="one entry per comparison"):
         peer_rank(data, ["i0"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_scores_do_not_depend_on_which_side_is_written_first(seed):
+    data = random_comparisons(seed)
+    for score in (borda_scores, copeland_scores, enhanced_borda_scores):
+        np.testing.assert_allclose(score(data.swapped()), score(data), atol=1e-12)
+    np.testing.assert_allclose(fit_win_rate(data.swapped()).log_strength, fit_win_rate(data).log_strength, atol=1e-12)
+    # A weight of 2 counts like a repeated row.
+    doubled = Comparisons.from_arrays(
+        np.concatenate([data.a, data.a]),
+        np.concatenate([data.b, data.b]),
+        np.concatenate([data.outcome, data.outcome]),
+        items=data.items,
+    )
+    np.testing.assert_allclose(
+        fit_win_rate(data.with_weights(np.full(len(data), 2.0))).ci_low, fit_win_rate(doubled).ci_low, atol=1e-12
+    )
+
+
+def test_leaderboards_serialise():
+    data = random_comparisons(7)
+    for fit in (fit_win_rate, fit_borda, fit_copeland, fit_duot5, fit_enhanced_borda):
+        payload = json.loads(fit(data).to_json())
+        assert len(payload["items"]) == data.n_items and payload["model"] == fit.__name__.removeprefix("fit_")

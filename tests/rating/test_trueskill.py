@@ -149,3 +149,11 @@ def test_bad_input():
         fit_trueskill(Comparisons.from_arrays([0], [1], weight=[2.0]))
     with pytest.raises(InputError, match="normal"):
         trueskill_rate(Comparisons.from_arrays([0], [1]), normal="mpmath")
+
+
+def test_leaderboard_serialises_with_sigma_and_conservative_columns():
+    board = fit_trueskill(chess().subset(slice(0, 300)), z=2.0)
+    payload = json.loads(board.to_json())
+    top = payload["items"][0]
+    assert payload["scale"] == "trueskill" and top["conservative"] == pytest.approx(top["rating"] - 2 * top["sigma"])
+    assert top["ci_low"] == pytest.approx(top["rating"] - 1.959963984540054 * top["sigma"])
