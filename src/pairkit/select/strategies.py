@@ -460,17 +460,4 @@ def select(strategy: str, judge, pool: Pool, **options) -> Selection:
         length_rule: WildBench's K (characters) for the length rule, None to switch it off.
         options: the strategy's own options (``k``, ``best_of``, ``n_comparisons``, …).
     """
-    return run_sync(
-        aselect(
-            strategy,
-            judge,
-            pool,
-            policy=policy,
-            budget=budget,
-            cache=cache,
-            seed=seed,
-            length_rule=length_rule,
-            progress=progress,
-            **options,
-        )
-    )
+    return run_sync(aselect(strategy, judge, pool, **options))
