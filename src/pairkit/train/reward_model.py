@@ -1,0 +1,227 @@
+"""Reward-model training: a scalar score per (prompt, response) fitted to preferences.
+
+The model is a transformers ``AutoModelForSequenceClassification`` with ``num_labels=1`` (given a tokenizer), or
+any module mapping precomputed features ``[n, d]`` to scores (``tokenizer=None``; e.g. a linear head on frozen
+sentence embeddings, see :func:`mean_pooled_embeddings`). Losses come from the ``reward`` family of
+:mod:`pairkit.losses` (Bradley–Terry, margin, centring, Plackett–Luce, …) and are combined by weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pairkit.errors import InputError
+from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_options, fit, parse_loss_spec
+from pairkit.train.data import _prompt_text, read_records, to_listwise, to_pairs
+
+__all__ = [
+    "evaluate_reward_model",
+    "mean_pooled_embeddings",
+    "train_reward_model",
+]
+
+
+def _reward_terms(loss) -> list[tuple[str, float, Callable]]:
+    from pairkit import losses
+
+    terms = []
+    for name, weight in parse_loss_spec(loss):
+        fn = losses.get(name)
+        if losses.family_of(name) != "reward":
+            raise InputError(
+                f"loss {name!r} is in family {losses.family_of(name)!r}; reward models take 'reward' losses"
+            )
+        terms.append((name, weight, fn))
+    return terms
+
+
+def _text(prompt, completion: str) -> str:
+    return _prompt_text(prompt) + completion
+
+
+def _examples(data, tokenizer) -> list[dict[str, Any]]:
+    """Rows → ``{"items": [k texts or feature vectors], "scores": [k]}`` (+ ``margin``)."""
+    if isinstance(data, (str, Path)):
+        data = read_records(data)
+    elif hasattr(data, "to_dict"):
+        data = data.to_dict(orient="records")
+    rows = list(data)
+    if not rows:
+        raise InputError("no reward-model training rows")
+    if tokenizer is None:
+        out = []
+        for i, r in enumerate(rows, start=1):
+            if "chosen" not in r or "rejected" not in r:
+                raise InputError(f"row {i}: feature rows need 'chosen' and 'rejected' feature vectors")
+            ex = {"items": [torch.as_tensor(r["chosen"]), torch.as_tensor(r["rejected"])], "scores": [1.0, 0.0]}
+            if "margin" in r:
+                ex["margin"] = float(r["margin"])
+            out.append(ex)
+        return out
+    if "responses" in rows[0]:
+        return [
+            {"items": [_text(r["prompt"], c) for c in r["responses"]], "scores": r["scores"]} for r in to_listwise(rows)
+        ]
+    pairs = to_pairs(rows)
+    out = []
+    for raw, p in zip(rows, pairs):
+        ex = {"items": [_text(p["prompt"], p["chosen"]), _text(p["prompt"], p["rejected"])], "scores": [1.0, 0.0]}
+        if isinstance(raw, dict) and "margin" in raw:
+            ex["margin"] = float(raw["margin"])
+        out.append(ex)
+    return out
+
+
+def _scores(model, items: list, tokenizer, max_length: int) -> torch.Tensor:
+    if tokenizer is None:
+        out = model(torch.stack([torch.as_tensor(x) for x in items]))
+    else:
+        enc = tokenizer(list(items), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        out = out.logits if hasattr(out, "logits") else out
+    return out.reshape(len(items), -1)[:, 0]
+
+
+def _grid(rows, model, tokenizer, max_length):
+    """Scores ``[b, K]`` (padded), labels ``[b, K]`` and the validity mask of the rows' K items."""
+    flat = [x for ex in rows for x in ex["items"]]
+    scores = _scores(model, flat, tokenizer, max_length)
+    sizes = torch.tensor([len(ex["items"]) for ex in rows])
+    mask = torch.arange(int(sizes.max()))[None, :] < sizes[:, None]
+    rewards = torch.zeros(mask.shape, dtype=scores.dtype).masked_scatter(mask, scores)
+    labels = torch.zeros(mask.shape, dtype=scores.dtype)
+    labels[mask] = torch.tensor([s for ex in rows for s in ex["scores"]], dtype=scores.dtype)
+    return rewards, labels, mask
+
+
+def train_reward_model(
+    model,
+    data,
+    *,
+    tokenizer=None,
+    loss: str | dict[str, float] = "reward_bradley_terry",
+    loss_options: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Fit a scalar reward model to pairwise (or K-wise) preferences.
+
+    .. math::
+
+        \\mathcal{L}_{BT} = -\\frac1B\\sum_i \\log\\sigma\\big(r(x_i, y^c_i) - r(x_i, y^r_i) - m_i\\big)
+
+    Bradley & Terry (1952), "Rank Analysis of Incomplete Block Designs: I. The Method of Paired
+    Comparisons"; as a reward model: Ouyang et al. (2022), "Training language models to follow instructions
+    with human feedback" (margin :math:`m_i` from a ``margin`` column as in Touvron et al. 2023, "Llama 2").
+    With K responses per prompt (``responses``/``scores`` rows) use ``loss="reward_plackett_luce"``.
+
+    Args:
+        model: ``AutoModelForSequenceClassification`` (``num_labels=1``) with ``tokenizer``, or a module on
+            feature vectors with ``tokenizer=None`` (rows ``{chosen: [d], rejected: [d]}``).
+        data: path, DataFrame or rows (pairs in any :func:`pairkit.train.data.to_pairs` format, or listwise).
+        loss: a ``reward``-family name or weighted combination (``"reward_bt+0.01*reward_centering"``).
+
+    Per-step metrics: loss, accuracy (chosen scored above rejected), mean chosen/rejected reward and margin.
+    """
+    config = config or TrainConfig()
+    terms = _reward_terms(loss)
+    options = dict(loss_options or {})
+    check_options([(n, fn) for n, _, fn in terms], options)
+    examples = _examples(data, tokenizer)
+    if tokenizer is not None and getattr(getattr(model, "config", None), "pad_token_id", 0) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
+
+    def step(model, rows):
+        rewards, labels, mask = _grid(rows, model, tokenizer, config.max_length)
+        inputs = {"rewards": rewards, "labels": labels, "mask": mask}
+        pairwise = rewards.shape[1] == 2 and bool(mask.all())
+        if pairwise:
+            inputs.update(chosen_rewards=rewards[:, 0], rejected_rewards=rewards[:, 1])
+            inputs.pop("mask")
+            if all("margin" in ex for ex in rows):
+                inputs["margin"] = torch.tensor([ex["margin"] for ex in rows], dtype=rewards.dtype)
+        losses = sum(w * call_loss(n, fn, inputs, options) for n, w, fn in terms)
+        best = torch.where(mask, labels, -torch.inf).argmax(-1, keepdim=True)
+        top = torch.where(mask, rewards, -torch.inf).argmax(-1, keepdim=True)
+        stats = {"accuracy": (best == top).double().squeeze(1)}
+        if pairwise:
+            r = rewards.detach()
+            stats.update({"rewards/chosen": r[:, 0], "rewards/rejected": r[:, 1], "rewards/margin": r[:, 0] - r[:, 1]})
+        return losses, stats
+
+    return fit(model, examples, step, config, resume=resume, callback=callback)
+
+
+def evaluate_reward_model(
+    model, data, *, tokenizer=None, batch_size: int = 64, max_length: int = 512, confidence: float = 0.95
+) -> dict[str, float]:
+    """Held-out pairwise accuracy of a reward model with a Clopper–Pearson interval.
+
+    .. math::
+
+        \\text{acc} = \\frac1n\\sum_i \\mathbb{1}[r(x_i, y^c_i) > r(x_i, y^r_i)]
+
+    Ties count as errors. Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in
+    the case of the binomial". Returns ``accuracy``, ``n``, ``correct``, ``ci_low``, ``ci_high`` and the
+    two-sided binomial test p-value against chance (0.5).
+    """
+    from scipy.stats import binomtest
+
+    examples = _examples(data, tokenizer)
+    if any(len(ex["items"]) != 2 for ex in examples):
+        raise InputError("evaluate_reward_model takes pairs (chosen, rejected)")
+    was = model.training
+    model.eval()
+    margins = []
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            rewards, _, _ = _grid(examples[start : start + batch_size], model, tokenizer, max_length)
+            margins.append(rewards[:, 0] - rewards[:, 1])
+    model.train(was)
+    m = torch.cat(margins)
+    correct, n = int((m > 0).sum()), len(m)
+    test = binomtest(correct, n, 0.5)
+    ci = test.proportion_ci(confidence_level=confidence, method="exact")
+    return {
+        "accuracy": correct / n,
+        "n": n,
+        "correct": correct,
+        "ci_low": ci.low,
+        "ci_high": ci.high,
+        "p_value": test.pvalue,
+    }
+
+
+def mean_pooled_embeddings(
+    encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128, normalize: bool = True
+) -> torch.Tensor:
+    """Frozen sentence embeddings: attention-masked mean of the encoder's last hidden states (``[n, d]``).
+
+    .. math::
+
+        e = \\frac{\\sum_t m_t h_t}{\\sum_t m_t}, \\qquad e \\leftarrow e / \\lVert e\\rVert_2
+
+    Reimers & Gurevych (2019), "Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks" (the pooling
+    of ``all-MiniLM-L6-v2``). Texts longer than ``max_length`` tokens keep the tokenizer's truncation side.
+    """
+    encoder.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            h = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            e = (h * m).sum(1) / m.sum(1).clamp_min(1)
+            out.append(torch.nn.functional.normalize(e, dim=-1) if normalize else e)
+    return torch.cat(out) if out else torch.zeros(0, 0)
