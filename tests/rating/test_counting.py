@@ -175,6 +175,12 @@ def test_peer_rank_equals_loop():
     scores, weights, iterations = peer_rank(data, reviewers)
     np.testing.assert_allclose(scores, peer_rank_loop(data, reviewers, iterations), atol=1e-12)
     assert weights.sum() == pytest.approx(1.0) and weights[1] == 0 and weights[3] == 0
+    # Excluding self-judgments equals giving those rows weight 0.
+    own = (data.a == data.index(list(reviewers))) | (data.b == data.index(list(reviewers)))
+    excluded, _, _ = peer_rank(data, reviewers, exclude_self=True)
+    zeroed, _, _ = peer_rank(data.with_weights(np.where(own, 0.0, 1.0)), reviewers)
+    np.testing.assert_allclose(excluded, zeroed, atol=1e-12)
+    assert not np.allclose(excluded, scores)
 
 
 def test_peer_rank_on_vicuna80_human_judgments():

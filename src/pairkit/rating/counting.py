@@ -307,6 +307,7 @@ def peer_rank(
     comparisons: Comparisons,
     reviewers: Sequence[str] | np.ndarray,
     *,
+    exclude_self: bool = False,
     tol: float = 1e-10,
     max_iter: int = 1000,
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -320,6 +321,7 @@ def peer_rank(
     over the comparisons ``k`` involving ``i``, judged by reviewer ``r_k`` with weight ``v_k`` and outcome
     ``o_{k,i}`` for ``i`` (1 win, ½ tie, 0 loss); ``W⁽⁰⁾`` is uniform. Reviewers are contestants (a reviewer's
     name must be an item). Iterated to the fixed point (largest score change below ``tol``).
+    ``exclude_self=True`` drops the judgments a reviewer made on its own battles (self-enhancement bias).
 
     Paper: Li, Patel & Du (2023), "PRD: Peer Rank and Discussion improve large language model based
     evaluations" (Section 3.1, Peer Rank).
@@ -349,6 +351,8 @@ def peer_rank(
         k = int(reviewing[np.flatnonzero(games[reviewing] <= 0)[0]])
         raise InputError(f"reviewer {comparisons.items[k]!r} was never compared, so it has no score to weigh by")
     a, b, o, v = comparisons.a, comparisons.b, comparisons.outcome, comparisons.weight
+    if exclude_self:
+        v = np.where((rev_item == a) | (rev_item == b), 0.0, v)
     weight = np.zeros(n)
     weight[reviewing] = 1.0 / len(reviewing)
     scores = np.zeros(n)
@@ -375,6 +379,7 @@ def fit_peer_rank(
     comparisons: Comparisons,
     *,
     reviewers: Sequence[str] | np.ndarray | None = None,
+    exclude_self: bool = False,
     tol: float = 1e-10,
     max_iter: int = 1000,
 ) -> Leaderboard:
@@ -391,7 +396,9 @@ def fit_peer_rank(
     """
     if reviewers is None:
         raise InputError("peer_rank needs reviewers=: the name of the contestant that judged each comparison")
-    scores, weights, iterations = peer_rank(comparisons, reviewers, tol=tol, max_iter=max_iter)
+    scores, weights, iterations = peer_rank(
+        comparisons, reviewers, exclude_self=exclude_self, tol=tol, max_iter=max_iter
+    )
     never = np.flatnonzero(_games(comparisons) <= 0)
     if len(never):
         raise InputError(f"peer rank: item(s) never compared: {[comparisons.items[k] for k in never[:5]]}; drop them")
