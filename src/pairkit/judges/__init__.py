@@ -2,4 +2,6 @@
 
 from pairkit.judges.base import *  # noqa: F403
 from pairkit.judges.cache import *  # noqa: F403
+from pairkit.judges.http import *  # noqa: F403
+from pairkit.judges.prompts import *  # noqa: F403
 from pairkit.judges.simulated import *  # noqa: F403

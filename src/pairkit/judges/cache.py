@@ -180,8 +180,13 @@ class CachedJudge(ComparatorBase):
         self.budget.reserve(estimate)
         try:
             judgment = await self.inner.ajudge(request)
-        except BaseException:
-            self.budget.release(estimate)
+        except BaseException as exc:
+            paid = getattr(exc, "cost", 0.0)  # a judge that failed after paid responses (unparseable verdicts)
+            if paid:
+                self.budget.settle(estimate, paid)
+                self.usage.cost += paid
+            else:
+                self.budget.release(estimate)
             raise
         self.budget.settle(estimate, judgment.cost)
         self.cache.put(self.judge_id, self.prompt_version, request, judgment)  # committed before use

@@ -1,0 +1,303 @@
+"""An LLM judge behind an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp, TGI, …).
+
+* The verdict's probability comes from the ``top_logprobs`` of the verdict token (the letter after ``[[``)
+  when the server returns them, else from ``samples`` repeated samples, else it is the hard verdict.
+* Calls are bounded by a semaphore (``max_concurrency``) and retried on 429, 5xx, timeouts, transport errors
+  (truncated bodies) and malformed JSON with exponential backoff and full jitter (Brooker 2015, "Exponential
+  backoff and jitter"), waiting at least the server's ``Retry-After``; an unparseable verdict is re-asked up to
+  ``parse_retries`` times. Every failure is counted by kind in ``usage.failures`` and listed in ``failures``.
+* Cost is counted once per paid response from its reported token usage and a price table (money per million
+  input/output tokens), both per judgment (``Judgment.cost``) and in total (``usage.cost``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from pairkit.errors import InputError
+from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
+from pairkit.judges.prompts import TEMPLATES, PromptTemplate, parse_verdict, verdict_probabilities
+
+__all__ = ["OpenAIJudge", "Price", "verdict_from_logprobs"]
+
+RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Price:
+    """Money per million input (prompt) and output (completion) tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
+
+
+def verdict_from_logprobs(content: list[dict]) -> tuple[float, float] | None:
+    """(P(first better), P(tie)) from the top-logprobs of the token after ``[[``, or None if absent.
+
+    The probabilities of the tokens ``A``, ``B``, ``C`` among the alternatives at that position are
+    renormalised over the three.
+    """
+    text = ""
+    for entry in content or []:
+        token = str(entry.get("token", ""))
+        if text.rstrip().endswith("[[") and token.strip() in ("A", "B", "C"):
+            mass = {"A": 0.0, "B": 0.0, "C": 0.0}
+            for alt in entry.get("top_logprobs") or [{"token": token, "logprob": entry.get("logprob", 0.0)}]:
+                key = str(alt.get("token", "")).strip()
+                if key in mass:
+                    mass[key] += math.exp(float(alt.get("logprob", -math.inf)))
+            total = sum(mass.values())
+            if total <= 0:
+                return None
+            return mass["A"] / total, mass["C"] / total
+        text += token
+    return None
+
+
+class OpenAIJudge(ComparatorBase):
+    """Pairwise judge over ``POST {base_url}/chat/completions``.
+
+    Args:
+        model: model name sent to the server.
+        base_url: API root (``…/v1``).
+        api_key: bearer token; defaults to the environment variable named by ``api_key_env``.
+        template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate`.
+        logprobs: ask for ``top_logprobs`` and read the verdict probability from them.
+        samples: repeated samples per judgment when logprobs are not available (needs temperature > 0).
+        price: a :class:`Price` (or ``(input, output)`` per million tokens) for cost accounting.
+        sleep: the awaitable used to wait between retries (tests inject a recorder).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        template: str | PromptTemplate = "pairwise",
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        logprobs: bool = True,
+        top_logprobs: int = 5,
+        samples: int = 1,
+        max_concurrency: int = 8,
+        max_retries: int = 5,
+        parse_retries: int = 1,
+        timeout: float = 60.0,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        price: Price | tuple[float, float] | None = None,
+        expected_output_tokens: int = 300,
+        extra_body: Mapping | None = None,
+        judge_id: str | None = None,
+        sleep: Callable | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(template, str):
+            if template not in TEMPLATES:
+                raise InputError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
+            template = TEMPLATES[template]
+        if samples < 1 or max_concurrency < 1 or max_retries < 0 or parse_retries < 0:
+            raise InputError(
+                "samples and max_concurrency must be >= 1, max_retries and parse_retries >= 0; got "
+                f"{samples}, {max_concurrency}, {max_retries}, {parse_retries}"
+            )
+        self.model, self.base_url = model, base_url.rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
+        self.template = template
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.logprobs, self.top_logprobs, self.samples = logprobs, top_logprobs, samples
+        self.max_concurrency, self.max_retries, self.parse_retries = max_concurrency, max_retries, parse_retries
+        self.timeout, self.backoff, self.max_backoff = timeout, backoff, max_backoff
+        self.price = Price(*price) if isinstance(price, tuple) else price
+        self.expected_output_tokens = expected_output_tokens
+        self.extra_body = dict(extra_body or {})
+        self.judge_id = judge_id or f"openai:{model}"
+        self.prompt_version = template.version
+        self.failures: list[str] = []
+        self._sleep = sleep or asyncio.sleep
+        self._random = random.Random(seed)
+        self._state: tuple | None = None
+
+    # ---------------------------------------------------------------------------------------- plumbing
+    def _loop_state(self):
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state[0] is not loop:
+            client = httpx.AsyncClient(timeout=self.timeout)
+            self._state = (loop, client, asyncio.Semaphore(self.max_concurrency))
+        return self._state[1], self._state[2]
+
+    async def aclose(self) -> None:
+        if self._state is not None:
+            await self._state[1].aclose()
+            self._state = None
+
+    def _fail(self, kind: str, detail: str) -> None:
+        self.usage.fail(kind)
+        self.failures.append(f"{kind}: {detail}")
+
+    async def _post(self, payload: dict) -> dict:
+        """One chat completion with retries; returns the parsed JSON body."""
+        import httpx
+
+        client, semaphore = self._loop_state()
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/chat/completions"
+        kinds = []
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                async with semaphore:
+                    response = await client.post(url, json=payload, headers=headers)
+            except httpx.TimeoutException as exc:
+                kind, detail = "timeout", f"{type(exc).__name__} after {self.timeout}s"
+            except httpx.TransportError as exc:
+                kind, detail = "transport", f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code in RETRYABLE:
+                    kind, detail = f"http_{response.status_code}", response.text[:200]
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+                elif response.status_code >= 400:
+                    self._fail(f"http_{response.status_code}", response.text[:200])
+                    raise JudgeError(f"{url} answered HTTP {response.status_code}: {response.text[:300]!r}")
+                else:
+                    try:
+                        body = response.json()
+                        body["choices"][0]["message"]["content"]  # noqa: B018 - shape check
+                        return body
+                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                        kind, detail = "malformed", f"{type(exc).__name__}: {response.text[:120]!r}"
+            self._fail(kind, detail)
+            kinds.append(kind)
+            if attempt == self.max_retries:
+                break
+            cap = min(self.max_backoff, self.backoff * 2**attempt)
+            delay = self._random.uniform(0, cap)
+            await self._sleep(max(delay, retry_after or 0.0))
+        raise JudgeError(f"{url}: no usable response after {len(kinds)} attempts ({', '.join(kinds)})")
+
+    def _paid(self, body: dict) -> tuple[int, int, float]:
+        usage = body.get("usage") or {}
+        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        cost = self.price.cost(pt, ct) if self.price else 0.0
+        self.usage.calls += 1
+        self.usage.prompt_tokens += pt
+        self.usage.completion_tokens += ct
+        self.usage.cost += cost
+        return pt, ct, cost
+
+    # ---------------------------------------------------------------------------------------- judging
+    def payload(self, request: Request) -> dict:
+        """The request body for ``request`` (shown order applied)."""
+        if self.template.needs_reference and request.reference is None:
+            raise InputError(
+                f"template {self.template.name!r} needs a reference answer; give the pool references "
+                "or use template='pairwise'"
+            )
+        body = {
+            "model": self.model,
+            "messages": self.template.messages(request.context, request.first, request.second, request.reference),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        body.update(self.extra_body)
+        return body
+
+    async def ajudge(self, request: Request) -> Judgment:
+        # accounting happens per paid response in _paid, so the base class must not add the judgment again
+        return await self._ajudge(request)
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        payload = self.payload(request)
+        n = 1 if self.samples == 1 else self.samples
+        results = await asyncio.gather(*(self._one(payload) for _ in range(n)), return_exceptions=True)
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        spent = [r for r in results if isinstance(r, JudgeError)]
+        pt = sum(r[2] for r in ok) + sum(getattr(e, "tokens", (0, 0))[0] for e in spent)
+        ct = sum(r[3] for r in ok) + sum(getattr(e, "tokens", (0, 0))[1] for e in spent)
+        cost = sum(r[4] for r in ok) + sum(getattr(e, "cost", 0.0) for e in spent)
+        if not ok:
+            err = spent[0] if spent else results[0]
+            error = JudgeError(str(err))
+            error.cost, error.tokens = cost, (pt, ct)
+            raise error
+        probs = [r[0] for r in ok]
+        p_first = sum(p[0] for p in probs) / len(probs)
+        p_tie = sum(p[1] for p in probs) / len(probs)
+        shown = Judgment(
+            p_a=min(p_first, 1.0 - p_tie),
+            p_tie=p_tie,
+            raw=ok[0][1],
+            verdict=ok[0][5],
+            cost=cost,
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            n_calls=len(ok) + len(spent),
+            judge=self.judge_id,
+        )
+        return replace(shown if request.order == "ab" else shown.swapped(), order=request.order)
+
+    async def _one(self, payload: dict):
+        """One sample: (probabilities, text, prompt tokens, completion tokens, cost, verdict)."""
+        tokens = [0, 0]
+        cost = 0.0
+        for attempt in range(self.parse_retries + 1):
+            body = await self._post(payload)
+            pt, ct, c = self._paid(body)
+            tokens[0] += pt
+            tokens[1] += ct
+            cost += c
+            choice = body["choices"][0]
+            text = str(choice["message"]["content"] or "")
+            label = parse_verdict(text)
+            from_logprobs = verdict_from_logprobs(((choice.get("logprobs") or {}).get("content")) or [])
+            if from_logprobs is not None:
+                return from_logprobs, text, tokens[0], tokens[1], cost, label or ""
+            if label is not None:
+                return verdict_probabilities(label), text, tokens[0], tokens[1], cost, label
+            self._fail("unparseable", text[:120])
+        error = JudgeError(f"no verdict in the judge's reply after {self.parse_retries + 1} tries: {text[:200]!r}")
+        error.cost, error.tokens = cost, tuple(tokens)
+        raise error
+
+    def estimate_cost(self, request: Request) -> float:
+        """Rough cost of one judgment: prompt characters / 4 input tokens, ``expected_output_tokens`` out."""
+        if self.price is None:
+            return 0.0
+        chars = sum(
+            len(m["content"])
+            for m in self.template.messages(request.context, request.first, request.second, request.reference)
+        )
+        return self.samples * self.price.cost(chars // 4 + 8, self.expected_output_tokens)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
