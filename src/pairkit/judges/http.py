@@ -255,7 +255,7 @@ class OpenAIJudge(ComparatorBase):
         """One sample: (probabilities, text, prompt tokens, completion tokens, cost, verdict)."""
         tokens = [0, 0]
         cost = 0.0
-        for attempt in range(self.parse_retries + 1):
+        for _ in range(self.parse_retries + 1):
             body = await self._post(payload)
             pt, ct, c = self._paid(body)
             tokens[0] += pt
