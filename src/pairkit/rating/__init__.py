@@ -8,8 +8,10 @@ from pairkit.rating.covariates import *  # noqa: F403
 from pairkit.rating.elo import *  # noqa: F403
 from pairkit.rating.intransitive import *  # noqa: F403
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
+from pairkit.rating.model_selection import *  # noqa: F403
 from pairkit.rating.order import *  # noqa: F403
 from pairkit.rating.plackett_luce import *  # noqa: F403
+from pairkit.rating.registry import *  # noqa: F403
 from pairkit.rating.robust import *  # noqa: F403
 from pairkit.rating.spectral import *  # noqa: F403
 from pairkit.rating.ties import *  # noqa: F403

@@ -84,7 +84,7 @@ def fit_robust_bt(
     intervals: str = "auto",
     level: float = 0.95,
     tol: float = 1e-9,
-    max_em: int = 2000,
+    max_em: int = 200,
 ) -> Leaderboard:
     """Fit the Bradley–Terry / uniform-noise mixture by EM, then polish by Newton.
 
@@ -98,6 +98,8 @@ def fit_robust_bt(
         epsilon: the noise share in [0, 1); ``None`` estimates it.
         prior: Newman's virtual games (0 = MLE of the strengths).
         intervals: ``"fisher"``, ``"sandwich"``, ``"auto"`` or ``"none"`` (from the final Newton pass).
+        max_em: EM sweeps before the Newton pass on the mixture likelihood takes over (EM is slow near the
+            optimum, Newton fast; EM only has to bring the start into Newton's basin).
 
     Returns:
         A :class:`Leaderboard` with ``params["epsilon"]`` (and its interval when estimated).

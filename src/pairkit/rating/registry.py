@@ -1,0 +1,73 @@
+"""Rating models by name: what ``pairkit rank --model NAME`` and ``pairkit compare-models`` can fit.
+
+Every entry maps a name to a function ``fit(comparisons, **options) -> Leaderboard``. Callers pass only the
+options a function's signature accepts (``ties``, ``prior``, ``level``, …), so the wrappers below expose exactly
+the options that make sense for their model (bayeselo keeps its own prior of 2 virtual draws).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pairkit.data.comparisons import Comparisons
+from pairkit.errors import InputError
+from pairkit.rating.bayeselo import fit_bayeselo
+from pairkit.rating.bradley_terry import fit_bradley_terry
+from pairkit.rating.intransitive import fit_blade_chest
+from pairkit.rating.leaderboard import Leaderboard
+from pairkit.rating.order import fit_order_advantage
+from pairkit.rating.robust import fit_robust_bt
+from pairkit.rating.ties import fit_rao_kupper
+
+__all__ = ["MODELS", "get_model", "model_names"]
+
+
+def fit_davidson(
+    comparisons: Comparisons, *, prior: float = 0.0, intervals: str = "auto", level: float = 0.95
+) -> Leaderboard:
+    """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``)."""
+    return fit_bradley_terry(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level)
+
+
+def fit_bayeselo_defaults(comparisons: Comparisons, *, level: float = 0.95) -> Leaderboard:
+    """bayeselo with its defaults (advantage 32.8, drawelo 97.3, prior 2 virtual draws, ``mm`` with fixed
+    constants); ratings on bayeselo's printed scale."""
+    return fit_bayeselo(comparisons, level=level)
+
+
+def _fit_elo(comparisons: Comparisons, **options) -> Leaderboard:
+    from pairkit.rating.elo import fit_elo
+
+    return fit_elo(comparisons, **options)
+
+
+MODELS: dict[str, Callable[..., Leaderboard]] = {
+    "bt": fit_bradley_terry,
+    "elo": _fit_elo,
+    "davidson": fit_davidson,
+    "rao_kupper": fit_rao_kupper,
+    "order": fit_order_advantage,
+    "bayeselo": fit_bayeselo_defaults,
+    "robust": fit_robust_bt,
+    "blade_chest": fit_blade_chest,
+}
+"""Model name → fit function."""
+
+try:  # the lead's Elo is called directly when present, so its signature (k, base, …) is visible to callers
+    from pairkit.rating.elo import fit_elo as _elo
+
+    MODELS["elo"] = _elo
+except ImportError:  # pragma: no cover - elo.py not written yet
+    pass
+
+
+def model_names() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(MODELS)
+
+
+def get_model(name: str) -> Callable[..., Leaderboard]:
+    """The fit function registered under ``name`` (raises :class:`InputError` listing the names)."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; available: {', '.join(model_names())}")
+    return MODELS[name]
