@@ -560,40 +560,46 @@ def _positions(divergence, temperature, options, student: torch.Tensor, teacher:
 
 
 class _ChunkedPositions(torch.autograd.Function):
-    """Per-position values computed chunk by chunk; the backward recomputes each chunk.
+    """Per-position values computed chunk by chunk, with their gradients taken in the same pass.
 
-    Slicing a tensor that requires grad would make autograd build one full-size gradient per slice;
-    here each chunk's gradient is written straight into one preallocated buffer instead, so the extra
-    memory is the gradient itself plus one chunk's intermediates.
+    Each value depends on its own row only, so ``d loss / d row_n = grad_out_n * d value_n / d row_n``:
+    the forward differentiates ``sum(values)`` chunk by chunk into one preallocated buffer and the
+    backward only rescales it. Peak extra memory is that buffer (the size of the gradient anyway) plus
+    one chunk's intermediates, with a single forward and backward sweep (no recomputation). Slicing a
+    tensor that requires grad instead would make autograd build one full-size gradient per slice.
     """
 
     @staticmethod
     def forward(ctx, fn, chunk_size, student, teacher):
-        ctx.fn, ctx.chunk_size = fn, chunk_size
-        ctx.save_for_backward(student, teacher)
-        with torch.no_grad():
-            pieces = [
-                fn(student[i : i + chunk_size], teacher[i : i + chunk_size])
-                for i in range(0, student.shape[0], chunk_size)
-            ]
+        need = ctx.needs_input_grad[2:]
+        grads = [torch.empty_like(x) if n else None for x, n in zip((student, teacher), need)]
+        pieces = []
+        for i in range(0, student.shape[0], chunk_size):
+            rows = [x[i : i + chunk_size] for x in (student, teacher)]
+            if not any(need):
+                pieces.append(fn(*rows))
+                continue
+            with torch.enable_grad():
+                rows = [r.detach().requires_grad_(n) for r, n in zip(rows, need)]
+                values = fn(*rows)
+                got = iter(torch.autograd.grad(values.sum(), [r for r, n in zip(rows, need) if n]))
+            for g, n in zip(grads, need):
+                if n:
+                    g[i : i + chunk_size] = next(got)
+            pieces.append(values.detach())
+        ctx.save_for_backward(*grads)
+        ctx.consumed = False
         return torch.cat(pieces)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values):
-        student, teacher = ctx.saved_tensors
-        need = ctx.needs_input_grad[2:]
-        grads = [torch.empty_like(x) if n else None for x, n in zip((student, teacher), need)]
-        size = ctx.chunk_size
-        for i in range(0, student.shape[0], size):
-            with torch.enable_grad():
-                chunk = [x[i : i + size].detach().requires_grad_(n) for x, n in zip((student, teacher), need)]
-                values = ctx.fn(*chunk)
-                wanted = [c for c, n in zip(chunk, need) if n]
-                got = iter(torch.autograd.grad(values, wanted, grad_values[i : i + size]))
-            for g, n in zip(grads, need):
-                if n:
-                    g[i : i + size] = next(got)
+        if ctx.consumed:
+            raise RuntimeError("the chunked token-level divergence supports a single backward pass")
+        ctx.consumed = True
+        scale = grad_values.unsqueeze(-1)
+        # in place: the buffers belong to this graph node alone and are used once
+        grads = [g.mul_(scale) if g is not None else None for g in ctx.saved_tensors]
         return None, None, *grads
 
 
@@ -615,10 +621,11 @@ def token_divergence(
         \ell_{n} = D\big(\log\mathrm{softmax}(s_n/\tau),\ \log\mathrm{softmax}(t_n/\tau)\big)
 
     for every leading position ``n`` (e.g. every token of ``[batch, time, vocab]``). With ``chunk_size``
-    the positions are processed ``chunk_size`` at a time and each chunk is recomputed in the backward pass,
-    its gradient written into one preallocated buffer, so besides the inputs and their gradients only one
-    chunk's ``[chunk, vocab]`` intermediates are alive; values and gradients equal the unchunked
-    computation (first-order gradients only: the chunked path does not support double backward).
+    the positions are processed ``chunk_size`` at a time; when the logits require grad, each chunk's
+    gradient is taken right away (a position's value depends on its own row only) into one preallocated
+    buffer that the backward pass rescales. Besides the inputs and their gradients only one chunk's
+    ``[chunk, vocab]`` intermediates are alive; values and gradients equal the unchunked computation
+    (first-order gradients and a single backward pass only on the chunked path).
     Half-precision logits are upcast to float32 chunk by chunk.
 
     Args:
