@@ -77,3 +77,18 @@ def test_registry_and_errors():
     c = Comparisons.from_arrays([0, 1], [1, 0], [1, 0])
     with pytest.raises(InputError, match="folds"):
         compare_models(c, ["bt"], folds=1)
+
+
+def test_register_model():
+    def fit_constant(comparisons):
+        from pairkit.rating import fit_bradley_terry
+
+        return fit_bradley_terry(comparisons, prior=1.0)
+
+    registry.register_model("constant_test", fit_constant)
+    try:
+        with pytest.raises(InputError, match="already registered"):
+            registry.register_model("constant_test", fit_constant)
+        assert registry.get_model("constant_test") is fit_constant
+    finally:
+        registry.MODELS.pop("constant_test")

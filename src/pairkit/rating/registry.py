@@ -19,7 +19,7 @@ from pairkit.rating.order import fit_order_advantage
 from pairkit.rating.robust import fit_robust_bt
 from pairkit.rating.ties import fit_rao_kupper
 
-__all__ = ["MODELS", "get_model", "model_names"]
+__all__ = ["MODELS", "get_model", "model_names", "register_model"]
 
 
 def fit_davidson(
@@ -59,6 +59,33 @@ try:  # the lead's Elo is called directly when present, so its signature (k, bas
     MODELS["elo"] = _elo
 except ImportError:  # pragma: no cover - elo.py not written yet
     pass
+
+
+def register_model(name: str, fit: Callable[..., Leaderboard], *, replace: bool = False) -> None:
+    """Add a model under ``name`` (an :class:`InputError` if the name is taken and ``replace`` is False)."""
+    if not callable(fit):
+        raise InputError(f"fit for model {name!r} must be callable")
+    if name in MODELS and not replace:
+        raise InputError(f"model name {name!r} is already registered; pass replace=True to override")
+    MODELS[name] = fit
+
+
+# Models of sibling modules, registered when those modules are present.
+for _name, _module, _attr in (
+    ("trueskill", "trueskill", "fit_trueskill"),
+    ("weng_lin", "weng_lin", "fit_weng_lin"),
+    ("rank_centrality", "spectral", "fit_rank_centrality"),
+    ("pagerank", "spectral", "fit_pagerank"),
+    ("eigenvector", "spectral", "fit_eigenvector"),
+    ("win_rate", "counting", "fit_win_rate"),
+    ("borda", "counting", "fit_borda"),
+    ("copeland", "counting", "fit_copeland"),
+):
+    try:
+        _fit = getattr(__import__(f"pairkit.rating.{_module}", fromlist=[_attr]), _attr)
+    except (ImportError, AttributeError):  # pragma: no cover - sibling module absent
+        continue
+    MODELS.setdefault(_name, _fit)
 
 
 def model_names() -> list[str]:
