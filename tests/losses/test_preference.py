@@ -10,6 +10,8 @@ from collections import defaultdict
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trl.trainer.dpo_trainer import DPOTrainer
 
 import pairkit.losses as L
@@ -610,7 +612,7 @@ def test_empty_batch_is_zero(name):
     args = e if with_ref else e[:2]
     for reduction in ("mean", "sum"):
         loss = L.get(name)(*args, **extra, reduction=reduction)
-        assert loss.shape == () and float(loss) == 0.0
+        assert loss.shape == () and float(loss.detach()) == 0.0
         loss.backward()
     assert L.get(name)(*args, **extra, reduction="none").shape == (0,)
 
@@ -648,3 +650,48 @@ def test_unit_weights_equal_no_weights(name):
         extra = {k: v[keep] for k, v in extra.items()}
         args = (pc[keep], pr[keep], rc[keep], rr[keep]) if with_ref else (pc[keep], pr[keep])
         torch.testing.assert_close(masked, L.get(name)(*args, **extra))
+
+
+# ------------------------------------------------------------------------------------ property tests
+
+# paired AOT compares each model's log-odds quantiles; cringe, RPO and SFT also use the policy log-probs alone
+_REF_BASED = [
+    n for n in MINE if _extras(n, torch.zeros(1))[0] and n not in ("pair_sft", "aot", "pairwise_cringe", "rpo")
+]
+_finite = st.floats(-50.0, 50.0, allow_nan=False, width=64)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(_REF_BASED),
+    values=st.lists(st.tuples(_finite, _finite, _finite, _finite, _finite), min_size=1, max_size=6),
+)
+def test_reference_based_losses_depend_only_on_log_ratios(name, values):
+    # shifting a response's policy and reference log-probs by the same amount leaves log pi/pi_ref unchanged
+    pc, pr, rc, rr, shift = (torch.tensor(v, dtype=torch.float64) for v in zip(*values))
+    base = _call(name, pc, pr, rc, rr, reduction="none")
+    moved = _call(name, pc + shift, pr - shift, rc + shift, rr - shift, reduction="none")
+    torch.testing.assert_close(moved, base, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from([n for n in MINE if not n.startswith("aot")]), seed=st.integers(0, 2**16))
+def test_per_pair_values_are_permutation_equivariant(name, seed):
+    pc, pr, rc, rr = _rand(n=7, seed=seed, scale=4.0)
+    perm = torch.randperm(7, generator=torch.Generator().manual_seed(seed))
+    with_ref, extra = _extras(name, pc)
+    args = (pc, pr, rc, rr) if with_ref else (pc, pr)
+    out = L.get(name)(*args, **extra, reduction="none")
+    permuted = L.get(name)(*(a[perm] for a in args), **{k: v[perm] for k, v in extra.items()}, reduction="none")
+    torch.testing.assert_close(permuted, out[perm])
+
+
+@settings(max_examples=30, deadline=None)
+@given(delta=st.floats(-30.0, 30.0, allow_nan=False), beta=st.floats(0.01, 2.0))
+def test_dpo_logistic_identity(delta, beta):
+    # l(D) - l(-D) = -beta * D for the logistic loss, whatever the margin
+    d = torch.tensor([delta], dtype=torch.float64)
+    z = torch.zeros(1, dtype=torch.float64)
+    forward = L.dpo_loss(d, z, z, z, beta=beta, reduction="sum")
+    backward = L.dpo_loss(z, d, z, z, beta=beta, reduction="sum")
+    assert abs(float(forward - backward) + beta * delta) < 1e-9

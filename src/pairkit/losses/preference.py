@@ -1195,10 +1195,11 @@ def ld_dpo_logps(
     shared = torch.minimum(cm.sum(-1), rm.sum(-1)).unsqueeze(-1)
 
     def combine(logps, m):
+        # weight 1 on the first `shared` completion tokens, alpha after them, 0 off the completion
         pos = m.long().cumsum(-1)
-        head = torch.where(m & (pos <= shared), logps, 0.0).sum(-1)
-        tail = torch.where(m & (pos > shared), logps, 0.0).sum(-1)
-        return head + alpha * tail
+        in_head = pos <= shared
+        weight = torch.where(in_head, 1.0, alpha).to(logps.dtype) * m.to(logps.dtype)
+        return (logps * weight).sum(-1)
 
     return combine(chosen_token_logps, cm), combine(rejected_token_logps, rm)
 
