@@ -529,7 +529,7 @@ def test_bad_options_raise_input_error():
     with pytest.raises(InputError, match="label_smoothing"):
         L.robust_dpo_loss(pc, pr, rc, rr, label_smoothing=0.5)
     with pytest.raises(InputError, match="label_smoothing"):
-        L.exo_loss(pc, pr, rc, rr, label_smoothing=0.0)
+        L.exo_pair_loss(pc, pr, rc, rr, label_smoothing=0.0)
     with pytest.raises(InputError, match="loss_type"):
         L.cpo_loss(pc, pr, loss_type="kto")
     with pytest.raises(InputError, match="chosen_lengths"):
@@ -576,7 +576,7 @@ def _call(name, pc, pr, rc, rr, **kw):
 
 def test_module_registers_every_requested_loss():
     wanted = {
-        "dpo", "robust_dpo", "conservative_dpo", "slic", "ipo", "exo", "nca", "bco_pair", "sppo_hard", "aot",
+        "dpo", "robust_dpo", "conservative_dpo", "slic", "ipo", "exo", "nca_pair", "bco_pair", "sppo_hard", "aot",
         "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "cpo", "cpo_simpo", "orpo",
         "rpo", "pairwise_cringe", "mmpo", "dr_dpo", "irepo", "pair_sft",
     }  # fmt: skip

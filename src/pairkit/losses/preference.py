@@ -23,10 +23,10 @@ from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
 
 __all__ = [
-    "apo_down_loss",
-    "apo_zero_loss",
     "aot_loss",
     "aot_unpaired_loss",
+    "apo_down_loss",
+    "apo_zero_loss",
     "bco_pair_loss",
     "bco_reward_shift",
     "combine",
@@ -37,14 +37,13 @@ __all__ = [
     "discopop_loss",
     "dpo_loss",
     "dr_dpo_loss",
-    "exo_loss",
-    "hinge_loss",
+    "exo_pair_loss",
     "ipo_loss",
     "irepo_loss",
     "ld_dpo_logps",
     "logratio_scores",
     "mmpo_loss",
-    "nca_loss",
+    "nca_pair_loss",
     "orpo_loss",
     "pair_sft_loss",
     "pairwise_cringe_loss",
@@ -53,6 +52,7 @@ __all__ = [
     "rpo_loss",
     "sigmoid_norm_loss",
     "simpo_loss",
+    "slic_loss",
     "sppo_hard_loss",
     "token_log_sum_sq_probs",
     "weighted_sum",
@@ -361,7 +361,7 @@ def robust_dpo_loss(chosen, rejected, *, beta, label_smoothing):
 
 
 @_ref_loss("slic", aliases=("hinge",), f_divergence=True, beta=0.1)
-def hinge_loss(chosen, rejected, *, beta):
+def slic_loss(chosen, rejected, *, beta):
     """Hinge (SLiC) loss on the implicit-reward margin, with margin :math:`1/\\beta`.
 
     .. math::
@@ -421,7 +421,7 @@ def sigmoid_norm_loss(chosen, rejected, *, chosen_lengths, rejected_lengths, bet
 
 
 @_ref_loss("exo", aliases=("exo_pair",), f_divergence=True, beta=0.1, label_smoothing=1e-3)
-def exo_loss(chosen, rejected, *, beta, label_smoothing):
+def exo_pair_loss(chosen, rejected, *, beta, label_smoothing):
     """EXO (pairwise): reverse KL from the model's pair distribution to the smoothed label distribution.
 
     .. math::
@@ -459,8 +459,8 @@ def discopop_loss(chosen, rejected, *, beta, tau):
     return torch.sigmoid(-z / tau) * -F.logsigmoid(z) + torch.exp(F.logsigmoid(z / tau) - z)
 
 
-@_ref_loss("nca", aliases=("nca_pair",), beta=0.1)
-def nca_loss(chosen, rejected, *, beta):
+@_ref_loss("nca_pair", beta=0.1)
+def nca_pair_loss(chosen, rejected, *, beta):
     """NCA (pairwise): noise-contrastive alignment on absolute implicit rewards :math:`r = \\beta\\rho`.
 
     .. math::
