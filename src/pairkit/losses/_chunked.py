@@ -56,8 +56,10 @@ def _dense_row_logsumexp(q, k, scale, row_labels, col_labels, self_offset):
     mask = _excluded(0, q.shape[0], k.shape[0], q.device, row_labels, col_labels, self_offset)
     if mask is None:
         return torch.logsumexp(logits, dim=1)
-    # Rows with every column excluded get -inf; computing their lse on zeros keeps the gradient finite (0).
     has_any = (~mask).any(dim=1)
+    if bool(has_any.all()):
+        return torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
+    # Rows with every column excluded get -inf; computing their lse on zeros keeps the gradient finite (0).
     logits = logits.masked_fill(mask | ~has_any[:, None], float("-inf"))
     logits = torch.where(has_any[:, None], logits, torch.zeros((), dtype=logits.dtype, device=logits.device))
     lse = torch.logsumexp(logits, dim=1)

@@ -78,7 +78,7 @@ def _check_labels(labels: torch.Tensor, n: int) -> torch.Tensor:
         raise InputError(f"labels must have shape [N] = [{n}] (one per embedding row), got {list(labels.shape)}")
     if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
         raise InputError("labels contain NaN or inf; use integer class labels")
-    return labels
+    return labels.long() if labels.dtype == torch.bool else labels
 
 
 def _check_pair(query: torch.Tensor, keys: torch.Tensor, *, same_rows: bool = True) -> None:
@@ -126,6 +126,8 @@ def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Row log-sum-exp over ``mask``; ``-inf`` (with zero gradient) for rows where the mask is empty."""
     has_any = mask.any(dim=1)
     filled = x.masked_fill(~mask, float("-inf"))
+    if bool(has_any.all()):
+        return torch.logsumexp(filled, dim=1)
     filled = torch.where(has_any[:, None], filled, torch.zeros((), dtype=x.dtype, device=x.device))
     lse = torch.logsumexp(filled, dim=1)
     return torch.where(has_any, lse, torch.full_like(lse, float("-inf")))
