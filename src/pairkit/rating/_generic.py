@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import special
 
 from pairkit.data.comparisons import Comparisons
@@ -40,14 +41,17 @@ def row_stats(comparisons: Comparisons, ties: str) -> dict[str, np.ndarray]:
 def aggregate_rows(
     n_items: int, i: np.ndarray, j: np.ndarray, X: np.ndarray | None, stats: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
-    """Sum the statistics of rows with the same ordered pair and the same covariate row."""
-    if X is not None and X.shape[1]:
-        _, xcode = np.unique(X, axis=0, return_inverse=True)
-        xcode = xcode.ravel()
-    else:
+    """Sum the statistics of rows with the same ordered pair and the same covariate row (hashing, no sort)."""
+    if X is None or not X.shape[1]:
         xcode = np.zeros(len(i), dtype=np.int64)
+    elif X.shape[1] == 1:
+        xcode = pd.factorize(X[:, 0])[0].astype(np.int64)
+    else:
+        xcode = np.unique(X, axis=0, return_inverse=True)[1].ravel()
     key = (i * np.int64(n_items) + j) * np.int64(xcode.max(initial=0) + 1) + xcode
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse, uniq = pd.factorize(key)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(key) - 1, -1, -1)  # the first row of each group
     out = {k: np.bincount(inverse, v, len(uniq)) for k, v in stats.items()}
     return i[first], j[first], None if X is None else X[first], out
 
