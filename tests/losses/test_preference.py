@@ -522,6 +522,19 @@ def test_aot_mask_drops_pairs_before_sorting():
         L.aot_unpaired_loss(pc, pr, rc, rr, weights=torch.ones(10))
 
 
+def test_inputs_by_keyword_and_unknown_options():
+    pc, pr, rc, rr = _rand(n=4)
+    by_kw = L.get("robust")(
+        policy_chosen_logps=pc, policy_rejected_logps=pr, ref_chosen_logps=rc, ref_rejected_logps=rr,
+        label_smoothing=0.2,
+    )  # fmt: skip
+    torch.testing.assert_close(by_kw, L.robust_dpo_loss(pc, pr, rc, rr, label_smoothing=0.2))
+    with pytest.raises(InputError, match="label_smoothing"):
+        L.dpo_loss(pc, pr, rc, rr, label_smoothing=0.1)  # DPO has no smoothing: use conservative_dpo
+    with pytest.raises(InputError, match="quality_margins"):
+        L.mmpo_loss(pc, pr, rc, rr)
+
+
 def test_bad_options_raise_input_error():
     pc, pr, rc, rr = _rand(n=4)
     with pytest.raises(InputError, match="f_divergence"):

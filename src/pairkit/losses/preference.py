@@ -260,7 +260,17 @@ def _ref_loss(name: str, *, aliases: tuple[str, ...] = (), f_divergence: bool = 
     def wrap(core: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         wants_policy = "policy_chosen_logps" in inspect.signature(core).parameters
 
-        def loss(pc, pr, rc, rr, *, mask=None, weights=None, reduction: Reduction = "mean", **kwargs):
+        def loss(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            ref_chosen_logps,
+            ref_rejected_logps,
+            *,
+            mask=None,
+            weights=None,
+            reduction: Reduction = "mean",
+            **kwargs,
+        ):
             unknown = set(kwargs) - set(defaults)
             if unknown:
                 raise InputError(f"{name} got unknown options {sorted(unknown)}; it takes {sorted(defaults)}")
@@ -269,9 +279,12 @@ def _ref_loss(name: str, *, aliases: tuple[str, ...] = (), f_divergence: bool = 
             if missing:
                 raise InputError(f"{name} needs {missing} (keyword arguments)")
             f_opts = {k: opts.pop(k) for k in _F_OPTIONS if f_divergence}
-            chosen, rejected = _pair_scores(pc, pr, rc, rr, mask, weights, **f_opts)
+            chosen, rejected = _pair_scores(
+                policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,
+                **f_opts,
+            )  # fmt: skip
             if wants_policy:
-                opts["policy_chosen_logps"] = pc
+                opts["policy_chosen_logps"] = policy_chosen_logps
             return _reduce(core(chosen, rejected, **opts), reduction, mask, weights)
 
         kw_only = inspect.Parameter.KEYWORD_ONLY
