@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -478,3 +479,40 @@ def test_weights_and_reductions():
         torch.testing.assert_close(fn(x, y, weights=w, reduction="none"), none * w, msg=name)
     # SupCon's mean is over anchors: weighted mean of the per-anchor values
     torch.testing.assert_close(L.supcon(x, y, weights=w), (L.supcon(x, y, reduction="none") * w).sum() / w.sum())
+
+
+# --------------------------------------------------------------------------------------- real inputs
+
+
+@functools.lru_cache(maxsize=1)
+def _ltr_documents(limit=64):
+    """Feature vectors and relevance grades of the first documents of the shared learning-to-rank sample."""
+    from tests.shared_data import shared_path
+
+    rows, grades = [], []
+    with open(shared_path("ltr", "rank.test")) as fh:
+        for line in fh:
+            label, *feats = line.split()
+            vec = torch.zeros(300, dtype=torch.float64)
+            for item in feats:
+                idx, val = item.split(":")
+                vec[int(idx) - 1] = float(val)
+            rows.append(vec)
+            grades.append(int(label))
+            if len(rows) == limit:
+                break
+    x = torch.stack(rows)
+    return (x - x.mean(0)) / x.std(0).clamp_min(1e-6), torch.tensor(grades)
+
+
+@pytest.mark.parametrize(
+    "case", ["ntxent", "supcon", "triplet_all", "contrastive", "multi_similarity", "circle", "tcm"]
+)
+def test_matches_pml_on_real_features(case):
+    # 300 standardised document features as embeddings, relevance grades (0-4) as classes
+    x, y = _ltr_documents()
+    ours_fn, pml_factory = PML_CASES[case]
+    ours, g_ours = _value_and_grad(ours_fn, x, y)
+    theirs, g_theirs = _value_and_grad(pml_factory(), x, y)
+    torch.testing.assert_close(ours, theirs, **F64)
+    torch.testing.assert_close(g_ours, g_theirs, **F64)
