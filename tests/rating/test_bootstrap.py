@@ -86,3 +86,11 @@ def test_bootstrap_rank_intervals(rng):
     board = bootstrap_bradley_terry(simulate(rng, m=3000), n_boot=200, seed=0)
     lo, hi = board.rank_interval()
     assert (lo <= board.rank).all() and (board.rank <= hi).all()
+
+
+def test_row_resampling_path_for_distinct_rows_agrees_with_generic(rng):
+    c = simulate(rng, n=5, m=400)
+    c = c.with_weights(rng.uniform(0.5, 1.5, len(c)))  # every row its own cell: the index-resampling path
+    fast = bootstrap_bradley_terry(c, n_boot=400, seed=3)
+    slow = bootstrap(c, lambda x: fit_bradley_terry(x, intervals="none"), n_boot=400, seed=4)
+    np.testing.assert_allclose(fast.se, slow.se, rtol=0.2)

@@ -136,9 +136,15 @@ def bootstrap_bradley_terry(
         win_hi = to_pairs @ sp.diags((1 - cell_share) * cell_value)
         probs = cell_count / cell_count.sum()
         m = len(comparisons)
+        n_cells = len(cell_keys)
 
-        def draw(b: int) -> np.ndarray:
-            return rng.multinomial(m, probs, size=b).T.astype(float)  # cells × b
+        def draw(b: int) -> np.ndarray:  # cells × b multinomial counts
+            if n_cells * 4 < m:  # few distinct cells: draw over cells, O(cells) per replicate
+                return rng.multinomial(m, probs, size=b).T.astype(float)
+            # mostly distinct rows: resample row indices, O(m) per replicate and cheaper than O(cells) binomials
+            rows = rng.integers(0, m, size=(b, m))
+            flat = cell_of_row[rows] + n_cells * np.arange(b)[:, None]
+            return np.bincount(flat.ravel(), minlength=n_cells * b).reshape(b, n_cells).T.astype(float)
     else:
         if comparisons.cluster is None:
             raise InputError("by='cluster' needs comparisons with a cluster column")
