@@ -24,6 +24,7 @@ from pairkit.rating._pairwise import (
     fit_pairwise,
     sandwich_covariance,
 )
+from pairkit.rating.bradley_terry import _win_rate as win_rate  # one definition of the win-rate column
 from pairkit.rating.leaderboard import Leaderboard, Predictor
 
 INTERVALS = ("auto", "fisher", "sandwich", "none")
@@ -195,16 +196,6 @@ def fit_rows_model(
         },
     )
     return lb, fit
-
-
-def win_rate(comparisons: Comparisons) -> np.ndarray:
-    """Share of (weighted) points won by each item, ties counting half; NaN for items without games."""
-    n = comparisons.n_items
-    w, y = comparisons.weight, comparisons.outcome
-    wins = np.bincount(comparisons.a, w * y, n) + np.bincount(comparisons.b, w * (1 - y), n)
-    games = np.bincount(comparisons.a, w, n) + np.bincount(comparisons.b, w, n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(games > 0, wins / np.where(games > 0, games, 1), np.nan)
 
 
 def check_inputs(comparisons: Comparisons, ties: str, allowed: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ from scipy.sparse import csgraph
 from pairkit.data.rankings import Rankings
 from pairkit.errors import ConvergenceError, InputError, NoMLEError
 from pairkit.rating._pairwise import _log_prior
+from pairkit.rating.bradley_terry import _names
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["check_pl_mle_exists", "fit_plackett_luce", "plackett_luce_loglik"]
@@ -218,12 +219,6 @@ def check_pl_mle_exists(rankings: Rankings) -> None:
         + "; ".join(_names(items, np.flatnonzero(real == g)) for g in small)
         + f".{hint} Use prior > 0 (virtual wins and losses against an average item) to get finite ratings."
     )
-
-
-def _names(items, idx, limit: int = 8) -> str:
-    shown = ", ".join(repr(items[k]) for k in idx[:limit])
-    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
-    return f"{{{shown}{more}}}"
 
 
 def fit_plackett_luce(

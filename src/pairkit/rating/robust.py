@@ -135,42 +135,33 @@ def fit_robust_bt(
         if current - previous < tol * max(1.0, abs(current)):
             break
         previous = current
-    model = functools.partial(robust_rows, epsilon=None if epsilon is None else float(epsilon))
-    extra = [ExtraParam("epsilon", 0, special.expit)] if epsilon is None else []
+
+    def polish(fixed: float | None):
+        """Newton on the mixture likelihood from the EM point (ε estimated unless ``fixed``)."""
+        free = fixed is None
+        return fit_rows_model(
+            comparisons,
+            i=comparisons.a,
+            j=comparisons.b,
+            X=None,
+            stats=row_stats(comparisons, "half"),
+            model=functools.partial(robust_rows, epsilon=fixed),
+            model_name="robust_bt",
+            n_eta=int(free),
+            eta0=np.array([special.logit(max(eps, 1e-6))]) if free else None,
+            prior=prior,
+            intervals=intervals,
+            level=level,
+            extra=[ExtraParam("epsilon", 0, special.expit)] if free else [],
+            theta0=theta,
+            predictor=lambda f: robust_predictor(float(special.expit(f.eta[0])) if free else fixed),
+        )
+
     try:
-        lb, fit = fit_rows_model(
-            comparisons,
-            i=comparisons.a,
-            j=comparisons.b,
-            X=None,
-            stats=row_stats(comparisons, "half"),
-            model=model,
-            model_name="robust_bt",
-            n_eta=1 if epsilon is None else 0,
-            eta0=np.array([special.logit(max(eps, 1e-6))]) if epsilon is None else None,
-            prior=prior,
-            intervals=intervals,
-            level=level,
-            extra=extra,
-            theta0=theta,
-            predictor=lambda f: robust_predictor(float(special.expit(f.eta[0])) if epsilon is None else eps),
-        )
+        lb, _ = polish(None if epsilon is None else float(epsilon))
     except ConvergenceError:
-        # ε at the boundary (no noise detected) leaves the mixture flat in ε: report the EM point without intervals
-        lb, fit = fit_rows_model(
-            comparisons,
-            i=comparisons.a,
-            j=comparisons.b,
-            X=None,
-            stats=row_stats(comparisons, "half"),
-            model=functools.partial(robust_rows, epsilon=eps),
-            model_name="robust_bt",
-            prior=prior,
-            intervals=intervals,
-            level=level,
-            theta0=theta,
-            predictor=lambda f: robust_predictor(eps),
-        )
+        # ε at the boundary (no noise detected) leaves the mixture flat in ε: report the EM point, ε held there
+        lb, _ = polish(eps)
     params = dict(lb.params)
     params.setdefault("epsilon", float(eps))
     return replace(lb, params=params, info={**lb.info, "em_steps": em_steps})
