@@ -32,7 +32,7 @@ from pairkit.judges.base import BudgetExhausted, run_sync
 from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache
 from pairkit.select.arena import Arena, Pool, Selection
 
-__all__ = ["STRATEGIES", "aselect", "select"]
+__all__ = ["STRATEGIES", "aselect", "dry_run", "select"]
 
 STRATEGIES: dict[str, Callable] = {}
 
@@ -324,7 +324,7 @@ async def active(
     *,
     n_comparisons: int | None = None,
     batch: int | None = None,
-    rule: str = "information",
+    rule: str = "rank",
     exploration: float = 1.0,
     prior: float = 0.5,
     level: float = 0.95,
@@ -337,13 +337,16 @@ async def active(
 
     .. math::
 
-        \\text{information: } p_{ij}(1-p_{ij})\\,\\operatorname{Var}(\\theta_i-\\theta_j)\\qquad
+        \\text{rank: } p_{ij}(1-p_{ij})\\,\\Phi\\!\\left(-\\frac{|\\hat\\theta_i-\\hat\\theta_j|}{s_{ij}}\\right)\\qquad
+        \\text{information: } p_{ij}(1-p_{ij})\\,s_{ij}^2\\qquad
         \\text{ucb: } p_{ij}(1-p_{ij}) + c\\sqrt{\\log t / (1 + n_{ij})}
 
-    the first being the expected reduction of the variance of the pair's log-odds (a D-optimal-style
-    information gain; cf. Maystre & Grossglauser 2017, "Just sort it!"), the second UCB matchmaking with an
-    exploration bonus on rarely played pairs (as K-Sort Arena, Li et al. 2024). It stops when all adjacent
-    intervals in the estimated order are disjoint (or only the first ``stop_top`` of them).
+    with :math:`s_{ij}^2 = \\operatorname{Var}(\\hat\\theta_i-\\hat\\theta_j)`. "information" is the expected
+    reduction of the variance of the pair's log-odds (a D-optimal-style information gain; cf. Maystre &
+    Grossglauser 2017, "Just sort it!"); "rank" (default) weights the Fisher information by the posterior
+    probability that the pair is currently in the wrong order, which is what Kendall's τ pays for; "ucb" is
+    UCB matchmaking with an exploration bonus on rarely played pairs (as K-Sort Arena, Li et al. 2024). It
+    stops when all adjacent intervals in the estimated order are disjoint (or only the first ``stop_top``).
 
     Args:
         n_comparisons: comparisons to make at most (None: until separated or the budget ends).
@@ -351,8 +354,8 @@ async def active(
     """
     from pairkit.rating import fit_bradley_terry
 
-    if rule not in ("information", "ucb"):
-        raise InputError(f"rule must be 'information' or 'ucb', got {rule!r}")
+    if rule not in ("information", "ucb", "rank"):
+        raise InputError(f"rule must be 'information', 'ucb' or 'rank', got {rule!r}")
     n = arena.pool.n_items
     batch = batch or max(1, n // 2)
     limit = n_comparisons if n_comparisons is not None else float("inf")
@@ -371,9 +374,13 @@ async def active(
             out.stopped = "separated"
             return
         p = special.expit(theta[:, None] - theta[None, :])
+        d = np.diag(cov)
+        var = np.maximum(d[:, None] + d[None, :] - 2 * cov, 1e-12)
         if rule == "information":
-            d = np.diag(cov)
-            score = p * (1 - p) * (d[:, None] + d[None, :] - 2 * cov)
+            score = p * (1 - p) * var
+        elif rule == "rank":
+            gap = np.abs(theta[:, None] - theta[None, :])
+            score = p * (1 - p) * special.ndtr(-gap / np.sqrt(var))
         else:
             score = p * (1 - p) + exploration * np.sqrt(np.log(done + 1) / (1 + counts))
         np.fill_diagonal(score, -np.inf)
@@ -461,3 +468,32 @@ def select(strategy: str, judge, pool: Pool, **options) -> Selection:
         options: the strategy's own options (``k``, ``best_of``, ``n_comparisons``, …).
     """
     return run_sync(aselect(strategy, judge, pool, **options))
+
+
+def dry_run(strategy: str, judge, pool: Pool, *, seed: int = 0, **options) -> dict[str, float]:
+    """Estimate the calls and money a run would take, without calling the judge.
+
+    The strategy runs against a coin-flipping stand-in; each call it makes is priced by
+    ``judge.estimate_cost``. Fixed designs (round robin, knockout, heap top-k) get their exact call count;
+    adaptive ones an estimate. Returns ``{"calls", "estimated_cost"}``.
+    """
+    from pairkit.judges.base import CallableJudge, Request
+
+    coin = np.random.default_rng(seed)
+    stand_in = CallableJudge(lambda c, x, y: float(coin.random() < 0.5), judge_id="dry-run")
+    options.pop("cache", None)
+    sel = select(strategy, stand_in, pool, seed=seed, **options)
+    refs = pool.references or (None,) * len(pool.contexts)
+    cost = sum(
+        judge.estimate_cost(
+            Request(
+                pool.context_text[r.context],
+                pool.text[r.context][r.a],
+                pool.text[r.context][r.b],
+                r.judgment.order,
+                refs[r.context],
+            )
+        )
+        for r in sel.records
+    )
+    return {"calls": float(sel.calls), "estimated_cost": float(cost)}

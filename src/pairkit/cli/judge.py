@@ -1,0 +1,152 @@
+"""``pairkit judge``: run a selection strategy over candidate answers with a judge and print the leaderboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pairkit.cli._app import app
+from pairkit.cli._common import console, err_console, format_params, leaderboard_table, reported_errors
+
+
+def read_candidates(path: Path) -> list[dict]:
+    """JSONL rows ``{context_id, candidate_id, text}`` (optional ``context``, ``reference``)."""
+    from pairkit.errors import InputError
+
+    if not path.exists():
+        raise InputError(f"candidates file {str(path)!r} not found")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for row_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path}, row {row_no}: not valid JSON ({exc.msg}); write one object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}, row {row_no}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """``key=value`` strategy options; values parsed as JSON when they can be (numbers, lists)."""
+    from pairkit.errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--option {item!r}: write KEY=VALUE, e.g. --option best_of=3")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def judge(
+    candidates: Path = typer.Argument(..., help="JSONL of {context_id, candidate_id, text} (optional context)."),
+    judge_config: Path = typer.Option(..., "--judge", help='Judge config JSON, e.g. {"type": "simulated", ...}.'),
+    strategy: str = typer.Option("round_robin", help="Selection strategy (see pairkit.select.STRATEGIES)."),
+    policy: str = typer.Option("random", help="Position policy: random, both_average, both_conflict_tie, estimate."),
+    budget: int = typer.Option(None, help="Maximum number of paid judge calls."),
+    max_cost: float = typer.Option(None, help="Maximum money to spend (needs a price in the judge config)."),
+    cache: Path = typer.Option(None, help="SQLite cache: re-running resumes without repeating paid calls."),
+    k: int = typer.Option(None, help="k for top-k strategies."),
+    option: list[str] = typer.Option(None, "--option", help="Strategy option KEY=VALUE (repeatable)."),
+    length_rule: int = typer.Option(None, help="WildBench length rule: K characters (off by default)."),
+    prior: float = typer.Option(0.5, help="Virtual games per item in the Bradley–Terry fit (sparse designs)."),
+    seed: int = typer.Option(0, help="Seed (orders shown, brackets, pairings)."),
+    judgments_out: Path = typer.Option(None, "--judgments", help="Write every judgment as JSONL."),
+    pairs_out: Path = typer.Option(None, "--pairs", help="Write preference pairs {prompt, chosen, rejected} JSONL."),
+    dry_run: bool = typer.Option(False, help="Estimate calls and cost, call no judge."),
+) -> None:
+    """Judge candidate answers pairwise with a selection strategy; print the leaderboard."""
+    with reported_errors():
+        from pairkit.errors import InputError
+        from pairkit.judges import Budget, judge_from_config
+        from pairkit.select import Pool, select
+        from pairkit.select import dry_run as estimate
+
+        rows = read_candidates(candidates)
+        pool = Pool.from_records(rows, source=str(candidates))
+        try:
+            config = json.loads(judge_config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"judge config {str(judge_config)!r} not found") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"judge config {judge_config}: not valid JSON ({exc.msg})") from None
+        texts: dict[str, list[str]] = {}
+        for row in rows:
+            texts.setdefault(str(row["candidate_id"]), []).append(str(row["text"]))
+        comparator = judge_from_config(config, texts=texts, source=str(judge_config))
+        options = parse_options(option)
+        if k is not None:
+            options["k"] = k
+        if dry_run:
+            out = estimate(strategy, comparator, pool, seed=seed, policy=policy, length_rule=length_rule, **options)
+            console.print(
+                f"dry run: {strategy} needs ~{out['calls']:.0f} judge calls, estimated cost {out['estimated_cost']:.4f}"
+            )
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        limit = Budget(max_calls=budget, max_cost=max_cost)
+        with Progress(
+            TextColumn("judging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("judging", total=budget)
+            sel = select(
+                strategy,
+                comparator,
+                pool,
+                policy=policy,
+                budget=limit,
+                cache=cache,
+                seed=seed,
+                length_rule=length_rule,
+                progress=lambda n: bar.advance(task, n),
+                **options,
+            )
+        usage = sel.info["usage"]
+        console.print(
+            f"{strategy}: {sel.calls} judgments ({usage.calls} paid calls, {usage.cache_hits} from cache), "
+            f"cost {usage.cost:.4f}" + (f"; stopped: {sel.stopped}" if sel.stopped else "")
+        )
+        for name, stats in sel.position_stats().items():
+            console.print(
+                f"judge {name}: first-position win rate {stats['first_position_win_rate']:.3f}, "
+                f"flip rate {stats['flip_rate']:.3f} over {stats['pairs_both_orders']:.0f} pairs "
+                "judged in both orders"
+            )
+        for failure in sel.failures[:5]:
+            err_console.print(f"[yellow]failed:[/] {failure}", highlight=False)
+        if sel.winners and len(pool.contexts) > 1:
+            console.print(f"per-context winners: {len(sel.winners)} contexts")
+        if sel.ranking is not None:
+            console.print("ranking: " + ", ".join(pool.items[i] for i in sel.ranking))
+        elif sel.winner is not None:
+            console.print(f"winner: {pool.items[sel.winner]}")
+        if sel.decisions:
+            board = sel.leaderboard(prior=prior)
+            console.print(leaderboard_table(board, title=f"{strategy} → {board.model}"))
+            if board.params:
+                console.print(format_params(board))
+        if judgments_out is not None:
+            sel.judgments_frame().to_json(judgments_out, orient="records", lines=True, force_ascii=False)
+            console.print(f"wrote {len(sel.records)} judgments to {judgments_out}")
+        if pairs_out is not None:
+            n = sel.export_pairs(pairs_out)
+            console.print(f"wrote {n} preference pairs to {pairs_out}")

@@ -1,0 +1,55 @@
+"""Build a judge from a JSON-style configuration (used by ``pairkit judge``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pairkit.errors import InputError
+
+__all__ = ["judge_from_config"]
+
+
+def judge_from_config(
+    config: Mapping[str, Any], *, texts: Mapping[str, list[str]] | None = None, source: str = "judge config"
+):
+    """A comparator from ``{"type": ..., options...}``.
+
+    Types: ``"simulated"`` (``strengths``: candidate id → θ, applied to every answer of that candidate via
+    ``texts``: candidate id → its answer texts; plus :class:`SimulatedJudge` options), ``"openai"``
+    (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …),
+    ``"huggingface"`` (:class:`HFJudge`: ``model`` path) and ``"human"`` (:class:`HumanJudge`).
+    """
+    if not isinstance(config, Mapping) or "type" not in config:
+        raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
+    options = {k: v for k, v in config.items() if k != "type"}
+    kind = config["type"]
+    try:
+        if kind == "simulated":
+            from pairkit.judges.simulated import SimulatedJudge
+
+            strengths = options.pop("strengths", None)
+            if not isinstance(strengths, Mapping) or not strengths:
+                raise InputError(f"{source}: a simulated judge needs 'strengths': {{candidate id: strength}}")
+            by_text = {}
+            for cid, value in strengths.items():
+                for text in (texts or {}).get(str(cid), [str(cid)]):
+                    by_text[text] = float(value)
+            return SimulatedJudge(by_text, **options)
+        if kind == "openai":
+            from pairkit.judges.http import OpenAIJudge
+
+            if "price" in options and options["price"] is not None:
+                options["price"] = tuple(options["price"])
+            return OpenAIJudge(**options)
+        if kind == "huggingface":
+            from pairkit.judges.local import HFJudge
+
+            return HFJudge(**options)
+        if kind == "human":
+            from pairkit.judges.human import HumanJudge
+
+            return HumanJudge(**options)
+    except TypeError as exc:
+        raise InputError(f"{source}: bad option for a {kind!r} judge: {exc}") from None
+    raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface or human")
