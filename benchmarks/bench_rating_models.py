@@ -142,7 +142,11 @@ def main() -> None:
     args = parser.parse_args()
     from contextlib import nullcontext
 
+    import choix  # noqa: F401  (load every BLAS-linked library before limiting its thread pool)
+    import sklearn.linear_model  # noqa: F401
     from threadpoolctl import threadpool_info, threadpool_limits
+
+    import pairkit.rating  # noqa: F401
 
     limit = threadpool_limits(args.blas_threads) if args.blas_threads else nullcontext()
     with limit:
