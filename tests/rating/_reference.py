@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import optimize, special
 from sklearn.linear_model import LogisticRegression
@@ -36,7 +38,9 @@ def logistic_reference(comparisons, extra_columns=None, *, C=None):
         tol=1e-12,
         max_iter=100_000,
     )
-    model.fit(X2[keep], y2[keep], sample_weight=w2[keep])
+    with warnings.catch_warnings():  # scikit-learn 1.8–1.9 warn about their own penalty default with C = inf
+        warnings.simplefilter("ignore", FutureWarning)
+        model.fit(X2[keep], y2[keep], sample_weight=w2[keep])
     coef = model.coef_.ravel()
     theta = coef[:n] - coef[:n].mean()
     return theta, coef[n:]
