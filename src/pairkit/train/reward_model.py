@@ -55,11 +55,14 @@ def _examples(data, tokenizer) -> list[dict[str, Any]]:
     if tokenizer is None:
         out = []
         for i, r in enumerate(rows, start=1):
-            if "chosen" not in r or "rejected" not in r:
-                raise InputError(f"row {i}: feature rows need 'chosen' and 'rejected' feature vectors")
-            ex = {"items": [torch.as_tensor(r["chosen"]), torch.as_tensor(r["rejected"])], "scores": [1.0, 0.0]}
-            if "margin" in r:
-                ex["margin"] = float(r["margin"])
+            if "responses" in r and "scores" in r:
+                ex = {"items": [torch.as_tensor(x) for x in r["responses"]], "scores": [float(s) for s in r["scores"]]}
+            elif "chosen" in r and "rejected" in r:
+                ex = {"items": [torch.as_tensor(r["chosen"]), torch.as_tensor(r["rejected"])], "scores": [1.0, 0.0]}
+                if "margin" in r:
+                    ex["margin"] = float(r["margin"])
+            else:
+                raise InputError(f"row {i}: feature rows need 'chosen'/'rejected' or 'responses'/'scores' features")
             out.append(ex)
         return out
     if "responses" in rows[0]:
@@ -122,7 +125,8 @@ def train_reward_model(
 
     Args:
         model: ``AutoModelForSequenceClassification`` (``num_labels=1``) with ``tokenizer``, or a module on
-            feature vectors with ``tokenizer=None`` (rows ``{chosen: [d], rejected: [d]}``).
+            feature vectors with ``tokenizer=None`` (rows ``{chosen: [d], rejected: [d]}`` or
+            ``{responses: [K, d], scores: [K]}``).
         data: path, DataFrame or rows (pairs in any :func:`pairkit.train.data.to_pairs` format, or listwise).
         loss: a ``reward``-family name or weighted combination (``"reward_bt+0.01*reward_centering"``).
 
