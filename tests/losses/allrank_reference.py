@@ -105,13 +105,19 @@ def sinkhorn(p, tol=1e-6, max_iter=50):
     return p
 
 
-def neural_ndcg(s, y, tau=1.0, k=None, tol=1e-6, max_iter=50, exp2=True):
-    """allrank/models/losses/neuralNDCG.py (deterministic): -NDCG@k of labels sorted by Sinkhorn(NeuralSort)."""
+def neural_ndcg(s, y, tau=1.0, k=None, tol=1e-6, max_iter=50, exp2=True, transposed=False):
+    """allrank/models/losses/neuralNDCG.py (deterministic): -NDCG@k of labels sorted by Sinkhorn(NeuralSort).
+
+    ``transposed``: ``neuralNDCG_transposed`` there, gains times expected discounts of the items.
+    """
     gain = (lambda v: 2.0**v - 1.0) if exp2 else (lambda v: v)
     p = sinkhorn(neural_sort(s, tau), tol=tol, max_iter=max_iter)
-    sorted_gains = p @ gain(y)
     top = len(s) if k is None else min(k, len(s))
-    dcg = (sorted_gains[:top] / np.log2(np.arange(top) + 2.0)).sum()
+    disc = np.where(np.arange(len(s)) < top, 1.0 / np.log2(np.arange(len(s)) + 2.0), 0.0)
+    if transposed:
+        dcg = sum(gain(y[j]) * sum(p[r, j] * disc[r] for r in range(len(s))) for j in range(len(s)))
+    else:
+        dcg = ((p @ gain(y)) * disc).sum()
     idcg = _idcg(y, k, gain)
     return 0.0 if idcg == 0 else float(-dcg / idcg)
 

@@ -120,6 +120,13 @@ CASES = {
         1e-9,
         True,
     ),
+    "neural_ndcg_transposed_k4": (
+        partial(R.neural_ndcg_loss, sinkhorn_tol=0.0, k=4, transposed=True),
+        partial(ref.neural_ndcg, tol=0.0, k=4, transposed=True),
+        "graded",
+        1e-9,
+        True,
+    ),
     "margin_mse": (R.margin_mse_loss, ref.margin_mse, "continuous", 1e-10, True),
     "fidelity": (_fidelity, _fidelity_ref, "graded", 1e-10, True),
     "fidelity_soft_targets": (_fidelity_soft, _fidelity_soft_ref, "graded", 1e-10, True),

@@ -773,6 +773,7 @@ def neural_ndcg_loss(
     gain: Gain = "exp2",
     sinkhorn_tol: float = 1e-6,
     sinkhorn_iters: int = 50,
+    transposed: bool = False,
     mask=None,
     weights=None,
     reduction: Reduction = "mean",
@@ -782,6 +783,10 @@ def neural_ndcg_loss(
     .. math::
         \ell(s, y) = -\frac{1}{\mathrm{IDCG@k}} \sum_{r=1}^{k} \frac{(\hat P\, g(y))_r}{\log_2(r + 1)},
         \quad \hat P = \operatorname{Sinkhorn}(\operatorname{NeuralSort}_\tau(s))
+
+    ``transposed=True`` is the paper's NeuralNDCG-transposed: each item's gain times its expected discount,
+    :math:`\sum_j g(y_j) \sum_{r \le k} \hat P_{rj} / \log_2(r + 1)` (allRank ``neuralNDCG_transposed``,
+    there with the exponential gain in the ideal DCG whatever ``gain``; here ``gain`` is used throughout).
 
     Pobrotyn & Białobrzeski (2021), "NeuralNDCG: Direct Optimisation of a Ranking Metric via Differentiable
     Relaxation of Sorting". Per list equals allRank ``neuralNDCG`` (deterministic variant,
@@ -797,8 +802,11 @@ def neural_ndcg_loss(
     row_mask = torch.arange(n, device=scores.device) < n_valid
     p_hat = sinkhorn_scaling(p_hat, row_mask=row_mask, col_mask=mask, tol=sinkhorn_tol, max_iter=sinkhorn_iters)
     gains = torch.where(mask, relevance_gains(labels, gain), 0.0)
-    sorted_gains = (p_hat @ gains.unsqueeze(-1)).squeeze(-1)
-    dcg = (sorted_gains * dcg_discounts(n, k=k, dtype=scores.dtype, device=scores.device)).sum(-1)
+    discounts = dcg_discounts(n, k=k, dtype=scores.dtype, device=scores.device)
+    if transposed:
+        dcg = (gains * (discounts.unsqueeze(-1) * p_hat).sum(-2)).sum(-1)
+    else:
+        dcg = ((p_hat @ gains.unsqueeze(-1)).squeeze(-1) * discounts).sum(-1)
     idcg = ideal_dcg(labels, mask=mask, k=k, gain=gain)
     per_list = -_safe_div(dcg, idcg)
     return _reduce_lists(per_list, valid=idcg > 0, weights=weights, reduction=reduction)
