@@ -118,3 +118,14 @@ def test_relabelling_items_permutes_ratings(seed):
     a = fit_plackett_luce(r, prior=0.5)
     b = fit_plackett_luce(relabelled, prior=0.5)
     np.testing.assert_allclose(b.log_strength[perm], a.log_strength, atol=1e-8)
+
+
+def test_mm_only_path_for_many_items_agrees(monkeypatch):
+    import pairkit.rating.plackett_luce as pl
+
+    r = read_rankings(shared_path("rankings", "nascar2002.txt"), ranking="Race", item="DriverID", position="Place")
+    dense = fit_plackett_luce(r)
+    monkeypatch.setattr(pl, "DENSE_NEWTON_LIMIT", 10)
+    mm_only = fit_plackett_luce(r, tol=1e-11)
+    assert mm_only.se is None and mm_only.info["newton_steps"] == 0
+    np.testing.assert_allclose(mm_only.log_strength, dense.log_strength, atol=1e-6)

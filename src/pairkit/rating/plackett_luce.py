@@ -228,7 +228,7 @@ def fit_plackett_luce(
     intervals: Literal["fisher", "none"] = "fisher",
     level: float = 0.95,
     tol: float = 1e-10,
-    max_mm: int = 500,
+    max_mm: int = 10_000,
     max_newton: int = 50,
 ) -> Leaderboard:
     """Fit Plackett–Luce strengths by maximum likelihood (MAP with ``prior``).
@@ -245,7 +245,8 @@ def fit_plackett_luce(
         prior: ``prior`` virtual wins and losses of each item against a unit-strength pseudo-item (as in
             :func:`pairkit.rating.fit_bradley_terry`); ``0`` is the MLE, which raises :class:`NoMLEError` naming
             the items when it does not exist.
-        intervals: ``"fisher"`` (inverse observed information) or ``"none"``.
+        intervals: ``"fisher"`` (inverse observed information) or ``"none"``. Above
+            :data:`DENSE_NEWTON_LIMIT` items the fit is MM only (to ``tol``) and no intervals are computed.
 
     Returns:
         A :class:`Leaderboard` of centred log-strengths (pairwise win probabilities follow Bradley–Terry).
@@ -283,7 +284,7 @@ def fit_plackett_luce(
             new -= new.mean()
         change = float(np.max(np.abs(new - theta)))
         theta = new
-        if change < 1e-6 or n > DENSE_NEWTON_LIMIT and change < tol:
+        if change < (1e-6 if n <= DENSE_NEWTON_LIMIT else tol):
             break
     obj = objective(theta)
     steps = 0
@@ -310,7 +311,8 @@ def fit_plackett_luce(
             if float(np.max(np.abs(t * delta))) < tol:
                 break
     grad, info = _grad_info(st, theta, prior)
-    scaled = float(np.max(np.abs(grad) / np.sqrt(np.abs(np.diag(info)) + 1e-300)))
+    diag = info if info.ndim == 1 else np.diag(info)
+    scaled = float(np.max(np.abs(grad) / np.sqrt(np.abs(diag) + 1e-300)))
     if not np.isfinite(scaled) or scaled > 1e-6:
         raise ConvergenceError(
             f"Plackett–Luce fit stopped without reaching the maximum (scaled gradient "
@@ -319,7 +321,7 @@ def fit_plackett_luce(
     if gauge:
         theta = theta - theta.mean()
     cov = se = None
-    if intervals == "fisher":
+    if intervals == "fisher" and info.ndim == 2:
         system = info + (1.0 / n if gauge else 0.0)
         try:
             cov = la.cho_solve(la.cho_factor(system), np.eye(n))
@@ -352,10 +354,15 @@ def fit_plackett_luce(
 
 
 def _grad_info(st: _Stages, theta: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
-    pi, _, denom = st.gradient_parts(theta)
+    """Gradient and observed information; above :data:`DENSE_NEWTON_LIMIT` items only the information's diagonal
+    (as a 1-D array), which is enough for the scaled-gradient convergence check."""
+    pi, s, denom = st.gradient_parts(theta)
     grad = st.wins - pi * denom
-    info = st.hessian(theta)
     _, g_prior, h_prior = _log_prior(theta, prior)
     grad = grad + g_prior
-    info = info - np.diag(h_prior)
-    return grad, info
+    if st.n <= DENSE_NEWTON_LIMIT:
+        return grad, st.hessian(theta) - np.diag(h_prior)
+    # diag Σ_e w_e (p_e − p_e²): the p² part is π_i² Σ_{e ∋ i} w_e/S_e², accumulated like the gradient
+    ss = np.where(st.event, s, 1.0)
+    sq = st.accumulate(np.where(st.event, st.w_event / ss**2, 0.0))
+    return grad, pi * denom - pi**2 * sq - h_prior
