@@ -1,0 +1,127 @@
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from pairkit.cli import app  # noqa: E402
+from tests.train.conftest import build_model  # noqa: E402
+from tests.train.test_trainers import echo_pairs  # noqa: E402
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    path = tmp_path / "tiny"
+    build_model(tokenizer, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _write(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_train_dpo_then_resume(tmp_path, model_dir):
+    data = _write(tmp_path / "pairs.jsonl", echo_pairs(12, 0))
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "dpo",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--beta",
+        "0.2",
+        "--save-every",
+        "1",
+        "--max-steps",
+        "2",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "model saved" in res.output
+    assert (out / "final" / "config.json").exists() and (out / "checkpoints" / "step-2.pt").exists()
+    res = CliRunner().invoke(app, [*args[:-1], "3", "--resume"])
+    assert res.exit_code == 0, res.output
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_train_kto_and_reward(tmp_path, model_dir):
+    rows = [
+        {"prompt": p["prompt"], "completion": p["chosen" if i % 2 else "rejected"], "label": bool(i % 2)}
+        for i, p in enumerate(echo_pairs(8, 1))
+    ]
+    data = _write(tmp_path / "kto.jsonl", rows)
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "kto",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--output",
+            str(tmp_path / "kto"),
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pairs = _write(tmp_path / "pairs.jsonl", echo_pairs(20, 2))
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "reward",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(pairs),
+            "--output",
+            str(tmp_path / "rm"),
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "held-out accuracy" in res.output and "(" in res.output
+
+
+def test_train_bad_input_exits_with_message(tmp_path, model_dir):
+    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "dpo",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--loss",
+            "dpoo",
+            "--output",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert res.exit_code == 2
+    assert "unknown loss" in res.output
+    res = CliRunner().invoke(app, ["train", "dpo", "--model", str(tmp_path / "nope"), "--data", str(data)])
+    assert res.exit_code == 2 and "not a local model directory" in res.output
