@@ -649,8 +649,10 @@ def token_divergence(
     total = s_flat.shape[0]
     if chunk_size is None or chunk_size >= total:
         values = fn(s_flat, t_flat)
-    else:
+    elif torch.is_grad_enabled() and (s_flat.requires_grad or t_flat.requires_grad):
         values = _ChunkedPositions.apply(fn, chunk_size, s_flat, t_flat)
+    else:
+        values = torch.cat([fn(s, t) for s, t in zip(s_flat.split(chunk_size), t_flat.split(chunk_size))])
     return reduce_loss(values.reshape(lead), reduction, mask=mask, weights=weights)
 
 
