@@ -160,3 +160,39 @@ def test_simulate_reports_the_fields():
     assert out["calls"] == 15 and set(out) >= {"strategy", "calls", "kendall_tau", "top1_correct", "topk_accuracy"}
     rr = simulate("round_robin", n_items=8, seed=0, spread=5.0)
     assert rr["kendall_tau"] > 0.8
+
+
+def test_each_round_goes_out_concurrently():
+    import asyncio
+
+    state = {"active": 0, "max": 0}
+
+    async def slow(c, x, y):
+        state["active"] += 1
+        state["max"] = max(state["max"], state["active"])
+        await asyncio.sleep(0.001)
+        state["active"] -= 1
+        return float(int(x.split()[-1]) > int(y.split()[-1]))
+
+    pool, _, values = exact_pool(16)
+    sel = select("knockout", CallableJudge(slow), pool)
+    assert sel.winner == int(np.argmax(values)) and state["max"] == 8  # the first round's 8 matches at once
+
+
+def test_dry_run_counts_calls_and_prices_them():
+    from pairkit.judges import OpenAIJudge
+    from pairkit.select import dry_run
+
+    pool, _, _ = exact_pool(10)
+    judge = OpenAIJudge("m", base_url="http://127.0.0.1:9", price=(1.0, 2.0), expected_output_tokens=100)
+    out = dry_run("round_robin", judge, pool, policy="both_average")
+    assert out["calls"] == 90
+    one = judge.estimate_cost(pool_request(pool))
+    assert out["estimated_cost"] == pytest.approx(90 * one, rel=0.05)
+    assert judge.usage.calls == 0
+
+
+def pool_request(pool):
+    from pairkit.judges import Request
+
+    return Request(pool.context_text[0], pool.text[0][0], pool.text[0][1])

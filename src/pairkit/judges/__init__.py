@@ -3,6 +3,7 @@
 from pairkit.judges.base import *  # noqa: F403
 from pairkit.judges.cache import *  # noqa: F403
 from pairkit.judges.config import *  # noqa: F403
+from pairkit.judges.embedding import *  # noqa: F403
 from pairkit.judges.escalate import *  # noqa: F403
 from pairkit.judges.http import *  # noqa: F403
 from pairkit.judges.human import *  # noqa: F403

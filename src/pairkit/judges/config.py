@@ -18,7 +18,8 @@ def judge_from_config(
     Types: ``"simulated"`` (``strengths``: candidate id → θ, applied to every answer of that candidate via
     ``texts``: candidate id → its answer texts; plus :class:`SimulatedJudge` options), ``"openai"``
     (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …),
-    ``"huggingface"`` (:class:`HFJudge`: ``model`` path) and ``"human"`` (:class:`HumanJudge`).
+    ``"huggingface"`` (:class:`HFJudge`: ``model`` path), ``"embedding"`` (:class:`EmbeddingJudge`) and
+    ``"human"`` (:class:`HumanJudge`).
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
@@ -46,10 +47,14 @@ def judge_from_config(
             from pairkit.judges.local import HFJudge
 
             return HFJudge(**options)
+        if kind == "embedding":
+            from pairkit.judges.embedding import EmbeddingJudge
+
+            return EmbeddingJudge(**options)
         if kind == "human":
             from pairkit.judges.human import HumanJudge
 
             return HumanJudge(**options)
     except TypeError as exc:
         raise InputError(f"{source}: bad option for a {kind!r} judge: {exc}") from None
-    raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface or human")
+    raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding or human")
