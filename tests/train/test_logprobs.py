@@ -132,3 +132,23 @@ def test_completion_logps_matches_model_logits(tiny_lm):
     logits = model(input_ids=ids, attention_mask=attn).logits.double()
     ref = naive_token_logps(logits, ids, comp)
     torch.testing.assert_close(ours.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_logits_unmasked_contiguous_rows_grads(shift):
+    h, w, b, labels, _ = make_inputs(torch.float64, seed=6)
+    labels = labels.clamp_min(0)
+    logits = (h @ w.T).detach().requires_grad_(True)
+    ours = token_logps_from_logits(logits, labels, shift=shift, chunk_size=5)
+    full = torch.log_softmax(logits, -1)
+    if shift:
+        ref = torch.zeros_like(ours)
+        ref[:, 1:] = full[:, :-1].gather(-1, labels[:, 1:, None]).squeeze(-1)
+    else:
+        ref = full.gather(-1, labels[..., None]).squeeze(-1)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    coef = torch.randn(ours.shape, dtype=torch.float64)
+    (g1,) = torch.autograd.grad((ours * coef).sum(), logits)
+    (g2,) = torch.autograd.grad((ref * coef).sum(), logits)
+    torch.testing.assert_close(g1, g2, atol=1e-12, rtol=0)
+    torch.testing.assert_close(logits, h @ w.T)  # the saved logits were not modified in place

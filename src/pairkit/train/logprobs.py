@@ -76,7 +76,7 @@ class _LogitsLogps(torch.autograd.Function):
         lse = torch.empty_like(out)
         for start in range(0, rows.numel(), chunk_size):
             sl = slice(start, start + chunk_size)
-            z = flat_logits.index_select(0, rows[sl]).to(cdtype)
+            z = _rows(flat_logits, rows[sl]).to(cdtype)
             lse[sl] = torch.logsumexp(z, dim=-1)
             out[sl] = z.gather(1, targets[sl, None]).squeeze(1) - lse[sl]
         ctx.save_for_backward(flat_logits, rows, targets, lse)
@@ -90,12 +90,27 @@ class _LogitsLogps(torch.autograd.Function):
         cdtype = lse.dtype
         for start in range(0, rows.numel(), ctx.chunk_size):
             sl = slice(start, start + ctx.chunk_size)
-            z = flat_logits.index_select(0, rows[sl]).to(cdtype)
+            r = rows[sl]
+            z = _rows(flat_logits, r).to(cdtype)
             g = grad_out[sl, None].to(cdtype)
-            gz = torch.exp(z - lse[sl, None]).mul_(-g)
+            gz = (z - lse[sl, None]).exp_().mul_(-g)  # z may be a view of the saved logits: not in place
             gz.scatter_add_(1, targets[sl, None], g)
-            grad.index_add_(0, rows[sl], gz.to(grad.dtype))
+            if _contiguous(r):
+                grad[int(r[0]) : int(r[-1]) + 1] = gz  # each row is scored once: plain copy, no index_add
+            else:
+                grad.index_add_(0, r, gz.to(grad.dtype))
         return grad, None, None, None
+
+
+def _contiguous(rows: torch.Tensor) -> bool:
+    return rows.numel() > 0 and int(rows[-1]) - int(rows[0]) + 1 == rows.numel()
+
+
+def _rows(flat: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The selected rows of ``flat``: a view when they are a contiguous range (no copy of chunk × vocab)."""
+    if _contiguous(rows):
+        return flat[int(rows[0]) : int(rows[-1]) + 1]
+    return flat.index_select(0, rows)
 
 
 class _HiddenLogps(torch.autograd.Function):
