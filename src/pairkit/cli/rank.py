@@ -21,6 +21,7 @@ from pairkit.cli._common import (
 class Ties(str, Enum):
     half = "half"
     davidson = "davidson"
+    rao_kupper = "rao_kupper"
 
 
 class Scale(str, Enum):
@@ -34,23 +35,15 @@ class Resample(str, Enum):
 
 
 def available_models() -> dict:
-    """Model name → fit function (the rating registry, or the foundation's two models)."""
-    from pairkit.rating import fit_bradley_terry, fit_elo
+    """Model name → fit function, from the rating registry."""
+    from pairkit.rating.registry import MODELS
 
-    models = {"bt": fit_bradley_terry, "elo": fit_elo}
-    try:
-        from pairkit.rating import registry
-    except ImportError:
-        return models
-    found = getattr(registry, "MODELS", None) or getattr(registry, "REGISTRY", None)
-    if isinstance(found, dict):
-        models.update(found)
-    return models
+    return MODELS
 
 
 @app.command()
 def rank(
-    path: Path = typer.Argument(..., help="CSV, TSV, JSONL, JSON or Parquet file of comparisons."),
+    path: Path = typer.Argument(None, help="CSV, TSV, JSONL, JSON or Parquet file of comparisons."),
     winner: str = typer.Option(None, help="Column holding the winner (with --loser)."),
     loser: str = typer.Option(None, help="Column holding the loser."),
     a: str = typer.Option(None, "--a", help="Column holding the first item."),
@@ -62,8 +55,9 @@ def rank(
     cluster: str = typer.Option(None, help="Cluster column (prompt, voter, day) for sandwich/bootstrap."),
     a_first: str = typer.Option(None, help="Boolean column: the first item was shown/played first ('true' = always)."),
     model: str = typer.Option("bt", help="Rating model (see --list-models)."),
-    ties: Ties = typer.Option(Ties.half, help="Ties as half wins, or Davidson's tie model."),
-    prior: float = typer.Option(0.0, help="Virtual wins+losses vs an average item; 0 = pure MLE."),
+    ties: Ties = typer.Option(None, help="Ties as half wins (default), Davidson's or Rao–Kupper's tie model."),
+    prior: float = typer.Option(
+        None, help="Virtual wins+losses vs an average item; 0 (the default for BT) = pure MLE."),
     bootstrap: int = typer.Option(0, help="Bootstrap replicates for intervals (0 = Fisher/sandwich)."),
     by: Resample = typer.Option(Resample.row, help="Bootstrap resampling unit."),
     level: float = typer.Option(0.95, help="Interval coverage."),
@@ -82,6 +76,8 @@ def rank(
         for name in sorted(models):
             console.print(name)
         raise typer.Exit()
+    if path is None:
+        raise typer.BadParameter("give the comparisons file (PATH), or --list-models", param_hint="PATH")
     with reported_errors():
         from pairkit.errors import InputError
 
@@ -90,14 +86,15 @@ def rank(
         comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
                                  drop_invalid)
         fit = models[model]
-        options = {"ties": ties.value, "prior": prior, "level": level}
+        # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws).
+        options = {"ties": None if ties is None else ties.value, "prior": prior, "level": level}
         if bootstrap:
             from pairkit.rating import bootstrap as generic_bootstrap
             from pairkit.rating import bootstrap_bradley_terry
 
-            if model == "bt" and ties is Ties.half:
-                board = bootstrap_bradley_terry(comps, n_boot=bootstrap, by=by.value, prior=prior, level=level,
-                                                seed=seed)
+            if model == "bt" and ties in (None, Ties.half):
+                board = bootstrap_bradley_terry(comps, n_boot=bootstrap, by=by.value, prior=prior or 0.0,
+                                                level=level, seed=seed)
             else:
                 options["intervals"] = "none"
                 board = generic_bootstrap(comps, lambda c: call_with_supported(fit, c, **options),

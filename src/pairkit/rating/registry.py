@@ -13,11 +13,16 @@ from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 from pairkit.rating.bayeselo import fit_bayeselo
 from pairkit.rating.bradley_terry import fit_bradley_terry
+from pairkit.rating.counting import fit_borda, fit_copeland, fit_duot5, fit_enhanced_borda, fit_win_rate
+from pairkit.rating.elo import fit_elo
 from pairkit.rating.intransitive import fit_blade_chest
 from pairkit.rating.leaderboard import Leaderboard
 from pairkit.rating.order import fit_order_advantage
 from pairkit.rating.robust import fit_robust_bt
+from pairkit.rating.spectral import fit_eigenvector, fit_pagerank, fit_rank_centrality
 from pairkit.rating.ties import fit_rao_kupper
+from pairkit.rating.trueskill import fit_trueskill
+from pairkit.rating.weng_lin import fit_weng_lin
 
 __all__ = ["MODELS", "get_model", "model_names", "register_model"]
 
@@ -35,31 +40,28 @@ def fit_bayeselo_defaults(comparisons: Comparisons, *, level: float = 0.95) -> L
     return fit_bayeselo(comparisons, level=level)
 
 
-def _fit_elo(comparisons: Comparisons, **options) -> Leaderboard:
-    from pairkit.rating.elo import fit_elo
-
-    return fit_elo(comparisons, **options)
-
-
 MODELS: dict[str, Callable[..., Leaderboard]] = {
     "bt": fit_bradley_terry,
-    "elo": _fit_elo,
+    "elo": fit_elo,
     "davidson": fit_davidson,
     "rao_kupper": fit_rao_kupper,
     "order": fit_order_advantage,
     "bayeselo": fit_bayeselo_defaults,
     "robust": fit_robust_bt,
     "blade_chest": fit_blade_chest,
+    "trueskill": fit_trueskill,
+    "weng_lin": fit_weng_lin,
+    "openskill": fit_weng_lin,
+    "rank_centrality": fit_rank_centrality,
+    "pagerank": fit_pagerank,
+    "eigenvector": fit_eigenvector,
+    "win_rate": fit_win_rate,
+    "borda": fit_borda,
+    "copeland": fit_copeland,
+    "duot5": fit_duot5,
+    "enhanced_borda": fit_enhanced_borda,
 }
 """Model name → fit function."""
-
-try:  # the lead's Elo is called directly when present, so its signature (k, base, …) is visible to callers
-    from pairkit.rating.elo import fit_elo as _elo
-
-    MODELS["elo"] = _elo
-except ImportError:  # pragma: no cover - elo.py not written yet
-    pass
-
 
 def register_model(name: str, fit: Callable[..., Leaderboard], *, replace: bool = False) -> None:
     """Add a model under ``name`` (an :class:`InputError` if the name is taken and ``replace`` is False)."""
@@ -68,24 +70,6 @@ def register_model(name: str, fit: Callable[..., Leaderboard], *, replace: bool 
     if name in MODELS and not replace:
         raise InputError(f"model name {name!r} is already registered; pass replace=True to override")
     MODELS[name] = fit
-
-
-# Models of sibling modules, registered when those modules are present.
-for _name, _module, _attr in (
-    ("trueskill", "trueskill", "fit_trueskill"),
-    ("weng_lin", "weng_lin", "fit_weng_lin"),
-    ("rank_centrality", "spectral", "fit_rank_centrality"),
-    ("pagerank", "spectral", "fit_pagerank"),
-    ("eigenvector", "spectral", "fit_eigenvector"),
-    ("win_rate", "counting", "fit_win_rate"),
-    ("borda", "counting", "fit_borda"),
-    ("copeland", "counting", "fit_copeland"),
-):
-    try:
-        _fit = getattr(__import__(f"pairkit.rating.{_module}", fromlist=[_attr]), _attr)
-    except (ImportError, AttributeError):  # pragma: no cover - sibling module absent
-        continue
-    MODELS.setdefault(_name, _fit)
 
 
 def model_names() -> list[str]:
