@@ -47,3 +47,20 @@ def test_batched_left_padded_probabilities_match_single_forward():
     single = judge.judge("q", "a", "b")
     assert single.p_a == pytest.approx(batched[3].p_a, abs=1e-5)
     assert np.isclose(single.p_a + single.p_b + single.p_tie, 1.0)
+
+
+def test_a_selection_round_is_scored_in_one_batch():
+    from pairkit.select import Pool, select
+
+    judge = tiny_judge()
+    judge.batch_size = 64
+    pool = Pool.single({f"m{i}": f"answer {i}" for i in range(8)}, context="q")
+    sel = select("round_robin", judge, pool)
+    assert sel.calls == 28 and judge.forward_batches == 1
+    single = tiny_judge()
+    for rec in sel.records:
+        r = Request("q", pool.text[0][rec.a], pool.text[0][rec.b], order=rec.judgment.order)
+        ids = single.tokenizer(single.prompt(r), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            p = torch.softmax(single.model(ids).logits[0, -1][single.verdict_ids], -1).numpy()
+        assert rec.judgment.p_a == pytest.approx(p[0] if r.order == "ab" else p[1], abs=1e-5)

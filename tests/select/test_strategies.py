@@ -196,3 +196,22 @@ def pool_request(pool):
     from pairkit.judges import Request
 
     return Request(pool.context_text[0], pool.text[0][0], pool.text[0][1])
+
+
+def test_reuse_reversed_answers_the_other_order_from_cache():
+    calls = []
+
+    def fn(c, x, y):
+        calls.append((x, y))
+        return float(int(x.split()[-1]) > int(y.split()[-1]))
+
+    pool, _, _ = exact_pool(6)
+    cache = JudgmentCache()
+    select("round_robin", CallableJudge(fn, judge_id="f"), pool, cache=cache, policy="random", seed=0)
+    assert len(calls) == 15
+    again = select(
+        "round_robin", CallableJudge(fn, judge_id="f"), pool, cache=cache, policy="random", seed=99, reuse_reversed=True
+    )
+    assert len(calls) == 15 and again.info["usage"].cache_hits == 15
+    with pytest.raises(InputError, match="reuse_reversed"):
+        select("round_robin", CallableJudge(fn), pool, policy="both_average", reuse_reversed=True)

@@ -68,6 +68,8 @@ class HFJudge(ComparatorBase):
             ids.append(tok[0])
         self.verdict_ids = ids
         self._lock = threading.Lock()
+        self._pending: list = []
+        self.forward_batches = 0
 
     def prompt(self, request: Request) -> str:
         messages = self.template.messages(request.context, request.first, request.second, request.reference)
@@ -113,7 +115,28 @@ class HFJudge(ComparatorBase):
         return out
 
     async def _ajudge(self, request: Request) -> Judgment:
-        return (await asyncio.to_thread(self._judgments, [request]))[0]
+        # Micro-batching: requests arriving in the same event-loop turn (a strategy's round, sent through
+        # caches and gathers one by one) are scored together in one forward pass per ``batch_size``.
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((request, future))
+        if len(self._pending) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self.forward_batches += 1
+        try:
+            out = await asyncio.to_thread(self._judgments, [r for r, _ in batch])
+        except Exception as exc:  # every waiter sees the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), judgment in zip(batch, out):
+            if not future.done():
+                future.set_result(judgment)
 
     async def ajudge_many(self, requests) -> list[Judgment]:
         """All requests in left-padded batches of ``batch_size`` (one worker thread, the event loop stays free)."""

@@ -398,16 +398,16 @@ def _comparisons_so_far(arena: Arena, out: Selection):
 
 
 # ------------------------------------------------------------------------------------------------ API
-def _prepare(judge, cache, budget) -> CachedJudge:
+def _prepare(judge, cache, budget, reuse_reversed: bool) -> CachedJudge:
     if isinstance(budget, (int, np.integer)):
         budget = Budget(max_calls=int(budget))
     if isinstance(judge, CachedJudge):
         if budget is not None:
             judge.budget = budget
+        judge.reuse_reversed = judge.reuse_reversed or reuse_reversed
         return judge
-    return CachedJudge(
-        judge, cache if isinstance(cache, JudgmentCache) or cache is None else JudgmentCache(cache), budget=budget
-    )
+    cache = cache if isinstance(cache, JudgmentCache) or cache is None else JudgmentCache(cache)
+    return CachedJudge(judge, cache, budget=budget, reuse_reversed=reuse_reversed)
 
 
 async def aselect(
@@ -421,12 +421,18 @@ async def aselect(
     seed: int | np.random.Generator | None = 0,
     length_rule: int | None = None,
     progress=None,
+    reuse_reversed: bool = False,
     **options,
 ) -> Selection:
     """Async :func:`select`."""
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
-    wrapped = _prepare(judge, cache, budget)
+    if reuse_reversed and policy != "random":
+        raise InputError(
+            f"reuse_reversed=True treats the two orders as one judgment, which only the 'random' "
+            f"position policy allows (got policy={policy!r})"
+        )
+    wrapped = _prepare(judge, cache, budget, reuse_reversed)
     arena = Arena(wrapped, pool, policy=policy, length_rule=length_rule, seed=seed, progress=progress)
     out = Selection(
         strategy=strategy,
@@ -465,6 +471,8 @@ def select(strategy: str, judge, pool: Pool, **options) -> Selection:
             (``Selection.stopped == "budget"``) keeping every judgment made.
         cache: a :class:`JudgmentCache` or SQLite path (resuming a killed run repeats no paid call).
         length_rule: WildBench's K (characters) for the length rule, None to switch it off.
+        reuse_reversed: answer a prompt from the cached judgment of the other order (policy ``"random"``
+            only: it assumes no position bias; the k-th sample of one order stands in for the other's).
         options: the strategy's own options (``k``, ``best_of``, ``n_comparisons``, …).
     """
     return run_sync(aselect(strategy, judge, pool, **options))
