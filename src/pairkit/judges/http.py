@@ -71,7 +71,8 @@ class OpenAIJudge(ComparatorBase):
         api_key: bearer token; defaults to the environment variable named by ``api_key_env``.
         template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate`.
         logprobs: ask for ``top_logprobs`` and read the verdict probability from them.
-        samples: repeated samples per judgment when logprobs are not available (needs temperature > 0).
+        samples: calls per judgment, their probabilities averaged (for servers without logprobs; use a
+            temperature > 0 so that the samples differ).
         price: a :class:`Price` (or ``(input, output)`` per million tokens) for cost accounting.
         sleep: the awaitable used to wait between retries (tests inject a recorder).
     """
@@ -223,8 +224,7 @@ class OpenAIJudge(ComparatorBase):
 
     async def _ajudge(self, request: Request) -> Judgment:
         payload = self.payload(request)
-        n = 1 if self.samples == 1 else self.samples
-        results = await asyncio.gather(*(self._one(payload) for _ in range(n)), return_exceptions=True)
+        results = await asyncio.gather(*(self._one(payload) for _ in range(self.samples)), return_exceptions=True)
         ok = [r for r in results if not isinstance(r, BaseException)]
         spent = [r for r in results if isinstance(r, JudgeError)]
         pt = sum(r[2] for r in ok) + sum(getattr(e, "tokens", (0, 0))[0] for e in spent)
