@@ -25,7 +25,7 @@ from scipy import special
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError, NoMLEError, PairkitWarning
-from pairkit.rating._pairwise import PairwiseDesign, bradley_terry_rows, fit_pairwise
+from pairkit.rating._pairwise import PairwiseDesign, blas_threads_for, bradley_terry_rows, fit_pairwise
 from pairkit.rating.bradley_terry import check_mle_exists, fit_bradley_terry
 from pairkit.rating.leaderboard import Leaderboard
 
@@ -162,7 +162,8 @@ def bootstrap_bradley_terry(
     ok = np.ones(n_boot, dtype=bool)
     for start in range(0, n_boot, batch):
         mult = draw(min(batch, n_boot - start))
-        theta, bad = solve(np.asarray(win_lo @ mult), np.asarray(win_hi @ mult))
+        with blas_threads_for(n):
+            theta, bad = solve(np.asarray(win_lo @ mult), np.asarray(win_hi @ mult))
         samples[start : start + theta.shape[1]] = theta.T
         ok[start : start + theta.shape[1]] = ~bad
     failed = int((~ok).sum())
