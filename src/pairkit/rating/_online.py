@@ -9,6 +9,7 @@ updated at once with numpy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -17,6 +18,7 @@ import numpy as np
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
+from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["Matches"]
 
@@ -326,3 +328,50 @@ def within_match_pairs(plan: RoundPlan) -> tuple[np.ndarray, np.ndarray]:
     i = np.repeat(np.arange(len(plan.team_match)), k_of_team)
     q = _ranges(plan.match_ptr[plan.team_match], k_of_team)
     return i, q
+
+
+# ------------------------------------------------------------------- shared by the Gaussian online raters
+
+
+def check_scales(tau: float, **positive: float) -> None:
+    """Raise :class:`InputError` unless each of ``positive`` is > 0 and ``tau`` >= 0 (all finite)."""
+    for name, value in positive.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise InputError(f"{name} must be positive and finite, got {value!r}")
+    if not (tau >= 0 and math.isfinite(tau)):
+        raise InputError(f"tau must be non-negative and finite, got {tau!r}")
+
+
+def initial_beliefs(
+    n: int, mu: float, sigma: float, initial_mu: np.ndarray | None, initial_sigma: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starting ``(μ, σ)`` of every player: the given arrays (checked) or the defaults ``mu``, ``sigma``."""
+    mus = _initial("initial_mu", initial_mu, mu, n)
+    sigmas = _initial("initial_sigma", initial_sigma, sigma, n)
+    if np.any(sigmas <= 0):
+        raise InputError("initial_sigma must be positive")
+    return mus, sigmas
+
+
+def _initial(name: str, values: np.ndarray | None, default: float, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, float(default))
+    arr = np.array(values, dtype=float)
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be a finite array of shape ({n},), got shape {arr.shape}")
+    return arr
+
+
+def posterior_leaderboard(matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, **fields) -> Leaderboard:
+    """Leaderboard of online posteriors: ``log_strength`` μ, ``se`` σ, ``conservative`` μ − zσ; ``fields``
+    (``model``, ``params``, ``scale_name``, ``predictor``) pass through to :class:`Leaderboard`."""
+    return Leaderboard(
+        items=matches.items,
+        log_strength=mus,
+        se=sigmas,
+        n=matches.games_per_item(),
+        n_comparisons=matches.n_matches,
+        columns={"sigma": sigmas, "conservative": mus - z * sigmas},
+        interval_method="posterior",
+        **fields,
+    )

@@ -32,7 +32,7 @@ from scipy import special
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError
-from pairkit.rating._online import Matches, plan_rounds
+from pairkit.rating._online import Matches, check_scales, initial_beliefs, plan_rounds, posterior_leaderboard
 from pairkit.rating.leaderboard import Leaderboard
 
 Normal = Literal["exact", "trueskill"]
@@ -224,16 +224,8 @@ def trueskill_rate(
     """
     matches = data if isinstance(data, Matches) else Matches.from_comparisons(data)
     f = _backend(normal)
-    for name, value in (("sigma", sigma), ("beta", beta), ("min_delta", min_delta)):
-        if not (value > 0 and math.isfinite(value)):
-            raise InputError(f"{name} must be positive and finite, got {value!r}")
-    if not (tau >= 0 and math.isfinite(tau)):
-        raise InputError(f"tau must be non-negative and finite, got {tau!r}")
-    n = matches.n_items
-    mus = np.full(n, float(mu)) if initial_mu is None else _checked("initial_mu", initial_mu, n)
-    sigmas = np.full(n, float(sigma)) if initial_sigma is None else _checked("initial_sigma", initial_sigma, n)
-    if np.any(sigmas <= 0):
-        raise InputError("initial_sigma must be positive")
+    check_scales(tau, sigma=sigma, beta=beta, min_delta=min_delta)
+    mus, sigmas = initial_beliefs(matches.n_items, mu, sigma, initial_mu, initial_sigma)
     if matches.n_matches == 0:
         return mus, sigmas
 
@@ -291,13 +283,6 @@ def trueskill_rate(
             raise EstimationError("TrueSkill: a posterior variance is not positive (numerical failure)")
         sigmas[players] = np.sqrt(var)
     return mus, sigmas
-
-
-def _checked(name: str, values, n: int) -> np.ndarray:
-    arr = np.array(values, dtype=float)
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} must be a finite array of shape ({n},), got shape {arr.shape}")
-    return arr
 
 
 def _chain_ep(
@@ -442,13 +427,11 @@ def fit_trueskill(
         normal=normal,
     )
     margin = float(trueskill_draw_margin(draw_probability, 2, beta=beta, normal=normal))
-    return Leaderboard(
-        items=matches.items,
-        log_strength=mus,
+    return posterior_leaderboard(
+        matches,
+        mus,
+        sigmas,
         model="trueskill",
-        se=sigmas,
-        n=matches.games_per_item(),
-        n_comparisons=matches.n_matches,
         params={
             "mu": mu,
             "sigma": sigma,
@@ -458,8 +441,7 @@ def fit_trueskill(
             "draw_margin_1v1": margin,
             "z": z,
         },
-        columns={"sigma": sigmas, "conservative": mus - z * sigmas},
-        interval_method="posterior",
+        z=z,
         scale_name="trueskill",
         predictor=trueskill_predictor(beta, margin, normal),
     )

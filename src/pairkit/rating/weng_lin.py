@@ -27,7 +27,14 @@ from scipy import special
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError
-from pairkit.rating._online import Matches, plan_rounds, within_match_pairs
+from pairkit.rating._online import (
+    Matches,
+    check_scales,
+    initial_beliefs,
+    plan_rounds,
+    posterior_leaderboard,
+    within_match_pairs,
+)
 from pairkit.rating.leaderboard import Leaderboard
 
 WengLinModel = Literal[
@@ -160,18 +167,10 @@ def weng_lin_rate(
         raise InputError(f"model must be one of {list(WENG_LIN_MODELS)}, got {model!r}")
     if matches.weight is not None:
         raise InputError("weng_lin_rate: per-player weights (partial play) are not supported; drop `weights`")
-    for name, value in (("sigma", sigma), ("beta", beta), ("kappa", kappa)):
-        if not (value > 0 and math.isfinite(value)):
-            raise InputError(f"{name} must be positive and finite, got {value!r}")
-    if not (tau >= 0 and math.isfinite(tau)):
-        raise InputError(f"tau must be non-negative and finite, got {tau!r}")
+    check_scales(tau, sigma=sigma, beta=beta, kappa=kappa)
     if int(window_size) < 1:
         raise InputError(f"window_size must be at least 1, got {window_size!r}")
-    n = matches.n_items
-    mus = _initial("initial_mu", initial_mu, mu, n)
-    sigmas = _initial("initial_sigma", initial_sigma, sigma, n)
-    if np.any(sigmas <= 0):
-        raise InputError("initial_sigma must be positive")
+    mus, sigmas = initial_beliefs(matches.n_items, mu, sigma, initial_mu, initial_sigma)
     if matches.n_matches == 0:
         return mus, sigmas
 
@@ -256,17 +255,6 @@ def weng_lin_rate(
     return mus, sigmas
 
 
-def _initial(name: str, values: np.ndarray | None, default: float, n: int) -> np.ndarray:
-    if values is None:
-        return np.full(n, float(default))
-    arr = np.array(values, dtype=float)
-    if arr.shape != (n,):
-        raise InputError(f"{name} must have shape ({n},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} must be finite")
-    return arr
-
-
 # ---------------------------------------------------------------------------------------------- leaderboard
 def weng_lin_predictor(beta: float = 25.0 / 6.0):
     """P(a beats b) from the means alone (openskill's 1-vs-1 ``predict_win`` with σ = 0); no draw probability.
@@ -329,16 +317,13 @@ def fit_weng_lin(
         params["epsilon"] = epsilon
     if model.endswith("_part"):
         params["window_size"] = float(window_size)
-    return Leaderboard(
-        items=matches.items,
-        log_strength=mus,
+    return posterior_leaderboard(
+        matches,
+        mus,
+        sigmas,
         model=f"weng_lin_{model}",
-        se=sigmas,
-        n=matches.games_per_item(),
-        n_comparisons=matches.n_matches,
         params=params,
-        columns={"sigma": sigmas, "conservative": mus - z * sigmas},
-        interval_method="posterior",
+        z=z,
         scale_name="openskill",
         predictor=weng_lin_predictor(beta),
     )
