@@ -5,7 +5,9 @@ Three tasks, all strategies in one run (default ≲ 3 minutes on 2 shared cores)
 A. leaderboard of 32 items: judge calls until Kendall τ ≥ 0.9, active pairing vs uniformly random pairs
    (τ of a Bradley–Terry fit on every prefix of the judgments; two strength spreads);
 B. best of 64: knockout (63 calls) vs the same 63 calls spent on random pairs + BT, and full round robin;
-C. top-10 of 100: heap top-k vs sliding window vs merge sort vs round robin (4,950 calls), NDCG@10.
+C. top-10 of 100: heap top-k vs sliding window vs merge sort vs round robin (4,950 calls), NDCG@10;
+D. position policies at equal calls under a judge biased towards the first answer: flip rate, first-position
+   win rate, Kendall τ, and the bias estimated in aggregation.
 
     python benchmarks/bench_selection.py [--seeds 3] [--plot benchmarks/results/selection_calls_vs_tau.png]
 """
@@ -128,6 +130,41 @@ def task_topk(seeds: int, spread: float = 2.0, n: int = 100, k: int = 10) -> lis
     return lines
 
 
+def task_position(seeds: int, bias: float = 1.0, n: int = 16) -> list[str]:
+    """Position policies at equal judge calls under a judge that favours the first answer by ``bias`` log-odds."""
+    lines = [
+        "| policy | calls | Kendall τ | flip rate | first-position win rate | estimated bias |",
+        "|---|---|---|---|---|---|",
+    ]
+    for policy in ("random", "both_average", "both_conflict_tie", "estimate"):
+        rows = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(30_000 + seed)
+            theta = rng.normal(0, 1.5, n)
+            names = [f"item{i:03d}" for i in range(n)]
+            judge = SimulatedJudge(dict(zip(names, theta)), position_bias=bias, seed=seed)
+            repeats = 1 if policy.startswith("both") else 2  # equal calls: 2 × 120
+            sel = select("round_robin", judge, Pool.single(names), policy=policy, seed=seed, repeats=repeats)
+            board = sel.leaderboard(prior=0.1)
+            stats = sel.position_stats()["simulated"]
+            rows.append(
+                [
+                    sel.calls,
+                    float(kendall_tau(board.log_strength, theta)),
+                    stats["flip_rate"],
+                    stats["first_position_win_rate"],
+                    board.params.get("order_advantage", np.nan),
+                ]
+            )
+        m = np.array(rows, float).mean(axis=0)  # the bias column is NaN unless the policy estimates it
+        lines.append(
+            f"| {policy} | {m[0]:.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]:.3f} | "
+            + ("–" if not np.isfinite(m[4]) else f"{m[4]:.2f} (true {bias:g})")
+            + " |"
+        )
+    return lines
+
+
 def plot(curves: dict, path: str) -> None:
     import matplotlib
 
@@ -152,7 +189,7 @@ def plot(curves: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--plot", default=None)
     args = parser.parse_args()
@@ -164,6 +201,8 @@ def main() -> None:
     print("\n".join(task_best_of(args.trials)))
     print("\n## C. Top-10 of 100 (θ ~ N(0, 2²))\n")
     print("\n".join(task_topk(args.seeds)))
+    print("\n## D. Position policies, judge with a first-position bias of 1.0 log-odds (16 items)\n")
+    print("\n".join(task_position(args.seeds)))
     if args.plot:
         plot(curves, args.plot)
     print(f"\ntotal time {time.perf_counter() - t0:.0f} s")
