@@ -35,6 +35,7 @@ from scipy.sparse import csgraph
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError, NoMLEError
 from pairkit.rating._generic import ExtraParam, fit_rows_model, flip, order_rows, row_stats
+from pairkit.rating.counting import _games
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.ties import rao_kupper_predictor, rao_kupper_rows
 
@@ -179,11 +180,10 @@ def fit_bayeselo(
     fitted_draw = lb.params.get("drawelo", drawelo)
     scale = bayeselo_elo_scale(fitted_draw) if elo_scale is None else float(elo_scale)
     params = {"advantage": float(fitted_adv), "drawelo": float(fitted_draw), "elo_scale": scale, "prior": float(prior)}
-    games = np.bincount(comparisons.a, comparisons.weight, n) + np.bincount(comparisons.b, comparisons.weight, n)
     return replace(
         lb,
         params=params,
-        n=games,
+        n=_games(comparisons),
         scale_name="elo",
         scale_factor=ELO_FACTOR * scale,
         offset=float(offset),

@@ -58,6 +58,7 @@ def _pair_fractions(comparisons: Comparisons) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _games(comparisons: Comparisons) -> np.ndarray:
+    """Weighted number of comparisons each item took part in (also used by spectral and BayesElo)."""
     n = comparisons.n_items
     return np.bincount(comparisons.a, comparisons.weight, n) + np.bincount(comparisons.b, comparisons.weight, n)
 

@@ -17,6 +17,7 @@ from scipy.sparse import csgraph
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, EstimationError, InputError
+from pairkit.rating.counting import _games
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = [
@@ -266,8 +267,3 @@ def fit_eigenvector(comparisons: Comparisons, *, prior: float = 1.0) -> Leaderbo
         scale_name="eigenvector",
         predictor=None,
     )
-
-
-def _games(comparisons: Comparisons) -> np.ndarray:
-    n = comparisons.n_items
-    return np.bincount(comparisons.a, comparisons.weight, n) + np.bincount(comparisons.b, comparisons.weight, n)
