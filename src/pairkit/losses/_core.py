@@ -68,6 +68,31 @@ def check_same_shape(**tensors: torch.Tensor | None) -> None:
         raise InputError(f"shapes must match: {desc}")
 
 
+def check_float_tensors(
+    mask: torch.Tensor | None = None, weights: torch.Tensor | None = None, *, what: str = "", **tensors
+) -> torch.Tensor:
+    """Check same-shape floating-point tensors (``None`` skipped) with ``mask``/``weights`` broadcasting to them.
+
+    Returns the first tensor. ``what`` (e.g. ``" of log-probabilities"``) is appended to the dtype error.
+    """
+    first = None
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise InputError(f"{name} must be a floating-point torch tensor{what}, got {kind}")
+        if first is None:
+            first = t
+        elif t.shape != first.shape:
+            check_same_shape(**tensors)  # raises, naming every shape
+    if mask is not None:
+        check_broadcastable("mask", mask, first.shape)
+    if weights is not None:
+        check_broadcastable("weights", weights, first.shape)
+    return first
+
+
 def check_broadcastable(name: str, tensor: torch.Tensor | None, shape: torch.Size | tuple[int, ...]) -> None:
     """Raise :class:`InputError` when ``tensor`` (e.g. a mask or weights) cannot broadcast to ``shape``."""
     if tensor is None:

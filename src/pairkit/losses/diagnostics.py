@@ -15,7 +15,7 @@ import torch
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss
-from pairkit.losses.preference_unpaired import _check_rows
+from pairkit.losses._core import check_float_tensors as _check_rows
 
 __all__ = [
     "GradientEntanglement",

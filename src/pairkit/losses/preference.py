@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import (
+    Reduction,
+    check_broadcastable,
+    check_float_tensors,
+    check_same_shape,
+    reduce_loss,
+    register,
+)
 
 __all__ = [
     "aot_loss",
@@ -70,22 +77,7 @@ _EXP_CLAMP = {torch.float16: 11.0, torch.bfloat16: 80.0, torch.float32: 80.0, to
 
 def _check(mask: torch.Tensor | None = None, weights: torch.Tensor | None = None, **tensors) -> torch.Tensor:
     """Validate the per-pair inputs (same shape, floating point) and return the first one."""
-    first = None
-    for name, t in tensors.items():
-        if t is None:
-            continue
-        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
-            raise InputError(f"{name} must be a floating-point torch tensor of log-probabilities, got {kind}")
-        if first is None:
-            first = t
-        elif t.shape != first.shape:
-            check_same_shape(**tensors)  # raises, naming every shape
-    if mask is not None:
-        check_broadcastable("mask", mask, first.shape)
-    if weights is not None:
-        check_broadcastable("weights", weights, first.shape)
-    return first
+    return check_float_tensors(mask, weights, what=" of log-probabilities", **tensors)
 
 
 def _lengths(name: str, lengths, like: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
-from pairkit.losses.preference_unpaired import _check_rows
+from pairkit.losses._core import check_float_tensors as _check_rows
 
 __all__ = [
     "sparse_po_loss",

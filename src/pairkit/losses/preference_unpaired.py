@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import Reduction, reduce_loss, register
+from pairkit.losses._core import check_float_tensors as _check_rows
 
 __all__ = [
     "apo_zero_unpaired_loss",
@@ -27,19 +28,6 @@ __all__ = [
 ]
 
 _FAMILY = "preference"
-
-
-def _check_rows(mask, weights, **tensors: torch.Tensor | None) -> torch.Tensor:
-    """Same-shape floating tensors; ``mask``/``weights`` broadcast to them. Returns the first tensor."""
-    check_same_shape(**tensors)
-    first = next(t for t in tensors.values() if t is not None)
-    for name, t in tensors.items():
-        if t is not None and not (isinstance(t, torch.Tensor) and t.is_floating_point()):
-            kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
-            raise InputError(f"{name} must be a floating-point torch tensor, got {kind}")
-    check_broadcastable("mask", mask, first.shape)
-    check_broadcastable("weights", weights, first.shape)
-    return first
 
 
 def _as_labels(desirable, like: torch.Tensor) -> torch.Tensor:

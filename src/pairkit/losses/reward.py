@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import check_float_tensors as _check_rows
 from pairkit.losses.preference_listwise import _list_inputs, plackett_luce_nll
-from pairkit.losses.preference_unpaired import _check_rows
 
 __all__ = [
     "bradley_terry_reward_loss",
