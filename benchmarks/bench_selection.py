@@ -25,7 +25,7 @@ from pairkit.metrics import kendall_tau, ndcg
 from pairkit.rating import fit_bradley_terry
 from pairkit.select import Pool, select
 
-GRID = np.array([32, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1536])
+GRID = np.concatenate([np.arange(32, 512, 16), np.arange(512, 1024, 64), np.arange(1024, 1537, 128)])
 
 
 def world(n: int, spread: float, seed: int):
