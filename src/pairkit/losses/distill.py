@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_same_shape, reduce_loss, register
-from pairkit.losses.classification import _check_number, check_logits_labels
+from pairkit.losses.classification import _check_number, _label_logp, check_logits_labels
 from pairkit.losses.divergence import _check_pair, _kl_logspace
 
 __all__ = [
@@ -42,7 +42,7 @@ def _soft(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return -torch.gather(torch.log_softmax(logits, dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
+    return -_label_logp(torch.log_softmax(logits, dim=-1), labels)
 
 
 @register("hinton_kd_loss", family="distill", aliases=("kd", "hinton_kd"))
@@ -85,7 +85,7 @@ def hinton_kd_loss(
 def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
     """Binary (target, rest) log-probabilities and the log-distribution over non-target classes."""
     is_y = F.one_hot(labels, log_probs.shape[-1]).bool()
-    log_p_y = torch.gather(log_probs, -1, labels.unsqueeze(-1)).squeeze(-1)
+    log_p_y = _label_logp(log_probs, labels)
     masked = log_probs.masked_fill(is_y, float("-inf"))
     log_rest = torch.logsumexp(masked, dim=-1)
     binary = torch.stack([log_p_y, log_rest], dim=-1)
