@@ -197,3 +197,15 @@ def test_async_batch_in_one_loop_shares_the_client():
 
         out = asyncio.run(run())
         assert out[0].p_a < 0.5 < out[1].p_a
+
+
+def test_retry_after_header_forms():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from pairkit.judges.http import _retry_after
+
+    assert _retry_after("3") == 3.0 and _retry_after("0.5") == 0.5 and _retry_after(None) is None
+    assert _retry_after("soon") is None
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 < _retry_after(when) <= 30

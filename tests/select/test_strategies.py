@@ -215,3 +215,17 @@ def test_reuse_reversed_answers_the_other_order_from_cache():
     assert len(calls) == 15 and again.info["usage"].cache_hits == 15
     with pytest.raises(InputError, match="reuse_reversed"):
         select("round_robin", CallableJudge(fn), pool, policy="both_average", reuse_reversed=True)
+
+
+def test_soft_policies_differ_and_length_rule_applies_in_the_arena():
+    # a probabilistic judge preferring the first answer: 0.8 shown first, so the two orders disagree
+    soft_first = CallableJudge(lambda c, x, y: 0.8 if len(x) <= len(y) else 0.6, judge_id="soft")
+    pool = Pool.single({"short": "s", "long": "l" * 900})
+    avg = select("round_robin", soft_first, pool, policy="both_average")
+    tie = select("round_robin", soft_first, pool, policy="both_conflict_tie")
+    # short vs long: ab → p(short)=0.8; ba (long first) → p(long)=0.6, p(short)=0.4; mean 0.6
+    assert avg.decisions[0][3] == pytest.approx(0.6) and tie.decisions[0][3] == 0.5
+    longer_wins = CallableJudge(lambda c, x, y: 0.6 if len(x) > len(y) else 0.4, judge_id="lw")
+    plain = select("round_robin", longer_wins, pool, policy="both_average")
+    ruled = select("round_robin", longer_wins, pool, policy="both_average", length_rule=500)
+    assert plain.decisions[0][3] == pytest.approx(0.4) and ruled.decisions[0][3] == 0.5
