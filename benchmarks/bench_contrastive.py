@@ -30,8 +30,10 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_one(impl: str, loss: str, n: int, d: int, chunk: int | None) -> dict:
+def _run_one(impl: str, loss: str, n: int, d: int, chunk: int | None, threads: int) -> dict:
     import torch
+
+    torch.set_num_threads(threads)
 
     torch.manual_seed(0)
     x = torch.randn(n, d)
@@ -48,7 +50,8 @@ def _run_one(impl: str, loss: str, n: int, d: int, chunk: int | None) -> dict:
         def fn(e, lab):
             z = F.normalize(e, dim=1)
             logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
-            return F.cross_entropy(logits, torch.arange(n).roll(n // 2))
+            rows = e.shape[0]
+            return F.cross_entropy(logits, torch.arange(rows).roll(rows // 2))
     else:
         import pairkit.losses as L
 
@@ -68,7 +71,7 @@ def _run_one(impl: str, loss: str, n: int, d: int, chunk: int | None) -> dict:
         seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
         if best is None or seconds < best[0]:
             best = (seconds, cpu)
-    return {"seconds": best[0], "cpu": best[1], "peak_mb": _peak_rss_mb(), "base_mb": base, "value": float(value)}
+    return {"seconds": best[0], "cpu": best[1], "peak_mb": _peak_rss_mb(), "base_mb": base, "value": value.item()}
 
 
 CONFIGS_NTXENT = [
@@ -85,8 +88,8 @@ CONFIGS_SUPCON = [("pml", 4096, 256, None), ("pairkit", 4096, 256, None)]
 LARGE = [("pairkit", 65536, 256, None)]
 
 
-def _spawn(impl, loss, n, d, chunk) -> dict:
-    cmd = [sys.executable, __file__, "--one", impl, loss, str(n), str(d), str(chunk or 0)]
+def _spawn(impl, loss, n, d, chunk, threads) -> dict:
+    cmd = [sys.executable, __file__, "--one", impl, loss, str(n), str(d), str(chunk or 0), str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -94,11 +97,14 @@ def _spawn(impl, loss, n, d, chunk) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--large", action="store_true", help="add the 65,536 x 256 run (several minutes)")
-    parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for every implementation (default 1: stable timings)"
+    )
+    parser.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        impl, loss, n, d, chunk = args.one
-        print(json.dumps(_run_one(impl, loss, int(n), int(d), int(chunk) or None)))
+        impl, loss, n, d, chunk, threads = args.one
+        print(json.dumps(_run_one(impl, loss, int(n), int(d), int(chunk) or None, int(threads))))
         return
 
     rows = []
@@ -106,7 +112,7 @@ def main() -> None:
     if args.large:
         runs += [("ntxent", *c) for c in LARGE]
     for loss, impl, n, d, chunk in runs:
-        res = _spawn(impl, loss, n, d, chunk)
+        res = _spawn(impl, loss, n, d, chunk, args.threads)
         rows.append((loss, impl, n, d, chunk, res))
         print(f"done {loss} {impl} N={n} chunk={chunk}: {res['seconds']:.3f}s", file=sys.stderr, flush=True)
 
