@@ -229,3 +229,11 @@ def test_soft_policies_differ_and_length_rule_applies_in_the_arena():
     plain = select("round_robin", longer_wins, pool, policy="both_average")
     ruled = select("round_robin", longer_wins, pool, policy="both_average", length_rule=500)
     assert plain.decisions[0][3] == pytest.approx(0.4) and ruled.decisions[0][3] == 0.5
+
+
+@pytest.mark.parametrize("rule", ["rank", "information", "ucb"])
+def test_active_rules_beat_chance_and_spend_the_budget(rule):
+    out = simulate("active", n_items=12, seed=4, spread=3.0, budget=150, rule=rule)
+    assert out["calls"] == 150 and out["stopped"] == "budget" and out["kendall_tau"] > 0.6
+    with pytest.raises(InputError, match="rule"):
+        simulate("active", n_items=6, budget=10, rule="greedy")
