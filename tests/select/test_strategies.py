@@ -237,3 +237,12 @@ def test_active_rules_beat_chance_and_spend_the_budget(rule):
     assert out["calls"] == 150 and out["stopped"] == "budget" and out["kendall_tau"] > 0.6
     with pytest.raises(InputError, match="rule"):
         simulate("active", n_items=6, budget=10, rule="greedy")
+
+
+def test_ucb_matchmaking_anchors_by_upper_bound_and_pairs_nearest():
+    from pairkit.select.strategies import _ucb_matchmaking
+
+    theta = np.array([0.0, 1.0, 2.0, 3.0, 10.0])
+    ucb = theta + np.array([0.0, 5.0, 0.0, 0.0, 0.0])  # item 1 is uncertain: it plays first, against item 0
+    assert _ucb_matchmaking(theta, ucb, 5) == [(4, 3), (1, 0)]
+    assert _ucb_matchmaking(theta, ucb, 1) == [(4, 3)]

@@ -339,13 +339,15 @@ async def active(
 
         \\text{rank: } p_{ij}(1-p_{ij})\\,\\Phi\\!\\left(-\\frac{|\\hat\\theta_i-\\hat\\theta_j|}{s_{ij}}\\right)\\qquad
         \\text{information: } p_{ij}(1-p_{ij})\\,s_{ij}^2\\qquad
-        \\text{ucb: } p_{ij}(1-p_{ij}) + c\\sqrt{\\log t / (1 + n_{ij})}
+        \\text{ucb: anchors by } \\hat\\theta_i + c\\,s_i \\text{, each against the nearest free } \\hat\\theta_j
 
     with :math:`s_{ij}^2 = \\operatorname{Var}(\\hat\\theta_i-\\hat\\theta_j)`. "information" is the expected
     reduction of the variance of the pair's log-odds (a D-optimal-style information gain; cf. Maystre &
     Grossglauser 2017, "Just sort it!"); "rank" (default) weights the Fisher information by the posterior
     probability that the pair is currently in the wrong order, which is what Kendall's τ pays for; "ucb" is
-    UCB matchmaking with an exploration bonus on rarely played pairs (as K-Sort Arena, Li et al. 2024). It
+    exploration–exploitation matchmaking as in K-Sort Arena (Li et al. 2024, "K-Sort Arena: efficient and
+    reliable benchmarking for generative models via K-wise human preferences"): items with the highest upper
+    confidence bound θ̂ + c·se play first, each against the closest-rated free opponent. It
     stops when all adjacent intervals in the estimated order are disjoint (or only the first ``stop_top``).
 
     Args:
@@ -363,33 +365,43 @@ async def active(
     warm = [(int(perm[k]), int(perm[(k + 1) % n])) for k in range(n if n > 2 else 1)][: int(min(n, limit))]
     await arena.compare([(_shared_context(arena, a, b), a, b) for a, b in warm])
     done = len(warm)
-    counts = np.zeros((n, n))
-    for a, b in warm:
-        counts[a, b] += 1
-        counts[b, a] += 1
     while done < limit:
         board = fit_bradley_terry(_comparisons_so_far(arena, out), prior=prior, intervals="fisher", level=level)
         theta, cov = board.log_strength, board.covariance
         if _separated(theta, board.ci_low_log, board.ci_high_log, stop_top):
             out.stopped = "separated"
             return
-        p = special.expit(theta[:, None] - theta[None, :])
+        size = int(min(batch, limit - done))
         d = np.diag(cov)
-        var = np.maximum(d[:, None] + d[None, :] - 2 * cov, 1e-12)
-        if rule == "information":
-            score = p * (1 - p) * var
-        elif rule == "rank":
-            gap = np.abs(theta[:, None] - theta[None, :])
-            score = p * (1 - p) * special.ndtr(-gap / np.sqrt(var))
+        if rule == "ucb":
+            pairs = _ucb_matchmaking(theta, theta + exploration * np.sqrt(np.maximum(d, 0)), size)
         else:
-            score = p * (1 - p) + exploration * np.sqrt(np.log(done + 1) / (1 + counts))
-        np.fill_diagonal(score, -np.inf)
-        pairs = _greedy_matching(score, int(min(batch, limit - done)))
+            p = special.expit(theta[:, None] - theta[None, :])
+            var = np.maximum(d[:, None] + d[None, :] - 2 * cov, 1e-12)
+            score = p * (1 - p) * var
+            if rule == "rank":
+                score = p * (1 - p) * special.ndtr(-np.abs(theta[:, None] - theta[None, :]) / np.sqrt(var))
+            np.fill_diagonal(score, -np.inf)
+            pairs = _greedy_matching(score, size)
         await arena.compare([(_shared_context(arena, a, b), a, b) for a, b in pairs])
-        for a, b in pairs:
-            counts[a, b] += 1
-            counts[b, a] += 1
         done += len(pairs)
+
+
+def _ucb_matchmaking(theta: np.ndarray, ucb: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Anchors by decreasing upper confidence bound, each against the free item closest in rating."""
+    free = np.ones(len(theta), bool)
+    pairs: list[tuple[int, int]] = []
+    for i in np.argsort(-ucb, kind="stable"):
+        if not free[i]:
+            continue
+        free[i] = False
+        others = np.flatnonzero(free)
+        if not len(others) or len(pairs) >= size:
+            break
+        j = int(others[np.argmin(np.abs(theta[others] - theta[i]))])
+        free[j] = False
+        pairs.append((int(i), j))
+    return pairs
 
 
 def _comparisons_so_far(arena: Arena, out: Selection):
