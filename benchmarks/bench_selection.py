@@ -61,7 +61,8 @@ def task_leaderboard(seeds: int, spreads=(2.0, 6.0)) -> tuple[list[str], dict]:
     curves: dict = {}
     budget = int(GRID[-1])
     for spread in spreads:
-        for name, opts in [("random_pairs", {}), ("active", {"rule": "rank"}), ("active", {"rule": "information"})]:
+        rules = [("active", {"rule": r}) for r in ("rank", "information", "ucb")]
+        for name, opts in [("random_pairs", {}), *rules]:
             label = name if name == "random_pairs" else f"active ({opts['rule']})"
             rows, times = [], []
             for seed in range(seeds):
