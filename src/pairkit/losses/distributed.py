@@ -14,10 +14,11 @@ respect to rank r's rows has contributions from the losses on every rank, which 
 sums over ranks: it makes rank r's gradient :math:`W\\,\\partial L/\\partial x_r` in both modes, and DDP's
 division by W then yields exactly :math:`\\partial L/\\partial \\theta`. So with these functions and DDP (or any
 gradient *averaging*) use the returned loss as is. If you instead *sum* gradients across ranks yourself, divide
-the loss by the world size. If you gather with an all-gather whose backward does not sum (e.g. returning only
-the local slice), the cross-rank terms are lost — that is the usual source of "scale by world size" advice and
-of silently wrong gradients. Unequal local batch sizes are supported by the gather; the DDP average then weights
-ranks equally rather than rows, so keep local batches equal for the exact global mean.
+the loss by the world size. With a gather whose backward returns only the local slice (no sum), the full-loss
+mode gives rank r only :math:`\\partial L/\\partial x_r`, so DDP's average is 1/W of the true gradient — the
+source of the usual advice to multiply each rank's loss by the world size (or use the sum) — and the local-loss
+mode loses the cross-rank terms altogether. Unequal local batch sizes are supported by the gather; the DDP
+average then weights ranks equally rather than rows, so keep local batches equal for the exact global mean.
 """
 
 from __future__ import annotations
