@@ -112,7 +112,10 @@ def main() -> None:
             rows.append((vocab, start, result))
 
     print(f"batch {BATCH}, length {LENGTH}, hidden {args.hidden}, chunk {args.chunk}, float32, fwd+bwd")
-    head = "| vocab | input | naive s | pairkit s | time ratio | naive peak MiB (working) | pairkit peak MiB (working) | memory ratio (working) |"
+    head = (
+        "| vocab | input | naive s | pairkit s | time ratio | naive peak MiB (working) "
+        "| pairkit peak MiB (working) | memory ratio (working) |"
+    )
     print(head)
     print("|" + "---|" * 8)
     for vocab, start, r in rows:
