@@ -9,6 +9,7 @@ from pairkit.losses import (  # noqa: F401  (importing registers the losses)
     classification,
     contrastive,
     diagnostics,
+    distributed,
     distill,
     divergence,
     preference,
