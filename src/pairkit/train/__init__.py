@@ -1,10 +1,18 @@
 """Training on preferences: chunked log-probabilities, trainers and pair construction (needs torch)."""
 
-from pairkit.train import _loop, logprobs, pairs, reward_model, trainers
+from pairkit.train import _loop, data, logprobs, pairs, reward_model, trainers
 from pairkit.train._loop import *  # noqa: F403
+from pairkit.train.data import *  # noqa: F403
 from pairkit.train.logprobs import *  # noqa: F403
 from pairkit.train.pairs import *  # noqa: F403
 from pairkit.train.reward_model import *  # noqa: F403
 from pairkit.train.trainers import *  # noqa: F403
 
-__all__ = [*_loop.__all__, *logprobs.__all__, *pairs.__all__, *reward_model.__all__, *trainers.__all__]
+__all__ = [
+    *_loop.__all__,
+    *data.__all__,
+    *logprobs.__all__,
+    *pairs.__all__,
+    *reward_model.__all__,
+    *trainers.__all__,
+]
