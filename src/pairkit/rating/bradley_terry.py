@@ -29,7 +29,7 @@ from pairkit.rating._pairwise import (
     fit_pairwise,
     sandwich_covariance,
 )
-from pairkit.rating.leaderboard import Leaderboard
+from pairkit.rating.leaderboard import Leaderboard, bradley_terry_predictor
 
 Intervals = Literal["auto", "fisher", "sandwich", "none"]
 
@@ -285,8 +285,7 @@ def fit_bradley_terry(
         param_intervals=param_intervals,
         interval_method=method,
         level=level,
-        predictor=davidson_predictor(params["tie_nu"]) if davidson else Leaderboard.__dataclass_fields__[
-            "predictor"].default,
+        predictor=davidson_predictor(params["tie_nu"]) if davidson else bradley_terry_predictor,
         info={"newman_sweeps": sweeps, "newton_steps": fit.n_iter, "scaled_gradient": fit.gradient_norm,
               "prior": prior},
     )
