@@ -25,7 +25,7 @@ from pairkit.rating._pairwise import (
     sandwich_covariance,
 )
 from pairkit.rating.bradley_terry import _win_rate as win_rate  # one definition of the win-rate column
-from pairkit.rating.leaderboard import Leaderboard, Predictor
+from pairkit.rating.leaderboard import Leaderboard, Predictor, bradley_terry_predictor
 
 INTERVALS = ("auto", "fisher", "sandwich", "none")
 
@@ -182,7 +182,7 @@ def fit_rows_model(
         param_intervals=param_intervals,
         interval_method=method,
         level=level,
-        predictor=predictor(fit) if predictor is not None else Leaderboard.__dataclass_fields__["predictor"].default,
+        predictor=predictor(fit) if predictor is not None else bradley_terry_predictor,
         info={
             "newton_steps": fit.n_iter,
             "scaled_gradient": fit.gradient_norm,
