@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pairkit.errors import PairkitError, PairkitWarning
@@ -29,7 +30,11 @@ def reported_errors() -> Iterator[None]:
             yield
         except PairkitError as exc:
             _flush(caught)
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:  # an output path that cannot be written
+            _flush(caught)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         _flush(caught)
 
@@ -37,7 +42,7 @@ def reported_errors() -> Iterator[None]:
 def _flush(caught) -> None:
     for item in caught:
         if issubclass(item.category, PairkitWarning):
-            err_console.print(f"[yellow]note:[/] {item.message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]note:[/] {escape(str(item.message))}", highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(item.message, item.category, item.filename, item.lineno)
 

@@ -83,6 +83,12 @@ def rank(
 
         if model not in models:
             raise InputError(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
+        if not 0 < level < 1:
+            raise InputError(f"--level must be between 0 and 1 (e.g. 0.95), got {level}")
+        if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+            raise InputError(f"--plot {plot}: use a .png, .pdf, .svg or .jpg file name")
+        if model == "bt" and ties is Ties.rao_kupper:
+            model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
         comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
                                  drop_invalid)
         fit = models[model]
@@ -101,8 +107,8 @@ def rank(
                                           n_boot=bootstrap, by=by.value, level=level, seed=seed)
         else:
             board = call_with_supported(fit, comps, **options)
-        if scale is Scale.elo and board.scale_name == "log":
-            board = board.scale("elo", anchor=anchor)
+        if board.scale_name in ("log", "elo") and (scale is Scale.elo or anchor is not None):
+            board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
         console.print(leaderboard_table(
             board, top=top,

@@ -268,6 +268,14 @@ def _bool_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
     return parsed.fillna(False).to_numpy(dtype=bool)
 
 
+def _as_number(text: str) -> float:
+    """A label that is a plain number (CSV columns arrive as text), else NaN."""
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
 def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarray:
     labels = dict(OUTCOME_LABELS)
     if outcome_map:
@@ -281,9 +289,12 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     text = column.astype(str).str.strip().str.lower()
     # map over unique labels only: one dictionary lookup per distinct label, not per row
     codes, uniques = pd.factorize(text)
-    table = np.array([labels.get(u, np.nan) for u in uniques] + [np.nan])
+    table = np.array([labels.get(u, _as_number(u)) for u in uniques] + [np.nan])
     values = table[codes]
+    out_of_range = ~np.isnan(values) & ((values < 0) | (values > 1))
+    flag(out_of_range, name, "outcome must be in [0, 1]")
     flag(missing, name, "missing outcome")
     known = ", ".join(sorted({k for k in OUTCOME_LABELS if not k[0].isdigit()})[:12])
+    values = np.where(out_of_range, np.nan, values)
     flag(np.isnan(values) & ~missing, name, f"unknown outcome label (known labels include {known}, numbers)")
     return np.nan_to_num(values, nan=0.5)
