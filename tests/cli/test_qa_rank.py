@@ -67,3 +67,9 @@ def test_anchor_without_elo_scale(games, tmp_path):
     assert result.exit_code == 0, result.output
     ratings = {item["name"]: item["rating"] for item in json.loads(out.read_text())["items"]}
     assert ratings["y"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_options_a_model_does_not_take_are_reported(games):
+    result = runner.invoke(app, ["rank", str(games), "--model", "elo", "--ties", "davidson", "--prior", "3"])
+    assert result.exit_code == 0, result.output
+    assert "does not take --prior, --ties; ignored" in result.output

@@ -78,6 +78,10 @@ def call_with_supported(fit: Callable, data, **options):
     params = inspect.signature(fit).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in options.items() if v is not None and (accepts_any or k in params)}
+    ignored = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k != "level")
+    if ignored:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        warnings.warn(f"this model does not take {flags}; ignored", PairkitWarning, stacklevel=2)
     return fit(data, **kwargs)
 
 
@@ -100,7 +104,9 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
     for name in extra:
         table.add_column(name, justify="right")
     table.add_column("comparisons", justify="right")
-    table.add_column("win rate", justify="right")
+    show_win_rate = "win_rate" in frame and frame["win_rate"].notna().any()
+    if show_win_rate:
+        table.add_column("win rate", justify="right")
     for row in frame.itertuples(index=False):
         cells = [str(row.rank), str(row.item), f"{row.rating:.{digits}f}"]
         if has_ci:
@@ -109,8 +115,9 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
         cells += [f"{getattr(row, name):.{digits}f}" for name in extra]
         n = getattr(row, "n", None)
         cells.append("" if n is None else f"{n:g}")
-        wr = getattr(row, "win_rate", None)
-        cells.append("" if wr is None or wr != wr else f"{wr:.3f}")
+        if show_win_rate:
+            wr = row.win_rate
+            cells.append("" if wr != wr else f"{wr:.3f}")
         table.add_row(*cells)
     return table
 
