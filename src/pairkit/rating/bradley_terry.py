@@ -278,7 +278,7 @@ def fit_bradley_terry(
         se=se,
         covariance=None if cov is None else cov[:n, :n],
         n=counts.games_per_item(),
-        win_rate=_pair_win_rate(comparisons.pair_counts(ties="half")),
+        win_rate=_win_rate(comparisons),
         log_likelihood=fit.loglik,
         n_comparisons=len(comparisons),
         params=params,
@@ -291,20 +291,12 @@ def fit_bradley_terry(
     )
 
 
-def _pair_win_rate(counts: PairCounts) -> np.ndarray:
-    """Share of (weighted) comparisons won, ties counting half, from the pair counts."""
+def _win_rate(comparisons: Comparisons) -> np.ndarray:
+    """Share of (weighted) comparisons each item won, ties counting half (NaN for an item never compared)."""
+    counts = comparisons.pair_counts(ties="half")  # cached on the comparisons
     games = counts.games_per_item()
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(games > 0, counts.wins_per_item() / np.where(games > 0, games, 1), np.nan)
-
-
-def _win_rate(comparisons: Comparisons) -> np.ndarray:
-    n = comparisons.n_items
-    w, y = comparisons.weight, comparisons.outcome
-    wins = np.bincount(comparisons.a, w * y, n) + np.bincount(comparisons.b, w * (1 - y), n)
-    games = np.bincount(comparisons.a, w, n) + np.bincount(comparisons.b, w, n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(games > 0, wins / np.where(games > 0, games, 1), np.nan)
 
 
 def _sandwich(cov: np.ndarray, comparisons: Comparisons, fit, davidson: bool) -> np.ndarray:

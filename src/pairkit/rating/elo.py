@@ -74,9 +74,7 @@ def fit_elo(
     factor = scale / math.log(base)
     from pairkit.rating.bradley_terry import _win_rate
 
-    n = np.bincount(comparisons.a, comparisons.weight, comparisons.n_items) + np.bincount(
-        comparisons.b, comparisons.weight, comparisons.n_items
-    )
+    n = comparisons.pair_counts().games_per_item()
     return Leaderboard(
         items=comparisons.items,
         log_strength=(ratings - initial) / factor,
