@@ -23,28 +23,46 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn pairkit errors into a one-line message and exit code 2; show pairkit warnings as notes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PairkitWarning)
-        try:
-            yield
-        except PairkitError as exc:
-            _flush(caught)
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-        except OSError as exc:  # an output path that cannot be written
-            _flush(caught)
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+    """Turn pairkit errors into a one-line message and exit code 2; show warnings once each, after the command.
+
+    Warnings are recorded while the command runs and shown only after recording has stopped: shown inside the
+    recording block, each one would be recorded again while the list is being read, without end.
+    """
+    caught: list[warnings.WarningMessage] = []
+    failure: BaseException | None = None
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always", PairkitWarning)
+            try:
+                yield
+            except (PairkitError, OSError) as exc:  # OSError: an output path that cannot be written
+                failure = exc
+            finally:
+                caught = list(recorded)
+    finally:
         _flush(caught)
+    if failure is not None:
+        err_console.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
 
 
-def _flush(caught) -> None:
+def _flush(caught: list[warnings.WarningMessage]) -> None:
+    """Show each distinct warning once, with a count when it was repeated (a missing glyph warns per character)."""
+    counts: dict[tuple[type, str], int] = {}
+    first: dict[tuple[type, str], warnings.WarningMessage] = {}
     for item in caught:
+        key = (item.category, str(item.message))
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, item)
+    for key, item in first.items():
+        times = f" ({counts[key]} times)" if counts[key] > 1 else ""
         if issubclass(item.category, PairkitWarning):
-            err_console.print(f"[yellow]note:[/] {escape(str(item.message))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]note:[/] {escape(str(item.message))}{times}", highlight=False, soft_wrap=True)
         else:
-            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+            err_console.print(
+                f"[yellow]warning ({item.category.__name__}):[/] {escape(str(item.message))}{times}",
+                highlight=False, soft_wrap=True,
+            )
 
 
 def load_comparisons(

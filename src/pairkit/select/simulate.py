@@ -36,8 +36,18 @@ def simulate(
     """
     from pairkit.metrics import kendall_tau, ndcg
 
-    if n_items < 2:
-        raise InputError(f"n_items must be >= 2, got {n_items}")
+    if isinstance(n_items, bool) or not n_items >= 2:
+        raise InputError(f"n_items must be an integer >= 2, got {n_items!r}")
+    if not (np.isfinite(spread) and spread > 0):
+        raise InputError(f"spread must be a finite number > 0 (the SD of the true strengths), got {spread!r}")
+    if not np.isfinite(position_bias):
+        raise InputError(f"position_bias must be a finite log-odds, got {position_bias!r}")
+    if not (np.isfinite(tie_margin) and tie_margin >= 0):
+        raise InputError(f"tie_margin must be a finite number >= 0, got {tie_margin!r}")
+    if isinstance(k, bool) or not k >= 1:
+        raise InputError(f"k must be an integer >= 1, got {k!r}")
+    if budget is not None and not budget >= 1:
+        raise InputError(f"budget must be an integer >= 1 (judge calls), got {budget!r}")
     rng = np.random.default_rng(seed)
     theta = rng.normal(0.0, spread, n_items)
     names = [f"item{i:04d}" for i in range(n_items)]

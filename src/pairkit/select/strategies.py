@@ -32,7 +32,7 @@ from pairkit.judges.base import BudgetExhausted, run_sync
 from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache
 from pairkit.select.arena import Arena, Pool, Selection
 
-__all__ = ["STRATEGIES", "aselect", "dry_run", "select"]
+__all__ = ["STRATEGIES", "aselect", "default_active_limit", "dry_run", "select"]
 
 STRATEGIES: dict[str, Callable] = {}
 
@@ -350,8 +350,12 @@ async def active(
     confidence bound θ̂ + c·se play first, each against the closest-rated free opponent. It
     stops when all adjacent intervals in the estimated order are disjoint (or only the first ``stop_top``).
 
+    Items of equal strength never separate, so the run is always bounded: by ``n_comparisons``, whose default
+    :func:`default_active_limit` is 10·n·⌈log2 n⌉ comparisons (``Selection.stopped == "limit"`` when it is
+    reached), and by the budget.
+
     Args:
-        n_comparisons: comparisons to make at most (None: until separated or the budget ends).
+        n_comparisons: comparisons to make at most (None: :func:`default_active_limit` of the number of items).
         batch: pairs per round (default n/2: everyone plays once per round).
     """
     from pairkit.rating import fit_bradley_terry
@@ -359,8 +363,18 @@ async def active(
     if rule not in ("information", "ucb", "rank"):
         raise InputError(f"rule must be 'information', 'ucb' or 'rank', got {rule!r}")
     n = arena.pool.n_items
+    if n_comparisons is not None and (isinstance(n_comparisons, bool) or not n_comparisons >= 1):
+        raise InputError(f"n_comparisons must be an integer >= 1, got {n_comparisons!r}")
+    if batch is not None and not batch >= 1:
+        raise InputError(f"batch must be an integer >= 1, got {batch!r}")
+    if not (math.isfinite(exploration) and exploration >= 0):
+        raise InputError(f"exploration must be a finite number >= 0, got {exploration!r}")
+    if not (math.isfinite(prior) and prior > 0):
+        raise InputError(f"prior must be a finite number > 0 (it keeps every fit finite), got {prior!r}")
+    if not 0 < level < 1:
+        raise InputError(f"level must be between 0 and 1 (exclusive), got {level!r}")
     batch = batch or max(1, n // 2)
-    limit = n_comparisons if n_comparisons is not None else float("inf")
+    limit = int(n_comparisons) if n_comparisons is not None else default_active_limit(n)
     perm = arena.rng.permutation(n)
     warm = [(int(perm[k]), int(perm[(k + 1) % n])) for k in range(n if n > 2 else 1)][: int(min(n, limit))]
     await arena.compare([(_shared_context(arena, a, b), a, b) for a, b in warm])
@@ -383,8 +397,17 @@ async def active(
                 score = p * (1 - p) * special.ndtr(-np.abs(theta[:, None] - theta[None, :]) / np.sqrt(var))
             np.fill_diagonal(score, -np.inf)
             pairs = _greedy_matching(score, size)
+        if not pairs:  # no finite score left: another round would ask nothing and loop forever
+            out.stopped = "no informative pair"
+            return
         await arena.compare([(_shared_context(arena, a, b), a, b) for a, b in pairs])
         done += len(pairs)
+    out.stopped = "limit"
+
+
+def default_active_limit(n_items: int) -> int:
+    """The default cap on ``active``'s comparisons: 10·n·⌈log2 n⌉ (sorting needs of the order of n·log2 n)."""
+    return int(10 * n_items * max(1, math.ceil(math.log2(max(n_items, 2)))))
 
 
 def _ucb_matchmaking(theta: np.ndarray, ucb: np.ndarray, size: int) -> list[tuple[int, int]]:
