@@ -1,0 +1,321 @@
+"""Declared specs for everything pairkit registers by name: rating models, losses and selection strategies.
+
+One shape for all three (the scikit-learn ``_parameter_constraints`` idea, applied to plain functions):
+
+- an :class:`Option` declares one keyword option once — its type, valid range or choices, whether ``None`` is
+  allowed, and a line of documentation;
+- :func:`declare_options` attaches options to a function and checks every call's keyword options against them
+  in one place, raising :class:`~pairkit.errors.InputError` naming the option, the allowed range and the value;
+- a :class:`Spec` describes a registered callable (kind, the data it takes, its inputs and options, aliases,
+  whether it couples the examples of a batch) and a :class:`Registry` finds specs by name or alias.
+
+Callers (the CLI, model comparison, trainers, the docs) read a spec; nothing reads a function signature at run
+time to decide what to pass.
+
+>>> from pairkit._spec import Option, Interval, declare_options
+>>> @declare_options(Option("level", float, Interval(0, 1, closed="neither"), doc="coverage"))
+... def f(x, *, level=0.95):
+...     return level
+>>> f(1, level=0.9)
+0.9
+>>> f(1, level=1.5)
+Traceback (most recent call last):
+...
+pairkit.errors.InputError: level must be a number in (0, 1), got 1.5
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pairkit.errors import InputError
+
+__all__ = ["Interval", "Option", "Registry", "Spec", "declare_options", "options_of"]
+
+_CLOSED = ("both", "left", "right", "neither")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range of real numbers; ``None`` bounds are open-ended. ``closed`` says which ends belong to it."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+
+    def __post_init__(self) -> None:
+        if self.closed not in _CLOSED:
+            raise ValueError(f"closed must be one of {_CLOSED}, got {self.closed!r}")
+
+    def __contains__(self, x: float) -> bool:
+        if x != x:  # NaN belongs to no interval
+            return False
+        if self.low is not None:
+            if x < self.low or (x == self.low and self.closed in ("right", "neither")):
+                return False
+        if self.high is not None:
+            if x > self.high or (x == self.high and self.closed in ("left", "neither")):
+                return False
+        return True
+
+    def describe(self) -> str:
+        """``(0, 1)``, ``>= 1``, ``> 0`` …"""
+        left_in = self.closed in ("both", "left")
+        right_in = self.closed in ("both", "right")
+        if self.low is not None and self.high is not None:
+            return f"{'[' if left_in else '('}{_num(self.low)}, {_num(self.high)}{']' if right_in else ')'}"
+        if self.low is not None:
+            return f"{'>=' if left_in else '>'} {_num(self.low)}"
+        if self.high is not None:
+            return f"{'<=' if right_in else '<'} {_num(self.high)}"
+        return "any value"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option: its type, valid values and documentation.
+
+    ``kind`` is ``float``, ``int``, ``bool``, ``str``, ``callable`` or a tuple of these (a value of any of them is
+    accepted; e.g. ``(str, callable)`` for "a name or a function"). Numbers must be finite unless ``finite`` is
+    False; ``range`` bounds them; ``choices`` lists the allowed strings. ``none`` allows ``None``.
+    """
+
+    name: str
+    kind: Any
+    range: Interval | None = None
+    choices: tuple | None = None
+    none: bool = False
+    finite: bool = True
+    doc: str = ""
+
+    def kinds(self) -> tuple:
+        return self.kind if isinstance(self.kind, tuple) else (self.kind,)
+
+    def describe(self) -> str:
+        """What a valid value is, in words: ``a number in (0, 1)``, ``an integer >= 1``, ``one of 'a', 'b'``."""
+        words = []
+        for kind in self.kinds():
+            if kind is float:
+                words.append("a number" + (f" in {self.range.describe()}" if _bounded(self.range) else
+                                           f" {self.range.describe()}" if self.range else ""))
+            elif kind is int:
+                words.append("an integer" + (f" in {self.range.describe()}" if _bounded(self.range) else
+                                             f" {self.range.describe()}" if self.range else ""))
+            elif kind is bool:
+                words.append("true or false")
+            elif kind is str:
+                words.append("one of " + ", ".join(map(repr, self.choices)) if self.choices else "a string")
+            elif kind is callable:
+                words.append("a callable")
+            else:
+                words.append(f"a {getattr(kind, '__name__', kind)}")
+        text = " or ".join(words)
+        return text + " or None" if self.none else text
+
+    def check(self, value: Any, *, where: str = "") -> Any:
+        """Return ``value`` (ints given for a float option become floats) or raise :class:`InputError`."""
+        if value is None:
+            if self.none:
+                return None
+            self._fail(value, where)
+        for kind in self.kinds():
+            ok, converted = _accepts(self, kind, value)
+            if ok:
+                return converted
+        self._fail(value, where)
+
+    def _fail(self, value: Any, where: str) -> None:
+        raise InputError(f"{where}{self.name} must be {self.describe()}, got {value!r}")
+
+
+def _bounded(r: Interval | None) -> bool:
+    return r is not None and r.low is not None and r.high is not None
+
+
+def _accepts(option: Option, kind: Any, value: Any) -> tuple[bool, Any]:
+    if kind is bool:
+        return (isinstance(value, bool) or type(value).__name__ == "bool_"), bool(value)
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False, None
+        if kind is int and not isinstance(value, numbers.Integral):
+            return False, None
+        x = float(value)
+        if math.isnan(x) or (option.finite and math.isinf(x)):
+            return False, None
+        if option.range is not None and x not in option.range:
+            return False, None
+        return True, (int(value) if kind is int else x)
+    if kind is str:
+        if not isinstance(value, str) or (option.choices is not None and value not in option.choices):
+            return False, None
+        return True, value
+    if kind is callable:
+        return callable(value) and not isinstance(value, type), value
+    return isinstance(value, kind), value
+
+
+def declare_options(*options: Option) -> Callable[[Callable], Callable]:
+    """Attach ``options`` to a function and check every call's keyword options against them.
+
+    Each option must be a keyword-only parameter of the function whose default is itself valid (checked once,
+    here). The wrapper keeps the function's name, docstring and signature (``functools.wraps``).
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        params = inspect.signature(fn).parameters
+        declared = {}
+        for option in options:
+            param = params.get(option.name)
+            if param is None or param.kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"{fn.__qualname__}: declared option {option.name!r} is not a keyword-only parameter")
+            if param.default is not inspect.Parameter.empty:
+                option.check(param.default, where=f"{fn.__qualname__}: default of ")
+            declared[option.name] = option
+
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            for name, value in kwargs.items():
+                option = declared.get(name)
+                if option is not None:
+                    kwargs[name] = option.check(value)
+            return fn(*args, **kwargs)
+
+        checked.__pairkit_options__ = tuple(options)
+        return checked
+
+    return decorate
+
+
+def options_of(fn: Callable) -> tuple[Option, ...]:
+    """The options :func:`declare_options` attached to ``fn`` (empty when none were declared)."""
+    return getattr(fn, "__pairkit_options__", ())
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A registered callable and what it declares.
+
+    ``kind``: ``"rating model"``, ``"loss"`` or ``"strategy"``. ``data``: the kind of data it takes
+    (``"comparisons"``, ``"rankings"``, ``"pairwise log-probabilities"``, …). ``inputs``: the names of its
+    positional inputs. ``options``: its declared keyword options (by default those attached with
+    :func:`declare_options`). ``batch_coupled``: a loss whose value for one example depends on the others in the
+    batch (so gradient accumulation over micro-batches changes the objective).
+    """
+
+    name: str
+    fn: Callable
+    kind: str
+    data: str = ""
+    inputs: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    aliases: tuple[str, ...] = ()
+    family: str = ""
+    batch_coupled: bool = False
+    summary: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            object.__setattr__(self, "options", options_of(self.fn))
+        if not self.summary:
+            doc = inspect.getdoc(self.fn) or ""
+            object.__setattr__(self, "summary", doc.strip().splitlines()[0] if doc.strip() else "")
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options)
+
+    def option(self, name: str) -> Option:
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise InputError(self._unknown_message([name]))
+
+    def takes(self, name: str) -> bool:
+        return name in self.option_names
+
+    def check(self, values: Mapping[str, Any], *, where: str = "") -> dict[str, Any]:
+        """Check options by name; unknown names raise :class:`InputError` listing the accepted ones."""
+        unknown = [k for k in values if k not in self.option_names]
+        if unknown:
+            raise InputError(where + self._unknown_message(unknown))
+        return {k: self.option(k).check(v, where=where) for k, v in values.items()}
+
+    def _unknown_message(self, names: list[str]) -> str:
+        accepted = ", ".join(self.option_names) or "none"
+        return f"{self.kind} {self.name!r} has no option(s) {', '.join(sorted(names))}; it accepts: {accepted}"
+
+
+class Registry:
+    """Specs of one kind by name, with aliases (peers' names) resolved to the canonical name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._specs: dict[str, Spec] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, spec: Spec, *, replace: bool = False) -> Spec:
+        """Register ``spec``; a taken name or alias raises :class:`InputError` unless ``replace``."""
+        if spec.kind != self.kind:
+            raise InputError(f"a {spec.kind} spec cannot go into the {self.kind} registry")
+        for name in (spec.name, *spec.aliases):
+            owner = self._specs.get(name) or self._specs.get(self._aliases.get(name, ""))
+            if owner is not None and owner.name != spec.name and not replace:
+                raise InputError(f"{self.kind} name {name!r} is already registered (by {owner.name!r})")
+        if spec.name in self._specs and not replace:
+            raise InputError(f"{self.kind} name {spec.name!r} is already registered; pass replace=True to override")
+        self._specs[spec.name] = spec
+        for alias in spec.aliases:
+            self._aliases[alias] = spec.name
+        return spec
+
+    def canonical(self, name: str) -> str:
+        """The registered name for ``name`` or one of its aliases."""
+        if name in self._specs:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        close = difflib.get_close_matches(name, [*self._specs, *self._aliases], n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise InputError(f"unknown {self.kind} {name!r}{hint} (available: {', '.join(sorted(self._specs))})")
+
+    def get(self, name: str) -> Spec:
+        """The spec registered under ``name`` or an alias."""
+        return self._specs[self.canonical(name)]
+
+    def names(self, *, family: str | None = None, aliases: bool = False) -> list[str]:
+        """Registered names (of one ``family``), sorted; with ``aliases=True`` the aliases too."""
+        out = [n for n, s in self._specs.items() if family is None or s.family == family]
+        if aliases:
+            out += [a for a, n in self._aliases.items() if family is None or self._specs[n].family == family]
+        return sorted(out)
+
+    def specs(self) -> list[Spec]:
+        return [self._specs[n] for n in sorted(self._specs)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs or name in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._specs))
+
+    def __len__(self) -> int:
+        return len(self._specs)
