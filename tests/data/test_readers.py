@@ -103,3 +103,46 @@ def test_numeric_outcomes_out_of_range_dataframe():
     frame = pd.DataFrame({"a": ["x", "x"], "b": ["y", "y"], "o": [1.0, 1.5]})
     with pytest.raises(InputError, match=r"DataFrame, row 2, column 'o': outcome must be in"):
         read_comparisons(frame, a="a", b="b", outcome="o")
+
+
+def _row_reference(frame, **columns):
+    """The readers' result rebuilt from per-row Python strings (the slow path they replaced)."""
+    from pairkit.data import Comparisons
+
+    a = [str(x).strip() for x in frame[columns["a"]]]
+    b = [str(x).strip() for x in frame[columns["b"]]]
+    labels = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
+    out = [labels[str(x).strip().lower()] for x in frame[columns["outcome"]]]
+    return Comparisons.from_arrays(a, b, out)
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_codes_match_row_by_row_names(tmp_path, categorical):
+    rng = np.random.default_rng(3)
+    names = np.array(["m1", " m1", "m2 ", "m3", "x 4", "m10"], dtype=object)
+    frame = pd.DataFrame({
+        "a": names[rng.integers(0, 6, 300)], "b": names[rng.integers(0, 6, 300)],
+        "winner": np.array(["model_a", "Model_B", " tie"], dtype=object)[rng.integers(0, 3, 300)],
+    })
+    frame = frame[frame["a"].str.strip() != frame["b"].str.strip()].reset_index(drop=True)
+    if categorical:
+        frame = frame.astype("category")
+    path = tmp_path / "c.parquet"
+    frame.to_parquet(path)
+    got = read_comparisons(path, a="a", b="b", outcome="winner")
+    want = _row_reference(frame, a="a", b="b", outcome="winner")
+    assert got.items == want.items
+    np.testing.assert_array_equal(got.a, want.a)
+    np.testing.assert_array_equal(got.b, want.b)
+    np.testing.assert_array_equal(got.outcome, want.outcome)
+
+
+def test_items_only_in_dropped_rows_are_not_items(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("winner,loser,w\na,b,1\nc,d,-1\nb,c,2\n")
+    with pytest.warns(DroppedRowsWarning):
+        comps = read_comparisons(path, winner="winner", loser="loser", weight="w", on_invalid="drop")
+    assert comps.items == ("a", "b", "c")
+    assert comps.n_dropped == 1
+    np.testing.assert_array_equal(comps.a, [0, 1])
+    np.testing.assert_array_equal(comps.b, [1, 2])

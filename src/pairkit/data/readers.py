@@ -92,12 +92,22 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
             frame.columns = [str(c) for c in frame.columns]
             return frame, _Source(name, 1, "element")
         if kind in (".parquet", ".pq"):
-            return pd.read_parquet(path), _Source(name, 1)
+            return _read_parquet(path), _Source(name, 1)
     except InputError:
         raise
     except (ValueError, json.JSONDecodeError, pd.errors.ParserError) as exc:
         raise InputError(f"{name}: cannot parse as {kind[1:]} ({exc})") from exc
     raise InputError(f"{name}: unknown file type {kind or '(none)'}; use .csv, .tsv, .jsonl, .json or .parquet")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file with its text columns dictionary-encoded (categoricals): one string per distinct name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return pd.read_parquet(path, read_dictionary=text or None)
 
 
 def read_comparisons(
@@ -126,6 +136,7 @@ def read_comparisons(
     column, or ``True`` when ``a`` is always first (white in chess, the home side). ``outcome_map`` adds or
     overrides outcome labels (case-insensitive).
     """
+    items_given = items
     if on_invalid not in ("raise", "drop"):
         raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
     if isinstance(source, pd.DataFrame):
@@ -160,8 +171,10 @@ def read_comparisons(
         col_a, col_b = spec["winner"], spec["loser"]
     else:
         col_a, col_b = spec["a"], spec["b"]
-    names_a = _item_column(frame, col_a, flag)
-    names_b = _item_column(frame, col_b, flag)
+    # Item names are handled as integer codes into their distinct values: no Python string per row.
+    codes_a, names_a = _item_codes(frame, col_a, flag)
+    codes_b, names_b = _item_codes(frame, col_b, flag)
+    items, idx_a, idx_b = _unify_items(src, frame, (col_a, codes_a, names_a), (col_b, codes_b, names_b), items)
 
     if mode == "winner":
         out = np.ones(len(frame))
@@ -172,7 +185,7 @@ def read_comparisons(
         sb = _numeric_column(frame, spec["score_b"], flag)
         out = np.where(sa > sb, 1.0, np.where(sa < sb, 0.0, 0.5))
 
-    same = (names_a == names_b) & (names_a != "")
+    same = (idx_a == idx_b) & (idx_a >= 0)
     flag(same, col_b, "the item is compared with itself")
 
     w = np.ones(len(frame))
@@ -181,9 +194,9 @@ def read_comparisons(
         flag(~np.isfinite(w) | (w < 0), weight, "weight must be finite and non-negative")
     cl = None
     if cluster is not None:
-        cl_col = frame[cluster]
-        flag(cl_col.isna().to_numpy(), cluster, "missing cluster id")
-        cl = cl_col.astype(str).to_numpy()
+        cl, _ = pd.factorize(frame[cluster])
+        flag(cl < 0, cluster, "missing cluster id")
+        cl = cl.astype(np.int64, copy=False)
     af = None
     if a_first is True:
         af = np.ones(len(frame), dtype=bool)
@@ -207,16 +220,22 @@ def read_comparisons(
         keep = ~bad
         if not keep.any():
             raise InputError(f"{src.name}: every row is invalid ({summary})")
-        names_a, names_b, out, w = names_a[keep], names_b[keep], out[keep], w[keep]
-        cl = None if cl is None else cl[keep]
+        idx_a, idx_b, out, w = idx_a[keep], idx_b[keep], out[keep], w[keep]
+        cl = None if cl is None else pd.factorize(cl[keep])[0].astype(np.int64)
         af = None if af is None else af[keep]
+        if items_given is None:  # items seen only in dropped rows are not items of the data
+            used = np.zeros(len(items), dtype=bool)
+            used[idx_a] = used[idx_b] = True
+            if not used.all():
+                renumber = np.cumsum(used) - 1
+                items, idx_a, idx_b = items[used], renumber[idx_a], renumber[idx_b]
 
-    comps = Comparisons.from_arrays(
-        names_a, names_b, out, items=items, weight=w, cluster=cl, a_first=af, source=src.name
+    # Every row was validated above, so the container is built directly (no second validation pass).
+    return Comparisons(
+        items=tuple(items.tolist()), a=idx_a.astype(np.int64, copy=False), b=idx_b.astype(np.int64, copy=False),
+        outcome=np.ascontiguousarray(out, dtype=np.float64), weight=np.ascontiguousarray(w, dtype=np.float64),
+        cluster=cl, a_first=af, source=src.name, n_dropped=int(bad.sum()) if problems else 0,
     )
-    if problems:
-        object.__setattr__(comps, "n_dropped", int(bad.sum()))
-    return comps
 
 
 def _detect_shape(frame: pd.DataFrame, src: _Source) -> dict[str, str]:
@@ -244,13 +263,49 @@ def _mode(spec: dict[str, str]) -> str:
     )
 
 
-def _item_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
+def _item_codes(frame: pd.DataFrame, column: str, flag) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (−1 = missing) into the column's distinct names, stripped of surrounding whitespace.
+
+    Names are converted and stripped once per distinct value, not once per row (a categorical column, as a
+    dictionary-encoded Parquet column arrives, is used as it is).
+    """
     col = frame[column]
-    missing = col.isna().to_numpy()
-    names = col.astype(str).str.strip().to_numpy(dtype=object)
-    names[missing] = ""
-    flag(missing | (names == ""), column, "missing item name")
-    return names.astype(str)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, uniques = col.cat.codes.to_numpy(), col.cat.categories.to_numpy()
+    else:
+        codes, uniques = pd.factorize(col)
+        uniques = np.asarray(uniques)
+    text = pd.Series(uniques, dtype=object).astype(str).str.strip().to_numpy(dtype=object)
+    # Stripping can merge names (" a" and "a") or empty them: factorize the stripped names again.
+    merged, names = pd.factorize(text)
+    merged = np.where(np.asarray(names, dtype=object)[merged] == "", -1, merged) if len(merged) else merged
+    codes = np.where(codes >= 0, np.append(merged, -1)[codes], -1) if len(merged) else np.full(len(col), -1)
+    flag(codes < 0, column, "missing item name")
+    return codes, np.asarray(names, dtype=object)
+
+
+def _unify_items(src: _Source, frame: pd.DataFrame, side_a, side_b, items) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """One sorted item list for both columns (or the given ``items``) and each row's indices (−1 = missing)."""
+    names = np.unique(np.concatenate([side_a[2], side_b[2]]).astype(str))
+    if items is not None:
+        known = pd.Index([str(x) for x in items])
+        unknown = known.get_indexer(names) < 0
+        if unknown.any():
+            bad_name = names[np.flatnonzero(unknown)[0]]
+            for column, codes, uniq in (side_a, side_b):
+                hits = np.flatnonzero(np.asarray(uniq, dtype=str) == bad_name)
+                rows = np.flatnonzero(np.isin(codes, hits))
+                if len(rows):
+                    raise InputError(f"{src.where(int(rows[0]), column)}: {bad_name!r} is not one of the given "
+                                     f"items ({len(known)} items, e.g. {list(known[:3])})")
+        names = np.asarray(known, dtype=str)
+    lookup = pd.Index(names)
+    out = []
+    for _, codes, uniq in (side_a, side_b):
+        position = np.append(lookup.get_indexer(np.asarray(uniq, dtype=str)), -1)
+        out.append(position[codes] if len(codes) else codes)
+    return names.astype(object), out[0], out[1]
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
@@ -260,12 +315,12 @@ def _numeric_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
 
 
 def _bool_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
-    text = frame[column].astype(str).str.strip().str.lower()
-    truth = {"true": True, "1": True, "yes": True, "1.0": True, "false": False, "0": False, "no": False,
-             "0.0": False}
-    parsed = text.map(truth)
-    flag(parsed.isna().to_numpy(), column, "expected a boolean (true/false/1/0)")
-    return parsed.fillna(False).to_numpy(dtype=bool)
+    truth = {"true": 1.0, "1": 1.0, "yes": 1.0, "1.0": 1.0, "false": 0.0, "0": 0.0, "no": 0.0, "0.0": 0.0}
+    codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
+    text = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower()
+    parsed = np.asarray([truth.get(t, np.nan) for t in text], dtype=float)[codes]
+    flag(np.isnan(parsed), column, "expected a boolean (true/false/1/0)")
+    return parsed == 1.0
 
 
 def _as_number(text: str) -> float:
@@ -285,11 +340,11 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
         flag(np.isnan(values), name, "missing outcome")
         flag(~np.isnan(values) & ((values < 0) | (values > 1)), name, "outcome must be in [0, 1]")
         return np.nan_to_num(values, nan=0.5)
-    missing = column.isna().to_numpy()
-    text = column.astype(str).str.strip().str.lower()
-    # map over unique labels only: one dictionary lookup per distinct label, not per row
-    codes, uniques = pd.factorize(text)
-    table = np.array([labels.get(u, _as_number(u)) for u in uniques] + [np.nan])
+    # map over distinct labels only: one conversion and dictionary lookup per label, not per row
+    codes, uniques = pd.factorize(column)
+    missing = codes < 0
+    text = pd.Series(np.asarray(uniques), dtype=object).astype(str).str.strip().str.lower()
+    table = np.array([labels.get(u, _as_number(u)) for u in text] + [np.nan])
     values = table[codes]
     out_of_range = ~np.isnan(values) & ((values < 0) | (values > 1))
     flag(out_of_range, name, "outcome must be in [0, 1]")
