@@ -20,6 +20,7 @@ _LAZY = {
     "InputError": "pairkit.errors",
     "EstimationError": "pairkit.errors",
     "NoMLEError": "pairkit.errors",
+    "NotIdentifiedError": "pairkit.errors",
     "ConvergenceError": "pairkit.errors",
 }
 

@@ -26,12 +26,24 @@ class NoMLEError(EstimationError):
     """The maximum-likelihood estimate does not exist (e.g. an item never lost)."""
 
 
+class NotIdentifiedError(NoMLEError):
+    """The likelihood is flat along some direction: a reported parameter cannot be separated from others.
+
+    The message names the parameters/items that move together along the flat direction, says why, and how to
+    fix it (more varied data, a fixed value, a prior)."""
+
+
 class ConvergenceError(EstimationError):
     """An iterative procedure did not reach its tolerance."""
 
 
 class PairkitWarning(UserWarning):
     """Base class of pairkit warnings."""
+
+
+class IntervalWarning(PairkitWarning):
+    """Intervals were changed from the method asked for because it would be too narrow (sparse items, few
+    clusters) or an item's interval reflects only the prior."""
 
 
 class DroppedRowsWarning(PairkitWarning):

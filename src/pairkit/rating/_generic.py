@@ -15,16 +15,20 @@ import pandas as pd
 from scipy import special
 
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import InputError
+from pairkit.errors import InputError, NotIdentifiedError
 from pairkit.rating._pairwise import (
     ModelFunction,
     PairwiseDesign,
     PairwiseFit,
-    covariance,
+    data_information,
+    fit_covariance,
     fit_pairwise,
-    sandwich_covariance,
+    flat_directions,
+    interval_bounds,
+    sparse_item_report,
 )
 from pairkit.rating.bradley_terry import _win_rate as win_rate  # one definition of the win-rate column
+from pairkit.rating.bradley_terry import check_decisive
 from pairkit.rating.leaderboard import Leaderboard, Predictor, bradley_terry_predictor
 
 INTERVALS = ("auto", "fisher", "sandwich", "none")
@@ -119,8 +123,14 @@ def fit_rows_model(
     tol: float = 1e-10,
     max_iter: int = 100,
     theta0: np.ndarray | None = None,
+    identification_hint: str = "",
 ) -> tuple[Leaderboard, PairwiseFit]:
-    """Fit a row model with the shared solver and build its :class:`Leaderboard` (ratings + named params)."""
+    """Fit a row model with the shared solver and build its :class:`Leaderboard` (ratings + named params).
+
+    Before fitting, the design is checked for flat directions (:func:`check_identified`); after, intervals follow
+    :func:`pairkit.rating._pairwise.interval_method` and items with little data are flagged
+    (:func:`sparse_item_report`). ``identification_hint`` is appended to a :class:`NotIdentifiedError`.
+    """
     if intervals not in INTERVALS:
         raise InputError(f"intervals must be one of {INTERVALS}, got {intervals!r}")
     if not np.isfinite(prior) or prior < 0:
@@ -133,28 +143,16 @@ def fit_rows_model(
     else:
         ai, aj, aX, astats = i, j, X, stats
     design = PairwiseDesign(n_items=n, i=ai, j=aj, stats=astats, X=aX)
+    check_identified(design, model, n_eta=n_eta, ridge=ridge, theta0=theta0, eta0=eta0, items=comparisons.items,
+                     extra=extra, hint=identification_hint)
     fit = fit_pairwise(
         design, model, n_eta=n_eta, prior=prior, ridge=ridge, eta0=eta0, tol=tol, max_iter=max_iter, theta0=theta0
     )
-    q = design.n_covariates
-    method = (
-        None
-        if intervals == "none"
-        else (
-            "sandwich"
-            if intervals == "sandwich" or (intervals == "auto" and comparisons.cluster is not None)
-            else "fisher"
-        )
+    chosen = fit_covariance(
+        fit, PairwiseDesign(n_items=n, i=i, j=j, stats=stats, X=X), model, intervals=intervals, prior=prior,
+        n_eta=n_eta, clusters=comparisons.cluster, weight=comparisons.weight,
     )
-    cov = None
-    if method is not None:
-        cov = covariance(fit.information, n, gauge=prior == 0)
-        if method == "sandwich":
-            row_design = PairwiseDesign(n_items=n, i=i, j=j, stats=stats, X=X)
-            d = fit.theta[i] - fit.theta[j] + (X @ fit.beta if q else 0.0)
-            rows = model(d, fit.eta, stats)
-            clusters = comparisons.cluster if comparisons.cluster is not None else np.arange(len(i))
-            cov = sandwich_covariance(cov, rows, row_design, clusters, n_eta)
+    cov, method = chosen.cov, chosen.method
     z = special.ndtri(0.5 + level / 2)
     extra_values = np.concatenate([fit.beta, fit.eta])
     params: dict[str, float] = {}
@@ -168,11 +166,17 @@ def fit_rows_model(
             param_intervals[p.name] = (lo, hi)
     se_theta = None if cov is None else np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
     games = np.bincount(i, sum(stats.values()), n) + np.bincount(j, sum(stats.values()), n)
+    columns, notes = sparse_item_report(chosen, comparisons.items, prior)
+    centred = fit.theta - fit.theta.mean()
+    lo, hi = interval_bounds(centred, se_theta, chosen.prior_only, prior, level)
     lb = Leaderboard(
         items=comparisons.items,
-        log_strength=fit.theta - fit.theta.mean(),
+        log_strength=centred,
+        columns=columns,
         model=model_name,
         se=se_theta,
+        ci_low_log=lo,
+        ci_high_log=hi,
         covariance=None if cov is None else cov[:n, :n],
         n=games,
         win_rate=win_rate(comparisons),
@@ -188,6 +192,8 @@ def fit_rows_model(
             "scaled_gradient": fit.gradient_norm,
             "prior": prior,
             "ridge": ridge,
+            "interval_rule": chosen.rule,
+            "interval_notes": notes,
             "beta": fit.beta.copy(),
             "eta": fit.eta.copy(),
             "param_se": {p.name: float(np.sqrt(max(cov[n + p.index, n + p.index], 0.0))) for p in extra}
@@ -196,6 +202,46 @@ def fit_rows_model(
         },
     )
     return lb, fit
+
+
+def check_identified(
+    design: PairwiseDesign,
+    model: ModelFunction,
+    *,
+    n_eta: int,
+    ridge: float,
+    items: Sequence[str],
+    extra: Sequence[ExtraParam],
+    theta0: np.ndarray | None = None,
+    eta0: np.ndarray | None = None,
+    hint: str = "",
+) -> None:
+    """Raise :class:`NotIdentifiedError` when the likelihood is flat along a direction beyond the ratings' shift.
+
+    Existence (every item both won and lost) is not enough once extra parameters are fitted: with every comparison
+    against one reference item, shown in the same order, ``β + c`` and ``θ_ref + c`` give the same likelihood
+    for every c. The data information is checked for such directions (:func:`flat_directions`); the
+    parameters that move along one are named. Only models with extra parameters are checked (for plain
+    strengths the comparison graph decides, see :func:`pairkit.rating.bradley_terry.check_mle_exists`).
+    """
+    n = design.n_items
+    if not design.n_covariates and not n_eta:
+        return
+    info = data_information(design, model, n_eta=n_eta, ridge=ridge, theta=theta0, eta=eta0)
+    null = flat_directions(info, n)
+    if not null.shape[1]:
+        return
+    names = {p.index: p.name for p in reversed(list(extra))}  # first name of each parameter
+    parts = []
+    for v in null.T[:3]:
+        moved = np.flatnonzero(np.abs(v) >= 0.1)
+        who = [f"rating of {items[k]!r}" if k < n else names.get(k - n, f"parameter {k - n}") for k in moved]
+        parts.append(" + ".join(who[:6]) + (f" (and {len(who) - 6} more)" if len(who) > 6 else ""))
+    raise NotIdentifiedError(
+        f"not identified: the likelihood is flat along {null.shape[1]} direction(s) — {'; '.join(parts)} can move "
+        "together without changing any prediction, so the data cannot determine them (an estimate would be "
+        "arbitrary and its interval meaningless)." + (f" {hint}" if hint else "")
+    )
 
 
 def check_inputs(comparisons: Comparisons, ties: str, allowed: Sequence[str]) -> None:
@@ -207,6 +253,8 @@ def check_inputs(comparisons: Comparisons, ties: str, allowed: Sequence[str]) ->
         raise InputError(f"ties must be one of {tuple(allowed)}, got {ties!r}")
     if ties != "half" and not comparisons.has_ties:
         raise InputError(f"ties={ties!r} needs at least one tie in the data; use ties='half'")
+    if ties != "half":
+        check_decisive(comparisons)
 
 
 def start_tie_parameter(comparisons: Comparisons, ties: str) -> np.ndarray:

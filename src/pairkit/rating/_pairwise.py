@@ -11,7 +11,8 @@ covariance (Fisher or cluster-robust sandwich) — is done once here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import special
 
-from pairkit.errors import ConvergenceError
+from pairkit.errors import ConvergenceError, IntervalWarning
 
 try:
     from threadpoolctl import threadpool_limits
@@ -358,3 +359,279 @@ def sandwich_covariance(
     )
     meat = (scores.T @ scores).toarray() * (g / max(g - 1, 1))
     return cov @ meat @ cov
+
+
+# ---------------------------------------------------------------------------------------------- honest intervals
+MIN_CLUSTERS = 30
+"""``intervals="auto"`` uses the cluster-robust sandwich only with at least this many clusters. With fewer, its
+meat is an average of a handful of cluster scores and the intervals undercover (Cameron & Miller 2015, §VI);
+Fisher's are used instead and the reason is recorded in ``Leaderboard.info["interval_rule"]``."""
+
+
+def interval_method(intervals: str, clusters: np.ndarray | None) -> tuple[str | None, str]:
+    """The covariance to use for ``intervals`` and the reason, stated for the output.
+
+    ``"auto"``: the sandwich by ``clusters`` when there are at least :data:`MIN_CLUSTERS` of them, else Fisher.
+    ``"sandwich"`` is honoured as asked (per comparison when no clusters are given) except with a single
+    cluster, whose scores sum to zero at the maximum (a zero-width interval): Fisher then, with a warning.
+    """
+    if intervals == "none":
+        return None, "no intervals requested"
+    if intervals == "fisher":
+        return "fisher", "Fisher (observed information), as requested"
+    g = 0 if clusters is None else len(np.unique(clusters))
+    if intervals == "sandwich":
+        if clusters is not None and g < 2:
+            return "fisher", (
+                "Fisher: the data form a single cluster, where the sandwich has zero width (its one cluster score "
+                "is zero at the maximum)"
+            )
+        unit = "per comparison" if clusters is None else f"over {g} clusters"
+        return "sandwich", f"sandwich {unit}, as requested"
+    if clusters is None:
+        return "fisher", "Fisher (observed information): no clusters given"
+    if g < MIN_CLUSTERS:
+        return "fisher", (
+            f"Fisher: only {g} cluster(s); the cluster sandwich needs at least {MIN_CLUSTERS} to be trusted "
+            "(ask for intervals='sandwich' to override)"
+        )
+    return "sandwich", f"cluster sandwich over {g} clusters (items in fewer than 2 clusters floored at Fisher)"
+
+
+def clusters_per_item(design: PairwiseDesign, clusters: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """How many distinct clusters each item appears in (rows of zero weight do not count)."""
+    n = design.n_items
+    live = weight > 0
+    _, cl = np.unique(clusters, return_inverse=True)
+    cl = cl.ravel()[live].astype(np.int64)
+    items = np.concatenate([design.i[live], design.j[live]])
+    keys = np.unique(np.concatenate([cl, cl]) * np.int64(n) + items)
+    return np.bincount(keys % n, minlength=n)
+
+
+def floor_at_fisher(sandwich: np.ndarray, fisher: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """Add Fisher's covariance along the ``sparse`` coordinates to a sandwich covariance.
+
+    An item seen in one cluster has a cluster score that is zero at the maximum (its own score sums to zero), so
+    the sandwich says nothing about its variance and reports almost none. Adding
+
+    .. math::
+
+        V_F[:, S]\\,V_F[S, S]^{+}\\,V_F[S, :]
+
+    (the part of Fisher's covariance spanned by the sparse coordinates S) keeps the matrix positive
+    semi-definite and centred and gives every sparse coordinate at least its Fisher variance; the others gain
+    only through their covariance with the sparse ones.
+    """
+    idx = np.flatnonzero(sparse)
+    if not len(idx):
+        return sandwich
+    block = la.pinvh((fisher[np.ix_(idx, idx)] + fisher[np.ix_(idx, idx)].T) / 2)
+    cross = fisher[:, idx]
+    return sandwich + cross @ block @ cross.T
+
+
+def flat_directions(info: np.ndarray, n: int, *, tol: float = 1e-10) -> np.ndarray:
+    """Directions along which a (data-only) information matrix over (θ, β, η) is flat, beyond the θ gauge.
+
+    The matrix is first scaled to unit diagonal (units do not matter), the shift of θ within every connected
+    group of compared items is fixed by adding its direction (the ratings' gauge), and θ entries of items with
+    no information are set aside (they are reported as never compared, not here). A Cholesky factorisation and
+    LAPACK's reciprocal condition estimate decide quickly; only when that is below ``tol`` are the null
+    directions found by an eigendecomposition. Returns a (size, r) array of directions in the original
+    parameters (θ shifted so that its median within each group is 0, each column scaled to max |v| = 1); r = 0
+    when the information is regular.
+    """
+    from scipy.sparse import csgraph
+
+    A = np.array(info, dtype=float, copy=True)
+    size = len(A)
+    d = A.diagonal().copy()
+    empty_theta = np.zeros(size, dtype=bool)
+    empty_theta[:n] = d[:n] <= 0
+    d[empty_theta] = 1.0
+    A[empty_theta, :] = 0.0
+    A[:, empty_theta] = 0.0
+    A[empty_theta, empty_theta] = 1.0
+    s = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
+    B = A * s[:, None] * s[None, :]
+    graph = sp.csr_matrix(np.abs(A[:n, :n]) > 0)
+    n_comp, comp = csgraph.connected_components(graph, directed=False)
+    for c in range(n_comp):
+        members = np.flatnonzero((comp == c) & ~empty_theta[:n])
+        if not len(members):
+            continue
+        u = np.zeros(size)
+        u[members] = 1.0 / s[members]
+        u /= np.linalg.norm(u)
+        B += np.outer(u, u)
+    with blas_threads_for(size):
+        try:
+            chol, lower = la.cho_factor(B, check_finite=False)
+            rcond, info_code = la.lapack.dpocon(chol, np.abs(B).sum(axis=0).max(), uplo="L" if lower else "U")
+            if info_code == 0 and rcond > tol:
+                return np.zeros((size, 0))
+        except la.LinAlgError:
+            pass
+        vals, vecs = la.eigh(B)
+    null = vecs[:, vals < tol * max(float(vals.max()), 1.0)] * s[:, None]
+    null[empty_theta] = 0.0
+    for c in range(n_comp):
+        members = np.flatnonzero((comp == c) & ~empty_theta[:n])
+        if len(members):
+            null[members] -= np.median(null[members], axis=0)
+    scale = np.abs(null).max(axis=0)
+    return null / np.where(scale > 0, scale, 1.0)
+
+
+PRIOR_ONLY_SHARE = 1e-12
+"""An item whose data information is below this share of the largest item's is treated as never compared: its
+rating and interval come from the prior alone (in double precision the data cannot move it)."""
+
+
+@dataclass
+class FitCovariance:
+    """The covariance chosen for a fit, how it was chosen, and the items whose interval is not data-driven."""
+
+    cov: np.ndarray | None
+    method: str | None
+    rule: str
+    floored: np.ndarray  # items whose sandwich variance was raised to Fisher's (seen in < 2 clusters)
+    prior_only: np.ndarray  # items with (effectively) no data: rating and interval from the prior alone
+
+
+def prior_curvature(theta: np.ndarray, prior: float) -> np.ndarray:
+    """The prior's contribution to the θ diagonal of the information (Newman's virtual games)."""
+    p = special.expit(theta)
+    return 2 * prior * p * (1 - p)
+
+
+def data_information_diagonal(fit: PairwiseFit, n: int, prior: float) -> np.ndarray:
+    """The θ diagonal of the information carried by the data alone (the prior's virtual games removed)."""
+    diag = np.asarray(fit.information.diagonal())[:n] if fit.information is not None else np.zeros(n)
+    return diag - prior_curvature(fit.theta, prior) if prior else diag
+
+
+def fit_covariance(
+    fit: PairwiseFit,
+    rows_design: PairwiseDesign,
+    model: ModelFunction,
+    *,
+    intervals: str,
+    prior: float,
+    n_eta: int,
+    clusters: np.ndarray | None,
+    weight: np.ndarray,
+) -> FitCovariance:
+    """Fisher or cluster-robust covariance of a fit, honest for sparse items (see :func:`interval_method`).
+
+    ``rows_design`` holds the un-aggregated rows (one per comparison) so that scores can be summed within
+    clusters. Items seen in fewer than two clusters get at least their Fisher variance
+    (:func:`floor_at_fisher`); items with no data information are reported in ``prior_only``.
+    """
+    n = rows_design.n_items
+    method, rule = interval_method(intervals, clusters)
+    if fit.information is not None:
+        data_diag = data_information_diagonal(fit, n, prior)
+    else:  # no curvature kept (no intervals asked): fall back to the items' total weight
+        w = sum(rows_design.stats.values())
+        data_diag = np.bincount(rows_design.i, w, n) + np.bincount(rows_design.j, w, n)
+    prior_only = data_diag <= PRIOR_ONLY_SHARE * max(float(data_diag.max(initial=0.0)), 1e-300)
+    floored = np.zeros(n, dtype=bool)
+    if method is None:
+        return FitCovariance(None, None, rule, floored, prior_only)
+    fisher = covariance(fit.information, n, gauge=prior == 0)
+    if method == "fisher":
+        return FitCovariance(fisher, method, rule, floored, prior_only)
+    q = rows_design.n_covariates
+    d = fit.theta[rows_design.i] - fit.theta[rows_design.j] + (rows_design.X @ fit.beta if q else 0.0)
+    rows = model(d, fit.eta, rows_design.stats)
+    groups = np.arange(len(d)) if clusters is None else clusters  # per comparison: each row its own cluster
+    cov = sandwich_covariance(fisher, rows, rows_design, groups, n_eta)
+    sparse_coords = np.zeros(len(cov), dtype=bool)
+    sparse_coords[:n] = clusters_per_item(rows_design, groups, weight) < 2
+    cov = floor_at_fisher(cov, fisher, sparse_coords)
+    return FitCovariance(cov, method, rule, sparse_coords[:n], prior_only)
+
+
+def data_information(
+    design: PairwiseDesign,
+    model: ModelFunction,
+    *,
+    n_eta: int = 0,
+    ridge: float = 0.0,
+    theta: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    eta: np.ndarray | None = None,
+) -> np.ndarray:
+    """The dense observed information of the data (no prior) over (θ, β, η) at the given point (0 by default).
+
+    For the logistic-type models the rows' curvature is positive at any finite point, so the null space found
+    here is that of the design and does not depend on the point: it can be checked before fitting.
+    """
+    asm = _Assembler(design, model, n_eta, 0.0, ridge)
+    n, q = design.n_items, design.n_covariates
+    phi = np.concatenate([
+        np.zeros(n) if theta is None else np.asarray(theta, float),
+        np.zeros(q) if beta is None else np.asarray(beta, float),
+        np.zeros(n_eta) if eta is None else np.asarray(eta, float),
+    ])
+    _, _, rows = asm.objective(phi)
+    _, info = asm.derivatives(phi, rows, dense=True)
+    return info
+
+
+def sparse_item_report(
+    chosen: FitCovariance, items: Sequence[str], prior: float
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per-item flags and warnings for items whose interval is not (or not only) from their own data.
+
+    Returns ``columns`` (``prior_only`` and/or ``fisher_floor`` boolean columns, present only when some item is
+    flagged) and the notes also issued as :class:`IntervalWarning`.
+    """
+    columns: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    names = np.asarray(items, dtype=object)
+    if chosen.prior_only.any():
+        columns["prior_only"] = chosen.prior_only.copy()
+        idx = np.flatnonzero(chosen.prior_only)
+        notes.append(
+            f"{len(idx)} item(s) have no comparisons that carry information ({_listed(names[idx])}): their rating "
+            f"and interval come from the prior alone (prior={prior:g} virtual games)"
+        )
+    if chosen.floored.any() and chosen.cov is not None:
+        columns["fisher_floor"] = chosen.floored.copy()
+        idx = np.flatnonzero(chosen.floored)
+        notes.append(
+            f"{len(idx)} item(s) appear in fewer than 2 clusters ({_listed(names[idx])}); the sandwich cannot "
+            "estimate their variance, so their intervals are at least Fisher's"
+        )
+    if chosen.rule.startswith("Fisher:"):
+        notes.append(f"intervals: {chosen.rule}")
+    for note in notes:
+        warnings.warn(note, IntervalWarning, stacklevel=4)
+    return columns, notes
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(x)) for x in list(names)[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def interval_bounds(
+    log_strength: np.ndarray, se: np.ndarray | None, prior_only: np.ndarray, prior: float, level: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Normal intervals ``θ ± z·se``, widened for prior-only items to the prior's exact quantiles.
+
+    Newman's prior of ``a`` virtual wins and losses against a unit-strength item makes ``σ(θ)`` Beta(a, a)
+    distributed, whose tails are heavier than the normal (Laplace) approximation: for a = 1 the 95% interval is
+    ±3.66, not ±2.77. An item with no data keeps the wider of the two.
+    """
+    if se is None:
+        return None, None
+    z = special.ndtri(0.5 + level / 2)
+    half = z * se
+    if prior > 0 and prior_only.any():
+        exact = special.logit(special.betaincinv(prior, prior, 0.5 + level / 2))
+        half = np.where(prior_only, np.maximum(half, exact), half)
+    return log_strength - half, log_strength + half

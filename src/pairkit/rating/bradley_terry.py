@@ -22,12 +22,14 @@ from scipy.sparse import csgraph
 from pairkit.data.comparisons import Comparisons, PairCounts
 from pairkit.errors import InputError, NoMLEError
 from pairkit.rating._pairwise import (
+    PRIOR_ONLY_SHARE,
     PairwiseDesign,
     RowDerivatives,
     bradley_terry_rows,
-    covariance,
+    fit_covariance,
     fit_pairwise,
-    sandwich_covariance,
+    interval_bounds,
+    sparse_item_report,
 )
 from pairkit.rating.leaderboard import Leaderboard, bradley_terry_predictor
 
@@ -38,6 +40,7 @@ NEWMAN_SWEEPS, NEWMAN_TOL = 15, 1e-2
 the maximum two or three Newton steps reach machine precision."""
 
 __all__ = [
+    "check_decisive",
     "check_mle_exists",
     "davidson_predictor",
     "davidson_rows",
@@ -59,6 +62,15 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
         raise NoMLEError(
             f"no maximum-likelihood estimate: {len(never)} item(s) were never compared: "
             f"{_names(items, never)}. Remove them or use prior > 0."
+        )
+    # Weights so small that, next to the others, they cannot move a rating in double precision: the item is
+    # compared in name only, and its MLE would be an artefact of rounding (with a zero or absurd interval).
+    faint = np.flatnonzero(games <= PRIOR_ONLY_SHARE * games.max())
+    if len(faint):
+        raise NoMLEError(
+            f"no maximum-likelihood estimate: {len(faint)} item(s) have comparisons of negligible total weight "
+            f"(at most {PRIOR_ONLY_SHARE:g} of the largest, e.g. {games[faint[0]]:.3g}): {_names(items, faint)}. "
+            "Their strength is not determined by the data; check the weight column, remove them or use prior > 0."
         )
     wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
     strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
@@ -93,6 +105,16 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
         + ". Use prior > 0 (e.g. prior=1: one virtual win and loss against an average item) to get finite "
         "ratings."
     )
+
+
+def check_decisive(comparisons: Comparisons) -> None:
+    """A tie model needs a decisive comparison: with ties only, the tie parameter's MLE is infinite."""
+    y, w = comparisons.outcome, comparisons.weight
+    if not np.any(((y == 0) | (y == 1)) & (w > 0)):
+        raise NoMLEError(
+            "no maximum-likelihood estimate: every comparison is a tie, so the tie parameter would be infinite "
+            "and the strengths undetermined; use ties='half' (a tie as half a win) or add decisive comparisons"
+        )
 
 
 def _names(items: tuple[str, ...], idx: np.ndarray, limit: int = 8) -> str:
@@ -213,8 +235,12 @@ def fit_bradley_terry(
             pseudo-item. ``0`` is the pure MLE, which raises :class:`NoMLEError` naming the items when it does
             not exist (an unbeaten or winless group, a disconnected graph).
         intervals: ``"fisher"`` (observed information), ``"sandwich"`` (cluster-robust, by
-            ``comparisons.cluster`` or per comparison), ``"auto"`` (sandwich when clusters are given, else
-            Fisher) or ``"none"``.
+            ``comparisons.cluster`` or per comparison), ``"auto"`` or ``"none"``. ``"auto"`` uses the cluster
+            sandwich only with at least 30 clusters (fewer undercover), else Fisher; with a single cluster even
+            ``"sandwich"`` falls back to Fisher. Items seen in fewer than two clusters get at least their Fisher
+            variance (the sandwich cannot estimate it), items without data get the prior's width, and both are
+            flagged (``columns["fisher_floor"]``, ``columns["prior_only"]``) with an :class:`IntervalWarning`;
+            the rule applied is in ``info["interval_rule"]``.
         level: coverage of the intervals.
 
     Returns:
@@ -226,6 +252,8 @@ def fit_bradley_terry(
         raise InputError(f"intervals must be 'auto', 'fisher', 'sandwich' or 'none', got {intervals!r}")
     if not np.isfinite(prior) or prior < 0:
         raise InputError(f"prior must be a finite non-negative number of virtual games, got {prior!r}")
+    if not 0 < level < 1:  # also rejects NaN
+        raise InputError(f"level must be in (0, 1), e.g. 0.95; got {level!r}")
     if len(comparisons) == 0:
         raise InputError("no comparisons to fit")
     davidson = ties == "davidson"
@@ -234,6 +262,8 @@ def fit_bradley_terry(
         check_mle_exists(counts, comparisons.items)
     if davidson and counts.ties.sum() == 0:
         raise InputError("ties='davidson' needs at least one tie in the data; use ties='half'")
+    if davidson:
+        check_decisive(comparisons)
 
     design = PairwiseDesign(
         n_items=counts.n_items, i=counts.i, j=counts.j,
@@ -253,16 +283,10 @@ def fit_bradley_terry(
 
     n = counts.n_items
     theta = fit.theta - fit.theta.mean()
-    method = None if intervals == "none" else (
-        "sandwich" if intervals == "sandwich" or (intervals == "auto" and comparisons.cluster is not None)
-        else "fisher")
-    cov = None
+    chosen = _covariance(fit, comparisons, intervals, prior, davidson)
+    cov, method = chosen.cov, chosen.method
     params: dict[str, float] = {}
     param_intervals: dict[str, tuple[float, float]] = {}
-    if method is not None:
-        cov = covariance(fit.information, n, gauge=prior == 0)
-        if method == "sandwich":
-            cov = _sandwich(cov, comparisons, fit, davidson)
     z = special.ndtri(0.5 + level / 2)
     if davidson:
         lam = float(fit.eta[0])
@@ -271,11 +295,15 @@ def fit_bradley_terry(
             se_lam = float(np.sqrt(max(cov[n, n], 0.0)))
             param_intervals["tie_nu"] = (float(np.exp(lam - z * se_lam)), float(np.exp(lam + z * se_lam)))
     se = None if cov is None else np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
+    columns, notes = sparse_item_report(chosen, comparisons.items, prior)
+    lo, hi = interval_bounds(theta, se, chosen.prior_only, prior, level)
     return Leaderboard(
         items=comparisons.items,
         log_strength=theta,
         model="bradley_terry" + ("_davidson" if davidson else ""),
         se=se,
+        ci_low_log=lo,
+        ci_high_log=hi,
         covariance=None if cov is None else cov[:n, :n],
         n=counts.games_per_item(),
         win_rate=_win_rate(comparisons),
@@ -286,8 +314,9 @@ def fit_bradley_terry(
         interval_method=method,
         level=level,
         predictor=davidson_predictor(params["tie_nu"]) if davidson else bradley_terry_predictor,
+        columns=columns,
         info={"newman_sweeps": sweeps, "newton_steps": fit.n_iter, "scaled_gradient": fit.gradient_norm,
-              "prior": prior},
+              "prior": prior, "interval_rule": chosen.rule, "interval_notes": notes},
     )
 
 
@@ -299,8 +328,8 @@ def _win_rate(comparisons: Comparisons) -> np.ndarray:
         return np.where(games > 0, counts.wins_per_item() / np.where(games > 0, games, 1), np.nan)
 
 
-def _sandwich(cov: np.ndarray, comparisons: Comparisons, fit, davidson: bool) -> np.ndarray:
-    """Cluster-robust covariance from per-comparison scores at the fitted parameters."""
+def _covariance(fit, comparisons: Comparisons, intervals: str, prior: float, davidson: bool):
+    """Fisher or cluster-robust covariance (per-comparison scores at the fitted parameters)."""
     y, w = comparisons.outcome, comparisons.weight
     if davidson:
         tie = (y > 0) & (y < 1)
@@ -311,7 +340,5 @@ def _sandwich(cov: np.ndarray, comparisons: Comparisons, fit, davidson: bool) ->
         stats = {"wins_i": w * y, "wins_j": w * (1 - y)}
         model, n_eta = bradley_terry_rows, 0
     design = PairwiseDesign(n_items=comparisons.n_items, i=comparisons.a, j=comparisons.b, stats=stats)
-    d = fit.theta[comparisons.a] - fit.theta[comparisons.b]
-    rows = model(d, fit.eta, stats)
-    clusters = comparisons.cluster if comparisons.cluster is not None else np.arange(len(comparisons))
-    return sandwich_covariance(cov, rows, design, clusters, n_eta)
+    return fit_covariance(fit, design, model, intervals=intervals, prior=prior, n_eta=n_eta,
+                          clusters=comparisons.cluster, weight=w)

@@ -139,6 +139,10 @@ def fit_covariate_bt(
         extra=extra,
         aggregate=False,
         predictor=None,
+        identification_hint=(
+            "A covariate that is constant, duplicates another, or is a combination of the items' own indicators "
+            "is confounded with the strengths: drop it, or use ridge > 0 to shrink the coefficients."
+        ),
     )
     # Predictions without covariates are those of two answers with equal style (z = 0).
     if davidson:

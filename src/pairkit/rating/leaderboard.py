@@ -67,6 +67,8 @@ class Leaderboard:
     info: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.level, (int, float, np.floating)) and 0 < self.level < 1):  # rejects NaN too
+            raise InputError(f"level must be in (0, 1), e.g. 0.95; got {self.level!r}")
         n = len(self.items)
         if self.log_strength.shape != (n,):
             raise InputError(f"log_strength has shape {self.log_strength.shape}, expected ({n},)")

@@ -118,5 +118,12 @@ def fit_order_advantage(
         level=level,
         extra=extra,
         predictor=lambda f: order_predictor(float(f.beta[0]), ties, float(f.eta[0]) if separate else 0.0),
+        identification_hint=(
+            "The order advantage is separated from the strengths only when the same items are seen both first "
+            "and second; here the display order is confounded with the items (e.g. every comparison is against "
+            "one reference shown in the same position). Give the true order per comparison (a_first), mark "
+            "comparisons without an order as neutral, or fit without an order effect (fit_bradley_terry, "
+            "--model bt)."
+        ),
     )
     return lb

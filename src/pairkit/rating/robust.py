@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special
 
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import ConvergenceError, InputError
+from pairkit.errors import ConvergenceError, InputError, NotIdentifiedError
 from pairkit.rating._generic import ExtraParam, check_inputs, fit_rows_model, row_stats
 from pairkit.rating._pairwise import PairwiseDesign, RowDerivatives, bradley_terry_rows, fit_pairwise
 from pairkit.rating.bradley_terry import check_mle_exists
@@ -159,7 +159,7 @@ def fit_robust_bt(
 
     try:
         lb, _ = polish(None if epsilon is None else float(epsilon))
-    except ConvergenceError:
+    except (ConvergenceError, NotIdentifiedError):
         # ε at the boundary (no noise detected) leaves the mixture flat in ε: report the EM point, ε held there
         lb, _ = polish(eps)
     params = dict(lb.params)
