@@ -230,7 +230,8 @@ def sparse_clustered(seed, strengths=None):
 
 def test_sparse_items_are_floored_at_fisher_and_flagged():
     comps = sparse_clustered(7)
-    fisher = fit_bradley_terry(comps, prior=1.0, intervals="fisher")
+    with pytest.warns(IntervalWarning, match="prior alone"):
+        fisher = fit_bradley_terry(comps, prior=1.0, intervals="fisher")
     with pytest.warns(IntervalWarning) as record:
         board = fit_bradley_terry(comps, prior=1.0)
     messages = " ".join(str(r.message) for r in record)
