@@ -6,6 +6,7 @@ One shape for all three (the scikit-learn ``_parameter_constraints`` idea, appli
   allowed, and a line of documentation;
 - :func:`declare_options` attaches options to a function and checks every call's keyword options against them
   in one place, raising :class:`~pairkit.errors.InputError` naming the option, the allowed range and the value;
+- an :class:`Input` declares one tensor input of a loss (what it holds, its shape, whether it is required);
 - a :class:`Spec` describes a registered callable (kind, the data it takes, its inputs and options, aliases,
   whether it couples the examples of a batch) and a :class:`Registry` finds specs by name or alias.
 
@@ -37,7 +38,7 @@ from typing import Any
 
 from pairkit.errors import InputError
 
-__all__ = ["Interval", "Option", "Registry", "Spec", "declare_options", "options_of"]
+__all__ = ["Input", "Interval", "Option", "Registry", "Spec", "declare_options", "options_of"]
 
 _CLOSED = ("both", "left", "right", "neither")
 
@@ -110,11 +111,27 @@ class Option:
         words = []
         for kind in self.kinds():
             if kind is float:
-                words.append("a number" + (f" in {self.range.describe()}" if _bounded(self.range) else
-                                           f" {self.range.describe()}" if self.range else ""))
+                words.append(
+                    "a number"
+                    + (
+                        f" in {self.range.describe()}"
+                        if _bounded(self.range)
+                        else f" {self.range.describe()}"
+                        if self.range
+                        else ""
+                    )
+                )
             elif kind is int:
-                words.append("an integer" + (f" in {self.range.describe()}" if _bounded(self.range) else
-                                             f" {self.range.describe()}" if self.range else ""))
+                words.append(
+                    "an integer"
+                    + (
+                        f" in {self.range.describe()}"
+                        if _bounded(self.range)
+                        else f" {self.range.describe()}"
+                        if self.range
+                        else ""
+                    )
+                )
             elif kind is bool:
                 words.append("true or false")
             elif kind is str:
@@ -207,13 +224,33 @@ def options_of(fn: Callable) -> tuple[Option, ...]:
 
 
 @dataclass(frozen=True)
+class Input:
+    """One tensor input of a registered callable.
+
+    ``kind`` says what it holds, from a small vocabulary shared by producers (trainers, builders in tests):
+    ``"logps"`` (sequence log-probabilities), ``"token_logps"``, ``"token_mask"``, ``"lengths"``, ``"logits"``,
+    ``"token_logits"``, ``"labels"``, ``"rewards"``, ``"scores"``, ``"embeddings"``, ``"probs"``, … ``shape``
+    names its dimensions (``"[batch]"``, ``"[batch, list]"``, ``"[batch, T]"``). ``keyword`` inputs are passed
+    by name after the positional ones; ``required=False`` ones may be left out.
+    """
+
+    name: str
+    kind: str
+    shape: str = "[batch]"
+    required: bool = True
+    keyword: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class Spec:
     """A registered callable and what it declares.
 
     ``kind``: ``"rating model"``, ``"loss"`` or ``"strategy"``. ``data``: the kind of data it takes
     (``"comparisons"``, ``"rankings"``, ``"pairwise log-probabilities"``, …). ``inputs``: the names of its
-    positional inputs. ``options``: its declared keyword options (by default those attached with
-    :func:`declare_options`). ``batch_coupled``: a loss whose value for one example depends on the others in the
+    positional inputs. ``input_specs``: its tensor inputs as :class:`Input` (positional and keyword); when
+    given, ``inputs`` defaults to the names of the positional ones. ``options``: its declared keyword options
+    (by default those attached with :func:`declare_options`). ``batch_coupled``: a loss whose value for one example depends on the others in the
     batch (so gradient accumulation over micro-batches changes the objective).
     """
 
@@ -222,6 +259,7 @@ class Spec:
     kind: str
     data: str = ""
     inputs: tuple[str, ...] = ()
+    input_specs: tuple[Input, ...] = ()
     options: tuple[Option, ...] = ()
     aliases: tuple[str, ...] = ()
     family: str = ""
@@ -230,6 +268,8 @@ class Spec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.input_specs and not self.inputs:
+            object.__setattr__(self, "inputs", tuple(i.name for i in self.input_specs if not i.keyword))
         if not self.options:
             object.__setattr__(self, "options", options_of(self.fn))
         if not self.summary:
@@ -238,6 +278,14 @@ class Spec:
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
+
+    def input(self, name: str) -> Input:
+        """The declared :class:`Input` called ``name``."""
+        for i in self.input_specs:
+            if i.name == name:
+                return i
+        known = ", ".join(i.name for i in self.input_specs) or "none declared"
+        raise InputError(f"{self.kind} {self.name!r} has no input {name!r}; its inputs: {known}")
 
     @property
     def option_names(self) -> tuple[str, ...]:

@@ -93,3 +93,14 @@ def test_registry_names_aliases_and_errors():
     with pytest.raises(InputError, match="has no option"):
         spec.check({"beta": 1})
     assert spec(None, level=0.3)["level"] == 0.3
+
+
+def test_input_specs_give_the_positional_inputs():
+    from pairkit._spec import Input
+
+    spec = Spec(
+        "x", fit, kind="loss", input_specs=(Input("a", "logps"), Input("n", "lengths", keyword=True, required=False))
+    )
+    assert spec.inputs == ("a",) and spec.input("n").kind == "lengths" and not spec.input("n").required
+    with pytest.raises(InputError, match="has no input 'b'"):
+        spec.input("b")

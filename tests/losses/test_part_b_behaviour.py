@@ -143,7 +143,7 @@ CASES = {
 
 
 def _ours():
-    return sorted(n for n, fn in _core._REGISTRY.items() if fn.__module__ in MODULES)
+    return sorted(s.name for s in _core.specs() if s.fn.__module__ in MODULES)
 
 
 def test_every_registered_loss_is_in_the_matrix():

@@ -1,7 +1,8 @@
 """Losses for learning from comparisons (requires torch).
 
-Every loss is a pure function ``f(inputs..., *, options..., reduction="mean")`` registered by name:
-``pairkit.losses.get("dpo")``, ``pairkit.losses.names()``. Peers' names (TRL ``loss_type`` values,
+Every loss is a pure function ``f(inputs..., *, options..., reduction="mean")`` registered by name as a
+:class:`~pairkit._spec.Spec` declaring its inputs, options and whether it is batch-coupled:
+``pairkit.losses.get("dpo")`` (the function), ``pairkit.losses.spec("dpo")``, ``pairkit.losses.names()``. Peers' names (TRL ``loss_type`` values,
 pytorch-metric-learning classes in snake case) are aliases.
 """
 
@@ -19,7 +20,7 @@ from pairkit.losses import (  # noqa: F401  (importing registers the losses)
     ranking,
     reward,
 )
-from pairkit.losses._core import canonical_name, family_of, get, names, reduce_loss, register
+from pairkit.losses._core import canonical_name, family_of, get, names, reduce_loss, register, spec, specs
 from pairkit.losses.classification import *  # noqa: F403
 from pairkit.losses.contrastive import *  # noqa: F403
 from pairkit.losses.diagnostics import *  # noqa: F403
@@ -32,4 +33,4 @@ from pairkit.losses.preference_unpaired import *  # noqa: F403
 from pairkit.losses.ranking import *  # noqa: F403
 from pairkit.losses.reward import *  # noqa: F403
 
-__all__ = ["canonical_name", "family_of", "get", "names", "reduce_loss", "register"]
+__all__ = ["canonical_name", "family_of", "get", "names", "reduce_loss", "register", "spec", "specs"]

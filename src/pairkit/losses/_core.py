@@ -1,4 +1,4 @@
-"""Shared machinery of every pairkit loss: the reduction, input checks and the name registry.
+"""Shared machinery of every pairkit loss: the reduction, input checks, declared inputs and the registry.
 
 Conventions (see ``DESIGN.md``): a loss is a pure function ``f(inputs..., *, options..., reduction="mean")``.
 ``reduction="none"`` returns per-example values, ``"sum"`` their (weighted) sum and ``"mean"`` their weighted
@@ -7,12 +7,12 @@ mean over the valid (unmasked) examples. Empty or fully masked input reduces to 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Literal
 
 import torch
 
+from pairkit._spec import Input, Option, Registry, Spec, declare_options
 from pairkit.errors import InputError
 
 Reduction = Literal["mean", "sum", "none"]
@@ -105,55 +105,129 @@ def check_broadcastable(name: str, tensor: torch.Tensor | None, shape: torch.Siz
         ) from None
 
 
+# ------------------------------------------------------------------------------------------- declared inputs
+
+# The input kinds of the registered losses (see pairkit._spec.Input); trainers and the behaviour tests build
+# tensors from these declarations, never from signatures.
+PAIR = (Input("policy_chosen_logps", "logps"), Input("policy_rejected_logps", "logps"))
+PAIR_REF = (*PAIR, Input("ref_chosen_logps", "logps"), Input("ref_rejected_logps", "logps"))
+UNPAIRED = (Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("desirable", "labels"))
+LIST_REF = (
+    Input("policy_logps", "logps", "[batch, list]"),
+    Input("ref_logps", "logps", "[batch, list]"),
+    Input("labels", "labels", "[batch, list]"),
+)
+RANKED_LISTS = (Input("scores", "scores", "[batch, list]"), Input("labels", "labels", "[batch, list]"))
+REWARD_PAIR = (Input("chosen_rewards", "rewards"), Input("rejected_rewards", "rewards"))
+CLASSES = (Input("logits", "logits", "[batch, classes]"), Input("labels", "labels"))
+STUDENT_TEACHER = (
+    Input("student_logits", "logits", "[batch, classes]"),
+    Input("teacher_logits", "logits", "[batch, classes]"),
+)
+TOKEN_STUDENT_TEACHER = (
+    Input("student_logits", "token_logits", "[batch, T, vocab]"),
+    Input("teacher_logits", "token_logits", "[batch, T, vocab]"),
+)
+DISTRIBUTIONS = (
+    Input("log_predictions", "log_probs", "[batch, classes]"),
+    Input("log_targets", "log_probs", "[batch, classes]"),
+)
+LABELLED_EMBEDDINGS = (Input("embeddings", "embeddings", "[n, dim]"), Input("labels", "labels", "[n]"))
+QUERY_KEYS = (Input("query", "embeddings", "[n, dim]"), Input("keys", "embeddings", "[n, dim]"))
+
+
+def keyword(name: str, kind: str, shape: str = "[batch]", *, required: bool = False, doc: str = "") -> Input:
+    """A tensor passed by keyword (lengths, per-pair targets, token tensors …)."""
+    return Input(name, kind, shape, required=required, keyword=True, doc=doc)
+
+
+CHOSEN_LENGTHS = keyword("chosen_lengths", "lengths")
+REJECTED_LENGTHS = keyword("rejected_lengths", "lengths")
+CHOSEN_NLL = keyword("chosen_nll", "nll")
+TOKEN_MASKS = (
+    keyword("chosen_mask", "token_mask", "[batch, T]"),
+    keyword("rejected_mask", "token_mask", "[batch, T]"),
+)
+TOKEN_PAIR_REF = (
+    *(Input(i.name, "token_logps", "[batch, T]") for i in PAIR_REF),
+    Input("chosen_kl", "token_kl", "[batch, T]"),
+    Input("rejected_kl", "token_kl", "[batch, T]"),
+    *TOKEN_MASKS,
+)
+
+
 # ----------------------------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
-_FAMILY: dict[str, str] = {}
-_ALIASES: dict[str, str] = {}
+REGISTRY = Registry("loss")
 
 
-def register(name: str, *, family: str, aliases: tuple[str, ...] = ()) -> Callable:
-    """Decorator: register a loss under ``name`` (and ``aliases``, e.g. a peer's spelling) in ``family``."""
+def register(
+    name: str,
+    *,
+    family: str,
+    inputs: tuple[Input, ...],
+    aliases: tuple[str, ...] = (),
+    options: tuple[Option, ...] = (),
+    batch_coupled: bool = False,
+    data: str = "",
+) -> Callable:
+    """Decorator: register a loss as a :class:`~pairkit._spec.Spec`.
+
+    ``inputs`` declares its tensor inputs; ``options`` its keyword options (checked on every call, see
+    :func:`~pairkit._spec.declare_options`); ``batch_coupled`` that one example's value depends on the others
+    in the batch (so it must be computed on the whole batch). ``aliases`` are peers' spellings.
+    """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        for key in (name, *aliases):
-            if key in _REGISTRY or key in _ALIASES:
-                raise RuntimeError(f"loss name {key!r} registered twice")
-        _REGISTRY[name] = fn
-        _FAMILY[name] = family
-        for alias in aliases:
-            _ALIASES[alias] = name
-        return fn
+        checked = declare_options(*options)(fn) if options else fn
+        REGISTRY.add(
+            Spec(
+                name,
+                checked,
+                kind="loss",
+                data=data or family,
+                input_specs=tuple(inputs),
+                aliases=tuple(aliases),
+                family=family,
+                batch_coupled=batch_coupled,
+            )  # fmt: skip
+        )
+        return checked
 
     return wrap
 
 
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def spec(name: str) -> Spec:
+    """The :class:`~pairkit._spec.Spec` of the loss registered under ``name`` or one of its aliases."""
+    if not isinstance(name, str):
+        raise InputError(f"a loss name must be a string, got {type(name).__name__}")
+    return REGISTRY.get(_key(name))
+
+
+def specs(family: str | None = None) -> list[Spec]:
+    """Every registered loss spec (of one ``family``), sorted by name."""
+    return [s for s in REGISTRY.specs() if family is None or s.family == family]
+
+
 def get(name: str) -> Callable[..., torch.Tensor]:
     """Return the loss function registered under ``name`` or one of its aliases."""
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    try:
-        return _REGISTRY[key]
-    except KeyError:
-        close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise InputError(f"unknown loss {name!r}.{hint} See pairkit.losses.names().") from None
+    return spec(name).fn
 
 
 def names(family: str | None = None, *, aliases: bool = False) -> list[str]:
     """Sorted registered loss names, optionally of one family; ``aliases=True`` includes the aliases."""
-    out = [n for n in _REGISTRY if family is None or _FAMILY[n] == family]
-    if aliases:
-        out += [a for a, n in _ALIASES.items() if family is None or _FAMILY[n] == family]
-    return sorted(out)
+    return REGISTRY.names(family=family, aliases=aliases)
 
 
 def canonical_name(name: str) -> str:
     """The registered name that ``name`` (possibly an alias) refers to."""
-    fn = get(name)
-    return next(k for k, v in _REGISTRY.items() if v is fn)
+    return spec(name).name
 
 
 def family_of(name: str) -> str:
     """The family ('preference', 'ranking', ...) of a registered loss."""
-    return _FAMILY[canonical_name(name)]
+    return spec(name).family

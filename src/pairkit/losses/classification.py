@@ -12,8 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import CLASSES, Reduction, check_broadcastable, reduce_loss, register
 
 __all__ = [
     "aldr_kl_loss",
@@ -99,7 +100,7 @@ def _check_number(name: str, value, *, low=None, high=None, low_open=False) -> N
 # ------------------------------------------------------------------------------------------------- losses
 
 
-@register("cross_entropy", family="classification", aliases=("softmax_cross_entropy", "ce"))
+@register("cross_entropy", inputs=CLASSES, family="classification", aliases=("softmax_cross_entropy", "ce"))
 def cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -130,7 +131,7 @@ def cross_entropy(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("focal_loss", family="classification", aliases=("focal",))
+@register("focal_loss", inputs=CLASSES, family="classification", aliases=("focal",))
 def focal_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -173,7 +174,7 @@ def focal_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("poly1_cross_entropy", family="classification", aliases=("poly1", "poly_loss"))
+@register("poly1_cross_entropy", inputs=CLASSES, family="classification", aliases=("poly1", "poly_loss"))
 def poly1_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -207,7 +208,7 @@ def poly1_cross_entropy(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("z_loss", family="classification", aliases=("spherical_z_loss",))
+@register("z_loss", inputs=CLASSES, family="classification", aliases=("spherical_z_loss",))
 def z_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -265,7 +266,7 @@ def _mean_lse(values: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(values, dim=-1) - math.log(values.shape[-1])
 
 
-@register("ldr_kl_loss", family="classification", aliases=("ldr_kl", "ldr_loss"))
+@register("ldr_kl_loss", inputs=CLASSES, family="classification", aliases=("ldr_kl", "ldr_loss"))
 def ldr_kl_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -306,7 +307,7 @@ def ldr_kl_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("aldr_kl_loss", family="classification", aliases=("aldr_kl",))
+@register("aldr_kl_loss", inputs=CLASSES, family="classification", aliases=("aldr_kl",))
 def aldr_kl_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -363,7 +364,7 @@ def aldr_kl_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("comp_sum_loss", family="classification", aliases=("comp_sum",))
+@register("comp_sum_loss", inputs=CLASSES, family="classification", aliases=("comp_sum",))
 def comp_sum_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -399,7 +400,7 @@ def comp_sum_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("generalized_cross_entropy", family="classification", aliases=("gce",))
+@register("generalized_cross_entropy", inputs=CLASSES, family="classification", aliases=("gce",))
 def generalized_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -426,7 +427,7 @@ def generalized_cross_entropy(
     return comp_sum_loss(logits, labels, tau=1.0 + q, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("mae_loss", family="classification", aliases=("mean_absolute_error",))
+@register("mae_loss", inputs=CLASSES, family="classification", aliases=("mean_absolute_error",))
 def mae_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -449,7 +450,19 @@ def mae_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("p2c_loss", family="classification", aliases=("prefer_to_classify",))
+@register(
+    "p2c_loss",
+    inputs=(
+        Input("logits_a", "logits", "[batch, classes]"),
+        Input("logits_b", "logits", "[batch, classes]"),
+        Input("labels", "labels"),
+        Input("preference_logits_a", "logits"),
+        Input("preference_logits_b", "logits"),
+        Input("preferences", "labels"),
+    ),
+    family="classification",
+    aliases=("prefer_to_classify",),
+)
 def p2c_loss(
     logits_a: torch.Tensor,
     logits_b: torch.Tensor,

@@ -26,9 +26,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
 from pairkit.losses._chunked import row_logsumexp
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import (
+    LABELLED_EMBEDDINGS,
+    QUERY_KEYS,
+    Reduction,
+    check_broadcastable,
+    keyword,
+    reduce_loss,
+    register,
+)
 
 __all__ = [
     "alignment",
@@ -238,7 +247,7 @@ def _supcon_rows(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
 # ------------------------------------------------------------------------------------ paired-view losses
 
 
-@register("infonce", family=_FAMILY, aliases=("info_nce", "info_nce_loss"))
+@register("infonce", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("info_nce", "info_nce_loss"))
 def infonce(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -273,7 +282,7 @@ def infonce(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("clip", family=_FAMILY, aliases=("clip_loss",))
+@register("clip", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("clip_loss",))
 def clip(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -305,7 +314,7 @@ def clip(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("siglip", family=_FAMILY, aliases=("sigmoid_loss", "siglip_loss"))
+@register("siglip", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("sigmoid_loss", "siglip_loss"))
 def siglip(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -339,7 +348,13 @@ def siglip(
     return reduce_loss(F.softplus(-sign * logits).sum(1), reduction, weights=weights)
 
 
-@register("cwcl", family=_FAMILY, aliases=("continuously_weighted_contrastive", "cwcl_loss"))
+@register(
+    "cwcl",
+    inputs=(*QUERY_KEYS, keyword("similarity", "similarity", "[n, n]")),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("continuously_weighted_contrastive", "cwcl_loss"),
+)
 def cwcl(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -389,7 +404,13 @@ def cwcl(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("isogclr", family=_FAMILY, aliases=("individualized_temperature", "isogclr_loss"))
+@register(
+    "isogclr",
+    inputs=QUERY_KEYS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("individualized_temperature", "isogclr_loss"),
+)
 def isogclr(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -437,7 +458,17 @@ def isogclr(
     return reduce_loss(tau * (log_mean + rho), reduction, weights=weights)
 
 
-@register("decoupled_softmax", family=_FAMILY, aliases=("dexml", "decoupled_softmax_loss"))
+@register(
+    "decoupled_softmax",
+    inputs=(
+        Input("query", "embeddings", "[n, dim]"),
+        Input("keys", "embeddings", "[m, dim]"),
+        Input("targets", "labels", "[n, m]"),
+    ),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("dexml", "decoupled_softmax_loss"),
+)
 def decoupled_softmax(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -483,7 +514,7 @@ def decoupled_softmax(
     return _reduce_pairs(pair_loss, anchor, n, weights, reduction)
 
 
-@register("alignment", family=_FAMILY, aliases=("align_loss", "alignment_loss"))
+@register("alignment", inputs=QUERY_KEYS, family=_FAMILY, aliases=("align_loss", "alignment_loss"))
 def alignment(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -517,7 +548,13 @@ def alignment(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("uniformity", family=_FAMILY, aliases=("uniform_loss", "uniformity_loss"))
+@register(
+    "uniformity",
+    inputs=(Input("embeddings", "embeddings", "[n, dim]"),),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("uniform_loss", "uniformity_loss"),
+)
 def uniformity(embeddings: torch.Tensor, *, t: float = 2.0, normalize: bool = True) -> torch.Tensor:
     """Uniformity: log of the mean Gaussian potential between all pairs of embeddings (lower = more uniform).
 
@@ -557,7 +594,7 @@ def _labelled(embeddings, labels, weights, normalize):
     return x, labels
 
 
-@register("ntxent", family=_FAMILY, aliases=("ntxent_loss", "nt_xent"))
+@register("ntxent", inputs=LABELLED_EMBEDDINGS, batch_coupled=True, family=_FAMILY, aliases=("ntxent_loss", "nt_xent"))
 def ntxent(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -592,7 +629,13 @@ def ntxent(
     return _reduce_pairs(pair_loss, anchor, x.shape[0], weights, reduction)
 
 
-@register("supcon", family=_FAMILY, aliases=("sup_con_loss", "supcon_loss", "supervised_contrastive"))
+@register(
+    "supcon",
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("sup_con_loss", "supcon_loss", "supervised_contrastive"),
+)
 def supcon(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -624,7 +667,13 @@ def supcon(
     return reduce_loss(values, reduction, mask=has_pos, weights=weights)
 
 
-@register("triplet_margin", family=_FAMILY, aliases=("triplet_margin_loss", "triplet"))
+@register(
+    "triplet_margin",
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("triplet_margin_loss", "triplet"),
+)
 def triplet_margin(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -685,7 +734,13 @@ def triplet_margin(
     return reduce_loss(values, reduction, mask=valid, weights=w)
 
 
-@register("contrastive", family=_FAMILY, aliases=("contrastive_loss", "pair_margin"))
+@register(
+    "contrastive",
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("contrastive_loss", "pair_margin"),
+)
 def contrastive(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -719,7 +774,13 @@ def contrastive(
     return pos_term + neg_term
 
 
-@register("multi_similarity", family=_FAMILY, aliases=("multi_similarity_loss", "ms_loss"))
+@register(
+    "multi_similarity",
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("multi_similarity_loss", "ms_loss"),
+)
 def multi_similarity(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -754,7 +815,7 @@ def multi_similarity(
     return reduce_loss(pos_term + neg_term, reduction, weights=weights)
 
 
-@register("circle", family=_FAMILY, aliases=("circle_loss",))
+@register("circle", inputs=LABELLED_EMBEDDINGS, batch_coupled=True, family=_FAMILY, aliases=("circle_loss",))
 def circle(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -792,7 +853,13 @@ def circle(
     return reduce_loss(F.softplus(total), reduction, mask=valid, weights=weights)
 
 
-@register("tcm", family=_FAMILY, aliases=("threshold_consistent_margin_loss", "threshold_consistent_margin"))
+@register(
+    "tcm",
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("threshold_consistent_margin_loss", "threshold_consistent_margin"),
+)
 def threshold_consistent_margin(
     embeddings: torch.Tensor,
     labels: torch.Tensor,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_same_shape, reduce_loss, register
+from pairkit.losses._core import CLASSES, STUDENT_TEACHER, Reduction, check_same_shape, keyword, reduce_loss, register
 from pairkit.losses.classification import _check_number, _label_logp, check_logits_labels
 from pairkit.losses.divergence import _check_pair, _kl_logspace
 
@@ -45,7 +46,12 @@ def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -_label_logp(torch.log_softmax(logits, dim=-1), labels)
 
 
-@register("hinton_kd_loss", family="distill", aliases=("kd", "hinton_kd"))
+@register(
+    "hinton_kd_loss",
+    inputs=(*STUDENT_TEACHER, keyword("labels", "labels")),
+    family="distill",
+    aliases=("kd", "hinton_kd"),
+)
 def hinton_kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -94,7 +100,9 @@ def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
     return binary, non_target
 
 
-@register("dkd_loss", family="distill", aliases=("dkd", "decoupled_kd"))
+@register(
+    "dkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "labels")), family="distill", aliases=("dkd", "decoupled_kd")
+)
 def dkd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -133,7 +141,9 @@ def dkd_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("nkd_loss", family="distill", aliases=("nkd", "normalized_kd"))
+@register(
+    "nkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "labels")), family="distill", aliases=("nkd", "normalized_kd")
+)
 def nkd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -181,7 +191,12 @@ def _entropy(log_p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.where(p > 0, log_p, torch.zeros_like(log_p))).sum(-1)
 
 
-@register("bd_kd_loss", family="distill", aliases=("bd_kd", "balanced_divergence_kd"))
+@register(
+    "bd_kd_loss",
+    inputs=(*STUDENT_TEACHER, keyword("labels", "labels")),
+    family="distill",
+    aliases=("bd_kd", "balanced_divergence_kd"),
+)
 def bd_kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -244,7 +259,12 @@ def ps_kd_alpha(epoch: int, num_epochs: int, *, alpha_final: float = 0.8) -> flo
     return alpha_final * (epoch + 1) / num_epochs
 
 
-@register("ps_kd_loss", family="distill", aliases=("ps_kd", "pskd"))
+@register(
+    "ps_kd_loss",
+    inputs=(*CLASSES, Input("past_logits", "logits", "[batch, classes]")),
+    family="distill",
+    aliases=("ps_kd", "pskd"),
+)
 def ps_kd_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,

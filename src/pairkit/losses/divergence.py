@@ -22,8 +22,17 @@ from functools import partial
 import torch
 from torch.autograd.function import once_differentiable
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import (
+    DISTRIBUTIONS,
+    TOKEN_STUDENT_TEACHER,
+    Reduction,
+    check_broadcastable,
+    check_same_shape,
+    reduce_loss,
+    register,
+)
 
 __all__ = [
     "alpha_divergence",
@@ -81,7 +90,12 @@ def _finish(values, *, mask, weights, reduction):
 # ------------------------------------------------------------------------------------------- divergences
 
 
-@register("kl_divergence", family="divergence", aliases=("forward_kl", "kl_div"))
+@register(
+    "kl_divergence",
+    inputs=(Input("log_predictions", "log_probs", "[batch, classes]"), Input("targets", "probs", "[batch, classes]")),
+    family="divergence",
+    aliases=("forward_kl", "kl_div"),
+)
 def kl_divergence(
     log_predictions: torch.Tensor,
     targets: torch.Tensor,
@@ -120,7 +134,7 @@ def _kl_logspace(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return _xlogy_rel(p, log_p, log_q).sum(-1)
 
 
-@register("kl_divergence_with_log_targets", family="divergence")
+@register("kl_divergence_with_log_targets", inputs=DISTRIBUTIONS, family="divergence")
 def kl_divergence_with_log_targets(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -145,7 +159,7 @@ def kl_divergence_with_log_targets(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("reverse_kl_divergence", family="divergence", aliases=("reverse_kl",))
+@register("reverse_kl_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("reverse_kl",))
 def reverse_kl_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -187,7 +201,7 @@ def _generalized_jsd_values(log_p: torch.Tensor, log_t: torch.Tensor, beta: floa
     return beta * _kl_logspace(log_t, log_m) + (1.0 - beta) * _kl_logspace(log_p, log_m)
 
 
-@register("generalized_jsd", family="divergence", aliases=("generalized_jensen_shannon", "gjsd"))
+@register("generalized_jsd", inputs=DISTRIBUTIONS, family="divergence", aliases=("generalized_jensen_shannon", "gjsd"))
 def generalized_jsd(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -221,7 +235,9 @@ def generalized_jsd(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("total_variation_distance", family="divergence", aliases=("total_variation", "tv_distance"))
+@register(
+    "total_variation_distance", inputs=DISTRIBUTIONS, family="divergence", aliases=("total_variation", "tv_distance")
+)
 def total_variation_distance(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -246,7 +262,9 @@ def total_variation_distance(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("squared_hellinger_distance", family="divergence", aliases=("hellinger", "squared_hellinger"))
+@register(
+    "squared_hellinger_distance", inputs=DISTRIBUTIONS, family="divergence", aliases=("hellinger", "squared_hellinger")
+)
 def squared_hellinger_distance(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -274,7 +292,7 @@ def squared_hellinger_distance(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("alpha_divergence", family="divergence", aliases=("amari_alpha_divergence",))
+@register("alpha_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("amari_alpha_divergence",))
 def alpha_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -362,7 +380,7 @@ def _pearson_generator(u: torch.Tensor) -> torch.Tensor:
 _pearson = f_divergence(_pearson_generator)
 
 
-@register("chi_squared_divergence", family="divergence", aliases=("pearson_chi2",))
+@register("chi_squared_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("pearson_chi2",))
 def chi_squared_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -384,7 +402,7 @@ def chi_squared_divergence(
     return _pearson(log_predictions, log_targets, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("cauchy_schwarz_divergence", family="divergence", aliases=("cs_divergence",))
+@register("cauchy_schwarz_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("cs_divergence",))
 def cauchy_schwarz_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -415,7 +433,7 @@ def cauchy_schwarz_divergence(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("top_k_kl_divergence", family="divergence", aliases=("topk_kl",))
+@register("top_k_kl_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("topk_kl",))
 def top_k_kl_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -466,7 +484,16 @@ def _safe_log(x: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, torch.log(torch.where(pos, x, torch.ones_like(x))), float("-inf"))
 
 
-@register("sinkhorn_distance", family="divergence", aliases=("sinkhorn", "entropic_ot"))
+@register(
+    "sinkhorn_distance",
+    inputs=(
+        Input("predictions", "probs", "[batch, classes]"),
+        Input("targets", "probs", "[batch, classes]"),
+        Input("cost", "cost", "[classes, classes]"),
+    ),
+    family="divergence",
+    aliases=("sinkhorn", "entropic_ot"),
+)
 def sinkhorn_distance(
     predictions: torch.Tensor,
     targets: torch.Tensor,
@@ -656,7 +683,7 @@ def token_divergence(
     return reduce_loss(values.reshape(lead), reduction, mask=mask, weights=weights)
 
 
-@register("token_kl_divergence", family="divergence", aliases=("token_forward_kl",))
+@register("token_kl_divergence", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("token_forward_kl",))
 def token_kl_divergence(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -692,7 +719,9 @@ def token_kl_divergence(
     )
 
 
-@register("token_reverse_kl_divergence", family="divergence", aliases=("token_reverse_kl",))
+@register(
+    "token_reverse_kl_divergence", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("token_reverse_kl",)
+)
 def token_reverse_kl_divergence(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -727,7 +756,9 @@ def token_reverse_kl_divergence(
     )
 
 
-@register("token_generalized_jsd", family="divergence", aliases=("gkd", "generalized_jsd_loss"))
+@register(
+    "token_generalized_jsd", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("gkd", "generalized_jsd_loss")
+)
 def token_generalized_jsd(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,

@@ -12,6 +12,7 @@ With :math:`\\rho_c = \\log\\pi(y_c) - \\log\\pi_{ref}(y_c)`, :math:`\\rho_r` li
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Callable
@@ -21,10 +22,16 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 from pairkit.losses._core import (
+    CHOSEN_LENGTHS,
+    CHOSEN_NLL,
+    PAIR,
+    PAIR_REF,
+    REJECTED_LENGTHS,
     Reduction,
     check_broadcastable,
     check_float_tensors,
     check_same_shape,
+    keyword,
     reduce_loss,
     register,
 )
@@ -291,7 +298,18 @@ def _ref_loss(name: str, *, aliases: tuple[str, ...] = (), f_divergence: bool = 
         loss.__signature__ = inspect.Signature(params)
         for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
             setattr(loss, attr, getattr(core, attr))
-        return register(name, family=_FAMILY, aliases=aliases)(loss)
+        tensors = {
+            "chosen_lengths": CHOSEN_LENGTHS,
+            "rejected_lengths": REJECTED_LENGTHS,
+            "chosen_nll": CHOSEN_NLL,
+            "quality_margins": keyword("quality_margins", "margins", required=True),
+            "preference_probs": keyword("preference_probs", "probs", required=True),
+        }
+        inputs = (
+            *PAIR_REF,
+            *(dataclasses.replace(tensors[k], required=v is _REQUIRED) for k, v in defaults.items() if k in tensors),
+        )
+        return register(name, inputs=inputs, family=_FAMILY, aliases=aliases)(loss)
 
     return wrap
 
@@ -673,7 +691,7 @@ def _aot(a, b, beta, label_smoothing, mask, weights, reduction):
     return reduce_loss(values, reduction, mask=mask)
 
 
-@register("aot", family=_FAMILY)
+@register("aot", inputs=PAIR_REF, batch_coupled=True, family=_FAMILY)
 def aot_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -708,7 +726,7 @@ def aot_loss(
     )  # fmt: skip
 
 
-@register("aot_unpaired", family=_FAMILY)
+@register("aot_unpaired", inputs=PAIR_REF, batch_coupled=True, family=_FAMILY)
 def aot_unpaired_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -744,7 +762,17 @@ def aot_unpaired_loss(
 # ----------------------------------------------------------------------- DPO with extra terms or targets
 
 
-@register("pair_sft", family=_FAMILY, aliases=("sft",))
+@register(
+    "pair_sft",
+    inputs=(
+        PAIR_REF[0],
+        *(dataclasses.replace(i, required=False) for i in PAIR_REF[1:]),  # accepted so it composes with the others
+        dataclasses.replace(CHOSEN_LENGTHS, required=True),
+    ),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("sft",),
+)
 def pair_sft_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor | None = None,
@@ -785,7 +813,7 @@ def pair_sft_loss(
     return _reduce(-policy_chosen_logps / mean_length, reduction, mask, weights)
 
 
-@register("dr_dpo", family=_FAMILY, aliases=("drdpo",))
+@register("dr_dpo", inputs=PAIR_REF, batch_coupled=True, family=_FAMILY, aliases=("drdpo",))
 def dr_dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -841,7 +869,7 @@ def _avg(logps: torch.Tensor, name: str, lengths) -> torch.Tensor:
     return logps if lengths is None else logps / _lengths(name, lengths, logps)
 
 
-@register("simpo", family=_FAMILY)
+@register("simpo", inputs=(*PAIR, CHOSEN_LENGTHS, REJECTED_LENGTHS), family=_FAMILY)
 def simpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -882,7 +910,7 @@ def _alphapo_reward(logps: torch.Tensor, alpha: float) -> torch.Tensor:
     return -torch.expm1(-alpha * logps) / alpha if alpha != 0.0 else logps
 
 
-@register("cpo", family=_FAMILY)
+@register("cpo", inputs=(*PAIR, CHOSEN_NLL), family=_FAMILY)
 def cpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -928,7 +956,7 @@ def cpo_loss(
     return _reduce_plus(values, cpo_alpha * _nll(policy_chosen_logps, chosen_nll, None), reduction, mask, weights)
 
 
-@register("cpo_simpo", family=_FAMILY)
+@register("cpo_simpo", inputs=(*PAIR, CHOSEN_LENGTHS, REJECTED_LENGTHS, CHOSEN_NLL), family=_FAMILY)
 def cpo_simpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -975,7 +1003,7 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < -math.log(2.0), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
 
-@register("orpo", family=_FAMILY)
+@register("orpo", inputs=(*PAIR, CHOSEN_NLL), family=_FAMILY)
 def orpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -1046,7 +1074,19 @@ def cringe_positive_logits(
     return logits.gather(-1, top_idx.gather(-1, pick)).squeeze(-1)
 
 
-@register("pairwise_cringe", family=_FAMILY, aliases=("cringe_pair",))
+@register(
+    "pairwise_cringe",
+    inputs=(
+        *PAIR,
+        *(dataclasses.replace(i, required=False) for i in PAIR_REF[2:]),
+        keyword("rejected_token_logits", "token_logits", "[batch, T]", required=True),
+        keyword("positive_token_logits", "token_logits", "[batch, T]", required=True),
+        keyword("rejected_mask", "token_mask", "[batch, T]", required=True),
+        CHOSEN_NLL,
+    ),
+    family=_FAMILY,
+    aliases=("cringe_pair",),
+)
 def pairwise_cringe_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,

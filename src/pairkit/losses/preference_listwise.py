@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import LIST_REF, Reduction, check_broadcastable, check_same_shape, reduce_loss, register
 
 __all__ = [
     "dpo_plackett_luce_loss",
@@ -84,7 +84,7 @@ def plackett_luce_nll(scores: torch.Tensor, labels: torch.Tensor, valid: torch.T
     return -terms.sum(-1)
 
 
-@register("dpo_plackett_luce", family=_FAMILY, aliases=("dpo_pl", "lipo_list_mle"))
+@register("dpo_plackett_luce", inputs=LIST_REF, family=_FAMILY, aliases=("dpo_pl", "lipo_list_mle"))
 def dpo_plackett_luce_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -151,7 +151,7 @@ def lipo_lambda_weights(scores: torch.Tensor, labels: torch.Tensor, valid: torch
     return w.to(scores.dtype)
 
 
-@register("lipo", family=_FAMILY, aliases=("lipo_lambda",))
+@register("lipo", inputs=LIST_REF, family=_FAMILY, aliases=("lipo_lambda",))
 def lipo_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -186,7 +186,7 @@ def lipo_loss(
     return reduce_loss(values, reduction, mask=valid.any(-1), weights=weights)
 
 
-@register("lipo_softmax", family=_FAMILY, aliases=("listnet_dpo",))
+@register("lipo_softmax", inputs=LIST_REF, family=_FAMILY, aliases=("listnet_dpo",))
 def lipo_softmax_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,

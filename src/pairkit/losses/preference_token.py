@@ -11,8 +11,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import (
+    TOKEN_MASKS,
+    TOKEN_PAIR_REF,
+    Reduction,
+    check_broadcastable,
+    check_same_shape,
+    keyword,
+    reduce_loss,
+    register,
+)
 from pairkit.losses._core import check_float_tensors as _check_rows
 
 __all__ = [
@@ -90,7 +100,7 @@ def _tdpo_parts(pc, pr, rc, rr, ckl, rkl, chosen_mask, rejected_mask, mask, weig
     return margin, _masked_sum(ckl, cm), _masked_sum(rkl, rm)
 
 
-@register("tdpo1", family=_FAMILY)
+@register("tdpo1", inputs=TOKEN_PAIR_REF, family=_FAMILY)
 def tdpo1_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -135,7 +145,7 @@ def tdpo1_loss(
     return reduce_loss(-F.logsigmoid(beta * (margin - (rkl - ckl))), reduction, mask=mask, weights=weights)
 
 
-@register("tdpo2", family=_FAMILY, aliases=("tdpo",))
+@register("tdpo2", inputs=TOKEN_PAIR_REF, family=_FAMILY, aliases=("tdpo",))
 def tdpo2_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -179,7 +189,19 @@ def tdpo2_loss(
     return reduce_loss(-F.logsigmoid(beta * logits), reduction, mask=mask, weights=weights)
 
 
-@register("sparse_po", family=_FAMILY, aliases=("sparsepo",))
+@register(
+    "sparse_po",
+    inputs=(
+        *TOKEN_PAIR_REF[:4],
+        keyword("chosen_token_weights", "token_weights", "[batch, T]", required=True),
+        keyword("rejected_token_weights", "token_weights", "[batch, T]", required=True),
+        keyword("chosen_kl", "token_kl", "[batch, T]"),
+        keyword("rejected_kl", "token_kl", "[batch, T]"),
+        *TOKEN_MASKS,
+    ),
+    family=_FAMILY,
+    aliases=("sparsepo",),
+)
 def sparse_po_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -238,7 +260,12 @@ def sparse_po_loss(
     return reduce_loss(-F.logsigmoid(beta * (reward - kl)), reduction, mask=mask, weights=weights)
 
 
-@register("token_nll", family=_FAMILY, aliases=("masked_nll",))
+@register(
+    "token_nll",
+    inputs=(Input("logps", "token_logps", "[batch, T]"), keyword("mask", "token_mask", "[batch, T]")),
+    family=_FAMILY,
+    aliases=("masked_nll",),
+)
 def token_nll_loss(
     logps: torch.Tensor,
     *,

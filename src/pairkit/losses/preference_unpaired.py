@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, reduce_loss, register
+from pairkit.losses._core import UNPAIRED, Reduction, keyword, reduce_loss, register
 from pairkit.losses._core import check_float_tensors as _check_rows
 
 __all__ = [
@@ -78,7 +79,12 @@ def kto_kl_estimate(
     return kl.clamp(min=0)
 
 
-@register("kto", family=_FAMILY)
+@register(
+    "kto",
+    inputs=(*UNPAIRED, keyword("policy_kl_logps", "logps"), keyword("ref_kl_logps", "logps")),
+    batch_coupled=True,
+    family=_FAMILY,
+)
 def kto_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -135,7 +141,7 @@ def kto_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("apo_zero_unpaired", family=_FAMILY)
+@register("apo_zero_unpaired", inputs=UNPAIRED, family=_FAMILY)
 def apo_zero_unpaired_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -168,7 +174,7 @@ def apo_zero_unpaired_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("bco", family=_FAMILY)
+@register("bco", inputs=UNPAIRED, family=_FAMILY)
 def bco_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -213,7 +219,12 @@ def _pointwise_targets(labels, like: torch.Tensor) -> torch.Tensor:
     return target
 
 
-@register("pointwise_dpo", family=_FAMILY, aliases=("ulma_pointwise_dpo",))
+@register(
+    "pointwise_dpo",
+    inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("labels", "labels")),
+    family=_FAMILY,
+    aliases=("ulma_pointwise_dpo",),
+)
 def pointwise_dpo_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -242,7 +253,7 @@ def pointwise_dpo_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("ulma", family=_FAMILY)
+@register("ulma", inputs=UNPAIRED, family=_FAMILY)
 def ulma_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -271,7 +282,17 @@ def ulma_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("dro", family=_FAMILY, aliases=("direct_reward_optimisation", "direct_reward_optimization"))
+@register(
+    "dro",
+    inputs=(
+        Input("policy_logps", "logps"),
+        Input("ref_logps", "logps"),
+        Input("rewards", "rewards"),
+        keyword("values", "rewards"),
+    ),
+    family=_FAMILY,
+    aliases=("direct_reward_optimisation", "direct_reward_optimization"),
+)
 def dro_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -302,7 +323,12 @@ def dro_loss(
     return reduce_loss(0.5 * residual.square(), reduction, mask=mask, weights=weights)
 
 
-@register("npo", family=_FAMILY, aliases=("negative_preference_optimization",))
+@register(
+    "npo",
+    inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps")),
+    family=_FAMILY,
+    aliases=("negative_preference_optimization",),
+)
 def npo_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,

@@ -28,8 +28,17 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import (
+    RANKED_LISTS,
+    Reduction,
+    check_broadcastable,
+    check_same_shape,
+    keyword,
+    reduce_loss,
+    register,
+)
 
 __all__ = [
     "approx_ndcg_loss",
@@ -204,7 +213,7 @@ def ideal_dcg(labels, *, mask=None, k: int | None = None, gain: Gain = "exp2") -
 # ------------------------------------------------------------------------------------------- pointwise
 
 
-@register("pointwise_sigmoid_loss", family="ranking", aliases=("pointwise_sigmoid",))
+@register("pointwise_sigmoid_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pointwise_sigmoid",))
 def pointwise_sigmoid_loss(
     scores, labels, *, max_label: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -235,7 +244,7 @@ def pointwise_sigmoid_loss(
     return _reduce_lists(per_list, valid=mask.any(-1), weights=weights, reduction=reduction)
 
 
-@register("pointwise_mse_loss", family="ranking", aliases=("pointwise_mse",))
+@register("pointwise_mse_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pointwise_mse",))
 def pointwise_mse_loss(scores, labels, *, mask=None, weights=None, reduction: Reduction = "mean") -> torch.Tensor:
     r"""Pointwise squared error between scores and relevance labels (regression baseline).
 
@@ -281,7 +290,12 @@ def pairwise_ranking_loss(
     return _reduce_lists(per_list, valid=pairs.any((-2, -1)), weights=weights, reduction=reduction)
 
 
-@register("pairwise_logistic_loss", family="ranking", aliases=("pairwise_logistic", "rank_net", "ranknet"))
+@register(
+    "pairwise_logistic_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("pairwise_logistic", "rank_net", "ranknet"),
+)
 def pairwise_logistic_loss(
     scores, labels, *, sigma: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -303,7 +317,7 @@ def pairwise_logistic_loss(
     )
 
 
-@register("pairwise_hinge_loss", family="ranking", aliases=("pairwise_hinge",))
+@register("pairwise_hinge_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pairwise_hinge",))
 def pairwise_hinge_loss(
     scores, labels, *, margin: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -320,7 +334,7 @@ def pairwise_hinge_loss(
     )
 
 
-@register("pairwise_soft_zero_one_loss", family="ranking", aliases=("pairwise_soft_zero_one",))
+@register("pairwise_soft_zero_one_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pairwise_soft_zero_one",))
 def pairwise_soft_zero_one_loss(
     scores, labels, *, sigma: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -342,7 +356,12 @@ def pairwise_soft_zero_one_loss(
     )
 
 
-@register("margin_mse_loss", family="ranking", aliases=("margin_mse",))
+@register(
+    "margin_mse_loss",
+    inputs=(Input("scores", "scores", "[batch, list]"), Input("teacher_scores", "scores", "[batch, list]")),
+    family="ranking",
+    aliases=("margin_mse",),
+)
 def margin_mse_loss(scores, teacher_scores, *, mask=None, weights=None, reduction: Reduction = "mean") -> torch.Tensor:
     r"""Margin-MSE distillation: match the student's score margins to the teacher's.
 
@@ -361,7 +380,16 @@ def margin_mse_loss(scores, teacher_scores, *, mask=None, weights=None, reductio
     return _reduce_lists(per_list, valid=pairs.any((-2, -1)), weights=weights, reduction=reduction)
 
 
-@register("thurstone_fidelity_loss", family="ranking", aliases=("thurstone_fidelity", "fidelity"))
+@register(
+    "thurstone_fidelity_loss",
+    inputs=(
+        *RANKED_LISTS,
+        keyword("stds", "scores", "[batch, list]", required=True),
+        keyword("label_stds", "scores", "[batch, list]"),
+    ),
+    family="ranking",
+    aliases=("thurstone_fidelity", "fidelity"),
+)
 def thurstone_fidelity_loss(
     scores,
     labels,
@@ -421,7 +449,7 @@ def _listwise_cross_entropy(scores, target_probs, mask):
     return -(target_probs * _masked_log_softmax(scores, mask)).sum(-1)
 
 
-@register("softmax_loss", family="ranking", aliases=("softmax", "listwise_softmax"))
+@register("softmax_loss", inputs=RANKED_LISTS, family="ranking", aliases=("softmax", "listwise_softmax"))
 def softmax_loss(scores, labels, *, mask=None, weights=None, reduction: Reduction = "mean") -> torch.Tensor:
     r"""Listwise softmax cross-entropy with the labels normalised to a distribution.
 
@@ -439,7 +467,7 @@ def softmax_loss(scores, labels, *, mask=None, weights=None, reduction: Reductio
     return _reduce_lists(per_list, valid=total.squeeze(-1) > 0, weights=weights, reduction=reduction)
 
 
-@register("listnet_loss", family="ranking", aliases=("listnet", "list_net"))
+@register("listnet_loss", inputs=RANKED_LISTS, family="ranking", aliases=("listnet", "list_net"))
 def listnet_loss(scores, labels, *, mask=None, weights=None, reduction: Reduction = "mean") -> torch.Tensor:
     r"""ListNet: cross-entropy between the top-one probabilities of labels and of scores.
 
@@ -456,7 +484,7 @@ def listnet_loss(scores, labels, *, mask=None, weights=None, reduction: Reductio
     return _reduce_lists(per_list, valid=mask.any(-1), weights=weights, reduction=reduction)
 
 
-@register("poly1_softmax_loss", family="ranking", aliases=("poly1_softmax",))
+@register("poly1_softmax_loss", inputs=RANKED_LISTS, family="ranking", aliases=("poly1_softmax",))
 def poly1_softmax_loss(
     scores, labels, *, epsilon: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -480,7 +508,12 @@ def poly1_softmax_loss(
     return _reduce_lists(per_list, valid=valid, weights=weights, reduction=reduction)
 
 
-@register("listmle_loss", family="ranking", aliases=("listmle", "list_mle", "plackett_luce", "plackett_luce_topk"))
+@register(
+    "listmle_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("listmle", "list_mle", "plackett_luce", "plackett_luce_topk"),
+)
 def listmle_loss(
     scores, labels, *, k: int | None = None, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -554,7 +587,9 @@ def ndcg_loss2pp_weights(gains: torch.Tensor, ranks: torch.Tensor, *, mu: float 
     return mu * ndcg_loss2_weights(gains, ranks) + lambdarank_weights(gains, ranks)
 
 
-@register("lambda_loss", family="ranking", aliases=("lambdaloss", "ndcg_loss2pp", "ndcg_loss2_plus_plus"))
+@register(
+    "lambda_loss", inputs=RANKED_LISTS, family="ranking", aliases=("lambdaloss", "ndcg_loss2pp", "ndcg_loss2_plus_plus")
+)
 def lambda_loss(
     scores,
     labels,
@@ -634,7 +669,7 @@ def _lambda_loss_with(weighting, name: str, doc: str):
     return loss
 
 
-lambdarank_loss = register("lambdarank_loss", family="ranking", aliases=("lambdarank",))(
+lambdarank_loss = register("lambdarank_loss", inputs=RANKED_LISTS, family="ranking", aliases=("lambdarank",))(
     _lambda_loss_with(
         lambdarank_weights,
         "lambdarank_loss",
@@ -649,7 +684,7 @@ lambdarank_loss = register("lambdarank_loss", family="ranking", aliases=("lambda
     )
 )
 
-ndcg_loss2 = register("ndcg_loss2", family="ranking", aliases=("ndcgloss2",))(
+ndcg_loss2 = register("ndcg_loss2", inputs=RANKED_LISTS, family="ranking", aliases=("ndcgloss2",))(
     _lambda_loss_with(
         ndcg_loss2_weights,
         "ndcg_loss2",
@@ -673,7 +708,9 @@ def _normalised_gains(labels, mask, k, gain):
     return _safe_div(relevance_gains(labels, gain), idcg.unsqueeze(-1)), idcg
 
 
-@register("approx_ndcg_loss", family="ranking", aliases=("approx_ndcg", "approxndcg", "approxndcgloss"))
+@register(
+    "approx_ndcg_loss", inputs=RANKED_LISTS, family="ranking", aliases=("approx_ndcg", "approxndcg", "approxndcgloss")
+)
 def approx_ndcg_loss(
     scores,
     labels,
@@ -763,7 +800,7 @@ def sinkhorn_scaling(
     return mat
 
 
-@register("neural_ndcg_loss", family="ranking", aliases=("neural_ndcg", "neuralndcg"))
+@register("neural_ndcg_loss", inputs=RANKED_LISTS, family="ranking", aliases=("neural_ndcg", "neuralndcg"))
 def neural_ndcg_loss(
     scores,
     labels,

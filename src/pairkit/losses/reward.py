@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import REWARD_PAIR, Reduction, check_broadcastable, keyword, reduce_loss, register
 from pairkit.losses._core import check_float_tensors as _check_rows
 from pairkit.losses.preference_listwise import _list_inputs, plackett_luce_nll
 
@@ -38,7 +39,12 @@ def _margin(margin, like: torch.Tensor) -> torch.Tensor | float:
     return margin
 
 
-@register("reward_bradley_terry", family=_FAMILY, aliases=("reward_bt", "reward_trainer"))
+@register(
+    "reward_bradley_terry",
+    inputs=(*REWARD_PAIR, keyword("margin", "margins")),
+    family=_FAMILY,
+    aliases=("reward_bt", "reward_trainer"),
+)
 def bradley_terry_reward_loss(
     chosen_rewards: torch.Tensor,
     rejected_rewards: torch.Tensor,
@@ -70,7 +76,7 @@ def bradley_terry_reward_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("reward_centering", family=_FAMILY, aliases=("center_rewards",))
+@register("reward_centering", inputs=REWARD_PAIR, family=_FAMILY, aliases=("center_rewards",))
 def reward_centering_loss(
     chosen_rewards: torch.Tensor,
     rejected_rewards: torch.Tensor,
@@ -94,7 +100,12 @@ def reward_centering_loss(
     return reduce_loss((chosen_rewards + rejected_rewards).square(), reduction, mask=mask, weights=weights)
 
 
-@register("soft_bradley_terry", family=_FAMILY, aliases=("soft_label_bt",))
+@register(
+    "soft_bradley_terry",
+    inputs=(*REWARD_PAIR, keyword("target_probs", "probs", required=True), keyword("margin", "margins")),
+    family=_FAMILY,
+    aliases=("soft_label_bt",),
+)
 def soft_bradley_terry_reward_loss(
     chosen_rewards: torch.Tensor,
     rejected_rewards: torch.Tensor,
@@ -127,7 +138,18 @@ def soft_bradley_terry_reward_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("regression_bradley_terry", family=_FAMILY, aliases=("helpsteer2_preference",))
+@register(
+    "regression_bradley_terry",
+    inputs=(
+        *REWARD_PAIR,
+        keyword("chosen_targets", "rewards", required=True),
+        keyword("rejected_targets", "rewards", required=True),
+        keyword("strength", "margins"),
+        keyword("margin", "margins"),
+    ),
+    family=_FAMILY,
+    aliases=("helpsteer2_preference",),
+)
 def regression_bradley_terry_loss(
     chosen_rewards: torch.Tensor,
     rejected_rewards: torch.Tensor,
@@ -171,7 +193,12 @@ def regression_bradley_terry_loss(
     return reduce_loss(bt + regression_weight * reg, reduction, mask=mask, weights=weights)
 
 
-@register("reward_plackett_luce", family=_FAMILY, aliases=("kwise_reward",))
+@register(
+    "reward_plackett_luce",
+    inputs=(Input("rewards", "rewards", "[batch, list]"), Input("labels", "labels", "[batch, list]")),
+    family=_FAMILY,
+    aliases=("kwise_reward",),
+)
 def plackett_luce_reward_loss(
     rewards: torch.Tensor,
     labels: torch.Tensor,
@@ -252,7 +279,15 @@ def gpm_preference_probs(
     return torch.sigmoid(gpm_preference_logits(first_embeddings, second_embeddings, eigenvalues=eigenvalues) / beta)
 
 
-@register("gpm", family=_FAMILY, aliases=("general_preference_model",))
+@register(
+    "gpm",
+    inputs=(
+        Input("chosen_embeddings", "embeddings", "[batch, 2k]"),
+        Input("rejected_embeddings", "embeddings", "[batch, 2k]"),
+    ),
+    family=_FAMILY,
+    aliases=("general_preference_model",),
+)
 def gpm_loss(
     chosen_embeddings: torch.Tensor,
     rejected_embeddings: torch.Tensor,
