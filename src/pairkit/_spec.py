@@ -250,8 +250,9 @@ class Spec:
     (``"comparisons"``, ``"rankings"``, ``"pairwise log-probabilities"``, …). ``inputs``: the names of its
     positional inputs. ``input_specs``: its tensor inputs as :class:`Input` (positional and keyword); when
     given, ``inputs`` defaults to the names of the positional ones. ``options``: its declared keyword options
-    (by default those attached with :func:`declare_options`). ``batch_coupled``: a loss whose value for one example depends on the others in the
-    batch (so gradient accumulation over micro-batches changes the objective).
+    (by default those attached with :func:`declare_options`). ``batch_coupled``: a loss whose value for one
+    example depends on the others in the batch (so gradient accumulation over micro-batches changes the
+    objective).
     """
 
     name: str

@@ -2,8 +2,8 @@
 
 Every loss is a pure function ``f(inputs..., *, options..., reduction="mean")`` registered by name as a
 :class:`~pairkit._spec.Spec` declaring its inputs, options and whether it is batch-coupled:
-``pairkit.losses.get("dpo")`` (the function), ``pairkit.losses.spec("dpo")``, ``pairkit.losses.names()``. Peers' names (TRL ``loss_type`` values,
-pytorch-metric-learning classes in snake case) are aliases.
+``pairkit.losses.get("dpo")`` (the function), ``pairkit.losses.spec("dpo")``, ``pairkit.losses.names()``.
+Peers' names (TRL ``loss_type`` values, pytorch-metric-learning classes in snake case) are aliases.
 """
 
 from pairkit.losses import (  # noqa: F401  (importing registers the losses)
