@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -26,47 +28,104 @@ def compare_models_command(
     a_first: str = typer.Option(None, help="Boolean column: the first item was shown/played first ('true' = always)."),
     models: str = typer.Option(
         None,
-        help="Comma-separated model names (default: bt,elo,davidson,rao_kupper,robust; "
+        help="Comma-separated model names (default: bt,elo,davidson,rao_kupper; "
         "'order' and 'bayeselo' need --a-first).",
     ),
     folds: int = typer.Option(5, help="Number of cross-validation folds."),
     seed: int = typer.Option(0, help="Seed of the fold assignment."),
     prior: float = typer.Option(1.0, help="Virtual games passed to models with a prior (keeps folds finite)."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
+    test: Path = typer.Option(
+        None, help="Held-out comparisons (same columns): fit on PATH once and score on this file, by item name."
+    ),
+    split_by: str = typer.Option(
+        None,
+        help="Column of groups (season, week): each group is predicted from all earlier ones, in the order they "
+        "first appear (forecast validation; fair to online models such as elo, trueskill, weng_lin).",
+    ),
+    plot: Path = typer.Option(None, help="Write a reliability diagram (PNG) of the held-out predictions."),
     json_out: Path = typer.Option(None, "--json", help="Write the table as JSON."),
 ) -> None:
-    """Cross-validate rating models: held-out log-loss, accuracy, Brier score and calibration error."""
+    """Compare rating models on held-out data: log-loss, accuracy, Brier score and calibration error.
+
+    Held out by K-fold cross-validation (default), by groups in time order (--split-by) or a test file (--test).
+    ECE is computed on both orientations of every comparison; with ties, models that forecast a tie probability
+    are also scored on win/tie/loss (log-loss 3, Brier 3). A model that cannot be fitted is skipped with a note.
+    """
     with reported_errors():
+        from rich.markup import escape
         from rich.table import Table
 
+        from pairkit.errors import InputError
         from pairkit.rating.model_selection import compare_models
 
+        if test is not None and split_by is not None:
+            raise InputError("give --test or --split-by, not both")
+        if split_by is not None and cluster is not None:
+            raise InputError("--split-by and --cluster both define the held-out groups; give one")
         comps = load_comparisons(
-            path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid
+            path, winner, loser, a, b, outcome, score_a, score_b, weight, split_by or cluster, a_first, drop_invalid
         )
+        held_out = None
+        if test is not None:
+            held_out = load_comparisons(
+                test, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid
+            )
+        groups = None
+        if split_by is not None:
+            groups = comps.cluster
+            comps = replace(comps, cluster=None)
         names = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
-        frame = compare_models(comps, names, folds=folds, seed=seed, prior=prior)
-        grouped = "clusters" if comps.cluster is not None else "comparisons"
-        table = Table(
-            title=f"{folds}-fold cross-validation ({grouped} per fold) · {len(comps):,} comparisons of "
-            f"{comps.n_items} items",
-            title_justify="left",
-        )
-        for col in ("model", "log-loss", "± sd (folds)", "accuracy", "Brier", "ECE"):
+        frame = compare_models(comps, names, folds=folds, seed=seed, prior=prior, split_by=groups, test=held_out)
+        if held_out is not None:
+            how = f"trained on {path.name} ({len(comps):,} comparisons), scored on {test.name} ({len(held_out):,})"
+        elif groups is not None:
+            how = (f"forward validation by {split_by!r}: {int(frame.folds.iloc[0])} groups each predicted from the "
+                   f"earlier ones · {len(comps):,} comparisons")
+        else:
+            grouped = "clusters" if comps.cluster is not None else "comparisons"
+            how = f"{folds}-fold cross-validation ({grouped} per fold) · {len(comps):,} comparisons"
+        table = Table(title=f"{how} of {comps.n_items} items", title_justify="left")
+        three = frame["log_loss_3"].notna().any()
+        cols = ["model", "log-loss", "± sd (folds)", "accuracy", "Brier", "ECE"]
+        if three:
+            cols += ["log-loss 3", "Brier 3"]
+        for col in cols:
             table.add_column(col, justify="left" if col == "model" else "right")
         for row in frame.itertuples(index=False):
-            table.add_row(
-                row.model,
-                f"{row.log_loss:.4f}",
-                f"{row.log_loss_sd:.4f}",
-                f"{row.accuracy:.3f}",
-                f"{row.brier:.4f}",
-                f"{row.ece:.4f}",
-            )
+            if row.note:
+                table.add_row(row.model, *["—"] * (len(cols) - 1))
+                continue
+            cells = [row.model, _fmt(row.log_loss, 4), _fmt(row.log_loss_sd, 4), _fmt(row.accuracy, 3),
+                     _fmt(row.brier, 4), _fmt(row.ece, 4)]
+            if three:
+                cells += [_fmt(row.log_loss_3, 4), _fmt(row.brier_3, 4)]
+            table.add_row(*cells)
         console.print(table)
+        for row in frame.itertuples(index=False):
+            if row.note:
+                console.print(f"{row.model}: {escape(row.note)}", highlight=False)
+        if three:
+            console.print("log-loss 3 / Brier 3: win/tie/loss forecasts (models with a tie probability only)")
+        if plot is not None:
+            from pairkit.rating.model_selection import plot_reliability
+
+            plot_reliability(frame, plot)
+            console.print(f"wrote {plot}")
         if json_out is not None:
-            records = frame.to_dict(orient="records")
+            records = [{k: _jsonable(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
             json_out.write_text(
-                json.dumps({"folds": folds, "seed": seed, "models": records}, indent=2) + "\n", encoding="utf-8"
+                json.dumps({"folds": folds, "seed": seed, "models": records}, indent=2, allow_nan=False) + "\n",
+                encoding="utf-8",
             )
             console.print(f"wrote {json_out}")
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "—" if value != value else f"{value:.{digits}f}"
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
