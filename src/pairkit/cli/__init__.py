@@ -10,7 +10,7 @@ import importlib
 
 from pairkit.cli._app import app
 
-_COMMAND_MODULES = ("demo", "rank", "compare", "judge", "simulate", "train")
+_COMMAND_MODULES = ("demo", "rank", "count", "compare", "judge", "simulate", "train")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -79,16 +79,35 @@ def load_comparisons(
     a_first: str | None = None,
     drop_invalid: bool = False,
 ):
-    """Read comparisons with the CLI's column options (``--a-first true`` means a always went first)."""
+    """Read comparisons with the CLI's column options (``--a-first true`` means a always went first).
+
+    A directory (a partitioned dataset), a glob or a count file is counted out of core first
+    (:func:`pairkit.scale.load_any`); a single rows file is read whole."""
     from pairkit.data import read_comparisons
 
     first: str | bool | None = a_first
     if isinstance(a_first, str) and a_first.lower() in ("true", "always", "1"):
         first = True
-    return read_comparisons(
-        path, winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a, score_b=score_b,
-        weight=weight, cluster=cluster, a_first=first, on_invalid="drop" if drop_invalid else "raise",
-    )
+    columns = dict(winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a, score_b=score_b,
+                   weight=weight, cluster=cluster, a_first=first)
+    text = str(path)
+    if Path(text).is_dir() or any(ch in text for ch in "*?[") or _is_count_file(Path(text)):
+        from pairkit.scale import load_any
+
+        return load_any(text, drop_invalid=drop_invalid, **columns)
+    return read_comparisons(path, on_invalid="drop" if drop_invalid else "raise", **columns)
+
+
+def _is_count_file(path: Path) -> bool:
+    """A Parquet or CSV file whose header is a count table's (``pairkit count`` output)."""
+    if not path.is_file() or path.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        return False
+    from pairkit.scale.counts import _columns_of, is_counts
+
+    try:
+        return is_counts(_columns_of(path))
+    except Exception:  # unreadable header: the readers report it with the file name
+        return False
 
 
 def call_with_supported(fit: Callable, data, **options):

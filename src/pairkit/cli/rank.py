@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -34,6 +35,10 @@ class Resample(str, Enum):
     cluster = "cluster"
 
 
+ROW_ORDER_MODELS = frozenset({"elo", "trueskill", "weng_lin", "openskill"})
+"""Models that update rating by rating in the order of the rows, so pair counts cannot stand in for them."""
+
+
 def available_models() -> dict:
     """Model name → fit function, from the rating registry."""
     from pairkit.rating.registry import MODELS
@@ -43,7 +48,9 @@ def available_models() -> dict:
 
 @app.command()
 def rank(
-    path: Path = typer.Argument(None, help="CSV, TSV, JSONL, JSON or Parquet file of comparisons."),
+    path: Path = typer.Argument(
+        None, help="CSV, TSV, JSONL, JSON or Parquet file of comparisons; a directory or quoted glob of such files, "
+        "or a count file (pairkit count), is counted out of core first."),
     winner: str = typer.Option(None, help="Column holding the winner (with --loser)."),
     loser: str = typer.Option(None, help="Column holding the loser."),
     a: str = typer.Option(None, "--a", help="Column holding the first item."),
@@ -91,6 +98,11 @@ def rank(
             model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
         comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
                                  drop_invalid)
+        counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
+        if counted is not None and (bootstrap or model in ROW_ORDER_MODELS):
+            raise InputError(
+                f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
+                "(a directory, a glob or a count file is counted first); give a single rows file")
         fit = models[model]
         # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws).
         options = {"ties": None if ties is None else ties.value, "prior": prior, "level": level}
@@ -110,9 +122,12 @@ def rank(
         if board.scale_name in ("log", "elo") and (scale is Scale.elo or anchor is not None):
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
+        n_rows = len(comps) if counted is None else counted
+        if counted is not None:
+            board = replace(board, n_comparisons=int(counted))
         console.print(leaderboard_table(
             board, top=top,
-            title=f"{board.model} · {len(comps):,} comparisons of {comps.n_items} items{dropped}"))
+            title=f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}"))
         params = format_params(board)
         if params:
             console.print(params)

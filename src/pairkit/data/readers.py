@@ -194,7 +194,7 @@ def read_comparisons(
         flag(~np.isfinite(w) | (w < 0), weight, "weight must be finite and non-negative")
     cl = None
     if cluster is not None:
-        cl, _ = pd.factorize(frame[cluster])
+        cl, cl_labels = pd.factorize(frame[cluster])
         flag(cl < 0, cluster, "missing cluster id")
         cl = cl.astype(np.int64, copy=False)
     af = None
@@ -221,7 +221,9 @@ def read_comparisons(
         if not keep.any():
             raise InputError(f"{src.name}: every row is invalid ({summary})")
         idx_a, idx_b, out, w = idx_a[keep], idx_b[keep], out[keep], w[keep]
-        cl = None if cl is None else pd.factorize(cl[keep])[0].astype(np.int64)
+        if cl is not None:
+            cl, cl_labels = pd.factorize(np.asarray(cl_labels)[cl[keep]])
+            cl = cl.astype(np.int64)
         af = None if af is None else af[keep]
         if items_given is None:  # items seen only in dropped rows are not items of the data
             used = np.zeros(len(items), dtype=bool)
@@ -235,6 +237,7 @@ def read_comparisons(
         items=tuple(items.tolist()), a=idx_a.astype(np.int64, copy=False), b=idx_b.astype(np.int64, copy=False),
         outcome=np.ascontiguousarray(out, dtype=np.float64), weight=np.ascontiguousarray(w, dtype=np.float64),
         cluster=cl, a_first=af, source=src.name, n_dropped=int(bad.sum()) if problems else 0,
+        _cache={} if cl is None else {"cluster_labels": np.asarray(cl_labels)},  # names of the cluster codes
     )
 
 

@@ -1,0 +1,62 @@
+"""``pairkit count``: per-pair counts of comparisons in files too large for memory (DuckDB or Ray)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from pairkit.cli._app import app
+from pairkit.cli._common import console, reported_errors
+
+
+class Engine(str, Enum):
+    duckdb = "duckdb"
+    ray = "ray"
+    memory = "memory"
+
+
+@app.command()
+def count(
+    paths: list[str] = typer.Argument(..., help="Files, quoted globs or directories (Parquet, CSV, TSV, JSONL, "
+                                      "JSON); count files given here are summed."),
+    output: Path = typer.Option(..., "--output", "-o", help="Count table to write (.parquet or .csv)."),
+    winner: str = typer.Option(None, help="Column holding the winner (with --loser)."),
+    loser: str = typer.Option(None, help="Column holding the loser."),
+    a: str = typer.Option(None, "--a", help="Column holding the first item."),
+    b: str = typer.Option(None, "--b", help="Column holding the second item."),
+    outcome: str = typer.Option(None, help="Outcome column: model_a/model_b/tie, 1-0/0-1/1/2-1/2, or 1/0/0.5."),
+    score_a: str = typer.Option(None, help="Score of the first item (with --score-b): win/draw/loss."),
+    score_b: str = typer.Option(None, help="Score of the second item."),
+    weight: str = typer.Option(None, help="Column of non-negative weights (counts become weight sums)."),
+    cluster: str = typer.Option(None, help="Cluster column: counts are kept per cluster (for sandwich errors)."),
+    a_first: str = typer.Option(None, help="Boolean column: the first item went first; counts kept per side."),
+    engine: Engine = typer.Option(Engine.duckdb, help="duckdb (streaming, bounded memory), ray (a task per file "
+                                  "on a cluster) or memory."),
+    ray_address: str = typer.Option(None, help="With --engine ray: the cluster to join (default: a local one)."),
+    memory_limit: str = typer.Option(None, help="With --engine duckdb: e.g. 1GB; DuckDB spills to disk beyond."),
+    drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
+) -> None:
+    """Count wins, losses and ties of every item pair; `pairkit rank COUNTS` fits from the result."""
+    with reported_errors():
+        from pairkit.errors import InputError
+        from pairkit.scale import count_pairs
+
+        if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
+            raise InputError(f"--output {output}: use a .parquet or .csv file name")
+        first: str | bool | None = a_first
+        if isinstance(a_first, str) and a_first.lower() in ("true", "always", "1"):
+            first = True
+        table = count_pairs(
+            paths, engine=engine.value, winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a,
+            score_b=score_b, weight=weight, cluster=cluster, a_first=first,
+            on_invalid="drop" if drop_invalid else "raise", ray_address=ray_address, memory_limit=memory_limit,
+        )
+        if output.suffix.lower() == ".csv":
+            table.to_csv(output, index=False)
+        else:
+            table.to_parquet(output, index=False)
+        items = len(set(table["a"]) | set(table["b"]))
+        console.print(f"wrote {output}: {len(table):,} pair counts of {items:,} items from "
+                      f"{int(table['n'].sum()):,} comparisons")

@@ -1,0 +1,32 @@
+"""Out-of-core and distributed pair counting: files too large for memory → per-pair counts → the usual fit.
+
+Bradley–Terry-type models depend on the data only through per-pair win/tie counts, so a data set of 10⁹ rows
+over 10⁵ items reduces to at most a few million count rows. :func:`count_pairs` computes them from Parquet,
+CSV or JSONL files (globs, directories of a partitioned dataset) with DuckDB (embedded, streaming, spilling to
+disk) or with Ray tasks over the files (a local or remote cluster), applying the readers' validation rules.
+:func:`counts_to_comparisons` turns a count table back into weighted :class:`~pairkit.data.Comparisons` whose
+pair counts — hence every fit from them — equal those of the original rows.
+
+Count table columns: ``a``, ``b`` (item names, ``a < b``), ``a_wins``, ``b_wins``, ``ties`` (weighted when a
+weight column is given), ``n`` (rows), and the keys ``cluster`` / ``a_first`` (``a`` went first) when asked for.
+"""
+
+from pairkit.scale.counts import (
+    COUNT_COLUMNS,
+    comparisons_to_counts,
+    count_pairs,
+    counts_to_comparisons,
+    expand_paths,
+    is_counts,
+    load_any,
+)
+
+__all__ = [
+    "COUNT_COLUMNS",
+    "comparisons_to_counts",
+    "count_pairs",
+    "counts_to_comparisons",
+    "expand_paths",
+    "is_counts",
+    "load_any",
+]

@@ -1,0 +1,191 @@
+"""Pair counting with DuckDB: one streaming GROUP BY over every file, memory bounded (spilling to disk)."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from pairkit.errors import DroppedRowsWarning, InputError
+
+# Problem codes of a row, first applicable wins; 0 = valid. The readers' rules, written in SQL.
+PROBLEMS = {
+    1: "missing item name",
+    2: "missing outcome or unknown outcome label",
+    3: "outcome must be in [0, 1]",
+    4: "an outcome other than 0, 1/2 or 1 cannot be counted as a win, loss or tie",
+    5: "the item is compared with itself",
+    6: "weight must be a finite non-negative number",
+    7: "missing cluster id",
+    8: "expected a boolean (true/false/1/0)",
+}
+
+_SPACE = " \t\r\n\x0b\x0c"
+
+
+def _q(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _text(column: str) -> str:
+    return f"NULLIF(trim(CAST({_q(column)} AS VARCHAR), {_lit(_SPACE)}), '')"
+
+
+def _source(files: list[Path]) -> str:
+    from pairkit.scale.counts import file_kind
+
+    kinds = {file_kind(f) for f in files}
+    if len(kinds) > 1:
+        raise InputError(f"the inputs mix file types ({', '.join(sorted(kinds))}); count each type separately "
+                         "and merge the count files")
+    kind = kinds.pop()
+    listing = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
+    if kind == "parquet":
+        return f"read_parquet({listing}, filename = true, union_by_name = true)"
+    if kind in ("csv", "tsv"):
+        delim = _lit("\t" if kind == "tsv" else ",")
+        return (f"read_csv({listing}, all_varchar = true, header = true, delim = {delim}, filename = true, "
+                "union_by_name = true)")
+    form = "newline_delimited" if kind == "jsonl" else "array"
+    return f"read_json({listing}, format = {_lit(form)}, filename = true, union_by_name = true)"
+
+
+def _outcome_sql(spec: dict, outcome_map) -> str:
+    from pairkit.data.readers import OUTCOME_LABELS
+
+    if "winner" in spec:
+        return "1.0"
+    if "outcome" in spec:
+        labels = dict(OUTCOME_LABELS)
+        if outcome_map:
+            labels.update({str(k).strip().lower(): float(v) for k, v in outcome_map.items()})
+        text = f"lower({_text(spec['outcome'])})"
+        cases = " ".join(f"WHEN {_lit(k)} THEN {float(v)!r}" for k, v in labels.items())
+        return f"(CASE {text} {cases} ELSE TRY_CAST({text} AS DOUBLE) END)"
+    sa = f"TRY_CAST({_text(spec['score_a'])} AS DOUBLE)"
+    sb = f"TRY_CAST({_text(spec['score_b'])} AS DOUBLE)"
+    return f"(CASE WHEN {sa} > {sb} THEN 1.0 WHEN {sa} < {sb} THEN 0.0 WHEN {sa} = {sb} THEN 0.5 END)"
+
+
+def _bool_sql(column: str) -> str:
+    text = f"lower({_text(column)})"
+    return (f"(CASE WHEN {text} IN ('true', '1', 'yes', '1.0') THEN true "
+            f"WHEN {text} IN ('false', '0', 'no', '0.0') THEN false END)")
+
+
+def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memory_limit: str | None = None
+                      ) -> pd.DataFrame:
+    """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported."""
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - the scale extra
+        raise InputError("--engine duckdb needs the duckdb package: pip install 'pairkit[scale]'") from exc
+    from pairkit.data.readers import _detect_shape, _mode, _Source
+
+    src = _source(files)
+    with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
+        con = duckdb.connect(config={"temp_directory": spill, **({"memory_limit": memory_limit}
+                                                                   if memory_limit else {})})
+        try:
+            try:
+                columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+            except duckdb.Error as exc:
+                raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot read ({exc})") from exc
+            spec = {k: options[k] for k in ("winner", "loser", "a", "b", "outcome", "score_a", "score_b")
+                    if options.get(k) is not None}
+            if not spec:
+                spec = _detect_shape(pd.DataFrame(columns=columns), _Source(str(files[0]), 1))
+            _mode(spec)
+            weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
+            for col in [*spec.values(), weight, cluster, a_first if isinstance(a_first, str) else None]:
+                if col is not None and col not in columns:
+                    raise InputError(f"{files[0]}: no column {col!r}; columns are "
+                                     f"{[c for c in columns if c != 'filename']}")
+            select, key_exprs, problem = _row_sql(spec, options)
+            keys = (["cluster"] if cluster is not None else []) + (["a_first"] if a_first is not None else [])
+            key_sql = "".join(f"CASE WHEN problem = 0 THEN {k} END AS {k}, " for k in keys)
+            sql = f"""
+                WITH r AS (SELECT {select}, filename FROM {src}),
+                     p AS (SELECT *, {problem} AS problem, {"".join(k + ", " for k in key_exprs)}
+                                  CASE WHEN na < nb THEN o ELSE 1 - o END AS s FROM r)
+                SELECT problem, {key_sql}
+                       CASE WHEN problem = 0 THEN least(na, nb) END AS a,
+                       CASE WHEN problem = 0 THEN greatest(na, nb) END AS b,
+                       sum(CASE WHEN s = 1 THEN w ELSE 0 END) AS a_wins,
+                       sum(CASE WHEN s = 0 THEN w ELSE 0 END) AS b_wins,
+                       sum(CASE WHEN s = 0.5 THEN w ELSE 0 END) AS ties,
+                       count(*) AS n
+                FROM p GROUP BY ALL"""
+            try:
+                table = con.execute(sql).fetch_df()
+            except duckdb.Error as exc:
+                raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot count ({exc})") from exc
+            bad = table[table["problem"] != 0]
+            if len(bad):
+                _report(con, src, select, problem, bad, files, options, on_invalid)
+            good = table[table["problem"] == 0].drop(columns="problem")
+        finally:
+            con.close()
+    if a_first is not None:
+        good["a_first"] = good["a_first"].astype(bool)
+    if len(good) == 0:
+        raise InputError(f"{files[0]}: no data rows")
+    from pairkit.scale.counts import _ordered
+
+    good["n"] = good["n"].astype("int64")
+    return _ordered(good.reset_index(drop=True))
+
+
+def _row_sql(spec: dict, options: dict) -> tuple[str, list[str], str]:
+    """The per-row SELECT list (na, nb, o, w, cluster, a_first), the key expressions and the problem code."""
+    if "winner" in spec:
+        na, nb = _text(spec["winner"]), _text(spec["loser"])
+    else:
+        na, nb = _text(spec["a"]), _text(spec["b"])
+    parts = [f"{na} AS na", f"{nb} AS nb", f"{_outcome_sql(spec, options.get('outcome_map'))} AS o"]
+    weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
+    parts.append(f"TRY_CAST({_text(weight)} AS DOUBLE) AS w" if weight is not None else "1.0 AS w")
+    checks = ["WHEN na IS NULL OR nb IS NULL THEN 1", "WHEN o IS NULL OR isnan(o) THEN 2",
+              "WHEN NOT (o >= 0 AND o <= 1) THEN 3", "WHEN o NOT IN (0, 0.5, 1) THEN 4", "WHEN na = nb THEN 5",
+              "WHEN w IS NULL OR NOT isfinite(w) OR w < 0 THEN 6"]
+    if cluster is not None:
+        parts.append(f"CAST({_q(cluster)} AS VARCHAR) AS cluster_raw")
+        checks.append("WHEN cluster_raw IS NULL THEN 7")
+    if a_first is True:
+        parts.append("true AS af")
+    elif a_first is not None:
+        parts.append(f"{_bool_sql(a_first)} AS af")
+        checks.append("WHEN af IS NULL THEN 8")
+    problem = "(CASE " + " ".join(checks) + " ELSE 0 END)"
+    keys = []
+    if cluster is not None:
+        keys.append("cluster_raw AS cluster")
+    if a_first is not None:
+        keys.append("CASE WHEN na < nb THEN af ELSE NOT af END AS a_first")  # on the pair in name order
+    return ", ".join(parts), keys, problem
+
+
+def _report(con, src, select, problem, bad: pd.DataFrame, files, options, on_invalid) -> None:
+    """Raise naming the file, row and column of the first bad row (the readers say it), or warn and drop."""
+    per = bad.groupby("problem")["n"].sum()
+    total = int(per.sum())
+    summary = "; ".join(f"{int(n)} × {PROBLEMS[int(k)]}" for k, n in per.items())
+    if on_invalid == "drop":
+        warnings.warn(f"dropped {total} invalid rows: {summary}", DroppedRowsWarning, stacklevel=4)
+        return
+    code = int(per.index[0])
+    inner = f"SELECT {select}, filename FROM {src}"
+    where = con.execute(f"SELECT filename FROM ({inner}) WHERE {problem} = {code} LIMIT 1").fetchone()
+    path = where[0] if where else str(files[0])
+    if code != 4:
+        from pairkit.data.readers import read_comparisons
+
+        read_comparisons(path, **options)  # raises with the file, row, column and value
+    raise InputError(f"{path}: {PROBLEMS[code]}. {total} invalid row(s) in all ({summary}); fix them or pass "
+                     "--drop-invalid (on_invalid='drop') to drop them.")

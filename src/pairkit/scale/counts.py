@@ -1,0 +1,313 @@
+"""Count tables: from comparisons, back to comparisons, from files with DuckDB, Ray or in memory."""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pairkit.data.comparisons import Comparisons
+from pairkit.errors import DroppedRowsWarning, InputError
+
+COUNT_COLUMNS = ("a", "b", "a_wins", "b_wins", "ties", "n")
+"""Columns of a count table (``n`` optional on input); ``cluster`` and ``a_first`` are extra keys."""
+
+KINDS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
+         ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+
+Engine = Literal["duckdb", "ray", "memory"]
+
+__all__ = ["COUNT_COLUMNS", "comparisons_to_counts", "count_pairs", "counts_to_comparisons", "expand_paths",
+           "is_counts", "load_any"]
+
+
+# ---------------------------------------------------------------------------------------------- files
+def file_kind(path: str | Path) -> str | None:
+    """``parquet``, ``csv``, ``tsv``, ``jsonl`` or ``json`` from the suffix (a trailing ``.gz`` is skipped)."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return KINDS.get(suffixes[-1]) if suffixes else None
+
+
+def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files named by ``paths``: files as given, globs expanded, directories searched recursively (sorted)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in paths:
+        text = str(path)
+        if any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                raise InputError(f"{text}: the pattern matches no file")
+            files += found
+        elif Path(text).is_dir():
+            found = sorted(p for p in Path(text).rglob("*")
+                           if p.is_file() and not p.name.startswith((".", "_")) and file_kind(p))
+            if not found:
+                raise InputError(f"{text}: the directory holds no .parquet, .csv, .tsv, .jsonl or .json file")
+            files += found
+        elif Path(text).is_file():
+            files.append(Path(text))
+        else:
+            raise InputError(f"{text}: no such file or directory")
+    return files
+
+
+def _columns_of(path: Path) -> list[str]:
+    """Column names of a file, reading only its header/schema where the format allows."""
+    kind = file_kind(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    if kind in ("csv", "tsv"):
+        return list(pd.read_csv(path, sep="\t" if kind == "tsv" else ",", nrows=0).columns)
+    return []
+
+
+def is_counts(columns: Iterable[str]) -> bool:
+    """Whether a table with these columns is a count table (``a, b, a_wins, b_wins, ties``)."""
+    return set(COUNT_COLUMNS[:5]) <= set(columns)
+
+
+# ---------------------------------------------------------------------------------------------- conversions
+def comparisons_to_counts(comparisons: Comparisons, *, cluster: bool = False, a_first: bool = False,
+                          cluster_labels: Sequence | None = None) -> pd.DataFrame:
+    """The count table of ``comparisons``: one row per unordered pair (and cluster / first side when asked).
+
+    Raises :class:`InputError` for outcomes other than 0, ½ and 1 (a count of wins, losses and ties cannot hold
+    them). ``cluster_labels[k]`` names cluster code ``k`` (default: the codes themselves).
+    """
+    comps = comparisons
+    partial = (comps.outcome != 0) & (comps.outcome != 0.5) & (comps.outcome != 1)
+    if partial.any():
+        k = int(np.flatnonzero(partial)[0])
+        raise InputError(
+            f"{comps.source or 'comparisons'}: outcome {comps.outcome[k]} (comparison {k + 1}) is neither a win, "
+            f"a loss nor a tie; pair counts hold only 0, 1/2 and 1 ({int(partial.sum())} such comparisons)")
+    names = np.asarray(comps.items, dtype=object)
+    order = np.empty(len(names), dtype=np.int64)
+    order[np.argsort(names.astype(str), kind="stable")] = np.arange(len(names))  # rank of each name
+    a_is_lo = order[comps.a] < order[comps.b]
+    lo = np.where(a_is_lo, comps.a, comps.b)
+    hi = np.where(a_is_lo, comps.b, comps.a)
+    s = np.where(a_is_lo, comps.outcome, 1.0 - comps.outcome)
+    w = comps.weight
+    frame = pd.DataFrame({"lo": order[lo], "hi": order[hi], "a_wins": w * (s == 1), "b_wins": w * (s == 0),
+                          "ties": w * (s == 0.5), "n": np.ones(len(comps), dtype=np.int64)})
+    keys = ["lo", "hi"]
+    if cluster:
+        if comps.cluster is None:
+            raise InputError("counting by cluster needs a cluster column")
+        frame["cluster"] = comps.cluster
+        keys.insert(0, "cluster")
+    if a_first:
+        if comps.a_first is None:
+            raise InputError("counting by first side needs an a_first column")
+        frame["a_first"] = np.where(a_is_lo, comps.a_first, ~comps.a_first)
+        keys.insert(-2, "a_first")
+    out = frame.groupby(keys, sort=True, observed=True).sum().reset_index()
+    sorted_names = np.sort(names.astype(str)).astype(object)
+    out["a"] = sorted_names[out.pop("lo").to_numpy()]
+    out["b"] = sorted_names[out.pop("hi").to_numpy()]
+    if cluster:
+        labels = np.asarray(cluster_labels if cluster_labels is not None
+                            else comps._cache.get("cluster_labels", np.arange(int(comps.cluster.max()) + 1)))
+        out["cluster"] = np.asarray(labels).astype(str)[out["cluster"].to_numpy()]
+    return _ordered(out)
+
+
+def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) -> Comparisons:
+    """Weighted comparisons whose pair counts equal the count table's: a win, a loss and a tie row per pair.
+
+    Fits from these equal fits from the original rows (Bradley–Terry-type models and their Fisher
+    intervals; cluster-robust intervals too when the table is keyed by cluster). Row-level resampling
+    (bootstrap by row) and order-dependent models (Elo, TrueSkill) need the original rows.
+    """
+    where = source or "counts"
+    missing = [c for c in COUNT_COLUMNS[:5] if c not in counts.columns]
+    if missing:
+        raise InputError(f"{where}: a count table needs columns {list(COUNT_COLUMNS[:5])}; missing {missing}")
+    if len(counts) == 0:
+        raise InputError(f"{where}: no count rows")
+    a = counts["a"].astype(str).to_numpy()
+    b = counts["b"].astype(str).to_numpy()
+    vals = [pd.to_numeric(counts[c], errors="coerce").to_numpy(dtype=float) for c in ("a_wins", "b_wins", "ties")]
+    for col, v in zip(("a_wins", "b_wins", "ties"), vals):
+        bad = ~np.isfinite(v) | (v < 0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{where}, row {k + 1}, column {col!r}: a count must be finite and non-negative "
+                             f"(value {counts[col].iloc[k]!r})")
+    same = a == b
+    if same.any():
+        k = int(np.flatnonzero(same)[0])
+        raise InputError(f"{where}, row {k + 1}: item {a[k]!r} is counted against itself")
+    items, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
+    m = len(a)
+    ia, ib = codes[:m], codes[m:]
+    weight = np.concatenate(vals)
+    keep = weight > 0
+    outcome = np.repeat([1.0, 0.0, 0.5], m)
+    rows = np.tile(np.arange(m), 3)[keep]
+    cluster = None
+    if "cluster" in counts.columns:
+        cluster = pd.factorize(counts["cluster"].astype(str))[0][rows].astype(np.int64)
+    a_first = None
+    if "a_first" in counts.columns:
+        a_first = counts["a_first"].astype(bool).to_numpy()[rows]
+    comps = Comparisons(items=tuple(items.tolist()), a=ia[rows], b=ib[rows], outcome=outcome[keep],
+                        weight=weight[keep], cluster=cluster, a_first=a_first, source=where)
+    total = counts["n"].sum() if "n" in counts.columns else weight.sum()
+    comps._cache["rows_counted"] = int(total) if float(total).is_integer() else float(total)
+    return comps
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("cluster", "a_first") if c in frame.columns]
+    cols = ["a", "b", "a_wins", "b_wins", "ties", "n"]
+    frame = frame[keys + cols] if "n" in frame.columns else frame[keys + cols[:-1]]
+    return frame.sort_values(keys + ["a", "b"], kind="stable").reset_index(drop=True)
+
+
+def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Sum count tables (each pair written either way round) into one."""
+    frame = pd.concat(frames, ignore_index=True)
+    if "n" not in frame.columns:
+        frame["n"] = 0
+    a, b = frame["a"].astype(str).to_numpy(), frame["b"].astype(str).to_numpy()
+    swap = a > b
+    frame["a"], frame["b"] = np.where(swap, b, a), np.where(swap, a, b)
+    wins_a = frame["a_wins"].to_numpy(dtype=float)
+    wins_b = frame["b_wins"].to_numpy(dtype=float)
+    frame["a_wins"], frame["b_wins"] = np.where(swap, wins_b, wins_a), np.where(swap, wins_a, wins_b)
+    keys = [c for c in ("cluster", "a_first") if c in frame.columns]
+    if "a_first" in keys:
+        frame["a_first"] = frame["a_first"].astype(bool).to_numpy() ^ swap
+    if "cluster" in keys:
+        frame["cluster"] = frame["cluster"].astype(str)
+    out = frame.groupby(keys + ["a", "b"], sort=True, observed=True)[["a_wins", "b_wins", "ties", "n"]].sum()
+    return _ordered(out.reset_index())
+
+
+# ---------------------------------------------------------------------------------------------- counting
+def count_pairs(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    engine: Engine = "duckdb",
+    winner: str | None = None,
+    loser: str | None = None,
+    a: str | None = None,
+    b: str | None = None,
+    outcome: str | None = None,
+    score_a: str | None = None,
+    score_b: str | None = None,
+    weight: str | None = None,
+    cluster: str | None = None,
+    a_first: str | bool | None = None,
+    outcome_map: Mapping[str, float] | None = None,
+    on_invalid: Literal["raise", "drop"] = "raise",
+    ray_address: str | None = None,
+    memory_limit: str | None = None,
+) -> pd.DataFrame:
+    """Per-pair counts of comparisons in files too large for memory (or spread over a cluster).
+
+    Column options are those of :func:`pairkit.read_comparisons` and so are the validation rules: a bad row
+    raises :class:`InputError` naming the file, row and column, or is dropped with ``on_invalid="drop"``
+    (counted in a :class:`DroppedRowsWarning`). Count files given as input (recognised by their columns) are
+    summed instead. ``engine``: ``"duckdb"`` (streaming, bounded memory; ``memory_limit`` such as ``"1GB"``
+    makes it spill to disk beyond), ``"ray"`` (one task per file on the cluster at ``ray_address``, or a local
+    one), or ``"memory"`` (each file read whole, in this process).
+
+    Returns the count table, sorted by its keys (see :mod:`pairkit.scale`).
+    """
+    if engine not in ("duckdb", "ray", "memory"):
+        raise InputError(f"--engine must be one of duckdb, ray, memory; got {engine!r}")
+    if on_invalid not in ("raise", "drop"):
+        raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    files = expand_paths(paths)
+    unknown = [f for f in files if file_kind(f) is None]
+    if unknown:
+        raise InputError(f"{unknown[0]}: unknown file type; use .parquet, .csv, .tsv, .jsonl or .json")
+    counted = [is_counts(_columns_of(f)) for f in files]
+    if all(counted):
+        return merge_counts([_read_count_file(f) for f in files])
+    if any(counted):
+        first = files[counted.index(True)]
+        raise InputError(f"{first} is a count table but other inputs hold comparison rows; count the rows "
+                         "first (pairkit count ROWS --output c.parquet), then merge the count files")
+    options: dict[str, Any] = dict(winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a,
+                                   score_b=score_b, weight=weight, cluster=cluster, a_first=a_first,
+                                   outcome_map=outcome_map)
+    if engine == "duckdb":
+        from pairkit.scale._duckdb import count_with_duckdb
+
+        return count_with_duckdb(files, options, on_invalid=on_invalid, memory_limit=memory_limit)
+    if engine == "ray":
+        from pairkit.scale._ray import count_with_ray
+
+        parts = count_with_ray(files, options, on_invalid=on_invalid, address=ray_address)
+    else:
+        parts = [count_file(f, options, on_invalid) for f in files]
+    return _merge_parts(parts)
+
+
+def count_file(path: Path, options: dict, on_invalid: str) -> tuple[pd.DataFrame, int, list[str]]:
+    """Counts of one file read whole with the readers (their validation and messages), the rows dropped and the
+    drop warnings: the unit of work of the in-memory and Ray engines."""
+    from pairkit.data.readers import read_comparisons
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DroppedRowsWarning)
+        comps = read_comparisons(path, on_invalid=on_invalid, **options)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DroppedRowsWarning)]
+    frame = comparisons_to_counts(comps, cluster=options.get("cluster") is not None,
+                                  a_first=options.get("a_first") is not None)
+    return frame, comps.n_dropped, notes
+
+
+def _merge_parts(parts: list[tuple[pd.DataFrame, int, list[str]]]) -> pd.DataFrame:
+    dropped = sum(p[1] for p in parts)
+    if dropped:
+        notes = "; ".join(note for p in parts for note in p[2])
+        warnings.warn(f"dropped {dropped} invalid rows in all ({notes})", DroppedRowsWarning, stacklevel=3)
+    return merge_counts([p[0] for p in parts])
+
+
+def _read_count_file(path: Path) -> pd.DataFrame:
+    kind = file_kind(path)
+    if kind == "parquet":
+        frame = pd.read_parquet(path)
+    elif kind in ("csv", "tsv"):
+        frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype={"a": str, "b": str, "cluster": str})
+    else:
+        frame = pd.read_json(path, lines=kind == "jsonl", dtype=False)
+    # counts_to_comparisons validates the values; here only the pair order is normalised
+    counts_to_comparisons(frame, source=str(path))
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- the CLI's loader
+def load_any(paths: str | Path | Sequence[str | Path], *, drop_invalid: bool = False, engine: Engine = "duckdb",
+             **columns) -> Comparisons:
+    """Comparisons from a rows file, a count file, or many files / a directory / a glob (counted first).
+
+    A single rows file is read whole by :func:`pairkit.read_comparisons`; anything else goes through
+    :func:`count_pairs` and :func:`counts_to_comparisons`.
+    """
+    from pairkit.data.readers import read_comparisons
+
+    files = expand_paths(paths)
+    single = len(files) == 1 and (isinstance(paths, (str, Path)) and Path(paths).is_file())
+    if single and not is_counts(_columns_of(files[0])):
+        return read_comparisons(files[0], on_invalid="drop" if drop_invalid else "raise", **columns)
+    counts = count_pairs(files, engine=engine, on_invalid="drop" if drop_invalid else "raise", **columns)
+    name = str(files[0]) if len(files) == 1 else f"{len(files)} files"
+    return counts_to_comparisons(counts, source=name)

@@ -1,0 +1,134 @@
+"""Out-of-core pair counts: DuckDB = Ray = in-memory counts, count files round-trip, fits from counts = rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairkit.data import read_comparisons
+from pairkit.errors import DroppedRowsWarning, InputError
+from pairkit.rating import fit_bradley_terry
+from pairkit.scale import comparisons_to_counts, count_pairs, counts_to_comparisons, load_any
+
+pytest.importorskip("duckdb")
+
+LABELS = np.array(["model_a", "model_b", "tie", "tie (bothbad)"], dtype=object)
+
+
+def _frame(rows: int, seed: int = 0, items: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    names = np.array([f"m{k}" for k in range(items)], dtype=object)
+    a = rng.integers(0, items, rows)
+    b = (a + rng.integers(1, items, rows)) % items
+    return pd.DataFrame({
+        "model_a": names[a], "model_b": names[b], "winner": LABELS[rng.integers(0, 4, rows)],
+        "w": rng.integers(0, 9, rows) / 4,  # quarters: sums are exact in floating point whatever the order
+        "judge": rng.integers(0, 5, rows).astype(str), "first": rng.random(rows) < 0.5,
+    })
+
+
+def _write_parts(frame: pd.DataFrame, root, parts: int, kind: str = "parquet"):
+    root.mkdir()
+    for k, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        part = frame.iloc[chunk]
+        if kind == "parquet":
+            part.to_parquet(root / f"part-{k}.parquet")
+        else:
+            part.to_csv(root / f"part-{k}.csv", index=False)
+    return root
+
+
+COLUMNS = dict(a="model_a", b="model_b", outcome="winner", weight="w", cluster="judge", a_first="first")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_duckdb_counts_equal_in_memory_counts(tmp_path, kind):
+    frame = _frame(3000)
+    root = _write_parts(frame, tmp_path / "data", 3, kind)
+    got = count_pairs(root, engine="duckdb", **COLUMNS)
+    want = count_pairs(root, engine="memory", **COLUMNS)
+    pd.testing.assert_frame_equal(got, want)
+    # and against the counts of the whole frame read at once
+    whole = comparisons_to_counts(read_comparisons(frame, **COLUMNS), cluster=True, a_first=True)
+    pd.testing.assert_frame_equal(got, whole)
+
+
+def test_counts_are_the_pair_counts(tmp_path):
+    frame = _frame(2000, seed=1)
+    root = _write_parts(frame, tmp_path / "data", 2)
+    comps = read_comparisons(frame, a="model_a", b="model_b", outcome="winner", weight="w")
+    counted = counts_to_comparisons(count_pairs(root, a="model_a", b="model_b", outcome="winner", weight="w"))
+    assert counted.items == comps.items
+    for ties in ("half", "separate"):
+        x, y = comps.pair_counts(ties=ties), counted.pair_counts(ties=ties)
+        np.testing.assert_array_equal(x.i, y.i)
+        np.testing.assert_array_equal(x.j, y.j)
+        for name in ("wins_i", "wins_j", "ties"):
+            np.testing.assert_allclose(getattr(x, name), getattr(y, name), rtol=0, atol=1e-12)
+
+
+def test_rank_on_counts_equals_rank_on_rows(tmp_path):
+    frame = _frame(4000, seed=2)
+    root = _write_parts(frame, tmp_path / "data", 4)
+    rows = read_comparisons(frame, a="model_a", b="model_b", outcome="winner", cluster="judge")
+    counts = count_pairs(root, a="model_a", b="model_b", outcome="winner", cluster="judge")
+    counted = counts_to_comparisons(counts)
+    for kwargs in ({"intervals": "fisher"}, {"intervals": "sandwich"}, {"ties": "davidson", "prior": 1.0}):
+        x, y = fit_bradley_terry(rows, **kwargs), fit_bradley_terry(counted, **kwargs)
+        np.testing.assert_allclose(x.log_strength, y.log_strength, atol=1e-10)
+        np.testing.assert_allclose(x.se, y.se, atol=1e-10)
+        assert x.log_likelihood == pytest.approx(y.log_likelihood, abs=1e-8)
+
+
+def test_merged_count_files_equal_counts_of_all_rows(tmp_path):
+    frame = _frame(3000, seed=3)
+    first, second = frame.iloc[:1700], frame.iloc[1700:]
+    first.to_parquet(tmp_path / "x.parquet")
+    second.to_csv(tmp_path / "y.csv", index=False)
+    opts = dict(a="model_a", b="model_b", outcome="winner", weight="w", cluster="judge")
+    count_pairs(tmp_path / "x.parquet", **opts).to_parquet(tmp_path / "cx.parquet")
+    count_pairs(tmp_path / "y.csv", **opts).to_csv(tmp_path / "cy.csv", index=False)
+    merged = count_pairs([tmp_path / "cx.parquet", tmp_path / "cy.csv"])
+    whole = comparisons_to_counts(read_comparisons(frame, **opts), cluster=True)
+    pd.testing.assert_frame_equal(merged, whole)
+
+
+def test_bad_row_in_a_partitioned_dataset_names_file_and_row(tmp_path):
+    frame = _frame(300, seed=4)
+    frame.loc[250, "winner"] = "bogus"
+    root = _write_parts(frame, tmp_path / "data", 3, "csv")
+    with pytest.raises(InputError, match=r"part-2\.csv, row 52, column 'winner'.*bogus"):
+        count_pairs(root, a="model_a", b="model_b", outcome="winner")
+    with pytest.warns(DroppedRowsWarning, match="dropped 1 invalid rows"):
+        counts = count_pairs(root, a="model_a", b="model_b", outcome="winner", on_invalid="drop")
+    assert counts["n"].sum() == 299
+
+
+def test_partial_outcomes_cannot_be_counted(tmp_path):
+    pd.DataFrame({"a": ["x", "y"], "b": ["y", "z"], "outcome": [0.7, 1.0]}).to_parquet(tmp_path / "p.parquet")
+    with pytest.raises(InputError, match="other than 0, 1/2 or 1"):
+        count_pairs(tmp_path / "p.parquet")
+    with pytest.raises(InputError, match="neither a win"):
+        count_pairs(tmp_path / "p.parquet", engine="memory")
+
+
+def test_load_any_reads_a_single_rows_file_directly(tmp_path):
+    frame = _frame(200, seed=5)
+    frame.to_parquet(tmp_path / "one.parquet")
+    comps = load_any(tmp_path / "one.parquet", a="model_a", b="model_b", outcome="winner")
+    assert len(comps) == 200 and "rows_counted" not in comps._cache
+
+
+@pytest.mark.slow
+def test_ray_counts_equal_duckdb_counts(tmp_path):
+    ray = pytest.importorskip("ray")
+    frame = _frame(2000, seed=6)
+    root = _write_parts(frame, tmp_path / "data", 3)
+    want = count_pairs(root, engine="duckdb", **COLUMNS)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        got = count_pairs(root, engine="ray", **COLUMNS)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(got, want)
