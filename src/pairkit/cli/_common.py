@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -137,6 +138,9 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
     if has_ci:
         table.add_column(f"{level}interval ({board.interval_method})", justify="center")
         table.add_column("rank range", justify="center")
+    has_tier = "tier" in frame
+    if has_tier:
+        table.add_column("tier", justify="right")
     extra = [c for c in board.columns if c in frame]
     for name in extra:
         table.add_column(name, justify="right")
@@ -149,7 +153,9 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
         if has_ci:
             cells.append(f"[{row.ci_low:.{digits}f}, {row.ci_high:.{digits}f}]")
             cells.append(f"{row.rank_low}–{row.rank_high}")
-        cells += [f"{getattr(row, name):.{digits}f}" for name in extra]
+        if has_tier:
+            cells.append(str(row.tier))
+        cells += [_cell(getattr(row, name), digits) for name in extra]
         n = getattr(row, "n", None)
         cells.append("" if n is None else f"{n:g}")
         if show_win_rate:
@@ -157,6 +163,13 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
             cells.append("" if wr != wr else f"{wr:.3f}")
         table.add_row(*cells)
     return table
+
+
+def _cell(value, digits: int) -> str:
+    """An extra column's cell: flags as 'yes'/'' , numbers with the board's digits."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    return f"{value:.{digits}f}"
 
 
 def format_params(board) -> str:

@@ -100,8 +100,19 @@ class Leaderboard:
     def rank_interval(self, *, n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Interval of ranks at the leaderboard's level.
 
-        From bootstrap samples when present, else from draws of the normal approximation (covariance),
-        else LMArena's rule: items whose interval lies entirely above/below bound the rank.
+        From bootstrap samples when present, else from joint draws of the normal approximation (the full
+        covariance, so correlated items move together), else LMArena's rule: items whose interval lies entirely
+        above/below bound the rank. The bounds are the marginal quantiles of each item's rank over the draws.
+
+        Why Fisher and bootstrap rank ranges can differ although the standard errors of rating differences
+        agree: a rank depends on *every* other item. In the normal draws an item with few comparisons has a wide,
+        symmetric distribution and now and then lands above the leaders ("leapfrogs"), widening the leaders' rank
+        ranges; in the bootstrap that item's resampled record takes only a few values (and replicates in which it
+        wins every game are excluded or pulled back by the prior), so it rarely overtakes. The normal draws are
+        the more cautious of the two for sparse items — with two games an item *could* be the best — while the
+        bootstrap understates their uncertainty. Flagged items (``prior_only``, ``fisher_floor`` columns) are the
+        usual culprits; fit with a larger prior or leave them out to rank the well-measured items among
+        themselves.
         """
         alpha = (1 - self.level) / 2
         draws = self.samples
@@ -123,6 +134,69 @@ class Leaderboard:
         better = (lo[None, :] > hi[:, None]).sum(axis=1)  # items certainly above
         not_worse = (hi[None, :] >= lo[:, None]).sum(axis=1)  # items not certainly below (incl. self)
         return 1 + better, not_worse
+
+    def tiers(self, *, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Significance tiers: tier 1 holds the top item and every item not shown to be worse than it.
+
+        For each item k below the reference r (the best item not yet placed) a one-sided test of
+        ``θ_r − θ_k > 0`` — from the joint normal approximation, or from bootstrap samples when present:
+
+        .. math::
+
+            p_k = \\Phi\\Big(-\\frac{\\hat\\theta_r - \\hat\\theta_k}
+                {\\sqrt{V_{rr} + V_{kk} - 2V_{rk}}}\\Big)
+            \\quad\\text{or}\\quad p_k = \\frac{1 + \\#\\{b: \\theta_k^{(b)} \\ge \\theta_r^{(b)}\\}}{B + 1}
+
+        with a Bonferroni correction over the m items tested against r (``min(1, m·p)``); those not rejected at
+        ``alpha`` (default ``1 − level``) join r's tier and the best remaining item starts the next tier.
+        Because r is itself chosen from the data, a step-down (Holm) correction is not valid here; Bonferroni is:
+        the true best item b leaves tier 1 only if the test of r against b rejects, and the union over all
+        possible r has probability at most alpha. So tier 1 contains the best item with probability at least
+        ``1 − alpha`` (Gupta's subset selection, up to the normal approximation); later tiers are descriptive.
+
+        Returns ``(tier, p_vs_top)``: int tiers (1 = top) and each item's adjusted p-value against the top item
+        (1 for the top item). Raises :class:`InputError` without a covariance or samples.
+
+        References:
+            Gupta, S. S. (1965). On some multiple decision (selection and ranking) rules. Technometrics 7(2).
+            Hsu, J. C. (1984). Constrained simultaneous confidence intervals for multiple comparisons with the
+            best. Annals of Statistics 12(3).
+        """
+        alpha = 1 - self.level if alpha is None else float(alpha)
+        if not 0 < alpha < 1:
+            raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
+        if self.samples is None and self.covariance is None:
+            raise InputError("tiers need a covariance or bootstrap samples (fit with intervals, not 'none')")
+        n = len(self.items)
+        tier = np.zeros(n, dtype=np.int64)
+        p_top = np.ones(n)
+        remaining = np.argsort(-self.log_strength, kind="stable")
+        level = 0
+        while len(remaining):
+            level += 1
+            ref, others = remaining[0], remaining[1:]
+            adjusted = np.minimum(1.0, len(others) * self._p_worse(ref, others))
+            if level == 1:
+                p_top[others] = adjusted
+            same = others[adjusted > alpha]
+            tier[ref] = level
+            tier[same] = level
+            remaining = others[adjusted <= alpha]
+        return tier, p_top
+
+    def _p_worse(self, ref: int, others: np.ndarray) -> np.ndarray:
+        """One-sided p-values of H0: θ_k ≥ θ_ref for each k in ``others``."""
+        if not len(others):
+            return np.zeros(0)
+        if self.samples is not None:
+            at_least = np.sum(self.samples[:, others] >= self.samples[:, [ref]], axis=0)
+            return (1 + at_least) / (len(self.samples) + 1)
+        v = self.covariance
+        var = v[ref, ref] + v[others, others] - 2 * v[ref, others]
+        diff = self.log_strength[ref] - self.log_strength[others]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(var > 0, diff / np.sqrt(np.maximum(var, 0)), np.where(diff > 0, np.inf, 0.0))
+        return special.ndtr(-z)
 
     # ------------------------------------------------------------------ transformations
     def scale(self, kind: str = "elo", *, anchor: str | None = None, offset: float | None = None,
@@ -176,6 +250,8 @@ class Leaderboard:
             frame["se"] = self.se * abs(self.scale_factor)
         frame["rank_low"] = rank_lo
         frame["rank_high"] = rank_hi
+        if self.samples is not None or self.covariance is not None:
+            frame["tier"], frame["p_vs_top"] = self.tiers()
         if self.n is not None:
             frame["n"] = self.n
         if self.win_rate is not None:
