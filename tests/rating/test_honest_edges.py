@@ -328,3 +328,42 @@ def test_tiers_need_uncertainty():
     with pytest.raises(InputError, match="tiers need"):
         board.tiers()
     assert "tier" not in board.to_pandas()
+
+
+# ---------------------------------------------------------------------------------------------- separation
+@pytest.mark.parametrize("prior", [0.0, 1.0])
+def test_first_side_always_winning_has_no_mle(prior):
+    """Was: order_advantage = 38.6 with a zero-width interval [38.6, 38.6]."""
+    rng = np.random.default_rng(13)
+    a, b, _, _ = _random_games(rng, 5, 300)
+    comps = Comparisons.from_arrays(a, b, np.ones(300), a_first=np.ones(300, bool))
+    with pytest.raises(NoMLEError, match="separated.*order_advantage"):
+        fit_order_advantage(comps, prior=prior)
+    # Independent check: the profile log-likelihood keeps rising with β (generic optimiser over θ).
+    def profile(beta):
+        def nll(th):
+            return -np.sum(special.log_expit(th[a] - th[b] + beta))
+
+        return -optimize.minimize(nll, np.zeros(5), method="BFGS").fun
+
+    values = [profile(beta) for beta in (2.0, 5.0, 10.0)]
+    assert values[0] < values[1] < values[2]
+
+
+def test_perfectly_predictive_covariate_has_no_mle_unless_ridged():
+    rng = np.random.default_rng(14)
+    a, b, _, _ = _random_games(rng, 5, 300)
+    z = rng.standard_normal(300)
+    comps = Comparisons.from_arrays(a, b, (z > 0).astype(float))
+    with pytest.raises(NoMLEError, match="separated.*coef_len"):
+        fit_covariate_bt(comps, z, names=["len"], prior=1.0)
+    board = fit_covariate_bt(comps, z, names=["len"], prior=1.0, ridge=1.0)
+    assert np.isfinite(board.params["coef_len"]) and board.params["coef_len"] > 0
+
+
+def test_separation_check_leaves_ordinary_data_alone():
+    rng = np.random.default_rng(15)
+    a, b, y, _ = _random_games(rng, 6, 400, strengths=np.linspace(-1, 1, 6))
+    comps = Comparisons.from_arrays(a, b, y, a_first=rng.random(400) < 0.5)
+    board = fit_order_advantage(comps)
+    assert np.isfinite(board.params["order_advantage"])

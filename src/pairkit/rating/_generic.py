@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import special
 
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import InputError, NotIdentifiedError
+from pairkit.errors import InputError, NoMLEError, NotIdentifiedError
 from pairkit.rating._pairwise import (
     ModelFunction,
     PairwiseDesign,
@@ -25,6 +25,7 @@ from pairkit.rating._pairwise import (
     fit_pairwise,
     flat_directions,
     interval_bounds,
+    separating_direction,
     sparse_item_report,
 )
 from pairkit.rating.bradley_terry import _win_rate as win_rate  # one definition of the win-rate column
@@ -124,6 +125,7 @@ def fit_rows_model(
     max_iter: int = 100,
     theta0: np.ndarray | None = None,
     identification_hint: str = "",
+    separation_hint: str = "",
 ) -> tuple[Leaderboard, PairwiseFit]:
     """Fit a row model with the shared solver and build its :class:`Leaderboard` (ratings + named params).
 
@@ -144,7 +146,7 @@ def fit_rows_model(
         ai, aj, aX, astats = i, j, X, stats
     design = PairwiseDesign(n_items=n, i=ai, j=aj, stats=astats, X=aX)
     check_identified(design, model, n_eta=n_eta, ridge=ridge, theta0=theta0, eta0=eta0, items=comparisons.items,
-                     extra=extra, hint=identification_hint)
+                     extra=extra, prior=prior, hint=identification_hint, separation_hint=separation_hint)
     fit = fit_pairwise(
         design, model, n_eta=n_eta, prior=prior, ridge=ridge, eta0=eta0, tol=tol, max_iter=max_iter, theta0=theta0
     )
@@ -214,9 +216,16 @@ def check_identified(
     extra: Sequence[ExtraParam],
     theta0: np.ndarray | None = None,
     eta0: np.ndarray | None = None,
+    prior: float = 0.0,
     hint: str = "",
+    separation_hint: str = "",
 ) -> None:
-    """Raise :class:`NotIdentifiedError` when the likelihood is flat along a direction beyond the ratings' shift.
+    """Raise :class:`NoMLEError` when the outcomes are separated (an infinite estimate), and
+    :class:`NotIdentifiedError` when the likelihood is flat along a direction beyond the ratings' shift.
+
+    Existence with covariates (an order flag, style features) is decided by linear programming
+    (:func:`pairkit.rating._pairwise.separating_direction`): "the first-shown side won every comparison" sends the
+    order advantage to infinity even with a prior on the strengths.
 
     Existence (every item both won and lost) is not enough once extra parameters are fitted: with every comparison
     against one reference item, shown in the same order, ``β + c`` and ``θ_ref + c`` give the same likelihood
@@ -227,6 +236,19 @@ def check_identified(
     n = design.n_items
     if not design.n_covariates and not n_eta:
         return
+    if design.n_covariates:
+        v = separating_direction(design, free_theta=prior == 0, free_beta=ridge == 0)
+        if v is not None:
+            names = {p.index: p.name for p in reversed(list(extra))}
+            moved = np.flatnonzero(np.abs(v) >= 1e-6)
+            who = [(f"rating of {items[k]!r}" if k < n else names.get(k - n, f"parameter {k - n}"))
+                   + (" ↑" if v[k] > 0 else " ↓") for k in moved[:8]]
+            raise NoMLEError(
+                "no maximum-likelihood estimate: the outcomes are perfectly separated — moving "
+                f"{', '.join(who)}{' …' if len(moved) > 8 else ''} without bound only raises the likelihood, so "
+                "the estimate would be infinite (and its interval zero-width)."
+                + (f" {separation_hint}" if separation_hint else "")
+            )
     info = data_information(design, model, n_eta=n_eta, ridge=ridge, theta=theta0, eta=eta0)
     null = flat_directions(info, n)
     if not null.shape[1]:

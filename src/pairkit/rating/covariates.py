@@ -143,6 +143,7 @@ def fit_covariate_bt(
             "A covariate that is constant, duplicates another, or is a combination of the items' own indicators "
             "is confounded with the strengths: drop it, or use ridge > 0 to shrink the coefficients."
         ),
+        separation_hint="A covariate predicts every outcome perfectly: use ridge > 0, or drop it.",
     )
     # Predictions without covariates are those of two answers with equal style (z = 0).
     if davidson:

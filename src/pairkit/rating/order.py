@@ -125,5 +125,9 @@ def fit_order_advantage(
             "comparisons without an order as neutral, or fit without an order effect (fit_bradley_terry, "
             "--model bt)."
         ),
+        separation_hint=(
+            "Typical cause: the side shown first (or second) won every comparison, or an item won every game it "
+            "played from one side. Use ties to soften it, more data, or fit without an order effect."
+        ),
     )
     return lb
