@@ -117,8 +117,12 @@ def fit(
     *,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
+    losses: Sequence[str] = (),
 ) -> TrainResult:
     """Run the loop. ``step_loss(model, rows)`` returns per-example losses ``[n]`` and per-example stats.
+
+    ``losses`` names the registered losses ``step_loss`` uses; a batch-coupled one (its spec says so) is
+    refused under gradient accumulation, which would split its batch (see :func:`check_batch_coupled`).
 
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
     rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``.
@@ -127,6 +131,7 @@ def fit(
     n = len(examples)
     if n == 0:
         raise InputError("no training examples")
+    check_batch_coupled(losses, config.grad_accum)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -300,3 +305,23 @@ def check_options(terms: list[tuple[str, Callable]], options: dict[str, Any]) ->
             raise InputError(
                 f"no loss in {[n for n, _ in terms]} has an option {key!r}; they accept {sorted(accepted)}"
             )
+
+
+def check_batch_coupled(losses: Sequence[str], grad_accum: int) -> None:
+    """Refuse a batch-coupled loss under gradient accumulation.
+
+    The loop sums per-example values over micro-batches; a loss whose value for one example depends on the
+    others (Dr. DPO's soft minimum, AOT's sorted quantiles, the batch token-mean SFT term) would then be
+    computed on each micro-batch alone — another objective — so it raises :class:`InputError` instead.
+    """
+    if grad_accum <= 1:
+        return
+    from pairkit.losses import spec
+
+    coupled = [name for name in losses if spec(name).batch_coupled]
+    if coupled:
+        raise InputError(
+            f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the whole "
+            f"batch), so grad_accum={grad_accum} would change its objective; use grad_accum=1 with a batch_size "
+            "that fits in memory, or a per-example loss"
+        )

@@ -158,7 +158,7 @@ def train_reward_model(
             stats.update({"rewards/chosen": r[:, 0], "rewards/rejected": r[:, 1], "rewards/margin": r[:, 0] - r[:, 1]})
         return losses, stats
 
-    return fit(model, examples, step, config, resume=resume, callback=callback)
+    return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
 def evaluate_reward_model(

@@ -245,7 +245,7 @@ def train_preference(
     pad_id = _pad_id(tokenizer)
     on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
     step = _pair_step(terms, options, beta, pad_id, config, on_the_fly)
-    return fit(model, examples, step, config, resume=resume, callback=callback)
+    return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
 def evaluate_preference(
@@ -351,7 +351,7 @@ def train_unpaired(
         }
         return losses, stats
 
-    return fit(model, examples, step, config, resume=resume, callback=callback)
+    return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
 # ---------------------------------------------------------------------------------------------- listwise
@@ -416,4 +416,4 @@ def train_listwise(
         stats = {"accuracy": (rew.argmax(-1, keepdim=True) == best).double().squeeze(1)}
         return losses, stats
 
-    return fit(model, examples, step, config, resume=resume, callback=callback)
+    return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
