@@ -126,11 +126,16 @@ def call_with_supported(fit: Callable, data, **options):
 def leaderboard_table(board, *, title: str | None = None, top: int | None = None) -> Table:
     """A rich table: rank, item, rating, interval, rank interval, comparisons, win rate."""
     frame = board.to_pandas()
-    if top is not None:
-        frame = frame.head(top)
+    omitted = 0
+    if top is not None and top < len(frame):
+        omitted = len(frame) - max(top, 0)
+        frame = frame.head(max(top, 0))
     digits = 1 if board.scale_name == "elo" else 3
     level = f"{board.level:.0%} " if board.interval_method else ""
-    table = Table(title=title or f"{board.model} ({board.scale_name} scale)", title_justify="left")
+    caption = (f"{omitted:,} more items not shown: --top N or --all to see them (the JSON holds every item)"
+               if omitted else None)
+    table = Table(title=title or f"{board.model} ({board.scale_name} scale)", title_justify="left",
+                  caption=caption, caption_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("item")
     table.add_column("rating", justify="right")

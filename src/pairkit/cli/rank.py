@@ -35,6 +35,9 @@ class Resample(str, Enum):
     cluster = "cluster"
 
 
+DEFAULT_TOP = 50
+"""Rows printed by default: a terminal table of thousands of rows is slow to render and unread."""
+
 ROW_ORDER_MODELS = frozenset({"elo", "trueskill", "weng_lin", "openskill"})
 """Models that update rating by rating in the order of the rows, so pair counts cannot stand in for them."""
 
@@ -74,7 +77,8 @@ def rank(
     json_out: Path = typer.Option(None, "--json", help="Write the leaderboard as JSON."),
     plot: Path = typer.Option(None, help="Write an interval plot (PNG)."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
-    top: int = typer.Option(None, help="Show only the top N rows."),
+    top: int = typer.Option(None, help=f"Show only the top N rows (default {DEFAULT_TOP}; the JSON holds all)."),
+    show_all: bool = typer.Option(False, "--all", help="Show every row of the leaderboard."),
     list_models: bool = typer.Option(False, "--list-models", help="List the available models and exit."),
 ) -> None:
     """Fit a rating model to pairwise comparisons and print the leaderboard."""
@@ -125,8 +129,10 @@ def rank(
         n_rows = len(comps) if counted is None else counted
         if counted is not None:
             board = replace(board, n_comparisons=int(counted))
+        if top is not None and top < 1:
+            raise InputError(f"--top must be a positive number of rows, got {top}")
         console.print(leaderboard_table(
-            board, top=top,
+            board, top=None if show_all else (top or DEFAULT_TOP),
             title=f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}"))
         params = format_params(board)
         if params:

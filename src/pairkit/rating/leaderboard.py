@@ -18,6 +18,10 @@ from pairkit.errors import InputError
 ELO_FACTOR = 400.0 / math.log(10.0)
 """Elo points per natural log-strength unit (a 400-point gap means 10:1 odds)."""
 
+RANK_DRAWS_LIMIT = 2500
+"""Up to this many items, rank intervals come from normal draws (a Cholesky factor, O(n³)); beyond, from the
+overlap of the marginal intervals (O(n log n))."""
+
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
 
 
@@ -65,6 +69,7 @@ class Leaderboard:
     offset: float = 0.0
     predictor: Predictor | None = field(default=bradley_terry_predictor, repr=False)
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.level, (int, float, np.floating)) and 0 < self.level < 1):  # rejects NaN too
@@ -97,12 +102,23 @@ class Leaderboard:
         order = np.sort(r)[::-1]
         return 1 + np.searchsorted(-order, -r, side="left")
 
-    def rank_interval(self, *, n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Interval of ranks at the leaderboard's level.
+    @property
+    def rank_method(self) -> str | None:
+        """How :meth:`rank_interval` gets its ranks: ``"bootstrap draws"``, ``"normal draws"`` (from the
+        covariance, up to :data:`RANK_DRAWS_LIMIT` items), ``"interval overlap"`` (LMArena's rule) or None."""
+        if self.samples is not None:
+            return "bootstrap draws"
+        if self.covariance is not None and len(self.items) <= RANK_DRAWS_LIMIT:
+            return "normal draws"
+        return None if self.ci_low_log is None else "interval overlap"
 
-        From bootstrap samples when present, else from joint draws of the normal approximation (the full
-        covariance, so correlated items move together), else LMArena's rule: items whose interval lies entirely
-        above/below bound the rank. The bounds are the marginal quantiles of each item's rank over the draws.
+    def rank_interval(self, *, n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of ranks at the leaderboard's level (computed once per board and kept).
+
+        From bootstrap samples when present, else from ``n_draws`` joint draws of the normal approximation
+        ``N(θ̂, Σ)`` (the full covariance, so correlated items move together; up to :data:`RANK_DRAWS_LIMIT`
+        items), else LMArena's rule: items whose interval lies entirely above/below bound the rank. The bounds
+        are the marginal quantiles of each item's rank over the draws.
 
         Why Fisher and bootstrap rank ranges can differ although the standard errors of rating differences
         agree: a rank depends on *every* other item. In the normal draws an item with few comparisons has a wide,
@@ -114,14 +130,16 @@ class Leaderboard:
         usual culprits; fit with a larger prior or leave them out to rank the well-measured items among
         themselves.
         """
+        key = ("rank_interval", n_draws, seed)
+        if key not in self._cache:
+            self._cache[key] = self._rank_interval(n_draws, seed)
+        return self._cache[key]
+
+    def _rank_interval(self, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         alpha = (1 - self.level) / 2
         draws = self.samples
-        if draws is None and self.covariance is not None:
-            rng = np.random.default_rng(seed)
-            cov = (self.covariance + self.covariance.T) / 2
-            vals, vecs = np.linalg.eigh(cov)
-            root = vecs * np.sqrt(np.clip(vals, 0, None))
-            draws = self.log_strength + rng.standard_normal((n_draws, len(self.items))) @ root.T
+        if draws is None and self.rank_method == "normal draws":
+            draws = normal_draws(self.log_strength, self.covariance, n_draws, np.random.default_rng(seed))
         if draws is not None:
             ranks = 1 + np.argsort(np.argsort(-draws, axis=1, kind="stable"), axis=1, kind="stable")
             return (
@@ -130,10 +148,7 @@ class Leaderboard:
             )
         if self.ci_low_log is None:
             return self.rank, self.rank
-        lo, hi = self.ci_low_log, self.ci_high_log
-        better = (lo[None, :] > hi[:, None]).sum(axis=1)  # items certainly above
-        not_worse = (hi[None, :] >= lo[:, None]).sum(axis=1)  # items not certainly below (incl. self)
-        return 1 + better, not_worse
+        return overlap_rank_interval(self.ci_low_log, self.ci_high_log)
 
     def tiers(self, *, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Significance tiers: tier 1 holds the top item and every item not shown to be worse than it.
@@ -167,6 +182,12 @@ class Leaderboard:
             raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
         if self.samples is None and self.covariance is None:
             raise InputError("tiers need a covariance or bootstrap samples (fit with intervals, not 'none')")
+        key = ("tiers", alpha)  # computed once per board: the table, the JSON and the plot share them
+        if key not in self._cache:
+            self._cache[key] = self._tiers(alpha)
+        return self._cache[key]
+
+    def _tiers(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.items)
         tier = np.zeros(n, dtype=np.int64)
         p_top = np.ones(n)
@@ -274,7 +295,7 @@ class Leaderboard:
         return {
             "model": self.model,
             "scale": self.scale_name,
-            "interval": {"method": self.interval_method, "level": self.level},
+            "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method},
             "items": items,
             "params": {k: _jsonable(v) for k, v in self.params.items()},
             "param_intervals": {k: [_jsonable(x) for x in v] for k, v in self.param_intervals.items()},
@@ -322,6 +343,41 @@ class Leaderboard:
                 fig.savefig(path, dpi=120)
                 plt.close(fig)
         return ax
+
+
+def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_draws`` rows from ``N(mean, cov)`` up to a common shift of each row (which leaves ranks unchanged).
+
+    The covariance of centred ratings is singular along ``1``; adding ``c·11ᵀ`` makes it positive definite
+    without changing any rank, so a Cholesky factor (a third of the cost of an eigendecomposition) serves.
+    """
+    import scipy.linalg as la
+
+    n = len(mean)
+    cov = (cov + cov.T) / 2
+    shift = max(float(np.mean(np.diag(cov))), 1e-300) / n
+    try:
+        root = la.cholesky(cov + shift, lower=True, check_finite=False)
+    except la.LinAlgError:  # another flat direction (a model's own constraint): the symmetric root
+        vals, vecs = np.linalg.eigh(cov)
+        root = vecs * np.sqrt(np.clip(vals, 0, None))
+    return mean + rng.standard_normal((n_draws, n)) @ root.T
+
+
+def overlap_rank_interval(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LMArena's rank interval from marginal intervals, by sorting (no n×n comparison).
+
+    .. math::
+
+        \\text{rank}_\\text{low}(i) = 1 + \\#\\{j : lo_j > hi_i\\},\\qquad
+        \\text{rank}_\\text{high}(i) = \\#\\{j : hi_j \\ge lo_i\\}
+
+    (a NaN bound counts for no item, as an unordered comparison).
+    """
+    n_lo, n_hi = np.sort(lo[~np.isnan(lo)]), np.sort(hi[~np.isnan(hi)])
+    better = np.where(np.isnan(hi), 0, len(n_lo) - np.searchsorted(n_lo, hi, side="right"))
+    not_worse = np.where(np.isnan(lo), 0, len(n_hi) - np.searchsorted(n_hi, lo, side="left"))
+    return 1 + better.astype(int), not_worse.astype(int)
 
 
 def _jsonable(value: Any) -> Any:
