@@ -4,12 +4,20 @@ Each request takes the next action from ``server.script`` (default ``"ok"``): ``
 ``Retry-After``), ``"500"``, ``"timeout"`` (answers after ``slow`` seconds), ``"malformed"`` (non-JSON 200),
 ``"truncated"`` (a body shorter than its Content-Length), ``"unparseable"`` (a paid reply without a verdict) and
 ``"hang"`` (never answers in time). The verdict of ``"ok"`` compares the numbers ending both answers.
-Paid responses (those carrying ``usage``) are recorded per prompt in ``server.paid``.
+
+``"429:<value>"`` sends ``Retry-After: <value>`` (``"429:date+3600"``: an HTTP date an hour ahead).
+``"slightly"`` answers ``[[A>B]]``/``[[B>A]]`` for the larger number. ``"verdict:<label>"`` answers
+``[[<label>]]`` (e.g. ``A=B``, ``A>>B``) with its log-probs split into one token per piece (``[[``, ``A``, ``=``,
+``B``, ``]]``), the first letter carrying 0.99 of its position's mass.
+
+``invert=True`` makes a server that prefers the smaller number. Paid responses (those carrying ``usage``) are
+recorded per prompt in ``server.paid``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -20,10 +28,10 @@ ANSWER = re.compile(r"\[The Start of Assistant ([AB])'s Answer\]\n(.*?)\n\[The E
 
 
 class FakeServer(ThreadingHTTPServer):
-    def __init__(self, *, logprobs: bool = True, slow: float = 1.0, delay: float = 0.0):
+    def __init__(self, *, logprobs: bool = True, slow: float = 1.0, delay: float = 0.0, invert: bool = False):
         super().__init__(("127.0.0.1", 0), Handler)
         self.script: deque[str] = deque()
-        self.logprobs, self.slow, self.delay = logprobs, slow, delay
+        self.logprobs, self.slow, self.delay, self.invert = logprobs, slow, delay, invert
         self.lock = threading.Lock()
         self.requests: list[str] = []
         self.paid: list[tuple[str, int, int]] = []
@@ -42,6 +50,12 @@ class FakeServer(ThreadingHTTPServer):
     def __exit__(self, *exc):
         self.shutdown()
         self.server_close()
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a killed client is normal
+            super().handle_error(request, client_address)
 
     def paid_tokens(self) -> tuple[int, int]:
         return sum(p[1] for p in self.paid), sum(p[2] for p in self.paid)
@@ -83,6 +97,20 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         if action == "429":
             return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "1"})
+        if action.startswith("429:"):
+            value = action[4:]
+            if value.startswith("date+"):
+                from datetime import datetime, timedelta, timezone
+                from email.utils import format_datetime
+
+                when = datetime.now(timezone.utc) + timedelta(seconds=float(value[5:]))
+                value = format_datetime(when, usegmt=True)
+            return self._send(429, b'{"error": "rate limited"}', {"Retry-After": value})
+        if action.startswith("verdict:"):
+            return self._graded(action[8:], payload, user)
+        if action == "slightly":  # Arena-Hard style "slightly better" for the larger number
+            qa, qb = (int(a.split()[-1]) for a in dict(ANSWER.findall(user)).values())
+            return self._graded("A>B" if qa > qb else "B>A" if qb > qa else "A=B", payload, user)
         if action == "500":
             return self._send(500, b'{"error": "internal"}')
         if action in ("timeout", "hang"):
@@ -99,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
             text = "Both answers have merits; I cannot decide."
         else:
             qa, qb = (int(answers[k].split()[-1]) for k in "AB")
+            if srv.invert:  # a different server (or setting) that judges the other way
+                qa, qb = qb, qa
             verdict = "A" if qa > qb else "B" if qb > qa else "C"
             text = f"Comparing the two answers carefully. [[{verdict}]]"
         prompt_tokens, completion_tokens = len(user) // 4, len(text) // 4
@@ -130,5 +160,38 @@ class Handler(BaseHTTPRequestHandler):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
+        }
+        return self._send(200, json.dumps(body).encode())
+
+    def _graded(self, label: str, payload: dict, user: str):
+        srv = self.server
+        text = f"Both are close. [[{label}]]"
+        prompt_tokens, completion_tokens = len(user) // 4, len(text) // 4
+        with srv.lock:
+            srv.paid.append((user, prompt_tokens, completion_tokens))
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if payload.get("logprobs") and srv.logprobs:
+            pieces = re.findall(r"[AB]|>>|>|=", label)
+            content = [{"token": "Both are close.", "logprob": 0.0, "top_logprobs": []},
+                       {"token": " [[", "logprob": 0.0, "top_logprobs": []}]
+            for k, piece in enumerate(pieces):
+                if k == 0:
+                    other = "B" if piece == "A" else "A"
+                    tops = [{"token": piece, "logprob": math.log(0.99)}, {"token": other, "logprob": math.log(0.01)}]
+                elif piece in (">>", ">", "="):
+                    rest = [t for t in (">>", ">", "=") if t != piece]
+                    tops = [{"token": piece, "logprob": math.log(0.9)}, {"token": rest[0], "logprob": math.log(0.06)},
+                            {"token": rest[1], "logprob": math.log(0.04)}]
+                else:
+                    tops = [{"token": piece, "logprob": 0.0}]
+                content.append({"token": piece, "logprob": tops[0]["logprob"], "top_logprobs": tops})
+            content.append({"token": "]]", "logprob": 0.0, "top_logprobs": []})
+            choice["logprobs"] = {"content": content}
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": payload["model"],
+            "choices": [choice],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         }
         return self._send(200, json.dumps(body).encode())

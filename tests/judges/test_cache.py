@@ -86,6 +86,8 @@ def test_call_and_money_budgets():
         judge.judge("q", "a", "d")
 
     class Priced(CallableJudge):
+        priced = True
+
         def estimate_cost(self, request):
             return 0.3
 

@@ -17,9 +17,18 @@ def read_candidates(path: Path) -> list[dict]:
 
     if not path.exists():
         raise InputError(f"candidates file {str(path)!r} not found")
+    if path.is_dir():
+        raise InputError(f"candidates file {str(path)!r} is a directory; give a JSONL file")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for row_no, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for row_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if row_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}, row {row_no}: not UTF-8 (byte 0x{raw[exc.start]:02x} at character {exc.start + 1}); "
+                    "save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:

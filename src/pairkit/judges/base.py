@@ -188,6 +188,7 @@ class ComparatorBase:
 
     judge_id: str = "judge"
     prompt_version: str = "v1"
+    priced: bool = False  # whether calls cost money (a money budget needs a judge that reports costs)
 
     def __init__(self) -> None:
         self.usage = Usage()
@@ -238,11 +239,15 @@ class CallableJudge(ComparatorBase):
     """A Python function ``fn(context, first, second) -> bool | p_first | (p_first, p_tie) | Judgment``.
 
     The function sees the answers in the order shown (so a biased function shows its bias) and answers for
-    the *first* one; sync and ``async def`` functions both work.
+    the *first* one; sync and ``async def`` functions both work. ``priced=True`` when the function returns
+    Judgments with a ``cost`` (so a money budget can apply).
     """
 
-    def __init__(self, fn: Callable, *, judge_id: str | None = None, prompt_version: str = "v1") -> None:
+    def __init__(
+        self, fn: Callable, *, judge_id: str | None = None, prompt_version: str = "v1", priced: bool = False
+    ) -> None:
         super().__init__()
+        self.priced = priced or type(self).priced
         if not callable(fn):
             raise InputError(f"CallableJudge needs a callable, got {type(fn).__name__}")
         self.fn = fn

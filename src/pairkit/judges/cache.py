@@ -25,7 +25,7 @@ from pathlib import Path
 from pairkit.errors import InputError
 from pairkit.judges.base import BudgetExhausted, ComparatorBase, Judgment, Request
 
-__all__ = ["Budget", "CachedJudge", "JudgmentCache", "cache_key"]
+__all__ = ["Budget", "CachedJudge", "JudgmentCache", "cache_key", "check_priced"]
 
 _FIELDS = ("p_a", "p_tie", "raw", "verdict", "cost", "prompt_tokens", "completion_tokens", "n_calls", "judge")
 
@@ -129,6 +129,17 @@ class Budget:
         return float("inf") if self.max_calls is None else self.max_calls - self.calls
 
 
+def check_priced(judge, budget: Budget) -> Budget:
+    """``budget``, or :class:`InputError` when it limits money but ``judge`` reports no costs (no price)."""
+    if budget.max_cost is not None and not getattr(judge, "priced", False):
+        raise InputError(
+            f"max_cost={budget.max_cost:g} needs a judge with a price, but judge {judge.judge_id!r} reports no "
+            "costs (every call would count as 0 and the limit would never stop a run); add \"price\": "
+            "[input, output] money per million tokens to the judge config, or limit calls with a budget instead"
+        )
+    return budget
+
+
 class CachedJudge(ComparatorBase):
     """Wrap ``judge`` with a persistent cache, in-flight deduplication and a budget.
 
@@ -146,7 +157,7 @@ class CachedJudge(ComparatorBase):
         super().__init__()
         self.inner = judge
         self.cache = cache if isinstance(cache, JudgmentCache) else JudgmentCache(cache or ":memory:")
-        self.budget = budget or Budget()
+        self.budget = check_priced(judge, budget or Budget())
         self.reuse_reversed = reuse_reversed
         self.judge_id = judge.judge_id
         self.prompt_version = judge.prompt_version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,14 +35,17 @@ def judge_from_config(
                 raise InputError(f"{source}: a simulated judge needs 'strengths': {{candidate id: strength}}")
             by_text = {}
             for cid, value in strengths.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise InputError(
+                        f"{source}: the strength of candidate {cid!r} must be a finite number (a log-strength), "
+                        f"got {value!r}"
+                    )
                 for text in (texts or {}).get(str(cid), [str(cid)]):
                     by_text[text] = float(value)
             return SimulatedJudge(by_text, **options)
         if kind == "openai":
             from pairkit.judges.http import OpenAIJudge
 
-            if "price" in options and options["price"] is not None:
-                options["price"] = tuple(options["price"])
             return OpenAIJudge(**options)
         if kind == "huggingface":
             from pairkit.judges.local import HFJudge
@@ -57,4 +61,8 @@ def judge_from_config(
             return HumanJudge(**options)
     except TypeError as exc:
         raise InputError(f"{source}: bad option for a {kind!r} judge: {exc}") from None
+    except InputError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise InputError(f"{source}: {exc}") from None
     raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding or human")

@@ -6,6 +6,9 @@
   (truncated bodies) and malformed JSON with exponential backoff and full jitter (Brooker 2015, "Exponential
   backoff and jitter"), waiting at least the server's ``Retry-After``; an unparseable verdict is re-asked up to
   ``parse_retries`` times. Every failure is counted by kind in ``usage.failures`` and listed in ``failures``.
+* Everything is bounded: ``max_retries`` retries, at most ``max_call_seconds`` per call (its attempts, their
+  timeouts and the waits between them), connect and read timeouts, and a ``Retry-After`` longer than
+  ``max_retry_after`` is not waited out: the call gives up at once with a :class:`RetryWarning` (counted).
 * Cost is counted once per paid response from its reported token usage and a price table (money per million
   input/output tokens), both per judgment (``Judgment.cost``) and in total (``usage.cost``).
 """
@@ -16,24 +19,40 @@ import asyncio
 import math
 import os
 import random
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from pairkit.errors import InputError
+from pairkit._spec import Interval, Option, declare_options
+from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
 from pairkit.judges.prompts import TEMPLATES, PromptTemplate, parse_verdict, verdict_probabilities
 
-__all__ = ["OpenAIJudge", "Price", "verdict_from_logprobs"]
+__all__ = ["OpenAIJudge", "Price", "RetryWarning", "verdict_from_logprobs"]
 
 RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
+class RetryWarning(PairkitWarning):
+    """A judge call gave up because a retry bound was reached (a long Retry-After, the time per call)."""
+
+
 @dataclass(frozen=True)
 class Price:
-    """Money per million input (prompt) and output (completion) tokens."""
+    """Money per million input (prompt) and output (completion) tokens (finite, >= 0)."""
 
     input_per_million: float
     output_per_million: float
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_million", "output_per_million"):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+            if not ok:
+                raise InputError(
+                    f"price {name} must be a finite number >= 0 (money per million tokens), got {value!r}"
+                )
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
@@ -74,9 +93,29 @@ class OpenAIJudge(ComparatorBase):
         samples: calls per judgment, their probabilities averaged (for servers without logprobs; use a
             temperature > 0 so that the samples differ).
         price: a :class:`Price` (or ``(input, output)`` per million tokens) for cost accounting.
+        timeout, connect_timeout: seconds to wait for a response / a connection, per attempt.
+        max_retries: retries of one call after a retryable failure.
+        max_retry_after: the longest ``Retry-After`` waited out; a longer one gives the call up at once.
+        max_call_seconds: the most one call may take with all its attempts and waits.
         sleep: the awaitable used to wait between retries (tests inject a recorder).
     """
 
+    @declare_options(
+        Option("temperature", float, Interval(0, None)),
+        Option("max_tokens", int, Interval(1, None)),
+        Option("top_logprobs", int, Interval(0, 20)),
+        Option("samples", int, Interval(1, None), doc="calls per judgment"),
+        Option("max_concurrency", int, Interval(1, None)),
+        Option("max_retries", int, Interval(0, 100)),
+        Option("parse_retries", int, Interval(0, 100)),
+        Option("timeout", float, Interval(0, None, closed="neither"), doc="read timeout per attempt (s)"),
+        Option("connect_timeout", float, Interval(0, None, closed="neither"), doc="connect timeout (s)"),
+        Option("backoff", float, Interval(0, None)),
+        Option("max_backoff", float, Interval(0, None)),
+        Option("max_retry_after", float, Interval(0, None), doc="longest Retry-After waited out (s)"),
+        Option("max_call_seconds", float, Interval(0, None, closed="neither"), doc="time bound of one call (s)"),
+        Option("expected_output_tokens", int, Interval(0, None)),
+    )
     def __init__(
         self,
         model: str,
@@ -91,11 +130,14 @@ class OpenAIJudge(ComparatorBase):
         top_logprobs: int = 5,
         samples: int = 1,
         max_concurrency: int = 8,
-        max_retries: int = 5,
+        max_retries: int = 4,
         parse_retries: int = 1,
         timeout: float = 60.0,
+        connect_timeout: float = 10.0,
         backoff: float = 1.0,
-        max_backoff: float = 60.0,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 60.0,
+        max_call_seconds: float = 120.0,
         price: Price | tuple[float, float] | None = None,
         expected_output_tokens: int = 300,
         extra_body: Mapping | None = None,
@@ -108,19 +150,20 @@ class OpenAIJudge(ComparatorBase):
             if template not in TEMPLATES:
                 raise InputError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
             template = TEMPLATES[template]
-        if samples < 1 or max_concurrency < 1 or max_retries < 0 or parse_retries < 0:
-            raise InputError(
-                "samples and max_concurrency must be >= 1, max_retries and parse_retries >= 0; got "
-                f"{samples}, {max_concurrency}, {max_retries}, {parse_retries}"
-            )
         self.model, self.base_url = model, base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.template = template
         self.temperature, self.max_tokens = temperature, max_tokens
         self.logprobs, self.top_logprobs, self.samples = logprobs, top_logprobs, samples
         self.max_concurrency, self.max_retries, self.parse_retries = max_concurrency, max_retries, parse_retries
-        self.timeout, self.backoff, self.max_backoff = timeout, backoff, max_backoff
-        self.price = Price(*price) if isinstance(price, tuple) else price
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.max_retry_after, self.max_call_seconds = max_retry_after, max_call_seconds
+        if price is not None and not isinstance(price, Price):
+            if not isinstance(price, (tuple, list)) or len(price) != 2:
+                raise InputError(f"price must be [input, output] money per million tokens, got {price!r}")
+            price = Price(*price)
+        self.price = price
         self.expected_output_tokens = expected_output_tokens
         self.extra_body = dict(extra_body or {})
         self.judge_id = judge_id or f"openai:{model}"
@@ -136,7 +179,7 @@ class OpenAIJudge(ComparatorBase):
 
         loop = asyncio.get_running_loop()
         if self._state is None or self._state[0] is not loop:
-            client = httpx.AsyncClient(timeout=self.timeout)
+            client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout))
             self._state = (loop, client, asyncio.Semaphore(self.max_concurrency))
         return self._state[1], self._state[2]
 
@@ -149,21 +192,29 @@ class OpenAIJudge(ComparatorBase):
         self.usage.fail(kind)
         self.failures.append(f"{kind}: {detail}")
 
+    @property
+    def priced(self) -> bool:
+        """Whether calls cost money here (a price is set), so that a money budget can apply."""
+        return self.price is not None
+
     async def _post(self, payload: dict) -> dict:
-        """One chat completion with retries; returns the parsed JSON body."""
+        """One chat completion with bounded retries; returns the parsed JSON body."""
         import httpx
 
         client, semaphore = self._loop_state()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
         kinds = []
+        deadline = time.monotonic() + self.max_call_seconds
         for attempt in range(self.max_retries + 1):
             retry_after = None
+            left = max(deadline - time.monotonic(), 1e-3)
+            limit = httpx.Timeout(min(self.timeout, left), connect=min(self.connect_timeout, left))
             try:
                 async with semaphore:
-                    response = await client.post(url, json=payload, headers=headers)
+                    response = await client.post(url, json=payload, headers=headers, timeout=limit)
             except httpx.TimeoutException as exc:
-                kind, detail = "timeout", f"{type(exc).__name__} after {self.timeout}s"
+                kind, detail = "timeout", f"{type(exc).__name__} after {min(self.timeout, left):.3g}s"
             except httpx.TransportError as exc:
                 kind, detail = "transport", f"{type(exc).__name__}: {exc}"
             else:
@@ -184,9 +235,34 @@ class OpenAIJudge(ComparatorBase):
             kinds.append(kind)
             if attempt == self.max_retries:
                 break
+            if retry_after is not None and retry_after > self.max_retry_after:
+                self._fail("retry_after_too_long", f"{retry_after:.0f}s")
+                warnings.warn(
+                    f"the judge server asked to wait longer than max_retry_after={self.max_retry_after:g} s "
+                    "(Retry-After); those calls were given up instead of waiting",
+                    RetryWarning,
+                    stacklevel=2,
+                )
+                raise JudgeError(
+                    f"{url} asked to wait {retry_after:.0f} s (Retry-After) after {', '.join(kinds)}, longer than "
+                    f"max_retry_after={self.max_retry_after:g} s; try again later or raise max_retry_after in the "
+                    "judge config"
+                )
             cap = min(self.max_backoff, self.backoff * 2**attempt)
-            delay = self._random.uniform(0, cap)
-            await self._sleep(max(delay, retry_after or 0.0))
+            delay = max(self._random.uniform(0, cap), retry_after or 0.0)
+            if time.monotonic() + delay >= deadline:
+                self._fail("call_time_limit", f"{self.max_call_seconds:g}s")
+                warnings.warn(
+                    f"judge calls reached max_call_seconds={self.max_call_seconds:g} s before an answer; "
+                    "they were given up",
+                    RetryWarning,
+                    stacklevel=2,
+                )
+                raise JudgeError(
+                    f"{url}: no usable response within max_call_seconds={self.max_call_seconds:g} s "
+                    f"({len(kinds)} attempts: {', '.join(kinds)})"
+                )
+            await self._sleep(delay)
         raise JudgeError(f"{url}: no usable response after {len(kinds)} attempts ({', '.join(kinds)})")
 
     def _paid(self, body: dict) -> tuple[int, int, float]:

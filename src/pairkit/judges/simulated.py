@@ -81,7 +81,10 @@ class SimulatedJudge(ComparatorBase):
         simulated_probabilities(np.zeros(1), model=model, tie_margin=tie_margin)  # validates model/margin
         self.strengths = {str(k): float(v) for k, v in strengths.items()}
         self.model, self.noise, self.tie_margin = model, float(noise), float(tie_margin)
+        if not (np.isfinite(cost_per_call) and cost_per_call >= 0):
+            raise InputError(f"cost_per_call must be a finite number >= 0, got {cost_per_call!r}")
         self.position_bias, self.soft, self.cost_per_call = float(position_bias), soft, float(cost_per_call)
+        self.priced = self.cost_per_call > 0
         self.rng = np.random.default_rng(seed)
         self.judge_id = judge_id
 

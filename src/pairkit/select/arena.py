@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pairkit._spec import Interval, Option
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 from pairkit.judges.base import BudgetExhausted, Judgment, Request
@@ -160,6 +161,10 @@ def _flip(order: str) -> str:
     return "ba" if order == "ab" else "ab"
 
 
+_LENGTH_RULE = Option("length_rule", int, Interval(0, None), none=True, doc="WildBench's K in characters")
+_NARROW = Option("narrow", float, Interval(0, 0.5, closed="right"), doc="how close to a tie a 'slight' win is")
+
+
 class Arena:
     """Sends comparisons ``(context, i, j)`` of a :class:`Pool` to a comparator under a position policy.
 
@@ -182,6 +187,8 @@ class Arena:
     ) -> None:
         if policy not in POLICIES:
             raise InputError(f"policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+        length_rule = _LENGTH_RULE.check(length_rule)
+        narrow = _NARROW.check(narrow)
         self.judge, self.pool, self.policy = judge, pool, policy
         self.length_rule, self.narrow = length_rule, narrow
         self.rng = np.random.default_rng(seed)

@@ -2,47 +2,75 @@
 
 Every strategy is an ``async`` function of an :class:`~pairkit.select.arena.Arena`; each round's independent
 comparisons go out together through :meth:`Arena.compare` (the judge's async batch), so a 64-item knockout takes
-6 round trips, not 63. Use :func:`select` (sync) or :func:`aselect` (async) to run one by name:
+6 round trips, not 63. Use :func:`select` (sync) or :func:`aselect` (async) to run one by name. Every strategy is
+registered in :data:`STRATEGIES` (a :class:`~pairkit._spec.Registry`) with its declared options, which are
+checked in one place before it runs; every one is bounded even without a budget (n items per context):
 
-==================  =========================================================================================
-``round_robin``     all pairs (per context), one batch
-``random_pairs``    uniformly random pairs (the baseline for active pairing)
-``knockout``        single elimination, ``best_of`` samples per match (Pairwise RM's knockout, Liu et al. 2025)
-``varco_arena``     a knockout per prompt, all matches pooled into a Bradley–Terry leaderboard (Son et al. 2024)
-``swiss``           Swiss-system rounds: players with equal scores meet, no rematches
-``merge_sort``      noisy merge sort (PairS, Liu et al. 2024)
-``heap_topk``       heap sort until the top k are out (PRP-sorting, Qin et al. 2024)
-``sliding_topk``    k bubble passes of a window of 2 from the bottom (PRP-sliding-K, Qin et al. 2024)
-``duo_rerank``      all pairs of a short list in both orders, ranked by summed probabilities (duoT5)
-``active``          adaptive pairing for a leaderboard (information gain or UCB), stops when intervals separate
-==================  =========================================================================================
+==================  ===========================================================  ===============================
+``round_robin``     all pairs (per context), one batch                           ``repeats``·n(n−1)/2 calls
+``random_pairs``    uniformly random pairs (the baseline for active pairing)     ``n_comparisons`` (n(n−1)/2)
+``knockout``        single elimination, ``best_of`` samples per match            ``best_of``·(n−1) calls
+                    (Pairwise RM's knockout, Liu et al. 2025)
+``varco_arena``     a knockout per prompt, pooled into a Bradley–Terry           ``best_of``·(n−1) per prompt
+                    leaderboard (Son et al. 2024)
+``swiss``           Swiss-system rounds: equal scores meet, no rematches         ``rounds``·n/2 (⌈log2 n⌉ + 2)
+``merge_sort``      noisy merge sort (PairS, Liu et al. 2024)                    n⌈log2 n⌉ calls
+``heap_topk``       heap sort until the top k are out (PRP-sorting, Qin 2024)    O(n + k log n) calls
+``sliding_topk``    k bubble passes of a window of 2 (PRP-sliding-K, Qin 2024)   k(n−1) calls
+``duo_rerank``      all pairs of a short list in both orders (duoT5)             depth(depth−1)/2 pairs
+``active``          adaptive pairing for a leaderboard (information gain or      ``n_comparisons``
+                    UCB), stops when intervals separate                          (10·n·⌈log2 n⌉)
+==================  ===========================================================  ===============================
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
 
+from pairkit._spec import Interval, Option, Registry, Spec, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import BudgetExhausted, run_sync
-from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache
+from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache, check_priced
 from pairkit.select.arena import Arena, Pool, Selection
 
-__all__ = ["STRATEGIES", "aselect", "default_active_limit", "dry_run", "select"]
+__all__ = ["STRATEGIES", "aselect", "default_active_limit", "default_random_pairs", "dry_run", "select"]
 
-STRATEGIES: dict[str, Callable] = {}
+STRATEGIES = Registry("strategy")
+"""Selection strategies by name: each a :class:`~pairkit._spec.Spec` with its declared options."""
+
+_AT_LEAST_1 = Interval(1, None)
 
 
-def _strategy(name: str):
+def _strategy(name: str, *options: Option):
+    """Register an ``async def fn(arena, out, **options)`` under ``name`` with its declared options."""
+
     def register(fn):
-        STRATEGIES[name] = fn
-        return fn
+        checked = declare_options(*options)(fn)
+        STRATEGIES.add(Spec(name, checked, kind="strategy", data="pool"))
+        return checked
 
     return register
+
+
+def _indices(arena: Arena, strategy: str, name: str, values: Sequence | None) -> list[int] | None:
+    """Item indices given as an option (``initial``, ``shortlist``): integers of the pool, no repeats."""
+    if values is None:
+        return None
+    n = arena.pool.n_items
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n:
+            raise InputError(
+                f"strategy {strategy!r}: {name} must list item indices in 0..{n - 1} (positions in the pool), got {v!r}"
+            )
+        out.append(int(v))
+    if len(set(out)) != len(out):
+        raise InputError(f"strategy {strategy!r}: {name} lists an item twice: {out!r}")
+    return out
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -86,7 +114,7 @@ def _single_answer(out: Selection, per_context: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ exhaustive
-@_strategy("round_robin")
+@_strategy("round_robin", Option("repeats", int, _AT_LEAST_1, doc="times each pair is judged"))
 async def round_robin(arena: Arena, out: Selection, *, repeats: int = 1) -> None:
     """Every pair of candidates in every context, ``repeats`` times, in one batch."""
     triples = []
@@ -97,10 +125,19 @@ async def round_robin(arena: Arena, out: Selection, *, repeats: int = 1) -> None
     await arena.compare(triples)
 
 
-@_strategy("random_pairs")
-async def random_pairs(arena: Arena, out: Selection, *, n_comparisons: int, batch: int = 64) -> None:
-    """Uniformly random pairs (and a random shared context), ``batch`` at a time."""
+@_strategy(
+    "random_pairs",
+    Option("n_comparisons", int, _AT_LEAST_1, none=True, doc="comparisons to make (None: n(n-1)/2)"),
+    Option("batch", int, _AT_LEAST_1, doc="pairs sent per round"),
+)
+async def random_pairs(arena: Arena, out: Selection, *, n_comparisons: int | None = None, batch: int = 64) -> None:
+    """Uniformly random pairs (and a random shared context), ``batch`` at a time.
+
+    ``n_comparisons`` defaults to :func:`default_random_pairs` (as many as a round robin: n(n−1)/2).
+    """
     n = arena.pool.n_items
+    if n_comparisons is None:
+        n_comparisons = default_random_pairs(n)
     done = 0
     while done < n_comparisons:
         m = min(batch, n_comparisons - done)
@@ -124,19 +161,20 @@ async def _knockout(arena: Arena, c: int, items: np.ndarray, best_of: int) -> in
     return int(alive[0])
 
 
-@_strategy("knockout")
+_BEST_OF = Option("best_of", int, _AT_LEAST_1, doc="judgments per match (a majority wins)")
+
+
+@_strategy("knockout", _BEST_OF)
 async def knockout(arena: Arena, out: Selection, *, best_of: int = 1) -> None:
     """Single elimination per context: n − 1 matches of ``best_of`` judgments, one batch per round.
 
     The knockout of Pairwise RM (Liu et al. 2025, "Pairwise RM: perform best-of-N sampling with knockout
     tournament"); byes go to the last player of an odd round.
     """
-    if best_of < 1:
-        raise InputError(f"best_of must be >= 1, got {best_of}")
     _single_answer(out, await _per_context(arena, lambda c, items: _knockout(arena, c, items, best_of)))
 
 
-@_strategy("varco_arena")
+@_strategy("varco_arena", _BEST_OF)
 async def varco_arena(arena: Arena, out: Selection, *, best_of: int = 1) -> None:
     """A knockout per prompt, all matches pooled into one Bradley–Terry leaderboard (use ``leaderboard()``).
 
@@ -146,7 +184,7 @@ async def varco_arena(arena: Arena, out: Selection, *, best_of: int = 1) -> None
 
 
 # ----------------------------------------------------------------------------------------------- swiss
-@_strategy("swiss")
+@_strategy("swiss", Option("rounds", int, _AT_LEAST_1, none=True, doc="rounds (None: ceil(log2 n) + 2)"))
 async def swiss(arena: Arena, out: Selection, *, rounds: int | None = None) -> None:
     """Swiss-system rounds: sort by points, pair neighbours who have not met; one batch per round.
 
@@ -231,14 +269,16 @@ async def _heap_topk(arena: Arena, c: int, items: np.ndarray, k: int) -> list[in
     return top
 
 
-@_strategy("heap_topk")
+_K = Option("k", int, _AT_LEAST_1, doc="how many of the best to find")
+
+
+@_strategy("heap_topk", _K)
 async def heap_topk(arena: Arena, out: Selection, *, k: int = 10) -> None:
     """Top-k by a max-heap: heapify (O(n) comparisons), then k extractions of O(log n) each.
 
     Qin et al. (2024), "Large language models are effective text rankers with pairwise ranking prompting"
     (PRP-sorting).
     """
-    _check_k(k)
     _single_answer(out, await _per_context(arena, lambda c, items: _heap_topk(arena, c, items, k)))
 
 
@@ -251,17 +291,21 @@ async def _sliding(arena: Arena, c: int, items: np.ndarray, k: int, initial: lis
     return order[:k]
 
 
-@_strategy("sliding_topk")
+@_strategy("sliding_topk", _K, Option("initial", (list, tuple), none=True, doc="starting order (item indices)"))
 async def sliding_topk(arena: Arena, out: Selection, *, k: int = 10, initial: list[int] | None = None) -> None:
     """k passes of a size-2 window from the bottom of ``initial`` (random by default) to the top.
 
     Qin et al. (2024), PRP-sliding-K: each pass bubbles the best remaining candidate to the top.
     """
-    _check_k(k)
+    initial = _indices(arena, "sliding_topk", "initial", initial)
     _single_answer(out, await _per_context(arena, lambda c, items: _sliding(arena, c, items, k, initial)))
 
 
-@_strategy("duo_rerank")
+@_strategy(
+    "duo_rerank",
+    Option("shortlist", (list, tuple), none=True, doc="first-stage candidates, best first (item indices)"),
+    Option("depth", int, Interval(2, None), none=True, doc="how many of the shortlist to rerank"),
+)
 async def duo_rerank(
     arena: Arena, out: Selection, *, shortlist: list[int] | None = None, depth: int | None = None
 ) -> None:
@@ -275,6 +319,7 @@ async def duo_rerank(
     sequence-to-sequence models" (duoT5). ``shortlist``: candidates from a first stage, best first; ``depth``
     keeps its first ``depth``.
     """
+    shortlist = _indices(arena, "duo_rerank", "shortlist", shortlist)
 
     async def run(c: int, items: np.ndarray) -> list[int]:
         chosen = np.array(shortlist if shortlist is not None else items, dtype=np.int64)[:depth]
@@ -284,11 +329,6 @@ async def duo_rerank(
         return [int(x) for x in chosen[np.argsort(-total, kind="stable")]]
 
     _single_answer(out, await _per_context(arena, run))
-
-
-def _check_k(k: int) -> None:
-    if k < 1:
-        raise InputError(f"k must be >= 1, got {k}")
 
 
 # --------------------------------------------------------------------------------------------- active
@@ -317,7 +357,16 @@ def _separated(theta: np.ndarray, low: np.ndarray, high: np.ndarray, top: int | 
     return bool(np.all(low[order[:upto]] > high[order[1 : upto + 1]]))
 
 
-@_strategy("active")
+@_strategy(
+    "active",
+    Option("n_comparisons", int, _AT_LEAST_1, none=True, doc="comparisons at most (None: 10 n ceil(log2 n))"),
+    Option("batch", int, _AT_LEAST_1, none=True, doc="pairs per round (None: n/2)"),
+    Option("rule", str, choices=("rank", "information", "ucb"), doc="how pairs are chosen"),
+    Option("exploration", float, Interval(0, None), doc="UCB exploration constant c"),
+    Option("prior", float, Interval(0, None, closed="neither"), doc="virtual games per item in each fit"),
+    Option("level", float, Interval(0, 1, closed="neither"), doc="interval coverage for the stopping rule"),
+    Option("stop_top", int, _AT_LEAST_1, none=True, doc="stop when the first stop_top intervals separate"),
+)
 async def active(
     arena: Arena,
     out: Selection,
@@ -360,19 +409,7 @@ async def active(
     """
     from pairkit.rating import fit_bradley_terry
 
-    if rule not in ("information", "ucb", "rank"):
-        raise InputError(f"rule must be 'information', 'ucb' or 'rank', got {rule!r}")
     n = arena.pool.n_items
-    if n_comparisons is not None and (isinstance(n_comparisons, bool) or not n_comparisons >= 1):
-        raise InputError(f"n_comparisons must be an integer >= 1, got {n_comparisons!r}")
-    if batch is not None and not batch >= 1:
-        raise InputError(f"batch must be an integer >= 1, got {batch!r}")
-    if not (math.isfinite(exploration) and exploration >= 0):
-        raise InputError(f"exploration must be a finite number >= 0, got {exploration!r}")
-    if not (math.isfinite(prior) and prior > 0):
-        raise InputError(f"prior must be a finite number > 0 (it keeps every fit finite), got {prior!r}")
-    if not 0 < level < 1:
-        raise InputError(f"level must be between 0 and 1 (exclusive), got {level!r}")
     batch = batch or max(1, n // 2)
     limit = int(n_comparisons) if n_comparisons is not None else default_active_limit(n)
     perm = arena.rng.permutation(n)
@@ -410,6 +447,11 @@ def default_active_limit(n_items: int) -> int:
     return int(10 * n_items * max(1, math.ceil(math.log2(max(n_items, 2)))))
 
 
+def default_random_pairs(n_items: int) -> int:
+    """The default number of ``random_pairs`` comparisons: n(n−1)/2, as many as a round robin."""
+    return int(n_items * (n_items - 1) // 2)
+
+
 def _ucb_matchmaking(theta: np.ndarray, ucb: np.ndarray, size: int) -> list[tuple[int, int]]:
     """Anchors by decreasing upper confidence bound, each against the free item closest in rating."""
     free = np.ones(len(theta), bool)
@@ -438,7 +480,7 @@ def _prepare(judge, cache, budget, reuse_reversed: bool) -> CachedJudge:
         budget = Budget(max_calls=int(budget))
     if isinstance(judge, CachedJudge):
         if budget is not None:
-            judge.budget = budget
+            judge.budget = check_priced(judge.inner, budget)
         judge.reuse_reversed = judge.reuse_reversed or reuse_reversed
         return judge
     cache = cache if isinstance(cache, JudgmentCache) or cache is None else JudgmentCache(cache)
@@ -460,8 +502,8 @@ async def aselect(
     **options,
 ) -> Selection:
     """Async :func:`select`."""
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
+    spec = STRATEGIES.get(strategy)
+    options = spec.check(options, where=f"strategy {spec.name!r}: ")
     if reuse_reversed and policy != "random":
         raise InputError(
             f"reuse_reversed=True treats the two orders as one judgment, which only the 'random' "
@@ -477,15 +519,8 @@ async def aselect(
         decisions=arena.decisions,
         failures=arena.failures,
     )
-    fn = STRATEGIES[strategy]
-    accepted = list(inspect.signature(fn).parameters)[2:]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise InputError(
-            f"strategy {strategy!r} has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
-        )
     try:
-        await fn(arena, out, **options)
+        await spec.fn(arena, out, **options)
     except BudgetExhausted:
         out.stopped = "budget"
     out.decisions = arena.decisions
