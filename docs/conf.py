@@ -48,26 +48,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns += ["tutorials/README.md"]
 
 
-def def _write_tutorial_pages() -> None:
-    """A page per tutorial script: its docstring as the introduction, then the script itself."""
-    import ast
-
-    folder = ROOT / "tutorials"
-    entries = []
-    for script in sorted(folder.glob("*.py")):
-        doc = ast.get_docstring(ast.parse(script.read_text())) or script.stem
-        title, _, body = doc.partition("\n")
-        page = [title, "=" * len(title), "", body.strip(), "", f"Run it: ``python docs/tutorials/{script.name}``", "",
-                f".. literalinclude:: {script.name}", "   :language: python", "   :lines: "
-                f"{len(ast.get_docstring(ast.parse(script.read_text()), clean=False).splitlines()) + 2}-", ""]
-        (folder / f"{script.stem}.rst").write_text("\n".join(page))
-        entries.append(f"   {script.stem}")
-    index = (folder / "index.rst").read_text().split(".. toctree::")[0]
-    (folder / "index.rst").write_text(index + ".. toctree::\n   :maxdepth: 1\n\n" + "\n".join(entries) + "\n")
-
-
-_write_api_pages()
-_write_tutorial_pages() -> None:
+def _write_api_pages() -> None:
     """One reference page per package, listing every public module it has now (new modules appear by themselves)."""
     import pkgutil
 
@@ -101,7 +82,6 @@ def _write_tutorial_pages() -> None:
     import ast
 
     folder = ROOT / "tutorials"
-    entries = []
     for script in sorted(folder.glob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text())) or script.stem
         title, _, body = doc.partition("\n")
@@ -109,9 +89,20 @@ def _write_tutorial_pages() -> None:
                 f".. literalinclude:: {script.name}", "   :language: python", "   :lines: "
                 f"{len(ast.get_docstring(ast.parse(script.read_text()), clean=False).splitlines()) + 2}-", ""]
         (folder / f"{script.stem}.rst").write_text("\n".join(page))
-        entries.append(f"   {script.stem}")
-    index = (folder / "index.rst").read_text().split(".. toctree::")[0]
-    (folder / "index.rst").write_text(index + ".. toctree::\n   :maxdepth: 1\n\n" + "\n".join(entries) + "\n")
+
+
+def _write_tutorial_pages() -> None:
+    """A page per tutorial script: its docstring as the introduction, then the script itself."""
+    import ast
+
+    folder = ROOT / "tutorials"
+    for script in sorted(folder.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text())) or script.stem
+        title, _, body = doc.partition("\n")
+        page = [title, "=" * len(title), "", body.strip(), "", f"Run it: ``python docs/tutorials/{script.name}``", "",
+                f".. literalinclude:: {script.name}", "   :language: python", "   :lines: "
+                f"{len(ast.get_docstring(ast.parse(script.read_text()), clean=False).splitlines()) + 2}-", ""]
+        (folder / f"{script.stem}.rst").write_text("\n".join(page))
 
 
 _write_api_pages()
