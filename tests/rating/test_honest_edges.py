@@ -4,6 +4,7 @@ intervals, intervals never collapse to zero width, and bad levels are refused.
 Every case builds the data that reproduced the original wrong answer."""
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -367,3 +368,64 @@ def test_separation_check_leaves_ordinary_data_alone():
     comps = Comparisons.from_arrays(a, b, y, a_first=rng.random(400) < 0.5)
     board = fit_order_advantage(comps)
     assert np.isfinite(board.params["order_advantage"])
+
+
+# ---------------------------------------------------------------------------------------------- online boards
+@pytest.mark.parametrize("fit_name", ["fit_trueskill", "fit_weng_lin"])
+def test_online_boards_sort_by_the_conservative_score(fit_name):
+    """Was: sorted by μ, so a newcomer with 2 wins (σ ≈ 5.8) ranked first."""
+    import pairkit.rating as rating
+
+    rng = np.random.default_rng(16)
+    a, b, y, _ = _random_games(rng, 6, 600, strengths=np.linspace(2, -2, 6))
+    a, b, y = np.r_[a, 6, 6, 6], np.r_[b, 0, 1, 0], np.r_[y, 1.0, 1.0, 1.0]  # a newcomer beats the best, 3 times
+    comps = Comparisons.from_arrays(a, b, y, items=[f"p{k}" for k in range(6)] + ["newcomer"])
+    board = getattr(rating, fit_name)(comps)
+    conservative = board.columns["conservative"]
+    assert np.argmax(board.log_strength) == 6  # highest μ …
+    assert board.rank[6] > 1 and board.rank[int(np.argmax(conservative))] == 1  # … but not first
+    frame = board.to_pandas()
+    assert np.all(np.diff(frame["conservative"].to_numpy()) <= 0)
+    assert "rating" in frame  # μ still shown
+    assert board.to_dict()["sorted_by"].startswith("conservative")
+
+
+def test_elo_boards_are_not_converted_twice():
+    """Was: bayeselo --scale elo re-converted bayeselo's Elo as if it were log-strength (8% too spread)."""
+    from pairkit.rating import fit_bayeselo
+
+    rng = np.random.default_rng(17)
+    a, b, y, _ = _random_games(rng, 6, 600, strengths=np.linspace(-1, 1, 6))
+    y = np.where(rng.random(600) < 0.2, 0.5, y)
+    comps = Comparisons.from_arrays(a, b, y, a_first=np.ones(600, bool), items=[f"p{k}" for k in range(6)])
+    board = fit_bayeselo(comps)
+    assert board.scale_name == "elo"
+    again = board.scale("elo")
+    np.testing.assert_allclose(again.ratings, board.ratings)
+    anchored = board.scale("elo", anchor="p0")
+    assert anchored.ratings[0] == pytest.approx(1000.0)
+    np.testing.assert_allclose(np.diff(anchored.ratings), np.diff(board.ratings))  # same spread
+    bt = fit_bradley_terry(comps)
+    assert bt.scale("elo").ratings.std() == pytest.approx(400 / np.log(10) * bt.log_strength.std())
+
+
+def test_predict_unknown_items():
+    comps = Comparisons.from_arrays(["x", "y", "x", "z"], ["y", "z", "z", "x"], [1, 1, 0.5, 0])
+    board = fit_bradley_terry(comps, prior=1.0)
+    with pytest.raises(InputError, match="unknown item.*'new'.*unknown='prior'"):
+        board.predict("new", "x")
+    p, _ = board.predict(["new", "x"], ["x", "new"], unknown="prior")
+    theta_x = board.log_strength[comps.items.index("x")]
+    np.testing.assert_allclose(p, special.expit([-theta_x, theta_x]))  # the board is centred: average = 0
+
+
+def test_single_cluster_extra_parameters_fall_back_to_fisher():
+    """The order advantage's sandwich interval also collapsed with one cluster."""
+    rng = np.random.default_rng(18)
+    a, b, y, _ = _random_games(rng, 5, 400, strengths=np.linspace(-1, 1, 5))
+    comps = Comparisons.from_arrays(a, b, y, a_first=rng.random(400) < 0.5, cluster=np.zeros(400))
+    with pytest.warns(IntervalWarning, match="single cluster"):
+        board = fit_order_advantage(comps, intervals="sandwich")
+    fisher = fit_order_advantage(replace(comps, cluster=None), intervals="fisher")
+    assert board.interval_method == "fisher"
+    assert board.param_intervals["order_advantage"] == pytest.approx(fisher.param_intervals["order_advantage"])

@@ -364,14 +364,21 @@ def _initial(name: str, values: np.ndarray | None, default: float, n: int) -> np
 
 def posterior_leaderboard(matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, **fields) -> Leaderboard:
     """Leaderboard of online posteriors: ``log_strength`` μ, ``se`` σ, ``conservative`` μ − zσ; ``fields``
-    (``model``, ``params``, ``scale_name``, ``predictor``) pass through to :class:`Leaderboard`."""
+    (``model``, ``params``, ``scale_name``, ``predictor``) pass through to :class:`Leaderboard`.
+
+    Sorted and ranked by the conservative score, the usual TrueSkill/OpenSkill leaderboard key: sorting by μ put
+    a player with 2 matches and σ = 5.8 first. The rating column stays μ (what predictions use)."""
+    conservative = mus - z * sigmas
+    info = {**fields.pop("info", {}), "sorted_by": f"conservative (mu - {z:g} sigma)"}
     return Leaderboard(
         items=matches.items,
         log_strength=mus,
         se=sigmas,
         n=matches.games_per_item(),
         n_comparisons=matches.n_matches,
-        columns={"sigma": sigmas, "conservative": mus - z * sigmas},
+        columns={"sigma": sigmas, "conservative": conservative},
         interval_method="posterior",
+        sort_key=conservative,
+        info=info,
         **fields,
     )

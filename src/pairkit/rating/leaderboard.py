@@ -69,6 +69,9 @@ class Leaderboard:
     offset: float = 0.0
     predictor: Predictor | None = field(default=bradley_terry_predictor, repr=False)
     info: dict[str, Any] = field(default_factory=dict, repr=False)
+    sort_key: np.ndarray | None = field(default=None, repr=False)
+    """What ranks the items when it is not the rating itself (online posteriors: the conservative μ − zσ);
+    :attr:`rank`, :meth:`to_pandas` and the JSON follow it and say so (``sorted_by``)."""
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,8 +100,8 @@ class Leaderboard:
 
     @property
     def rank(self) -> np.ndarray:
-        """Competition rank (1 = best; equal ratings share a rank)."""
-        r = self.log_strength
+        """Competition rank (1 = best; equal ratings share a rank), by :attr:`sort_key` when set."""
+        r = self.log_strength if self.sort_key is None else self.sort_key
         order = np.sort(r)[::-1]
         return 1 + np.searchsorted(-order, -r, side="left")
 
@@ -226,9 +229,17 @@ class Leaderboard:
 
         ``"log"``: centred natural log-strength. ``"elo"``: 400/ln 10 points per unit, ``offset`` 1000 by
         default, or the ``anchor`` item placed at ``offset``. ``factor`` overrides the points per unit.
+
+        A board that already reports Elo (``scale_name == "elo"``, e.g. bayeselo's printed ratings with their
+        own points per unit) keeps its own factor: asking for ``"elo"`` again returns it unchanged (or only
+        re-anchored), instead of converting its numbers a second time.
         """
         if kind not in ("log", "elo"):
             raise InputError(f"unknown scale {kind!r}; use 'log' or 'elo'")
+        if kind == "elo" and self.scale_name == "elo" and factor is None:
+            if anchor is None and offset is None:
+                return self
+            factor = self.scale_factor
         f = factor if factor is not None else (1.0 if kind == "log" else ELO_FACTOR)
         off = offset if offset is not None else (0.0 if kind == "log" else 1000.0)
         shift = -float(np.mean(self.log_strength))
@@ -239,8 +250,16 @@ class Leaderboard:
         return replace(self, scale_name=kind, scale_factor=f, offset=off + f * shift)
 
     def predict(self, a: Sequence[str] | str, b: Sequence[str] | str,
-                a_first: Sequence[bool] | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities that ``a`` beats ``b`` and of a tie (names or name sequences)."""
+                a_first: Sequence[bool] | bool | None = None, *,
+                unknown: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities that ``a`` beats ``b`` and of a tie (names or name sequences).
+
+        ``unknown``: ``"raise"`` (an :class:`InputError` naming items not on the board) or ``"prior"`` — an item
+        never seen gets the average log-strength, which is what Newman's prior gives an item without data (the
+        forecast for a newcomer in a test season).
+        """
+        if unknown not in ("raise", "prior"):
+            raise InputError(f"unknown must be 'raise' or 'prior', got {unknown!r}")
         index_predictor = self.info.get("index_predictor")  # models whose odds are not θa − θb (blade-chest)
         if self.predictor is None and index_predictor is None:
             raise InputError(f"model {self.model!r} does not define win probabilities")
@@ -249,15 +268,17 @@ class Leaderboard:
         def idx(names):
             names = [names] if isinstance(names, str) else list(names)
             missing = [x for x in names if x not in lookup]
-            if missing:
-                raise InputError(f"unknown item(s) {missing[:5]}")
-            return np.array([lookup[x] for x in names], dtype=np.int64)
+            if missing and (unknown == "raise" or index_predictor is not None):
+                why = "" if unknown == "raise" else f" (model {self.model!r} has no strength for an unseen item)"
+                raise InputError(f"unknown item(s) {missing[:5]}{why}; pass unknown='prior' for the average item")
+            return np.array([lookup.get(x, -1) for x in names], dtype=np.int64)
 
         ia, ib = idx(a), idx(b)
         order = None if a_first is None else np.broadcast_to(np.asarray(a_first, bool), ia.shape)
         if index_predictor is not None:
             return index_predictor(ia, ib, order)
-        return self.predictor(self.log_strength[ia], self.log_strength[ib], order)
+        strength = np.append(self.log_strength, float(np.mean(self.log_strength)))  # index −1: the average item
+        return self.predictor(strength[ia], strength[ib], order)
 
     # ------------------------------------------------------------------ output
     def to_pandas(self) -> pd.DataFrame:
@@ -279,7 +300,8 @@ class Leaderboard:
             frame["win_rate"] = self.win_rate
         for name, values in self.columns.items():
             frame[name] = values
-        order = np.lexsort((np.arange(len(self.items)), -self.log_strength))
+        key = self.log_strength if self.sort_key is None else self.sort_key
+        order = np.lexsort((np.arange(len(self.items)), -key))
         return frame.iloc[order].reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -296,6 +318,7 @@ class Leaderboard:
             "model": self.model,
             "scale": self.scale_name,
             "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method},
+            "sorted_by": self.info.get("sorted_by", "rating"),
             "items": items,
             "params": {k: _jsonable(v) for k, v in self.params.items()},
             "param_intervals": {k: [_jsonable(x) for x in v] for k, v in self.param_intervals.items()},
