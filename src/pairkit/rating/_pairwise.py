@@ -371,7 +371,8 @@ Fisher's are used instead and the reason is recorded in ``Leaderboard.info["inte
 def interval_method(intervals: str, clusters: np.ndarray | None) -> tuple[str | None, str]:
     """The covariance to use for ``intervals`` and the reason, stated for the output.
 
-    ``"auto"``: the sandwich by ``clusters`` when there are at least :data:`MIN_CLUSTERS` of them, else Fisher.
+    ``"auto"``: the sandwich by ``clusters`` when there are at least :data:`MIN_CLUSTERS` of them (each
+    parameter's variance then at least Fisher's, :func:`at_least_fisher`), else Fisher.
     ``"sandwich"`` is honoured as asked (per comparison when no clusters are given) except with a single
     cluster, whose scores sum to zero at the maximum (a zero-width interval): Fisher then, with a warning.
     """
@@ -395,7 +396,10 @@ def interval_method(intervals: str, clusters: np.ndarray | None) -> tuple[str | 
             f"Fisher: only {g} cluster(s); the cluster sandwich needs at least {MIN_CLUSTERS} to be trusted "
             "(ask for intervals='sandwich' to override)"
         )
-    return "sandwich", f"cluster sandwich over {g} clusters (items in fewer than 2 clusters floored at Fisher)"
+    return "sandwich", (
+        f"cluster sandwich over {g} clusters, never narrower than Fisher per parameter (items in fewer than 2 "
+        "clusters get Fisher's variance added)"
+    )
 
 
 def clusters_per_item(design: PairwiseDesign, clusters: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -551,7 +555,29 @@ def fit_covariance(
     sparse_coords = np.zeros(len(cov), dtype=bool)
     sparse_coords[:n] = clusters_per_item(rows_design, groups, weight) < 2
     cov = floor_at_fisher(cov, fisher, sparse_coords)
+    if intervals == "auto":
+        cov = at_least_fisher(cov, fisher, n)
     return FitCovariance(cov, method, rule, sparse_coords[:n], prior_only)
+
+
+def at_least_fisher(sandwich: np.ndarray, fisher: np.ndarray, n: int) -> np.ndarray:
+    """Scale a sandwich covariance so that no parameter's variance is below Fisher's.
+
+    ``R V R`` with ``R = diag(max(1, sqrt(V_F,kk / V_kk)))`` keeps V positive semi-definite and its correlations;
+    the θ block is centred again afterwards. The sandwich is biased downwards with few clusters per item and
+    ignores the shrinkage of a prior, so ``intervals="auto"`` takes the larger of the two per parameter — the
+    rule of Angrist & Pischke (2009, §8.2.3) for robust standard errors in small samples.
+    """
+    out, f = sandwich, np.diag(fisher)
+    for _ in range(20):  # centring takes a little back; a few passes settle it
+        v = np.diag(out)
+        ratio = np.sqrt(np.maximum(1.0, np.divide(f, v, out=np.ones_like(f), where=v > 0)))
+        if ratio.max() <= 1 + 1e-9:
+            break
+        out = out * ratio[:, None] * ratio[None, :]
+        out[:n] -= out[:n].mean(axis=0)
+        out[:, :n] -= out[:, :n].mean(axis=1, keepdims=True)
+    return out
 
 
 def data_information(

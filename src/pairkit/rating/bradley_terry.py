@@ -237,7 +237,9 @@ def fit_bradley_terry(
         intervals: ``"fisher"`` (observed information), ``"sandwich"`` (cluster-robust, by
             ``comparisons.cluster`` or per comparison), ``"auto"`` or ``"none"``. ``"auto"`` uses the cluster
             sandwich only with at least 30 clusters (fewer undercover), else Fisher; with a single cluster even
-            ``"sandwich"`` falls back to Fisher. Items seen in fewer than two clusters get at least their Fisher
+            ``"sandwich"`` falls back to Fisher; with ``"auto"`` no parameter's variance is below Fisher's (the
+            Angrist–Pischke rule: the sandwich undercovers for items in few clusters and ignores the shrinkage of
+            a prior). Items seen in fewer than two clusters get at least their Fisher
             variance (the sandwich cannot estimate it), items without data get the prior's width, and both are
             flagged (``columns["fisher_floor"]``, ``columns["prior_only"]``) with an :class:`IntervalWarning`;
             the rule applied is in ``info["interval_rule"]``.
