@@ -80,6 +80,12 @@ def rank(
     top: int = typer.Option(None, help=f"Show only the top N rows (default {DEFAULT_TOP}; the JSON holds all)."),
     show_all: bool = typer.Option(False, "--all", help="Show every row of the leaderboard."),
     list_models: bool = typer.Option(False, "--list-models", help="List the available models and exit."),
+    rankings: bool = typer.Option(
+        False, "--rankings",
+        help="PATH holds rankings, not pairs: PrefLib (.soc/.soi/.toc/.toi), one ranking per row (pos1…posN) or "
+        "one row per ranked item (see --ranking-columns); fits Plackett–Luce."),
+    ranking_columns: str = typer.Option(
+        None, help="With --rankings: RANKING,ITEM,POSITION columns of a long file (lower position = better)."),
 ) -> None:
     """Fit a rating model to pairwise comparisons and print the leaderboard."""
     models = available_models()
@@ -100,6 +106,13 @@ def rank(
             raise InputError(f"--plot {plot}: use a .png, .pdf, .svg or .jpg file name")
         if model == "bt" and ties is Ties.rao_kupper:
             model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
+        if top is not None and top < 1:
+            raise InputError(f"--top must be a positive number of rows, got {top}")
+        shown = None if show_all else (top or DEFAULT_TOP)
+        if rankings:
+            board, title = _fit_rankings(path, ranking_columns, model, prior, level)
+            _show(board, title, shown, json_out, plot)
+            return
         comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
                                  drop_invalid)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
@@ -129,17 +142,37 @@ def rank(
         n_rows = len(comps) if counted is None else counted
         if counted is not None:
             board = replace(board, n_comparisons=int(counted))
-        if top is not None and top < 1:
-            raise InputError(f"--top must be a positive number of rows, got {top}")
-        console.print(leaderboard_table(
-            board, top=None if show_all else (top or DEFAULT_TOP),
-            title=f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}"))
-        params = format_params(board)
-        if params:
-            console.print(params)
-        if json_out is not None:
-            board.to_json(json_out)
-            console.print(f"wrote {json_out}")
-        if plot is not None:
-            board.plot(plot)
-            console.print(f"wrote {plot}")
+        _show(board, f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}", shown, json_out,
+              plot)
+
+
+def _show(board, title: str, top: int | None, json_out: Path | None, plot: Path | None) -> None:
+    """Print the leaderboard and its parameters; write the JSON and the plot when asked."""
+    console.print(leaderboard_table(board, top=top, title=title))
+    params = format_params(board)
+    if params:
+        console.print(params)
+    if json_out is not None:
+        board.to_json(json_out)
+        console.print(f"wrote {json_out}")
+    if plot is not None:
+        board.plot(plot)
+        console.print(f"wrote {plot}")
+
+
+def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | None, level: float):
+    """Plackett–Luce on a rankings file (the one rankings model; ``--model`` must be left at its default)."""
+    from pairkit.data.rankings import read_any_rankings
+    from pairkit.errors import InputError
+    from pairkit.rating import fit_plackett_luce
+
+    if model not in ("bt", "plackett_luce"):
+        raise InputError(f"--rankings fits Plackett–Luce; --model {model} takes pairwise comparisons")
+    parts = [None, None, None]
+    if columns is not None:
+        parts = [c.strip() for c in columns.split(",")]
+        if len(parts) != 3 or not all(parts):
+            raise InputError(f"--ranking-columns needs RANKING,ITEM,POSITION, got {columns!r}")
+    data = read_any_rankings(path, ranking=parts[0], item=parts[1], position=parts[2])
+    board = fit_plackett_luce(data, prior=prior or 0.0, level=level)
+    return board, f"plackett_luce · {len(data):,} rankings of {data.n_items} items"

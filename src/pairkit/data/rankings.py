@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ import pandas as pd
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 
-__all__ = ["Rankings", "read_preflib", "read_rankings"]
+__all__ = ["Rankings", "read_any_rankings", "read_preflib", "read_rankings", "read_wide_rankings"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -398,3 +398,81 @@ def read_preflib(path: str | Path, *, incomplete: str = "partial") -> Rankings:
     listed_all = np.array([sum(len(g) if isinstance(g, tuple) else 1 for g in r) for r in zero_based])
     top_k = (incomplete == "top_k") & (listed_all < n)
     return Rankings.from_lists(zero_based, items=labels, weight=weights, top_k=top_k, source=str(path))
+
+
+WIDE_COLUMN = re.compile(r"^(?:pos|position|rank|place)[ _]?(\d+)$", re.IGNORECASE)
+"""Column names of a wide rankings table: ``pos1``, ``rank_2``, ``Place3`` … (the number is the position)."""
+
+LONG_NAMES = {
+    "ranking": ("ranking", "ranking_id", "list", "list_id", "race", "query", "ballot", "voter", "judge", "event"),
+    "item": ("item", "candidate", "driver", "player", "model", "team", "name", "driverid"),
+    "position": ("position", "place", "rank", "pos", "finish"),
+}
+
+
+def read_wide_rankings(
+    source: str | Path | pd.DataFrame, *, columns: Sequence[str] | None = None, top_k: bool = False
+) -> Rankings:
+    """Read rankings stored one per row, best first across ``pos1, pos2, …`` columns.
+
+    ``columns`` names the position columns in order (default: every column named like ``pos1``, ``rank2``,
+    ``place3``, ordered by its number). A row may stop early (empty cells at the end: a partial or top-k list);
+    an empty cell followed by a filled one is an error naming the row, as is an item listed twice in one row.
+    """
+    frame, name = _read_frame(source)
+    if columns is None:
+        found = [(int(m.group(1)), c) for c in frame.columns if (m := WIDE_COLUMN.match(str(c).strip()))]
+        if not found:
+            raise InputError(
+                f"{name}: no position columns (pos1, pos2, … or rank1, …); columns are {list(frame.columns)}"
+            )
+        columns = [c for _, c in sorted(found)]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{name}: no column(s) {missing}; columns are {list(frame.columns)}")
+    first_row = 1 if name == "DataFrame" else 2
+    cells = frame[list(columns)].astype("string").apply(lambda s: s.str.strip())
+    filled = cells.notna().to_numpy() & (cells.fillna("").to_numpy() != "")
+    gap = filled[:, 1:] & ~filled[:, :-1]
+    if gap.any():
+        k, c = np.argwhere(gap)[0]
+        raise InputError(
+            f"{name}, row {k + first_row}: column {columns[c]!r} is empty but {columns[c + 1]!r} is not; "
+            "a ranking must list its items from the first position without gaps"
+        )
+    rows, pos = np.nonzero(filled)
+    long = pd.DataFrame({"ranking": rows, "item": cells.to_numpy()[rows, pos], "position": pos})
+    dup = long.duplicated(["ranking", "item"]).to_numpy()
+    if dup.any():
+        k = int(np.argmax(dup))
+        raise InputError(
+            f"{name}, row {int(long.ranking.iloc[k]) + first_row}: item {long.item.iloc[k]!r} is listed twice"
+        )
+    out = read_rankings(long, ranking="ranking", item="item", position="position", top_k=top_k)
+    return replace(out, source=name)
+
+
+def read_any_rankings(
+    path: str | Path, *, ranking: str | None = None, item: str | None = None, position: str | None = None
+) -> Rankings:
+    """Rankings from a PrefLib file (``.soc``/``.soi``/``.toc``/``.toi``), a wide table (``pos1…posN``) or a
+    long table (one row per ranked item); the long table's columns are given or recognised by name."""
+    path = Path(path)
+    if path.suffix.lower() in (".soc", ".soi", ".toc", ".toi"):
+        return read_preflib(path)
+    if ranking or item or position:
+        if not (ranking and item and position):
+            raise InputError("a long rankings file needs all three columns: RANKING,ITEM,POSITION")
+        return read_rankings(path, ranking=ranking, item=item, position=position)
+    frame, name = _read_frame(path)
+    if any(WIDE_COLUMN.match(str(c).strip()) for c in frame.columns):
+        return read_wide_rankings(path)
+    lower = {str(c).strip().lower(): c for c in frame.columns}
+    picked = {role: next((lower[x] for x in names if x in lower), None) for role, names in LONG_NAMES.items()}
+    if None in picked.values():
+        raise InputError(
+            f"{name}: cannot tell the rankings layout from the columns {list(frame.columns)}; give "
+            "--ranking-columns RANKING,ITEM,POSITION for one row per ranked item, or name the columns pos1…posN "
+            "for one ranking per row"
+        )
+    return read_rankings(frame, **picked)
