@@ -472,3 +472,20 @@ def test_few_comparison_item_coverage():
         hits.append((board.ci_low_log <= truth) & (truth <= board.ci_high_log))
     coverage = np.mean(hits, axis=0)
     assert np.all(coverage[4:] >= 0.8), coverage
+
+
+def test_large_designs_check_separation_only_when_the_fit_diverges(monkeypatch):
+    import pairkit.rating._generic as generic
+
+    calls = []
+    real = generic.separating_direction
+    monkeypatch.setattr(generic, "SEPARATION_LP_ROWS", 10)
+    monkeypatch.setattr(generic, "separating_direction", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(21)
+    a, b, y, _ = _random_games(rng, 5, 300)
+    z = rng.standard_normal(300)
+    fit_covariate_bt(Comparisons.from_arrays(a, b, y), z, prior=1.0)
+    assert not calls  # ordinary data: no linear program
+    with pytest.raises(NoMLEError, match="separated.*coef_x0"):
+        fit_covariate_bt(Comparisons.from_arrays(a, b, (z > 0).astype(float)), z, prior=1.0)
+    assert calls
