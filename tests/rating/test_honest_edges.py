@@ -321,7 +321,9 @@ def test_tiers_from_bootstrap_samples():
     board = bootstrap_bradley_terry(comps, n_boot=200, seed=0)
     tier, p_top = board.tiers()
     assert tier[0] == 1 and tier[3] > tier[1] >= 2
-    assert np.all(p_top[1:] >= 3 / 201)  # (1 + count) / (B + 1), times 3 tests
+    diff = board.samples[:, [0]] - board.samples[:, 1:]
+    z = (board.log_strength[0] - board.log_strength[1:]) / diff.std(axis=0, ddof=1)
+    np.testing.assert_allclose(p_top[1:], np.minimum(1, 3 * 0.5 * special.erfc(z / np.sqrt(2))), rtol=1e-9)
 
 
 def test_tiers_need_uncertainty():

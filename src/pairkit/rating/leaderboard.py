@@ -157,13 +157,13 @@ class Leaderboard:
         """Significance tiers: tier 1 holds the top item and every item not shown to be worse than it.
 
         For each item k below the reference r (the best item not yet placed) a one-sided test of
-        ``θ_r − θ_k > 0`` — from the joint normal approximation, or from bootstrap samples when present:
+        ``θ_r − θ_k > 0`` from the joint normal approximation — with the covariance, or with the variance of
+        the differences over bootstrap samples when present:
 
         .. math::
 
             p_k = \\Phi\\Big(-\\frac{\\hat\\theta_r - \\hat\\theta_k}
                 {\\sqrt{V_{rr} + V_{kk} - 2V_{rk}}}\\Big)
-            \\quad\\text{or}\\quad p_k = \\frac{1 + \\#\\{b: \\theta_k^{(b)} \\ge \\theta_r^{(b)}\\}}{B + 1}
 
         with a Bonferroni correction over the m items tested against r (``min(1, m·p)``); those not rejected at
         ``alpha`` (default ``1 − level``) join r's tier and the best remaining item starts the next tier.
@@ -213,10 +213,12 @@ class Leaderboard:
         if not len(others):
             return np.zeros(0)
         if self.samples is not None:
-            at_least = np.sum(self.samples[:, others] >= self.samples[:, [ref]], axis=0)
-            return (1 + at_least) / (len(self.samples) + 1)
-        v = self.covariance
-        var = v[ref, ref] + v[others, others] - 2 * v[ref, others]
+            # Bootstrap standard errors of the differences (a count of replicates cannot go below 1/(B+1), which
+            # the Bonferroni factor would make useless for more than a few items).
+            var = np.var(self.samples[:, [ref]] - self.samples[:, others], axis=0, ddof=1)
+        else:
+            v = self.covariance
+            var = v[ref, ref] + v[others, others] - 2 * v[ref, others]
         diff = self.log_strength[ref] - self.log_strength[others]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(var > 0, diff / np.sqrt(np.maximum(var, 0)), np.where(diff > 0, np.inf, 0.0))
