@@ -238,15 +238,20 @@ def check_separation(
     v = separating_direction(design, free_theta=prior == 0, free_beta=ridge == 0)
     if v is None:
         return
-    names = {p.index: p.name for p in reversed(list(extra))}
     moved = np.flatnonzero(np.abs(v) >= 1e-6)
-    who = [(f"rating of {items[k]!r}" if k < n else names.get(k - n, f"parameter {k - n}"))
-           + (" ↑" if v[k] > 0 else " ↓") for k in moved[:8]]
+    who = [_label(k, n, items, extra) + (" ↑" if v[k] > 0 else " ↓") for k in moved[:8]]
     raise NoMLEError(
         "no maximum-likelihood estimate: the outcomes are perfectly separated — moving "
         f"{', '.join(who)}{' …' if len(moved) > 8 else ''} without bound only raises the likelihood, so "
         "the estimate would be infinite (and its interval zero-width)." + (f" {hint}" if hint else "")
     )
+
+
+def _label(k: int, n: int, items: Sequence[str], extra: Sequence[ExtraParam]) -> str:
+    """A parameter's name for messages: an item's rating, or the first name of an extra parameter."""
+    if k < n:
+        return f"rating of {items[k]!r}"
+    return next((p.name for p in extra if p.index == k - n), f"parameter {k - n}")
 
 
 def check_identified(
@@ -285,11 +290,10 @@ def check_identified(
     null = flat_directions(info, n)
     if not null.shape[1]:
         return
-    names = {p.index: p.name for p in reversed(list(extra))}  # first name of each parameter
     parts = []
     for v in null.T[:3]:
         moved = np.flatnonzero(np.abs(v) >= 0.1)
-        who = [f"rating of {items[k]!r}" if k < n else names.get(k - n, f"parameter {k - n}") for k in moved]
+        who = [_label(k, n, items, extra) for k in moved]
         parts.append(" + ".join(who[:6]) + (f" (and {len(who) - 6} more)" if len(who) > 6 else ""))
     raise NotIdentifiedError(
         f"not identified: the likelihood is flat along {null.shape[1]} direction(s) — {'; '.join(parts)} can move "
