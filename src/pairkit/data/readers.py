@@ -17,7 +17,8 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,17 +57,28 @@ class _Source:
     name: str
     first_row: int  # the user-visible number of data position 0
     unit: str = "row"
+    # The line of each data position where lines were skipped (blank JSONL lines, blank CSV lines), computed
+    # only when an error is reported: the fast path never pays for it.
+    line_of: Callable[[int], int] | None = None
 
     def where(self, position: int, column: str | None = None) -> str:
-        text = f"{self.name}, {self.unit} {position + self.first_row}"
+        number = self.line_of(position) if self.line_of is not None else position + self.first_row
+        text = f"{self.name}, {self.unit} {number}"
         return f"{text}, column {column!r}" if column is not None else text
 
 
 def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
-    """Read a CSV/TSV, JSONL, JSON or Parquet file (optionally gzip-compressed) into a DataFrame."""
+    """Read a CSV/TSV, JSONL, JSON or Parquet file (optionally gzip-compressed) into a DataFrame.
+
+    JSON and JSONL values keep their Python types (object columns), so integer ids stay exact (``2**53 + 1`` is
+    not rounded through a float); integer Parquet columns with nulls become nullable integers, not floats
+    (``7`` stays ``7``, not ``7.0``). A UTF-8 byte-order mark is accepted in every text format.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file of comparisons")
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = (suffixes[-2] if compressed and len(suffixes) > 1 else suffixes[-1]) if suffixes else ""
@@ -75,39 +87,139 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
         raise InputError(f"{name}: the file is empty")
     try:
         if kind in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", dtype=str, keep_default_na=False,
-                                na_values=[""])
-            return frame, _Source(name, 2)  # the header is row 1
+            sep = "\t" if kind == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+            _check_csv_header(path, sep, name)
+            return frame, _Source(name, 2, line_of=lambda k: _csv_line(path, sep, k))  # the header is row 1
         if kind in (".jsonl", ".ndjson"):
-            return pd.read_json(path, lines=True, dtype=False), _Source(name, 1, "line")
+            return _read_jsonl(path, name)
         if kind == ".json":
-            opener = gzip.open if compressed else open
-            with opener(path, "rt", encoding="utf-8") as handle:
-                data = json.load(handle)
+            data = json.loads(_read_text(path))
             if isinstance(data, dict):
                 data = next((v for v in data.values() if isinstance(v, list)), None)
             if not isinstance(data, list):
                 raise InputError(f"{name}: expected a JSON list of records or of [a, b, outcome] rows")
-            frame = pd.DataFrame(data)
-            frame.columns = [str(c) for c in frame.columns]
-            return frame, _Source(name, 1, "element")
+            return _records_frame(data, name, "element", list(range(1, len(data) + 1))), _Source(
+                name, 1, "element")
         if kind in (".parquet", ".pq"):
             return _read_parquet(path), _Source(name, 1)
     except InputError:
         raise
-    except (ValueError, json.JSONDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"{name}: cannot parse as {kind[1:]} ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from exc
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"{name}: the gzip data is truncated or corrupt ({exc})") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{name}: cannot parse as {kind[1:]} ({_one_line(exc)})") from exc
     raise InputError(f"{name}: unknown file type {kind or '(none)'}; use .csv, .tsv, .jsonl, .json or .parquet")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text: gzip-aware, UTF-8 with an optional byte-order mark."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
+        return handle.read().decode("utf-8-sig")
+
+
+def _check_csv_header(path: Path, sep: str, name: str) -> None:
+    """A repeated header name would be renamed by pandas (``x.1``) and one of the columns silently ignored."""
+    header = pd.read_csv(path, sep=sep, dtype=str, header=None, nrows=1, keep_default_na=False).iloc[0].tolist()
+    seen: dict[str, int] = {}
+    for position, column in enumerate(header, 1):
+        if column in seen:
+            raise InputError(
+                f"{name}, row 1: column {column!r} appears twice (columns {seen[column]} and {position}); "
+                "rename one of them"
+            )
+        seen[column] = position
+
+
+def _csv_line(path: Path, sep: str, position: int) -> int:
+    """The line a data row starts on, counting the header, blank lines and quoted line breaks (error path)."""
+    import csv
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep)
+        start = 1
+        seen = -1  # the header is not a data row
+        for row in reader:
+            if row and any(row):  # pandas skips blank lines
+                if seen == position:
+                    return start
+                seen += 1
+            start = reader.line_num + 1
+    return position + 2
+
+
+def _read_jsonl(path: Path, name: str) -> tuple[pd.DataFrame, _Source]:
+    """One JSON object (or ``[a, b, outcome]`` array) per line; blank lines are skipped but counted."""
+    lines = _read_text(path).split("\n")
+    numbers = [k for k, line in enumerate(lines, 1) if line.strip()]
+    try:
+        records = json.loads("[" + ",".join(lines[k - 1] for k in numbers) + "]")
+    except json.JSONDecodeError:
+        records = None
+    if records is None or len(records) != len(numbers):  # find the first bad line (error path only)
+        for k in numbers:
+            try:
+                value = json.loads(lines[k - 1])
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{name}, line {k}: not valid JSON ({exc.msg} at character {exc.colno} of the line)"
+                ) from exc
+            if not isinstance(value, (dict, list)):
+                raise InputError(f"{name}, line {k}: expected a JSON object, got {_short(value)}")
+        raise InputError(f"{name}: more than one JSON value on a line")
+    frame = _records_frame(records, name, "line", numbers)
+    return frame, _Source(name, 1, "line", line_of=numbers.__getitem__)
+
+
+def _records_frame(records: list, name: str, unit: str, numbers: list[int]) -> pd.DataFrame:
+    """A DataFrame of object columns from JSON records: all objects, or all ``[a, b, outcome]`` arrays."""
+    if not records:
+        return pd.DataFrame()
+    shape = dict if isinstance(records[0], dict) else list
+    odd = next((k for k, r in enumerate(records) if not isinstance(r, shape)), None)
+    if odd is not None or shape is list and not isinstance(records[0], list):
+        k = odd if odd is not None else 0
+        expected = "a JSON object" if shape is dict else "an [a, b, outcome] array like the first"
+        raise InputError(f"{name}, {unit} {numbers[k]}: expected {expected}, got {_short(records[k])}")
+    frame = pd.DataFrame(records, dtype=object)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet file with its text columns dictionary-encoded (categoricals): one string per distinct name."""
+    """A Parquet file with its text columns dictionary-encoded (categoricals): one string per distinct name.
+
+    Integer columns become nullable integers: a null must not turn the id 7 into the float 7.0 (another item).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    return pd.read_parquet(path, read_dictionary=text or None)
+
+    def nullable_ints(dtype):
+        if pa.types.is_integer(dtype):
+            return pd.UInt64Dtype() if pa.types.is_uint64(dtype) else pd.Int64Dtype()
+        return None
+
+    return pq.read_table(path, read_dictionary=text or None).to_pandas(types_mapper=nullable_ints)
 
 
 def read_comparisons(
@@ -142,6 +254,9 @@ def read_comparisons(
     if isinstance(source, pd.DataFrame):
         frame, src = source.reset_index(drop=True), _Source("DataFrame", 1)
         frame.columns = [str(c) for c in frame.columns]
+        repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+        if repeated:
+            raise InputError(f"DataFrame: column(s) {repeated} appear more than once; rename or drop the copies")
     else:
         frame, src = read_table(source)
     if len(frame) == 0:
@@ -179,10 +294,13 @@ def read_comparisons(
     if mode == "winner":
         out = np.ones(len(frame))
     elif mode == "outcome":
-        out = _parse_outcomes(frame[spec["outcome"]], spec["outcome"], outcome_map, flag)
+        outcomes = _scalars(frame[spec["outcome"]], spec["outcome"], flag, "an outcome")
+        out = _parse_outcomes(outcomes, spec["outcome"], outcome_map, flag)
     else:
         sa = _numeric_column(frame, spec["score_a"], flag)
         sb = _numeric_column(frame, spec["score_b"], flag)
+        flag(np.isinf(sa), spec["score_a"], "score must be finite")
+        flag(np.isinf(sb), spec["score_b"], "score must be finite")
         out = np.where(sa > sb, 1.0, np.where(sa < sb, 0.0, 0.5))
 
     same = (idx_a == idx_b) & (idx_a >= 0)
@@ -194,7 +312,7 @@ def read_comparisons(
         flag(~np.isfinite(w) | (w < 0), weight, "weight must be finite and non-negative")
     cl = None
     if cluster is not None:
-        cl, cl_labels = pd.factorize(frame[cluster])
+        cl, cl_labels = pd.factorize(_scalars(frame[cluster], cluster, flag, "a cluster id"))
         flag(cl < 0, cluster, "missing cluster id")
         cl = cl.astype(np.int64, copy=False)
     af = None
@@ -208,7 +326,7 @@ def read_comparisons(
         if on_invalid == "raise":
             mask, column, what = min(problems, key=lambda p: int(np.argmax(p[0])))
             k = int(np.argmax(mask))
-            value = frame[column].iloc[k]
+            value = _plain(frame[column].iloc[k])
             raise InputError(
                 f"{src.where(k, column)}: {what} (value {value!r}). {total} invalid row(s) in all; fix them, "
                 "map labels with outcome_map=..., or pass on_invalid='drop' (--drop-invalid) to drop them."
@@ -266,18 +384,44 @@ def _mode(spec: dict[str, str]) -> str:
     )
 
 
+def _plain(value):
+    """A cell as a user wrote it: numpy scalars as Python numbers, missing values as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value
+
+
+# What pandas' infer_dtype calls a column of plain scalars: no dict or list can hide in it ("mixed" may hold one).
+_SCALAR_KINDS = ("string", "integer", "floating", "mixed-integer-float", "boolean", "empty")
+
+
+def _scalars(col: pd.Series, column: str, flag, what: str) -> pd.Series:
+    """The column with JSON objects and arrays flagged and masked (they are unhashable, and no valid value)."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) in _SCALAR_KINDS:
+        return col
+    nested = col.map(lambda v: isinstance(v, (dict, list, tuple, set))).to_numpy(dtype=bool)
+    flag(nested, column, f"a JSON object or array is not {what}")
+    return col.mask(nested)
+
+
 def _item_codes(frame: pd.DataFrame, column: str, flag) -> tuple[np.ndarray, np.ndarray]:
     """Codes (−1 = missing) into the column's distinct names, stripped of surrounding whitespace.
 
     Names are converted and stripped once per distinct value, not once per row (a categorical column, as a
     dictionary-encoded Parquet column arrives, is used as it is).
     """
-    col = frame[column]
+    col = _scalars(frame[column], column, flag, "an item name")
     if isinstance(col.dtype, pd.CategoricalDtype):
         codes, uniques = col.cat.codes.to_numpy(), col.cat.categories.to_numpy()
     else:
         codes, uniques = pd.factorize(col)
         uniques = np.asarray(uniques)
+    if uniques.dtype.kind == "f" and np.isfinite(uniques).all() and (np.floor(uniques) == uniques).all() and (
+            np.abs(uniques) <= 2**53).all():
+        # Integer ids in a float column (a null in an integer column): 7.0 is the item 7, not a new item "7.0".
+        uniques = uniques.astype(np.int64)
     text = pd.Series(uniques, dtype=object).astype(str).str.strip().to_numpy(dtype=object)
     # Stripping can merge names (" a" and "a") or empty them: factorize the stripped names again.
     merged, names = pd.factorize(text)
@@ -312,14 +456,14 @@ def _unify_items(src: _Source, frame: pd.DataFrame, side_a, side_b, items) -> tu
 
 
 def _numeric_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     flag(np.isnan(values), column, "missing or non-numeric value")
     return values
 
 
 def _bool_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
     truth = {"true": 1.0, "1": 1.0, "yes": 1.0, "1.0": 1.0, "false": 0.0, "0": 0.0, "no": 0.0, "0.0": 0.0}
-    codes, uniques = pd.factorize(frame[column], use_na_sentinel=False)
+    codes, uniques = pd.factorize(_scalars(frame[column], column, flag, "a boolean"), use_na_sentinel=False)
     text = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower()
     parsed = np.asarray([truth.get(t, np.nan) for t in text], dtype=float)[codes]
     flag(np.isnan(parsed), column, "expected a boolean (true/false/1/0)")
@@ -339,7 +483,7 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     if outcome_map:
         labels.update({str(k).strip().lower(): float(v) for k, v in outcome_map.items()})
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        values = column.to_numpy(dtype=np.float64)
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         flag(np.isnan(values), name, "missing outcome")
         flag(~np.isnan(values) & ((values < 0) | (values > 1)), name, "outcome must be in [0, 1]")
         return np.nan_to_num(values, nan=0.5)
