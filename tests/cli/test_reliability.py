@@ -89,8 +89,8 @@ def test_simulate_with_defaults_finishes():
         (["--k", "-1"], "k must be"),
         (["--spread", "nan"], "spread must be"),
         (["--spread", "-1"], "spread must be"),
-        (["--position-bias", "inf"], "position_bias must be"),
-        (["--items", "1"], "n_items must be"),
+        (["--position-bias", "inf"], "--position-bias must be"),
+        (["--items", "1"], "--items must be"),
         (["--budget", "0"], "budget must be"),
     ],
 )

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pairkit.errors import PairkitError, PairkitWarning
+from pairkit._spec import Interval, Option
+from pairkit.errors import InputError, PairkitError, PairkitWarning
 
 # Piped output (CI logs, `| less`) gets a readable fixed width instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -64,6 +65,46 @@ def _flush(caught: list[warnings.WarningMessage]) -> None:
                 f"[yellow]warning ({item.category.__name__}):[/] {escape(str(item.message))}{times}",
                 highlight=False, soft_wrap=True,
             )
+
+
+MAX_BOOTSTRAP = 100_000  # ~10^5 refits already take minutes; 10^9 asked for 30 GB and never finished
+
+# The numeric options of the rating/selection commands, declared once with their valid ranges (pairkit._spec).
+# Each command checks what it was given here, before reading any data, so a bad value fails at once and the
+# message names the flag as the user typed it, the allowed range and the value.
+CLI_OPTIONS = {
+    option.name.lstrip("-").replace("-", "_"): option
+    for option in (
+        Option("--level", float, Interval(0, 1, closed="neither"), doc="interval coverage"),
+        Option("--seed", int, Interval(0, None), doc="random seed"),
+        Option("--bootstrap", int, Interval(2, MAX_BOOTSTRAP), doc="bootstrap replicates (0 = none)"),
+        Option("--top", int, Interval(1, None), doc="rows shown"),
+        Option("--prior", float, Interval(0, None), doc="virtual games against an average item"),
+        Option("--folds", int, Interval(2, None), doc="cross-validation folds"),
+        Option("--items", int, Interval(2, None), doc="simulated items"),
+        Option("--budget", int, Interval(1, None), doc="judge calls"),
+        Option("--k", int, Interval(1, None), doc="k of top-k"),
+        Option("--spread", float, Interval(0, None, closed="neither"), doc="SD of the true strengths"),
+        Option("--position-bias", float, doc="log-odds bonus of the first position"),
+        Option("--repeats", int, Interval(1, None), doc="simulations over consecutive seeds"),
+    )
+}
+_OFF = {"bootstrap": 0}  # values outside the range that switch the option off
+
+
+def check_options(**values) -> None:
+    """Check CLI option values against :data:`CLI_OPTIONS`; raise :class:`InputError` naming flag, range, value.
+
+    ``None`` is an option the user did not give (the command's default applies).
+    """
+    for key, value in values.items():
+        if value is None or key in _OFF and value == _OFF[key]:
+            continue
+        try:
+            CLI_OPTIONS[key].check(value)
+        except InputError as exc:
+            off = f" (or {_OFF[key]} for none)" if key in _OFF else ""
+            raise InputError(f"{exc}{off}") from None
 
 
 def load_comparisons(

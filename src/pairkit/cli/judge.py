@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from pairkit._io import atomic_write_text
 from pairkit.cli._app import app
 from pairkit.cli._common import console, err_console, format_params, leaderboard_table, reported_errors
 
@@ -154,7 +155,8 @@ def judge(
             if board.params:
                 console.print(format_params(board))
         if judgments_out is not None:
-            sel.judgments_frame().to_json(judgments_out, orient="records", lines=True, force_ascii=False)
+            text = sel.judgments_frame().to_json(orient="records", lines=True, force_ascii=False)
+            atomic_write_text(judgments_out, text)
             console.print(f"wrote {len(sel.records)} judgments to {judgments_out}")
         if pairs_out is not None:
             n = sel.export_pairs(pairs_out)

@@ -11,6 +11,7 @@ import typer
 from pairkit.cli._app import app
 from pairkit.cli._common import (
     call_with_supported,
+    check_options,
     console,
     format_params,
     leaderboard_table,
@@ -100,8 +101,7 @@ def rank(
 
         if model not in models:
             raise InputError(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
-        if not 0 < level < 1:
-            raise InputError(f"--level must be between 0 and 1 (e.g. 0.95), got {level}")
+        check_options(level=level, seed=seed, bootstrap=bootstrap, top=top, prior=prior)
         if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
             raise InputError(f"--plot {plot}: use a .png, .pdf, .svg or .jpg file name")
         if model == "bt" and ties is Ties.rao_kupper:

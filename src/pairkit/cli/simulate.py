@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
+from pairkit._io import atomic_write_text
 from pairkit.cli._app import app
-from pairkit.cli._common import console, reported_errors
+from pairkit.cli._common import check_options, console, reported_errors
 
 
 @app.command()
@@ -28,11 +29,10 @@ def simulate(
 ) -> None:
     """Simulate a strategy: calls used, Kendall τ to the truth, top-1 / top-k accuracy."""
     with reported_errors():
-        from pairkit.errors import InputError
         from pairkit.select import simulate as run
 
-        if repeats < 1:
-            raise InputError(f"--repeats must be an integer >= 1, got {repeats}")
+        check_options(items=items, budget=budget, seed=seed, position_bias=position_bias, spread=spread, k=k,
+                      repeats=repeats)
 
         def once(s: int) -> dict:
             return run(strategy, n_items=items, budget=budget, seed=s, position_bias=position_bias, policy=policy,
@@ -55,7 +55,8 @@ def simulate(
             value = out[key]
             console.print(f"{key:>14}: {value:.4f}" if isinstance(value, float) else f"{key:>14}: {value}")
         if json_out is not None:
-            json_out.write_text(json.dumps(out, indent=2))
+            atomic_write_text(json_out, json.dumps(out, indent=2) + "\n")
+            console.print(f"wrote {json_out}")
 
 
 SUMMARISED = ("calls", "kendall_tau", "top1_correct", "topk_accuracy", "ndcg_at_k")
@@ -79,4 +80,5 @@ def _report_repeats(runs: list[dict], json_out: Path | None) -> None:
     summary["stopped"] = reasons
     console.print(f"{'stopped':>14}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(reasons.items())))
     if json_out is not None:
-        json_out.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+        atomic_write_text(json_out, json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n")
+        console.print(f"wrote {json_out}")

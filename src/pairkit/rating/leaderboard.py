@@ -332,7 +332,9 @@ class Leaderboard:
         """Serialise :meth:`to_dict` (and write it to ``path`` if given)."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            from pairkit._io import atomic_write_text
+
+            atomic_write_text(path, text + "\n")  # a kill or a full disk leaves the previous file whole
         return text
 
     def plot(self, path: str | Path | None = None, *, ax=None, title: str | None = None, top: int | None = None):
@@ -365,8 +367,13 @@ class Leaderboard:
         if own_figure:
             fig.tight_layout()
             if path is not None:
-                fig.savefig(path, dpi=120)
-                plt.close(fig)
+                from pairkit._io import atomic_path
+
+                try:
+                    with atomic_path(path) as tmp:
+                        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".").lower() or None)
+                finally:
+                    plt.close(fig)
         return ax
 
 

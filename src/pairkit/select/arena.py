@@ -380,10 +380,10 @@ class Selection:
 
     def export_pairs(self, path: str | Path, **options) -> int:
         """Write :meth:`preference_pairs` as JSONL; returns the number of rows written."""
+        from pairkit._io import atomic_write_text
+
         rows = self.preference_pairs(**options)
-        with open(path, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         return len(rows)
 
     def judgments_frame(self):
