@@ -87,6 +87,7 @@ CLI_OPTIONS = {
         Option("--spread", float, Interval(0, None, closed="neither"), doc="SD of the true strengths"),
         Option("--position-bias", float, doc="log-odds bonus of the first position"),
         Option("--repeats", int, Interval(1, None), doc="simulations over consecutive seeds"),
+        Option("--battles", int, Interval(1, None), doc="simulated battles"),
     )
 }
 _OFF = {"bootstrap": 0}  # values outside the range that switch the option off
@@ -105,6 +106,15 @@ def check_options(**values) -> None:
         except InputError as exc:
             off = f" (or {_OFF[key]} for none)" if key in _OFF else ""
             raise InputError(f"{exc}{off}") from None
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_plot_path(path: Path | None, option: str = "--plot") -> None:
+    """A plot file name must say its format (matplotlib picks it from the suffix)."""
+    if path is not None and path.suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"{option} {path}: use a {', '.join(PLOT_SUFFIXES[:-2])} or .jpg file name")
 
 
 def load_comparisons(

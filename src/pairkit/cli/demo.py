@@ -9,7 +9,14 @@ import typer
 
 from pairkit._io import atomic_path
 from pairkit.cli._app import app
-from pairkit.cli._common import console, format_params, leaderboard_table, reported_errors
+from pairkit.cli._common import (
+    check_options,
+    check_plot_path,
+    console,
+    format_params,
+    leaderboard_table,
+    reported_errors,
+)
 
 MODEL_NAMES = (
     "aurora-70b", "basalt-8b", "cirrus-405b", "delta-mini", "ember-32b", "fjord-7b",
@@ -59,6 +66,8 @@ def demo(
     from pairkit.rating import fit_bradley_terry
 
     with reported_errors():
+        check_options(battles=battles, seed=seed)
+        check_plot_path(plot)
         comps, truth = simulate_arena(n_battles=battles, seed=seed)
         ties = int(np.count_nonzero(comps.outcome == 0.5))
         console.print(

@@ -12,6 +12,7 @@ from pairkit.cli._app import app
 from pairkit.cli._common import (
     call_with_supported,
     check_options,
+    check_plot_path,
     console,
     format_params,
     leaderboard_table,
@@ -102,8 +103,7 @@ def rank(
         if model not in models:
             raise InputError(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
         check_options(level=level, seed=seed, bootstrap=bootstrap, top=top, prior=prior)
-        if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-            raise InputError(f"--plot {plot}: use a .png, .pdf, .svg or .jpg file name")
+        check_plot_path(plot)
         if model == "bt" and ties is Ties.rao_kupper:
             model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
         if top is not None and top < 1:
