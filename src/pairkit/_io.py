@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "save_figure"]
 
 
 @contextlib.contextmanager
@@ -55,6 +55,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 120) -> None:
+    """``fig.savefig`` atomically, in the format the suffix names; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".").lower() or None)
+    finally:
+        plt.close(fig)
 
 
 def _named(exc: OSError, target: Path) -> OSError:

@@ -66,6 +66,9 @@ OUTPUTS = {
     "compare-models --json": lambda tmp, out: ["compare-models", str(_games(tmp)), "--folds", "2", "--models", "bt",
                                                "--json", str(out)],
     "simulate --json": lambda tmp, out: ["simulate", "--items", "4", "--strategy", "round_robin", "--json", str(out)],
+    "compare-models --plot": lambda tmp, out: ["compare-models", str(_games(tmp)), "--folds", "2", "--models", "bt",
+                                               "--plot", str(out)],
+    "count --output": lambda tmp, out: ["count", str(_games(tmp)), "--engine", "memory", "--output", str(out)],
     "judge --judgments": lambda tmp, out: _judge_args(tmp, "--judgments", out),
     "judge --pairs": lambda tmp, out: _judge_args(tmp, "--pairs", out),
 }
@@ -74,7 +77,7 @@ OUTPUTS = {
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("command", sorted(OUTPUTS))
 def test_kill_9_before_the_rename_leaves_the_previous_file_intact(tmp_path, command):
-    out = tmp_path / ("board.png" if "plot" in command else "out.json")
+    out = tmp_path / ("board.png" if "plot" in command else "counts.csv" if "count" in command else "out.json")
     out.write_bytes(OLD)
     marker = tmp_path / "ready"
     child = subprocess.Popen(

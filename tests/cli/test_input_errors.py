@@ -31,7 +31,7 @@ FILES = [
     ("games.jsonl", '{"winner": "a", "loser": "b"}\n\n{"winner": "b",\n', "games.jsonl, line 3: not valid JSON"),
     ("games.jsonl", '{"winner": "a", "loser": "b"}\n\n\n{"winner": "c", "loser": "c"}\n',
      "games.jsonl, line 4, column 'loser': the item is compared with itself"),
-    ("x.csv", None, "x.csv: is a directory"),
+    ("x.csv", None, "x.csv: the directory holds no"),  # rank reads directories of files (pairkit.scale)
     ("dup.csv", "winner,loser,winner\na,b,c\n", "dup.csv, row 1: column 'winner' appears twice"),
     ("nested.jsonl", '{"winner": {"name": "a"}, "loser": "b"}\n',
      "nested.jsonl, line 1, column 'winner': a JSON object or array is not an item name"),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from pairkit._io import atomic_path, atomic_write_text
+from pairkit._io import atomic_write_text
 from pairkit.cli._app import app
-from pairkit.cli._common import check_options, console, load_comparisons, reported_errors
+from pairkit.cli._common import check_options, check_plot_path, console, load_comparisons, reported_errors
 
 
 @app.command("compare-models")
@@ -61,6 +61,7 @@ def compare_models_command(
         from pairkit.rating.model_selection import compare_models
 
         check_options(folds=folds, seed=seed, prior=prior)
+        check_plot_path(plot)
         if test is not None and split_by is not None:
             raise InputError("give --test or --split-by, not both")
         if split_by is not None and cluster is not None:
@@ -112,8 +113,7 @@ def compare_models_command(
         if plot is not None:
             from pairkit.rating.model_selection import plot_reliability
 
-            with atomic_path(plot) as tmp:
-                plot_reliability(frame, tmp)
+            plot_reliability(frame, plot)
             console.print(f"wrote {plot}")
         if json_out is not None:
             records = [{k: _jsonable(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]

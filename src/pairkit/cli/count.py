@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from pairkit._io import atomic_path
 from pairkit.cli._app import app
 from pairkit.cli._common import console, reported_errors
 
@@ -53,10 +54,11 @@ def count(
             score_b=score_b, weight=weight, cluster=cluster, a_first=first,
             on_invalid="drop" if drop_invalid else "raise", ray_address=ray_address, memory_limit=memory_limit,
         )
-        if output.suffix.lower() == ".csv":
-            table.to_csv(output, index=False)
-        else:
-            table.to_parquet(output, index=False)
+        with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
+            if output.suffix.lower() == ".csv":
+                table.to_csv(tmp, index=False)
+            else:
+                table.to_parquet(tmp, index=False)
         items = len(set(table["a"]) | set(table["b"]))
         console.print(f"wrote {output}: {len(table):,} pair counts of {items:,} items from "
                       f"{int(table['n'].sum()):,} comparisons")

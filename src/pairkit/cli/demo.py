@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from pairkit._io import atomic_path
+from pairkit._io import save_figure
 from pairkit.cli._app import app
 from pairkit.cli._common import (
     check_options,
@@ -103,11 +103,7 @@ def _plot_with_truth(board, truth, path: Path) -> None:
     ax.plot([true_elo[index[name]] for name in order], range(len(order)), "x", color="C3", label="true strength")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or None)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def _report_recovery(board, truth, stats) -> None:

@@ -367,13 +367,9 @@ class Leaderboard:
         if own_figure:
             fig.tight_layout()
             if path is not None:
-                from pairkit._io import atomic_path
+                from pairkit._io import save_figure
 
-                try:
-                    with atomic_path(path) as tmp:
-                        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".").lower() or None)
-                finally:
-                    plt.close(fig)
+                save_figure(fig, path)  # a kill or a full disk leaves the previous file whole
         return ax
 
 

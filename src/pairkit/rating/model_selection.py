@@ -363,6 +363,7 @@ def plot_reliability(frame: pd.DataFrame, path=None, *, bins: int = 10, ax=None)
     if own:
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
+            from pairkit._io import save_figure
+
+            save_figure(fig, path)  # a kill or a full disk leaves the previous file whole
     return ax
