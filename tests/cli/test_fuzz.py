@@ -1,4 +1,4 @@
-"""Fuzz of the readers and ``pairkit rank`` (issue 18): small malformed or degenerate files and option values.
+"""Fuzz of the readers, ``pairkit rank`` and the numeric options of ``simulate``/``compare-models`` (issue 18).
 
 Each case is a comparisons file built from known rows plus zero or more injected defects, with a set of rank
 options. The oracle knows what each defect must do: defects that make the input invalid must be rejected with a
@@ -63,6 +63,9 @@ DEFECTS = {
     "blank_lines": (("jsonl",), True),
     "directory": (("csv",), False),
     "empty": (("csv", "jsonl", "json", "parquet"), False),
+    "non_utf8": (("csv", "tsv", "jsonl", "json", "csv.gz"), False),
+    "nan_outcome": (("csv", "jsonl", "json"), False),
+    "garbage": (("csv", "tsv", "jsonl", "json", "csv.gz", "parquet"), False),
 }
 LINE_DEFECTS = ("bare_number", "broken_line")
 ROW_DEFECTS = ("null_id", "dict_id", "list_id", "inf_score", "bad_label", "self")  # --drop-invalid drops these
@@ -139,8 +142,9 @@ def cases(draw, directory: Path) -> Case:
     defects = draw(st.lists(st.sampled_from(possible), max_size=2, unique=True)) if possible else []
     if "inf_score" in defects and shape != "scores":
         defects.remove("inf_score")
-    if "bad_label" in defects and shape != "outcome":
-        defects.remove("bad_label")
+    for defect in ("bad_label", "nan_outcome"):
+        if defect in defects and shape != "outcome":
+            defects.remove(defect)
     names = {str(v) for row in rows for v in row[:2]}
     records = [dict(zip(SHAPES[shape], row, strict=True)) for row in rows]
     first = SHAPES[shape][0]
@@ -157,6 +161,8 @@ def cases(draw, directory: Path) -> Case:
             bad["home_score"] = math.inf
         if "bad_label" in defects:
             bad["outcome"] = "maybe"
+        if "nan_outcome" in defects:
+            bad["outcome"] = math.nan
         if "self" in defects:
             bad[SHAPES[shape][1]] = bad[first]
         if bad != records[spot]:
@@ -172,6 +178,8 @@ def cases(draw, directory: Path) -> Case:
         data = data[: draw(st.integers(0, max(len(data) - 2, 0)))]
     if "empty" in defects:
         data = b""
+    if "garbage" in defects:
+        data = draw(st.binary(min_size=1, max_size=64))
     path.write_bytes(data)
     return case
 
@@ -187,11 +195,11 @@ def _encode(records: list[dict], fmt: str, shape: str, defects: list[str], draw)
             cells = ["" if rec[c] is None else str(rec[c]) for c in columns]
             lines.append(sep.join(cells + (["x"] if "dup_header" in defects else [])))
         text = "\n".join(lines) + "\n"
-        data = (("\ufeff" if "bom" in defects else "") + text).encode("utf-8")
+        data = (("\ufeff" if "bom" in defects else "") + text).encode("utf-8") + _latin1(defects)
         return (gzip.compress(data) if fmt == "csv.gz" else data), None
     if fmt == "json":
         text = json.dumps(records, ensure_ascii=False, allow_nan=True)
-        return (("\ufeff" if "bom" in defects else "") + text).encode("utf-8"), None
+        return (("\ufeff" if "bom" in defects else "") + text).encode("utf-8") + _latin1(defects), None
     if fmt == "jsonl":
         lines = [json.dumps(rec, ensure_ascii=False, allow_nan=True) for rec in records]
         if "blank_lines" in defects and lines:
@@ -204,7 +212,7 @@ def _encode(records: list[dict], fmt: str, shape: str, defects: list[str], draw)
         if any(d in defects for d in LINE_DEFECTS):
             bad_line = next(k for k, line in enumerate(lines, 1) if line in ("5", '{"winner": "a",'))
         body = "\n".join(lines) + "\n"
-        return (("\ufeff" if "bom" in defects else "") + body).encode("utf-8"), bad_line
+        return (("\ufeff" if "bom" in defects else "") + body).encode("utf-8") + _latin1(defects), bad_line
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -212,6 +220,11 @@ def _encode(records: list[dict], fmt: str, shape: str, defects: list[str], draw)
     table = pa.Table.from_pylist(records) if records else pa.table({c: pa.array([], pa.string()) for c in columns})
     pq.write_table(table, sink)
     return sink.getvalue(), None
+
+
+def _latin1(defects: list[str]) -> bytes:
+    """A Latin-1 'é' (byte 0xE9): never valid UTF-8."""
+    return "café\n".encode("latin-1") if "non_utf8" in defects else b""
 
 
 OPTION_VALUES = {
@@ -272,13 +285,14 @@ def _verdict(case: Case, code: int | None, message: str, names: list[str] | None
     return "clean", "rejected"
 
 
-def _record(kind: str, case: Case, category: str, why: str, extra=None) -> None:
+def _record(kind: str, case: Case | None, category: str, why: str, extra=None) -> None:
+    fmt, defects = (case.fmt, case.defects) if case is not None else (None, [])
     if CENSUS:
         with open(CENSUS, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"kind": kind, "category": category, "why": why, "fmt": case.fmt,
-                                 "defects": case.defects, "options": extra}, default=str) + "\n")
+            fh.write(json.dumps({"kind": kind, "category": category, "why": why, "fmt": fmt,
+                                 "defects": defects, "options": extra}, default=str) + "\n")
         return
-    assert category == "clean", f"{category}: {why} ({case.fmt}, defects {case.defects}, options {extra})"
+    assert category == "clean", f"{category}: {why} ({fmt}, defects {defects}, options {extra})"
 
 
 @pytest.mark.timeout(120)
@@ -344,3 +358,67 @@ def test_rank_exits_0_or_2_with_exact_items_and_no_nan(data, opts):
                 return
         category, why = _verdict(case, result.exit_code, result.output, names, ratings, option_errors)
         _record("rank", case, category, why, opts)
+
+
+# Options of the other commands that take numbers: value → valid? (the declared ranges, written out again here)
+COMMAND_OPTIONS = {
+    "simulate": {
+        "--items": {2: True, 5: True, 1: False, 0: False, -3: False},
+        "--k": {1: True, 3: True, 0: False, -1: False},
+        "--spread": {"1": True, "0.5": True, "0": False, "-1": False, "nan": False, "inf": False},
+        "--position-bias": {"0": True, "0.5": True, "-1": True, "nan": False, "inf": False, "-inf": False},
+        "--seed": {0: True, 3: True, -1: False},
+        "--budget": {1: True, 20: True, 0: False, -5: False},
+    },
+    "compare-models": {
+        "--folds": {2: True, 3: True, 1: False, 0: False, -1: False},
+        "--seed": {0: True, 7: True, -1: False},
+        "--prior": {"1": True, "0.5": True, "-1": False, "nan": False, "inf": False},
+    },
+}
+
+
+@st.composite
+def command_options(draw):
+    command = draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
+    table = COMMAND_OPTIONS[command]
+    chosen = draw(st.lists(st.sampled_from(sorted(table)), max_size=3, unique=True))
+    return command, {name: draw(st.sampled_from(list(table[name]))) for name in chosen}
+
+
+@pytest.mark.timeout(300)
+@fuzz_settings
+@given(drawn=command_options())
+def test_simulate_and_compare_options_exit_0_or_2_naming_the_option(drawn):
+    command, opts = drawn
+    with tempfile.TemporaryDirectory() as tmp:
+        if command == "simulate":
+            args = ["simulate", "--strategy", "round_robin", "--items", "4"]
+        else:
+            games = Path(tmp) / "games.csv"
+            games.write_text("winner,loser\na,b\nb,c\nc,a\na,c\nb,a\nc,b\n")
+            args = ["compare-models", str(games), "--models", "bt"]
+        for name, value in opts.items():
+            args += [name, str(value)]
+        invalid = [name for name, value in opts.items() if not COMMAND_OPTIONS[command][name][value]]
+        try:
+            with bounded(CASE_SECONDS):
+                result = runner.invoke(app, args)
+        except CaseTimeout:
+            _record(command, None, "hang", f"over {CASE_SECONDS:.0f} s", opts)
+            return
+        text = result.output.strip()
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            category, why = "traceback", f"{type(result.exception).__name__}: {result.exception}"[:300]
+        elif result.exit_code not in (0, 2):
+            category, why = "traceback", f"exit code {result.exit_code}: {text[-300:]}"
+        elif result.exit_code == 0:
+            bad_number = any(word in text.lower().split() for word in ("nan", "inf"))
+            category, why = (("silent", f"accepted {invalid}") if invalid else
+                             ("silent", "nan in the output") if bad_number else ("clean", "accepted"))
+        elif invalid:
+            named = any(f"{name} must be" in text for name in invalid) and len(text.splitlines()) == 1
+            category, why = ("clean", "option rejected") if named else ("vague", f"{invalid}: {text[:200]}")
+        else:
+            category, why = ("clean", "declined") if len(text.splitlines()) == 1 else ("vague", text[:200])
+        _record(command, None, category, why, opts)
