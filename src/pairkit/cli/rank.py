@@ -106,8 +106,6 @@ def rank(
         check_plot_path(plot)
         if model == "bt" and ties is Ties.rao_kupper:
             model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
-        if top is not None and top < 1:
-            raise InputError(f"--top must be a positive number of rows, got {top}")
         shown = None if show_all else (top or DEFAULT_TOP)
         if rankings:
             board, title = _fit_rankings(path, ranking_columns, model, prior, level)
