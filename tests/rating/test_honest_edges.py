@@ -491,3 +491,30 @@ def test_large_designs_check_separation_only_when_the_fit_diverges(monkeypatch):
     with pytest.raises(NoMLEError, match="separated.*coef_x0"):
         fit_covariate_bt(Comparisons.from_arrays(a, b, (z > 0).astype(float)), z, prior=1.0)
     assert calls
+
+
+# ---------------------------------------------------------------------------------------------- cluster bootstrap
+def test_cluster_bootstrap_of_one_cluster_is_refused():
+    """Was: every replicate repeated the data, intervals [0.420, 0.420]."""
+    from pairkit.rating import bootstrap, bootstrap_bradley_terry
+
+    comps = _clustered(22, 1)
+    with pytest.raises(InputError, match="single cluster"):
+        bootstrap_bradley_terry(comps, n_boot=20, by="cluster")
+    with pytest.raises(InputError, match="single cluster"):
+        bootstrap(comps, n_boot=20, by="cluster")
+    with pytest.warns(IntervalWarning, match="only 5 clusters undercovers"):
+        bootstrap_bradley_terry(_clustered(22, 5), n_boot=20, by="cluster")
+
+
+def test_cluster_bootstrap_floors_single_cluster_items():
+    from pairkit.rating import bootstrap_bradley_terry
+
+    comps = sparse_clustered(23)
+    with pytest.warns(IntervalWarning, match="'single'"):
+        board = bootstrap_bradley_terry(comps, n_boot=100, by="cluster", prior=1.0)
+    fisher = fit_bradley_terry(comps, prior=1.0, intervals="fisher")
+    single = comps.items.index("single")
+    assert board.columns["fisher_floor"][single]
+    assert board.ci_low_log[single] <= fisher.ci_low_log[single] + 1e-12
+    assert board.ci_high_log[single] >= fisher.ci_high_log[single] - 1e-12

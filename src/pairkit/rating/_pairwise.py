@@ -622,14 +622,14 @@ def sparse_item_report(
         columns["prior_only"] = chosen.prior_only.copy()
         idx = np.flatnonzero(chosen.prior_only)
         notes.append(
-            f"{len(idx)} item(s) have no comparisons that carry information ({_listed(names[idx])}): their rating "
+            f"{len(idx)} item(s) have no comparisons that carry information ({listed_names(names[idx])}): their rating "
             f"and interval come from the prior alone (prior={prior:g} virtual games)"
         )
     if chosen.floored.any() and chosen.cov is not None:
         columns["fisher_floor"] = chosen.floored.copy()
         idx = np.flatnonzero(chosen.floored)
         notes.append(
-            f"{len(idx)} item(s) appear in fewer than 2 clusters ({_listed(names[idx])}); the sandwich cannot "
+            f"{len(idx)} item(s) appear in fewer than 2 clusters ({listed_names(names[idx])}); the sandwich cannot "
             "estimate their variance, so their intervals are at least Fisher's"
         )
     if chosen.rule.startswith("Fisher:"):
@@ -639,7 +639,7 @@ def sparse_item_report(
     return columns, notes
 
 
-def _listed(names: Sequence[str], limit: int = 5) -> str:
+def listed_names(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(repr(str(x)) for x in list(names)[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 

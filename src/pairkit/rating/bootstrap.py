@@ -24,8 +24,16 @@ import scipy.sparse as sp
 from scipy import special
 
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import EstimationError, InputError, NoMLEError, PairkitWarning
-from pairkit.rating._pairwise import PairwiseDesign, blas_threads_for, bradley_terry_rows, fit_pairwise
+from pairkit.errors import EstimationError, InputError, IntervalWarning, NoMLEError, PairkitWarning
+from pairkit.rating._pairwise import (
+    MIN_CLUSTERS,
+    PairwiseDesign,
+    blas_threads_for,
+    bradley_terry_rows,
+    clusters_per_item,
+    fit_pairwise,
+    listed_names,
+)
 from pairkit.rating.bradley_terry import check_mle_exists, fit_bradley_terry
 from pairkit.rating.leaderboard import Leaderboard
 
@@ -42,13 +50,35 @@ def _rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed: int) -> Leaderboard:
+def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed: int,
+                  comparisons: Comparisons | None = None, by: str = "row") -> Leaderboard:
+    """The full-data board with bootstrap intervals; under ``by="cluster"`` items seen in fewer than two
+    clusters keep at least the full-data fit's interval (resampling one cluster cannot show their spread)."""
     alpha = (1 - level) / 2
     samples = samples - samples.mean(axis=1, keepdims=True)
     lo, hi = np.quantile(samples, [alpha, 1 - alpha], axis=0)
+    se = samples.std(axis=0, ddof=1)
     info = dict(board.info, bootstrap_replicates=len(samples), bootstrap_failed=failed)
+    columns = dict(board.columns)
+    if by == "cluster" and comparisons is not None:
+        design = PairwiseDesign(n_items=comparisons.n_items, i=comparisons.a, j=comparisons.b, stats={})
+        sparse = clusters_per_item(design, comparisons.cluster, comparisons.weight) < 2
+        if sparse.any():
+            names = listed_names(np.asarray(board.items, dtype=object)[sparse])
+            floored = board.ci_low_log is not None and board.se is not None
+            if floored:
+                lo = np.where(sparse, np.minimum(lo, board.ci_low_log), lo)
+                hi = np.where(sparse, np.maximum(hi, board.ci_high_log), hi)
+                se = np.where(sparse, np.maximum(se, board.se), se)
+                columns["fisher_floor"] = sparse
+            warnings.warn(
+                f"{int(sparse.sum())} item(s) appear in fewer than 2 clusters ({names}); the cluster bootstrap "
+                "cannot show their spread, so their intervals "
+                + (f"are at least the full-data fit's ({board.interval_method})" if floored else "are too narrow"),
+                IntervalWarning, stacklevel=3,
+            )
     return replace(
-        board, se=samples.std(axis=0, ddof=1), ci_low_log=lo, ci_high_log=hi, samples=samples,
+        board, se=se, ci_low_log=lo, ci_high_log=hi, samples=samples, columns=columns,
         covariance=None, interval_method="bootstrap", level=level, info=info,
     )
 
@@ -85,7 +115,7 @@ def bootstrap(
     _warn_failed(failed, n_boot)
     if not samples:
         raise EstimationError("no bootstrap replicate could be fitted; use prior > 0")
-    return _with_samples(board, np.asarray(samples), level, failed)
+    return _with_samples(board, np.asarray(samples), level, failed, comparisons, by)
 
 
 def bootstrap_bradley_terry(
@@ -172,7 +202,7 @@ def bootstrap_bradley_terry(
     _warn_failed(failed, n_boot)
     if failed == n_boot:
         raise EstimationError("no bootstrap replicate had a finite MLE; use prior > 0")
-    return _with_samples(board, samples[ok], level, failed)
+    return _with_samples(board, samples[ok], level, failed, comparisons, by)
 
 
 def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: float = 1e-5,
@@ -264,6 +294,18 @@ def _check_args(comparisons: Comparisons, n_boot: int, by: str, level: float) ->
         raise InputError(f"by must be 'row' or 'cluster', got {by!r}")
     if by == "cluster" and comparisons.cluster is None:
         raise InputError("by='cluster' needs comparisons with a cluster column (read with cluster=...)")
+    if by == "cluster":
+        g = len(np.unique(comparisons.cluster))
+        if g < 2:
+            raise InputError(
+                "by='cluster' with a single cluster: every replicate repeats the data, so the intervals would "
+                "have zero width; resample rows (by='row') or give the real clusters"
+            )
+        if g < MIN_CLUSTERS:
+            warnings.warn(
+                f"a cluster bootstrap over only {g} clusters undercovers (Cameron & Miller 2015): its intervals "
+                "are likely too narrow", IntervalWarning, stacklevel=3,
+            )
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level!r}")
 
