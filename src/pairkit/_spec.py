@@ -190,7 +190,8 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
     """Attach ``options`` to a function and check every call's keyword options against them.
 
     Each option must be a keyword-only parameter of the function whose default is itself valid (checked once,
-    here). The wrapper keeps the function's name, docstring and signature (``functools.wraps``).
+    here). A keyword the function does not take raises :class:`InputError` listing the ones it does. The
+    wrapper keeps the function's name, docstring and signature (``functools.wraps``).
     """
 
     def decorate(fn: Callable) -> Callable:
@@ -203,6 +204,9 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
             if param.default is not inspect.Parameter.empty:
                 option.check(param.default, where=f"{fn.__qualname__}: default of ")
             declared[option.name] = option
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        keywords = {n for n, p in params.items() if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+        required = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty]
 
         @functools.wraps(fn)
         def checked(*args, **kwargs):
@@ -210,6 +214,11 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
                 option = declared.get(name)
                 if option is not None:
                     kwargs[name] = option.check(value)
+                elif not takes_any and name not in keywords:
+                    raise InputError(f"{fn.__name__} has no option {name!r}; it takes: {', '.join(sorted(keywords))}")
+            missing = [n for n in required if n not in kwargs]
+            if missing:
+                raise InputError(f"{fn.__name__} needs {', '.join(missing)} (keyword argument)")
             return fn(*args, **kwargs)
 
         checked.__pairkit_options__ = tuple(options)

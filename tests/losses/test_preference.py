@@ -253,7 +253,7 @@ def test_weighted_sum_matches_trl_mpo_mixture():
 
 
 def test_weighted_sum_rejects_unknown_options_and_bad_terms():
-    mix = L.combine([("dpo", 1.0), (L.ipo_loss, 0.5, {"beta": 0.3})])
+    mix = L.weighted_sum([("dpo", 1.0), (L.ipo_loss, 0.5, {"beta": 0.3})])
     b = make_batch(seed=2)
     with pytest.raises(InputError, match="tau"):
         mix(*seq(b), tau=3.0)
@@ -578,7 +578,9 @@ def _extras(name, pc):
     }.get(name, (True, {}))
 
 
-MINE = sorted(n for n in L.names("preference") if L.get(n).__module__ == P.__name__)
+# the pairwise preference modules (preference.py split by concern: with a reference, batch-coupled, reference-free)
+PAIRWISE = {P.__name__, "pairkit.losses.preference_batch", "pairkit.losses.preference_free"}
+MINE = sorted(n for n in L.names("preference") if L.get(n).__module__ in PAIRWISE)
 
 
 def _call(name, pc, pr, rc, rr, **kw):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pairkit._spec import Input
 from pairkit.errors import InputError
 from pairkit.losses._core import CLASSES, Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses.scores import sigmoid_binary_cross_entropy
 
 __all__ = [
     "aldr_kl_loss",
@@ -541,7 +542,7 @@ def p2c_loss(
 
     diff = pref_a - pref_b  # [B, M]
     o = preferences.unsqueeze(-1)
-    pref = -(o * F.logsigmoid(diff) + (1.0 - o) * F.logsigmoid(-diff)).mean(-1)
+    pref = sigmoid_binary_cross_entropy(diff, o).mean(-1)
 
     delta = _label_logp(log_pa, safe).exp() - _label_logp(log_pb, safe).exp()
     cons = torch.where(

@@ -13,15 +13,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pairkit._spec import Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import LIST_REF, Reduction, check_broadcastable, check_same_shape, reduce_loss, register
+from pairkit.losses._core import LIST_REF, Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._pairs import BETA
+from pairkit.losses.ranking import listmle_loss, listnet_loss
+from pairkit.losses.scores import implicit_rewards
 
 __all__ = [
     "dpo_plackett_luce_loss",
     "lipo_lambda_weights",
     "lipo_loss",
     "lipo_softmax_loss",
-    "plackett_luce_nll",
 ]
 
 _FAMILY = "preference"
@@ -55,36 +58,14 @@ def _list_inputs(
     return labels, valid
 
 
-def _implicit_rewards(policy_logps, ref_logps, beta: float) -> torch.Tensor:
-    check_same_shape(policy_logps=policy_logps, ref_logps=ref_logps)
-    return beta * (policy_logps - ref_logps)
+def _scores(policy_logps, ref_logps, labels, mask, weights, beta):
+    """The implicit rewards of a ``[batch, list]`` of responses, with checked labels and validity mask."""
+    s = implicit_rewards(policy_logps, ref_logps, beta=beta)
+    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
+    return s, labels, valid
 
 
-def plackett_luce_nll(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of the ranking given by ``labels`` under a Plackett–Luce model with ``scores``.
-
-    .. math::
-
-        -\\log P(\\tau\\mid s) = -\\sum_{k=1}^{K} \\Big(s_{\\tau(k)} - \\log\\sum_{j\\ge k} e^{s_{\\tau(j)}}\\Big)
-
-    where :math:`\\tau` orders the valid items by decreasing label (ties keep their input order). Plackett (1975),
-    "The Analysis of Permutations"; Luce (1959), "Individual Choice Behavior".
-
-    Args: ``scores``, ``labels`` ``[batch, list]``; ``valid`` bool ``[batch, list]``. Returns ``[batch]``.
-    """
-    low = torch.finfo(scores.dtype).min
-    key = torch.where(valid, labels, torch.full_like(labels, float("-inf")))
-    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
-    s = scores.gather(-1, order)
-    ok = valid.gather(-1, order)
-    # A finite floor (not -inf) keeps logcumsumexp's backward free of inf - inf at invalid positions.
-    s_safe = torch.where(ok, s, torch.full_like(s, low))
-    tail = torch.logcumsumexp(s_safe.flip(-1), dim=-1).flip(-1)
-    terms = torch.where(ok, s_safe - tail, torch.zeros_like(s))
-    return -terms.sum(-1)
-
-
-@register("dpo_plackett_luce", inputs=LIST_REF, family=_FAMILY, aliases=("dpo_pl", "lipo_list_mle"))
+@register("dpo_plackett_luce", inputs=LIST_REF, family=_FAMILY, aliases=("dpo_pl", "lipo_list_mle"), options=(BETA,))
 def dpo_plackett_luce_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -108,9 +89,8 @@ def dpo_plackett_luce_loss(
 
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``. Returns ``[batch]`` or a scalar.
     """
-    s = _implicit_rewards(policy_logps, ref_logps, beta)
-    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
-    return reduce_loss(plackett_luce_nll(s, labels, valid), reduction, mask=valid.any(-1), weights=weights)
+    s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
+    return listmle_loss(s, labels, mask=valid, weights=weights, reduction=reduction)
 
 
 def lipo_lambda_weights(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -151,7 +131,13 @@ def lipo_lambda_weights(scores: torch.Tensor, labels: torch.Tensor, valid: torch
     return w.to(scores.dtype)
 
 
-@register("lipo", inputs=LIST_REF, family=_FAMILY, aliases=("lipo_lambda",))
+@register(
+    "lipo",
+    inputs=LIST_REF,
+    family=_FAMILY,
+    aliases=("lipo_lambda",),
+    options=(BETA, Option("lambda_weights", bool, doc="LambdaRank pair weights (False: pair-logistic)")),
+)
 def lipo_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -176,8 +162,7 @@ def lipo_loss(
 
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
-    s = _implicit_rewards(policy_logps, ref_logps, beta)
-    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
+    s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
     pair_ok = (labels[..., :, None] > labels[..., None, :]) & valid[..., :, None] & valid[..., None, :]
     pair_loss = -F.logsigmoid(s[..., :, None] - s[..., None, :])
     if lambda_weights:
@@ -186,7 +171,13 @@ def lipo_loss(
     return reduce_loss(values, reduction, mask=valid.any(-1), weights=weights)
 
 
-@register("lipo_softmax", inputs=LIST_REF, family=_FAMILY, aliases=("listnet_dpo",))
+@register(
+    "lipo_softmax",
+    inputs=LIST_REF,
+    family=_FAMILY,
+    aliases=("listnet_dpo",),
+    options=(BETA, Option("label_temperature", float, Interval(0, None, closed="neither"), doc="label softmax T")),
+)
 def lipo_softmax_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -211,12 +202,5 @@ def lipo_softmax_loss(
 
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
-    if label_temperature <= 0:
-        raise InputError(f"label_temperature must be > 0, got {label_temperature!r}")
-    s = _implicit_rewards(policy_logps, ref_logps, beta)
-    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
-    low = torch.finfo(s.dtype).min
-    target = torch.softmax(torch.where(valid, labels / label_temperature, torch.full_like(labels, low)), dim=-1)
-    logq = torch.log_softmax(torch.where(valid, s, torch.full_like(s, low)), dim=-1)
-    values = -torch.where(valid, target * logq, torch.zeros_like(s)).sum(-1)
-    return reduce_loss(values, reduction, mask=valid.any(-1), weights=weights)
+    s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
+    return listnet_loss(s, labels / label_temperature, mask=valid, weights=weights, reduction=reduction)

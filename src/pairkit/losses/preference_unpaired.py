@@ -16,6 +16,7 @@ from pairkit._spec import Input
 from pairkit.errors import InputError
 from pairkit.losses._core import UNPAIRED, Reduction, keyword, reduce_loss, register
 from pairkit.losses._core import check_float_tensors as _check_rows
+from pairkit.losses.scores import sigmoid_binary_cross_entropy
 
 __all__ = [
     "apo_zero_unpaired_loss",
@@ -249,7 +250,7 @@ def pointwise_dpo_loss(
     first = _check_rows(mask, weights, policy_logps=policy_logps, ref_logps=ref_logps)
     z = _pointwise_targets(labels, first)
     u = beta * (policy_logps - ref_logps)
-    values = -z * F.logsigmoid(u) - (1 - z) * F.logsigmoid(-u)
+    values = sigmoid_binary_cross_entropy(u, z)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 

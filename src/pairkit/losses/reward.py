@@ -15,7 +15,8 @@ from pairkit._spec import Input
 from pairkit.errors import InputError
 from pairkit.losses._core import REWARD_PAIR, Reduction, check_broadcastable, keyword, reduce_loss, register
 from pairkit.losses._core import check_float_tensors as _check_rows
-from pairkit.losses.preference_listwise import _list_inputs, plackett_luce_nll
+from pairkit.losses.ranking import listmle_loss
+from pairkit.losses.scores import logistic_loss, sigmoid_binary_cross_entropy
 
 __all__ = [
     "bradley_terry_reward_loss",
@@ -70,7 +71,7 @@ def bradley_terry_reward_loss(
     Args: ``chosen_rewards``, ``rejected_rewards``, ``margin`` ``[batch]``. Returns ``[batch]`` or a scalar.
     """
     _check_rows(mask, weights, chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
-    values = -F.logsigmoid(chosen_rewards - rejected_rewards - _margin(margin, chosen_rewards))
+    values = logistic_loss(chosen_rewards - rejected_rewards - _margin(margin, chosen_rewards))
     if center_rewards_coefficient is not None:
         values = values + center_rewards_coefficient * (chosen_rewards + rejected_rewards).square()
     return reduce_loss(values, reduction, mask=mask, weights=weights)
@@ -134,7 +135,7 @@ def soft_bradley_terry_reward_loss(
     if bool(((target_probs < 0) | (target_probs > 1) | torch.isnan(target_probs)).any()):
         raise InputError("target_probs must lie in [0, 1] (probability that the chosen response is preferred)")
     d = chosen_rewards - rejected_rewards - _margin(margin, chosen_rewards)
-    values = -target_probs * F.logsigmoid(d) - (1 - target_probs) * F.logsigmoid(-d)
+    values = sigmoid_binary_cross_entropy(d, target_probs)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
@@ -218,8 +219,7 @@ def plackett_luce_reward_loss(
 
     Args: ``rewards``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
-    labels, valid = _list_inputs(rewards, labels, mask, weights, names=("rewards", "labels"))
-    return reduce_loss(plackett_luce_nll(rewards, labels, valid), reduction, mask=valid.any(-1), weights=weights)
+    return listmle_loss(rewards, labels, mask=mask, weights=weights, reduction=reduction)
 
 
 def gpm_preference_logits(
