@@ -91,6 +91,14 @@ def _target(fn) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
+def _exported(fn) -> bool:
+    import importlib
+
+    fn = inspect.unwrap(fn)
+    module = importlib.import_module(fn.__module__)
+    return fn.__name__ in getattr(module, "__all__", ())
+
+
 def _option(o) -> str:
     rng = f" {o.range.describe()}" if getattr(o, "range", None) is not None else ""
     choices = f" ∈ {{{', '.join(map(str, o.choices))}}}" if getattr(o, "choices", None) else ""
@@ -121,6 +129,10 @@ class RegistryTable(SphinxDirective):
                 f"     - {_cell(e.summary)}",
                 f"     - {_cell(_paper(e.fn))}",
             ]
+        # Registered callables that their module does not export get their reference entry here.
+        unexported = {_target(e.fn) for e in rows if not _exported(e.fn)}
+        for target in sorted(unexported):
+            lines += ["", f".. autofunction:: {target}"]
         container = StringList(lines, source=f"<pairkit-registry {kind} {family or ''}>")
         from docutils import nodes
 
