@@ -10,7 +10,7 @@ import importlib
 
 from pairkit.cli._app import app
 
-_COMMAND_MODULES = ("demo", "rank", "count", "compare", "judge", "simulate", "train")
+_COMMAND_MODULES = ("demo", "rank", "count", "compare", "judge", "simulate", "train", "arena")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -1,0 +1,273 @@
+"""Which pair an annotator sees next.
+
+Annotators pull pairs one at a time, so the arena asks a *pair score* for every candidate pair and shows the
+best one that this annotator has not seen in that context, that is not already being looked at by someone
+else, and that has not reached its target number of votes. A score is a plain function of the votes so far:
+
+==================  ==========================================================================================
+``active``          the ``rank`` rule of :func:`pairkit.select.STRATEGIES["active"] <pairkit.select.aselect>`:
+                    Fisher information of the pair times the posterior probability that it is mis-ordered
+``information``     that strategy's ``information`` rule: the variance reduction of the pair's log-odds
+``round_robin``     the fewest votes first (every pair once before any pair twice), exposure balanced
+``random``          uniformly random pairs
+==================  ==========================================================================================
+
+Ties between scores are broken towards the items shown least (exposure balance), then at random. Sides are
+drawn at random for every assignment. Gold pairs (a known answer) and repeats of an earlier pair (sides
+swapped) are mixed in at the given rates as attention and consistency checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from pairkit.errors import InputError
+from pairkit.select import Pool
+
+__all__ = ["PAIR_SCORES", "GoldPair", "PairChooser", "Proposal", "gold_pairs"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    context: int
+    left: int
+    right: int
+    kind: str = "normal"
+    expected: str | None = None
+
+
+@dataclass(frozen=True)
+class GoldPair:
+    """A pair with a known answer: ``winner`` beats ``loser`` in context ``context_id`` (``winner=None``: a tie)."""
+
+    context_id: str
+    a: str
+    b: str
+    winner: str | None
+
+
+PairScore = Callable[[np.ndarray, np.ndarray, np.random.Generator, float], np.ndarray]
+
+
+def _fit(wins: np.ndarray, prior: float):
+    """MAP Bradley–Terry strengths and covariance from the vote matrix (``wins[i, j]``: i beat j, ties halved)."""
+    from pairkit.data import Comparisons
+    from pairkit.rating import fit_bradley_terry
+
+    i, j = np.nonzero(wins)
+    comps = Comparisons.from_arrays(i, j, weight=wins[i, j], items=[str(k) for k in range(len(wins))])
+    board = fit_bradley_terry(comps, prior=prior, intervals="fisher")
+    return board.log_strength, board.covariance
+
+
+def _model_scores(wins: np.ndarray, prior: float, rule: str) -> np.ndarray:
+    theta, cov = _fit(wins, prior)
+    d = np.diag(cov)
+    p = special.expit(theta[:, None] - theta[None, :])
+    var = np.maximum(d[:, None] + d[None, :] - 2 * cov, 1e-12)
+    if rule == "information":
+        return p * (1 - p) * var
+    return p * (1 - p) * special.ndtr(-np.abs(theta[:, None] - theta[None, :]) / np.sqrt(var))
+
+
+def active_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
+    """The ``rank`` rule: :math:`p_{ij}(1-p_{ij})\\,\\Phi(-|\\hat\\theta_i-\\hat\\theta_j|/s_{ij})`."""
+    if not wins.any():
+        return round_robin_score(wins, counts, rng, prior)
+    return _model_scores(wins, prior, "rank")
+
+
+def information_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
+    """The ``information`` rule: :math:`p_{ij}(1-p_{ij})\\,s_{ij}^2` (expected variance reduction)."""
+    if not wins.any():
+        return round_robin_score(wins, counts, rng, prior)
+    return _model_scores(wins, prior, "information")
+
+
+def round_robin_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
+    """Fewest votes first."""
+    return -counts.astype(float)
+
+
+def random_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
+    """Uniformly random."""
+    return rng.random(counts.shape)
+
+
+PAIR_SCORES: dict[str, PairScore] = {
+    "active": active_score,
+    "information": information_score,
+    "round_robin": round_robin_score,
+    "random": random_score,
+}
+
+
+@dataclass
+class PairChooser:
+    """Chooses the next pair for an annotator from the votes so far (see the module docstring).
+
+    Args:
+        pool: the candidates.
+        score: a name in :data:`PAIR_SCORES` or a function ``(wins, counts, rng, prior) -> n×n scores``.
+        target_votes: votes per pair (over all contexts) after which a pair is no longer shown; None: no cap.
+        gold: pairs with a known answer; shown with probability ``gold_rate`` (each at most once per annotator).
+        repeat_rate: probability of re-showing one of the annotator's earlier pairs, sides swapped.
+        prior: virtual games per item in the fits of the model-based scores (keeps them finite).
+    """
+
+    pool: Pool
+    score: str | PairScore = "active"
+    target_votes: int | None = None
+    gold: Sequence[GoldPair] = ()
+    gold_rate: float = 0.0
+    repeat_rate: float = 0.0
+    prior: float = 1.0
+    seed: int | None = None
+    rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.score, str):
+            if self.score not in PAIR_SCORES:
+                raise InputError(f"--strategy must be one of {', '.join(PAIR_SCORES)}; got {self.score!r}")
+            self.score = PAIR_SCORES[self.score]
+        for name in ("gold_rate", "repeat_rate"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be in [0, 1); got {value!r}")
+        if self.target_votes is not None and self.target_votes < 1:
+            raise InputError(f"--target-votes must be an integer >= 1; got {self.target_votes!r}")
+        if not (math.isfinite(self.prior) and self.prior > 0):
+            raise InputError(f"--prior must be a finite number > 0; got {self.prior!r}")
+        if self.gold_rate > 0 and not self.gold:
+            raise InputError("--gold-rate > 0 needs gold pairs (--gold FILE)")
+        self.rng = np.random.default_rng(self.seed)
+        self._item = {name: k for k, name in enumerate(self.pool.items)}
+        self._context = {name: k for k, name in enumerate(self.pool.contexts)}
+        present = np.array([[t is not None for t in row] for row in self.pool.text])  # contexts × items
+        self._both = present[:, :, None] & present[:, None, :]  # contexts × items × items: both answered
+        for g in self.gold:
+            for name in (g.a, g.b):
+                if name not in self._item:
+                    raise InputError(f"gold pair {g}: unknown candidate {name!r}")
+            if g.context_id not in self._context:
+                raise InputError(f"gold pair {g}: unknown context {g.context_id!r}")
+
+    def next(
+        self, annotator_id: int, votes: Sequence[Mapping], pending: Sequence[Mapping], seen: Sequence[tuple]
+    ) -> Proposal | None:
+        """The next pair for one annotator, or None when every pair is done for them.
+
+        ``votes``: the vote log (``annotator_id, context_id, left_id, right_id, outcome, kind``); ``pending``:
+        pairs open with other annotators; ``seen``: ``(context_id, left_id, right_id)`` of every pair this
+        annotator was shown.
+        """
+        u = self.rng.random()
+        if u < self.gold_rate:
+            proposal = self._gold(seen)
+            if proposal is not None:
+                return proposal
+        elif u < self.gold_rate + self.repeat_rate:
+            proposal = self._repeat([v for v in votes if v["annotator_id"] == annotator_id])
+            if proposal is not None:
+                return proposal
+        return self._regular(votes, pending, seen)
+
+    # ------------------------------------------------------------------ regular pairs
+    def _regular(self, votes, pending, seen) -> Proposal | None:
+        n, m = self.pool.n_items, len(self.pool.contexts)
+        wins, counts, per_context = self._tally(votes, pending)
+        seen_by_me = np.zeros((m, n, n), bool)
+        for c, left, right in seen:
+            if c in self._context and left in self._item and right in self._item:
+                k, i, j = self._context[c], self._item[left], self._item[right]
+                seen_by_me[k, i, j] = seen_by_me[k, j, i] = True
+        # A pair is open to this annotator while some context with both answers is still new to them.
+        fresh = (self._both & ~seen_by_me).any(axis=0)
+        allowed = fresh & ~np.eye(n, dtype=bool)
+        if self.target_votes is not None:
+            allowed &= counts < self.target_votes
+        if not allowed.any():
+            return None
+        score = np.asarray(self.score(wins, counts, self.rng, self.prior), float)
+        exposure = counts.sum(axis=1)
+        tiebreak = -(exposure[:, None] + exposure[None, :]) * 1e-9 + self.rng.random((n, n)) * 1e-12
+        total = np.where(allowed, score + tiebreak, -np.inf)
+        total = np.triu(total, 1) + np.tril(np.full((n, n), -np.inf))
+        i, j = np.unravel_index(int(np.argmax(total)), total.shape)
+        options = np.flatnonzero(self._both[:, i, j] & ~seen_by_me[:, i, j])
+        load = per_context[options, i, j]
+        context = int(options[self.rng.choice(np.flatnonzero(load == load.min()))])
+        left, right = (i, j) if self.rng.random() < 0.5 else (j, i)
+        return Proposal(context, int(left), int(right))
+
+    def _tally(self, votes, pending):
+        """Wins (ties half) and vote counts per pair; pending pairs count as votes so annotators spread out."""
+        import pandas as pd
+
+        n, m = self.pool.n_items, len(self.pool.contexts)
+        wins = np.zeros((n, n))
+        counts = np.zeros((n, n), np.int64)
+        per_context = np.zeros((m, n, n), np.int64)
+        cols = ["context_id", "left_id", "right_id", "outcome", "kind"]
+        frame = pd.DataFrame([{k: v.get(k) for k in cols} for v in votes], columns=cols)
+        if len(pending):
+            frame = pd.concat([frame, pd.DataFrame(list(pending)).assign(outcome=None, kind="normal")[cols]])
+        frame = frame[(frame["kind"] == "normal") & (frame["outcome"] != "skip")]
+        i = pd.Index(self.pool.items).get_indexer(frame["left_id"])
+        j = pd.Index(self.pool.items).get_indexer(frame["right_id"])
+        c = pd.Index(self.pool.contexts).get_indexer(frame["context_id"])
+        ok = (i >= 0) & (j >= 0) & (c >= 0)  # votes on candidates no longer served are not counted
+        i, j, c, outcome = i[ok], j[ok], c[ok], frame["outcome"].to_numpy()[ok]
+        np.add.at(counts, (i, j), 1)
+        np.add.at(per_context, (c, i, j), 1)
+        counts += counts.T
+        per_context += per_context.transpose(0, 2, 1)
+        left = np.select([outcome == "left", np.isin(outcome, ["tie", "both_bad"])], [1.0, 0.5], 0.0)
+        right = np.select([outcome == "right", np.isin(outcome, ["tie", "both_bad"])], [1.0, 0.5], 0.0)
+        np.add.at(wins, (i, j), left)
+        np.add.at(wins, (j, i), right)
+        return wins, counts, per_context
+
+    # ------------------------------------------------------------------ checks
+    def _gold(self, seen) -> Proposal | None:
+        shown = {(c, *sorted((x, y))) for c, x, y in seen}
+        fresh = [g for g in self.gold if (g.context_id, *sorted((g.a, g.b))) not in shown]
+        if not fresh:
+            return None
+        g = fresh[int(self.rng.integers(len(fresh)))]
+        i, j = self._item[g.a], self._item[g.b]
+        left, right = (i, j) if self.rng.random() < 0.5 else (j, i)
+        return Proposal(self._context[g.context_id], left, right, "gold", g.winner or "tie")
+
+    def _repeat(self, mine) -> Proposal | None:
+        """An earlier decided pair of this annotator (not among their last 3 votes), sides swapped."""
+        earlier = [v for v in mine[:-3] if v.get("kind") == "normal" and v["outcome"] != "skip"]
+        repeated = {(v["context_id"], v["left_id"], v["right_id"]) for v in mine if v.get("kind") == "repeat"}
+        earlier = [v for v in earlier if (v["context_id"], v["right_id"], v["left_id"]) not in repeated]
+        if not earlier:
+            return None
+        v = earlier[int(self.rng.integers(len(earlier)))]
+        expected = {"left": v["left_id"], "right": v["right_id"]}.get(v["outcome"], "tie")
+        return Proposal(
+            self._context[v["context_id"]], self._item[v["right_id"]], self._item[v["left_id"]], "repeat", expected
+        )
+
+
+def gold_pairs(rows: Sequence[Mapping], *, source: str = "gold") -> list[GoldPair]:
+    """Gold pairs from rows ``{context_id, a, b, winner}`` (``winner``: a's or b's id, or "tie")."""
+    out = []
+    for row_no, row in enumerate(rows, start=1):
+        missing = [k for k in ("context_id", "a", "b", "winner") if k not in row]
+        if missing:
+            raise InputError(f"{source}, row {row_no}: missing {', '.join(missing)}; write "
+                             '{"context_id": ..., "a": ..., "b": ..., "winner": <a, b or "tie">}')
+        winner = None if str(row["winner"]) == "tie" else str(row["winner"])
+        if winner not in (None, str(row["a"]), str(row["b"])):
+            raise InputError(f"{source}, row {row_no}: winner {row['winner']!r} is neither a, b nor 'tie'")
+        out.append(GoldPair(str(row["context_id"]), str(row["a"]), str(row["b"]), winner))
+    return out
