@@ -90,6 +90,17 @@ def browser():
         b.close()
 
 
+def new_arena(tmp_path, rows, name, *extra) -> tuple[Server, str]:
+    """Candidates written as JSONL, one annotator, and a server (not started) over them."""
+    cand = tmp_path / f"{name}.jsonl"
+    cand.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    db = tmp_path / f"{name}.sqlite"
+    store = VoteStore(db)
+    token = store.add_annotator(name)
+    store.close()
+    return Server(cand, db, *extra), token
+
+
 def vote_id(page) -> str:
     return page.locator('#vote-form input[name="vote_id"]').get_attribute("value")
 
@@ -99,13 +110,9 @@ def progress(page) -> int:
 
 
 def test_vote_undo_resume_restart_and_live_leaderboard(browser, tmp_path):
-    cand = tmp_path / "candidates.jsonl"
-    cand.write_text("".join(json.dumps(r) + "\n" for r in candidate_rows()), encoding="utf-8")
-    db = tmp_path / "arena.sqlite"
-    store = VoteStore(db)
-    token = store.add_annotator("alice")
-    store.close()
-    server = Server(cand, db, "--strategy", "active").start()
+    server, token = new_arena(tmp_path, candidate_rows(), "alice", "--strategy", "active")
+    db = tmp_path / "alice.sqlite"
+    server.start()
     try:
         admin_url = server.admin_link()
         link = f"{server.url}/a/{token}"
@@ -169,13 +176,8 @@ def test_vote_undo_resume_restart_and_live_leaderboard(browser, tmp_path):
 def test_hostile_candidate_texts_never_run(browser, tmp_path):
     rows = candidate_rows(n_items=4, contexts=("c",), texts=HOSTILE)
     rows[0]["context"] = "<script>window.__xss = 9</script> **what** is ![img](javascript:alert(1))?"
-    cand = tmp_path / "hostile.jsonl"
-    cand.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    db = tmp_path / "hostile.sqlite"
-    store = VoteStore(db)
-    token = store.add_annotator("eve")
-    store.close()
-    server = Server(cand, db, "--strategy", "round_robin").start()
+    server, token = new_arena(tmp_path, rows, "eve", "--strategy", "round_robin")
+    server.start()
     try:
         page = browser.new_page()
         dialogs = []

@@ -1,0 +1,160 @@
+"""Pair choice, the vote store's durability rules, and the agreement statistics against a peer."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pairkit.arena import (
+    ClosedPair,
+    GoldPair,
+    PairChooser,
+    UnknownPair,
+    VoteStore,
+    annotator_stats,
+    krippendorff_alpha_nominal,
+    votes_to_separate,
+)
+from pairkit.errors import InputError
+from pairkit.select import Pool
+
+from .conftest import candidate_rows
+
+
+def run(chooser, store, who, n, outcome=lambda left, right: "left"):
+    """``n`` votes of one annotator through the chooser; returns the proposals."""
+    shown = []
+    for _ in range(n):
+        p = chooser.next(who, store.votes(), store.pending(), store.annotator_pairs(who))
+        if p is None:
+            break
+        pool = chooser.pool
+        a = store.assign(who, pool.contexts[p.context], pool.items[p.left], pool.items[p.right], kind=p.kind,
+                         expected=p.expected)
+        store.record_vote(a.id, who, outcome(a.left_id, a.right_id))
+        shown.append(p)
+    return shown
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = VoteStore(tmp_path / "a.sqlite")
+    s.set_candidates(candidate_rows(n_items=5, contexts=("p1", "p2")))
+    yield s
+    s.close()
+
+
+def add(store, name):
+    return store.annotator_by_token(store.add_annotator(name)).id
+
+
+def pool():
+    return Pool.from_records(candidate_rows(n_items=5, contexts=("p1", "p2")))
+
+
+def test_round_robin_shows_every_pair_once_before_any_twice(store):
+    chooser = PairChooser(pool(), "round_robin", seed=0)
+    ids = [add(store, n) for n in ("a", "b")]
+    shown = run(chooser, store, ids[0], 10) + run(chooser, store, ids[1], 10)
+    pairs = [tuple(sorted((p.left, p.right))) for p in shown]
+    assert len(set(pairs[:10])) == 10 and len(set(pairs[10:])) == 10  # 10 pairs of 5 items
+    # Sides are drawn at random; over 20 shows both orders occur.
+    assert 0 < sum(p.left < p.right for p in shown) < 20
+    # Each annotator gets each pair in at most one prompt until all prompts are used: 20 pairs in all.
+    assert len(run(chooser, store, ids[0], 30)) == 10
+    assert chooser.next(ids[0], store.votes(), store.pending(), store.annotator_pairs(ids[0])) is None
+
+
+def test_target_votes_caps_every_pair(store):
+    chooser = PairChooser(pool(), "random", target_votes=1, seed=3)
+    who = [add(store, n) for n in ("a", "b", "c")]
+    total = sum(len(run(chooser, store, w, 30)) for w in who)
+    assert total == 10
+    pairs = {tuple(sorted((v["left_id"], v["right_id"]))) for v in store.votes()}
+    assert len(pairs) == 10
+
+
+def test_active_prefers_the_uncertain_pair(store):
+    """m0 ≫ m1 ≫ m2 ≫ {m3, m4}: the one pair whose order is unknown is m3–m4 (never compared, rated equal)."""
+    chooser = PairChooser(pool(), "active", seed=0)
+    who = add(store, "a")
+    votes = []
+    for left, right, outcome, n in [("m0", "m1", "left", 6), ("m1", "m2", "left", 6), ("m0", "m2", "left", 6),
+                                    ("m2", "m3", "left", 6), ("m2", "m4", "left", 6)]:
+        votes += [{"annotator_id": 9, "context_id": "p1", "left_id": left, "right_id": right, "outcome": outcome,
+                   "kind": "normal"}] * n
+    p = chooser.next(who, votes, [], [])
+    assert sorted((chooser.pool.items[p.left], chooser.pool.items[p.right])) == ["m3", "m4"]
+
+
+def test_gold_and_repeats_are_mixed_in(store):
+    gold = [GoldPair("p1", "m0", "m4", "m0"), GoldPair("p2", "m1", "m3", None)]
+    chooser = PairChooser(pool(), "round_robin", gold=gold, gold_rate=0.3, repeat_rate=0.3, seed=1)
+    who = add(store, "a")
+    shown = run(chooser, store, who, 20, outcome=lambda left, right: "left" if left < right else "right")
+    kinds = [p.kind for p in shown]
+    assert kinds.count("gold") == 2 and kinds.count("repeat") >= 1
+    stats = annotator_stats(store.votes())["annotators"][0]
+    # The annotator always prefers the lower id: right on the first gold pair, wrong on the tie; consistent.
+    assert stats["gold"] == 2 and stats["gold_accuracy"] == 0.5
+    assert stats["consistency"] == 1.0
+    repeat = next(v for v in store.votes() if v["kind"] == "repeat")
+    original = next(v for v in store.votes() if v["kind"] == "normal" and v["context_id"] == repeat["context_id"]
+                    and (v["left_id"], v["right_id"]) == (repeat["right_id"], repeat["left_id"]))
+    assert original["seq"] < repeat["seq"]  # the same pair, sides swapped
+
+
+def test_chooser_options_are_checked():
+    for kwargs, message in [({"score": "best"}, "--strategy"), ({"gold_rate": 1.0}, "--gold-rate"),
+                            ({"target_votes": 0}, "--target-votes"), ({"gold_rate": 0.1}, "needs gold pairs"),
+                            ({"prior": 0.0}, "--prior"), ({"gold": [GoldPair("p1", "m0", "zz", None)]}, "'zz'")]:
+        with pytest.raises(InputError, match=message):
+            PairChooser(pool(), **kwargs)
+
+
+def test_store_votes_are_idempotent_and_survive_a_reopen(tmp_path):
+    path = tmp_path / "a.sqlite"
+    store = VoteStore(path)
+    me, them = add(store, "a"), add(store, "b")
+    a = store.assign(me, "p1", "m0", "m1")
+    assert store.record_vote(a.id, me, "right") is True
+    assert store.record_vote(a.id, me, "left") is False  # the first answer stands
+    with pytest.raises(UnknownPair):
+        store.record_vote(a.id, them, "left")
+    b = store.assign(me, "p1", "m1", "m2")
+    c = store.assign(me, "p1", "m2", "m3")  # b is replaced (closed) unanswered
+    with pytest.raises(ClosedPair):
+        store.record_vote(b.id, me, "left")
+    store.close()
+    again = VoteStore(path)
+    assert again.open_assignment(me) == c
+    assert [(v["vote_id"], v["outcome"]) for v in again.votes()] == [(a.id, "right")]
+    assert again.version == 1
+    with pytest.raises(InputError, match="outcome must be one of"):
+        again.record_vote(c.id, me, "great")
+
+
+def test_krippendorff_alpha_matches_the_krippendorff_package():
+    krippendorff = pytest.importorskip("krippendorff")
+    rng = np.random.default_rng(0)
+    n_units, n_coders = 40, 4
+    truth = rng.integers(0, 3, n_units)
+    data = np.where(rng.random((n_coders, n_units)) < 0.7, truth, rng.integers(0, 3, (n_coders, n_units))).astype(
+        float
+    )
+    data[rng.random(data.shape) < 0.3] = np.nan  # missing values; some units end with a single value
+    coder, unit = np.nonzero(~np.isnan(data))
+    ours = krippendorff_alpha_nominal(unit, data[coder, unit].astype(int))
+    ref = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    assert ours == pytest.approx(ref, abs=1e-12)
+    assert math.isnan(krippendorff_alpha_nominal(np.arange(3), np.zeros(3)))  # nothing pairable
+
+
+def test_votes_to_separate_closed_form():
+    theta = np.array([0.5, 0.0, -0.5])
+    cov = np.diag([0.04, 0.04, 0.04])
+    # s = sqrt(0.08); z = 1.96; need N·(z·s/0.5)² in all.
+    expected = 100 * (1.959963984540054 * math.sqrt(0.08) / 0.5) ** 2 - 100
+    assert votes_to_separate(theta, cov, 100) == pytest.approx(expected)
+    assert votes_to_separate(theta, cov / 100, 100) == 0.0
+    assert votes_to_separate(np.zeros(3), cov, 100) == math.inf
