@@ -223,3 +223,15 @@ def test_leaderboard_warns_when_the_mle_does_not_exist():
     ]
     out = leaderboard_summary(votes, ["x", "y", "z"])
     assert out["prior"] == 1.0 and "never compared" in out["warnings"][0] and "'z'" in out["warnings"][0]
+
+
+def test_reveal_shows_the_models_after_the_vote(arena):
+    from fastapi.testclient import TestClient
+
+    store, chooser, tokens, _ = arena
+    with TestClient(create_app(store, chooser, ArenaSettings(reveal=True))) as c:
+        assert 'id="reveal"' not in c.get(f"/a/{tokens['alice']}").text
+        vote(c, tokens["alice"], "right")
+        last = store.votes()[-1]
+        page = c.get(f"/a/{tokens['alice']}").text
+        assert f"A was <b>{last['left_id']}</b>, B was <b>{last['right_id']}</b>" in page

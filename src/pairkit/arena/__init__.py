@@ -9,11 +9,13 @@
 from pairkit.arena import app as _app
 from pairkit.arena import board as _board
 from pairkit.arena import export as _export
+from pairkit.arena import judging as _judging
 from pairkit.arena import pairs as _pairs
 from pairkit.arena import store as _store
 from pairkit.arena.app import *  # noqa: F403
 from pairkit.arena.board import *  # noqa: F403
 from pairkit.arena.export import *  # noqa: F403
+from pairkit.arena.judging import *  # noqa: F403
 from pairkit.arena.pairs import *  # noqa: F403
 from pairkit.arena.store import *  # noqa: F403
 
@@ -34,6 +36,7 @@ __all__ = [
     *_app.__all__,
     *_board.__all__,
     *_export.__all__,
+    *_judging.__all__,
     *_pairs.__all__,
     *_store.__all__,
 ]

@@ -72,6 +72,11 @@ def leaderboard_summary(
     out["left_win_rate"] = float(np.mean(comps.outcome))
     a, b = np.minimum(comps.a, comps.b), np.maximum(comps.a, comps.b)
     pair_votes = pd.Series(np.ones(len(a))).groupby([a, b]).sum()
+    if len(items) <= 16:  # small arenas: the full matrix of votes per pair
+        matrix = np.zeros((len(items), len(items)), np.int64)
+        np.add.at(matrix, (comps.a, comps.b), 1)
+        matrix += matrix.T
+        out["pair_matrix"] = {"items": list(items), "counts": matrix.tolist()}
     total = len(items) * (len(items) - 1) // 2
     out["pairs"] = {
         "voted": len(pair_votes),
@@ -119,8 +124,9 @@ def krippendorff_alpha_nominal(units: np.ndarray, values: np.ndarray) -> float:
 
 
 def annotator_stats(votes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per annotator: votes, skips, gold accuracy, consistency on repeats, left-side win rate, median latency;
-    and across annotators: Krippendorff's α and pairwise agreement on the pairs several of them voted on."""
+    """Per annotator: votes, skips, gold accuracy, consistency on repeats, left-side win rate, median latency and
+    agreement with the others on shared pairs (for an LLM judge: judge–human agreement); across annotators:
+    Krippendorff's α and pairwise agreement on the pairs several of them voted on (judges included)."""
     cols = ["annotator", "context_id", "left_id", "right_id", "outcome", "kind", "expected", "latency_ms", "undone"]
     frame = pd.DataFrame(list(votes), columns=cols)
     frame = frame[~frame["undone"].astype(bool)]
@@ -144,6 +150,8 @@ def annotator_stats(votes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "consistency": float((rep["winner"] == rep["expected"]).mean()) if len(rep) else math.nan,
                 "left_win_rate": float((decisive["outcome"] == "left").mean()) if len(decisive) else math.nan,
                 "median_latency_s": float(own["latency_ms"].median()) / 1000,
+                "agreement": math.nan,
+                "agreement_n": 0,
             })
     normal = frame[(frame["kind"] == "normal") & (frame["outcome"] != "skip")] if len(frame) else frame
     alpha = agreement = math.nan
@@ -155,6 +163,14 @@ def annotator_stats(votes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         last = pd.DataFrame({"unit": unit, "annotator": normal["annotator"], "winner": normal["winner"]})
         last = last.drop_duplicates(["unit", "annotator"], keep="last")
         alpha = krippendorff_alpha_nominal(last["unit"].to_numpy(), last["winner"].to_numpy())
+        # Each annotator's (or judge's) agreement with everyone else who voted on the same pairs.
+        both = last.merge(last, on="unit", suffixes=("", "_other"))
+        both = both[both["annotator"] != both["annotator_other"]]
+        agree = (both["winner"] == both["winner_other"]).groupby(both["annotator"]).agg(["mean", "size"])
+        for row in rows:
+            if row["annotator"] in agree.index:
+                row["agreement"] = float(agree.loc[row["annotator"], "mean"])
+                row["agreement_n"] = int(agree.loc[row["annotator"], "size"])
         per_unit = last.groupby(["unit", "winner"]).size()
         m = per_unit.groupby(level=0).sum()
         pairs = float((m * (m - 1)).sum())

@@ -3,7 +3,8 @@
 A vote on a pair shown as (left, right) becomes the comparison ``a = left, b = right`` with ``a_first = True``
 (the order shown), ``cluster = context_id`` and outcome 1 (left better), 0 (right better), ½ (tie) or the
 ``both_bad`` value (½ by default: the rating treats "both bad" as a tie; the export keeps the label). Skips and
-the gold/repeat checks are not comparisons of the leaderboard (they stay in the raw log).
+the gold/repeat checks are not comparisons of the leaderboard (they stay in the raw log), nor are the votes of
+LLM judges (annotators named ``judge:…``) unless asked for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pairkit.arena.store import JUDGE_PREFIX
 from pairkit.data import Comparisons
 from pairkit.errors import InputError
 
@@ -47,23 +49,28 @@ def votes_frame(votes: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame[list(LOG_COLUMNS)]
 
 
-def _decisions(votes: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def _decisions(votes: Sequence[Mapping[str, Any]], *, judges: bool = False) -> pd.DataFrame:
+    """The human (and, with ``judges``, LLM-judge) votes that are comparisons: not skipped, checks or undone."""
     frame = pd.DataFrame(list(votes), columns=["vote_id", "annotator", "context_id", "left_id", "right_id",
                                                 "outcome", "strength", "kind", "undone", "voted_at"])
     keep = (frame["kind"] == "normal") & (frame["outcome"] != "skip") & ~frame["undone"].astype(bool)
+    if not judges:
+        keep &= ~frame["annotator"].astype(str).str.startswith(JUDGE_PREFIX)
     return frame[keep.to_numpy()].reset_index(drop=True)
 
 
-def comparisons_frame(votes: Sequence[Mapping[str, Any]], *, both_bad: float = 0.5) -> pd.DataFrame:
+def comparisons_frame(
+    votes: Sequence[Mapping[str, Any]], *, both_bad: float = 0.5, judges: bool = False
+) -> pd.DataFrame:
     """The comparisons table written by ``pairkit arena export --comparisons``.
 
     Columns ``a, b, outcome, a_first, context_id`` (readable by ``pairkit rank --a a --b b --outcome outcome
     --a-first a_first --cluster context_id``) plus ``label`` (left/right/tie/both_bad), ``strength``,
-    ``annotator``, ``vote_id`` and ``voted_at``.
+    ``annotator``, ``vote_id`` and ``voted_at``. LLM judges' votes only with ``judges=True``.
     """
     if not 0 <= both_bad <= 1:
         raise InputError(f"--both-bad must be in [0, 1] (the outcome a 'both bad' vote counts as); got {both_bad}")
-    d = _decisions(votes)
+    d = _decisions(votes, judges=judges)
     outcome = d["outcome"].map({"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": both_bad}).astype(float)
     return pd.DataFrame(
         {

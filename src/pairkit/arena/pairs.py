@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from pairkit.arena.store import JUDGE_PREFIX
 from pairkit.errors import InputError
 from pairkit.select import Pool
 
@@ -214,7 +215,8 @@ class PairChooser:
         counts = np.zeros((n, n), np.int64)
         per_context = np.zeros((m, n, n), np.int64)
         cols = ["context_id", "left_id", "right_id", "outcome", "kind"]
-        frame = pd.DataFrame([{k: v.get(k) for k in cols} for v in votes], columns=cols)
+        humans = [v for v in votes if not str(v.get("annotator", "")).startswith(JUDGE_PREFIX)]
+        frame = pd.DataFrame([{k: v.get(k) for k in cols} for v in humans], columns=cols)
         if len(pending):
             frame = pd.concat([frame, pd.DataFrame(list(pending)).assign(outcome=None, kind="normal")[cols]])
         frame = frame[(frame["kind"] == "normal") & (frame["outcome"] != "skip")]

@@ -29,6 +29,7 @@ from typing import Any
 from pairkit.errors import InputError
 
 __all__ = [
+    "JUDGE_PREFIX",
     "OUTCOMES",
     "Annotator",
     "ArenaError",
@@ -41,6 +42,10 @@ __all__ = [
 OUTCOMES = ("left", "right", "tie", "both_bad", "skip")
 """What an annotator can answer: the answer shown on the left (A) or right (B) is better, a tie, both bad,
 or skip (no judgment)."""
+
+JUDGE_PREFIX = "judge:"
+"""Annotator names of LLM judges voting in the arena (:func:`pairkit.arena.judge_votes`); their votes are compared
+with the humans' but kept out of the leaderboard and the pair choice."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
