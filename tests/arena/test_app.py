@@ -223,6 +223,7 @@ def test_leaderboard_warns_when_the_mle_does_not_exist():
     ]
     out = leaderboard_summary(votes, ["x", "y", "z"])
     assert out["prior"] == 1.0 and "never compared" in out["warnings"][0] and "'z'" in out["warnings"][0]
+    assert "from the prior alone" in out["warnings"][1]  # the rating's warnings are shown, not swallowed
 
 
 def test_reveal_shows_the_models_after_the_vote(arena):

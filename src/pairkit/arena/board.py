@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 from scipy import special
 
 from pairkit.arena.export import to_comparisons
-from pairkit.errors import NoMLEError
+from pairkit.errors import NoMLEError, PairkitWarning
 
 __all__ = ["annotator_stats", "krippendorff_alpha_nominal", "leaderboard_summary", "votes_to_separate"]
 
@@ -52,12 +53,17 @@ def leaderboard_summary(
         out["warnings"].append("no votes yet")
         return out
     used_prior = prior
-    try:
-        board = fit_bradley_terry(comps, prior=prior, intervals="fisher", level=level)
-    except NoMLEError as exc:
-        used_prior = max(prior, 1.0)
-        out["warnings"].append(f"{exc} Shown: the MAP fit with prior={used_prior:g}.")
-        board = fit_bradley_terry(comps, prior=used_prior, intervals="fisher", level=level)
+    with warnings.catch_warnings(record=True) as caught:  # shown on the admin page, not lost in a server log
+        warnings.simplefilter("always", PairkitWarning)
+        try:
+            board = fit_bradley_terry(comps, prior=prior, intervals="fisher", level=level)
+        except NoMLEError as exc:
+            used_prior = max(prior, 1.0)
+            out["warnings"].append(f"{exc} Shown: the MAP fit with prior={used_prior:g}.")
+            board = fit_bradley_terry(comps, prior=used_prior, intervals="fisher", level=level)
+    for item in caught:
+        if str(item.message) not in out["warnings"]:
+            out["warnings"].append(str(item.message))
     out["prior"] = used_prior
     out["board"] = board
     frame = board.scale("elo").to_pandas()

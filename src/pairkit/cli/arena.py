@@ -197,24 +197,12 @@ def judge_cmd(
 ) -> None:
     """Let an LLM judge vote on the pairs the humans voted on (same order shown); report its agreement."""
     with reported_errors():
-        import json
-
         from pairkit.arena import annotator_stats, judge_votes
-        from pairkit.errors import InputError
-        from pairkit.judges import judge_from_config
+        from pairkit.cli.judge import load_judge
 
         store = _open_store(db)
-        try:
-            config = json.loads(judge_config.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"judge config {str(judge_config)!r} not found") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"judge config {judge_config}: not valid JSON ({exc.msg})") from None
-        texts: dict[str, list[str]] = {}
-        for row in store.candidates():
-            texts.setdefault(str(row["candidate_id"]), []).append(str(row["text"]))
-        run = judge_votes(store, judge_from_config(config, texts=texts, source=str(judge_config)), limit=limit,
-                          budget=budget)
+        comparator = load_judge(judge_config, store.candidates())
+        run = judge_votes(store, comparator, limit=limit, budget=budget)
         stats = next((a for a in annotator_stats(store.votes())["annotators"] if a["annotator"] == run.name), None)
         agreement = "" if stats is None or not stats["agreement_n"] else (
             f"; agreement with the humans {stats['agreement']:.3f} over {stats['agreement_n']} vote pairs")

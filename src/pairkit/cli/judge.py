@@ -44,6 +44,23 @@ def read_candidates(path: Path) -> list[dict]:
     return rows
 
 
+def load_judge(path: Path, rows: list[dict]):
+    """The comparator of a judge config JSON file; a simulated judge's strengths apply to each candidate's texts."""
+    from pairkit.errors import InputError
+    from pairkit.judges import judge_from_config
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"judge config {str(path)!r} not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"judge config {path}: not valid JSON ({exc.msg})") from None
+    texts: dict[str, list[str]] = {}
+    for row in rows:
+        texts.setdefault(str(row["candidate_id"]), []).append(str(row["text"]))
+    return judge_from_config(config, texts=texts, source=str(path))
+
+
 def parse_options(pairs: list[str] | None) -> dict:
     """``key=value`` strategy options; values parsed as JSON when they can be (numbers, lists)."""
     from pairkit.errors import InputError
@@ -80,23 +97,13 @@ def judge(
 ) -> None:
     """Judge candidate answers pairwise with a selection strategy; print the leaderboard."""
     with reported_errors():
-        from pairkit.errors import InputError
-        from pairkit.judges import Budget, judge_from_config
+        from pairkit.judges import Budget
         from pairkit.select import Pool, select
         from pairkit.select import dry_run as estimate
 
         rows = read_candidates(candidates)
         pool = Pool.from_records(rows, source=str(candidates))
-        try:
-            config = json.loads(judge_config.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"judge config {str(judge_config)!r} not found") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"judge config {judge_config}: not valid JSON ({exc.msg})") from None
-        texts: dict[str, list[str]] = {}
-        for row in rows:
-            texts.setdefault(str(row["candidate_id"]), []).append(str(row["text"]))
-        comparator = judge_from_config(config, texts=texts, source=str(judge_config))
+        comparator = load_judge(judge_config, rows)
         options = parse_options(option)
         if k is not None:
             options["k"] = k
