@@ -86,7 +86,12 @@ class Server:
 def browser():
     with playwright_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
+        context = b.new_context()
+        # Generous: CI machines may be shared and slow; nothing here waits unless something is wrong.
+        context.set_default_timeout(60_000)
+        context.set_default_navigation_timeout(60_000)
+        yield context
+        context.close()
         b.close()
 
 
@@ -149,7 +154,7 @@ def test_vote_undo_resume_restart_and_live_leaderboard(browser, tmp_path):
         assert vote_id(page) == redo and progress(page) == 3
 
         # The live leaderboard picked up the votes over server-sent events, without a reload.
-        playwright_api.expect(admin.locator("#n-votes")).to_have_text("3", timeout=15_000)
+        playwright_api.expect(admin.locator("#n-votes")).to_have_text("3", timeout=60_000)
         assert admin.locator("#leaderboard tbody tr").count() == 4
         admin.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
         page.screenshot(path=str(tmp_path / "vote.png"), full_page=True)

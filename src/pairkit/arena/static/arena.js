@@ -33,12 +33,17 @@ function adminPage() {
   const board = document.getElementById("board");
   const live = document.getElementById("live");
   let pending = false;
+  let stale = false;
   async function refresh() {
-    if (pending) return;
+    // An update that arrives while a fetch is in flight must not be lost: fetch once more afterwards.
+    if (pending) { stale = true; return; }
     pending = true;
     try {
-      const response = await fetch(body.dataset.board, { headers: { Accept: "text/html" } });
-      if (response.ok) board.innerHTML = await response.text();
+      do {
+        stale = false;
+        const response = await fetch(body.dataset.board, { headers: { Accept: "text/html" } });
+        if (response.ok) board.innerHTML = await response.text();
+      } while (stale);
     } finally {
       pending = false;
     }
