@@ -21,12 +21,20 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy import special
 
-from pairkit.errors import ConvergenceError, IntervalWarning
+from pairkit.errors import ConvergenceError, InputError, IntervalWarning
 
 try:
     from threadpoolctl import threadpool_limits
 except ImportError:  # pragma: no cover - a core dependency; kept optional for vendored installs
     threadpool_limits = None
+
+SPARSE_SE_LIMIT = 2500
+"""Above this many items Bradley–Terry standard errors are estimated from the sparse information
+(:mod:`pairkit.rating._sparse`) instead of a dense inverse; no covariance is kept."""
+
+MAX_DENSE_SIZE = 12_000
+"""Models whose Newton system is dense (tie parameters, covariates) refuse more parameters than this: the
+system alone would take over a gigabyte and each factorisation minutes."""
 
 DENSE_LIMIT = 4000
 """Above this many parameters the Newton system is solved by preconditioned conjugate gradients."""
@@ -231,6 +239,10 @@ def _fit_pairwise(asm, design, n, q, *, n_eta, prior, theta0, beta0, eta0, tol, 
         np.zeros(n_eta) if eta0 is None else np.asarray(eta0, float),
     ])
     dense = asm.size <= DENSE_LIMIT or q or n_eta
+    if dense and asm.size > MAX_DENSE_SIZE:
+        raise InputError(
+            f"this model solves a dense {asm.size:,}×{asm.size:,} system (tie or covariate parameters); it supports "
+            f"up to {MAX_DENSE_SIZE:,} items. Bradley–Terry with ties as half wins scales further")
     gauge = prior == 0
     obj, loglik, rows = asm.objective(phi)
     if not np.isfinite(obj):
@@ -502,6 +514,8 @@ class FitCovariance:
     rule: str
     floored: np.ndarray  # items whose sandwich variance was raised to Fisher's (seen in < 2 clusters)
     prior_only: np.ndarray  # items with (effectively) no data: rating and interval from the prior alone
+    se: np.ndarray | None = None  # standard errors estimated without a covariance (many items; see _sparse)
+    se_note: str | None = None  # how those were estimated, with their error
 
 
 def prior_curvature(theta: np.ndarray, prior: float) -> np.ndarray:
@@ -526,6 +540,7 @@ def fit_covariance(
     n_eta: int,
     clusters: np.ndarray | None,
     weight: np.ndarray,
+    sparse_ok: bool = False,
 ) -> FitCovariance:
     """Fisher or cluster-robust covariance of a fit, honest for sparse items (see :func:`interval_method`).
 
@@ -544,6 +559,20 @@ def fit_covariance(
     floored = np.zeros(n, dtype=bool)
     if method is None:
         return FitCovariance(None, None, rule, floored, prior_only)
+    if sparse_ok and n > SPARSE_SE_LIMIT and not rows_design.n_covariates and not n_eta:
+        if method == "sandwich":
+            if intervals == "sandwich":
+                raise InputError(
+                    f"cluster-robust (sandwich) intervals need a dense {n}×{n} covariance; they are available up "
+                    f"to {SPARSE_SE_LIMIT:,} items. Use intervals='fisher' (or 'auto') for {n:,} items")
+            method, rule = "fisher", f"Fisher: {n:,} items are more than the sandwich supports ({SPARSE_SE_LIMIT:,})"
+        from pairkit.rating._sparse import estimate_inverse_diagonal
+
+        est = estimate_inverse_diagonal(sp.csr_matrix(fit.information), gauge=prior == 0)
+        rel = est.relative_error
+        note = (f"standard errors estimated from {est.n_probes} random draws without a dense {n:,}×{n:,} "
+                f"covariance: relative error ≈ {np.median(rel):.1%} (median), {rel.max():.1%} (max)")
+        return FitCovariance(None, method, rule, floored, prior_only, se=est.se, se_note=note)
     fisher = covariance(fit.information, n, gauge=prior == 0)
     if method == "fisher":
         return FitCovariance(fisher, method, rule, floored, prior_only)

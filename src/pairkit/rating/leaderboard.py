@@ -319,7 +319,8 @@ class Leaderboard:
         return {
             "model": self.model,
             "scale": self.scale_name,
-            "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method},
+            "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method,
+                         "se_method": self.info.get("se_method")},
             "sorted_by": self.info.get("sorted_by", "rating"),
             "items": items,
             "params": {k: _jsonable(v) for k, v in self.params.items()},

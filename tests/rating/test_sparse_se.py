@@ -1,0 +1,74 @@
+"""Standard errors without a dense covariance: the estimate against the exact inverse, and the fit above the
+size limit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import special
+
+import pairkit.rating._pairwise as pairwise
+from pairkit.data import Comparisons
+from pairkit.errors import InputError, IntervalWarning
+from pairkit.rating import fit_bradley_terry
+from pairkit.rating._sparse import estimate_inverse_diagonal
+
+
+def _comparisons(n, m, seed=0, heavy=False):
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(0, 1, n)
+    if heavy:  # heavy-tailed degrees: hubs and items seen once or twice
+        p = 1 / np.arange(1, n + 1) ** 1.1
+        a, b = rng.choice(n, m, p=p / p.sum()), rng.choice(n, m, p=p / p.sum())
+        a, b = a[a != b], b[a != b]
+    else:
+        a = rng.integers(0, n, m)
+        b = (a + rng.integers(1, n, m)) % n
+    won = rng.random(len(a)) < special.expit(theta[a] - theta[b])
+    return Comparisons.from_arrays(np.where(won, a, b), np.where(won, b, a), items=[f"i{k}" for k in range(n)])
+
+
+@pytest.mark.parametrize(("n", "m", "prior", "heavy"), [(400, 20_000, 0.0, False), (400, 6_000, 1.0, True)])
+def test_estimate_matches_the_exact_inverse_within_its_stated_error(n, m, prior, heavy):
+    comps = _comparisons(n, m, heavy=heavy)
+    exact = fit_bradley_terry(comps, prior=prior, intervals="fisher")
+    counts = comps.pair_counts()
+    design = pairwise.PairwiseDesign(n_items=n, i=counts.i, j=counts.j,
+                                     stats={"wins_i": counts.wins_i, "wins_j": counts.wins_j})
+    fit = pairwise.fit_pairwise(design, pairwise.bradley_terry_rows, prior=prior)
+    est = estimate_inverse_diagonal(sp.csr_matrix(fit.information), gauge=prior == 0, n_probes=128)
+    rel = est.se / exact.se - 1
+    # unbiased with a stated standard error: nearly all items within 4 stated SEs, none far out
+    z = np.abs(rel) / np.maximum(est.relative_error, 1e-12)
+    assert np.mean(z < 4) > 0.99 and z.max() < 8
+    assert np.median(np.abs(rel)) < 0.005 and np.abs(rel).max() < 0.05
+    # and better than the Jacobi approximation it corrects
+    jacobi = np.sqrt(1 / fit.information.diagonal()) if prior else None
+    if jacobi is not None:
+        assert np.abs(rel).max() < np.abs(jacobi / exact.se - 1).max()
+
+
+def test_the_fit_above_the_limit_estimates_and_says_so(monkeypatch):
+    comps = _comparisons(300, 15_000, seed=1)
+    exact = fit_bradley_terry(comps, prior=1.0)
+    monkeypatch.setattr(pairwise, "SPARSE_SE_LIMIT", 100)
+    with pytest.warns(IntervalWarning, match="standard errors estimated from"):
+        board = fit_bradley_terry(comps, prior=1.0)
+    np.testing.assert_allclose(board.log_strength, exact.log_strength, atol=1e-10)
+    assert board.covariance is None and board.rank_method == "interval overlap"
+    np.testing.assert_allclose(board.se, exact.se, rtol=0.03)
+    data = board.to_dict()
+    assert data["interval"]["se_method"].startswith("standard errors estimated")
+    assert "tier" not in data["items"][0]
+    with pytest.raises(InputError, match="sandwich.*available up to 100 items"):
+        fit_bradley_terry(comps, prior=1.0, intervals="sandwich")
+
+
+def test_dense_models_refuse_sizes_they_cannot_solve(monkeypatch):
+    comps = _comparisons(60, 2_000, seed=2)
+    design = pairwise.PairwiseDesign(n_items=60, i=comps.a, j=comps.b,
+                                     stats={"wins_i": comps.outcome, "wins_j": 1 - comps.outcome})
+    monkeypatch.setattr(pairwise, "MAX_DENSE_SIZE", 50)
+    with pytest.raises(InputError, match="supports up to 50 items"):
+        pairwise.fit_pairwise(design, pairwise.bradley_terry_rows, n_eta=1)  # a tie parameter: dense system
