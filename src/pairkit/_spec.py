@@ -345,6 +345,13 @@ class Registry:
             self._aliases[alias] = spec.name
         return spec
 
+    def remove(self, name: str) -> Spec:
+        """Unregister the spec under ``name`` (or an alias) and its aliases; returns it."""
+        spec = self._specs.pop(self.canonical(name))
+        for alias in spec.aliases:
+            self._aliases.pop(alias, None)
+        return spec
+
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases."""
         if name in self._specs:

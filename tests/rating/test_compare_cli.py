@@ -37,7 +37,7 @@ def test_compare_models_cli_reports_bad_model():
         app, ["compare-models", str(shared_path("sports", "computer_chess_8k.json")), "--models", "bt,nope"]
     )
     assert result.exit_code == 2
-    assert "unknown model 'nope'" in result.output
+    assert "unknown rating model 'nope'" in result.output
 
 
 def test_rank_bayeselo_prints_bayeselo_ratings(tmp_path):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -160,18 +159,6 @@ def _is_count_file(path: Path) -> bool:
         return is_counts(_columns_of(path))
     except Exception:  # unreadable header: the readers report it with the file name
         return False
-
-
-def call_with_supported(fit: Callable, data, **options):
-    """Call ``fit(data, **options)`` passing only the options its signature accepts (and not None)."""
-    params = inspect.signature(fit).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in options.items() if v is not None and (accepts_any or k in params)}
-    ignored = sorted(k for k, v in options.items() if v is not None and k not in kwargs and k != "level")
-    if ignored:
-        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
-        warnings.warn(f"this model does not take {flags}; ignored", PairkitWarning, stacklevel=2)
-    return fit(data, **kwargs)
 
 
 def leaderboard_table(board, *, title: str | None = None, top: int | None = None) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -10,7 +11,6 @@ import typer
 
 from pairkit.cli._app import app
 from pairkit.cli._common import (
-    call_with_supported,
     check_options,
     check_plot_path,
     console,
@@ -40,16 +40,6 @@ class Resample(str, Enum):
 DEFAULT_TOP = 50
 """Rows printed by default: a terminal table of thousands of rows is slow to render and unread."""
 
-ROW_ORDER_MODELS = frozenset({"elo", "trueskill", "weng_lin", "openskill"})
-"""Models that update rating by rating in the order of the rows, so pair counts cannot stand in for them."""
-
-
-def available_models() -> dict:
-    """Model name → fit function, from the rating registry."""
-    from pairkit.rating.registry import MODELS
-
-    return MODELS
-
 
 @app.command()
 def rank(
@@ -72,7 +62,7 @@ def rank(
         None, help="Virtual wins+losses vs an average item; 0 (the default for BT) = pure MLE."),
     bootstrap: int = typer.Option(0, help="Bootstrap replicates for intervals (0 = Fisher/sandwich)."),
     by: Resample = typer.Option(Resample.row, help="Bootstrap resampling unit."),
-    level: float = typer.Option(0.95, help="Interval coverage."),
+    level: float = typer.Option(None, help="Interval coverage (default 0.95)."),
     scale: Scale = typer.Option(Scale.log, help="Show centred log-strengths or Elo points."),
     anchor: str = typer.Option(None, help="With --scale elo: the item placed at 1000."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
@@ -90,50 +80,42 @@ def rank(
         None, help="With --rankings: RANKING,ITEM,POSITION columns of a long file (lower position = better)."),
 ) -> None:
     """Fit a rating model to pairwise comparisons and print the leaderboard."""
-    models = available_models()
     if list_models:
-        for name in sorted(models):
+        from pairkit.rating.registry import model_names
+
+        for name in model_names():
             console.print(name)
         raise typer.Exit()
     if path is None:
         raise typer.BadParameter("give the comparisons file (PATH), or --list-models", param_hint="PATH")
     with reported_errors():
-        from pairkit.errors import InputError
+        from pairkit.errors import InputError, PairkitWarning
+        from pairkit.rating.registry import fit_model, resolve
 
-        if model not in models:
-            raise InputError(f"unknown model {model!r}; available: {', '.join(sorted(models))}")
         check_options(level=level, seed=seed, bootstrap=bootstrap, top=top, prior=prior)
         check_plot_path(plot)
-        if model == "bt" and ties is Ties.rao_kupper:
-            model, ties = "rao_kupper", None  # Rao–Kupper is its own model; --ties selects it for bt
         shown = None if show_all else (top or DEFAULT_TOP)
         if rankings:
-            board, title = _fit_rankings(path, ranking_columns, model, prior, level)
+            board, title = _fit_rankings(path, ranking_columns, model, prior, 0.95 if level is None else level)
             _show(board, title, shown, json_out, plot)
             return
+        # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws);
+        # the model's spec says which of them it takes, and checks their values.
+        given = {"ties": None if ties is None else ties.value, "prior": prior, "level": level}
+        spec, given = resolve(model, {k: v for k, v in given.items() if v is not None})
+        options = {k: v for k, v in given.items() if spec.takes(k) or (k == "level" and bootstrap)}
+        ignored = sorted(set(given) - set(options))
+        if ignored:
+            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
         comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
                                  drop_invalid)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
-        if counted is not None and (bootstrap or model in ROW_ORDER_MODELS):
+        if counted is not None and (bootstrap or spec.extra.get("row_order")):
             raise InputError(
                 f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
                 "(a directory, a glob or a count file is counted first); give a single rows file")
-        fit = models[model]
-        # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws).
-        options = {"ties": None if ties is None else ties.value, "prior": prior, "level": level}
-        if bootstrap:
-            from pairkit.rating import bootstrap as generic_bootstrap
-            from pairkit.rating import bootstrap_bradley_terry
-
-            if model == "bt" and ties in (None, Ties.half):
-                board = bootstrap_bradley_terry(comps, n_boot=bootstrap, by=by.value, prior=prior or 0.0,
-                                                level=level, seed=seed)
-            else:
-                options["intervals"] = "none"
-                board = generic_bootstrap(comps, lambda c: call_with_supported(fit, c, **options),
-                                          n_boot=bootstrap, by=by.value, level=level, seed=seed)
-        else:
-            board = call_with_supported(fit, comps, **options)
+        board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, **options)
         if board.scale_name in ("log", "elo") and (scale is Scale.elo or anchor is not None):
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""

@@ -1,21 +1,154 @@
-"""Rating models: every model returns a :class:`Leaderboard`."""
+"""Rating models: every model returns a :class:`Leaderboard`; :mod:`pairkit.rating.registry` finds them by name."""
 
-from pairkit.rating.bayeselo import *  # noqa: F403
-from pairkit.rating.bootstrap import *  # noqa: F403
-from pairkit.rating.bradley_terry import *  # noqa: F403
-from pairkit.rating.counting import *  # noqa: F403
-from pairkit.rating.covariates import *  # noqa: F403
-from pairkit.rating.elo import *  # noqa: F403
-from pairkit.rating.intransitive import *  # noqa: F403
+from pairkit.rating.bayeselo import bayeselo_elo_scale, bayeselo_virtual_draws, fit_bayeselo
+from pairkit.rating.bootstrap import BootstrapWarning, bootstrap, bootstrap_bradley_terry
+from pairkit.rating.bradley_terry import (
+    check_mle_exists,
+    davidson_predictor,
+    davidson_rows,
+    fit_bradley_terry,
+    newman_iteration,
+)
+from pairkit.rating.counting import (
+    borda_scores,
+    copeland_scores,
+    duot5_scores,
+    enhanced_borda_scores,
+    fit_borda,
+    fit_copeland,
+    fit_duot5,
+    fit_enhanced_borda,
+    fit_peer_rank,
+    fit_win_rate,
+    peer_rank,
+    transitive_closure,
+    wilson_interval,
+)
+from pairkit.rating.covariates import fit_covariate_bt, style_features
+from pairkit.rating.elo import elo_ratings, fit_elo
+from pairkit.rating.intransitive import (
+    blade_chest_objective,
+    count_intransitive_triads,
+    fit_blade_chest,
+    intransitive_triads,
+)
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
-from pairkit.rating.model_selection import *  # noqa: F403
-from pairkit.rating.order import *  # noqa: F403
-from pairkit.rating.plackett_luce import *  # noqa: F403
-from pairkit.rating.registry import *  # noqa: F403
-from pairkit.rating.robust import *  # noqa: F403
-from pairkit.rating.spectral import *  # noqa: F403
-from pairkit.rating.ties import *  # noqa: F403
-from pairkit.rating.trueskill import *  # noqa: F403
-from pairkit.rating.weng_lin import *  # noqa: F403
+from pairkit.rating.model_selection import DEFAULT_MODELS, compare_models, prediction_scores
+from pairkit.rating.order import fit_order_advantage, order_predictor
+from pairkit.rating.plackett_luce import check_pl_mle_exists, fit_plackett_luce, plackett_luce_loglik
+from pairkit.rating.registry import (
+    MODELS,
+    fit_bayeselo_defaults,
+    fit_davidson,
+    fit_model,
+    get_model,
+    model_names,
+    model_spec,
+    models,
+    register_model,
+)
+from pairkit.rating.robust import fit_robust_bt, robust_predictor, robust_rows
+from pairkit.rating.spectral import (
+    fit_eigenvector,
+    fit_pagerank,
+    fit_rank_centrality,
+    pagerank_scores,
+    perron_vector,
+    rank_centrality_scores,
+    stationary_distribution,
+)
+from pairkit.rating.ties import fit_rao_kupper, rao_kupper_predictor, rao_kupper_rows
+from pairkit.rating.trueskill import fit_trueskill, trueskill_draw_margin, trueskill_predictor, trueskill_rate
+from pairkit.rating.weng_lin import (
+    WENG_LIN_MODELS,
+    Matches,
+    fit_weng_lin,
+    fit_weng_lin_bradley_terry_full,
+    fit_weng_lin_bradley_terry_part,
+    fit_weng_lin_plackett_luce,
+    fit_weng_lin_thurstone_mosteller_full,
+    fit_weng_lin_thurstone_mosteller_part,
+    weng_lin_predictor,
+    weng_lin_rate,
+)
 
-__all__ = ["ELO_FACTOR", "Leaderboard"]
+__all__ = [
+    "BootstrapWarning",
+    "DEFAULT_MODELS",
+    "ELO_FACTOR",
+    "Leaderboard",
+    "MODELS",
+    "Matches",
+    "WENG_LIN_MODELS",
+    "bayeselo_elo_scale",
+    "bayeselo_virtual_draws",
+    "blade_chest_objective",
+    "bootstrap",
+    "bootstrap_bradley_terry",
+    "borda_scores",
+    "check_mle_exists",
+    "check_pl_mle_exists",
+    "compare_models",
+    "copeland_scores",
+    "count_intransitive_triads",
+    "davidson_predictor",
+    "davidson_rows",
+    "duot5_scores",
+    "elo_ratings",
+    "enhanced_borda_scores",
+    "fit_bayeselo",
+    "fit_bayeselo_defaults",
+    "fit_blade_chest",
+    "fit_borda",
+    "fit_bradley_terry",
+    "fit_copeland",
+    "fit_covariate_bt",
+    "fit_davidson",
+    "fit_duot5",
+    "fit_eigenvector",
+    "fit_elo",
+    "fit_enhanced_borda",
+    "fit_model",
+    "fit_order_advantage",
+    "fit_pagerank",
+    "fit_peer_rank",
+    "fit_plackett_luce",
+    "fit_rank_centrality",
+    "fit_rao_kupper",
+    "fit_robust_bt",
+    "fit_trueskill",
+    "fit_weng_lin",
+    "fit_weng_lin_bradley_terry_full",
+    "fit_weng_lin_bradley_terry_part",
+    "fit_weng_lin_plackett_luce",
+    "fit_weng_lin_thurstone_mosteller_full",
+    "fit_weng_lin_thurstone_mosteller_part",
+    "fit_win_rate",
+    "get_model",
+    "intransitive_triads",
+    "model_names",
+    "model_spec",
+    "models",
+    "newman_iteration",
+    "order_predictor",
+    "pagerank_scores",
+    "peer_rank",
+    "perron_vector",
+    "plackett_luce_loglik",
+    "prediction_scores",
+    "rank_centrality_scores",
+    "rao_kupper_predictor",
+    "rao_kupper_rows",
+    "register_model",
+    "robust_predictor",
+    "robust_rows",
+    "stationary_distribution",
+    "style_features",
+    "transitive_closure",
+    "trueskill_draw_margin",
+    "trueskill_predictor",
+    "trueskill_rate",
+    "weng_lin_predictor",
+    "weng_lin_rate",
+    "wilson_interval",
+]

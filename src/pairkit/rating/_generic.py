@@ -16,6 +16,7 @@ from scipy import special
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, InputError, NoMLEError, NotIdentifiedError
+from pairkit.rating._checks import check_comparisons
 from pairkit.rating._pairwise import (
     ModelFunction,
     PairwiseDesign,
@@ -28,11 +29,9 @@ from pairkit.rating._pairwise import (
     separating_direction,
     sparse_item_report,
 )
-from pairkit.rating.bradley_terry import _win_rate as win_rate  # one definition of the win-rate column
+from pairkit.rating._stats import win_rate
 from pairkit.rating.bradley_terry import check_decisive
 from pairkit.rating.leaderboard import Leaderboard, Predictor, bradley_terry_predictor
-
-INTERVALS = ("auto", "fisher", "sandwich", "none")
 
 
 def row_stats(comparisons: Comparisons, ties: str) -> dict[str, np.ndarray]:
@@ -131,14 +130,9 @@ def fit_rows_model(
 
     Before fitting, the design is checked for flat directions (:func:`check_identified`); after, intervals follow
     :func:`pairkit.rating._pairwise.interval_method` and items with little data are flagged
-    (:func:`sparse_item_report`). ``identification_hint`` is appended to a :class:`NotIdentifiedError`.
+    (:func:`sparse_item_report`). ``identification_hint`` is appended to a :class:`NotIdentifiedError`. The options
+    were checked by the calling fit (its declared options), so they are not checked again here.
     """
-    if intervals not in INTERVALS:
-        raise InputError(f"intervals must be one of {INTERVALS}, got {intervals!r}")
-    if not np.isfinite(prior) or prior < 0:
-        raise InputError(f"prior must be a finite non-negative number of virtual games, got {prior!r}")
-    if not 0 < level < 1:
-        raise InputError(f"level must be in (0, 1), got {level!r}")
     n = comparisons.n_items
     if aggregate:
         ai, aj, aX, astats = aggregate_rows(n, i, j, X, stats)
@@ -302,13 +296,9 @@ def check_identified(
     )
 
 
-def check_inputs(comparisons: Comparisons, ties: str, allowed: Sequence[str]) -> None:
-    if not isinstance(comparisons, Comparisons):
-        raise InputError(f"expected Comparisons, got {type(comparisons).__name__}")
-    if len(comparisons) == 0:
-        raise InputError("no comparisons to fit")
-    if ties not in allowed:
-        raise InputError(f"ties must be one of {tuple(allowed)}, got {ties!r}")
+def check_inputs(comparisons: Comparisons, ties: str, model: str) -> None:
+    """Non-empty comparisons, with ties in the data when a tie model is asked for."""
+    check_comparisons(comparisons, model)
     if ties != "half" and not comparisons.has_ties:
         raise InputError(f"ties={ties!r} needs at least one tie in the data; use ties='half'")
     if ties != "half":

@@ -10,6 +10,7 @@ updated at once with numpy.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -18,6 +19,7 @@ import numpy as np
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
+from pairkit.rating._checks import check_comparisons
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["Matches"]
@@ -362,22 +364,54 @@ def _initial(name: str, values: np.ndarray | None, default: float, n: int) -> np
     return arr
 
 
-def posterior_leaderboard(matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, **fields) -> Leaderboard:
-    """Leaderboard of online posteriors: ``log_strength`` μ, ``se`` σ, ``conservative`` μ − zσ; ``fields``
-    (``model``, ``params``, ``scale_name``, ``predictor``) pass through to :class:`Leaderboard`.
+CONSERVATIVE_Z = 3.0
+"""The conservative score is μ − 3σ (TrueSkill's ``expose``, openskill's ``ordinal``: z = μ₀/σ₀ = 3)."""
+
+
+def as_matches(data: Matches | Comparisons, model: str) -> Matches:
+    """``data`` as non-empty :class:`Matches` (each comparison a 1-vs-1 match in row order)."""
+    if isinstance(data, Comparisons):
+        check_comparisons(data, model)
+        return Matches.from_comparisons(data)
+    if not isinstance(data, Matches):
+        raise InputError(f"{model}: expected Matches or Comparisons, got {type(data).__name__}")
+    if data.n_matches == 0:
+        raise InputError(f"{model}: no matches to rate (the data are empty)")
+    return data
+
+
+def conservative_z(z: float | None, model: str) -> float:
+    """The multiplier of σ in the conservative score (``z=`` is the old option, kept with a warning)."""
+    if z is None:
+        return CONSERVATIVE_Z
+    warnings.warn(f"{model}: z= is deprecated (the intervals follow level=; the conservative score is "
+                  f"μ − {CONSERVATIVE_Z:g}σ)", DeprecationWarning, stacklevel=3)
+    if not (isinstance(z, (int, float)) and math.isfinite(z) and z >= 0):
+        raise InputError(f"z must be a number >= 0, got {z!r}")
+    return float(z)
+
+
+def posterior_leaderboard(
+    matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, intervals: str, level: float, **fields
+) -> Leaderboard:
+    """Leaderboard of online posteriors: ``log_strength`` μ, ``se`` σ (the posterior intervals at ``level``
+    unless ``intervals="none"``), ``conservative`` μ − zσ; ``fields`` (``model``, ``params``, ``scale_name``,
+    ``predictor``) pass through to :class:`Leaderboard`.
 
     Sorted and ranked by the conservative score, the usual TrueSkill/OpenSkill leaderboard key: sorting by μ put
     a player with 2 matches and σ = 5.8 first. The rating column stays μ (what predictions use)."""
+    shown = intervals != "none"
     conservative = mus - z * sigmas
     info = {**fields.pop("info", {}), "sorted_by": f"conservative (mu - {z:g} sigma)"}
     return Leaderboard(
         items=matches.items,
         log_strength=mus,
-        se=sigmas,
+        se=sigmas if shown else None,
         n=matches.games_per_item(),
         n_comparisons=matches.n_matches,
         columns={"sigma": sigmas, "conservative": conservative},
-        interval_method="posterior",
+        interval_method="posterior" if shown else None,
+        level=level,
         sort_key=conservative,
         info=info,
         **fields,

@@ -32,10 +32,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError, NoMLEError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, check_comparisons
 from pairkit.rating._generic import ExtraParam, fit_rows_model, flip, order_rows, row_stats
-from pairkit.rating.counting import _games
+from pairkit.rating._stats import games_per_item
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.ties import rao_kupper_predictor, rao_kupper_rows
 
@@ -74,6 +77,16 @@ def bayeselo_virtual_draws(
     return np.concatenate([pi_, pj_]), np.concatenate([pj_, pi_]), np.concatenate([draws, draws])
 
 
+@declare_options(
+    Option("advantage", float, doc="white's advantage in Elo points (a start value when estimated)"),
+    Option("drawelo", float, Interval(0, None, closed="neither"), doc="bayeselo's draw constant in Elo points"),
+    PRIOR,
+    Option("estimate_advantage", bool, doc="estimate the advantage (bayeselo mm 1 x)"),
+    Option("estimate_drawelo", bool, doc="estimate the draw constant (bayeselo mm x 1)"),
+    Option("offset", float, doc="Elo added to the printed ratings"),
+    Option("elo_scale", float, Interval(0, None, closed="neither"), none=True, doc="multiplier of the ratings"),
+    PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER,
+)
 def fit_bayeselo(
     comparisons: Comparisons,
     *,
@@ -84,8 +97,10 @@ def fit_bayeselo(
     estimate_drawelo: bool = False,
     offset: float = 0.0,
     elo_scale: float | None = None,
-    intervals: str = "fisher",
+    intervals: str = "auto",
     level: float = 0.95,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> Leaderboard:
     """Fit bayeselo ratings (its ``mm [a] [d]`` followed by ``ratings``).
 
@@ -102,19 +117,14 @@ def fit_bayeselo(
         estimate_advantage, estimate_drawelo: estimate the constants (bayeselo ``mm 1 1``) instead of fixing them.
         offset: Elo added to the printed ratings (bayeselo's ``offset``).
         elo_scale: multiplier of the printed ratings; ``None`` uses bayeselo's ``4x/(1+x)²`` from the draw Elo.
+        intervals: ``"auto"`` (= ``"fisher"``, as bayeselo), ``"sandwich"`` or ``"none"``.
+        level, tol, max_iter: as in :func:`pairkit.rating.fit_bradley_terry`.
 
     Returns:
         A :class:`Leaderboard` whose :attr:`~Leaderboard.ratings` are bayeselo's printed ratings (unrounded);
         ``log_strength`` stays in natural units. ``params``: ``advantage``, ``drawelo`` (Elo) and ``elo_scale``.
     """
-    if not isinstance(comparisons, Comparisons):
-        raise InputError(f"expected Comparisons, got {type(comparisons).__name__}")
-    if len(comparisons) == 0:
-        raise InputError("no comparisons to fit")
-    if not np.isfinite(prior) or prior < 0:
-        raise InputError(f"prior must be a finite non-negative number of virtual draws, got {prior!r}")
-    if not (np.isfinite(advantage) and np.isfinite(drawelo)) or drawelo <= 0:
-        raise InputError(f"advantage must be finite and drawelo > 0, got {advantage!r} and {drawelo!r}")
+    check_comparisons(comparisons, "bayeselo")
     if comparisons.a_first is None:
         raise InputError(
             "bayeselo needs to know who played white: read the games with a_first=True (a is white) or a_first=COLUMN"
@@ -175,6 +185,8 @@ def fit_bayeselo(
         level=level,
         extra=extra,
         predictor=predictor,
+        tol=tol,
+        max_iter=max_iter,
     )
     fitted_adv = lb.params.get("advantage", advantage)
     fitted_draw = lb.params.get("drawelo", drawelo)
@@ -183,7 +195,7 @@ def fit_bayeselo(
     return replace(
         lb,
         params=params,
-        n=_games(comparisons),
+        n=games_per_item(comparisons),
         scale_name="elo",
         scale_factor=ELO_FACTOR * scale,
         offset=float(offset),

@@ -20,8 +20,10 @@ import numpy as np
 from scipy import special
 from scipy.sparse import csgraph
 
+from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons, PairCounts
 from pairkit.errors import InputError, IntervalWarning, NoMLEError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, check_comparisons, intervals_option, item_names
 from pairkit.rating._pairwise import (
     PRIOR_ONLY_SHARE,
     PairwiseDesign,
@@ -32,6 +34,7 @@ from pairkit.rating._pairwise import (
     interval_bounds,
     sparse_item_report,
 )
+from pairkit.rating._stats import win_rate
 from pairkit.rating.leaderboard import Leaderboard, bradley_terry_predictor
 
 Intervals = Literal["auto", "fisher", "sandwich", "none"]
@@ -62,7 +65,7 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     if len(never):
         raise NoMLEError(
             f"no maximum-likelihood estimate: {len(never)} item(s) were never compared: "
-            f"{_names(items, never)}. Remove them or use prior > 0."
+            f"{item_names(items, never)}. Remove them or use prior > 0."
         )
     # Weights so small that, next to the others, they cannot move a rating in double precision: the item is
     # compared in name only, and its MLE would be an artefact of rounding (with a zero or absurd interval).
@@ -70,7 +73,7 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     if len(faint):
         raise NoMLEError(
             f"no maximum-likelihood estimate: {len(faint)} item(s) have comparisons of negligible total weight "
-            f"(at most {PRIOR_ONLY_SHARE:g} of the largest, e.g. {games[faint[0]]:.3g}): {_names(items, faint)}. "
+            f"(at most {PRIOR_ONLY_SHARE:g} of the largest, e.g. {games[faint[0]]:.3g}): {item_names(items, faint)}. "
             "Their strength is not determined by the data; check the weight column, remove them or use prior > 0."
         )
     wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
@@ -81,7 +84,7 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     if weak_n > 1:
         sizes = np.bincount(weak)
         small = np.argsort(sizes)[: min(3, weak_n - 1)]
-        groups = "; ".join(_names(items, np.flatnonzero(weak == c)) for c in small)
+        groups = "; ".join(item_names(items, np.flatnonzero(weak == c)) for c in small)
         raise NoMLEError(
             f"no maximum-likelihood estimate: the comparison graph has {weak_n} disconnected components "
             f"(sizes {sorted(sizes.tolist(), reverse=True)[:10]}), so ratings across them are not comparable. "
@@ -97,10 +100,10 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     parts = []
     if unbeaten:
         parts.append("never lost to the others: " + "; ".join(
-            _names(items, np.flatnonzero(strong == c)) for c in unbeaten[:5]))
+            item_names(items, np.flatnonzero(strong == c)) for c in unbeaten[:5]))
     if winless:
         parts.append("never beat the others: " + "; ".join(
-            _names(items, np.flatnonzero(strong == c)) for c in winless[:5]))
+            item_names(items, np.flatnonzero(strong == c)) for c in winless[:5]))
     raise NoMLEError(
         "no maximum-likelihood estimate (the strengths would diverge): " + " | ".join(parts)
         + ". Use prior > 0 (e.g. prior=1: one virtual win and loss against an average item) to get finite "
@@ -116,12 +119,6 @@ def check_decisive(comparisons: Comparisons) -> None:
             "no maximum-likelihood estimate: every comparison is a tie, so the tie parameter would be infinite "
             "and the strengths undetermined; use ties='half' (a tie as half a win) or add decisive comparisons"
         )
-
-
-def _names(items: tuple[str, ...], idx: np.ndarray, limit: int = 8) -> str:
-    shown = ", ".join(repr(items[k]) for k in idx[:limit])
-    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
-    return f"{{{shown}{more}}}"
 
 
 # ---------------------------------------------------------------------------------------------- Newman
@@ -211,6 +208,11 @@ def davidson_predictor(nu: float):
 
 
 # ---------------------------------------------------------------------------------------------- fitting
+TIES = Option("ties", str, choices=("half", "davidson"), doc="ties as half wins or Davidson's tie parameter")
+PAIRWISE_INTERVALS = intervals_option("auto", "fisher", "sandwich", "none")
+
+
+@declare_options(TIES, PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
 def fit_bradley_terry(
     comparisons: Comparisons,
     *,
@@ -251,20 +253,12 @@ def fit_bradley_terry(
             items 0.04% and 14% for the sparsest items), the error is reported in ``info["se_method"]`` and as
             an :class:`IntervalWarning`, and rank intervals use the overlap rule.
         level: coverage of the intervals.
+        tol, max_iter: convergence tolerance (scaled gradient) and step limit of the Newton solver.
 
     Returns:
         A :class:`Leaderboard` of centred log-strengths (use ``.scale("elo")`` for Elo points).
     """
-    if ties not in ("half", "davidson"):
-        raise InputError(f"ties must be 'half' or 'davidson', got {ties!r}")
-    if intervals not in ("auto", "fisher", "sandwich", "none"):
-        raise InputError(f"intervals must be 'auto', 'fisher', 'sandwich' or 'none', got {intervals!r}")
-    if not np.isfinite(prior) or prior < 0:
-        raise InputError(f"prior must be a finite non-negative number of virtual games, got {prior!r}")
-    if not 0 < level < 1:  # also rejects NaN
-        raise InputError(f"level must be in (0, 1), e.g. 0.95; got {level!r}")
-    if len(comparisons) == 0:
-        raise InputError("no comparisons to fit")
+    check_comparisons(comparisons, "bradley_terry")
     davidson = ties == "davidson"
     counts = comparisons.pair_counts(ties="separate" if davidson else "half")
     if prior == 0:
@@ -318,7 +312,7 @@ def fit_bradley_terry(
         ci_high_log=hi,
         covariance=None if cov is None else cov[:n, :n],
         n=counts.games_per_item(),
-        win_rate=_win_rate(comparisons),
+        win_rate=win_rate(comparisons),
         log_likelihood=fit.loglik,
         n_comparisons=len(comparisons),
         params=params,
@@ -331,14 +325,6 @@ def fit_bradley_terry(
               "se_method": chosen.se_note or "exact",
               "prior": prior, "interval_rule": chosen.rule, "interval_notes": notes},
     )
-
-
-def _win_rate(comparisons: Comparisons) -> np.ndarray:
-    """Share of (weighted) comparisons each item won, ties counting half (NaN for an item never compared)."""
-    counts = comparisons.pair_counts(ties="half")  # cached on the comparisons
-    games = counts.games_per_item()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(games > 0, counts.wins_per_item() / np.where(games > 0, games, 1), np.nan)
 
 
 def _covariance(fit, comparisons: Comparisons, intervals: str, prior: float, davidson: bool):

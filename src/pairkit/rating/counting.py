@@ -27,8 +27,11 @@ import scipy.sparse as sp
 from scipy import special
 from scipy.sparse import csgraph
 
+from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, InputError
+from pairkit.rating._checks import LEVEL, MAX_ITER, TOL, check_comparisons, intervals_option
+from pairkit.rating._stats import games_per_item
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = [
@@ -57,18 +60,12 @@ def _pair_fractions(comparisons: Comparisons) -> tuple[np.ndarray, np.ndarray, n
     return counts.i[keep], counts.j[keep], counts.wins_i[keep] / total[keep]
 
 
-def _games(comparisons: Comparisons) -> np.ndarray:
-    """Weighted number of comparisons each item took part in (also used by spectral and BayesElo)."""
-    n = comparisons.n_items
-    return np.bincount(comparisons.a, comparisons.weight, n) + np.bincount(comparisons.b, comparisons.weight, n)
-
-
 def _board(comparisons: Comparisons, scores: np.ndarray, model: str, **extra) -> Leaderboard:
     return Leaderboard(
         items=comparisons.items,
         log_strength=np.asarray(scores, dtype=float),
         model=model,
-        n=_games(comparisons),
+        n=games_per_item(comparisons),
         n_comparisons=len(comparisons),
         scale_name=model,
         predictor=None,
@@ -77,6 +74,7 @@ def _board(comparisons: Comparisons, scores: np.ndarray, model: str, **extra) ->
 
 
 # ---------------------------------------------------------------------------------------------- win rate
+@declare_options(LEVEL)
 def wilson_interval(successes: np.ndarray, trials: np.ndarray, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a binomial proportion (fractional counts allowed).
 
@@ -90,11 +88,13 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, *, level: float =
     Args:
         successes, trials: (n,) arrays with ``0 ≤ successes ≤ trials`` and ``trials > 0``.
     """
-    if not (0 < level < 1):
-        raise InputError(f"level must be in (0, 1), got {level!r}")
     s, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
     if np.any(n <= 0):
         raise InputError("wilson_interval: every proportion needs trials > 0")
+    return _wilson(s, n, level)
+
+
+def _wilson(s: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     z = special.ndtri(0.5 + level / 2)
     p = s / n
     denom = 1 + z * z / n
@@ -103,7 +103,8 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, *, level: float =
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-def fit_win_rate(comparisons: Comparisons, *, level: float = 0.95) -> Leaderboard:
+@declare_options(intervals_option("auto", "wilson", "none"), LEVEL)
+def fit_win_rate(comparisons: Comparisons, *, intervals: str = "auto", level: float = 0.95) -> Leaderboard:
     """Win rate of each item (ties half, weights multiply) with Wilson score intervals.
 
     .. math::
@@ -111,9 +112,10 @@ def fit_win_rate(comparisons: Comparisons, *, level: float = 0.95) -> Leaderboar
         \\hat r_i = \\frac{\\sum_j w_{ij}}{\\sum_j n_{ij}}
 
     Paper (interval): Wilson (1927), "Probable inference, the law of succession, and statistical inference".
-    Every item must have been compared at least once.
+    Every item must have been compared at least once. ``intervals``: ``"auto"`` (= ``"wilson"``) or ``"none"``.
     """
-    games = _games(comparisons)
+    check_comparisons(comparisons, "win_rate")
+    games = games_per_item(comparisons)
     never = np.flatnonzero(games <= 0)
     if len(never):
         raise InputError(
@@ -124,7 +126,9 @@ def fit_win_rate(comparisons: Comparisons, *, level: float = 0.95) -> Leaderboar
     w, o = comparisons.weight, comparisons.outcome
     wins = np.bincount(comparisons.a, w * o, n) + np.bincount(comparisons.b, w * (1 - o), n)
     rate = wins / games
-    low, high = wilson_interval(wins, games, level=level)
+    if intervals == "none":
+        return _board(comparisons, rate, "win_rate", win_rate=rate, level=level)
+    low, high = _wilson(wins, games, level)
     return _board(
         comparisons,
         rate,
@@ -160,6 +164,7 @@ def borda_scores(comparisons: Comparisons, *, average: bool = False) -> np.ndarr
     return score
 
 
+@declare_options(Option("average", bool, doc="divide by the number of opponents"))
 def fit_borda(comparisons: Comparisons, *, average: bool = False) -> Leaderboard:
     """Borda-count ratings; see :func:`borda_scores`.
 
@@ -169,6 +174,7 @@ def fit_borda(comparisons: Comparisons, *, average: bool = False) -> Leaderboard
 
     Paper: de Borda (1781), "Mémoire sur les élections au scrutin".
     """
+    check_comparisons(comparisons, "borda")
     return _board(comparisons, borda_scores(comparisons, average=average), "borda")
 
 
@@ -196,6 +202,7 @@ def fit_copeland(comparisons: Comparisons) -> Leaderboard:
 
     Paper: Copeland (1951), "A reasonable social welfare function".
     """
+    check_comparisons(comparisons, "copeland")
     return _board(comparisons, copeland_scores(comparisons), "copeland")
 
 
@@ -240,6 +247,7 @@ def fit_duot5(comparisons: Comparisons) -> Leaderboard:
     Paper: Pradeep, Nogueira & Lin (2021), "The Expando-Mono-Duo design pattern for text ranking with
     pretrained sequence-to-sequence models".
     """
+    check_comparisons(comparisons, "duot5")
     n = comparisons.n_items
     first, second, p = comparisons.a, comparisons.b, comparisons.outcome
     if comparisons.a_first is not None:
@@ -300,6 +308,7 @@ def fit_enhanced_borda(comparisons: Comparisons) -> Leaderboard:
     Paper: Zhang et al. (2024), "LLaMA-Berry: Pairwise optimization for O1-like Olympiad-level mathematical
     reasoning".
     """
+    check_comparisons(comparisons, "enhanced_borda")
     return _board(comparisons, enhanced_borda_scores(comparisons), "enhanced_borda")
 
 
@@ -346,7 +355,7 @@ def peer_rank(
             "as a contestant, so every reviewer must also be compared"
         )
     n = comparisons.n_items
-    games = _games(comparisons)
+    games = games_per_item(comparisons)
     reviewing = np.unique(rev_item)
     if np.any(games[reviewing] <= 0):
         k = int(reviewing[np.flatnonzero(games[reviewing] <= 0)[0]])
@@ -376,6 +385,7 @@ def peer_rank(
     raise ConvergenceError(f"Peer Rank did not reach a fixed point in {max_iter} iterations (tol {tol})")
 
 
+@declare_options(Option("exclude_self", bool, doc="drop each reviewer's judgments of itself"), TOL, MAX_ITER)
 def fit_peer_rank(
     comparisons: Comparisons,
     *,
@@ -395,12 +405,13 @@ def fit_peer_rank(
     Args:
         reviewers: (n,) reviewer name per comparison (required; each must be an item).
     """
+    check_comparisons(comparisons, "peer_rank")
     if reviewers is None:
         raise InputError("peer_rank needs reviewers=: the name of the contestant that judged each comparison")
     scores, weights, iterations = peer_rank(
         comparisons, reviewers, exclude_self=exclude_self, tol=tol, max_iter=max_iter
     )
-    never = np.flatnonzero(_games(comparisons) <= 0)
+    never = np.flatnonzero(games_per_item(comparisons) <= 0)
     if len(never):
         raise InputError(f"peer rank: item(s) never compared: {[comparisons.items[k] for k in never[:5]]}; drop them")
     return _board(

@@ -19,15 +19,16 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating._generic import ExtraParam, check_inputs, fit_rows_model, row_stats, start_tie_parameter
 from pairkit.rating._pairwise import bradley_terry_rows
-from pairkit.rating.bradley_terry import check_mle_exists, davidson_rows
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, TIES, check_mle_exists, davidson_rows
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["fit_covariate_bt", "style_features"]
@@ -71,16 +72,22 @@ def style_features(features_a: np.ndarray, features_b: np.ndarray, *, standardiz
     return np.divide(ratio - ratio.mean(axis=0), sd, out=np.zeros_like(ratio), where=sd > 0)
 
 
+@declare_options(
+    Option("ridge", float, Interval(0, None), doc="L2 penalty on the coefficients"),
+    TIES, PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER,
+)
 def fit_covariate_bt(
     comparisons: Comparisons,
     covariates: np.ndarray,
     *,
     names: Sequence[str] | None = None,
     ridge: float = 0.0,
-    ties: Literal["half", "davidson"] = "half",
+    ties: str = "half",
     prior: float = 0.0,
-    intervals: Literal["auto", "fisher", "sandwich", "none"] = "auto",
+    intervals: str = "auto",
     level: float = 0.95,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> Leaderboard:
     """Fit covariate-controlled Bradley–Terry strengths and the covariates' coefficients jointly.
 
@@ -96,13 +103,13 @@ def fit_covariate_bt(
         names: S coefficient names (default ``x0, x1, …``); reported as ``params["coef_<name>"]``.
         ridge: L2 penalty on the coefficients (not on the strengths). scikit-learn's ``C`` is ``1/ridge``.
         ties: ``"half"`` or ``"davidson"``.
-        prior, intervals, level: as in :func:`pairkit.rating.fit_bradley_terry`.
+        prior, intervals, level, tol, max_iter: as in :func:`pairkit.rating.fit_bradley_terry`.
 
     Returns:
         A :class:`Leaderboard` of the controlled strengths with the coefficients and their intervals in
         ``params``/``param_intervals``; ``info["beta"]`` holds the coefficient vector.
     """
-    check_inputs(comparisons, ties, ("half", "davidson"))
+    check_inputs(comparisons, ties, "covariate_bt")
     Z = np.asarray(covariates, dtype=np.float64)
     if Z.ndim == 1:
         Z = Z[:, None]
@@ -111,8 +118,6 @@ def fit_covariate_bt(
     if not np.all(np.isfinite(Z)):
         k = int(np.argwhere(~np.isfinite(Z))[0, 0])
         raise InputError(f"covariates row {k} is not finite: {Z[k].tolist()}")
-    if not np.isfinite(ridge) or ridge < 0:
-        raise InputError(f"ridge must be a finite non-negative number, got {ridge!r}")
     names = [f"x{s}" for s in range(Z.shape[1])] if names is None else [str(x) for x in names]
     if len(names) != Z.shape[1]:
         raise InputError(f"names has {len(names)} entries but covariates have {Z.shape[1]} columns")
@@ -144,6 +149,8 @@ def fit_covariate_bt(
             "is confounded with the strengths: drop it, or use ridge > 0 to shrink the coefficients."
         ),
         separation_hint="A covariate predicts every outcome perfectly: use ridge > 0, or drop it.",
+        tol=tol,
+        max_iter=max_iter,
     )
     # Predictions without covariates are those of two answers with equal style (z = 0).
     if davidson:

@@ -9,13 +9,24 @@ import math
 
 import numpy as np
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import InputError
+from pairkit.rating._checks import check_comparisons
+from pairkit.rating._stats import win_rate
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["elo_ratings", "fit_elo"]
 
 
+ELO_OPTIONS = (
+    Option("k", float, Interval(0, None), doc="K-factor: points moved per unit of surprise"),
+    Option("base", float, Interval(1, None, closed="neither"), doc="odds base of the logistic curve"),
+    Option("scale", float, Interval(0, None, closed="neither"), doc="points per factor `base` of odds"),
+    Option("initial", float, doc="starting rating"),
+)
+
+
+@declare_options(*ELO_OPTIONS)
 def elo_ratings(
     comparisons: Comparisons,
     *,
@@ -34,11 +45,6 @@ def elo_ratings(
     with ``S_a`` the outcome for ``a`` (1, 0 or ½) and ``w`` the comparison's weight. With the defaults this is
     exactly LMArena/FastChat's ``compute_elo`` (K = 4, base 10, scale 400, start 1000).
     """
-    for name, value in (("k", k), ("base", base), ("scale", scale), ("initial", initial)):
-        if not np.isfinite(value):
-            raise InputError(f"{name} must be finite, got {value!r}")
-    if base <= 1 or scale <= 0:
-        raise InputError(f"base must be > 1 and scale > 0, got base={base!r}, scale={scale!r}")
     ratings = [float(initial)] * comparisons.n_items
     step = math.log(base) / scale
     # Each update depends on the previous one, so the recursion is inherently sequential; a loop over
@@ -55,6 +61,7 @@ def elo_ratings(
     return np.asarray(ratings)
 
 
+@declare_options(*ELO_OPTIONS)
 def fit_elo(
     comparisons: Comparisons,
     *,
@@ -68,19 +75,16 @@ def fit_elo(
     Elo has no likelihood-based uncertainty; use :func:`pairkit.rating.bootstrap` for intervals (FastChat
     bootstraps by reshuffling the battles).
     """
-    if len(comparisons) == 0:
-        raise InputError("no comparisons to rate")
+    check_comparisons(comparisons, "elo")
     ratings = elo_ratings(comparisons, k=k, base=base, scale=scale, initial=initial)
     factor = scale / math.log(base)
-    from pairkit.rating.bradley_terry import _win_rate
-
     n = comparisons.pair_counts().games_per_item()
     return Leaderboard(
         items=comparisons.items,
         log_strength=(ratings - initial) / factor,
         model="elo",
         n=n,
-        win_rate=_win_rate(comparisons),
+        win_rate=win_rate(comparisons),
         n_comparisons=len(comparisons),
         params={"k": k, "base": base, "scale": scale, "initial": initial},
         scale_name="elo",

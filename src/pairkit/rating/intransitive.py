@@ -24,9 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import optimize, special
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import ConvergenceError, InputError
-from pairkit.rating._generic import win_rate
+from pairkit.errors import ConvergenceError
+from pairkit.rating._checks import MAX_ITER, check_comparisons
+from pairkit.rating._stats import win_rate
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["blade_chest_objective", "count_intransitive_triads", "fit_blade_chest", "intransitive_triads"]
@@ -65,6 +67,14 @@ def blade_chest_objective(
     return -(loglik - penalty), -grad
 
 
+@declare_options(
+    Option("dim", int, Interval(1, None), doc="blade/chest dimension"),
+    Option("l2", float, Interval(0, None), doc="L2 penalty on the blade and chest vectors"),
+    Option("l2_strength", float, Interval(0, None), doc="L2 penalty fixing the strengths' scale"),
+    Option("seed", (int, np.random.Generator), doc="random start"),
+    Option("init_scale", float, Interval(0, None), doc="spread of the random start"),
+    MAX_ITER,
+)
 def fit_blade_chest(
     comparisons: Comparisons,
     *,
@@ -92,13 +102,7 @@ def fit_blade_chest(
         A :class:`Leaderboard` whose ``log_strength`` is the transitive part γ; ``predict`` (and
         ``info["index_predictor"]``) include the cyclic term; ``info["blades"]``/``["chests"]`` are (n, d).
     """
-    if not isinstance(comparisons, Comparisons) or len(comparisons) == 0:
-        raise InputError("fit_blade_chest needs a non-empty Comparisons")
-    if int(dim) < 1:
-        raise InputError(f"dim must be >= 1, got {dim!r}")
-    if l2 < 0 or l2_strength < 0:
-        raise InputError(f"l2 and l2_strength must be >= 0, got {l2!r} and {l2_strength!r}")
-    dim = int(dim)
+    check_comparisons(comparisons, "blade_chest")
     counts, s_i, s_j = _pair_design(comparisons)
     n = counts.n_items
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

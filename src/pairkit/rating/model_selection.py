@@ -34,7 +34,6 @@ References:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -211,16 +210,6 @@ def _index_for(test: Comparisons, train: Comparisons, index: np.ndarray) -> np.n
     return np.where(to_train >= 0, index[np.maximum(to_train, 0)], -1)
 
 
-def _supported(fit: Callable, options: Mapping) -> dict:
-    try:
-        params = inspect.signature(fit).parameters
-    except (TypeError, ValueError):
-        return dict(options)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in params}
-
-
 def compare_models(
     comparisons: Comparisons,
     models: Sequence[str] | Mapping[str, Callable[..., Leaderboard]] | None = None,
@@ -259,7 +248,8 @@ def compare_models(
         ``n_test``, ``folds``, ``note`` (why a model was skipped, else empty). ``frame.attrs["predictions"]``
         holds each model's held-out ``(expected, outcome, weight)`` for :func:`plot_reliability`.
     """
-    from pairkit.rating.registry import get_model
+    from pairkit._spec import Spec, options_of
+    from pairkit.rating.registry import model_spec
 
     if not isinstance(comparisons, Comparisons) or len(comparisons) == 0:
         raise InputError("compare_models needs a non-empty Comparisons")
@@ -271,13 +261,15 @@ def compare_models(
     has_ties = comparisons.has_ties or (test is not None and test.has_ties)
     if models is None:
         names = [m for m in DEFAULT_MODELS if comparisons.has_ties or m not in ("davidson", "rao_kupper")]
-        fits = {name: get_model(name) for name in names}
+        fits = {name: model_spec(name) for name in names}
     elif isinstance(models, Mapping):
-        fits = dict(models)
+        # a plain function takes the options it declares (pairkit._spec.declare_options), none if it declares none
+        fits = {name: Spec(name=name, fn=fit, kind="rating model", options=options_of(fit))
+                for name, fit in models.items()}
     else:
         if isinstance(models, str):
             models = [models]
-        fits = {name: get_model(name) for name in models}
+        fits = {name: model_spec(name) for name in models}
     if not fits:
         raise InputError("no models to compare")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -287,8 +279,9 @@ def compare_models(
     weight = np.concatenate([part.weight for part in held])
     options = dict(options or {})
     rows, predictions = [], {}
-    for name, fit in fits.items():  # a handful of models × K folds; each fit is vectorised
-        kwargs = _supported(fit, {"prior": prior, "intervals": "none", **options.get(name, {})})
+    for name, spec in fits.items():  # a handful of models × K folds; each fit is vectorised
+        common = {k: v for k, v in (("prior", prior), ("intervals", "none")) if spec.takes(k)}
+        kwargs, fit = {**common, **options.get(name, {})}, spec.fn
         win, tie, fold_loss, note = [], [], [], ""
         for k, (train_rows, part) in enumerate(splits):
             compact, index = _compact(comparisons.subset(train_rows))

@@ -16,12 +16,12 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from scipy import special
 
+from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating._generic import (
     ExtraParam,
     check_inputs,
@@ -32,7 +32,7 @@ from pairkit.rating._generic import (
     start_tie_parameter,
 )
 from pairkit.rating._pairwise import bradley_terry_rows
-from pairkit.rating.bradley_terry import check_mle_exists, davidson_rows
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, check_mle_exists, davidson_rows
 from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
 from pairkit.rating.ties import rao_kupper_predictor, rao_kupper_rows
 
@@ -64,14 +64,20 @@ def order_predictor(advantage: float, ties: str = "half", tie_param: float = 0.0
     return predict
 
 
+@declare_options(
+    Option("ties", str, choices=TIE_MODELS, doc="ties as half wins, Davidson's or Rao–Kupper's tie parameter"),
+    PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER,
+)
 def fit_order_advantage(
     comparisons: Comparisons,
     *,
-    ties: Literal["half", "davidson", "rao_kupper"] = "half",
+    ties: str = "half",
     neutral: np.ndarray | None = None,
     prior: float = 0.0,
-    intervals: Literal["auto", "fisher", "sandwich", "none"] = "auto",
+    intervals: str = "auto",
     level: float = 0.95,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> Leaderboard:
     """Fit strengths and a first-mover / home / position advantage jointly by maximum likelihood.
 
@@ -85,13 +91,14 @@ def fit_order_advantage(
         neutral: optional (M,) bool, comparisons with no first side (neutral venue): ``x = 0``.
         prior: Newman's virtual games (0 = MLE; :class:`NoMLEError` names items when it does not exist).
         intervals: ``"fisher"``, ``"sandwich"`` (by ``comparisons.cluster``), ``"auto"`` or ``"none"``.
+        level, tol, max_iter: as in :func:`pairkit.rating.fit_bradley_terry`.
 
     Returns:
         A :class:`Leaderboard`; ``params["order_advantage"]`` is β (log-odds), ``"order_advantage_elo"`` the same
         in Elo points, plus ``"tie_nu"`` or ``"tie_theta"``; all with intervals. ``predict(a, b, a_first=…)``
         applies the advantage.
     """
-    check_inputs(comparisons, ties, TIE_MODELS)
+    check_inputs(comparisons, ties, "order_advantage")
     separate = ties != "half"
     i, j, x, swapped = order_rows(comparisons, neutral)
     if prior == 0:
@@ -129,5 +136,7 @@ def fit_order_advantage(
             "Typical cause: the side shown first (or second) won every comparison, or an item won every game it "
             "played from one side. Use ties to soften it, more data, or fit without an order effect."
         ),
+        tol=tol,
+        max_iter=max_iter,
     )
     return lb

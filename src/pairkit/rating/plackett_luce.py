@@ -15,23 +15,25 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from pairkit._spec import declare_options
 from pairkit.data.rankings import Rankings
 from pairkit.errors import ConvergenceError, InputError, NoMLEError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, intervals_option, item_names, renamed_options
 from pairkit.rating._pairwise import _log_prior
-from pairkit.rating.bradley_terry import _names
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["check_pl_mle_exists", "fit_plackett_luce", "plackett_luce_loglik"]
 
 DENSE_NEWTON_LIMIT = 2000
 """Up to this many items the Newton polish uses the dense Hessian; above it only MM is run."""
+
+NEWTON_STEPS = 50
+"""Newton steps after the MM sweeps (from MM's point a handful reach ``tol``)."""
 
 
 class _Stages:
@@ -175,7 +177,7 @@ def check_pl_mle_exists(rankings: Rankings) -> None:
     if not np.all(seen):
         raise NoMLEError(
             f"no maximum-likelihood estimate: {int((~seen).sum())} item(s) never ranked: "
-            f"{_names(items, np.flatnonzero(~seen))}. Remove them or use prior > 0."
+            f"{item_names(items, np.flatnonzero(~seen))}. Remove them or use prior > 0."
         )
     R, L = st.valid.shape
     group_node = n + np.arange(R)[:, None] * L + st.group_start  # one node per (ranking, tie group)
@@ -212,24 +214,25 @@ def check_pl_mle_exists(rankings: Rankings) -> None:
     sizes = np.array([np.sum(real == g) for g in groups])
     small = groups[np.argsort(sizes)[: min(3, len(groups) - 1)]]
     never_won = np.flatnonzero(st.wins == 0)
-    hint = f" Items never chosen at any stage: {_names(items, never_won)}." if len(never_won) else ""
+    hint = f" Items never chosen at any stage: {item_names(items, never_won)}." if len(never_won) else ""
     raise NoMLEError(
         "no maximum-likelihood estimate (the strengths would diverge): the items split into "
         f"{len(groups)} groups where one group is always ranked above another; smallest: "
-        + "; ".join(_names(items, np.flatnonzero(real == g)) for g in small)
+        + "; ".join(item_names(items, np.flatnonzero(real == g)) for g in small)
         + f".{hint} Use prior > 0 (virtual wins and losses against an average item) to get finite ratings."
     )
 
 
+@renamed_options(max_mm="max_iter")
+@declare_options(PRIOR, intervals_option("auto", "fisher", "none"), LEVEL, TOL, MAX_ITER)
 def fit_plackett_luce(
     rankings: Rankings,
     *,
     prior: float = 0.0,
-    intervals: Literal["fisher", "none"] = "fisher",
+    intervals: str = "auto",
     level: float = 0.95,
     tol: float = 1e-10,
-    max_mm: int = 10_000,
-    max_newton: int = 50,
+    max_iter: int = 10_000,
 ) -> Leaderboard:
     """Fit Plackett–Luce strengths by maximum likelihood (MAP with ``prior``).
 
@@ -245,20 +248,19 @@ def fit_plackett_luce(
         prior: ``prior`` virtual wins and losses of each item against a unit-strength pseudo-item (as in
             :func:`pairkit.rating.fit_bradley_terry`); ``0`` is the MLE, which raises :class:`NoMLEError` naming
             the items when it does not exist.
-        intervals: ``"fisher"`` (inverse observed information) or ``"none"``. Above
+        intervals: ``"fisher"`` (inverse observed information; also ``"auto"``) or ``"none"``. Above
             :data:`DENSE_NEWTON_LIMIT` items the fit is MM only (to ``tol``) and no intervals are computed.
+        level: coverage of the intervals.
+        tol, max_iter: convergence tolerance, and the most MM sweeps (then up to :data:`NEWTON_STEPS` Newton
+            steps).
 
     Returns:
         A :class:`Leaderboard` of centred log-strengths (pairwise win probabilities follow Bradley–Terry).
     """
     if not isinstance(rankings, Rankings):
-        raise InputError(f"fit_plackett_luce needs Rankings, got {type(rankings).__name__}")
-    if not np.isfinite(prior) or prior < 0:
-        raise InputError(f"prior must be a finite non-negative number of virtual games, got {prior!r}")
-    if intervals not in ("fisher", "none"):
-        raise InputError(f"intervals must be 'fisher' or 'none', got {intervals!r}")
+        raise InputError(f"plackett_luce: expected Rankings, got {type(rankings).__name__}")
     if len(rankings) == 0:
-        raise InputError("no rankings to fit")
+        raise InputError("plackett_luce: no rankings to fit (the data are empty)")
     if prior == 0:
         check_pl_mle_exists(rankings)
     st = _Stages(rankings)
@@ -270,7 +272,7 @@ def fit_plackett_luce(
 
     theta = np.zeros(n)
     mm_steps = 0
-    for mm_steps in range(1, max_mm + 1):  # noqa: B007  (reported)
+    for mm_steps in range(1, max_iter + 1):  # noqa: B007  (reported)
         pi, _, denom = st.gradient_parts(theta)
         num = st.wins.copy()
         if prior:
@@ -290,7 +292,7 @@ def fit_plackett_luce(
     steps = 0
     info = None
     if n <= DENSE_NEWTON_LIMIT:
-        for steps in range(1, max_newton + 1):  # noqa: B007
+        for steps in range(1, NEWTON_STEPS + 1):  # noqa: B007
             grad, info = _grad_info(st, theta, prior)
             system = info + (1.0 / n if gauge else 0.0)
             try:
@@ -321,7 +323,7 @@ def fit_plackett_luce(
     if gauge:
         theta = theta - theta.mean()
     cov = se = None
-    if intervals == "fisher" and info.ndim == 2:
+    if intervals != "none" and info.ndim == 2:
         system = info + (1.0 / n if gauge else 0.0)
         try:
             cov = la.cho_solve(la.cho_factor(system), np.eye(n))

@@ -1,18 +1,25 @@
 """Rating models by name: what ``pairkit rank --model NAME`` and ``pairkit compare-models`` can fit.
 
-Every entry maps a name to a function ``fit(comparisons, **options) -> Leaderboard``. Callers pass only the
-options a function's signature accepts (``ties``, ``prior``, ``level``, …), so the wrappers below expose exactly
-the options that make sense for their model (bayeselo keeps its own prior of 2 virtual draws).
+Every model is a :class:`~pairkit._spec.Spec` (kind ``"rating model"``) in one :class:`~pairkit._spec.Registry`:
+its fit function ``fit(data, *, <model options>, prior, intervals, level, tol, max_iter) -> Leaderboard``, the data
+it takes, its declared options (with their valid ranges) and its aliases. Callers read the spec — which options a
+model takes, whether it predicts win probabilities — and never a function signature. :func:`fit_model` is the one
+entry point by name (what the CLI calls): it resolves ``ties="rao_kupper"`` for ``bt`` to the Rao–Kupper model and
+picks the fast bootstrap when there is one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
 
+from pairkit._spec import Option, Registry, Spec, declare_options, options_of
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating.bayeselo import fit_bayeselo
-from pairkit.rating.bradley_terry import fit_bradley_terry
+from pairkit.rating.bootstrap import bootstrap, bootstrap_bradley_terry
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, fit_bradley_terry
 from pairkit.rating.counting import fit_borda, fit_copeland, fit_duot5, fit_enhanced_borda, fit_win_rate
 from pairkit.rating.elo import fit_elo
 from pairkit.rating.intransitive import fit_blade_chest
@@ -24,61 +31,180 @@ from pairkit.rating.ties import fit_rao_kupper
 from pairkit.rating.trueskill import fit_trueskill
 from pairkit.rating.weng_lin import fit_weng_lin
 
-__all__ = ["MODELS", "get_model", "model_names", "register_model"]
+__all__ = [
+    "MODELS",
+    "fit_bayeselo_defaults",
+    "fit_davidson",
+    "fit_model",
+    "get_model",
+    "model_names",
+    "model_spec",
+    "models",
+    "register_model",
+]
 
 
+@declare_options(PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
 def fit_davidson(
-    comparisons: Comparisons, *, prior: float = 0.0, intervals: str = "auto", level: float = 0.95
+    comparisons: Comparisons,
+    *,
+    prior: float = 0.0,
+    intervals: str = "auto",
+    level: float = 0.95,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> Leaderboard:
     """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``)."""
-    return fit_bradley_terry(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level)
+    return fit_bradley_terry(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level, tol=tol,
+                             max_iter=max_iter)
 
 
-def fit_bayeselo_defaults(comparisons: Comparisons, *, level: float = 0.95) -> Leaderboard:
+@declare_options(PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
+def fit_bayeselo_defaults(
+    comparisons: Comparisons, *, intervals: str = "auto", level: float = 0.95, tol: float = 1e-10, max_iter: int = 100
+) -> Leaderboard:
     """bayeselo with its defaults (advantage 32.8, drawelo 97.3, prior 2 virtual draws, ``mm`` with fixed
     constants); ratings on bayeselo's printed scale."""
-    return fit_bayeselo(comparisons, level=level)
+    return fit_bayeselo(comparisons, intervals=intervals, level=level, tol=tol, max_iter=max_iter)
 
 
-MODELS: dict[str, Callable[..., Leaderboard]] = {
-    "bt": fit_bradley_terry,
-    "elo": fit_elo,
-    "davidson": fit_davidson,
-    "rao_kupper": fit_rao_kupper,
-    "order": fit_order_advantage,
-    "bayeselo": fit_bayeselo_defaults,
-    "robust": fit_robust_bt,
-    "blade_chest": fit_blade_chest,
-    "trueskill": fit_trueskill,
-    "weng_lin": fit_weng_lin,
-    "openskill": fit_weng_lin,
-    "rank_centrality": fit_rank_centrality,
-    "pagerank": fit_pagerank,
-    "eigenvector": fit_eigenvector,
-    "win_rate": fit_win_rate,
-    "borda": fit_borda,
-    "copeland": fit_copeland,
-    "duot5": fit_duot5,
-    "enhanced_borda": fit_enhanced_borda,
-}
-"""Model name → fit function."""
+_REGISTRY = Registry("rating model")
 
-def register_model(name: str, fit: Callable[..., Leaderboard], *, replace: bool = False) -> None:
-    """Add a model under ``name`` (an :class:`InputError` if the name is taken and ``replace`` is False)."""
+
+def register_model(
+    name: str,
+    fit: Callable[..., Leaderboard],
+    *,
+    data: str = "comparisons",
+    options: tuple[Option, ...] | None = None,
+    aliases: tuple[str, ...] = (),
+    family: str = "",
+    replace: bool = False,
+    **extra: Any,
+) -> Spec:
+    """Register ``fit`` under ``name`` (an :class:`InputError` if the name is taken and ``replace`` is False).
+
+    ``options`` defaults to those declared on ``fit`` with :func:`pairkit._spec.declare_options`; a model that
+    declares none is passed no options. ``extra``: ``predicts`` (False for models without win probabilities),
+    ``ties_models`` (``{"rao_kupper": "rao_kupper"}``: a ``ties`` value that selects another model),
+    ``fast_bootstrap`` (a function used instead of refitting each replicate), ``row_order`` (True for models that
+    update rating by rating in the order of the rows, so pair counts cannot stand in for the rows).
+    """
     if not callable(fit):
         raise InputError(f"fit for model {name!r} must be callable")
-    if name in MODELS and not replace:
-        raise InputError(f"model name {name!r} is already registered; pass replace=True to override")
-    MODELS[name] = fit
+    spec = Spec(name=name, fn=fit, kind="rating model", data=data, options=options or options_of(fit),
+                aliases=tuple(aliases), family=family, extra=dict(extra))
+    return _REGISTRY.add(spec, replace=replace)
+
+
+def model_spec(name: str) -> Spec:
+    """The spec of the model registered under ``name`` or an alias (raises :class:`InputError` listing the names)."""
+    return _REGISTRY.get(name)
+
+
+def models() -> list[Spec]:
+    """Specs of the registered models, sorted by name."""
+    return _REGISTRY.specs()
 
 
 def model_names() -> list[str]:
-    """Names of the registered models, sorted."""
-    return sorted(MODELS)
+    """Names (and aliases) of the registered models, sorted."""
+    return _REGISTRY.names(aliases=True)
 
 
 def get_model(name: str) -> Callable[..., Leaderboard]:
     """The fit function registered under ``name`` (raises :class:`InputError` listing the names)."""
-    if name not in MODELS:
-        raise InputError(f"unknown model {name!r}; available: {', '.join(model_names())}")
-    return MODELS[name]
+    return _REGISTRY.get(name).fn
+
+
+class _Models(MutableMapping):
+    """``MODELS[name]`` → fit function: a mapping view of the registry (kept for code written against a dict)."""
+
+    def __getitem__(self, name: str) -> Callable[..., Leaderboard]:
+        if name not in _REGISTRY:
+            raise KeyError(name)
+        return _REGISTRY.get(name).fn
+
+    def __setitem__(self, name: str, fit: Callable[..., Leaderboard]) -> None:
+        register_model(name, fit, replace=True)
+
+    def __delitem__(self, name: str) -> None:
+        _REGISTRY.remove(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(model_names())
+
+    def __len__(self) -> int:
+        return len(model_names())
+
+
+MODELS: MutableMapping[str, Callable[..., Leaderboard]] = _Models()
+"""Model name → fit function (a view of the registry)."""
+
+
+def resolve(name: str, options: Mapping[str, Any]) -> tuple[Spec, dict[str, Any]]:
+    """The spec to fit and its options: ``ties`` values that name another model select it (``bt`` with
+    ``ties="rao_kupper"`` is the Rao–Kupper model)."""
+    spec = model_spec(name)
+    options = dict(options)
+    other = spec.extra.get("ties_models", {}).get(options.get("ties"))
+    if other is not None:
+        options.pop("ties")
+        spec = model_spec(other)
+    return spec, options
+
+
+def fit_model(
+    comparisons: Comparisons,
+    model: str = "bt",
+    *,
+    bootstrap_replicates: int = 0,
+    by: str = "row",
+    seed: int = 0,
+    **options: Any,
+) -> Leaderboard:
+    """Fit the model registered as ``model`` with ``options`` (each checked against the model's declared options;
+    one it does not take raises :class:`InputError` naming the ones it does).
+
+    With ``bootstrap_replicates`` > 0 the intervals come from a bootstrap (resampling ``by`` rows or clusters):
+    the model's fast bootstrap when it has one for these options (Bradley–Terry with ties as half wins), else
+    a refit of every replicate.
+    """
+    spec, options = resolve(model, options)
+    # The bootstrap's level, also for a model that has no intervals of its own.
+    level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else \
+        options.get("level", 0.95)
+    options = spec.check(options, where=f"model {spec.name!r}: ")
+    if not bootstrap_replicates:
+        return spec.fn(comparisons, **options)
+    fast = spec.extra.get("fast_bootstrap")
+    if fast is not None and options.get("ties", "half") == "half" and set(options) <= {"ties", "prior", "level"}:
+        return fast(comparisons, n_boot=bootstrap_replicates, by=by, prior=options.get("prior", 0.0), level=level,
+                    seed=seed)
+    if spec.takes("intervals"):
+        options["intervals"] = "none"  # the bootstrap replaces them
+    return bootstrap(comparisons, lambda c: spec.fn(c, **options), n_boot=bootstrap_replicates, by=by, level=level,
+                     seed=seed)
+
+
+_ONLINE = "comparisons or matches"
+register_model("bt", fit_bradley_terry, family="likelihood", ties_models={"rao_kupper": "rao_kupper"},
+               fast_bootstrap=bootstrap_bradley_terry)
+register_model("davidson", fit_davidson, family="likelihood")
+register_model("rao_kupper", fit_rao_kupper, family="likelihood")
+register_model("order", fit_order_advantage, family="likelihood")
+register_model("bayeselo", fit_bayeselo_defaults, family="likelihood")
+register_model("robust", fit_robust_bt, family="likelihood")
+register_model("blade_chest", fit_blade_chest, family="likelihood")
+register_model("elo", fit_elo, family="online", row_order=True)
+register_model("trueskill", fit_trueskill, data=_ONLINE, family="online", row_order=True)
+register_model("weng_lin", fit_weng_lin, data=_ONLINE, aliases=("openskill",), family="online",
+               row_order=True)
+register_model("rank_centrality", fit_rank_centrality, family="spectral")
+register_model("pagerank", fit_pagerank, family="spectral", predicts=False)
+register_model("eigenvector", fit_eigenvector, family="spectral", predicts=False)
+register_model("win_rate", fit_win_rate, family="counting", predicts=False)
+register_model("borda", fit_borda, family="counting", predicts=False)
+register_model("copeland", fit_copeland, family="counting", predicts=False)
+register_model("duot5", fit_duot5, family="counting", predicts=False)
+register_model("enhanced_borda", fit_enhanced_borda, family="counting", predicts=False)

@@ -26,11 +26,13 @@ from dataclasses import replace
 import numpy as np
 from scipy import special
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import ConvergenceError, InputError, NotIdentifiedError
+from pairkit.errors import ConvergenceError, NotIdentifiedError
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, renamed_options
 from pairkit.rating._generic import ExtraParam, check_inputs, fit_rows_model, row_stats
 from pairkit.rating._pairwise import PairwiseDesign, RowDerivatives, bradley_terry_rows, fit_pairwise
-from pairkit.rating.bradley_terry import check_mle_exists
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, check_mle_exists
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["fit_robust_bt", "robust_predictor", "robust_rows"]
@@ -76,6 +78,11 @@ def robust_predictor(epsilon: float):
     return predict
 
 
+@renamed_options(max_em="max_iter")
+@declare_options(
+    Option("epsilon", float, Interval(0, 1, closed="left"), none=True, doc="noise share (None: estimated)"),
+    PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER,
+)
 def fit_robust_bt(
     comparisons: Comparisons,
     *,
@@ -84,7 +91,7 @@ def fit_robust_bt(
     intervals: str = "auto",
     level: float = 0.95,
     tol: float = 1e-9,
-    max_em: int = 200,
+    max_iter: int = 200,
 ) -> Leaderboard:
     """Fit the Bradley–Terry / uniform-noise mixture by EM, then polish by Newton.
 
@@ -98,15 +105,14 @@ def fit_robust_bt(
         epsilon: the noise share in [0, 1); ``None`` estimates it.
         prior: Newman's virtual games (0 = MLE of the strengths).
         intervals: ``"fisher"``, ``"sandwich"``, ``"auto"`` or ``"none"`` (from the final Newton pass).
-        max_em: EM sweeps before the Newton pass on the mixture likelihood takes over (EM is slow near the
+        tol: relative change of the log-likelihood that ends the EM sweeps.
+        max_iter: EM sweeps before the Newton pass on the mixture likelihood takes over (EM is slow near the
             optimum, Newton fast; EM only has to bring the start into Newton's basin).
 
     Returns:
         A :class:`Leaderboard` with ``params["epsilon"]`` (and its interval when estimated).
     """
-    check_inputs(comparisons, "half", ("half",))
-    if epsilon is not None and not (0 <= epsilon < 1):
-        raise InputError(f"epsilon must be in [0, 1) or None, got {epsilon!r}")
+    check_inputs(comparisons, "half", "robust_bt")
     counts = comparisons.pair_counts(ties="half")
     if prior == 0:
         check_mle_exists(counts, comparisons.items)
@@ -118,7 +124,7 @@ def fit_robust_bt(
     eps = 0.1 if epsilon is None else float(epsilon)
     em_steps = 0
     previous = -np.inf
-    for em_steps in range(1, max_em + 1):  # noqa: B007  (reported)
+    for em_steps in range(1, max_iter + 1):  # noqa: B007  (reported)
         s = special.expit(theta[counts.i] - theta[counts.j])
         genuine_i = (1 - eps) * s / ((1 - eps) * s + eps / 2)
         genuine_j = (1 - eps) * (1 - s) / ((1 - eps) * (1 - s) + eps / 2)

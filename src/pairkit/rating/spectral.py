@@ -15,9 +15,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse import csgraph
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import ConvergenceError, EstimationError, InputError
-from pairkit.rating.counting import _games
+from pairkit.errors import ConvergenceError, EstimationError
+from pairkit.rating._checks import MAX_ITER, PRIOR, TOL, check_comparisons
+from pairkit.rating._stats import games_per_item
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = [
@@ -98,6 +100,11 @@ def perron_vector(matrix: sp.spmatrix | np.ndarray, *, tol: float = 1e-13, max_i
 
 
 # ---------------------------------------------------------------------------------------------- rank centrality
+ALPHA = Option("alpha", float, Interval(0, None), doc="virtual comparisons between every pair")
+DAMPING = Option("damping", float, Interval(0, 1, closed="left"), doc="probability of following a link")
+
+
+@declare_options(ALPHA)
 def rank_centrality_scores(comparisons: Comparisons, *, alpha: float = 0.0) -> np.ndarray:
     """Rank Centrality: stationary distribution of a walk from ``i`` to ``j`` at the rate ``j`` beat ``i``.
 
@@ -115,8 +122,6 @@ def rank_centrality_scores(comparisons: Comparisons, *, alpha: float = 0.0) -> n
     Returns:
         (n_items,) stationary probabilities.
     """
-    if not (alpha >= 0 and np.isfinite(alpha)):
-        raise InputError(f"alpha must be non-negative and finite, got {alpha!r}")
     counts = comparisons.pair_counts(ties="half")
     n = comparisons.n_items
     i, j, wi, wj = counts.i, counts.j, counts.wins_i, counts.wins_j
@@ -135,6 +140,7 @@ def rank_centrality_scores(comparisons: Comparisons, *, alpha: float = 0.0) -> n
     return stationary_distribution(rates, comparisons.items)
 
 
+@declare_options(ALPHA)
 def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Leaderboard:
     """Rank Centrality ratings: centred log stationary probabilities (comparable to Bradley–Terry log-strengths).
 
@@ -148,13 +154,14 @@ def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Lead
     Args:
         comparisons: n comparisons (ties count half a win each way; weights multiply).
     """
+    check_comparisons(comparisons, "rank_centrality")
     pi = rank_centrality_scores(comparisons, alpha=alpha)
     theta = np.log(pi)
     return Leaderboard(
         items=comparisons.items,
         log_strength=theta - theta.mean(),
         model="rank_centrality",
-        n=_games(comparisons),
+        n=games_per_item(comparisons),
         n_comparisons=len(comparisons),
         params={"alpha": float(alpha)},
         columns={"stationary": pi},
@@ -162,6 +169,7 @@ def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Lead
 
 
 # ---------------------------------------------------------------------------------------------- PageRank
+@declare_options(DAMPING, TOL, MAX_ITER)
 def pagerank_scores(
     comparisons: Comparisons, *, damping: float = 0.85, tol: float = 1e-12, max_iter: int = 10_000
 ) -> np.ndarray:
@@ -180,8 +188,6 @@ def pagerank_scores(
     Returns:
         (n_items,) scores summing to 1.
     """
-    if not (0.0 <= damping < 1.0):
-        raise InputError(f"damping must be in [0, 1), got {damping!r}")
     n = comparisons.n_items
     wins = comparisons.pair_counts(ties="half").wins_matrix()  # W[x, y]: wins of x over y
     losses = np.asarray(wins.sum(axis=0)).ravel()
@@ -198,7 +204,10 @@ def pagerank_scores(
     raise ConvergenceError(f"PageRank did not converge in {max_iter} iterations (tol {tol})")
 
 
-def fit_pagerank(comparisons: Comparisons, *, damping: float = 0.85) -> Leaderboard:
+@declare_options(DAMPING, TOL, MAX_ITER)
+def fit_pagerank(
+    comparisons: Comparisons, *, damping: float = 0.85, tol: float = 1e-12, max_iter: int = 10_000
+) -> Leaderboard:
     """PageRank ratings of the win graph (scale ``"pagerank"``: scores sum to 1); see :func:`pagerank_scores`.
 
     .. math::
@@ -207,12 +216,13 @@ def fit_pagerank(comparisons: Comparisons, *, damping: float = 0.85) -> Leaderbo
 
     Paper: Page, Brin, Motwani & Winograd (1999), "The PageRank citation ranking: bringing order to the web".
     """
-    pi = pagerank_scores(comparisons, damping=damping)
+    check_comparisons(comparisons, "pagerank")
+    pi = pagerank_scores(comparisons, damping=damping, tol=tol, max_iter=max_iter)
     return Leaderboard(
         items=comparisons.items,
         log_strength=pi,
         model="pagerank",
-        n=_games(comparisons),
+        n=games_per_item(comparisons),
         n_comparisons=len(comparisons),
         params={"damping": float(damping)},
         scale_name="pagerank",
@@ -221,7 +231,10 @@ def fit_pagerank(comparisons: Comparisons, *, damping: float = 0.85) -> Leaderbo
 
 
 # ---------------------------------------------------------------------------------------------- Keener
-def fit_eigenvector(comparisons: Comparisons, *, prior: float = 1.0) -> Leaderboard:
+@declare_options(PRIOR, TOL, MAX_ITER)
+def fit_eigenvector(
+    comparisons: Comparisons, *, prior: float = 1.0, tol: float = 1e-13, max_iter: int = 100_000
+) -> Leaderboard:
     """Keener's eigenvector ranking: the Perron vector of the matrix of (smoothed) pairwise win fractions.
 
     .. math::
@@ -234,8 +247,7 @@ def fit_eigenvector(comparisons: Comparisons, *, prior: float = 1.0) -> Leaderbo
 
     Paper: Keener (1993), "The Perron–Frobenius theorem and the ranking of football teams".
     """
-    if not (prior >= 0 and np.isfinite(prior)):
-        raise InputError(f"prior must be non-negative and finite, got {prior!r}")
+    check_comparisons(comparisons, "eigenvector")
     counts = comparisons.pair_counts(ties="half")
     n = comparisons.n_items
     i, j, wi, wj = counts.i, counts.j, counts.wins_i, counts.wins_j
@@ -256,12 +268,12 @@ def fit_eigenvector(comparisons: Comparisons, *, prior: float = 1.0) -> Leaderbo
             f"eigenvector ranking needs a connected comparison graph with positive win fractions; found {n_comp} "
             f"groups, e.g. {[comparisons.items[k] for k in small]}. Use prior > 0 or fit components separately."
         )
-    r = perron_vector(a)
+    r = perron_vector(a, tol=tol, max_iter=max_iter)
     return Leaderboard(
         items=comparisons.items,
         log_strength=r,
         model="eigenvector",
-        n=_games(comparisons),
+        n=games_per_item(comparisons),
         n_comparisons=len(comparisons),
         params={"prior": float(prior)},
         scale_name="eigenvector",

@@ -19,15 +19,15 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from scipy import special
 
+from pairkit._spec import declare_options
 from pairkit.data.comparisons import Comparisons
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating._generic import ExtraParam, check_inputs, fit_rows_model, row_stats, start_tie_parameter
 from pairkit.rating._pairwise import RowDerivatives
-from pairkit.rating.bradley_terry import check_mle_exists
+from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, check_mle_exists
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["fit_rao_kupper", "rao_kupper_predictor", "rao_kupper_rows"]
@@ -84,12 +84,15 @@ def rao_kupper_predictor(alpha: float, advantage: float = 0.0):
     return predict
 
 
+@declare_options(PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
 def fit_rao_kupper(
     comparisons: Comparisons,
     *,
     prior: float = 0.0,
-    intervals: Literal["auto", "fisher", "sandwich", "none"] = "auto",
+    intervals: str = "auto",
     level: float = 0.95,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> Leaderboard:
     """Fit Rao–Kupper strengths and the tie threshold by maximum likelihood.
 
@@ -103,12 +106,13 @@ def fit_rao_kupper(
         prior: Newman's virtual games against a unit-strength item (0 = MLE; raises :class:`NoMLEError`
             naming the items when it does not exist).
         intervals: ``"fisher"``, ``"sandwich"`` (by ``comparisons.cluster``), ``"auto"`` or ``"none"``.
+        level, tol, max_iter: as in :func:`pairkit.rating.fit_bradley_terry`.
 
     Returns:
         A :class:`Leaderboard` with ``params["tie_theta"]`` (θ ≥ 1) and ``params["tie_alpha"]`` (= log θ), each
         with its interval in ``param_intervals``.
     """
-    check_inputs(comparisons, "rao_kupper", ("rao_kupper",))
+    check_inputs(comparisons, "rao_kupper", "rao_kupper")
     counts = comparisons.pair_counts(ties="separate")
     if prior == 0:
         check_mle_exists(counts, comparisons.items)
@@ -127,5 +131,7 @@ def fit_rao_kupper(
         level=level,
         extra=[ExtraParam("tie_theta", 0, np.exp), ExtraParam("tie_alpha", 0)],
         predictor=lambda f: rao_kupper_predictor(float(f.eta[0])),
+        tol=tol,
+        max_iter=max_iter,
     )
     return lb

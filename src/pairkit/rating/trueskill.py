@@ -30,9 +30,19 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError
-from pairkit.rating._online import Matches, check_scales, initial_beliefs, plan_rounds, posterior_leaderboard
+from pairkit.rating._checks import LEVEL, TOL, intervals_option, renamed_options
+from pairkit.rating._online import (
+    Matches,
+    as_matches,
+    check_scales,
+    conservative_z,
+    initial_beliefs,
+    plan_rounds,
+    posterior_leaderboard,
+)
 from pairkit.rating.leaderboard import Leaderboard
 
 Normal = Literal["exact", "trueskill"]
@@ -390,6 +400,21 @@ def trueskill_predictor(beta: float = 25.0 / 6.0, draw_margin: float = 0.0, norm
     return predict
 
 
+POSITIVE = Interval(0, None, closed="neither")
+ONLINE_INTERVALS = intervals_option("auto", "posterior", "none")
+"""Online models' intervals: μ ± z·σ of the posterior at ``level`` (``"auto"`` = ``"posterior"``)."""
+
+
+@renamed_options(min_delta="tol")
+@declare_options(
+    Option("mu", float, doc="prior mean of a new player"),
+    Option("sigma", float, POSITIVE, doc="prior standard deviation of a new player"),
+    Option("beta", float, POSITIVE, doc="performance noise"),
+    Option("tau", float, Interval(0, None), doc="dynamics: variance added before each match"),
+    Option("draw_probability", float, Interval(0, 1, closed="left"), doc="draw rate of evenly matched teams"),
+    Option("normal", str, choices=("exact", "trueskill"), doc="exact normal functions or the package's erfc"),
+    ONLINE_INTERVALS, LEVEL, TOL,
+)
 def fit_trueskill(
     data: Matches | Comparisons,
     *,
@@ -398,24 +423,29 @@ def fit_trueskill(
     beta: float = 25.0 / 6.0,
     tau: float = 25.0 / 300.0,
     draw_probability: float = 0.10,
-    min_delta: float = 1e-4,
     normal: Normal = "exact",
-    z: float = 3.0,
+    intervals: str = "auto",
+    level: float = 0.95,
+    tol: float = 1e-4,
+    z: float | None = None,
 ) -> Leaderboard:
     """TrueSkill ratings as a :class:`Leaderboard` (``log_strength`` = μ, scale ``"trueskill"``, se = σ).
 
     .. math::
 
-        \\text{conservative}_p = \\mu_p - z\\,\\sigma_p
+        \\text{conservative}_p = \\mu_p - 3\\,\\sigma_p
 
-    (the usual leaderboard sort key, z = 3; the ``trueskill`` package's ``expose`` uses z = μ₀/σ₀ = 3 too).
-    Options as in :func:`trueskill_rate`. Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian
+    (the usual leaderboard sort key; the ``trueskill`` package's ``expose`` uses z = μ₀/σ₀ = 3 too). The
+    intervals are the posterior's, μ ± z_level·σ. Options as in :func:`trueskill_rate` (``tol`` is its
+    ``min_delta``; ``z=`` is deprecated). Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian
     skill rating system".
 
     Args:
         data: :class:`Matches` or :class:`Comparisons` (n comparisons in the order played).
     """
-    matches = data if isinstance(data, Matches) else Matches.from_comparisons(data)
+    matches = as_matches(data, "trueskill")
+    z = conservative_z(z, "fit_trueskill")
+    min_delta = tol
     mus, sigmas = trueskill_rate(
         matches,
         mu=mu,
@@ -442,6 +472,8 @@ def fit_trueskill(
             "z": z,
         },
         z=z,
+        intervals=intervals,
+        level=level,
         scale_name="trueskill",
         predictor=trueskill_predictor(beta, margin, normal),
     )

@@ -25,17 +25,22 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
+from pairkit._spec import Interval, Option, declare_options, options_of
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError
+from pairkit.rating._checks import LEVEL
 from pairkit.rating._online import (
     Matches,
+    as_matches,
     check_scales,
+    conservative_z,
     initial_beliefs,
     plan_rounds,
     posterior_leaderboard,
     within_match_pairs,
 )
 from pairkit.rating.leaderboard import Leaderboard
+from pairkit.rating.trueskill import ONLINE_INTERVALS
 
 WengLinModel = Literal[
     "bradley_terry_full",
@@ -273,6 +278,21 @@ def weng_lin_predictor(beta: float = 25.0 / 6.0):
     return predict
 
 
+_POSITIVE = Interval(0, None, closed="neither")
+
+
+@declare_options(
+    Option("model", str, choices=WENG_LIN_MODELS, doc="which of Weng & Lin's update rules"),
+    Option("mu", float, doc="prior mean of a new player"),
+    Option("sigma", float, _POSITIVE, doc="prior standard deviation of a new player"),
+    Option("beta", float, _POSITIVE, doc="performance noise"),
+    Option("kappa", float, _POSITIVE, doc="smallest variance factor"),
+    Option("tau", float, Interval(0, None), doc="dynamics: variance added before each match"),
+    Option("epsilon", float, _POSITIVE, doc="draw margin of the Thurstone–Mosteller rules"),
+    Option("window_size", int, Interval(1, None), doc="neighbours compared in the partial-pairing rules"),
+    Option("limit_sigma", bool, doc="never let σ grow"),
+    ONLINE_INTERVALS, LEVEL,
+)
 def fit_weng_lin(
     data: Matches | Comparisons,
     *,
@@ -285,21 +305,25 @@ def fit_weng_lin(
     epsilon: float = 0.1,
     window_size: int = 4,
     limit_sigma: bool = False,
-    z: float = 3.0,
+    intervals: str = "auto",
+    level: float = 0.95,
+    z: float | None = None,
 ) -> Leaderboard:
     """Weng–Lin online ratings as a :class:`Leaderboard` (``log_strength`` = μ, scale ``"openskill"``).
 
     .. math::
 
-        \\text{conservative}_p = \\mu_p - z\\,\\sigma_p
+        \\text{conservative}_p = \\mu_p - 3\\,\\sigma_p
 
-    (openskill's ``ordinal``, ``z = 3``). ``se`` is σ, so the intervals are the posterior's. Options and
-    paper as in :func:`weng_lin_rate` (Weng & Lin 2011, "A Bayesian approximation method for online ranking").
+    (openskill's ``ordinal``). ``se`` is σ, so the intervals are the posterior's, μ ± z_level·σ (``z=`` is
+    deprecated). Options and paper as in :func:`weng_lin_rate` (Weng & Lin 2011, "A Bayesian approximation
+    method for online ranking").
 
     Args:
         data: :class:`Matches` or :class:`Comparisons` (n comparisons in the order played).
     """
-    matches = data if isinstance(data, Matches) else Matches.from_comparisons(data)
+    matches = as_matches(data, "weng_lin")
+    z = conservative_z(z, "fit_weng_lin")
     mus, sigmas = weng_lin_rate(
         matches,
         model=model,
@@ -324,6 +348,8 @@ def fit_weng_lin(
         model=f"weng_lin_{model}",
         params=params,
         z=z,
+        intervals=intervals,
+        level=level,
         scale_name="openskill",
         predictor=weng_lin_predictor(beta),
     )
@@ -333,6 +359,7 @@ def _variant(name: str):
     def fit(data: Matches | Comparisons, **options) -> Leaderboard:
         return fit_weng_lin(data, model=name, **options)
 
+    fit.__pairkit_options__ = tuple(o for o in options_of(fit_weng_lin) if o.name != "model")
     fit.__name__ = f"fit_weng_lin_{name}"
     fit.__qualname__ = fit.__name__
     fit.__doc__ = (
