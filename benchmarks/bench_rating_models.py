@@ -58,7 +58,7 @@ def pl_rows(repeats, quick):
     rows = []
     for label, data in cases:
         t_pk, board = timed(lambda data=data: fit_plackett_luce(data, intervals="none"), repeats)
-        ours = board.log_strength
+        ours = board.scores
         lists = [tuple(data.flat[data.offsets[i] : data.offsets[i + 1]]) for i in range(len(data))]
         t_ilsr, ilsr = timed(
             lambda lists=lists, data=data: choix.ilsr_rankings(data.n_items, lists, tol=1e-12, max_iter=100_000),
@@ -120,7 +120,7 @@ def home_rows(repeats, quick):
 
         t_sk, coef = timed(sk, max(1, repeats // 2))
         diff = max(
-            float(np.abs(centred(coef[:nn]) - board.log_strength).max()),
+            float(np.abs(centred(coef[:nn]) - board.scores).max()),
             abs(coef[nn] - board.params["order_advantage"]),
         )
         rows.append((label, "pairkit fit_order_advantage", t_pk, 1.0, 0.0))

@@ -43,7 +43,7 @@ def tau_curve(sel, theta) -> np.ndarray:
         if m <= len(a):
             comps = Comparisons.from_arrays(a[:m], b[:m], s[:m], items=sel.pool.items)
             board = fit_bradley_terry(comps, prior=0.1, intervals="none")
-            out[k] = float(kendall_tau(board.log_strength, theta))
+            out[k] = float(kendall_tau(board.scores, theta))
     return out
 
 
@@ -151,7 +151,7 @@ def task_position(seeds: int, bias: float = 1.0, n: int = 16) -> list[str]:
             rows.append(
                 [
                     sel.calls,
-                    float(kendall_tau(board.log_strength, theta)),
+                    float(kendall_tau(board.scores, theta)),
                     stats["flip_rate"],
                     stats["first_position_win_rate"],
                     board.params.get("order_advantage", np.nan),

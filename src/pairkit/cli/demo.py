@@ -107,7 +107,7 @@ def _plot_with_truth(board, truth, path: Path) -> None:
 
 
 def _report_recovery(board, truth, stats) -> None:
-    est = board.log_strength
+    est = board.scores
     tau = stats.kendalltau(est, truth).statistic
     top_true = int(np.argmax(truth))
     covered = (board.ci_low_log <= truth) & (truth <= board.ci_high_log)

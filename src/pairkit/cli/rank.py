@@ -116,7 +116,7 @@ def rank(
                 f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
                 "(a directory, a glob or a count file is counted first); give a single rows file")
         board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, **options)
-        if board.scale_name in ("log", "elo") and (scale is Scale.elo or anchor is not None):
+        if scale is Scale.elo or anchor is not None:  # only log-strengths rescale; the board says so if not
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
         n_rows = len(comps) if counted is None else counted

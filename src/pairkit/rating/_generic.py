@@ -181,7 +181,7 @@ def fit_rows_model(
     lo, hi = interval_bounds(centred, se_theta, chosen.prior_only, prior, level)
     lb = Leaderboard(
         items=comparisons.items,
-        log_strength=centred,
+        scores=centred,
         columns=columns,
         model=model_name,
         se=se_theta,

@@ -20,6 +20,7 @@ import numpy as np
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 from pairkit.rating._checks import check_comparisons
+from pairkit.rating._stats import score_board
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["Matches"]
@@ -394,7 +395,7 @@ def conservative_z(z: float | None, model: str) -> float:
 def posterior_leaderboard(
     matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, intervals: str, level: float, **fields
 ) -> Leaderboard:
-    """Leaderboard of online posteriors: ``log_strength`` μ, ``se`` σ (the posterior intervals at ``level``
+    """Leaderboard of online posteriors: ``scores`` μ, ``se`` σ (the posterior intervals at ``level``
     unless ``intervals="none"``), ``conservative`` μ − zσ; ``fields`` (``model``, ``params``, ``scale_name``,
     ``predictor``) pass through to :class:`Leaderboard`.
 
@@ -403,12 +404,12 @@ def posterior_leaderboard(
     shown = intervals != "none"
     conservative = mus - z * sigmas
     info = {**fields.pop("info", {}), "sorted_by": f"conservative (mu - {z:g} sigma)"}
-    return Leaderboard(
-        items=matches.items,
-        log_strength=mus,
-        se=sigmas if shown else None,
-        n=matches.games_per_item(),
+    return score_board(
+        matches.items,
+        mus,
+        games=matches.games_per_item(),
         n_comparisons=matches.n_matches,
+        se=sigmas if shown else None,
         columns={"sigma": sigmas, "conservative": conservative},
         interval_method="posterior" if shown else None,
         level=level,

@@ -122,7 +122,7 @@ def fit_bayeselo(
 
     Returns:
         A :class:`Leaderboard` whose :attr:`~Leaderboard.ratings` are bayeselo's printed ratings (unrounded);
-        ``log_strength`` stays in natural units. ``params``: ``advantage``, ``drawelo`` (Elo) and ``elo_scale``.
+        ``scores`` stay natural log-strengths. ``params``: ``advantage``, ``drawelo`` (Elo) and ``elo_scale``.
     """
     check_comparisons(comparisons, "bayeselo")
     if comparisons.a_first is None:

@@ -111,7 +111,7 @@ def bootstrap(
         except EstimationError:
             failed += 1
             continue
-        samples.append(rep.log_strength)
+        samples.append(rep.scores)
     _warn_failed(failed, n_boot)
     if not samples:
         raise EstimationError("no bootstrap replicate could be fitted; use prior > 0")
@@ -187,7 +187,7 @@ def bootstrap_bradley_terry(
         def draw(b: int) -> np.ndarray:
             return rng.multinomial(g, np.full(g, 1.0 / g), size=b).T.astype(float)
 
-    solve = replicate_solver(pairs, board.log_strength, prior=prior, items=comparisons.items, tol=tol,
+    solve = replicate_solver(pairs, board.scores, prior=prior, items=comparisons.items, tol=tol,
                              max_iter=max_iter)
     batch = max(1, min(n_boot, int(4e6 // max(len(pairs.i), 1))))
     samples = np.empty((n_boot, n))

@@ -305,7 +305,7 @@ def fit_bradley_terry(
     lo, hi = interval_bounds(theta, se, chosen.prior_only, prior, level)
     return Leaderboard(
         items=comparisons.items,
-        log_strength=theta,
+        scores=theta,
         model="bradley_terry" + ("_davidson" if davidson else ""),
         se=se,
         ci_low_log=lo,

@@ -31,7 +31,7 @@ from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, InputError
 from pairkit.rating._checks import LEVEL, MAX_ITER, TOL, check_comparisons, intervals_option
-from pairkit.rating._stats import games_per_item
+from pairkit.rating._stats import games_per_item, score_board
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = [
@@ -60,17 +60,9 @@ def _pair_fractions(comparisons: Comparisons) -> tuple[np.ndarray, np.ndarray, n
     return counts.i[keep], counts.j[keep], counts.wins_i[keep] / total[keep]
 
 
-def _board(comparisons: Comparisons, scores: np.ndarray, model: str, **extra) -> Leaderboard:
-    return Leaderboard(
-        items=comparisons.items,
-        log_strength=np.asarray(scores, dtype=float),
-        model=model,
-        n=games_per_item(comparisons),
-        n_comparisons=len(comparisons),
-        scale_name=model,
-        predictor=None,
-        **extra,
-    )
+def _board(comparisons: Comparisons, scores: np.ndarray, model: str, score_scale: str, **extra) -> Leaderboard:
+    return score_board(comparisons.items, scores, model=model, score_scale=score_scale,
+                       games=games_per_item(comparisons), n_comparisons=len(comparisons), **extra)
 
 
 # ---------------------------------------------------------------------------------------------- win rate
@@ -127,12 +119,13 @@ def fit_win_rate(comparisons: Comparisons, *, intervals: str = "auto", level: fl
     wins = np.bincount(comparisons.a, w * o, n) + np.bincount(comparisons.b, w * (1 - o), n)
     rate = wins / games
     if intervals == "none":
-        return _board(comparisons, rate, "win_rate", win_rate=rate, level=level)
+        return _board(comparisons, rate, "win_rate", "win rate", win_rate=rate, level=level)
     low, high = _wilson(wins, games, level)
     return _board(
         comparisons,
         rate,
         "win_rate",
+        "win rate",
         ci_low_log=low,
         ci_high_log=high,
         win_rate=rate,
@@ -175,7 +168,8 @@ def fit_borda(comparisons: Comparisons, *, average: bool = False) -> Leaderboard
     Paper: de Borda (1781), "Mémoire sur les élections au scrutin".
     """
     check_comparisons(comparisons, "borda")
-    return _board(comparisons, borda_scores(comparisons, average=average), "borda")
+    scale = "average Borda count" if average else "Borda count"
+    return _board(comparisons, borda_scores(comparisons, average=average), "borda", scale)
 
 
 def copeland_scores(comparisons: Comparisons) -> np.ndarray:
@@ -203,7 +197,7 @@ def fit_copeland(comparisons: Comparisons) -> Leaderboard:
     Paper: Copeland (1951), "A reasonable social welfare function".
     """
     check_comparisons(comparisons, "copeland")
-    return _board(comparisons, copeland_scores(comparisons), "copeland")
+    return _board(comparisons, copeland_scores(comparisons), "copeland", "Copeland score")
 
 
 # ---------------------------------------------------------------------------------------------- duoT5
@@ -260,7 +254,7 @@ def fit_duot5(comparisons: Comparisons) -> Leaderboard:
     summed = np.bincount(key, w * p, n * n)
     with np.errstate(invalid="ignore", divide="ignore"):
         probs = np.where(total > 0, summed / total, np.nan).reshape(n, n)
-    return _board(comparisons, duot5_scores(probs), "duot5")
+    return _board(comparisons, duot5_scores(probs), "duot5", "duoT5 symmetric sum")
 
 
 # ---------------------------------------------------------------------------------------------- LLaMA-Berry EBC
@@ -309,7 +303,7 @@ def fit_enhanced_borda(comparisons: Comparisons) -> Leaderboard:
     reasoning".
     """
     check_comparisons(comparisons, "enhanced_borda")
-    return _board(comparisons, enhanced_borda_scores(comparisons), "enhanced_borda")
+    return _board(comparisons, enhanced_borda_scores(comparisons), "enhanced_borda", "enhanced Borda count")
 
 
 # ---------------------------------------------------------------------------------------------- PRD Peer Rank
@@ -414,6 +408,5 @@ def fit_peer_rank(
     never = np.flatnonzero(games_per_item(comparisons) <= 0)
     if len(never):
         raise InputError(f"peer rank: item(s) never compared: {[comparisons.items[k] for k in never[:5]]}; drop them")
-    return _board(
-        comparisons, scores, "peer_rank", columns={"reviewer_weight": weights}, params={"iterations": float(iterations)}
-    )
+    return _board(comparisons, scores, "peer_rank", "reviewer-weighted win rate", columns={"reviewer_weight": weights},
+                  params={"iterations": float(iterations)})

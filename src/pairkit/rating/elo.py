@@ -81,7 +81,7 @@ def fit_elo(
     n = comparisons.pair_counts().games_per_item()
     return Leaderboard(
         items=comparisons.items,
-        log_strength=(ratings - initial) / factor,
+        scores=(ratings - initial) / factor,
         model="elo",
         n=n,
         win_rate=win_rate(comparisons),

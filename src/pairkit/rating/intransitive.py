@@ -99,8 +99,8 @@ def fit_blade_chest(
         seed: random start (the objective is non-convex).
 
     Returns:
-        A :class:`Leaderboard` whose ``log_strength`` is the transitive part γ; ``predict`` (and
-        ``info["index_predictor"]``) include the cyclic term; ``info["blades"]``/``["chests"]`` are (n, d).
+        A :class:`Leaderboard` whose ``scores`` are the transitive part γ; ``predict`` (through
+        ``pair_predictor``) includes the cyclic term; ``info["blades"]``/``["chests"]`` are (n, d).
     """
     check_comparisons(comparisons, "blade_chest")
     counts, s_i, s_j = _pair_design(comparisons)
@@ -124,7 +124,7 @@ def fit_blade_chest(
     V = res.x[n + n * dim :].reshape(n, dim)
     offset = gamma.mean()
 
-    def index_predictor(ia, ib, a_first=None):
+    def pair_predictor(ia, ib, a_first=None):
         m = gamma[ia] - gamma[ib] + np.einsum("kd,kd->k", U[ia], V[ib]) - np.einsum("kd,kd->k", U[ib], V[ia])
         p = special.expit(m)
         return p, np.zeros_like(p)
@@ -132,7 +132,7 @@ def fit_blade_chest(
     games = counts.games_per_item()
     return Leaderboard(
         items=comparisons.items,
-        log_strength=gamma - offset,
+        scores=gamma - offset,
         model="blade_chest",
         n=games,
         win_rate=win_rate(comparisons),
@@ -141,8 +141,8 @@ def fit_blade_chest(
         params={"dim": float(dim), "l2": float(l2)},
         columns={"blade_norm": np.linalg.norm(U, axis=1), "chest_norm": np.linalg.norm(V, axis=1)},
         predictor=None,
+        pair_predictor=pair_predictor,
         info={
-            "index_predictor": index_predictor,
             "blades": U,
             "chests": V,
             "iterations": int(res.nit),

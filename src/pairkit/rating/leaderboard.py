@@ -23,6 +23,14 @@ RANK_DRAWS_LIMIT = 2500
 overlap of the marginal intervals (O(n log n))."""
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
+"""``(scores_a, scores_b, a_first) -> (P(a wins), P(tie))``: win and tie probabilities from the two scores."""
+
+PairPredictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
+"""``(index_a, index_b, a_first) -> (P(a wins), P(tie))`` by item index, for models whose odds are not a function
+of the two scores alone (blade-chest's cyclic term)."""
+
+LOG_STRENGTH = "log-strength"
+"""The scale of Bradley–Terry-type models: differences are log-odds (what ``.scale("elo")`` converts)."""
 
 
 def bradley_terry_predictor(
@@ -37,18 +45,24 @@ def bradley_terry_predictor(
 class Leaderboard:
     """Ratings of items with uncertainty, as fitted by a model.
 
-    Internally everything is kept in natural log-strength units (``log_strength``, ``se``, ``covariance``,
-    bootstrap ``samples``); :attr:`ratings` and the intervals are shown on the chosen scale:
-    ``rating = scale_factor * log_strength + offset`` (``"log"``: factor 1, offset 0; ``"elo"``: 400/ln 10
-    and 1000 or an anchor item). Models whose ratings are not log-strengths (TrueSkill's μ) set their own
-    ``scale_name`` and keep factor 1.
+    ``scores`` are on the scale named by ``score_scale``: ``"log-strength"`` (natural log-strengths, whose
+    differences are log-odds: Bradley–Terry and its relatives, Elo, Rank Centrality) or what a model computes
+    instead — ``"trueskill mu"``, ``"openskill mu"``, ``"Borda count"``, ``"PageRank pi"``, ``"win rate"``, ….
+    ``se``, ``covariance`` and bootstrap ``samples`` are in the units of the scores. :attr:`ratings` and the
+    intervals are the scores shown on the display scale ``scale_name``:
+    ``rating = scale_factor * scores + offset`` (``"log"``: factor 1, offset 0; ``"elo"``: 400/ln 10 and 1000
+    or an anchor item; only log-strengths can be shown as Elo). ``log_strength`` is the old name of ``scores``
+    (deprecated: it held μ, counts or π for the models that do not fit log-strengths).
+
+    Predictions: :meth:`predict_indices` is the one protocol — ``pair_predictor`` (by item index) when the model
+    sets one, else ``predictor`` applied to the two scores; a model without win probabilities sets neither.
 
     ``params`` holds fitted extra parameters (tie ν, order advantage, coefficients) and ``param_intervals``
     their intervals; ``columns`` holds extra per-item columns (e.g. σ and the conservative score).
     """
 
     items: tuple[str, ...]
-    log_strength: np.ndarray
+    scores: np.ndarray
     model: str
     se: np.ndarray | None = None
     ci_low_log: np.ndarray | None = None
@@ -72,23 +86,30 @@ class Leaderboard:
     sort_key: np.ndarray | None = field(default=None, repr=False)
     """What ranks the items when it is not the rating itself (online posteriors: the conservative μ − zσ);
     :attr:`rank`, :meth:`to_pandas` and the JSON follow it and say so (``sorted_by``)."""
+    score_scale: str = LOG_STRENGTH
+    pair_predictor: PairPredictor | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.level, (int, float, np.floating)) and 0 < self.level < 1):  # rejects NaN too
             raise InputError(f"level must be in (0, 1), e.g. 0.95; got {self.level!r}")
         n = len(self.items)
-        if self.log_strength.shape != (n,):
-            raise InputError(f"log_strength has shape {self.log_strength.shape}, expected ({n},)")
+        if self.scores.shape != (n,):
+            raise InputError(f"scores have shape {self.scores.shape}, expected ({n},)")
         if self.ci_low_log is None and self.se is not None:
             z = special.ndtri(0.5 + self.level / 2)
-            object.__setattr__(self, "ci_low_log", self.log_strength - z * self.se)
-            object.__setattr__(self, "ci_high_log", self.log_strength + z * self.se)
+            object.__setattr__(self, "ci_low_log", self.scores - z * self.se)
+            object.__setattr__(self, "ci_high_log", self.scores + z * self.se)
+
+    @property
+    def log_strength(self) -> np.ndarray:
+        """Deprecated name of :attr:`scores` (which are log-strengths only when ``score_scale`` says so)."""
+        return self.scores
 
     # ------------------------------------------------------------------ displayed values
     @property
     def ratings(self) -> np.ndarray:
-        return self.scale_factor * self.log_strength + self.offset
+        return self.scale_factor * self.scores + self.offset
 
     @property
     def ci_low(self) -> np.ndarray | None:
@@ -101,7 +122,7 @@ class Leaderboard:
     @property
     def rank(self) -> np.ndarray:
         """Competition rank (1 = best; equal ratings share a rank), by :attr:`sort_key` when set."""
-        r = self.log_strength if self.sort_key is None else self.sort_key
+        r = self.scores if self.sort_key is None else self.sort_key
         order = np.sort(r)[::-1]
         return 1 + np.searchsorted(-order, -r, side="left")
 
@@ -142,7 +163,7 @@ class Leaderboard:
         alpha = (1 - self.level) / 2
         draws = self.samples
         if draws is None and self.rank_method == "normal draws":
-            draws = normal_draws(self.log_strength, self.covariance, n_draws, np.random.default_rng(seed))
+            draws = normal_draws(self.scores, self.covariance, n_draws, np.random.default_rng(seed))
         if draws is not None:
             ranks = 1 + np.argsort(np.argsort(-draws, axis=1, kind="stable"), axis=1, kind="stable")
             return (
@@ -194,7 +215,7 @@ class Leaderboard:
         n = len(self.items)
         tier = np.zeros(n, dtype=np.int64)
         p_top = np.ones(n)
-        remaining = np.argsort(-self.log_strength, kind="stable")
+        remaining = np.argsort(-self.scores, kind="stable")
         level = 0
         while len(remaining):
             level += 1
@@ -219,7 +240,7 @@ class Leaderboard:
         else:
             v = self.covariance
             var = v[ref, ref] + v[others, others] - 2 * v[ref, others]
-        diff = self.log_strength[ref] - self.log_strength[others]
+        diff = self.scores[ref] - self.scores[others]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(var > 0, diff / np.sqrt(np.maximum(var, 0)), np.where(diff > 0, np.inf, 0.0))
         return special.ndtr(-z)
@@ -235,20 +256,24 @@ class Leaderboard:
         A board that already reports Elo (``scale_name == "elo"``, e.g. bayeselo's printed ratings with their
         own points per unit) keeps its own factor: asking for ``"elo"`` again returns it unchanged (or only
         re-anchored), instead of converting its numbers a second time.
+        Only log-strengths can be rescaled (a Borda count or a TrueSkill μ has no Elo equivalent).
         """
         if kind not in ("log", "elo"):
             raise InputError(f"unknown scale {kind!r}; use 'log' or 'elo'")
+        if self.score_scale != LOG_STRENGTH:
+            raise InputError(f"model {self.model!r} gives scores on the {self.score_scale} scale, not log-strengths; "
+                             "they cannot be shown on the log or Elo scale")
         if kind == "elo" and self.scale_name == "elo" and factor is None:
             if anchor is None and offset is None:
                 return self
             factor = self.scale_factor
         f = factor if factor is not None else (1.0 if kind == "log" else ELO_FACTOR)
         off = offset if offset is not None else (0.0 if kind == "log" else 1000.0)
-        shift = -float(np.mean(self.log_strength))
+        shift = -float(np.mean(self.scores))
         if anchor is not None:
             if anchor not in self.items:
                 raise InputError(f"anchor {anchor!r} is not an item of this leaderboard")
-            shift = -float(self.log_strength[self.items.index(anchor)])
+            shift = -float(self.scores[self.items.index(anchor)])
         return replace(self, scale_name=kind, scale_factor=f, offset=off + f * shift)
 
     def predict(self, a: Sequence[str] | str, b: Sequence[str] | str,
@@ -262,25 +287,46 @@ class Leaderboard:
         """
         if unknown not in ("raise", "prior"):
             raise InputError(f"unknown must be 'raise' or 'prior', got {unknown!r}")
-        index_predictor = self.info.get("index_predictor")  # models whose odds are not θa − θb (blade-chest)
-        if self.predictor is None and index_predictor is None:
+        if not self.predicts:
             raise InputError(f"model {self.model!r} does not define win probabilities")
         lookup = {name: k for k, name in enumerate(self.items)}
 
         def idx(names):
             names = [names] if isinstance(names, str) else list(names)
             missing = [x for x in names if x not in lookup]
-            if missing and (unknown == "raise" or index_predictor is not None):
+            if missing and (unknown == "raise" or self.pair_predictor is not None):
                 why = "" if unknown == "raise" else f" (model {self.model!r} has no strength for an unseen item)"
                 raise InputError(f"unknown item(s) {missing[:5]}{why}; pass unknown='prior' for the average item")
             return np.array([lookup.get(x, -1) for x in names], dtype=np.int64)
 
         ia, ib = idx(a), idx(b)
         order = None if a_first is None else np.broadcast_to(np.asarray(a_first, bool), ia.shape)
-        if index_predictor is not None:
-            return index_predictor(ia, ib, order)
-        strength = np.append(self.log_strength, float(np.mean(self.log_strength)))  # index −1: the average item
-        return self.predictor(strength[ia], strength[ib], order)
+        return self.predict_indices(ia, ib, order)
+
+    @property
+    def predicts(self) -> bool:
+        """Whether the model defines win probabilities."""
+        return self.pair_predictor is not None or self.predictor is not None
+
+    def predict_indices(self, ia: np.ndarray, ib: np.ndarray,
+                        a_first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Win and tie probabilities of item ``ia[k]`` against ``ib[k]``: the one prediction protocol.
+
+        Index −1 is an item the model has not seen: the average item (the mean score, which is what Newman's prior
+        gives an item without data) for score predictors, a coin flip for index predictors.
+        """
+        if not self.predicts:
+            raise InputError(f"model {self.model!r} does not define win probabilities")
+        ia, ib = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
+        if self.pair_predictor is not None:
+            known = (ia >= 0) & (ib >= 0)
+            p, t = np.full(ia.shape, 0.5), np.zeros(ia.shape)
+            if known.any():
+                p[known], t[known] = self.pair_predictor(ia[known], ib[known],
+                                                         None if a_first is None else a_first[known])
+            return p, t
+        scores = np.append(self.scores, float(np.mean(self.scores)))  # index −1: the average item
+        return self.predictor(scores[ia], scores[ib], a_first)
 
     # ------------------------------------------------------------------ output
     def to_pandas(self) -> pd.DataFrame:
@@ -302,7 +348,7 @@ class Leaderboard:
             frame["win_rate"] = self.win_rate
         for name, values in self.columns.items():
             frame[name] = values
-        key = self.log_strength if self.sort_key is None else self.sort_key
+        key = self.scores if self.sort_key is None else self.sort_key
         order = np.lexsort((np.arange(len(self.items)), -key))
         return frame.iloc[order].reset_index(drop=True)
 
@@ -319,6 +365,7 @@ class Leaderboard:
         return {
             "model": self.model,
             "scale": self.scale_name,
+            "score_scale": self.score_scale,
             "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method,
                          "se_method": self.info.get("se_method")},
             "sorted_by": self.info.get("sorted_by", "rating"),

@@ -164,19 +164,7 @@ def _compact(train: Comparisons) -> tuple[Comparisons, np.ndarray]:
 
 def _predictions(board: Leaderboard, index: np.ndarray, test: Comparisons) -> tuple[np.ndarray, np.ndarray]:
     """P(a wins) and P(tie) for the test comparisons; ``index`` maps test items to the board (−1: unseen)."""
-    ia, ib = index[test.a], index[test.b]
-    known = (ia >= 0) & (ib >= 0)
-    order = test.a_first
-    index_predictor = board.info.get("index_predictor")
-    if index_predictor is not None:
-        win, tie = np.full(len(test), 0.5), np.zeros(len(test))
-        if known.any():
-            win[known], tie[known] = index_predictor(ia[known], ib[known], None if order is None else order[known])
-        return win, tie
-    if board.predictor is None:
-        raise InputError(f"model {board.model!r} does not predict win probabilities")
-    theta = np.concatenate([board.log_strength, [0.0]])  # position −1: an unseen item at the average strength
-    win, tie = board.predictor(theta[ia], theta[ib], order)
+    win, tie = board.predict_indices(index[test.a], index[test.b], test.a_first)
     return np.asarray(win, dtype=float), np.broadcast_to(np.asarray(tie, dtype=float), np.shape(win))
 
 

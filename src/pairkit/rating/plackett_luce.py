@@ -341,7 +341,7 @@ def fit_plackett_luce(
     first = np.bincount(st.item[:, 0][st.valid[:, 0]], st.weight[st.valid[:, 0]], n)
     return Leaderboard(
         items=rankings.items,
-        log_strength=theta - theta.mean(),
+        scores=theta - theta.mean(),
         model="plackett_luce",
         se=se,
         covariance=cov,

@@ -19,8 +19,8 @@ from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, EstimationError
 from pairkit.rating._checks import MAX_ITER, PRIOR, TOL, check_comparisons
-from pairkit.rating._stats import games_per_item
-from pairkit.rating.leaderboard import Leaderboard
+from pairkit.rating._stats import games_per_item, score_board
+from pairkit.rating.leaderboard import LOG_STRENGTH, Leaderboard, bradley_terry_predictor
 
 __all__ = [
     "fit_eigenvector",
@@ -157,15 +157,9 @@ def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Lead
     check_comparisons(comparisons, "rank_centrality")
     pi = rank_centrality_scores(comparisons, alpha=alpha)
     theta = np.log(pi)
-    return Leaderboard(
-        items=comparisons.items,
-        log_strength=theta - theta.mean(),
-        model="rank_centrality",
-        n=games_per_item(comparisons),
-        n_comparisons=len(comparisons),
-        params={"alpha": float(alpha)},
-        columns={"stationary": pi},
-    )
+    return score_board(comparisons.items, theta - theta.mean(), model="rank_centrality", score_scale=LOG_STRENGTH,
+                       scale_name="log", predictor=bradley_terry_predictor, games=games_per_item(comparisons),
+                       n_comparisons=len(comparisons), params={"alpha": float(alpha)}, columns={"stationary": pi})
 
 
 # ---------------------------------------------------------------------------------------------- PageRank
@@ -218,16 +212,9 @@ def fit_pagerank(
     """
     check_comparisons(comparisons, "pagerank")
     pi = pagerank_scores(comparisons, damping=damping, tol=tol, max_iter=max_iter)
-    return Leaderboard(
-        items=comparisons.items,
-        log_strength=pi,
-        model="pagerank",
-        n=games_per_item(comparisons),
-        n_comparisons=len(comparisons),
-        params={"damping": float(damping)},
-        scale_name="pagerank",
-        predictor=None,
-    )
+    return score_board(comparisons.items, pi, model="pagerank", score_scale="PageRank pi",
+                       games=games_per_item(comparisons), n_comparisons=len(comparisons),
+                       params={"damping": float(damping)})
 
 
 # ---------------------------------------------------------------------------------------------- Keener
@@ -269,13 +256,6 @@ def fit_eigenvector(
             f"groups, e.g. {[comparisons.items[k] for k in small]}. Use prior > 0 or fit components separately."
         )
     r = perron_vector(a, tol=tol, max_iter=max_iter)
-    return Leaderboard(
-        items=comparisons.items,
-        log_strength=r,
-        model="eigenvector",
-        n=games_per_item(comparisons),
-        n_comparisons=len(comparisons),
-        params={"prior": float(prior)},
-        scale_name="eigenvector",
-        predictor=None,
-    )
+    return score_board(comparisons.items, r, model="eigenvector", score_scale="Perron vector",
+                       games=games_per_item(comparisons), n_comparisons=len(comparisons),
+                       params={"prior": float(prior)})

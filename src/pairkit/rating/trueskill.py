@@ -429,7 +429,7 @@ def fit_trueskill(
     tol: float = 1e-4,
     z: float | None = None,
 ) -> Leaderboard:
-    """TrueSkill ratings as a :class:`Leaderboard` (``log_strength`` = μ, scale ``"trueskill"``, se = σ).
+    """TrueSkill ratings as a :class:`Leaderboard` (``scores`` = μ on the ``"trueskill mu"`` scale, se = σ).
 
     .. math::
 
@@ -475,5 +475,6 @@ def fit_trueskill(
         intervals=intervals,
         level=level,
         scale_name="trueskill",
+        score_scale="trueskill mu",
         predictor=trueskill_predictor(beta, margin, normal),
     )

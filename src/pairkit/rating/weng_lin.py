@@ -309,7 +309,7 @@ def fit_weng_lin(
     level: float = 0.95,
     z: float | None = None,
 ) -> Leaderboard:
-    """Weng–Lin online ratings as a :class:`Leaderboard` (``log_strength`` = μ, scale ``"openskill"``).
+    """Weng–Lin online ratings as a :class:`Leaderboard` (``scores`` = μ on the ``"openskill mu"`` scale).
 
     .. math::
 
@@ -351,6 +351,7 @@ def fit_weng_lin(
         intervals=intervals,
         level=level,
         scale_name="openskill",
+        score_scale="openskill mu",
         predictor=weng_lin_predictor(beta),
     )
 

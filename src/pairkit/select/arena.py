@@ -348,7 +348,7 @@ class Selection:
         n = self.pool.n_items
         base = np.zeros(n)
         if self.decisions:
-            base = self.leaderboard(prior=prior, intervals="none").log_strength
+            base = self.leaderboard(prior=prior, intervals="none").scores
         if self.ranking is None and self.winner is None:
             return base
         top = self.ranking if self.ranking is not None else [self.winner]

@@ -418,7 +418,7 @@ async def active(
     done = len(warm)
     while done < limit:
         board = fit_bradley_terry(_comparisons_so_far(arena, out), prior=prior, intervals="fisher", level=level)
-        theta, cov = board.log_strength, board.covariance
+        theta, cov = board.scores, board.covariance
         if _separated(theta, board.ci_low_log, board.ci_high_log, stop_top):
             out.stopped = "separated"
             return
