@@ -49,12 +49,3 @@ class IntervalWarning(PairkitWarning):
 class DroppedRowsWarning(PairkitWarning):
     """Rows were dropped because the caller asked for invalid rows to be dropped."""
 
-
-def describe_location(source: str | None, row: int | None = None, column: str | None = None) -> str:
-    """Format 'source, row R, column C' for error messages, skipping unknown parts."""
-    parts = [source or "input"]
-    if row is not None:
-        parts.append(f"row {row}")
-    if column is not None:
-        parts.append(f"column {column!r}")
-    return ", ".join(parts)

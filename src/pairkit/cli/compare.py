@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from pairkit._io import atomic_write_text
 from pairkit.cli._app import app
 from pairkit.cli._common import check_options, check_plot_path, console, load_comparisons, reported_errors
 
@@ -116,19 +113,9 @@ def compare_models_command(
             plot_reliability(frame, plot)
             console.print(f"wrote {plot}")
         if json_out is not None:
-            records = [{k: _jsonable(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
-            atomic_write_text(
-                json_out,
-                json.dumps({"folds": folds, "seed": seed, "models": records}, indent=2, allow_nan=False) + "\n",
-            )
+            frame.to_json(json_out)
             console.print(f"wrote {json_out}")
 
 
 def _fmt(value: float, digits: int) -> str:
     return "—" if value != value else f"{value:.{digits}f}"
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -2,16 +2,25 @@
 
 from pairkit.data.best_worst import best_worst_comparisons, best_worst_scores
 from pairkit.data.comparisons import Comparisons, PairCounts, aggregate_pairs
-from pairkit.data.rankings import *  # noqa: F403
+from pairkit.data.letor import LetorData, pad_lists, read_letor
+from pairkit.data.rankings import Rankings, read_any_rankings, read_preflib, read_rankings, read_wide_rankings
 from pairkit.data.readers import OUTCOME_LABELS, read_comparisons, read_table
 
 __all__ = [
-    "OUTCOME_LABELS",
     "Comparisons",
+    "LetorData",
+    "OUTCOME_LABELS",
     "PairCounts",
+    "Rankings",
     "aggregate_pairs",
     "best_worst_comparisons",
     "best_worst_scores",
+    "pad_lists",
+    "read_any_rankings",
     "read_comparisons",
+    "read_letor",
+    "read_preflib",
+    "read_rankings",
     "read_table",
+    "read_wide_rankings",
 ]

@@ -87,7 +87,8 @@ class Comparisons:
     ``cluster[k]`` (prompt, voter, match day: the unit of dependence for sandwich errors and bootstrap) and an
     optional ``a_first[k]`` (``a`` was shown/played first: home side, white, answer A).
 
-    Build with :meth:`from_arrays`, :func:`pairkit.read_comparisons` or :meth:`from_pandas`.
+    Build with :meth:`from_arrays` or :func:`pairkit.read_comparisons` (files and DataFrames); this module does
+    no I/O.
     """
 
     items: tuple[str, ...]
@@ -173,13 +174,6 @@ class Comparisons:
             a_first=af,
             source=source,
         )
-
-    @classmethod
-    def from_pandas(cls, frame: pd.DataFrame, **columns) -> Comparisons:
-        """Read a DataFrame; keyword arguments as in :func:`pairkit.read_comparisons`."""
-        from pairkit.data.readers import read_comparisons
-
-        return read_comparisons(frame, **columns)
 
     # ------------------------------------------------------------------ basic properties
     def __len__(self) -> int:

@@ -1,12 +1,57 @@
 """pairkit.judges: the Comparator protocol, its implementations, the judgment cache and cost accounting."""
 
-from pairkit.judges.base import *  # noqa: F403
-from pairkit.judges.cache import *  # noqa: F403
-from pairkit.judges.config import *  # noqa: F403
-from pairkit.judges.embedding import *  # noqa: F403
-from pairkit.judges.escalate import *  # noqa: F403
-from pairkit.judges.http import *  # noqa: F403
-from pairkit.judges.human import *  # noqa: F403
-from pairkit.judges.local import *  # noqa: F403
-from pairkit.judges.prompts import *  # noqa: F403
-from pairkit.judges.simulated import *  # noqa: F403
+from pairkit.judges.base import (
+    BudgetExhausted,
+    CallableJudge,
+    Comparator,
+    ComparatorBase,
+    JudgeError,
+    Judgment,
+    Request,
+    Usage,
+    run_sync,
+)
+from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache, cache_key, check_priced
+from pairkit.judges.config import judge_from_config
+from pairkit.judges.embedding import EmbeddingJudge
+from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_threshold, confidence
+from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
+from pairkit.judges.human import HumanJudge
+from pairkit.judges.local import HFJudge
+from pairkit.judges.prompts import TEMPLATES, PromptTemplate, parse_verdict, verdict_probabilities
+from pairkit.judges.simulated import SimulatedJudge, simulated_probabilities
+
+__all__ = [
+    "Budget",
+    "BudgetExhausted",
+    "CachedJudge",
+    "Calibration",
+    "CallableJudge",
+    "Comparator",
+    "ComparatorBase",
+    "EmbeddingJudge",
+    "EscalatingJudge",
+    "HFJudge",
+    "HumanJudge",
+    "JudgeError",
+    "Judgment",
+    "JudgmentCache",
+    "OpenAIJudge",
+    "Price",
+    "PromptTemplate",
+    "Request",
+    "RetryWarning",
+    "SimulatedJudge",
+    "TEMPLATES",
+    "Usage",
+    "cache_key",
+    "calibrate_threshold",
+    "check_priced",
+    "confidence",
+    "judge_from_config",
+    "parse_verdict",
+    "run_sync",
+    "simulated_probabilities",
+    "verdict_from_logprobs",
+    "verdict_probabilities",
+]

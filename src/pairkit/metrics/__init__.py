@@ -1,3 +1,27 @@
 """pairkit.metrics: ranking, agreement and calibration metrics (numpy)."""
 
-from pairkit.metrics.ranking import *  # noqa: F403
+from pairkit.metrics.ranking import (
+    average_precision,
+    dcg,
+    ideal_dcg,
+    kendall_tau,
+    ndcg,
+    ordered_pair_accuracy,
+    precision_at_k,
+    recall_at_k,
+    reciprocal_rank,
+    spearman_rho,
+)
+
+__all__ = [
+    "average_precision",
+    "dcg",
+    "ideal_dcg",
+    "kendall_tau",
+    "ndcg",
+    "ordered_pair_accuracy",
+    "precision_at_k",
+    "recall_at_k",
+    "reciprocal_rank",
+    "spearman_rho",
+]

@@ -3,6 +3,7 @@
 from pairkit.rating.bayeselo import bayeselo_elo_scale, bayeselo_virtual_draws, fit_bayeselo
 from pairkit.rating.bootstrap import BootstrapWarning, bootstrap, bootstrap_bradley_terry
 from pairkit.rating.bradley_terry import (
+    check_decisive,
     check_mle_exists,
     davidson_predictor,
     davidson_rows,
@@ -32,8 +33,22 @@ from pairkit.rating.intransitive import (
     fit_blade_chest,
     intransitive_triads,
 )
-from pairkit.rating.leaderboard import ELO_FACTOR, Leaderboard
-from pairkit.rating.model_selection import DEFAULT_MODELS, compare_models, prediction_scores
+from pairkit.rating.leaderboard import (
+    ELO_FACTOR,
+    LOG_STRENGTH,
+    Leaderboard,
+    PairPredictor,
+    Predictor,
+    bradley_terry_predictor,
+)
+from pairkit.rating.model_selection import (
+    DEFAULT_MODELS,
+    ModelComparison,
+    compare_models,
+    plot_reliability,
+    prediction_scores,
+    reliability,
+)
 from pairkit.rating.order import fit_order_advantage, order_predictor
 from pairkit.rating.plackett_luce import check_pl_mle_exists, fit_plackett_luce, plackett_luce_loglik
 from pairkit.rating.registry import (
@@ -76,9 +91,13 @@ __all__ = [
     "BootstrapWarning",
     "DEFAULT_MODELS",
     "ELO_FACTOR",
+    "LOG_STRENGTH",
     "Leaderboard",
     "MODELS",
     "Matches",
+    "ModelComparison",
+    "PairPredictor",
+    "Predictor",
     "WENG_LIN_MODELS",
     "bayeselo_elo_scale",
     "bayeselo_virtual_draws",
@@ -86,6 +105,8 @@ __all__ = [
     "bootstrap",
     "bootstrap_bradley_terry",
     "borda_scores",
+    "bradley_terry_predictor",
+    "check_decisive",
     "check_mle_exists",
     "check_pl_mle_exists",
     "compare_models",
@@ -135,11 +156,13 @@ __all__ = [
     "peer_rank",
     "perron_vector",
     "plackett_luce_loglik",
+    "plot_reliability",
     "prediction_scores",
     "rank_centrality_scores",
     "rao_kupper_predictor",
     "rao_kupper_rows",
     "register_model",
+    "reliability",
     "robust_predictor",
     "robust_rows",
     "stationary_distribution",

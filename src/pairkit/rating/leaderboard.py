@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -14,6 +15,8 @@ import pandas as pd
 from scipy import special
 
 from pairkit.errors import InputError
+
+__all__ = ["ELO_FACTOR", "LOG_STRENGTH", "Leaderboard", "PairPredictor", "Predictor", "bradley_terry_predictor"]
 
 ELO_FACTOR = 400.0 / math.log(10.0)
 """Elo points per natural log-strength unit (a 400-point gap means 10:1 odds)."""
@@ -454,6 +457,22 @@ def overlap_rank_interval(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, n
     better = np.where(np.isnan(hi), 0, len(n_lo) - np.searchsorted(n_lo, hi, side="right"))
     not_worse = np.where(np.isnan(lo), 0, len(n_hi) - np.searchsorted(n_hi, lo, side="left"))
     return 1 + better.astype(int), not_worse.astype(int)
+
+
+_dataclass_init = Leaderboard.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, log_strength: np.ndarray | None = None, **kwargs) -> None:
+    # ``log_strength=`` is the old name of ``scores=`` (kept for code that builds boards itself)
+    if log_strength is not None:
+        if "scores" in kwargs or len(args) > 1:
+            raise TypeError("give scores= only (log_strength= is its old name)")
+        kwargs["scores"] = log_strength
+    _dataclass_init(self, *args, **kwargs)
+
+
+Leaderboard.__init__ = _init
 
 
 def _jsonable(value: Any) -> Any:

@@ -34,7 +34,10 @@ References:
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,7 +46,14 @@ from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError
 from pairkit.rating.leaderboard import Leaderboard
 
-__all__ = ["DEFAULT_MODELS", "compare_models", "prediction_scores", "reliability", "plot_reliability"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "ModelComparison",
+    "compare_models",
+    "plot_reliability",
+    "prediction_scores",
+    "reliability",
+]
 
 DEFAULT_MODELS = ("bt", "elo", "davidson", "rao_kupper")
 """Models compared when none are named (those that need no order flag; tie models only with ties present).
@@ -208,7 +218,7 @@ def compare_models(
     options: Mapping[str, Mapping] | None = None,
     split_by: np.ndarray | Sequence | None = None,
     test: Comparisons | None = None,
-) -> pd.DataFrame:
+) -> ModelComparison:
     """Held-out log-loss, accuracy, Brier score and calibration of rating models.
 
     .. math::
@@ -230,10 +240,11 @@ def compare_models(
         test: held-out comparisons (matched to the training items by name): fit once on ``comparisons``.
 
     Returns:
-        One row per model, best log-loss first (skipped models last): ``model``, ``log_loss``, ``accuracy``,
+        A :class:`ModelComparison` (``to_json``; reads as its table): one row per model, best log-loss first
+        (skipped models last): ``model``, ``log_loss``, ``accuracy``,
         ``brier``, ``ece`` (pooled over all held-out comparisons), ``log_loss_3`` and ``brier_3`` (three-outcome
         scores; NaN for models without a tie probability or data without ties), ``log_loss_sd`` (across folds),
-        ``n_test``, ``folds``, ``note`` (why a model was skipped, else empty). ``frame.attrs["predictions"]``
+        ``n_test``, ``folds``, ``note`` (why a model was skipped, else empty). ``table.attrs["predictions"]``
         holds each model's held-out ``(expected, outcome, weight)`` for :func:`plot_reliability`.
     """
     from pairkit._spec import Spec, options_of
@@ -309,10 +320,61 @@ def compare_models(
     frame["note"] = frame["note"].fillna("")
     frame = frame.sort_values("log_loss", kind="stable", na_position="last").reset_index(drop=True)
     frame.attrs["predictions"] = predictions
-    return frame
+    split = "test" if test is not None else "forward" if split_by is not None else "folds"
+    return ModelComparison(frame, n_splits=len(splits), seed=seed if isinstance(seed, int) else None, split=split)
 
 
-def plot_reliability(frame: pd.DataFrame, path=None, *, bins: int = 10, ax=None):
+class ModelComparison:
+    """What :func:`compare_models` returns: the score table (one row per model, best first) and how it was held
+    out, with the JSON contract (:meth:`to_dict`, :meth:`to_json`).
+
+    It reads as its table: ``result.model``, ``result["log_loss"]``, ``result.set_index("model")`` … are the
+    :class:`pandas.DataFrame`'s (``result.table``); ``table.attrs["predictions"]`` holds the held-out
+    predictions for :func:`plot_reliability`.
+    """
+
+    def __init__(self, table: pd.DataFrame, *, n_splits: int, seed: int | None, split: str) -> None:
+        # attribute names differ from the table's columns (``folds``), which they would hide
+        self.table, self.n_splits, self.seed, self.split = table, n_splits, seed, split
+
+    def __getattr__(self, name: str):
+        if name == "table":  # not yet set (copying, unpickling): no table to read from
+            raise AttributeError(name)
+        return getattr(self.table, name)
+
+    def __getitem__(self, key):
+        return self.table[key]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return f"ModelComparison(split={self.split!r}, n_splits={self.n_splits}, seed={self.seed})\n{self.table!r}"
+
+    def to_dict(self) -> dict:
+        """``{"split", "folds", "seed", "models": [one record per model; NaN → null]}``."""
+        records = [{k: _finite_or_none(v) for k, v in r.items()} for r in self.table.to_dict(orient="records")]
+        return {"split": self.split, "folds": self.n_splits, "seed": self.seed, "models": records}
+
+    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
+        """Serialise :meth:`to_dict` (and write it to ``path`` if given)."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            from pairkit._io import atomic_write_text
+
+            atomic_write_text(path, text + "\n")  # a kill or a full disk leaves the previous file whole
+        return text
+
+
+def _finite_or_none(value):
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def plot_reliability(frame: ModelComparison | pd.DataFrame, path=None, *, bins: int = 10, ax=None):
     """Reliability diagram (both orientations) of every model in a :func:`compare_models` result.
 
     Points are the bins' mean predicted vs observed expected score, sized by weight; the diagonal is perfect
@@ -324,7 +386,8 @@ def plot_reliability(frame: pd.DataFrame, path=None, *, bins: int = 10, ax=None)
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    predictions = frame.attrs.get("predictions") or {}
+    table = frame.table if isinstance(frame, ModelComparison) else frame
+    predictions = table.attrs.get("predictions") or {}
     if not predictions:
         raise InputError("no held-out predictions to plot (pass the frame returned by compare_models)")
     own = ax is None
