@@ -14,34 +14,9 @@ from pairkit.cli._common import console, err_console, format_params, leaderboard
 
 def read_candidates(path: Path) -> list[dict]:
     """JSONL rows ``{context_id, candidate_id, text}`` (optional ``context``, ``reference``)."""
-    from pairkit.errors import InputError
+    from pairkit.data import read_records
 
-    if not path.exists():
-        raise InputError(f"candidates file {str(path)!r} not found")
-    if path.is_dir():
-        raise InputError(f"candidates file {str(path)!r} is a directory; give a JSONL file")
-    rows = []
-    with path.open("rb") as fh:
-        for row_no, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if row_no == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"{path}, row {row_no}: not UTF-8 (byte 0x{raw[exc.start]:02x} at character {exc.start + 1}); "
-                    "save the file as UTF-8"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path}, row {row_no}: not valid JSON ({exc.msg}); write one object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}, row {row_no}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    return read_records(path, what="candidates")
 
 
 def load_judge(path: Path, rows: list[dict]):

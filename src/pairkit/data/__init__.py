@@ -4,7 +4,7 @@ from pairkit.data.best_worst import best_worst_comparisons, best_worst_scores
 from pairkit.data.comparisons import Comparisons, PairCounts, aggregate_pairs
 from pairkit.data.letor import LetorData, pad_lists, read_letor
 from pairkit.data.rankings import Rankings, read_any_rankings, read_preflib, read_rankings, read_wide_rankings
-from pairkit.data.readers import OUTCOME_LABELS, read_comparisons, read_table
+from pairkit.data.readers import OUTCOME_LABELS, read_comparisons, read_records, read_table
 
 __all__ = [
     "Comparisons",
@@ -21,6 +21,7 @@ __all__ = [
     "read_letor",
     "read_preflib",
     "read_rankings",
+    "read_records",
     "read_table",
     "read_wide_rankings",
 ]

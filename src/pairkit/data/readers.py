@@ -29,6 +29,8 @@ import pandas as pd
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import DroppedRowsWarning, InputError
 
+__all__ = ["OUTCOME_LABELS", "read_comparisons", "read_records", "read_table"]
+
 OUTCOME_LABELS: dict[str, float] = {
     **dict.fromkeys(["1", "1.0", "a", "model_a", "win", "w", "1-0", "a>b", "a>>b", "left", "first"], 1.0),
     **dict.fromkeys(["0", "0.0", "b", "model_b", "loss", "l", "0-1", "b>a", "b>>a", "right", "second"], 0.0),
@@ -500,3 +502,62 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     values = np.where(out_of_range, np.nan, values)
     flag(np.isnan(values) & ~missing, name, f"unknown outcome label (known labels include {known}, numbers)")
     return np.nan_to_num(values, nan=0.5)
+
+
+def read_records(path: str | Path, *, what: str = "data") -> list[dict]:
+    """Rows of a JSON list, a JSONL file (``.gz`` allowed) or a Parquet file, as dictionaries: the one reader
+    of record files (preference data for training, candidates for judging).
+
+    Errors name the file and the row (line) and say what to fix: a missing file, a row that is not UTF-8 or not
+    valid JSON, a row that is not an object, a file without rows. ``what`` names the file in them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"{what} file {str(path)!r} is a directory; give a JSON, JSONL or Parquet file")
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        rows = pd.read_parquet(path).to_dict(orient="records")
+    else:
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+        lines = raw.splitlines()
+        first = next((line.lstrip() for line in lines if line.strip()), b"").lstrip(b"\xef\xbb\xbf")
+        if first.startswith(b"["):
+            rows = _json_list(raw, path)
+        else:
+            rows = [_json_line(line, row_no, path) for row_no, line in enumerate(lines, start=1) if line.strip()]
+    for row_no, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}, row {row_no}: expected a JSON object, got {type(row).__name__}")
+    if not rows:
+        raise InputError(f"{what} file {str(path)!r} holds no rows")
+    return rows
+
+
+def _decode(raw: bytes, row_no: int, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig" if row_no == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}, row {row_no}: not UTF-8 (byte 0x{raw[exc.start]:02x} at character {exc.start + 1}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _json_line(raw: bytes, row_no: int, path: Path):
+    try:
+        return json.loads(_decode(raw, row_no, path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}, row {row_no} (line {row_no}): not valid JSON ({exc.msg}); write one object per "
+                         "line") from None
+
+
+def _json_list(raw: bytes, path: Path) -> list:
+    try:
+        return json.loads(_decode(raw, 1, path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+

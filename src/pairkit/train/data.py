@@ -17,14 +17,12 @@ the HH-RLHF ``"\\n\\nHuman: …\\n\\nAssistant:"`` layout.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pairkit.data.readers import read_records  # the one reader of record files; re-exported here
 from pairkit.errors import InputError
 
 __all__ = [
@@ -37,35 +35,6 @@ __all__ = [
 
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _HH_ASSISTANT = "\n\nAssistant:"
-
-
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON list, a JSONL file (``.gz`` allowed) or a Parquet file, as dictionaries."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"data file {str(path)!r} does not exist")
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict(orient="records")
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        text = fh.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}, line {i}: not valid JSON ({exc.msg}); fix or remove it") from None
-    if not rows:
-        raise InputError(f"data file {str(path)!r} holds no rows")
-    return rows
 
 
 def _message(m: Any, where: str) -> dict[str, str]:
