@@ -245,7 +245,9 @@ def test_sparse_items_are_floored_at_fisher_and_flagged():
     assert board.se[single] >= fisher.se[single] * (1 - 1e-9)
     assert board.se[never] >= fisher.se[never] * (1 - 1e-9)
     assert board.se[never] > 1.0  # the prior's width (one virtual win and loss), not 0.01
-    assert board.to_dict()["items"][0].get("prior_only") is not None
+    payload = board.to_dict()
+    assert payload["items"][0].get("prior_only") is not None
+    assert "sandwich" in payload["interval"]["rule"] and any("'never'" in x for x in payload["interval"]["notes"])
 
 
 def test_sparse_item_interval_coverage():
