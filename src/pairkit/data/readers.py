@@ -513,7 +513,7 @@ def read_records(path: str | Path, *, what: str = "data") -> list[dict]:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{what} file {str(path)!r} does not exist")
+        raise InputError(f"{what} file {str(path)!r} not found (it does not exist); check the path")
     if path.is_dir():
         raise InputError(f"{what} file {str(path)!r} is a directory; give a JSON, JSONL or Parquet file")
     name = path.name.lower()
