@@ -238,7 +238,9 @@ class Input:
 
     ``kind`` says what it holds, from a small vocabulary shared by producers (trainers, builders in tests):
     ``"logps"`` (sequence log-probabilities), ``"token_logps"``, ``"token_mask"``, ``"lengths"``, ``"logits"``,
-    ``"token_logits"``, ``"labels"``, ``"rewards"``, ``"scores"``, ``"embeddings"``, ``"probs"``, … ``shape``
+    ``"token_logits"``, ``"classes"`` (class indices), ``"binary"``, ``"grades"`` (relevance labels), ``"outcomes"``
+    (1 / 0 / 0.5 for a tie), ``"stds"``, ``"rewards"``,
+    ``"scores"``, ``"embeddings"``, ``"probs"``, ``"log_probs"``, ``"margins"``, … ``shape``
     names its dimensions (``"[batch]"``, ``"[batch, list]"``, ``"[batch, T]"``). ``keyword`` inputs are passed
     by name after the positional ones; ``required=False`` ones may be left out.
     """

@@ -285,38 +285,6 @@ LOSSES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_mask_slicing_none_sum_all_masked(name):
-    fn = LOSSES[name]
-    g = torch.Generator().manual_seed(11)
-    z = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 6, (3, 4), generator=g)
-    mask = torch.rand(3, 4, generator=g) > 0.3
-    y_pad = torch.where(mask, y, torch.full_like(y, -100))
-    torch.testing.assert_close(fn(z, y_pad, mask=mask), fn(z[mask], y[mask]))
-    none = fn(z, y_pad, mask=mask, reduction="none")
-    torch.testing.assert_close(none.sum(), fn(z, y_pad, mask=mask, reduction="sum"))
-    a = z.clone().requires_grad_(True)
-    out = fn(a, y_pad, mask=torch.zeros(3, 4, dtype=torch.bool))
-    assert out.item() == 0.0
-    out.backward()
-    assert torch.isfinite(a.grad).all()
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", sorted(set(LOSSES) - {"comp_sum_0"}))
-def test_extreme_logits_finite(name, dtype):
-    # comp-sum with tau = 0 is the exponential loss 1/p_y - 1, which genuinely overflows at such margins
-    fn = LOSSES[name]
-    g = torch.Generator().manual_seed(12)
-    z = (torch.randint(-1, 2, (6, 7), generator=g) * 1e4).to(dtype).requires_grad_(True)
-    y = torch.randint(0, 7, (6,), generator=g)
-    out = fn(z, y)
-    assert torch.isfinite(out), name
-    out.backward()
-    assert torch.isfinite(z.grad.float()).all(), name
-
-
 @pytest.mark.parametrize("name", sorted(set(LOSSES) - {"aldr", "p2c"}) + ["p2c_no_diversity"])
 def test_gradcheck_float64(name):
     # ALDR's lambda and P2C's diversity targets are stop-gradient by design (checked against the

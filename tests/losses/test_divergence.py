@@ -152,51 +152,6 @@ def test_divergences_nonnegative_and_zero_iff_equal(a, b):
             assert d > 1e-12, name
 
 
-@pytest.mark.parametrize("name", sorted(LOG_DIVERGENCES))
-def test_mask_equals_slicing_and_none_sums_to_sum(name):
-    fn = LOG_DIVERGENCES[name]
-    lp, lt = _pair(shape=(3, 5, 6), seed=4)
-    mask = torch.rand(3, 5, generator=torch.Generator().manual_seed(0)) > 0.4
-    got = fn(lp, lt, mask=mask)
-    torch.testing.assert_close(got, fn(lp[mask], lt[mask]))
-    none = fn(lp, lt, mask=mask, reduction="none")
-    assert none.shape == (3, 5)
-    torch.testing.assert_close(none.sum(), fn(lp, lt, mask=mask, reduction="sum"))
-
-
-@pytest.mark.parametrize("name", sorted(LOG_DIVERGENCES))
-def test_all_masked_is_zero_with_finite_gradient(name):
-    fn = LOG_DIVERGENCES[name]
-    lp, lt = _pair(shape=(2, 3, 4), seed=5)
-    lp = lp.clone().requires_grad_(True)
-    out = fn(lp, lt, mask=torch.zeros(2, 3, dtype=torch.bool))
-    assert out.item() == 0.0
-    out.backward()
-    assert torch.isfinite(lp.grad).all()
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", sorted(set(LOG_DIVERGENCES) - {"chi2", "alpha_3"}))
-def test_extreme_logits_finite_values_and_gradients(name, dtype):
-    # chi^2 and alpha outside [-1, 1] have true values beyond the float range for such inputs
-    fn = LOG_DIVERGENCES[name]
-    g = torch.Generator().manual_seed(6)
-    s = (torch.randint(-1, 2, (4, 9), generator=g) * 1e4).to(dtype).requires_grad_(True)
-    t = (torch.randint(-1, 2, (4, 9), generator=g) * 1e4).to(dtype).requires_grad_(True)
-    out = fn(s.log_softmax(-1), t.log_softmax(-1))
-    assert torch.isfinite(out).all(), name
-    out.backward()
-    assert torch.isfinite(s.grad).all() and torch.isfinite(t.grad).all(), name
-
-
-@pytest.mark.parametrize("name", ["kl", "reverse_kl", "gjsd_0.2", "hellinger", "alpha_0.5", "cauchy_schwarz", "top_k"])
-def test_gradcheck_float64(name):
-    fn = LOG_DIVERGENCES[name]
-    s = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    t = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: fn(a.log_softmax(-1), b.log_softmax(-1)), (s, t))
-
-
 def test_gradcheck_tv_away_from_kinks():
     s = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
     t = torch.tensor([[2.0, 0.5, 0.0]], dtype=torch.float64)

@@ -111,15 +111,15 @@ def check_broadcastable(name: str, tensor: torch.Tensor | None, shape: torch.Siz
 # tensors from these declarations, never from signatures.
 PAIR = (Input("policy_chosen_logps", "logps"), Input("policy_rejected_logps", "logps"))
 PAIR_REF = (*PAIR, Input("ref_chosen_logps", "logps"), Input("ref_rejected_logps", "logps"))
-UNPAIRED = (Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("desirable", "labels"))
+UNPAIRED = (Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("desirable", "binary"))
 LIST_REF = (
     Input("policy_logps", "logps", "[batch, list]"),
     Input("ref_logps", "logps", "[batch, list]"),
-    Input("labels", "labels", "[batch, list]"),
+    Input("labels", "grades", "[batch, list]"),
 )
-RANKED_LISTS = (Input("scores", "scores", "[batch, list]"), Input("labels", "labels", "[batch, list]"))
+RANKED_LISTS = (Input("scores", "scores", "[batch, list]"), Input("labels", "grades", "[batch, list]"))
 REWARD_PAIR = (Input("chosen_rewards", "rewards"), Input("rejected_rewards", "rewards"))
-CLASSES = (Input("logits", "logits", "[batch, classes]"), Input("labels", "labels"))
+CLASSES = (Input("logits", "logits", "[batch, classes]"), Input("labels", "classes"))
 STUDENT_TEACHER = (
     Input("student_logits", "logits", "[batch, classes]"),
     Input("teacher_logits", "logits", "[batch, classes]"),
@@ -132,7 +132,7 @@ DISTRIBUTIONS = (
     Input("log_predictions", "log_probs", "[batch, classes]"),
     Input("log_targets", "log_probs", "[batch, classes]"),
 )
-LABELLED_EMBEDDINGS = (Input("embeddings", "embeddings", "[n, dim]"), Input("labels", "labels", "[n]"))
+LABELLED_EMBEDDINGS = (Input("embeddings", "embeddings", "[n, dim]"), Input("labels", "classes", "[n]"))
 QUERY_KEYS = (Input("query", "embeddings", "[n, dim]"), Input("keys", "embeddings", "[n, dim]"))
 
 

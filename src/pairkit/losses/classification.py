@@ -456,10 +456,10 @@ def mae_loss(
     inputs=(
         Input("logits_a", "logits", "[batch, classes]"),
         Input("logits_b", "logits", "[batch, classes]"),
-        Input("labels", "labels"),
+        Input("labels", "classes"),
         Input("preference_logits_a", "logits"),
         Input("preference_logits_b", "logits"),
-        Input("preferences", "labels"),
+        Input("preferences", "outcomes"),
     ),
     family="classification",
     aliases=("prefer_to_classify",),

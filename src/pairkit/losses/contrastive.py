@@ -463,7 +463,7 @@ def isogclr(
     inputs=(
         Input("query", "embeddings", "[n, dim]"),
         Input("keys", "embeddings", "[m, dim]"),
-        Input("targets", "labels", "[n, m]"),
+        Input("targets", "binary", "[n, m]"),
     ),
     batch_coupled=True,
     family=_FAMILY,

@@ -48,7 +48,7 @@ def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 @register(
     "hinton_kd_loss",
-    inputs=(*STUDENT_TEACHER, keyword("labels", "labels")),
+    inputs=(*STUDENT_TEACHER, keyword("labels", "classes")),
     family="distill",
     aliases=("kd", "hinton_kd"),
 )
@@ -101,7 +101,7 @@ def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
 
 
 @register(
-    "dkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "labels")), family="distill", aliases=("dkd", "decoupled_kd")
+    "dkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "classes")), family="distill", aliases=("dkd", "decoupled_kd")
 )
 def dkd_loss(
     student_logits: torch.Tensor,
@@ -142,7 +142,10 @@ def dkd_loss(
 
 
 @register(
-    "nkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "labels")), family="distill", aliases=("nkd", "normalized_kd")
+    "nkd_loss",
+    inputs=(*STUDENT_TEACHER, Input("labels", "classes")),
+    family="distill",
+    aliases=("nkd", "normalized_kd"),
 )
 def nkd_loss(
     student_logits: torch.Tensor,
@@ -193,7 +196,7 @@ def _entropy(log_p: torch.Tensor) -> torch.Tensor:
 
 @register(
     "bd_kd_loss",
-    inputs=(*STUDENT_TEACHER, keyword("labels", "labels")),
+    inputs=(*STUDENT_TEACHER, keyword("labels", "classes")),
     family="distill",
     aliases=("bd_kd", "balanced_divergence_kd"),
 )

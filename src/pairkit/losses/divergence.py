@@ -561,7 +561,7 @@ def sinkhorn_distance(
         if (it + 1) % 10 == 0:
             with torch.no_grad():
                 rows = torch.exp((f.unsqueeze(-1) + g.unsqueeze(-2)) / epsilon - scaled).sum(-1)
-                if (rows - predictions).abs().sum(-1).max() < tol:
+                if predictions.numel() == 0 or (rows - predictions).abs().sum(-1).max() < tol:
                     break
     plan = torch.exp((f.unsqueeze(-1) + g.unsqueeze(-2)) / epsilon - scaled)
     values = (plan * cost).sum((-2, -1))

@@ -213,6 +213,7 @@ def cpo_simpo_loss(
     Args: ``[batch]`` chosen/rejected log-probabilities (summed with lengths, or averaged).
     Returns ``[batch]`` or a scalar.
     """
+    check(mask, weights, policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps)
     values = simpo_loss(
         policy_chosen_logps, policy_rejected_logps,
         chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,

@@ -222,7 +222,7 @@ def _pointwise_targets(labels, like: torch.Tensor) -> torch.Tensor:
 
 @register(
     "pointwise_dpo",
-    inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("labels", "labels")),
+    inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("labels", "probs")),
     family=_FAMILY,
     aliases=("ulma_pointwise_dpo",),
 )

@@ -384,8 +384,8 @@ def margin_mse_loss(scores, teacher_scores, *, mask=None, weights=None, reductio
     "thurstone_fidelity_loss",
     inputs=(
         *RANKED_LISTS,
-        keyword("stds", "scores", "[batch, list]", required=True),
-        keyword("label_stds", "scores", "[batch, list]"),
+        keyword("stds", "stds", "[batch, list]", required=True),
+        keyword("label_stds", "stds", "[batch, list]"),
     ),
     family="ranking",
     aliases=("thurstone_fidelity", "fidelity"),
@@ -787,6 +787,8 @@ def sinkhorn_scaling(
     row_mask = torch.ones(mat.shape[:-1], dtype=torch.bool, device=mat.device) if row_mask is None else row_mask
     col_mask = torch.ones(mat.shape[:-1], dtype=torch.bool, device=mat.device) if col_mask is None else col_mask
     one = torch.ones((), dtype=mat.dtype, device=mat.device)
+    if mat.numel() == 0:  # an empty batch has nothing to scale (and max() of nothing is undefined)
+        return mat
     for _ in range(max_iter):
         # masked rows/columns are divided by 1, not by a clamped 0: dividing by eps would amplify the
         # (zero) gradient through them by 1/eps per iteration and overflow into NaN

@@ -196,7 +196,7 @@ def regression_bradley_terry_loss(
 
 @register(
     "reward_plackett_luce",
-    inputs=(Input("rewards", "rewards", "[batch, list]"), Input("labels", "labels", "[batch, list]")),
+    inputs=(Input("rewards", "rewards", "[batch, list]"), Input("labels", "grades", "[batch, list]")),
     family=_FAMILY,
     aliases=("kwise_reward",),
 )
