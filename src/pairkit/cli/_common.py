@@ -6,6 +6,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,37 +117,51 @@ def check_plot_path(path: Path | None, option: str = "--plot") -> None:
         raise InputError(f"{option} {path}: use a {', '.join(PLOT_SUFFIXES[:-2])} or .jpg file name")
 
 
-def load_comparisons(
-    path: Path,
-    winner: str | None = None,
-    loser: str | None = None,
-    a: str | None = None,
-    b: str | None = None,
-    outcome: str | None = None,
-    score_a: str | None = None,
-    score_b: str | None = None,
-    weight: str | None = None,
-    cluster: str | None = None,
-    a_first: str | None = None,
-    drop_invalid: bool = False,
-):
-    """Read comparisons with the CLI's column options (``--a-first true`` means a always went first).
+@dataclass(frozen=True)
+class ColumnOptions:
+    """The column options shared by ``rank``, ``compare-models`` and ``count``: which columns hold the items, the
+    outcome, weights, clusters and the order flag (``--a-first true``: ``a`` always went first), and whether
+    invalid rows are dropped. One definition; :meth:`reader_options` is what the readers take."""
+
+    winner: str | None = None
+    loser: str | None = None
+    a: str | None = None
+    b: str | None = None
+    outcome: str | None = None
+    score_a: str | None = None
+    score_b: str | None = None
+    weight: str | None = None
+    cluster: str | None = None
+    a_first: str | None = None
+    drop_invalid: bool = False
+
+    def reader_options(self) -> dict:
+        """Keyword options of :func:`pairkit.read_comparisons` / :func:`pairkit.scale.count_pairs` (columns only)."""
+        first: str | bool | None = self.a_first
+        if isinstance(first, str) and first.lower() in ("true", "always", "1"):
+            first = True
+        return dict(winner=self.winner, loser=self.loser, a=self.a, b=self.b, outcome=self.outcome,
+                    score_a=self.score_a, score_b=self.score_b, weight=self.weight, cluster=self.cluster, a_first=first)
+
+    @property
+    def on_invalid(self) -> str:
+        return "drop" if self.drop_invalid else "raise"
+
+
+def load_comparisons(path: Path, columns: ColumnOptions):
+    """Read comparisons with the CLI's column options.
 
     A directory (a partitioned dataset), a glob or a count file is counted out of core first
     (:func:`pairkit.scale.load_any`); a single rows file is read whole."""
     from pairkit.data import read_comparisons
 
-    first: str | bool | None = a_first
-    if isinstance(a_first, str) and a_first.lower() in ("true", "always", "1"):
-        first = True
-    columns = dict(winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a, score_b=score_b,
-                   weight=weight, cluster=cluster, a_first=first)
+    options = columns.reader_options()
     text = str(path)
     if Path(text).is_dir() or any(ch in text for ch in "*?[") or _is_count_file(Path(text)):
         from pairkit.scale import load_any
 
-        return load_any(text, drop_invalid=drop_invalid, **columns)
-    return read_comparisons(path, on_invalid="drop" if drop_invalid else "raise", **columns)
+        return load_any(text, drop_invalid=columns.drop_invalid, **options)
+    return read_comparisons(path, on_invalid=columns.on_invalid, **options)
 
 
 def _is_count_file(path: Path) -> bool:

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from pairkit.cli._app import app
-from pairkit.cli._common import check_options, check_plot_path, console, load_comparisons, reported_errors
+from pairkit.cli._common import (
+    ColumnOptions,
+    check_options,
+    check_plot_path,
+    console,
+    load_comparisons,
+    reported_errors,
+)
 
 
 @app.command("compare-models")
@@ -63,14 +70,11 @@ def compare_models_command(
             raise InputError("give --test or --split-by, not both")
         if split_by is not None and cluster is not None:
             raise InputError("--split-by and --cluster both define the held-out groups; give one")
-        comps = load_comparisons(
-            path, winner, loser, a, b, outcome, score_a, score_b, weight, split_by or cluster, a_first, drop_invalid
-        )
+        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
+        comps = load_comparisons(path, replace(columns, cluster=split_by or cluster))
         held_out = None
         if test is not None:
-            held_out = load_comparisons(
-                test, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid
-            )
+            held_out = load_comparisons(test, columns)
         groups = None
         if split_by is not None:
             groups = comps.cluster

@@ -9,7 +9,7 @@ import typer
 
 from pairkit._io import atomic_path
 from pairkit.cli._app import app
-from pairkit.cli._common import console, reported_errors
+from pairkit.cli._common import ColumnOptions, console, reported_errors
 
 
 class Engine(str, Enum):
@@ -46,13 +46,10 @@ def count(
 
         if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
             raise InputError(f"--output {output}: use a .parquet or .csv file name")
-        first: str | bool | None = a_first
-        if isinstance(a_first, str) and a_first.lower() in ("true", "always", "1"):
-            first = True
+        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
         table = count_pairs(
-            paths, engine=engine.value, winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a,
-            score_b=score_b, weight=weight, cluster=cluster, a_first=first,
-            on_invalid="drop" if drop_invalid else "raise", ray_address=ray_address, memory_limit=memory_limit,
+            paths, engine=engine.value, **columns.reader_options(), on_invalid=columns.on_invalid,
+            ray_address=ray_address, memory_limit=memory_limit,
         )
         with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
             if output.suffix.lower() == ".csv":

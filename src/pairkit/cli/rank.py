@@ -11,6 +11,7 @@ import typer
 
 from pairkit.cli._app import app
 from pairkit.cli._common import (
+    ColumnOptions,
     check_options,
     check_plot_path,
     console,
@@ -108,8 +109,8 @@ def rank(
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
-        comps = load_comparisons(path, winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first,
-                                 drop_invalid)
+        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
+        comps = load_comparisons(path, columns)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
         if counted is not None and (bootstrap or spec.extra.get("row_order")):
             raise InputError(
