@@ -314,10 +314,15 @@ class Spec:
 
     def check(self, values: Mapping[str, Any], *, where: str = "") -> dict[str, Any]:
         """Check options by name; unknown names raise :class:`InputError` listing the accepted ones."""
+        self.check_names(values, where=where)
+        return {k: self.option(k).check(v, where=where) for k, v in values.items()}
+
+    def check_names(self, values: Mapping[str, Any], *, where: str = "") -> None:
+        """Raise :class:`InputError` listing the accepted options when ``values`` names one this spec lacks (the
+        values themselves are checked by the function's :func:`declare_options` wrapper, once)."""
         unknown = [k for k in values if k not in self.option_names]
         if unknown:
             raise InputError(where + self._unknown_message(unknown))
-        return {k: self.option(k).check(v, where=where) for k, v in values.items()}
 
     def _unknown_message(self, names: list[str]) -> str:
         accepted = ", ".join(self.option_names) or "none"

@@ -174,7 +174,7 @@ def fit_model(
     # The bootstrap's level, also for a model that has no intervals of its own.
     level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else \
         options.get("level", 0.95)
-    options = spec.check(options, where=f"model {spec.name!r}: ")
+    spec.check_names(options, where=f"model {spec.name!r}: ")  # the values: by the fit's declared options, once
     if not bootstrap_replicates:
         return spec.fn(comparisons, **options)
     fast = spec.extra.get("fast_bootstrap")
