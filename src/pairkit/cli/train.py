@@ -38,20 +38,62 @@ def _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, s
     )
 
 
-def _load_causal_lm(model_path: Path, lora: int):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+_WEIGHTS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def _check_model_dir(model_path: Path) -> None:
+    """Name what a local model directory lacks instead of letting transformers guess (or ask a hub)."""
+    from pairkit.errors import InputError
+
+    where = f"--model {str(model_path)!r}"
+    if not model_path.is_dir():
+        raise InputError(f"{where} is not a local model directory (pairkit never downloads models)")
+    if not (model_path / "config.json").is_file():
+        raise InputError(f"{where} has no config.json; save the model with model.save_pretrained(DIR)")
+    if not any(next(model_path.glob(g), None) for g in _WEIGHTS):
+        raise InputError(f"{where} has a config but no weights (model.safetensors or pytorch_model.bin)")
+    if not any((model_path / f).is_file() for f in _TOKENIZER):
+        raise InputError(
+            f"{where} has no tokenizer files ({', '.join(_TOKENIZER[:2])}, ...); "
+            "save it there with tokenizer.save_pretrained(DIR)"
+        )
+
+
+def _from_pretrained(cls, model_path: Path, what: str, **kwargs):
+    from pairkit.errors import InputError
+
+    try:
+        return cls.from_pretrained(model_path, local_files_only=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as exc:
+        # truncated safetensors, a damaged config or a tokenizer needing a missing package
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model {str(model_path)!r}: cannot load the {what}: {first[:200]}") from None
+    except Exception as exc:  # safetensors' own error type does not derive from OSError
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise InputError(f"--model {str(model_path)!r}: the weights file is damaged ({exc})") from None
+
+
+def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
+    """Tokenizer and model from a local directory; ``kind`` 'causal' or 'reward' (one-score classifier)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from pairkit.errors import InputError
 
-    if not model_path.is_dir():
-        raise InputError(f"--model {str(model_path)!r} is not a local model directory")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    _check_model_dir(model_path)
+    tokenizer = _from_pretrained(AutoTokenizer, model_path, "tokenizer")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path)
+    if kind == "reward":
+        model = _from_pretrained(AutoModelForSequenceClassification, model_path, "model", num_labels=1)
+    else:
+        model = _from_pretrained(AutoModelForCausalLM, model_path, "model")
     if lora:
-        import peft
-
+        try:
+            import peft
+        except ImportError:
+            raise InputError("--lora needs the peft package: pip install peft (or train without --lora)") from None
         model = peft.get_peft_model(model, peft.LoraConfig(r=lora, lora_alpha=2 * lora, target_modules="all-linear"))
     return model, tokenizer
 
@@ -86,15 +128,16 @@ def _preference_command(kind: str):
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output."),
     ) -> None:
         with reported_errors():
-            from pairkit.train import train_listwise, train_preference, train_unpaired
+            from pairkit.train import check_number, train_listwise, train_preference, train_unpaired
 
             trainer, default_loss = {
                 "dpo": (train_preference, "dpo"),
                 "kto": (train_unpaired, "kto"),
                 "listwise": (train_listwise, "lipo"),
             }[kind]
-            net, tokenizer = _load_causal_lm(model, lora)
             config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+            check_number("beta", beta, low=0, low_open=True)  # before the model is loaded
+            net, tokenizer = _load_model(model, lora=lora)
             result = trainer(
                 net,
                 tokenizer,
@@ -133,30 +176,33 @@ def reward(
     save_every: int = typer.Option(None, "--save-every"),
     seed: int = typer.Option(0, "--seed"),
     bf16: bool = typer.Option(False, "--bf16"),
-    held_out: float = typer.Option(0.2, "--held-out", help="Fraction of pairs kept out to report accuracy."),
+    held_out: float = typer.Option(
+        0.2, "--held-out", help="Fraction of pairs kept out to report accuracy (split by prompt: no prompt in both)."
+    ),
+    eval_data: Path = typer.Option(None, "--eval-data", help="Held-out pairs to report accuracy on (no split)."),
     output: Path = _OUTPUT,
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """Reward model (sequence classifier with one output) on pairwise or K-wise preferences."""
     with reported_errors():
-        import numpy as np
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         from pairkit.errors import InputError
         from pairkit.train import evaluate_reward_model, train_reward_model
         from pairkit.train.data import read_records
 
         if not 0 <= held_out < 1:
             raise InputError(f"--held-out must be in [0, 1), got {held_out}")
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
-        rows = read_records(data)
-        perm = np.random.default_rng(seed).permutation(len(rows))
-        k = int(round(held_out * len(rows)))
-        test_rows, train_rows = [rows[i] for i in perm[:k]], [rows[i] for i in perm[k:]]
         config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+        net, tokenizer = _load_model(model, kind="reward")
+        rows = read_records(data)
+        keys = _prompt_keys(rows, str(data))  # validates every row, numbered as in the file
+        if eval_data is not None:
+            train_rows, test_rows = rows, read_records(eval_data)
+            _prompt_keys(test_rows, str(eval_data))
+        else:
+            test_idx = _grouped_split(keys, held_out, seed)
+            test_rows = [rows[i] for i in test_idx]
+            held = set(test_idx.tolist())
+            train_rows = [r for i, r in enumerate(rows) if i not in held]
         result = train_reward_model(net, train_rows, tokenizer=tokenizer, loss=loss, config=config, resume=resume)
         _finish(net, tokenizer, result, output)
         if test_rows and "responses" not in test_rows[0]:
@@ -165,3 +211,26 @@ def reward(
                 f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}), "
                 f"95% CI [{res['ci_low']:.3f}, {res['ci_high']:.3f}], p vs chance {res['p_value']:.2g}"
             )
+
+
+def _prompt_keys(rows, source: str) -> list[str]:
+    """One key per row naming its prompt (after validating every row of ``source``)."""
+    import json
+
+    from pairkit.train.data import to_listwise, to_pairs
+
+    normalised = to_listwise(rows, source=source) if "responses" in rows[0] else to_pairs(rows, source=source)
+    return [json.dumps(r["prompt"], sort_keys=True) for r in normalised]
+
+
+def _grouped_split(keys: list[str], fraction: float, seed: int):
+    """Row indices of a held-out set of about ``fraction`` of the rows, whole prompts at a time."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(pd.Series(keys))
+    order = np.random.default_rng(seed).permutation(len(uniques))
+    sizes = np.bincount(codes, minlength=len(uniques))[order]
+    n_groups = int(np.searchsorted(np.cumsum(sizes), round(fraction * len(keys)), side="left")) + 1
+    chosen = order[: n_groups] if fraction > 0 else order[:0]
+    return np.flatnonzero(np.isin(codes, chosen))

@@ -8,10 +8,13 @@ step is the sum of per-example losses divided by ``batch_size``, so gradient acc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import json
 import math
+import os
 import random
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,9 +23,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairkit.errors import InputError
+from pairkit.errors import EstimationError, InputError, PairkitWarning
 
-__all__ = ["TrainConfig", "TrainResult"]
+__all__ = ["TrainConfig", "TrainResult", "check_number"]
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> None:
+    """Raise :class:`InputError` naming the option, its allowed range and the value unless ``value`` is in it.
+
+    NaN and infinities are never allowed; ``low_open`` excludes ``low`` itself (``beta`` in (0, inf)).
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(float(value)) and (not integer or float(value) == int(value))
+    if ok and low is not None:
+        ok = float(value) > low if low_open else float(value) >= low
+    if ok and high is not None:
+        ok = float(value) <= high
+    if not ok:
+        left = "(" if low_open else "["
+        lo = "-inf" if low is None else (int(low) if integer else low)
+        hi = "inf" if high is None else high
+        kind = "an integer" if integer else "a finite number"
+        raise InputError(f"{name} must be {kind} in {left}{lo}, {hi}{']' if high is not None else ')'}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,17 +79,24 @@ class TrainConfig:
     save_every: int | None = None
     max_length: int = 512
     max_prompt_length: int | None = None
+    max_completion_length: int | None = None
     chunk_size: int = 1024
     progress: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "chunk_size", "max_length"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("max_steps", "save_every", "max_prompt_length", "max_completion_length"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=1, integer=True)
+        check_number("warmup_steps", self.warmup_steps, low=0, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
         if self.schedule not in ("linear", "cosine", "constant"):
             raise InputError(f"schedule must be 'linear', 'cosine' or 'constant', got {self.schedule!r}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be positive, got {self.lr!r}")
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        if self.max_grad_norm is not None:
+            check_number("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
 
 
 @dataclasses.dataclass
@@ -144,20 +181,38 @@ def fit(
     orders: dict[int, np.ndarray] = {}
     start = 0
     out_dir = Path(config.output_dir) if config.output_dir else None
+    fingerprint = _data_fingerprint(examples, config) if out_dir is not None else None
     if resume:
         ckpt = latest_checkpoint(out_dir) if out_dir else None
         if ckpt is None:
             raise InputError(f"resume=True but no checkpoint under {str(out_dir)!r}/checkpoints")
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
+        state = _load_checkpoint(ckpt)
+        if state.get("data") not in (None, fingerprint):
+            raise InputError(
+                f"cannot resume from {ckpt}: it was trained on other data or with another batch size or seed; "
+                "give the same data and options, or a new --output directory"
+            )
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise InputError(f"cannot resume from {ckpt}: it holds another model's weights ({exc})") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         orders = {int(k): np.asarray(v) for k, v in state["orders"].items()}
         start = int(state["step"])
         _set_rng_state(state["rng"])
+        if start >= total:
+            warnings.warn(
+                f"resume: the run in {str(out_dir)!r} already reached step {start} of {total}; nothing to train "
+                "(raise max_steps or epochs to continue)",
+                PairkitWarning,
+                stacklevel=2,
+            )
     metrics_fh = None
     if out_dir is not None and rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            _truncate_metrics(out_dir / "metrics.jsonl", start)
         metrics_fh = open(out_dir / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")  # noqa: SIM115
     bar = None
     if config.progress and rank == 0:
@@ -192,6 +247,13 @@ def fit(
                     torch.distributed.all_reduce(p.grad)
                 torch.distributed.all_reduce(totals)
             grad_norm = _clip(params, config.max_grad_norm)
+            loss_value = float(totals[keys.index("loss")]) / len(idx)
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                # stop before the update: a NaN step would overwrite every weight and the next checkpoint
+                raise EstimationError(
+                    f"step {step + 1}: the loss is {loss_value} and the gradient norm {grad_norm}; the model was "
+                    "not updated (lower the learning rate, check beta and the loss options, or the data)"
+                )
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -211,7 +273,7 @@ def fit(
                 and rank == 0
                 and (last or (config.save_every and (step + 1) % config.save_every == 0))
             ):
-                _save(out_dir, model, optimizer, scheduler, step + 1, orders, config)
+                _save(out_dir, model, optimizer, scheduler, step + 1, orders, config, fingerprint)
             if callback is not None:
                 callback(row)
     finally:
@@ -231,7 +293,60 @@ def _clip(params: list[torch.Tensor], max_norm: float | None) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
 
-def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config: TrainConfig) -> None:
+def _data_fingerprint(examples: Sequence[Any], config: TrainConfig) -> str:
+    """A hash of the training examples and of the options that fix the batch order (batch size, seed)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((config.batch_size, config.seed, len(examples))).encode())
+    for ex in examples:
+        _hash_into(h, ex)
+    return h.hexdigest()
+
+
+def _hash_into(h, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        h.update(str(value.dtype).encode() + repr(tuple(value.shape)).encode())
+        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            h.update(repr(key).encode())
+            _hash_into(h, value[key])
+    elif isinstance(value, (list, tuple)) and value and isinstance(value[0], (torch.Tensor, dict)):
+        h.update(b"[")
+        for item in value:
+            _hash_into(h, item)
+        h.update(b"]")
+    else:  # token ids, texts, scores: repr of the nested lists runs in C
+        h.update(repr(value).encode())
+
+
+def _load_checkpoint(ckpt: Path) -> dict[str, Any]:
+    try:
+        return torch.load(ckpt, weights_only=False)
+    except Exception as exc:  # truncated or foreign files raise EOFError, RuntimeError, UnpicklingError, ...
+        raise InputError(
+            f"checkpoint {ckpt} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); it is damaged or not a "
+            "pairkit checkpoint: delete it to resume from the previous one"
+        ) from None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics of steps up to the checkpoint: steps after it are trained (and logged) again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config: TrainConfig, data=None) -> None:
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {
@@ -242,9 +357,13 @@ def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config:
         "step": step,
         "orders": {k: v.tolist() for k, v in orders.items()},
         "config": dataclasses.asdict(config),
+        "data": data,
     }
     tmp = ckpt_dir / f"step-{step}.pt.tmp"
-    torch.save(state, tmp)
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(ckpt_dir / f"step-{step}.pt")
 
 
@@ -300,11 +419,13 @@ def parse_loss_spec(loss: str | dict[str, float] | Sequence[tuple[str, float]]) 
 def check_options(terms: list[tuple[str, Callable]], options: dict[str, Any]) -> None:
     """Raise :class:`InputError` for an option that none of the loss terms accepts."""
     accepted = set().union(*(inspect.signature(fn).parameters for _, fn in terms))
-    for key in options:
+    for key, value in options.items():
         if key not in accepted:
             raise InputError(
                 f"no loss in {[n for n, _ in terms]} has an option {key!r}; they accept {sorted(accepted)}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"loss option {key!r} must be a finite number, got {value!r}")
 
 
 def check_batch_coupled(losses: Sequence[str], grad_accum: int) -> None:

@@ -83,7 +83,8 @@ def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[di
     for i, row in enumerate(rows, start=1):
         where = f"{source}, row {i}"
         if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
-            raise InputError(f"{where}: needs 'chosen' and 'rejected' fields, has {sorted(row)[:6]}")
+            has = sorted(map(str, row))[:6] if isinstance(row, dict) else type(row).__name__
+            raise InputError(f"{where}: needs 'chosen' and 'rejected' fields, has {has}")
         if "conversations" in row:
             prompt = _messages(row["conversations"], where)
         elif "prompt" in row:
@@ -101,7 +102,25 @@ def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[di
         chosen_text = _completion_text(row["chosen"], where + ", column 'chosen'")
         rejected_text = _completion_text(row["rejected"], where + ", column 'rejected'")
         out.append({"prompt": prompt, "chosen": chosen_text, "rejected": rejected_text})
+    _check_pairs(out, source)
     return out
+
+
+def _check_pairs(pairs: list[dict[str, Any]], source: str) -> None:
+    """Empty or identical completions carry no preference: raise naming the first row and the count."""
+    for col in ("chosen", "rejected"):
+        empty = [i for i, p in enumerate(pairs, start=1) if p[col] == ""]
+        if empty:
+            raise InputError(
+                f"{source}, row {empty[0]}, column {col!r}: empty completion ({len(empty)} rows); "
+                "remove these rows or fill in the text"
+            )
+    same = [i for i, p in enumerate(pairs, start=1) if p["chosen"] == p["rejected"]]
+    if same:
+        raise InputError(
+            f"{source}, row {same[0]}: chosen and rejected are the same text ({len(same)} of {len(pairs)} rows); "
+            "such pairs carry no preference: remove them"
+        )
 
 
 def to_unpaired(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[dict[str, Any]]:
@@ -123,6 +142,8 @@ def to_unpaired(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list
             out.append({"prompt": prompt, "completion": completion, "label": bool(label)})
         else:
             raise InputError(f"{where}: needs 'messages' or 'prompt' and 'completion', has {sorted(row)[:6]}")
+        if out[-1]["completion"] == "":
+            raise InputError(f"{where}, column 'completion': empty completion; remove the row or fill in the text")
     return out
 
 
@@ -131,19 +152,26 @@ def to_listwise(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list
     out = []
     for i, row in enumerate(rows, start=1):
         where = f"{source}, row {i}"
+        if not isinstance(row, dict) or "prompt" not in row:
+            raise InputError(f"{where}: listwise rows need 'prompt', 'responses' and 'scores' (or 'ranks')")
         responses = row.get("responses")
         if not isinstance(responses, Sequence) or len(responses) < 2:
             raise InputError(f"{where}, column 'responses': needs a list of at least 2 responses")
-        if "scores" in row:
-            scores = [float(s) for s in row["scores"]]
-        elif "ranks" in row:
-            scores = [-float(r) for r in row["ranks"]]
-        else:
+        key = "scores" if "scores" in row else "ranks"
+        if key not in row:
             raise InputError(f"{where}: needs 'scores' or 'ranks' for its responses")
+        try:
+            scores = [float(s) * (1 if key == "scores" else -1) for s in row[key]]
+        except (TypeError, ValueError):
+            raise InputError(f"{where}, column {key!r}: expected a list of numbers, got {row[key]!r:.80}") from None
         if len(scores) != len(responses) or not np.all(np.isfinite(scores)):
             raise InputError(f"{where}: scores {scores!r:.80} must be finite, one per response")
         prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
-        out.append({"prompt": prompt, "responses": [_completion_text(r, where) for r in responses], "scores": scores})
+        texts = [_completion_text(r, where) for r in responses]
+        if "" in texts:
+            empty = texts.index("") + 1
+            raise InputError(f"{where}, column 'responses': response {empty} is empty; fill it or drop it")
+        out.append({"prompt": prompt, "responses": texts, "scores": scores})
     return out
 
 

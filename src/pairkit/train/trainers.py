@@ -21,7 +21,16 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
-from pairkit.train._loop import TrainConfig, TrainResult, _dist, call_loss, check_options, fit, parse_loss_spec
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    _dist,
+    call_loss,
+    check_number,
+    check_options,
+    fit,
+    parse_loss_spec,
+)
 from pairkit.train.data import collate_sequences, encode_completion, read_records, to_listwise, to_pairs, to_unpaired
 from pairkit.train.logprobs import completion_logps
 
@@ -46,12 +55,12 @@ def _losses(loss, family: str) -> list[tuple[str, float, Callable]]:
     return terms
 
 
-def _records(data, source: str) -> list[dict[str, Any]]:
+def _normalised(data, normalise: Callable[..., list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of a path, DataFrame or list through ``normalise`` (``to_pairs``, …), errors naming the file."""
     if isinstance(data, (str, Path)):
-        return read_records(data)
-    if hasattr(data, "to_dict"):
-        return data.to_dict(orient="records")
-    return list(data)
+        return normalise(read_records(data), source=str(data))
+    rows = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
+    return normalise(rows, source="data")
 
 
 def _encode(tokenizer, prompt, completions: Sequence[str], config: TrainConfig) -> list[tuple[list[int], list[int]]]:
@@ -149,6 +158,8 @@ def _combine(terms, inputs, options) -> torch.Tensor:
 
 
 def _options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[str, Any]:
+    # beta <= 0 trains away from the preferences or not at all; NaN would train every weight to NaN
+    check_number("beta", beta, low=0, low_open=True)
     options = dict(loss_options or {})
     check_options([(n, fn) for n, _, fn in terms], options)
     options.setdefault("beta", beta)
@@ -158,22 +169,9 @@ def _options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[st
 # ------------------------------------------------------------------------------------------------ paired
 
 
-def _pair_examples(tokenizer, data, config: TrainConfig, source: str) -> list[dict[str, Any]]:
-    pairs = (
-        data
-        if _is_normalised(data, ("prompt", "chosen", "rejected"))
-        else to_pairs(_records(data, source), source=source)
-    )
+def _pair_examples(tokenizer, data, config: TrainConfig) -> list[dict[str, Any]]:
+    pairs = _normalised(data, to_pairs)
     return [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config)} for p in pairs]
-
-
-def _is_normalised(data, keys) -> bool:
-    return (
-        isinstance(data, list)
-        and bool(data)
-        and all(isinstance(r, dict) and set(keys) <= set(r) for r in data[:1])
-        and all(isinstance(r[keys[1]], str) for r in data[:1])
-    )
 
 
 def _pair_step(terms, options, beta, pad_id, config, on_the_fly):
@@ -241,7 +239,7 @@ def train_preference(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    examples = _pair_examples(tokenizer, data, config, "data")
+    examples = _pair_examples(tokenizer, data, config)
     pad_id = _pad_id(tokenizer)
     on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
     step = _pair_step(terms, options, beta, pad_id, config, on_the_fly)
@@ -261,7 +259,7 @@ def evaluate_preference(
     With ``reference_model=None`` the log-likelihood margin of the model itself is used.
     """
     config = config or TrainConfig()
-    examples = _pair_examples(tokenizer, data, config, "data")
+    examples = _pair_examples(tokenizer, data, config)
     pad_id = _pad_id(tokenizer)
     margins = []
     with torch.no_grad():
@@ -310,7 +308,7 @@ def train_unpaired(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    rows = data if _is_normalised(data, ("prompt", "completion", "label")) else to_unpaired(_records(data, "data"))
+    rows = _normalised(data, to_unpaired)
     n = len(rows)
     if n < 2:
         raise InputError(
@@ -384,7 +382,7 @@ def train_listwise(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    rows = data if _is_normalised(data, ("prompt", "responses", "scores")) else to_listwise(_records(data, "data"))
+    rows = _normalised(data, to_listwise)
     examples = [{"seqs": _encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in rows]
     pad_id = _pad_id(tokenizer)
     on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
