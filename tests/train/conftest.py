@@ -77,3 +77,17 @@ def tokenizer():
 @pytest.fixture
 def tiny_lm(tokenizer):
     return build_model(tokenizer), tokenizer
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    """A saved tiny model and tokenizer, as ``pairkit train --model`` takes them."""
+    path = tmp_path / "tiny"
+    build_model(tokenizer, seed=0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path

@@ -8,25 +8,12 @@ transformers = pytest.importorskip("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from pairkit.cli import app  # noqa: E402
-from tests.train.conftest import build_model  # noqa: E402
+from tests.train.conftest import write_jsonl  # noqa: E402
 from tests.train.test_trainers import echo_pairs  # noqa: E402
 
 
-@pytest.fixture
-def model_dir(tmp_path, tokenizer):
-    path = tmp_path / "tiny"
-    build_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _write(path, rows):
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
-
-
 def test_train_dpo_then_resume(tmp_path, model_dir):
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(12, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(12, 0))
     out = tmp_path / "run"
     args = [
         "train",
@@ -63,7 +50,7 @@ def test_train_kto_and_reward(tmp_path, model_dir):
         {"prompt": p["prompt"], "completion": p["chosen" if i % 2 else "rejected"], "label": bool(i % 2)}
         for i, p in enumerate(echo_pairs(8, 1))
     ]
-    data = _write(tmp_path / "kto.jsonl", rows)
+    data = write_jsonl(tmp_path / "kto.jsonl", rows)
     res = CliRunner().invoke(
         app,
         [
@@ -82,7 +69,7 @@ def test_train_kto_and_reward(tmp_path, model_dir):
         ],
     )
     assert res.exit_code == 0, res.output
-    pairs = _write(tmp_path / "pairs.jsonl", echo_pairs(20, 2))
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(20, 2))
     res = CliRunner().invoke(
         app,
         [
@@ -105,7 +92,7 @@ def test_train_kto_and_reward(tmp_path, model_dir):
 
 
 def test_train_bad_input_exits_with_message(tmp_path, model_dir):
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = CliRunner().invoke(
         app,
         [

@@ -15,21 +15,8 @@ from typer.testing import CliRunner  # noqa: E402
 from pairkit.cli import app  # noqa: E402
 from pairkit.errors import EstimationError, InputError  # noqa: E402
 from pairkit.train import TrainConfig, train_preference  # noqa: E402
-from tests.train.conftest import build_model  # noqa: E402
+from tests.train.conftest import build_model, write_jsonl  # noqa: E402
 from tests.train.test_trainers import echo_pairs, params_of  # noqa: E402
-
-
-@pytest.fixture
-def model_dir(tmp_path, tokenizer):
-    path = tmp_path / "tiny"
-    build_model(tokenizer, seed=0).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def _write(path, rows):
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
 
 
 def _train(*args, kind="dpo"):
@@ -44,7 +31,7 @@ def _dpo(model_dir, data, out, *extra):
 
 @pytest.mark.parametrize("beta", ["nan", "-1", "0", "inf"])
 def test_bad_beta_exits_2_naming_the_option(tmp_path, model_dir, beta):
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = _dpo(model_dir, data, tmp_path / "run", "--beta", beta)
     assert res.exit_code == 2, res.output
     assert "beta must be a finite number in (0, inf)" in res.output and beta in res.output
@@ -55,7 +42,7 @@ def test_bad_beta_exits_2_naming_the_option(tmp_path, model_dir, beta):
     ("option", "value"), [("--max-steps", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--save-every", "0")]
 )
 def test_bad_loop_options_exit_2(tmp_path, model_dir, option, value):
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = _dpo(model_dir, data, tmp_path / "run", option, value)
     assert res.exit_code == 2, res.output
     assert option.lstrip("-").replace("-", "_") in res.output and value in res.output
@@ -83,7 +70,7 @@ def test_train_config_rejects_out_of_range_options(kwargs):
 def test_empty_or_identical_pairs_are_refused_naming_file_and_row(tmp_path, model_dir, row, message):
     rows = echo_pairs(4, 0)
     rows[2] = row
-    data = _write(tmp_path / "pairs.jsonl", rows)
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
     res = _dpo(model_dir, data, tmp_path / "run")
     assert res.exit_code == 2
     assert str(data) in res.output.replace("\n", "") and message in res.output
@@ -115,14 +102,14 @@ def test_non_utf8_and_non_object_data_give_the_line(tmp_path, model_dir):
 
 def test_resume_with_other_data_is_refused(tmp_path, model_dir):
     out = tmp_path / "run"
-    res = _dpo(model_dir, _write(tmp_path / "a.jsonl", echo_pairs(8, 0)), out, "--max-steps", 1)
+    res = _dpo(model_dir, write_jsonl(tmp_path / "a.jsonl", echo_pairs(8, 0)), out, "--max-steps", 1)
     assert res.exit_code == 0, res.output
-    res = _dpo(model_dir, _write(tmp_path / "b.jsonl", echo_pairs(8, 1)), out, "--max-steps", 2, "--resume")
+    res = _dpo(model_dir, write_jsonl(tmp_path / "b.jsonl", echo_pairs(8, 1)), out, "--max-steps", 2, "--resume")
     assert res.exit_code == 2 and "trained on other data" in res.output
 
 
 def test_resume_of_a_finished_run_warns_that_nothing_is_left(tmp_path, model_dir):
-    data, out = _write(tmp_path / "a.jsonl", echo_pairs(8, 0)), tmp_path / "run"
+    data, out = write_jsonl(tmp_path / "a.jsonl", echo_pairs(8, 0)), tmp_path / "run"
     assert _dpo(model_dir, data, out, "--max-steps", 1).exit_code == 0
     res = _dpo(model_dir, data, out, "--max-steps", 1, "--resume")
     assert res.exit_code == 0 and "already reached step 1 of 1" in res.output
@@ -146,7 +133,7 @@ def test_resume_after_a_kill_logs_each_step_once(tokenizer, tmp_path):
 
 
 def test_truncated_checkpoint_is_named_on_resume(tmp_path, model_dir):
-    data, out = _write(tmp_path / "a.jsonl", echo_pairs(8, 0)), tmp_path / "run"
+    data, out = write_jsonl(tmp_path / "a.jsonl", echo_pairs(8, 0)), tmp_path / "run"
     assert _dpo(model_dir, data, out, "--max-steps", 1).exit_code == 0
     ckpt = out / "checkpoints" / "step-1.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
@@ -210,7 +197,7 @@ def test_bad_model_dirs_exit_2_at_once_without_a_hub(tmp_path, tokenizer, monkey
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
     model = _model_dir_variant(tmp_path, tokenizer, variant)
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = _train("--model", model, "--data", data, "--output", tmp_path / "run", kind=kind)
     assert res.exit_code == 2, res.output
     text = res.output.replace("\n", "")
@@ -220,7 +207,7 @@ def test_bad_model_dirs_exit_2_at_once_without_a_hub(tmp_path, tokenizer, monkey
 
 def test_lora_without_peft_says_how_to_install(tmp_path, model_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
-    data = _write(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = _dpo(model_dir, data, tmp_path / "run", "--lora", 4)
     assert res.exit_code == 2 and "--lora needs the peft package" in res.output
 
@@ -228,7 +215,7 @@ def test_lora_without_peft_says_how_to_install(tmp_path, model_dir, monkeypatch)
 def test_reward_errors_name_the_file_row_before_shuffling(tmp_path, model_dir):
     rows = echo_pairs(12, 0)
     rows[4] = {"prompt": "say a", "chosen": " a"}  # row 5 of the file
-    data = _write(tmp_path / "pairs.jsonl", rows)
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
     res = _train("--model", model_dir, "--data", data, "--output", tmp_path / "rm", kind="reward")
     assert res.exit_code == 2
     assert f"{data}, row 5: needs 'chosen' and 'rejected'" in res.output.replace("\n", "")
