@@ -20,10 +20,16 @@ _DATA = typer.Option(..., "--data", help="JSON, JSONL(.gz) or Parquet file of tr
 _OUTPUT = typer.Option(Path("pairkit-train"), "--output", help="Directory for checkpoints, metrics and the model.")
 
 
-def _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16):
+_MAX_PROMPT = typer.Option(None, "--max-prompt-length", help="Cut prompts to their last N tokens.")
+_MAX_COMPLETION = typer.Option(None, "--max-completion-length", help="Cut completions to their first N tokens.")
+_DROPOUT = typer.Option(False, "--dropout", help="Keep the model's dropout on while training (off by default).")
+
+
+def _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16, **extra):
     from pairkit.train import TrainConfig
 
     return TrainConfig(
+        **extra,
         output_dir=str(output),
         epochs=epochs,
         batch_size=batch_size,
@@ -118,7 +124,10 @@ def _preference_command(kind: str):
         batch_size: int = typer.Option(8, "--batch-size", help="Examples per optimiser step (all processes)."),
         grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per step."),
         lr: float = typer.Option(1e-6, "--lr"),
-        max_length: int = typer.Option(512, "--max-length"),
+        max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence; prompts are cut first."),
+        max_prompt_length: int = _MAX_PROMPT,
+        max_completion_length: int = _MAX_COMPLETION,
+        dropout: bool = _DROPOUT,
         max_steps: int = typer.Option(None, "--max-steps"),
         save_every: int = typer.Option(None, "--save-every", help="Checkpoint every N steps (and at the end)."),
         seed: int = typer.Option(0, "--seed"),
@@ -135,7 +144,10 @@ def _preference_command(kind: str):
                 "kto": (train_unpaired, "kto"),
                 "listwise": (train_listwise, "lipo"),
             }[kind]
-            config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+            config = _config(
+                output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16,
+                max_prompt_length=max_prompt_length, max_completion_length=max_completion_length, dropout=dropout,
+            )  # fmt: skip
             check_number("beta", beta, low=0, low_open=True)  # before the model is loaded
             net, tokenizer = _load_model(model, lora=lora)
             result = trainer(
@@ -171,7 +183,10 @@ def reward(
     batch_size: int = typer.Option(8, "--batch-size"),
     grad_accum: int = typer.Option(1, "--grad-accum"),
     lr: float = typer.Option(1e-5, "--lr"),
-    max_length: int = typer.Option(512, "--max-length"),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence; prompts are cut first."),
+    max_prompt_length: int = _MAX_PROMPT,
+    max_completion_length: int = _MAX_COMPLETION,
+    dropout: bool = _DROPOUT,
     max_steps: int = typer.Option(None, "--max-steps"),
     save_every: int = typer.Option(None, "--save-every"),
     seed: int = typer.Option(0, "--seed"),
@@ -191,7 +206,10 @@ def reward(
 
         if not 0 <= held_out < 1:
             raise InputError(f"--held-out must be in [0, 1), got {held_out}")
-        config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+        config = _config(
+            output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16,
+            max_prompt_length=max_prompt_length, max_completion_length=max_completion_length, dropout=dropout,
+        )  # fmt: skip
         net, tokenizer = _load_model(model, kind="reward")
         rows = read_records(data)
         keys = _prompt_keys(rows, str(data))  # validates every row, numbered as in the file
@@ -208,7 +226,7 @@ def reward(
         if test_rows and "responses" not in test_rows[0]:
             res = evaluate_reward_model(net, test_rows, tokenizer=tokenizer, max_length=max_length)
             console.print(
-                f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}), "
+                f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}, {res['ties']} ties), "
                 f"95% CI [{res['ci_low']:.3f}, {res['ci_high']:.3f}], p vs chance {res['p_value']:.2g}"
             )
 
@@ -234,3 +252,111 @@ def _grouped_split(keys: list[str], fraction: float, seed: int):
     n_groups = int(np.searchsorted(np.cumsum(sizes), round(fraction * len(keys)), side="left")) + 1
     chosen = order[: n_groups] if fraction > 0 else order[:0]
     return np.flatnonzero(np.isin(codes, chosen))
+
+
+@train_app.command("online")
+def online(
+    model: Path = _MODEL,
+    prompts: Path = typer.Option(..., "--prompts", help="JSON/JSONL/Parquet rows with a 'prompt' (text or messages)."),
+    judge: str = typer.Option(
+        ..., "--judge", help="Judge config JSON file (as for 'pairkit judge'), or MODULE:FUNCTION for a Python judge."
+    ),
+    method: str = typer.Option("online_dpo", "--method", help="online_dpo or iterative_dpo."),
+    loss: str = typer.Option("dpo", "--loss", help="Pairwise loss name or weighted sum."),
+    beta: float = typer.Option(0.1, "--beta"),
+    samples: int = typer.Option(4, "--samples", help="Completions sampled per prompt."),
+    rounds: int = typer.Option(10, "--rounds"),
+    prompts_per_round: int = typer.Option(8, "--prompts-per-round"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    strategy: str = typer.Option("round_robin", "--strategy", help="Selection strategy over each prompt's samples."),
+    position_policy: str = typer.Option("random", "--position-policy"),
+    pairs: str = typer.Option(None, "--pairs", help="best_vs_worst or all (default: the method's)."),
+    budget: int = typer.Option(None, "--budget", help="Judge calls for the whole run."),
+    eval_prompts: Path = typer.Option(None, "--eval-prompts", help="Prompts for the win rate against the start."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Rounds between win-rate measurements (0: never)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(1e-6, "--lr"),
+    max_length: int = typer.Option(512, "--max-length"),
+    seed: int = typer.Option(0, "--seed"),
+    output: Path = _OUTPUT,
+    resume: bool = typer.Option(False, "--resume", help="Continue after the last finished round in --output."),
+) -> None:
+    """Online / iterative preference optimisation: the policy samples, the judge compares, the policy learns."""
+    with reported_errors():
+        from pairkit.train import OnlineConfig, TrainConfig, train_online
+
+        config = TrainConfig(output_dir=str(output), batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
+        online_config = OnlineConfig(
+            rounds=rounds, prompts_per_round=prompts_per_round, k=samples, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, strategy=strategy, position_policy=position_policy, pairs=pairs,
+            eval_every=eval_every,
+        )  # fmt: skip
+        comparator = _judge(judge)
+        prompt_rows = _prompts(prompts)
+        evals = _prompts(eval_prompts) if eval_prompts is not None else None
+        net, tokenizer = _load_model(model)
+        with _round_progress(rounds) as report:
+            history = train_online(
+                net, tokenizer, prompt_rows, comparator, method=method, loss=loss, beta=beta, config=config,
+                online=online_config, eval_prompts=evals, budget=budget, resume=resume, callback=report,
+            )  # fmt: skip
+        _finish(net, tokenizer, _Rounds(history), output)
+
+
+class _Rounds:
+    def __init__(self, history):
+        self.history, self.step = history, len(history)
+
+
+def _round_progress(rounds: int):
+    import contextlib
+
+    from tqdm.auto import tqdm
+
+    @contextlib.contextmanager
+    def bar():
+        with tqdm(total=rounds, desc="rounds", dynamic_ncols=True) as t:
+
+            def report(row):
+                t.update(1)
+                t.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "win_rate", "judge_calls") if k in row})
+
+            yield report
+
+    return bar()
+
+
+def _prompts(path: Path) -> list:
+    from pairkit.errors import InputError
+    from pairkit.train.data import read_records
+
+    rows = read_records(path)
+    missing = next((i for i, r in enumerate(rows, start=1) if "prompt" not in r), None)
+    if missing is not None:
+        raise InputError(f"{path}, row {missing}: needs a 'prompt' (text or chat messages)")
+    return [r["prompt"] for r in rows]
+
+
+def _judge(spec: str):
+    """A comparator from a judge config file, or a ``module:function`` returning p(first is better)."""
+    import importlib
+    import json
+
+    from pairkit.errors import InputError
+    from pairkit.judges import CallableJudge, judge_from_config
+
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"--judge {spec!r}: cannot read the judge config ({exc})") from None
+        return judge_from_config(config, source=spec)
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise InputError(f"--judge {spec!r}: neither a judge config file nor an importable MODULE:FUNCTION") from None
+    return CallableJudge(fn, judge_id=spec)

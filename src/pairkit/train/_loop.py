@@ -62,6 +62,12 @@ class TrainConfig:
     ``batch_size`` counts examples per optimiser step over all processes and accumulation steps; each
     process splits its share into ``grad_accum`` micro-batches. ``save_every`` (steps) writes a checkpoint
     under ``output_dir/checkpoints``; the last step always writes one when ``output_dir`` is set.
+
+    ``dropout=False`` (the default, as TRL's ``disable_dropout``) runs the training forward passes in eval mode,
+    which switches off every dropout — ``nn.Dropout`` modules and the attention dropout transformers applies
+    functionally — so the policy at step 1 equals the reference (DPO's first loss is exactly ln 2).
+    Truncation: completions are cut to ``max_completion_length`` and prompts to ``max_prompt_length``; a pair
+    longer than ``max_length`` loses prompt tokens (from the left) before completion tokens.
     """
 
     output_dir: str | None = None
@@ -82,6 +88,7 @@ class TrainConfig:
     max_completion_length: int | None = None
     chunk_size: int = 1024
     progress: bool = False
+    dropout: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "chunk_size", "max_length"):
@@ -221,7 +228,7 @@ def fit(
         bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
     history = []
-    model.train()
+    model.train(config.dropout)
     try:
         for step in range(start, total):
             epoch, i = divmod(step, steps_per_epoch)
@@ -359,43 +366,58 @@ def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config:
         "config": dataclasses.asdict(config),
         "data": data,
     }
-    tmp = ckpt_dir / f"step-{step}.pt.tmp"
+    atomic_save(state, ckpt_dir / f"step-{step}.pt")
+
+
+def atomic_save(state: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same directory, fsync, rename: a kill leaves the old file."""
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         torch.save(state, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    tmp.replace(ckpt_dir / f"step-{step}.pt")
+    tmp.replace(path)
 
 
 def call_loss(
     name: str, fn: Callable[..., torch.Tensor], inputs: dict[str, Any], options: dict[str, Any]
 ) -> torch.Tensor:
-    """Call a registered loss with the inputs its signature names and the options it accepts, per example.
+    """Call a registered loss per example with the inputs its spec declares and the options it accepts.
 
-    Every parameter named in ``inputs`` (also without its ``policy_`` prefix) is filled from it, so a loss
-    that accepts ``chosen_lengths`` gets them; a required one that is missing raises :class:`InputError`.
-    Of ``options`` only those in the signature are passed (see :func:`check_options`).
+    The spec (:func:`pairkit.losses.spec`) lists the loss's tensor inputs with their kind and shape; each is
+    taken from ``inputs`` by name (also without a ``policy_`` prefix). An input declared with the token shape
+    ``[batch, T]`` is taken from ``inputs["token"]`` (the token-level tensors the trainer made) when present.
+    A required input that is missing raises :class:`InputError` naming it; ``mask`` (the padding mask of lists)
+    is passed when given. Of ``options`` only those in the loss's signature are passed (see
+    :func:`check_options`).
     """
-    sig = inspect.signature(fn)
-    args, kwargs, positional = [], {}, True
-    for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in ("weights", "reduction"):
-            continue
-        key = p.name if p.name in inputs else f"policy_{p.name}"
-        if key not in inputs:
-            if p.default is p.empty:
-                raise InputError(
-                    f"loss {name!r} needs {p.name!r}, which this trainer does not provide "
-                    f"(it provides {sorted(inputs)}); use the trainer for that kind of data"
-                )
-            positional = positional and p.kind == p.KEYWORD_ONLY
-            continue
-        # positional parameters go by position: a registered wrapper may rename them internally
-        if positional and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            args.append(inputs[key])
+    from pairkit import losses
+
+    spec = losses.spec(name)
+    token = inputs.get("token") or {}
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for inp in spec.input_specs:
+        pool = token if inp.shape == "[batch, T]" and inp.name in token else inputs
+        key = inp.name if inp.name in pool else f"policy_{inp.name}"
+        value = pool.get(key)
+        if value is None and inp.required:
+            raise InputError(
+                f"loss {name!r} needs {inp.name!r} ({inp.kind} {inp.shape}), which this trainer does not provide "
+                f"(it provides {sorted(k for k in inputs if k != 'token')}); use the trainer for that kind of "
+                "data, or give the column"
+            )
+        if inp.keyword:
+            if value is not None:
+                kwargs[inp.name] = value
         else:
-            kwargs[p.name] = inputs[key]
-    kwargs.update({k: v for k, v in options.items() if k in sig.parameters})
+            args.append(value)
+    while args and args[-1] is None:
+        args.pop()
+    accepted = inspect.signature(fn).parameters
+    if "mask" in inputs and "mask" not in kwargs and "mask" in accepted:
+        kwargs["mask"] = inputs["mask"]
+    kwargs.update({k: v for k, v in options.items() if k in accepted})
     return fn(*args, **kwargs, reduction="none")
 
 

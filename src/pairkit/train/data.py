@@ -27,6 +27,7 @@ from pairkit.errors import InputError
 
 __all__ = [
     "encode_completion",
+    "prompt_ids",
     "read_records",
     "to_listwise",
     "to_pairs",
@@ -185,6 +186,13 @@ def _prompt_text(prompt: str | list[dict[str, str]]) -> str:
     return "".join(parts) + _HH_ASSISTANT
 
 
+def prompt_ids(tokenizer, prompt: str | list[dict[str, str]]) -> list[int]:
+    """Token ids of a prompt as the trainers and the sampler see it (chat template with the generation prompt)."""
+    if not isinstance(prompt, str) and getattr(tokenizer, "chat_template", None):
+        return _template_ids(tokenizer, prompt, add_generation_prompt=True)
+    return list(tokenizer(_prompt_text(prompt))["input_ids"])
+
+
 def encode_completion(
     tokenizer,
     prompt: str | list[dict[str, str]],
@@ -192,28 +200,37 @@ def encode_completion(
     *,
     max_length: int = 512,
     max_prompt_length: int | None = None,
-) -> tuple[list[int], list[int]]:
+    max_completion_length: int | None = None,
+    report: bool = False,
+):
     """Token ids of the prompt and of the completion (ending with EOS), truncated to ``max_length`` in total.
 
     Message prompts go through the tokenizer's chat template (with the generation prompt) when it has one;
     the completion is then the template's rendering of the assistant turn, so it ends with the template's
-    end-of-turn tokens. Prompts are truncated from the left, completions from the right.
+    end-of-turn tokens. The completion is first cut to ``max_completion_length`` (from the right) and the
+    prompt to ``max_prompt_length`` (from the left, keeping its end). If the two still exceed ``max_length``
+    the prompt gives way first (down to one token), then the completion: truncating completions first makes
+    chosen and rejected identical when both begin alike. With ``report=True`` a third value says whether
+    anything was cut.
     """
+    p_ids = prompt_ids(tokenizer, prompt)
     if not isinstance(prompt, str) and getattr(tokenizer, "chat_template", None):
-        prompt_ids = _template_ids(tokenizer, prompt, add_generation_prompt=True)
         full = _template_ids(tokenizer, [*prompt, {"role": "assistant", "content": completion}])
-        if full[: len(prompt_ids)] != prompt_ids:
-            comp_ids = _plain_completion(tokenizer, completion)
-        else:
-            comp_ids = full[len(prompt_ids) :]
+        comp_ids = full[len(p_ids) :] if full[: len(p_ids)] == p_ids else _plain_completion(tokenizer, completion)
     else:
-        prompt_ids = list(tokenizer(_prompt_text(prompt))["input_ids"])
         comp_ids = _plain_completion(tokenizer, completion)
-    max_prompt = max_prompt_length if max_prompt_length is not None else max(max_length // 2, 1)
-    if len(prompt_ids) + len(comp_ids) > max_length:
-        prompt_ids = prompt_ids[-min(len(prompt_ids), max_prompt) :]
-        comp_ids = comp_ids[: max(max_length - len(prompt_ids), 1)]
-    return prompt_ids, comp_ids
+    n_prompt, n_comp = len(p_ids), len(comp_ids)
+    if max_completion_length is not None:
+        comp_ids = comp_ids[:max_completion_length]
+    if max_prompt_length is not None and len(p_ids) > max_prompt_length:
+        p_ids = p_ids[-max_prompt_length:]
+    if len(p_ids) + len(comp_ids) > max_length:
+        keep = max(max_length - len(comp_ids), min(1, len(p_ids)))
+        p_ids = p_ids[len(p_ids) - keep :]
+        comp_ids = comp_ids[: max(max_length - len(p_ids), 1)]
+    if report:
+        return p_ids, comp_ids, (len(p_ids), len(comp_ids)) != (n_prompt, n_comp)
+    return p_ids, comp_ids
 
 
 def _template_ids(tokenizer, messages, **kw) -> list[int]:

@@ -8,6 +8,7 @@ sentence embeddings, see :func:`mean_pooled_embeddings`). Losses come from the `
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,21 @@ from typing import Any
 import torch
 
 from pairkit.errors import InputError
+from pairkit.train._inputs import data_fields
 from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_options, fit, parse_loss_spec
-from pairkit.train.data import _prompt_text, read_records, to_listwise, to_pairs
+from pairkit.train.data import collate_sequences, read_records, to_listwise, to_pairs
 
 __all__ = [
     "evaluate_reward_model",
     "mean_pooled_embeddings",
     "train_reward_model",
 ]
+
+
+def _loss_spec(name: str):
+    from pairkit import losses
+
+    return losses.spec(name)
 
 
 def _reward_terms(loss) -> list[tuple[str, float, Callable]]:
@@ -39,12 +47,18 @@ def _reward_terms(loss) -> list[tuple[str, float, Callable]]:
     return terms
 
 
-def _text(prompt, completion: str) -> str:
-    return _prompt_text(prompt) + completion
+_PRODUCED = {"chosen_rewards", "rejected_rewards", "rewards", "labels", "chosen_embeddings", "rejected_embeddings"}
 
 
-def _examples(data, tokenizer) -> list[dict[str, Any]]:
-    """Rows → ``{"items": [k texts or feature vectors], "scores": [k]}`` (+ ``margin``)."""
+def _examples(data, tokenizer, config: TrainConfig, terms=()) -> list[dict[str, Any]]:
+    """Rows → ``{"items": [k token-id pairs or feature vectors], "scores": [k], "fields": {…}}``.
+
+    Text is tokenised as (prompt, completion) with :func:`pairkit.train.data.encode_completion`, so a long
+    prompt is cut before the completion (cutting the joined text from the right would drop the completions and
+    leave chosen and rejected identical). Per-example loss inputs (``margin``, ``target_probs``, targets) come
+    from data columns.
+    """
+    source = str(data) if isinstance(data, (str, Path)) else "data"
     if isinstance(data, (str, Path)):
         data = read_records(data)
     elif hasattr(data, "to_dict"):
@@ -59,45 +73,69 @@ def _examples(data, tokenizer) -> list[dict[str, Any]]:
                 ex = {"items": [torch.as_tensor(x) for x in r["responses"]], "scores": [float(s) for s in r["scores"]]}
             elif "chosen" in r and "rejected" in r:
                 ex = {"items": [torch.as_tensor(r["chosen"]), torch.as_tensor(r["rejected"])], "scores": [1.0, 0.0]}
-                if "margin" in r:
-                    ex["margin"] = float(r["margin"])
             else:
-                raise InputError(f"row {i}: feature rows need 'chosen'/'rejected' or 'responses'/'scores' features")
+                raise InputError(
+                    f"{source}, row {i}: feature rows need 'chosen'/'rejected' or 'responses'/'scores' features"
+                )
             out.append(ex)
-        return out
-    if "responses" in rows[0]:
-        return [
-            {"items": [_text(r["prompt"], c) for c in r["responses"]], "scores": r["scores"]} for r in to_listwise(rows)
-        ]
-    pairs = to_pairs(rows)
-    out = []
-    for raw, p in zip(rows, pairs):
-        ex = {"items": [_text(p["prompt"], p["chosen"]), _text(p["prompt"], p["rejected"])], "scores": [1.0, 0.0]}
-        if isinstance(raw, dict) and "margin" in raw:
-            ex["margin"] = float(raw["margin"])
-        out.append(ex)
+    else:
+        from pairkit.train.trainers import _encode, _warn_truncation
+
+        if "responses" in rows[0]:
+            lists = to_listwise(rows, source=source)
+            out = [
+                {"seqs": _encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in lists
+            ]
+        else:
+            pairs = to_pairs(rows, source=source)
+            out = [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config),
+                    "scores": [1.0, 0.0]} for p in pairs]  # fmt: skip
+        _warn_truncation(out, config, source)
+        for ex in out:
+            ex["items"] = ex.pop("seqs")
+        same = sum(len(ex["items"]) == 2 and ex["items"][0] == ex["items"][1] for ex in out)
+        if same:
+            from pairkit.train.trainers import TruncationWarning
+
+            warnings.warn(
+                f"{source}: {same} of {len(out)} pairs are identical after truncation to max_length="
+                f"{config.max_length}; they give no gradient and tie in evaluation (raise max_length)",
+                TruncationWarning,
+                stacklevel=3,
+            )
+    if terms:
+        fields = data_fields([n for n, _, _ in terms], _PRODUCED, rows, source)
+        for i, ex in enumerate(out):
+            ex["fields"] = {k: float(v[i]) for k, v in fields.items()}
     return out
 
 
-def _scores(model, items: list, tokenizer, max_length: int) -> torch.Tensor:
+def _outputs(model, items: list, tokenizer) -> torch.Tensor:
+    """The model's outputs ``[n, d]`` for token-id pairs (with a tokenizer) or feature vectors."""
     if tokenizer is None:
         out = model(torch.stack([torch.as_tensor(x) for x in items]))
     else:
-        enc = tokenizer(list(items), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        batch = collate_sequences(items, pad)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         out = out.logits if hasattr(out, "logits") else out
-    return out.reshape(len(items), -1)[:, 0]
+    return out.reshape(len(items), -1)
 
 
-def _grid(rows, model, tokenizer, max_length):
-    """Scores ``[b, K]`` (padded), labels ``[b, K]`` and the validity mask of the rows' K items."""
+def _grid(rows, model, tokenizer, embeddings: bool = False):
+    """Scores ``[b, K]`` (padded), labels ``[b, K]``, the validity mask and (if asked) the outputs ``[b, K, d]``."""
     flat = [x for ex in rows for x in ex["items"]]
-    scores = _scores(model, flat, tokenizer, max_length)
+    out = _outputs(model, flat, tokenizer)
+    scores = out[:, 0]
     sizes = torch.tensor([len(ex["items"]) for ex in rows])
     mask = torch.arange(int(sizes.max()))[None, :] < sizes[:, None]
     rewards = torch.zeros(mask.shape, dtype=scores.dtype).masked_scatter(mask, scores)
     labels = torch.zeros(mask.shape, dtype=scores.dtype)
     labels[mask] = torch.tensor([s for ex in rows for s in ex["scores"]], dtype=scores.dtype)
+    if embeddings:
+        grid = torch.zeros((*mask.shape, out.shape[1]), dtype=out.dtype)
+        grid[mask] = out
+        return rewards, labels, mask, grid
     return rewards, labels, mask
 
 
@@ -136,24 +174,34 @@ def train_reward_model(
     terms = _reward_terms(loss)
     options = dict(loss_options or {})
     check_options([(n, fn) for n, _, fn in terms], options)
-    examples = _examples(data, tokenizer)
+    examples = _examples(data, tokenizer, config, terms)
     if tokenizer is not None and getattr(getattr(model, "config", None), "pad_token_id", 0) is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
+    embeddings = "embeddings" in {i.kind for n, _, _ in terms for i in _loss_spec(n).input_specs}
 
     def step(model, rows):
-        rewards, labels, mask = _grid(rows, model, tokenizer, config.max_length)
+        rewards, labels, mask, *emb = _grid(rows, model, tokenizer, embeddings)
         inputs = {"rewards": rewards, "labels": labels, "mask": mask}
         pairwise = rewards.shape[1] == 2 and bool(mask.all())
         if pairwise:
             inputs.update(chosen_rewards=rewards[:, 0], rejected_rewards=rewards[:, 1])
             inputs.pop("mask")
-            if all("margin" in ex for ex in rows):
-                inputs["margin"] = torch.tensor([ex["margin"] for ex in rows], dtype=rewards.dtype)
+            if rows and "fields" in rows[0]:
+                inputs.update({k: torch.tensor([ex["fields"][k] for ex in rows], dtype=rewards.dtype)
+                               for k in rows[0]["fields"]})  # fmt: skip
+            if emb:
+                inputs.update(chosen_embeddings=emb[0][:, 0], rejected_embeddings=emb[0][:, 1])
+        elif embeddings:
+            raise InputError("losses on embeddings (gpm) take pairs (chosen, rejected), not lists")
         losses = sum(w * call_loss(n, fn, inputs, options) for n, w, fn in terms)
         best = torch.where(mask, labels, -torch.inf).argmax(-1, keepdim=True)
         top = torch.where(mask, rewards, -torch.inf).argmax(-1, keepdim=True)
         stats = {"accuracy": (best == top).double().squeeze(1)}
-        if pairwise:
+        if emb:  # the general preference model's own verdict: P(chosen > rejected) > 1/2
+            from pairkit.losses import gpm_preference_logits
+
+            stats["accuracy"] = (gpm_preference_logits(emb[0][:, 0], emb[0][:, 1]) > 0).double().detach()
+        elif pairwise:
             r = rewards.detach()
             stats.update({"rewards/chosen": r[:, 0], "rewards/rejected": r[:, 1], "rewards/margin": r[:, 0] - r[:, 1]})
         return losses, stats
@@ -170,13 +218,14 @@ def evaluate_reward_model(
 
         \\text{acc} = \\frac1n\\sum_i \\mathbb{1}[r(x_i, y^c_i) > r(x_i, y^r_i)]
 
-    Ties count as errors. Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in
+    Ties (equal scores, e.g. pairs made identical by truncation) count as errors and are reported apart as
+    ``ties``. Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in
     the case of the binomial". Returns ``accuracy``, ``n``, ``correct``, ``ci_low``, ``ci_high`` and the
     two-sided binomial test p-value against chance (0.5).
     """
     from scipy.stats import binomtest
 
-    examples = _examples(data, tokenizer)
+    examples = _examples(data, tokenizer, TrainConfig(max_length=max_length))
     if any(len(ex["items"]) != 2 for ex in examples):
         raise InputError("evaluate_reward_model takes pairs (chosen, rejected)")
     was = model.training
@@ -184,17 +233,18 @@ def evaluate_reward_model(
     margins = []
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            rewards, _, _ = _grid(examples[start : start + batch_size], model, tokenizer, max_length)
+            rewards, _, _ = _grid(examples[start : start + batch_size], model, tokenizer)
             margins.append(rewards[:, 0] - rewards[:, 1])
     model.train(was)
     m = torch.cat(margins)
-    correct, n = int((m > 0).sum()), len(m)
+    correct, n, ties = int((m > 0).sum()), len(m), int((m == 0).sum())
     test = binomtest(correct, n, 0.5)
     ci = test.proportion_ci(confidence_level=confidence, method="exact")
     return {
         "accuracy": correct / n,
         "n": n,
         "correct": correct,
+        "ties": ties,
         "ci_low": ci.low,
         "ci_high": ci.high,
         "p_value": test.pvalue,

@@ -12,15 +12,19 @@ implicit-reward accuracy.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pairkit.errors import InputError
+from pairkit.errors import InputError, PairkitWarning
+from pairkit.train._inputs import data_fields, needs_token_inputs, pair_token_inputs, token_inputs
 from pairkit.train._loop import (
     TrainConfig,
     TrainResult,
@@ -35,11 +39,16 @@ from pairkit.train.data import collate_sequences, encode_completion, read_record
 from pairkit.train.logprobs import completion_logps
 
 __all__ = [
+    "TruncationWarning",
     "evaluate_preference",
     "train_listwise",
     "train_preference",
     "train_unpaired",
 ]
+
+
+class TruncationWarning(PairkitWarning):
+    """Sequences were cut to fit ``max_length`` (the warning gives the counts)."""
 
 
 def _losses(loss, family: str) -> list[tuple[str, float, Callable]]:
@@ -55,18 +64,30 @@ def _losses(loss, family: str) -> list[tuple[str, float, Callable]]:
     return terms
 
 
-def _normalised(data, normalise: Callable[..., list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Rows of a path, DataFrame or list through ``normalise`` (``to_pairs``, …), errors naming the file."""
+def _normalised(data, normalise: Callable[..., list[dict[str, Any]]]):
+    """Rows of a path, DataFrame or list through ``normalise`` (``to_pairs``, …), errors naming the file.
+
+    Returns the normalised rows, the raw rows (for extra per-example columns) and the source name.
+    """
+    source = str(data) if isinstance(data, (str, Path)) else "data"
     if isinstance(data, (str, Path)):
-        return normalise(read_records(data), source=str(data))
-    rows = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
-    return normalise(rows, source="data")
+        rows = read_records(data)
+    else:
+        rows = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
+    return normalise(rows, source=source), rows, source
 
 
-def _encode(tokenizer, prompt, completions: Sequence[str], config: TrainConfig) -> list[tuple[list[int], list[int]]]:
+def _encode(tokenizer, prompt, completions: Sequence[str], config: TrainConfig) -> list[tuple]:
+    """(prompt ids, completion ids, truncated?) per completion."""
     return [
         encode_completion(
-            tokenizer, prompt, c, max_length=config.max_length, max_prompt_length=config.max_prompt_length
+            tokenizer,
+            prompt,
+            c,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            max_completion_length=config.max_completion_length,
+            report=True,
         )
         for c in completions
     ]
@@ -127,30 +148,60 @@ def _reference_logps(model, examples, pad_id: int, config: TrainConfig, cache_di
         ex["ref"] = ref
 
 
-def _prepare_reference(model, examples, pad_id, config, reference, cache_dir) -> bool:
-    """Returns True when reference log-probabilities must be computed on the fly (adapter disabled)."""
+def _prepare_reference(model, examples, pad_id, config, reference, cache_dir, live: bool = False):
+    """How the trainer gets reference log-probabilities.
+
+    Returns None when they are precomputed into ``example["ref"]``, else ``(reference model, context factory)``
+    for computing them on the fly: the PEFT model with its adapter disabled (``reference="adapter"``), a given
+    model (any model sharing the tokenizer, e.g. a teacher), or — when token-level losses need the reference's
+    next-token distributions (``live=True``) — a frozen copy of the initial model.
+    """
+    if isinstance(reference, torch.nn.Module):
+        reference.eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        return reference, nullcontext
     if reference == "adapter":
         if not hasattr(model, "disable_adapter"):
             raise InputError("reference='adapter' needs a PEFT model (peft.get_peft_model(model, LoraConfig(...)))")
-        return True
+        return model, model.disable_adapter
     if reference != "precompute":
-        raise InputError(f"reference must be 'precompute' or 'adapter', got {reference!r}")
+        raise InputError(f"reference must be 'precompute', 'adapter' or a model, got {reference!r}")
+    if live:
+        frozen = copy.deepcopy(model).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen, nullcontext
     if cache_dir is None and config.output_dir is not None:
         cache_dir = Path(config.output_dir) / "ref_cache"
     _reference_logps(model, examples, pad_id, config, cache_dir)
-    return False
+    return None
 
 
-def _flat_logps(model, rows, pad_id, config, on_the_fly: bool):
-    """Policy and reference log-probabilities ``[n_seqs]``, token counts, and the per-row offsets."""
+def _flat_logps(model, rows, pad_id, config, live):
+    """Policy and reference log-probabilities ``[n_seqs]`` and scored-token counts of the rows' sequences."""
     flat = [s for ex in rows for s in ex["seqs"]]
     policy, lengths = _seq_logps(model, flat, pad_id, config.chunk_size)
-    if on_the_fly:
-        with torch.no_grad(), model.disable_adapter():
-            ref, _ = _seq_logps(model, flat, pad_id, config.chunk_size)
+    if live is not None:
+        ref_model, context = live
+        with torch.no_grad(), context():
+            ref, _ = _seq_logps(ref_model, flat, pad_id, config.chunk_size)
     else:
         ref = torch.cat([ex["ref"] for ex in rows])
     return policy, ref.to(policy.dtype), lengths.to(policy.dtype)
+
+
+def _field_inputs(rows, dtype) -> dict[str, torch.Tensor]:
+    """Per-example data columns of the rows (``example["fields"]``) as ``[batch]`` tensors."""
+    if not rows or "fields" not in rows[0]:
+        return {}
+    return {k: torch.tensor([ex["fields"][k] for ex in rows], dtype=dtype) for k in rows[0]["fields"]}
+
+
+def _attach_fields(examples, terms, produced: set[str], raw, source) -> None:
+    fields = data_fields([n for n, _, _ in terms], produced, raw, source)
+    for i, ex in enumerate(examples):
+        ex["fields"] = {k: float(v[i]) for k, v in fields.items()}
 
 
 def _combine(terms, inputs, options) -> torch.Tensor:
@@ -169,14 +220,48 @@ def _options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[st
 # ------------------------------------------------------------------------------------------------ paired
 
 
-def _pair_examples(tokenizer, data, config: TrainConfig) -> list[dict[str, Any]]:
-    pairs = _normalised(data, to_pairs)
-    return [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config)} for p in pairs]
+_PAIR_INPUTS = {
+    "policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
+    "chosen_lengths", "rejected_lengths",
+}  # fmt: skip
 
 
-def _pair_step(terms, options, beta, pad_id, config, on_the_fly):
+_UNPAIRED_INPUTS = {"policy_logps", "ref_logps", "labels", "desirable", "policy_kl_logps", "ref_kl_logps", "lengths"}
+
+
+def _pair_examples(tokenizer, data, config: TrainConfig, terms=()) -> list[dict[str, Any]]:
+    pairs, raw, source = _normalised(data, to_pairs)
+    examples = [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config)} for p in pairs]
+    _warn_truncation(examples, config, source)
+    same = sum(ex["seqs"][0] == ex["seqs"][1] for ex in examples)
+    if same:
+        warnings.warn(
+            f"{source}: {same} of {len(examples)} pairs have chosen and rejected identical after truncation to "
+            f"max_length={config.max_length} (they give no gradient); raise max_length or lower max_prompt_length",
+            TruncationWarning,
+            stacklevel=3,
+        )
+    if terms:
+        _attach_fields(examples, terms, _PAIR_INPUTS, raw, source)
+    return examples
+
+
+def _warn_truncation(examples, config: TrainConfig, source: str) -> None:
+    cut = sum(any(s[2] for s in ex["seqs"]) for ex in examples)
+    for ex in examples:
+        ex["seqs"] = [(p, c) for p, c, _ in ex["seqs"]]
+    if cut:
+        warnings.warn(
+            f"{source}: {cut} of {len(examples)} rows were truncated to fit max_length={config.max_length} "
+            f"(prompts first, from the left; then completions from the right)",
+            TruncationWarning,
+            stacklevel=4,
+        )
+
+
+def _pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset()):
     def step(model, rows):
-        policy, ref, lengths = _flat_logps(model, rows, pad_id, config, on_the_fly)
+        policy, ref, lengths = _flat_logps(model, rows, pad_id, config, live)
         pc, pr, rc, rr = policy[0::2], policy[1::2], ref[0::2], ref[1::2]
         inputs = {
             "policy_chosen_logps": pc,
@@ -185,7 +270,12 @@ def _pair_step(terms, options, beta, pad_id, config, on_the_fly):
             "ref_rejected_logps": rr,
             "chosen_lengths": lengths[0::2],
             "rejected_lengths": lengths[1::2],
+            **_field_inputs(rows, pc.dtype),
         }
+        if token_kinds:
+            batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
+            tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size)
+            inputs["token"] = pair_token_inputs(tok)
         losses = _combine(terms, inputs, options)
         rew_c, rew_r = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
         stats = {
@@ -210,7 +300,7 @@ def train_preference(
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
-    reference: str = "precompute",
+    reference: str | torch.nn.Module = "precompute",
     ref_cache_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -239,10 +329,11 @@ def train_preference(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    examples = _pair_examples(tokenizer, data, config)
+    examples = _pair_examples(tokenizer, data, config, terms)
     pad_id = _pad_id(tokenizer)
-    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
-    step = _pair_step(terms, options, beta, pad_id, config, on_the_fly)
+    token_kinds = needs_token_inputs([n for n, _, _ in terms])
+    live = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir, live=bool(token_kinds))
+    step = _pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds))
     return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
@@ -273,7 +364,12 @@ def evaluate_preference(
             m = beta * ((pol - ref)[0::2] - (pol - ref)[1::2])
             margins.append(m.double())
     margins = torch.cat(margins)
-    return {"accuracy": float((margins > 0).double().mean()), "margin": float(margins.mean()), "n": len(margins)}
+    return {
+        "accuracy": float((margins > 0).double().mean()),
+        "margin": float(margins.mean()),
+        "n": len(margins),
+        "ties": int((margins == 0).sum()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- unpaired
@@ -288,7 +384,7 @@ def train_unpaired(
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
-    reference: str = "precompute",
+    reference: str | torch.nn.Module = "precompute",
     ref_cache_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -308,7 +404,7 @@ def train_unpaired(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    rows = _normalised(data, to_unpaired)
+    rows, raw, source = _normalised(data, to_unpaired)
     n = len(rows)
     if n < 2:
         raise InputError(
@@ -321,11 +417,13 @@ def train_unpaired(
         examples.append(
             {"seqs": _encode(tokenizer, r["prompt"], [r["completion"], other], config), "label": r["label"]}
         )
+    _warn_truncation(examples, config, source)
+    _attach_fields(examples, terms, _UNPAIRED_INPUTS, raw, source)
     pad_id = _pad_id(tokenizer)
-    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+    live = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
 
     def step(model, batch_rows):
-        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, on_the_fly)
+        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, live)
         labels = torch.tensor([ex["label"] for ex in batch_rows], dtype=torch.bool)
         pl, rl, pkl, rkl = policy[0::2], ref[0::2], policy[1::2], ref[1::2]
         kl = (pkl - rkl).mean().clamp_min(0).detach()
@@ -337,6 +435,7 @@ def train_unpaired(
             "policy_kl_logps": pkl,
             "ref_kl_logps": rkl,
             "lengths": lengths[0::2],
+            **_field_inputs(batch_rows, pl.dtype),
         }
         losses = _combine(terms, inputs, options)
         rew = (beta * (pl - rl)).detach()
@@ -364,7 +463,7 @@ def train_listwise(
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
-    reference: str = "precompute",
+    reference: str | torch.nn.Module = "precompute",
     ref_cache_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -382,13 +481,14 @@ def train_listwise(
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
-    rows = _normalised(data, to_listwise)
+    rows, _, source = _normalised(data, to_listwise)
     examples = [{"seqs": _encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in rows]
+    _warn_truncation(examples, config, source)
     pad_id = _pad_id(tokenizer)
-    on_the_fly = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+    live = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
 
     def step(model, batch_rows):
-        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, on_the_fly)
+        policy, ref, lengths = _flat_logps(model, batch_rows, pad_id, config, live)
         sizes = [len(ex["seqs"]) for ex in batch_rows]
         k = max(sizes)
         mask = torch.arange(k)[None, :] < torch.tensor(sizes)[:, None]
