@@ -226,3 +226,29 @@ def test_bf16_autocast_runs_and_stays_close_to_float32(tokenizer):
         assert np.isfinite(res.history[1]["loss"])
     # bf16 matmuls (8-bit mantissa) perturb the log-probabilities by ~1e-2 relative
     assert first[True]["loss"] == pytest.approx(first[False]["loss"], rel=0.05)
+
+
+def test_curriculum_order_is_kept_without_shuffling(tokenizer):
+    from pairkit.train import curriculum_pairs
+
+    samples = {
+        "prompt": ["say alpha"] * 4 + ["say beta"] * 3,
+        "response": [" alpha", " beta", " gamma", " no", " beta", " yes", " bad"],
+        "score": [3.0, 1.0, 0.0, -2.0, 2.0, 0.5, 0.0],
+    }
+    pairs = curriculum_pairs(samples)
+    seen = []
+
+    def record(model, rows):
+        seen.extend(r["seqs"][1] for r in rows)  # the rejected sequence identifies the pair
+        return torch.zeros(len(rows), requires_grad=True), {}
+
+    from pairkit.train._loop import fit
+    from pairkit.train.trainers import _pair_examples
+
+    config = TrainConfig(batch_size=2, epochs=2, shuffle=False)
+    examples = _pair_examples(tokenizer, pairs, config)
+    model = build_model(tokenizer)
+    fit(model, examples, record, config)
+    order = [ex["seqs"][1] for ex in examples]
+    assert seen == order * 2 and list(pairs["stage"]) == sorted(pairs["stage"])

@@ -66,6 +66,8 @@ class TrainConfig:
     ``dropout=False`` (the default, as TRL's ``disable_dropout``) runs the training forward passes in eval mode,
     which switches off every dropout — ``nn.Dropout`` modules and the attention dropout transformers applies
     functionally — so the policy at step 1 equals the reference (DPO's first loss is exactly ln 2).
+    ``shuffle=False`` keeps the data order in every epoch (a curriculum such as
+    :func:`~pairkit.train.curriculum_pairs`, easy to hard).
     Truncation: completions are cut to ``max_completion_length`` and prompts to ``max_prompt_length``; a pair
     longer than ``max_length`` loses prompt tokens (from the left) before completion tokens.
     """
@@ -89,6 +91,7 @@ class TrainConfig:
     chunk_size: int = 1024
     progress: bool = False
     dropout: bool = False
+    shuffle: bool = True
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "chunk_size", "max_length"):
@@ -233,7 +236,8 @@ def fit(
         for step in range(start, total):
             epoch, i = divmod(step, steps_per_epoch)
             if epoch not in orders:
-                orders[epoch] = np.random.default_rng([config.seed, epoch]).permutation(n)
+                rng = np.random.default_rng([config.seed, epoch])
+                orders[epoch] = rng.permutation(n) if config.shuffle else np.arange(n)
             idx = orders[epoch][i * config.batch_size : (i + 1) * config.batch_size]
             local = np.array_split(idx, world)[rank]
             sums: dict[str, torch.Tensor] = {}
