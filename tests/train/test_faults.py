@@ -231,3 +231,23 @@ def test_reward_held_out_split_keeps_prompts_apart():
     assert 18 <= len(test) <= 30  # whole prompts of 10 rows each: 0.3 of 70 rounds up to 3 prompts
     assert len(_grouped_split(keys, 0.0, seed=1)) == 0
     assert np.array_equal(test, _grouped_split(keys, 0.3, seed=1))
+
+
+@pytest.mark.parametrize("kind", ["dpo", "kto", "listwise", "reward", "online"])
+def test_mistyped_model_path_fails_before_torch_is_imported(tmp_path, kind):
+    import subprocess
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from pairkit.cli import app; "
+        f"r = CliRunner().invoke(app, ['train', {kind!r}, '--model', 'no-such-dir', '--data', 'x.jsonl', "
+        "'--prompts', 'p.jsonl', '--judge', 'j.json']); "
+        "print(r.exit_code, 'torch' in sys.modules); print(r.output)"
+    )
+    if kind != "online":
+        code = code.replace(", '--prompts', 'p.jsonl', '--judge', 'j.json'", "")
+    else:
+        code = code.replace(", '--data', 'x.jsonl'", "")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    first, _, rest = out.stdout.partition("\n")
+    assert first == "2 False", out.stdout + out.stderr
+    assert "is not a local model directory" in rest

@@ -137,6 +137,7 @@ def _preference_command(kind: str):
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output."),
     ) -> None:
         with reported_errors():
+            _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
             from pairkit.train import check_number, train_listwise, train_preference, train_unpaired
 
             trainer, default_loss = {
@@ -200,6 +201,7 @@ def reward(
 ) -> None:
     """Reward model (sequence classifier with one output) on pairwise or K-wise preferences."""
     with reported_errors():
+        _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
         from pairkit.errors import InputError
         from pairkit.train import evaluate_reward_model, train_reward_model
         from pairkit.train.data import read_records
@@ -285,6 +287,7 @@ def online(
 ) -> None:
     """Online / iterative preference optimisation: the policy samples, the judge compares, the policy learns."""
     with reported_errors():
+        _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
         from pairkit.train import OnlineConfig, TrainConfig, train_online
 
         config = TrainConfig(output_dir=str(output), batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
