@@ -49,6 +49,7 @@ def test_iterative_dpo_moves_the_reference_every_round(tokenizer):
     _, online = _run(tokenizer, rounds=2, method="online_dpo")
     assert [h["loss"] for h in iterative] == pytest.approx([math.log(2)] * 2, abs=1e-7)
     assert abs(online[1]["loss"] - math.log(2)) > 1e-4  # the initial policy stays the reference
+    assert online[0]["kl"] == 0.0 and iterative[1]["kl"] == 0.0 and online[1]["kl"] != 0.0
 
 
 def test_kill_and_resume_draws_no_sample_twice_and_repeats_no_judge_call(tokenizer, tmp_path):

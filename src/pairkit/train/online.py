@@ -264,7 +264,8 @@ def train_online(
     ``budget`` caps the judge calls of the whole run.
 
     Returns one metrics row per round: loss, reward margin and accuracy of the implicit rewards, pairs,
-    prompts without a pair, judge calls (paid and cached), cost, and ``win_rate`` on evaluation rounds.
+    prompts without a pair, the KL of the policy from the reference on the round's samples, judge calls (paid
+    and cached), cost, and ``win_rate`` on evaluation rounds.
     """
     from pairkit.judges import Budget, CachedJudge, JudgmentCache
     from pairkit.train.trainers import _losses, _options, _pad_id, _pair_step
@@ -325,6 +326,7 @@ def train_online(
         ratings = rate_samples(sel, len(batch_prompts), online.k, prior=online.prior)
         rows, counts = _round_pairs(batch_prompts, samples, ratings, online.pairs)
         row: dict[str, float] = {"round": rnd + 1, "pairs": len(rows), **counts}
+        row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
         if rows:
             step = _pair_step(terms, options, beta, pad_id, config, (reference, nullcontext))
             row.update(_train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd))
@@ -366,6 +368,28 @@ def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: in
     if path is not None:
         _atomic_json(path, {"key": key, "samples": samples})
     return samples
+
+
+def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) -> float:
+    """Monte Carlo KL of the policy from the reference on the round's own samples (drawn from the policy).
+
+    .. math::
+
+        \\widehat{\\mathrm{KL}}(\\pi\\,\\|\\,\\pi_{ref}) = \\frac{1}{nk}\\sum_{i,j}
+        \\log\\pi(y_{ij}\\mid x_i) - \\log\\pi_{ref}(y_{ij}\\mid x_i), \\qquad y_{ij}\\sim\\pi(\\cdot\\mid x_i)
+
+    Schulman (2020), "Approximating KL Divergence" (the unbiased k1 estimator; it can be negative on few samples).
+    """
+    from pairkit.train.trainers import _encode, _seq_logps
+
+    seqs = [(p, c) for prompt, ss in zip(prompts, samples) for p, c, _ in _encode(tokenizer, prompt, ss, config)]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        mine = _seq_logps(model, seqs, pad_id, config.chunk_size)[0]
+        ref = _seq_logps(reference, seqs, pad_id, config.chunk_size)[0]
+    model.train(was)
+    return float((mine - ref).double().mean())
 
 
 def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int):
