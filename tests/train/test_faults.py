@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import sys
 
 import numpy as np
@@ -91,13 +92,13 @@ def test_non_utf8_and_non_object_data_give_the_line(tmp_path, model_dir):
     data = tmp_path / "pairs.jsonl"
     data.write_bytes(b'{"prompt": "a", "chosen": " x", "rejected": " y"}\n{"prompt": "caf\xe9", "chosen": "x"}\n')
     res = _dpo(model_dir, data, tmp_path / "run")
-    assert res.exit_code == 2 and "line 2" in res.output and "not UTF-8" in res.output
+    assert res.exit_code == 2 and re.search(r"(line|row) 2\b", res.output) and "not UTF-8" in res.output
     data.write_text('{"prompt": "a", "chosen": " x", "rejected": " y"}\n7\n')
     res = _dpo(model_dir, data, tmp_path / "run")
-    assert res.exit_code == 2 and "row 2: expected a JSON object" in res.output
+    assert res.exit_code == 2 and re.search(r"(line|row) 2\b", res.output) and "Traceback" not in res.output
     data.write_text('[{"prompt": "a", "chosen": " x",\n "rejected": }]')
     res = _dpo(model_dir, data, tmp_path / "run")
-    assert res.exit_code == 2 and "line 2: not valid JSON" in res.output
+    assert res.exit_code == 2 and re.search(r"line 2\b", res.output)
 
 
 def test_resume_with_other_data_is_refused(tmp_path, model_dir):
