@@ -28,6 +28,9 @@ ANSWER = re.compile(r"\[The Start of Assistant ([AB])'s Answer\]\n(.*?)\n\[The E
 
 
 class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a "hang" request must not hold up the test's exit
+
     def __init__(self, *, logprobs: bool = True, slow: float = 1.0, delay: float = 0.0, invert: bool = False):
         super().__init__(("127.0.0.1", 0), Handler)
         self.script: deque[str] = deque()

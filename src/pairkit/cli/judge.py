@@ -69,6 +69,9 @@ def judge(
     judgments_out: Path = typer.Option(None, "--judgments", help="Write every judgment as JSONL."),
     pairs_out: Path = typer.Option(None, "--pairs", help="Write preference pairs {prompt, chosen, rejected} JSONL."),
     dry_run: bool = typer.Option(False, help="Estimate calls and cost, call no judge."),
+    retry_unparseable: bool = typer.Option(
+        False, help="Ask again (and pay again) for prompts whose cached paid reply had no verdict."
+    ),
 ) -> None:
     """Judge candidate answers pairwise with a selection strategy; print the leaderboard."""
     with reported_errors():
@@ -109,6 +112,7 @@ def judge(
                 cache=cache,
                 seed=seed,
                 length_rule=length_rule,
+                retry_unparseable=retry_unparseable,
                 progress=lambda n: bar.advance(task, n),
                 **options,
             )
@@ -125,6 +129,11 @@ def judge(
             )
         for failure in sel.failures[:5]:
             err_console.print(f"[yellow]failed:[/] {failure}", highlight=False)
+        retried = getattr(getattr(comparator, "usage", None), "failures", {})
+        if retried:
+            counts = ", ".join(f"{kind} ×{n}" for kind, n in sorted(retried.items()))
+            err_console.print(f"[yellow]note:[/] judge call failures (retried within bounds): {counts}",
+                              highlight=False)
         if sel.winners and len(pool.contexts) > 1:
             console.print(f"per-context winners: {len(sel.winners)} contexts")
         if sel.ranking is not None:

@@ -83,7 +83,8 @@ class Judgment:
     ``p_a`` is the probability that ``a`` is better, ``p_tie`` that they are equally good (``p_b = 1 - p_a -
     p_tie``); a hard verdict is a one-hot probability. ``order`` is the order that was shown, ``verdict`` the
     parsed label (``"A"``, ``"B"``, ``"tie"``, ``"A>B"``, … in shown-position terms), ``raw`` the judge's text,
-    ``cost`` the money spent on this judgment (all paid attempts), ``cached`` whether it came from a cache.
+    ``cost`` the money spent on this judgment (all paid attempts), ``cached`` whether it came from a cache,
+    ``weight`` how many games it counts as (Arena-Hard counts a strong verdict such as ``A>>B`` three times).
     """
 
     p_a: float
@@ -97,9 +98,12 @@ class Judgment:
     n_calls: int = 1
     cached: bool = False
     judge: str = ""
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         ok = 0.0 <= self.p_a <= 1.0 + 1e-9 and 0.0 <= self.p_tie <= 1.0 + 1e-9 and self.p_a + self.p_tie <= 1 + 1e-9
+        if not (self.weight >= 0 and self.weight < float("inf")):
+            raise InputError(f"Judgment.weight must be a finite number >= 0, got {self.weight!r}")
         if not ok:
             raise InputError(
                 f"Judgment probabilities must satisfy 0 <= p_a, p_tie and p_a + p_tie <= 1, got "

@@ -1,12 +1,20 @@
 """A persistent judgment cache, call/money budgets and crash-safe resumption.
 
-:class:`JudgmentCache` stores judgments in SQLite keyed by (judge id, prompt version, context, reference,
-first answer, second answer): the *physical* prompt shown, so ``(a, b, "ab")`` and ``(b, a, "ba")`` share one
-entry. :class:`CachedJudge` wraps any comparator:
+:class:`JudgmentCache` stores judgments in SQLite keyed by the *full request*: the judge's identity (for an HTTP
+judge the server URL, model, sampling parameters, log-prob settings, samples, extra request fields and the
+template text — everything it sends except the answers; see :func:`judge_identity`), the context, the reference,
+the first and second answers *as shown* and the sample index. ``(a, b, "ab")`` and ``(b, a, "ba")`` show the same
+prompt and share one entry. The file carries a schema version; an old, foreign or damaged file is refused with
+an :class:`~pairkit.errors.InputError` before anything is paid. :class:`CachedJudge` wraps any comparator:
 
 * every judgment is committed to SQLite *before* it is returned, so a run killed at any moment resumes
-  without repeating a paid call;
-* concurrent requests for the same key share one in-flight call (one future per key);
+  without repeating a paid call; a paid reply without a verdict is stored as such (raw text and cost) and is
+  not paid again unless ``retry_unparseable=True``;
+* concurrent requests for the same key share one in-flight call (one future per key), and processes sharing a
+  cache file share calls too: a call is *claimed* in the file (SQLite WAL, one writer at a time) before it is
+  made, and another process asking the same prompt waits for that answer instead of paying again;
+* claims are taken only for calls actually running (at most the judge's ``max_concurrency``), so a killed run
+  leaves at most that many calls unanswered; the next run reports them (:class:`CacheWarning`) and asks again;
 * with ``reuse_reversed=True`` a judgment of the other order stands in (only right when position bias is
   ignored, e.g. the ``"random"`` position policy);
 * a :class:`Budget` in calls and/or money refuses further paid calls with :class:`BudgetExhausted`.
@@ -17,74 +25,310 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from pairkit.errors import InputError
-from pairkit.judges.base import BudgetExhausted, ComparatorBase, Judgment, Request
+from pairkit.errors import InputError, PairkitWarning
+from pairkit.judges.base import BudgetExhausted, ComparatorBase, JudgeError, Judgment, Request
 
-__all__ = ["Budget", "CachedJudge", "JudgmentCache", "cache_key", "check_priced"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Budget",
+    "CacheWarning",
+    "CachedFailure",
+    "CachedJudge",
+    "JudgmentCache",
+    "cache_key",
+    "check_priced",
+    "judge_identity",
+]
 
-_FIELDS = ("p_a", "p_tie", "raw", "verdict", "cost", "prompt_tokens", "completion_tokens", "n_calls", "judge")
+SCHEMA_VERSION = 2
+_APP = "pairkit judgment cache"
+_FIELDS = ("p_a", "p_tie", "raw", "verdict", "cost", "prompt_tokens", "completion_tokens", "n_calls", "judge", "weight")
+_V1_COLUMNS = ["key", "judge_id", "prompt_version", "payload"]  # pairkit's first cache layout
+_SCHEMA = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE judgments (key TEXT PRIMARY KEY, judge_id TEXT NOT NULL, status TEXT NOT NULL, "
+    "payload TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+    "since REAL NOT NULL)",
+)
 
 
-def cache_key(judge_id: str, prompt_version: str, request: Request) -> str:
-    """SHA-256 of the judge identity and the prompt as shown (first answer, second answer)."""
+class CacheWarning(PairkitWarning):
+    """Something about the judgment cache the user should know (calls lost in flight at a kill)."""
+
+
+class CachedFailure(JudgeError):
+    """The cache holds a paid reply to this prompt without a verdict; it is not paid again by default."""
+
+
+def judge_identity(judge) -> dict[str, Any]:
+    """Everything about ``judge`` that changes its answers: ``judge_id``, ``prompt_version`` and its
+    ``cache_identity()`` (for an HTTP judge: the request it sends, minus the answers)."""
+    out: dict[str, Any] = {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version}
+    extra = getattr(judge, "cache_identity", None)
+    if callable(extra):
+        out.update(extra())
+    return out
+
+
+def cache_key(identity: Mapping[str, Any], request: Request) -> str:
+    """SHA-256 of the judge identity and the prompt as shown (context, reference, first, second, sample)."""
     payload = json.dumps(
-        [judge_id, prompt_version, request.context, request.reference, request.first, request.second, request.sample],
+        [identity, request.context, request.reference, request.first, request.second, request.sample],
         ensure_ascii=False,
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 
 class JudgmentCache:
     """SQLite store of judgments in shown-order terms (``p_a`` = probability the *first* shown is better).
 
-    ``path=":memory:"`` keeps it in memory. Every :meth:`put` commits at once.
+    ``path=":memory:"`` keeps it in memory. Every :meth:`put` commits at once. ``lease`` (seconds) is how long a
+    claim by a process on another host is honoured before it counts as abandoned (on this host a claim is
+    abandoned as soon as its process is gone).
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, lease: float = 900.0) -> None:
         self.path = str(path)
+        self.lease = float(lease)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self._host, self._pid = socket.gethostname(), os.getpid()
         self._lock = threading.Lock()
+        self.shared = self.path != ":memory:"
+        if self.shared and Path(self.path).is_dir():
+            raise InputError(f"judgment cache {self.path!r} is a directory; give a file path such as judgments.sqlite")
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, judge_id TEXT, "
-                "prompt_version TEXT, payload TEXT NOT NULL)"
-            )
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60.0)
+            self._open_schema()  # before switching to WAL: a foreign file must be left as it was
+            self._db.execute("PRAGMA journal_mode=WAL" if self.shared else "PRAGMA journal_mode=MEMORY")
+            if self.shared:
+                problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
         except sqlite3.Error as exc:
-            raise InputError(f"cannot open judgment cache {self.path!r}: {exc}; pass a writable file path") from exc
+            raise self._damaged(exc) from None
+        self.abandoned = self._reap() if self.shared else 0
+        if self.abandoned:
+            warnings.warn(
+                f"{self.abandoned} judge call(s) were in flight when a previous run on {self.path} stopped; their "
+                "answers were not saved, so they will be asked (and paid) again",
+                CacheWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------------------------------- schema
+    def _damaged(self, exc: BaseException) -> InputError:
+        return InputError(
+            f"judgment cache {self.path!r} cannot be used: {exc}; if the file is damaged, move it away and run "
+            "again with a new --cache file (answers stored in it will be asked again)"
+        )
+
+    def _open_schema(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)", [("application", _APP), ("schema_version", str(SCHEMA_VERSION))]
+                )
+            elif "meta" in tables:
+                meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+                if meta.get("application") != _APP:
+                    raise InputError(self._foreign(tables))
+                if meta.get("schema_version") != str(SCHEMA_VERSION):
+                    raise InputError(
+                        f"judgment cache {self.path!r} has schema version {meta.get('schema_version')!r}; this "
+                        f"pairkit reads version {SCHEMA_VERSION}; use a new --cache file"
+                    )
+            elif tables == {"judgments"} and _columns(db, "judgments") == _V1_COLUMNS:
+                raise InputError(
+                    f"judgment cache {self.path!r} was written by an older pairkit (schema version 1), whose keys "
+                    "leave out the server, sampling settings and extra request fields, so its answers cannot be "
+                    "matched safely; use a new --cache file"
+                )
+            else:
+                raise InputError(self._foreign(tables))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _foreign(self, tables: set[str]) -> str:
+        return (
+            f"{self.path!r} is not a pairkit judgment cache (it holds the tables {', '.join(sorted(tables))}); "
+            "give --cache a new file path, not another program's database"
+        )
+
+    def _reap(self) -> int:
+        """Remove claims of processes that are gone; their count (calls in flight when a run stopped)."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT key, owner, host, pid, since FROM claims").fetchall()
+            dead = [k for k, owner, host, pid, since in rows if self._abandoned(owner, host, pid, since)]
+            db.executemany("DELETE FROM claims WHERE key = ?", [(k,) for k in dead])
+        return len(dead)
+
+    def _abandoned(self, owner: str, host: str, pid: int, since: float) -> bool:
+        if owner == self.owner:
+            return False
+        if host == self._host:
+            return not _pid_alive(pid)
+        return time.time() - since > self.lease
+
+    # ---------------------------------------------------------------------------------------- plumbing
+    def _transaction(self):
+        cache = self
+
+        class _Tx:
+            def __enter__(self):
+                cache._lock.acquire()
+                try:
+                    cache._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    cache._lock.release()
+                    raise cache._damaged(exc) from None
+                return cache._db
+
+            def __exit__(self, kind, exc, tb):
+                try:
+                    cache._db.execute("COMMIT" if kind is None else "ROLLBACK")
+                except sqlite3.Error as err:
+                    if kind is None:
+                        raise cache._damaged(err) from None
+                finally:
+                    cache._lock.release()
+                if isinstance(exc, sqlite3.Error):
+                    raise cache._damaged(exc) from None
+                return False
+
+        return _Tx()
+
+    def _query(self, sql: str, args: tuple = ()) -> list:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise self._damaged(exc) from None
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+        return self._query("SELECT COUNT(*) FROM judgments")[0][0]
 
-    def get(self, judge_id: str, prompt_version: str, request: Request) -> Judgment | None:
-        """The cached judgment of exactly this shown prompt, in ``request``'s ``a``/``b`` terms, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT payload FROM judgments WHERE key = ?", (cache_key(judge_id, prompt_version, request),)
-            ).fetchone()
-        if row is None:
-            return None
-        shown = Judgment(**json.loads(row[0]), order="ab", cached=True)
+    # ------------------------------------------------------------------------------------------- entries
+    @staticmethod
+    def _decode(row: tuple, request: Request) -> Judgment:
+        status, payload = row
+        data = json.loads(payload)
+        if status != "ok":
+            error = CachedFailure(
+                f"the judge's paid reply to this prompt had no verdict ({data.get('message', '')}; raw reply "
+                f"{data.get('raw', '')[:120]!r}); it is kept in the cache and not paid again: pass "
+                "retry_unparseable=True (pairkit judge --retry-unparseable) to ask again, or fix the prompt template"
+            )
+            error.raw, error.cost = data.get("raw", ""), 0.0
+            raise error
+        shown = Judgment(**{k: v for k, v in data.items() if k in _FIELDS}, order="ab", cached=True)
         return replace(shown if request.order == "ab" else shown.swapped(), order=request.order)
 
-    def put(self, judge_id: str, prompt_version: str, request: Request, judgment: Judgment) -> None:
-        """Store (and commit) a judgment given in ``request``'s ``a``/``b`` terms."""
+    def get(self, identity: Mapping[str, Any], request: Request, *, failures: bool = True) -> Judgment | None:
+        """The cached judgment of exactly this shown prompt, in ``request``'s ``a``/``b`` terms, or None.
+
+        A stored unparseable reply raises :class:`CachedFailure` (``failures=False``: counts as absent).
+        """
+        rows = self._query("SELECT status, payload FROM judgments WHERE key = ?", (cache_key(identity, request),))
+        if not rows or (not failures and rows[0][0] != "ok"):
+            return None
+        return self._decode(rows[0], request)
+
+    def _row(self, identity: Mapping[str, Any], request: Request, judgment: Judgment) -> tuple:
         shown = judgment if request.order == "ab" else judgment.swapped()
         payload = json.dumps({k: getattr(shown, k) for k in _FIELDS}, ensure_ascii=False)
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?)",
-                (cache_key(judge_id, prompt_version, request), judge_id, prompt_version, payload),
+        return cache_key(identity, request), str(identity.get("judge_id", "")), "ok", payload, time.time()
+
+    def put(self, identity: Mapping[str, Any], request: Request, judgment: Judgment) -> None:
+        """Store (and commit) a judgment given in ``request``'s ``a``/``b`` terms; its claim ends."""
+        row = self._row(identity, request, judgment)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?)", row)
+            db.execute("DELETE FROM claims WHERE key = ?", (row[0],))
+
+    def put_failure(
+        self, identity: Mapping[str, Any], request: Request, *, raw: str, cost: float, message: str
+    ) -> None:
+        """Store a paid reply that had no verdict (its text and cost), so that a rerun does not pay for it again."""
+        key = cache_key(identity, request)
+        payload = json.dumps({"raw": raw, "cost": cost, "message": message}, ensure_ascii=False)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?)",
+                (key, str(identity.get("judge_id", "")), "unparseable", payload, time.time()),
             )
+            db.execute("DELETE FROM claims WHERE key = ?", (key,))
+
+    # -------------------------------------------------------------------------------------------- claims
+    def claim(self, identity: Mapping[str, Any], request: Request, *, retry_failed: bool = False):
+        """Claim the call for ``request`` unless it is answered or claimed by a live process.
+
+        Returns ``("mine", None)``, ``("done", judgment)`` (answered meanwhile; a stored failure raises
+        :class:`CachedFailure` unless ``retry_failed``) or ``("busy", owner)``.
+        """
+        key = cache_key(identity, request)
+        if not self.shared:
+            return "mine", None
+        with self._transaction() as db:
+            row = db.execute("SELECT status, payload FROM judgments WHERE key = ?", (key,)).fetchone()
+            if row is not None and (row[0] == "ok" or not retry_failed):
+                found = row
+            else:
+                found = None
+                held = db.execute("SELECT owner, host, pid, since FROM claims WHERE key = ?", (key,)).fetchone()
+                if held is not None and held[0] != self.owner and not self._abandoned(*held):
+                    return "busy", f"process {held[2]} on {held[1]}"
+                db.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                    (key, self.owner, self._host, self._pid, time.time()),
+                )
+        if found is not None:
+            return "done", self._decode(found, request)
+        return "mine", None
+
+    def release(self, identity: Mapping[str, Any], request: Request) -> None:
+        """Give up this process's claim on ``request`` (the call failed unpaid; another may try)."""
+        if self.shared:
+            with self._transaction() as db:
+                db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (cache_key(identity, request), self.owner))
 
     def close(self) -> None:
         self._db.close()
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
 
 
 @dataclass
@@ -141,9 +385,13 @@ def check_priced(judge, budget: Budget) -> Budget:
 
 
 class CachedJudge(ComparatorBase):
-    """Wrap ``judge`` with a persistent cache, in-flight deduplication and a budget.
+    """Wrap ``judge`` with a persistent cache, in-flight deduplication (across processes too) and a budget.
 
     ``usage`` counts only the paid calls made through this wrapper (cache hits are in ``usage.cache_hits``).
+
+    Args:
+        retry_unparseable: ask again (and pay again) for prompts whose cached paid reply had no verdict.
+        claim_wait: the longest wait (seconds) for another process's call on the same prompt.
     """
 
     def __init__(
@@ -153,20 +401,30 @@ class CachedJudge(ComparatorBase):
         *,
         budget: Budget | None = None,
         reuse_reversed: bool = False,
+        retry_unparseable: bool = False,
+        claim_wait: float = 900.0,
     ) -> None:
         super().__init__()
         self.inner = judge
         self.cache = cache if isinstance(cache, JudgmentCache) else JudgmentCache(cache or ":memory:")
         self.budget = check_priced(judge, budget or Budget())
         self.reuse_reversed = reuse_reversed
+        self.retry_unparseable = retry_unparseable
+        self.claim_wait = float(claim_wait)
         self.judge_id = judge.judge_id
         self.prompt_version = judge.prompt_version
+        self.identity = judge_identity(judge)
+        self.priced = getattr(judge, "priced", False)
+        self.waited = 0  # calls answered by another process while this one waited
         self._inflight: dict[str, asyncio.Future] = {}
+        self._slots: tuple | None = None
 
     def lookup(self, request: Request) -> Judgment | None:
-        found = self.cache.get(self.judge_id, self.prompt_version, request)
+        """The cached judgment (or, with ``reuse_reversed``, the other order's); a stored failure raises."""
+        failures = not self.retry_unparseable
+        found = self.cache.get(self.identity, request, failures=failures)
         if found is None and self.reuse_reversed:
-            other = self.cache.get(self.judge_id, self.prompt_version, request.reversed())
+            other = self.cache.get(self.identity, request.reversed(), failures=failures)
             found = None if other is None else replace(other, order=request.order)
         return found
 
@@ -175,10 +433,10 @@ class CachedJudge(ComparatorBase):
         if found is not None:
             self.usage.cache_hits += 1
             return found
-        key = cache_key(self.judge_id, self.prompt_version, request)
+        key = cache_key(self.identity, request)
         pending = self._inflight.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._paid_call(request))
+            pending = asyncio.ensure_future(self._call(request))
             self._inflight[key] = pending
             pending.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
         else:
@@ -186,9 +444,49 @@ class CachedJudge(ComparatorBase):
         shown = await asyncio.shield(pending)  # in first-shown terms: a twin may ask in the other order
         return replace(shown if request.order == "ab" else shown.swapped(), order=request.order)
 
+    def _semaphore(self) -> asyncio.Semaphore | None:
+        """At most the judge's ``max_concurrency`` calls claimed at once (so a kill loses at most that many)."""
+        limit = getattr(self.inner, "max_concurrency", None)
+        if not limit:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(int(limit)))
+        return self._slots[1]
+
+    async def _call(self, request: Request) -> Judgment:
+        """Claim and pay for ``request``, or wait for the process that holds its claim."""
+        start, pause = time.monotonic(), 0.02
+        while True:
+            semaphore = self._semaphore()
+            if semaphore is not None:
+                await semaphore.acquire()
+            try:
+                state, value = self.cache.claim(self.identity, request, retry_failed=self.retry_unparseable)
+                if state == "mine":
+                    return await self._paid_call(request)
+            finally:
+                if semaphore is not None:
+                    semaphore.release()
+            if state == "done":
+                self.usage.cache_hits += 1
+                self.waited += 1
+                return value if request.order == "ab" else value.swapped()
+            if time.monotonic() - start > self.claim_wait:
+                raise JudgeError(
+                    f"{value} has been judging this prompt for over {self.claim_wait:g} s (claim in "
+                    f"{self.cache.path}); wait for it to finish, or stop it and run again"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     async def _paid_call(self, request: Request) -> Judgment:
         estimate = self.estimate_cost(request)
-        self.budget.reserve(estimate)
+        try:
+            self.budget.reserve(estimate)
+        except BudgetExhausted:
+            self.cache.release(self.identity, request)
+            raise
         try:
             judgment = await self.inner.ajudge(request)
         except BaseException as exc:
@@ -198,9 +496,15 @@ class CachedJudge(ComparatorBase):
                 self.usage.cost += paid
             else:
                 self.budget.release(estimate)
+            if getattr(exc, "unparseable", False):
+                self.cache.put_failure(
+                    self.identity, request, raw=getattr(exc, "raw", ""), cost=float(paid), message=str(exc)[:300]
+                )
+            else:
+                self.cache.release(self.identity, request)
             raise
         self.budget.settle(estimate, judgment.cost)
-        self.cache.put(self.judge_id, self.prompt_version, request, judgment)  # committed before use
+        self.cache.put(self.identity, request, judgment)  # committed before use
         self.usage.add(judgment)
         return judgment if request.order == "ab" else judgment.swapped()
 

@@ -1,7 +1,9 @@
 """An LLM judge behind an OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp, TGI, …).
 
-* The verdict's probability comes from the ``top_logprobs`` of the verdict token (the letter after ``[[``)
-  when the server returns them, else from ``samples`` repeated samples, else it is the hard verdict.
+* The verdict's probability comes from the ``top_logprobs`` of the verdict's tokens (all of them: ``[[A=B]]``
+  is read as a tie) when the server returns them, else from ``samples`` repeated samples, else it is the hard
+  verdict. Graded verdicts (``A>>B`` … ``B>>A``) are scored and weighted by a
+  :class:`~pairkit.judges.prompts.VerdictScale` (``verdicts="graded"``, ``"arena_hard"`` or ``"binary"``).
 * Calls are bounded by a semaphore (``max_concurrency``) and retried on 429, 5xx, timeouts, transport errors
   (truncated bodies) and malformed JSON with exponential backoff and full jitter (Brooker 2015, "Exponential
   backoff and jitter"), waiting at least the server's ``Retry-After``; an unparseable verdict is re-asked up to
@@ -27,7 +29,14 @@ from dataclasses import dataclass, replace
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
-from pairkit.judges.prompts import TEMPLATES, PromptTemplate, parse_verdict, verdict_probabilities
+from pairkit.judges.prompts import (
+    TEMPLATES,
+    PromptTemplate,
+    VerdictScale,
+    parse_verdict,
+    verdict_distribution,
+    verdict_scale,
+)
 
 __all__ = ["OpenAIJudge", "Price", "RetryWarning", "verdict_from_logprobs"]
 
@@ -58,27 +67,20 @@ class Price:
         return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
 
 
-def verdict_from_logprobs(content: list[dict]) -> tuple[float, float] | None:
-    """(P(first better), P(tie)) from the top-logprobs of the token after ``[[``, or None if absent.
+def verdict_from_logprobs(
+    content: list[dict], scale: str | VerdictScale = "graded"
+) -> tuple[float, float] | None:
+    """(P(first better), P(tie)) from the log-probs of the bracketed verdict, or None if absent.
 
-    The probabilities of the tokens ``A``, ``B``, ``C`` among the alternatives at that position are
-    renormalised over the three.
+    Multi-token verdicts (``[[A=B]]`` as ``A``, ``=``, ``B``) are read whole by
+    :func:`~pairkit.judges.prompts.verdict_distribution`; single letters are renormalised over ``A``, ``B``,
+    ``C``. Levels are scored on ``scale``.
     """
-    text = ""
-    for entry in content or []:
-        token = str(entry.get("token", ""))
-        if text.rstrip().endswith("[[") and token.strip() in ("A", "B", "C"):
-            mass = {"A": 0.0, "B": 0.0, "C": 0.0}
-            for alt in entry.get("top_logprobs") or [{"token": token, "logprob": entry.get("logprob", 0.0)}]:
-                key = str(alt.get("token", "")).strip()
-                if key in mass:
-                    mass[key] += math.exp(float(alt.get("logprob", -math.inf)))
-            total = sum(mass.values())
-            if total <= 0:
-                return None
-            return mass["A"] / total, mass["C"] / total
-        text += token
-    return None
+    dist = verdict_distribution(content)
+    if dist is None:
+        return None
+    p_first, p_tie, _ = verdict_scale(scale).expect(dist)
+    return p_first, p_tie
 
 
 class OpenAIJudge(ComparatorBase):
@@ -90,6 +92,8 @@ class OpenAIJudge(ComparatorBase):
         api_key: bearer token; defaults to the environment variable named by ``api_key_env``.
         template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate`.
         logprobs: ask for ``top_logprobs`` and read the verdict probability from them.
+        verdicts: how graded verdicts score and weigh (a :data:`~pairkit.judges.prompts.VERDICT_SCALES` name or
+            a :class:`~pairkit.judges.prompts.VerdictScale`).
         samples: calls per judgment, their probabilities averaged (for servers without logprobs; use a
             temperature > 0 so that the samples differ).
         price: a :class:`Price` (or ``(input, output)`` per million tokens) for cost accounting.
@@ -128,6 +132,7 @@ class OpenAIJudge(ComparatorBase):
         max_tokens: int = 1024,
         logprobs: bool = True,
         top_logprobs: int = 5,
+        verdicts: str | VerdictScale = "graded",
         samples: int = 1,
         max_concurrency: int = 8,
         max_retries: int = 4,
@@ -153,6 +158,7 @@ class OpenAIJudge(ComparatorBase):
         self.model, self.base_url = model, base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.template = template
+        self.verdicts = verdict_scale(verdicts)
         self.temperature, self.max_tokens = temperature, max_tokens
         self.logprobs, self.top_logprobs, self.samples = logprobs, top_logprobs, samples
         self.max_concurrency, self.max_retries, self.parse_retries = max_concurrency, max_retries, parse_retries
@@ -294,6 +300,18 @@ class OpenAIJudge(ComparatorBase):
         body.update(self.extra_body)
         return body
 
+    def cache_identity(self) -> dict:
+        """What this judge sends besides the answers (server, model, sampling, template, extra fields), and how
+        it reads the replies: the part of the cache key that tells one setting's answers from another's."""
+        placeholder = Request("\x00context", "\x00first", "\x00second", reference="\x00reference")
+        body = self.payload(placeholder)
+        return {
+            "base_url": self.base_url,
+            "request": body,
+            "samples": self.samples,
+            "verdicts": self.verdicts.identity(),
+        }
+
     async def ajudge(self, request: Request) -> Judgment:
         # accounting happens per paid response in _paid, so the base class must not add the judgment again
         return await self._ajudge(request)
@@ -310,10 +328,13 @@ class OpenAIJudge(ComparatorBase):
             err = spent[0] if spent else results[0]
             error = JudgeError(str(err))
             error.cost, error.tokens = cost, (pt, ct)
+            error.unparseable = bool(spent) and all(getattr(e, "unparseable", False) for e in spent)
+            error.raw = getattr(err, "raw", "")
             raise error
         probs = [r[0] for r in ok]
         p_first = sum(p[0] for p in probs) / len(probs)
         p_tie = sum(p[1] for p in probs) / len(probs)
+        weight = sum(p[2] for p in probs) / len(probs)
         shown = Judgment(
             p_a=min(p_first, 1.0 - p_tie),
             p_tie=p_tie,
@@ -324,6 +345,7 @@ class OpenAIJudge(ComparatorBase):
             completion_tokens=ct,
             n_calls=len(ok) + len(spent),
             judge=self.judge_id,
+            weight=weight,
         )
         return replace(shown if request.order == "ab" else shown.swapped(), order=request.order)
 
@@ -340,14 +362,14 @@ class OpenAIJudge(ComparatorBase):
             choice = body["choices"][0]
             text = str(choice["message"]["content"] or "")
             label = parse_verdict(text)
-            from_logprobs = verdict_from_logprobs(((choice.get("logprobs") or {}).get("content")) or [])
-            if from_logprobs is not None:
-                return from_logprobs, text, tokens[0], tokens[1], cost, label or ""
-            if label is not None:
-                return verdict_probabilities(label), text, tokens[0], tokens[1], cost, label
+            dist = verdict_distribution(((choice.get("logprobs") or {}).get("content")) or [])
+            if dist is None and label is not None:
+                dist = {label: 1.0}
+            if dist is not None:
+                return self.verdicts.expect(dist), text, tokens[0], tokens[1], cost, label or ""
             self._fail("unparseable", text[:120])
         error = JudgeError(f"no verdict in the judge's reply after {self.parse_retries + 1} tries: {text[:200]!r}")
-        error.cost, error.tokens = cost, tuple(tokens)
+        error.cost, error.tokens, error.unparseable, error.raw = cost, tuple(tokens), cost > 0 or any(tokens), text
         raise error
 
     def estimate_cost(self, request: Request) -> float:

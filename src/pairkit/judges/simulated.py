@@ -88,6 +88,21 @@ class SimulatedJudge(ComparatorBase):
         self.rng = np.random.default_rng(seed)
         self.judge_id = judge_id
 
+    def cache_identity(self) -> dict:
+        """The truth and noise model (part of the cache key)."""
+        import hashlib
+        import json
+
+        truth = hashlib.sha256(json.dumps(sorted(self.strengths.items())).encode()).hexdigest()
+        return {
+            "strengths": truth,
+            "model": self.model,
+            "noise": self.noise,
+            "tie_margin": self.tie_margin,
+            "position_bias": self.position_bias,
+            "soft": self.soft,
+        }
+
     def _strength(self, text: str) -> float:
         try:
             return self.strengths[text]

@@ -114,13 +114,15 @@ def apply_length_rule(score: float, len_a: int, len_b: int, *, k_chars: int, nar
 
     .. math::
 
-        |s - \\tfrac12| < \\text{narrow} \\;\\wedge\\; \\text{len(winner)} - \\text{len(loser)} > K
+        |s - \\tfrac12| \\le \\text{narrow} \\;\\wedge\\; \\text{len(winner)} - \\text{len(loser)} > K
         \\;\\Rightarrow\\; s \\leftarrow \\tfrac12
 
     Lin et al. (2024), "WildBench: benchmarking LLMs with challenging tasks from real users in the wild"
-    (there: a "slightly better" verdict from a response longer by more than K characters becomes a tie).
+    (there: a "slightly better" verdict from a response longer by more than K characters becomes a tie). With
+    the ``"graded"`` verdict scale a slight win scores 0.75 (|s − ½| = 0.25, the default ``narrow``), a clear
+    win 1.
     """
-    if score == 0.5 or abs(score - 0.5) >= narrow:
+    if score == 0.5 or abs(score - 0.5) > narrow + 1e-12:
         return score
     longer_won = (score > 0.5 and len_a - len_b > k_chars) or (score < 0.5 and len_b - len_a > k_chars)
     return 0.5 if longer_won else score
@@ -194,6 +196,7 @@ class Arena:
         self.rng = np.random.default_rng(seed)
         self.records: list[Record] = []
         self.decisions: list[tuple[int, int, int, float, bool | None]] = []  # context, a, b, score, a_first
+        self.weights: list[float] = []  # games each decision counts as (Arena-Hard: 3 for a strong verdict)
         self.failures: list[str] = []
         self.progress = progress
         self._samples: dict[tuple, int] = {}
@@ -257,6 +260,7 @@ class Arena:
             out[k] = s = self._decide(c, i, j, js)
             self._memo[(c, i, j)] = s
             self.decisions.append((c, i, j, s, None if both else js[0].order == "ab"))
+            self.weights.append(float(np.mean([x.weight for x in js])))
         if other_error is not None:
             raise other_error
         if budget_error is not None:
@@ -270,11 +274,13 @@ class Arena:
         return judgment
 
     def _decide(self, c: int, i: int, j: int, js: list[Judgment]) -> float:
-        scores = [x.score for x in js]
+        weights = [x.weight for x in js]
         if self.policy == "both_conflict_tie" and js[0].winner != js[1].winner:
             s = 0.5
+        elif sum(weights) > 0:  # each order's verdict counts as many games as its weight says
+            s = float(np.average([x.score for x in js], weights=weights))
         else:
-            s = float(np.mean(scores))
+            s = float(np.mean([x.score for x in js]))
         if self.length_rule is not None:
             s = apply_length_rule(
                 s, len(self.pool.text[c][i]), len(self.pool.text[c][j]), k_chars=self.length_rule, narrow=self.narrow
@@ -305,6 +311,7 @@ class Selection:
     stopped: str | None = None
     failures: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    weights: list[float] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -316,16 +323,20 @@ class Selection:
         return float(sum(r.judgment.cost for r in self.records if not r.judgment.cached))
 
     def comparisons(self) -> Comparisons:
-        """One row per decision: outcome = expected score of ``a`` (ties ½), cluster = context (if several)."""
+        """One row per decision: outcome = expected score of ``a`` (ties ½), cluster = context (if several),
+        weight = the games the decision counts as (all 1 unless the verdict scale weighs levels)."""
         if not self.decisions:
             raise InputError(f"strategy {self.strategy!r} made no comparisons (budget 0?)")
         c, a, b, s, first = zip(*self.decisions)
         a_first = None if any(f is None for f in first) else np.array(first, bool)
+        weights = np.asarray(self.weights, float)
+        use_weights = len(weights) == len(self.decisions) and bool(np.any(weights != 1.0))
         return Comparisons.from_arrays(
             np.array(a),
             np.array(b),
             np.array(s, float),
             items=self.pool.items,
+            weight=weights if use_weights else None,
             cluster=np.array(c) if len(self.pool.contexts) > 1 else None,
             a_first=a_first,
             source=f"selection {self.strategy}",

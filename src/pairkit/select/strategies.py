@@ -470,21 +470,24 @@ def _ucb_matchmaking(theta: np.ndarray, ucb: np.ndarray, size: int) -> list[tupl
 
 
 def _comparisons_so_far(arena: Arena, out: Selection):
-    out.decisions = arena.decisions
+    out.decisions, out.weights = arena.decisions, arena.weights
     return out.comparisons()
 
 
 # ------------------------------------------------------------------------------------------------ API
-def _prepare(judge, cache, budget, reuse_reversed: bool) -> CachedJudge:
+def _prepare(judge, cache, budget, reuse_reversed: bool, retry_unparseable: bool) -> CachedJudge:
     if isinstance(budget, (int, np.integer)):
         budget = Budget(max_calls=int(budget))
     if isinstance(judge, CachedJudge):
         if budget is not None:
             judge.budget = check_priced(judge.inner, budget)
         judge.reuse_reversed = judge.reuse_reversed or reuse_reversed
+        judge.retry_unparseable = judge.retry_unparseable or retry_unparseable
         return judge
     cache = cache if isinstance(cache, JudgmentCache) or cache is None else JudgmentCache(cache)
-    return CachedJudge(judge, cache, budget=budget, reuse_reversed=reuse_reversed)
+    return CachedJudge(
+        judge, cache, budget=budget, reuse_reversed=reuse_reversed, retry_unparseable=retry_unparseable
+    )
 
 
 async def aselect(
@@ -499,6 +502,7 @@ async def aselect(
     length_rule: int | None = None,
     progress=None,
     reuse_reversed: bool = False,
+    retry_unparseable: bool = False,
     **options,
 ) -> Selection:
     """Async :func:`select`."""
@@ -509,7 +513,7 @@ async def aselect(
             f"reuse_reversed=True treats the two orders as one judgment, which only the 'random' "
             f"position policy allows (got policy={policy!r})"
         )
-    wrapped = _prepare(judge, cache, budget, reuse_reversed)
+    wrapped = _prepare(judge, cache, budget, reuse_reversed, retry_unparseable)
     arena = Arena(wrapped, pool, policy=policy, length_rule=length_rule, seed=seed, progress=progress)
     out = Selection(
         strategy=strategy,
@@ -518,12 +522,13 @@ async def aselect(
         records=arena.records,
         decisions=arena.decisions,
         failures=arena.failures,
+        weights=arena.weights,
     )
     try:
         await spec.fn(arena, out, **options)
     except BudgetExhausted:
         out.stopped = "budget"
-    out.decisions = arena.decisions
+    out.decisions, out.weights = arena.decisions, arena.weights
     out.info["usage"] = wrapped.usage
     return out
 
@@ -543,6 +548,8 @@ def select(strategy: str, judge, pool: Pool, **options) -> Selection:
         length_rule: WildBench's K (characters) for the length rule, None to switch it off.
         reuse_reversed: answer a prompt from the cached judgment of the other order (policy ``"random"``
             only: it assumes no position bias; the k-th sample of one order stands in for the other's).
+        retry_unparseable: ask again for prompts whose cached paid reply had no verdict (by default such a
+            prompt raises :class:`~pairkit.judges.JudgeError` naming the cached reply, and is not paid again).
         options: the strategy's own options (``k``, ``best_of``, ``n_comparisons``, …).
     """
     return run_sync(aselect(strategy, judge, pool, **options))
