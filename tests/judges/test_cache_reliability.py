@@ -243,3 +243,13 @@ def test_calls_in_flight_at_a_kill_are_bounded_by_the_concurrency_and_reported(t
         assert done.calls == 45 and done.info["usage"].calls == 39
         prompts = Counter(p[0] for p in server.paid)
         assert len(prompts) == 45 and max(prompts.values()) == 1
+
+
+def test_wrapping_judges_key_by_their_inner_judges_and_pass_on_the_price():
+    from pairkit.judges import EscalatingJudge
+
+    cheap, strong = http_judge(temperature=0.0), OpenAIJudge("strong", base_url="http://127.0.0.1:9/v1", price=(1, 2))
+    one = EscalatingJudge([cheap, strong], [0.9])
+    other = EscalatingJudge([http_judge(temperature=0.5), strong], [0.9])
+    assert cache_key(judge_identity(one), REQ) != cache_key(judge_identity(other), REQ)
+    assert one.priced and not EscalatingJudge([cheap, http_judge()], [0.9]).priced

@@ -63,6 +63,11 @@ class EmbeddingJudge(ComparatorBase):
         self.temperature, self.judge_id = float(temperature), judge_id
         self._memo: dict[str, np.ndarray] = {}
 
+    def cache_identity(self) -> dict:
+        """The temperature and the encoder (by name) are part of the cache key."""
+        name = getattr(self.encoder, "__qualname__", type(self.encoder).__name__)
+        return {"temperature": self.temperature, "encoder": f"{getattr(self.encoder, '__module__', '')}.{name}"}
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-normalised embeddings (memoised per text)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._memo]

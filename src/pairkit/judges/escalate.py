@@ -111,6 +111,13 @@ class EscalatingJudge(ComparatorBase):
             f"{j.prompt_version}@{t:g}" for j, t in zip(self.judges, [*self.thresholds, 0.0])
         )
         self.escalations = np.zeros(len(self.judges), dtype=np.int64)
+        self.priced = any(getattr(j, "priced", False) for j in self.judges)
+
+    def cache_identity(self) -> dict:
+        """Every judge's identity and threshold (part of the cache key)."""
+        from pairkit.judges.cache import judge_identity
+
+        return {"judges": [judge_identity(j) for j in self.judges], "thresholds": self.thresholds}
 
     async def ajudge(self, request: Request) -> Judgment:
         spent = [0.0, 0, 0, 0]

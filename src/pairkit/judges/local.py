@@ -71,6 +71,10 @@ class HFJudge(ComparatorBase):
         self._pending: list = []
         self.forward_batches = 0
 
+    def cache_identity(self) -> dict:
+        """The template text and the verdict opening are part of the cache key (the model is in ``judge_id``)."""
+        return {"template": [self.template.system, self.template.user], "opening": VERDICT_OPENING}
+
     def prompt(self, request: Request) -> str:
         messages = self.template.messages(request.context, request.first, request.second, request.reference)
         if getattr(self.tokenizer, "chat_template", None):
