@@ -15,6 +15,7 @@ checked in one place before it runs; every one is bounded even without a budget 
                     leaderboard (Son et al. 2024)
 ``swiss``           Swiss-system rounds: equal scores meet, no rematches         ``rounds``·n/2 (⌈log2 n⌉ + 2)
 ``merge_sort``      noisy merge sort (PairS, Liu et al. 2024)                    n⌈log2 n⌉ calls
+``pairs_beam``      merge sort with beam-searched merges (PairS-beam)            ``beam``·n⌈log2 n⌉ calls
 ``heap_topk``       heap sort until the top k are out (PRP-sorting, Qin 2024)    O(n + k log n) calls
 ``sliding_topk``    k bubble passes of a window of 2 (PRP-sliding-K, Qin 2024)   k(n−1) calls
 ``duo_rerank``      all pairs of a short list in both orders (duoT5)             depth(depth−1)/2 pairs
@@ -37,7 +38,15 @@ from pairkit.judges.base import BudgetExhausted, run_sync
 from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache, check_priced
 from pairkit.select.arena import Arena, Pool, Selection
 
-__all__ = ["STRATEGIES", "aselect", "default_active_limit", "default_random_pairs", "dry_run", "select"]
+__all__ = [
+    "STRATEGIES",
+    "aselect",
+    "beam_merge",
+    "default_active_limit",
+    "default_random_pairs",
+    "dry_run",
+    "select",
+]
 
 STRATEGIES = Registry("strategy")
 """Selection strategies by name: each a :class:`~pairkit._spec.Spec` with its declared options."""
@@ -233,6 +242,82 @@ async def merge_sort(arena: Arena, out: Selection) -> None:
     """
     _single_answer(
         out, await _per_context(arena, lambda c, items: _merge_sort(arena, c, list(arena.rng.permutation(items))))
+    )
+
+
+async def beam_merge(
+    arena: Arena, c: int, left: list[int], right: list[int], beam: int, prune: float = 0.0
+) -> list[int]:
+    """The most probable interleaving of two sorted lists found by a beam over merge paths (best first).
+
+    A merge path takes ``left[i]`` or ``right[j]`` next; with :math:`p_{ij}` the judged probability that
+    ``left[i]`` beats ``right[j]`` its log-likelihood grows by :math:`\\log p_{ij}` or :math:`\\log(1-p_{ij})`.
+    Paths that reach the same :math:`(i, j)` face the same remaining choices, so only the likeliest is kept
+    (dynamic programming); of the rest the ``beam`` likeliest go on. Uncertainty guides the search: a continuation
+    whose step probability is below ``prune`` (the judge is sure against it) is not followed. Each step's
+    comparisons go out as one batch, and a pair is judged once. With ``beam`` ≥ the number of merge states and
+    ``prune=0`` this is the maximum-likelihood merge; with ``beam=1`` it is the greedy merge of :func:`merge_sort`.
+    """
+    eps = 1e-6
+    states = [(0.0, 0, 0, ())]  # log-likelihood, i, j, merged so far
+    n_left, n_right = len(left), len(right)
+    while any(i < n_left or j < n_right for _, i, j, _ in states):
+        need = sorted({(left[i], right[j]) for _, i, j, _ in states if i < n_left and j < n_right})
+        scores = await arena.compare([(c, a, b) for a, b in need], reuse=True) if need else []
+        prob = {pair: float(np.clip(score, eps, 1 - eps)) for pair, score in zip(need, scores)}
+        best: dict[tuple[int, int], tuple] = {}
+        for ll, i, j, merged in states:
+            if i == n_left or j == n_right:
+                rest = tuple(left[i:]) + tuple(right[j:])
+                moves = [(ll, n_left, n_right, merged + rest)]
+            else:
+                q = prob[(left[i], right[j])]
+                moves = [
+                    (ll + math.log(q), i + 1, j, merged + (left[i],)),
+                    (ll + math.log(1 - q), i, j + 1, merged + (right[j],)),
+                ]
+                if min(q, 1 - q) < prune:  # a sure comparison: only its likelier side
+                    moves = [moves[0] if q >= 0.5 else moves[1]]
+            for move in moves:
+                key = (move[1], move[2])
+                if key not in best or move[0] > best[key][0]:
+                    best[key] = move
+        states = sorted(best.values(), key=lambda s: -s[0])[:beam]
+    return list(states[0][3])
+
+
+async def _beam_sort(arena: Arena, c: int, items: list[int], beam: int, prune: float) -> list[int]:
+    import asyncio
+
+    if len(items) <= 1:
+        return list(items)
+    mid = len(items) // 2
+    left, right = await asyncio.gather(
+        _beam_sort(arena, c, items[:mid], beam, prune), _beam_sort(arena, c, items[mid:], beam, prune)
+    )
+    return await beam_merge(arena, c, left, right, beam, prune)
+
+
+@_strategy(
+    "pairs_beam",
+    Option("beam", int, _AT_LEAST_1, doc="merge paths kept per step"),
+    Option("prune", float, Interval(0, 0.5, closed="left"), doc="a step less likely than this is not followed"),
+)
+async def pairs_beam(arena: Arena, out: Selection, *, beam: int = 4, prune: float = 0.1) -> None:
+    """Merge sort whose merges are uncertainty-guided beam searches over merge paths (PairS-beam).
+
+    Liu et al. (2024), "Aligning with human judgement: the role of pairwise preference in large language model
+    evaluators": where the judge is unsure (:math:`p_{ij}` near ½) both continuations stay in the beam, and the
+    likeliest complete merge wins (:func:`beam_merge`); where it is sure (a step probability below ``prune``) only
+    the likelier side is followed. Needs a judge that returns probabilities (log-probs, or the ``both_average``
+    policy for calibrated, position-debiased ones, as PairS does); with hard verdicts it is the greedy merge sort.
+    Bounded by ``beam``·n⌈log2 n⌉ comparisons. Best first.
+    """
+    _single_answer(
+        out,
+        await _per_context(
+            arena, lambda c, items: _beam_sort(arena, c, [int(x) for x in arena.rng.permutation(items)], beam, prune)
+        ),
     )
 
 
