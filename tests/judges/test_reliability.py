@@ -81,6 +81,7 @@ def test_default_bounds_are_sane():
         ({"price": [-1, 2]}, "input_per_million must be a finite number >= 0"),
         ({"price": ["a", "b"]}, "price input_per_million"),
         ({"price": [1]}, "price must be [input, output]"),
+        ({"tempreture": 1}, "a 'openai' judge has no option 'tempreture'; it takes: api_key"),
     ],
 )
 def test_judge_options_are_checked_with_the_option_named(options, words):

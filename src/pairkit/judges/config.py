@@ -60,9 +60,10 @@ def judge_from_config(
 
             return HumanJudge(**options)
     except TypeError as exc:
-        raise InputError(f"{source}: bad option for a {kind!r} judge: {exc}") from None
+        raise InputError(f"{source}: bad or missing option for a {kind!r} judge: {exc}") from None
     except InputError as exc:
         if str(exc).startswith(source):
             raise
-        raise InputError(f"{source}: {exc}") from None
+        message = str(exc).replace("__init__ has no option", f"a {kind!r} judge has no option").replace(", self,", ",")
+        raise InputError(f"{source}: {message}") from None
     raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding or human")
