@@ -11,19 +11,39 @@ from pairkit.judges.base import (
     Usage,
     run_sync,
 )
-from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache, cache_key, check_priced
+from pairkit.judges.cache import (
+    SCHEMA_VERSION,
+    Budget,
+    CachedFailure,
+    CachedJudge,
+    CacheWarning,
+    JudgmentCache,
+    cache_key,
+    check_priced,
+    judge_identity,
+)
 from pairkit.judges.config import judge_from_config
 from pairkit.judges.embedding import EmbeddingJudge
 from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_threshold, confidence
 from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
 from pairkit.judges.human import HumanJudge
 from pairkit.judges.local import HFJudge
-from pairkit.judges.prompts import TEMPLATES, PromptTemplate, parse_verdict, verdict_probabilities
+from pairkit.judges.prompts import (
+    TEMPLATES,
+    VERDICT_SCALES,
+    PromptTemplate,
+    VerdictScale,
+    parse_verdict,
+    verdict_distribution,
+    verdict_probabilities,
+)
 from pairkit.judges.simulated import SimulatedJudge, simulated_probabilities
 
 __all__ = [
     "Budget",
     "BudgetExhausted",
+    "CacheWarning",
+    "CachedFailure",
     "CachedJudge",
     "Calibration",
     "CallableJudge",
@@ -41,17 +61,22 @@ __all__ = [
     "PromptTemplate",
     "Request",
     "RetryWarning",
+    "SCHEMA_VERSION",
     "SimulatedJudge",
     "TEMPLATES",
     "Usage",
+    "VERDICT_SCALES",
+    "VerdictScale",
     "cache_key",
     "calibrate_threshold",
     "check_priced",
     "confidence",
     "judge_from_config",
+    "judge_identity",
     "parse_verdict",
     "run_sync",
     "simulated_probabilities",
+    "verdict_distribution",
     "verdict_from_logprobs",
     "verdict_probabilities",
 ]

@@ -2,7 +2,15 @@
 
 from pairkit.select.arena import POLICIES, Arena, Pool, Record, Selection, apply_length_rule, position_stats
 from pairkit.select.simulate import simulate
-from pairkit.select.strategies import STRATEGIES, aselect, default_active_limit, default_random_pairs, dry_run, select
+from pairkit.select.strategies import (
+    STRATEGIES,
+    aselect,
+    beam_merge,
+    default_active_limit,
+    default_random_pairs,
+    dry_run,
+    select,
+)
 
 __all__ = [
     "Arena",
@@ -13,6 +21,7 @@ __all__ = [
     "Selection",
     "apply_length_rule",
     "aselect",
+    "beam_merge",
     "default_active_limit",
     "default_random_pairs",
     "dry_run",
