@@ -107,11 +107,11 @@ def test_schema_version_is_written_and_checked(tmp_path):
     path = tmp_path / "c.sqlite"
     JudgmentCache(path).close()
     db = sqlite3.connect(path)
-    assert dict(db.execute("SELECT name, value FROM meta")) == {
+    assert dict(db.execute("SELECT name, value FROM judgment_cache_meta")) == {
         "application": "pairkit judgment cache",
         "schema_version": str(SCHEMA_VERSION),
     }
-    db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    db.execute("UPDATE judgment_cache_meta SET value = '99' WHERE name = 'schema_version'")
     db.commit()
     db.close()
     with pytest.raises(InputError, match="schema version '99'; this pairkit reads version 2"):
@@ -140,7 +140,7 @@ def test_old_and_foreign_files_are_refused_and_left_alone(tmp_path, statements, 
     with pytest.raises(InputError, match=re.escape(words)):
         JudgmentCache(path)
     db = sqlite3.connect(path)
-    assert "claims" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    assert "judgment_claims" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     db.close()
     assert path.read_bytes() == before
 

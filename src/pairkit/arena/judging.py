@@ -57,7 +57,7 @@ def judge_votes(store: VoteStore, judge, *, limit: int | None = None, budget=Non
     chosen = pending if limit is None else pending[:limit]
     if isinstance(budget, int):
         budget = Budget(max_calls=budget)
-    cached = CachedJudge(judge, JudgmentCache(store.path), budget=budget)
+    cached = CachedJudge(judge, JudgmentCache(store.path, alongside=True), budget=budget)
     requests = []
     for c, left, right in chosen:
         row = texts[(c, left)]

@@ -56,11 +56,13 @@ SCHEMA_VERSION = 2
 _APP = "pairkit judgment cache"
 _FIELDS = ("p_a", "p_tie", "raw", "verdict", "cost", "prompt_tokens", "completion_tokens", "n_calls", "judge", "weight")
 _V1_COLUMNS = ["key", "judge_id", "prompt_version", "payload"]  # pairkit's first cache layout
+_TABLES = frozenset({"judgment_cache_meta", "judgments", "judgment_claims"})
 _SCHEMA = (
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE judgment_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE judgments (key TEXT PRIMARY KEY, judge_id TEXT NOT NULL, status TEXT NOT NULL, "
     "payload TEXT NOT NULL, created REAL NOT NULL)",
-    "CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, "
+    "CREATE TABLE judgment_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, "
+    "pid INTEGER NOT NULL, "
     "since REAL NOT NULL)",
 )
 
@@ -109,11 +111,13 @@ class JudgmentCache:
 
     ``path=":memory:"`` keeps it in memory. Every :meth:`put` commits at once. ``lease`` (seconds) is how long a
     claim by a process on another host is honoured before it counts as abandoned (on this host a claim is
-    abandoned as soon as its process is gone).
+    abandoned as soon as its process is gone). ``alongside=True`` lets the cache's tables live in a database
+    that holds other tables of its owner (the arena's vote store); otherwise such a file is refused as foreign.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, lease: float = 900.0) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, lease: float = 900.0, alongside: bool = False) -> None:
         self.path = str(path)
+        self.alongside = alongside
         self.lease = float(lease)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self._host, self._pid = socket.gethostname(), os.getpid()
@@ -152,14 +156,15 @@ class JudgmentCache:
         db.execute("BEGIN IMMEDIATE")
         try:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not tables:
+            if not tables or (self.alongside and not tables & _TABLES):
                 for statement in _SCHEMA:
                     db.execute(statement)
                 db.executemany(
-                    "INSERT INTO meta VALUES (?, ?)", [("application", _APP), ("schema_version", str(SCHEMA_VERSION))]
+                    "INSERT INTO judgment_cache_meta VALUES (?, ?)",
+                    [("application", _APP), ("schema_version", str(SCHEMA_VERSION))],
                 )
-            elif "meta" in tables:
-                meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            elif "judgment_cache_meta" in tables:
+                meta = dict(db.execute("SELECT name, value FROM judgment_cache_meta").fetchall())
                 if meta.get("application") != _APP:
                     raise InputError(self._foreign(tables))
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
@@ -189,9 +194,9 @@ class JudgmentCache:
     def _reap(self) -> int:
         """Remove claims of processes that are gone; their count (calls in flight when a run stopped)."""
         with self._transaction() as db:
-            rows = db.execute("SELECT key, owner, host, pid, since FROM claims").fetchall()
+            rows = db.execute("SELECT key, owner, host, pid, since FROM judgment_claims").fetchall()
             dead = [k for k, owner, host, pid, since in rows if self._abandoned(owner, host, pid, since)]
-            db.executemany("DELETE FROM claims WHERE key = ?", [(k,) for k in dead])
+            db.executemany("DELETE FROM judgment_claims WHERE key = ?", [(k,) for k in dead])
         return len(dead)
 
     def _abandoned(self, owner: str, host: str, pid: int, since: float) -> bool:
@@ -275,7 +280,7 @@ class JudgmentCache:
         row = self._row(identity, request, judgment)
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?)", row)
-            db.execute("DELETE FROM claims WHERE key = ?", (row[0],))
+            db.execute("DELETE FROM judgment_claims WHERE key = ?", (row[0],))
 
     def put_failure(
         self, identity: Mapping[str, Any], request: Request, *, raw: str, cost: float, message: str
@@ -288,7 +293,7 @@ class JudgmentCache:
                 "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?)",
                 (key, str(identity.get("judge_id", "")), "unparseable", payload, time.time()),
             )
-            db.execute("DELETE FROM claims WHERE key = ?", (key,))
+            db.execute("DELETE FROM judgment_claims WHERE key = ?", (key,))
 
     # -------------------------------------------------------------------------------------------- claims
     def claim(self, identity: Mapping[str, Any], request: Request, *, retry_failed: bool = False):
@@ -306,11 +311,13 @@ class JudgmentCache:
                 found = row
             else:
                 found = None
-                held = db.execute("SELECT owner, host, pid, since FROM claims WHERE key = ?", (key,)).fetchone()
+                held = db.execute(
+                    "SELECT owner, host, pid, since FROM judgment_claims WHERE key = ?", (key,)
+                ).fetchone()
                 if held is not None and held[0] != self.owner and not self._abandoned(*held):
                     return "busy", f"process {held[2]} on {held[1]}"
                 db.execute(
-                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO judgment_claims VALUES (?, ?, ?, ?, ?)",
                     (key, self.owner, self._host, self._pid, time.time()),
                 )
         if found is not None:
@@ -321,7 +328,10 @@ class JudgmentCache:
         """Give up this process's claim on ``request`` (the call failed unpaid; another may try)."""
         if self.shared:
             with self._transaction() as db:
-                db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (cache_key(identity, request), self.owner))
+                db.execute(
+                    "DELETE FROM judgment_claims WHERE key = ? AND owner = ?",
+                    (cache_key(identity, request), self.owner),
+                )
 
     def close(self) -> None:
         self._db.close()
