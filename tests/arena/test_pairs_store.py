@@ -158,3 +158,20 @@ def test_votes_to_separate_closed_form():
     assert votes_to_separate(theta, cov, 100) == pytest.approx(expected)
     assert votes_to_separate(theta, cov / 100, 100) == 0.0
     assert votes_to_separate(np.zeros(3), cov, 100) == math.inf
+
+
+def test_model_scores_are_refitted_when_the_votes_grow(store):
+    fits = []
+
+    def score(wins, counts, rng, prior):
+        fits.append(wins.sum())
+        return -counts.astype(float)
+
+    score.model_based = True
+    chooser = PairChooser(pool(), score, refit_growth=0.5, seed=0)
+    run(chooser, store, add(store, "a"), 10)
+    # A refit when the votes exceed 1.5× those of the last fit: at 0, 1, 2, 4 and 7 votes, not after every vote.
+    assert fits == [0, 1, 2, 4, 7]
+    fits.clear()
+    PairChooser(pool(), score, refit_growth=0.0, seed=0).next(0, store.votes(), [], [])
+    assert fits == [10]

@@ -20,6 +20,7 @@ swapped) are mixed in at the given rates as attention and consistency checks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ import numpy as np
 from scipy import special
 
 from pairkit.arena.store import JUDGE_PREFIX
-from pairkit.errors import InputError
+from pairkit.errors import InputError, PairkitWarning
 from pairkit.select import Pool
 
 __all__ = ["PAIR_SCORES", "GoldPair", "PairChooser", "Proposal", "gold_pairs"]
@@ -62,7 +63,10 @@ def _fit(wins: np.ndarray, prior: float):
 
     i, j = np.nonzero(wins)
     comps = Comparisons.from_arrays(i, j, weight=wins[i, j], items=[str(k) for k in range(len(wins))])
-    board = fit_bradley_terry(comps, prior=prior, intervals="fisher")
+    with warnings.catch_warnings():
+        # Items with few votes are rated by the prior: expected here, and what the prior is for.
+        warnings.simplefilter("ignore", PairkitWarning)
+        board = fit_bradley_terry(comps, prior=prior, intervals="fisher")
     return board.log_strength, board.covariance
 
 
@@ -88,6 +92,9 @@ def information_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Gener
     if not wins.any():
         return round_robin_score(wins, counts, rng, prior)
     return _model_scores(wins, prior, "information")
+
+
+active_score.model_based = information_score.model_based = True  # a refit: PairChooser reuses it a while
 
 
 def round_robin_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
@@ -119,6 +126,9 @@ class PairChooser:
         gold: pairs with a known answer; shown with probability ``gold_rate`` (each at most once per annotator).
         repeat_rate: probability of re-showing one of the annotator's earlier pairs, sides swapped.
         prior: virtual games per item in the fits of the model-based scores (keeps them finite).
+        refit_growth: a model-based score (``active``, ``information``) is refitted when the votes have grown by
+            this fraction since the last fit (0: after every vote). One vote moves a fit of many votes little,
+            and refitting for every pair shown would serialise busy arenas behind the fit.
     """
 
     pool: Pool
@@ -129,6 +139,7 @@ class PairChooser:
     repeat_rate: float = 0.0
     prior: float = 1.0
     seed: int | None = None
+    refit_growth: float = 0.02
     rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -146,7 +157,10 @@ class PairChooser:
             raise InputError(f"--prior must be a finite number > 0; got {self.prior!r}")
         if self.gold_rate > 0 and not self.gold:
             raise InputError("--gold-rate > 0 needs gold pairs (--gold FILE)")
+        if not 0 <= self.refit_growth < 1:
+            raise InputError(f"refit_growth must be in [0, 1); got {self.refit_growth!r}")
         self.rng = np.random.default_rng(self.seed)
+        self._fitted: tuple[float, np.ndarray] | None = None  # (votes at the fit, scores)
         self._item = {name: k for k, name in enumerate(self.pool.items)}
         self._context = {name: k for k, name in enumerate(self.pool.contexts)}
         present = np.array([[t is not None for t in row] for row in self.pool.text])  # contexts × items
@@ -194,7 +208,7 @@ class PairChooser:
             allowed &= counts < self.target_votes
         if not allowed.any():
             return None
-        score = np.asarray(self.score(wins, counts, self.rng, self.prior), float)
+        score = self._scores(wins, counts)
         exposure = counts.sum(axis=1)
         tiebreak = -(exposure[:, None] + exposure[None, :]) * 1e-9 + self.rng.random((n, n)) * 1e-12
         total = np.where(allowed, score + tiebreak, -np.inf)
@@ -205,6 +219,18 @@ class PairChooser:
         context = int(options[self.rng.choice(np.flatnonzero(load == load.min()))])
         left, right = (i, j) if self.rng.random() < 0.5 else (j, i)
         return Proposal(context, int(left), int(right))
+
+    def _scores(self, wins: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        if not getattr(self.score, "model_based", False):
+            return np.asarray(self.score(wins, counts, self.rng, self.prior), float)
+        n_votes = float(wins.sum())
+        if self._fitted is not None:
+            last, scores = self._fitted
+            if last <= n_votes <= last * (1 + self.refit_growth) and (n_votes > 0) == (last > 0):
+                return scores
+        scores = np.asarray(self.score(wins, counts, self.rng, self.prior), float)
+        self._fitted = (n_votes, scores)
+        return scores
 
     def _tally(self, votes, pending):
         """Wins (ties half) and vote counts per pair; pending pairs count as votes so annotators spread out."""

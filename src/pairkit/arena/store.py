@@ -121,6 +121,7 @@ class VoteStore:
         self.path = str(path)
         self._lock = threading.RLock()
         self.version = 0  # bumped on every vote and undo: the live leaderboard's change signal
+        self._secret: bytes | None = None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             if self.path != ":memory:":
@@ -163,12 +164,14 @@ class VoteStore:
     @property
     def secret(self) -> bytes:
         """A random per-arena secret (CSRF tokens are HMACs of it); created on first use."""
-        with self._lock:
-            value = self.meta("secret")
-            if value is None:
-                value = secrets.token_hex(32)
-                self.set_meta("secret", value)
-        return bytes.fromhex(value)
+        if self._secret is None:
+            with self._lock:
+                value = self.meta("secret")
+                if value is None:
+                    value = secrets.token_hex(32)
+                    self.set_meta("secret", value)
+                self._secret = bytes.fromhex(value)
+        return self._secret
 
     # ------------------------------------------------------------------ candidates
     def set_candidates(self, rows: Sequence[Mapping[str, Any]], *, source: str = "candidates") -> None:
