@@ -29,7 +29,7 @@ def test_annotators_add_prints_private_links_and_list_counts(tmp_path):
 def test_errors_exit_2_with_one_line(tmp_path):
     cases = [
         (["arena", "export", "--db", str(tmp_path / "none.sqlite"), "--pairs", "p.jsonl"], "not found"),
-        (["arena", "serve", str(tmp_path / "none.jsonl"), "--db", str(tmp_path / "x.sqlite")], "not found"),
+        (["arena", "serve", str(tmp_path / "none.jsonl"), "--db", str(tmp_path / "x.sqlite")], "none.jsonl"),
         (["arena", "serve", "--db", str(tmp_path / "y.sqlite")], "give a CANDIDATES.jsonl"),
         (["arena", "serve", "--demo", "--db", str(tmp_path / "z.sqlite"), "--strategy", "bogus"], "--strategy"),
         (["arena", "serve", "--demo", "--db", str(tmp_path / "z.sqlite"), "--gold-rate", "1.5"], "--gold-rate"),
