@@ -39,6 +39,10 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(torch|np|numpy|pd|pandas|scipy|pyarrow|pa|typing|collections|datetime|pathlib|os|asyncio|"
      r"transformers|httpx|duckdb|ray|typer|rich|matplotlib|sqlite3|concurrent|dataclasses|enum|re|io)(\..*)?"),
     (r"py:.*", r".*\._[A-Za-z].*|_.*"),  # private helpers are not documented
+    # Module constants and instance attributes have no reference entries; napoleon reads the prose of a ``#:``
+    # constant comment that contains a colon as a type (phrases with spaces).
+    (r"py:(data|attr)", r".*"),
+    (r"py:class", r".* .*"),
     (r"py:.*", r"(Tensor|ndarray|DataFrame|Path|Callable|Iterable|Iterator|Sequence|Mapping|Any|Literal|Generator|"
      r"Awaitable|Coroutine|ArrayLike|NDArray|PathLike|Self|optional|callable|array-like|dtype|float|int|str|bool)"),
 ]

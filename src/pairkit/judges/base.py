@@ -1,7 +1,7 @@
 """The comparator interface: one question ("for this context, is A better than B?"), one answer (a Judgment).
 
 Every judge — a Python function, a simulated judge, an HTTP LLM judge, a local model, a human at the terminal —
-implements the async :meth:`Comparator.ajudge` on a :class:`Request`; :class:`ComparatorBase` adds the sync,
+implements the async ``Comparator.ajudge`` on a :class:`Request`; :class:`ComparatorBase` adds the sync,
 batched and cost-accounting conveniences on top, so selection strategies can send each round's independent
 comparisons concurrently with :meth:`ComparatorBase.ajudge_many`.
 

@@ -345,9 +345,9 @@ def _columns(db: sqlite3.Connection, table: str) -> list[str]:
 class Budget:
     """Limits on paid judge calls and/or money; ``None`` means unlimited.
 
-    :meth:`reserve` is called before each paid call with its estimated cost and refuses (raising
-    :class:`BudgetExhausted`) when the call could exceed a limit; :meth:`settle` replaces the estimate by the
-    actual cost once known, and :meth:`release` returns the reservation of a call that failed unpaid.
+    ``reserve`` is called before each paid call with its estimated cost and refuses (raising
+    :class:`BudgetExhausted`) when the call could exceed a limit; ``settle`` replaces the estimate by the
+    actual cost once known, and ``release`` returns the reservation of a call that failed unpaid.
     """
 
     max_calls: int | None = None

@@ -547,7 +547,7 @@ def listmle_loss(
 
 
 def lambdarank_weights(gains: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-    r"""LambdaRank pair weights: the |ΔNDCG| of swapping ``i`` and ``j``.
+    r"""LambdaRank pair weights: the absolute ΔNDCG of swapping ``i`` and ``j``.
 
     .. math::
         w_{ij} = \Bigl|\frac{1}{D_i} - \frac{1}{D_j}\Bigr|\, |G_i - G_j|,\quad D_i = \log_2(1 + r_i)

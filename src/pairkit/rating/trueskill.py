@@ -226,7 +226,7 @@ def trueskill_rate(
     package's default approximate erfc (error ~1e-7), to compare with it at its defaults.
 
     Args:
-        data: :class:`Matches` (teams, ranks, partial-play weights) or :class:`Comparisons` (1-vs-1 in row
+        data: ``Matches`` (teams, ranks, partial-play weights) or :class:`Comparisons` (1-vs-1 in row
             order; outcome 0.5 is a draw).
         initial_mu, initial_sigma: (n_items,) starting beliefs (default ``mu``, ``sigma`` for everyone).
     Returns:
@@ -441,7 +441,7 @@ def fit_trueskill(
     skill rating system".
 
     Args:
-        data: :class:`Matches` or :class:`Comparisons` (n comparisons in the order played).
+        data: ``Matches`` or :class:`Comparisons` (n comparisons in the order played).
     """
     matches = as_matches(data, "trueskill")
     z = conservative_z(z, "fit_trueskill")

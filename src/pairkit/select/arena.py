@@ -119,7 +119,7 @@ def apply_length_rule(score: float, len_a: int, len_b: int, *, k_chars: int, nar
 
     Lin et al. (2024), "WildBench: benchmarking LLMs with challenging tasks from real users in the wild"
     (there: a "slightly better" verdict from a response longer by more than K characters becomes a tie). With
-    the ``"graded"`` verdict scale a slight win scores 0.75 (|s − ½| = 0.25, the default ``narrow``), a clear
+    the ``"graded"`` verdict scale a slight win scores 0.75 (a distance of 0.25 from ½, the default ``narrow``), a clear
     win 1.
     """
     if score == 0.5 or abs(score - 0.5) > narrow + 1e-12:

@@ -256,7 +256,7 @@ async def beam_merge(
     (dynamic programming); of the rest the ``beam`` likeliest go on. Uncertainty guides the search: a continuation
     whose step probability is below ``prune`` (the judge is sure against it) is not followed. Each step's
     comparisons go out as one batch, and a pair is judged once. With ``beam`` ≥ the number of merge states and
-    ``prune=0`` this is the maximum-likelihood merge; with ``beam=1`` it is the greedy merge of :func:`merge_sort`.
+    ``prune=0`` this is the maximum-likelihood merge; with ``beam=1`` it is the greedy merge of ``merge_sort``.
     """
     eps = 1e-6
     states = [(0.0, 0, 0, ())]  # log-likelihood, i, j, merged so far

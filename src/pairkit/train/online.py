@@ -44,7 +44,7 @@ __all__ = ["METHODS", "OnlineConfig", "judge_samples", "rate_samples", "sample_c
 
 @dataclasses.dataclass(frozen=True)
 class OnlineConfig:
-    """Options of the online loop (the optimiser's are in :class:`~pairkit.train.TrainConfig`).
+    """Options of the online loop (the optimiser's are in ``pairkit.train.TrainConfig``).
 
     ``rounds`` rounds of ``prompts_per_round`` prompts (cycling through the prompts in a seeded order) with
     ``k`` samples each; ``pairs`` ``"best_vs_worst"`` (one pair per prompt) or ``"all"`` (every pair of
