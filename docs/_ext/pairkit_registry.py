@@ -32,31 +32,26 @@ class Entry:
     group: str
 
 
+def _entries(specs, group: str | None = None) -> list[Entry]:
+    return [Entry(s.name, tuple(s.aliases), s.fn, tuple(s.options), s.summary, group or s.family) for s in specs]
+
+
 def _losses(family: str | None) -> list[Entry]:
     import pairkit.losses as losses
 
-    return [Entry(s.name, tuple(s.aliases), s.fn, tuple(s.options), s.summary, s.family) for s in losses.specs(family)]
-
-
-def _registry_entries(registry, group: str) -> list[Entry]:
-    if hasattr(registry, "specs"):
-        return [Entry(s.name, tuple(s.aliases), s.fn, tuple(s.options), s.summary, group) for s in registry.specs()]
-    from pairkit._spec import options_of
-
-    return [Entry(n, (), fn, tuple(options_of(fn)), _summary(fn), group) for n, fn in sorted(registry.items())]
+    return _entries(losses.specs(family))
 
 
 def _rating() -> list[Entry]:
     import pairkit.rating as rating
 
-    registry = getattr(rating, "MODELS", None) or rating.registry.MODELS
-    return _registry_entries(registry, "rating")
+    return _entries(rating.models(), "rating")
 
 
 def _strategies() -> list[Entry]:
     from pairkit.select import strategies
 
-    return _registry_entries(strategies.STRATEGIES, "strategies")
+    return _entries(strategies.STRATEGIES.specs(), "strategies")
 
 
 def entries(kind: str, family: str | None = None) -> list[Entry]:
@@ -73,11 +68,6 @@ def all_groups() -> set[tuple[str, str | None]]:
     import pairkit.losses as losses
 
     return {("rating", None), ("strategies", None)} | {("losses", s.family) for s in losses.specs()}
-
-
-def _summary(fn) -> str:
-    doc = inspect.getdoc(fn) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def _paper(fn) -> str:
@@ -136,7 +126,7 @@ class RegistryTable(SphinxDirective):
         container = StringList(lines, source=f"<pairkit-registry {kind} {family or ''}>")
         from docutils import nodes
 
-        node = nodes.section() if False else nodes.container()
+        node = nodes.container()
         self.state.nested_parse(container, self.content_offset, node)
         return node.children
 
