@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import special
 
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
@@ -85,6 +84,8 @@ class EmbeddingJudge(ComparatorBase):
         e_a = self.embed([r.a for r in requests])
         e_b = self.embed([r.b for r in requests])
         gap = ((e_a - e_b) * e_ref).sum(axis=1)
+        from scipy import special  # lazily: importing pairkit.judges stays light
+
         p = special.expit(gap / self.temperature)
         return [
             Judgment(p_a=float(x), order=r.order, raw=f"cos gap {g:.4f}", judge=self.judge_id)

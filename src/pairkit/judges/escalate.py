@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
@@ -77,6 +76,8 @@ def calibrate_threshold(
     last = np.flatnonzero(np.r_[c[1:] != c[:-1], True])
     n = last + 1
     errors = np.cumsum(wrong)[last]
+    from scipy import stats  # lazily: scipy.stats takes ~0.5 s to import
+
     p_values = stats.binom.cdf(errors, n, 1.0 - target)
     # Thresholds admitting fewer than n_min comparisons cannot reject even with no error ((1-α)^n > δ); the
     # sequence starts after them instead of stopping at once.

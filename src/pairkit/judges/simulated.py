@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import special
 
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
@@ -40,6 +39,8 @@ def simulated_probabilities(
         raise InputError(f"model must be 'bt' or 'thurstone', got {model!r}")
     if not tie_margin >= 0:
         raise InputError(f"tie_margin must be >= 0, got {tie_margin!r}")
+    from scipy import special  # lazily: importing pairkit.judges stays light
+
     cdf = special.expit if model == "bt" else special.ndtr
     d = np.asarray(d, float)
     p_first = cdf(d - tie_margin)
