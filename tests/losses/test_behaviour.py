@@ -25,7 +25,7 @@ SPECS = {s.name: s for s in L.specs()}
 NAMES = sorted(SPECS)
 
 # dimensions of the declared shapes (n = batch for embeddings, m = n + 1 keys)
-DIMS = {"batch": None, "n": None, "m": 1, "list": K, "T": T, "vocab": V, "classes": C, "dim": D, "2k": D}
+DIMS = {"batch": None, "n": None, "m": 1, "list": K, "T": T, "vocab": V, "classes": C, "dim": D, "2k": D, "centers": 2}
 
 
 def _shape(inp: Input, b: int) -> tuple[int, ...]:
@@ -51,6 +51,7 @@ BUILDERS = {
     "logits": lambda g, s, scale, d: _normal(g, s, scale, d),
     "token_logits": lambda g, s, scale, d: _normal(g, s, scale, d),
     "embeddings": lambda g, s, scale, d: _normal(g, s, scale, d),
+    "proxies": lambda g, s, scale, d: _normal(g, s, scale, d),
     "log_probs": lambda g, s, scale, d: torch.log_softmax(_normal(g, s, scale, torch.float64), -1).to(d),
     "probs": lambda g, s, scale, d: (
         torch.softmax(torch.randn(s, generator=g, dtype=torch.float64), -1)
@@ -75,7 +76,7 @@ BUILDERS = {
     "similarity": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
 }
-SCALED = {"logps", "token_logps", "scores", "rewards", "logits", "token_logits", "embeddings", "log_probs"}
+SCALED = {"logps", "token_logps", "scores", "rewards", "logits", "token_logits", "embeddings", "log_probs", "proxies"}
 
 # required options without a default, and values the paper needs to be meaningful
 NEEDS = {
