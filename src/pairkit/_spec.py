@@ -32,7 +32,7 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,51 @@ class Option:
 
     def _fail(self, value: Any, where: str) -> None:
         raise InputError(f"{where}{self.name} must be {self.describe()}, got {value!r}")
+
+    def parse(self, text: str, *, where: str = "") -> Any:
+        """The value written as ``text`` (a command line's ``k=32``), converted to the declared kind and checked.
+
+        Tried in the declared order: ``none``/``null`` (when ``None`` is allowed), ``true``/``false`` (also
+        ``yes``/``no``/``1``/``0``) for a bool, an integer, a number (``inf`` included), a string. A callable
+        cannot be written on a command line. Raises :class:`InputError` naming the option, what a valid value
+        is and the text.
+        """
+        raw = text.strip()
+        if self.none and raw.lower() in ("none", "null"):
+            return None
+        for kind in self.kinds():
+            value = _parse_as(kind, raw)
+            if value is not _NOT_PARSED:
+                ok, converted = _accepts(self, kind, value)
+                if ok:
+                    return converted
+        if all(k is callable for k in self.kinds()):
+            raise InputError(f"{where}{self.name} takes {self.describe()}, which cannot be given as text")
+        raise InputError(f"{where}{self.name} must be {self.describe()}, got {raw!r}")
+
+
+_NOT_PARSED = object()
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _parse_as(kind: Any, raw: str) -> Any:
+    """``raw`` read as a value of ``kind``, or ``_NOT_PARSED``."""
+    if kind is bool:
+        low = raw.lower()
+        return True if low in _TRUE else False if low in _FALSE else _NOT_PARSED
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            return _NOT_PARSED
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            return _NOT_PARSED
+    if kind is str:
+        return raw
+    return _NOT_PARSED
 
 
 def _bounded(r: Interval | None) -> bool:
@@ -323,6 +368,26 @@ class Spec:
         unknown = [k for k in values if k not in self.option_names]
         if unknown:
             raise InputError(where + self._unknown_message(unknown))
+
+    def parse_options(self, texts: Sequence[str], *, flag: str = "--option") -> dict[str, Any]:
+        """``["k=32", "draw_probability=0"]`` → checked options (the command line's ``--option NAME=VALUE``).
+
+        Each name must be one of this spec's declared options and each value valid for it (:meth:`Option.parse`);
+        a name given twice, a missing ``=``, an unknown name or a bad value raise :class:`InputError` naming it.
+        """
+        out: dict[str, Any] = {}
+        where = f"{self.kind} {self.name!r}: {flag} "
+        for text in texts:
+            name, eq, value = text.partition("=")
+            name = name.strip().replace("-", "_")
+            if not eq or not name:
+                raise InputError(f"{where}expects NAME=VALUE, got {text!r}")
+            if name in out:
+                raise InputError(f"{where}{name} is given twice")
+            if not self.takes(name):
+                raise InputError(self._unknown_message([name]))
+            out[name] = self.option(name).parse(value, where=where)
+        return out
 
     def _unknown_message(self, names: list[str]) -> str:
         accepted = ", ".join(self.option_names) or "none"

@@ -104,3 +104,51 @@ def test_input_specs_give_the_positional_inputs():
     assert spec.inputs == ("a",) and spec.input("n").kind == "lengths" and not spec.input("n").required
     with pytest.raises(InputError, match="has no input 'b'"):
         spec.input("b")
+
+
+_SPEC = Spec(name="toy", fn=fit, kind="rating model")
+
+
+@pytest.mark.parametrize(
+    "texts, expected",
+    [
+        (["level=0.9"], {"level": 0.9}),
+        (["max_iter=7", "ties=davidson"], {"max_iter": 7, "ties": "davidson"}),
+        (["prior=none"], {"prior": None}),
+        (["prior=2"], {"prior": 2.0}),
+        (["max-iter = 3"], {"max_iter": 3}),
+    ],
+)
+def test_command_line_options_are_parsed_to_their_declared_kind(texts, expected):
+    parsed = _SPEC.parse_options(texts)
+    assert parsed == expected
+    assert {k: type(v) for k, v in parsed.items()} == {k: type(v) for k, v in expected.items()}
+    assert fit(None, **parsed) == {**fit(None), **expected}  # what the wrapper's own check accepts
+
+
+@pytest.mark.parametrize(
+    "texts, message",
+    [
+        (["level=1.5"], r"rating model 'toy': --option level must be a number in \(0, 1\), got '1.5'"),
+        (["max_iter=2.5"], r"--option max_iter must be an integer >= 1, got '2.5'"),
+        (["ties=rao"], r"--option ties must be one of 'half', 'davidson', got 'rao'"),
+        (["prior=-1"], r"--option prior must be a number >= 0 or None, got '-1'"),
+        (["k=32"], r"rating model 'toy' has no option\(s\) k; it accepts: level, max_iter, ties, prior, link"),
+        (["level"], r"--option expects NAME=VALUE, got 'level'"),
+        (["level=0.5", "level=0.6"], r"level is given twice"),
+        (["link=probit"], r"link must be one of 'logistic' or a callable, got 'probit'"),
+    ],
+)
+def test_bad_command_line_options_name_option_range_and_value(texts, message):
+    with pytest.raises(InputError, match=message):
+        _SPEC.parse_options(texts)
+
+
+@given(st.sampled_from(["1", "yes", "true", "on", "0", "no", "false", "off", "maybe"]))
+def test_bool_options_parse_the_usual_spellings(text):
+    option = Option("flag", bool)
+    if text == "maybe":
+        with pytest.raises(InputError, match="flag must be true or false, got 'maybe'"):
+            option.parse(text)
+    else:
+        assert option.parse(text) is (text in ("1", "yes", "true", "on"))

@@ -61,6 +61,9 @@ def rank(
     ties: Ties = typer.Option(None, help="Ties as half wins (default), Davidson's or Rao–Kupper's tie model."),
     prior: float = typer.Option(
         None, help="Virtual wins+losses vs an average item; 0 (the default for BT) = pure MLE."),
+    intervals: str = typer.Option(
+        None, help="How intervals are computed: the model's methods (auto, fisher, sandwich, none; see "
+        "--list-models) or bootstrap (--bootstrap replicates, 1000 by default)."),
     bootstrap: int = typer.Option(0, help="Bootstrap replicates for intervals (0 = Fisher/sandwich)."),
     by: Resample = typer.Option(Resample.row, help="Bootstrap resampling unit."),
     level: float = typer.Option(None, help="Interval coverage (default 0.95)."),
@@ -72,7 +75,12 @@ def rank(
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
     top: int = typer.Option(None, help=f"Show only the top N rows (default {DEFAULT_TOP}; the JSON holds all)."),
     show_all: bool = typer.Option(False, "--all", help="Show every row of the leaderboard."),
-    list_models: bool = typer.Option(False, "--list-models", help="List the available models and exit."),
+    option: list[str] = typer.Option(
+        None, "--option", "-o", metavar="NAME=VALUE",
+        help="A model option, e.g. --option k=32 (repeatable; checked against the model's declared options, "
+        "see --list-models)."),
+    list_models: bool = typer.Option(
+        False, "--list-models", help="List the available models with their options and exit."),
     rankings: bool = typer.Option(
         False, "--rankings",
         help="PATH holds rankings, not pairs: PrefLib (.soc/.soi/.toc/.toi), one ranking per row (pos1…posN) or "
@@ -82,10 +90,7 @@ def rank(
 ) -> None:
     """Fit a rating model to pairwise comparisons and print the leaderboard."""
     if list_models:
-        from pairkit.rating.registry import model_names
-
-        for name in model_names():
-            console.print(name)
+        _list_models()
         raise typer.Exit()
     if path is None:
         raise typer.BadParameter("give the comparisons file (PATH), or --list-models", param_hint="PATH")
@@ -102,13 +107,19 @@ def rank(
             return
         # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws);
         # the model's spec says which of them it takes, and checks their values.
-        given = {"ties": None if ties is None else ties.value, "prior": prior, "level": level}
+        bootstrap = _bootstrap_replicates(intervals, bootstrap)
+        given = {"ties": None if ties is None else ties.value, "prior": prior, "level": level,
+                 "intervals": None if bootstrap else intervals}
         spec, given = resolve(model, {k: v for k, v in given.items() if v is not None})
+        if "intervals" in given and not spec.takes("intervals"):
+            raise InputError(f"model {spec.name!r} has no intervals of its own (--intervals {intervals}); use "
+                             "--intervals bootstrap")
         options = {k: v for k, v in given.items() if spec.takes(k) or (k == "level" and bootstrap)}
         ignored = sorted(set(given) - set(options))
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
+        options.update(_model_options(spec, option or [], given))
         columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
         comps = load_comparisons(path, columns)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
@@ -116,7 +127,7 @@ def rank(
             raise InputError(
                 f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
                 "(a directory, a glob or a count file is counted first); give a single rows file")
-        board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, **options)
+        board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, options=options)
         if scale is Scale.elo or anchor is not None:  # only log-strengths rescale; the board says so if not
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
@@ -125,6 +136,57 @@ def rank(
             board = replace(board, n_comparisons=int(counted))
         _show(board, f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}", shown, json_out,
               plot)
+
+
+DEFAULT_BOOTSTRAP = 1000
+"""Replicates of ``--intervals bootstrap`` when ``--bootstrap`` is not given."""
+
+
+def _bootstrap_replicates(intervals: str | None, bootstrap: int) -> int:
+    """The bootstrap replicates that ``--intervals`` and ``--bootstrap`` ask for together (they must agree)."""
+    from pairkit.errors import InputError
+
+    if intervals == "bootstrap":
+        return bootstrap or DEFAULT_BOOTSTRAP
+    if bootstrap and intervals is not None:
+        raise InputError(f"--bootstrap {bootstrap} gives bootstrap intervals, not --intervals {intervals}; "
+                         "leave one of them out")
+    return bootstrap
+
+
+def _model_options(spec, texts: list[str], given: dict) -> dict:
+    """``--option NAME=VALUE`` values, checked against the model's declared options (one an option flag such as
+    ``--prior`` already set is refused)."""
+    from pairkit.errors import InputError
+
+    parsed = spec.parse_options(texts)
+    twice = sorted(set(parsed) & set(given))
+    if twice:
+        raise InputError(f"{', '.join(twice)} given both as --{twice[0].replace('_', '-')} and as --option; give "
+                         "it once")
+    return parsed
+
+
+def _list_models() -> None:
+    """Each registered model: name, aliases, family, summary and its declared options with their defaults."""
+    import inspect
+    import re
+
+    from rich.markup import escape
+
+    from pairkit.rating.registry import models
+
+    for spec in models():
+        summary = re.sub(r":\w+:`~?([^`]+)`", r"\1", spec.summary).replace("``", "")  # reST roles as plain text
+        aliases = f" (also {', '.join(spec.aliases)})" if spec.aliases else ""
+        console.print(f"[bold]{spec.name}[/]{escape(aliases)} · {spec.family or spec.data} · {escape(summary)}",
+                      highlight=False, soft_wrap=True)
+        params = inspect.signature(spec.fn).parameters  # shown, never used to decide what is passed
+        for opt in spec.options:
+            default = params[opt.name].default if opt.name in params else inspect.Parameter.empty
+            shown = "" if default is inspect.Parameter.empty else f"; default {default!r}"
+            console.print(f"    --option {opt.name}=…  {escape(opt.describe())}{escape(shown)}"
+                          + (f" — {escape(opt.doc)}" if opt.doc else ""), highlight=False, soft_wrap=True)
 
 
 def _show(board, title: str, top: int | None, json_out: Path | None, plot: Path | None) -> None:

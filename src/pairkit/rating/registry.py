@@ -161,16 +161,20 @@ def fit_model(
     bootstrap_replicates: int = 0,
     by: str = "row",
     seed: int = 0,
-    **options: Any,
+    options: Mapping[str, Any] | None = None,
+    **more_options: Any,
 ) -> Leaderboard:
     """Fit the model registered as ``model`` with ``options`` (each checked against the model's declared options;
     one it does not take raises :class:`InputError` naming the ones it does).
+
+    Options may be given as keywords or as the ``options`` mapping — the way to pass a model option whose name is
+    also one of this function's (blade-chest's ``seed``: ``options={"seed": 3}``; ``seed=`` seeds the bootstrap).
 
     With ``bootstrap_replicates`` > 0 the intervals come from a bootstrap (resampling ``by`` rows or clusters):
     the model's fast bootstrap when it has one for these options (Bradley–Terry with ties as half wins), else
     a refit of every replicate.
     """
-    spec, options = resolve(model, options)
+    spec, options = resolve(model, {**(options or {}), **more_options})
     # The bootstrap's level, also for a model that has no intervals of its own.
     level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else \
         options.get("level", 0.95)
