@@ -41,6 +41,38 @@ def test_pair_counts_match_naive_loop(rng, split, n_items):
         np.testing.assert_allclose([wi, wj, t], ref[(i, j)], atol=1e-12)
 
 
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("n_items", [5, 400])
+def test_pair_counts_in_blocks_match_naive_loop(rng, monkeypatch, split, n_items):
+    """Aggregation block by block (blocks of 7 rows here) sums to the same counts as one pass."""
+    from pairkit.data import comparisons as module
+
+    c = random_comparisons(rng, n_items=n_items, m=300)
+    monkeypatch.setattr(module, "CHUNK_ROWS", 7)
+    pc = c.pair_counts(ties="half" if split else "separate")
+    ref = naive_pair_counts(c, split)
+    assert len(pc.i) == len(ref)
+    for i, j, wi, wj, t in zip(pc.i, pc.j, pc.wins_i, pc.wins_j, pc.ties):
+        assert np.allclose([wi, wj, t], ref[(i, j)], rtol=1e-12, atol=0)
+
+
+def test_compact_storage_same_values():
+    """Item indices are int32; a column constant on every row is a broadcast (no bytes per row), values equal."""
+    c = Comparisons.from_arrays(np.array([0, 1, 2]), np.array([1, 2, 0]), items=["x", "y", "z"])
+    assert c.a.dtype == np.int32 and c.b.dtype == np.int32
+    assert c.weight.strides == (0,) and c.outcome.strides == (0,)
+    assert c.weight.tolist() == [1.0] * 3 and c.outcome.tolist() == [1.0] * 3
+    varied = Comparisons.from_arrays([0, 1], [1, 0], [1.0, 0.5], weight=[2.0, 3.0])
+    assert varied.outcome.tolist() == [1.0, 0.5] and varied.weight.tolist() == [2.0, 3.0]
+    assert varied.outcome.dtype == np.float64 and varied.outcome.strides == (8,)
+    # built directly with int64 indices, as the count readers do: converted, and still read-only
+    direct = Comparisons(
+        items=("x", "y"), a=np.array([0], np.int64), b=np.array([1], np.int64), outcome=np.ones(1), weight=np.ones(1)
+    )
+    assert direct.a.dtype == np.int32 and not direct.a.flags.writeable
+    assert c.subset([0, 2]).weight.strides == (0,) and c.swapped().outcome.tolist() == [0.0] * 3
+
+
 def test_from_names_and_lookup():
     c = Comparisons.from_arrays(["x", "y", "z"], ["y", "z", "x"], [1, 0.5, 0])
     assert c.items == ("x", "y", "z")

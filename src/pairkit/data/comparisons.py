@@ -89,6 +89,12 @@ class Comparisons:
 
     Build with :meth:`from_arrays` or :func:`pairkit.read_comparisons` (files and DataFrames); this module does
     no I/O.
+
+    Storage is compact, for data of 10⁷–10⁸ rows: item indices are ``int32`` (``int64`` beyond 2³¹ − 1 items),
+    and a column whose value is the same on every row (the weight 1; the outcome 1 of winner/loser data) is a
+    read-only broadcast of that value (:func:`numpy.broadcast_to`), which takes no memory per row. Values are
+    unchanged (outcomes and weights stay ``float64``); arithmetic mixing item indices with large Python
+    integers should convert them first (``a.astype(np.int64) * n``), as ``int32`` does not widen by itself.
     """
 
     items: tuple[str, ...]
@@ -103,6 +109,13 @@ class Comparisons:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        code = index_dtype(len(self.items))
+        for name in ("a", "b"):
+            arr = getattr(self, name)
+            if arr.dtype != code and np.issubdtype(arr.dtype, np.integer):
+                object.__setattr__(self, name, arr.astype(code))
+        for name in ("outcome", "weight"):
+            object.__setattr__(self, name, compact_constant(getattr(self, name)))
         m = len(self.a)
         for name in ("b", "outcome", "weight", "cluster", "a_first"):
             arr = getattr(self, name)
@@ -159,17 +172,18 @@ class Comparisons:
                 n = int(max(a_idx.max(initial=-1), b_idx.max(initial=-1)) + 1)
                 items = [str(k) for k in range(n)]
         m = len(a_idx)
-        out = np.ones(m) if outcome is None else np.asarray(outcome, dtype=np.float64)
-        w = np.ones(m) if weight is None else np.asarray(weight, dtype=np.float64)
+        out = constant(1.0, m) if outcome is None else np.asarray(outcome, dtype=np.float64)
+        w = constant(1.0, m) if weight is None else np.asarray(weight, dtype=np.float64)
         _validate_rows(a_idx, b_idx, out, w, items, source)
         cl = None if cluster is None else pd.factorize(np.asarray(cluster))[0].astype(np.int64)
         af = None if a_first is None else np.asarray(a_first, dtype=bool)
+        code = index_dtype(len(items))
         return cls(
             items=tuple(str(x) for x in items),
-            a=np.ascontiguousarray(a_idx, dtype=np.int64),
-            b=np.ascontiguousarray(b_idx, dtype=np.int64),
-            outcome=np.ascontiguousarray(out),
-            weight=np.ascontiguousarray(w),
+            a=np.ascontiguousarray(a_idx, dtype=code),
+            b=np.ascontiguousarray(b_idx, dtype=code),
+            outcome=compact_constant(out),
+            weight=compact_constant(w),
             cluster=cl,
             a_first=af,
             source=source,
@@ -295,44 +309,85 @@ def aggregate_pairs(
 ) -> PairCounts:
     """Sum (weighted) wins and ties over each unordered pair, without Python loops.
 
-    Uses a dense ``bincount`` over pair keys when ``n_items²`` is small relative to the data, else a sort.
+    Rows are taken in blocks of :data:`CHUNK_ROWS`, so the temporaries stay a few tens of MB whatever the number
+    of rows. Sums go into dense arrays over all ``n_items²`` pair keys when that is small next to the data, else
+    each block is sorted and the blocks' sums are merged.
     """
-    lo = np.minimum(a, b)
-    hi = np.maximum(a, b)
-    a_is_lo = a == lo
-    win_lo = np.where(a_is_lo, outcome, 1.0 - outcome)
-    is_tie = (outcome > 0) & (outcome < 1)
-    if split_ties:
-        wins_lo_v = weight * win_lo
-        wins_hi_v = weight * (1.0 - win_lo)
-        ties_v = None
-    else:
-        decisive = ~is_tie
-        wins_lo_v = weight * np.where(decisive, win_lo, 0.0)
-        wins_hi_v = weight * np.where(decisive, 1.0 - win_lo, 0.0)
-        # A fractional outcome other than 1/2 is a "partial tie": its decisive share is kept as wins.
-        ties_v = weight * np.where(is_tie, 1.0, 0.0)
-    key = lo * np.int64(n_items) + hi
-    n2 = int(n_items) * int(n_items)
-    if n2 <= max(4 * len(key), 1 << 16):
-        occupied = np.bincount(key, minlength=n2) > 0
+    n = int(n_items)
+    m = len(a)
+    n2 = n * n
+    dense = n2 <= max(m, 1 << 16)
+    parts: list[tuple[np.ndarray, ...]] = []
+    sums = [np.zeros(n2) for _ in range(2 if split_ties else 3)] if dense else []
+    for start in range(0, max(m, 1), CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        key, columns = _pair_block(a[rows], b[rows], outcome[rows], weight[rows], n, split_ties)
+        if dense:
+            for total, values in zip(sums, columns, strict=True):
+                total += np.bincount(key, values, n2)
+            if start == 0:
+                occupied = np.zeros(n2, dtype=bool)
+            occupied[key] = True
+        else:
+            uniq, inverse = np.unique(key, return_inverse=True)
+            parts.append((uniq, *(np.bincount(inverse, values, len(uniq)) for values in columns)))
+    if dense:
         uniq = np.flatnonzero(occupied)
-        wl = np.bincount(key, wins_lo_v, n2)[uniq]
-        wh = np.bincount(key, wins_hi_v, n2)[uniq]
-        tt = np.zeros_like(wl) if ties_v is None else np.bincount(key, ties_v, n2)[uniq]
+        summed = [total[uniq] for total in sums]
+    elif len(parts) == 1:
+        uniq, *summed = parts[0]
     else:
-        uniq, inverse = np.unique(key, return_inverse=True)
-        wl = np.bincount(inverse, wins_lo_v, len(uniq))
-        wh = np.bincount(inverse, wins_hi_v, len(uniq))
-        tt = np.zeros_like(wl) if ties_v is None else np.bincount(inverse, ties_v, len(uniq))
+        uniq, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+        summed = [np.bincount(inverse, np.concatenate([p[k] for p in parts]), len(uniq))
+                  for k in range(1, len(parts[0]))]
+    wl, wh = summed[0], summed[1]
+    tt = summed[2] if len(summed) > 2 else np.zeros_like(wl)
     return PairCounts(
-        n_items=int(n_items),
-        i=(uniq // n_items).astype(np.int64),
-        j=(uniq % n_items).astype(np.int64),
+        n_items=n,
+        i=(uniq // n).astype(np.int64),
+        j=(uniq % n).astype(np.int64),
         wins_i=wl,
         wins_j=wh,
         ties=tt,
     )
+
+
+CHUNK_ROWS = 1 << 20
+"""Rows aggregated at a time by :func:`aggregate_pairs` (bounds its temporaries to ~50 MB)."""
+
+
+def _pair_block(a, b, outcome, weight, n: int, split_ties: bool) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """One block's pair keys ``lo·n + hi`` and per-row (wins of lo, wins of hi[, ties]), weighted (no ties
+    column when ties are split)."""
+    a_is_lo = a < b
+    key = np.where(a_is_lo, a, b).astype(np.int64)
+    key *= n
+    key += np.where(a_is_lo, b, a)
+    win_lo = np.where(a_is_lo, outcome, 1.0 - outcome)
+    if split_ties:
+        return key, (weight * win_lo, weight * (1.0 - win_lo))
+    # A fractional outcome other than 1/2 is a "partial tie": its decisive share is kept as wins.
+    is_tie = (outcome > 0) & (outcome < 1)
+    decisive = np.where(is_tie, 0.0, weight)
+    return key, (decisive * win_lo, decisive * (1.0 - win_lo), np.where(is_tie, weight, 0.0))
+
+
+def index_dtype(n_items: int) -> np.dtype:
+    """The dtype of item indices for ``n_items`` items: ``int32``, or ``int64`` beyond 2³¹ − 1 items."""
+    return np.dtype(np.int32 if n_items <= np.iinfo(np.int32).max else np.int64)
+
+
+def constant(value: float, m: int) -> np.ndarray:
+    """``m`` copies of ``value`` as a read-only float64 broadcast: no memory per row."""
+    return np.broadcast_to(np.float64(value), (m,))
+
+
+def compact_constant(values: np.ndarray) -> np.ndarray:
+    """``values`` as float64; a column holding one value on every row becomes a broadcast (see :func:`constant`)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1 and len(values) and (values.strides[0] == 0 or bool((values == values[0]).all())):
+        return constant(values[0], len(values)) if values[0] == values[0] else values
+    return values
 
 
 def _validate_rows(a, b, outcome, weight, items, source) -> None:

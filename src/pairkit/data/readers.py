@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pairkit.data.comparisons import Comparisons
+from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
 __all__ = ["OUTCOME_LABELS", "read_comparisons", "read_records", "read_table"]
@@ -221,7 +221,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             return pd.UInt64Dtype() if pa.types.is_uint64(dtype) else pd.Int64Dtype()
         return None
 
-    return pq.read_table(path, read_dictionary=text or None).to_pandas(types_mapper=nullable_ints)
+    table = pq.read_table(path, read_dictionary=text or None)
+    frame = table.to_pandas(types_mapper=nullable_ints, self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()  # the decoded pages would otherwise stay resident in Arrow's pool
+    return frame
 
 
 def read_comparisons(
@@ -294,7 +298,7 @@ def read_comparisons(
     items, idx_a, idx_b = _unify_items(src, frame, (col_a, codes_a, names_a), (col_b, codes_b, names_b), items)
 
     if mode == "winner":
-        out = np.ones(len(frame))
+        out = constant(1.0, len(frame))
     elif mode == "outcome":
         outcomes = _scalars(frame[spec["outcome"]], spec["outcome"], flag, "an outcome")
         out = _parse_outcomes(outcomes, spec["outcome"], outcome_map, flag)
@@ -308,7 +312,7 @@ def read_comparisons(
     same = (idx_a == idx_b) & (idx_a >= 0)
     flag(same, col_b, "the item is compared with itself")
 
-    w = np.ones(len(frame))
+    w = constant(1.0, len(frame))
     if weight is not None:
         w = _numeric_column(frame, weight, flag)
         flag(~np.isfinite(w) | (w < 0), weight, "weight must be finite and non-negative")
@@ -354,8 +358,7 @@ def read_comparisons(
 
     # Every row was validated above, so the container is built directly (no second validation pass).
     return Comparisons(
-        items=tuple(items.tolist()), a=idx_a.astype(np.int64, copy=False), b=idx_b.astype(np.int64, copy=False),
-        outcome=np.ascontiguousarray(out, dtype=np.float64), weight=np.ascontiguousarray(w, dtype=np.float64),
+        items=tuple(items.tolist()), a=idx_a, b=idx_b, outcome=compact_constant(out), weight=compact_constant(w),
         cluster=cl, a_first=af, source=src.name, n_dropped=int(bad.sum()) if problems else 0,
         _cache={} if cl is None else {"cluster_labels": np.asarray(cl_labels)},  # names of the cluster codes
     )
@@ -428,7 +431,8 @@ def _item_codes(frame: pd.DataFrame, column: str, flag) -> tuple[np.ndarray, np.
     # Stripping can merge names (" a" and "a") or empty them: factorize the stripped names again.
     merged, names = pd.factorize(text)
     merged = np.where(np.asarray(names, dtype=object)[merged] == "", -1, merged) if len(merged) else merged
-    codes = np.where(codes >= 0, np.append(merged, -1)[codes], -1) if len(merged) else np.full(len(col), -1)
+    # One lookup per row through a table whose last entry (the code −1, missing) maps to −1.
+    codes = np.append(merged, -1).astype(np.int32)[codes]
     flag(codes < 0, column, "missing item name")
     return codes, np.asarray(names, dtype=object)
 
@@ -452,8 +456,8 @@ def _unify_items(src: _Source, frame: pd.DataFrame, side_a, side_b, items) -> tu
     lookup = pd.Index(names)
     out = []
     for _, codes, uniq in (side_a, side_b):
-        position = np.append(lookup.get_indexer(np.asarray(uniq, dtype=str)), -1)
-        out.append(position[codes] if len(codes) else codes)
+        position = np.append(lookup.get_indexer(np.asarray(uniq, dtype=str)), -1).astype(index_dtype(len(names)))
+        out.append(position[codes])
     return names.astype(object), out[0], out[1]
 
 
@@ -489,19 +493,24 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
         flag(np.isnan(values), name, "missing outcome")
         flag(~np.isnan(values) & ((values < 0) | (values > 1)), name, "outcome must be in [0, 1]")
         return np.nan_to_num(values, nan=0.5)
-    # map over distinct labels only: one conversion and dictionary lookup per label, not per row
-    codes, uniques = pd.factorize(column)
-    missing = codes < 0
+    # map over distinct labels only: one conversion and dictionary lookup per label, not per row; the checks
+    # are made per label too, and a row is looked up through its label's code (the last entry: missing)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = column.cat.codes.to_numpy(), column.cat.categories.to_numpy()
+    else:
+        codes, uniques = pd.factorize(column)
     text = pd.Series(np.asarray(uniques), dtype=object).astype(str).str.strip().str.lower()
     table = np.array([labels.get(u, _as_number(u)) for u in text] + [np.nan])
-    values = table[codes]
-    out_of_range = ~np.isnan(values) & ((values < 0) | (values > 1))
-    flag(out_of_range, name, "outcome must be in [0, 1]")
-    flag(missing, name, "missing outcome")
+    out_of_range = ~np.isnan(table) & ((table < 0) | (table > 1))
+    unknown = np.isnan(table)
+    unknown[-1] = False
+    flag(out_of_range[codes], name, "outcome must be in [0, 1]")
+    flag(codes < 0, name, "missing outcome")
     known = ", ".join(sorted({k for k in OUTCOME_LABELS if not k[0].isdigit()})[:12])
-    values = np.where(out_of_range, np.nan, values)
-    flag(np.isnan(values) & ~missing, name, f"unknown outcome label (known labels include {known}, numbers)")
-    return np.nan_to_num(values, nan=0.5)
+    if unknown.any():
+        flag(unknown[codes], name, f"unknown outcome label (known labels include {known}, numbers)")
+    table[out_of_range | np.isnan(table)] = 0.5
+    return table[codes]
 
 
 def read_records(path: str | Path, *, what: str = "data") -> list[dict]:

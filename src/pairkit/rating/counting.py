@@ -248,7 +248,7 @@ def fit_duot5(comparisons: Comparisons) -> Leaderboard:
         swap = ~comparisons.a_first
         first, second = np.where(swap, second, first), np.where(swap, first, second)
         p = np.where(swap, 1.0 - p, p)
-    key = first * n + second
+    key = first.astype(np.int64) * n + second
     w = comparisons.weight
     total = np.bincount(key, w, n * n)
     summed = np.bincount(key, w * p, n * n)
