@@ -83,6 +83,13 @@ from pairkit.losses.divergence import (
     top_k_kl_divergence,
     total_variation_distance,
 )
+from pairkit.losses.miners import (
+    batch_hard_miner,
+    distance_weighted_miner,
+    multi_similarity_miner,
+    semihard_miner,
+    triplet_margin_miner,
+)
 from pairkit.losses.mixture import (
     weighted_sum,
 )
@@ -227,6 +234,7 @@ __all__ = [
     "apo_zero_unpaired_loss",
     "approx_ndcg_loss",
     "arcface",
+    "batch_hard_miner",
     "bco_loss",
     "bco_pair_loss",
     "bco_reward_shift",
@@ -254,6 +262,7 @@ __all__ = [
     "dcg_discounts",
     "decoupled_softmax",
     "discopop_loss",
+    "distance_weighted_miner",
     "distributed_clip",
     "distributed_infonce",
     "distributed_ntxent",
@@ -309,6 +318,7 @@ __all__ = [
     "margin_mse_loss",
     "mmpo_loss",
     "multi_similarity",
+    "multi_similarity_miner",
     "names",
     "nca_pair_loss",
     "ndcg_loss2",
@@ -349,6 +359,7 @@ __all__ = [
     "robust_dpo_loss",
     "rpo_loss",
     "select_high_ches",
+    "semihard_miner",
     "siglip",
     "sigmoid_binary_cross_entropy",
     "sigmoid_norm_loss",
@@ -382,6 +393,7 @@ __all__ = [
     "top_k_mass",
     "total_variation_distance",
     "triplet_margin",
+    "triplet_margin_miner",
     "ulma_loss",
     "uniformity",
     "weighted_sum",

@@ -150,6 +150,35 @@ def _safe_distances(x: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, torch.sqrt(torch.where(pos, d2, torch.ones_like(d2))), torch.zeros_like(d2))
 
 
+def _safe_sqrt(x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """sqrt of ``x`` where ``keep`` (default ``x > 0``), else 0 — with a zero, not infinite, gradient there."""
+    keep = x > 0 if keep is None else keep & (x > 0)
+    return torch.where(keep, torch.sqrt(torch.where(keep, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
+def _pair_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Row-wise Euclidean distances ``|u_i - v_i|`` with a zero (not NaN) gradient where two rows coincide."""
+    return _safe_sqrt(((u - v) ** 2).sum(-1))
+
+
+def _check_triplets(triplets, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate ``(anchors, positives, negatives)`` index tensors of equal length with entries in [0, n)."""
+    if not isinstance(triplets, (tuple, list)) or len(triplets) != 3:
+        raise InputError("triplets must be a tuple (anchors, positives, negatives) of index tensors")
+    out = []
+    for name, idx in zip(("anchors", "positives", "negatives"), triplets):
+        idx = torch.as_tensor(idx)
+        if idx.ndim != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
+            raise InputError(f"triplets: {name} must be a 1-d integer tensor, got {idx.dtype} {list(idx.shape)}")
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.numel():
+            raise InputError(f"triplets: {name} must index embedding rows 0..{n - 1}, got {int(bad[0])}")
+        out.append(idx.long())
+    if len({i.shape[0] for i in out}) != 1:
+        raise InputError(f"triplets: anchors, positives and negatives differ in length {[i.shape[0] for i in out]}")
+    return tuple(out)
+
+
 def _row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over ``mask`` in each row (0 for empty rows)."""
     total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(1)
@@ -682,11 +711,12 @@ def triplet_margin(
     mining: str = "all",
     swap: bool = False,
     smooth: bool = False,
+    triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     normalize: bool = True,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Triplet margin loss over all triplets or over batch-hard triplets.
+    """Triplet margin loss over all triplets, batch-hard triplets or given (mined) triplets.
 
     .. math::
 
@@ -696,7 +726,9 @@ def triplet_margin(
     :math:`d` the Euclidean distance of normalised embeddings. ``mining="all"`` uses every triplet (O(N^3)
     memory; "mean" averages over triplets, "none" gives each anchor's mean); ``mining="batch_hard"`` keeps one
     triplet per anchor: its farthest positive and nearest negative (Hermans et al. 2017). ``swap`` uses
-    :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus. Defaults follow pml's
+    :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus. ``triplets=(anchors, positives,
+    negatives)`` (index tensors, e.g. from a miner in :mod:`pairkit.losses.miners`) uses exactly those triplets,
+    as pml's ``indices_tuple``, in O(T D) memory for T triplets. Defaults follow pml's
     ``TripletMarginLoss`` (margin 0.05); pml averages only the non-zero terms by default.
 
     Schroff, Kalenichenko & Philbin (2015), "FaceNet: A Unified Embedding for Face Recognition and
@@ -707,9 +739,18 @@ def triplet_margin(
     if mining not in ("all", "batch_hard"):
         raise InputError(f"mining must be 'all' or 'batch_hard', got {mining!r}")
     x, labels = _labelled(embeddings, labels, weights, normalize)
+    hinge = F.softplus if smooth else F.relu
+    if triplets is not None:
+        if mining != "all":
+            raise InputError(f"give either triplets or mining={mining!r}, not both")
+        a, p, n = (i.to(x.device) for i in _check_triplets(triplets, x.shape[0]))
+        d_an = _pair_distances(x[a], x[n])
+        if swap:
+            d_an = torch.minimum(d_an, _pair_distances(x[p], x[n]))
+        values = hinge(_pair_distances(x[a], x[p]) - d_an + margin)
+        return _reduce_pairs(values, a, x.shape[0], weights, reduction)
     dist = _safe_distances(x)
     pos, neg = _pair_masks(labels)
-    hinge = F.softplus if smooth else F.relu
     if mining == "batch_hard" and x.shape[0] == 0:
         return reduce_loss(x.sum(1), reduction, weights=weights)
     if mining == "batch_hard":

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import LABELLED_EMBEDDINGS, Reduction, reduce_loss, register
-from pairkit.losses.contrastive import _check_matrix, _check_weights, _masked_logsumexp, _normalize
+from pairkit.losses.contrastive import _check_matrix, _check_weights, _masked_logsumexp, _normalize, _safe_sqrt
 
 __all__ = ["arcface", "cosface", "normalized_softmax", "proxy_anchor", "proxy_nca", "soft_triple"]
 
@@ -62,12 +62,6 @@ def _proxy_inputs(embeddings, labels, proxies, weights, *, name="proxies", per_c
         raise InputError(f"labels must index rows of {name} (0 <= label < {c}); row {row} has label {int(labels[row])}")
     _check_weights(weights, n)
     return _normalize(embeddings), labels, _normalize(proxies)
-
-
-def _safe_sqrt(x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """sqrt of ``x`` where ``keep`` (default ``x > 0``), else 0 — with a zero, not infinite, gradient there."""
-    keep = x > 0 if keep is None else keep & (x > 0)
-    return torch.where(keep, torch.sqrt(torch.where(keep, x, torch.ones_like(x))), torch.zeros_like(x))
 
 
 def _cross_entropy(logits, labels, weights, reduction):
