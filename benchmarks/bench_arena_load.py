@@ -1,12 +1,14 @@
 """Arena durability and latency: concurrent annotators on loopback, the server SIGKILLed mid-run and restarted.
 
-    python benchmarks/bench_arena_load.py [--annotators 50] [--seconds 60] [--strategy active] [--items 12]
+    python benchmarks/bench_arena_load.py [--annotators 50] [--seconds 60] [--strategy active] [--items 12] [--think 0]
 
 Each simulated annotator loops: GET its current pair (``/a/<token>/state``), POST a vote (``Accept:
-application/json``). Halfway through, the server process is killed with SIGKILL and started again on the same
-port; clients retry until it is back. At the end every vote the server acknowledged (HTTP 200) must be in the
-database exactly once with the outcome sent. Prints p50/p95 latency of the vote POST and of the next-pair GET,
-votes per second, and the server's peak memory. No peer offers this; the numbers are pairkit's alone.
+application/json``), then waits ``--think`` seconds on average (exponential; 0, the default, is a closed loop that
+measures the server at saturation: each request then waits for the other annotators' ones). Halfway through, the
+server process is killed with SIGKILL and started again on the same port; clients retry until it is back. At the end
+every vote the server acknowledged (HTTP 200) must be in the database exactly once with the outcome sent. Prints
+p50/p95 latency of the vote POST and of the next-pair GET, votes per second, and the server's peak memory. No peer
+offers this; the numbers are pairkit's alone.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def peak_rss_mb(proc: subprocess.Popen) -> float:
 
 
 async def annotator(client, base: str, token: str, stop: float, acked: dict, lat_vote: list, lat_next: list,
-                    rng: np.random.Generator, errors: list) -> None:
+                    rng: np.random.Generator, errors: list, think: float) -> None:
     import httpx
 
     while time.monotonic() < stop:
@@ -83,11 +85,13 @@ async def annotator(client, base: str, token: str, stop: float, acked: dict, lat
                 acked[vote_id] = outcome
             else:
                 errors.append(f"{r.status_code}: {r.text[:100]}")
+            if think > 0:
+                await asyncio.sleep(min(rng.exponential(think), max(0.0, stop - time.monotonic())))
         except (httpx.HTTPError, json.JSONDecodeError):
             await asyncio.sleep(0.05)  # the server is down (killed): retry until it is back
 
 
-async def drive(base: str, tokens: list[str], seconds: float, kill_at: float, restart) -> dict:
+async def drive(base: str, tokens: list[str], seconds: float, kill_at: float, restart, think: float) -> dict:
     import httpx
 
     acked: dict[str, str] = {}
@@ -100,7 +104,7 @@ async def drive(base: str, tokens: list[str], seconds: float, kill_at: float, re
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
         tasks = [
             asyncio.create_task(annotator(client, base, t, stop, acked, lat_vote, lat_next,
-                                          np.random.default_rng(k), errors))
+                                          np.random.default_rng(k), errors, think))
             for k, t in enumerate(tokens)
         ]
         await asyncio.sleep(kill_at)
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--strategy", default="active")
     parser.add_argument("--items", type=int, default=12)
     parser.add_argument("--prompts", type=int, default=40)
+    parser.add_argument("--think", type=float, default=0.0, help="mean seconds an annotator takes between votes")
     opts = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="arena-load-"))
@@ -143,7 +148,7 @@ def main() -> None:
         server["proc"].wait()
         server["proc"] = start(args, port)
 
-    out = asyncio.run(drive(f"http://127.0.0.1:{port}", tokens, opts.seconds, opts.seconds / 2, restart))
+    out = asyncio.run(drive(f"http://127.0.0.1:{port}", tokens, opts.seconds, opts.seconds / 2, restart, opts.think))
     peaks.append(peak_rss_mb(server["proc"]))
     server["proc"].send_signal(signal.SIGKILL)
     server["proc"].wait()
@@ -156,7 +161,8 @@ def main() -> None:
     vote_ms = 1000 * np.array(out["lat_vote"])
     next_ms = 1000 * np.array(out["lat_next"])
     print(f"arena load: {opts.annotators} annotators, {opts.seconds:.0f} s, strategy {opts.strategy}, "
-          f"{opts.items} items × {opts.prompts} prompts; SIGKILL + restart at {opts.seconds / 2:.0f} s")
+          f"{opts.items} items × {opts.prompts} prompts, think {opts.think:g} s; SIGKILL + restart at "
+          f"{opts.seconds / 2:.0f} s")
     print(f"acknowledged votes: {len(out['acked'])} ({out['before_kill']} before the kill); stored: {len(stored)}; "
           f"acknowledged but missing: {len(missing)}; outcome differs: {len(wrong)}; duplicates: "
           f"{len(all_ids) - len(set(all_ids))}; refused: {len(out['errors'])}")

@@ -115,7 +115,13 @@ def test_errors_are_4xx_with_a_message(client):
         f"/a/{tokens['alice']}/vote",
         data={"vote_id": s["assignment"]["id"], "outcome": "left", "csrf": s["csrf"], "reason": "x" * 100_000},
     )
-    assert huge.status_code == 413
+    assert huge.status_code == 413 and "at most 32768" in huge.text
+    assert "default-src 'none'" in huge.headers["content-security-policy"]
+    page = c.get(f"/a/{tokens['alice']}")
+    assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["referrer-policy"] == "no-referrer" and "script-src 'self'" in page.headers[
+        "content-security-policy"]
+    assert "no-store" not in c.get("/static/arena.js").headers.get("cache-control", "")
     long_reason = c.post(
         f"/a/{tokens['alice']}/vote",
         data={"vote_id": s["assignment"]["id"], "outcome": "left", "csrf": s["csrf"], "reason": "x" * 5000},

@@ -175,3 +175,33 @@ def test_model_scores_are_refitted_when_the_votes_grow(store):
     fits.clear()
     PairChooser(pool(), score, refit_growth=0.0, seed=0).next(0, store.votes(), [], [])
     assert fits == [10]
+
+
+def test_tally_read_forward_equals_a_full_tally_after_votes_undos_judges_and_a_second_writer(store, tmp_path):
+    """The server's in-memory tally (read forward by ``seq``) equals a tally of the whole log at every step,
+    including undos, judge votes (not counted), skips and votes written by another connection to the file."""
+    from pairkit.arena import VoteTally
+    from pairkit.arena.store import JUDGE_PREFIX
+
+    p = pool()
+    live = VoteTally(p)
+    other = VoteStore(store.path)  # a second writer, as `pairkit arena judge` is
+    who = {name: add(store, name) for name in ("a", "b", JUDGE_PREFIX + "x")}
+    rng = np.random.default_rng(0)
+    for step in range(60):
+        name = ["a", "b", JUDGE_PREFIX + "x"][step % 3]
+        writer = other if step % 4 == 0 else store
+        left, right = rng.choice(p.items, 2, replace=False)
+        a = writer.assign(who[name], str(rng.choice(p.contexts)), str(left), str(right))
+        writer.record_vote(a.id, who[name], str(rng.choice(["left", "right", "tie", "both_bad", "skip"])))
+        if step % 7 == 3:
+            store.undo_last(who["a"])
+        live.sync(store)
+        full = VoteTally(p).add(store.votes())
+        np.testing.assert_array_equal(live.wins, full.wins)
+        np.testing.assert_array_equal(live.counts, full.counts)
+        np.testing.assert_array_equal(live.per_context, full.per_context)
+    assert live.counts.sum() > 0 and live.wins.sum() > 0
+    humans = [v for v in store.votes() if v["annotator"] != JUDGE_PREFIX + "x" and v["outcome"] != "skip"]
+    assert live.counts.sum() == 2 * len(humans)  # each decided human vote counted once per orientation
+    other.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pairkit.arena.board import annotator_stats, leaderboard_summary
-from pairkit.arena.pairs import PairChooser
+from pairkit.arena.pairs import PairChooser, VoteTally
 from pairkit.arena.store import Annotator, ArenaError, Assignment, VoteStore
 from pairkit.select import Pool
 
@@ -104,6 +104,7 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
     pool: Pool = chooser.pool
     texts = {(r["context_id"], r["candidate_id"]): r["text"] for r in store.candidates()}
     choose_lock = threading.Lock()
+    tally = VoteTally(pool)  # kept in memory, read forward from the log: a new pair costs no re-tally
     board_cache: dict[str, Any] = {}
     board_lock = threading.Lock()
 
@@ -122,24 +123,7 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
             return JSONResponse({"error": message}, status_code=status)
         return page("error.html", status=status, message=message)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                return PlainTextResponse("a Content-Length header is required", status_code=411)
-            if not length.isdigit() or int(length) > settings.max_body:
-                return PlainTextResponse(
-                    f"request body too large ({length} bytes; at most {settings.max_body})", status_code=413
-                )
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"  # private links never leak through a Referer
-        if not request.url.path.startswith("/static"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(_Guard, max_body=settings.max_body)
 
     @app.exception_handler(ArenaError)
     async def arena_error(request: Request, exc: ArenaError):
@@ -168,7 +152,13 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         if open_now is not None:
             return open_now
         with choose_lock:  # one chooser at a time: two annotators never get the same pending pair
-            proposal = chooser.next(who.id, store.votes(), store.pending(), store.annotator_pairs(who.id))
+            proposal = chooser.next(
+                who.id,
+                tally.sync(store),
+                store.pending(),
+                store.annotator_pairs(who.id),
+                history=lambda: store.votes(annotator_id=who.id),
+            )
             if proposal is None:
                 return None
             return store.assign(
@@ -323,6 +313,61 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
 
 class _Forbidden(Exception):
     pass
+
+
+_SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),  # private links never leak through a Referer
+]
+
+
+class _Guard:
+    """Body-size limit and security headers as a plain ASGI middleware.
+
+    Starlette's ``@app.middleware("http")`` wraps every response in extra streams and tasks; under 50 concurrent
+    annotators that overhead alone was a large share of each request's time.
+    """
+
+    def __init__(self, app, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            length = dict(scope["headers"]).get(b"content-length")
+            refusal = None
+            if length is None:
+                refusal = (411, "a Content-Length header is required")
+            elif not length.isdigit() or int(length) > self.max_body:
+                refusal = (413, f"request body too large ({length.decode(errors='replace')} bytes; at most "
+                           f"{self.max_body})")
+            if refusal is not None:
+                await _plain(send, *refusal)
+                return
+        cache = not scope["path"].startswith("/static")
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + _SECURITY_HEADERS
+                if cache:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _plain(send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               *_SECURITY_HEADERS]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _jsonable(value: Any) -> Any:

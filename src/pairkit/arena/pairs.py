@@ -31,7 +31,7 @@ from pairkit.arena.store import JUDGE_PREFIX
 from pairkit.errors import InputError, PairkitWarning
 from pairkit.select import Pool
 
-__all__ = ["PAIR_SCORES", "GoldPair", "PairChooser", "Proposal", "gold_pairs"]
+__all__ = ["PAIR_SCORES", "GoldPair", "PairChooser", "Proposal", "VoteTally", "gold_pairs"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,79 @@ PAIR_SCORES: dict[str, PairScore] = {
 }
 
 
+class VoteTally:
+    """Wins (ties half) and vote counts per pair of the human, regular, decided votes, kept up to date.
+
+    Re-reading and re-tallying the whole vote log for every pair shown made a busy arena's latency grow with its
+    votes; a tally reads only the votes added since its last :meth:`sync` (by their sequence numbers) and is
+    rebuilt only when a vote was undone. Votes on candidates no longer served are not counted.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        import pandas as pd
+
+        self._items = pd.Index(pool.items)
+        self._contexts = pd.Index(pool.contexts)
+        self.reset()
+
+    def reset(self) -> None:
+        n, m = len(self._items), len(self._contexts)
+        self.wins = np.zeros((n, n))
+        self.counts = np.zeros((n, n), np.int64)
+        self.per_context = np.zeros((m, n, n), np.int64)
+        self.seq = 0
+        self.undone: int | None = None
+
+    def sync(self, store) -> VoteTally:
+        """Bring the tally up to date with ``store`` (a :class:`~pairkit.arena.VoteStore`); returns itself."""
+        undone = store.n_undone()
+        if undone != self.undone:
+            self.reset()
+            self.undone = undone
+        return self.add(store.votes(after=self.seq))
+
+    def add(self, votes: Sequence[Mapping]) -> VoteTally:
+        """Count ``votes`` (rows of the vote log); returns itself."""
+        humans = [v for v in votes if not str(v.get("annotator", "")).startswith(JUDGE_PREFIX)]
+        self.seq = max([self.seq, *(int(v.get("seq") or 0) for v in votes)])
+        keep = [v for v in humans if v.get("kind") == "normal" and v.get("outcome") != "skip"]
+        if not keep:
+            return self
+        i, j, c = self._codes(keep)
+        outcome = np.array([v["outcome"] for v in keep], dtype=object)
+        ok = (i >= 0) & (j >= 0) & (c >= 0)
+        i, j, c, outcome = i[ok], j[ok], c[ok], outcome[ok]
+        half = np.isin(outcome, ["tie", "both_bad"])
+        np.add.at(self.wins, (i, j), np.where(outcome == "left", 1.0, np.where(half, 0.5, 0.0)))
+        np.add.at(self.wins, (j, i), np.where(outcome == "right", 1.0, np.where(half, 0.5, 0.0)))
+        self._count(self.counts, self.per_context, i, j, c)
+        return self
+
+    def with_pending(self, pending: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, per-context counts) with the pairs open right now counted as votes, so annotators spread out."""
+        if not len(pending):
+            return self.counts, self.per_context
+        counts, per_context = self.counts.copy(), self.per_context.copy()
+        i, j, c = self._codes(pending)
+        ok = (i >= 0) & (j >= 0) & (c >= 0)
+        self._count(counts, per_context, i[ok], j[ok], c[ok])
+        return counts, per_context
+
+    def _codes(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            self._items.get_indexer([r["left_id"] for r in rows]),
+            self._items.get_indexer([r["right_id"] for r in rows]),
+            self._contexts.get_indexer([r["context_id"] for r in rows]),
+        )
+
+    @staticmethod
+    def _count(counts: np.ndarray, per_context: np.ndarray, i: np.ndarray, j: np.ndarray, c: np.ndarray) -> None:
+        np.add.at(counts, (i, j), 1)
+        np.add.at(counts, (j, i), 1)
+        np.add.at(per_context, (c, i, j), 1)
+        np.add.at(per_context, (c, j, i), 1)
+
+
 @dataclass
 class PairChooser:
     """Chooses the next pair for an annotator from the votes so far (see the module docstring).
@@ -173,29 +246,41 @@ class PairChooser:
                 raise InputError(f"gold pair {g}: unknown context {g.context_id!r}")
 
     def next(
-        self, annotator_id: int, votes: Sequence[Mapping], pending: Sequence[Mapping], seen: Sequence[tuple]
+        self,
+        annotator_id: int,
+        votes: VoteTally | Sequence[Mapping],
+        pending: Sequence[Mapping],
+        seen: Sequence[tuple],
+        *,
+        history: Callable[[], Sequence[Mapping]] | None = None,
     ) -> Proposal | None:
         """The next pair for one annotator, or None when every pair is done for them.
 
-        ``votes``: the vote log (``annotator_id, context_id, left_id, right_id, outcome, kind``); ``pending``:
-        pairs open with other annotators; ``seen``: ``(context_id, left_id, right_id)`` of every pair this
-        annotator was shown.
+        ``votes``: a :class:`VoteTally` kept up to date by the caller, or the vote log itself (``annotator_id,
+        context_id, left_id, right_id, outcome, kind``); ``pending``: pairs open with other annotators; ``seen``:
+        ``(context_id, left_id, right_id)`` of every pair this annotator was shown; ``history``: returns this
+        annotator's own votes (needed for repeats when ``votes`` is a tally).
         """
+        if not isinstance(votes, VoteTally):
+            log = votes
+            votes = VoteTally(self.pool).add(log)
+            if history is None:
+                history = lambda: [v for v in log if v["annotator_id"] == annotator_id]  # noqa: E731
         u = self.rng.random()
         if u < self.gold_rate:
             proposal = self._gold(seen)
             if proposal is not None:
                 return proposal
-        elif u < self.gold_rate + self.repeat_rate:
-            proposal = self._repeat([v for v in votes if v["annotator_id"] == annotator_id])
+        elif u < self.gold_rate + self.repeat_rate and history is not None:
+            proposal = self._repeat(history())
             if proposal is not None:
                 return proposal
         return self._regular(votes, pending, seen)
 
     # ------------------------------------------------------------------ regular pairs
-    def _regular(self, votes, pending, seen) -> Proposal | None:
+    def _regular(self, tally: VoteTally, pending, seen) -> Proposal | None:
         n, m = self.pool.n_items, len(self.pool.contexts)
-        wins, counts, per_context = self._tally(votes, pending)
+        wins, (counts, per_context) = tally.wins, tally.with_pending(pending)
         seen_by_me = np.zeros((m, n, n), bool)
         for c, left, right in seen:
             if c in self._context and left in self._item and right in self._item:
@@ -231,35 +316,6 @@ class PairChooser:
         scores = np.asarray(self.score(wins, counts, self.rng, self.prior), float)
         self._fitted = (n_votes, scores)
         return scores
-
-    def _tally(self, votes, pending):
-        """Wins (ties half) and vote counts per pair; pending pairs count as votes so annotators spread out."""
-        import pandas as pd
-
-        n, m = self.pool.n_items, len(self.pool.contexts)
-        wins = np.zeros((n, n))
-        counts = np.zeros((n, n), np.int64)
-        per_context = np.zeros((m, n, n), np.int64)
-        cols = ["context_id", "left_id", "right_id", "outcome", "kind"]
-        humans = [v for v in votes if not str(v.get("annotator", "")).startswith(JUDGE_PREFIX)]
-        frame = pd.DataFrame([{k: v.get(k) for k in cols} for v in humans], columns=cols)
-        if len(pending):
-            frame = pd.concat([frame, pd.DataFrame(list(pending)).assign(outcome=None, kind="normal")[cols]])
-        frame = frame[(frame["kind"] == "normal") & (frame["outcome"] != "skip")]
-        i = pd.Index(self.pool.items).get_indexer(frame["left_id"])
-        j = pd.Index(self.pool.items).get_indexer(frame["right_id"])
-        c = pd.Index(self.pool.contexts).get_indexer(frame["context_id"])
-        ok = (i >= 0) & (j >= 0) & (c >= 0)  # votes on candidates no longer served are not counted
-        i, j, c, outcome = i[ok], j[ok], c[ok], frame["outcome"].to_numpy()[ok]
-        np.add.at(counts, (i, j), 1)
-        np.add.at(per_context, (c, i, j), 1)
-        counts += counts.T
-        per_context += per_context.transpose(0, 2, 1)
-        left = np.select([outcome == "left", np.isin(outcome, ["tie", "both_bad"])], [1.0, 0.5], 0.0)
-        right = np.select([outcome == "right", np.isin(outcome, ["tie", "both_bad"])], [1.0, 0.5], 0.0)
-        np.add.at(wins, (i, j), left)
-        np.add.at(wins, (j, i), right)
-        return wins, counts, per_context
 
     # ------------------------------------------------------------------ checks
     def _gold(self, seen) -> Proposal | None:

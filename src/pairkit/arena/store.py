@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS votes (
     voted_at REAL NOT NULL, latency_ms REAL NOT NULL, undone INTEGER NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS votes_annotator ON votes (annotator_id, undone);
+CREATE INDEX IF NOT EXISTS votes_undone ON votes (undone);
 """
 
 
@@ -390,20 +391,29 @@ class VoteStore:
         )
         return rows[0] if rows else None
 
-    def votes(self, *, include_undone: bool = False, annotator_id: int | None = None) -> list[dict[str, Any]]:
-        """The vote log, oldest first, with annotator names."""
+    def votes(
+        self, *, include_undone: bool = False, annotator_id: int | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """The vote log, oldest first, with annotator names (``after``: only votes with ``seq`` above it)."""
         where, args = [], []
         if not include_undone:
             where.append("v.undone = 0")
         if annotator_id is not None:
             where.append("v.annotator_id = ?")
             args.append(annotator_id)
+        if after:
+            where.append("v.seq > ?")
+            args.append(after)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._rows(
             f"SELECT v.*, a.name AS annotator FROM votes v JOIN annotators a ON a.id = v.annotator_id {clause} "
             "ORDER BY v.seq",
             args,
         )
+
+    def n_undone(self) -> int:
+        """Votes undone so far (by any process on this database): a change means tallies must be rebuilt."""
+        return self._scalar("SELECT COUNT(*) FROM votes WHERE undone = 1")
 
     def annotator_pairs(self, annotator_id: int) -> Iterable[tuple[str, str, str]]:
         """(context, left, right) of every pair this annotator was shown."""
