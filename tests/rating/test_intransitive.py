@@ -105,3 +105,105 @@ def test_triads_on_rps_and_random_tournaments():
 def test_transitive_data_has_no_cycles():
     c = Comparisons.from_arrays([0, 1, 0, 2], [1, 2, 2, 3], [1, 1, 1, 1])
     assert count_intransitive_triads(c) == 0 and intransitive_triads(c).empty
+
+
+# ---------------------------------------------------------------------------------------------- identification
+def _games(pairs, n, seed=0, reps=20):
+    """Each listed pair played ``reps`` times in both orders with both results (every MLE exists)."""
+    rng = np.random.default_rng(seed)
+    a, b = np.repeat(np.asarray(pairs).T, reps, axis=1)
+    y = rng.random(len(a)) < 0.6
+    y[:2] = [True, False]
+    a, b, y = np.r_[a, b], np.r_[b, a], np.r_[y, y]  # each item wins and loses every pair it plays
+    return Comparisons.from_arrays(a, b, y.astype(float), items=[f"m{k}" for k in range(n)])
+
+
+def _loglik(c, x, dim):
+    counts, s_i, s_j = _pair_design(c)
+    return -blade_chest_objective(x, counts, s_i, s_j, dim, 0.0, 0.0)[0]
+
+
+def test_star_design_is_not_identified_and_strengths_absorb_any_matchup():
+    """Every item against one reference: the data cannot tell a blade-chest term from strengths. Checked
+    independently: for random blades and chests, strengths chosen in closed form reproduce the likelihood."""
+    from pairkit.errors import NotIdentifiedError
+
+    n, dim = 6, 2
+    c = _games([(0, k) for k in range(1, n)], n)
+    with pytest.raises(NotIdentifiedError, match="form no cycle.*--model bt"):
+        fit_blade_chest(c, dim=dim)
+    rng = np.random.default_rng(1)
+    g, U, V = rng.normal(size=n), rng.normal(size=(n, dim)), rng.normal(size=(n, dim))
+    g2 = g.copy()
+    g2[1:] += U[1:] @ V[0] - U[0] @ V[1:].T  # γ_k − γ_0 + u_k·v_0 − u_0·v_k on every played pair
+    x = np.r_[g, U.ravel(), V.ravel()]
+    x2 = np.r_[g2, np.zeros(2 * n * dim)]
+    assert _loglik(c, x, dim) == pytest.approx(_loglik(c, x2, dim), rel=1e-12)
+
+
+def test_items_on_no_cycle_are_named_and_really_flat():
+    """A triangle with a pendant item: the pendant's blade and chest only move the likelihood through its
+    strength (flat, checked by evaluation), a triangle item's do not."""
+    from pairkit.rating import UnidentifiedMatchupWarning
+
+    n, dim = 4, 1
+    c = _games([(0, 1), (1, 2), (2, 0), (2, 3)], n, seed=2)
+    with pytest.warns(UnidentifiedMatchupWarning, match=r"1 item\(s\) lie on no cycle.*'m3'"):
+        board = fit_blade_chest(c, dim=dim)
+    assert board.info["matchup_unidentified"] == ["m3"]
+    rng = np.random.default_rng(3)
+    g, U, V = rng.normal(size=n), rng.normal(size=(n, dim)), rng.normal(size=(n, dim))
+    base = _loglik(c, np.r_[g, U.ravel(), V.ravel()], dim)
+    for item, flat in ((3, True), (0, False)):
+        U2, V2, g2 = U.copy(), V.copy(), g.copy()
+        U2[item] += 0.7
+        V2[item] -= 0.4
+        if flat:  # the pendant meets only item 2: its strength absorbs the change of its one logit
+            g2[item] -= (U2[item] @ V2[2] - U2[2] @ V2[item]) - (U[item] @ V[2] - U[2] @ V[item])
+        moved = _loglik(c, np.r_[g2, U2.ravel(), V2.ravel()], dim)
+        assert bool(abs(moved - base) < 1e-9) is flat, (item, moved - base)
+
+
+def test_two_core_matches_networkx_on_random_graphs():
+    nx = pytest.importorskip("networkx")
+    from pairkit.rating.intransitive import _two_core
+
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        n = int(rng.integers(3, 25))
+        m = int(rng.integers(1, 2 * n))
+        i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+        keep = i != j
+        i, j = i[keep], j[keep]
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n))
+        graph.add_edges_from(zip(i.tolist(), j.tolist(), strict=True))
+        expected = np.zeros(n, dtype=bool)
+        expected[list(nx.k_core(graph, 2).nodes)] = True
+        lo, hi = np.minimum(i, j), np.maximum(i, j)  # pair_counts gives each pair once, lower index first
+        key = np.unique(lo * n + hi)
+        np.testing.assert_array_equal(_two_core(n, key // n, key % n), expected)
+
+
+def test_unbeaten_item_has_no_estimate_unless_the_strengths_are_ridged():
+    """An unbeaten item: the likelihood rises without bound along its strength (checked by evaluation), so the
+    default fit refuses; a ridge on the strengths (l2_strength) makes it a finite penalised estimate."""
+    from pairkit.errors import NoMLEError
+
+    c = rock_paper_scissors(6, m=600, extra_items=1)
+    champion = c.items.index("t0")
+    won = np.where(c.a == champion, 1.0, np.where(c.b == champion, 0.0, c.outcome))
+    c = Comparisons.from_arrays(c.a, c.b, won, items=c.items)
+    with pytest.raises(NoMLEError, match=r"never lost.*'t0'.*l2_strength >= 0.001"):
+        fit_blade_chest(c, dim=1)
+    n, dim = c.n_items, 1
+    x = np.zeros(n + 2 * n * dim)
+    path = []
+    for t in (0.0, 5.0, 10.0, 20.0):
+        x[champion] = t
+        path.append(_loglik(c, x, dim))
+    assert np.all(np.diff(path) > 0)
+    board = fit_blade_chest(c, dim=1, l2_strength=0.1)
+    assert np.isfinite(board.scores).all()
+    p, _ = board.predict(["t0"] * 3, ["rock", "paper", "scissors"])
+    assert np.all((p > 0.9) & (p < 1))

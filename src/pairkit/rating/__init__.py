@@ -28,7 +28,9 @@ from pairkit.rating.counting import (
 from pairkit.rating.covariates import fit_covariate_bt, style_features
 from pairkit.rating.elo import elo_ratings, fit_elo
 from pairkit.rating.intransitive import (
+    UnidentifiedMatchupWarning,
     blade_chest_objective,
+    check_blade_chest_identified,
     count_intransitive_triads,
     fit_blade_chest,
     intransitive_triads,
@@ -98,6 +100,7 @@ __all__ = [
     "ModelComparison",
     "PairPredictor",
     "Predictor",
+    "UnidentifiedMatchupWarning",
     "WENG_LIN_MODELS",
     "bayeselo_elo_scale",
     "bayeselo_virtual_draws",
@@ -106,6 +109,7 @@ __all__ = [
     "bootstrap_bradley_terry",
     "borda_scores",
     "bradley_terry_predictor",
+    "check_blade_chest_identified",
     "check_decisive",
     "check_mle_exists",
     "check_pl_mle_exists",

@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,85 @@ from scipy import optimize, special
 
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
-from pairkit.errors import ConvergenceError
-from pairkit.rating._checks import MAX_ITER, check_comparisons
+from pairkit.errors import ConvergenceError, NoMLEError, NotIdentifiedError, PairkitWarning
+from pairkit.rating._checks import MAX_ITER, check_comparisons, item_names
 from pairkit.rating._stats import win_rate
 from pairkit.rating.leaderboard import Leaderboard
 
-__all__ = ["blade_chest_objective", "count_intransitive_triads", "fit_blade_chest", "intransitive_triads"]
+__all__ = [
+    "UnidentifiedMatchupWarning",
+    "blade_chest_objective",
+    "check_blade_chest_identified",
+    "count_intransitive_triads",
+    "fit_blade_chest",
+    "intransitive_triads",
+]
+
+RIDGE_STRENGTH = 1e-3
+"""``l2_strength`` from which the strengths are a ridge estimate, finite whatever the data; below it they are
+(essentially) maximum likelihood and must exist (:func:`check_blade_chest_identified`)."""
+
+
+class UnidentifiedMatchupWarning(PairkitWarning):
+    """Some items' blade and chest vectors are set by the penalty alone (they lie on no cycle of comparisons)."""
+
+
+def _two_core(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Items in the 2-core of the comparison graph (what remains after peeling items with one neighbour, again
+    and again): exactly the items with a cycle of distinct compared pairs through them or between two cycles."""
+    alive = np.ones(n, dtype=bool)
+    edge = np.ones(len(i), dtype=bool)
+    while True:  # one vectorised peel per level of the hanging trees (a handful on real designs)
+        degree = np.bincount(i[edge], minlength=n) + np.bincount(j[edge], minlength=n)
+        leaves = alive & (degree <= 1)
+        if not leaves.any():
+            return alive
+        alive &= ~leaves
+        edge &= alive[i] & alive[j]
+
+
+def check_blade_chest_identified(comparisons: Comparisons, *, l2_strength: float = 1e-6) -> np.ndarray:
+    """Refuse data that cannot determine the blade-chest model; return the items whose matchup vectors can't be.
+
+    Three checks, each a property of the comparison graph (pairs compared, ties counted half):
+
+    - **Strengths**: the matchup term is bounded by its L2 penalty, so the strengths γ diverge exactly when
+      Bradley–Terry's do (Ford 1957: an unbeaten or winless group, a never-compared item, a disconnected graph).
+      Below :data:`RIDGE_STRENGTH` the tiny ``l2_strength`` would stop them at arbitrary values of order
+      ``log(1/l2_strength)``: :class:`~pairkit.errors.NoMLEError` naming the items.
+    - **Any matchup term**: with logits ``d_ij = γ_i − γ_j + u_i·v_j − u_j·v_i``, the strengths alone reproduce
+      any logits on the compared pairs when those pairs form no cycle (a tree or star design: n − 1 pairs, one
+      path between any two items), so every blade and chest vector is unidentified:
+      :class:`~pairkit.errors.NotIdentifiedError`.
+    - **Some items' matchups**: an item outside the graph's 2-core (on a branch hanging off the cycles, e.g.
+      compared with one opponent only) has its own γ free to absorb its blade and chest, which only the penalty
+      then sets. Returned as a boolean mask (the caller warns).
+    """
+    from pairkit.rating.bradley_terry import check_mle_exists
+
+    counts = comparisons.pair_counts(ties="half")
+    n = counts.n_items
+    if l2_strength < RIDGE_STRENGTH:
+        try:
+            check_mle_exists(counts, comparisons.items)
+        except NoMLEError as err:
+            raise NoMLEError(
+                f"blade_chest: {err} (blade_chest has no prior: give l2_strength >= {RIDGE_STRENGTH:g} for a ridge "
+                f"estimate instead; with l2_strength={l2_strength:g} the strengths would stop at arbitrary values of "
+                "order log(1/l2_strength))"
+            ) from None
+    live = counts.total > 0
+    i, j = counts.i[live], counts.j[live]
+    core = _two_core(n, i, j)
+    if not core.any():
+        raise NotIdentifiedError(
+            f"not identified: the {len(i)} compared pairs of the {n} items form no cycle (each pair of items is "
+            "linked by a single path of comparisons, as in a star or a chain design), so strengths alone fit these "
+            "data exactly as well as any blade-chest term: the blade and chest vectors, and every prediction for a "
+            "pair never compared, would come from the penalty alone. Compare items in cycles (a with b, b with c, c "
+            "with a) or fit without a matchup term (--model bt)."
+        )
+    return ~core
 
 
 def _pair_design(comparisons: Comparisons):
@@ -98,11 +172,26 @@ def fit_blade_chest(
         l2: L2 penalty λ on the blade and chest vectors; ``l2_strength`` a tiny one fixing the strengths' scale.
         seed: random start (the objective is non-convex).
 
+    Identification is checked first (:func:`check_blade_chest_identified`): an item never compared, an unbeaten
+    or winless group (with ``l2_strength`` below :data:`RIDGE_STRENGTH`) raises :class:`~pairkit.errors.NoMLEError`;
+    compared pairs that form no cycle raise :class:`~pairkit.errors.NotIdentifiedError`; items on no cycle get an
+    :class:`UnidentifiedMatchupWarning` and are listed in ``info["matchup_unidentified"]``.
+
     Returns:
         A :class:`Leaderboard` whose ``scores`` are the transitive part γ; ``predict`` (through
         ``pair_predictor``) includes the cyclic term; ``info["blades"]``/``["chests"]`` are (n, d).
     """
     check_comparisons(comparisons, "blade_chest")
+    loose = check_blade_chest_identified(comparisons, l2_strength=l2_strength)
+    if loose.any():
+        names = item_names(comparisons.items, np.flatnonzero(loose))
+        warnings.warn(
+            f"{int(loose.sum())} item(s) lie on no cycle of compared pairs ({names}): "
+            "their strengths are fitted, but their blade and chest vectors (and predictions against items they never "
+            "met) are set by the penalty alone, not by data",
+            UnidentifiedMatchupWarning,
+            stacklevel=2,
+        )
     counts, s_i, s_j = _pair_design(comparisons)
     n = counts.n_items
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -143,6 +232,7 @@ def fit_blade_chest(
         predictor=None,
         pair_predictor=pair_predictor,
         info={
+            "matchup_unidentified": [comparisons.items[k] for k in np.flatnonzero(loose)],
             "blades": U,
             "chests": V,
             "iterations": int(res.nit),
