@@ -4,6 +4,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("fastapi")
@@ -219,6 +220,16 @@ def test_admin_leaderboard_equals_fit_of_the_export(client, tmp_path):
     assert {"prompt", "chosen", "rejected"} <= set(pairs[0])
     page = c.get(f"/admin/{admin}")
     assert page.status_code == 200 and 'id="leaderboard"' in page.text and "alice" in page.text
+    # The admin page's downloads are the CLI's files.
+    assert f'href="/admin/{admin}/export/pairs.jsonl"' in page.text
+    pairs_dl = c.get(f"/admin/{admin}/export/pairs.jsonl")
+    assert pairs_dl.content == (tmp_path / "pairs.jsonl").read_bytes()
+    assert 'filename="pairs.jsonl"' in pairs_dl.headers["content-disposition"]
+    assert c.get(f"/admin/{admin}/export/votes.csv").content == (tmp_path / "votes.csv").read_bytes()
+    (tmp_path / "dl.parquet").write_bytes(c.get(f"/admin/{admin}/export/comparisons.parquet").content)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dl.parquet"), pd.read_parquet(out))
+    assert c.get(f"/admin/{admin}/export/comparisons.xlsx", headers=JSON).status_code == 400
+    assert c.get(f"/admin/{tokens['alice']}/export/votes.csv").status_code == 403  # an annotator link is not admin
 
 
 def test_leaderboard_warns_when_the_mle_does_not_exist():

@@ -205,3 +205,23 @@ def test_tally_read_forward_equals_a_full_tally_after_votes_undos_judges_and_a_s
     humans = [v for v in store.votes() if v["annotator"] != JUDGE_PREFIX + "x" and v["outcome"] != "skip"]
     assert live.counts.sum() == 2 * len(humans)  # each decided human vote counted once per orientation
     other.close()
+
+
+def test_ucb_plays_the_highest_bound_against_the_closest_rating():
+    """The ``ucb`` pair score picks the same first pair as the ``active`` strategy's UCB matchmaking."""
+    from pairkit.arena.pairs import _fit, ucb_score
+    from pairkit.select.strategies import _ucb_matchmaking
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        n = 6
+        wins = rng.poisson(2.0, (n, n)).astype(float) * rng.random((n, n))
+        np.fill_diagonal(wins, 0)
+        score = ucb_score(wins, np.zeros((n, n), int), rng, 1.0)
+        np.fill_diagonal(score, -np.inf)
+        i, j = np.unravel_index(np.argmax(score), score.shape)
+        theta, cov = _fit(wins, 1.0)
+        expected = _ucb_matchmaking(theta, theta + np.sqrt(np.diag(cov)), 1)[0]
+        assert sorted((int(i), int(j))) == sorted(expected)
+    chooser = PairChooser(pool(), "ucb", seed=0)
+    assert chooser.next(0, [], [], []) is not None  # no votes yet: round robin

@@ -29,6 +29,11 @@ OUTCOME_CHOICES = {
     "left": ("left", 1), "left:2": ("left", 2), "right": ("right", 1), "right:2": ("right", 2),
     "tie": ("tie", 1), "both_bad": ("both_bad", 1), "skip": ("skip", 1),
 }
+EXPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -284,6 +289,34 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         admin(token)
         board = board_state()["board"]
         return JSONResponse(_jsonable({k: v for k, v in board.items() if k != "board"}))
+
+    @app.get("/admin/{token}/export/{name}")
+    def admin_export(token: str, name: str):
+        """Downloads: ``comparisons.{csv,jsonl,parquet}``, ``pairs.jsonl``, ``votes.{csv,jsonl,parquet}``."""
+        from fastapi.responses import Response
+
+        from pairkit.arena.export import comparisons_frame, jsonl_bytes, preference_pairs, table_bytes, votes_frame
+
+        admin(token)
+        stem, _, suffix = name.partition(".")
+        if stem == "pairs" and suffix == "jsonl":
+            body = jsonl_bytes(preference_pairs(store.votes(), store.candidates()))
+        elif stem in ("comparisons", "votes") and suffix in EXPORT_TYPES:
+            if stem == "comparisons":
+                frame = comparisons_frame(store.votes())
+            else:
+                frame = votes_frame(store.votes(include_undone=True))
+            body = table_bytes(frame, "." + suffix)
+        else:
+            raise ArenaError(
+                f"no export {name!r}; choose comparisons.{{csv,jsonl,parquet}}, pairs.jsonl or votes.{{csv,jsonl,"
+                "parquet}"
+            )
+        return Response(
+            body,
+            media_type=EXPORT_TYPES.get(suffix, "application/octet-stream"),
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @app.get("/admin/{token}/events")
     async def admin_events(token: str, request: Request):

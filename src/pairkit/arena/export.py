@@ -9,6 +9,7 @@ LLM judges (annotators named ``judge:…``) unless asked for.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pairkit._io import atomic_write_bytes
 from pairkit.arena.store import JUDGE_PREFIX
 from pairkit.data import Comparisons
 from pairkit.errors import InputError
@@ -24,7 +26,9 @@ from pairkit.errors import InputError
 __all__ = [
     "LOG_COLUMNS",
     "comparisons_frame",
+    "jsonl_bytes",
     "preference_pairs",
+    "table_bytes",
     "to_comparisons",
     "votes_frame",
     "write_jsonl",
@@ -131,22 +135,31 @@ def preference_pairs(
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write a DataFrame as CSV, JSONL or Parquet, chosen by the file suffix."""
-    path = Path(path)
-    suffix = path.suffix.lower()
+    """Write a DataFrame as CSV, JSONL or Parquet, chosen by the file suffix (atomically: all or nothing)."""
+    atomic_write_bytes(path, table_bytes(frame, Path(path).suffix, name=str(path)))
+
+
+def table_bytes(frame: pd.DataFrame, suffix: str, *, name: str = "export") -> bytes:
+    """``frame`` as the bytes of a ``.csv``, ``.jsonl`` or ``.parquet`` file (``suffix``)."""
+    buffer = io.BytesIO()
+    suffix = suffix.lower()
     if suffix == ".csv":
-        frame.to_csv(path, index=False)
+        frame.to_csv(buffer, index=False)
     elif suffix in (".jsonl", ".ndjson"):
-        frame.to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
+        frame.to_json(buffer, orient="records", lines=True, force_ascii=False, date_format="iso")
     elif suffix == ".parquet":
-        frame.to_parquet(path, index=False)
+        frame.to_parquet(buffer, index=False)
     else:
-        raise InputError(f"{path}: unknown file type {suffix or '(none)'}; use .csv, .jsonl or .parquet")
+        raise InputError(f"{name}: unknown file type {suffix or '(none)'}; use .csv, .jsonl or .parquet")
+    return buffer.getvalue()
+
+
+def jsonl_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Rows as JSON lines, UTF-8."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
 
 
 def write_jsonl(rows: Sequence[Mapping[str, Any]], path: str | Path) -> int:
     """Write rows as JSON lines; returns the number written."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_bytes(path, jsonl_bytes(rows))
     return len(rows)

@@ -8,6 +8,8 @@ else, and that has not reached its target number of votes. A score is a plain fu
 ``active``          the ``rank`` rule of :func:`pairkit.select.STRATEGIES["active"] <pairkit.select.aselect>`:
                     Fisher information of the pair times the posterior probability that it is mis-ordered
 ``information``     that strategy's ``information`` rule: the variance reduction of the pair's log-odds
+``ucb``             K-Sort Arena's matchmaking: the item with the highest upper confidence bound plays the
+                    closest-rated opponent (exploration–exploitation)
 ``round_robin``     the fewest votes first (every pair once before any pair twice), exposure balanced
 ``random``          uniformly random pairs
 ==================  ==========================================================================================
@@ -94,7 +96,26 @@ def information_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Gener
     return _model_scores(wins, prior, "information")
 
 
-active_score.model_based = information_score.model_based = True  # a refit: PairChooser reuses it a while
+def ucb_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
+    """The ``ucb`` rule, K-Sort Arena's matchmaking one pair at a time.
+
+    The item with the highest upper confidence bound :math:`\\hat\\theta_i + s_i` among those with a pair open
+    is the anchor, played against the opponent closest in rating (Li et al. 2024, "K-Sort Arena: efficient and
+    reliable benchmarking for generative models via K-wise human preferences"). As a pair score:
+    :math:`\\max(r_i, r_j)\\,(w + 1) - |\\hat\\theta_i - \\hat\\theta_j|`, with :math:`r` the rank of the
+    bound and :math:`w` the spread of the ratings, so the anchor's order decides first and closeness second.
+    """
+    if not wins.any():
+        return round_robin_score(wins, counts, rng, prior)
+    theta, cov = _fit(wins, prior)
+    bound_rank = np.argsort(np.argsort(theta + np.sqrt(np.maximum(np.diag(cov), 0)), kind="stable"), kind="stable")
+    spread = float(theta.max() - theta.min())
+    anchor = np.maximum(bound_rank[:, None], bound_rank[None, :]).astype(float)
+    return anchor * (spread + 1) - np.abs(theta[:, None] - theta[None, :])
+
+
+# A refit: PairChooser reuses the scores a while.
+active_score.model_based = information_score.model_based = ucb_score.model_based = True
 
 
 def round_robin_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator, prior: float) -> np.ndarray:
@@ -110,6 +131,7 @@ def random_score(wins: np.ndarray, counts: np.ndarray, rng: np.random.Generator,
 PAIR_SCORES: dict[str, PairScore] = {
     "active": active_score,
     "information": information_score,
+    "ucb": ucb_score,
     "round_robin": round_robin_score,
     "random": random_score,
 }

@@ -53,7 +53,7 @@ def serve(
     db: Path = typer.Option(..., help="SQLite file of the arena (created if missing; WAL mode)."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but localhost is reachable by others."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    strategy: str = typer.Option("active", help="Pair choice: active, information, round_robin or random."),
+    strategy: str = typer.Option("active", help="Pair choice: active, information, ucb, round_robin or random."),
     target_votes: int = typer.Option(None, help="Stop showing a pair after this many votes."),
     quota: int = typer.Option(None, help="Votes per annotator (skips not counted), unless set per annotator."),
     gold: Path = typer.Option(None, help="JSONL of gold pairs {context_id, a, b, winner} (attention checks)."),
