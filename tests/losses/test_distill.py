@@ -196,3 +196,67 @@ def test_bad_inputs():
         L.dkd_loss(s[:, :1], t[:, :1], torch.zeros(6, dtype=torch.long))
     with pytest.raises(InputError, match="past_logits"):
         L.ps_kd_loss(s, y, t[:, :-1], alpha=0.1)
+
+
+# ------------------------------------------------------------------------------------------- OFA, USKD
+
+
+def _ref_ofa(s, t, y, eps, tau=1.0):
+    # the authors' ofa_loss (Hao et al. 2023): probabilities, weight (p_t + onehot)**eps - onehot
+    target_mask = F.one_hot(y, s.shape[1]).to(s.dtype)
+    ps, pt = F.softmax(s / tau, 1), F.softmax(t / tau, 1)
+    prod = (pt + target_mask) ** eps
+    return torch.sum(-(prod - target_mask) * torch.log(ps), dim=-1).mean()
+
+
+@pytest.mark.parametrize("gamma, tau", [(1.0, 1.0), (1.3, 1.0), (2.0, 2.5), (0.7, 1.0)])
+def test_ofa_matches_authors_code(gamma, tau):
+    s, t, y = _batch()
+    torch.testing.assert_close(L.ofa_loss(s, t, y, gamma=gamma, temperature=tau), _ref_ofa(s, t, y, gamma, tau))
+
+
+def test_ofa_with_gamma_one_is_the_kd_cross_entropy():
+    s, t, y = _batch()
+    q = F.softmax(t, 1)
+    ce = -(q * F.log_softmax(s, 1)).sum(1).mean()
+    torch.testing.assert_close(L.ofa_loss(s, t, y), ce)
+
+
+def _ref_uskd(z, y, zw, alpha=1.0, beta=0.1, mu=0.005, smoothing=0.1):
+    # written from the paper's description, one example at a time (the batch mean of p_y^2 is the coupling)
+    n, k = z.shape
+    p, w = F.softmax(z, 1), F.softmax(zw, 1)
+    p2_mean = float((p[torch.arange(n), y] ** 2).mean())
+    total = 0.0
+    for i in range(n):
+        yi = int(y[i])
+        soft_y = float(p[i, yi]) ** 2 + 1 - p2_mean
+        score = [float(w[i, c] / (1 - w[i, yi]) + p[i, c] / (1 - p[i, yi])) for c in range(k)]
+        order = sorted(range(k), key=lambda c: -score[c])
+        zipf = {c: 1.0 / (order.index(c) + 1) for c in range(k) if c != yi}
+        norm = sum(zipf.values())
+        others = [c for c in range(k) if c != yi]
+        log_hat = F.log_softmax(z[i, others], 0)
+        loss_non = -sum(zipf[c] / norm * float(log_hat[j]) for j, c in enumerate(others))
+        target = [(1 - smoothing) * (c == yi) + smoothing / k for c in range(k)]
+        loss_weak = -sum(target[c] * float(F.log_softmax(zw[i], 0)[c]) for c in range(k))
+        total += -alpha * soft_y * float(torch.log(p[i, yi])) + beta * loss_non + mu * loss_weak
+    return total / n
+
+
+def test_uskd_matches_paper_reference():
+    s, w, y = _batch(n=7, k=6, seed=3)
+    assert float(L.uskd_loss(s, y, w)) == pytest.approx(_ref_uskd(s, y, w), rel=1e-10)
+    got = L.uskd_loss(s, y, w, alpha=0.5, beta=1.0, mu=0.1, smoothing=0.0)
+    assert float(got) == pytest.approx(_ref_uskd(s, y, w, 0.5, 1.0, 0.1, 0.0), rel=1e-10)
+
+
+def test_uskd_soft_target_is_centred_on_the_batch_and_constant():
+    s, w, y = _batch(n=4, k=5, seed=4)
+    s = s.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(L.uskd_loss(s, y, w, beta=0.0, mu=0.0, reduction="sum"), s)
+    p = F.softmax(s.detach(), 1)
+    p_y = p[torch.arange(4), y]
+    soft = p_y**2 + 1 - (p_y**2).mean()
+    expected = soft[:, None] * (p - F.one_hot(y, 5))  # d(-c log p_y)/ds with c constant
+    torch.testing.assert_close(g, expected)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import pairkit.losses as L
 from pairkit.errors import InputError
 from pairkit.losses import dpo_plackett_luce_loss, lipo_lambda_weights, lipo_loss, lipo_softmax_loss
 
@@ -147,3 +148,41 @@ def test_listwise_losses_invariant_to_list_order(k, seed, lam):
         dpo_plackett_luce_loss(pol + shift, ref, labels, mask=valid),
         dpo_plackett_luce_loss(pol, ref, labels, mask=valid),
     )
+
+
+# ------------------------------------------------------------------------------------------- NCA, InfoNCA
+
+
+def _ref_nca(pol, ref, rewards, valid, beta, alpha):
+    out = []
+    for p, r, w, v in zip(pol, ref, rewards, valid):
+        idx = [i for i in range(len(p)) if v[i]]
+        s = [beta * float(p[i] - r[i]) for i in idx]
+        e = [float(torch.exp(w[i] / alpha)) for i in idx]
+        k = len(idx)
+        out.append(
+            -sum(e[j] / sum(e) * float(F.logsigmoid(torch.tensor(s[j]))) + float(F.logsigmoid(torch.tensor(-s[j]))) / k
+                 for j in range(k))
+        )  # fmt: skip
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_nca_matches_reference_with_ragged_lists():
+    g = torch.Generator().manual_seed(0)
+    pol = -torch.rand(3, 4, generator=g, dtype=torch.float64) * 5
+    ref = -torch.rand(3, 4, generator=g, dtype=torch.float64) * 5
+    rewards = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    valid = torch.tensor([[True, True, True, True], [True, False, True, True], [True, True, False, False]])
+    got = L.nca_loss(pol, ref, rewards, beta=0.5, label_temperature=0.7, mask=valid, reduction="none")
+    torch.testing.assert_close(got, _ref_nca(pol, ref, rewards, valid, 0.5, 0.7))
+
+
+def test_nca_and_infonca_with_two_responses_and_a_hard_preference_are_the_pair_losses():
+    g = torch.Generator().manual_seed(1)
+    pc, pr, rc, rr = (-torch.rand(5, generator=g, dtype=torch.float64) * 4 for _ in range(4))
+    pol, ref = torch.stack([pc, pr], 1), torch.stack([rc, rr], 1)
+    rewards = torch.tensor([[1.0, 0.0]] * 5, dtype=torch.float64)
+    hard = dict(beta=0.3, label_temperature=1e-3)
+    torch.testing.assert_close(L.nca_loss(pol, ref, rewards, **hard), L.nca_pair_loss(pc, pr, rc, rr, beta=0.3))
+    assert L.get("infonca") is L.lipo_softmax_loss
+    torch.testing.assert_close(L.get("infonca")(pol, ref, rewards, **hard), L.dpo_loss(pc, pr, rc, rr, beta=0.3))

@@ -19,6 +19,9 @@ from pairkit.losses.classification import (
     poly1_cross_entropy,
     z_loss,
 )
+from pairkit.losses.consistency import (
+    fixmatch_loss,
+)
 from pairkit.losses.contrastive import (
     alignment,
     circle,
@@ -54,8 +57,17 @@ from pairkit.losses.distill import (
     dkd_loss,
     hinton_kd_loss,
     nkd_loss,
+    ofa_loss,
     ps_kd_alpha,
     ps_kd_loss,
+    uskd_loss,
+)
+from pairkit.losses.distill_feature import (
+    nd_loss,
+    prototype_relation_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+    sinkhorn_kd_loss,
 )
 from pairkit.losses.distributed import (
     all_gather_with_grad,
@@ -135,6 +147,7 @@ from pairkit.losses.preference_listwise import (
     lipo_lambda_weights,
     lipo_loss,
     lipo_softmax_loss,
+    nca_loss,
 )
 from pairkit.losses.preference_token import (
     sparse_po_loss,
@@ -276,6 +289,7 @@ __all__ = [
     "f_divergence",
     "f_divergence_score",
     "family_of",
+    "fixmatch_loss",
     "focal_loss",
     "forward_kl_score",
     "gather_no_grad",
@@ -320,7 +334,9 @@ __all__ = [
     "multi_similarity",
     "multi_similarity_miner",
     "names",
+    "nca_loss",
     "nca_pair_loss",
+    "nd_loss",
     "ndcg_loss2",
     "ndcg_loss2_weights",
     "ndcg_loss2pp_weights",
@@ -330,6 +346,7 @@ __all__ = [
     "normalized_softmax",
     "npo_loss",
     "ntxent",
+    "ofa_loss",
     "orpo_loss",
     "p2c_loss",
     "pair_sft_loss",
@@ -344,6 +361,7 @@ __all__ = [
     "pointwise_sigmoid_loss",
     "poly1_cross_entropy",
     "poly1_softmax_loss",
+    "prototype_relation_loss",
     "proxy_anchor",
     "proxy_nca",
     "ps_kd_alpha",
@@ -356,6 +374,8 @@ __all__ = [
     "reverse_kl_divergence",
     "reverse_kl_score",
     "reward_centering_loss",
+    "rkd_angle_loss",
+    "rkd_distance_loss",
     "robust_dpo_loss",
     "rpo_loss",
     "select_high_ches",
@@ -365,6 +385,7 @@ __all__ = [
     "sigmoid_norm_loss",
     "simpo_loss",
     "sinkhorn_distance",
+    "sinkhorn_kd_loss",
     "sinkhorn_scaling",
     "slic_loss",
     "soft_bradley_terry_reward_loss",
@@ -396,6 +417,7 @@ __all__ = [
     "triplet_margin_miner",
     "ulma_loss",
     "uniformity",
+    "uskd_loss",
     "weighted_sum",
     "wpo_weights",
     "z_loss",

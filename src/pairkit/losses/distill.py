@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import CLASSES, STUDENT_TEACHER, Reduction, check_same_shape, keyword, reduce_loss, register
 from pairkit.losses.classification import _check_number, _label_logp, check_logits_labels
@@ -22,8 +22,10 @@ __all__ = [
     "dkd_loss",
     "hinton_kd_loss",
     "nkd_loss",
+    "ofa_loss",
     "ps_kd_alpha",
     "ps_kd_loss",
+    "uskd_loss",
 ]
 
 
@@ -300,4 +302,147 @@ def ps_kd_loss(
     past = torch.softmax(past_logits.detach(), dim=-1)
     targets = (1.0 - alpha) * F.one_hot(safe, logits.shape[-1]).to(past.dtype) + alpha * past
     values = -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+@register(
+    "ofa_loss",
+    inputs=(*STUDENT_TEACHER, Input("labels", "classes")),
+    family="distill",
+    aliases=("ofa", "ofa_kd", "one_for_all_kd"),
+    options=(
+        Option("gamma", float, Interval(0, None, closed="neither"), doc="target-class modulating exponent γ"),
+        Option("temperature", float, Interval(0, None, closed="neither"), doc="softmax temperature τ"),
+    ),
+)
+def ofa_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    gamma: float = 1.0,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""OFA-KD: cross-entropy to the teacher with a modulated target-class weight, for logits of projected features.
+
+    In OFA-KD every intermediate stage of the student is projected into the logit space by a small branch (the
+    caller's module) and each branch's logits are distilled with this loss (sum it over the branches and add it
+    for the final logits). With :math:`q = \operatorname{softmax}(t/\tau)`, :math:`p = \operatorname{softmax}(s/\tau)`:
+
+    .. math::
+        \ell = -\big((1 + q_y)^{\gamma} - 1\big)\log p_y \;-\; \sum_{c \ne y} q_c^{\gamma}\log p_c ,
+
+    so ``γ = 1`` is the plain KD cross-entropy :math:`-\sum_c q_c \log p_c` and ``γ > 1`` strengthens the target
+    class where the teacher is confident. This is the authors' code (``ofa_loss``: weight
+    ``(q + onehot)^γ − onehot``); the paper writes the target term as :math:`(1 + q_y)^{\gamma}` — this follows
+    the code. Computed from log-probabilities, so a zero teacher probability gives weight 0 with a finite
+    gradient.
+
+    Hao, Guo, Han, Xu, Tang, Wang & Wang (2023), "One-for-All: Bridge the Gap Between Heterogeneous Architectures
+    in Knowledge Distillation" (NeurIPS).
+
+    Args:
+        student_logits (a branch's logits), teacher_logits: ``[..., K]``; labels: ``[...]``.
+    Returns one value per leading position with ``reduction="none"``, else a scalar.
+    """
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
+    log_q = _soft(teacher_logits, temperature)
+    log_p = _soft(student_logits, temperature)
+    is_y = F.one_hot(safe, log_q.shape[-1]).bool()
+    target_w = torch.expm1(gamma * torch.log1p(log_q.exp()))
+    weight = torch.where(is_y, target_w, torch.exp(gamma * log_q))
+    values = -(weight * log_p).sum(-1)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+@register(
+    "uskd_loss",
+    inputs=(*CLASSES, Input("weak_logits", "logits", "[batch, classes]")),
+    family="distill",
+    aliases=("uskd",),
+    options=(
+        Option("alpha", float, Interval(0, None), doc="weight of the target-class term"),
+        Option("beta", float, Interval(0, None), doc="weight of the non-target (Zipf) term"),
+        Option("mu", float, Interval(0, None), doc="weight of the weak-supervision term"),
+        Option("smoothing", float, Interval(0, 1, closed="left"), doc="label smoothing of the weak target"),
+    ),
+    batch_coupled=True,
+)
+def uskd_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weak_logits: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    beta: float = 0.1,
+    mu: float = 0.005,
+    smoothing: float = 0.1,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Universal self-knowledge distillation (USKD): customised soft labels without a teacher.
+
+    With :math:`p = \operatorname{softmax}(z)` the final prediction, :math:`w = \operatorname{softmax}(z^{w})` a
+    weak prediction from intermediate features (the caller's linear head), and stop-gradients on the soft labels:
+
+    .. math::
+        \tilde p_y = \operatorname{sg}\big(p_y^2 + 1 - \overline{p_y^2}\big), \qquad
+        \ell = -\alpha\,\tilde p_y\log p_y
+               - \beta\sum_{k\ne y}\hat z_k \log\hat p_k
+               - \mu\sum_k \big((1-\epsilon)\,\mathbb 1[k=y] + \tfrac{\epsilon}{K}\big)\log w_k ,
+
+    where :math:`\overline{p_y^2}` is the batch mean (so the loss is batch-coupled), :math:`\hat p` the student's
+    distribution over the non-target classes, and :math:`\hat z` Zipf's law over them: every class ``k`` (the
+    target included) is ranked by :math:`w_k/(1-w_y) + p_k/(1-p_y)`, gets :math:`1/\mathrm{rank}_k`, and the
+    non-target values are renormalised. The target-class soft label is the paper's
+    "squared prediction centred on the batch"; the non-target one mirrors NKD (:func:`nkd_loss`) with Zipf labels.
+
+    Yang, Zeng, Li, Zhang, Yuan & Li (2023), "From Knowledge Distillation to Self-Knowledge Distillation: A
+    Unified Approach with Normalized Loss and Customized Soft Labels" (ICCV); defaults from the authors' code
+    (yzd-v/cls_KD ``USKDLoss``). That code ranks with the *log*-probability of the final logits in the second
+    term; this follows the paper's text (normalised non-target probabilities of both).
+
+    Args:
+        logits: ``[batch, K]`` final logits (``K >= 2``); labels: ``[batch]``; weak_logits: ``[batch, K]``.
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    check_same_shape(logits=logits, weak_logits=weak_logits)
+    safe = check_logits_labels(logits, labels, mask, weights, min_classes=2)
+    if logits.dim() != 2:
+        raise InputError(f"logits must be [batch, classes], got {list(logits.shape)}")
+    n = logits.shape[0]
+    if mask is not None:
+        keep = torch.as_tensor(mask, dtype=torch.bool, device=logits.device).expand(n)
+        z, zw, y = logits[keep], weak_logits[keep], safe[keep]
+    else:
+        z, zw, y = logits, weak_logits, safe
+    k = z.shape[-1]
+    log_p = torch.log_softmax(z, dim=-1)
+    log_w = torch.log_softmax(zw, dim=-1)
+    log_p_y = _label_logp(log_p, y)
+    with torch.no_grad():
+        p2 = log_p_y.exp() ** 2
+        soft_y = p2 + 1.0 - p2.mean() if p2.numel() else p2
+        is_y = F.one_hot(y, k).bool()
+
+        def odds(lp):  # p_k / (1 - p_y) for every k, from log-probabilities
+            rest = torch.logsumexp(lp.masked_fill(is_y, float("-inf")), dim=-1, keepdim=True)
+            return torch.exp(lp - rest)
+
+        order = torch.argsort(odds(log_w) + odds(log_p), dim=-1, descending=True, stable=True)
+        rank = torch.argsort(order, dim=-1)  # 0-based rank of each class
+        zipf = (1.0 / (rank + 1).to(log_p.dtype)).masked_fill(is_y, 0.0)
+        zipf = zipf / zipf.sum(-1, keepdim=True)
+    non_target = log_p.masked_fill(is_y, float("-inf"))
+    log_p_hat = non_target - torch.logsumexp(non_target, dim=-1, keepdim=True)
+    loss_non = -(zipf * torch.where(is_y, torch.zeros_like(log_p_hat), log_p_hat)).sum(-1)
+    target = (1.0 - smoothing) * is_y.to(log_w.dtype) + smoothing / k
+    loss_weak = -(target * log_w).sum(-1)
+    values = -alpha * soft_y * log_p_y + beta * loss_non + mu * loss_weak
+    if mask is not None:
+        values = torch.zeros(n, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
     return reduce_loss(values, reduction, mask=mask, weights=weights)

@@ -22,6 +22,7 @@ from pairkit.losses.scores import implicit_rewards
 
 __all__ = [
     "dpo_plackett_luce_loss",
+    "nca_loss",
     "lipo_lambda_weights",
     "lipo_loss",
     "lipo_softmax_loss",
@@ -175,7 +176,7 @@ def lipo_loss(
     "lipo_softmax",
     inputs=LIST_REF,
     family=_FAMILY,
-    aliases=("listnet_dpo",),
+    aliases=("listnet_dpo", "infonca", "info_nca"),
     options=(BETA, Option("label_temperature", float, Interval(0, None, closed="neither"), doc="label softmax T")),
 )
 def lipo_softmax_loss(
@@ -200,7 +201,58 @@ def lipo_softmax_loss(
     implicit rewards as in Liu et al. (2024), "LiPO: Listwise Preference Optimization through Learning-to-Rank".
     Both softmaxes run over the valid responses only.
 
+    With explicit rewards as ``labels`` and ``label_temperature`` = α this is InfoNCA for K responses
+    (Chen, Guo, Su & Zhu (2024), "Noise Contrastive Alignment of Language Models with Explicit Rewards", eq. (7):
+    the reward softmax :math:`e^{r_i/\\alpha}/\\sum_j e^{r_j/\\alpha}` as target of the implicit-reward softmax);
+    hence the aliases ``infonca``/``info_nca``. Its K-response NCA sibling is :func:`nca_loss`.
+
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
     s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
     return listnet_loss(s, labels / label_temperature, mask=valid, weights=weights, reduction=reduction)
+
+
+@register(
+    "nca",
+    inputs=LIST_REF,
+    family=_FAMILY,
+    aliases=("nca_k", "nca_listwise"),
+    options=(BETA, Option("label_temperature", float, Interval(0, None, closed="neither"), doc="reward softmax α")),
+)
+def nca_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    label_temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""NCA for K responses: each response's own implicit reward is pushed up by its reward weight, down by 1/K.
+
+    .. math::
+
+        \ell = -\sum_{i=1}^{K}\Big[\frac{e^{r_i/\alpha}}{\sum_j e^{r_j/\alpha}}\log\sigma(s_i)
+                + \frac1K\log\sigma(-s_i)\Big],
+        \qquad s_i = \beta\log\frac{\pi(y_i)}{\pi_{ref}(y_i)}
+
+    with the explicit rewards :math:`r` given as ``labels`` and α = ``label_temperature``; K counts the valid
+    responses of each list. Unlike InfoNCA (:func:`lipo_softmax_loss`) it scores each response on its own
+    (absolute likelihood), so the chosen responses' likelihood does not fall. With K = 2 and a hard preference
+    (α → 0) it is :func:`~pairkit.losses.nca_pair_loss` (TRL ``loss_type="nca_pair"``).
+
+    Chen, Guo, Su & Zhu (2024), "Noise Contrastive Alignment of Language Models with Explicit Rewards", eq. (8).
+
+    Args: ``policy_logps``, ``ref_logps``, ``labels`` (rewards), ``mask`` ``[batch, list]``; ``weights``
+    ``[batch]``. Returns ``[batch]`` or a scalar.
+    """
+    s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
+    lowest = torch.finfo(labels.dtype).min
+    target = torch.softmax((labels / label_temperature).masked_fill(~valid, lowest), dim=-1)
+    target = torch.where(valid, target, torch.zeros_like(target))
+    k = valid.sum(-1, keepdim=True).clamp(min=1).to(s.dtype)
+    per_item = target * F.logsigmoid(s) + F.logsigmoid(-s) / k
+    values = -torch.where(valid, per_item, torch.zeros_like(per_item)).sum(-1)
+    return reduce_loss(values, reduction, mask=valid.any(-1), weights=weights)
