@@ -23,6 +23,17 @@ _OUTPUT = typer.Option(Path("pairkit-train"), "--output", help="Directory for ch
 _MAX_PROMPT = typer.Option(None, "--max-prompt-length", help="Cut prompts to their last N tokens.")
 _MAX_COMPLETION = typer.Option(None, "--max-completion-length", help="Cut completions to their first N tokens.")
 _DROPOUT = typer.Option(False, "--dropout", help="Keep the model's dropout on while training (off by default).")
+_EPOCHS = typer.Option(1, "--epochs")
+_GRAD_ACCUM = typer.Option(1, "--grad-accum", help="Micro-batches per step.")
+_MAX_STEPS = typer.Option(None, "--max-steps")
+_SAVE_EVERY = typer.Option(None, "--save-every", help="Checkpoint every N steps (and at the end).")
+_SEED = typer.Option(0, "--seed")
+_BF16 = typer.Option(False, "--bf16", help="bf16 autocast (CPU).")
+_HELD_OUT = typer.Option(
+    0.2, "--held-out", help="Fraction of rows kept out to report accuracy (split by prompt: no prompt in both)."
+)
+_EVAL_DATA = typer.Option(None, "--eval-data", help="Held-out rows to report accuracy on (no split).")
+_RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output.")
 
 
 def _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16, **extra):
@@ -180,24 +191,22 @@ def reward(
     model: Path = _MODEL,
     data: Path = _DATA,
     loss: str = typer.Option("reward_bradley_terry", "--loss", help="Reward loss name or weighted sum."),
-    epochs: int = typer.Option(1, "--epochs"),
+    epochs: int = _EPOCHS,
     batch_size: int = typer.Option(8, "--batch-size"),
-    grad_accum: int = typer.Option(1, "--grad-accum"),
+    grad_accum: int = _GRAD_ACCUM,
     lr: float = typer.Option(1e-5, "--lr"),
     max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence; prompts are cut first."),
     max_prompt_length: int = _MAX_PROMPT,
     max_completion_length: int = _MAX_COMPLETION,
     dropout: bool = _DROPOUT,
-    max_steps: int = typer.Option(None, "--max-steps"),
-    save_every: int = typer.Option(None, "--save-every"),
-    seed: int = typer.Option(0, "--seed"),
-    bf16: bool = typer.Option(False, "--bf16"),
-    held_out: float = typer.Option(
-        0.2, "--held-out", help="Fraction of pairs kept out to report accuracy (split by prompt: no prompt in both)."
-    ),
-    eval_data: Path = typer.Option(None, "--eval-data", help="Held-out pairs to report accuracy on (no split)."),
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    held_out: float = _HELD_OUT,
+    eval_data: Path = _EVAL_DATA,
     output: Path = _OUTPUT,
-    resume: bool = typer.Option(False, "--resume"),
+    resume: bool = _RESUME,
 ) -> None:
     """Reward model (sequence classifier with one output) on pairwise or K-wise preferences."""
     with reported_errors():
@@ -252,7 +261,7 @@ def _grouped_split(keys: list[str], fraction: float, seed: int):
     order = np.random.default_rng(seed).permutation(len(uniques))
     sizes = np.bincount(codes, minlength=len(uniques))[order]
     n_groups = int(np.searchsorted(np.cumsum(sizes), round(fraction * len(keys)), side="left")) + 1
-    chosen = order[: n_groups] if fraction > 0 else order[:0]
+    chosen = order[:n_groups] if fraction > 0 else order[:0]
     return np.flatnonzero(np.isin(codes, chosen))
 
 
@@ -363,3 +372,74 @@ def _judge(spec: str):
     except (ImportError, AttributeError, ValueError):
         raise InputError(f"--judge {spec!r}: neither a judge config file nor an importable MODULE:FUNCTION") from None
     return CallableJudge(fn, judge_id=spec)
+
+
+@train_app.command("pairwise-judge")
+def pairwise_judge(
+    model: Path = _MODEL,
+    data: Path = _DATA,
+    symmetry: float = typer.Option(1.0, "--symmetry", help="Weight of the order-symmetry term (0 = none)."),
+    ties: str = typer.Option("keep", "--ties", help="keep (a third class when the data has ties) or drop."),
+    epochs: int = _EPOCHS,
+    batch_size: int = typer.Option(16, "--batch-size", help="Comparisons per step (each in both orders)."),
+    grad_accum: int = _GRAD_ACCUM,
+    lr: float = typer.Option(2e-5, "--lr"),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per (context, A, B); the context is cut first."),
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    held_out: float = _HELD_OUT,
+    eval_data: Path = _EVAL_DATA,
+    output: Path = _OUTPUT,
+    resume: bool = _RESUME,
+) -> None:
+    """Pairwise judge (cross-encoder over context, A and B) from votes; loads as a 'huggingface' judge."""
+    with reported_errors():
+        _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
+        import json
+
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from pairkit.errors import InputError
+        from pairkit.train import (
+            evaluate_pairwise_judge,
+            read_pairwise_judgments,
+            save_pairwise_judge,
+            train_pairwise_judge,
+        )
+
+        if not 0 <= held_out < 1:
+            raise InputError(f"--held-out must be in [0, 1), got {held_out}")
+        config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+        rows = read_pairwise_judgments(data, ties=ties)
+        if eval_data is not None:
+            train_rows, test_rows = rows, read_pairwise_judgments(eval_data, ties=ties)
+        else:
+            test_idx = set(_grouped_split([r["context"] for r in rows], held_out, seed).tolist())
+            test_rows = [r for i, r in enumerate(rows) if i in test_idx]
+            train_rows = [r for i, r in enumerate(rows) if i not in test_idx]
+        if not train_rows:
+            raise InputError(f"{data}: no comparisons left for training after the --held-out split")
+        labels = 3 if any(r["label"] == 2 for r in rows + test_rows) else 2
+        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        net = _from_pretrained(
+            AutoModelForSequenceClassification, model, "model", num_labels=labels, ignore_mismatched_sizes=True
+        )
+        result = train_pairwise_judge(
+            net, tokenizer, train_rows, symmetry=symmetry, ties=ties, config=config, resume=resume
+        )
+        res = evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length) if test_rows else None
+        final = save_pairwise_judge(net, tokenizer, output, max_length=max_length, metrics=res)
+        last = result.history[-1] if result.history else {}
+        console.print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+        if res is not None:
+            (output / "eval.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+            console.print(
+                f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}, {res['ties']} ties), "
+                f"95% CI [{res['ci_low']:.3f}, {res['ci_high']:.3f}], chance {res['chance']:.2f}, "
+                f"p {res['p_value']:.2g}; position consistency {res['position_consistency']:.3f}"
+            )
+        console.print(f"judge saved to {final}; use it with --judge {output / 'judge.json'}")

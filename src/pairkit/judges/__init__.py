@@ -28,6 +28,12 @@ from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_thre
 from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
 from pairkit.judges.human import HumanJudge
 from pairkit.judges.local import HFJudge
+from pairkit.judges.pairwise_classifier import (
+    MARKER,
+    PairwiseClassifierJudge,
+    encode_pairwise,
+    is_pairwise_classifier,
+)
 from pairkit.judges.prompts import (
     TEMPLATES,
     VERDICT_SCALES,
@@ -56,7 +62,9 @@ __all__ = [
     "JudgeError",
     "Judgment",
     "JudgmentCache",
+    "MARKER",
     "OpenAIJudge",
+    "PairwiseClassifierJudge",
     "Price",
     "PromptTemplate",
     "Request",
@@ -71,6 +79,8 @@ __all__ = [
     "calibrate_threshold",
     "check_priced",
     "confidence",
+    "encode_pairwise",
+    "is_pairwise_classifier",
     "judge_from_config",
     "judge_identity",
     "parse_verdict",

@@ -19,8 +19,9 @@ def judge_from_config(
     Types: ``"simulated"`` (``strengths``: candidate id → θ, applied to every answer of that candidate via
     ``texts``: candidate id → its answer texts; plus :class:`SimulatedJudge` options), ``"openai"``
     (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …),
-    ``"huggingface"`` (:class:`HFJudge`: ``model`` path), ``"embedding"`` (:class:`EmbeddingJudge`) and
-    ``"human"`` (:class:`HumanJudge`).
+    ``"huggingface"`` (:class:`HFJudge`: ``model`` path; a directory saved by ``pairkit train pairwise-judge``
+    loads a :class:`PairwiseClassifierJudge`), ``"embedding"`` (:class:`EmbeddingJudge`) and ``"human"``
+    (:class:`HumanJudge`).
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
@@ -49,6 +50,10 @@ def judge_from_config(
             return OpenAIJudge(**options)
         if kind == "huggingface":
             from pairkit.judges.local import HFJudge
+            from pairkit.judges.pairwise_classifier import PairwiseClassifierJudge, is_pairwise_classifier
+
+            if is_pairwise_classifier(options.get("model")):
+                return PairwiseClassifierJudge(**options)
 
             return HFJudge(**options)
         if kind == "embedding":

@@ -1,11 +1,12 @@
 """Training on preferences: chunked log-probabilities, trainers, pair construction and the online loop (needs torch)."""
 
-from pairkit.train import _loop, data, logprobs, online, pairs, reward_model, trainers
+from pairkit.train import _loop, data, logprobs, online, pairs, pairwise_judge, reward_model, trainers
 from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.data import *  # noqa: F403
 from pairkit.train.logprobs import *  # noqa: F403
 from pairkit.train.online import *  # noqa: F403
 from pairkit.train.pairs import *  # noqa: F403
+from pairkit.train.pairwise_judge import *  # noqa: F403
 from pairkit.train.reward_model import *  # noqa: F403
 from pairkit.train.trainers import *  # noqa: F403
 
@@ -15,6 +16,7 @@ __all__ = [
     *logprobs.__all__,
     *online.__all__,
     *pairs.__all__,
+    *pairwise_judge.__all__,
     *reward_model.__all__,
     *trainers.__all__,
 ]

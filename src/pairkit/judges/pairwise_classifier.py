@@ -1,0 +1,176 @@
+"""A trained pairwise cross-encoder as a judge: one classifier reads (context, first, second) together.
+
+The model is a ``transformers`` sequence classifier with 2 labels (first better, second better) or 3 (plus a
+tie), trained by :func:`pairkit.train.train_pairwise_judge`. Reading both candidates at once is the pairwise
+ranker of Jiang et al. (2023), "LLM-Blender: Ensembling Large Language Models with Pairwise Ranking and
+Generative Fusion" (PairRanker). With ``symmetric=True`` (the default) each request is scored in both orders
+and the two readings are averaged, so P(a ≻ b) = P(b ≺ a) exactly and the order shown cannot matter:
+
+.. math::
+
+    P(a \\succ b) = \\tfrac12\\big(p_{ab}[\\text{first}] + p_{ba}[\\text{second}]\\big),\\qquad
+    P(\\text{tie}) = \\tfrac12\\big(p_{ab}[\\text{tie}] + p_{ba}[\\text{tie}]\\big)
+
+A directory saved by the trainer holds ``pairkit_judge.json``; ``{"type": "huggingface", "model": DIR}``
+then loads this judge (a plain causal LM directory loads :class:`~pairkit.judges.local.HFJudge`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pairkit.errors import InputError
+from pairkit.judges.base import ComparatorBase, Judgment, Request
+from pairkit.judges.local import HFJudge
+
+__all__ = ["MARKER", "PairwiseClassifierJudge", "encode_pairwise", "is_pairwise_classifier"]
+
+MARKER = "pairkit_judge.json"
+"""File written beside a trained pairwise classifier: its labels and encoding options."""
+
+
+def is_pairwise_classifier(path) -> bool:
+    """Whether ``path`` is a directory saved by :func:`pairkit.train.save_pairwise_judge`."""
+    return isinstance(path, (str, Path)) and (Path(path) / MARKER).is_file()
+
+
+def encode_pairwise(
+    tokenizer, contexts: Sequence[str], firsts: Sequence[str], seconds: Sequence[str], *, max_length: int = 512
+) -> list[list[int]]:
+    """Token ids ``[CLS|BOS] context SEP first SEP second SEP`` per example, at most ``max_length`` long.
+
+    Both answers get the same cap, ``max(⌊(L − |context|)/2⌋, ⌊L/3⌋)`` with ``L`` the room left after the
+    special tokens, so swapping them swaps their token spans exactly; the context keeps its last tokens
+    (the question is usually at its end) and fills what the answers leave.
+    """
+    if not len(contexts) == len(firsts) == len(seconds):
+        raise InputError("contexts, firsts and seconds must have the same length")
+    if not contexts:
+        return []
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    seps = [sep] if sep is not None else []
+    head = [start] if start is not None else []
+    room = max_length - len(head) - 3 * len(seps)
+    if room < 3:
+        raise InputError(f"max_length={max_length} leaves no room for a context and two answers")
+    n = len(contexts)
+    enc = tokenizer([*contexts, *firsts, *seconds], add_special_tokens=False, verbose=False)["input_ids"]
+    out = []
+    for c, a, b in zip(enc[:n], enc[n : 2 * n], enc[2 * n :]):
+        cap = max((room - len(c)) // 2, room // 3)
+        a, b = a[:cap], b[:cap]
+        keep = room - len(a) - len(b)
+        c = c[len(c) - keep :] if keep > 0 else []
+        out.append(head + c + seps + a + seps + b + seps)
+    return out
+
+
+def pairwise_logits(model, tokenizer, ids: Sequence[list[int]]):
+    """Classifier logits ``[n, K]`` for encoded sequences (right-padded, one forward pass)."""
+    from pairkit.train.data import collate_sequences
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = collate_sequences([(list(x), []) for x in ids], pad)
+    device = next(model.parameters()).device
+    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+    return out.logits if hasattr(out, "logits") else out
+
+
+class PairwiseClassifierJudge(HFJudge):
+    """Judge with a trained pairwise sequence classifier (a saved directory or a model object with its tokenizer).
+
+    Args:
+        model: a directory saved by :func:`pairkit.train.save_pairwise_judge`, or an
+            ``AutoModelForSequenceClassification`` with 2 or 3 labels (first, second[, tie]).
+        tokenizer: its tokenizer (loaded from ``model`` when it is a path).
+        symmetric: score both orders and average (exact symmetry); ``False`` reads only the order shown.
+        max_length: tokens per encoded (context, first, second); default from the saved marker, else 512.
+        batch_size: requests per forward pass.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        symmetric: bool = True,
+        max_length: int | None = None,
+        batch_size: int = 16,
+        device: str = "cpu",
+        judge_id: str | None = None,
+    ) -> None:
+        ComparatorBase.__init__(self)
+        import threading
+
+        name = str(model) if isinstance(model, (str, Path)) else "model"
+        meta = {}
+        if isinstance(model, (str, Path)):
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            path = Path(model)
+            if not is_pairwise_classifier(path):
+                raise InputError(f"{str(path)!r} has no {MARKER}; train it with 'pairkit train pairwise-judge'")
+            meta = json.loads((path / MARKER).read_text(encoding="utf-8"))
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+        if tokenizer is None:
+            raise InputError("PairwiseClassifierJudge needs the model's tokenizer when given a model object")
+        k = int(model.config.num_labels)
+        if k not in (2, 3):
+            raise InputError(f"a pairwise classifier has 2 or 3 labels (first, second[, tie]); this one has {k}")
+        self.model = model.to(device).eval()
+        self.tokenizer, self.device, self.batch_size = tokenizer, device, batch_size
+        self.symmetric = bool(symmetric)
+        self.max_length = int(max_length or meta.get("max_length", 512))
+        self.judge_id = judge_id or f"pairwise:{name}"
+        self.prompt_version = f"pairwise-classifier-v1+{'sym' if self.symmetric else 'shown'}"
+        self._lock = threading.Lock()
+        self._pending: list = []
+        self.forward_batches = 0
+
+    def cache_identity(self) -> dict:
+        """Encoding options are part of the cache key (the model is in ``judge_id``)."""
+        return {"max_length": self.max_length, "symmetric": self.symmetric}
+
+    def prompt(self, request: Request) -> str:  # pragma: no cover - no text prompt
+        raise NotImplementedError("a pairwise classifier reads token ids, not a text prompt")
+
+    def shown_probabilities(self, contexts, firsts, seconds) -> np.ndarray:
+        """(N, 3) probabilities of first better, second better and tie for the order given (no averaging)."""
+        import torch
+
+        out = []
+        with self._lock, torch.no_grad():
+            for s in range(0, len(contexts), self.batch_size):
+                sl = slice(s, s + self.batch_size)
+                ids = encode_pairwise(self.tokenizer, contexts[sl], firsts[sl], seconds[sl], max_length=self.max_length)
+                p = torch.softmax(pairwise_logits(self.model, self.tokenizer, ids).float(), -1).cpu().numpy()
+                out.append(np.pad(p, ((0, 0), (0, 3 - p.shape[1]))))
+        return np.concatenate(out) if out else np.zeros((0, 3))
+
+    def probabilities(self, contexts, a, b) -> np.ndarray:
+        """(N, 3) probabilities that ``a`` is better, ``b`` is better, tie (both orders averaged if symmetric)."""
+        contexts, a, b = list(contexts), list(a), list(b)
+        if not self.symmetric:
+            return self.shown_probabilities(contexts, a, b)
+        p = self.shown_probabilities(contexts + contexts, a + b, b + a)
+        ab, ba = p[: len(a)], p[len(a) :]
+        return 0.5 * (ab + ba[:, [1, 0, 2]])
+
+    def _judgments(self, requests: Sequence[Request]) -> list[Judgment]:
+        ctx = [r.context for r in requests]
+        p = self.probabilities(ctx, [r.first for r in requests], [r.second for r in requests])
+        out = []
+        for r, (pf, ps, pt) in zip(requests, p):
+            total = pf + ps + pt
+            shown = Judgment(
+                p_a=float(pf / total), p_tie=float(pt / total), verdict="ABC"[int(np.argmax([pf, ps, pt]))],
+                judge=self.judge_id,
+            )  # fmt: skip
+            out.append(shown if r.order == "ab" else shown.swapped())
+        return out

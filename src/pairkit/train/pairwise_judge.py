@@ -1,0 +1,286 @@
+"""Pairwise judges trained from comparisons: a cross-encoder over (context, A, B), symmetric in A and B.
+
+A ``transformers`` sequence classifier reads the context and both answers in one sequence (see
+:func:`pairkit.judges.pairwise_classifier.encode_pairwise`) and predicts *first better*, *second better* and,
+when the data has ties, *tie*. Every example is trained in both orders with a symmetry term, so the model
+learns P(A ≻ B | A shown first) = P(A ≻ B | B shown first). The saved directory loads as a judge with
+``{"type": "huggingface", "model": DIR}`` (:class:`~pairkit.judges.PairwiseClassifierJudge`).
+
+Data rows (JSON/JSONL/Parquet or dicts): ``{prompt, chosen, rejected}`` in any :func:`pairkit.train.data.to_pairs`
+format (the chosen answer won), or ``{prompt|context|question, response_a|answer_a|a, response_b|answer_b|b,
+winner|outcome|label}`` with an outcome label as in :data:`pairkit.data.readers.OUTCOME_LABELS` (``a``, ``b``,
+``tie``, ``model_a``, …) or a number 1 / 0 / 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairkit.errors import InputError, PairkitWarning
+from pairkit.judges.pairwise_classifier import MARKER, encode_pairwise, pairwise_logits
+from pairkit.train._loop import TrainConfig, TrainResult, check_number, fit
+from pairkit.train.data import _completion_text, _prompt_text, read_records, to_pairs
+
+__all__ = [
+    "evaluate_pairwise_judge",
+    "read_pairwise_judgments",
+    "save_pairwise_judge",
+    "train_pairwise_judge",
+]
+
+FIRST, SECOND, TIE = 0, 1, 2
+_SWAP = [SECOND, FIRST, TIE]  # the label of the same example with the answers exchanged
+_CONTEXT = ("prompt", "context", "question", "instruction")
+_ANSWERS = (("response_a", "response_b"), ("answer_a", "answer_b"), ("a", "b"))
+_OUTCOME = ("winner", "outcome", "label")
+
+
+def _label(value: Any, where: str) -> int:
+    from pairkit.data.readers import OUTCOME_LABELS
+
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{where}: expected an outcome (a, b, tie or 1, 0, 0.5), got {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        x = float(value)
+    else:
+        x = OUTCOME_LABELS.get(str(value).strip().lower(), np.nan)
+    labels = {1.0: FIRST, 0.0: SECOND, 0.5: TIE}
+    if x not in labels:
+        raise InputError(
+            f"{where}: outcome {value!r} is not a win for a (a, model_a, 1), for b (b, model_b, 0) or a tie "
+            "(tie, 0.5); fractional outcomes are not classes: round them or drop the rows"
+        )
+    return labels[x]
+
+
+def read_pairwise_judgments(data, *, source: str | None = None, ties: str = "keep") -> list[dict[str, Any]]:
+    """Rows → ``{"context", "a", "b", "label"}`` with label 0 (a better), 1 (b better) or 2 (tie).
+
+    ``ties="drop"`` leaves tie rows out with a :class:`~pairkit.errors.PairkitWarning` giving their count;
+    ``"keep"`` keeps them as a third class.
+    """
+    if ties not in ("keep", "drop"):
+        raise InputError(f"ties must be 'keep' or 'drop', got {ties!r}")
+    if isinstance(data, (str, Path)):
+        source = source or str(data)
+        data = read_records(data)
+    elif hasattr(data, "to_dict"):
+        data = data.to_dict(orient="records")
+    source = source or "data"
+    rows = list(data)
+    if not rows:
+        raise InputError(f"{source}: no comparison rows")
+    if isinstance(rows[0], dict) and "chosen" in rows[0] and "rejected" in rows[0]:
+        out = [
+            {"context": _prompt_text(p["prompt"]), "a": p["chosen"], "b": p["rejected"], "label": FIRST}
+            for p in to_pairs(rows, source=source)
+        ]
+    else:
+        out = []
+        for i, row in enumerate(rows, start=1):
+            where = f"{source}, row {i}"
+            if not isinstance(row, dict):
+                raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            ctx = next((k for k in _CONTEXT if k in row), None)
+            ans = next((ks for ks in _ANSWERS if all(k in row for k in ks)), None)
+            res = next((k for k in _OUTCOME if k in row), None)
+            if ans is None or res is None:
+                raise InputError(
+                    f"{where}: needs 'chosen'/'rejected', or two answers (response_a/response_b, answer_a/answer_b "
+                    f"or a/b) with a 'winner' (or 'outcome'/'label'); has {sorted(map(str, row))[:8]}"
+                )
+            a, b = (_completion_text(row[k], f"{where}, column {k!r}") for k in ans)
+            if a == "" or b == "":
+                raise InputError(f"{where}: an answer is empty; fill it in or drop the row")
+            context = _prompt_text(row[ctx]) if ctx is not None else ""
+            out.append({"context": context, "a": a, "b": b, "label": _label(row[res], f"{where}, column {res!r}")})
+    n_ties = sum(r["label"] == TIE for r in out)
+    if ties == "drop" and n_ties:
+        warnings.warn(f"{source}: dropped {n_ties} tie rows of {len(out)} (ties='drop')", PairkitWarning, stacklevel=2)
+        out = [r for r in out if r["label"] != TIE]
+        if not out:
+            raise InputError(f"{source}: every row is a tie; nothing left with ties='drop'")
+    return out
+
+
+def _num_labels(model) -> int:
+    k = int(getattr(getattr(model, "config", None), "num_labels", 0))
+    if k not in (2, 3):
+        raise InputError(f"a pairwise judge classifies into 2 or 3 labels (first, second[, tie]); this model has {k}")
+    return k
+
+
+def _encoded(model, tokenizer, data, max_length: int, ties: str) -> list[dict[str, Any]]:
+    rows = data if isinstance(data, list) and data and "label" in data[0] else read_pairwise_judgments(data, ties=ties)
+    k = _num_labels(model)
+    n_ties = sum(r["label"] == TIE for r in rows)
+    if n_ties and k == 2:
+        raise InputError(
+            f"{n_ties} of {len(rows)} rows are ties but the model has 2 labels; give it 3 (num_labels=3) "
+            "or leave ties out (ties='drop')"
+        )
+    ctx = [r["context"] for r in rows]
+    a, b = [r["a"] for r in rows], [r["b"] for r in rows]
+    ids = encode_pairwise(tokenizer, ctx + ctx, a + b, b + a, max_length=max_length)
+    n = len(rows)
+    return [{"ab": ids[i], "ba": ids[n + i], "label": rows[i]["label"]} for i in range(n)]
+
+
+def _probabilities(model, tokenizer, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax outputs ``[n, K]`` of the shown order and of the swapped order (classes in shown terms)."""
+    logits = pairwise_logits(model, tokenizer, [r["ab"] for r in rows] + [r["ba"] for r in rows]).float()
+    p = torch.softmax(logits, -1)
+    return p[: len(rows)], p[len(rows) :]
+
+
+def train_pairwise_judge(
+    model,
+    tokenizer,
+    data,
+    *,
+    symmetry: float = 1.0,
+    ties: str = "keep",
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Fit a pairwise cross-encoder on both orders of every comparison, with a symmetry term.
+
+    With :math:`p_{ab} = \\mathrm{softmax}\\,f(x, a, b)` over (first, second[, tie]), :math:`\\pi` the
+    permutation exchanging *first* and *second*, and :math:`y` the label in the shown order:
+
+    .. math::
+
+        \\mathcal{L} = \\tfrac12\\big[\\mathrm{CE}(p_{ab}, y) + \\mathrm{CE}(p_{ba}, \\pi y)\\big]
+        + \\lambda\\,\\lVert p_{ab} - \\pi\\,p_{ba}\\rVert_2^2
+
+    Training on both orders is the position-debiasing augmentation of PairRanker (Jiang et al. 2023,
+    "LLM-Blender"); the squared-difference consistency term (weight :math:`\\lambda` = ``symmetry``) pushes each
+    single order towards P(A ≻ B) = 1 − P(B ≻ A) − P(tie), which the judge then enforces exactly by averaging.
+
+    Args:
+        model: ``AutoModelForSequenceClassification`` with ``num_labels`` 2 (no ties) or 3 (ties as a class).
+        tokenizer: its tokenizer; ``config.max_length`` caps each encoded (context, a, b).
+        data: path, DataFrame or rows (see the module docstring).
+        symmetry: λ ≥ 0.
+        ties: ``"keep"`` (a third class; the model needs 3 labels) or ``"drop"`` (left out, with a warning).
+
+    Per-step metrics: loss, ``ce``, ``symmetry``, ``accuracy`` (argmax of the averaged orders) and
+    ``consistency`` (the two orders' verdicts agree).
+    """
+    check_number("symmetry", symmetry, low=0)
+    config = config or TrainConfig()
+    if getattr(model.config, "pad_token_id", 0) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    examples = _encoded(model, tokenizer, data, config.max_length, ties)
+    swap = torch.tensor(_SWAP[: _num_labels(model)])
+
+    def step(model, rows):
+        p_ab, p_ba = _probabilities(model, tokenizer, rows)
+        y = torch.tensor([r["label"] for r in rows])
+        logp_ab, logp_ba = p_ab.clamp_min(1e-30).log(), p_ba.clamp_min(1e-30).log()
+        ce = -0.5 * (logp_ab.gather(1, y[:, None]) + logp_ba.gather(1, swap[y][:, None])).squeeze(1)
+        sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)
+        with torch.no_grad():
+            avg = 0.5 * (p_ab + p_ba[:, swap])
+            stats = {
+                "ce": ce.detach(),
+                "symmetry": sym.detach(),
+                "accuracy": (avg.argmax(-1) == y).double(),
+                "consistency": (p_ab.argmax(-1) == swap[p_ba.argmax(-1)]).double(),
+            }
+        return ce + symmetry * sym, stats
+
+    return fit(model, examples, step, config, resume=resume, callback=callback)
+
+
+def evaluate_pairwise_judge(
+    model,
+    tokenizer,
+    data,
+    *,
+    max_length: int = 512,
+    batch_size: int = 32,
+    ties: str = "keep",
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Held-out accuracy (Clopper–Pearson interval) and position consistency of a pairwise judge.
+
+    .. math::
+
+        \\bar p = \\tfrac12(p_{ab} + \\pi\\,p_{ba}),\\quad
+        \\text{acc} = \\frac1n\\sum_i \\mathbb{1}[\\arg\\max \\bar p_i = y_i],\\quad
+        \\text{consistency} = \\frac1n\\sum_i \\mathbb{1}[\\arg\\max p_{ab,i} = \\pi(\\arg\\max p_{ba,i})]
+
+    The binomial test is against ``chance`` = max(tie rate, (1 − tie rate)/2), the best accuracy of a judge
+    that ignores the answers' content (it cannot know which side the winner is on). Also reported:
+    ``decided_accuracy`` (on rows that are not ties, whether P(a ≻ b) > P(b ≻ a)), ``log_loss`` of
+    :math:`\\bar p` and ``first_rate`` (how often a single order picks the answer shown first, 0.5 unbiased).
+    Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in the case of the binomial".
+    """
+    from scipy.stats import binomtest
+
+    examples = _encoded(model, tokenizer, data, max_length, ties)
+    swap = torch.tensor(_SWAP[: _num_labels(model)])
+    was = model.training
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for s in range(0, len(examples), batch_size):
+            parts.append(_probabilities(model, tokenizer, examples[s : s + batch_size]))
+    model.train(was)
+    p_ab = torch.cat([p for p, _ in parts]).double()
+    p_ba = torch.cat([p for _, p in parts]).double()
+    y = torch.tensor([r["label"] for r in examples])
+    avg = 0.5 * (p_ab + p_ba[:, swap])
+    n = len(y)
+    correct = int((avg.argmax(-1) == y).sum())
+    tie_rate = float((y == TIE).double().mean())
+    chance = max(tie_rate, (1 - tie_rate) / 2)
+    test = binomtest(correct, n, chance)
+    ci = test.proportion_ci(confidence_level=confidence, method="exact")
+    decided = y != TIE
+    dec_correct = (avg[decided, FIRST] > avg[decided, SECOND]) == (y[decided] == FIRST)
+    first_rate = torch.cat([p_ab[:, FIRST] > p_ab[:, SECOND], p_ba[:, FIRST] > p_ba[:, SECOND]]).double().mean()
+    return {
+        "accuracy": correct / n,
+        "n": n,
+        "correct": correct,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "chance": chance,
+        "p_value": float(test.pvalue),
+        "decided_accuracy": float(dec_correct.double().mean()) if bool(decided.any()) else float("nan"),
+        "position_consistency": float((p_ab.argmax(-1) == swap[p_ba.argmax(-1)]).double().mean()),
+        "first_rate": float(first_rate),
+        "log_loss": float(-avg.gather(1, y[:, None]).clamp_min(1e-12).log().mean()),
+        "ties": int((y == TIE).sum()),
+    }
+
+
+def save_pairwise_judge(model, tokenizer, output_dir, *, max_length: int = 512, metrics: dict | None = None) -> Path:
+    """Save model, tokenizer and the judge marker to ``output_dir/final``; write ``output_dir/judge.json``.
+
+    ``judge.json`` is ``{"type": "huggingface", "model": "<output_dir>/final"}``, a judge config for
+    :func:`pairkit.judges.judge_from_config` (``pairkit judge``, ``pairkit train online --judge``).
+    Returns the path of ``final``.
+    """
+    out = Path(output_dir)
+    final = out / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    labels = ["first", "second", "tie"][: _num_labels(model)]
+    marker = {"kind": "pairwise_classifier", "version": 1, "labels": labels, "max_length": int(max_length)}
+    if metrics:
+        marker["held_out"] = metrics
+    (final / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    config = {"type": "huggingface", "model": str(final.resolve())}
+    (out / "judge.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return final

@@ -1,0 +1,167 @@
+"""Pairwise judge trainer: a tiny Llama sequence classifier built from a config reads (context, A, B)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from pairkit.errors import InputError, PairkitWarning  # noqa: E402
+from pairkit.judges import PairwiseClassifierJudge, Request, judge_from_config  # noqa: E402
+from pairkit.judges.pairwise_classifier import encode_pairwise  # noqa: E402
+from pairkit.train import (  # noqa: E402
+    TrainConfig,
+    evaluate_pairwise_judge,
+    read_pairwise_judgments,
+    save_pairwise_judge,
+    train_pairwise_judge,
+)
+from tests.train.conftest import write_jsonl  # noqa: E402
+
+NOUNS = ["alpha", "beta", "gamma", "delta", "yes", "no"]
+
+
+def classifier(tokenizer, labels, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, num_labels=labels, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return transformers.LlamaForSequenceClassification(config)
+
+
+def votes(n, seed, ties=False):
+    """Learnable: 'good …' beats 'bad …'; with ties, two 'good' answers tie. Winners on both sides."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        x, y = rng.choice(NOUNS, 2, replace=False)
+        kind = rng.integers(3 if ties else 2)
+        if kind == 2:
+            rows.append({"prompt": f"q {i % 7}", "response_a": f"good {x}", "response_b": f"good {y}", "winner": "tie"})
+        else:
+            good, bad = f"good {x}", f"bad {y}"
+            a, b, w = (good, bad, "model_a") if kind == 0 else (bad, good, "model_b")
+            rows.append({"prompt": f"q {i % 7}", "response_a": a, "response_b": b, "winner": w})
+    return rows
+
+
+def test_rows_in_both_formats_and_bad_outcomes(tmp_path):
+    pairs = read_pairwise_judgments([{"prompt": "p", "chosen": "x", "rejected": "y"}])
+    assert pairs == [{"context": "p", "a": "x", "b": "y", "label": 0}]
+    rows = [
+        {"question": "q", "a": "1", "b": "2", "outcome": 0},
+        {"context": "q", "answer_a": "1", "answer_b": "2", "label": "tie"},
+        {"prompt": [{"role": "user", "content": "hi"}], "response_a": "1", "response_b": "2", "winner": "A"},
+    ]
+    assert [r["label"] for r in read_pairwise_judgments(rows)] == [1, 2, 0]
+    assert read_pairwise_judgments(rows)[2]["context"].endswith("Human: hi\n\nAssistant:")
+    with pytest.warns(PairkitWarning, match="dropped 1 tie rows of 3"):
+        assert len(read_pairwise_judgments(rows, ties="drop")) == 2
+    path = write_jsonl(tmp_path / "v.jsonl", [rows[0], {"prompt": "q", "a": "1", "b": "2", "winner": 0.7}])
+    with pytest.raises(InputError, match=r"v.jsonl, row 2, column 'winner': outcome 0.7"):
+        read_pairwise_judgments(path)
+    with pytest.raises(InputError, match="row 1: needs 'chosen'/'rejected'"):
+        read_pairwise_judgments([{"prompt": "q", "a": "1"}])
+
+
+def test_encoding_is_symmetric_and_capped(tokenizer):
+    ctx, a, b = "a long context " * 20, "first answer text", "second"
+    (ab, ba), (short,) = (
+        encode_pairwise(tokenizer, [ctx, ctx], [a, b], [b, a], max_length=40),
+        encode_pairwise(tokenizer, ["q"], ["x"], ["y"]),
+    )
+    sep, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    assert len(ab) == len(ba) == 40 and ab[0] == bos and ab[-1] == sep
+    ids = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert short == [bos, *ids("q"), sep, *ids("x"), sep, *ids("y"), sep]
+    # the two answers' spans are exchanged, the context (cut from the left) is the same
+    cut_ab, cut_ba = [i for i, t in enumerate(ab) if t == sep], [i for i, t in enumerate(ba) if t == sep]
+    assert ab[1 : cut_ab[0]] == ba[1 : cut_ba[0]] == ids(ctx)[-(cut_ab[0] - 1) :]
+    assert ab[cut_ab[0] + 1 : cut_ab[1]] == ba[cut_ba[1] + 1 : cut_ba[2]] == ids(a)
+    with pytest.raises(InputError, match="max_length=4"):
+        encode_pairwise(tokenizer, ["q"], ["x"], ["y"], max_length=4)
+
+
+def test_first_step_loss_equals_hand_computed_reference(tokenizer):
+    rows = votes(6, 1, ties=True)
+    model = classifier(tokenizer, 3)
+    lam = 0.7
+    parsed = read_pairwise_judgments(rows)
+    ref = []
+    with torch.no_grad():
+        for r in parsed:  # one example at a time, no padding: an independent path through the model
+            (ab,) = encode_pairwise(tokenizer, [r["context"]], [r["a"]], [r["b"]])
+            (ba,) = encode_pairwise(tokenizer, [r["context"]], [r["b"]], [r["a"]])
+            p = torch.softmax(model(torch.tensor([ab])).logits[0], -1).tolist()
+            q = torch.softmax(model(torch.tensor([ba])).logits[0], -1).tolist()
+            y = r["label"]
+            y_swapped = {0: 1, 1: 0, 2: 2}[y]
+            ce = -0.5 * (math.log(p[y]) + math.log(q[y_swapped]))
+            sym = (p[0] - q[1]) ** 2 + (p[1] - q[0]) ** 2 + (p[2] - q[2]) ** 2
+            ref.append(ce + lam * sym)
+    config = TrainConfig(batch_size=6, max_steps=1, lr=1e-3)
+    result = train_pairwise_judge(model, tokenizer, rows, symmetry=lam, config=config)
+    assert result.history[0]["loss"] == pytest.approx(np.mean(ref), rel=1e-5)
+
+
+def test_learns_votes_with_ties_and_loads_as_a_symmetric_judge(tmp_path, tokenizer):
+    model = classifier(tokenizer, 3)
+    config = TrainConfig(epochs=12, batch_size=16, lr=3e-3, schedule="constant")
+    train_pairwise_judge(model, tokenizer, votes(96, 2, ties=True), config=config)
+    res = evaluate_pairwise_judge(model, tokenizer, votes(60, 3, ties=True))
+    assert res["n"] == 60 and res["chance"] == pytest.approx(max(res["ties"] / 60, (1 - res["ties"] / 60) / 2))
+    assert res["accuracy"] > 0.8 and res["ci_low"] > res["chance"] and res["position_consistency"] > 0.8
+    final = save_pairwise_judge(model, tokenizer, tmp_path / "run", max_length=64, metrics=res)
+    judge = judge_from_config(json.loads((tmp_path / "run" / "judge.json").read_text()))
+    assert isinstance(judge, PairwiseClassifierJudge) and judge.max_length == 64 and final.name == "final"
+    reqs = [Request("q 1", "good alpha", "bad beta"), Request("q 1", "bad beta", "good alpha", order="ba")]
+    j1, j2 = judge.judge_many(reqs)
+    assert j1.p_a > 0.5 and j1.p_a == pytest.approx(j2.p_b, abs=1e-6) and j1.p_tie == pytest.approx(j2.p_tie)
+    assert j1.p_a + j1.p_b + j1.p_tie == pytest.approx(1.0)
+    # the judge is the trained model: its probability equals the averaged two-order softmax
+    (ab, ba) = encode_pairwise(tokenizer, ["q 1"] * 2, ["good alpha", "bad beta"], ["bad beta", "good alpha"])
+    with torch.no_grad():
+        p, q = (torch.softmax(judge.model(torch.tensor([x])).logits[0], -1) for x in (ab, ba))
+    assert j1.p_a == pytest.approx(float(p[0] + q[1]) / 2, abs=1e-5)
+    # and it plugs into a selection strategy: the 'good' answers rank first
+    from pairkit.select import Pool, select
+
+    pool = Pool.single({"g1": "good alpha", "b1": "bad gamma", "g2": "good delta", "b2": "bad yes"}, context="q 2")
+    board = select("round_robin", judge, pool).leaderboard()
+    assert set(board.to_pandas()["item"].head(2)) == {"g1", "g2"}
+
+
+def test_two_label_model_refuses_ties_and_bad_options(tokenizer):
+    model = classifier(tokenizer, 2)
+    with pytest.raises(InputError, match="rows are ties but the model has 2 labels"):
+        train_pairwise_judge(model, tokenizer, votes(20, 0, ties=True), config=TrainConfig(max_steps=1))
+    with pytest.raises(InputError, match="symmetry must be"):
+        train_pairwise_judge(model, tokenizer, votes(4, 0), symmetry=-1.0)
+    with pytest.raises(InputError, match="2 or 3 labels"):
+        train_pairwise_judge(classifier(tokenizer, 4), tokenizer, votes(4, 0))
+
+
+def test_cli_trains_reports_and_writes_a_judge_config(tmp_path, tokenizer):
+    from pairkit.cli import app
+
+    model_dir = tmp_path / "base"
+    classifier(tokenizer, 2).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "votes.jsonl", votes(40, 5))
+    out = tmp_path / "judge"
+    args = ["train", "pairwise-judge", "--model", str(model_dir), "--data", str(data), "--output", str(out)]
+    res = CliRunner().invoke(app, [*args, "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--max-length", "32"])
+    assert res.exit_code == 0, res.output
+    assert "held-out accuracy" in res.output and "position consistency" in res.output
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["ties"] == 0 and ev["chance"] == 0.5 and ev["n"] >= 8
+    judge = judge_from_config(json.loads((out / "judge.json").read_text()))
+    assert judge.model.config.num_labels == 2 and judge.max_length == 32
+    res = CliRunner().invoke(app, [*args, "--held-out", "1.5"])
+    assert res.exit_code != 0 and "--held-out must be in [0, 1)" in res.output
