@@ -10,6 +10,8 @@ from pairkit.errors import InputError
 
 __all__ = ["judge_from_config"]
 
+_PROTOCOLS = {"portia": "PortiaJudge", "bsm": "BSMJudge", "cgcot": "CGCoTJudge", "few_shot": "FewShotJudge"}
+
 
 def judge_from_config(
     config: Mapping[str, Any], *, texts: Mapping[str, list[str]] | None = None, source: str = "judge config"
@@ -20,8 +22,10 @@ def judge_from_config(
     ``texts``: candidate id → its answer texts; plus :class:`SimulatedJudge` options), ``"openai"``
     (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …),
     ``"huggingface"`` (:class:`HFJudge`: ``model`` path; a directory saved by ``pairkit train pairwise-judge``
-    loads a :class:`PairwiseClassifierJudge`), ``"embedding"`` (:class:`EmbeddingJudge`) and ``"human"``
-    (:class:`HumanJudge`).
+    loads a :class:`PairwiseClassifierJudge`), ``"embedding"`` (:class:`EmbeddingJudge`), ``"human"``
+    (:class:`HumanJudge`) and the protocols of :mod:`pairkit.judges.protocols` — ``"portia"``, ``"bsm"``,
+    ``"cgcot"``, ``"few_shot"`` — with ``"chat"``: the config of their ``"openai"`` chat model, plus their own
+    options (``k``, ``concept``/``questions``, ``exemplars``: a list of rows, …).
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
@@ -60,6 +64,21 @@ def judge_from_config(
             from pairkit.judges.embedding import EmbeddingJudge
 
             return EmbeddingJudge(**options)
+        if kind in _PROTOCOLS:
+            from pairkit.judges import protocols
+
+            chat = options.pop("chat", None)
+            if not isinstance(chat, Mapping):
+                raise InputError(
+                    f"{source}: a {kind!r} judge needs 'chat': the judge config of its chat model, e.g. "
+                    '{"type": "openai", "model": ..., "base_url": ...}'
+                )
+            model = judge_from_config(chat, texts=texts, source=f"{source} (chat)")
+            if not callable(getattr(model, "acomplete", None)):
+                raise InputError(
+                    f"{source}: the chat of a {kind!r} judge must be an 'openai' judge, got {chat.get('type')!r}"
+                )
+            return getattr(protocols, _PROTOCOLS[kind])(model, **options)
         if kind == "human":
             from pairkit.judges.human import HumanJudge
 
@@ -71,4 +90,7 @@ def judge_from_config(
             raise
         message = str(exc).replace("__init__ has no option", f"a {kind!r} judge has no option").replace(", self,", ",")
         raise InputError(f"{source}: {message}") from None
-    raise InputError(f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding or human")
+    raise InputError(
+        f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding, human, "
+        f"{', '.join(_PROTOCOLS)}"
+    )

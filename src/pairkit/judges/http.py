@@ -59,17 +59,13 @@ class Price:
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
             if not ok:
-                raise InputError(
-                    f"price {name} must be a finite number >= 0 (money per million tokens), got {value!r}"
-                )
+                raise InputError(f"price {name} must be a finite number >= 0 (money per million tokens), got {value!r}")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
 
 
-def verdict_from_logprobs(
-    content: list[dict], scale: str | VerdictScale = "graded"
-) -> tuple[float, float] | None:
+def verdict_from_logprobs(content: list[dict], scale: str | VerdictScale = "graded") -> tuple[float, float] | None:
     """(P(first better), P(tie)) from the log-probs of the bracketed verdict, or None if absent.
 
     Multi-token verdicts (``[[A=B]]`` as ``A``, ``=``, ``B``) are read whole by
@@ -90,7 +86,8 @@ class OpenAIJudge(ComparatorBase):
         model: model name sent to the server.
         base_url: API root (``…/v1``).
         api_key: bearer token; defaults to the environment variable named by ``api_key_env``.
-        template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate`.
+        template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate` (default: the
+            five-level ``"pairwise_graded"``).
         logprobs: ask for ``top_logprobs`` and read the verdict probability from them.
         verdicts: how graded verdicts score and weigh (a :data:`~pairkit.judges.prompts.VERDICT_SCALES` name or
             a :class:`~pairkit.judges.prompts.VerdictScale`).
@@ -127,7 +124,7 @@ class OpenAIJudge(ComparatorBase):
         base_url: str = "https://api.openai.com/v1",
         api_key: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
-        template: str | PromptTemplate = "pairwise",
+        template: str | PromptTemplate = "pairwise_graded",
         temperature: float = 0.0,
         max_tokens: int = 1024,
         logprobs: bool = True,
@@ -287,7 +284,7 @@ class OpenAIJudge(ComparatorBase):
         if self.template.needs_reference and request.reference is None:
             raise InputError(
                 f"template {self.template.name!r} needs a reference answer; give the pool references "
-                "or use template='pairwise'"
+                "or use template='pairwise_graded'"
             )
         body = {
             "model": self.model,
@@ -311,6 +308,26 @@ class OpenAIJudge(ComparatorBase):
             "samples": self.samples,
             "verdicts": self.verdicts.identity(),
         }
+
+    def chat_identity(self) -> dict:
+        """What :meth:`acomplete` sends besides the messages (server, model, sampling, extra fields)."""
+        body = self.payload(Request("\x00context", "\x00first", "\x00second", reference="\x00reference"))
+        body.pop("messages")
+        return {"base_url": self.base_url, "request": body}
+
+    async def acomplete(self, messages: list[dict]):
+        """One chat completion of ``messages`` (a :class:`~pairkit.judges.protocols.ChatReply`): the free-form
+        call that multi-step protocols (:mod:`pairkit.judges.protocols`) build on, with this judge's server,
+        sampling settings, retries, bounds and price; its cost is counted in ``usage``."""
+        from pairkit.judges.protocols import ChatReply
+
+        body = {k: v for k, v in self.payload(Request("", "", "", reference="")).items() if k != "messages"}
+        body["messages"] = list(messages)
+        reply = await self._post(body)
+        pt, ct, cost = self._paid(reply)
+        choice = reply["choices"][0]
+        content = ((choice.get("logprobs") or {}).get("content")) or None
+        return ChatReply(str(choice["message"]["content"] or ""), cost, pt, ct, content)
 
     async def ajudge(self, request: Request) -> Judgment:
         # accounting happens per paid response in _paid, so the base class must not add the judgment again

@@ -2,8 +2,11 @@
 
 The templates follow the structure of MT-Bench's pairwise judge (Zheng et al. 2023, "Judging LLM-as-a-judge
 with MT-Bench and Chatbot Arena"): a system instruction, the question, both answers between markers, and a
-final verdict in double brackets — ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie). The reference-guided variant adds a
-reference answer. The wording is pairkit's own; bump ``version`` when it changes (it is part of the cache key).
+final verdict in double brackets. The default, ``"pairwise_graded"``, asks for the five levels ``[[A>>B]]``,
+``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]`` (as WildBench and Arena-Hard do), so that graded scales can tell
+a slight win from a clear one; ``"pairwise"`` asks for ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie). The
+reference-guided variants add a reference answer. The wording is pairkit's own; bump ``version`` when it
+changes (it is part of the cache key).
 
 :func:`parse_verdict` reads the verdict formats judges actually produce: ``[[A]]``/``[[B]]``/``[[C]]``,
 Arena-Hard's five levels ``[[A>>B]]``, ``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]``, WildBench's ``A++``,
@@ -80,6 +83,15 @@ _SYSTEM_REFERENCE = (
     "assistants' names must not influence you. Explain briefly first. " + _VERDICT_RULE
 )
 
+_GRADED_RULE = (
+    'After your explanation, give your final verdict in exactly one of these forms: "[[A>>B]]" if assistant A is '
+    'much better, "[[A>B]]" if assistant A is slightly better, "[[A=B]]" if they are equally good, "[[B>A]]" if '
+    'assistant B is slightly better, or "[[B>>A]]" if assistant B is much better.'
+)
+
+_SYSTEM_GRADED = _SYSTEM.replace(_VERDICT_RULE, _GRADED_RULE)
+_SYSTEM_REFERENCE_GRADED = _SYSTEM_REFERENCE.replace(_VERDICT_RULE, _GRADED_RULE)
+
 _USER = (
     "[User Question]\n{question}\n\n"
     "[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n\n"
@@ -93,11 +105,19 @@ _USER_REFERENCE = (
 )
 
 TEMPLATES: dict[str, PromptTemplate] = {
+    "pairwise_graded": PromptTemplate("pairwise_graded", "pairwise-graded-v1", _SYSTEM_GRADED, _USER),
+    "pairwise_graded_reference": PromptTemplate(
+        "pairwise_graded_reference", "pairwise-graded-reference-v1", _SYSTEM_REFERENCE_GRADED, _USER_REFERENCE
+    ),
     "pairwise": PromptTemplate("pairwise", "pairwise-v1", _SYSTEM, _USER),
     "pairwise_reference": PromptTemplate(
         "pairwise_reference", "pairwise-reference-v1", _SYSTEM_REFERENCE, _USER_REFERENCE
     ),
 }
+"""Judge prompts by name. ``"pairwise_graded"`` (the default of the judges) asks for the five levels
+``[[A>>B]]`` … ``[[B>>A]]`` that the ``"graded"`` and ``"arena_hard"`` scales tell apart (WildBench's WB-Reward and
+Arena-Hard ask for these levels); ``"pairwise"`` asks for MT-Bench's ``[[A]]``/``[[B]]``/``[[C]]``. The
+``_reference`` variants show a reference answer."""
 
 GRADED = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 _TIES = frozenset({"tie", "A=B", "B=A", "C", "TIE"})

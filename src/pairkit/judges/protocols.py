@@ -1,0 +1,776 @@
+"""Judging protocols from the papers: several chat calls per comparison, built on any chat model.
+
+A protocol judge is a :class:`~pairkit.judges.ComparatorBase` like any other (cache, budgets, selection
+strategies all apply), built on a *chat model*: anything with ``async acomplete(messages) -> ChatReply``.
+:class:`~pairkit.judges.OpenAIJudge` is one (its server, sampling settings, retries, bounds and price apply to
+every call), :class:`CallableChat` wraps a Python function (a scripted judge in tests, or any client). Each
+judgment carries the cost, tokens and number of all the calls it took; a paid reply without a readable answer
+raises a :class:`~pairkit.judges.JudgeError` marked unparseable, so the cache keeps it and does not pay again.
+
+=====================  ======================================================  =====================================
+:class:`PortiaJudge`   split–align–merge position-bias calibration             Li et al. 2024 (PORTIA)
+:class:`BSMJudge`      Branch-Solve-Merge: criteria, per-criterion scores, sum  Saha et al. 2023
+:class:`CGCoTJudge`    concept-guided chain-of-thought breakdowns compared      Wu et al. 2023 (CGCoT), with
+                       pairwise (aggregate with Bradley–Terry)                  ``Selection.leaderboard()``
+:class:`FewShotJudge`  few-shot prompts with retrieved preference exemplars     Sinhababu et al. 2024
+=====================  ======================================================  =====================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pairkit._spec import Interval, Option, declare_options
+from pairkit.errors import InputError
+from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
+from pairkit.judges.prompts import (
+    TEMPLATES,
+    PromptTemplate,
+    VerdictScale,
+    parse_verdict,
+    verdict_distribution,
+    verdict_scale,
+)
+
+__all__ = [
+    "BSMJudge",
+    "CGCoTJudge",
+    "CallableChat",
+    "Chat",
+    "ChatReply",
+    "FewShotJudge",
+    "PortiaJudge",
+    "align_segments",
+    "chat_identity",
+    "retrieve_exemplars",
+    "split_points",
+]
+
+
+# ------------------------------------------------------------------------------------------------ chat
+@dataclass(frozen=True)
+class ChatReply:
+    """One chat completion: its text, what it cost, its tokens and (optionally) the ``logprobs.content`` list."""
+
+    text: str
+    cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: Sequence[Mapping] | None = None
+
+
+@runtime_checkable
+class Chat(Protocol):
+    """A chat model: ``await chat.acomplete(messages)`` → :class:`ChatReply`."""
+
+    async def acomplete(self, messages: list[dict]) -> ChatReply: ...
+
+
+class CallableChat:
+    """A chat model from a function ``fn(messages) -> str | ChatReply`` (sync or ``async def``).
+
+    ``priced=True`` when the function's replies carry a cost (so that a money budget can apply); ``chat_id`` names
+    it in the cache key (change it when the function changes).
+    """
+
+    def __init__(self, fn: Callable, *, chat_id: str | None = None, priced: bool = False) -> None:
+        if not callable(fn):
+            raise InputError(f"CallableChat needs a callable, got {type(fn).__name__}")
+        self.fn, self.priced = fn, bool(priced)
+        self.chat_id = chat_id or getattr(fn, "__name__", "chat")
+        self.calls = 0
+
+    def chat_identity(self) -> dict:
+        """The chat's name (part of a protocol judge's cache key)."""
+        return {"chat_id": self.chat_id}
+
+    async def acomplete(self, messages: list[dict]) -> ChatReply:
+        out = self.fn([dict(m) for m in messages])
+        if inspect.isawaitable(out):
+            out = await out
+        self.calls += 1
+        if isinstance(out, ChatReply):
+            return out
+        if isinstance(out, str):
+            return ChatReply(out)
+        raise InputError(f"chat function {self.chat_id!r} returned {type(out).__name__}; return a str or a ChatReply")
+
+
+def chat_identity(chat) -> dict[str, Any]:
+    """What changes a chat model's answers (its ``chat_identity()``, else its class and ``chat_id``)."""
+    if not callable(getattr(chat, "acomplete", None)):
+        raise InputError(
+            f"a protocol judge needs a chat model (an object with async acomplete(messages), such as OpenAIJudge "
+            f"or CallableChat), got {type(chat).__name__}"
+        )
+    extra = getattr(chat, "chat_identity", None)
+    out = {"chat": type(chat).__name__, "chat_id": getattr(chat, "chat_id", getattr(chat, "judge_id", ""))}
+    if callable(extra):
+        out.update(extra())
+    return out
+
+
+class _Tally:
+    """Money, tokens and calls of one protocol judgment."""
+
+    def __init__(self) -> None:
+        self.cost, self.prompt_tokens, self.completion_tokens, self.calls = 0.0, 0, 0, 0
+        self.texts: list[str] = []
+
+    def add(self, reply: ChatReply) -> ChatReply:
+        self.cost += float(reply.cost)
+        self.prompt_tokens += int(reply.prompt_tokens)
+        self.completion_tokens += int(reply.completion_tokens)
+        self.calls += 1
+        self.texts.append(reply.text)
+        return reply
+
+    def merge(self, other: _Tally) -> None:
+        self.cost += other.cost
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.calls += other.calls
+
+
+class ProtocolJudge(ComparatorBase):
+    """Common plumbing of the protocol judges: the chat model, the verdict scale, accounting, cache identity."""
+
+    protocol = "protocol"
+
+    def __init__(self, chat, *, verdicts: str | VerdictScale = "graded", judge_id: str | None = None) -> None:
+        super().__init__()
+        self.chat = chat
+        self._chat_identity = chat_identity(chat)
+        self.verdicts = verdict_scale(verdicts)
+        self.judge_id = judge_id or f"{self.protocol}({self._chat_identity['chat_id'] or self._chat_identity['chat']})"
+        self.prompt_version = f"{self.protocol}-v1"
+
+    @property
+    def priced(self) -> bool:
+        """Whether the chat model's calls cost money."""
+        return bool(getattr(self.chat, "priced", False))
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The chat model's concurrency bound (the cache claims at most this many calls at once)."""
+        return getattr(self.chat, "max_concurrency", None)
+
+    def settings(self) -> dict[str, Any]:  # pragma: no cover - overridden
+        return {}
+
+    def cache_identity(self) -> dict:
+        """The chat model's identity, the protocol, its prompts and options (part of the cache key)."""
+        return {"chat": self._chat_identity, "protocol": self.protocol, "verdicts": self.verdicts.identity(),
+                **self.settings()}  # fmt: skip
+
+    def estimate_cost(self, request: Request) -> float:
+        """The chat model's estimate for one call, times the calls this protocol makes at most."""
+        one = getattr(self.chat, "estimate_cost", None)
+        return float(one(request)) * self.calls_per_judgment() if callable(one) else 0.0
+
+    def calls_per_judgment(self) -> int:
+        return 1
+
+    async def _ask(self, tally: _Tally, messages: list[dict]) -> ChatReply:
+        return tally.add(await self.chat.acomplete(messages))
+
+    def _read(self, reply: ChatReply) -> tuple[float, float, float, str] | None:
+        """(P(first better), P(tie), weight, label) of a verdict reply, or None when it has none."""
+        label = parse_verdict(reply.text)
+        dist = verdict_distribution(reply.logprobs) if reply.logprobs else None
+        if dist is None and label is not None:
+            dist = {label: 1.0}
+        if dist is None:
+            return None
+        p_first, p_tie, weight = self.verdicts.expect(dist)
+        return p_first, p_tie, weight, label or max(dist, key=dist.get)
+
+    def _unparseable(self, tally: _Tally, what: str) -> JudgeError:
+        raw = tally.texts[-1] if tally.texts else ""
+        error = JudgeError(f"{self.protocol}: no {what} in the chat model's reply: {raw[:200]!r}")
+        error.cost, error.tokens, error.unparseable, error.raw = (
+            tally.cost,
+            (tally.prompt_tokens, tally.completion_tokens),
+            True,
+            raw,
+        )
+        return error
+
+    def _judgment(self, request: Request, p_first: float, p_tie: float, tally: _Tally, **fields) -> Judgment:
+        """A judgment from the first-shown answer's probabilities, in ``request``'s a/b terms."""
+        shown = Judgment(
+            p_a=min(max(p_first, 0.0), 1.0 - p_tie),
+            p_tie=p_tie,
+            raw=fields.pop("raw", tally.texts[-1] if tally.texts else ""),
+            cost=tally.cost,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.completion_tokens,
+            n_calls=tally.calls,
+            judge=self.judge_id,
+            **fields,
+        )
+        return shown if request.order == "ab" else shown.swapped()
+
+    async def _verdict(self, tally: _Tally, messages: list[dict]) -> tuple[float, float, float, str]:
+        out = self._read(await self._ask(tally, messages))
+        if out is None:
+            raise self._unparseable(tally, "verdict")
+        return out
+
+    async def _gather(self, tally: _Tally, coros) -> list:
+        """Run calls concurrently; a failure is raised after all have ended, carrying what was paid."""
+        results = await asyncio.gather(*coros, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            error = failed[0]
+            if isinstance(error, JudgeError) or not isinstance(error, Exception):
+                error.cost, error.tokens = tally.cost, (tally.prompt_tokens, tally.completion_tokens)
+            raise error
+        return results
+
+
+def _template(template: str | PromptTemplate) -> PromptTemplate:
+    if isinstance(template, PromptTemplate):
+        return template
+    if template not in TEMPLATES:
+        raise InputError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
+    return TEMPLATES[template]
+
+
+# ---------------------------------------------------------------------------------------------- PORTIA
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def split_points(text: str) -> list[int]:
+    """Offsets where ``text`` may be split: after each sentence end (``.!?;:`` then space) or line break.
+
+    Splitting only there keeps sentences (and code lines) whole, as PORTIA's splitter does; the offsets are
+    strictly inside the text, so every part is non-empty.
+    """
+    out = sorted({m.end() for m in _SENTENCE_END.finditer(text) if 0 < m.end() < len(text)})
+    return out
+
+
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in _WORD.findall(text))
+
+
+def _overlap(x: frozenset, y: frozenset) -> float:
+    """Token-overlap similarity (Jaccard): |x ∩ y| / |x ∪ y| (0 for two empty parts)."""
+    union = len(x | y)
+    return len(x & y) / union if union else 0.0
+
+
+def _parts(text: str, cuts: Sequence[int]) -> list[str]:
+    bounds = [0, *cuts, len(text)]
+    return [text[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def _length_cuts(text: str, points: Sequence[int], k: int) -> tuple[int, ...]:
+    """The ``k − 1`` split points nearest to the equal-length targets ``i·len/k`` (distinct, increasing)."""
+    chosen: list[int] = []
+    pts = list(points)
+    for i in range(1, k):
+        target = i * len(text) / k
+        free = [p for p in pts if (not chosen or p > chosen[-1])]
+        # leave enough points for the remaining cuts
+        free = free[: len(free) - (k - 1 - i)] if k - 1 - i else free
+        chosen.append(min(free, key=lambda p: (abs(p - target), p)))
+    return tuple(chosen)
+
+
+def align_segments(
+    first: str, second: str, k: int = 3, *, threshold: float = 0.3, max_combinations: int = 20_000
+) -> tuple[list[str], list[str], str]:
+    """Split two answers into the same number of parts, aligned by length and then by content (PORTIA).
+
+    Li et al. (2024), "Split and merge: aligning position biases in LLM-based evaluators" (PORTIA): parts end
+    at sentence boundaries (:func:`split_points`). *Length alignment* cuts each answer at the boundaries nearest
+    to ``i·len/k``; if the mean token-overlap similarity of corresponding parts,
+
+    .. math::
+
+        S(c^1, c^2) = \\frac1k \\sum_{i=1}^{k} \\frac{|T(a_i) \\cap T(b_i)|}{|T(a_i) \\cup T(b_i)|},
+
+    reaches ``threshold`` it is kept; otherwise *semantic alignment* searches the cut combinations of both
+    answers for the largest :math:`S` (exhaustively up to ``max_combinations`` pairs of combinations; beyond that
+    over the boundaries nearest to the length targets). ``k`` drops to what the shorter answer allows (fewer
+    sentences than ``k``); with ``k = 1`` the answers are returned whole.
+
+    Returns:
+        (parts of ``first``, parts of ``second``, ``"length"``/``"semantic"``/``"whole"``); each list joins back
+        to its answer exactly.
+    """
+    if not (isinstance(k, int) and k >= 1):
+        raise InputError(f"k (parts per answer) must be an integer >= 1, got {k!r}")
+    pa, pb = split_points(first), split_points(second)
+    k = min(k, len(pa) + 1, len(pb) + 1)
+    if k == 1:
+        return [first], [second], "whole"
+    cut_a, cut_b = _length_cuts(first, pa, k), _length_cuts(second, pb, k)
+
+    def score(ca, cb) -> float:
+        parts = zip(_parts(first, ca), _parts(second, cb))
+        return sum(_overlap(_tokens(x), _tokens(y)) for x, y in parts) / k
+
+    if score(cut_a, cut_b) >= threshold:
+        return _parts(first, cut_a), _parts(second, cut_b), "length"
+    pa, pb = _nearest(first, pa, k, max_combinations), _nearest(second, pb, k, max_combinations)
+    best, best_cuts = -1.0, (cut_a, cut_b)
+    combos_b = list(itertools.combinations(pb, k - 1))
+    for ca in itertools.combinations(pa, k - 1):
+        for cb in combos_b:
+            s = score(ca, cb)
+            if s > best:
+                best, best_cuts = s, (ca, cb)
+    return _parts(first, best_cuts[0]), _parts(second, best_cuts[1]), "semantic"
+
+
+def _nearest(text: str, points: list[int], k: int, max_combinations: int) -> list[int]:
+    """At most m boundaries (those nearest the length targets) with C(m, k−1)² ≤ ``max_combinations``."""
+    m = len(points)
+    while m > k - 1 and math.comb(m, k - 1) ** 2 > max_combinations:
+        m -= 1
+    if m == len(points):
+        return points
+    targets = np.arange(1, k) * len(text) / k
+    dist = np.min(np.abs(np.asarray(points)[:, None] - targets[None, :]), axis=1)
+    keep = np.sort(np.argsort(dist, kind="stable")[:m])
+    return [points[i] for i in keep]
+
+
+_PORTIA_SYSTEM = (
+    "You are a fair and careful judge. Compare the two AI assistants' answers to the user's question below and "
+    "decide which one answers it better. Each answer has been split into {k} consecutive parts, and the parts of "
+    "the two answers are shown side by side: part 1 of A, part 1 of B, part 2 of A, part 2 of B, and so on. Judge "
+    "each answer as a whole (its parts read in order). Weigh how helpful, correct, relevant, deep and clear each "
+    "answer is; the order in which the answers appear, their length and the assistants' names must not "
+    "influence you. Explain your comparison briefly and objectively first. "
+)
+
+
+class PortiaJudge(ProtocolJudge):
+    """PORTIA: when the two orders disagree, judge again with both answers split, aligned and interleaved.
+
+    Li et al. (2024), "Split and merge: aligning position biases in LLM-based evaluators" (EMNLP 2024). The
+    answers are split into ``k`` parts at sentence boundaries, aligned by length and content
+    (:func:`align_segments`) and merged into one prompt in which part *i* of the first answer is followed by part
+    *i* of the second, so the judge compares like with like and neither answer is simply "the one shown first".
+
+    ``mode="on_conflict"`` (default; the paper applies PORTIA to the judge's position-inconsistent pairs): the
+    plain prompt is asked in both orders; if their winners agree, the two are averaged (2 calls); otherwise the
+    merged prompt is asked in both orders and those two are averaged (4 calls). ``mode="always"``: the merged
+    prompt in the shown order only (1 call; combine with the ``both_average`` position policy).
+
+    Args:
+        chat: a chat model (:class:`~pairkit.judges.OpenAIJudge`, :class:`CallableChat`, …).
+        template: the plain prompt (a :data:`~pairkit.judges.prompts.TEMPLATES` name); its verdict rule and
+            answer markers are reused for the merged prompt.
+        k: parts per answer (the paper uses 3).
+        threshold: the mean part similarity at which length alignment is accepted without a content search.
+    """
+
+    protocol = "portia"
+
+    @declare_options(
+        Option("k", int, Interval(1, 10), doc="parts per answer"),
+        Option("threshold", float, Interval(0, 1), doc="similarity accepting the length alignment"),
+        Option("mode", str, choices=("on_conflict", "always")),
+        Option("max_combinations", int, Interval(1, None), doc="cut combinations searched at most"),
+    )
+    def __init__(
+        self,
+        chat,
+        *,
+        template: str | PromptTemplate = "pairwise_graded",
+        k: int = 3,
+        threshold: float = 0.3,
+        mode: str = "on_conflict",
+        max_combinations: int = 20_000,
+        verdicts: str | VerdictScale = "graded",
+        judge_id: str | None = None,
+    ) -> None:
+        super().__init__(chat, verdicts=verdicts, judge_id=judge_id)
+        self.template = _template(template)
+        self.k, self.threshold, self.mode, self.max_combinations = k, threshold, mode, max_combinations
+        self.merged = 0  # judgments that needed the merged prompt
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "template": [self.template.system, self.template.user],
+            "merged_system": _PORTIA_SYSTEM,
+            "k": self.k,
+            "threshold": self.threshold,
+            "mode": self.mode,
+            "max_combinations": self.max_combinations,
+        }
+
+    def calls_per_judgment(self) -> int:
+        return 1 if self.mode == "always" else 4
+
+    def merged_messages(self, request: Request) -> list[dict]:
+        """The split–align–merge prompt for ``request`` as shown (first answer = assistant A)."""
+        parts_a, parts_b, _ = align_segments(
+            request.first, request.second, self.k, threshold=self.threshold, max_combinations=self.max_combinations
+        )
+        k = len(parts_a)
+        rule = self.template.system[self.template.system.find("After your explanation") :]
+        blocks = [f"[User Question]\n{request.context}"]
+        if request.reference is not None and self.template.needs_reference:
+            blocks.append(f"[The Start of Reference Answer]\n{request.reference}\n[The End of Reference Answer]")
+        for i, (x, y) in enumerate(zip(parts_a, parts_b), start=1):
+            for who, text in (("A", x), ("B", y)):
+                blocks.append(
+                    f"[The Start of Assistant {who}'s Answer, part {i} of {k}]\n{text.strip()}\n"
+                    f"[The End of Assistant {who}'s Answer, part {i} of {k}]"
+                )
+        return [
+            {"role": "system", "content": _PORTIA_SYSTEM.format(k=k) + rule},
+            {"role": "user", "content": "\n\n".join(blocks)},
+        ]
+
+    def _plain(self, request: Request) -> list[dict]:
+        return self.template.messages(request.context, request.first, request.second, request.reference)
+
+    async def _both(self, tally: _Tally, request: Request, build) -> list[tuple[float, float, float, str]]:
+        """Verdicts in a/b terms (P(a), P(tie), weight, label) for ``request`` and its reverse, asked together."""
+        replies = await self._gather(
+            tally, [self._ask(tally, build(request)), self._ask(tally, build(request.reversed()))]
+        )
+        results = [self._read(r) for r in replies]
+        if None in results:
+            raise self._unparseable(tally, "verdict")
+        (p1, t1, w1, l1), (p2, t2, w2, l2) = results
+        flip = request.order == "ba"
+        a_first = (1 - p1 - t1 if flip else p1), t1, w1, l1
+        a_second = (p2 if flip else 1 - p2 - t2), t2, w2, l2
+        return [a_first, a_second]
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        if self.mode == "always":
+            p, t, w, label = await self._verdict(tally, self.merged_messages(request))
+            return self._judgment(request, p, t, tally, verdict=label, weight=w)
+        plain = await self._both(tally, request, self._plain)
+        used = plain
+        if _winner(*plain[0][:2]) != _winner(*plain[1][:2]):
+            self.merged += 1
+            used = await self._both(tally, request, self.merged_messages)
+        p_a = sum(u[0] for u in used) / 2
+        p_tie = sum(u[1] for u in used) / 2
+        weight = sum(u[2] for u in used) / 2
+        verdict = "merged:" + "|".join(u[3] for u in used) if used is not plain else "|".join(u[3] for u in used)
+        shown_a = Judgment(p_a=min(p_a, 1 - p_tie), p_tie=p_tie)
+        first = shown_a if request.order == "ab" else shown_a.swapped()
+        return self._judgment(request, first.p_a, first.p_tie, tally, verdict=verdict, weight=weight)
+
+
+def _winner(p_a: float, p_tie: float) -> str:
+    p_b = 1 - p_a - p_tie
+    if p_tie >= max(p_a, p_b) or abs(p_a - p_b) < 1e-12:
+        return "tie"
+    return "a" if p_a > p_b else "b"
+
+
+# ------------------------------------------------------------------------------------ Branch-Solve-Merge
+_BRANCH_SYSTEM = (
+    "You plan the evaluation of answers to a user's question. List the criteria that matter most for judging "
+    "an answer to this particular question (for example correctness, relevance, completeness, clarity, safety, "
+    "or criteria specific to the task), at most {n} of them, one per line, each written as "
+    '"Criterion: <name> - <what to check>". Write nothing else.'
+)
+_SOLVE_SYSTEM = (
+    "You are a fair and careful judge. Evaluate the two AI assistants' answers to the user's question below on "
+    "ONE criterion only, given after the answers. The order in which the answers appear, their length and the "
+    "assistants' names must not influence you. Explain briefly, then score each answer from 1 (very poor) to 10 "
+    '(excellent) on this criterion, ending with exactly: "[[Score A: <n>]] [[Score B: <n>]]".'
+)
+_CRITERION = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*(?:criterion\s*\d*\s*[:.-])\s*(.+?)\s*$", re.I | re.M)
+_SCORE = re.compile(r"score\s*(?:for\s*)?(?:assistant\s*)?([AB])\s*[:=]\s*(-?\d+(?:\.\d+)?)", re.I)
+
+
+class BSMJudge(ProtocolJudge):
+    """Branch-Solve-Merge: the judge plans criteria, scores both answers per criterion, and the scores are summed.
+
+    Saha et al. (2023), "Branch-Solve-Merge improves large language model evaluation and generation". *Branch*:
+    one call lists up to ``max_branches`` evaluation criteria for the question. *Solve*: one call per criterion
+    (concurrently) scores both answers on it from 1 to 10. *Merge* (non-neural, as in the paper's evaluation
+    task): the per-criterion scores are summed,
+
+    .. math::
+
+        S_A = \\sum_{c=1}^{C} s_{A,c},\\qquad S_B = \\sum_{c=1}^{C} s_{B,c},
+
+    and the answer with the larger sum wins (equal sums: a tie). ``1 + C`` calls per judgment.
+    """
+
+    protocol = "bsm"
+
+    @declare_options(Option("max_branches", int, Interval(1, 20), doc="criteria planned at most"))
+    def __init__(self, chat, *, max_branches: int = 5, judge_id: str | None = None) -> None:
+        super().__init__(chat, verdicts="binary", judge_id=judge_id)
+        self.max_branches = max_branches
+
+    def settings(self) -> dict[str, Any]:
+        return {"branch": _BRANCH_SYSTEM, "solve": _SOLVE_SYSTEM, "max_branches": self.max_branches}
+
+    def calls_per_judgment(self) -> int:
+        return 1 + self.max_branches
+
+    def branch_messages(self, request: Request) -> list[dict]:
+        return [
+            {"role": "system", "content": _BRANCH_SYSTEM.format(n=self.max_branches)},
+            {"role": "user", "content": f"[User Question]\n{request.context}"},
+        ]
+
+    def solve_messages(self, request: Request, criterion: str) -> list[dict]:
+        user = TEMPLATES["pairwise"].user.format(
+            question=request.context, answer_a=request.first, answer_b=request.second, reference=""
+        )
+        return [
+            {"role": "system", "content": _SOLVE_SYSTEM},
+            {"role": "user", "content": f"{user}\n\n[Criterion]\n{criterion}"},
+        ]
+
+    @staticmethod
+    def scores(text: str) -> tuple[float, float] | None:
+        """(score of A, score of B) from a solve reply (the last of each), or None unless both are in 1..10."""
+        found: dict[str, float] = {}
+        for m in _SCORE.finditer(text):
+            found[m.group(1).upper()] = float(m.group(2))
+        if len(found) < 2 or not all(1 <= v <= 10 for v in found.values()):
+            return None
+        return found["A"], found["B"]
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        plan = await self._ask(tally, self.branch_messages(request))
+        criteria = list(dict.fromkeys(m.group(1) for m in _CRITERION.finditer(plan.text)))[: self.max_branches]
+        if not criteria:
+            raise self._unparseable(tally, "criteria (lines 'Criterion: <name> - <what to check>')")
+        replies = await self._gather(tally, [self._ask(tally, self.solve_messages(request, c)) for c in criteria])
+        results = [self.scores(r.text) for r in replies]
+        if None in results:
+            bad = criteria[results.index(None)]
+            tally.texts.append(replies[results.index(None)].text)
+            raise self._unparseable(tally, f"scores 1-10 for both answers on criterion {bad[:60]!r}")
+        s_first, s_second = (sum(col) for col in zip(*results))
+        p_first, p_tie = (0.0, 1.0) if s_first == s_second else (float(s_first > s_second), 0.0)
+        raw = f"criteria: {criteria}; scores: {results}; sums {s_first:g} vs {s_second:g}"
+        return self._judgment(request, p_first, p_tie, tally, raw=raw, verdict=("A=B", "A", "B")[_side(p_first, p_tie)])
+
+
+def _side(p_first: float, p_tie: float) -> int:
+    return 0 if p_tie == 1 else (1 if p_first == 1 else 2)
+
+
+# ------------------------------------------------------------------------------------------------ CGCoT
+_CGCOT_SYSTEM = "You analyse texts carefully and answer questions about them concisely."
+_CGCOT_COMPARE = (
+    "Below are analyses of two texts, Text A and Text B, with respect to the concept: {concept}. Based on these "
+    "analyses, which text is more {concept}? The order of the texts must not influence you. Explain briefly, then "
+    'end with exactly "[[A]]" if Text A is more {concept} or "[[B]]" if Text B is.'
+)
+
+
+class CGCoTJudge(ProtocolJudge):
+    """Concept-Guided Chain-of-Thought: a concept breakdown of each text, then a pairwise comparison of breakdowns.
+
+    Wu et al. (2023), "Concept-guided chain-of-thought prompting for pairwise comparison scaling of texts with
+    large language models" (CGCoT). Each text is put through ``questions`` — researcher-written prompts about
+    the concept, asked in order in one conversation (each may use ``{text}`` and ``{context}``) — and the
+    answers form the text's *breakdown*. A pair is judged by asking which breakdown shows more of the ``concept``;
+    the paper then places the texts on a scale with Bradley–Terry, which here is::
+
+        selection = select("round_robin", CGCoTJudge(chat, concept=..., questions=[...]), Pool.single(texts))
+        board = selection.leaderboard()   # Bradley–Terry over the pairwise verdicts
+
+    A breakdown is made once per (context, text) in this process (concurrent requests share it), and its cost
+    is charged to the first judgment that needed it.
+    """
+
+    protocol = "cgcot"
+
+    def __init__(self, chat, *, concept: str, questions: Sequence[str], judge_id: str | None = None) -> None:
+        super().__init__(chat, verdicts="binary", judge_id=judge_id)
+        if not isinstance(concept, str) or not concept.strip():
+            raise InputError(f"concept must be a non-empty string, got {concept!r}")
+        if isinstance(questions, str) or not questions or not all(isinstance(q, str) and q for q in questions):
+            raise InputError(f"questions must be a non-empty list of prompt strings, got {questions!r}")
+        self.concept, self.questions = concept, tuple(questions)
+        self._breakdowns: dict[tuple[str, str], str] = {}
+        self._making: dict[tuple[str, str], asyncio.Future] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {"concept": self.concept, "questions": list(self.questions), "compare": _CGCOT_COMPARE}
+
+    def calls_per_judgment(self) -> int:
+        return 1 + 2 * len(self.questions)
+
+    async def _chain(self, context: str, text: str) -> tuple[str, _Tally]:
+        tally = _Tally()
+        messages = [{"role": "system", "content": _CGCOT_SYSTEM}]
+        answers = []
+        for k, question in enumerate(self.questions):
+            prompt = question.replace("{text}", text).replace("{context}", context)
+            if k == 0 and "{text}" not in question:
+                prompt = f"Text:\n{text}\n\n{prompt}"
+            messages.append({"role": "user", "content": prompt})
+            reply = await self._ask(tally, messages)
+            messages.append({"role": "assistant", "content": reply.text})
+            answers.append(reply.text.strip())
+        return "\n".join(answers), tally
+
+    async def breakdown(self, context: str, text: str) -> tuple[str, _Tally | None]:
+        """The text's concept breakdown, and the calls it took if they were made for this request."""
+        key = (context, text)
+        if key in self._breakdowns:
+            return self._breakdowns[key], None
+        future = self._making.get(key)
+        if future is not None and future.get_loop() is asyncio.get_running_loop():
+            summary, _ = await asyncio.shield(future)
+            return summary, None
+        future = asyncio.ensure_future(self._chain(context, text))
+        self._making[key] = future
+        try:
+            summary, tally = await asyncio.shield(future)
+        finally:
+            self._making.pop(key, None)
+        self._breakdowns[key] = summary
+        return summary, tally
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        (first, t1), (second, t2) = await asyncio.gather(
+            self.breakdown(request.context, request.first), self.breakdown(request.context, request.second)
+        )
+        tally = _Tally()
+        for t in (t1, t2):
+            if t is not None:
+                tally.merge(t)
+        concept = self.concept
+        messages = [
+            {"role": "system", "content": _CGCOT_SYSTEM},
+            {
+                "role": "user",
+                "content": _CGCOT_COMPARE.format(concept=concept)
+                + f"\n\n[Analysis of Text A]\n{first}\n\n[Analysis of Text B]\n{second}",
+            },
+        ]
+        p, t, w, label = await self._verdict(tally, messages)
+        return self._judgment(request, p, t, tally, verdict=label, weight=w)
+
+
+# -------------------------------------------------------------------------------------- few-shot retrieval
+def _exemplar(row, k: int) -> tuple[str, str, str, str]:
+    if isinstance(row, Mapping):
+        if {"context", "chosen", "rejected"} <= set(row):
+            return str(row["context"]), str(row["chosen"]), str(row["rejected"]), "a"
+        if {"context", "a", "b", "winner"} <= set(row):
+            winner = str(row["winner"]).lower()
+            if winner not in ("a", "b", "tie"):
+                raise InputError(f"exemplar {k}: winner must be 'a', 'b' or 'tie', got {row['winner']!r}")
+            return str(row["context"]), str(row["a"]), str(row["b"]), winner
+    raise InputError(f"exemplar {k}: expected {{context, chosen, rejected}} or {{context, a, b, winner}}, got {row!r}")
+
+
+def retrieve_exemplars(
+    query: str,
+    contexts: Sequence[str],
+    k: int,
+    *,
+    encoder: Callable[[Sequence[str]], np.ndarray] | None = None,
+) -> list[int]:
+    """Indices of the ``k`` contexts most similar to ``query``, most similar first (ties: earlier first).
+
+    Similarity is the token overlap (Jaccard of lower-cased word sets) or, with ``encoder`` (texts → (N, D)
+    embeddings), the cosine of the embeddings.
+    """
+    if not len(contexts):
+        return []
+    if encoder is None:
+        q = _tokens(query)
+        sim = np.array([_overlap(q, _tokens(c)) for c in contexts])
+    else:
+        emb = np.asarray(encoder([query, *contexts]), dtype=float)
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        sim = emb[1:] @ emb[0]
+    return [int(i) for i in np.argsort(-sim, kind="stable")[:k]]
+
+
+class FewShotJudge(ProtocolJudge):
+    """Pairwise judging with few-shot exemplars retrieved for each question from labelled preferences.
+
+    Sinhababu et al. (2024), "Few-shot prompting for pairwise ranking: an effective non-parametric retrieval
+    model": for a question, the ``k`` labelled comparisons whose questions are most similar to it
+    (:func:`retrieve_exemplars`: token overlap, or cosine of ``encoder`` embeddings) are shown before it as
+    solved examples — the same judge prompt, answered with the verdict — and then the pair itself is asked.
+    Exemplars alternate which side is better (the winner shown first in even-numbered examples, second in odd
+    ones) so that the examples teach no position. An exemplar identical to the request is not shown.
+
+    Args:
+        exemplars: rows ``{context, chosen, rejected}`` or ``{context, a, b, winner}`` (winner ``a``/``b``/``tie``).
+        k: exemplars per prompt.
+        template: the judge prompt (default ``"pairwise"``: exemplar answers are ``[[A]]``/``[[B]]``/``[[C]]``).
+    """
+
+    protocol = "few_shot"
+
+    @declare_options(Option("k", int, Interval(0, 50), doc="exemplars per prompt"))
+    def __init__(
+        self,
+        chat,
+        exemplars: Sequence[Mapping],
+        *,
+        k: int = 3,
+        template: str | PromptTemplate = "pairwise",
+        encoder: Callable[[Sequence[str]], np.ndarray] | None = None,
+        verdicts: str | VerdictScale = "graded",
+        judge_id: str | None = None,
+    ) -> None:
+        super().__init__(chat, verdicts=verdicts, judge_id=judge_id)
+        self.exemplars = [_exemplar(row, i) for i, row in enumerate(exemplars, start=1)]
+        self.k, self.template, self.encoder = k, _template(template), encoder
+
+    def settings(self) -> dict[str, Any]:
+        import hashlib
+        import json
+
+        pool = hashlib.sha256(json.dumps(self.exemplars).encode()).hexdigest()
+        encoder = None if self.encoder is None else getattr(self.encoder, "__qualname__", type(self.encoder).__name__)
+        return {"template": [self.template.system, self.template.user], "exemplars": pool, "k": self.k,
+                "encoder": encoder}  # fmt: skip
+
+    def messages(self, request: Request) -> list[dict]:
+        """The few-shot conversation for ``request`` (system, k solved examples, then the question)."""
+        t = self.template
+        own = (request.context, request.first, request.second)
+        pool = [e for e in self.exemplars if {e[1], e[2]} != {own[1], own[2]} or e[0] != own[0]]
+        chosen = [
+            pool[i] for i in retrieve_exemplars(request.context, [e[0] for e in pool], self.k, encoder=self.encoder)
+        ]
+        system, *rest = t.messages(*own, request.reference)
+        out = [system]
+        for n, (context, a, b, winner) in enumerate(chosen):
+            if winner != "tie" and (winner == "a") != (n % 2 == 0):  # alternate the better answer's position
+                a, b, winner = b, a, "b" if winner == "a" else "a"
+            shown = t.messages(context, a, b, request.reference if t.needs_reference else None)[1]
+            verdict = {"a": "[[A]]", "b": "[[B]]", "tie": "[[C]]"}[winner]
+            if "A>>B" in t.system:
+                verdict = {"a": "[[A>B]]", "b": "[[B>A]]", "tie": "[[A=B]]"}[winner]
+            out += [shown, {"role": "assistant", "content": f"My final verdict is {verdict}"}]
+        return out + rest
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        p, t, w, label = await self._verdict(tally, self.messages(request))
+        return self._judgment(request, p, t, tally, verdict=label, weight=w)
