@@ -7,13 +7,13 @@ every call), :class:`CallableChat` wraps a Python function (a scripted judge in 
 judgment carries the cost, tokens and number of all the calls it took; a paid reply without a readable answer
 raises a :class:`~pairkit.judges.JudgeError` marked unparseable, so the cache keeps it and does not pay again.
 
-=====================  ======================================================  =====================================
-:class:`PortiaJudge`   split–align–merge position-bias calibration             Li et al. 2024 (PORTIA)
+=====================  =======================================================  ================================
+:class:`PortiaJudge`   split–align–merge position-bias calibration              Li et al. 2024 (PORTIA)
 :class:`BSMJudge`      Branch-Solve-Merge: criteria, per-criterion scores, sum  Saha et al. 2023
 :class:`CGCoTJudge`    concept-guided chain-of-thought breakdowns compared      Wu et al. 2023 (CGCoT), with
                        pairwise (aggregate with Bradley–Terry)                  ``Selection.leaderboard()``
 :class:`FewShotJudge`  few-shot prompts with retrieved preference exemplars     Sinhababu et al. 2024
-=====================  ======================================================  =====================================
+=====================  =======================================================  ================================
 """
 
 from __future__ import annotations
