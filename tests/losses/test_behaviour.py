@@ -236,7 +236,7 @@ def test_mask_equals_slicing(name):
 
 
 # "none" gives each anchor's mean over its pairs while "sum" adds the pairs (pytorch-metric-learning's convention)
-PAIR_REDUCED = {"decoupled_softmax", "triplet_margin"}
+PAIR_REDUCED = {"decoupled_softmax", "softmax_ratio_triplet", "triplet_margin"}
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if _takes(n, "reduction") and n not in PAIR_REDUCED])

@@ -174,3 +174,37 @@ def test_weights_and_bad_inputs():
         L.arcface(x, y, p, margin=2.0)
     with pytest.raises(InputError, match="centers must have shape"):
         L.soft_triple(x, y, p)
+
+
+@pytest.mark.parametrize("head, margin", [("arcface", 0.5), ("cosface", 0.35), ("arcface", 0.2)])
+def test_unpg_slow_reference(head, margin):
+    """Each row's loss with the filtered negative pairs, from the paper's equations one pair at a time."""
+    x, y, p = _data(9)
+    s, w = 16.0, 0.5
+    xn, pn = F.normalize(x, dim=1), F.normalize(p, dim=1)
+    pairs = sorted(float(xn[i] @ xn[j]) for i in range(N) for j in range(i + 1, N) if y[i] != y[j])
+    q1, q3 = pairs[int(0.25 * len(pairs))], pairs[int(0.75 * len(pairs))]
+    kept = [t for t in pairs if q1 - w * (q3 - q1) <= t <= q3 + w * (q3 - q1)]
+    assert 0 < len(kept) < len(pairs)  # the fences remove some pairs here
+    want = []
+    for i in range(N):
+        theta = math.acos(float(xn[i] @ pn[y[i]]))
+        if head == "cosface":
+            psi = math.cos(theta) - margin
+        else:
+            psi = math.cos(theta + margin) if theta <= math.pi - margin else math.cos(theta) - margin * math.sin(margin)
+        denom = math.exp(s * psi) + sum(math.exp(s * float(xn[i] @ pn[c])) for c in range(C) if c != y[i])
+        denom += sum(math.exp(s * t) for t in kept)
+        want.append(math.log(denom) - s * psi)
+    ours = L.unpg(x, y, p, head=head, margin=margin, scale=s, whisker=w, reduction="none")
+    torch.testing.assert_close(ours, torch.tensor(want, dtype=x.dtype), rtol=1e-9, atol=1e-9)
+
+
+def test_unpg_without_negative_pairs_is_the_margin_softmax():
+    x, y, p = _data(10)
+    same = torch.zeros_like(y)
+    torch.testing.assert_close(L.unpg(x, same, p), L.arcface(x, same, p))
+    torch.testing.assert_close(L.unpg(x, same, p, head="cosface"), L.cosface(x, same, p))
+    assert float(L.unpg(x, y, p)) > float(L.arcface(x, y, p))  # extra negatives only add to the denominator
+    with pytest.raises(InputError, match="head must be"):
+        L.unpg(x, y, p, head="sphereface")

@@ -173,6 +173,7 @@ from pairkit.losses.proxies import (
     proxy_anchor,
     proxy_nca,
     soft_triple,
+    unpg,
 )
 from pairkit.losses.ranking import (
     approx_ndcg_loss,
@@ -228,6 +229,9 @@ from pairkit.losses.scores import (
     squared_loss,
     token_log_sum_sq_probs,
     wpo_weights,
+)
+from pairkit.losses.triplets import (
+    softmax_ratio_triplet,
 )
 
 __all__ = [
@@ -391,6 +395,7 @@ __all__ = [
     "soft_bradley_terry_reward_loss",
     "soft_triple",
     "softmax_loss",
+    "softmax_ratio_triplet",
     "sparse_po_loss",
     "spec",
     "specs",
@@ -417,6 +422,7 @@ __all__ = [
     "triplet_margin_miner",
     "ulma_loss",
     "uniformity",
+    "unpg",
     "uskd_loss",
     "weighted_sum",
     "wpo_weights",

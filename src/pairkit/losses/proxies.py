@@ -27,7 +27,7 @@ from pairkit.errors import InputError
 from pairkit.losses._core import LABELLED_EMBEDDINGS, Reduction, reduce_loss, register
 from pairkit.losses.contrastive import _check_matrix, _check_weights, _masked_logsumexp, _normalize, _safe_sqrt
 
-__all__ = ["arcface", "cosface", "normalized_softmax", "proxy_anchor", "proxy_nca", "soft_triple"]
+__all__ = ["arcface", "cosface", "normalized_softmax", "proxy_anchor", "proxy_nca", "soft_triple", "unpg"]
 
 _FAMILY = "contrastive"
 PROXIES = Input("proxies", "proxies", "[classes, dim]", doc="one proxy vector per class")
@@ -192,12 +192,19 @@ def normalized_softmax(
     return _cross_entropy((x @ p.T) / temperature, labels, weights, reduction)
 
 
-def _target_margin_loss(embeddings, labels, proxies, weights, reduction, scale, target_logit):
-    x, labels, p = _proxy_inputs(embeddings, labels, proxies, weights)
+def _arcface_logit(cos: torch.Tensor, margin: float) -> torch.Tensor:
+    """ψ(θ) = cos(θ + m) for θ <= π - m, else cos θ - m sin m; from cos θ without acos (finite gradient at θ = 0)."""
+    cos_m, sin_m = math.cos(margin), math.sin(margin)
+    sin = _safe_sqrt(1.0 - cos * cos)
+    return torch.where(cos >= -cos_m, cos * cos_m - sin * sin_m, cos - margin * sin_m)
+
+
+def _margin_logits(x, labels, p, head: str, margin: float) -> torch.Tensor:
+    """Unscaled logits [N, C]: cosines to the proxies with the target class's replaced by its margin form."""
     cos = x @ p.T
     target = F.one_hot(labels, p.shape[0]).bool() if x.shape[0] else torch.zeros_like(cos, dtype=torch.bool)
-    logits = torch.where(target, target_logit(cos.clamp(-1.0, 1.0)), cos)
-    return _cross_entropy(scale * logits, labels, weights, reduction)
+    c = cos.clamp(-1.0, 1.0)
+    return torch.where(target, _arcface_logit(c, margin) if head == "arcface" else c - margin, cos)
 
 
 @register(
@@ -237,13 +244,8 @@ def arcface(
     Args: ``embeddings`` [N, D], ``labels`` [N] in [0, C), ``proxies`` [C, D] (the class weights), ``weights`` [N].
     Returns a scalar, or [N] for ``reduction="none"``.
     """
-    cos_m, sin_m = math.cos(margin), math.sin(margin)
-
-    def target_logit(c):
-        sin = _safe_sqrt(1.0 - c * c)
-        return torch.where(c >= -cos_m, c * cos_m - sin * sin_m, c - margin * sin_m)
-
-    return _target_margin_loss(embeddings, labels, proxies, weights, reduction, scale, target_logit)
+    x, labels, p = _proxy_inputs(embeddings, labels, proxies, weights)
+    return _cross_entropy(scale * _margin_logits(x, labels, p, "arcface", margin), labels, weights, reduction)
 
 
 @register(
@@ -277,7 +279,8 @@ def cosface(
     Args: ``embeddings`` [N, D], ``labels`` [N] in [0, C), ``proxies`` [C, D] (the class weights), ``weights`` [N].
     Returns a scalar, or [N] for ``reduction="none"``.
     """
-    return _target_margin_loss(embeddings, labels, proxies, weights, reduction, scale, lambda c: c - margin)
+    x, labels, p = _proxy_inputs(embeddings, labels, proxies, weights)
+    return _cross_entropy(scale * _margin_logits(x, labels, p, "cosface", margin), labels, weights, reduction)
 
 
 @register(
@@ -335,3 +338,73 @@ def soft_triple(
         upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=w.device), diagonal=1).expand(c, k, k)
         values = values + tau * _safe_sqrt(d2, upper).sum() / (c * k * (k - 1))
     return reduce_loss(values, reduction, weights=weights)
+
+
+def _whisker_filter(values: torch.Tensor, whisker: float) -> torch.Tensor:
+    """The values inside Tukey's fences [Q1 - w IQR, Q3 + w IQR] (quartiles as the sorted values at 25 % / 75 %)."""
+    n = values.shape[0]
+    if n == 0:
+        return values
+    ordered = torch.sort(values.detach()).values
+    q1, q3 = ordered[int(0.25 * n)], ordered[int(0.75 * n)]
+    iqr = q3 - q1
+    return values[(values >= q1 - whisker * iqr) & (values <= q3 + whisker * iqr)]
+
+
+@register(
+    "unpg",
+    inputs=(*LABELLED_EMBEDDINGS, PROXIES),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("unified_negative_pair_generation", "unpg_loss"),
+    options=(
+        Option("head", str, choices=("arcface", "cosface"), doc="margin form of the target logit"),
+        Option("margin", float, Interval(0, math.pi / 2), none=True, doc="margin (None: 0.5 ArcFace, 0.35 CosFace)"),
+        _SCALE,
+        Option("whisker", float, _NON_NEGATIVE, doc="whisker w of the box-and-whisker filter"),
+    ),
+)
+def unpg(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    proxies: torch.Tensor,
+    *,
+    head: str = "arcface",
+    margin: float | None = None,
+    scale: float = 64.0,
+    whisker: float = 1.0,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""UNPG: a margin softmax whose denominator also holds the batch's filtered negative sample pairs.
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s\,\psi_{i y_i}}}{e^{s\,\psi_{i y_i}} + \sum_{c \ne y_i} e^{s \cos\theta_{ic}}
+        + \sum_{t \in S_n'} e^{s\, t}}, \qquad
+        S_n' = \{t \in S_n : Q_1 - w\,\mathrm{IQR} \le t \le Q_3 + w\,\mathrm{IQR}\}
+
+    with :math:`\psi` the ArcFace or CosFace target logit (``head``), :math:`S_n` the cosine similarities of all
+    negative sample pairs :math:`i < j, y_i \ne y_j` of the batch, and the box-and-whisker fences removing outlier
+    pairs (quartiles taken as the sorted values at positions ⌊0.25 n⌋ and ⌊0.75 n⌋, as the authors' code). The
+    same set :math:`S_n'` joins every row's denominator; gradients flow through it (not through the fences).
+    Defaults: ArcFace, m = 0.5 (CosFace 0.35), s = 64, w = 1. Costs O(N^2) for the pair similarities.
+
+    Jung, Jeong, Park, Jung & Lee (2022), "Unified Negative Pair Generation toward Well-discriminative Feature Space
+    for Face Recognition".
+
+    Args: ``embeddings`` [N, D], ``labels`` [N] in [0, C), ``proxies`` [C, D] (the class weights), ``weights`` [N].
+    Returns a scalar, or [N] for ``reduction="none"``.
+    """
+    if margin is None:
+        margin = 0.5 if head == "arcface" else 0.35
+    x, labels, p = _proxy_inputs(embeddings, labels, proxies, weights)
+    logits = scale * _margin_logits(x, labels, p, head, margin)
+    n = x.shape[0]
+    upper = torch.triu(labels[:, None] != labels[None, :], diagonal=1)
+    extra = _whisker_filter((x @ x.T)[upper], whisker)
+    lse = torch.logsumexp(logits, dim=1)
+    if extra.numel():
+        lse = torch.logaddexp(lse, torch.logsumexp(scale * extra, dim=0))
+    target = logits.gather(1, labels[:, None]).squeeze(1) if n else lse
+    return reduce_loss(lse - target, reduction, weights=weights)
