@@ -1,8 +1,9 @@
 """Training on preferences: chunked log-probabilities, trainers, pair construction and the online loop (needs torch)."""
 
-from pairkit.train import _loop, data, logprobs, online, pairs, pairwise_judge, reward_model, trainers
+from pairkit.train import _loop, data, features, logprobs, online, pairs, pairwise_judge, reward_model, trainers
 from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.data import *  # noqa: F403
+from pairkit.train.features import *  # noqa: F403
 from pairkit.train.logprobs import *  # noqa: F403
 from pairkit.train.online import *  # noqa: F403
 from pairkit.train.pairs import *  # noqa: F403
@@ -13,6 +14,7 @@ from pairkit.train.trainers import *  # noqa: F403
 __all__ = [
     *_loop.__all__,
     *data.__all__,
+    *features.__all__,
     *logprobs.__all__,
     *online.__all__,
     *pairs.__all__,
