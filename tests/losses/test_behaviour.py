@@ -27,7 +27,7 @@ NAMES = sorted(SPECS)
 # dimensions of the declared shapes (n = batch for embeddings, m = n + 1 keys)
 DIMS = {
     "batch": None, "n": None, "m": 1, "list": K, "T": T, "vocab": V, "classes": C, "dim": D, "2k": D, "centers": 2,
-    "teacher_dim": D + 2,
+    "teacher_dim": D + 2, "views": 3,
 }  # fmt: skip
 
 
@@ -55,6 +55,7 @@ BUILDERS = {
     "token_logits": lambda g, s, scale, d: _normal(g, s, scale, d),
     "embeddings": lambda g, s, scale, d: _normal(g, s, scale, d),
     "proxies": lambda g, s, scale, d: _normal(g, s, scale, d),
+    "views": lambda g, s, scale, d: _normal(g, s, scale, d),
     "log_probs": lambda g, s, scale, d: torch.log_softmax(_normal(g, s, scale, torch.float64), -1).to(d),
     "probs": lambda g, s, scale, d: (
         torch.softmax(torch.randn(s, generator=g, dtype=torch.float64), -1)
@@ -79,7 +80,18 @@ BUILDERS = {
     "similarity": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
 }
-SCALED = {"logps", "token_logps", "scores", "rewards", "logits", "token_logits", "embeddings", "log_probs", "proxies"}
+SCALED = {
+    "logps",
+    "token_logps",
+    "scores",
+    "rewards",
+    "logits",
+    "token_logits",
+    "embeddings",
+    "log_probs",
+    "proxies",
+    "views",
+}
 
 # required options without a default, and values the paper needs to be meaningful
 NEEDS = {

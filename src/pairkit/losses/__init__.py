@@ -39,6 +39,9 @@ from pairkit.losses.contrastive import (
     triplet_margin,
     uniformity,
 )
+from pairkit.losses.contrastive_multiview import (
+    symile,
+)
 from pairkit.losses.diagnostics import (
     GradientEntanglement,
     alignment_gap,
@@ -403,6 +406,7 @@ __all__ = [
     "squared_hellinger_distance",
     "squared_loss",
     "supcon",
+    "symile",
     "tdpo1_loss",
     "tdpo2_loss",
     "threshold_consistent_margin",

@@ -1,0 +1,125 @@
+"""Contrastive objectives over three or more views or modalities of the same examples.
+
+Inputs are stacked: ``views [M, N, D]`` holds M views (modalities) of N examples; row ``i`` of every view belongs to
+example ``i``.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from pairkit._spec import Input, Option
+from pairkit.errors import InputError
+from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses.contrastive import _check_matrix, _normalize
+
+__all__ = ["symile"]
+
+_FAMILY = "contrastive"
+VIEWS = Input("views", "views", "[views, n, dim]", doc="M views of N examples, stacked")
+
+# elements of one chunk's [rows, N, ..., N] logit tensor
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _check_views(views: torch.Tensor, min_views: int) -> torch.Tensor:
+    if not isinstance(views, torch.Tensor) or views.ndim != 3:
+        shape = list(views.shape) if isinstance(views, torch.Tensor) else type(views).__name__
+        raise InputError(f"views must be a tensor [M, N, D] (M views of N examples, stacked), got {shape}")
+    if views.shape[0] < min_views:
+        raise InputError(f"views needs at least {min_views} views (its first dimension), got {views.shape[0]}")
+    for m in range(views.shape[0]):
+        _check_matrix(f"views[{m}]", views[m])
+    return views
+
+
+def _all_combination_lse(anchor: torch.Tensor, others: list[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+    """Per anchor row: log-sum-exp of s * MIP(anchor_i, o1_j, o2_k, ...) over every combination (j, k, ...)."""
+    n = anchor.shape[0]
+    k = len(others)
+    letters = string.ascii_lowercase[:k]
+    spec = "zd," + ",".join(f"{c}d" for c in letters) + "->z" + letters
+
+    def chunk_lse(rows, scale, *others):
+        logits = torch.einsum(spec, rows, *others) * scale
+        return torch.logsumexp(logits.reshape(rows.shape[0], -1), dim=1)
+
+    per_row = max(n**k, 1)
+    step = max(1, CHUNK_ELEMENTS // per_row)
+    parts = []
+    for start in range(0, n, step):
+        args = (anchor[start : start + step], scale, *others)
+        if torch.is_grad_enabled() and n > step:
+            parts.append(checkpoint(chunk_lse, *args, use_reentrant=False))
+        else:
+            parts.append(chunk_lse(*args))
+    return torch.cat(parts) if parts else anchor.sum(1)
+
+
+@register(
+    "symile",
+    inputs=(VIEWS,),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("symile_loss", "multilinear_infonce"),
+    options=(Option("negatives", str, choices=("all", "shuffled"), doc="every combination, or N - 1 shuffled ones"),),
+)
+def symile(
+    views: torch.Tensor,
+    *,
+    logit_scale: float | torch.Tensor = 1.0,
+    negatives: str = "all",
+    normalize: bool = False,
+    generator: torch.Generator | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Symile: a contrastive loss on the multilinear inner product of M >= 2 modalities (total correlation).
+
+    .. math::
+
+        \\mathrm{MIP}(x^1, \\ldots, x^M) = \\sum_{d} \\prod_{m} x^m_d, \\qquad
+        \\ell_i = \\frac{1}{M} \\sum_{m=1}^{M} -\\log
+        \\frac{\\exp\\big(s\\, \\mathrm{MIP}(x^m_i, x^{\\ne m}_{i, \\ldots, i})\\big)}
+        {\\sum_{(j_1, \\ldots) \\in \\mathcal{C}_i}
+        \\exp\\big(s\\, \\mathrm{MIP}(x^m_i, x^{\\ne m}_{j_1, \\ldots})\\big)}
+
+    For each anchor modality :math:`m`, the candidates :math:`\\mathcal{C}_i` are the tuples of rows of the other
+    modalities: with ``negatives="all"`` every one of the :math:`N^{M-1}` combinations (O(N^M D) time; computed in
+    checkpointed row chunks, memory O(chunk x N^{M-1})); with ``negatives="shuffled"`` the authors' O(N) variant —
+    each other modality's rows are permuted at random (``generator``; one ``randperm`` per anchor modality and
+    other modality, in order), the i-th candidate of row i is replaced by the positive tuple. ``logit_scale`` is
+    :math:`s` (the authors learn :math:`\\log s`; pass a tensor to learn it). With M = 2 and normalised inputs this is
+    CLIP's loss. The loss takes representations as given (``normalize=False``, as the authors' loss function).
+
+    Saporta, Puli, Goldstein & Ranganath (2024), "Contrasting with Symile: Simple Model-Agnostic Representation
+    Learning for Unlimited Modalities".
+
+    Args: ``views`` [M, N, D], ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"`` (each example's
+    mean over the anchor modalities); "mean" is over examples.
+    """
+    views = _check_views(views, 2)
+    m, n, _ = views.shape
+    check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
+    x = _normalize(views) if normalize else views
+    scale = torch.as_tensor(logit_scale, dtype=x.dtype, device=x.device)
+    if scale.ndim != 0 or not bool(torch.isfinite(scale)):
+        raise InputError(f"logit_scale must be a finite scalar, got {logit_scale!r}")
+    positive = scale * x.prod(0).sum(-1)  # [N]: MIP of each example's own tuple
+    total = x.new_zeros(n)
+    for anchor in range(m):
+        others = [x[o] for o in range(m) if o != anchor]
+        if negatives == "all":
+            lse = _all_combination_lse(x[anchor], others, scale)
+        else:
+            prod = torch.ones_like(x[anchor])
+            for other in others:
+                prod = prod * other[torch.randperm(n, generator=generator, device=x.device)]
+            logits = (x[anchor] @ prod.T) * scale
+            eye = torch.eye(n, dtype=torch.bool, device=x.device)
+            lse = torch.logsumexp(torch.where(eye, positive[:, None], logits), dim=1) if n else positive
+        total = total + (lse - positive)
+    return reduce_loss(total / m, reduction, weights=weights)
