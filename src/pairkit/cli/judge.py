@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from pairkit._io import atomic_write_text
@@ -152,3 +153,65 @@ def judge(
         if pairs_out is not None:
             n = sel.export_pairs(pairs_out)
             console.print(f"wrote {n} preference pairs to {pairs_out}")
+
+
+def _reference(value: str | None) -> list[str] | None:
+    """``--reference``: a file with one item id per line (best first) or ids separated by commas."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+    if len(ids) < 2:
+        from pairkit.errors import InputError
+
+        raise InputError(f"--reference {value!r}: give at least two item ids, best first (a file or a,b,c)")
+    return ids
+
+
+@app.command("judge-eval")
+def judge_eval(
+    judgments: Path = typer.Argument(..., help="JSONL of judgments (as written by pairkit judge --judgments)."),
+    human: Path = typer.Option(None, help="JSONL of human labels {context_id, a, b, winner} on the same pairs."),
+    candidates: Path = typer.Option(None, help="Candidates JSONL {context_id, candidate_id, text} (length bias)."),
+    reference: str = typer.Option(None, help="Reference ranking: a file of item ids (best first) or a,b,c."),
+    level: float = typer.Option(0.95, help="Interval coverage."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples (separability, Kendall's tau, kappa)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    json_out: Path = typer.Option(None, "--json", help="Write the report as JSON."),
+    plot: Path = typer.Option(None, help="Write a PNG: metrics with intervals and the reliability diagram."),
+) -> None:
+    """Evaluate a judge: agreement with humans, position/self-consistency, length bias, calibration, separability."""
+    with reported_errors():
+        from rich.table import Table
+
+        from pairkit._io import atomic_write_text
+        from pairkit.data import read_records
+        from pairkit.judges import evaluate_judge
+
+        report = evaluate_judge(
+            read_records(judgments, what="judgments"),
+            read_records(human, what="human labels") if human is not None else None,
+            candidates=read_records(candidates, what="candidates") if candidates is not None else None,
+            reference=_reference(reference),
+            level=level,
+            n_boot=bootstrap,
+            seed=seed,
+        )
+        table = Table(title=f"judge evaluation ({level:.0%} intervals)", title_justify="left")
+        for col in ("metric", "value", "interval", "n", "note"):
+            table.add_column(col, justify="right" if col in ("value", "n") else "left")
+        for row in report.table.itertuples():
+            interval = f"[{row.low:.3f}, {row.high:.3f}]" if np.isfinite(row.low) else ""
+            value = f"{row.value:.3f}" if np.isfinite(row.value) else "—"
+            table.add_row(row.metric, value, interval, str(row.n), row.note)
+        console.print(table)
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n")
+            console.print(f"wrote the report to {json_out}")
+        if plot is not None:
+            report.plot(plot)
+            console.print(f"wrote the plot to {plot}")

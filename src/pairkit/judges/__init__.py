@@ -25,6 +25,7 @@ from pairkit.judges.cache import (
 from pairkit.judges.config import judge_from_config
 from pairkit.judges.embedding import EmbeddingJudge
 from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_threshold, confidence
+from pairkit.judges.evaluation import JudgeReport, evaluate_judge
 from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
 from pairkit.judges.human import HumanJudge
 from pairkit.judges.local import HFJudge
@@ -79,6 +80,7 @@ __all__ = [
     "HFJudge",
     "HumanJudge",
     "JudgeError",
+    "JudgeReport",
     "Judgment",
     "JudgmentCache",
     "MARKER",
@@ -102,6 +104,7 @@ __all__ = [
     "check_priced",
     "confidence",
     "encode_pairwise",
+    "evaluate_judge",
     "is_pairwise_classifier",
     "judge_from_config",
     "judge_identity",
