@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Input
 from pairkit.errors import InputError
-from pairkit.losses._chunked import row_logsumexp
+from pairkit.losses._chunked import DENSE_ELEMENTS, row_logsumexp
 from pairkit.losses._core import (
     LABELLED_EMBEDDINGS,
     QUERY_KEYS,
@@ -225,6 +226,28 @@ def _positive_pairs(anchor_labels, cand_labels, self_offset):
     return anchor, cand
 
 
+def _chunked_row_sums(q, k, fn, chunk_size):
+    """``fn(q @ k.T).sum(1)`` over row chunks recomputed in the backward pass (memory O(chunk x M), not O(N M))."""
+    n, m = q.shape[0], k.shape[0]
+    if chunk_size is None:
+        if n * m <= DENSE_ELEMENTS:
+            return fn(q @ k.T).sum(1)
+        chunk_size = max(1, DENSE_ELEMENTS // max(m, 1))
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InputError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+
+    def rows(qc, k):
+        return fn(qc @ k.T).sum(1)
+
+    parts = [
+        checkpoint(rows, q[start : start + chunk_size], k, use_reentrant=False)
+        if torch.is_grad_enabled()
+        else rows(q[start : start + chunk_size], k)
+        for start in range(0, n, chunk_size)
+    ]
+    return torch.cat(parts) if parts else q.sum(1)
+
+
 # ------------------------------------------------------------------- cores shared with the distributed module
 
 
@@ -351,6 +374,7 @@ def siglip(
     logit_scale: float | torch.Tensor = 10.0,
     logit_bias: float | torch.Tensor = -10.0,
     normalize: bool = True,
+    chunk_size: int | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -362,6 +386,8 @@ def siglip(
         y_{ij} = 1 \\text{ if } i = j \\text{ else } -1
 
     so that the mean over ``i`` is the paper's :math:`-\\frac{1}{|B|}\\sum_i\\sum_j \\log\\sigma(\\cdot)`.
+    Large batches run in row chunks recomputed in the backward pass (``chunk_size`` rows; ``None`` picks dense up
+    to :data:`~pairkit.losses._chunked.DENSE_ELEMENTS` logits), so memory is O(chunk x N), with the same values.
     ``logit_scale`` is :math:`t` itself (the paper learns :math:`t'` with :math:`t = \\exp(t')`, initialised at
     :math:`t = 10`) and ``logit_bias`` is :math:`b` (initialised at -10); pass tensors to learn them.
 
@@ -372,9 +398,11 @@ def siglip(
     _check_pair(query, keys)
     _check_weights(weights, query.shape[0])
     q, k = _maybe_normalize(normalize, query, keys)
-    logits = logit_scale * (q @ k.T) + logit_bias
-    sign = 2.0 * torch.eye(q.shape[0], dtype=q.dtype, device=q.device) - 1.0
-    return reduce_loss(F.softplus(-sign * logits).sum(1), reduction, weights=weights)
+    t = torch.as_tensor(logit_scale, dtype=q.dtype, device=q.device)
+    b = torch.as_tensor(logit_bias, dtype=q.dtype, device=q.device)
+    # sum_j softplus(-y_ij z_ij) = sum_j softplus(z_ij) - z_ii, since softplus(-z) - softplus(z) = -z
+    values = _chunked_row_sums(q, k, lambda sims: F.softplus(t * sims + b), chunk_size) - (t * (q * k).sum(1) + b)
+    return reduce_loss(values, reduction, weights=weights)
 
 
 @register(
@@ -391,6 +419,7 @@ def cwcl(
     temperature: float | torch.Tensor = 0.07,
     similarity: torch.Tensor | None = None,
     normalize: bool = True,
+    chunk_size: int | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -405,7 +434,8 @@ def cwcl(
     by default, with :math:`k` the embeddings of the frozen, pre-trained modality (the weights are detached).
     Pass ``similarity`` [N, N] (non-negative) to supply other weights; ``w = I`` gives InfoNCE. This is the
     query-to-key direction; for both directions add ``cwcl(keys, query, similarity=...)`` with the other
-    modality's weights.
+    modality's weights. With the default weights large batches run exactly in O(N D + D^2) memory besides a row
+    chunk (every term but the row log-sum-exp is linear in the logits; ``chunk_size`` as :func:`infonce`).
 
     Srinivasa et al. (2023), "CWCL: Cross-Modal Transfer with Continuously Weighted Contrastive Loss".
 
@@ -415,6 +445,15 @@ def cwcl(
     n = query.shape[0]
     _check_weights(weights, n)
     q, k = _maybe_normalize(normalize, query, keys)
+    scale = _inverse_temperature(temperature, q)
+    if similarity is None and (chunk_size is not None or n * n > DENSE_ELEMENTS):
+        # With the default weights every term is linear in the logits except the row log-sum-exp:
+        # sum_j w_ij z_ij = (s/2) q_i . (sum_j k_j + (sum_j k_j kn_j^T) kn_i), sum_j w_ij = (N + kn_i . sum_j kn_j) / 2
+        kn = _normalize(keys.detach())
+        weighted = 0.5 * scale * (q * (k.sum(0) + kn @ (kn.T @ k))).sum(1)
+        total = 0.5 * (n + kn @ kn.sum(0))
+        values = row_logsumexp(q, k, scale, chunk_size=chunk_size) - weighted / total
+        return reduce_loss(values, reduction, weights=weights)
     if similarity is None:
         kn = _normalize(keys.detach())
         w = 0.5 * (1.0 + kn @ kn.T)
@@ -428,7 +467,7 @@ def cwcl(
     if n and bool((row_total <= 0).any()):
         row = int(torch.nonzero(row_total <= 0)[0])
         raise InputError(f"similarity row {row} sums to 0; every query needs some positive weight")
-    log_probs = torch.log_softmax((q @ k.T) * _inverse_temperature(temperature, q), dim=1)
+    log_probs = torch.log_softmax((q @ k.T) * scale, dim=1)
     values = -(w * log_probs).sum(1) / row_total.clamp_min(torch.finfo(q.dtype).tiny)
     return reduce_loss(values, reduction, weights=weights)
 
