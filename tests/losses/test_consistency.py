@@ -39,3 +39,97 @@ def test_fixmatch_gradient_flows_to_the_strong_view_only():
     assert gw is None and gs.abs().sum() > 0
     with pytest.raises(InputError, match="threshold must be"):
         L.fixmatch_loss(weak, strong, threshold=1.5)
+
+
+# ------------------------------------------------------------------------------------------- ShrinkMatch
+
+
+def _authors_shrink(logits_s, logits_w, p_cutoff):
+    # consistency_loss_with_shrink of the ShrinkMatch code (STL-10/SVHN), its shrink term, per example
+    max_probs = torch.softmax(logits_w, -1).max(-1).values
+    sorted_w, idx = logits_w.topk(logits_w.shape[-1], dim=-1, sorted=True)
+    sorted_s = logits_s.gather(-1, idx)
+    B, C = logits_w.shape
+    out = torch.zeros(B, dtype=logits_s.dtype)
+    for b in range(B):
+        if max_probs[b] >= p_cutoff:
+            continue
+        for c in range(2, C):
+            sub_conf = torch.cat([sorted_w[b, :1], sorted_w[b, c:]]).softmax(0)[0]
+            if sub_conf >= p_cutoff or c == C - 1:
+                sub_s = torch.cat([sorted_s[b, :1], sorted_s[b, c:]])
+                out[b] = -torch.log_softmax(sub_s, 0)[0] * max_probs[b] * (sub_conf >= p_cutoff)
+                break
+    return out
+
+
+@pytest.mark.parametrize("tau", [0.95, 0.6, 0.3])
+def test_shrinkmatch_matches_authors_loop(tau):
+    g = torch.Generator().manual_seed(2)
+    weak = torch.randn(40, 7, generator=g, dtype=torch.float64) * 2
+    strong = torch.randn(40, 7, generator=g, dtype=torch.float64)
+    ref = _authors_shrink(strong, weak, tau)
+    assert (ref > 0).any()
+    torch.testing.assert_close(L.shrinkmatch_loss(weak, strong, threshold=tau, reduction="none"), ref)
+    torch.testing.assert_close(L.shrinkmatch_loss(weak, strong, threshold=tau), ref.mean())
+
+
+def test_shrinkmatch_with_two_classes_is_zero():
+    z = torch.randn(4, 2, dtype=torch.float64)
+    assert float(L.shrinkmatch_loss(z, z)) == 0.0
+
+
+# ------------------------------------------------------------------------------------------- SimMatchV2
+
+
+def _unit(x):
+    return F.normalize(x, dim=-1)
+
+
+def _graph_batch(seed=3, n=6, m=10, d=5, k=4):
+    g = torch.Generator().manual_seed(seed)
+    es, ew, bank = (_unit(torch.randn(r, d, generator=g, dtype=torch.float64)) for r in (n, n, m))
+    pw = torch.softmax(torch.randn(n, k, generator=g, dtype=torch.float64) * 2, -1)
+    bank_p = torch.softmax(torch.randn(m, k, generator=g, dtype=torch.float64), -1)
+    return es, ew, bank, pw, bank_p
+
+
+def test_simmatchv2_edge_and_node_edge_losses_match_authors_formulas():
+    es, ew, bank, pw, bank_p = _graph_batch()
+    t = 0.1
+    relation_k = F.softmax(ew @ bank.T / t, dim=-1)
+    relation_q = F.softmax(es @ bank.T / t, dim=1)
+    loss_ee = torch.sum(-relation_q.log() * relation_k, dim=1).mean()
+    loss_ne = torch.sum(-(relation_q @ bank_p).log() * pw, dim=1).mean()
+    torch.testing.assert_close(L.simmatchv2_edge_edge_loss(es, ew, bank), loss_ee)
+    torch.testing.assert_close(L.simmatchv2_node_edge_loss(es, pw, bank, bank_p), loss_ne)
+
+
+def test_simmatchv2_node_node_loss_masks_by_weak_confidence():
+    es, ew, bank, pw, bank_p = _graph_batch()
+    logits = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    target = torch.softmax(torch.randn(6, 4, dtype=torch.float64), -1)
+    mask = (pw.max(-1).values >= 0.5).double()
+    ref = (torch.sum(-F.log_softmax(logits, dim=1) * target, dim=1) * mask).mean()
+    torch.testing.assert_close(L.simmatchv2_node_node_loss(logits, target, pw, threshold=0.5), ref)
+
+
+def test_simmatchv2_pseudo_labels_match_the_authors_inverse():
+    g = torch.Generator().manual_seed(5)
+    ew = _unit(torch.randn(3, 5, generator=g, dtype=torch.float64))
+    pw = torch.softmax(torch.randn(3, 4, generator=g, dtype=torch.float64), -1)
+    lab = _unit(torch.randn(9, 5, generator=g, dtype=torch.float64))
+    onehot = F.one_hot(torch.randint(0, 4, (9,), generator=g), 4).double()
+    topn, t, alpha = 4, 0.1, 0.1
+    idx = torch.topk(ew @ lab.T, k=topn, dim=-1)[1].flatten()
+    feats = torch.cat([ew.unsqueeze(1), lab[idx].reshape(3, topn, -1)], dim=1)
+    labels = torch.cat([pw.unsqueeze(1), onehot[idx].reshape(3, topn, -1)], dim=1)
+    masks = torch.eye(topn + 1, dtype=torch.float64)
+    A = F.softmax(feats @ feats.transpose(-2, -1) / t - masks * 1e9, dim=-1)
+    A = (1 - alpha) * torch.inverse(masks - alpha * A)
+    ref = (A @ labels)[:, 0]
+    got = L.simmatchv2_pseudo_labels(ew, pw, lab, onehot, top_n=topn, temperature=t, alpha=alpha)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(got.sum(-1), torch.ones(3, dtype=torch.float64))
+    with pytest.raises(InputError, match="alpha"):
+        L.simmatchv2_pseudo_labels(ew, pw, lab, onehot, alpha=1.0)

@@ -260,3 +260,41 @@ def test_uskd_soft_target_is_centred_on_the_batch_and_constant():
     soft = p_y**2 + 1 - (p_y**2).mean()
     expected = soft[:, None] * (p - F.one_hot(y, 5))  # d(-c log p_y)/ds with c constant
     torch.testing.assert_close(g, expected)
+
+
+# -------------------------------------------------------------------------------------- BinaryKL, DHKD
+
+
+def _ref_binary_kl(s, t, T=2.0, eps=1e-8, norm=False):
+    # the authors' BinaryKL_loss / BinaryKL_norm_loss (clamped sigmoids, KLDivLoss per class)
+    if norm:
+        s = (s - s.mean(1, keepdim=True)) / (s.std(1, keepdim=True) + 1e-8)
+        t = (t - t.mean(1, keepdim=True)) / (t.std(1, keepdim=True) + 1e-8)
+    ps = torch.sigmoid(s / T).clamp(eps, 1 - eps)
+    pt = torch.sigmoid(t / T).clamp(eps, 1 - eps)
+    kl = F.kl_div(torch.log(ps), pt, reduction="none") + F.kl_div(torch.log(1 - ps), 1 - pt, reduction="none")
+    return T**2 * kl.sum() / s.shape[0]
+
+
+@pytest.mark.parametrize("norm, T", [(False, 2.0), (True, 1.0), (True, 3.0)])
+def test_binary_kl_matches_authors_code(norm, T):
+    s, t, _ = _batch()
+    got = L.binary_kl_loss(s, t, temperature=T, normalize=norm)
+    torch.testing.assert_close(got, _ref_binary_kl(s, t, T, norm=norm))
+    assert float(L.binary_kl_loss(t, t)) == pytest.approx(0.0, abs=1e-12)
+    # unlike the softmax KL, a shift of every logit changes it
+    assert float(L.binary_kl_loss(t + 1.0, t)) > 0
+    assert float(L.hinton_kd_loss(t + 1.0, t)) == pytest.approx(0, abs=1e-12)
+
+
+def test_dual_head_kd_is_ce_plus_kd_on_main_head_plus_binary_kl_norm_on_aux_head():
+    s, t, y = _batch()
+    aux = torch.randn(s.shape, dtype=s.dtype, generator=torch.Generator().manual_seed(9))
+    ref = F.cross_entropy(s, y) + 0.5 * _ref_hinton(s, t, 4.0) + 2.0 * _ref_binary_kl(aux, t, 1.0, norm=True)
+    torch.testing.assert_close(L.dual_head_kd_loss(s, t, aux, y, alpha=0.5, beta=2.0), ref)
+    # the auxiliary head gets only the logit-level gradient, the main head only the probability-level ones
+    s, aux = s.clone().requires_grad_(True), aux.clone().requires_grad_(True)
+    g_main, g_aux = torch.autograd.grad(L.dual_head_kd_loss(s, t, aux, y), (s, aux))
+    aux_only = L.binary_kl_loss(aux, t, temperature=1.0, normalize=True)
+    torch.testing.assert_close(g_aux, torch.autograd.grad(aux_only, aux)[0])
+    torch.testing.assert_close(g_main, torch.autograd.grad(F.cross_entropy(s, y) + _ref_hinton(s, t, 4.0), s)[0])

@@ -21,6 +21,11 @@ from pairkit.losses.classification import (
 )
 from pairkit.losses.consistency import (
     fixmatch_loss,
+    shrinkmatch_loss,
+    simmatchv2_edge_edge_loss,
+    simmatchv2_node_edge_loss,
+    simmatchv2_node_node_loss,
+    simmatchv2_pseudo_labels,
 )
 from pairkit.losses.contrastive import (
     alignment,
@@ -57,7 +62,9 @@ from pairkit.losses.diagnostics import (
 )
 from pairkit.losses.distill import (
     bd_kd_loss,
+    binary_kl_loss,
     dkd_loss,
+    dual_head_kd_loss,
     hinton_kd_loss,
     nkd_loss,
     ofa_loss,
@@ -259,6 +266,7 @@ __all__ = [
     "bco_pair_loss",
     "bco_reward_shift",
     "bd_kd_loss",
+    "binary_kl_loss",
     "bradley_terry_reward_loss",
     "canonical_name",
     "cauchy_schwarz_divergence",
@@ -292,6 +300,7 @@ __all__ = [
     "dpo_plackett_luce_loss",
     "dr_dpo_loss",
     "dro_loss",
+    "dual_head_kd_loss",
     "exo_pair_loss",
     "f_divergence",
     "f_divergence_score",
@@ -387,9 +396,14 @@ __all__ = [
     "rpo_loss",
     "select_high_ches",
     "semihard_miner",
+    "shrinkmatch_loss",
     "siglip",
     "sigmoid_binary_cross_entropy",
     "sigmoid_norm_loss",
+    "simmatchv2_edge_edge_loss",
+    "simmatchv2_node_edge_loss",
+    "simmatchv2_node_node_loss",
+    "simmatchv2_pseudo_labels",
     "simpo_loss",
     "sinkhorn_distance",
     "sinkhorn_kd_loss",

@@ -19,7 +19,9 @@ from pairkit.losses.divergence import _check_pair, _kl_logspace
 
 __all__ = [
     "bd_kd_loss",
+    "binary_kl_loss",
     "dkd_loss",
+    "dual_head_kd_loss",
     "hinton_kd_loss",
     "nkd_loss",
     "ofa_loss",
@@ -445,4 +447,133 @@ def uskd_loss(
     values = -alpha * soft_y * log_p_y + beta * loss_non + mu * loss_weak
     if mask is not None:
         values = torch.zeros(n, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _standardised(logits: torch.Tensor) -> torch.Tensor:
+    """Logits z-scored along the class axis (unbiased std, as ``torch.std``; ``+1e-8`` as the authors)."""
+    centred = logits - logits.mean(-1, keepdim=True)
+    std = (centred.square().sum(-1, keepdim=True) / max(logits.shape[-1] - 1, 1)).sqrt()
+    return centred / (std + 1e-8)
+
+
+def _binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, normalize: bool):
+    s, t = student_logits, teacher_logits
+    if s.dtype in (torch.float16, torch.bfloat16):
+        s, t = s.float(), t.float()
+    if normalize:
+        s, t = _standardised(s), _standardised(t)
+    s, t = s / temperature, t / temperature
+    # per class: KL(Bernoulli(σ(t)) || Bernoulli(σ(s))) from log-sigmoids (no clamping needed)
+    q = torch.sigmoid(t)
+    log_q, log_1q = F.logsigmoid(t), F.logsigmoid(-t)
+    log_p, log_1p = F.logsigmoid(s), F.logsigmoid(-s)
+    per_class = q * (log_q - log_p) + (1.0 - q) * (log_1q - log_1p)
+    return temperature**2 * per_class.sum(-1)
+
+
+_POS = Interval(0, None, closed="neither")
+
+
+@register(
+    "binary_kl_loss",
+    inputs=STUDENT_TEACHER,
+    family="distill",
+    aliases=("binary_kl", "binary_kl_norm"),
+    options=(
+        Option("temperature", float, _POS, doc="temperature τ of the per-class sigmoids"),
+        Option("normalize", bool, doc="z-score the logits first (BinaryKL-Norm)"),
+    ),
+)
+def binary_kl_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float = 2.0,
+    normalize: bool = False,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""BinaryKL: a logit-level distillation loss — one Bernoulli KL per class on sigmoid-squashed logits.
+
+    .. math::
+        \ell = \tau^2 \sum_{c=1}^{K} \mathrm{KL}\big(\mathrm{Bern}(\sigma(t_c/\tau)) \,\big\|\,
+                                                     \mathrm{Bern}(\sigma(s_c/\tau))\big),
+
+    which, unlike a softmax KL, sees shifts of all logits. ``normalize=True`` is BinaryKL-Norm: each logit vector
+    is first z-scored over its classes (:math:`(z - \bar z)/(\mathrm{std}(z) + 10^{-8})`). Computed from
+    log-sigmoids; the authors' code clamps the sigmoids to ``[1e-8, 1 − 1e-8]`` instead, which only differs for
+    logits beyond about ±18τ.
+
+    Yang, Zong, Huang, Feng & An (2024/2025), "Dual-Head Knowledge Distillation: Enhancing Logits Utilization
+    with an Auxiliary Head" (the logit-level loss of :func:`dual_head_kd_loss`).
+
+    Args:
+        student_logits, teacher_logits: ``[..., K]``.
+    Returns one value per leading position with ``reduction="none"``, else a scalar.
+    """
+    _check_inputs(student_logits, teacher_logits, None, mask, weights, temperature)
+    values = _binary_kl(student_logits, teacher_logits, temperature, normalize)
+    return reduce_loss(values.to(student_logits.dtype), reduction, mask=mask, weights=weights)
+
+
+@register(
+    "dual_head_kd_loss",
+    inputs=(
+        *STUDENT_TEACHER,
+        Input("aux_logits", "logits", "[batch, classes]"),
+        Input("labels", "classes"),
+    ),
+    family="distill",
+    aliases=("dhkd", "dual_head_kd"),
+    options=(
+        Option("temperature", float, _POS, doc="KD temperature τ of the main head"),
+        Option("binary_temperature", float, _POS, doc="BinaryKL-Norm temperature of the auxiliary head"),
+        Option("alpha", float, Interval(0, None), doc="weight of the main head's KD term"),
+        Option("beta", float, Interval(0, None), doc="weight of the auxiliary head's BinaryKL-Norm term"),
+    ),
+)
+def dual_head_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    aux_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    binary_temperature: float = 1.0,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Dual-head KD: probability-level losses on the main head, the logit-level loss on an auxiliary head.
+
+    The student's linear classifier is split into two heads on the same features: ``student_logits`` (the main
+    head, used at test time) and ``aux_logits`` (the auxiliary head). With :math:`q = \mathrm{softmax}(t/\tau)`,
+    :math:`p = \mathrm{softmax}(s/\tau)`:
+
+    .. math::
+        \ell = \mathrm{CE}(s, y) + \alpha\,\tau^2\,\mathrm{KL}(q \,\|\, p)
+               + \beta\,\mathrm{BinaryKL\text{-}Norm}(s^{aux}, t),
+
+    so the logit-level signal reaches the shared backbone through the auxiliary head while the main head only
+    sees the probability-level losses (combining both on one head collapses it under neural collapse, the
+    paper's analysis). BinaryKL-Norm is :func:`binary_kl_loss` with ``normalize=True``.
+
+    Yang, Zong, Huang, Feng & An (2024/2025), "Dual-Head Knowledge Distillation: Enhancing Logits Utilization
+    with an Auxiliary Head". Reading taken: the main head's probability-level loss is CE + Hinton KD (the paper's
+    "probability-level loss"); the weights are options (the paper tunes them per dataset). BinaryKL-Norm as in
+    the authors' released ``BinaryKL_norm_loss``.
+
+    Args:
+        student_logits (main head), teacher_logits, aux_logits: ``[batch, K]``; labels: ``[batch]``.
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    check_same_shape(student_logits=student_logits, aux_logits=aux_logits)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
+    kd = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
+    aux = _binary_kl(aux_logits, teacher_logits, binary_temperature, True).to(kd.dtype)
+    values = _ce(student_logits, safe) + alpha * temperature**2 * kd + beta * aux
     return reduce_loss(values, reduction, mask=mask, weights=weights)
