@@ -71,7 +71,8 @@ def test_bootstrap_reports_replicates_without_mle(rng):
         board = bootstrap_bradley_terry(c, n_boot=200, seed=0)
     assert any(issubclass(w.category, BootstrapWarning) for w in caught)
     assert 0 < board.info["bootstrap_failed"] < 200
-    assert board.samples.shape[0] == 200 - board.info["bootstrap_failed"]
+    assert board.samples.shape[0] == 200  # refitted with a tiny prior, never dropped
+    assert np.isfinite(board.samples).all()
 
 
 def test_bootstrap_argument_errors(rng):
@@ -94,3 +95,118 @@ def test_row_resampling_path_for_distinct_rows_agrees_with_generic(rng):
     fast = bootstrap_bradley_terry(c, n_boot=400, seed=3)
     slow = bootstrap(c, lambda x: fit_bradley_terry(x, intervals="none"), n_boot=400, seed=4)
     np.testing.assert_allclose(fast.se, slow.se, rtol=0.2)
+
+
+# ------------------------------------------------------------------------------------ replicates without an MLE
+def _lucky(extra_games=0):
+    """Four items in a ring of decisive games plus 'lucky', who won 3 of 4: resamples often leave it unbeaten."""
+    a = [0, 1, 2, 3, 1, 2, 3, 0] * 3 + [4, 4, 4, 0] + [4] * extra_games
+    b = [1, 2, 3, 0, 0, 1, 2, 3] * 3 + [0, 1, 2, 4] + [3] * extra_games
+    return Comparisons.from_arrays(a, b, np.ones(len(a)), items=["p", "q", "r", "s", "lucky"])
+
+
+def test_divergent_items_match_a_vanishing_prior():
+    """Which strengths diverge, and which way, checked numerically: refit with priors 1e-3 and 1e-7 and see
+    which items move by ~log(1e4) against the others."""
+    from pairkit.rating import divergent_items
+
+    designs = {
+        "unbeaten": ([0, 1, 2, 3, 3], [1, 2, 0, 0, 1], {3: "up"}),
+        "winless": ([0, 1, 2, 0, 1], [1, 2, 0, 3, 3], {3: "down"}),
+        "chain": (
+            [0, 1, 2, 0, 3, 4, 5, 7, 3, 0],
+            [1, 2, 0, 3, 4, 5, 7, 3, 6, 6],
+            {0: "up", 1: "up", 2: "up", 6: "down"},
+        ),
+        "never compared": ([0, 1, 2], [1, 2, 0], {3: "both"}),
+        "top group": ([0, 1, 0, 2, 3, 4], [1, 0, 2, 3, 4, 2], {0: "up", 1: "up"}),
+    }
+    for name, (a, b, expected) in designs.items():
+        c = Comparisons.from_arrays(a, b, np.ones(len(a)), items=[f"i{k}" for k in range(max(a + b) + 2)])
+        up, down = divergent_items(c.pair_counts(ties="half"))
+        got = {int(k): "up" for k in np.flatnonzero(up)} | {int(k): "down" for k in np.flatnonzero(down)}
+        got |= {int(k): "both" for k in np.flatnonzero(up & down)}
+        assert got == {**expected, **({} if name == "never compared" else {max(a + b) + 1: "both"})}, name
+        fixed = ~(up | down)
+        small, tiny = (fit_bradley_terry(c, prior=p, intervals="none").scores for p in (1e-3, 1e-7))
+        move = (tiny - tiny[fixed].mean()) - (small - small[fixed].mean())
+        assert np.all(move[up & ~down] > 5) and np.all(move[down & ~up] < -5), (name, move)
+        assert np.all(np.abs(move[fixed]) < 0.05), (name, move)
+
+
+def test_no_mle_replicates_are_kept_and_counted_exactly():
+    """Replicates are drawn from the seed as written (row indices, in both paths here): a slow loop over the same
+    draws counts the replicates in which 'lucky' lost no game, which must equal its no_mle_share."""
+    from pairkit.rating import REPLICATE_PRIOR, fit_model
+
+    c = _lucky()
+    n_boot = 300
+    with pytest.warns(BootstrapWarning, match="refitted with a prior of 0.01"):
+        fast = fit_model(c, "bt", bootstrap_replicates=n_boot, seed=5)
+    with pytest.warns(BootstrapWarning, match="refitted with a prior of 0.01"):
+        generic = bootstrap(
+            c,
+            lambda x: fit_bradley_terry(x, intervals="none"),
+            n_boot=n_boot,
+            seed=5,
+            fallback=lambda x: fit_bradley_terry(x, prior=REPLICATE_PRIOR, intervals="none"),
+        )
+    rng = np.random.default_rng(5)
+    unbeaten = 0
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(c), len(c))
+        lost = any(c.b[r] == 4 for r in rows)  # outcomes are all 1: b lost
+        played = any(c.a[r] == 4 or c.b[r] == 4 for r in rows)
+        unbeaten += played and not lost
+    lucky = c.items.index("lucky")
+    assert unbeaten / n_boot > 0.025  # so the upper bound is honestly unbounded
+    for board in (fast, generic):
+        assert board.columns["no_mle_share"][lucky] >= unbeaten / n_boot
+        assert board.samples.shape == (n_boot, 5) and np.isfinite(board.samples).all()
+        assert np.isinf(board.ci_high_log[lucky])
+        assert np.isfinite(board.ci_high_log[:4]).all() and np.isfinite(board.ci_low_log[:4]).all()
+    np.testing.assert_allclose(fast.columns["no_mle_share"], generic.columns["no_mle_share"])
+    # The same replicates solved two ways; an item absent from a replicate has no value there (either is arbitrary),
+    # and the generic path's refit puts its tiny prior on every item (a 1e-3 difference at most here).
+    rows = np.abs(fast.samples[:, lucky] - generic.samples[:, lucky]) < 1e-3
+    assert rows.mean() > 0.97
+    np.testing.assert_allclose(fast.samples[rows], generic.samples[rows], atol=1e-3)
+
+
+def test_dropping_no_mle_replicates_made_the_other_intervals_narrow():
+    """The old rule (exclude failed replicates) against the new (keep them, refitted): the excluded replicates are
+    those where 'lucky' won everything — exactly where the others' ratings are lowest — so the others' lower
+    bounds were too high. Checked with the kept samples themselves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BootstrapWarning)
+        board = bootstrap_bradley_terry(_lucky(), n_boot=2000, seed=3)
+    lucky = board.items.index("lucky")
+    kept = board.samples
+    failed = np.zeros(len(kept), dtype=bool)
+    failed[np.argsort(-kept[:, lucky])[: board.info["bootstrap_failed"]]] = True  # lucky's largest = diverged
+    old_low = np.quantile(kept[~failed][:, :4] - kept[~failed][:, :4].mean(axis=1, keepdims=True), 0.025, axis=0)
+    assert np.all(board.ci_low_log[:4] <= old_low + 1e-9)
+
+
+def test_fast_and_generic_paths_agree_on_the_share_without_an_mle():
+    from pairkit.rating import REPLICATE_PRIOR
+
+    c = _lucky(extra_games=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BootstrapWarning)
+        fast = bootstrap_bradley_terry(c, n_boot=1500, seed=1)
+        slow = bootstrap(
+            c,
+            lambda x: fit_bradley_terry(x, intervals="none"),
+            n_boot=400,
+            seed=2,
+            fallback=lambda x: fit_bradley_terry(x, prior=REPLICATE_PRIOR, intervals="none"),
+        )
+    lucky = c.items.index("lucky")
+    # P(lucky unbeaten in a resample) in closed form: its one loss never drawn, some of its 5 wins drawn
+    m = len(c)
+    exact = (1 - 1 / m) ** m - (1 - 6 / m) ** m
+    for board, reps in ((fast, 1500), (slow, 400)):
+        share = board.columns["no_mle_share"][lucky]
+        assert share == pytest.approx(exact, abs=3.5 * np.sqrt(exact * (1 - exact) / reps) + 0.005)
+    np.testing.assert_allclose(fast.se[:4], slow.se[:4], rtol=0.25)

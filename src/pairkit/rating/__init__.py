@@ -1,7 +1,13 @@
 """Rating models: every model returns a :class:`Leaderboard`; :mod:`pairkit.rating.registry` finds them by name."""
 
 from pairkit.rating.bayeselo import bayeselo_elo_scale, bayeselo_virtual_draws, fit_bayeselo
-from pairkit.rating.bootstrap import BootstrapWarning, bootstrap, bootstrap_bradley_terry
+from pairkit.rating.bootstrap import (
+    REPLICATE_PRIOR,
+    BootstrapWarning,
+    bootstrap,
+    bootstrap_bradley_terry,
+    divergent_items,
+)
 from pairkit.rating.bradley_terry import (
     check_decisive,
     check_mle_exists,
@@ -91,6 +97,7 @@ from pairkit.rating.weng_lin import (
 
 __all__ = [
     "BootstrapWarning",
+    "REPLICATE_PRIOR",
     "DEFAULT_MODELS",
     "ELO_FACTOR",
     "LOG_STRENGTH",
@@ -121,6 +128,7 @@ __all__ = [
     "duot5_scores",
     "elo_ratings",
     "enhanced_borda_scores",
+    "divergent_items",
     "fit_bayeselo",
     "fit_bayeselo_defaults",
     "fit_blade_chest",

@@ -10,6 +10,7 @@ picks the fast bootstrap when there is one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating.bayeselo import fit_bayeselo
-from pairkit.rating.bootstrap import bootstrap, bootstrap_bradley_terry
+from pairkit.rating.bootstrap import REPLICATE_PRIOR, bootstrap, bootstrap_bradley_terry
 from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, fit_bradley_terry
 from pairkit.rating.counting import fit_borda, fit_copeland, fit_duot5, fit_enhanced_borda, fit_win_rate
 from pairkit.rating.elo import fit_elo
@@ -187,8 +188,12 @@ def fit_model(
                     seed=seed)
     if spec.takes("intervals"):
         options["intervals"] = "none"  # the bootstrap replaces them
+    fallback = None
+    if spec.takes("prior") and not options.get("prior"):  # a replicate without an MLE: refit it, never drop it
+        with_prior = {**options, "prior": REPLICATE_PRIOR}
+        fallback = functools.partial(spec.fn, **with_prior)
     return bootstrap(comparisons, lambda c: spec.fn(c, **options), n_boot=bootstrap_replicates, by=by, level=level,
-                     seed=seed)
+                     seed=seed, fallback=fallback)
 
 
 _ONLINE = "comparisons or matches"
