@@ -1,9 +1,18 @@
-"""A local Hugging Face causal LM as a pairwise judge: the verdict probability from the next-token logits.
+"""A local Hugging Face causal LM as a pairwise judge: verdict probabilities from the model's likelihoods.
 
-The judge prompt (see :mod:`pairkit.judges.prompts`) ends with the opening of the verdict, ``[[``; the
-probabilities of the next tokens ``A``, ``B`` and ``C`` (renormalised over the three) are P(first better),
-P(second better) and P(tie) — the logit-based reading of a generative judge as in Zheng et al. (2023) and
-PRP (Qin et al. 2024), without sampling. Prompts are scored in left-padded batches.
+The judge prompt (see :mod:`pairkit.judges.prompts`) ends with the opening of the verdict, ``[[``. Every verdict
+the template asks for is scored whole by teacher forcing: the log-likelihood of its tokens (``A>>B]]``,
+``A>B]]``, ``A=B]]``, ``B>A]]``, ``B>>A]]`` for the default five-level template; ``A]]``, ``B]]``, ``C]]`` for
+MT-Bench's), renormalised over the verdicts,
+
+.. math::
+
+    P(v \\mid x) \\propto \\exp \\sum_t \\log p(v_t \\mid x, v_{<t}),
+
+and the distribution is scored on a :class:`~pairkit.judges.prompts.VerdictScale` — the logit-based reading of a
+generative judge as in Zheng et al. (2023) and PRP (Qin et al. 2024, "Large language models are effective text
+rankers with pairwise ranking prompting"), extended to multi-token verdicts, without sampling. Prompts are scored
+in left-padded batches, and only the logits of the verdict positions are computed.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import numpy as np
 
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
-from pairkit.judges.prompts import TEMPLATES, PromptTemplate
+from pairkit.judges.prompts import GRADED, TEMPLATES, PromptTemplate, VerdictScale, verdict_scale
 
 __all__ = ["HFJudge"]
 
@@ -29,7 +38,9 @@ class HFJudge(ComparatorBase):
     Args:
         model: a causal LM or a local path for ``AutoModelForCausalLM.from_pretrained``.
         tokenizer: its tokenizer (loaded from ``model`` when it is a path).
-        template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate`.
+        template: a :data:`~pairkit.judges.prompts.TEMPLATES` name or a :class:`PromptTemplate` (default: the
+            five-level ``"pairwise_graded"``; ``"pairwise"`` reads ``[[A]]``/``[[B]]``/``[[C]]``).
+        verdicts: how the verdicts score and weigh (a :data:`~pairkit.judges.prompts.VERDICT_SCALES` name).
         batch_size: prompts per forward pass in :meth:`ajudge_many`.
     """
 
@@ -38,7 +49,8 @@ class HFJudge(ComparatorBase):
         model,
         tokenizer=None,
         *,
-        template: str | PromptTemplate = "pairwise",
+        template: str | PromptTemplate = "pairwise_graded",
+        verdicts: str | VerdictScale = "graded",
         batch_size: int = 8,
         device: str = "cpu",
         judge_id: str | None = None,
@@ -52,28 +64,30 @@ class HFJudge(ComparatorBase):
             model = AutoModelForCausalLM.from_pretrained(model)
         if tokenizer is None:
             raise InputError("HFJudge needs the model's tokenizer when given a model object")
+        if isinstance(template, str) and template not in TEMPLATES:
+            raise InputError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
         self.template = TEMPLATES[template] if isinstance(template, str) else template
+        self.verdicts = verdict_scale(verdicts)
         self.model = model.to(device).eval()
         self.tokenizer, self.device, self.batch_size = tokenizer, device, batch_size
         self.judge_id = judge_id or f"hf:{name}"
-        self.prompt_version = self.template.version + "+logits"
-        ids = []
-        for letter in "ABC":
-            tok = tokenizer.encode(letter, add_special_tokens=False)
-            if len(tok) != 1:
-                raise InputError(
-                    f"the tokenizer splits the verdict letter {letter!r} into {len(tok)} tokens; "
-                    "HFJudge needs single-token letters"
-                )
-            ids.append(tok[0])
-        self.verdict_ids = ids
+        self.prompt_version = self.template.version + "+likelihood"
+        self.labels: tuple[str, ...] = GRADED if "[[A>>B]]" in self.template.system else ("A", "B", "C")
+        self.continuations = [tokenizer.encode(label + "]]", add_special_tokens=False) for label in self.labels]
+        if any(not c for c in self.continuations):
+            raise InputError("the tokenizer encodes a verdict to no tokens; HFJudge cannot score it")
         self._lock = threading.Lock()
         self._pending: list = []
         self.forward_batches = 0
 
     def cache_identity(self) -> dict:
-        """The template text and the verdict opening are part of the cache key (the model is in ``judge_id``)."""
-        return {"template": [self.template.system, self.template.user], "opening": VERDICT_OPENING}
+        """The template text, the verdict opening and the scale are part of the cache key (the model is in
+        ``judge_id``)."""
+        return {
+            "template": [self.template.system, self.template.user],
+            "opening": VERDICT_OPENING,
+            "verdicts": self.verdicts.identity(),
+        }
 
     def prompt(self, request: Request) -> str:
         messages = self.template.messages(request.context, request.first, request.second, request.reference)
@@ -83,37 +97,65 @@ class HFJudge(ComparatorBase):
             text = "\n\n".join(m["content"] for m in messages)
         return text + VERDICT_OPENING
 
-    def verdict_probabilities(self, prompts: Sequence[str]) -> np.ndarray:
-        """(N, 3) probabilities of A, B, C after each prompt (softmax over the three letters' logits)."""
+    def verdict_log_likelihoods(self, prompts: Sequence[str]) -> np.ndarray:
+        """(N, L) log-likelihood of each verdict of :attr:`labels` (with its closing ``]]``) after each prompt.
+
+        The prompt's and the verdict's token ids are concatenated (each tokenised alone); the sequences are
+        left-padded so that every verdict ends at the last position, and only the last ``max_len + 1`` logits are
+        computed.
+        """
         import torch
 
         tok = self.tokenizer
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-        side, tok.padding_side = tok.padding_side, "left"  # the last position is then every prompt's end
-        try:
-            out = []
-            with self._lock, torch.no_grad():
-                for start in range(0, len(prompts), self.batch_size):
-                    enc = tok(
-                        list(prompts[start : start + self.batch_size]),
-                        return_tensors="pt",
-                        padding=True,
-                        add_special_tokens=False,
-                    ).to(self.device)
-                    positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                    logits = self.model(**enc, position_ids=positions).logits[:, -1, self.verdict_ids]
-                    out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        finally:
-            tok.padding_side = side
-        return np.concatenate(out) if out else np.zeros((0, 3))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        conts, n_labels = self.continuations, len(self.labels)
+        cmax = max(map(len, conts))
+        clen = torch.tensor([len(c) for c in conts])
+        out = []
+        with self._lock, torch.no_grad():
+            for start in range(0, len(prompts), self.batch_size):
+                chunk = [tok.encode(p, add_special_tokens=False) for p in prompts[start : start + self.batch_size]]
+                seqs = [p + c for p in chunk for c in conts]
+                width = max(map(len, seqs))
+                ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(seqs), width), dtype=torch.long)
+                for k, seq in enumerate(seqs):
+                    ids[k, width - len(seq) :] = torch.tensor(seq)
+                    mask[k, width - len(seq) :] = 1
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                keep = min(cmax + 1, width)
+                logits = self.model(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=positions.to(self.device),
+                    logits_to_keep=keep,
+                ).logits[:, -keep:]
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts the last keep-1 tokens
+                target = ids[:, width - keep + 1 :].to(self.device)
+                token_lp = logp.gather(-1, target[..., None])[..., 0].cpu()
+                lengths = clen.repeat(len(chunk))
+                valid = torch.arange(keep - 1)[None, :] >= (keep - 1 - lengths)[:, None]
+                out.append((token_lp * valid).sum(-1).reshape(len(chunk), n_labels).numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros((0, n_labels))
+
+    def verdict_probabilities(self, prompts: Sequence[str]) -> np.ndarray:
+        """(N, L) probabilities of the verdicts of :attr:`labels` (softmax of their log-likelihoods)."""
+        ll = self.verdict_log_likelihoods(prompts)
+        ll = ll - ll.max(axis=1, keepdims=True)
+        p = np.exp(ll)
+        return p / p.sum(axis=1, keepdims=True)
 
     def _judgments(self, requests: Sequence[Request]) -> list[Judgment]:
         probs = self.verdict_probabilities([self.prompt(r) for r in requests])
         out = []
-        for r, (pa, pb, pc) in zip(requests, probs):
+        for r, row in zip(requests, probs):
+            p_first, p_tie, weight = self.verdicts.expect(dict(zip(self.labels, row)))
             shown = Judgment(
-                p_a=float(pa), p_tie=float(pc), verdict="ABC"[int(np.argmax([pa, pb, pc]))], judge=self.judge_id
+                p_a=min(p_first, 1.0 - p_tie),
+                p_tie=p_tie,
+                verdict=self.labels[int(np.argmax(row))],
+                weight=weight,
+                judge=self.judge_id,
             )
             out.append(shown if r.order == "ab" else shown.swapped())
         return out
