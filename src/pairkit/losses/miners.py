@@ -126,7 +126,8 @@ def triplet_margin_miner(
     over anchors :math:`a`, positives :math:`p \\ne a` and negatives :math:`n`. "all" (the default, as pml) keeps
     every triplet that violates the margin; "semihard" is FaceNet's semi-hard condition (negatives farther than
     the positive but inside the margin). Equals pml's ``TripletMarginMiner`` with the same triplets in the same
-    (lexicographic) order. Computed over anchor chunks: memory O(chunk x N^2) for the condition, not O(N^3).
+    (lexicographic) order. Computed over anchor chunks and only on positive pairs: memory O(chunk x N^2) at most
+    for the condition, never O(N^3).
 
     Schroff, Kalenichenko & Philbin (2015), "FaceNet: A Unified Embedding for Face Recognition and Clustering".
 
@@ -138,7 +139,8 @@ def triplet_margin_miner(
     for start, stop in _chunks(n, n * n):
         d = _distances(x[start:stop], x)
         pos, neg = _masks(labels, start, stop)
-        mu = d[:, None, :] - d[:, :, None]  # [a, p, n]: d(a, n) - d(a, p)
+        a, p = torch.nonzero(pos, as_tuple=True)  # the chunk's positive pairs, in (anchor, positive) order
+        mu = d[a] - d[a, p][:, None]  # [pairs, n]: d(a, n) - d(a, p)
         if type_of_triplets == "easy":
             cond = mu > margin
         else:
@@ -147,7 +149,8 @@ def triplet_margin_miner(
                 cond &= mu <= 0
             elif type_of_triplets == "semihard":
                 cond &= mu > 0
-        a, p, q = torch.nonzero(cond & pos[:, :, None] & neg[:, None, :], as_tuple=True)
+        pair, q = torch.nonzero(cond & neg[a], as_tuple=True)
+        a, p = a[pair], p[pair]
         parts.append((a + start, p, q))
     return _cat(parts, x.device, 3)
 

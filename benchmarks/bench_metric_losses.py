@@ -1,0 +1,197 @@
+"""Metric-learning losses and miners: pairkit vs pytorch-metric-learning (pml) — time and peak memory, one run.
+
+Run: python benchmarks/bench_metric_losses.py           (about two minutes on 2 idle cores)
+
+Each configuration runs in a fresh subprocess so that its peak resident set size (ru_maxrss) is its own; the table
+gives the resident memory above the level before the first call. Loss timings are one forward + backward pass
+with respect to the embeddings (and the proxies), best of three; miner timings are one call, best of three. Both
+sides get the same inputs and proxies, so the value columns must agree. Losses without a peer on PyPI are timed for
+pairkit alone (and, where pairkit has a dense and a chunked path, both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+N, D, C, K = 1024, 128, 64, 10  # proxy losses: rows, dimension, classes, SoftTriple centres per class
+NM = 512  # miners and all-triplet losses
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _proxy_case(name, impl, x, y, g):
+    import torch
+
+    shape = (C, K, D) if name == "soft_triple" else (C, D)
+    p = torch.randn(*shape, generator=g)
+    if impl == "pairkit":
+        import pairkit.losses as L
+
+        kw = {}
+        proxies = p.clone().requires_grad_(True)
+        return lambda e: L.get(name)(e, y, proxies, **kw), proxies
+    from pytorch_metric_learning import losses as pml
+
+    cls = {
+        "proxy_nca": pml.ProxyNCALoss,
+        "proxy_anchor": pml.ProxyAnchorLoss,
+        "normalized_softmax": pml.NormalizedSoftmaxLoss,
+        "arcface": pml.ArcFaceLoss,
+        "cosface": pml.CosFaceLoss,
+        "soft_triple": pml.SoftTripleLoss,
+    }[name]
+    kw = {"centers_per_class": K} if name == "soft_triple" else {}
+    if name == "arcface":
+        kw["margin"] = math.degrees(0.5)
+    loss = cls(num_classes=C, embedding_size=D, **kw)
+    param = next(iter(loss.parameters()))
+    if name in ("proxy_nca", "proxy_anchor"):
+        param.data = p.clone()
+    elif name == "soft_triple":
+        param.data = p.reshape(C * K, D).T.clone()
+    else:
+        param.data = p.T.clone()
+    return lambda e: loss(e, y), param
+
+
+def _miner_case(name, impl, y):
+    if impl == "pairkit":
+        from pairkit.losses import miners as M
+
+        fn = {
+            "batch_hard": M.batch_hard_miner,
+            "semihard": M.semihard_miner,
+            "multi_similarity": M.multi_similarity_miner,
+            "distance_weighted": M.distance_weighted_miner,
+        }[name]
+        return lambda e: fn(e, y)
+    from pytorch_metric_learning import miners as pml
+
+    miner = {
+        "batch_hard": lambda: pml.BatchHardMiner(),
+        "semihard": lambda: pml.TripletMarginMiner(margin=0.2, type_of_triplets="semihard"),
+        "multi_similarity": lambda: pml.MultiSimilarityMiner(),
+        "distance_weighted": lambda: pml.DistanceWeightedMiner(),
+    }[name]()
+    return lambda e: miner(e, y)
+
+
+def _other_case(name, impl, g):
+    import torch
+
+    import pairkit.losses as L
+
+    chunk = None if impl == "pairkit" else int(impl.split(":")[1])
+    if name == "siglip":
+        k = torch.randn(4096, D, generator=g)
+        return lambda e: L.siglip(e, k, chunk_size=chunk), (4096, D)
+    if name == "cwcl":
+        k = torch.randn(4096, D, generator=g)
+        return lambda e: L.cwcl(e, k, chunk_size=chunk), (4096, D)
+    if name == "symile":
+        return lambda e: L.symile(e.reshape(3, 256, 64)), (3 * 256, 64)
+    y = torch.randint(0, 32, (NM,), generator=g)
+    if name == "softmax_ratio_triplet":
+        return lambda e: L.softmax_ratio_triplet(e, y), (NM, D)
+    if name == "unpg":
+        p = torch.randn(32, D, generator=g)
+        return lambda e: L.unpg(e, y, p), (NM, D)
+    raise ValueError(name)
+
+
+def _run_one(kind: str, name: str, impl: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    if kind == "loss":
+        x = torch.randn(N, D, generator=g)
+        y = torch.randint(0, C, (N,), generator=g)
+        fn, extra = _proxy_case(name, impl, x, y, g)
+    elif kind == "miner":
+        x = torch.randn(NM, D, generator=g)
+        y = torch.randint(0, 32, (NM,), generator=g)
+        fn, extra = _miner_case(name, impl, y), None
+    else:
+        fn, shape = _other_case(name, impl, g)
+        x, extra = torch.randn(*shape, generator=g), None
+    base = _peak_rss_mb()  # inputs built, nothing computed yet; the best of three calls times the warm path
+    best, value = None, None
+    for _ in range(3):
+        e = x.clone().requires_grad_(kind != "miner")
+        if extra is not None and extra.grad is not None:
+            extra.grad = None
+        start = time.perf_counter()
+        out = fn(e)
+        if kind != "miner":
+            out.backward()
+        seconds = time.perf_counter() - start
+        best = seconds if best is None else min(best, seconds)
+        value = out.item() if kind != "miner" else int(out[0].numel())
+    return {"seconds": best, "peak_mb": _peak_rss_mb(), "base_mb": base, "value": value}
+
+
+PROXY = ["proxy_nca", "proxy_anchor", "normalized_softmax", "arcface", "cosface", "soft_triple"]
+MINERS = ["batch_hard", "semihard", "multi_similarity", "distance_weighted"]
+OTHERS = [
+    ("siglip", "pairkit"),
+    ("siglip", "pairkit:512"),
+    ("cwcl", "pairkit"),
+    ("cwcl", "pairkit:512"),
+    ("symile", "pairkit"),
+    ("softmax_ratio_triplet", "pairkit"),
+    ("unpg", "pairkit"),
+]
+
+
+def _spawn(kind, name, impl) -> dict:
+    cmd = [sys.executable, __file__, "--one", kind, name, impl]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_run_one(*args.one)))
+        return
+    runs = [("loss", n, i) for n in PROXY for i in ("pml", "pairkit")]
+    runs += [("miner", n, i) for n in MINERS for i in ("pml", "pairkit")]
+    runs += [("other", n, i) for n, i in OTHERS]
+    rows = []
+    for kind, name, impl in runs:
+        res = _spawn(kind, name, impl)
+        rows.append((kind, name, impl, res))
+        print(f"done {kind} {name} {impl}: {res['seconds']:.4f}s", file=sys.stderr, flush=True)
+    print("| kind | name | implementation | size | time (s) | peak RSS (MB) | RSS above start (MB) | value |")
+    print("|---|---|---|---|---|---|---|---|")
+    sizes = {
+        "loss": f"N={N}, D={D}, C={C}",
+        "miner": f"N={NM}, D={D}, 32 classes",
+        "siglip": "N=4096, D=128",
+        "cwcl": "N=4096, D=128",
+        "symile": "M=3, N=256, D=64 (all N^2 tuples)",
+        "softmax_ratio_triplet": f"N={NM}, D={D}, all triplets",
+        "unpg": f"N={NM}, D={D}, C=32",
+    }
+    for kind, name, impl, res in rows:
+        size = sizes.get(name, sizes[kind])
+        value = f"{res['value']:.6f}" if kind != "miner" else f"{res['value']} tuples"
+        print(
+            f"| {kind} | {name} | {impl} | {size} | {res['seconds']:.4f} | {res['peak_mb']:.0f} | "
+            f"{res['peak_mb'] - res['base_mb']:.0f} | {value} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
