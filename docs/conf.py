@@ -58,7 +58,7 @@ def _write_api_pages() -> None:
 
     out = ROOT / "api"
     out.mkdir(exist_ok=True)
-    packages = ["data", "rating", "scale", "judges", "select", "arena", "losses", "train", "metrics"]
+    packages = ["data", "rating", "scale", "judges", "select", "arena", "losses", "train", "curate", "metrics"]
     index = ["API reference", "=============", "", ".. toctree::", "   :maxdepth: 1", ""]
     for package in packages:
         try:

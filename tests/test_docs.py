@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["pairkit.data", "pairkit.rating", "pairkit.judges", "pairkit.select", "pairkit.metrics",
-            "pairkit.scale", "pairkit.losses", "pairkit.train"]
+            "pairkit.scale", "pairkit.losses", "pairkit.train", "pairkit.curate"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -7,7 +7,15 @@ import pytest
 
 import pairkit
 
-EXPLICIT = ["pairkit", "pairkit.data", "pairkit.judges", "pairkit.metrics", "pairkit.rating", "pairkit.select"]
+EXPLICIT = [
+    "pairkit",
+    "pairkit.curate",
+    "pairkit.data",
+    "pairkit.judges",
+    "pairkit.metrics",
+    "pairkit.rating",
+    "pairkit.select",
+]
 
 
 @pytest.mark.parametrize("name", EXPLICIT)

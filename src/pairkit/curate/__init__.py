@@ -1,0 +1,42 @@
+"""pairkit.curate: which examples to label, weight, sample and build for training on preferences.
+
+Every rule is registered by name with its family and declared options (``pairkit.curate.names("acquisition")``,
+``pairkit.curate.get("eubo")``, ``pairkit.curate.spec("rucb").options``). Families: ``acquisition`` (what to label
+next), ``bandit`` (dueling-bandit baselines), and the sampling, reweighting and construction rules of the papers.
+numpy and scipy only; nothing here imports torch.
+"""
+
+from pairkit.curate._registry import RULES, get, names, spec
+from pairkit.curate.acquisition import (
+    RUCB,
+    DoubleThompson,
+    active_preference_batch,
+    double_thompson,
+    predictive_entropy,
+    preference_certainty,
+    rucb,
+)
+from pairkit.curate.pairwise_gp import (
+    PairwiseGP,
+    eubo,
+    preference_entropy,
+    rbf_kernel,
+)
+
+__all__ = [
+    "DoubleThompson",
+    "PairwiseGP",
+    "RUCB",
+    "RULES",
+    "active_preference_batch",
+    "double_thompson",
+    "eubo",
+    "get",
+    "names",
+    "predictive_entropy",
+    "preference_certainty",
+    "preference_entropy",
+    "rbf_kernel",
+    "rucb",
+    "spec",
+]
