@@ -154,7 +154,7 @@ def _full_mask(name, args, kwargs):
 
 
 # token-level pair losses: [batch, T] inputs, one value (and mask entry) per pair
-_ROW_MASKED = {"tdpo1", "tdpo2", "sparse_po"}
+_ROW_MASKED = {"tdpo1", "tdpo2", "sparse_po", "flat"}
 
 
 def test_every_registered_loss_has_a_builder_for_each_input():

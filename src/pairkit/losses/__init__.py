@@ -176,6 +176,10 @@ from pairkit.losses.preference_unpaired import (
     pointwise_dpo_loss,
     ulma_loss,
 )
+from pairkit.losses.preference_variants import (
+    FLAT_DIVERGENCES,
+    flat_loss,
+)
 from pairkit.losses.proxies import (
     arcface,
     cosface,
@@ -246,6 +250,7 @@ from pairkit.losses.triplets import (
 
 __all__ = [
     "CPO_LOSSES",
+    "FLAT_DIVERGENCES",
     "F_DIVERGENCE_SCORES",
     "GradientEntanglement",
     "aldr_kl_loss",
@@ -306,6 +311,7 @@ __all__ = [
     "f_divergence_score",
     "family_of",
     "fixmatch_loss",
+    "flat_loss",
     "focal_loss",
     "forward_kl_score",
     "gather_no_grad",
