@@ -111,27 +111,9 @@ class Option:
         words = []
         for kind in self.kinds():
             if kind is float:
-                words.append(
-                    "a number"
-                    + (
-                        f" in {self.range.describe()}"
-                        if _bounded(self.range)
-                        else f" {self.range.describe()}"
-                        if self.range
-                        else ""
-                    )
-                )
+                words.append("a number" + self._range_words())
             elif kind is int:
-                words.append(
-                    "an integer"
-                    + (
-                        f" in {self.range.describe()}"
-                        if _bounded(self.range)
-                        else f" {self.range.describe()}"
-                        if self.range
-                        else ""
-                    )
-                )
+                words.append("an integer" + self._range_words())
             elif kind is bool:
                 words.append("true or false")
             elif kind is str:
@@ -142,6 +124,12 @@ class Option:
                 words.append(f"a {getattr(kind, '__name__', kind)}")
         text = " or ".join(words)
         return text + " or None" if self.none else text
+
+    def _range_words(self) -> str:
+        r = self.range
+        if r is None or (r.low is None and r.high is None):
+            return ""
+        return f" in {r.describe()}" if _bounded(r) else f" {r.describe()}"
 
     def check(self, value: Any, *, where: str = "") -> Any:
         """Return ``value`` (ints given for a float option become floats) or raise :class:`InputError`."""
@@ -267,6 +255,7 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
             return fn(*args, **kwargs)
 
         checked.__pairkit_options__ = tuple(options)
+        checked.__pairkit_unchecked__ = fn
         return checked
 
     return decorate
@@ -308,7 +297,8 @@ class Spec:
     given, ``inputs`` defaults to the names of the positional ones. ``options``: its declared keyword options
     (by default those attached with :func:`declare_options`). ``batch_coupled``: a loss whose value for one
     example depends on the others in the batch (so gradient accumulation over micro-batches changes the
-    objective).
+    objective). ``keywords``: the keyword arguments common to its kind that it accepts besides its inputs and
+    options (for a loss: ``mask``, ``weights``, ``reduction``).
     """
 
     name: str
@@ -321,6 +311,7 @@ class Spec:
     aliases: tuple[str, ...] = ()
     family: str = ""
     batch_coupled: bool = False
+    keywords: tuple[str, ...] = ()
     summary: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -335,6 +326,12 @@ class Spec:
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
+
+    @property
+    def unchecked(self) -> Callable:
+        """The function without the per-call option check of :func:`declare_options`, for a caller that checked
+        its options once with :meth:`check` (a training loop calling the loss every step)."""
+        return getattr(self.fn, "__pairkit_unchecked__", self.fn)
 
     def input(self, name: str) -> Input:
         """The declared :class:`Input` called ``name``."""
@@ -356,6 +353,10 @@ class Spec:
 
     def takes(self, name: str) -> bool:
         return name in self.option_names
+
+    def accepts(self, name: str) -> bool:
+        """Whether ``name`` is a keyword it accepts: an option, an input or a common keyword (``keywords``)."""
+        return name in self.option_names or name in self.keywords or any(i.name == name for i in self.input_specs)
 
     def check(self, values: Mapping[str, Any], *, where: str = "") -> dict[str, Any]:
         """Check options by name; unknown names raise :class:`InputError` listing the accepted ones."""

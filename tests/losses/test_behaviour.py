@@ -106,10 +106,6 @@ NEEDS = {
 OPTIONAL_BUILT = {"kto": ("policy_kl_logps", "ref_kl_logps"), "reward_bradley_terry": ("margin",)}
 
 
-def _params(name):
-    return inspect.signature(SPECS[name].fn).parameters
-
-
 def _build(name, *, b=B, scale=1.0, dtype=torch.float32, seed=0):
     """Positional args, keyword args and the gradient leaves of one call, from the spec's declared inputs."""
     spec = SPECS[name]
@@ -133,8 +129,9 @@ def _call(name, args, kwargs, **extra):
     return SPECS[name].fn(*args, **kwargs, **extra)
 
 
-def _takes(name, param):
-    return param in _params(name)
+def _takes(name, keyword):
+    """Whether the spec says the loss takes ``mask``, ``weights`` or ``reduction``."""
+    return keyword in SPECS[name].keywords
 
 
 def _mask_kind(name):
@@ -166,6 +163,31 @@ def test_every_registered_loss_has_a_builder_for_each_input():
     ]
     assert not missing, f"no builder for {missing}: add one to BUILDERS/DIMS"
     assert set(NAMES) == set(L.names()) and len(NAMES) > 100
+
+
+def test_every_spec_declares_exactly_the_signature_with_ranged_options():
+    """Callers read the specs, never signatures: so each spec must say what its function takes, and every
+    numeric option a range (``REAL`` on purpose for "any finite number"), every string option its choices."""
+    problems = []
+    for s in SPECS.values():
+        params = inspect.signature(s.unchecked).parameters
+        positional = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        keyword_only = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+        declared = {*s.option_names, *s.keywords, *(i.name for i in s.input_specs if i.keyword)}
+        if positional != list(s.inputs):
+            problems.append((s.name, "positional inputs", positional, s.inputs))
+        if keyword_only != declared:
+            problems.append(
+                (s.name, "undeclared keywords", sorted(keyword_only - declared), sorted(declared - keyword_only))
+            )
+        for o in s.options:
+            if (float in o.kinds() or int in o.kinds()) and o.range is None:
+                problems.append((s.name, o.name, "no range"))
+            if str in o.kinds() and not o.choices:
+                problems.append((s.name, o.name, "no choices"))
+            if not o.doc:
+                problems.append((s.name, o.name, "no doc"))
+    assert not problems, problems
 
 
 # ----------------------------------------------------------------------------------------------- finite

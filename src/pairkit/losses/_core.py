@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from pairkit._spec import Input, Option, Registry, Spec, declare_options
+from pairkit._spec import Input, Interval, Option, Registry, Spec, declare_options
 from pairkit.errors import InputError
 
 Reduction = Literal["mean", "sum", "none"]
@@ -156,6 +156,29 @@ TOKEN_PAIR_REF = (
 )
 
 
+# ------------------------------------------------------------------------------------------ declared options
+
+# Ranges shared by the options of the registered losses (every numeric option declares one; ``REAL`` says "any
+# finite number" on purpose). Values are checked once, by the spec, before the loss runs.
+REAL = Interval()
+POSITIVE = Interval(0, None, closed="neither")
+NON_NEGATIVE = Interval(0, None)
+UNIT = Interval(0, 1)
+AT_LEAST_ONE = Interval(1, None)
+
+
+def weight_option(name: str, doc: str = "weight of the term") -> Option:
+    """A non-negative weight of one term of a loss."""
+    return Option(name, float, NON_NEGATIVE, doc=doc)
+
+
+NORMALIZE = Option("normalize", bool, doc="L2-normalise the embeddings first (cosine similarities)")
+CHUNK_SIZE = Option("chunk_size", int, AT_LEAST_ONE, none=True, doc="rows per chunk (None: chosen for memory)")
+TOP_K = Option("k", int, AT_LEAST_ONE, none=True, doc="cut-off k (None: the whole list)")
+GAIN = Option("gain", str, choices=("exp2", "linear"), doc="gain of a relevance grade: 2**y - 1 or y")
+TEMPERATURE = Option("temperature", float, POSITIVE, doc="softmax temperature τ")
+
+
 # ----------------------------------------------------------------------------------------------- registry
 
 REGISTRY = Registry("loss")
@@ -169,13 +192,15 @@ def register(
     aliases: tuple[str, ...] = (),
     options: tuple[Option, ...] = (),
     batch_coupled: bool = False,
+    keywords: tuple[str, ...] = ("mask", "weights", "reduction"),
     data: str = "",
 ) -> Callable:
     """Decorator: register a loss as a :class:`~pairkit._spec.Spec`.
 
     ``inputs`` declares its tensor inputs; ``options`` its keyword options (checked on every call, see
     :func:`~pairkit._spec.declare_options`); ``batch_coupled`` that one example's value depends on the others
-    in the batch (so it must be computed on the whole batch). ``aliases`` are peers' spellings.
+    in the batch (so it must be computed on the whole batch); ``keywords`` which of ``mask``, ``weights`` and
+    ``reduction`` it takes. ``aliases`` are peers' spellings.
     """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -190,6 +215,7 @@ def register(
                 aliases=tuple(aliases),
                 family=family,
                 batch_coupled=batch_coupled,
+                keywords=tuple(k for k in keywords if k not in {i.name for i in inputs}),
             )  # fmt: skip
         )
         return checked

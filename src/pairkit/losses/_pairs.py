@@ -6,17 +6,16 @@ import torch
 
 from pairkit._spec import Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, check_float_tensors, reduce_loss
+from pairkit.losses._core import POSITIVE, REAL, Reduction, check_broadcastable, check_float_tensors, reduce_loss
 from pairkit.losses.scores import F_DIVERGENCE_SCORES, _lengths
 
 FAMILY = "preference"
 
-POSITIVE = Interval(0, None, closed="neither")
 BETA = Option("beta", float, POSITIVE, doc="inverse temperature β of the implicit reward")
 F_DIVERGENCE = Option(
     "f_divergence", (str, callable), choices=tuple(F_DIVERGENCE_SCORES), doc="f-divergence score (TRL name)"
 )
-F_ALPHA = Option("f_alpha", float, doc="α of the alpha-divergence")
+F_ALPHA = Option("f_alpha", float, REAL, doc="α of the alpha-divergence")
 F_OPTIONS = (F_DIVERGENCE, F_ALPHA)
 
 

@@ -12,10 +12,25 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import CLASSES, Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import (
+    CLASSES,
+    NON_NEGATIVE,
+    POSITIVE,
+    REAL,
+    UNIT,
+    Reduction,
+    check_broadcastable,
+    reduce_loss,
+    register,
+    weight_option,
+)
 from pairkit.losses.scores import sigmoid_binary_cross_entropy
+
+_NORMALIZE_SCORES = Option(
+    "normalize_scores", bool, doc="map logits to positive scores of mean 1 (the authors' bounded form)"
+)
 
 __all__ = [
     "aldr_kl_loss",
@@ -89,19 +104,16 @@ def _smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float, 
     return one_hot * (1.0 - smoothing) + smoothing / num_classes
 
 
-def _check_number(name: str, value, *, low=None, high=None, low_open=False) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise InputError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise InputError(f"{name} must be <= {high}, got {value!r}")
-
-
 # ------------------------------------------------------------------------------------------------- losses
 
 
-@register("cross_entropy", inputs=CLASSES, family="classification", aliases=("softmax_cross_entropy", "ce"))
+@register(
+    "cross_entropy",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("softmax_cross_entropy", "ce"),
+    options=(Option("label_smoothing", float, UNIT, doc="label smoothing ε"),),
+)
 def cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -124,7 +136,6 @@ def cross_entropy(
         label_smoothing: ``ε`` in ``[0, 1]``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    _check_number("label_smoothing", label_smoothing, low=0.0, high=1.0)
     log_probs = torch.log_softmax(logits, dim=-1)
     values = -_label_logp(log_probs, labels)
     if label_smoothing:
@@ -132,7 +143,18 @@ def cross_entropy(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("focal_loss", inputs=CLASSES, family="classification", aliases=("focal",))
+@register(
+    "focal_loss",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("focal",),
+    options=(
+        Option("gamma", float, NON_NEGATIVE, doc="focusing parameter γ"),
+        Option(
+            "alpha", (float, torch.Tensor), NON_NEGATIVE, none=True, doc="class weight α (a number or a [K] tensor)"
+        ),
+    ),
+)
 def focal_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -156,7 +178,6 @@ def focal_loss(
         alpha: ``None``, a scalar, or a ``[K]`` tensor of per-class weights ``α_k``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    _check_number("gamma", gamma, low=0.0)
     log_p = _label_logp(torch.log_softmax(logits, dim=-1), labels)
     # 1 - p_y via expm1 keeps precision for confident predictions (p_y close to 1)
     one_minus_p = -torch.expm1(log_p)
@@ -175,7 +196,16 @@ def focal_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("poly1_cross_entropy", inputs=CLASSES, family="classification", aliases=("poly1", "poly_loss"))
+@register(
+    "poly1_cross_entropy",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("poly1", "poly_loss"),
+    options=(
+        Option("epsilon", float, Interval(-1, None), doc="weight ε of the first polynomial term"),
+        Option("label_smoothing", float, UNIT, doc="label smoothing"),
+    ),
+)
 def poly1_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -201,7 +231,6 @@ def poly1_cross_entropy(
         label_smoothing: as in :func:`cross_entropy`.
     """
     ce = cross_entropy(logits, labels, label_smoothing=label_smoothing, mask=mask, weights=None, reduction="none")
-    _check_number("epsilon", epsilon)
     safe = check_logits_labels(logits, labels, mask, weights)
     probs = torch.softmax(logits, dim=-1)
     targets = _smoothed_targets(safe, logits.shape[-1], label_smoothing, probs.dtype)
@@ -209,7 +238,16 @@ def poly1_cross_entropy(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("z_loss", inputs=CLASSES, family="classification", aliases=("spherical_z_loss",))
+@register(
+    "z_loss",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("spherical_z_loss",),
+    options=(
+        Option("a", float, POSITIVE, doc="scale a of the logits"),
+        Option("b", float, REAL, doc="shift b of the target"),
+    ),
+)
 def z_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -237,8 +275,6 @@ def z_loss(
         a: sharpness ``a > 0``; b: offset (margin) of the standardised target logit.
     """
     labels = check_logits_labels(logits, labels, mask, weights, min_classes=2)
-    _check_number("a", a, low=0.0, low_open=True)
-    _check_number("b", b)
     mean = logits.mean(-1, keepdim=True)
     std = logits.std(-1, keepdim=True, correction=0)
     std = torch.where(std > 0, std, torch.ones_like(std))
@@ -267,7 +303,17 @@ def _mean_lse(values: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(values, dim=-1) - math.log(values.shape[-1])
 
 
-@register("ldr_kl_loss", inputs=CLASSES, family="classification", aliases=("ldr_kl", "ldr_loss"))
+@register(
+    "ldr_kl_loss",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("ldr_kl", "ldr_loss"),
+    options=(
+        Option("lam", float, POSITIVE, doc="regularisation λ"),
+        Option("margin", float, NON_NEGATIVE, doc="margin"),
+        _NORMALIZE_SCORES,
+    ),
+)
 def ldr_kl_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -301,14 +347,24 @@ def ldr_kl_loss(
         lam: ``λ > 0``; margin: ``c >= 0``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    _check_number("lam", lam, low=0.0, low_open=True)
-    _check_number("margin", margin, low=0.0)
     gaps = _ldr_margin_gaps(_ldr_scores(logits, normalize_scores), labels, margin)
     values = lam * _mean_lse(gaps / lam)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("aldr_kl_loss", inputs=CLASSES, family="classification", aliases=("aldr_kl",))
+@register(
+    "aldr_kl_loss",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("aldr_kl",),
+    options=(
+        Option("lambda_ref", float, POSITIVE, doc="reference λ"),
+        Option("alpha", float, Interval(1, None, closed="neither"), doc="adaptivity α"),
+        Option("margin", float, NON_NEGATIVE, doc="margin"),
+        Option("lambdas", torch.Tensor, none=True, doc="per-example λ (a [batch] tensor)"),
+        _NORMALIZE_SCORES,
+    ),
+)
 def aldr_kl_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -347,9 +403,6 @@ def aldr_kl_loss(
         lambdas: optional ``[...]`` previous per-example ``λ``.
     """
     labels = check_logits_labels(logits, labels, mask, weights, min_classes=2)
-    _check_number("lambda_ref", lambda_ref, low=0.0, low_open=True)
-    _check_number("alpha", alpha, low=1.0, low_open=True)
-    _check_number("margin", margin, low=0.0)
     scores = _ldr_scores(logits, normalize_scores)
     log_k = math.log(logits.shape[-1])
     with torch.no_grad():
@@ -365,7 +418,13 @@ def aldr_kl_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("comp_sum_loss", inputs=CLASSES, family="classification", aliases=("comp_sum",))
+@register(
+    "comp_sum_loss",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("comp_sum",),
+    options=(Option("tau", float, NON_NEGATIVE, doc="τ of the comp-sum family"),),
+)
 def comp_sum_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -391,7 +450,6 @@ def comp_sum_loss(
         logits: ``[..., K]``; labels: ``[...]``; tau: ``τ >= 0``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    _check_number("tau", tau, low=0.0)
     log_p = _label_logp(torch.log_softmax(logits, dim=-1), labels)
     if tau == 1.0:
         values = -log_p
@@ -401,7 +459,13 @@ def comp_sum_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("generalized_cross_entropy", inputs=CLASSES, family="classification", aliases=("gce",))
+@register(
+    "generalized_cross_entropy",
+    inputs=CLASSES,
+    family="classification",
+    aliases=("gce",),
+    options=(Option("q", float, Interval(0, 1, closed="right"), doc="q of the Box-Cox transform"),),
+)
 def generalized_cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -424,7 +488,6 @@ def generalized_cross_entropy(
     Args:
         logits: ``[..., K]``; labels: ``[...]``; q: in ``(0, 1]``.
     """
-    _check_number("q", q, low=0.0, high=1.0, low_open=True)
     return comp_sum_loss(logits, labels, tau=1.0 + q, mask=mask, weights=weights, reduction=reduction)
 
 
@@ -463,6 +526,11 @@ def mae_loss(
     ),
     family="classification",
     aliases=("prefer_to_classify",),
+    options=(
+        weight_option("lambda_pref", "weight of the preference term"),
+        weight_option("lambda_cons", "weight of the consistency term"),
+        weight_option("lambda_div", "weight of the diversity term"),
+    ),
 )
 def p2c_loss(
     logits_a: torch.Tensor,
@@ -533,8 +601,6 @@ def p2c_loss(
         raise InputError(
             f"preferences must be 1 (a preferred), 0 (b preferred) or 0.5 (tie); got {preferences[~allowed][0].item()}"
         )
-    for name, value in (("lambda_pref", lambda_pref), ("lambda_cons", lambda_cons), ("lambda_div", lambda_div)):
-        _check_number(name, value)
 
     log_pa = torch.log_softmax(logits_a, dim=-1)
     log_pb = torch.log_softmax(logits_b, dim=-1)

@@ -27,18 +27,30 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._chunked import DENSE_ELEMENTS, row_logsumexp
 from pairkit.losses._core import (
+    CHUNK_SIZE,
     LABELLED_EMBEDDINGS,
+    NON_NEGATIVE,
+    NORMALIZE,
+    POSITIVE,
     QUERY_KEYS,
+    REAL,
     Reduction,
     check_broadcastable,
     keyword,
     reduce_loss,
     register,
+    weight_option,
 )
+
+_TEMPERATURE = Option(
+    "temperature", (float, torch.Tensor), POSITIVE, doc="softmax temperature τ (a tensor to learn it)"
+)
+_COSINE = Interval(-1, 1)
+_UNMASKED = ("weights", "reduction")  # a batch of embeddings is sliced, not masked
 
 __all__ = [
     "alignment",
@@ -299,7 +311,19 @@ def _supcon_rows(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
 # ------------------------------------------------------------------------------------ paired-view losses
 
 
-@register("infonce", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("info_nce", "info_nce_loss"))
+@register(
+    "infonce",
+    keywords=_UNMASKED,
+    inputs=QUERY_KEYS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("info_nce", "info_nce_loss"),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+        CHUNK_SIZE,
+    ),
+)
 def infonce(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -334,7 +358,19 @@ def infonce(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("clip", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("clip_loss",))
+@register(
+    "clip",
+    keywords=_UNMASKED,
+    inputs=QUERY_KEYS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("clip_loss",),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+        CHUNK_SIZE,
+    ),
+)
 def clip(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -366,7 +402,21 @@ def clip(
     return reduce_loss(values, reduction, weights=weights)
 
 
-@register("siglip", inputs=QUERY_KEYS, batch_coupled=True, family=_FAMILY, aliases=("sigmoid_loss", "siglip_loss"))
+@register(
+    "siglip",
+    keywords=_UNMASKED,
+    inputs=QUERY_KEYS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("sigmoid_loss", "siglip_loss"),
+    options=(
+        Option(
+            "logit_scale", (float, torch.Tensor), POSITIVE, doc="scale t of the similarities (a tensor to learn it)"
+        ),
+        Option("logit_bias", (float, torch.Tensor), REAL, doc="bias b (a tensor to learn it)"),
+        NORMALIZE,
+    ),
+)
 def siglip(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -407,10 +457,15 @@ def siglip(
 
 @register(
     "cwcl",
+    keywords=_UNMASKED,
     inputs=(*QUERY_KEYS, keyword("similarity", "similarity", "[n, n]")),
     batch_coupled=True,
     family=_FAMILY,
     aliases=("continuously_weighted_contrastive", "cwcl_loss"),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+    ),
 )
 def cwcl(
     query: torch.Tensor,
@@ -474,10 +529,18 @@ def cwcl(
 
 @register(
     "isogclr",
+    keywords=_UNMASKED,
     inputs=QUERY_KEYS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("individualized_temperature", "isogclr_loss"),
+    options=(
+        Option(
+            "temperature", (float, torch.Tensor), POSITIVE, doc="per-query temperatures τ_i (a scalar or an [N] tensor)"
+        ),
+        Option("rho", float, NON_NEGATIVE, doc="KL-ball radius ρ"),
+        NORMALIZE,
+    ),
 )
 def isogclr(
     query: torch.Tensor,
@@ -528,6 +591,7 @@ def isogclr(
 
 @register(
     "decoupled_softmax",
+    keywords=_UNMASKED,
     inputs=(
         Input("query", "embeddings", "[n, dim]"),
         Input("keys", "embeddings", "[m, dim]"),
@@ -536,6 +600,10 @@ def isogclr(
     batch_coupled=True,
     family=_FAMILY,
     aliases=("dexml", "decoupled_softmax_loss"),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+    ),
 )
 def decoupled_softmax(
     query: torch.Tensor,
@@ -582,7 +650,17 @@ def decoupled_softmax(
     return _reduce_pairs(pair_loss, anchor, n, weights, reduction)
 
 
-@register("alignment", inputs=QUERY_KEYS, family=_FAMILY, aliases=("align_loss", "alignment_loss"))
+@register(
+    "alignment",
+    keywords=_UNMASKED,
+    inputs=QUERY_KEYS,
+    family=_FAMILY,
+    aliases=("align_loss", "alignment_loss"),
+    options=(
+        Option("alpha", float, POSITIVE, doc="exponent α of the distance"),
+        NORMALIZE,
+    ),
+)
 def alignment(
     query: torch.Tensor,
     keys: torch.Tensor,
@@ -605,8 +683,6 @@ def alignment(
     """
     _check_pair(query, keys)
     _check_weights(weights, query.shape[0])
-    if not alpha > 0:
-        raise InputError(f"alpha must be positive, got {alpha}")
     q, k = _maybe_normalize(normalize, query, keys)
     diff = q - k
     sq = (diff * diff).sum(-1)
@@ -618,10 +694,15 @@ def alignment(
 
 @register(
     "uniformity",
+    keywords=(),
     inputs=(Input("embeddings", "embeddings", "[n, dim]"),),
     batch_coupled=True,
     family=_FAMILY,
     aliases=("uniform_loss", "uniformity_loss"),
+    options=(
+        Option("t", float, POSITIVE, doc="scale t of the Gaussian potential"),
+        NORMALIZE,
+    ),
 )
 def uniformity(embeddings: torch.Tensor, *, t: float = 2.0, normalize: bool = True) -> torch.Tensor:
     """Uniformity: log of the mean Gaussian potential between all pairs of embeddings (lower = more uniform).
@@ -662,7 +743,19 @@ def _labelled(embeddings, labels, weights, normalize):
     return x, labels
 
 
-@register("ntxent", inputs=LABELLED_EMBEDDINGS, batch_coupled=True, family=_FAMILY, aliases=("ntxent_loss", "nt_xent"))
+@register(
+    "ntxent",
+    keywords=_UNMASKED,
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("ntxent_loss", "nt_xent"),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+        CHUNK_SIZE,
+    ),
+)
 def ntxent(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -699,10 +792,16 @@ def ntxent(
 
 @register(
     "supcon",
+    keywords=_UNMASKED,
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("sup_con_loss", "supcon_loss", "supervised_contrastive"),
+    options=(
+        _TEMPERATURE,
+        NORMALIZE,
+        CHUNK_SIZE,
+    ),
 )
 def supcon(
     embeddings: torch.Tensor,
@@ -737,10 +836,18 @@ def supcon(
 
 @register(
     "triplet_margin",
+    keywords=_UNMASKED,
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("triplet_margin_loss", "triplet"),
+    options=(
+        Option("margin", float, NON_NEGATIVE, doc="margin m"),
+        Option("mining", str, choices=("all", "batch_hard"), doc="which triplets"),
+        Option("swap", bool, doc="use min(d(a, n), d(p, n))"),
+        Option("smooth", bool, doc="softplus instead of the hinge"),
+        NORMALIZE,
+    ),
 )
 def triplet_margin(
     embeddings: torch.Tensor,
@@ -775,8 +882,6 @@ def triplet_margin(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
-    if mining not in ("all", "batch_hard"):
-        raise InputError(f"mining must be 'all' or 'batch_hard', got {mining!r}")
     x, labels = _labelled(embeddings, labels, weights, normalize)
     hinge = F.softplus if smooth else F.relu
     if triplets is not None:
@@ -816,10 +921,16 @@ def triplet_margin(
 
 @register(
     "contrastive",
+    keywords=_UNMASKED,
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("contrastive_loss", "pair_margin"),
+    options=(
+        Option("pos_margin", float, NON_NEGATIVE, doc="distance within which positives are not penalised"),
+        Option("neg_margin", float, NON_NEGATIVE, doc="distance beyond which negatives are not penalised"),
+        NORMALIZE,
+    ),
 )
 def contrastive(
     embeddings: torch.Tensor,
@@ -856,10 +967,17 @@ def contrastive(
 
 @register(
     "multi_similarity",
+    keywords=_UNMASKED,
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("multi_similarity_loss", "ms_loss"),
+    options=(
+        Option("alpha", float, POSITIVE, doc="scale α of the positive term"),
+        Option("beta", float, POSITIVE, doc="scale β of the negative term"),
+        Option("base", float, REAL, doc="similarity offset λ"),
+        NORMALIZE,
+    ),
 )
 def multi_similarity(
     embeddings: torch.Tensor,
@@ -895,7 +1013,19 @@ def multi_similarity(
     return reduce_loss(pos_term + neg_term, reduction, weights=weights)
 
 
-@register("circle", inputs=LABELLED_EMBEDDINGS, batch_coupled=True, family=_FAMILY, aliases=("circle_loss",))
+@register(
+    "circle",
+    keywords=_UNMASKED,
+    inputs=LABELLED_EMBEDDINGS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("circle_loss",),
+    options=(
+        Option("m", float, NON_NEGATIVE, doc="relaxation margin m"),
+        Option("gamma", float, POSITIVE, doc="scale γ"),
+        NORMALIZE,
+    ),
+)
 def circle(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -935,10 +1065,18 @@ def circle(
 
 @register(
     "tcm",
+    keywords=_UNMASKED,
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("threshold_consistent_margin_loss", "threshold_consistent_margin"),
+    options=(
+        weight_option("lambda_plus", "weight λ+ of the positive term"),
+        weight_option("lambda_minus", "weight λ- of the negative term"),
+        Option("margin_plus", float, _COSINE, doc="cosine threshold m+ of the positives"),
+        Option("margin_minus", float, _COSINE, doc="cosine threshold m- of the negatives"),
+        NORMALIZE,
+    ),
 )
 def threshold_consistent_margin(
     embeddings: torch.Tensor,

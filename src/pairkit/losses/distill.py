@@ -13,8 +13,20 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import CLASSES, STUDENT_TEACHER, Reduction, check_same_shape, keyword, reduce_loss, register
-from pairkit.losses.classification import _check_number, _label_logp, check_logits_labels
+from pairkit.losses._core import (
+    CLASSES,
+    NON_NEGATIVE,
+    STUDENT_TEACHER,
+    TEMPERATURE,
+    UNIT,
+    Reduction,
+    check_same_shape,
+    keyword,
+    reduce_loss,
+    register,
+    weight_option,
+)
+from pairkit.losses.classification import _label_logp, check_logits_labels
 from pairkit.losses.divergence import _check_pair, _kl_logspace
 
 __all__ = [
@@ -31,10 +43,9 @@ __all__ = [
 ]
 
 
-def _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, *, min_classes=1):
+def _check_inputs(student_logits, teacher_logits, labels, mask, weights, *, min_classes=1):
     """Shared checks; returns labels safe to gather with (or ``None`` when no labels are given)."""
     _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    _check_number("temperature", temperature, low=0.0, low_open=True)
     if labels is None:
         return None
     return check_logits_labels(
@@ -55,6 +66,10 @@ def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     inputs=(*STUDENT_TEACHER, keyword("labels", "classes")),
     family="distill",
     aliases=("kd", "hinton_kd"),
+    options=(
+        TEMPERATURE,
+        Option("alpha", float, UNIT, doc="weight of the soft term when labels are given"),
+    ),
 )
 def hinton_kd_loss(
     student_logits: torch.Tensor,
@@ -83,11 +98,10 @@ def hinton_kd_loss(
         temperature: ``τ > 0``.
         labels: optional ``[...]`` class indices; alpha: weight of the soft term when labels are given.
     """
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
     kl = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     values = temperature**2 * kl
     if safe is not None:
-        _check_number("alpha", alpha, low=0.0, high=1.0)
         values = alpha * values + (1.0 - alpha) * _ce(student_logits, safe)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
@@ -105,7 +119,15 @@ def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
 
 
 @register(
-    "dkd_loss", inputs=(*STUDENT_TEACHER, Input("labels", "classes")), family="distill", aliases=("dkd", "decoupled_kd")
+    "dkd_loss",
+    inputs=(*STUDENT_TEACHER, Input("labels", "classes")),
+    family="distill",
+    aliases=("dkd", "decoupled_kd"),
+    options=(
+        weight_option("alpha", "TCKD weight"),
+        weight_option("beta", "NCKD weight"),
+        TEMPERATURE,
+    ),
 )
 def dkd_loss(
     student_logits: torch.Tensor,
@@ -136,7 +158,7 @@ def dkd_loss(
         student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
         alpha: TCKD weight; beta: NCKD weight; temperature: ``τ > 0``.
     """
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, min_classes=2)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, min_classes=2)
     bin_s, non_s = _target_split(_soft(student_logits, temperature), safe)
     bin_t, non_t = _target_split(_soft(teacher_logits, temperature), safe)
     tckd = _kl_logspace(bin_t, bin_s)
@@ -150,6 +172,10 @@ def dkd_loss(
     inputs=(*STUDENT_TEACHER, Input("labels", "classes")),
     family="distill",
     aliases=("nkd", "normalized_kd"),
+    options=(
+        TEMPERATURE,
+        weight_option("gamma", "weight γ of the non-target term"),
+    ),
 )
 def nkd_loss(
     student_logits: torch.Tensor,
@@ -179,8 +205,7 @@ def nkd_loss(
         student_logits, teacher_logits: ``[..., K]`` with ``K >= 2``; labels: ``[...]``.
         temperature: ``τ > 0`` for the non-target term; gamma: its weight ``γ``.
     """
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature, min_classes=2)
-    _check_number("gamma", gamma)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, min_classes=2)
     idx = safe.unsqueeze(-1)
     log_p_y = torch.gather(torch.log_softmax(student_logits, dim=-1), -1, idx).squeeze(-1)
     q_y = torch.gather(torch.softmax(teacher_logits, dim=-1), -1, idx).squeeze(-1).detach()
@@ -203,6 +228,10 @@ def _entropy(log_p: torch.Tensor) -> torch.Tensor:
     inputs=(*STUDENT_TEACHER, keyword("labels", "classes")),
     family="distill",
     aliases=("bd_kd", "balanced_divergence_kd"),
+    options=(
+        TEMPERATURE,
+        Option("balance", float, NON_NEGATIVE, doc="balance of the two KL directions"),
+    ),
 )
 def bd_kd_loss(
     student_logits: torch.Tensor,
@@ -237,8 +266,7 @@ def bd_kd_loss(
         student_logits, teacher_logits: ``[..., K]``; labels: optional ``[...]``.
         temperature: ``τ > 0``; balance: ``λ >= 0``.
     """
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
-    _check_number("balance", balance, low=0.0)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
     log_s = _soft(student_logits, temperature)
     log_t = _soft(teacher_logits, temperature)
     with torch.no_grad():
@@ -262,7 +290,7 @@ def ps_kd_alpha(epoch: int, num_epochs: int, *, alpha_final: float = 0.8) -> flo
         raise InputError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if not (isinstance(epoch, int) and 0 <= epoch < num_epochs):
         raise InputError(f"epoch must be an int in [0, num_epochs={num_epochs}), got {epoch!r}")
-    _check_number("alpha_final", alpha_final, low=0.0, high=1.0)
+    alpha_final = Option("alpha_final", float, UNIT).check(alpha_final)
     return alpha_final * (epoch + 1) / num_epochs
 
 
@@ -271,6 +299,7 @@ def ps_kd_alpha(epoch: int, num_epochs: int, *, alpha_final: float = 0.8) -> flo
     inputs=(*CLASSES, Input("past_logits", "logits", "[batch, classes]")),
     family="distill",
     aliases=("ps_kd", "pskd"),
+    options=(Option("alpha", float, UNIT, doc="α_t, the weight of the past predictions"),),
 )
 def ps_kd_loss(
     logits: torch.Tensor,
@@ -300,7 +329,6 @@ def ps_kd_loss(
     """
     check_same_shape(logits=logits, past_logits=past_logits)
     safe = check_logits_labels(logits, labels, mask, weights)
-    _check_number("alpha", alpha, low=0.0, high=1.0)
     past = torch.softmax(past_logits.detach(), dim=-1)
     targets = (1.0 - alpha) * F.one_hot(safe, logits.shape[-1]).to(past.dtype) + alpha * past
     values = -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)

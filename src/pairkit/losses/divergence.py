@@ -22,17 +22,27 @@ from functools import partial
 import torch
 from torch.autograd.function import once_differentiable
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.losses._core import (
+    AT_LEAST_ONE,
+    CHUNK_SIZE,
     DISTRIBUTIONS,
+    NON_NEGATIVE,
+    POSITIVE,
+    REAL,
+    TEMPERATURE,
     TOKEN_STUDENT_TEACHER,
+    UNIT,
     Reduction,
     check_broadcastable,
     check_same_shape,
     reduce_loss,
     register,
 )
+
+_JSD_BETA = Option("beta", float, UNIT, doc="interpolation weight β of the generalised JSD")
+_TOKEN_OPTIONS = (TEMPERATURE, CHUNK_SIZE)
 
 __all__ = [
     "alpha_divergence",
@@ -184,13 +194,6 @@ def reverse_kl_divergence(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-def _check_unit_interval(name: str, value: float, *, open_ends: bool = False) -> None:
-    ok = (0.0 < value < 1.0) if open_ends else (0.0 <= value <= 1.0)
-    if not (isinstance(value, (int, float)) and ok):
-        interval = "(0, 1)" if open_ends else "[0, 1]"
-        raise InputError(f"{name} must be a number in {interval}, got {value!r}")
-
-
 def _generalized_jsd_values(log_p: torch.Tensor, log_t: torch.Tensor, beta: float) -> torch.Tensor:
     if beta == 0.0:
         return _kl_logspace(log_t, log_p)
@@ -201,7 +204,13 @@ def _generalized_jsd_values(log_p: torch.Tensor, log_t: torch.Tensor, beta: floa
     return beta * _kl_logspace(log_t, log_m) + (1.0 - beta) * _kl_logspace(log_p, log_m)
 
 
-@register("generalized_jsd", inputs=DISTRIBUTIONS, family="divergence", aliases=("generalized_jensen_shannon", "gjsd"))
+@register(
+    "generalized_jsd",
+    inputs=DISTRIBUTIONS,
+    family="divergence",
+    aliases=("generalized_jensen_shannon", "gjsd"),
+    options=(_JSD_BETA,),
+)
 def generalized_jsd(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -230,7 +239,6 @@ def generalized_jsd(
         beta: interpolation weight in ``[0, 1]``.
     """
     _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
-    _check_unit_interval("beta", beta)
     values = _generalized_jsd_values(log_predictions, log_targets, float(beta))
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
@@ -292,7 +300,13 @@ def squared_hellinger_distance(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("alpha_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("amari_alpha_divergence",))
+@register(
+    "alpha_divergence",
+    inputs=DISTRIBUTIONS,
+    family="divergence",
+    aliases=("amari_alpha_divergence",),
+    options=(Option("alpha", float, REAL, doc="α of Amari's family (any real; ±1 are the KLs)"),),
+)
 def alpha_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -319,8 +333,6 @@ def alpha_divergence(
         alpha: any real number.
     """
     _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
-    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise InputError(f"alpha must be a finite number, got {alpha!r}")
     if alpha == -1.0:
         values = _kl_logspace(log_targets, log_predictions)
     elif alpha == 1.0:
@@ -433,7 +445,16 @@ def cauchy_schwarz_divergence(
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
-@register("top_k_kl_divergence", inputs=DISTRIBUTIONS, family="divergence", aliases=("topk_kl",))
+@register(
+    "top_k_kl_divergence",
+    inputs=DISTRIBUTIONS,
+    family="divergence",
+    aliases=("topk_kl",),
+    options=(
+        Option("k", int, AT_LEAST_ONE, doc="support size k (at most the vocabulary)"),
+        Option("renormalize_predictions", bool, doc="renormalise the predictions over the top k"),
+    ),
+)
 def top_k_kl_divergence(
     log_predictions: torch.Tensor,
     log_targets: torch.Tensor,
@@ -464,8 +485,8 @@ def top_k_kl_divergence(
     """
     _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     vocab = log_targets.shape[-1]
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= vocab:
-        raise InputError(f"k must be an int in [1, vocab={vocab}], got {k!r}")
+    if k > vocab:
+        raise InputError(f"k must be at most the vocabulary size {vocab}, got {k!r}")
     top_t, idx = torch.topk(log_targets, k, dim=-1)
     top_p = torch.gather(log_predictions, -1, idx)
     top_t = torch.log_softmax(top_t, dim=-1)
@@ -493,6 +514,11 @@ def _safe_log(x: torch.Tensor) -> torch.Tensor:
     ),
     family="divergence",
     aliases=("sinkhorn", "entropic_ot"),
+    options=(
+        Option("epsilon", float, POSITIVE, doc="entropic regularisation ε"),
+        Option("num_iters", int, AT_LEAST_ONE, doc="most Sinkhorn iterations"),
+        Option("tol", float, NON_NEGATIVE, doc="stop when the marginal error is below tol"),
+    ),
 )
 def sinkhorn_distance(
     predictions: torch.Tensor,
@@ -545,10 +571,6 @@ def sinkhorn_distance(
     check_broadcastable("cost leading dims", cost[..., 0, 0], lead)
     check_broadcastable("mask", mask, lead)
     check_broadcastable("weights", weights, lead)
-    if not (isinstance(epsilon, (int, float)) and epsilon > 0):
-        raise InputError(f"epsilon must be a positive number, got {epsilon!r}")
-    if not (isinstance(num_iters, int) and num_iters >= 1):
-        raise InputError(f"num_iters must be a positive int, got {num_iters!r}")
 
     log_a = _safe_log(predictions)
     log_b = _safe_log(targets)
@@ -630,6 +652,7 @@ class _ChunkedPositions(torch.autograd.Function):
         return None, None, *grads
 
 
+@declare_options(*_TOKEN_OPTIONS)
 def token_divergence(
     divergence: Callable[..., torch.Tensor],
     student_logits: torch.Tensor,
@@ -664,10 +687,6 @@ def token_divergence(
         mask, weights: over the leading dims (e.g. ``[batch, time]``).
     """
     _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise InputError(f"temperature must be a positive number, got {temperature!r}")
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise InputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     lead = student_logits.shape[:-1]
     vocab = student_logits.shape[-1]
     fn = partial(_positions, divergence, float(temperature), options)
@@ -683,7 +702,13 @@ def token_divergence(
     return reduce_loss(values.reshape(lead), reduction, mask=mask, weights=weights)
 
 
-@register("token_kl_divergence", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("token_forward_kl",))
+@register(
+    "token_kl_divergence",
+    inputs=TOKEN_STUDENT_TEACHER,
+    family="divergence",
+    aliases=("token_forward_kl",),
+    options=(*_TOKEN_OPTIONS,),
+)
 def token_kl_divergence(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -720,7 +745,11 @@ def token_kl_divergence(
 
 
 @register(
-    "token_reverse_kl_divergence", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("token_reverse_kl",)
+    "token_reverse_kl_divergence",
+    inputs=TOKEN_STUDENT_TEACHER,
+    family="divergence",
+    aliases=("token_reverse_kl",),
+    options=(*_TOKEN_OPTIONS,),
 )
 def token_reverse_kl_divergence(
     student_logits: torch.Tensor,
@@ -757,7 +786,14 @@ def token_reverse_kl_divergence(
 
 
 @register(
-    "token_generalized_jsd", inputs=TOKEN_STUDENT_TEACHER, family="divergence", aliases=("gkd", "generalized_jsd_loss")
+    "token_generalized_jsd",
+    inputs=TOKEN_STUDENT_TEACHER,
+    family="divergence",
+    aliases=("gkd", "generalized_jsd_loss"),
+    options=(
+        _JSD_BETA,
+        *_TOKEN_OPTIONS,
+    ),
 )
 def token_generalized_jsd(
     student_logits: torch.Tensor,
@@ -788,7 +824,6 @@ def token_generalized_jsd(
         chunk_size: positions per chunk, see :func:`token_divergence`.
         mask, weights: over the leading dims.
     """
-    _check_unit_interval("beta", beta)
     return token_divergence(
         generalized_jsd,
         student_logits,

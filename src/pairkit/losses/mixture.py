@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
@@ -23,35 +22,40 @@ def weighted_sum(terms) -> Callable[..., torch.Tensor]:
     Wang et al. (2024), "Enhancing the Reasoning Ability of Multimodal Large Language Models via Mixed
     Preference Optimization" (MPO = sigmoid + bco_pair + sft). ``terms`` is a list of ``(name_or_fn, weight)``
     or ``(name_or_fn, weight, kwargs)``; keyword arguments given when calling the combined loss go to every
-    term whose signature accepts them (per-term ``kwargs`` take precedence). Reductions are linear, so the
+    term whose spec declares them as an input or option (per-term ``kwargs`` take precedence); a function must
+    be a registered loss (see :func:`pairkit.losses.register`). Reductions are linear, so the
     result equals TRL's ``loss_type=[...]`` with ``loss_weights=[...]``.
 
     Returns ``fn(*inputs, mask=None, weights=None, reduction="mean", **kwargs)``.
     """
-    from pairkit.losses._core import get
+    from pairkit.losses._core import REGISTRY, spec
 
     if not terms:
         raise InputError("weighted_sum needs at least one (loss, weight) term")
+    by_fn = {s.fn: s for s in REGISTRY.specs()}
     built = []
     for term in terms:
         if not isinstance(term, (tuple, list)) or len(term) not in (2, 3):
             raise InputError(f"each term must be (name_or_fn, weight) or (name_or_fn, weight, kwargs), got {term!r}")
-        fn = get(term[0]) if isinstance(term[0], str) else term[0]
-        params = inspect.signature(fn).parameters
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        built.append((fn, float(term[1]), dict(term[2]) if len(term) == 3 else {}, set(params), accepts_any))
+        found = spec(term[0]) if isinstance(term[0], str) else by_fn.get(term[0])
+        if found is None:
+            raise InputError(
+                f"{term[0]!r} is not a registered loss; register it with pairkit.losses.register (declaring its "
+                "inputs and options) to combine it"
+            )
+        built.append((found, float(term[1]), dict(term[2]) if len(term) == 3 else {}))
 
     def combined(*inputs, mask=None, weights=None, reduction: Reduction = "mean", **kwargs):
-        unused = set(kwargs) - set().union(*(names for *_, names, _ in built))
-        if unused and not any(any_kw for *_, any_kw in built):
+        unused = [k for k in kwargs if not any(s.accepts(k) for s, *_ in built)]
+        if unused:
             raise InputError(f"no term of the combined loss accepts {sorted(unused)}")
         total = None
-        for fn, weight, own, names, any_kw in built:
-            kw = {k: v for k, v in kwargs.items() if any_kw or k in names}
+        for s, weight, own in built:
+            kw = {k: v for k, v in kwargs.items() if s.accepts(k)}
             kw.update(own)
-            value = weight * fn(*inputs, mask=mask, weights=weights, reduction=reduction, **kw)
+            value = weight * s.fn(*inputs, mask=mask, weights=weights, reduction=reduction, **kw)
             total = value if total is None else total + value
         return total
 
-    combined.__doc__ = "Weighted sum of " + ", ".join(f"{w} * {getattr(f, '__name__', f)}" for f, w, *_ in built)
+    combined.__doc__ = "Weighted sum of " + ", ".join(f"{w} * {s.name}" for s, w, _ in built)
     return combined

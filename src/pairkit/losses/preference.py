@@ -22,7 +22,16 @@ import torch.nn.functional as F
 
 from pairkit._spec import Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import CHOSEN_LENGTHS, CHOSEN_NLL, PAIR_REF, REJECTED_LENGTHS, Reduction, keyword, register
+from pairkit.losses._core import (
+    CHOSEN_LENGTHS,
+    CHOSEN_NLL,
+    PAIR_REF,
+    REAL,
+    REJECTED_LENGTHS,
+    Reduction,
+    keyword,
+    register,
+)
 from pairkit.losses._pairs import (
     BETA,
     F_OPTIONS,
@@ -442,7 +451,7 @@ def nca_pair_loss(
     "bco_pair",
     inputs=PAIR_REF,
     family=FAMILY,
-    options=(BETA, Option("delta", (float, torch.Tensor), doc="reward shift δ (see bco_reward_shift)")),
+    options=(BETA, Option("delta", (float, torch.Tensor), REAL, doc="reward shift δ (see bco_reward_shift)")),
 )
 def bco_pair_loss(
     policy_chosen_logps: torch.Tensor,

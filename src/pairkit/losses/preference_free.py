@@ -20,6 +20,7 @@ from pairkit.losses._core import (
     CHOSEN_NLL,
     PAIR,
     PAIR_REF,
+    REAL,
     REJECTED_LENGTHS,
     Reduction,
     check_same_shape,
@@ -51,7 +52,7 @@ _NLL_WEIGHT = Option("cpo_alpha", float, Interval(0, None), doc="weight λ of th
     "simpo",
     inputs=(*PAIR, CHOSEN_LENGTHS, REJECTED_LENGTHS),
     family=FAMILY,
-    options=(BETA, Option("gamma", float, doc="target reward margin γ"), _LABEL_SMOOTHING),
+    options=(BETA, Option("gamma", float, REAL, doc="target reward margin γ"), _LABEL_SMOOTHING),
 )
 def simpo_loss(
     policy_chosen_logps: torch.Tensor,
@@ -131,8 +132,8 @@ CPO_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
         _LABEL_SMOOTHING,
         _NLL_WEIGHT,
         Option("loss_type", (str, callable), choices=tuple(CPO_LOSSES), doc="preference term (TRL name)"),
-        Option("simpo_gamma", float, doc="SimPO target margin γ"),
-        Option("alpha", float, doc="AlphaPO reward shape α (0 = log-probabilities)"),
+        Option("simpo_gamma", float, REAL, doc="SimPO target margin γ"),
+        Option("alpha", float, REAL, doc="AlphaPO reward shape α (0 = log-probabilities)"),
     ),
 )
 def cpo_loss(
@@ -182,7 +183,7 @@ def cpo_loss(
     "cpo_simpo",
     inputs=(*PAIR, CHOSEN_LENGTHS, REJECTED_LENGTHS, CHOSEN_NLL),
     family=FAMILY,
-    options=(BETA, Option("gamma", float, doc="target reward margin γ"), _LABEL_SMOOTHING, _NLL_WEIGHT),
+    options=(BETA, Option("gamma", float, REAL, doc="target reward margin γ"), _LABEL_SMOOTHING, _NLL_WEIGHT),
 )
 def cpo_simpo_loss(
     policy_chosen_logps: torch.Tensor,
@@ -317,7 +318,7 @@ def cringe_positive_logits(
     aliases=("cringe_pair",),
     options=(
         Option("alpha", float, Interval(0, None), doc="weight of the Cringe term"),
-        Option("margin", float, doc="margin b of the gate"),
+        Option("margin", float, REAL, doc="margin b of the gate"),
         Option("temperature", float, POSITIVE, doc="temperature τ of the gate"),
     ),
 )

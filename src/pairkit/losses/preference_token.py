@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import (
     TOKEN_MASKS,
@@ -22,8 +22,10 @@ from pairkit.losses._core import (
     keyword,
     reduce_loss,
     register,
+    weight_option,
 )
 from pairkit.losses._core import check_float_tensors as _check_rows
+from pairkit.losses._pairs import BETA
 
 __all__ = [
     "sparse_po_loss",
@@ -100,7 +102,7 @@ def _tdpo_parts(pc, pr, rc, rr, ckl, rkl, chosen_mask, rejected_mask, mask, weig
     return margin, _masked_sum(ckl, cm), _masked_sum(rkl, rm)
 
 
-@register("tdpo1", inputs=TOKEN_PAIR_REF, family=_FAMILY)
+@register("tdpo1", inputs=TOKEN_PAIR_REF, family=_FAMILY, options=(BETA,))
 def tdpo1_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -145,7 +147,16 @@ def tdpo1_loss(
     return reduce_loss(-F.logsigmoid(beta * (margin - (rkl - ckl))), reduction, mask=mask, weights=weights)
 
 
-@register("tdpo2", inputs=TOKEN_PAIR_REF, family=_FAMILY, aliases=("tdpo",))
+@register(
+    "tdpo2",
+    inputs=TOKEN_PAIR_REF,
+    family=_FAMILY,
+    aliases=("tdpo",),
+    options=(
+        BETA,
+        weight_option("alpha", "weight α of the sequential KL term"),
+    ),
+)
 def tdpo2_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -201,6 +212,7 @@ def tdpo2_loss(
     ),
     family=_FAMILY,
     aliases=("sparsepo",),
+    options=(BETA,),
 )
 def sparse_po_loss(
     policy_chosen_logps: torch.Tensor,
@@ -265,6 +277,7 @@ def sparse_po_loss(
     inputs=(Input("logps", "token_logps", "[batch, T]"), keyword("mask", "token_mask", "[batch, T]")),
     family=_FAMILY,
     aliases=("masked_nll",),
+    options=(Option("length_normalize", bool, doc="divide each NLL by its number of tokens"),),
 )
 def token_nll_loss(
     logps: torch.Tensor,

@@ -12,10 +12,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import UNPAIRED, Reduction, keyword, reduce_loss, register
+from pairkit.losses._core import (
+    NON_NEGATIVE,
+    POSITIVE,
+    REAL,
+    UNPAIRED,
+    Reduction,
+    keyword,
+    reduce_loss,
+    register,
+    weight_option,
+)
 from pairkit.losses._core import check_float_tensors as _check_rows
+from pairkit.losses._pairs import BETA
 from pairkit.losses.scores import sigmoid_binary_cross_entropy
 
 __all__ = [
@@ -85,6 +96,14 @@ def kto_kl_estimate(
     inputs=(*UNPAIRED, keyword("policy_kl_logps", "logps"), keyword("ref_kl_logps", "logps")),
     batch_coupled=True,
     family=_FAMILY,
+    options=(
+        Option(
+            "kl", (float, torch.Tensor), NON_NEGATIVE, none=True, doc="fixed KL reference point z0 (None: estimated)"
+        ),
+        BETA,
+        weight_option("desirable_weight", "weight of desirable examples"),
+        weight_option("undesirable_weight", "weight of undesirable examples"),
+    ),
 )
 def kto_loss(
     policy_logps: torch.Tensor,
@@ -142,7 +161,16 @@ def kto_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("apo_zero_unpaired", inputs=UNPAIRED, family=_FAMILY)
+@register(
+    "apo_zero_unpaired",
+    inputs=UNPAIRED,
+    family=_FAMILY,
+    options=(
+        BETA,
+        weight_option("desirable_weight", "weight of desirable examples"),
+        weight_option("undesirable_weight", "weight of undesirable examples"),
+    ),
+)
 def apo_zero_unpaired_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -175,7 +203,15 @@ def apo_zero_unpaired_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("bco", inputs=UNPAIRED, family=_FAMILY)
+@register(
+    "bco",
+    inputs=UNPAIRED,
+    family=_FAMILY,
+    options=(
+        BETA,
+        Option("delta", (float, torch.Tensor), REAL, doc="reward shift δ (see bco_reward_shift)"),
+    ),
+)
 def bco_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -225,6 +261,7 @@ def _pointwise_targets(labels, like: torch.Tensor) -> torch.Tensor:
     inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps"), Input("labels", "probs")),
     family=_FAMILY,
     aliases=("ulma_pointwise_dpo",),
+    options=(BETA,),
 )
 def pointwise_dpo_loss(
     policy_logps: torch.Tensor,
@@ -254,7 +291,7 @@ def pointwise_dpo_loss(
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
-@register("ulma", inputs=UNPAIRED, family=_FAMILY)
+@register("ulma", inputs=UNPAIRED, family=_FAMILY, options=(BETA,))
 def ulma_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -293,6 +330,7 @@ def ulma_loss(
     ),
     family=_FAMILY,
     aliases=("direct_reward_optimisation", "direct_reward_optimization"),
+    options=(Option("beta", float, POSITIVE, doc="KL regularisation strength β"),),
 )
 def dro_loss(
     policy_logps: torch.Tensor,
@@ -329,6 +367,7 @@ def dro_loss(
     inputs=(Input("policy_logps", "logps"), Input("ref_logps", "logps")),
     family=_FAMILY,
     aliases=("negative_preference_optimization",),
+    options=(BETA,),
 )
 def npo_loss(
     policy_logps: torch.Tensor,
@@ -352,8 +391,6 @@ def npo_loss(
 
     Args: ``policy_logps``, ``ref_logps`` ``[batch]`` (forget-set completions). Returns ``[batch]`` or a scalar.
     """
-    if beta <= 0:
-        raise InputError(f"npo_loss needs beta > 0, got beta={beta!r}")
     _check_rows(mask, weights, policy_logps=policy_logps, ref_logps=ref_logps)
     values = -(2.0 / beta) * F.logsigmoid(-beta * (policy_logps - ref_logps))
     return reduce_loss(values, reduction, mask=mask, weights=weights)

@@ -28,10 +28,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import (
+    GAIN,
+    NON_NEGATIVE,
+    POSITIVE,
     RANKED_LISTS,
+    TEMPERATURE,
+    TOP_K,
     Reduction,
     check_broadcastable,
     check_same_shape,
@@ -39,6 +44,9 @@ from pairkit.losses._core import (
     reduce_loss,
     register,
 )
+
+_SIGMA = Option("sigma", float, POSITIVE, doc="slope σ of the pair sigmoid")
+_LAMBDA_OPTIONS = (TOP_K, _SIGMA, GAIN)
 
 __all__ = [
     "approx_ndcg_loss",
@@ -114,11 +122,6 @@ def _check_nonnegative(labels: torch.Tensor, mask: torch.Tensor, name: str = "la
             f"{name} must be non-negative relevance grades for this loss; {name}{list(idx)} = "
             f"{labels[idx].item()}. Shift or clip the grades to >= 0."
         )
-
-
-def _check_k(k: int | None) -> None:
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise InputError(f"k must be a positive integer or None (the whole list); got {k!r}")
 
 
 def _reduce_lists(per_list, *, valid, weights, reduction: Reduction) -> torch.Tensor:
@@ -213,7 +216,13 @@ def ideal_dcg(labels, *, mask=None, k: int | None = None, gain: Gain = "exp2") -
 # ------------------------------------------------------------------------------------------- pointwise
 
 
-@register("pointwise_sigmoid_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pointwise_sigmoid",))
+@register(
+    "pointwise_sigmoid_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("pointwise_sigmoid",),
+    options=(Option("max_label", float, POSITIVE, doc="the highest relevance grade (labels are divided by it)"),),
+)
 def pointwise_sigmoid_loss(
     scores, labels, *, max_label: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -229,8 +238,6 @@ def pointwise_sigmoid_loss(
     the per-list value is the mean over valid entries.
     """
     scores, labels, mask = _prepare(scores, labels, mask)
-    if not max_label > 0:
-        raise InputError(f"max_label must be positive; got {max_label!r}")
     targets = labels / max_label
     bad = mask & ((targets < 0) | (targets > 1))
     if bool(bad.any()):
@@ -295,6 +302,7 @@ def pairwise_ranking_loss(
     inputs=RANKED_LISTS,
     family="ranking",
     aliases=("pairwise_logistic", "rank_net", "ranknet"),
+    options=(_SIGMA,),
 )
 def pairwise_logistic_loss(
     scores, labels, *, sigma: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
@@ -317,7 +325,13 @@ def pairwise_logistic_loss(
     )
 
 
-@register("pairwise_hinge_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pairwise_hinge",))
+@register(
+    "pairwise_hinge_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("pairwise_hinge",),
+    options=(Option("margin", float, NON_NEGATIVE, doc="margin m"),),
+)
 def pairwise_hinge_loss(
     scores, labels, *, margin: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -334,7 +348,13 @@ def pairwise_hinge_loss(
     )
 
 
-@register("pairwise_soft_zero_one_loss", inputs=RANKED_LISTS, family="ranking", aliases=("pairwise_soft_zero_one",))
+@register(
+    "pairwise_soft_zero_one_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("pairwise_soft_zero_one",),
+    options=(_SIGMA,),
+)
 def pairwise_soft_zero_one_loss(
     scores, labels, *, sigma: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -389,6 +409,7 @@ def margin_mse_loss(scores, teacher_scores, *, mask=None, weights=None, reductio
     ),
     family="ranking",
     aliases=("thurstone_fidelity", "fidelity"),
+    options=(Option("eps", float, POSITIVE, doc="ε keeping the square roots differentiable"),),
 )
 def thurstone_fidelity_loss(
     scores,
@@ -484,7 +505,13 @@ def listnet_loss(scores, labels, *, mask=None, weights=None, reduction: Reductio
     return _reduce_lists(per_list, valid=mask.any(-1), weights=weights, reduction=reduction)
 
 
-@register("poly1_softmax_loss", inputs=RANKED_LISTS, family="ranking", aliases=("poly1_softmax",))
+@register(
+    "poly1_softmax_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("poly1_softmax",),
+    options=(Option("epsilon", float, Interval(-1, None), doc="weight ε of the first polynomial term"),),
+)
 def poly1_softmax_loss(
     scores, labels, *, epsilon: float = 1.0, mask=None, weights=None, reduction: Reduction = "mean"
 ) -> torch.Tensor:
@@ -513,6 +540,7 @@ def poly1_softmax_loss(
     inputs=RANKED_LISTS,
     family="ranking",
     aliases=("listmle", "list_mle", "plackett_luce", "plackett_luce_topk"),
+    options=(TOP_K,),
 )
 def listmle_loss(
     scores, labels, *, k: int | None = None, mask=None, weights=None, reduction: Reduction = "mean"
@@ -527,7 +555,6 @@ def listmle_loss(
     Ties in the labels are broken by list order (stable sort), deterministically; allRank ``listMLE``
     breaks them at random, so the two agree exactly for tie-free labels. ``[..., list]`` inputs.
     """
-    _check_k(k)
     scores, labels, mask = _prepare(scores, labels, mask)
     key = labels.masked_fill(~mask, -math.inf)
     order = torch.sort(key, dim=-1, descending=True, stable=True).indices
@@ -588,7 +615,15 @@ def ndcg_loss2pp_weights(gains: torch.Tensor, ranks: torch.Tensor, *, mu: float 
 
 
 @register(
-    "lambda_loss", inputs=RANKED_LISTS, family="ranking", aliases=("lambdaloss", "ndcg_loss2pp", "ndcg_loss2_plus_plus")
+    "lambda_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("lambdaloss", "ndcg_loss2pp", "ndcg_loss2_plus_plus"),
+    options=(
+        Option("weighting", callable, doc="pair weights w(G, r)"),
+        *_LAMBDA_OPTIONS,
+        Option("normalize", bool, doc="weighted mean over pairs instead of the sum"),
+    ),
 )
 def lambda_loss(
     scores,
@@ -617,7 +652,6 @@ def lambda_loss(
     ``functools.partial(ndcg_loss2pp_weights, mu=...)`` for another ``mu``. The per-list value is the sum
     over pairs (``normalize=True``: the weighted mean). ``[..., list]`` inputs, labels non-negative.
     """
-    _check_k(k)
     scores, labels, mask = _prepare(scores, labels, mask)
     _check_nonnegative(labels, mask)
     ranks = _rank_order(scores, mask)
@@ -669,7 +703,9 @@ def _lambda_loss_with(weighting, name: str, doc: str):
     return loss
 
 
-lambdarank_loss = register("lambdarank_loss", inputs=RANKED_LISTS, family="ranking", aliases=("lambdarank",))(
+lambdarank_loss = register(
+    "lambdarank_loss", inputs=RANKED_LISTS, family="ranking", aliases=("lambdarank",), options=(*_LAMBDA_OPTIONS,)
+)(
     _lambda_loss_with(
         lambdarank_weights,
         "lambdarank_loss",
@@ -684,7 +720,9 @@ lambdarank_loss = register("lambdarank_loss", inputs=RANKED_LISTS, family="ranki
     )
 )
 
-ndcg_loss2 = register("ndcg_loss2", inputs=RANKED_LISTS, family="ranking", aliases=("ndcgloss2",))(
+ndcg_loss2 = register(
+    "ndcg_loss2", inputs=RANKED_LISTS, family="ranking", aliases=("ndcgloss2",), options=(*_LAMBDA_OPTIONS,)
+)(
     _lambda_loss_with(
         ndcg_loss2_weights,
         "ndcg_loss2",
@@ -709,7 +747,14 @@ def _normalised_gains(labels, mask, k, gain):
 
 
 @register(
-    "approx_ndcg_loss", inputs=RANKED_LISTS, family="ranking", aliases=("approx_ndcg", "approxndcg", "approxndcgloss")
+    "approx_ndcg_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("approx_ndcg", "approxndcg", "approxndcgloss"),
+    options=(
+        Option("alpha", float, POSITIVE, doc="slope α of the smoothed ranks"),
+        GAIN,
+    ),
 )
 def approx_ndcg_loss(
     scores,
@@ -802,7 +847,20 @@ def sinkhorn_scaling(
     return mat
 
 
-@register("neural_ndcg_loss", inputs=RANKED_LISTS, family="ranking", aliases=("neural_ndcg", "neuralndcg"))
+@register(
+    "neural_ndcg_loss",
+    inputs=RANKED_LISTS,
+    family="ranking",
+    aliases=("neural_ndcg", "neuralndcg"),
+    options=(
+        TEMPERATURE,
+        TOP_K,
+        GAIN,
+        Option("sinkhorn_tol", float, NON_NEGATIVE, doc="Sinkhorn stopping tolerance (0: run all iterations)"),
+        Option("sinkhorn_iters", int, Interval(0, None), doc="most Sinkhorn iterations"),
+        Option("transposed", bool, doc="NeuralNDCG-transposed"),
+    ),
+)
 def neural_ndcg_loss(
     scores,
     labels,
@@ -832,7 +890,6 @@ def neural_ndcg_loss(
     ``allrank/models/losses/neuralNDCG.py``); as there, lists without a relevant item are left out of the
     mean. Lower ``temperature`` sorts more sharply. ``[..., list]`` inputs, labels non-negative.
     """
-    _check_k(k)
     scores, labels, mask = _prepare(scores, labels, mask)
     _check_nonnegative(labels, mask)
     n = scores.shape[-1]

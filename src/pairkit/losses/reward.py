@@ -11,9 +11,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pairkit._spec import Input
+from pairkit._spec import Input, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import REWARD_PAIR, Reduction, check_broadcastable, keyword, reduce_loss, register
+from pairkit.losses._core import (
+    NON_NEGATIVE,
+    POSITIVE,
+    REWARD_PAIR,
+    Reduction,
+    check_broadcastable,
+    keyword,
+    reduce_loss,
+    register,
+    weight_option,
+)
 from pairkit.losses._core import check_float_tensors as _check_rows
 from pairkit.losses.ranking import listmle_loss
 from pairkit.losses.scores import logistic_loss, sigmoid_binary_cross_entropy
@@ -45,6 +55,11 @@ def _margin(margin, like: torch.Tensor) -> torch.Tensor | float:
     inputs=(*REWARD_PAIR, keyword("margin", "margins")),
     family=_FAMILY,
     aliases=("reward_bt", "reward_trainer"),
+    options=(
+        Option(
+            "center_rewards_coefficient", float, NON_NEGATIVE, none=True, doc="weight η of the reward-centring penalty"
+        ),
+    ),
 )
 def bradley_terry_reward_loss(
     chosen_rewards: torch.Tensor,
@@ -150,6 +165,7 @@ def soft_bradley_terry_reward_loss(
     ),
     family=_FAMILY,
     aliases=("helpsteer2_preference",),
+    options=(weight_option("regression_weight", "weight of the regression term"),),
 )
 def regression_bradley_terry_loss(
     chosen_rewards: torch.Tensor,
@@ -287,6 +303,10 @@ def gpm_preference_probs(
     ),
     family=_FAMILY,
     aliases=("general_preference_model",),
+    options=(
+        Option("beta", float, POSITIVE, doc="temperature β dividing the preference score"),
+        Option("eigenvalues", torch.Tensor, none=True, doc="the k eigenvalues of R (default: all 1)"),
+    ),
 )
 def gpm_loss(
     chosen_embeddings: torch.Tensor,

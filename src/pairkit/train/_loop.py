@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -383,17 +382,15 @@ def atomic_save(state: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def call_loss(
-    name: str, fn: Callable[..., torch.Tensor], inputs: dict[str, Any], options: dict[str, Any]
-) -> torch.Tensor:
-    """Call a registered loss per example with the inputs its spec declares and the options it accepts.
+def call_loss(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> torch.Tensor:
+    """Call a registered loss per example with the inputs its spec declares and the options it declares.
 
     The spec (:func:`pairkit.losses.spec`) lists the loss's tensor inputs with their kind and shape; each is
     taken from ``inputs`` by name (also without a ``policy_`` prefix). An input declared with the token shape
     ``[batch, T]`` is taken from ``inputs["token"]`` (the token-level tensors the trainer made) when present.
     A required input that is missing raises :class:`InputError` naming it; ``mask`` (the padding mask of lists)
-    is passed when given. Of ``options`` only those in the loss's signature are passed (see
-    :func:`check_options`).
+    is passed when given and the spec takes it. Of ``options`` (checked once by :func:`check_options`) those the
+    spec declares are passed, to the function without its per-call check.
     """
     from pairkit import losses
 
@@ -418,11 +415,10 @@ def call_loss(
             args.append(value)
     while args and args[-1] is None:
         args.pop()
-    accepted = inspect.signature(fn).parameters
-    if "mask" in inputs and "mask" not in kwargs and "mask" in accepted:
+    if "mask" in inputs and "mask" not in kwargs and "mask" in spec.keywords:
         kwargs["mask"] = inputs["mask"]
-    kwargs.update({k: v for k, v in options.items() if k in accepted})
-    return fn(*args, **kwargs, reduction="none")
+    kwargs.update({k: v for k, v in options.items() if spec.takes(k)})
+    return spec.unchecked(*args, **kwargs, reduction="none")
 
 
 def parse_loss_spec(loss: str | dict[str, float] | Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -442,16 +438,25 @@ def parse_loss_spec(loss: str | dict[str, float] | Sequence[tuple[str, float]]) 
     return [(str(k), float(w)) for k, w in items]
 
 
-def check_options(terms: list[tuple[str, Callable]], options: dict[str, Any]) -> None:
-    """Raise :class:`InputError` for an option that none of the loss terms accepts."""
-    accepted = set().union(*(inspect.signature(fn).parameters for _, fn in terms))
+def check_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
+    """Check the loss options once, against the specs of the losses ``names``; return them checked.
+
+    An option that no loss declares raises :class:`InputError` listing the ones they do; a value outside an
+    option's declared range raises :class:`InputError` naming the loss, the option, the range and the value.
+    """
+    from pairkit import losses
+
+    specs = [losses.spec(n) for n in names]
+    checked = {}
     for key, value in options.items():
-        if key not in accepted:
-            raise InputError(
-                f"no loss in {[n for n, _ in terms]} has an option {key!r}; they accept {sorted(accepted)}"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InputError(f"loss option {key!r} must be a finite number, got {value!r}")
+        takers = [s for s in specs if s.takes(key)]
+        if not takers:
+            accepted = sorted(set().union(*(s.option_names for s in specs)))
+            raise InputError(f"no loss in {list(names)} has an option {key!r}; they accept {accepted}")
+        for s in takers:
+            value = s.option(key).check(value, where=f"loss {s.name!r}: ")
+        checked[key] = value
+    return checked
 
 
 def check_batch_coupled(losses: Sequence[str], grad_accum: int) -> None:

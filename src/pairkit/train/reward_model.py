@@ -172,8 +172,7 @@ def train_reward_model(
     """
     config = config or TrainConfig()
     terms = _reward_terms(loss)
-    options = dict(loss_options or {})
-    check_options([(n, fn) for n, _, fn in terms], options)
+    options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     examples = _examples(data, tokenizer, config, terms)
     if tokenizer is not None and getattr(getattr(model, "config", None), "pad_token_id", 0) is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
@@ -193,7 +192,7 @@ def train_reward_model(
                 inputs.update(chosen_embeddings=emb[0][:, 0], rejected_embeddings=emb[0][:, 1])
         elif embeddings:
             raise InputError("losses on embeddings (gpm) take pairs (chosen, rejected), not lists")
-        losses = sum(w * call_loss(n, fn, inputs, options) for n, w, fn in terms)
+        losses = sum(w * call_loss(n, inputs, options) for n, w, _ in terms)
         best = torch.where(mask, labels, -torch.inf).argmax(-1, keepdim=True)
         top = torch.where(mask, rewards, -torch.inf).argmax(-1, keepdim=True)
         stats = {"accuracy": (best == top).double().squeeze(1)}

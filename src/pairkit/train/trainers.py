@@ -205,15 +205,15 @@ def _attach_fields(examples, terms, produced: set[str], raw, source) -> None:
 
 
 def _combine(terms, inputs, options) -> torch.Tensor:
-    return sum(weight * call_loss(name, fn, inputs, options) for name, weight, fn in terms)
+    return sum(weight * call_loss(name, inputs, options) for name, weight, _ in terms)
 
 
 def _options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[str, Any]:
-    # beta <= 0 trains away from the preferences or not at all; NaN would train every weight to NaN
+    # beta <= 0 trains away from the preferences or not at all; NaN would train every weight to NaN. Checked
+    # here once (the trainer's metrics use it too); the losses are then called without their per-call check.
     check_number("beta", beta, low=0, low_open=True)
-    options = dict(loss_options or {})
-    check_options([(n, fn) for n, _, fn in terms], options)
-    options.setdefault("beta", beta)
+    options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
+    options.setdefault("beta", float(beta))
     return options
 
 
