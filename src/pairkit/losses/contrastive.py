@@ -844,6 +844,7 @@ def supcon(
     options=(
         Option("margin", float, NON_NEGATIVE, doc="margin m"),
         Option("mining", str, choices=("all", "batch_hard"), doc="which triplets"),
+        Option("triplets", tuple, none=True, doc="(anchors, positives, negatives) index tensors, e.g. from a miner"),
         Option("swap", bool, doc="use min(d(a, n), d(p, n))"),
         Option("smooth", bool, doc="softplus instead of the hinge"),
         NORMALIZE,

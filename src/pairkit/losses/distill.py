@@ -378,7 +378,7 @@ def ofa_loss(
         student_logits (a branch's logits), teacher_logits: ``[..., K]``; labels: ``[...]``.
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
     log_q = _soft(teacher_logits, temperature)
     log_p = _soft(student_logits, temperature)
     is_y = F.one_hot(safe, log_q.shape[-1]).bool()

@@ -74,6 +74,7 @@ def _cross_entropy(logits, labels, weights, reduction):
 
 @register(
     "proxy_nca",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     family=_FAMILY,
     aliases=("proxy_nca_loss", "proxynca"),
@@ -112,6 +113,7 @@ def proxy_nca(
 
 @register(
     "proxy_anchor",
+    keywords=("reduction",),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     batch_coupled=True,
     family=_FAMILY,
@@ -160,6 +162,7 @@ def proxy_anchor(
 
 @register(
     "normalized_softmax",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     family=_FAMILY,
     aliases=("normalized_softmax_loss", "normalised_softmax", "norm_softmax"),
@@ -209,6 +212,7 @@ def _margin_logits(x, labels, p, head: str, margin: float) -> torch.Tensor:
 
 @register(
     "arcface",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     family=_FAMILY,
     aliases=("arc_face_loss", "arcface_loss", "additive_angular_margin"),
@@ -250,6 +254,7 @@ def arcface(
 
 @register(
     "cosface",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     family=_FAMILY,
     aliases=("cos_face_loss", "cosface_loss", "large_margin_cosine", "lmcl"),
@@ -285,6 +290,7 @@ def cosface(
 
 @register(
     "soft_triple",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, CENTERS),
     family=_FAMILY,
     aliases=("soft_triple_loss", "softtriple"),
