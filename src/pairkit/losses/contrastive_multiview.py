@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Input, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import NORMALIZE, REAL, Reduction, check_broadcastable, reduce_loss, register
 from pairkit.losses.contrastive import _check_matrix, _normalize
 
 __all__ = ["symile"]
@@ -61,11 +61,17 @@ def _all_combination_lse(anchor: torch.Tensor, others: list[torch.Tensor], scale
 
 @register(
     "symile",
+    keywords=("weights", "reduction"),
     inputs=(VIEWS,),
     batch_coupled=True,
     family=_FAMILY,
     aliases=("symile_loss", "multilinear_infonce"),
-    options=(Option("negatives", str, choices=("all", "shuffled"), doc="every combination, or N - 1 shuffled ones"),),
+    options=(
+        Option("logit_scale", (float, torch.Tensor), REAL, doc="scale of the MIP logits (a tensor to learn it)"),
+        Option("negatives", str, choices=("all", "shuffled"), doc="every combination, or N - 1 shuffled ones"),
+        NORMALIZE,
+        Option("generator", torch.Generator, none=True, doc="random generator of the shuffled negatives"),
+    ),
 )
 def symile(
     views: torch.Tensor,

@@ -23,7 +23,7 @@ def weighted_sum(terms) -> Callable[..., torch.Tensor]:
     Preference Optimization" (MPO = sigmoid + bco_pair + sft). ``terms`` is a list of ``(name_or_fn, weight)``
     or ``(name_or_fn, weight, kwargs)``; keyword arguments given when calling the combined loss go to every
     term whose spec declares them as an input or option (per-term ``kwargs`` take precedence); a function must
-    be a registered loss (see :func:`pairkit.losses.register`). Reductions are linear, so the
+    be a registered loss (see ``pairkit.losses.register``). Reductions are linear, so the
     result equals TRL's ``loss_type=[...]`` with ``loss_weights=[...]``.
 
     Returns ``fn(*inputs, mask=None, weights=None, reduction="mean", **kwargs)``.

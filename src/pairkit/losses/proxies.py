@@ -359,6 +359,7 @@ def _whisker_filter(values: torch.Tensor, whisker: float) -> torch.Tensor:
 
 @register(
     "unpg",
+    keywords=("weights", "reduction"),
     inputs=(*LABELLED_EMBEDDINGS, PROXIES),
     batch_coupled=True,
     family=_FAMILY,

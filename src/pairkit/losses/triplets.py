@@ -12,8 +12,9 @@ from collections.abc import Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from pairkit._spec import Option
 from pairkit.errors import InputError
-from pairkit.losses._core import _REDUCTIONS, LABELLED_EMBEDDINGS, Reduction, reduce_loss, register
+from pairkit.losses._core import _REDUCTIONS, LABELLED_EMBEDDINGS, NORMALIZE, Reduction, reduce_loss, register
 from pairkit.losses.contrastive import (
     _check_triplets,
     _labelled,
@@ -75,10 +76,15 @@ def _softmax_ratio_term(d_ap, d_an):
 
 @register(
     "softmax_ratio_triplet",
+    keywords=("weights", "reduction"),
     inputs=LABELLED_EMBEDDINGS,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("triplet_network", "hoffer_ailon_triplet", "softmax_ratio"),
+    options=(
+        Option("triplets", tuple, none=True, doc="(anchors, positives, negatives) index tensors, e.g. from a miner"),
+        NORMALIZE,
+    ),
 )
 def softmax_ratio_triplet(
     embeddings: torch.Tensor,
