@@ -22,6 +22,7 @@ _LAZY = {
     "NoMLEError": "pairkit.errors",
     "NotIdentifiedError": "pairkit.errors",
     "ConvergenceError": "pairkit.errors",
+    "MissingDependencyError": "pairkit.errors",
 }
 
 __all__ = sorted(_LAZY)

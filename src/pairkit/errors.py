@@ -33,6 +33,14 @@ class NotIdentifiedError(NoMLEError):
     fix it (more varied data, a fixed value, a prior)."""
 
 
+class MissingDependencyError(PairkitError, ImportError):
+    """An optional package is not installed; the message names the ``pairkit[extra]`` that installs it."""
+
+    def __init__(self, message: str, *, name: str | None = None, extra: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
+
+
 class ConvergenceError(EstimationError):
     """An iterative procedure did not reach its tolerance."""
 

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from pairkit._optional import requires
 from pairkit.arena.board import annotator_stats, leaderboard_summary
 from pairkit.arena.pairs import PairChooser, VoteTally
 from pairkit.arena.store import Annotator, ArenaError, Assignment, VoteStore
@@ -68,7 +69,8 @@ class ArenaSettings:
 
 def render_markdown(text: str | None) -> str:
     """Markdown → HTML with raw HTML escaped and only safe link/image schemes (markdown-it-py, CommonMark)."""
-    from markdown_it import MarkdownIt
+    with requires("arena", "the arena's markdown rendering"):
+        from markdown_it import MarkdownIt
 
     global _MD
     if _MD is None:
@@ -80,7 +82,8 @@ _MD = None
 
 
 def _templates():
-    import jinja2
+    with requires("arena", "the arena's pages"):
+        import jinja2
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pairkit.arena", "templates"),
@@ -100,9 +103,17 @@ def _num(value: Any, digits: int = 0) -> str:
 
 def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings | None = None):
     """The FastAPI application of one arena (serve it with uvicorn)."""
-    from fastapi import FastAPI, Form, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
-    from fastapi.staticfiles import StaticFiles
+    with requires("arena", "the arena's web app"):
+        from fastapi import FastAPI, Form, Request
+        from fastapi.responses import (
+            HTMLResponse,
+            JSONResponse,
+            PlainTextResponse,
+            RedirectResponse,
+            Response,
+            StreamingResponse,
+        )
+        from fastapi.staticfiles import StaticFiles
 
     settings = settings or ArenaSettings()
     env = _templates()
@@ -293,8 +304,6 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
     @app.get("/admin/{token}/export/{name}")
     def admin_export(token: str, name: str):
         """Downloads: ``comparisons.{csv,jsonl,parquet}``, ``pairs.jsonl``, ``votes.{csv,jsonl,parquet}``."""
-        from fastapi.responses import Response
-
         from pairkit.arena.export import comparisons_frame, jsonl_bytes, preference_pairs, table_bytes, votes_frame
 
         admin(token)

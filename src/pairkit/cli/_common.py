@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pairkit._optional import missing
 from pairkit._spec import Interval, Option
 from pairkit.errors import InputError, PairkitError, PairkitWarning
 
@@ -39,6 +40,10 @@ def reported_errors() -> Iterator[None]:
                 yield
             except (PairkitError, OSError) as exc:  # OSError: an output path that cannot be written
                 failure = exc
+            except ImportError as exc:  # an optional package imported outside `requires`: still name the extra
+                failure = missing(exc, purpose="this command")
+                if failure is None:
+                    raise
             finally:
                 caught = list(recorded)
     finally:

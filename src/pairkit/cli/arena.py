@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from pairkit._optional import requires
 from pairkit.cli._app import app
 from pairkit.cli._common import console, err_console, reported_errors
 
@@ -79,10 +80,8 @@ def serve(
             raise InputError(f"--quota must be an integer >= 1; got {quota}")
         if not prior >= 0:
             raise InputError(f"--prior must be >= 0; got {prior}")
-        try:
-            import uvicorn  # noqa: F401
-        except ModuleNotFoundError:
-            raise InputError("the arena needs its web components: pip install 'pairkit[arena]'") from None
+        with requires("arena", "pairkit arena serve"):
+            import uvicorn  # noqa: F401  (checked before the database is touched)
         rows = _read_rows(candidates, demo)
         if rows is None and not db.exists():
             raise InputError(f"arena database {str(db)!r} not found; give a CANDIDATES.jsonl file (rows "
@@ -117,7 +116,8 @@ def serve(
             console.print(f"no annotators yet: `pairkit arena annotators add NAME... --db {db} --url {url}`",
                           highlight=False)
         console.print(f"listening on {url} (Ctrl+C stops; votes are saved as they come)", highlight=False)
-    import uvicorn
+    with requires("arena", "pairkit arena serve"):
+        import uvicorn
 
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 

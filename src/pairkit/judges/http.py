@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from pairkit._optional import requires
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
@@ -148,6 +149,8 @@ class OpenAIJudge(ComparatorBase):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        with requires("judges", "the OpenAI-compatible judge"):
+            import httpx  # noqa: F401  (checked here, before any call is planned or paid)
         if isinstance(template, str):
             if template not in TEMPLATES:
                 raise InputError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
@@ -178,7 +181,8 @@ class OpenAIJudge(ComparatorBase):
 
     # ---------------------------------------------------------------------------------------- plumbing
     def _loop_state(self):
-        import httpx
+        with requires("judges", "the OpenAI-compatible judge"):
+            import httpx
 
         loop = asyncio.get_running_loop()
         if self._state is None or self._state[0] is not loop:
@@ -202,7 +206,8 @@ class OpenAIJudge(ComparatorBase):
 
     async def _post(self, payload: dict) -> dict:
         """One chat completion with bounded retries; returns the parsed JSON body."""
-        import httpx
+        with requires("judges", "the OpenAI-compatible judge"):
+            import httpx
 
         client, semaphore = self._loop_state()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

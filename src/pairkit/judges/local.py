@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pairkit._optional import requires
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 from pairkit.judges.prompts import GRADED, TEMPLATES, PromptTemplate, VerdictScale, verdict_scale
@@ -56,7 +57,8 @@ class HFJudge(ComparatorBase):
         judge_id: str | None = None,
     ) -> None:
         super().__init__()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with requires("train", "the local Hugging Face judge"):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model")
         if isinstance(model, str):
@@ -104,7 +106,8 @@ class HFJudge(ComparatorBase):
         left-padded so that every verdict ends at the last position, and only the last ``max_len + 1`` logits are
         computed.
         """
-        import torch
+        with requires("train", "the local Hugging Face judge"):
+            import torch
 
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

@@ -6,6 +6,11 @@ Every loss is a pure function ``f(inputs..., *, options..., reduction="mean")`` 
 Peers' names (TRL ``loss_type`` values, pytorch-metric-learning classes in snake case) are aliases.
 """
 
+from pairkit._optional import requires
+
+with requires("torch", "pairkit.losses"):
+    import torch  # noqa: F401  (first, so that a missing torch names the extra to install)
+
 from pairkit.losses._core import canonical_name, family_of, get, names, reduce_loss, register, spec, specs
 from pairkit.losses.classification import (
     aldr_kl_loss,

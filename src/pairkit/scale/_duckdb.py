@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pairkit._optional import requires
 from pairkit.errors import DroppedRowsWarning, InputError
 
 # Problem codes of a row, first applicable wins; 0 = valid. The readers' rules, written in SQL.
@@ -82,10 +83,8 @@ def _bool_sql(column: str) -> str:
 def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memory_limit: str | None = None
                       ) -> pd.DataFrame:
     """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported."""
-    try:
+    with requires("scale", "--engine duckdb"):
         import duckdb
-    except ImportError as exc:  # pragma: no cover - the scale extra
-        raise InputError("--engine duckdb needs the duckdb package: pip install 'pairkit[scale]'") from exc
     from pairkit.data.readers import _detect_shape, _mode, _Source
 
     src = _source(files)

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pairkit.errors import InputError, PairkitError
+from pairkit._optional import requires
+from pairkit.errors import PairkitError
 
 
 def count_with_ray(files: list[Path], options: dict, *, on_invalid: str, address: str | None = None
                    ) -> list[tuple[pd.DataFrame, int, list[str]]]:
     """Run :func:`pairkit.scale.counts.count_file` on every file as a Ray task; joins the cluster at ``address``
     (or an already initialised one), else starts a local cluster for the call and stops it afterwards."""
-    try:
+    with requires("ray", "--engine ray"):
         import ray
-    except ImportError as exc:  # pragma: no cover - the ray extra
-        raise InputError("--engine ray needs the ray package: pip install 'pairkit[ray]'") from exc
     from pairkit.scale.counts import count_file
 
     started = not ray.is_initialized()

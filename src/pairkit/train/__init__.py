@@ -1,5 +1,10 @@
 """Training on preferences: chunked log-probabilities, trainers, pair construction and the online loop (needs torch)."""
 
+from pairkit._optional import requires
+
+with requires("train", "pairkit.train"):
+    import torch  # noqa: F401  (first, so that a missing torch names the extra to install)
+
 from pairkit.train import _loop, data, features, logprobs, online, pairs, pairwise_judge, reward_model, trainers
 from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.data import *  # noqa: F403

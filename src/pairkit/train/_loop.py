@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pairkit._optional import requires
 from pairkit.errors import EstimationError, InputError, PairkitWarning
 
 __all__ = ["TrainConfig", "TrainResult", "check_number"]
@@ -225,7 +226,8 @@ def fit(
         metrics_fh = open(out_dir / "metrics.jsonl", "a" if resume else "w", encoding="utf-8")  # noqa: SIM115
     bar = None
     if config.progress and rank == 0:
-        from tqdm.auto import tqdm
+        with requires("train", "the progress bar"):
+            from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
