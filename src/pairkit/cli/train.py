@@ -398,7 +398,8 @@ def pairwise_judge(
         _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
         import json
 
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        with requires("train", "pairkit train pairwise-judge"):
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from pairkit.errors import InputError
         from pairkit.train import (

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pairkit._optional import requires
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 from pairkit.judges.local import HFJudge
@@ -110,7 +111,8 @@ class PairwiseClassifierJudge(HFJudge):
         name = str(model) if isinstance(model, (str, Path)) else "model"
         meta = {}
         if isinstance(model, (str, Path)):
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            with requires("train", "a pairwise classifier judge"):
+                from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             path = Path(model)
             if not is_pairwise_classifier(path):
@@ -142,7 +144,8 @@ class PairwiseClassifierJudge(HFJudge):
 
     def shown_probabilities(self, contexts, firsts, seconds) -> np.ndarray:
         """(N, 3) probabilities of first better, second better and tie for the order given (no averaging)."""
-        import torch
+        with requires("train", "a pairwise classifier judge"):
+            import torch
 
         out = []
         with self._lock, torch.no_grad():
