@@ -415,6 +415,7 @@ def clip(
         ),
         Option("logit_bias", (float, torch.Tensor), REAL, doc="bias b (a tensor to learn it)"),
         NORMALIZE,
+        CHUNK_SIZE,
     ),
 )
 def siglip(
@@ -465,6 +466,7 @@ def siglip(
     options=(
         _TEMPERATURE,
         NORMALIZE,
+        CHUNK_SIZE,
     ),
 )
 def cwcl(
