@@ -89,7 +89,7 @@ def test_online_options_are_checked():
     from pairkit.errors import InputError
 
     with pytest.raises(InputError, match="k must be an integer in"):
-        OnlineConfig(k=1)
+        OnlineConfig(k=0)
     with pytest.raises(InputError, match="temperature must be a finite number in"):
         OnlineConfig(temperature=float("nan"))
     with pytest.raises(InputError, match="pairs must be"):

@@ -266,11 +266,26 @@ def _grouped_split(keys: list[str], fraction: float, seed: int):
 @train_app.command("online")
 def online(
     model: Path = _MODEL,
-    prompts: Path = typer.Option(..., "--prompts", help="JSON/JSONL/Parquet rows with a 'prompt' (text or messages)."),
-    judge: str = typer.Option(
-        ..., "--judge", help="Judge config JSON file (as for 'pairkit judge'), or MODULE:FUNCTION for a Python judge."
+    prompts: Path = typer.Option(
+        None, "--prompts", help="JSON/JSONL/Parquet rows with a 'prompt' (text or messages); spin/hypo use --data."
     ),
-    method: str = typer.Option("online_dpo", "--method", help="online_dpo or iterative_dpo."),
+    judge: str = typer.Option(
+        None,
+        "--judge",
+        help="Judge config JSON file (as for 'pairkit judge'), or MODULE:FUNCTION for a Python judge "
+        "(not needed by self_rewarding, cream, spin, hypo).",
+    ),
+    method: str = typer.Option(
+        "online_dpo",
+        "--method",
+        help="online_dpo, iterative_dpo, self_rewarding, cream, spin, sppo, superhf, hypo, p3o, rloo or grpo.",
+    ),
+    data: Path = typer.Option(
+        None, "--data", help="spin: rows of prompt and reference answer ('chosen'); hypo: offline preference pairs."
+    ),
+    method_option: list[str] = typer.Option(
+        None, "--method-option", help="KEY=VALUE option of the method (e.g. epsilon_high=0.28 for grpo); repeatable."
+    ),
     loss: str = typer.Option("dpo", "--loss", help="Pairwise loss name or weighted sum."),
     beta: float = typer.Option(0.1, "--beta"),
     samples: int = typer.Option(4, "--samples", help="Completions sampled per prompt."),
@@ -295,6 +310,7 @@ def online(
     """Online / iterative preference optimisation: the policy samples, the judge compares, the policy learns."""
     with reported_errors():
         _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
+        from pairkit.errors import InputError
         from pairkit.train import OnlineConfig, TrainConfig, train_online
 
         config = TrainConfig(output_dir=str(output), batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
@@ -303,14 +319,17 @@ def online(
             temperature=temperature, top_p=top_p, strategy=strategy, position_policy=position_policy, pairs=pairs,
             eval_every=eval_every,
         )  # fmt: skip
-        comparator = _judge(judge)
-        prompt_rows = _prompts(prompts)
+        comparator = _judge(judge) if judge is not None else None
+        if prompts is None and data is None:
+            raise InputError("give --prompts (or --data for spin and hypo)")
+        prompt_rows = _prompts(prompts) if prompts is not None else None
         evals = _prompts(eval_prompts) if eval_prompts is not None else None
         net, tokenizer = _load_model(model)
         with _round_progress(rounds) as report:
             history = train_online(
                 net, tokenizer, prompt_rows, comparator, method=method, loss=loss, beta=beta, config=config,
                 online=online_config, eval_prompts=evals, budget=budget, resume=resume, callback=report,
+                data=str(data) if data is not None else None, method_options=_key_values(method_option),
             )  # fmt: skip
         _finish(net, tokenizer, _Rounds(history), output)
 
@@ -348,6 +367,22 @@ def _prompts(path: Path) -> list:
     if missing is not None:
         raise InputError(f"{path}, row {missing}: needs a 'prompt' (text or chat messages)")
     return [r["prompt"] for r in rows]
+
+
+def _key_values(items: list[str] | None) -> dict:
+    """``["a=0.1", "b=joint"]`` → ``{"a": 0.1, "b": "joint"}`` (numbers parsed; bad items named)."""
+    from pairkit.errors import InputError
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--method-option {item!r}: give KEY=VALUE")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def _judge(spec: str):

@@ -5,7 +5,18 @@ from pairkit._optional import requires
 with requires("train", "pairkit.train"):
     import torch  # noqa: F401  (first, so that a missing torch names the extra to install)
 
-from pairkit.train import _loop, data, features, logprobs, online, pairs, pairwise_judge, reward_model, trainers
+from pairkit.train import (
+    _loop,
+    data,
+    features,
+    logprobs,
+    online,
+    pairs,
+    pairwise_judge,
+    policy_gradient,
+    reward_model,
+    trainers,
+)
 from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.data import *  # noqa: F403
 from pairkit.train.features import *  # noqa: F403
@@ -13,6 +24,7 @@ from pairkit.train.logprobs import *  # noqa: F403
 from pairkit.train.online import *  # noqa: F403
 from pairkit.train.pairs import *  # noqa: F403
 from pairkit.train.pairwise_judge import *  # noqa: F403
+from pairkit.train.policy_gradient import *  # noqa: F403
 from pairkit.train.reward_model import *  # noqa: F403
 from pairkit.train.trainers import *  # noqa: F403
 
@@ -24,6 +36,7 @@ __all__ = [
     *online.__all__,
     *pairs.__all__,
     *pairwise_judge.__all__,
+    *policy_gradient.__all__,
     *reward_model.__all__,
     *trainers.__all__,
 ]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,11 +34,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from pairkit.errors import EstimationError, InputError, PairkitWarning
-from pairkit.train._loop import TrainConfig, _clip, _load_checkpoint, atomic_save, check_number, latest_checkpoint
+from pairkit.errors import InputError, PairkitWarning
+from pairkit.train import policy_gradient as pg
+from pairkit.train._loop import (
+    TrainConfig,
+    _load_checkpoint,
+    atomic_save,
+    check_number,
+    latest_checkpoint,
+    parse_loss_spec,
+)
 from pairkit.train.data import prompt_ids
 
-__all__ = ["METHODS", "OnlineConfig", "judge_samples", "rate_samples", "sample_completions", "train_online"]
+__all__ = [
+    "METHODS",
+    "OnlineConfig",
+    "SelfJudge",
+    "judge_samples",
+    "rate_samples",
+    "sample_completions",
+    "train_online",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +86,7 @@ class OnlineConfig:
             check_number(name, getattr(self, name), low=1, integer=True)
         if self.epochs is not None:
             check_number("epochs", self.epochs, low=1, integer=True)
-        check_number("k", self.k, low=2, integer=True)
+        check_number("k", self.k, low=1, integer=True)
         check_number("eval_every", self.eval_every, low=0, integer=True)
         check_number("temperature", self.temperature, low=0, low_open=True)
         check_number("top_p", self.top_p, low=0, high=1, low_open=True)
@@ -88,7 +103,35 @@ METHODS: dict[str, dict[str, Any]] = {
     # RLHF under KL-Constraint": rounds of sampling, best-vs-worst pairs by a preference oracle, DPO training,
     # with the round's starting policy as the next reference.
     "iterative_dpo": {"update_reference": True, "epochs": 2, "pairs": "best_vs_worst"},
+    # Yuan et al. (2024), "Self-Rewarding Language Models": the policy judges its own samples (LLM-as-a-judge),
+    # best vs worst, iterative DPO with the previous iterate as reference.
+    "self_rewarding": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
+    # Wang et al. (2024), "CREAM: Consistency Regularized Self-Rewarding Language Models": self-rewarding whose
+    # DPO labels are softened by the rank consistency of the current and previous iterate as judges.
+    "cream": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
+    # Chen et al. (2024), "Self-Play Fine-Tuning Converts Weak Language Models to Strong Language Models": the
+    # data's answer is chosen, the policy's own sample rejected, the previous iterate is the reference.
+    "spin": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
+    # Wu et al. (2024), "Self-Play Preference Optimization for Language Model Alignment" (soft win rates).
+    "sppo": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
+    # Mukobi et al. (2023), "SuperHF: Supervised Iterative Learning from Human Feedback".
+    "superhf": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
+    # Song et al. (2024), "The Importance of Online Data: Understanding Preference Fine-tuning via Coverage".
+    "hypo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
+    # Wu et al. (2023), "Pairwise Proximal Policy Optimization: Harnessing Relative Feedback for LLM Alignment".
+    "p3o": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
+    # Ahmadian et al. (2024), "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
+    # Feedback in LLMs".
+    "rloo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
+    # Shao et al. (2024), "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models".
+    "grpo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
 }
+
+# what each method needs: a judge ("given", the policy itself, or none) and offline data
+_JUDGE = {"self_rewarding": "self", "cream": "self", "spin": None, "hypo": None}
+_DATA = {"spin": "a reference answer per prompt ('chosen', 'completion' or 'response')",
+         "hypo": "offline preference pairs (prompt, chosen, rejected)"}  # fmt: skip
+_SAMPLE_METHODS = ("rloo", "grpo", "p3o", "sppo", "superhf")
 
 
 def sample_completions(
@@ -224,16 +267,34 @@ def _atomic_json(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+class SelfJudge:
+    """The policy as its own judge (self-rewarding): an :class:`~pairkit.judges.HFJudge` over the live model.
+
+    ``judge_id`` holds a hash of the policy's weights at construction, so the judgment cache never answers a
+    changed policy with an earlier one's verdicts; make a new one each round. Yuan et al. (2024),
+    "Self-Rewarding Language Models" (the model reads a judge prompt; here its verdict is the probability of
+    the next tokens ``A``/``B``/``C``, see :class:`~pairkit.judges.HFJudge`).
+    """
+
+    def __new__(cls, model, tokenizer, *, template: str = "pairwise"):
+        from pairkit.judges import HFJudge
+        from pairkit.train.trainers import _fingerprint
+
+        return HFJudge(model, tokenizer, template=template, judge_id=f"self:{_fingerprint(model)}")
+
+
 def train_online(
     model,
     tokenizer,
-    prompts: Sequence[Any],
-    judge,
+    prompts: Sequence[Any] | None,
+    judge=None,
     *,
     method: str = "online_dpo",
     loss: str | dict[str, float] = "dpo",
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
+    method_options: dict[str, Any] | None = None,
+    data=None,
     config: TrainConfig | None = None,
     online: OnlineConfig | None = None,
     eval_prompts: Sequence[Any] | None = None,
@@ -250,53 +311,92 @@ def train_online(
         \\theta_{t+1} = \\theta_t - \\eta\\nabla \\sum_i \\ell\\big(y_{i,\\arg\\max\\hat\\theta},
         y_{i,\\arg\\min\\hat\\theta}; \\pi_{ref}\\big)
 
-    ``method``: ``"online_dpo"`` (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback":
-    the initial policy stays the reference, one pass over each round's fresh pairs) or ``"iterative_dpo"``
-    (Xiong et al. 2024, "Iterative Preference Learning from Human Feedback: Bridging Theory and Practice for
-    RLHF under KL-Constraint": the policy at the start of a round is that round's reference). Explicit
-    ``online`` fields override the method's defaults. ``loss`` is any pairwise preference loss (or weighted
-    sum) of :mod:`pairkit.losses`.
+    ``method`` (:data:`METHODS`; each cites its paper):
 
-    With ``config.output_dir`` set, samples, judgments (SQLite), a checkpoint per round and ``metrics.jsonl``
-    are written there and ``resume=True`` continues after the last finished round, drawing no sample twice
-    and repeating no judge call. ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of
-    the policy against the initial policy (one sample each, both orders shown: position bias cancels).
-    ``budget`` caps the judge calls of the whole run.
+    * pairs from the judge's ratings, trained with ``loss`` (any pairwise loss or weighted sum of
+      :mod:`pairkit.losses`): ``"online_dpo"`` (Guo et al. 2024, "Direct Language Model Alignment from Online AI
+      Feedback": the initial policy stays the reference), ``"iterative_dpo"`` (Xiong et al. 2024, "Iterative
+      Preference Learning from Human Feedback": the policy at the start of a round is that round's reference);
+    * the policy as its own judge (:class:`SelfJudge`, no ``judge`` needed): ``"self_rewarding"`` (Yuan et al.
+      2024) and ``"cream"`` (Wang et al. 2024: the previous iterate judges too, and the DPO labels are smoothed
+      by the rank consistency :math:`C` of the two, :func:`~pairkit.train.policy_gradient.cream_consistency`);
+    * offline data in the loop (``data``): ``"spin"`` (Chen et al. 2024, "Self-Play Fine-Tuning…": the data's
+      answer is chosen, the policy's first sample rejected; ``method_options={"alpha": a}`` makes the reference
+      the geometric mixture :math:`\\pi_t^{1/(1+a)}\\pi_0^{a/(1+a)}` of the previous and the initial policy, the
+      KL-regularised self-play of Alami et al. 2024, "Investigating Regularization of Self-Play Language
+      Models"), ``"hypo"`` (Song et al. 2024: DPO on the offline pairs plus ``kl_weight`` × the reverse KL to the
+      reference on the policy's own samples of the same prompts,
+      :func:`~pairkit.train.policy_gradient.score_function_kl`);
+    * objectives on all judged samples (:mod:`pairkit.train.policy_gradient`; rewards are the per-prompt
+      Bradley–Terry ratings): ``"rloo"`` (Ahmadian et al. 2024), ``"grpo"`` (Shao et al. 2024), ``"p3o"`` (Wu et
+      al. 2023), ``"sppo"`` (Wu et al. 2024, soft win rates from the judge), ``"superhf"`` (Mukobi et al. 2023).
+      ``beta`` is the KL coefficient there (1/η for SPPO); ``method_options`` holds the clipping ranges etc.
 
-    Returns one metrics row per round: loss, reward margin and accuracy of the implicit rewards, pairs,
-    prompts without a pair, the KL of the policy from the reference on the round's samples, judge calls (paid
-    and cached), cost, and ``win_rate`` on evaluation rounds.
+    Explicit ``online`` fields override the method's defaults.
+
+    With ``config.output_dir`` set, samples (keyed by a hash of the policy's weights, the prompts and the
+    sampling options), judgments (SQLite), a checkpoint per round and ``metrics.jsonl`` are written there and
+    ``resume=True`` continues after the last finished round, drawing no sample twice and repeating no judge
+    call; a resume with other prompts or data, another starting model or another method is refused.
+    ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of the policy against the
+    initial policy (one sample each, both orders shown: position bias cancels). ``budget`` caps the judge calls
+    of the whole run.
+
+    Returns one metrics row per round: loss, reward margin and accuracy of the implicit rewards (pair methods),
+    pairs, prompts without a pair, the KL of the policy from the reference on the round's samples, judge calls
+    (paid and cached), cost, and ``win_rate`` on evaluation rounds.
     """
     from pairkit.judges import Budget, CachedJudge, JudgmentCache
-    from pairkit.train.trainers import _losses, _options, _pad_id, _pair_step
+    from pairkit.train import _online_methods as om
+    from pairkit.train.trainers import _fingerprint, _losses, _options, _pad_id, _pair_step
 
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
     config = config or TrainConfig()
     online = online or OnlineConfig()
     online = dataclasses.replace(online, **{k: v for k, v in METHODS[method].items() if getattr(online, k) is None})
-    prompts = list(prompts)
+    opts = om.method_options(method, method_options)
+    judge_kind = _JUDGE.get(method, "given")
+    if judge_kind == "given" and judge is None:
+        raise InputError(f"method {method!r} needs a judge (a pairkit comparator)")
+    if judge_kind is not None and online.k < 2:
+        raise InputError(f"method {method!r} compares samples of a prompt: k must be at least 2, got {online.k}")
+    rows = None
+    if method in _DATA:
+        if data is None:
+            raise InputError(f"method {method!r} needs data: {_DATA[method]}")
+        rows = _method_rows(method, data)
+        prompts = [r["prompt"] for r in rows]
+    elif data is not None:
+        raise InputError(f"method {method!r} takes no data (only {', '.join(sorted(_DATA))} do)")
+    prompts = list(prompts or [])
     if len(prompts) == 0:
         raise InputError("train_online needs at least one prompt")
+    check_number("beta", beta, low=0, low_open=True)
+    if method == "cream":
+        if parse_loss_spec(loss) != [("dpo", 1.0)]:
+            raise InputError(f"method 'cream' trains its own consistency-smoothed DPO; give loss='dpo', not {loss!r}")
+        loss = "cdpo"
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
     pad_id = _pad_id(tokenizer)
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    cache = JudgmentCache(out_dir / "judgments.sqlite") if out_dir else JudgmentCache(":memory:")
-    if out_dir:
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-    judged = CachedJudge(judge, cache, budget=Budget(max_calls=budget) if budget is not None else None)
+        _check_run(out_dir, resume, {"method": method, "model": _fingerprint(model),
+                                     "prompts": _hash_prompts(rows if rows is not None else prompts)})  # fmt: skip
+    cache = JudgmentCache(out_dir / "judgments.sqlite") if out_dir else JudgmentCache(":memory:")
+    shared_budget = Budget(max_calls=budget) if budget is not None else None
+    judged = CachedJudge(judge, cache, budget=shared_budget) if judge is not None else None
 
-    initial = copy.deepcopy(model).eval()
-    for p in initial.parameters():
-        p.requires_grad_(False)
+    initial = _frozen(model)
     reference = initial
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
     start = 0
+    last_start = None  # CREAM: the policy at the start of the previous round (the previous iterate)
     if resume:
         ckpt = latest_checkpoint(out_dir) if out_dir else None
         if ckpt is None:
@@ -306,45 +406,99 @@ def train_online(
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         history = list(state["history"])
+        if state.get("previous") is not None:
+            last_start = _frozen(model)
+            last_start.load_state_dict(state["previous"])
     order = np.random.default_rng(config.seed).permutation(len(prompts))
     metrics_path = out_dir / "metrics.jsonl" if out_dir else None
     if metrics_path is not None:
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
     for rnd in range(start, online.rounds):
+        previous, last_start = last_start, (_frozen(model) if method == "cream" else None)
         if online.update_reference:  # iterative DPO: the policy at the start of the round
-            reference = copy.deepcopy(model).eval()
-            for p in reference.parameters():
-                p.requires_grad_(False)
+            reference = _frozen(model)
         pick = [order[(rnd * online.prompts_per_round + i) % len(prompts)] for i in range(online.prompts_per_round)]
         batch_prompts = [prompts[i] for i in pick]
         samples = _samples(model, tokenizer, batch_prompts, online, config.seed, rnd, out_dir)
-        calls_before, hits_before = judged.usage.calls, judged.usage.cache_hits
-        sel = judge_samples(
-            judged, batch_prompts, samples, strategy=online.strategy, policy=online.position_policy,
-            seed=config.seed * 1_000_003 + rnd,
-        )  # fmt: skip
-        ratings = rate_samples(sel, len(batch_prompts), online.k, prior=online.prior)
-        rows, counts = _round_pairs(batch_prompts, samples, ratings, online.pairs)
-        row: dict[str, float] = {"round": rnd + 1, "pairs": len(rows), **counts}
+        row: dict[str, float] = {"round": rnd + 1}
+        round_judge = judged
+        if judge_kind == "self":
+            round_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
+        calls_before = round_judge.usage.calls if round_judge is not None else 0
+        hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
         row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
-        if rows:
-            step = _pair_step(terms, options, beta, pad_id, config, (reference, nullcontext))
-            row.update(_train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd))
+        sel = ratings = None
+        if judge_kind is not None:
+            sel = judge_samples(
+                round_judge, batch_prompts, samples, strategy=online.strategy, policy=online.position_policy,
+                seed=config.seed * 1_000_003 + rnd,
+            )  # fmt: skip
+            ratings = rate_samples(sel, len(batch_prompts), online.k, prior=online.prior)
+        round_options = options
+        if method == "cream":
+            consistency = 1.0
+            if previous is not None:
+                prev_judge = CachedJudge(SelfJudge(previous, tokenizer), cache, budget=shared_budget)
+                prev_sel = judge_samples(prev_judge, batch_prompts, samples, strategy=online.strategy,
+                                         policy=online.position_policy, seed=config.seed * 1_000_003 + rnd)  # fmt: skip
+                prev_ratings = rate_samples(prev_sel, len(batch_prompts), online.k, prior=online.prior)
+                consistency = pg.cream_consistency(ratings, prev_ratings)
+                calls_before -= prev_judge.usage.calls
+                hits_before -= prev_judge.usage.cache_hits
+            row["consistency"] = consistency
+            # C l(y+, y-) + (1 - C) l(y-, y+) is cDPO with eps = 1 - C; cDPO takes eps < 1, so below C = 1/2 the
+            # pair is reversed and eps = C (the same objective); the pair metrics then read in the reversed order
+            reverse = consistency < 0.5
+            row["labels_reversed"] = float(reverse)
+            round_options = {**options, "label_smoothing": consistency if reverse else 1.0 - consistency}
+        if method in _SAMPLE_METHODS:
+            row.update(om.train_samples_round(
+                method, model, reference, tokenizer, batch_prompts, samples, ratings=ratings,
+                decisions=sel.decisions, beta=beta, options=opts, optimizer=optimizer, params=params, config=config,
+                epochs=online.epochs, rnd=rnd, pad_id=pad_id,
+            ))  # fmt: skip
+        elif method == "hypo":
+            row.update(om.train_hypo_round(
+                model, reference, tokenizer, [rows[i] for i in pick], samples, terms=terms, options=options,
+                beta=beta, kl_weight=opts["kl_weight"], optimizer=optimizer, params=params, config=config,
+                epochs=online.epochs, rnd=rnd, pad_id=pad_id,
+            ))  # fmt: skip
         else:
-            warnings.warn(f"round {rnd + 1}: no prompt gave a pair (all samples rated alike)", PairkitWarning,
-                          stacklevel=2)  # fmt: skip
-        if eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
-            row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, judged, online=online,
+            if method == "spin":
+                pair_rows, counts = _spin_pairs([rows[i] for i in pick], samples)
+            else:
+                pair_rows, counts = _round_pairs(batch_prompts, samples, ratings, online.pairs)
+                if method == "cream" and row["labels_reversed"]:
+                    pair_rows = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in pair_rows]
+            row.update(pairs=len(pair_rows), **counts)
+            if pair_rows:
+                live = (reference, nullcontext)
+                prepare = None
+                if method == "spin" and opts["alpha"] > 0:
+                    live, prepare = None, _mixture_reference(reference, initial, opts["alpha"], pad_id, config)
+                step = _pair_step(terms, round_options, beta, pad_id, config, live)
+                row.update(_train_round(model, tokenizer, pair_rows, terms, step, optimizer, params, config, online,
+                                        rnd, prepare))  # fmt: skip
+            else:
+                warnings.warn(f"round {rnd + 1}: no prompt gave a pair (all samples rated alike)", PairkitWarning,
+                              stacklevel=2)  # fmt: skip
+        eval_judge = judged or round_judge
+        if eval_judge is not None and eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
+            if judge_kind == "self":  # the policy judging itself against its start: this round's weights
+                eval_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
+            row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, eval_judge, online=online,
                                        seed=config.seed + 7)  # fmt: skip
+            if eval_judge is not round_judge and eval_judge is not judged:
+                calls_before -= eval_judge.usage.calls
         row.update(
-            judge_calls=judged.usage.calls - calls_before,
-            judge_cache_hits=judged.usage.cache_hits - hits_before,
-            judge_cost=float(judged.usage.cost),
+            judge_calls=(round_judge.usage.calls if round_judge is not None else 0) - calls_before,
+            judge_cache_hits=(round_judge.usage.cache_hits if round_judge is not None else 0) - hits_before,
+            judge_cost=float(judged.usage.cost) if judged is not None else 0.0,
             sample_chars=float(np.mean([len(s) for ss in samples for s in ss])),
         )
         history.append(row)
         if out_dir is not None:
-            _save_round(out_dir, model, optimizer, rnd + 1, history)
+            _save_round(out_dir, model, optimizer, rnd + 1, history, last_start)
             with open(metrics_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
         if callback is not None:
@@ -352,11 +506,97 @@ def train_online(
     return history
 
 
+def _frozen(model):
+    copy_ = copy.deepcopy(model).eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_
+
+
+def _hash_prompts(items) -> str:
+    import hashlib
+
+    return hashlib.blake2b(json.dumps(items, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def _check_run(out_dir: Path, resume: bool, identity: dict[str, str]) -> None:
+    """Record what a run started with; on resume, refuse other prompts/data, another model or method."""
+    path = out_dir / "run.json"
+    if resume and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        what = {"prompts": "prompts (or data)", "model": "starting model (its weights)", "method": "method"}
+        for key, label in what.items():
+            if key in saved and saved[key] != identity[key]:
+                extra = f" ({saved[key]!r} then, {identity[key]!r} now)" if key == "method" else ""
+                raise InputError(
+                    f"cannot resume the run in {str(out_dir)!r}: its {label} differ from the ones it started "
+                    f"with{extra}; give the same ones, or a new output directory"
+                )
+        return
+    if not resume:
+        _atomic_json(path, identity)
+
+
+def _method_rows(method: str, data) -> list[dict[str, Any]]:
+    """SPIN: rows of prompt and reference answer; HyPO: preference pairs (errors name the file and row)."""
+    from pairkit.train.data import to_pairs
+    from pairkit.train.trainers import _normalised
+
+    if method == "hypo":
+        return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+                for r in _normalised(data, to_pairs)[0]]  # fmt: skip
+
+    def answers(rows, source):
+        out = []
+        for n, r in enumerate(rows, start=1):
+            key = next((c for c in ("chosen", "completion", "response") if isinstance(r, dict) and c in r), None)
+            if key is None or "prompt" not in r:
+                raise InputError(f"{source}, row {n}: SPIN needs 'prompt' and a reference answer in 'chosen', "
+                                 "'completion' or 'response'")  # fmt: skip
+            answer = r[key]
+            if isinstance(answer, list) and answer and isinstance(answer[-1], dict):
+                answer = answer[-1].get("content")
+            if not isinstance(answer, str) or not answer:
+                raise InputError(f"{source}, row {n}, column {key!r}: the reference answer must be non-empty text")
+            out.append({"prompt": r["prompt"], "chosen": answer})
+        return out
+
+    return _normalised(data, answers)[0]
+
+
+def _spin_pairs(rows, samples) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    pairs, same = [], 0
+    for r, ss in zip(rows, samples):
+        if not ss[0] or ss[0] == r["chosen"]:
+            same += 1
+            continue
+        pairs.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": ss[0]})
+    return pairs, {"prompts_without_pair": same, "identical_or_empty_pairs": same}
+
+
+def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
+    """Fill each example's reference log-probs with the geometric mixture of the previous and initial policy."""
+    from pairkit.train.trainers import _seq_logps
+
+    def prepare(examples):
+        with torch.no_grad():
+            for ex in examples:
+                prev = _seq_logps(reference, ex["seqs"], pad_id, config.chunk_size)[0].double()
+                first = _seq_logps(initial, ex["seqs"], pad_id, config.chunk_size)[0].double()
+                ex["ref"] = (prev + alpha * first) / (1 + alpha)
+
+    return prepare
+
+
 def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None):
     """The round's samples: read back when a killed run already drew them, else drawn and saved first."""
+    from pairkit.train.trainers import _fingerprint
+
     path = out_dir / "samples" / f"round-{rnd + 1}.json" if out_dir else None
     key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
            "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
+    if path is not None:  # samples of another policy (changed weights) are never reused
+        key["policy"] = _fingerprint(model)
     if path is not None and path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("key") == key:
@@ -392,37 +632,28 @@ def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) ->
     return float((mine - ref).double().mean())
 
 
-def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int):
+def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int, prepare=None):
     """``online.epochs`` passes over the round's pairs in batches of ``config.batch_size``; mean metrics."""
+    from pairkit.train._online_methods import _Sums, _update
     from pairkit.train.trainers import _pair_examples
 
     examples = _pair_examples(tokenizer, rows, config, terms)
+    if prepare is not None:
+        prepare(examples)
     model.train(config.dropout)
-    sums: dict[str, float] = {}
-    n_seen = 0
+    sums = _Sums()
     rng = np.random.default_rng([config.seed, rnd])
     for _ in range(online.epochs):
         perm = rng.permutation(len(examples))
         for start in range(0, len(examples), config.batch_size):
             batch = [examples[j] for j in perm[start : start + config.batch_size]]
             losses, stats = step(model, batch)
-            value = losses.float().sum() / len(batch)
-            if not math.isfinite(value.item()):
-                raise EstimationError(
-                    f"round {rnd + 1}: the loss is {value.item()}; the model was not updated (lower the learning "
-                    "rate, check beta and the loss options)"
-                )
-            value.backward()
-            _clip(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            for key, v in {"loss": losses, **stats}.items():
-                sums[key] = sums.get(key, 0.0) + float(v.detach().double().sum())
-            n_seen += len(batch)
-    return {k: v / n_seen for k, v in sums.items()}
+            _update(losses.float().sum() / len(batch), optimizer, params, config, rnd)
+            sums.add(len(batch), loss=losses, **stats)
+    return sums.mean()
 
 
-def _save_round(out_dir: Path, model, optimizer, rnd: int, history) -> None:
+def _save_round(out_dir: Path, model, optimizer, rnd: int, history, previous=None) -> None:
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {
@@ -430,6 +661,7 @@ def _save_round(out_dir: Path, model, optimizer, rnd: int, history) -> None:
         "optimizer": optimizer.state_dict(),
         "step": rnd,
         "history": history,
+        "previous": previous.state_dict() if previous is not None else None,
     }
     atomic_save(state, ckpt_dir / f"step-{rnd}.pt")
     for old in ckpt_dir.glob("step-*.pt"):  # the loop resumes from the last round only

@@ -98,14 +98,20 @@ def _pad_id(tokenizer) -> int:
     return pad if pad is not None else (tokenizer.eos_token_id or 0)
 
 
-def _seq_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed completion log-probabilities ``[n]`` and scored-token counts ``[n]`` of (prompt, completion) ids."""
+def _token_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token completion log-probabilities ``[n, T]`` and the mask of scored tokens ``[n, T]``."""
     batch = collate_sequences(seqs, pad_id)
     tok = completion_logps(
         model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], chunk_size=chunk_size
     )
     scored = batch["completion_mask"].clone()
     scored[:, 0] = False
+    return tok, scored
+
+
+def _seq_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probabilities ``[n]`` and scored-token counts ``[n]`` of (prompt, completion) ids."""
+    tok, scored = _token_logps(model, seqs, pad_id, chunk_size)
     return tok.sum(-1), scored.sum(-1)
 
 
