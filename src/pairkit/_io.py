@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "save_figure"]
+__all__ = ["atomic_directory", "atomic_path", "atomic_write_bytes", "atomic_write_text", "save_figure"]
 
 
 @contextlib.contextmanager
@@ -102,3 +102,51 @@ def _keep_mode(target: Path, tmp: Path) -> None:
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a new temporary directory next to ``path``; when the block ends without error, it becomes ``path``.
+
+    For ``save_pretrained`` of a model and its tokenizer. The files are fsynced, then the previous directory is
+    renamed aside, the new one renamed into place and the previous one deleted: a kill while the files are
+    written (the long part) leaves the previous directory untouched; a kill between the two renames (a few
+    microseconds) leaves it complete under ``.name.*.old`` next to ``path``. On an error the temporary directory
+    is removed and ``path`` is left as it was.
+    """
+    import shutil
+
+    target = Path(path)
+    token = f"{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = target.with_name(f".{target.name}.{token}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise _named(exc, target) from exc
+    old = None
+    try:
+        yield tmp
+        for item in sorted(tmp.rglob("*")):
+            if item.is_file():
+                _fsync_file(item)
+        _fsync_dir(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.{token}.old")
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)
+                old = None
+            raise
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _named(exc, target) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

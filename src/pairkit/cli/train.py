@@ -114,9 +114,12 @@ def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
 
 
 def _finish(model, tokenizer, result, output: Path) -> None:
+    from pairkit._io import atomic_directory
+
     final = output / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous final model intact
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     last = result.history[-1] if result.history else {}
     shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch",))
     console.print(f"step {result.step}: {shown}")
