@@ -541,7 +541,7 @@ def binary_kl_loss(
         student_logits, teacher_logits: ``[..., K]``.
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
-    _check_inputs(student_logits, teacher_logits, None, mask, weights, temperature)
+    _check_inputs(student_logits, teacher_logits, None, mask, weights)
     values = _binary_kl(student_logits, teacher_logits, temperature, normalize)
     return reduce_loss(values.to(student_logits.dtype), reduction, mask=mask, weights=weights)
 
@@ -600,7 +600,7 @@ def dual_head_kd_loss(
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
     check_same_shape(student_logits=student_logits, aux_logits=aux_logits)
-    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, temperature)
+    safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
     kd = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     aux = _binary_kl(aux_logits, teacher_logits, binary_temperature, True).to(kd.dtype)
     values = _ce(student_logits, safe) + alpha * temperature**2 * kd + beta * aux
