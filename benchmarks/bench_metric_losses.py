@@ -185,7 +185,7 @@ def main() -> None:
         "unpg": f"N={NM}, D={D}, C=32",
     }
     for kind, name, impl, res in rows:
-        size = sizes.get(name, sizes[kind])
+        size = sizes.get(name) or sizes[kind]
         value = f"{res['value']:.6f}" if kind != "miner" else f"{res['value']} tuples"
         print(
             f"| {kind} | {name} | {impl} | {size} | {res['seconds']:.4f} | {res['peak_mb']:.0f} | "

@@ -32,15 +32,18 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 def _chunk_sums(xa, x, labels_a, labels, rows, term):
-    """Per-anchor sum and count of ``term(d_ap, d_an)`` over the anchors' valid triplets."""
+    """Per-anchor sum and count of ``term(d_ap, d_an)`` over the anchors' valid triplets (positive pairs only)."""
     sq_a, sq = (xa * xa).sum(1), (x * x).sum(1)
     d = _safe_sqrt(sq_a[:, None] + sq[None, :] - 2.0 * (xa @ x.T))
     same = labels_a[:, None] == labels[None, :]
     pos = same & (rows[:, None] != torch.arange(x.shape[0], device=x.device)[None, :])
-    valid = pos[:, :, None] & ~same[:, None, :]
-    values = term(d[:, :, None], d[:, None, :])
-    values = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
-    return values.sum((1, 2)), valid.sum((1, 2)).to(values.dtype)
+    a, p = torch.nonzero(pos, as_tuple=True)  # [P] positive pairs of the chunk's anchors
+    neg = ~same[a]  # [P, N]
+    values = term(d[a, p][:, None], d[a])
+    values = torch.where(neg, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    sums = values.new_zeros(xa.shape[0]).index_add(0, a, values.sum(1))
+    counts = values.new_zeros(xa.shape[0]).index_add(0, a, neg.sum(1).to(values.dtype))
+    return sums, counts
 
 
 def all_triplet_terms(
@@ -49,7 +52,8 @@ def all_triplet_terms(
     """Per-anchor sum and count of ``term(d(a, p), d(a, n))`` over all triplets, in checkpointed anchor chunks.
 
     ``x`` [N, D] (already normalised or not), ``labels`` [N]; ``term`` maps broadcastable distance tensors to
-    per-triplet values. Returns two [N] tensors. Memory O(chunk x N^2).
+    per-triplet values. Returns two [N] tensors. Only the positive pairs' rows are evaluated; memory
+    O(chunk x N^2) at most.
     """
     n = x.shape[0]
     step = max(1, CHUNK_ELEMENTS // max(n * n, 1))
