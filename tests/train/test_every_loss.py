@@ -53,7 +53,8 @@ def test_every_registered_loss_trains_one_step(name, tokenizer):
     kind = _trainer(name)
     config = TrainConfig(batch_size=4, lr=1e-3)
     if kind == "reward":
-        d = 4 if name == "gpm" else 1  # the general preference model's head gives 2k-dimensional embeddings
+        # heads on embeddings (GPM, ArmoRM) give 2k-dimensional outputs
+        d = 4 if any(i.shape == "[batch, 2k]" for i in losses.spec(name).input_specs) else 1
         torch.manual_seed(0)
         head = torch.nn.Linear(6, d)
         g = torch.Generator().manual_seed(1)

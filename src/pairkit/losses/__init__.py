@@ -231,6 +231,13 @@ from pairkit.losses.reward import (
     reward_centering_loss,
     soft_bradley_terry_reward_loss,
 )
+from pairkit.losses.reward_variants import (
+    armorm_loss,
+    armorm_scores,
+    kwise_feature_covariance,
+    kwise_pairwise_reward_loss,
+    pessimistic_rewards,
+)
 from pairkit.losses.scores import (
     F_DIVERGENCE_SCORES,
     alpha_divergence_score,
@@ -271,6 +278,8 @@ __all__ = [
     "apo_zero_unpaired_loss",
     "approx_ndcg_loss",
     "arcface",
+    "armorm_loss",
+    "armorm_scores",
     "batch_hard_miner",
     "bco_loss",
     "bco_pair_loss",
@@ -343,6 +352,8 @@ __all__ = [
     "kl_divergence_with_log_targets",
     "kto_kl_estimate",
     "kto_loss",
+    "kwise_feature_covariance",
+    "kwise_pairwise_reward_loss",
     "lambda_loss",
     "lambdarank_loss",
     "lambdarank_weights",
@@ -382,6 +393,7 @@ __all__ = [
     "pairwise_logistic_loss",
     "pairwise_ranking_loss",
     "pairwise_soft_zero_one_loss",
+    "pessimistic_rewards",
     "plackett_luce_reward_loss",
     "pointwise_dpo_loss",
     "pointwise_mse_loss",

@@ -194,13 +194,15 @@ def register(
     batch_coupled: bool = False,
     keywords: tuple[str, ...] = ("mask", "weights", "reduction"),
     data: str = "",
+    extra: dict | None = None,
 ) -> Callable:
     """Decorator: register a loss as a :class:`~pairkit._spec.Spec`.
 
     ``inputs`` declares its tensor inputs; ``options`` its keyword options (checked on every call, see
     :func:`~pairkit._spec.declare_options`); ``batch_coupled`` that one example's value depends on the others
     in the batch (so it must be computed on the whole batch); ``keywords`` which of ``mask``, ``weights`` and
-    ``reduction`` it takes. ``aliases`` are peers' spellings.
+    ``reduction`` it takes. ``aliases`` are peers' spellings. ``extra`` holds
+    what a trainer may need beyond the loss (``pair_logits``: the model's own pairwise verdict, for accuracy).
     """
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -216,6 +218,7 @@ def register(
                 family=family,
                 batch_coupled=batch_coupled,
                 keywords=tuple(k for k in keywords if k not in {i.name for i in inputs}),
+                extra=dict(extra or {}),
             )  # fmt: skip
         )
         return checked

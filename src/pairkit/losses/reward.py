@@ -307,6 +307,7 @@ def gpm_preference_probs(
         Option("beta", float, POSITIVE, doc="temperature β dividing the preference score"),
         Option("eigenvalues", torch.Tensor, none=True, doc="the k eigenvalues of R (default: all 1)"),
     ),
+    extra={"pair_logits": lambda chosen, rejected: gpm_preference_logits(chosen, rejected)},
 )
 def gpm_loss(
     chosen_embeddings: torch.Tensor,

@@ -196,10 +196,11 @@ def train_reward_model(
         best = torch.where(mask, labels, -torch.inf).argmax(-1, keepdim=True)
         top = torch.where(mask, rewards, -torch.inf).argmax(-1, keepdim=True)
         stats = {"accuracy": (best == top).double().squeeze(1)}
-        if emb:  # the general preference model's own verdict: P(chosen > rejected) > 1/2
-            from pairkit.losses import gpm_preference_logits
-
-            stats["accuracy"] = (gpm_preference_logits(emb[0][:, 0], emb[0][:, 1]) > 0).double().detach()
+        if emb:  # the model's own verdict on embeddings (GPM's skew-symmetric score, ArmoRM's gated rewards)
+            extras = [_loss_spec(n).extra for n, _, _ in terms]
+            verdict = next((e["pair_logits"] for e in extras if "pair_logits" in e), None)
+            if verdict is not None:
+                stats["accuracy"] = (verdict(emb[0][:, 0], emb[0][:, 1]) > 0).double().detach()
         elif pairwise:
             r = rewards.detach()
             stats.update({"rewards/chosen": r[:, 0], "rewards/rejected": r[:, 1], "rewards/margin": r[:, 0] - r[:, 1]})
