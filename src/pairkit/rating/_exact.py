@@ -1,0 +1,155 @@
+"""Exact one-dimensional intervals for Bradley–Terry items with few comparisons.
+
+The normal (Laplace) approximation behind Fisher intervals is poor for an item with a handful of comparisons: its
+likelihood (times Newman's prior) is skewed and heavier-tailed than a normal, so ``θ̂ ± z·se`` undercovers — in a
+seeded simulation (true strengths drawn from the prior, items with 1–3 comparisons next to well-measured ones)
+nominal 95% intervals covered 87–92% of the sparse items. Worse, the ratings are centred on the mean of *all* items,
+so each sparse item's understated variance also enters every other item's interval through the shared centre: the
+well-measured items covered 89–91%.
+
+For every item whose comparisons total at most :data:`SPARSE_WEIGHT`, the conditional density of its strength, the
+other strengths held at their estimates, is evaluated on a grid:
+
+.. math::
+
+    p(\\theta_k \\mid \\hat\\theta_{-k}) \\propto \\sigma(\\theta_k)^{a}\\sigma(-\\theta_k)^{a}
+        \\prod_{j} \\sigma(\\theta_k - \\hat\\theta_j)^{w_{kj}}\\,\\sigma(\\hat\\theta_j - \\theta_k)^{w_{jk}}
+
+(``a`` = ``prior``; with ``prior = 0`` the normalised likelihood, whose quantiles are close to a likelihood-ratio
+interval). Two things are then changed, never narrowing anything:
+
+1. the covariance coordinates of item k are scaled by ``r_k = max(1, √(Var_exact · I_kk))`` (``1/I_kk`` is the
+   normal approximation's conditional variance) and the ratings block is centred again, so the shared centre
+   carries the sparse items' real uncertainty into every item's interval;
+2. item k's interval takes its own part from the exact quantiles (asymmetric), scaled by ``1 − 1/n`` for the
+   centring, and adds the rest of its (centred) variance in quadrature on each side.
+
+In the same simulation coverage became 94–96% for the sparse items and 92–94% for the others
+(``tests/rating/test_exact_intervals.py`` holds it as a test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import special
+
+from pairkit.rating._pairwise import at_least_fisher
+
+__all__ = ["SPARSE_WEIGHT", "exact_sparse_intervals"]
+
+SPARSE_WEIGHT = 20.0
+"""Items whose comparisons' total weight is at most this get exact one-dimensional intervals."""
+
+GRID_TAIL, GRID_POINTS = 18.0, 2001
+"""The grid of each sparse item's conditional density: 2001 points over ±w log-odds around its estimate, where the
+density has fallen by e^-18 on both sides (its tails decay like e^{-(a+losses)θ} and e^{(a+wins)θ}, so
+``w = 18 / min(a + wins, a + losses)``, at least 16 and at most 400)."""
+
+_BLOCK = 2_000_000
+"""Grid cells evaluated at once (items × pairs × points), bounding memory for designs with many sparse items."""
+
+
+def exact_sparse_intervals(
+    theta: np.ndarray,
+    counts,
+    information_diagonal: np.ndarray,
+    cov: np.ndarray,
+    *,
+    prior: float,
+    level: float,
+    centred_estimate: np.ndarray,
+    floor: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Widen a Bradley–Terry covariance and intervals for sparse items (see the module docstring).
+
+    ``theta`` are the fitted strengths on the scale the prior sees (uncentred when ``prior > 0``), ``counts`` the
+    pair counts with ties split, ``information_diagonal`` the θ diagonal of the observed information (prior
+    included), ``cov`` the chosen covariance (its θ block centred), ``centred_estimate`` the reported ratings.
+    ``floor``: a covariance no variance may fall below after both are widened alike (Fisher's, under
+    ``intervals="auto"``; :func:`~pairkit.rating._pairwise.at_least_fisher`).
+
+    Returns ``(cov, low, high, sparse)``: the widened covariance (θ block centred again), the interval bounds and
+    the mask of items treated here. Items outside the mask keep ``centred_estimate ± z·se`` from the new covariance.
+    """
+    n = len(theta)
+    z = special.ndtri(0.5 + level / 2)
+    games = counts.games_per_item()
+    sparse = games <= SPARSE_WEIGHT
+    cov = np.array(cov, dtype=float, copy=True)
+    if not sparse.any():
+        se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
+        return cov, centred_estimate - z * se, centred_estimate + z * se, sparse
+    idx = np.flatnonzero(sparse)
+    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level)
+    laplace = 1.0 / np.maximum(information_diagonal[idx], 1e-300)
+    ratio = np.ones(len(cov))
+    ratio[idx] = np.sqrt(np.maximum(1.0, var / laplace))
+    cov = _scaled(cov, ratio, n)
+    if floor is not None:
+        cov = at_least_fisher(cov, _scaled(floor, ratio, n), n)
+    se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
+    low, high = centred_estimate - z * se, centred_estimate + z * se
+    shrink = 1.0 - 1.0 / n  # the item's own share of its centred rating
+    own = shrink**2 * np.maximum(var, laplace)
+    rest = np.clip(se[idx] ** 2 - own, 0, None)
+    low[idx] = centred_estimate[idx] - np.sqrt((shrink * (theta[idx] - q_lo)) ** 2 + z * z * rest)
+    high[idx] = centred_estimate[idx] + np.sqrt((shrink * (q_hi - theta[idx])) ** 2 + z * z * rest)
+    # never narrower than the normal interval from the widened covariance
+    low[idx] = np.minimum(low[idx], centred_estimate[idx] - z * se[idx])
+    high[idx] = np.maximum(high[idx], centred_estimate[idx] + z * se[idx])
+    return cov, low, high, sparse
+
+
+def _scaled(cov: np.ndarray, ratio: np.ndarray, n: int) -> np.ndarray:
+    """``R V R`` with ``R = diag(ratio)``, the θ block centred again."""
+    out = cov * ratio[:, None] * ratio[None, :]
+    out[:n] -= out[:n].mean(axis=0)
+    out[:, :n] -= out[:, :n].mean(axis=1, keepdims=True)
+    return out
+
+
+def _conditional(theta, counts, idx, prior, level):
+    """Variance and ``level`` quantiles of each item's conditional density (others at their estimates)."""
+    n = len(theta)
+    slot = np.full(n, -1)
+    slot[idx] = np.arange(len(idx))
+    # Each pair seen from each of its sparse items: (slot, opponent strength, the item's wins, its losses).
+    sides = []
+    for mine, other, won, lost in (
+        (counts.i, counts.j, counts.wins_i, counts.wins_j),
+        (counts.j, counts.i, counts.wins_j, counts.wins_i),
+    ):
+        keep = slot[mine] >= 0
+        sides.append((slot[mine[keep]], theta[other[keep]], won[keep], lost[keep]))
+    s, opp, won, lost = (np.concatenate(x) for x in zip(*sides, strict=True))
+    wins = np.bincount(s, won, len(idx))
+    losses = np.bincount(s, lost, len(idx))
+    decay = np.minimum(prior + wins, prior + losses)
+    width = np.clip(GRID_TAIL / np.maximum(decay, 1e-9), 16.0, 400.0)
+    grid = theta[idx][:, None] + width[:, None] * np.linspace(-1.0, 1.0, GRID_POINTS)[None, :]  # items × points
+    logp = prior * (special.log_expit(grid) + special.log_expit(-grid)) if prior else np.zeros_like(grid)
+    step = max(1, _BLOCK // GRID_POINTS)
+    for start in range(0, len(s), step):  # blocks of pairs, each vectorised over the grid
+        part = slice(start, start + step)
+        d = grid[s[part]] - opp[part, None]
+        contrib = won[part, None] * special.log_expit(d) + lost[part, None] * special.log_expit(-d)
+        rows = s[part]
+        to_items = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(idx), len(rows)))
+        logp += to_items @ contrib
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    mean = np.sum(p * grid, axis=1)
+    var = np.sum(p * (grid - mean[:, None]) ** 2, axis=1)
+    cdf = np.cumsum(p, axis=1) - p / 2  # each point's mass centred on it (midpoint rule)
+    alpha = (1 - level) / 2
+    return var, _quantile(cdf, grid, alpha), _quantile(cdf, grid, 1 - alpha)
+
+
+def _quantile(cdf: np.ndarray, grid: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise linear interpolation of the grid point where the CDF reaches ``q``."""
+    k = np.clip((cdf < q).sum(axis=1), 1, cdf.shape[1] - 1)
+    rows = np.arange(len(cdf))
+    c0, c1 = cdf[rows, k - 1], cdf[rows, k]
+    t = np.clip((q - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0, 1)
+    return grid[rows, k - 1] + t * (grid[rows, k] - grid[rows, k - 1])
