@@ -326,3 +326,45 @@ def test_cli_runs_grpo_and_spin(tmp_path, model_dir):
     bad = CliRunner().invoke(app, [*common, "--prompts", str(prompts), "--method", "grpo", "--judge",
                                    "tests.train.test_online:prefers_a", "--method-option", "eps"])  # fmt: skip
     assert bad.exit_code == 2 and "give KEY=VALUE" in bad.output
+
+
+def test_step_dpo_pairs_are_sibling_steps_in_the_context_of_the_chosen_path(tokenizer, monkeypatch):
+    from pairkit.train.online import _step_tree
+
+    def scripted(model, tok, contexts, online, seed, rnd, out_dir, step):
+        # k continuations per context; "stop" prompts answer in one step (no delimiter: the node closes)
+        return [[("a" * (j + 1) + f"{step}" + ("." if c.startswith("stop") else " next")) for j in range(online.k)]
+                for c in contexts]  # fmt: skip
+
+    monkeypatch.setattr(online_mod, "_samples", scripted)
+    seen = []
+
+    def judge(context, first, second):
+        seen.append(context)
+        return prefers_a(context, first, second)
+
+    cfg = OnlineConfig(k=3)
+    rows, counts, first = _step_tree(None, tokenizer, ["go:", "stop:"], CallableJudge(judge), cfg,
+                                     {"depth": 3, "delimiter": " "}, 0, 0, None)  # fmt: skip
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [
+        ("go:", "aaa1 ", "a1 "), ("stop:", "aaa1.", "a1."),
+        ("go:aaa1 ", "aaa2 ", "a2 "),
+        ("go:aaa1 aaa2 ", "aaa3 ", "a3 "),
+    ]  # fmt: skip
+    assert first == [["a1 ", "aa1 ", "aaa1 "], ["a1.", "aa1.", "aaa1."]]
+    assert set(seen) == {"go:", "stop:", "go:aaa1 ", "go:aaa1 aaa2 "}  # siblings judged in their own context
+    assert counts == {"prompts_without_pair": 0, "identical_or_empty_pairs": 0}
+    with pytest.raises(InputError, match="step_dpo extends text prompts"):
+        _step_tree(None, tokenizer, [[{"role": "user", "content": "hi"}]], CallableJudge(judge), cfg,
+                   {"depth": 1, "delimiter": " "}, 0, 0, None)  # fmt: skip
+
+
+def test_step_dpo_trains_in_the_loop(tokenizer):
+    hist = train_online(build_model(tokenizer), tokenizer, PROMPTS[:4], CallableJudge(prefers_a), method="step_dpo",
+                        method_options={"depth": 2, "delimiter": " "}, config=TrainConfig(lr=1e-2, batch_size=8),
+                        online=OnlineConfig(rounds=1, prompts_per_round=4, k=3, max_new_tokens=6,
+                                            temperature=1.5))  # fmt: skip
+    assert hist[0]["pairs"] > 0 and hist[0]["loss"] == pytest.approx(math.log(2), abs=0.05)
+    with pytest.raises(InputError, match="depth must be an integer"):
+        train_online(build_model(tokenizer), tokenizer, PROMPTS[:2], CallableJudge(prefers_a), method="step_dpo",
+                     method_options={"depth": 1.5})  # fmt: skip

@@ -281,7 +281,7 @@ def online(
     method: str = typer.Option(
         "online_dpo",
         "--method",
-        help="online_dpo, iterative_dpo, self_rewarding, cream, spin, sppo, superhf, hypo, p3o, rloo or grpo.",
+        help="online_dpo, iterative_dpo, self_rewarding, cream, spin, sppo, superhf, hypo, p3o, rloo, grpo, step_dpo.",
     ),
     data: Path = typer.Option(
         None, "--data", help="spin: rows of prompt and reference answer ('chosen'); hypo: offline preference pairs."

@@ -33,6 +33,7 @@ METHOD_OPTIONS: dict[str, dict[str, tuple[Any, tuple]]] = {
     "superhf": {},
     "hypo": {"kl_weight": (0.1, (0, None, False))},
     "spin": {"alpha": (0.0, (0, None, False))},
+    "step_dpo": {"depth": (3, (1, None, False, True)), "delimiter": ("\n", None)},
 }  # fmt: skip
 
 
@@ -47,12 +48,14 @@ def method_options(method: str, given: dict[str, Any] | None) -> dict[str, Any]:
             raise InputError(f"method {method!r} has no option {key!r}; it accepts {sorted(allowed) or 'none'}")
         spec = allowed[key][1]
         if isinstance(allowed[key][0], str):
-            if value not in spec:
+            if spec is None and (not isinstance(value, str) or not value):
+                raise InputError(f"{method} option {key} must be a non-empty string, got {value!r}")
+            if spec is not None and value not in spec:
                 raise InputError(f"{method} option {key} must be one of {list(spec)}, got {value!r}")
         else:
-            low, high, low_open = spec
-            check_number(key, value, low=low, high=high, low_open=low_open)
-            value = float(value)
+            low, high, low_open, *integer = spec
+            check_number(key, value, low=low, high=high, low_open=low_open, integer=bool(integer))
+            value = int(value) if integer else float(value)
         out[key] = value
     return out
 

@@ -125,6 +125,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "rloo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
     # Shao et al. (2024), "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models".
     "grpo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
+    # Lai et al. (2024), "Step-DPO: Step-wise Preference Optimization for Long-chain Reasoning of LLMs", on step
+    # pairs from a tree the policy expands (Xie et al. 2024, "Monte Carlo Tree Search Boosts Reasoning via
+    # Iterative Preference Learning"): siblings judged, best vs worst step, the best child expanded next.
+    "step_dpo": {"update_reference": False, "epochs": 1, "pairs": "best_vs_worst"},
 }
 
 # what each method needs: a judge ("given", the policy itself, or none) and offline data
@@ -331,6 +335,11 @@ def train_online(
       Bradley–Terry ratings): ``"rloo"`` (Ahmadian et al. 2024), ``"grpo"`` (Shao et al. 2024), ``"p3o"`` (Wu et
       al. 2023), ``"sppo"`` (Wu et al. 2024, soft win rates from the judge), ``"superhf"`` (Mukobi et al. 2023).
       ``beta`` is the KL coefficient there (1/η for SPPO); ``method_options`` holds the clipping ranges etc.
+    * ``"step_dpo"``: step-level pairs from a tree the policy expands one step (text up to
+      ``method_options["delimiter"]``, default a newline) at a time, ``depth`` steps deep; sibling steps are judged
+      in the context of the prompt and the steps so far, best vs worst gives a pair, the best is expanded
+      (Lai et al. 2024, "Step-DPO…"; the tree of Xie et al. 2024, "Monte Carlo Tree Search
+      Boosts Reasoning via Iterative Preference Learning", searched greedily here, not by MCTS).
 
     Explicit ``online`` fields override the method's defaults.
 
@@ -419,16 +428,21 @@ def train_online(
             reference = _frozen(model)
         pick = [order[(rnd * online.prompts_per_round + i) % len(prompts)] for i in range(online.prompts_per_round)]
         batch_prompts = [prompts[i] for i in pick]
-        samples = _samples(model, tokenizer, batch_prompts, online, config.seed, rnd, out_dir)
         row: dict[str, float] = {"round": rnd + 1}
         round_judge = judged
         if judge_kind == "self":
             round_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
         calls_before = round_judge.usage.calls if round_judge is not None else 0
         hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
+        if method == "step_dpo":
+            tree_pairs, tree_counts, samples = _step_tree(
+                model, tokenizer, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
+            )
+        else:
+            samples = _samples(model, tokenizer, batch_prompts, online, config.seed, rnd, out_dir)
         row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
         sel = ratings = None
-        if judge_kind is not None:
+        if judge_kind is not None and method != "step_dpo":
             sel = judge_samples(
                 round_judge, batch_prompts, samples, strategy=online.strategy, policy=online.position_policy,
                 seed=config.seed * 1_000_003 + rnd,
@@ -466,6 +480,8 @@ def train_online(
         else:
             if method == "spin":
                 pair_rows, counts = _spin_pairs([rows[i] for i in pick], samples)
+            elif method == "step_dpo":
+                pair_rows, counts = tree_pairs, tree_counts
             else:
                 pair_rows, counts = _round_pairs(batch_prompts, samples, ratings, online.pairs)
                 if method == "cream" and row["labels_reversed"]:
@@ -588,11 +604,12 @@ def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
     return prepare
 
 
-def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None):
+def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
     """The round's samples: read back when a killed run already drew them, else drawn and saved first."""
     from pairkit.train.trainers import _fingerprint
 
-    path = out_dir / "samples" / f"round-{rnd + 1}.json" if out_dir else None
+    name = f"round-{rnd + 1}.json" if not step else f"round-{rnd + 1}-step-{step}.json"
+    path = out_dir / "samples" / name if out_dir else None
     key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
            "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
     if path is not None:  # samples of another policy (changed weights) are never reused
@@ -603,11 +620,64 @@ def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: in
             return saved["samples"]
     samples = sample_completions(
         model, tokenizer, prompts, k=online.k, max_new_tokens=online.max_new_tokens,
-        temperature=online.temperature, top_p=online.top_p, seed=seed * 1_000_003 + rnd,
+        temperature=online.temperature, top_p=online.top_p, seed=seed * 1_000_003 + rnd + 7919 * step,
     )  # fmt: skip
     if path is not None:
         _atomic_json(path, {"key": key, "samples": samples})
     return samples
+
+
+def _step_tree(model, tokenizer, prompts, judge, online: OnlineConfig, opts, seed: int, rnd: int, out_dir):
+    """Step-level pairs from a tree the policy expands, one step (up to ``delimiter``) at a time.
+
+    .. math::
+
+        s_{i,1..k}^{(d)} \\sim \\pi(\\cdot \\mid x_i, s_i^{(<d)}),\\qquad
+        (x_i s_i^{(<d)},\\ s^{(d)}_{i,\\arg\\max\\hat\\theta},\\ s^{(d)}_{i,\\arg\\min\\hat\\theta}),\\qquad
+        s_i^{(d)} = s^{(d)}_{i,\\arg\\max\\hat\\theta}
+
+    At each depth the ``k`` sibling steps of every open node are judged against each other (their context is the
+    prompt and the steps so far), rated (Bradley–Terry), give a best-vs-worst step pair, and the best one is
+    expanded next: a greedy (beam-width 1) tree search. A node closes when its best step has no delimiter (the
+    answer ended) or is empty. Steps are cached per round and depth like the samples. Returns the pairs, counts
+    and the first-depth steps.
+    """
+    delimiter, depth = opts["delimiter"], opts["depth"]
+    bad = next((p for p in prompts if not isinstance(p, str)), None)
+    if bad is not None:
+        raise InputError(f"step_dpo extends text prompts step by step; got a {type(bad).__name__} prompt {bad!r}")
+    prefixes = [""] * len(prompts)
+    open_ = list(range(len(prompts)))
+    rows, tied, identical, first = [], 0, 0, None
+    for d in range(depth):
+        if not open_:
+            break
+        contexts = [prompts[i] + prefixes[i] for i in open_]
+        drawn = _samples(model, tokenizer, contexts, online, seed, rnd, out_dir, step=d + 1)
+        steps = [[_cut(s, delimiter) for s in ss] for ss in drawn]
+        if first is None:
+            first = steps
+        sel = judge_samples(judge, contexts, steps, strategy=online.strategy, policy=online.position_policy,
+                            seed=seed * 1_000_003 + rnd + 7919 * (d + 1))  # fmt: skip
+        ratings = rate_samples(sel, len(contexts), online.k, prior=online.prior)
+        pairs, counts = _round_pairs(contexts, steps, ratings, "best_vs_worst")
+        rows += pairs
+        tied += counts["prompts_without_pair"]
+        identical += counts["identical_or_empty_pairs"]
+        still = []
+        for n, i in enumerate(open_):
+            best = steps[n][int(np.argmax(ratings[n]))]
+            prefixes[i] += best
+            if best and best.endswith(delimiter):
+                still.append(i)
+        open_ = still
+    return rows, {"prompts_without_pair": tied, "identical_or_empty_pairs": identical}, first
+
+
+def _cut(text: str, delimiter: str) -> str:
+    """The first step of ``text``: up to and including the first ``delimiter`` (all of it when there is none)."""
+    at = text.find(delimiter)
+    return text if at < 0 else text[: at + len(delimiter)]
 
 
 def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) -> float:
