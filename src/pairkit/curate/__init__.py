@@ -16,11 +16,26 @@ from pairkit.curate.acquisition import (
     preference_certainty,
     rucb,
 )
+from pairkit.curate.construction import (
+    negclip_negative,
+    rrm_augment,
+    unified_reward_pairs,
+    verified_pairs,
+)
 from pairkit.curate.pairwise_gp import (
     PairwiseGP,
     eubo,
     preference_entropy,
     rbf_kernel,
+)
+from pairkit.curate.weighting import (
+    bpr_loss,
+    curriculum_weights,
+    delift_select,
+    difference_sampling,
+    dynamic_loss_weights,
+    pld_sample,
+    tas_balanced_batches,
 )
 
 __all__ = [
@@ -29,14 +44,25 @@ __all__ = [
     "RUCB",
     "RULES",
     "active_preference_batch",
+    "bpr_loss",
+    "curriculum_weights",
+    "delift_select",
+    "difference_sampling",
     "double_thompson",
+    "dynamic_loss_weights",
     "eubo",
     "get",
     "names",
+    "negclip_negative",
+    "pld_sample",
     "predictive_entropy",
     "preference_certainty",
     "preference_entropy",
     "rbf_kernel",
+    "rrm_augment",
     "rucb",
     "spec",
+    "tas_balanced_batches",
+    "unified_reward_pairs",
+    "verified_pairs",
 ]

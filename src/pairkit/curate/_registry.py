@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pairkit._spec import Option, Registry, Spec, declare_options
+import numpy as np
+
+from pairkit._spec import Interval, Option, Registry, Spec, declare_options
+from pairkit.errors import InputError
 
 __all__ = ["RULES", "get", "names", "rule", "spec"]
+
+POSITIVE = Interval(0, None, closed="neither")
+AT_LEAST_1 = Interval(1, None)
 
 RULES = Registry("curation rule")
 """Curation rules by name: each a :class:`~pairkit._spec.Spec` with its family and declared options."""
@@ -40,3 +46,19 @@ def spec(name: str) -> Spec:
 def names(family: str | None = None, *, aliases: bool = False) -> list[str]:
     """Registered rule names (of one ``family``: acquisition, bandit, reweighting, sampling, construction)."""
     return RULES.names(family=family, aliases=aliases)
+
+
+def as_array(x, name: str, ndim: int | None = None) -> np.ndarray:
+    """``x`` (array, list or torch tensor) as a float array; a wrong rank or a NaN/inf raises naming ``name``."""
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
+    if ndim is not None and a.ndim != ndim:
+        raise InputError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise InputError(f"{name}{list(bad)} is {a[tuple(bad)]!r}; every value must be finite")
+    return a
+
+
+def as_rng(seed) -> np.random.Generator:
+    """A generator from a seed (or the generator itself)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special
 
 from pairkit._spec import Interval, Option
-from pairkit.curate._registry import rule
+from pairkit.curate._registry import AT_LEAST_1, POSITIVE, as_array, as_rng, rule
 from pairkit.errors import InputError
 
 __all__ = [
@@ -29,18 +29,6 @@ __all__ = [
     "preference_certainty",
     "rucb",
 ]
-
-_POSITIVE = Interval(0, None, closed="neither")
-_COUNT = Interval(1, None)
-
-
-def _array(x, name: str, ndim: int | None = None) -> np.ndarray:
-    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
-    if ndim is not None and a.ndim != ndim:
-        raise InputError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
-    if np.isnan(a).any():
-        raise InputError(f"{name} holds NaN")
-    return a
 
 
 @rule("predictive_entropy", "acquisition", data="log-probabilities of sampled completions [prompts, k]")
@@ -56,22 +44,24 @@ def predictive_entropy(sample_logps, *, mask=None) -> np.ndarray:
     ``sample_logps``: summed log-probabilities of ``k`` completions sampled per prompt; ``mask`` ``[P, k]``
     (bool) marks the valid samples (each prompt needs at least one).
     """
-    lp = _array(sample_logps, "sample_logps", 2)
+    lp = np.asarray(sample_logps.detach().cpu() if hasattr(sample_logps, "detach") else sample_logps, dtype=float)
+    if lp.ndim != 2 or np.isnan(lp).any():
+        raise InputError(f"sample_logps must be a [prompts, k] array without NaN, got shape {lp.shape}")
     m = np.ones(lp.shape, bool) if mask is None else np.asarray(mask, bool)
     if m.shape != lp.shape:
         raise InputError(f"mask must have the shape of sample_logps {lp.shape}, got {m.shape}")
     count = m.sum(1)
     if (count == 0).any():
         raise InputError(f"prompt {int(np.flatnonzero(count == 0)[0])} has no valid sample (mask all False)")
-    if np.isinf(lp[m]).any():
-        raise InputError("sample_logps holds infinite log-probabilities; sampled completions have p > 0")
+    if np.isinf(lp[m]).any():  # masked-out padding may be -inf; a sampled completion has p > 0
+        raise InputError("sample_logps holds infinite log-probabilities where mask is True")
     return -np.where(m, lp, 0.0).sum(1) / count
 
 
 @rule(
     "preference_certainty",
     "acquisition",
-    Option("beta", float, _POSITIVE, doc="DPO's beta (the implicit reward scale)"),
+    Option("beta", float, POSITIVE, doc="DPO's beta (the implicit reward scale)"),
     data="policy and reference log-probabilities of two completions",
     aliases=("implicit_reward_certainty",),
 )
@@ -88,7 +78,9 @@ def preference_certainty(policy_logps_a, ref_logps_a, policy_logps_b, ref_logps_
     Rafailov et al. (2023), "Direct Preference Optimization" (the implicit reward).
     """
     values = (policy_logps_a, ref_logps_a, policy_logps_b, ref_logps_b)
-    arrays = [_array(v, n) for v, n in zip(values, ("policy_logps_a", "ref_logps_a", "policy_logps_b", "ref_logps_b"))]
+    arrays = [
+        as_array(v, n) for v, n in zip(values, ("policy_logps_a", "ref_logps_a", "policy_logps_b", "ref_logps_b"))
+    ]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise InputError(f"the four log-probability arrays must have one shape, got {sorted(shapes)}")
@@ -99,8 +91,8 @@ def preference_certainty(policy_logps_a, ref_logps_a, policy_logps_b, ref_logps_
 @rule(
     "apl_hybrid",
     "acquisition",
-    Option("n_prompts", int, _COUNT, doc="prompts kept by entropy (the over-sampled set)"),
-    Option("n_pairs", int, _COUNT, doc="pairs to label, the most certain of those prompts"),
+    Option("n_prompts", int, AT_LEAST_1, doc="prompts kept by entropy (the over-sampled set)"),
+    Option("n_pairs", int, AT_LEAST_1, doc="pairs to label, the most certain of those prompts"),
     data="entropy per prompt and certainty of its completion pair",
     aliases=("active_preference_learning",),
 )
@@ -115,7 +107,7 @@ def active_preference_batch(entropy, certainty, *, n_prompts: int, n_pairs: int)
     ``entropy``, ``certainty``: ``[P]`` (one completion pair per prompt). Ties keep the earlier index. Returns
     ``[min(n_pairs, n_prompts, P)]`` indices in order of certainty.
     """
-    h, c = _array(entropy, "entropy", 1), _array(certainty, "certainty", 1)
+    h, c = as_array(entropy, "entropy", 1), as_array(certainty, "certainty", 1)
     if h.shape != c.shape:
         raise InputError(f"entropy and certainty must have one length, got {len(h)} and {len(c)}")
     keep = np.argsort(-h, kind="stable")[:n_prompts]
@@ -132,7 +124,7 @@ class _Duel:
         self.n, self.alpha = int(n_arms), float(alpha)
         self.wins = np.zeros((self.n, self.n))  # wins[i, j]: times i beat j (ties count half to each)
         self.t = 0
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.rng = as_rng(seed)
 
     def update(self, i: int, j: int, outcome: float) -> None:
         """Record a duel of ``i`` against ``j``: outcome 1 (``i`` won), 0 (``j`` won) or ½ (tie)."""
