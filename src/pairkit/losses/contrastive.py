@@ -23,6 +23,8 @@ InfoNCE / NT-Xent, CLIP and SupCon are computed exactly in row chunks for large 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -542,6 +544,7 @@ def cwcl(
         ),
         Option("rho", float, NON_NEGATIVE, doc="KL-ball radius ρ"),
         NORMALIZE,
+        Option("gamma", float, Interval(0, 1, closed="right"), doc="moving-average rate γ (with log_u)"),
     ),
 )
 def isogclr(
@@ -551,6 +554,9 @@ def isogclr(
     temperature: float | torch.Tensor,
     rho: float,
     normalize: bool = True,
+    log_u: torch.Tensor | None = None,
+    indices: torch.Tensor | None = None,
+    gamma: float = 0.9,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -563,18 +569,35 @@ def isogclr(
 
     ``temperature`` holds the per-query :math:`\\tau_i` [N] (or one scalar); pass a tensor that requires grad to
     learn them by minimising this objective, as the paper does. ``rho`` is the KL-ball radius (a tuned
-    hyper-parameter). The paper's full algorithm also keeps moving averages of the inner mean across
-    iterations (SogCLR's estimator); this function gives the mini-batch objective for given temperatures. For
-    image-text data add the key-to-query direction with the keys' own temperatures.
+    hyper-parameter). For image-text data add the key-to-query direction with the keys' own temperatures.
+
+    **Moving-average estimator** (the paper's algorithm, from SogCLR): pass ``log_u`` [dataset size], a buffer
+    holding :math:`\\log u` per training example (initialise it with ``-inf``), and the batch's dataset
+    ``indices`` [N]. With :math:`g_i` the mini-batch inner mean above, the buffer is updated in place,
+
+    .. math::
+
+        u_i \\leftarrow (1 - \\gamma)\\, u_i + \\gamma\\, g_i
+
+    (in log space; ``gamma`` γ in (0, 1], γ = 1 is the plain mini-batch estimate), and the returned per-example
+    value is the surrogate :math:`\\tau_i g_i / u_i + \\tau_i\\,\\mathrm{sg}[\\log u_i + \\rho - g_i / u_i]`
+    (:math:`\\mathrm{sg}` = no gradient): its value is :math:`\\tau_i(\\log u_i + \\rho)` and its gradients are the
+    paper's, :math:`\\tau_i \\nabla g_i / u_i` for the encoders and
+    :math:`\\log u_i + \\rho + \\tau_i \\partial_{\\tau_i} g_i / u_i` for the temperatures.
 
     Qiu, Hu, Yuan, Zhou, Wang & Yang (2023), "Not All Semantics are Created Equal: Contrastive Self-supervised
     Learning with Automatic Temperature Individualization".
 
-    Args: ``query`` [N, D], ``keys`` [N, D], ``temperature`` scalar or [N] (positive), ``weights`` [N].
+    Args: ``query`` [N, D], ``keys`` [N, D], ``temperature`` scalar or [N] (positive), ``weights`` [N]; with the
+    estimator ``log_u`` [dataset size] (float, updated in place) and ``indices`` [N] (distinct, long).
     """
     _check_pair(query, keys)
     n = query.shape[0]
     _check_weights(weights, n)
+    if (log_u is None) != (indices is None):
+        raise InputError("give both log_u (the moving-average buffer) and indices (the batch's rows in it), or neither")
+    if log_u is not None:
+        indices = _check_ma_buffer(log_u, indices, n, gamma)
     q, k = _maybe_normalize(normalize, query, keys)
     tau = torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
     if tau.ndim > 1 or (tau.ndim == 1 and tau.shape[0] != n):
@@ -588,7 +611,35 @@ def isogclr(
     h = (sims - sims.diagonal()[:, None]) / tau[:, None]
     off = ~torch.eye(n, dtype=torch.bool, device=q.device)
     log_mean = _masked_logsumexp(h, off) - torch.log(torch.tensor(n - 1.0, dtype=q.dtype))
-    return reduce_loss(tau * (log_mean + rho), reduction, weights=weights)
+    if log_u is None:
+        return reduce_loss(tau * (log_mean + rho), reduction, weights=weights)
+    with torch.no_grad():
+        old = log_u[indices].to(q.dtype)
+        new = torch.logaddexp(old + math.log1p(-gamma), log_mean + math.log(gamma)) if gamma < 1 else log_mean.detach()
+        log_u[indices] = new.to(log_u.dtype)
+    ratio = torch.exp(log_mean - new)  # g_i / u_i with u_i the updated average (no gradient through u)
+    values = tau * ratio + tau * (new + rho - ratio).detach()
+    return reduce_loss(values, reduction, weights=weights)
+
+
+def _check_ma_buffer(log_u, indices, n: int, gamma: float) -> torch.Tensor:
+    """Validate iSogCLR's moving-average buffer and the batch's indices into it; return the indices as long."""
+    if not isinstance(log_u, torch.Tensor) or log_u.ndim != 1 or not log_u.is_floating_point():
+        raise InputError("log_u must be a 1-d floating-point tensor (one log u per training example)")
+    if log_u.requires_grad:
+        raise InputError("log_u is a buffer updated in place; it must not require grad")
+    idx = torch.as_tensor(indices, device=log_u.device)
+    if idx.ndim != 1 or idx.shape[0] != n or idx.is_floating_point() or idx.dtype == torch.bool:
+        raise InputError(f"indices must be {n} integer dataset indices (one per query row), got {list(idx.shape)}")
+    idx = idx.long()
+    bad = idx[(idx < 0) | (idx >= log_u.shape[0])]
+    if bad.numel():
+        raise InputError(f"indices must be in 0..{log_u.shape[0] - 1} (rows of log_u), got {int(bad[0])}")
+    if torch.unique(idx).numel() != n:
+        raise InputError("indices must be distinct within a batch (each example's average is updated once)")
+    if not (isinstance(gamma, (int, float)) and 0 < gamma <= 1):
+        raise InputError(f"gamma must be a number in (0, 1], got {gamma!r}")
+    return idx
 
 
 @register(
