@@ -194,26 +194,25 @@ def _check_triplets(triplets, n: int) -> tuple[torch.Tensor, torch.Tensor, torch
     return tuple(out)
 
 
-def _row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over ``mask`` in each row (0 for empty rows)."""
-    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(1)
-    return total / mask.sum(1).clamp_min(1).to(values.dtype)
+def _row_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of ``values`` over ``mask`` in each row (0 for empty rows)."""
+    return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum(1)
 
 
 def _reduce_rows_over_mask(values, mask, weights, reduction):
-    """Reduce an [N, N] matrix of pair terms over ``mask``: 'mean' averages over the pairs, 'none' per row."""
+    """Reduce an [N, N] matrix of pair terms over ``mask``: 'mean' averages over the pairs, 'sum' adds them and
+    'none' gives each row's sum (so the values add up to 'sum')."""
     if reduction == "none":
-        return reduce_loss(_row_mean(values, mask), "none", weights=weights)
+        return reduce_loss(_row_sum(values, mask), "none", weights=weights)
     w = None if weights is None else torch.as_tensor(weights, dtype=values.dtype, device=values.device)[:, None]
     return reduce_loss(values, reduction, mask=mask, weights=w)
 
 
 def _reduce_pairs(pair_loss, anchor, n, weights, reduction):
-    """Reduce per-positive-pair losses: 'mean'/'sum' over pairs, 'none' gives each anchor's mean over its pairs."""
+    """Reduce per-pair losses: 'mean'/'sum' over pairs, 'none' gives each anchor's sum over its pairs (so the
+    values add up to 'sum'; 'mean' divides that by the number of pairs, not of anchors)."""
     if reduction == "none":
-        total = pair_loss.new_zeros(n).index_add(0, anchor, pair_loss)
-        count = torch.bincount(anchor, minlength=n).clamp_min(1).to(pair_loss.dtype)
-        return reduce_loss(total / count, "none", weights=weights)
+        return reduce_loss(pair_loss.new_zeros(n).index_add(0, anchor, pair_loss), "none", weights=weights)
     w = None
     if weights is not None:
         w = torch.as_tensor(weights, dtype=pair_loss.dtype, device=pair_loss.device).expand(n)[anchor]
@@ -677,7 +676,7 @@ def decoupled_softmax(
 
     Unlike a softmax over all keys, the other positives of query :math:`i` are left out of the denominator, so
     several positives do not push each other down. "mean" averages over (query, positive) pairs; "none" gives
-    each query's mean over its positives (0 for queries without positives).
+    each query's sum over its positives (0 for queries without positives), adding up to "sum".
 
     Gupta, Chaudhari, Bhatia, Cathey & Varma (2024), "Dual-Encoder Models for Extreme Multi-Label
     Classification" (DEXML).
@@ -829,8 +828,8 @@ def ntxent(
     for every ordered pair :math:`a \\ne p` with :math:`y_a = y_p`. With two views per label this is SimCLR's
     loss; with more positives per label each positive competes against the negatives only (pml's
     ``NTXentLoss``, same default temperature 0.07). "mean" averages over positive pairs (SimCLR and pml);
-    "none" gives each anchor's mean over its positive pairs. Exact row-chunked computation for large N
-    (``chunk_size``); the positive term costs O(P D) for P positive pairs (P = N for two views).
+    "none" gives each anchor's sum over its positive pairs (adding up to "sum"). Exact row-chunked computation
+    for large N (``chunk_size``); the positive term costs O(P D) for P positive pairs (P = N for two views).
 
     Chen, Kornblith, Norouzi & Hinton (2020), "A Simple Framework for Contrastive Learning of Visual
     Representations".
@@ -924,11 +923,11 @@ def triplet_margin(
 
     over anchors :math:`a`, positives :math:`p \\ne a` (same label) and negatives :math:`n` (other label), with
     :math:`d` the Euclidean distance of normalised embeddings. ``mining="all"`` uses every triplet (O(N^3)
-    memory; "mean" averages over triplets, "none" gives each anchor's mean); ``mining="batch_hard"`` keeps one
-    triplet per anchor: its farthest positive and nearest negative (Hermans et al. 2017). ``swap`` uses
-    :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus. ``triplets=(anchors, positives,
-    negatives)`` (index tensors, e.g. from a miner in :mod:`pairkit.losses.miners`) uses exactly those triplets,
-    as pml's ``indices_tuple``, in O(T D) memory for T triplets. Defaults follow pml's
+    memory; "mean" averages over triplets, "none" gives each anchor's sum, adding up to "sum");
+    ``mining="batch_hard"`` keeps one triplet per anchor: its farthest positive and nearest negative (Hermans et al.
+    2017). ``swap`` uses :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus.
+    ``triplets=(anchors, positives, negatives)`` (index tensors, e.g. from a miner in :mod:`pairkit.losses.miners`) uses
+    exactly those triplets, as pml's ``indices_tuple``, in O(T D) memory for T triplets. Defaults follow pml's
     ``TripletMarginLoss`` (margin 0.05); pml averages only the non-zero terms by default.
 
     Schroff, Kalenichenko & Philbin (2015), "FaceNet: A Unified Embedding for Face Recognition and
@@ -967,7 +966,7 @@ def triplet_margin(
     values = hinge(dist[:, :, None] - d_an + margin)
     valid = pos[:, :, None] & neg[:, None, :]
     if reduction == "none":
-        per_anchor = _row_mean(values.flatten(1), valid.flatten(1))
+        per_anchor = _row_sum(values.flatten(1), valid.flatten(1))
         return reduce_loss(per_anchor, "none", weights=weights)
     w = None if weights is None else torch.as_tensor(weights, dtype=x.dtype, device=x.device)[:, None, None]
     return reduce_loss(values, reduction, mask=valid, weights=w)
@@ -1004,8 +1003,8 @@ def contrastive(
         \\operatorname{mean}_{(i,j)\\,\\text{neg}} [m_- - d_{ij}]_+
 
     with :math:`d` the Euclidean distance of normalised embeddings, as pml's ``ContrastiveLoss`` (margins 0
-    and 1; pml averages only non-zero terms by default). "sum" adds both sums; "none" gives per anchor the mean
-    over its positive pairs plus the mean over its negative pairs.
+    and 1; pml averages only non-zero terms by default). "sum" adds both sums; "none" gives per anchor the sum
+    over its positive pairs plus the sum over its negative pairs (so it adds up to "sum").
 
     Hadsell, Chopra & LeCun (2006), "Dimensionality Reduction by Learning an Invariant Mapping".
 
@@ -1153,7 +1152,7 @@ def threshold_consistent_margin(
 
     over the cosine similarities :math:`S^+` of positive and :math:`S^-` of negative pairs (an empty set
     contributes 0). Meant to be added to a base metric-learning loss. Defaults follow pml's
-    ``ThresholdConsistentMarginLoss``. "none" gives per anchor the same two means over its own pairs.
+    ``ThresholdConsistentMarginLoss``. "none" gives per anchor the two sums over its own pairs (adding up to "sum").
 
     Zhang et al. (2023), "Threshold-Consistent Margin Loss for Open-World Deep Metric Learning".
 

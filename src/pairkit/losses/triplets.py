@@ -110,7 +110,8 @@ def softmax_ratio_triplet(
     over all triplets (anchor :math:`a`, positive :math:`p \\ne a` with the anchor's label, negative :math:`n`
     with another label), or over the given ``triplets=(anchors, positives, negatives)`` (e.g. from a miner). The
     paper uses the raw embeddings' Euclidean distances, hence ``normalize=False`` by default. "mean" averages
-    over triplets, "none" gives each anchor's mean over its triplets (0 for anchors without one), as
+    over triplets, "none" gives each anchor's sum over its triplets (0 for anchors without one; the values add up
+    to "sum"), as
     :func:`~pairkit.losses.triplet_margin`. All-triplet mode runs in checkpointed anchor chunks: memory
     O(chunk x N^2), never N^3.
 
@@ -127,7 +128,7 @@ def softmax_ratio_triplet(
         return _reduce_pairs(values, a, x.shape[0], weights, reduction)
     sums, counts = all_triplet_terms(x, labels, _softmax_ratio_term)
     if reduction == "none":
-        return reduce_loss(sums / counts.clamp_min(1), "none", weights=weights)
+        return reduce_loss(sums, "none", weights=weights)
     w = None if weights is None else torch.as_tensor(weights, dtype=x.dtype, device=x.device).expand(x.shape[0])
     total = sums.sum() if w is None else (w * sums).sum()
     if reduction == "sum":
