@@ -298,3 +298,27 @@ def test_dual_head_kd_is_ce_plus_kd_on_main_head_plus_binary_kl_norm_on_aux_head
     aux_only = L.binary_kl_loss(aux, t, temperature=1.0, normalize=True)
     torch.testing.assert_close(g_aux, torch.autograd.grad(aux_only, aux)[0])
     torch.testing.assert_close(g_main, torch.autograd.grad(F.cross_entropy(s, y) + _ref_hinton(s, t, 4.0), s)[0])
+
+
+# ------------------------------------------------------------------------------------------------- MCMI
+
+
+def test_mcmi_matches_authors_ce_kl_weighted_one_minus_lambda():
+    s, _, y = _batch(n=8, k=4, seed=6)
+    centroids = L.class_centroids(s, y, 4)
+    # the authors' CE_KL_loss pieces, combined as their fine-tuning script (1 * CE - 0.25 * KL)
+    ce = F.cross_entropy(s, y)
+    kl = F.kl_div(centroids[y].log(), F.log_softmax(s, 1), reduction="batchmean", log_target=True)
+    torch.testing.assert_close(L.mcmi_teacher_loss(s, y, centroids), ce - 0.25 * kl)
+    torch.testing.assert_close(L.mcmi_teacher_loss(s, y, centroids, cmi_weight=0.0), ce)
+
+
+def test_class_centroids_are_per_class_mean_probabilities():
+    s, _, y = _batch(n=8, k=4, seed=7)
+    c = L.class_centroids(s, y, 5)
+    p = F.softmax(s, 1)
+    for k in range(5):
+        expected = p[y == k].mean(0) if (y == k).any() else torch.full((4,), 0.25, dtype=s.dtype)
+        torch.testing.assert_close(c[k], expected)
+    with pytest.raises(InputError, match="class_centroids"):
+        L.mcmi_teacher_loss(s, y, c)  # 5 rows for 4 classes

@@ -84,3 +84,26 @@ def test_pessimistic_reward_is_the_minimum_over_the_confidence_set():
         assert (((theta + gamma * u) @ p) >= value - 1e-12).all()
     with pytest.raises(InputError, match="gamma"):
         L.pessimistic_rewards(phi, theta, cov, gamma=-1.0)
+
+
+def _pal_ref(c, r, protos, w, scale, tau, link):
+    out = []
+    for ci, ri, wi in zip(c, r, w):
+        mix = torch.softmax(wi / tau, 0)
+        a = sum(mix[k] * protos[k] for k in range(len(protos)))
+        m = float((ri - a).norm() - (ci - a).norm())
+        out.append(math.log1p(math.exp(-scale * m)) if link == "logistic" else max(0.0, 1.0 - m))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("link", ["logistic", "hinge"])
+def test_pal_ideal_point_matches_mixture_reference(link):
+    g = torch.Generator().manual_seed(4)
+    c, r = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    protos, w = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    got = L.pal_ideal_point_loss(c, r, protos, w, scale=3.0, temperature=0.5, link=link, reduction="none")
+    torch.testing.assert_close(got, _pal_ref(c, r, protos, w, 3.0, 0.5, link))
+    # a user whose ideal point is the chosen response's embedding prefers it
+    flat = torch.zeros(5, 2, dtype=torch.float64)
+    at_chosen = L.pal_ideal_point_loss(c, r, c[:1].expand(2, 3), flat, link="hinge", reduction="none")
+    torch.testing.assert_close(at_chosen[0], torch.relu(1.0 - (r[0] - c[0]).norm()))

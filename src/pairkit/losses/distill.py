@@ -32,9 +32,11 @@ from pairkit.losses.divergence import _check_pair, _kl_logspace
 __all__ = [
     "bd_kd_loss",
     "binary_kl_loss",
+    "class_centroids",
     "dkd_loss",
     "dual_head_kd_loss",
     "hinton_kd_loss",
+    "mcmi_teacher_loss",
     "nkd_loss",
     "ofa_loss",
     "ps_kd_alpha",
@@ -604,4 +606,71 @@ def dual_head_kd_loss(
     kd = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     aux = _binary_kl(aux_logits, teacher_logits, binary_temperature, True).to(kd.dtype)
     values = _ce(student_logits, safe) + alpha * temperature**2 * kd + beta * aux
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def class_centroids(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    r"""Per-class mean predicted distributions :math:`q_y = \mathbb E[\operatorname{softmax}(z) \mid Y = y]`.
+
+    The class centroids of :func:`mcmi_teacher_loss` (accumulate them over the training set, e.g. once per
+    epoch, with the model in eval mode). ``logits`` ``[n, K]``, ``labels`` ``[n]``; returns ``[num_classes, K]``
+    (no gradient; a class without examples gets the uniform distribution).
+    """
+    k = logits.shape[-1] if num_classes is None else num_classes
+    safe = check_logits_labels(logits.new_zeros(()).expand(*labels.shape, k), labels)
+    with torch.no_grad():
+        probs = torch.softmax(logits.detach().float(), dim=-1)
+        sums = torch.zeros(k, probs.shape[-1], dtype=probs.dtype, device=probs.device).index_add_(0, safe, probs)
+        counts = torch.bincount(safe, minlength=k).to(probs.dtype)
+        uniform = torch.full_like(sums, 1.0 / probs.shape[-1])
+        return torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], uniform).to(logits.dtype)
+
+
+@register(
+    "mcmi_teacher_loss",
+    inputs=(*CLASSES, Input("class_centroids", "probs", "[classes, classes]")),
+    family="distill",
+    aliases=("mcmi", "maximum_cmi"),
+    options=(weight_option("cmi_weight", "weight λ of the conditional mutual information (maximised)"),),
+)
+def mcmi_teacher_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_centroids: torch.Tensor,
+    *,
+    cmi_weight: float = 0.25,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Maximum-CMI teacher training: cross-entropy minus λ times the conditional mutual information ``I(X; Ŷ | Y)``.
+
+    A teacher whose output is closer to the Bayes conditional distribution teaches better; the paper trains (or
+    fine-tunes) it to *keep* the information its predictions carry about the input beyond the label. With
+    :math:`p = \operatorname{softmax}(z)` and :math:`q_y` the centroid of class ``y`` (:func:`class_centroids`),
+    ``I(X; Ŷ | Y)`` is estimated per example by :math:`\mathrm{KL}(p \,\|\, q_y)`:
+
+    .. math::
+        \ell = \mathrm{CE}(z, y) - \lambda\,\mathrm{KL}\big(p \,\|\, q_{y}\big).
+
+    Ye, Chen, Yang, Feng, Sun & Chen (2024), "Bayes Conditional Distribution Estimation for Knowledge
+    Distillation" (ICLR), MCMI; as the authors' ``CE_KL_loss`` (``F.kl_div(centroids.log(), log_softmax(output),
+    log_target=True)``) weighted ``1, −λ`` in their fine-tuning script. The centroids are constants (computed over
+    the training set); a zero centroid entry is floored at the smallest positive normal number.
+
+    Args:
+        logits: ``[batch, K]``; labels: ``[batch]``; class_centroids: ``[K, K]`` (row ``y`` = centroid of class y).
+        cmi_weight: ``λ >= 0`` (``0`` is plain cross-entropy).
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    safe = check_logits_labels(logits, labels, mask, weights)
+    k = logits.shape[-1]
+    if not isinstance(class_centroids, torch.Tensor) or tuple(class_centroids.shape) != (k, k):
+        got = getattr(class_centroids, "shape", class_centroids)
+        raise InputError(f"class_centroids must be [{k}, {k}] (one distribution per class), got {got}")
+    log_p = torch.log_softmax(logits, dim=-1)
+    centroid = class_centroids.detach().to(log_p.dtype)[safe]
+    log_q = torch.log(centroid.clamp(min=torch.finfo(log_p.dtype).tiny))
+    cmi = _kl_logspace(log_p, log_q)
+    values = -_label_logp(log_p, safe) - cmi_weight * cmi
     return reduce_loss(values, reduction, mask=mask, weights=weights)

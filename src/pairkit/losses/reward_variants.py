@@ -1,5 +1,5 @@
-"""Reward-model variants: multi-objective rewards with a gating head (ArmoRM) and K-wise comparisons with the
-pessimistic MLE of Zhu, Jordan & Jiao.
+"""Reward-model variants: multi-objective rewards with a gating head (ArmoRM), K-wise comparisons with the
+pessimistic MLE of Zhu, Jordan & Jiao, and PAL's personalized ideal-point rewards.
 
 ArmoRM's model outputs ``[batch, 2k]`` per response: ``k`` objective rewards followed by ``k`` gating logits
 (declared as embeddings so :func:`~pairkit.train.train_reward_model` passes the whole output). K-wise inputs are
@@ -22,6 +22,8 @@ __all__ = [
     "armorm_scores",
     "kwise_feature_covariance",
     "kwise_pairwise_reward_loss",
+    "pal_ideal_point_loss",
+    "pal_ideal_points",
     "pessimistic_rewards",
 ]
 
@@ -214,3 +216,94 @@ def pessimistic_rewards(
     solved = torch.linalg.solve(matrix, diff.reshape(-1, d).T).T.reshape(diff.shape)
     width = (diff * solved).sum(-1).clamp(min=0.0).sqrt()
     return diff @ theta - gamma * width
+
+
+def pal_ideal_points(prototypes: torch.Tensor, user_logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
+    r"""PAL-A user ideal points: a convex mixture of ``K`` prototypical ideal points, :math:`a_u = P^\top
+    \operatorname{softmax}(w_u/\tau)`. ``prototypes`` ``[K, dim]``, ``user_logits`` ``[..., K]``; returns
+    ``[..., dim]``. Chen, Chen, Rege, Wang & Vinayak (2025), "PAL: Sample-Efficient Personalized Reward Modeling for
+    Pluralistic Alignment" (ICLR).
+    """
+    if prototypes.dim() != 2 or user_logits.shape[-1] != prototypes.shape[0]:
+        raise InputError(
+            f"user_logits must be [..., K] with K = prototypes rows ({prototypes.shape[0]}), "
+            f"got {list(user_logits.shape)} and prototypes {list(prototypes.shape)}"
+        )
+    return torch.softmax(user_logits / temperature, dim=-1) @ prototypes
+
+
+def _distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    sq = ((x - y) ** 2).sum(-1)
+    positive = sq > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+@register(
+    "pal_ideal_point",
+    inputs=(
+        Input("chosen_embeddings", "embeddings", "[batch, dim]"),
+        Input("rejected_embeddings", "embeddings", "[batch, dim]"),
+        Input("prototypes", "embeddings", "[prototypes, dim]"),
+        Input("user_logits", "logits", "[batch, prototypes]"),
+    ),
+    family="reward_personalized",
+    aliases=("pal", "pal_a"),
+    options=(
+        Option("scale", float, Interval(0, None, closed="neither"), doc="scale s of the distance margin"),
+        Option("temperature", float, Interval(0, None, closed="neither"), doc="softmax temperature τ of the mixture"),
+        Option("link", str, choices=("logistic", "hinge"), doc="logistic (BT) or hinge on the margin"),
+    ),
+)
+def pal_ideal_point_loss(
+    chosen_embeddings: torch.Tensor,
+    rejected_embeddings: torch.Tensor,
+    prototypes: torch.Tensor,
+    user_logits: torch.Tensor,
+    *,
+    scale: float = 1.0,
+    temperature: float = 1.0,
+    link: str = "logistic",
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""PAL-A: pluralistic preferences as an ideal-point model with a mixture of prototypical ideal points.
+
+    Each user ``u`` has an ideal point :math:`a_u = P^\top\operatorname{softmax}(w_u/\tau)` in the preference
+    embedding space, a mixture of ``K`` shared prototypes :math:`P` (:func:`pal_ideal_points`); a user prefers the
+    response whose (projected) embedding :math:`f(y)` is closer to it. With the margin
+    :math:`m = \lVert f(y_r) - a_u\rVert_2 - \lVert f(y_c) - a_u\rVert_2`:
+
+    .. math::
+        \ell = -\log\sigma(s\,m) \quad(\texttt{link="logistic"}), \qquad
+        \ell = \max(0,\ 1 - m) \quad(\texttt{link="hinge"}).
+
+    Chen, Chen, Rege, Wang & Vinayak (2025), "PAL: Sample-Efficient Personalized Reward Modeling for Pluralistic
+    Alignment" (ICLR); ``hinge`` is the authors' ``dist`` learner with their hinge loss, ``logistic`` their
+    ``dist_logistic`` learner (with ``scale`` = the exponentiated ``logit_scale``, clamped at 100 in their code).
+    The item projection :math:`f` and the per-user logits :math:`w_u` are the caller's parameters: this loss takes
+    their outputs, so it is not wired to a trainer (which knows no user ids).
+
+    Args:
+        chosen_embeddings, rejected_embeddings: ``[batch, dim]``; prototypes: ``[K, dim]``;
+        user_logits: ``[batch, K]`` (each pair's user's mixture logits).
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    for name, x in (("chosen_embeddings", chosen_embeddings), ("rejected_embeddings", rejected_embeddings)):
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()) or x.dim() != 2:
+            raise InputError(f"{name} must be a floating-point [batch, dim] tensor")
+    if chosen_embeddings.shape != rejected_embeddings.shape:
+        raise InputError(
+            f"shapes must match: chosen_embeddings {list(chosen_embeddings.shape)}, "
+            f"rejected_embeddings {list(rejected_embeddings.shape)}"
+        )
+    if prototypes.dim() != 2 or prototypes.shape[1] != chosen_embeddings.shape[1]:
+        raise InputError(f"prototypes must be [K, {chosen_embeddings.shape[1]}], got {list(prototypes.shape)}")
+    if user_logits.shape[:1] != chosen_embeddings.shape[:1]:
+        raise InputError(f"user_logits must have one row per pair, got {list(user_logits.shape)}")
+    check_broadcastable("mask", mask, chosen_embeddings.shape[:1])
+    check_broadcastable("weights", weights, chosen_embeddings.shape[:1])
+    ideal = pal_ideal_points(prototypes, user_logits, temperature=temperature)
+    margin = _distance(rejected_embeddings, ideal) - _distance(chosen_embeddings, ideal)
+    values = logistic_loss(scale * margin) if link == "logistic" else F.relu(1.0 - margin)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
