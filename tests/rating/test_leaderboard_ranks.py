@@ -94,3 +94,27 @@ def test_rank_intervals_with_and_without_the_gauge(prior):
     board = _board(n_items=8, m=400, seed=4, prior=prior)
     lo, hi = board.rank_interval()
     assert (lo >= 1).all() and (hi <= 8).all() and (lo <= hi).all()
+
+
+def test_json_is_the_dict_with_one_item_per_line():
+    """The columnar JSON writer gives what a cell-by-cell conversion of the table gives (NaN → null)."""
+    import json
+    import math
+
+    board = _board(n_items=6, m=400)
+    from dataclasses import replace
+
+    board = replace(board, columns={"extra": np.array([1.5, np.nan, np.inf, 2, 3, 4])})
+    frame = board.to_pandas()
+    by_cell = []
+    for row in frame.to_dict(orient="records"):
+        entry = {"name": row.pop("item"), "rating": row.pop("rating"), "ci_low": row.pop("ci_low"),
+                 "ci_high": row.pop("ci_high"), "rank": int(row.pop("rank")), "n": row.pop("n")}
+        entry.update(row)
+        by_cell.append({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in entry.items()})
+    assert board.to_dict()["items"] == by_cell
+    assert [list(item) for item in board.to_dict()["items"]] == [list(item) for item in by_cell]  # key order
+    text = board.to_json()
+    assert json.loads(text) == json.loads(json.dumps(board.to_dict())) == json.loads(board.to_json(indent=None))
+    lines = text.splitlines()
+    assert sum(line.startswith('    {"name": ') for line in lines) == 6 and '"extra": null' in text

@@ -360,13 +360,13 @@ class Leaderboard:
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: model, scale, items (name, rating, ci_low, ci_high, rank, n, ...), fit summary."""
         frame = self.to_pandas()
-        items = []
-        for row in frame.to_dict(orient="records"):
-            entry = {"name": row.pop("item"), "rating": row.pop("rating"), "ci_low": row.pop("ci_low", None),
-                     "ci_high": row.pop("ci_high", None), "rank": int(row.pop("rank")),
-                     "n": row.pop("n", None)}
-            entry.update(row)
-            items.append({k: _jsonable(v) for k, v in entry.items()})
+        # Column by column (one conversion per column, not per cell): 10⁵ items take a fraction of a second.
+        m = len(frame)
+        columns = {"name": frame["item"], "rating": frame["rating"], "ci_low": frame.get("ci_low"),
+                   "ci_high": frame.get("ci_high"), "rank": frame["rank"].astype(np.int64), "n": frame.get("n")}
+        columns.update({k: frame[k] for k in frame.columns if k not in ("item", *columns)})
+        lists = [[None] * m if col is None else _jsonable_column(col) for col in columns.values()]
+        items = [dict(zip(columns, values, strict=True)) for values in zip(*lists, strict=True)] if m else []
         return {
             "model": self.model,
             "scale": self.scale_name,
@@ -382,9 +382,20 @@ class Leaderboard:
             "n_comparisons": int(self.n_comparisons),
         }
 
-    def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
-        """Serialise :meth:`to_dict` (and write it to ``path`` if given)."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+        """Serialise :meth:`to_dict` (and write it to ``path`` if given).
+
+        With ``indent``, the board is indented and each item is written on one line of its own: Python's
+        indenting encoder is pure Python, the one-line one is C (10⁵ items: ~0.5 s instead of ~5 s)."""
+        data = self.to_dict()
+        if indent is None:
+            text = json.dumps(data, allow_nan=False)
+        else:
+            items, data["items"] = data["items"], _ITEMS_SLOT
+            text = json.dumps(data, indent=indent, allow_nan=False)
+            pad = " " * (2 * indent)
+            body = ",\n".join(pad + json.dumps(item, allow_nan=False) for item in items)
+            text = text.replace(json.dumps(_ITEMS_SLOT), f"[\n{body}\n{' ' * indent}]" if items else "[]", 1)
         if path is not None:
             from pairkit._io import atomic_write_text
 
@@ -476,6 +487,23 @@ def _init(self, *args, log_strength: np.ndarray | None = None, **kwargs) -> None
 
 
 Leaderboard.__init__ = _init
+
+
+_ITEMS_SLOT = "\x00items\x00"
+"""Stands for the items in the indented board until they are written in (no item name can be it)."""
+
+
+def _jsonable_column(column: pd.Series) -> list:
+    """A column as JSON values: numbers as Python numbers, NaN and infinities as ``None``."""
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        out = values.tolist()
+        for k in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[k] = None
+        return out
+    if values.dtype.kind in "iub":
+        return values.tolist()
+    return [_jsonable(v) for v in values.tolist()]
 
 
 def _jsonable(value: Any) -> Any:
