@@ -543,6 +543,8 @@ def cwcl(
         ),
         Option("rho", float, NON_NEGATIVE, doc="KL-ball radius ρ"),
         NORMALIZE,
+        Option("log_u", torch.Tensor, none=True, doc="moving-average buffer of log u per training example"),
+        Option("indices", torch.Tensor, none=True, doc="the batch's rows in log_u"),
         Option("gamma", float, Interval(0, 1, closed="right"), doc="moving-average rate γ (with log_u)"),
     ),
 )
