@@ -11,6 +11,7 @@ from pairkit.judges.base import (
     Usage,
     run_sync,
 )
+from pairkit.judges.batch import BatchJudge
 from pairkit.judges.cache import (
     SCHEMA_VERSION,
     Budget,
@@ -60,6 +61,7 @@ from pairkit.judges.protocols import (
 from pairkit.judges.simulated import SimulatedJudge, simulated_probabilities
 
 __all__ = [
+    "BatchJudge",
     "BSMJudge",
     "Budget",
     "BudgetExhausted",

@@ -381,18 +381,24 @@ class OpenAIJudge(ComparatorBase):
             tokens[0] += pt
             tokens[1] += ct
             cost += c
-            choice = body["choices"][0]
-            text = str(choice["message"]["content"] or "")
-            label = parse_verdict(text)
-            dist = verdict_distribution(((choice.get("logprobs") or {}).get("content")) or [])
-            if dist is None and label is not None:
-                dist = {label: 1.0}
-            if dist is not None:
-                return self.verdicts.expect(dist), text, tokens[0], tokens[1], cost, label or ""
+            probs, text, label = self.read_reply(body)
+            if probs is not None:
+                return probs, text, tokens[0], tokens[1], cost, label
             self._fail("unparseable", text[:120])
         error = JudgeError(f"no verdict in the judge's reply after {self.parse_retries + 1} tries: {text[:200]!r}")
         error.cost, error.tokens, error.unparseable, error.raw = cost, tuple(tokens), cost > 0 or any(tokens), text
         raise error
+
+    def read_reply(self, body: dict) -> tuple[tuple[float, float, float] | None, str, str]:
+        """((P(first better), P(tie), weight) or None without a verdict, the reply text, the verdict label) of a
+        chat-completion response body."""
+        choice = body["choices"][0]
+        text = str(choice["message"]["content"] or "")
+        label = parse_verdict(text)
+        dist = verdict_distribution(((choice.get("logprobs") or {}).get("content")) or [])
+        if dist is None and label is not None:
+            dist = {label: 1.0}
+        return (None if dist is None else self.verdicts.expect(dist)), text, label or ""
 
     def estimate_cost(self, request: Request) -> float:
         """Rough cost of one judgment: prompt characters / 4 input tokens, ``expected_output_tokens`` out."""
