@@ -61,8 +61,8 @@ from pairkit.judges.protocols import (
 from pairkit.judges.simulated import SimulatedJudge, simulated_probabilities
 
 __all__ = [
-    "BatchJudge",
     "BSMJudge",
+    "BatchJudge",
     "Budget",
     "BudgetExhausted",
     "CGCoTJudge",
