@@ -139,14 +139,21 @@ class ColumnOptions:
     cluster: str | None = None
     a_first: str | None = None
     drop_invalid: bool = False
+    outcome_map: str | None = None  # --outcome-map 'model_a=1,model_b=0,tie=0.5'
 
     def reader_options(self) -> dict:
         """Keyword options of :func:`pairkit.read_comparisons` / :func:`pairkit.scale.count_pairs` (columns only)."""
         first: str | bool | None = self.a_first
         if isinstance(first, str) and first.lower() in ("true", "always", "1"):
             first = True
-        return dict(winner=self.winner, loser=self.loser, a=self.a, b=self.b, outcome=self.outcome,
-                    score_a=self.score_a, score_b=self.score_b, weight=self.weight, cluster=self.cluster, a_first=first)
+        options = dict(winner=self.winner, loser=self.loser, a=self.a, b=self.b, outcome=self.outcome,
+                       score_a=self.score_a, score_b=self.score_b, weight=self.weight, cluster=self.cluster,
+                       a_first=first)
+        if self.outcome_map is not None:
+            from pairkit.data.readers import parse_outcome_map
+
+            options["outcome_map"] = parse_outcome_map(self.outcome_map)
+        return options
 
     @property
     def on_invalid(self) -> str:

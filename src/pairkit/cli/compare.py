@@ -26,6 +26,9 @@ def compare_models_command(
     a: str = typer.Option(None, "--a", help="Column holding the first item."),
     b: str = typer.Option(None, "--b", help="Column holding the second item."),
     outcome: str = typer.Option(None, help="Outcome column: model_a/model_b/tie, 1-0/0-1/1/2-1/2, or 1/0/0.5."),
+    outcome_map: str = typer.Option(
+        None, help="Outcome labels as LABEL=VALUE, comma-separated: 'model_a=1,model_b=0,tie=0.5' or '1=1,1.5=0.5,2=0' "
+        "(1: the first item won, 0: the second). Adds to the known labels; unknown labels stop with their counts."),
     score_a: str = typer.Option(None, help="Score of the first item (with --score-b): win/draw/loss."),
     score_b: str = typer.Option(None, help="Score of the second item."),
     weight: str = typer.Option(None, help="Column of non-negative weights."),
@@ -70,7 +73,8 @@ def compare_models_command(
             raise InputError("give --test or --split-by, not both")
         if split_by is not None and cluster is not None:
             raise InputError("--split-by and --cluster both define the held-out groups; give one")
-        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
+        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid,
+                                outcome_map)
         comps = load_comparisons(path, replace(columns, cluster=split_by or cluster))
         held_out = None
         if test is not None:

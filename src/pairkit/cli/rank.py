@@ -49,9 +49,12 @@ def rank(
         "or a count file (pairkit count), is counted out of core first."),
     winner: str = typer.Option(None, help="Column holding the winner (with --loser)."),
     loser: str = typer.Option(None, help="Column holding the loser."),
-    a: str = typer.Option(None, "--a", help="Column holding the first item."),
+    a: str = typer.Option(None, "--a", help="Column holding the first item (meta.model_a: a nested JSON field)."),
     b: str = typer.Option(None, "--b", help="Column holding the second item."),
     outcome: str = typer.Option(None, help="Outcome column: model_a/model_b/tie, 1-0/0-1/1/2-1/2, or 1/0/0.5."),
+    outcome_map: str = typer.Option(
+        None, help="Outcome labels as LABEL=VALUE, comma-separated: 'model_a=1,model_b=0,tie=0.5' or '1=1,1.5=0.5,2=0' "
+        "(1: the first item won, 0: the second). Adds to the known labels; unknown labels stop with their counts."),
     score_a: str = typer.Option(None, help="Score of the first item (with --score-b): win/draw/loss."),
     score_b: str = typer.Option(None, help="Score of the second item."),
     weight: str = typer.Option(None, help="Column of non-negative weights."),
@@ -120,7 +123,8 @@ def rank(
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
         options.update(_model_options(spec, option or [], given))
-        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
+        columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid,
+                                outcome_map)
         comps = load_comparisons(path, columns)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
         if counted is not None and (bootstrap or spec.extra.get("row_order")):

@@ -29,7 +29,7 @@ import pandas as pd
 from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
-__all__ = ["OUTCOME_LABELS", "read_comparisons", "read_records", "read_table"]
+__all__ = ["OUTCOME_LABELS", "nested_field", "parse_outcome_map", "read_comparisons", "read_records", "read_table"]
 
 OUTCOME_LABELS: dict[str, float] = {
     **dict.fromkeys(["1", "1.0", "a", "model_a", "win", "w", "1-0", "a>b", "a>>b", "left", "first"], 1.0),
@@ -252,7 +252,13 @@ def read_comparisons(
     recognised (winner/loser; model_a/model_b/winner; home_team/away_team/home_score/away_score; a/b/outcome;
     JSON rows ``[a, b, outcome]``). ``weight``, ``cluster`` name optional columns; ``a_first`` names a boolean
     column, or ``True`` when ``a`` is always first (white in chess, the home side). ``outcome_map`` adds or
-    overrides outcome labels (case-insensitive).
+    overrides outcome labels (case-insensitive); its keys that are numbers also recode a numeric outcome column
+    (``{1: 1, 1.5: 0.5, 2: 0}``, ``{-1: 0, 0: 0.5, 1: 1}``). An unknown label is an error naming the file, row,
+    column and value, with every unknown label's row count.
+
+    A column name with dots that is not itself a column is a path into nested JSON values: ``meta.model_a`` is
+    the field ``model_a`` of the column ``meta``; ``score.ft.0`` the first element of the list ``score.ft``
+    (:func:`nested_field`).
     """
     items_given = items
     if on_invalid not in ("raise", "drop"):
@@ -276,6 +282,8 @@ def read_comparisons(
             a_first = True  # [white, black, result] rows: the first-named side moves first
     mode = _mode(spec)
     for col in [*spec.values(), weight, cluster, a_first if isinstance(a_first, str) else None]:
+        if col is not None and col not in frame.columns and "." in col:
+            frame[col] = nested_field(frame, col, src.name)  # frame is the reader's own (reset_index copies)
         if col is not None and col not in frame.columns:
             raise InputError(f"{src.name}: no column {col!r}; columns are {list(frame.columns)}")
 
@@ -486,12 +494,23 @@ def _as_number(text: str) -> float:
 
 def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarray:
     labels = dict(OUTCOME_LABELS)
+    numeric_map: dict[float, float] = {}
     if outcome_map:
         labels.update({str(k).strip().lower(): float(v) for k, v in outcome_map.items()})
+        for k, v in outcome_map.items():  # number keys recode numbers, whatever their spelling (1, 1.0, "1")
+            number = _as_number(str(k).strip())
+            if not np.isnan(number):
+                numeric_map[number] = float(v)
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        if numeric_map:  # over the distinct values only
+            uniq, inverse = np.unique(values, return_inverse=True)
+            mapped = np.array([numeric_map.get(float(u), u) for u in uniq])
+            values = mapped[inverse.ravel()] if len(uniq) else values
         flag(np.isnan(values), name, "missing outcome")
-        flag(~np.isnan(values) & ((values < 0) | (values > 1)), name, "outcome must be in [0, 1]")
+        out_of_range = ~np.isnan(values) & ((values < 0) | (values > 1))
+        what = "outcome must be in [0, 1]" + (" (after outcome_map)" if numeric_map else "")
+        flag(out_of_range, name, what + _value_counts(column.to_numpy()[out_of_range]))
         return np.nan_to_num(values, nan=0.5)
     # map over distinct labels only: one conversion and dictionary lookup per label, not per row; the checks
     # are made per label too, and a row is looked up through its label's code (the last entry: missing)
@@ -500,17 +519,92 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     else:
         codes, uniques = pd.factorize(column)
     text = pd.Series(np.asarray(uniques), dtype=object).astype(str).str.strip().str.lower()
-    table = np.array([labels.get(u, _as_number(u)) for u in text] + [np.nan])
+    table = np.array([labels.get(u, numeric_map.get(_as_number(u), _as_number(u))) for u in text] + [np.nan])
     out_of_range = ~np.isnan(table) & ((table < 0) | (table > 1))
     unknown = np.isnan(table)
     unknown[-1] = False
     flag(out_of_range[codes], name, "outcome must be in [0, 1]")
     flag(codes < 0, name, "missing outcome")
-    known = ", ".join(sorted({k for k in OUTCOME_LABELS if not k[0].isdigit()})[:12])
+    known = "model_a, model_b, tie, tie (bothbad), win, loss, draw, 1-0, 0-1, 1/2-1/2, a, b, left, right"
     if unknown.any():
-        flag(unknown[codes], name, f"unknown outcome label (known labels include {known}, numbers)")
+        per_label = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        found = np.flatnonzero(unknown[:-1])
+        found = found[np.argsort(-per_label[found], kind="stable")]
+        listed = ", ".join(f"{str(uniques[k])[:40]!r} × {per_label[k]}" for k in found[:6])
+        more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+        given = "labels of outcome_map and " if outcome_map else ""
+        flag(unknown[codes], name, f"unknown outcome label ({len(found)} unknown: {listed}{more}; known: "
+             f"{given}{known}, numbers in [0, 1]; map them with outcome_map / --outcome-map)")
     table[out_of_range | np.isnan(table)] = 0.5
     return table[codes]
+
+
+def parse_outcome_map(text: str) -> dict[str, float]:
+    """``"model_a=1,model_b=0,tie=0.5"`` → ``{"model_a": 1.0, ...}`` (the command line's ``--outcome-map``).
+
+    Entries are separated by commas; a label may contain ``=`` (the value is after the last one). Each value must
+    be a number in [0, 1] (the first item's share of the win); a repeated label, an empty label or a bad value
+    raise :class:`~pairkit.errors.InputError` naming the entry.
+    """
+    out: dict[str, float] = {}
+    for entry in text.split(","):
+        label, eq, value = entry.rpartition("=")
+        label = label.strip()
+        if not eq or not label:
+            raise InputError(f"--outcome-map: expected LABEL=VALUE entries separated by commas, got {entry.strip()!r}")
+        number = _as_number(value.strip())
+        if not 0 <= number <= 1:  # NaN fails too
+            raise InputError(f"--outcome-map: {entry.strip()!r}: the value must be a number in [0, 1] (1: the first "
+                             "item won, 0: the second, 0.5: a tie)")
+        if label.lower() in {k.lower() for k in out}:
+            raise InputError(f"--outcome-map: label {label!r} is given twice")
+        out[label] = number
+    return out
+
+
+def _value_counts(values: np.ndarray, limit: int = 6) -> str:
+    """`` (values: 2.0 × 5, 3.0 × 1)`` for a message; empty when there are none."""
+    if not len(values):
+        return ""
+    uniq, counts = np.unique(values.astype(float), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    more = f" and {len(uniq) - limit} more" if len(uniq) > limit else ""
+    return " (values: " + ", ".join(f"{uniq[k]:g} × {counts[k]}" for k in order) + more + ")"
+
+
+def nested_field(frame: pd.DataFrame, path: str, source: str = "data") -> pd.Series:
+    """The values at a dotted ``path`` into nested JSON values, one per row (missing where a row lacks it).
+
+    The longest leading part of ``path`` that is a column starts it (column names may hold dots); each further
+    part is a field of a JSON object or, when it is an integer, an element of a JSON list (``score.ft.0``). Each
+    level is expanded for all rows at once (``pd.DataFrame`` of the column's objects). Raises
+    :class:`~pairkit.errors.InputError` naming the path, the level that is missing and the fields found there.
+    """
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:cut])
+        if head in frame.columns:
+            break
+    else:
+        raise InputError(f"{source}: no column {path!r} (nor a column {parts[0]!r} to read the nested field from); "
+                         f"columns are {list(frame.columns)}")
+    values = frame[head]
+    done = head
+    for part in parts[cut:]:
+        objects = [v if isinstance(v, (dict, list)) else {} for v in values.tolist()]
+        level = pd.DataFrame(objects, index=values.index)
+        key = int(part) if part.lstrip("-").isdigit() and part not in level.columns else part
+        if key not in level.columns:
+            kinds = {type(v).__name__ for v in values.dropna().tolist()} if len(values) else set()
+            fields = [str(c) for c in level.columns][:12]
+            raise InputError(
+                f"{source}: no field {part!r} under {done!r} for the nested column {path!r}; "
+                + (f"its fields are {fields}" if fields else
+                   f"its values are not JSON objects or lists ({', '.join(sorted(kinds)) or 'empty'})")
+            )
+        values = level[key]
+        done += "." + part
+    return values.astype(object).where(values.notna(), None)
 
 
 def read_records(path: str | Path, *, what: str = "data") -> list[dict]:
