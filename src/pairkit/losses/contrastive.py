@@ -546,6 +546,8 @@ def cwcl(
         Option("log_u", torch.Tensor, none=True, doc="moving-average buffer of log u per training example"),
         Option("indices", torch.Tensor, none=True, doc="the batch's rows in log_u"),
         Option("gamma", float, Interval(0, 1, closed="right"), doc="moving-average rate γ (with log_u)"),
+        Option("log_u", torch.Tensor, none=True, doc="log moving-average buffer [dataset size], updated in place"),
+        Option("indices", torch.Tensor, none=True, doc="dataset indices [N] of the batch rows into log_u"),
     ),
 )
 def isogclr(
