@@ -149,6 +149,13 @@ class Comparisons:
 
         ``outcome`` defaults to all ones (``a`` won every comparison, i.e. winner/loser arrays). Values are
         validated: outcomes in [0, 1], finite non-negative weights, no item compared with itself.
+
+        Example:
+
+            >>> from pairkit import Comparisons
+            >>> comps = Comparisons.from_arrays(['gpt', 'llama', 'gpt'], ['llama', 'mistral', 'mistral'], [1, 0.5, 0])
+            >>> print(len(comps), comps.items)
+            3 ('gpt', 'llama', 'mistral')
         """
         a_arr, b_arr = np.asarray(a), np.asarray(b)
         if a_arr.shape != b_arr.shape or a_arr.ndim != 1:

@@ -245,6 +245,13 @@ class CallableJudge(ComparatorBase):
     The function sees the answers in the order shown (so a biased function shows its bias) and answers for
     the *first* one; sync and ``async def`` functions both work. ``priced=True`` when the function returns
     Judgments with a ``cost`` (so a money budget can apply).
+
+    Example:
+
+        >>> from pairkit.judges import CallableJudge
+        >>> longer = CallableJudge(lambda context, a, b: 1.0 if len(a) > len(b) else 0.0, judge_id='longer')
+        >>> print(longer.judge('Say hi.', 'Hello there!', 'Hi').winner)
+        a
     """
 
     def __init__(

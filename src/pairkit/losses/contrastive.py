@@ -839,6 +839,14 @@ def ntxent(
     Representations".
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+
+    Example:
+
+        >>> import torch
+        >>> from pairkit.losses import ntxent
+        >>> z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [0.9, 0.2], [-1.0, 0.1], [-0.9, -0.2]]), dim=1)
+        >>> print(round(ntxent(z, torch.tensor([0, 0, 1, 1]), temperature=0.5).item(), 4))
+        0.0396
     """
     x, labels = _labelled(embeddings, labels, weights, normalize)
     scale = _inverse_temperature(temperature, x)

@@ -128,6 +128,19 @@ def dpo_loss(
 
     Args: four ``[batch]`` sequence log-probabilities (summed over completion tokens).
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+
+    Example:
+
+        >>> import torch
+        >>> from pairkit.losses import dpo_loss
+        >>> policy_chosen, policy_rejected = torch.tensor([-12.0, -8.0]), torch.tensor([-14.0, -7.5])
+        >>> ref_chosen, ref_rejected = torch.tensor([-13.0, -8.0]), torch.tensor([-13.0, -8.0])
+        >>> loss = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)
+        >>> print(round(loss.item(), 4))
+        0.6583
+        >>> per_pair = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, reduction='none')
+        >>> print(per_pair.round(decimals=4))
+        tensor([0.5981, 0.7185])
     """
     c, r = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, mask, weights,

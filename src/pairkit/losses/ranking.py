@@ -314,6 +314,13 @@ def pairwise_logistic_loss(
 
     Burges et al. (2005), "Learning to rank using gradient descent". Per list equals allRank ``rankNet``
     (``allrank/models/losses/rankNet.py``, BCE with logits over positive pairs). ``[..., list]`` inputs.
+
+    Example:
+
+        >>> import torch
+        >>> from pairkit.losses import pairwise_logistic_loss
+        >>> print(round(pairwise_logistic_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])).item(), 4))
+        0.3133
     """
     return pairwise_ranking_loss(
         scores,
@@ -554,6 +561,15 @@ def listmle_loss(
     to rank: theory and algorithm"; top-k: Xia et al. (2009), "Statistical consistency of top-k ranking".
     Ties in the labels are broken by list order (stable sort), deterministically; allRank ``listMLE``
     breaks them at random, so the two agree exactly for tie-free labels. ``[..., list]`` inputs.
+
+    Example:
+
+        >>> import torch
+        >>> from pairkit.losses import listmle_loss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+        >>> labels = torch.tensor([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
+        >>> print(listmle_loss(scores, labels, reduction='none').round(decimals=4))
+        tensor([0.7209, 3.7209])
     """
     scores, labels, mask = _prepare(scores, labels, mask)
     key = labels.masked_fill(~mask, -math.inf)

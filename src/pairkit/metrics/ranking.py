@@ -196,6 +196,14 @@ def ndcg(scores, labels, *, k: int | None = None, gain: Gain = "exp2", mask=None
     Järvelin & Kekäläinen (2002), "Cumulated gain-based evaluation of IR techniques". Lists without a
     positive gain give ``undefined`` (0.0 as scikit-learn's ``ndcg_score``). Labels should be non-negative.
     ``scores``, ``labels``: ``[..., list]``; returns ``[...]``.
+
+    Example:
+
+        >>> from pairkit.metrics import ndcg
+        >>> print(ndcg([[0.9, 0.2, 0.5], [0.1, 0.8, 0.3]], [[2, 0, 1], [2, 0, 1]]).round(4))
+        [1.     0.5869]
+        >>> print(ndcg([[0.9, 0.2, 0.5]], [[2, 0, 1]], k=1))
+        [1.]
     """
     num = dcg(scores, labels, k=k, gain=gain, mask=mask)
     den = ideal_dcg(labels, k=k, gain=gain, mask=mask)
@@ -263,6 +271,12 @@ def reciprocal_rank(
 
     Voorhees (1999), "The TREC-8 Question Answering Track Report". A relevant item tied with others takes the
     last rank of its tied block. Lists without a relevant item give ``undefined``. ``[..., list]`` in.
+
+    Example:
+
+        >>> from pairkit.metrics import reciprocal_rank
+        >>> print(reciprocal_rank([[0.9, 0.8, 0.1]], [[0, 1, 0]]))
+        [0.5]
     """
     _check_k(k)
     s, y, m = _prepare(scores, labels, mask)
@@ -319,6 +333,12 @@ def ordered_pair_accuracy(scores, labels, *, mask=None, undefined: float = 0.0) 
 
     Joachims (2002), "Optimizing search engines using clickthrough data" (one minus the fraction of
     discordant pairs; Rax ``opa_metric``). Tied scores count as not ordered. ``[..., list]`` in.
+
+    Example:
+
+        >>> from pairkit.metrics import ordered_pair_accuracy
+        >>> print(ordered_pair_accuracy([0.3, 0.2, 0.1], [2, 0, 1]).round(4))
+        0.6667
     """
     s, y, m = _prepare(scores, labels, mask)
     batch, (s, y, m) = _flat(s, y, m)
@@ -339,6 +359,12 @@ def kendall_tau(scores, labels, *, mask=None, undefined: float = 0.0) -> np.ndar
     with :math:`n_0` the number of pairs and :math:`n_s, n_y` the pairs tied in scores, labels. Kendall
     (1945), "The treatment of ties in ranking problems". Equals ``scipy.stats.kendalltau`` (variant "b");
     a constant list gives ``undefined``. Costs O(list²) memory per list. ``[..., list]`` in.
+
+    Example:
+
+        >>> from pairkit.metrics import kendall_tau
+        >>> print(kendall_tau([1.0, 2.0, 3.0, 4.0], [1, 2, 4, 3]).round(4))
+        0.6667
     """
     s, y, m = _prepare(scores, labels, mask)
     batch, (s, y, m) = _flat(s, y, m)
@@ -365,6 +391,12 @@ def spearman_rho(scores, labels, *, mask=None, undefined: float = 0.0) -> np.nda
 
     Spearman (1904), "The proof and measurement of association between two things". Equals
     ``scipy.stats.spearmanr``; a constant list gives ``undefined``. ``[..., list]`` in.
+
+    Example:
+
+        >>> from pairkit.metrics import spearman_rho
+        >>> print(spearman_rho([0.1, 0.4, 0.35, 0.8], [1, 2, 3, 4]))
+        0.8
     """
     s, y, m = _prepare(scores, labels, mask)
     batch, (s, y, m) = _flat(s, y, m)

@@ -263,6 +263,22 @@ def fit_bradley_terry(
 
     Returns:
         A :class:`Leaderboard` of centred log-strengths (use ``.scale("elo")`` for Elo points).
+
+    Example:
+
+        >>> from pairkit import Comparisons
+        >>> from pairkit.rating import fit_bradley_terry
+        >>> comps = Comparisons.from_arrays(['a', 'a', 'b', 'c', 'a', 'b'], ['b', 'c', 'c', 'a', 'b', 'a'])
+        >>> board = fit_bradley_terry(comps, prior=0.0)
+        >>> table = board.to_pandas()[['rank', 'item', 'rating', 'ci_low', 'ci_high', 'n']].round(3)
+        >>> print(table.to_string(index=False))
+         rank item  rating  ci_low  ci_high   n
+            1    a   0.314  -0.914    1.542 5.0
+            2    b   0.128  -1.267    1.523 4.0
+            3    c  -0.442  -2.058    1.173 3.0
+        >>> p_win, p_tie = board.predict('a', 'c')
+        >>> print(p_win.round(3), p_tie)
+        [0.681] [0.]
     """
     check_comparisons(comparisons, "bradley_terry")
     davidson = ties == "davidson"

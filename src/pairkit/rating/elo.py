@@ -74,6 +74,15 @@ def fit_elo(
 
     Elo has no likelihood-based uncertainty; use :func:`pairkit.rating.bootstrap` for intervals (FastChat
     bootstraps by reshuffling the battles).
+
+    Example:
+
+        >>> from pairkit import Comparisons
+        >>> from pairkit.rating import fit_elo
+        >>> comps = Comparisons.from_arrays(['a', 'b', 'a'], ['b', 'c', 'c'])
+        >>> board = fit_elo(comps, k=32)
+        >>> print(dict(zip(board.items, board.ratings.round(1).tolist())))
+        {'a': 1030.5, 'b': 1000.7, 'c': 968.8}
     """
     check_comparisons(comparisons, "elo")
     ratings = elo_ratings(comparisons, k=k, base=base, scale=scale, initial=initial)

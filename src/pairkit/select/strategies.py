@@ -636,6 +636,17 @@ def select(strategy: str, judge, pool: Pool, **options) -> Selection:
         retry_unparseable: ask again for prompts whose cached paid reply had no verdict (by default such a
             prompt raises :class:`~pairkit.judges.JudgeError` naming the cached reply, and is not paid again).
         options: the strategy's own options (``k``, ``best_of``, ``n_comparisons``, …).
+
+    Example:
+
+        >>> from pairkit.judges import SimulatedJudge
+        >>> from pairkit.select import Pool, select
+        >>> strengths = {'a': 3.0, 'b': 1.5, 'c': 0.0, 'd': -1.5}
+        >>> run = select('active', SimulatedJudge(strengths, seed=0), Pool.single(list(strengths)), n_comparisons=200)
+        >>> print(run.stopped, run.calls <= 200)
+        separated True
+        >>> print(run.leaderboard(prior=1.0).to_pandas()['item'].tolist())
+        ['a', 'b', 'c', 'd']
     """
     return run_sync(aselect(strategy, judge, pool, **options))
 
