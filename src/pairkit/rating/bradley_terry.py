@@ -273,9 +273,9 @@ def fit_bradley_terry(
         >>> table = board.to_pandas()[['rank', 'item', 'rating', 'ci_low', 'ci_high', 'n']].round(3)
         >>> print(table.to_string(index=False))
          rank item  rating  ci_low  ci_high   n
-            1    a   0.314  -0.914    1.542 5.0
-            2    b   0.128  -1.267    1.523 4.0
-            3    c  -0.442  -2.058    1.173 3.0
+            1    a   0.314  -1.092    1.858 5.0
+            2    b   0.128  -1.509    1.762 4.0
+            3    c  -0.442  -2.889    1.493 3.0
         >>> p_win, p_tie = board.predict('a', 'c')
         >>> print(p_win.round(3), p_tie)
         [0.681] [0.]
