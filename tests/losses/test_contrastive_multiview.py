@@ -98,3 +98,20 @@ def test_bad_input():
         L.symile(_views()[0])
     with pytest.raises(InputError, match="negatives must be"):
         L.symile(_views(), negatives="some")
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_wasserstein_dependency_matches_pairwise_reference(normalize):
+    g = torch.Generator().manual_seed(5)
+    q, k = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)
+    qs, ks = (torch.nn.functional.normalize(x, dim=1) for x in (q, k)) if normalize else (q, k)
+    want = [-float(qs[i] @ ks[i]) + sum(float(qs[i] @ ks[j]) for j in range(6) if j != i) / 5 for i in range(6)]
+    ours = L.wasserstein_dependency(q, k, normalize=normalize, reduction="none")
+    torch.testing.assert_close(ours, torch.tensor(want, dtype=q.dtype))
+    # mean = -(E_joint f - E_marginals f) with the off-diagonal pairs as the marginal sample
+    f = qs @ ks.T
+    off = ~torch.eye(6, dtype=torch.bool)
+    torch.testing.assert_close(
+        L.wasserstein_dependency(q, k, normalize=normalize), -(f.diagonal().mean() - f[off].mean())
+    )
+    assert float(L.wasserstein_dependency(q[:1], k[:1])) == 0.0

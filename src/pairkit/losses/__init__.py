@@ -51,6 +51,7 @@ from pairkit.losses.contrastive import (
 )
 from pairkit.losses.contrastive_multiview import (
     symile,
+    wasserstein_dependency,
 )
 from pairkit.losses.diagnostics import (
     GradientEntanglement,
@@ -473,6 +474,7 @@ __all__ = [
     "uniformity",
     "unpg",
     "uskd_loss",
+    "wasserstein_dependency",
     "weighted_sum",
     "wpo_weights",
     "z_loss",

@@ -1,7 +1,7 @@
-"""Contrastive objectives over three or more views or modalities of the same examples.
+"""Contrastive objectives over several views or modalities of the same examples, and dependency measures.
 
-Inputs are stacked: ``views [M, N, D]`` holds M views (modalities) of N examples; row ``i`` of every view belongs to
-example ``i``.
+Multi-view inputs are stacked: ``views [M, N, D]`` holds M views (modalities) of N examples; row ``i`` of every view
+belongs to example ``i``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Input, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import NORMALIZE, REAL, Reduction, check_broadcastable, reduce_loss, register
-from pairkit.losses.contrastive import _check_matrix, _normalize
+from pairkit.losses._core import NORMALIZE, QUERY_KEYS, REAL, Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses.contrastive import _check_matrix, _check_pair, _normalize
 
-__all__ = ["symile"]
+__all__ = ["symile", "wasserstein_dependency"]
 
 _FAMILY = "contrastive"
 VIEWS = Input("views", "views", "[views, n, dim]", doc="M views of N examples, stacked")
@@ -129,3 +129,51 @@ def symile(
             lse = torch.logsumexp(torch.where(eye, positive[:, None], logits), dim=1) if n else positive
         total = total + (lse - positive)
     return reduce_loss(total / m, reduction, weights=weights)
+
+
+@register(
+    "wasserstein_dependency",
+    keywords=("weights", "reduction"),
+    inputs=QUERY_KEYS,
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("wdm", "wasserstein_dependency_measure", "wpc"),
+    options=(NORMALIZE,),
+)
+def wasserstein_dependency(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    *,
+    normalize: bool = False,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Wasserstein dependency measure objective: the dual (critic) estimate of W(p(x, y), p(x) p(y)), negated.
+
+    .. math::
+
+        \\ell_i = -f(x_i, y_i) + \\frac{1}{N - 1} \\sum_{j \\ne i} f(x_i, y_j), \\qquad f(x, y) = q(x)^\\top k(y)
+
+    so that minimising the mean maximises :math:`\\mathbb{E}_{p(x,y)} f - \\mathbb{E}_{p(x)p(y)} f`, the
+    Kantorovich–Rubinstein dual of the Wasserstein distance between the joint and the product of marginals, with
+    the batch's off-diagonal pairs as samples of :math:`p(x)p(y)` (computed in O(N D): no N x N matrix). Reading
+    taken: this is the dual WDM estimator itself; the paper's practical WPC keeps a contrastive (CPC-style) form
+    under the same constraint — use :func:`~pairkit.losses.infonce` for that. The bound needs a 1-Lipschitz critic:
+    that constraint lives on the encoders (the paper uses a gradient penalty), not in this loss, and without it
+    the objective is unbounded. Embeddings are used as given (``normalize=False``).
+
+    Ozair, Lynch, Bengio, van den Oord, Levine & Sermanet (2019), "Wasserstein Dependency Measure for
+    Representation Learning".
+
+    Args: ``query`` [N, D], ``keys`` [N, D] (row i of each a positive pair), ``weights`` [N]. Returns a scalar,
+    or [N] for ``reduction="none"``; fewer than two rows give 0.
+    """
+    _check_pair(query, keys)
+    n = query.shape[0]
+    check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
+    q, k = (_normalize(query), _normalize(keys)) if normalize else (query, keys)
+    joint = (q * k).sum(1)
+    if n < 2:
+        return reduce_loss(joint * 0, reduction, weights=weights)
+    marginal = ((q * (k.sum(0, keepdim=True) - k)).sum(1)) / (n - 1)
+    return reduce_loss(marginal - joint, reduction, weights=weights)
