@@ -113,6 +113,11 @@ from pairkit.losses.divergence import (
     top_k_kl_divergence,
     total_variation_distance,
 )
+from pairkit.losses.information import (
+    cs_conditional_divergence,
+    cs_ib_loss,
+    cs_quadratic_mutual_information,
+)
 from pairkit.losses.miners import (
     batch_hard_miner,
     distance_weighted_miner,
@@ -311,6 +316,9 @@ __all__ = [
     "cpo_simpo_loss",
     "cringe_positive_logits",
     "cross_entropy",
+    "cs_conditional_divergence",
+    "cs_ib_loss",
+    "cs_quadratic_mutual_information",
     "cwcl",
     "dcg_discounts",
     "decoupled_softmax",
