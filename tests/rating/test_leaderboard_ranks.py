@@ -118,3 +118,37 @@ def test_json_is_the_dict_with_one_item_per_line():
     assert json.loads(text) == json.loads(json.dumps(board.to_dict())) == json.loads(board.to_json(indent=None))
     lines = text.splitlines()
     assert sum(line.startswith('    {"name": ') for line in lines) == 6 and '"extra": null' in text
+
+
+def test_rank_draws_follow_each_items_interval():
+    """Sparse items' intervals are skewed (exact_interval): the draws' marginal quantiles at the board's level
+    are exactly each item's interval (checked on the draws), the correlations are those of the covariance, and
+    an item whose interval is symmetric keeps plain normal draws."""
+    from pairkit.rating.leaderboard import MATCHED_DRAWS, split_normal
+
+    rng = np.random.default_rng(4)
+    a = np.r_[rng.integers(0, 5, 400), [5, 5, 5, 6]]
+    b = np.r_[(a[:400] + rng.integers(1, 5, 400)) % 5, [0, 1, 2, 3]]
+    y = np.r_[(rng.random(400) < 0.5).astype(float), [1, 1, 1, 0]]  # item 5 won its three games
+    board = fit_bradley_terry(Comparisons.from_arrays(a, b, y), prior=1.0)
+    assert board.columns["exact_interval"][5:].all()
+    assert board.rank_method == MATCHED_DRAWS and board.to_dict()["interval"]["rank_method"] == MATCHED_DRAWS
+    sd, lower, upper = board._interval_scales()
+    assert upper[5] > 1.05 * lower[5]  # skewed upwards by its wins
+    draws = split_normal(normal_draws(board.scores, board.covariance, 200_000, np.random.default_rng(0)),
+                         board.scores, sd, lower, upper)
+    lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+    np.testing.assert_allclose(lo, board.ci_low_log, atol=0.03)
+    np.testing.assert_allclose(hi, board.ci_high_log, atol=0.03)
+    plain = normal_draws(board.scores, board.covariance, 200_000, np.random.default_rng(0))
+    plain -= plain.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(draws[:, :5], plain[:, :5], atol=1e-9)  # symmetric items: unchanged draws
+    # the skewed item reaches rank 1 more often than a symmetric normal with its standard error would let it
+    top_matched = np.mean(np.argmax(draws, axis=1) == 5)
+    top_plain = np.mean(np.argmax(plain, axis=1) == 5)
+    assert top_matched > top_plain
+
+
+def test_symmetric_boards_keep_plain_normal_draws():
+    board = _board(seed=6, intervals="fisher")
+    assert board._interval_scales() is None and board.rank_method == "normal draws"

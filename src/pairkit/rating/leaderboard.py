@@ -136,7 +136,7 @@ class Leaderboard:
         if self.samples is not None:
             return "bootstrap draws"
         if self.covariance is not None and len(self.items) <= RANK_DRAWS_LIMIT:
-            return "normal draws"
+            return "normal draws" if self._interval_scales() is None else MATCHED_DRAWS
         return None if self.ci_low_log is None else "interval overlap"
 
     def rank_interval(self, *, n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +156,13 @@ class Leaderboard:
         bootstrap understates their uncertainty. Flagged items (``prior_only``, ``fisher_floor`` columns) are the
         usual culprits; fit with a larger prior or leave them out to rank the well-measured items among
         themselves.
+
+        The normal draws respect each item's own interval: where it is not ``rating ± z·se`` (the exact intervals
+        of sparse items, ``exact_interval``; a prior-only item's Beta quantiles; an infinite bound), that item's
+        draws are rescaled on each side of its rating so that their quantiles at the board's level are its interval
+        (a split normal, keeping the correlations of the covariance): a sparse item skewed upwards by its few
+        wins leapfrogs as often as its interval says, not as a symmetric normal would. ``rank_method`` is then
+        ``"normal draws matched to each item's interval"``.
         """
         key = ("rank_interval", n_draws, seed)
         if key not in self._cache:
@@ -165,8 +172,11 @@ class Leaderboard:
     def _rank_interval(self, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         alpha = (1 - self.level) / 2
         draws = self.samples
-        if draws is None and self.rank_method == "normal draws":
+        if draws is None and self.rank_method in ("normal draws", MATCHED_DRAWS):
             draws = normal_draws(self.scores, self.covariance, n_draws, np.random.default_rng(seed))
+            scales = self._interval_scales()
+            if scales is not None:
+                draws = split_normal(draws, self.scores, *scales)
         if draws is not None:
             order = np.argsort(-draws, axis=1, kind="stable")
             ranks = np.empty_like(order)  # the inverse permutation of each row: one sort instead of two
@@ -178,6 +188,24 @@ class Leaderboard:
         if self.ci_low_log is None:
             return self.rank, self.rank
         return overlap_rank_interval(self.ci_low_log, self.ci_high_log)
+
+    def _interval_scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(sd, lower, upper)`` scales for :func:`split_normal` when some item's interval is not
+        ``rating ± z·sd`` (sd from the covariance, which must be centred); None when every interval is."""
+        if self.covariance is None or self.ci_low_log is None or self.interval_method is None:
+            return None
+        cov = self.covariance
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+        if float(np.max(np.abs(cov.sum(axis=1)), initial=0.0)) > 1e-8 * max(float(sd.max(initial=0.0)) ** 2, 1e-300):
+            return None  # not centred ratings: the draws' common shift cannot be removed exactly
+        z = special.ndtri(0.5 + self.level / 2)
+        with np.errstate(invalid="ignore"):
+            upper = (self.ci_high_log - self.scores) / z
+            lower = (self.scores - self.ci_low_log) / z
+        tol = 1e-9 * (1.0 + np.abs(self.scores))
+        if np.all((np.abs(upper - sd) <= tol) & (np.abs(lower - sd) <= tol)):
+            return None
+        return sd, lower, upper
 
     def tiers(self, *, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Significance tiers: tier 1 holds the top item and every item not shown to be worse than it.
@@ -455,6 +483,33 @@ def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, rng: np.random
         vals, vecs = np.linalg.eigh(cov)
         root = vecs * np.sqrt(np.clip(vals, 0, None))
     return mean + rng.standard_normal((n_draws, n)) @ root.T
+
+
+MATCHED_DRAWS = "normal draws matched to each item's interval"
+"""``Leaderboard.rank_method`` when some item's interval is not symmetric normal (:func:`split_normal`)."""
+
+
+def split_normal(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray) -> np.ndarray:
+    r"""Normal draws of centred ratings with each item's marginal rescaled to a split normal.
+
+    The draws' common shift (added by :func:`normal_draws`) is removed first (the ratings are centred, so each
+    exact draw has the mean of ``mean``). Then, per item,
+
+    .. math::
+
+        x' = \mu + (x - \mu)\,\frac{s_\pm}{\sigma},\qquad s_+ = \text{upper},\ s_- = \text{lower}
+
+    on the side of ``μ`` where ``x`` falls: the quantiles at any level ``p`` become ``μ + z_p s_±``, so with
+    ``s_± = |bound − μ| / z`` they are the item's interval at the board's level; an infinite bound gives infinite
+    draws on that side. Correlations (through the shared normal scores) are kept.
+    """
+    x = draws - draws.mean(axis=1, keepdims=True) + float(np.mean(mean))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(sd > 0, upper / sd, 1.0)
+        down = np.where(sd > 0, lower / sd, 1.0)
+        dev = x - mean
+        return mean + np.where(dev > 0, dev * up, np.where(dev < 0, dev * down, 0.0))
 
 
 def overlap_rank_interval(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
