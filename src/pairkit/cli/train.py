@@ -472,9 +472,12 @@ def pairwise_judge(
         res = evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length) if test_rows else None
         final = save_pairwise_judge(net, tokenizer, output, max_length=max_length, metrics=res)
         last = result.history[-1] if result.history else {}
-        console.print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "epoch"))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
+        console.print(f"step {result.step}: {shown}")
         if res is not None:
-            (output / "eval.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+            from pairkit._io import atomic_write_text
+
+            atomic_write_text(output / "eval.json", json.dumps(res, indent=2) + "\n")
             console.print(
                 f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}, {res['ties']} ties), "
                 f"95% CI [{res['ci_low']:.3f}, {res['ci_high']:.3f}], chance {res['chance']:.2f}, "

@@ -272,15 +272,18 @@ def save_pairwise_judge(model, tokenizer, output_dir, *, max_length: int = 512, 
     :func:`pairkit.judges.judge_from_config` (``pairkit judge``, ``pairkit train online --judge``).
     Returns the path of ``final``.
     """
+    from pairkit._io import atomic_directory, atomic_write_text
+
     out = Path(output_dir)
     final = out / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
     labels = ["first", "second", "tie"][: _num_labels(model)]
     marker = {"kind": "pairwise_classifier", "version": 1, "labels": labels, "max_length": int(max_length)}
     if metrics:
         marker["held_out"] = metrics
-    (final / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous judge intact
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     config = {"type": "huggingface", "model": str(final.resolve())}
-    (out / "judge.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "judge.json", json.dumps(config, indent=2) + "\n")
     return final
