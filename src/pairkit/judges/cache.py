@@ -245,19 +245,27 @@ class JudgmentCache:
         return self._query("SELECT COUNT(*) FROM judgments")[0][0]
 
     # ------------------------------------------------------------------------------------------- entries
-    @staticmethod
-    def _decode(row: tuple, request: Request) -> Judgment:
+    def _decode(self, row: tuple, request: Request) -> Judgment:
         status, payload = row
-        data = json.loads(payload)
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise TypeError(f"a {type(data).__name__}, not an object")
+            if status == "ok":
+                shown = Judgment(**{k: v for k, v in data.items() if k in _FIELDS}, order="ab", cached=True)
+        except (ValueError, TypeError) as exc:
+            raise InputError(
+                f"judgment cache {self.path!r}: the stored answer to this prompt is damaged ({exc}); move the file "
+                "away and run again with a new --cache file (answers stored in it will be asked again)"
+            ) from None
         if status != "ok":
             error = CachedFailure(
                 f"the judge's paid reply to this prompt had no verdict ({data.get('message', '')}; raw reply "
-                f"{data.get('raw', '')[:120]!r}); it is kept in the cache and not paid again: pass "
+                f"{str(data.get('raw', ''))[:120]!r}); it is kept in the cache and not paid again: pass "
                 "retry_unparseable=True (pairkit judge --retry-unparseable) to ask again, or fix the prompt template"
             )
-            error.raw, error.cost = data.get("raw", ""), 0.0
+            error.raw, error.cost = str(data.get("raw", "")), 0.0
             raise error
-        shown = Judgment(**{k: v for k, v in data.items() if k in _FIELDS}, order="ab", cached=True)
         return replace(shown if request.order == "ab" else shown.swapped(), order=request.order)
 
     def get(self, identity: Mapping[str, Any], request: Request, *, failures: bool = True) -> Judgment | None:
@@ -388,7 +396,7 @@ def check_priced(judge, budget: Budget) -> Budget:
     if budget.max_cost is not None and not getattr(judge, "priced", False):
         raise InputError(
             f"max_cost={budget.max_cost:g} needs a judge with a price, but judge {judge.judge_id!r} reports no "
-            "costs (every call would count as 0 and the limit would never stop a run); add \"price\": "
+            'costs (every call would count as 0 and the limit would never stop a run); add "price": '
             "[input, output] money per million tokens to the judge config, or limit calls with a budget instead"
         )
     return budget

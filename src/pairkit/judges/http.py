@@ -274,8 +274,11 @@ class OpenAIJudge(ComparatorBase):
         raise JudgeError(f"{url}: no usable response after {len(kinds)} attempts ({', '.join(kinds)})")
 
     def _paid(self, body: dict) -> tuple[int, int, float]:
-        usage = body.get("usage") or {}
-        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        pt, ct = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if pt is None or ct is None:
+            self._fail("usage", f"unreadable token counts {usage!r:.120}")
+            pt, ct = pt or 0, ct or 0
         cost = self.price.cost(pt, ct) if self.price else 0.0
         self.usage.calls += 1
         self.usage.prompt_tokens += pt
@@ -409,6 +412,15 @@ class OpenAIJudge(ComparatorBase):
             for m in self.template.messages(request.context, request.first, request.second, request.reference)
         )
         return self.samples * self.price.cost(chars // 4 + 8, self.expected_output_tokens)
+
+
+def _count(value) -> int | None:
+    """A token count from a response's ``usage`` (absent: 0); None when it is not a finite number >= 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
 
 
 def _retry_after(value: str | None) -> float | None:
