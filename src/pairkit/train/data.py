@@ -59,6 +59,8 @@ def _completion_text(x: Any, where: str) -> str:
     if isinstance(x, dict):
         return _message(x, where)["content"]
     msgs = _messages(x, where)
+    if not msgs:
+        raise InputError(f"{where}: the completion is an empty list of chat messages")
     if msgs[-1]["role"] != "assistant":
         raise InputError(f"{where}: the last message must be the assistant's answer")
     return msgs[-1]["content"]
