@@ -24,6 +24,10 @@ from pairkit.losses.classification import (
     poly1_cross_entropy,
     z_loss,
 )
+from pairkit.losses.classification_variants import (
+    ensloss,
+    ensloss_derivatives,
+)
 from pairkit.losses.consistency import (
     fixmatch_loss,
     shrinkmatch_loss,
@@ -334,6 +338,8 @@ __all__ = [
     "dr_dpo_loss",
     "dro_loss",
     "dual_head_kd_loss",
+    "ensloss",
+    "ensloss_derivatives",
     "exo_pair_loss",
     "f_divergence",
     "f_divergence_score",
