@@ -101,3 +101,28 @@ def test_intervals_bootstrap_alone_uses_the_default_replicates(games, tmp_path, 
     monkeypatch.setattr(rank_cli, "DEFAULT_BOOTSTRAP", 7)
     board = _board(tmp_path, games, "--intervals", "bootstrap")
     assert board["interval"]["method"] == "bootstrap"
+
+
+def test_rankings_take_options_and_intervals_through_the_same_checks(tmp_path):
+    from pairkit.data import read_wide_rankings
+    from pairkit.rating import fit_plackett_luce
+
+    path = tmp_path / "races.csv"
+    path.write_text("pos1,pos2,pos3\nann,bob,cat\nbob,cat,ann\ncat,ann,bob\nann,cat,bob\n")
+    out = tmp_path / "pl.json"
+    args = ["rank", str(path), "--rankings", "--json", str(out)]
+    result = runner.invoke(app, [*args, "--option", "prior=0.5", "--intervals", "fisher", "--level", "0.9"])
+    assert result.exit_code == 0, result.output
+    ref = fit_plackett_luce(read_wide_rankings(path), prior=0.5, intervals="fisher", level=0.9)
+    board = json.loads(out.read_text())
+    assert board["interval"]["level"] == 0.9
+    got = {row["name"]: row["rating"] for row in board["items"]}
+    assert got == pytest.approx(dict(zip(ref.items, ref.ratings, strict=True)), abs=1e-9)
+    for extra, message in (
+        (["--option", "k=3"], "rating model 'plackett_luce' has no option(s) k"),
+        (["--intervals", "sandwich"], "intervals must be one of 'auto', 'fisher', 'none', got 'sandwich'"),
+        (["--intervals", "bootstrap"], "--rankings has no bootstrap"),
+        (["--level", "0.9", "--option", "level=0.8"], "level given both as --level and as --option"),
+    ):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (extra, result.output)

@@ -105,7 +105,7 @@ def rank(
         check_plot_path(plot)
         shown = None if show_all else (top or DEFAULT_TOP)
         if rankings:
-            board, title = _fit_rankings(path, ranking_columns, model, prior, 0.95 if level is None else level)
+            board, title = _fit_rankings(path, ranking_columns, model, prior, level, intervals, bootstrap, option or [])
             _show(board, title, shown, json_out, plot)
             return
         # Only what the user gave is passed on, so each model keeps its own defaults (bayeselo's virtual draws);
@@ -207,19 +207,28 @@ def _show(board, title: str, top: int | None, json_out: Path | None, plot: Path 
         console.print(f"wrote {plot}")
 
 
-def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | None, level: float):
-    """Plackett–Luce on a rankings file (the one rankings model; ``--model`` must be left at its default)."""
+def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | None, level: float | None,
+                  intervals: str | None = None, bootstrap: int = 0, texts: list[str] | None = None):
+    """Plackett–Luce on a rankings file (the one rankings model; ``--model`` must be left at its default).
+    ``--option`` and ``--intervals`` are checked against its declared options like any model's."""
+    from pairkit._spec import Spec
     from pairkit.data.rankings import read_any_rankings
     from pairkit.errors import InputError
     from pairkit.rating import fit_plackett_luce
 
     if model not in ("bt", "plackett_luce"):
         raise InputError(f"--rankings fits Plackett–Luce; --model {model} takes pairwise comparisons")
+    if bootstrap or intervals == "bootstrap":
+        raise InputError("--rankings has no bootstrap; use --intervals fisher (or auto, none)")
+    spec = Spec(name="plackett_luce", fn=fit_plackett_luce, kind="rating model", data="rankings")
+    given = {k: v for k, v in (("prior", prior), ("intervals", intervals), ("level", level)) if v is not None}
+    options = {**given, **_model_options(spec, texts or [], given)}
     parts = [None, None, None]
     if columns is not None:
         parts = [c.strip() for c in columns.split(",")]
         if len(parts) != 3 or not all(parts):
             raise InputError(f"--ranking-columns needs RANKING,ITEM,POSITION, got {columns!r}")
     data = read_any_rankings(path, ranking=parts[0], item=parts[1], position=parts[2])
-    board = fit_plackett_luce(data, prior=prior or 0.0, level=level)
+    options.setdefault("prior", 0.0)
+    board = fit_plackett_luce(data, **options)
     return board, f"plackett_luce · {len(data):,} rankings of {data.n_items} items"

@@ -417,7 +417,7 @@ def interval_method(intervals: str, clusters: np.ndarray | None) -> tuple[str | 
     if g < MIN_CLUSTERS:
         return "fisher", (
             f"Fisher: only {g} cluster(s); the cluster sandwich needs at least {MIN_CLUSTERS} to be trusted "
-            "(ask for intervals='sandwich' to override)"
+            "(ask for intervals='sandwich', --intervals sandwich, to override)"
         )
     return "sandwich", (
         f"cluster sandwich over {g} clusters, never narrower than Fisher per parameter (items in fewer than 2 "
