@@ -24,6 +24,7 @@ from pairkit.judges.cache import (
     judge_identity,
 )
 from pairkit.judges.config import judge_from_config
+from pairkit.judges.distributed import RayJudge
 from pairkit.judges.embedding import EmbeddingJudge
 from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_threshold, confidence
 from pairkit.judges.evaluation import JudgeReport, evaluate_judge
@@ -91,6 +92,7 @@ __all__ = [
     "PortiaJudge",
     "Price",
     "PromptTemplate",
+    "RayJudge",
     "Request",
     "RetryWarning",
     "SCHEMA_VERSION",

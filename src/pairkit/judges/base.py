@@ -271,3 +271,35 @@ class CallableJudge(ComparatorBase):
             out = await out
         shown = replace(_as_judgment(out, f"judge function {self.judge_id!r}"), order="ab")
         return shown if request.order == "ab" else shown.swapped()
+
+
+class MicroBatched:
+    """Mixin: requests arriving in the same event-loop turn (a strategy's round, sent through caches and gathers
+    one by one) are judged together by the subclass's ``async _batch(requests)``, which returns one judgment —
+    or one exception — per request."""
+
+    async def _batch(self, requests: list[Request]) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        pending = self.__dict__.setdefault("_pending", [])
+        pending.append((request, future))
+        if len(pending) == 1:
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            out = await self._batch([r for r, _ in batch])
+        except BaseException as exc:  # every waiter sees the failure
+            out = [exc] * len(batch)
+        for (_, future), result in zip(batch, out):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
-from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
+from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, MicroBatched, Request
 from pairkit.judges.cache import JudgmentCache, cache_key, judge_identity
 
 __all__ = ["BatchJudge"]
@@ -41,7 +41,7 @@ _ACTIVE = ("submitting", "submitted", "completed")
 _TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
-class BatchJudge(ComparatorBase):
+class BatchJudge(MicroBatched, ComparatorBase):
     """An :class:`~pairkit.judges.OpenAIJudge` asked through the provider's batch API.
 
     Args:
@@ -303,28 +303,5 @@ class BatchJudge(ComparatorBase):
                 bodies[key] = (body, batch_id)
         return [self._judgment(r, *bodies.get(k, (None, "?"))) for k, r in zip(keys, requests)]
 
-    async def _ajudge(self, request: Request) -> Judgment:
-        # Requests arriving in the same event-loop turn (a strategy's round) go out as one batch.
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((request, future))
-        if len(self._pending) == 1:
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return await future
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            out = await self._run([r for r, _ in batch])
-        except BaseException as exc:  # every waiter sees the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, out):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    async def _batch(self, requests: list[Request]) -> list:
+        return await self._run(requests)

@@ -25,7 +25,7 @@ import numpy as np
 
 from pairkit._optional import requires
 from pairkit.errors import InputError
-from pairkit.judges.base import ComparatorBase, Judgment, Request
+from pairkit.judges.base import ComparatorBase, Judgment, MicroBatched, Request
 from pairkit.judges.prompts import GRADED, TEMPLATES, PromptTemplate, VerdictScale, verdict_scale
 
 __all__ = ["HFJudge"]
@@ -33,7 +33,7 @@ __all__ = ["HFJudge"]
 VERDICT_OPENING = "\nFinal verdict: [["
 
 
-class HFJudge(ComparatorBase):
+class HFJudge(MicroBatched, ComparatorBase):
     """Judge with a ``transformers`` causal LM (a path/name to load, or a model object with its tokenizer).
 
     Args:
@@ -163,29 +163,9 @@ class HFJudge(ComparatorBase):
             out.append(shown if r.order == "ab" else shown.swapped())
         return out
 
-    async def _ajudge(self, request: Request) -> Judgment:
-        # Micro-batching: requests arriving in the same event-loop turn (a strategy's round, sent through
-        # caches and gathers one by one) are scored together in one forward pass per ``batch_size``.
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((request, future))
-        if len(self._pending) == 1:
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return await future
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+    async def _batch(self, requests: list[Request]) -> list[Judgment]:
         self.forward_batches += 1
-        try:
-            out = await asyncio.to_thread(self._judgments, [r for r, _ in batch])
-        except Exception as exc:  # every waiter sees the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), judgment in zip(batch, out):
-            if not future.done():
-                future.set_result(judgment)
+        return await asyncio.to_thread(self._judgments, requests)
 
     async def ajudge_many(self, requests) -> list[Judgment]:
         """All requests in left-padded batches of ``batch_size`` (one worker thread, the event loop stays free)."""
