@@ -78,6 +78,7 @@ BUILDERS = {
         torch.arange(s[1])[None, :] < torch.randint(1, s[1] + 1, (s[0], 1), generator=g)
     ),
     "similarity": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
+    "step_index": lambda g, s, scale, d: torch.randint(0, 3, s, generator=g),
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
 }
 SCALED = {
@@ -310,7 +311,7 @@ def test_mismatched_shapes_raise(name):
 # disagree with the (intended) analytic gradient
 STOP_GRADIENT = {
     "aldr_kl_loss", "circle", "cwcl", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss", "uskd_loss",
-    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss",
+    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo",
 }  # fmt: skip
 NOT_GRADCHECKED = STOP_GRADIENT
 

@@ -195,7 +195,9 @@ from pairkit.losses.preference_unpaired import (
 )
 from pairkit.losses.preference_variants import (
     FLAT_DIVERGENCES,
+    adaptive_step_rewards,
     flat_loss,
+    tpo_loss,
 )
 from pairkit.losses.proxies import (
     arcface,
@@ -279,6 +281,7 @@ __all__ = [
     "FLAT_DIVERGENCES",
     "F_DIVERGENCE_SCORES",
     "GradientEntanglement",
+    "adaptive_step_rewards",
     "aldr_kl_loss",
     "alignment",
     "alignment_gap",
@@ -482,6 +485,7 @@ __all__ = [
     "top_k_kl_divergence",
     "top_k_mass",
     "total_variation_distance",
+    "tpo_loss",
     "triplet_margin",
     "triplet_margin_miner",
     "ulma_loss",
