@@ -30,6 +30,8 @@ In the same simulation coverage became 94–96% for the sparse items and 92–94
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 from scipy import special
@@ -41,10 +43,11 @@ __all__ = ["SPARSE_WEIGHT", "exact_sparse_intervals"]
 SPARSE_WEIGHT = 20.0
 """Items whose comparisons' total weight is at most this get exact one-dimensional intervals."""
 
-GRID_TAIL, GRID_POINTS = 18.0, 2001
-"""The grid of each sparse item's conditional density: 2001 points over ±w log-odds around its estimate, where the
-density has fallen by e^-18 on both sides (its tails decay like e^{-(a+losses)θ} and e^{(a+wins)θ}, so
-``w = 18 / min(a + wins, a + losses)``, at least 16 and at most 400)."""
+GRID_TAIL, GRID_SDS, GRID_POINTS = 18.0, 10.0, 801
+"""The grid of each sparse item's conditional density: 801 points over ±w log-odds around its estimate, where
+``w = min(18 / min(a + wins, a + losses), 10·sd)`` (at least 3, at most 400): the tails decay like
+``e^{-(a+losses)θ}`` and ``e^{(a+wins)θ}`` far out and like the normal approximation (sd) near the estimate, so
+the density has fallen below e^-18 (or ten standard deviations) at the ends."""
 
 _BLOCK = 2_000_000
 """Grid cells evaluated at once (items × pairs × points), bounding memory for designs with many sparse items."""
@@ -59,15 +62,16 @@ def exact_sparse_intervals(
     prior: float,
     level: float,
     centred_estimate: np.ndarray,
-    floor: np.ndarray | None = None,
+    floor: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Widen a Bradley–Terry covariance and intervals for sparse items (see the module docstring).
 
     ``theta`` are the fitted strengths on the scale the prior sees (uncentred when ``prior > 0``), ``counts`` the
     pair counts with ties split, ``information_diagonal`` the θ diagonal of the observed information (prior
     included), ``cov`` the chosen covariance (its θ block centred), ``centred_estimate`` the reported ratings.
-    ``floor``: a covariance no variance may fall below after both are widened alike (Fisher's, under
-    ``intervals="auto"``; :func:`~pairkit.rating._pairwise.at_least_fisher`).
+    ``floor``: a function giving a covariance no variance may fall below after both are widened alike (Fisher's,
+    under ``intervals="auto"``; :func:`~pairkit.rating._pairwise.at_least_fisher`), called only when some item is
+    sparse.
 
     Returns ``(cov, low, high, sparse)``: the widened covariance (θ block centred again), the interval bounds and
     the mask of items treated here. Items outside the mask keep ``centred_estimate ± z·se`` from the new covariance.
@@ -81,13 +85,13 @@ def exact_sparse_intervals(
         se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
         return cov, centred_estimate - z * se, centred_estimate + z * se, sparse
     idx = np.flatnonzero(sparse)
-    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level)
     laplace = 1.0 / np.maximum(information_diagonal[idx], 1e-300)
+    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace))
     ratio = np.ones(len(cov))
     ratio[idx] = np.sqrt(np.maximum(1.0, var / laplace))
     cov = _scaled(cov, ratio, n)
     if floor is not None:
-        cov = at_least_fisher(cov, _scaled(floor, ratio, n), n)
+        cov = at_least_fisher(cov, _scaled(floor(), ratio, n), n)
     se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
     low, high = centred_estimate - z * se, centred_estimate + z * se
     shrink = 1.0 - 1.0 / n  # the item's own share of its centred rating
@@ -109,8 +113,9 @@ def _scaled(cov: np.ndarray, ratio: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _conditional(theta, counts, idx, prior, level):
-    """Variance and ``level`` quantiles of each item's conditional density (others at their estimates)."""
+def _conditional(theta, counts, idx, prior, level, sd=None):
+    """Variance and ``level`` quantiles of each item's conditional density (others at their estimates); ``sd``:
+    the normal approximation's standard deviations, which narrow the grids of items with many comparisons."""
     n = len(theta)
     slot = np.full(n, -1)
     slot[idx] = np.arange(len(idx))
@@ -126,14 +131,18 @@ def _conditional(theta, counts, idx, prior, level):
     wins = np.bincount(s, won, len(idx))
     losses = np.bincount(s, lost, len(idx))
     decay = np.minimum(prior + wins, prior + losses)
-    width = np.clip(GRID_TAIL / np.maximum(decay, 1e-9), 16.0, 400.0)
+    width = GRID_TAIL / np.maximum(decay, 1e-9)
+    if sd is not None:
+        width = np.minimum(width, GRID_SDS * sd)
+    width = np.clip(width, 3.0, 400.0)
     grid = theta[idx][:, None] + width[:, None] * np.linspace(-1.0, 1.0, GRID_POINTS)[None, :]  # items × points
     logp = prior * (special.log_expit(grid) + special.log_expit(-grid)) if prior else np.zeros_like(grid)
     step = max(1, _BLOCK // GRID_POINTS)
     for start in range(0, len(s), step):  # blocks of pairs, each vectorised over the grid
         part = slice(start, start + step)
         d = grid[s[part]] - opp[part, None]
-        contrib = won[part, None] * special.log_expit(d) + lost[part, None] * special.log_expit(-d)
+        # w·log σ(d) + l·log σ(−d) with log σ(−d) = log σ(d) − d: one log_expit per cell
+        contrib = (won[part] + lost[part])[:, None] * special.log_expit(d) - lost[part, None] * d
         rows = s[part]
         to_items = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(idx), len(rows)))
         logp += to_items @ contrib

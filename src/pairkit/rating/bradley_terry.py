@@ -329,7 +329,7 @@ def fit_bradley_terry(
         cov, lo, hi, exact = exact_sparse_intervals(
             fit.theta, counts, np.asarray(fit.information.diagonal())[:n], cov, prior=prior, level=level,
             centred_estimate=theta,
-            floor=covariance(fit.information, n, gauge=prior == 0) if method == "sandwich" else None)
+            floor=(lambda: covariance(fit.information, n, gauge=prior == 0)) if method == "sandwich" else None)
         se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
         if exact.any():
             columns["exact_interval"] = exact
