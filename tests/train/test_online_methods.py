@@ -254,6 +254,8 @@ def test_cream_smooths_the_labels_by_the_rank_consistency_of_the_two_iterates(to
         ({"method": "cream", "loss": "ipo"}, "give loss='dpo'"),
         ({"method": "online_dpo", "data": SPIN_DATA}, "takes no data"),
         ({"method": "nope"}, "unknown method"),
+        ({"method": "online_dpo", "beta": 0.0}, r"beta must be a finite number in \(0, inf\)"),
+        ({"method": "grpo", "beta": -0.1}, r"beta must be a finite number in \[0, inf\)"),
     ],
 )
 def test_method_errors_name_the_problem(tokenizer, kwargs, message):
@@ -368,3 +370,11 @@ def test_step_dpo_trains_in_the_loop(tokenizer):
     with pytest.raises(InputError, match="depth must be an integer"):
         train_online(build_model(tokenizer), tokenizer, PROMPTS[:2], CallableJudge(prefers_a), method="step_dpo",
                      method_options={"depth": 1.5})  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo", "p3o", "superhf"])
+def test_policy_gradient_methods_run_without_a_kl_term(tokenizer, method):
+    hist = train_online(build_model(tokenizer), tokenizer, PROMPTS[:2], CallableJudge(prefers_a), method=method,
+                        beta=0.0, config=TrainConfig(lr=1e-2, batch_size=3),
+                        online=OnlineConfig(rounds=1, prompts_per_round=2, k=3, max_new_tokens=4))  # fmt: skip
+    assert math.isfinite(hist[0]["loss"]) and hist[0]["trained_sequences"] > 0

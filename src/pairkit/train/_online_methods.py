@@ -133,41 +133,52 @@ def train_samples_round(
     seqs = [[(p, c) for p, c, _ in _encode(tokenizer, prompts[i], [samples[i][j] for j in keep[i]], config)]
             for i in range(n)]  # fmt: skip
     chunks = [g for g in _groups(n, per_prompt, config.batch_size) if any(keep[i] for i in g)]
-    # the sampling policy's and the reference's log-probs, before any update of this round
+    # the sampling policy's and the reference's log-probs, before any update of this round; the first chunk
+    # trained needs no extra pass for the former (nothing has changed yet) unless the rewards need it (RLOO/P3O KL)
+    rng = np.random.default_rng([config.seed, rnd, 17])
+    perms = [rng.permutation(len(chunks)) for _ in range(epochs)]
+    need_old = method in ("grpo", "rloo", "p3o")
+    old_everywhere = method in ("rloo", "p3o") and beta > 0
+    need_ref = method == "sppo" or (need_old and beta > 0)
     fixed = []
     was = model.training
     model.eval()
     with torch.no_grad():
-        for g in chunks:
+        for c, g in enumerate(chunks):
             flat = [s for i in g for s in seqs[i]]
-            old, mask = _token_logps(model, flat, pad_id, config.chunk_size)
-            ref, _ = _token_logps(reference, flat, pad_id, config.chunk_size)
-            fixed.append((old, ref, mask))
+            if need_old and (old_everywhere or c != perms[0][0]):
+                old, mask = _token_logps(model, flat, pad_id, config.chunk_size)
+            else:
+                old, mask = None, None
+            ref = _token_logps(reference, flat, pad_id, config.chunk_size)[0] if need_ref else None
+            fixed.append([old, ref, mask])
     model.train(was)
     rows = [(i, j) for g in chunks for i in g for j in keep[i]]
     values = _targets(method, ratings, decisions, keep, rows, chunks, fixed, beta, options)
     model.train(config.dropout)
     sums = _Sums()
-    rng = np.random.default_rng([config.seed, rnd, 17])
-    for _ in range(epochs):
-        for c in rng.permutation(len(chunks)):
+    for perm in perms:
+        for c in perm:
             g = chunks[c]
-            old, ref, mask = fixed[c]
             flat = [s for i in g for s in seqs[i]]
             v = values[c]
             if method == "superhf":
                 from pairkit.train._inputs import token_inputs
 
-                tok = token_inputs(model, (reference, nullcontext), collate_sequences(flat, pad_id), {"token_kl"},
+                kinds = {"token_kl"} if beta > 0 else set()
+                tok = token_inputs(model, (reference, nullcontext), collate_sequences(flat, pad_id), kinds,
                                    chunk_size=config.chunk_size)  # fmt: skip
-                per = pg.superhf_loss(tok["logps"], tok["kl"], tok["mask"], beta=beta)
-                loss, count = per.sum() / len(per), len(per)
+                kl = tok["kl"] if beta > 0 else torch.zeros_like(tok["logps"])
+                per = pg.superhf_loss(tok["logps"], kl, tok["mask"], beta=beta)
+                count = len(per)
                 stats = {"nll": -(tok["logps"] * tok["mask"]).sum(-1) / tok["mask"].sum(-1).clamp_min(1)}
             else:
-                logps, _ = _token_logps(model, flat, pad_id, config.chunk_size)
+                logps, mask = _token_logps(model, flat, pad_id, config.chunk_size)
+                if need_old and fixed[c][0] is None:  # the first chunk: the sampling policy is the current one
+                    fixed[c][0] = logps.detach()
+                old, ref, _ = fixed[c]
                 per, count, stats = _objective(method, logps, old, ref, mask, v, beta, {**options, "group": k})
-                loss = per.sum() / count
-            _update(loss, optimizer, params, config, rnd)
+            _update(per.sum() / count, optimizer, params, config, rnd)
             sums.add(count, loss=per, **stats)
     out = sums.mean()
     out["trained_sequences"] = float(len(rows))
@@ -184,7 +195,7 @@ def _targets(method, ratings, decisions, keep, rows, chunks, fixed, beta, option
         wr = pg.win_rates(decisions, n, k)
         return [torch.tensor([wr[i, j] for i in g for j in keep[i]], dtype=dt) for g in chunks]
     r = torch.as_tensor(ratings, dtype=dt)
-    if method in ("rloo", "p3o"):  # the KL penalty is in the reward: r - beta * sum_t (log pi_old - log pi_ref)
+    if method in ("rloo", "p3o") and beta > 0:  # KL penalty in the reward: r - beta * sum_t (log pi_old - log pi_ref)
         kl = torch.cat([((old - ref) * mask).sum(-1).double() for old, ref, mask in fixed])
         flat_idx = [i * r.shape[1] + j for i, j in rows]
         pen = torch.zeros(r.numel(), dtype=dt)
@@ -203,7 +214,8 @@ def _targets(method, ratings, decisions, keep, rows, chunks, fixed, beta, option
 
 def _objective(method, logps, old, ref, mask, values, beta, options):
     dt = logps.dtype
-    old, ref = old.to(dt), ref.to(dt)
+    old = old.to(dt) if old is not None else None
+    ref = ref.to(dt) if ref is not None else None
     if method == "grpo":
         per = pg.grpo_loss(logps, old, values, mask, ref_logps=ref, beta=beta, epsilon_low=options["epsilon_low"],
                            epsilon_high=options["epsilon_high"], aggregation=options["aggregation"])  # fmt: skip
@@ -213,7 +225,8 @@ def _objective(method, logps, old, ref, mask, values, beta, options):
                            epsilon_high=options["epsilon_high"])  # fmt: skip
         return per, len(per), {"advantage_abs": values.abs()}
     m = mask.to(dt)
-    seq, seq_old, seq_ref = (logps * m).sum(-1), (old * m).sum(-1), (ref * m).sum(-1)
+    seq = (logps * m).sum(-1)
+    seq_old, seq_ref = ((x * m).sum(-1) if x is not None else None for x in (old, ref))
     if method == "p3o":
         k = options["group"]  # every sample of a prompt is kept: pairs within each group of k rows
         a, b = np.triu_indices(k, 1)

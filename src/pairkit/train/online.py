@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import json
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -353,7 +354,9 @@ def train_online(
 
     Returns one metrics row per round: loss, reward margin and accuracy of the implicit rewards (pair methods),
     pairs, prompts without a pair, the KL of the policy from the reference on the round's samples, judge calls
-    (paid and cached), cost, and ``win_rate`` on evaluation rounds.
+    (paid and cached), cost, ``win_rate`` on evaluation rounds, and the seconds spent per phase
+    (``time/generate``, ``time/judge``, ``time/fit`` — the ratings — and ``time/train``, which includes any
+    second judging a method does, such as CREAM's previous iterate).
     """
     from pairkit.judges import Budget, CachedJudge, JudgmentCache
     from pairkit.train import _online_methods as om
@@ -381,13 +384,16 @@ def train_online(
     prompts = list(prompts or [])
     if len(prompts) == 0:
         raise InputError("train_online needs at least one prompt")
-    check_number("beta", beta, low=0, low_open=True)
+    # beta is the KL coefficient of RLOO/GRPO/P3O/SuperHF (0: no KL term, no reference pass), else in (0, inf)
+    check_number("beta", beta, low=0, low_open=method not in ("rloo", "grpo", "p3o", "superhf"))
     if method == "cream":
         if parse_loss_spec(loss) != [("dpo", 1.0)]:
             raise InputError(f"method 'cream' trains its own consistency-smoothed DPO; give loss='dpo', not {loss!r}")
         loss = "cdpo"
-    terms = _losses(loss, "preference")
-    options = _options(terms, beta, loss_options)
+    terms = options = None
+    if method not in _SAMPLE_METHODS:  # the sample methods train their own objective, not ``loss``
+        terms = _losses(loss, "preference")
+        options = _options(terms, beta, loss_options)
     pad_id = _pad_id(tokenizer)
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
@@ -439,15 +445,22 @@ def train_online(
                 model, tokenizer, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
             )
         else:
+            clock = time.perf_counter()
             samples = _samples(model, tokenizer, batch_prompts, online, config.seed, rnd, out_dir)
+            row["time/generate"] = time.perf_counter() - clock
         row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
         sel = ratings = None
         if judge_kind is not None and method != "step_dpo":
+            clock = time.perf_counter()
             sel = judge_samples(
                 round_judge, batch_prompts, samples, strategy=online.strategy, policy=online.position_policy,
                 seed=config.seed * 1_000_003 + rnd,
             )  # fmt: skip
+            row["time/judge"] = time.perf_counter() - clock
+            clock = time.perf_counter()
             ratings = rate_samples(sel, len(batch_prompts), online.k, prior=online.prior)
+            row["time/fit"] = time.perf_counter() - clock
+        train_clock = time.perf_counter()
         round_options = options
         if method == "cream":
             consistency = 1.0
@@ -498,6 +511,7 @@ def train_online(
             else:
                 warnings.warn(f"round {rnd + 1}: no prompt gave a pair (all samples rated alike)", PairkitWarning,
                               stacklevel=2)  # fmt: skip
+        row["time/train"] = time.perf_counter() - train_clock
         eval_judge = judged or round_judge
         if eval_judge is not None and eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
             if judge_kind == "self":  # the policy judging itself against its start: this round's weights
