@@ -47,3 +47,49 @@ def test_ensloss_derivative_is_a_convex_calibrated_loss_and_changes_with_the_see
         inner = d[s <= 1.0]
         assert (inner[1:] >= inner[:-1]).all()  # non-decreasing derivative: convex on the sampled margins
     assert not torch.equal(L.ensloss_derivatives(s, seed=0), L.ensloss_derivatives(s, seed=1))
+
+
+# ------------------------------------------------------------------------------------------------ pass@N
+
+
+def test_pass_at_n_closed_form_gradient_and_limits():
+    logp = torch.tensor([-0.01, -0.3, -1.0, -3.0, -8.0], dtype=torch.float64, requires_grad=True)
+    p = logp.detach().exp()
+    for n in (1, 4, 16):
+        got = L.pass_at_n_loss(logp, n=n, reduction="none")
+        torch.testing.assert_close(got, -torch.log(1 - (1 - p) ** n))
+        (grad,) = torch.autograd.grad(got.sum(), logp)
+        torch.testing.assert_close(grad, -n * p * (1 - p) ** (n - 1) / (1 - (1 - p) ** n))
+    torch.testing.assert_close(L.pass_at_n_loss(logp, n=1, reduction="none"), -logp.detach())  # N = 1: CE
+    # confident examples get a much smaller push at larger N (confidence limiting)
+    sure = torch.tensor([-0.01], dtype=torch.float64, requires_grad=True)
+    (g1,) = torch.autograd.grad(L.pass_at_n_loss(sure, n=1), sure)
+    (g16,) = torch.autograd.grad(L.pass_at_n_loss(sure, n=16), sure)
+    assert abs(float(g16)) < 1e-20 < abs(float(g1))
+    far = torch.tensor([-100.0, -1e4], dtype=torch.float64)
+    expected = -far - torch.log(torch.tensor(8.0, dtype=torch.float64))
+    torch.testing.assert_close(L.pass_at_n_loss(far, n=8, reduction="none"), expected)
+
+
+# ----------------------------------------------------------------------------------- correctness-aware
+
+
+def test_correctness_aware_loss_matches_authors_weighted_mse():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(12, 4, generator=g, dtype=torch.float64) * 2
+    labels = torch.randint(0, 4, (12,), generator=g)
+    original = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    pred = original.argmax(-1)
+    correctness = pred.eq(labels)
+    acc = correctness.double().mean()
+    weights = torch.where(correctness, 1 - acc, acc)
+    conf = torch.softmax(logits, 1).max(1)[0]
+    ref = ((conf - correctness.double()) ** 2 * weights).sum() / weights.sum()
+    torch.testing.assert_close(L.correctness_aware_loss(logits, labels, predictions=pred), ref)
+    # with the default predictions (argmax of the calibrated logits)
+    pred2 = logits.argmax(-1)
+    c2 = pred2.eq(labels)
+    a2 = c2.double().mean()
+    w2 = torch.where(c2, 1 - a2, a2)
+    ref2 = ((conf - c2.double()) ** 2 * w2).sum() / w2.sum()
+    torch.testing.assert_close(L.correctness_aware_loss(logits, labels), ref2)

@@ -25,8 +25,10 @@ from pairkit.losses.classification import (
     z_loss,
 )
 from pairkit.losses.classification_variants import (
+    correctness_aware_loss,
     ensloss,
     ensloss_derivatives,
+    pass_at_n_loss,
 )
 from pairkit.losses.consistency import (
     fixmatch_loss,
@@ -314,6 +316,7 @@ __all__ = [
     "comp_sum_loss",
     "conservative_dpo_loss",
     "contrastive",
+    "correctness_aware_loss",
     "cosface",
     "cpo_hinge",
     "cpo_ipo",
@@ -419,6 +422,7 @@ __all__ = [
     "pairwise_soft_zero_one_loss",
     "pal_ideal_point_loss",
     "pal_ideal_points",
+    "pass_at_n_loss",
     "pessimistic_rewards",
     "plackett_luce_reward_loss",
     "pointwise_dpo_loss",

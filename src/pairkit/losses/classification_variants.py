@@ -1,4 +1,5 @@
-"""Classification variants beyond fixed surrogate losses: stochastic calibrated loss ensembles (EnsLoss)."""
+"""Classification variants beyond fixed surrogate losses: stochastic calibrated loss ensembles (EnsLoss), a
+confidence-limiting loss aligned to pass@N, and correctness-aware calibration."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import torch
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import Reduction, check_broadcastable, keyword, reduce_loss, register
 
-__all__ = ["ensloss", "ensloss_derivatives"]
+__all__ = ["correctness_aware_loss", "ensloss", "ensloss_derivatives", "pass_at_n_loss"]
 
 
 def ensloss_derivatives(margins: torch.Tensor, *, seed: int = 0, box_cox_lambda: float = 0.0) -> torch.Tensor:
@@ -102,3 +103,121 @@ def ensloss(
     g[keep] = ensloss_derivatives(margins[keep], seed=seed, box_cox_lambda=box_cox_lambda)
     values = torch.where(keep, g * margins, torch.zeros_like(margins))
     return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 − e^x)`` for ``x <= 0``, accurate at both ends (Mächler 2012)."""
+    x = x.clamp(max=0.0)
+    near = x > -0.6931471805599453
+    safe_near = torch.where(near, x, torch.full_like(x, -1.0))
+    safe_far = torch.where(near, torch.full_like(x, -1.0), x)
+    return torch.where(near, torch.log(-torch.expm1(safe_near)), torch.log1p(-torch.exp(safe_far)))
+
+
+@register(
+    "pass_at_n_loss",
+    inputs=(Input("logps", "logps"),),
+    family="classification",
+    aliases=("pass_at_n", "direct_coverage_optimization", "dco"),
+    options=(Option("n", int, Interval(1, None), doc="number N of test-time samples the loss is aligned to"),),
+)
+def pass_at_n_loss(
+    logps: torch.Tensor,
+    *,
+    n: int = 8,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Confidence-limiting loss aligned to pass@N: the negative log-probability that N samples contain the answer.
+
+    With :math:`p = \pi(y \mid x) = e^{\text{logps}}` the model's probability of the correct answer,
+
+    .. math::
+        \ell = -\log\big(1 - (1 - p)^N\big),
+
+    which is cross-entropy at ``N = 1``; for larger ``N`` its gradient with respect to :math:`\log p`,
+    :math:`-N p (1-p)^{N-1} / (1 - (1-p)^N)`, vanishes as :math:`p \to 1`, so examples already solved with high
+    probability stop pushing the model to overconfidence (which hurts pass@N). Computed in the log domain
+    (``log1mexp``); for :math:`p < e^{-30}` the first-order form :math:`-\log N - \log p` is used.
+
+    Chen, Raventós, Cheng, Ganguli & Druckmann (2025), "Rethinking Fine-Tuning when Scaling Test-Time Compute:
+    Limiting Confidence Improves Mathematical Reasoning" (NeurIPS), their direct coverage optimisation objective.
+
+    Args:
+        logps: ``[batch]`` log-probabilities of the correct answers (summed over its tokens).
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    if not (isinstance(logps, torch.Tensor) and logps.is_floating_point()):
+        raise InputError("logps must be a floating-point torch tensor")
+    check_broadcastable("mask", mask, logps.shape)
+    check_broadcastable("weights", weights, logps.shape)
+    x = logps.float() if logps.dtype in (torch.float16, torch.bfloat16) else logps
+    x = x.clamp(max=0.0)
+    tiny = x < -30.0
+    # log (1 - p)^N = N log(1 - e^x); then log(1 - (1 - p)^N)
+    log_miss = n * _log1mexp(torch.where(tiny, torch.full_like(x, -1.0), x))
+    exact = _log1mexp(log_miss)
+    values = -torch.where(tiny, x + torch.log(torch.tensor(float(n), dtype=x.dtype)), exact)
+    return reduce_loss(values.to(logps.dtype), reduction, mask=mask, weights=weights)
+
+
+@register(
+    "correctness_aware_loss",
+    inputs=(
+        Input("logits", "logits", "[batch, classes]"),
+        Input("labels", "classes"),
+        keyword("predictions", "classes", doc="the classifier's predicted classes (default: argmax of logits)"),
+    ),
+    family="classification",
+    aliases=("ca_loss", "correctness_aware_calibration"),
+    batch_coupled=True,
+)
+def correctness_aware_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    predictions: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Correctness-aware calibration loss: a calibrator's confidence should be 1 on correct predictions, 0 else.
+
+    For a post-hoc calibrator's logits :math:`\tilde z` (e.g. temperature-scaled), confidence
+    :math:`c = \max_k \operatorname{softmax}(\tilde z)_k` and correctness :math:`a = \mathbb 1[\hat y = y]` of
+    the classifier's prediction :math:`\hat y` (``predictions``; default the argmax of ``logits``):
+
+    .. math::
+        \ell_i = w_i\,(c_i - a_i)^2, \qquad w_i = \begin{cases} 1 - \bar a & a_i = 1\\ \bar a & a_i = 0\end{cases},
+        \qquad \mathcal L = \frac{\sum_i \ell_i}{\sum_i w_i},
+
+    with :math:`\bar a` the batch accuracy, so correct and incorrect predictions weigh equally overall (the
+    ``"mean"`` divides by the weights, as the authors). Unlike NLL it directly targets the confidence of the
+    *predicted* class on correct vs. wrong samples.
+
+    Liu, Wang, Zou, Zou & Zheng (2024), "Optimizing Calibration by Gaining Aware of Prediction Correctness"; as the
+    authors' ``loss_CA`` (liuyvchi/Correctness-aware-calibration). A batch with only correct (or only wrong)
+    predictions has zero total weight and gives 0.
+
+    Args:
+        logits: ``[batch, K]`` calibrated logits; labels: ``[batch]``; predictions: optional ``[batch]``.
+    Returns ``[batch]`` (weighted values) with ``reduction="none"``, else a scalar.
+    """
+    from pairkit.losses.classification import check_logits_labels
+
+    safe = check_logits_labels(logits, labels, mask, weights)
+    if logits.dim() != 2:
+        raise InputError(f"logits must be [batch, classes], got {list(logits.shape)}")
+    with torch.no_grad():
+        pred = logits.detach().argmax(-1) if predictions is None else torch.as_tensor(predictions, device=logits.device)
+        if tuple(pred.shape) != tuple(safe.shape):
+            raise InputError(f"predictions must be [{safe.shape[0]}], got {list(pred.shape)}")
+        correct = (pred == safe).to(logits.dtype)
+        valid = torch.ones_like(correct, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
+        accuracy = (correct * valid).sum() / valid.sum().clamp(min=1)
+        balance = torch.where(correct > 0, 1.0 - accuracy, accuracy)
+    confidence = torch.softmax(logits, dim=-1).max(-1).values
+    values = (confidence - correct) ** 2
+    total = balance if weights is None else balance * torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
+    return reduce_loss(values, reduction, mask=mask, weights=total)
