@@ -16,6 +16,7 @@ from pairkit.judges import (
     BSMJudge,
     CachedJudge,
     CallableChat,
+    CallableJudge,
     CGCoTJudge,
     ChatReply,
     FewShotJudge,
@@ -301,3 +302,74 @@ def test_portia_from_config_over_an_openai_compatible_server_counts_every_paid_c
         judge_from_config({"type": "bsm"})
     with pytest.raises(Exception, match="must be an 'openai' judge"):
         judge_from_config({"type": "bsm", "chat": {"type": "simulated", "strengths": {"a": 1}}})
+
+
+# ------------------------------------------------------------------------------------ simulated annotators
+def copy_the_examples(messages):
+    """Prefers the answer whose first letter won most of the shown examples (x… or y…)."""
+    votes = {"x": 0, "y": 0}
+    for shown, verdict in zip(messages[1:-1:2], messages[2:-1:2]):
+        answers = dict(ANSWER.findall(shown["content"]))
+        winner = answers["A"] if verdict["content"].endswith("[[A]]") else answers["B"]
+        votes[winner[0]] += 1
+    liked = max(votes, key=votes.get)
+    return "[[A]]" if dict(ANSWER.findall(messages[-1]["content"]))["A"].startswith(liked) else "[[B]]"
+
+
+def annotator(winners):
+    return [{"context": f"q{k}", "a": f"x{k}", "b": f"y{k}", "winner": w} for k, w in enumerate(winners)]
+
+
+def test_simulated_annotators_average_and_their_disagreement_is_the_confidence():
+    from pairkit.judges import EscalatingJudge, SimulatedAnnotatorsJudge, confidence
+
+    chat = CallableChat(copy_the_examples, priced=True)
+    # annotators 1 and 3 prefer x-answers, annotator 2 y-answers: 2 of 3 say x
+    judge = SimulatedAnnotatorsJudge(chat, [annotator("aaa"), annotator("bbb"), annotator("aaa")])
+    j = judge.judge("q", "x", "y")
+    assert j.p_a == pytest.approx(2 / 3) and j.n_calls == 3 and confidence(j) == pytest.approx(2 / 3)
+    agree = SimulatedAnnotatorsJudge(chat, [annotator("aaa"), annotator("aaa")]).judge("q", "x", "y")
+    assert agree.p_a == 1.0 and confidence(agree) == 1.0
+    strong = CallableJudge(lambda c, x, y: 0.0, judge_id="strong")
+    cascade = EscalatingJudge([judge, strong], [0.9])
+    assert cascade.judge("q", "x", "y").p_a == 0.0  # 2/3 agreement < 0.9: escalated
+    with pytest.raises(Exception, match="at least 2 annotators"):
+        SimulatedAnnotatorsJudge(chat, [annotator("a")])
+
+
+# ------------------------------------------------------------------------------------------ PRD discussion
+def stubborn(verdict):
+    def chat(messages):
+        return f"I keep my view. {verdict}"
+
+    return CallableChat(chat, chat_id=f"stubborn{verdict}")
+
+
+def persuadable(messages):
+    last = messages[-1]["content"]
+    if last.startswith("Another reviewer"):
+        other = re.findall(r"\[\[[^\]]+\]\]", last)[-1]
+        return f"You convinced me. {other}"
+    return "My first view. [[B>A]]"
+
+
+def test_discussion_stops_when_the_reviewers_agree():
+    from pairkit.judges import DiscussionJudge
+
+    judge = DiscussionJudge(stubborn("[[A>>B]]"), CallableChat(persuadable), max_turns=4)
+    j = judge.judge("q", "x", "y")
+    # initial A>>B vs B>A; reviewer 1 (stubborn) speaks first, then reviewer 2 adopts A>>B: 2 + 2 calls
+    assert j.p_a == 1.0 and j.n_calls == 4 and judge.turns_used == [2]
+    same = DiscussionJudge(stubborn("[[A>B]]"), stubborn("[[A>>B]]")).judge("q", "x", "y")
+    assert same.n_calls == 2 and same.p_a == pytest.approx((0.75 + 1.0) / 2)  # same winner: no discussion
+
+
+def test_discussion_that_never_agrees_averages_after_max_turns():
+    from pairkit.judges import DiscussionJudge
+
+    judge = DiscussionJudge(stubborn("[[A>>B]]"), stubborn("[[B>>A]]"), max_turns=3)
+    j = judge.judge("q", "x", "y", order="ba")
+    assert j.n_calls == 5 and j.p_a == pytest.approx(0.5) and judge.turns_used == [3]
+    with pytest.raises(JudgeError, match="no verdict") as info:
+        DiscussionJudge(CallableChat(lambda m: "hmm")).judge("q", "x", "y")
+    assert info.value.unparseable

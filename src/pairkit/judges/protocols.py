@@ -7,13 +7,14 @@ every call), :class:`CallableChat` wraps a Python function (a scripted judge in 
 judgment carries the cost, tokens and number of all the calls it took; a paid reply without a readable answer
 raises a :class:`~pairkit.judges.JudgeError` marked unparseable, so the cache keeps it and does not pay again.
 
-=====================  =======================================================  ================================
-:class:`PortiaJudge`   split–align–merge position-bias calibration              Li et al. 2024 (PORTIA)
-:class:`BSMJudge`      Branch-Solve-Merge: criteria, per-criterion scores, sum  Saha et al. 2023
-:class:`CGCoTJudge`    concept-guided chain-of-thought breakdowns compared      Wu et al. 2023 (CGCoT), with
-                       pairwise (aggregate with Bradley–Terry)                  ``Selection.leaderboard()``
-:class:`FewShotJudge`  few-shot prompts with retrieved preference exemplars     Sinhababu et al. 2024
-=====================  =======================================================  ================================
+* :class:`PortiaJudge` — split–align–merge position-bias calibration (Li et al. 2024, PORTIA);
+* :class:`BSMJudge` — Branch-Solve-Merge: planned criteria, per-criterion scores, summed (Saha et al. 2023);
+* :class:`CGCoTJudge` — concept-guided chain-of-thought breakdowns compared pairwise, aggregated with
+  Bradley–Terry (Wu et al. 2023, CGCoT);
+* :class:`FewShotJudge` — few-shot prompts with retrieved preference exemplars (Sinhababu et al. 2024);
+* :class:`SimulatedAnnotatorsJudge` — K simulated annotators averaged: the confidence that Trust or Escalate
+  calibrates (Jung et al. 2024);
+* :class:`DiscussionJudge` — two reviewers discuss until they agree (PRD peer discussion, Li, Patel & Du 2023).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ __all__ = [
     "CallableChat",
     "Chat",
     "ChatReply",
+    "DiscussionJudge",
     "FewShotJudge",
     "PortiaJudge",
+    "SimulatedAnnotatorsJudge",
     "align_segments",
     "chat_identity",
     "retrieve_exemplars",
@@ -774,3 +777,142 @@ class FewShotJudge(ProtocolJudge):
         tally = _Tally()
         p, t, w, label = await self._verdict(tally, self.messages(request))
         return self._judgment(request, p, t, tally, verdict=label, weight=w)
+
+
+# ------------------------------------------------------------------------------------ simulated annotators
+class SimulatedAnnotatorsJudge(ProtocolJudge):
+    """Simulated Annotators: the judge answers as each of K annotators (few-shot on that annotator's own labels),
+    and the K answers are averaged; the ensemble's top probability is the confidence Trust or Escalate calibrates.
+
+    Jung, Brahman & Choi (2024), "Trust or Escalate: LLM judges with provable guarantees for human agreement":
+    with :math:`p_k(y \\mid x)` the judge's verdict distribution when prompted with annotator *k*'s labelled
+    examples,
+
+    .. math::
+
+        p(y \\mid x) = \\frac1K \\sum_{k=1}^{K} p_k(y \\mid x),\\qquad
+        \\text{confidence}(x) = \\max_y p(y \\mid x),
+
+    which is what :func:`~pairkit.judges.confidence` reads from the returned judgment, so an
+    :class:`~pairkit.judges.EscalatingJudge` built on this judge escalates where the simulated annotators disagree
+    (calibrate its threshold with :func:`~pairkit.judges.calibrate_threshold` on human labels, as usual). Each
+    annotator is a :class:`FewShotJudge` over its rows (the ``k`` most similar questions); K calls per judgment.
+
+    Args:
+        annotators: one list of labelled rows per simulated annotator (the rows of :class:`FewShotJudge`).
+        k: examples shown per annotator (None: all of that annotator's rows).
+    """
+
+    protocol = "simulated_annotators"
+
+    def __init__(
+        self,
+        chat,
+        annotators: Sequence[Sequence[Mapping]],
+        *,
+        k: int | None = None,
+        template: str | PromptTemplate = "pairwise",
+        verdicts: str | VerdictScale = "graded",
+        judge_id: str | None = None,
+    ) -> None:
+        super().__init__(chat, verdicts=verdicts, judge_id=judge_id)
+        if isinstance(annotators, (str, Mapping)) or len(annotators) < 2:
+            raise InputError(f"annotators must list at least 2 annotators' labelled rows, got {annotators!r:.80}")
+        self.members = [
+            FewShotJudge(chat, rows, k=len(rows) if k is None else k, template=template, verdicts=verdicts)
+            for rows in annotators
+        ]
+
+    def settings(self) -> dict[str, Any]:
+        return {"annotators": [m.settings() for m in self.members]}
+
+    def calls_per_judgment(self) -> int:
+        return len(self.members)
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        replies = await self._gather(tally, [self._ask(tally, m.messages(request)) for m in self.members])
+        read = [self._read(r) for r in replies]
+        if None in read:
+            raise self._unparseable(tally, "verdict")
+        p = sum(r[0] for r in read) / len(read)
+        t = sum(r[1] for r in read) / len(read)
+        w = sum(r[2] for r in read) / len(read)
+        labels = "|".join(r[3] for r in read)
+        return self._judgment(request, p, t, tally, verdict=labels, weight=w, raw=" || ".join(tally.texts))
+
+
+# ------------------------------------------------------------------------------------------ PRD discussion
+_DISCUSS = (
+    "Another reviewer compared the same two answers and wrote:\n\n{other}\n\nDiscuss: point out what you agree or "
+    "disagree with, keep or change your verdict, and end with your final verdict in the same form as before."
+)
+
+
+class DiscussionJudge(ProtocolJudge):
+    """PRD peer discussion: two reviewers judge the pair, then read each other's review in turns until they agree.
+
+    Li, Patel & Du (2023), "PRD: Peer rank and discussion improve large language model based evaluations" (peer
+    discussion, beside the Peer Rank of :func:`pairkit.rating.fit_peer_rank`). Both reviewers (chat models, which
+    may be the same model) first judge independently; while their verdicts differ and fewer than ``max_turns``
+    discussion messages were written, the next reviewer (alternating, the first reviewer first) reads the other's
+    latest message and answers with a possibly revised verdict. Agreed verdicts are returned; if they still
+    differ after ``max_turns``, the two last verdicts are averaged (pairkit's rule; the paper reports the
+    discussion's end state). Between 2 and 2 + ``max_turns`` calls per judgment.
+    """
+
+    protocol = "prd_discussion"
+
+    @declare_options(Option("max_turns", int, Interval(0, 20), doc="discussion messages at most"))
+    def __init__(
+        self,
+        chat,
+        other=None,
+        *,
+        max_turns: int = 4,
+        template: str | PromptTemplate = "pairwise_graded",
+        verdicts: str | VerdictScale = "graded",
+        judge_id: str | None = None,
+    ) -> None:
+        super().__init__(chat, verdicts=verdicts, judge_id=judge_id)
+        self.other = chat if other is None else other
+        self._other_identity = chat_identity(self.other)
+        self.max_turns, self.template = max_turns, _template(template)
+        self.turns_used: list[int] = []
+
+    def settings(self) -> dict[str, Any]:
+        return {"other": self._other_identity, "max_turns": self.max_turns, "discuss": _DISCUSS,
+                "template": [self.template.system, self.template.user]}  # fmt: skip
+
+    def calls_per_judgment(self) -> int:
+        return 2 + self.max_turns
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        opening = self.template.messages(request.context, request.first, request.second, request.reference)
+        talks = [list(opening), list(opening)]
+        chats = [self.chat, self.other]
+
+        async def speak(k: int) -> tuple:
+            reply = await chats[k].acomplete(talks[k])
+            tally.add(reply)
+            talks[k].append({"role": "assistant", "content": reply.text})
+            return self._read(reply), reply.text
+
+        first = await self._gather(tally, [speak(0), speak(1)])
+        verdicts, texts = [f[0] for f in first], [f[1] for f in first]
+        if None in verdicts:
+            raise self._unparseable(tally, "verdict")
+        turn = 0
+        while turn < self.max_turns and _winner(*verdicts[0][:2]) != _winner(*verdicts[1][:2]):
+            k = turn % 2
+            talks[k].append({"role": "user", "content": _DISCUSS.format(other=texts[1 - k])})
+            verdicts[k], texts[k] = await speak(k)
+            if verdicts[k] is None:
+                raise self._unparseable(tally, "verdict in the discussion")
+            turn += 1
+        self.turns_used.append(turn)
+        p = (verdicts[0][0] + verdicts[1][0]) / 2
+        t = (verdicts[0][1] + verdicts[1][1]) / 2
+        w = (verdicts[0][2] + verdicts[1][2]) / 2
+        return self._judgment(request, p, t, tally, verdict=f"{verdicts[0][3]}|{verdicts[1][3]}", weight=w)
