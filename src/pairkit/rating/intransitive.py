@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import optimize, special
+from scipy import special
 
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.data.comparisons import Comparisons
@@ -196,6 +196,8 @@ def fit_blade_chest(
     n = counts.n_items
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     x0 = np.concatenate([np.zeros(n), init_scale * rng.standard_normal(2 * n * dim)])
+    from scipy import optimize  # imported here: other models and commands never need it (~0.2 s)
+
     with _single_blas_thread(x0.size):
         res = optimize.minimize(
             blade_chest_objective,
