@@ -141,6 +141,8 @@ def judge(
             console.print("ranking: " + ", ".join(pool.items[i] for i in sel.ranking))
         elif sel.winner is not None:
             console.print(f"winner: {pool.items[sel.winner]}")
+        for item, (reward, low, high, n) in sorted(sel.info.get("wb_reward", {}).items(), key=lambda kv: -kv[1][0]):
+            console.print(f"WB-Reward {item}: {reward:+.3f} [{low:+.3f}, {high:+.3f}] over {n} comparisons")
         if sel.decisions:
             board = sel.leaderboard(prior=prior)
             console.print(leaderboard_table(board, title=f"{strategy} → {board.model}"))

@@ -19,6 +19,7 @@ checked in one place before it runs; every one is bounded even without a budget 
 ``heap_topk``       heap sort until the top k are out (PRP-sorting, Qin 2024)    O(n + k log n) calls
 ``sliding_topk``    k bubble passes of a window of 2 (PRP-sliding-K, Qin 2024)   k(n−1) calls
 ``duo_rerank``      all pairs of a short list in both orders (duoT5)             depth(depth−1)/2 pairs
+``vs_baselines``    every item against each baseline (WB-Reward, WildBench)      items·baselines per context
 ``active``          adaptive pairing for a leaderboard (information gain or      ``n_comparisons``
                     UCB), stops when intervals separate                          (10·n·⌈log2 n⌉)
 ==================  ===========================================================  ===============================
@@ -414,6 +415,53 @@ async def duo_rerank(
         return [int(x) for x in chosen[np.argsort(-total, kind="stable")]]
 
     _single_answer(out, await _per_context(arena, run))
+
+
+@_strategy(
+    "vs_baselines",
+    Option("baselines", (list, tuple), none=True, doc="baseline items (indices or ids); None: the first item"),
+)
+async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | None = None) -> None:
+    """Every item against each baseline in every context where both answered, in one batch (WB-Reward).
+
+    Lin et al. (2024), "WildBench: benchmarking LLMs with challenging tasks from real users in the wild": with the
+    graded five-level verdicts (much better +1, slightly better +½, tie 0, …) and the length rule (``length_rule=K``:
+    a *slight* win by an answer longer by more than K characters is a tie), an item's WB-Reward is its mean reward
+    over the prompts and the baselines,
+
+    .. math::
+
+        R_i = \frac{1}{|P_i|} \\sum_{(c, b) \\in P_i} (2 s_{i b c} - 1)
+
+    with :math:`s_{ibc}` the decided expected score of item *i* against baseline *b* in context *c*. ``out.info
+    ["wb_reward"]`` maps each item to ``(reward, low, high, n)`` with a normal 95% interval over the
+    comparisons (a baseline against the other baselines is scored as well). ``baselines`` defaults to the first
+    item of the pool.
+    """
+    pool = arena.pool
+    chosen = []
+    for b in [0] if baselines is None else baselines:
+        if isinstance(b, str) and b in pool.items:
+            b = pool.items.index(b)
+        chosen.append(b)
+    base = _indices(arena, "vs_baselines", "baselines", chosen)
+    if not base:
+        raise InputError("strategy 'vs_baselines': give at least one baseline item")
+    triples = []
+    for c in range(len(pool.contexts)):
+        here = set(int(x) for x in pool.present(c))
+        for b in base:
+            if b in here:
+                triples += [(c, i, b) for i in sorted(here) if i != b]
+    scores = await arena.compare(triples)
+    items = np.array([i for _, i, _ in triples], dtype=np.int64)
+    reward = 2 * scores - 1
+    out.info["wb_reward"] = {}
+    for i in np.unique(items):
+        r = reward[items == i]
+        r = r[np.isfinite(r)]
+        half = 1.959963984540054 * r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan
+        out.info["wb_reward"][pool.items[i]] = (float(r.mean()), float(r.mean() - half), float(r.mean() + half), len(r))
 
 
 # --------------------------------------------------------------------------------------------- active
