@@ -133,3 +133,26 @@ def test_options_are_checked():
         BatchJudge(OpenAIJudge("m"), ":memory:", poll_interval=0)
     with pytest.raises(Exception, match="OpenAI-compatible"):
         BatchJudge(object(), ":memory:")
+
+
+def test_pairkit_judge_with_a_batch_config_submits_one_batch_and_resumes(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pairkit.cli import app
+
+    rows = [{"context_id": "q", "candidate_id": f"m{k}", "text": f"answer {k}"} for k in range(4)]
+    cands = tmp_path / "c.jsonl"
+    cands.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeBatchServer() as server:
+        config = tmp_path / "judge.json"
+        config.write_text(json.dumps({"type": "openai", "model": "m", "base_url": server.url, "api_key": "t",
+                                      "logprobs": False, "batch": {"poll_interval": 0.01}}))  # fmt: skip
+        cache = tmp_path / "cache.sqlite"
+        for _ in range(2):
+            result = CliRunner().invoke(app, ["judge", str(cands), "--judge", str(config), "--cache", str(cache)])
+            assert result.exit_code == 0, result.output
+        assert len(server.batches) == 1 and max(server.paid.values()) == 1 and len(server.paid) == 6
+        no_cache = CliRunner().invoke(app, ["judge", str(cands), "--judge", str(config)])
+        assert no_cache.exit_code == 2 and "--cache" in no_cache.output

@@ -20,8 +20,9 @@ def read_candidates(path: Path) -> list[dict]:
     return read_records(path, what="candidates")
 
 
-def load_judge(path: Path, rows: list[dict]):
-    """The comparator of a judge config JSON file; a simulated judge's strengths apply to each candidate's texts."""
+def load_judge(path: Path, rows: list[dict], cache: Path | None = None):
+    """The comparator of a judge config JSON file; a simulated judge's strengths apply to each candidate's texts
+    (``cache``: the run's judgment cache, where a batch judge keeps its submissions)."""
     from pairkit.errors import InputError
     from pairkit.judges import judge_from_config
 
@@ -34,7 +35,7 @@ def load_judge(path: Path, rows: list[dict]):
     texts: dict[str, list[str]] = {}
     for row in rows:
         texts.setdefault(str(row["candidate_id"]), []).append(str(row["text"]))
-    return judge_from_config(config, texts=texts, source=str(path))
+    return judge_from_config(config, texts=texts, source=str(path), cache=cache)
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -82,7 +83,7 @@ def judge(
 
         rows = read_candidates(candidates)
         pool = Pool.from_records(rows, source=str(candidates))
-        comparator = load_judge(judge_config, rows)
+        comparator = load_judge(judge_config, rows, cache)
         options = parse_options(option)
         if k is not None:
             options["k"] = k

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pairkit.errors import InputError
@@ -14,13 +15,19 @@ _PROTOCOLS = {"portia": "PortiaJudge", "bsm": "BSMJudge", "cgcot": "CGCoTJudge",
 
 
 def judge_from_config(
-    config: Mapping[str, Any], *, texts: Mapping[str, list[str]] | None = None, source: str = "judge config"
+    config: Mapping[str, Any],
+    *,
+    texts: Mapping[str, list[str]] | None = None,
+    source: str = "judge config",
+    cache: str | Path | None = None,
 ):
     """A comparator from ``{"type": ..., options...}``.
 
     Types: ``"simulated"`` (``strengths``: candidate id → θ, applied to every answer of that candidate via
     ``texts``: candidate id → its answer texts; plus :class:`SimulatedJudge` options), ``"openai"``
-    (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …),
+    (:class:`OpenAIJudge` options: ``model``, ``base_url``, ``price`` = [input, output] per million tokens, …;
+    ``"batch": true`` or ``{"poll_interval": …}`` asks through the provider's batch API, :class:`BatchJudge`, whose
+    submission ledger is the ``cache`` file),
     ``"huggingface"`` (:class:`HFJudge`: ``model`` path; a directory saved by ``pairkit train pairwise-judge``
     loads a :class:`PairwiseClassifierJudge`), ``"embedding"`` (:class:`EmbeddingJudge`), ``"human"``
     (:class:`HumanJudge`) and the protocols of :mod:`pairkit.judges.protocols` — ``"portia"``, ``"bsm"``,
@@ -51,7 +58,19 @@ def judge_from_config(
         if kind == "openai":
             from pairkit.judges.http import OpenAIJudge
 
-            return OpenAIJudge(**options)
+            batch = options.pop("batch", None)
+            if batch is None or batch is False:
+                return OpenAIJudge(**options)
+            from pairkit.judges.batch import BatchJudge
+
+            if batch is not True and not isinstance(batch, Mapping):
+                raise InputError(f"{source}: 'batch' must be true or an object of batch options, got {batch!r}")
+            if cache is None:
+                raise InputError(
+                    f"{source}: a batch judge keeps its submissions in the judgment cache; give a cache file "
+                    "(pairkit judge --cache judgments.sqlite)"
+                )
+            return BatchJudge(OpenAIJudge(**options), cache, **({} if batch is True else dict(batch)))
         if kind == "huggingface":
             from pairkit.judges.local import HFJudge
             from pairkit.judges.pairwise_classifier import PairwiseClassifierJudge, is_pairwise_classifier
