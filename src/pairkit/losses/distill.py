@@ -377,7 +377,7 @@ def ofa_loss(
     in Knowledge Distillation" (NeurIPS).
 
     Args:
-        student_logits (a branch's logits), teacher_logits: ``[..., K]``; labels: ``[...]``.
+        student_logits: ``[..., K]`` logits of one branch; teacher_logits: ``[..., K]``; labels: ``[...]``.
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
     safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
@@ -598,7 +598,8 @@ def dual_head_kd_loss(
     the authors' released ``BinaryKL_norm_loss``.
 
     Args:
-        student_logits (main head), teacher_logits, aux_logits: ``[batch, K]``; labels: ``[batch]``.
+        student_logits: ``[batch, K]`` of the main head; teacher_logits, aux_logits: ``[batch, K]``;
+        labels: ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
     check_same_shape(student_logits=student_logits, aux_logits=aux_logits)

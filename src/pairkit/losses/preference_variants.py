@@ -115,8 +115,9 @@ def flat_loss(
     token probability runs over each answer's valid tokens.
 
     Args:
-        policy_chosen_logps (template answer), policy_rejected_logps (forget answer): ``[batch, T]`` token
-        log-probabilities; chosen_mask, rejected_mask: ``[batch, T]`` bool; mask, weights: ``[batch]``.
+        policy_chosen_logps: ``[batch, T]`` token log-probabilities of the template answers.
+        policy_rejected_logps: ``[batch, T]`` token log-probabilities of the answers to forget.
+        chosen_mask, rejected_mask: ``[batch, T]`` bool; mask, weights: ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar. Pairs with an empty answer give 0.
     """
     first = _check_tokens({"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps})
