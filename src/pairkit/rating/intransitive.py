@@ -12,6 +12,8 @@ Fitted by L-BFGS on the L2-penalised log-likelihood (the objective is not convex
 
 References:
     Chen, S. & Joachims, T. (2016). Modeling intransitivity in matchup and comparison data. WSDM 2016.
+    Seidman, S. B. (1983). Network structure and minimum degree. Social Networks 5(3) (the 2-core used by
+    :func:`check_blade_chest_identified`).
     Kendall, M. G. & Babington Smith, B. (1940). On the method of paired comparisons. Biometrika 31.
 """
 

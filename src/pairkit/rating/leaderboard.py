@@ -503,6 +503,10 @@ def split_normal(draws: np.ndarray, mean: np.ndarray, sd: np.ndarray, lower: np.
     on the side of ``μ`` where ``x`` falls: the quantiles at any level ``p`` become ``μ + z_p s_±``, so with
     ``s_± = |bound − μ| / z`` they are the item's interval at the board's level; an infinite bound gives infinite
     draws on that side. Correlations (through the shared normal scores) are kept.
+
+    References:
+        John, S. (1982). The three-parameter two-piece normal family of distributions and its fitting.
+        Communications in Statistics — Theory and Methods 11(8).
     """
     x = draws - draws.mean(axis=1, keepdims=True) + float(np.mean(mean))
     with np.errstate(divide="ignore", invalid="ignore"):
