@@ -226,12 +226,9 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
 
     @app.get("/a/{token}/state")
     def vote_json(token: str):
-        """The annotator's current pair as JSON (for scripted clients and the load test)."""
+        """The annotator's current pair as JSON (for scripted clients and the load test): ids stay hidden."""
         who = annotator(token)
-        state = vote_state(token, who)
-        if state["assignment"] is not None:
-            state["assignment"] = {"id": state["assignment"]["id"]}
-        return state
+        return vote_state(token, who)
 
     @app.post("/a/{token}/vote")
     def vote(
