@@ -322,6 +322,13 @@ def online(
             temperature=temperature, top_p=top_p, strategy=strategy, position_policy=position_policy, pairs=pairs,
             eval_every=eval_every,
         )  # fmt: skip
+        from pairkit.train._online_methods import method_options as check_method_options
+        from pairkit.train.online import METHODS
+
+        if method not in METHODS:  # checked before the model is loaded
+            raise InputError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
+        options = _key_values(method_option)
+        check_method_options(method, options)
         comparator = _judge(judge) if judge is not None else None
         if prompts is None and data is None:
             raise InputError("give --prompts (or --data for spin and hypo)")
@@ -332,7 +339,7 @@ def online(
             history = train_online(
                 net, tokenizer, prompt_rows, comparator, method=method, loss=loss, beta=beta, config=config,
                 online=online_config, eval_prompts=evals, budget=budget, resume=resume, callback=report,
-                data=str(data) if data is not None else None, method_options=_key_values(method_option),
+                data=str(data) if data is not None else None, method_options=options,
             )  # fmt: skip
         _finish(net, tokenizer, _Rounds(history), output)
 
