@@ -30,6 +30,7 @@ from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_thre
 from pairkit.judges.evaluation import JudgeReport, evaluate_judge
 from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
 from pairkit.judges.human import HumanJudge
+from pairkit.judges.likelihood import DensityRatioJudge, FollowUpJudge, continuation_log_likelihoods
 from pairkit.judges.local import HFJudge
 from pairkit.judges.pairwise_classifier import (
     MARKER,
@@ -79,10 +80,12 @@ __all__ = [
     "ChatReply",
     "Comparator",
     "ComparatorBase",
+    "DensityRatioJudge",
     "DiscussionJudge",
     "EmbeddingJudge",
     "EscalatingJudge",
     "FewShotJudge",
+    "FollowUpJudge",
     "HFJudge",
     "HumanJudge",
     "JudgeError",
@@ -111,6 +114,7 @@ __all__ = [
     "chat_identity",
     "check_priced",
     "confidence",
+    "continuation_log_likelihoods",
     "encode_pairwise",
     "evaluate_judge",
     "is_pairwise_classifier",

@@ -32,7 +32,9 @@ def judge_from_config(
     loads a :class:`PairwiseClassifierJudge`), ``"embedding"`` (:class:`EmbeddingJudge`), ``"human"``
     (:class:`HumanJudge`) and the protocols of :mod:`pairkit.judges.protocols` — ``"portia"``, ``"bsm"``,
     ``"cgcot"``, ``"few_shot"`` — with ``"chat"``: the config of their ``"openai"`` chat model, plus their own
-    options (``k``, ``concept``/``questions``, ``exemplars``: a list of rows, …).
+    options (``k``, ``concept``/``questions``, ``exemplars``: a list of rows, …); ``"cdr"``
+    (:class:`DensityRatioJudge`: ``strong``, ``weak`` local model paths) and ``"follow_up"``
+    (:class:`FollowUpJudge`: ``model``).
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
@@ -98,6 +100,11 @@ def judge_from_config(
                     f"{source}: the chat of a {kind!r} judge must be an 'openai' judge, got {chat.get('type')!r}"
                 )
             return getattr(protocols, _PROTOCOLS[kind])(model, **options)
+        if kind in ("cdr", "follow_up"):
+            from pairkit.judges import likelihood
+
+            cls = likelihood.DensityRatioJudge if kind == "cdr" else likelihood.FollowUpJudge
+            return cls(**options)
         if kind == "human":
             from pairkit.judges.human import HumanJudge
 
@@ -110,6 +117,6 @@ def judge_from_config(
         message = str(exc).replace("__init__ has no option", f"a {kind!r} judge has no option").replace(", self,", ",")
         raise InputError(f"{source}: {message}") from None
     raise InputError(
-        f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding, human, "
-        f"{', '.join(_PROTOCOLS)}"
+        f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding, human, cdr, "
+        f"follow_up, {', '.join(_PROTOCOLS)}"
     )

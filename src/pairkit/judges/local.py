@@ -75,8 +75,7 @@ class HFJudge(MicroBatched, ComparatorBase):
         self.judge_id = judge_id or f"hf:{name}"
         self.prompt_version = self.template.version + "+likelihood"
         self.labels: tuple[str, ...] = GRADED if "[[A>>B]]" in self.template.system else ("A", "B", "C")
-        self.continuations = [tokenizer.encode(label + "]]", add_special_tokens=False) for label in self.labels]
-        if any(not c for c in self.continuations):
+        if any(not tokenizer.encode(label + "]]", add_special_tokens=False) for label in self.labels):
             raise InputError("the tokenizer encodes a verdict to no tokens; HFJudge cannot score it")
         self._lock = threading.Lock()
         self._pending: list = []
@@ -100,46 +99,22 @@ class HFJudge(MicroBatched, ComparatorBase):
         return text + VERDICT_OPENING
 
     def verdict_log_likelihoods(self, prompts: Sequence[str]) -> np.ndarray:
-        """(N, L) log-likelihood of each verdict of :attr:`labels` (with its closing ``]]``) after each prompt.
+        """(N, L) log-likelihood of each verdict of :attr:`labels` (with its closing ``]]``) after each prompt
+        (:func:`~pairkit.judges.likelihood.continuation_log_likelihoods`: token ids of prompt and verdict
+        concatenated, left-padded batches, only the verdict positions' logits computed)."""
+        from pairkit.judges.likelihood import continuation_log_likelihoods
 
-        The prompt's and the verdict's token ids are concatenated (each tokenised alone); the sequences are
-        left-padded so that every verdict ends at the last position, and only the last ``max_len + 1`` logits are
-        computed.
-        """
-        with requires("train", "the local Hugging Face judge"):
-            import torch
-
-        tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        conts, n_labels = self.continuations, len(self.labels)
-        cmax = max(map(len, conts))
-        clen = torch.tensor([len(c) for c in conts])
-        out = []
-        with self._lock, torch.no_grad():
-            for start in range(0, len(prompts), self.batch_size):
-                chunk = [tok.encode(p, add_special_tokens=False) for p in prompts[start : start + self.batch_size]]
-                seqs = [p + c for p in chunk for c in conts]
-                width = max(map(len, seqs))
-                ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(seqs), width), dtype=torch.long)
-                for k, seq in enumerate(seqs):
-                    ids[k, width - len(seq) :] = torch.tensor(seq)
-                    mask[k, width - len(seq) :] = 1
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                keep = min(cmax + 1, width)
-                logits = self.model(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    position_ids=positions.to(self.device),
-                    logits_to_keep=keep,
-                ).logits[:, -keep:]
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts the last keep-1 tokens
-                target = ids[:, width - keep + 1 :].to(self.device)
-                token_lp = logp.gather(-1, target[..., None])[..., 0].cpu()
-                lengths = clen.repeat(len(chunk))
-                valid = torch.arange(keep - 1)[None, :] >= (keep - 1 - lengths)[:, None]
-                out.append((token_lp * valid).sum(-1).reshape(len(chunk), n_labels).numpy().astype(np.float64))
-        return np.concatenate(out) if out else np.zeros((0, n_labels))
+        n_labels = len(self.labels)
+        with self._lock:
+            ll = continuation_log_likelihoods(
+                self.model,
+                self.tokenizer,
+                [p for p in prompts for _ in self.labels],
+                [label + "]]" for _ in prompts for label in self.labels],
+                batch_size=self.batch_size * n_labels,
+                device=self.device,
+            )
+        return ll.reshape(len(prompts), n_labels)
 
     def verdict_probabilities(self, prompts: Sequence[str]) -> np.ndarray:
         """(N, L) probabilities of the verdicts of :attr:`labels` (softmax of their log-likelihoods)."""
