@@ -38,6 +38,7 @@ from pairkit.judges.pairwise_classifier import (
     encode_pairwise,
     is_pairwise_classifier,
 )
+from pairkit.judges.panel import PanelJudge, panel_reliability
 from pairkit.judges.prompts import (
     TEMPLATES,
     VERDICT_SCALES,
@@ -95,6 +96,7 @@ __all__ = [
     "MARKER",
     "OpenAIJudge",
     "PairwiseClassifierJudge",
+    "PanelJudge",
     "PortiaJudge",
     "Price",
     "PromptTemplate",
@@ -120,6 +122,7 @@ __all__ = [
     "is_pairwise_classifier",
     "judge_from_config",
     "judge_identity",
+    "panel_reliability",
     "parse_verdict",
     "retrieve_exemplars",
     "run_sync",
