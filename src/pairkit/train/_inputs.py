@@ -132,6 +132,7 @@ def token_inputs(
     chunk_size: int = 1024,
     cringe_k: int = 5,
     generator: torch.Generator | None = None,
+    mask_head: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Token-level tensors ``[n, T]`` for the sequences of ``batch`` (``input_ids``, ``attention_mask``,
     ``completion_mask``), aligned with the label positions (position ``t`` scores token ``t``).
@@ -146,6 +147,8 @@ def token_inputs(
     and ``positive_logits`` (the logit of each realised token and of a positive sampled from the top-``cringe_k``
     others: Adolphs et al. 2022, "The CRINGE Loss: Learning what language not to model"). ``reference`` is
     ``(reference model, context factory)``: for a PEFT model, the model itself with ``disable_adapter``.
+    With ``mask_head`` (e.g. :class:`~pairkit.train.SparseMaskHead`), ``token_weights`` holds its value on the
+    hidden state that predicts each token (SparsePO's learned mask), zero off the scored tokens.
     The KL of each chunk of positions is recomputed in backward (activation checkpointing), so memory is
     ``O(chunk_size × vocab)``.
     """
@@ -173,6 +176,10 @@ def token_inputs(
     label_pos = scored.reshape(-1).nonzero().squeeze(1)
     pred_pos = label_pos - 1
     n_t = scored.numel()
+    if mask_head is not None:
+        hp = h.reshape(-1, h.shape[-1]).index_select(0, pred_pos)
+        weights = mask_head(hp).reshape(-1).to(out["logps"].dtype)
+        out["token_weights"] = weights.new_zeros(n_t).index_copy(0, label_pos, weights).reshape(scored.shape)
     if "token_kl" in kinds:
         hp = h.reshape(-1, h.shape[-1]).index_select(0, pred_pos)
         hq = hr.reshape(-1, hr.shape[-1]).index_select(0, pred_pos)
@@ -205,9 +212,9 @@ def pair_token_inputs(tok: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "rejected_mask": tok["mask"][r],
         "logps": tok["logps"][c],
         "mask": tok["mask"][c],
-        # SparsePO's token masks: uniform unless a mask model is given (then the loss is TDPO1 with KL, else DPO)
-        "chosen_token_weights": tok["mask"][c].to(tok["logps"].dtype),
-        "rejected_token_weights": tok["mask"][r].to(tok["logps"].dtype),
+        # SparsePO's token masks: uniform unless a mask head is given (then the loss is TDPO1 with KL, else DPO)
+        "chosen_token_weights": tok.get("token_weights", tok["mask"].to(tok["logps"].dtype))[c],
+        "rejected_token_weights": tok.get("token_weights", tok["mask"].to(tok["logps"].dtype))[r],
     }
     if "kl" in tok:
         out.update(chosen_kl=tok["kl"][c], rejected_kl=tok["kl"][r])

@@ -39,6 +39,7 @@ from pairkit.train.data import collate_sequences, encode_completion, read_record
 from pairkit.train.logprobs import completion_logps
 
 __all__ = [
+    "SparseMaskHead",
     "TruncationWarning",
     "evaluate_preference",
     "train_listwise",
@@ -49,6 +50,30 @@ __all__ = [
 
 class TruncationWarning(PairkitWarning):
     """Sequences were cut to fit ``max_length`` (the warning gives the counts)."""
+
+
+class SparseMaskHead(torch.nn.Module):
+    """SparsePO's learned token mask: a linear map of the policy's hidden state and a ReLU, one weight per token.
+
+    .. math::
+
+        m_t = \\max\\big(0,\\ w^\\top h_{t-1} + b\\big)
+
+    Christopoulou et al. (2024), "SparsePO: Controlling Preference Alignment of LLMs via Sparse Token Masks" (the
+    learned-mask variant; the ReLU makes masks sparse). :math:`h_{t-1}` is the final hidden state that predicts
+    token :math:`t`, ``[n, hidden]`` → ``[n]``. Initialised to :math:`w = 0, b = 1`: every mask starts at 1, so
+    training starts from TDPO1 (with the KL terms) and the mask is learned through the loss. Pass it to
+    :func:`train_preference` with ``loss="sparse_po"``.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.proj = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.proj.weight)
+        torch.nn.init.ones_(self.proj.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.proj(hidden.to(self.proj.weight.dtype))).squeeze(-1)
 
 
 def _losses(loss, family: str) -> list[tuple[str, float, Callable]]:
@@ -265,7 +290,7 @@ def _warn_truncation(examples, config: TrainConfig, source: str) -> None:
         )
 
 
-def _pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset()):
+def _pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(), mask_head=None):
     def step(model, rows):
         policy, ref, lengths = _flat_logps(model, rows, pad_id, config, live)
         pc, pr, rc, rr = policy[0::2], policy[1::2], ref[0::2], ref[1::2]
@@ -280,7 +305,7 @@ def _pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset
         }
         if token_kinds:
             batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
-            tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size)
+            tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size, mask_head=mask_head)
             inputs["token"] = pair_token_inputs(tok)
         losses = _combine(terms, inputs, options)
         rew_c, rew_r = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
@@ -310,6 +335,7 @@ def train_preference(
     ref_cache_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
+    mask_head: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train a causal LM on chosen/rejected pairs with a pairwise preference loss (or a weighted sum).
 
@@ -331,15 +357,22 @@ def train_preference(
             :func:`pairkit.train.data.to_pairs`.
         reference: ``"precompute"`` (the initial model, cached under ``ref_cache_dir`` or
             ``output_dir/ref_cache``) or ``"adapter"`` (PEFT model with the adapter disabled).
+        mask_head: SparsePO's learned token mask (:class:`SparseMaskHead`) for ``loss="sparse_po"``; it is
+            registered on the model as the submodule ``sparse_po_mask`` (trained, checkpointed and saved with
+            it). Without one SparsePO's masks are uniform.
     """
     config = config or TrainConfig()
     terms = _losses(loss, "preference")
     options = _options(terms, beta, loss_options)
+    token_kinds = needs_token_inputs([n for n, _, _ in terms])
+    if mask_head is not None:
+        if "token_weights" not in token_kinds:
+            raise InputError(f"mask_head is SparsePO's learned token mask; loss {loss!r} takes no token weights")
+        model.add_module("sparse_po_mask", mask_head)
     examples = _pair_examples(tokenizer, data, config, terms)
     pad_id = _pad_id(tokenizer)
-    token_kinds = needs_token_inputs([n for n, _, _ in terms])
     live = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir, live=bool(token_kinds))
-    step = _pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds))
+    step = _pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds), mask_head)
     return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
