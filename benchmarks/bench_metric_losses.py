@@ -1,12 +1,17 @@
 """Metric-learning losses and miners: pairkit vs pytorch-metric-learning (pml) — time and peak memory, one run.
 
-Run: python benchmarks/bench_metric_losses.py           (about two minutes on 2 idle cores)
+Run: python benchmarks/bench_metric_losses.py           (about five minutes on 2 idle cores)
 
 Each configuration runs in a fresh subprocess so that its peak resident set size (ru_maxrss) is its own; the table
-gives the resident memory above the level before the first call. Loss timings are one forward + backward pass
-with respect to the embeddings (and the proxies), best of three; miner timings are one call, best of three. Both
-sides get the same inputs and proxies, so the value columns must agree. Losses without a peer on PyPI are timed for
-pairkit alone (and, where pairkit has a dense and a chunked path, both).
+gives the resident memory above the level before the first call. The subprocesses run with
+MALLOC_MMAP_THRESHOLD_=131072 so that every large tensor is its own mapping, returned to the system when freed:
+with glibc's default (a threshold that grows to 32 MB after the first free) freed chunk buffers stay in the heap
+and RSS no longer follows the live tensors, which hides what row chunking saves.
+
+Loss timings are one forward + backward pass with respect to the embeddings (and the proxies), best of three;
+miner timings are one call, best of three. Both sides get the same inputs and proxies, so the value columns must
+agree. Losses without a peer on PyPI are timed for pairkit alone; SigLIP and CWCL in one chunk of all rows (the
+dense memory) and in chunks of 512 rows.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -21,6 +27,7 @@ import time
 
 N, D, C, K = 1024, 128, 64, 10  # proxy losses: rows, dimension, classes, SoftTriple centres per class
 NM = 512  # miners and all-triplet losses
+NS = 8192  # SigLIP / CWCL rows: one chunk of NS rows holds the dense N x N matrices
 
 
 def _peak_rss_mb() -> float:
@@ -91,11 +98,11 @@ def _other_case(name, impl, g):
 
     chunk = None if impl == "pairkit" else int(impl.split(":")[1])
     if name == "siglip":
-        k = torch.randn(4096, D, generator=g)
-        return lambda e: L.siglip(e, k, chunk_size=chunk), (4096, D)
+        k = torch.randn(NS, D, generator=g)
+        return lambda e: L.siglip(e, k, chunk_size=chunk), (NS, D)
     if name == "cwcl":
-        k = torch.randn(4096, D, generator=g)
-        return lambda e: L.cwcl(e, k, chunk_size=chunk), (4096, D)
+        k = torch.randn(NS, D, generator=g)
+        return lambda e: L.cwcl(e, k, chunk_size=chunk), (NS, D)
     if name == "symile":
         return lambda e: L.symile(e.reshape(3, 256, 64)), (3 * 256, 64)
     y = torch.randint(0, 32, (NM,), generator=g)
@@ -142,9 +149,9 @@ def _run_one(kind: str, name: str, impl: str) -> dict:
 PROXY = ["proxy_nca", "proxy_anchor", "normalized_softmax", "arcface", "cosface", "soft_triple"]
 MINERS = ["batch_hard", "semihard", "multi_similarity", "distance_weighted"]
 OTHERS = [
-    ("siglip", "pairkit"),
+    ("siglip", f"pairkit:{NS}"),
     ("siglip", "pairkit:512"),
-    ("cwcl", "pairkit"),
+    ("cwcl", f"pairkit:{NS}"),
     ("cwcl", "pairkit:512"),
     ("symile", "pairkit"),
     ("softmax_ratio_triplet", "pairkit"),
@@ -154,7 +161,8 @@ OTHERS = [
 
 def _spawn(kind, name, impl) -> dict:
     cmd = [sys.executable, __file__, "--one", kind, name, impl]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,8 +186,8 @@ def main() -> None:
     sizes = {
         "loss": f"N={N}, D={D}, C={C}",
         "miner": f"N={NM}, D={D}, 32 classes",
-        "siglip": "N=4096, D=128",
-        "cwcl": "N=4096, D=128",
+        "siglip": f"N={NS}, D=128",
+        "cwcl": f"N={NS}, D=128",
         "symile": "M=3, N=256, D=64 (all N^2 tuples)",
         "softmax_ratio_triplet": f"N={NM}, D={D}, all triplets",
         "unpg": f"N={NM}, D={D}, C=32",
