@@ -63,6 +63,7 @@ from pairkit.judges.protocols import (
     retrieve_exemplars,
     split_points,
 )
+from pairkit.judges.seq2seq import Seq2SeqJudge, mono_shortlist
 from pairkit.judges.simulated import SimulatedJudge, simulated_probabilities
 
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "Request",
     "RetryWarning",
     "SCHEMA_VERSION",
+    "Seq2SeqJudge",
     "SimulatedAnnotatorsJudge",
     "SimulatedJudge",
     "TEMPLATES",
@@ -122,6 +124,7 @@ __all__ = [
     "is_pairwise_classifier",
     "judge_from_config",
     "judge_identity",
+    "mono_shortlist",
     "panel_reliability",
     "parse_verdict",
     "retrieve_exemplars",

@@ -34,7 +34,8 @@ def judge_from_config(
     ``"cgcot"``, ``"few_shot"`` — with ``"chat"``: the config of their ``"openai"`` chat model, plus their own
     options (``k``, ``concept``/``questions``, ``exemplars``: a list of rows, …); ``"cdr"``
     (:class:`DensityRatioJudge`: ``strong``, ``weak`` local model paths) and ``"follow_up"``
-    (:class:`FollowUpJudge`: ``model``).
+    (:class:`FollowUpJudge`: ``model``), ``"seq2seq"`` (:class:`Seq2SeqJudge`: duoT5/monoT5 ``model`` path,
+    ``mode``).
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' (simulated, openai, huggingface, human)")
@@ -100,6 +101,10 @@ def judge_from_config(
                     f"{source}: the chat of a {kind!r} judge must be an 'openai' judge, got {chat.get('type')!r}"
                 )
             return getattr(protocols, _PROTOCOLS[kind])(model, **options)
+        if kind == "seq2seq":
+            from pairkit.judges.seq2seq import Seq2SeqJudge
+
+            return Seq2SeqJudge(**options)
         if kind in ("cdr", "follow_up"):
             from pairkit.judges import likelihood
 
@@ -117,6 +122,6 @@ def judge_from_config(
         message = str(exc).replace("__init__ has no option", f"a {kind!r} judge has no option").replace(", self,", ",")
         raise InputError(f"{source}: {message}") from None
     raise InputError(
-        f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding, human, cdr, "
-        f"follow_up, {', '.join(_PROTOCOLS)}"
+        f"{source}: unknown judge type {kind!r}; use simulated, openai, huggingface, embedding, human, seq2seq, "
+        f"cdr, follow_up, {', '.join(_PROTOCOLS)}"
     )
