@@ -209,3 +209,28 @@ def test_retry_after_header_forms():
     assert _retry_after("soon") is None
     when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
     assert 25 < _retry_after(when) <= 30
+
+
+def test_image_answers_are_sent_as_image_parts():
+    from pairkit.judges.http import is_image
+
+    judge = OpenAIJudge("vision-model", base_url="http://127.0.0.1:9/v1", images=True, price=PRICE)
+    png = "data:image/png;base64,iVBORw0KGgo="
+    url = "https://example.org/cat.jpg?size=large"
+    body = judge.payload(Request("Which picture shows a cat?", png, url, order="ba"))
+    parts = body["messages"][1]["content"]
+    kinds = [p["type"] for p in parts]
+    assert kinds == ["text", "image_url", "text", "image_url", "text"]
+    assert [p["image_url"]["url"] for p in parts if p["type"] == "image_url"] == [url, png]  # shown order: b first
+    assert "Which picture shows a cat?" in parts[0]["text"] and "[The End of Assistant B's Answer]" in parts[-1]["text"]
+    assert body["messages"][0]["content"] == judge.template.system  # the system prompt stays text
+    plain = judge.payload(Request("q", "a cat.", "a dog."))
+    assert isinstance(plain["messages"][1]["content"], str)
+    assert not is_image("see https://example.org/cat.jpg") and is_image(" https://x.org/a.PNG ")
+    assert judge.estimate_cost(Request("q", png, url)) > judge.estimate_cost(Request("q", "a", "b"))
+    text_only = OpenAIJudge("m", base_url="http://127.0.0.1:9/v1")  # images=False: a URL is just text
+    assert isinstance(text_only.payload(Request("q", png, url))["messages"][1]["content"], str)
+    from pairkit.judges import judge_identity
+
+    assert judge_identity(judge) != judge_identity(OpenAIJudge("vision-model", base_url="http://127.0.0.1:9/v1",
+                                                               price=PRICE))  # fmt: skip

@@ -21,6 +21,7 @@ import asyncio
 import math
 import os
 import random
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -99,6 +100,9 @@ class OpenAIJudge(ComparatorBase):
         max_retries: retries of one call after a retryable failure.
         max_retry_after: the longest ``Retry-After`` waited out; a longer one gives the call up at once.
         max_call_seconds: the most one call may take with all its attempts and waits.
+        images: answers (and the reference) that are images — a ``data:image/…`` URI or an http(s) URL of a
+            .png/.jpg/.jpeg/.gif/.webp file — are sent as ``image_url`` parts of the user message, so a multimodal
+            model sees the images (the text around them stays text parts).
         sleep: the awaitable used to wait between retries (tests inject a recorder).
     """
 
@@ -144,6 +148,7 @@ class OpenAIJudge(ComparatorBase):
         price: Price | tuple[float, float] | None = None,
         expected_output_tokens: int = 300,
         extra_body: Mapping | None = None,
+        images: bool = False,
         judge_id: str | None = None,
         sleep: Callable | None = None,
         seed: int | None = None,
@@ -172,6 +177,7 @@ class OpenAIJudge(ComparatorBase):
         self.price = price
         self.expected_output_tokens = expected_output_tokens
         self.extra_body = dict(extra_body or {})
+        self.images = bool(images)
         self.judge_id = judge_id or f"openai:{model}"
         self.prompt_version = template.version
         self.failures: list[str] = []
@@ -302,6 +308,14 @@ class OpenAIJudge(ComparatorBase):
         }
         if self.logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        if self.images:
+            shown = [request.first, request.second, request.reference]
+            body["messages"] = [
+                {**m, "content": image_parts(m["content"], [x for x in shown if x and is_image(x)])}
+                if m["role"] == "user"
+                else m
+                for m in body["messages"]
+            ]
         body.update(self.extra_body)
         return body
 
@@ -310,12 +324,15 @@ class OpenAIJudge(ComparatorBase):
         it reads the replies: the part of the cache key that tells one setting's answers from another's."""
         placeholder = Request("\x00context", "\x00first", "\x00second", reference="\x00reference")
         body = self.payload(placeholder)
-        return {
+        out = {
             "base_url": self.base_url,
             "request": body,
             "samples": self.samples,
             "verdicts": self.verdicts.identity(),
         }
+        if self.images:  # an image URL is sent as an image, not as text: another request
+            out["images"] = True
+        return out
 
     def chat_identity(self) -> dict:
         """What :meth:`acomplete` sends besides the messages (server, model, sampling, extra fields)."""
@@ -407,11 +424,35 @@ class OpenAIJudge(ComparatorBase):
         """Rough cost of one judgment: prompt characters / 4 input tokens, ``expected_output_tokens`` out."""
         if self.price is None:
             return 0.0
-        chars = sum(
-            len(m["content"])
-            for m in self.template.messages(request.context, request.first, request.second, request.reference)
-        )
+        chars = 0
+        for m in self.payload(request)["messages"]:
+            parts = [{"type": "text", "text": m["content"]}] if isinstance(m["content"], str) else m["content"]
+            # an image part: ~765 tokens at OpenAI's high detail for a 1024² image, counted as 3000 characters
+            chars += sum(len(x.get("text", "")) if x.get("type") == "text" else 3000 for x in parts)
         return self.samples * self.price.cost(chars // 4 + 8, self.expected_output_tokens)
+
+
+_IMAGE_URL = re.compile(r"^https?://\S+\.(?:png|jpe?g|gif|webp)(?:\?\S*)?$", re.I)
+
+
+def is_image(text: str) -> bool:
+    """Whether an answer is an image: a ``data:image/…`` URI or an http(s) URL of an image file."""
+    text = text.strip()
+    return text.startswith("data:image/") or bool(_IMAGE_URL.match(text))
+
+
+def image_parts(content: str, images: list[str]) -> str | list[dict]:
+    """``content`` as OpenAI-style parts, each occurrence of an image answer an ``image_url`` part (in order)."""
+    if not images:
+        return content
+    pattern = "(" + "|".join(re.escape(x) for x in sorted(set(images), key=len, reverse=True)) + ")"
+    parts: list[dict] = []
+    for k, piece in enumerate(re.split(pattern, content)):
+        if k % 2:
+            parts.append({"type": "image_url", "image_url": {"url": piece.strip()}})
+        elif piece:
+            parts.append({"type": "text", "text": piece})
+    return parts
 
 
 def _count(value) -> int | None:
