@@ -67,3 +67,25 @@ def test_bad_chunk_size():
         L.siglip(q, k, chunk_size=0)
     with pytest.raises(InputError, match="chunk_size"):
         L.cwcl(q, k, chunk_size=-2)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_decoupled_softmax_chunked_equals_dense(chunk):
+    g = torch.Generator().manual_seed(2)
+    q, k = torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(11, 4, generator=g, dtype=torch.float64)
+    targets = torch.rand(7, 11, generator=g) < 0.3
+    targets[0] = False  # a query without positives
+    targets[1] = True  # a query without negatives
+    t = torch.tensor(0.2, dtype=q.dtype)
+
+    def run(chunk_size):
+        return _grads(
+            lambda q, k, t: L.decoupled_softmax(q, k, targets, temperature=t, chunk_size=chunk_size, reduction="none")
+            .pow(2).sum(),
+            q, k, t,
+        )  # fmt: skip
+
+    dense, chunked = run(None), run(chunk)
+    torch.testing.assert_close(dense[0], chunked[0], rtol=1e-12, atol=1e-12)
+    for a, c in zip(dense[1], chunked[1]):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)

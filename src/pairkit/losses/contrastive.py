@@ -239,26 +239,29 @@ def _positive_pairs(anchor_labels, cand_labels, self_offset):
     return anchor, cand
 
 
-def _chunked_row_sums(q, k, fn, chunk_size):
-    """``fn(q @ k.T).sum(1)`` over row chunks recomputed in the backward pass (memory O(chunk x M), not O(N M))."""
-    n, m = q.shape[0], k.shape[0]
+def _checkpointed_rows(fn, chunk_size, m: int, *rows: torch.Tensor) -> torch.Tensor:
+    """``fn(*rows)`` ([N] per-row values) in row chunks recomputed in the backward pass: memory O(chunk x m).
+
+    ``chunk_size=None`` calls ``fn`` once when ``N x m`` is at most :data:`DENSE_ELEMENTS` and uses chunks of about
+    that many elements otherwise.
+    """
+    n = rows[0].shape[0]
     if chunk_size is None:
         if n * m <= DENSE_ELEMENTS:
-            return fn(q @ k.T).sum(1)
+            return fn(*rows)
         chunk_size = max(1, DENSE_ELEMENTS // max(m, 1))
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    parts = []
+    for start in range(0, n, chunk_size):
+        chunk = tuple(r[start : start + chunk_size] for r in rows)
+        parts.append(checkpoint(fn, *chunk, use_reentrant=False) if torch.is_grad_enabled() else fn(*chunk))
+    return torch.cat(parts) if parts else fn(*rows)
 
-    def rows(qc, k):
-        return fn(qc @ k.T).sum(1)
 
-    parts = [
-        checkpoint(rows, q[start : start + chunk_size], k, use_reentrant=False)
-        if torch.is_grad_enabled()
-        else rows(q[start : start + chunk_size], k)
-        for start in range(0, n, chunk_size)
-    ]
-    return torch.cat(parts) if parts else q.sum(1)
+def _chunked_row_sums(q, k, fn, chunk_size):
+    """``fn(q @ k.T).sum(1)`` over row chunks recomputed in the backward pass (memory O(chunk x M), not O(N M))."""
+    return _checkpointed_rows(lambda qc: fn(qc @ k.T).sum(1), chunk_size, k.shape[0], q)
 
 
 # ------------------------------------------------------------------- cores shared with the distributed module
@@ -659,6 +662,7 @@ def _check_ma_buffer(log_u, indices, n: int, gamma: float) -> torch.Tensor:
     options=(
         _TEMPERATURE,
         NORMALIZE,
+        CHUNK_SIZE,
     ),
 )
 def decoupled_softmax(
@@ -668,6 +672,7 @@ def decoupled_softmax(
     *,
     temperature: float | torch.Tensor = 0.07,
     normalize: bool = True,
+    chunk_size: int | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -680,7 +685,10 @@ def decoupled_softmax(
 
     Unlike a softmax over all keys, the other positives of query :math:`i` are left out of the denominator, so
     several positives do not push each other down. "mean" averages over (query, positive) pairs; "none" gives
-    each query's sum over its positives (0 for queries without positives), adding up to "sum".
+    each query's sum over its positives (0 for queries without positives), adding up to "sum". Large N x M runs in
+    row chunks recomputed in the backward pass (``chunk_size`` as :func:`infonce`): the positives' logits are
+    gathered (O(P D) for P positives) and only the negatives' log-sum-exp touches a chunk of the logit matrix, so
+    the float memory is O(chunk x M) besides the boolean ``targets``.
 
     Gupta, Chaudhari, Bhatia, Cathey & Varma (2024), "Dual-Encoder Models for Extreme Multi-Label
     Classification" (DEXML).
@@ -699,10 +707,10 @@ def decoupled_softmax(
         targets = targets != 0
     _check_weights(weights, n)
     q, k = _maybe_normalize(normalize, query, keys)
-    logits = (q @ k.T) * _inverse_temperature(temperature, q)
-    lse_neg = _masked_logsumexp(logits, ~targets)
+    scale = _inverse_temperature(temperature, q)
+    lse_neg = _checkpointed_rows(lambda qc, tc: _masked_logsumexp((qc @ k.T) * scale, ~tc), chunk_size, m, q, targets)
     anchor, cand = torch.nonzero(targets, as_tuple=True)
-    pair_loss = F.softplus(lse_neg[anchor] - logits[anchor, cand])
+    pair_loss = F.softplus(lse_neg[anchor] - scale * (q[anchor] * k[cand]).sum(1))
     return _reduce_pairs(pair_loss, anchor, n, weights, reduction)
 
 
