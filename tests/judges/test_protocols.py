@@ -7,6 +7,7 @@ of times the word "good" occurs in it, so the right verdict is known.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import numpy as np
@@ -372,4 +373,49 @@ def test_discussion_that_never_agrees_averages_after_max_turns():
     assert j.n_calls == 5 and j.p_a == pytest.approx(0.5) and judge.turns_used == [3]
     with pytest.raises(JudgeError, match="no verdict") as info:
         DiscussionJudge(CallableChat(lambda m: "hmm")).judge("q", "x", "y")
+    assert info.value.unparseable
+
+
+# ------------------------------------------------------------------------------------------ pointwise scores
+RATED = re.compile(r"\[The Start of Assistant's Answer\]\n(.*?)\n\[The End", re.S)
+
+
+def rater(messages):
+    """Rates by the number of "good"s (1 + count, at most 10); the rating token carries log-probs over 3 values."""
+    answer = RATED.search(messages[-1]["content"]).group(1)
+    r = min(10, 1 + quality(answer))
+    alts = [(r, 0.6), (max(1, r - 1), 0.3), (min(10, r + 1) if r < 10 else 1, 0.1)]
+    content = [{"token": "Rating: [[", "logprob": 0.0},
+               {"token": str(r), "logprob": math.log(0.6),
+                "top_logprobs": [{"token": str(v), "logprob": math.log(p)} for v, p in alts]},
+               {"token": "]]", "logprob": 0.0}]  # fmt: skip
+    return ChatReply(f"Rating: [[{r}]]", 0.1, logprobs=content)
+
+
+def test_soft_rating_is_the_expectation_over_the_rating_token():
+    from pairkit.judges import soft_rating
+
+    reply = rater([{"content": "[The Start of Assistant's Answer]\ngood good\n[The End"}])
+    assert soft_rating(reply.text, reply.logprobs, 1, 10) == pytest.approx(3 * 0.6 + 2 * 0.3 + 4 * 0.1)
+    assert soft_rating("Rating: [[7]]", None, 1, 10) == 7.0
+    assert soft_rating("Rating: [[11]]", None, 1, 10) is None and soft_rating("no rating", None, 1, 10) is None
+
+
+def test_pointwise_judge_rates_each_answer_once_and_shortlists_for_duo_rerank():
+    from pairkit.judges import PointwiseJudge, pointwise_shortlist
+
+    chat = CallableChat(rater, priced=True)
+    judge = PointwiseJudge(chat, checklist=["Is it correct?", "Is it complete?"])
+    texts = {f"m{k}": " ".join(["good"] * k) + " end" for k in range(5)}
+    pool = Pool.single(texts, context="q")
+    sel = select("round_robin", judge, pool)
+    assert chat.calls == 5 and sum(r.judgment.n_calls for r in sel.records) == 5  # one rating per answer
+    soft = {k: (3 * 0.6 + 2 * 0.3 + 4 * 0.1) - 2 + k for k in range(1, 4)}  # the expectation shifts with r
+    rec = next(r for r in sel.records if {r.a, r.b} == {1, 3})
+    expected = 1 / (1 + math.exp(-(soft[rec.a] - soft[rec.b])))
+    assert rec.judgment.p_a == pytest.approx(expected)
+    assert "Is it complete?" in judge.rating_messages("q", "x")[0]["content"]
+    assert pointwise_shortlist(judge, pool, 3) == [4, 3, 2] and chat.calls == 5  # ratings reused
+    with pytest.raises(JudgeError, match="rating") as info:
+        PointwiseJudge(CallableChat(lambda m: "fine")).judge("q", "a", "b")
     assert info.value.unparseable

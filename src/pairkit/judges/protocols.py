@@ -14,7 +14,9 @@ raises a :class:`~pairkit.judges.JudgeError` marked unparseable, so the cache ke
 * :class:`FewShotJudge` — few-shot prompts with retrieved preference exemplars (Sinhababu et al. 2024);
 * :class:`SimulatedAnnotatorsJudge` — K simulated annotators averaged: the confidence that Trust or Escalate
   calibrates (Jung et al. 2024);
-* :class:`DiscussionJudge` — two reviewers discuss until they agree (PRD peer discussion, Li, Patel & Du 2023).
+* :class:`DiscussionJudge` — two reviewers discuss until they agree (PRD peer discussion, Li, Patel & Du 2023);
+* :class:`PointwiseJudge` — each answer rated alone, with a checklist (WB-Score) and soft ratings from log-probs
+  (InstUPR); :func:`pointwise_shortlist` is the first stage before a pairwise rerank.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ __all__ = [
     "ChatReply",
     "DiscussionJudge",
     "FewShotJudge",
+    "PointwiseJudge",
     "PortiaJudge",
     "SimulatedAnnotatorsJudge",
     "align_segments",
     "chat_identity",
+    "pointwise_shortlist",
     "retrieve_exemplars",
+    "soft_rating",
     "split_points",
 ]
 
@@ -916,3 +921,170 @@ class DiscussionJudge(ProtocolJudge):
         t = (verdicts[0][1] + verdicts[1][1]) / 2
         w = (verdicts[0][2] + verdicts[1][2]) / 2
         return self._judgment(request, p, t, tally, verdict=f"{verdicts[0][3]}|{verdicts[1][3]}", weight=w)
+
+
+# ------------------------------------------------------------------------------------------ pointwise scores
+_POINTWISE_SYSTEM = (
+    "You are a fair and careful judge. Rate how well the AI assistant's answer below answers the user's question, "
+    "on a scale from {low} (very poor) to {high} (excellent). Weigh how helpful, correct, relevant, deep and clear "
+    "it is; its length must not influence you.{checklist} Explain briefly, then end with exactly "
+    '"Rating: [[<n>]]".'
+)
+_RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
+
+
+def soft_rating(text: str, logprobs: Sequence[Mapping] | None, low: int, high: int) -> float | None:
+    """The rating in ``[[n]]`` (the last one), as the expectation over the rating token's alternatives when the
+    log-probs are given (InstUPR's soft score), else the number written; None without a rating in range."""
+    found = list(_RATING.finditer(text))
+    if not found:
+        return None
+    value = float(found[-1].group(1))
+    if not low <= value <= high:
+        return None
+    if not logprobs:
+        return value
+    tokens = [str(e.get("token", "")) for e in logprobs]
+    joined = "".join(tokens)
+    found = list(_RATING.finditer(joined))
+    if not found:
+        return value
+    at, offset = found[-1].start(1), 0
+    for entry, token in zip(logprobs, tokens):
+        if offset <= at < offset + len(token):
+            masses: dict[int, float] = {}
+            for alt in entry.get("top_logprobs") or [{"token": token, "logprob": entry.get("logprob", 0.0)}]:
+                word = str(alt.get("token", "")).strip().lstrip("[")
+                lp = alt.get("logprob")
+                if word.isdigit() and low <= int(word) <= high and isinstance(lp, (int, float)) and math.isfinite(lp):
+                    masses[int(word)] = masses.get(int(word), 0.0) + math.exp(lp)
+            total = sum(masses.values())
+            if total > 0 and str(int(value)) == token.strip().lstrip("["):  # single-token ratings only
+                return sum(r * m for r, m in masses.items()) / total
+            return value
+        offset += len(token)
+    return value
+
+
+class PointwiseJudge(ProtocolJudge):
+    """Each answer rated alone (optionally against a checklist); pairs compared by their ratings.
+
+    WB-Score (Lin et al. 2024, "WildBench"): the judge rates each answer from 1 to 10 after checking it against a
+    per-task ``checklist``. InstUPR (Huang & Chen 2024, "InstUPR: instruction-based unsupervised passage reranking
+    with large language models"): the rating is *soft*, the expectation over the rating token's probabilities,
+
+    .. math::
+
+        s(x, y) = \\sum_{r=\\text{low}}^{\\text{high}} r\\, p(r \\mid x, y),\\qquad
+        p_a = \\sigma\\big((s(x, y_a) - s(x, y_b)) / \\tau\\big),
+
+    (:func:`soft_rating`; with a chat model that returns log-probs, else the written rating). An answer is rated
+    once per (question, answer) in this process, so n answers cost n calls however many pairs are judged; the
+    order shown cannot matter. :func:`pointwise_shortlist` ranks a pool by rating — the first stage before a
+    pairwise rerank (``duo_rerank``), as InstUPR and Expando-Mono-Duo do.
+    """
+
+    protocol = "pointwise"
+
+    @declare_options(
+        Option("low", int, Interval(0, None), doc="lowest rating"),
+        Option("high", int, Interval(1, None), doc="highest rating"),
+        Option("temperature", float, Interval(0, None, closed="neither"), doc="τ of the logistic link"),
+    )
+    def __init__(
+        self,
+        chat,
+        *,
+        checklist: Sequence[str] | None = None,
+        low: int = 1,
+        high: int = 10,
+        temperature: float = 1.0,
+        judge_id: str | None = None,
+    ) -> None:
+        super().__init__(chat, verdicts="binary", judge_id=judge_id)
+        if high <= low:
+            raise InputError(f"high must be greater than low, got low={low}, high={high}")
+        if checklist is not None and (isinstance(checklist, str) or not all(isinstance(c, str) for c in checklist)):
+            raise InputError(f"checklist must be a list of questions, got {checklist!r}")
+        self.checklist = tuple(checklist or ())
+        self.low, self.high, self.temperature = low, high, temperature
+        self._ratings: dict[tuple[str, str], float] = {}
+        self._making: dict[tuple[str, str], asyncio.Future] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {"system": _POINTWISE_SYSTEM, "checklist": list(self.checklist), "low": self.low, "high": self.high,
+                "temperature": self.temperature}  # fmt: skip
+
+    def calls_per_judgment(self) -> int:
+        return 2
+
+    def rating_messages(self, context: str, answer: str) -> list[dict]:
+        checklist = ""
+        if self.checklist:
+            checklist = " Check the answer against this checklist first:\n" + "\n".join(
+                f"- {c}" for c in self.checklist
+            )
+        user = (
+            f"[User Question]\n{context}\n\n[The Start of Assistant's Answer]\n{answer}\n"
+            "[The End of Assistant's Answer]"
+        )
+        return [
+            {"role": "system", "content": _POINTWISE_SYSTEM.format(low=self.low, high=self.high, checklist=checklist)},
+            {"role": "user", "content": user},
+        ]
+
+    async def _rate(self, context: str, answer: str) -> tuple[float, _Tally]:
+        tally = _Tally()
+        reply = await self._ask(tally, self.rating_messages(context, answer))
+        score = soft_rating(reply.text, reply.logprobs, self.low, self.high)
+        if score is None:
+            raise self._unparseable(tally, f"rating [[{self.low}..{self.high}]]")
+        return score, tally
+
+    async def rating(self, context: str, answer: str) -> tuple[float, _Tally | None]:
+        """The answer's rating, and the call it took if it was made for this request."""
+        key = (context, answer)
+        if key in self._ratings:
+            return self._ratings[key], None
+        future = self._making.get(key)
+        if future is not None and future.get_loop() is asyncio.get_running_loop():
+            score, _ = await asyncio.shield(future)
+            return score, None
+        future = asyncio.ensure_future(self._rate(context, answer))
+        self._making[key] = future
+        try:
+            score, tally = await asyncio.shield(future)
+        finally:
+            self._making.pop(key, None)
+        self._ratings[key] = score
+        return score, tally
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        tally = _Tally()
+        results = await self._gather(
+            tally, [self.rating(request.context, request.a), self.rating(request.context, request.b)]
+        )
+        for _, t in results:
+            if t is not None:
+                tally.merge(t)
+        (sa, _), (sb, _) = results
+        p_a = 1.0 / (1.0 + math.exp(-(sa - sb) / self.temperature))
+        raw = f"rating(a)={sa:.3f} rating(b)={sb:.3f}"
+        shown = p_a if request.order == "ab" else 1.0 - p_a
+        return self._judgment(request, shown, 0.0, tally, raw=raw)
+
+
+def pointwise_shortlist(judge: PointwiseJudge, pool, depth: int, *, context: int = 0) -> list[int]:
+    """The ``depth`` best items of ``pool`` in ``context`` by their ratings, best first (n calls) — pass it as
+    ``shortlist`` to ``select("duo_rerank", …)``."""
+    from pairkit.judges.base import run_sync
+
+    if not (isinstance(depth, int) and depth >= 1):
+        raise InputError(f"depth must be an integer >= 1, got {depth!r}")
+    items = [int(i) for i in pool.present(context)]
+
+    async def rate_all():
+        return await asyncio.gather(*(judge.rating(pool.context_text[context], pool.text[context][i]) for i in items))
+
+    scores = np.array([s for s, _ in run_sync(rate_all())])
+    return [items[k] for k in np.argsort(-scores, kind="stable")[:depth]]
