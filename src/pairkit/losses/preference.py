@@ -98,7 +98,7 @@ def _log_ratios(
     )
 
 
-@register("dpo", inputs=PAIR_REF, family=FAMILY, aliases=("sigmoid", "f_dpo"), options=(BETA, *F_OPTIONS))
+@register("dpo", inputs=PAIR_REF, family=FAMILY, aliases=("sigmoid", "f_dpo", "dove"), options=(BETA, *F_OPTIONS))
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -125,6 +125,10 @@ def dpo_loss(
     :func:`~pairkit.losses.scores.f_divergence_score`. TRL: ``loss_type="sigmoid"``
     (``f_divergence`` = TRL's ``f_divergence_type``, ``f_alpha`` = ``f_alpha_divergence_coef``).
     For WPO pass ``weights=wpo_weights(...)``; for LD-DPO build the log-probs with :func:`ld_dpo_logps`.
+    With each response under its own prompt (:math:`\\log\\pi(y_c\\mid x_c)`, :math:`\\log\\pi(y_r\\mid x_r)`) this
+    is DOVE's joint instruction–response preference loss (Bansal et al. 2024, "Comparing Bad Apples to Good
+    Oranges: Aligning Large Language Models via Joint Preference Optimization"): give ``train_preference`` rows
+    with ``chosen_prompt``/``rejected_prompt`` (alias ``dove``).
 
     Args: four ``[batch]`` sequence log-probabilities (summed over completion tokens).
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.

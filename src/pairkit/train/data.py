@@ -80,14 +80,42 @@ def _split_hh(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
-def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list[dict[str, Any]]:
-    """Normalise preference rows to ``{prompt, chosen, rejected}`` (prompt: string or messages)."""
+def _prompt_field(value: Any, where: str):
+    return value if isinstance(value, str) else _messages(value, where)
+
+
+def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data", joint: bool = False) -> list[dict[str, Any]]:
+    """Normalise preference rows to ``{prompt, chosen, rejected}`` (prompt: string or messages).
+
+    With ``joint=True`` a row may instead give each response its own prompt (``chosen_prompt``,
+    ``rejected_prompt``: a joint instruction–response preference, as DOVE); the result then carries
+    ``rejected_prompt`` too. Consumers that cannot use per-response prompts leave ``joint`` False, and such rows
+    raise :class:`InputError` there instead of being read with one prompt.
+    """
     out = []
     for i, row in enumerate(rows, start=1):
         where = f"{source}, row {i}"
         if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
             has = sorted(map(str, row))[:6] if isinstance(row, dict) else type(row).__name__
             raise InputError(f"{where}: needs 'chosen' and 'rejected' fields, has {has}")
+        if "chosen_prompt" in row or "rejected_prompt" in row:
+            if not joint:
+                raise InputError(
+                    f"{where}: per-response prompts (chosen_prompt/rejected_prompt) are joint preferences, which "
+                    "only train_preference and evaluate_preference take"
+                )
+            if "chosen_prompt" not in row or "rejected_prompt" not in row:
+                raise InputError(f"{where}: give both 'chosen_prompt' and 'rejected_prompt', or 'prompt'")
+            pair = {
+                "prompt": _prompt_field(row["chosen_prompt"], where),
+                "chosen": _completion_text(row["chosen"], where + ", column 'chosen'"),
+                "rejected": _completion_text(row["rejected"], where + ", column 'rejected'"),
+            }
+            rejected_prompt = _prompt_field(row["rejected_prompt"], where)
+            if rejected_prompt != pair["prompt"]:
+                pair["rejected_prompt"] = rejected_prompt
+            out.append(pair)
+            continue
         if "conversations" in row:
             prompt = _messages(row["conversations"], where)
         elif "prompt" in row:
@@ -118,7 +146,11 @@ def _check_pairs(pairs: list[dict[str, Any]], source: str) -> None:
                 f"{source}, row {empty[0]}, column {col!r}: empty completion ({len(empty)} rows); "
                 "remove these rows or fill in the text"
             )
-    same = [i for i, p in enumerate(pairs, start=1) if p["chosen"] == p["rejected"]]
+    same = [
+        i
+        for i, p in enumerate(pairs, start=1)
+        if p["chosen"] == p["rejected"] and p.get("rejected_prompt", p["prompt"]) == p["prompt"]
+    ]
     if same:
         raise InputError(
             f"{source}, row {same[0]}: chosen and rejected are the same text ({len(same)} of {len(pairs)} rows); "

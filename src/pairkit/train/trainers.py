@@ -13,6 +13,7 @@ implicit-reward accuracy.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import warnings
 from collections.abc import Callable, Sequence
@@ -260,9 +261,15 @@ _PAIR_INPUTS = {
 _UNPAIRED_INPUTS = {"policy_logps", "ref_logps", "labels", "desirable", "policy_kl_logps", "ref_kl_logps", "lengths"}
 
 
-def _pair_examples(tokenizer, data, config: TrainConfig, terms=()) -> list[dict[str, Any]]:
-    pairs, raw, source = _normalised(data, to_pairs)
-    examples = [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config)} for p in pairs]
+def _pair_examples(tokenizer, data, config: TrainConfig, terms=(), joint: bool = False) -> list[dict[str, Any]]:
+    pairs, raw, source = _normalised(data, functools.partial(to_pairs, joint=joint))
+    examples = [
+        {
+            "seqs": _encode(tokenizer, p["prompt"], [p["chosen"]], config)
+            + _encode(tokenizer, p.get("rejected_prompt", p["prompt"]), [p["rejected"]], config)
+        }
+        for p in pairs
+    ]
     _warn_truncation(examples, config, source)
     same = sum(ex["seqs"][0] == ex["seqs"][1] for ex in examples)
     if same:
@@ -369,7 +376,7 @@ def train_preference(
         if "token_weights" not in token_kinds:
             raise InputError(f"mask_head is SparsePO's learned token mask; loss {loss!r} takes no token weights")
         model.add_module("sparse_po_mask", mask_head)
-    examples = _pair_examples(tokenizer, data, config, terms)
+    examples = _pair_examples(tokenizer, data, config, terms, joint=True)
     pad_id = _pad_id(tokenizer)
     live = _prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir, live=bool(token_kinds))
     step = _pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds), mask_head)
@@ -389,7 +396,7 @@ def evaluate_preference(
     With ``reference_model=None`` the log-likelihood margin of the model itself is used.
     """
     config = config or TrainConfig()
-    examples = _pair_examples(tokenizer, data, config)
+    examples = _pair_examples(tokenizer, data, config, joint=True)
     pad_id = _pad_id(tokenizer)
     margins = []
     with torch.no_grad():
