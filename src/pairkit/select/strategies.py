@@ -435,7 +435,7 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
 
     with :math:`s_{ibc}` the decided expected score of item *i* against baseline *b* in context *c*. ``out.info
     ["wb_reward"]`` maps each item to ``(reward, low, high, n)`` with a normal 95% interval over the
-    comparisons (a baseline against the other baselines is scored as well). ``baselines`` defaults to the first
+    comparisons (clipped to [−1, 1]) (a baseline against the other baselines is scored as well). ``baselines`` defaults to the first
     item of the pool.
     """
     pool = arena.pool
@@ -461,7 +461,8 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
         r = reward[items == i]
         r = r[np.isfinite(r)]
         half = 1.959963984540054 * r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan
-        out.info["wb_reward"][pool.items[i]] = (float(r.mean()), float(r.mean() - half), float(r.mean() + half), len(r))
+        low, high = max(-1.0, r.mean() - half), min(1.0, r.mean() + half)  # rewards lie in [-1, 1]
+        out.info["wb_reward"][pool.items[i]] = (float(r.mean()), float(low), float(high), len(r))
 
 
 # --------------------------------------------------------------------------------------------- active
