@@ -56,6 +56,8 @@ from pairkit.losses.contrastive import (
     uniformity,
 )
 from pairkit.losses.contrastive_multiview import (
+    mv_dhel,
+    mv_infonce,
     symile,
     wasserstein_dependency,
 )
@@ -398,6 +400,8 @@ __all__ = [
     "mmpo_loss",
     "multi_similarity",
     "multi_similarity_miner",
+    "mv_dhel",
+    "mv_infonce",
     "names",
     "nca_loss",
     "nca_pair_loss",

@@ -13,10 +13,20 @@ from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Input, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import NORMALIZE, QUERY_KEYS, REAL, Reduction, check_broadcastable, reduce_loss, register
-from pairkit.losses.contrastive import _check_matrix, _check_pair, _normalize
+from pairkit.losses._chunked import row_logsumexp
+from pairkit.losses._core import (
+    CHUNK_SIZE,
+    NORMALIZE,
+    QUERY_KEYS,
+    REAL,
+    Reduction,
+    check_broadcastable,
+    reduce_loss,
+    register,
+)
+from pairkit.losses.contrastive import _TEMPERATURE, _check_matrix, _check_pair, _inverse_temperature, _normalize
 
-__all__ = ["symile", "wasserstein_dependency"]
+__all__ = ["mv_dhel", "mv_infonce", "symile", "wasserstein_dependency"]
 
 _FAMILY = "contrastive"
 VIEWS = Input("views", "views", "[views, n, dim]", doc="M views of N examples, stacked")
@@ -177,3 +187,108 @@ def wasserstein_dependency(
         return reduce_loss(joint * 0, reduction, weights=weights)
     marginal = ((q * (k.sum(0, keepdim=True) - k)).sum(1)) / (n - 1)
     return reduce_loss(marginal - joint, reduction, weights=weights)
+
+
+def _views_setup(views, temperature, weights):
+    views = _check_views(views, 2)
+    check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (views.shape[1],))
+    z = _normalize(views)
+    return z, _inverse_temperature(temperature, z)
+
+
+def _within_instance_sims(z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """[N, M, M]: scaled cosine similarities between the M views of each example."""
+    return torch.einsum("lnd,mnd->nlm", z, z) * scale
+
+
+@register(
+    "mv_infonce",
+    keywords=("weights", "reduction"),
+    inputs=(VIEWS,),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("multi_view_infonce", "mvinfonce"),
+    options=(_TEMPERATURE, CHUNK_SIZE),
+)
+def mv_infonce(
+    views: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.2,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """MV-InfoNCE: one InfoNCE-style term per example over all of its M views at once.
+
+    .. math::
+
+        \\ell_i = -\\log \\frac{\\sum_{l \\ne l'} e^{s(u_{il}, u_{il'})}}
+        {\\sum_{l=1}^{M} \\sum_{(j, m) \\ne (i, l)} e^{s(u_{il}, u_{jm})}}, \\qquad s(u, v) = u^\\top v / \\tau
+
+    with :math:`u_{il}` the L2-normalised view :math:`l` of example :math:`i`: the numerator holds every ordered pair
+    of the example's own views, the denominator every other embedding of the batch for each of its views (its own
+    other views included), as in the authors' code. Computed with exact row-chunked log-sum-exps over the M N
+    embeddings (``chunk_size`` as :func:`~pairkit.losses.infonce`): memory O(chunk x M N), plus O(N M^2). Default
+    τ = 0.2 (the authors' MV-DHEL default; their MV-InfoNCE class defaults to 1).
+
+    Koromilas, Georgiou, Bouritsas, Giannakopoulos, Nicolaou & Panagakis (2025), "A Principled Framework for
+    Multi-View Contrastive Learning".
+
+    Args: ``views`` [M, N, D] (M >= 2 views of N examples), ``weights`` [N]. Returns a scalar, or [N] for
+    ``reduction="none"``.
+    """
+    z, scale = _views_setup(views, temperature, weights)
+    m, n, d = z.shape
+    flat = z.reshape(m * n, d)
+    lse_each = row_logsumexp(flat, flat, scale, self_offset=0, chunk_size=chunk_size).reshape(m, n)
+    denominator = torch.logsumexp(lse_each, dim=0)
+    pair = _within_instance_sims(z, scale)
+    off = ~torch.eye(m, dtype=torch.bool, device=z.device)
+    numerator = torch.logsumexp(pair[:, off], dim=1)
+    return reduce_loss(denominator - numerator, reduction, weights=weights)
+
+
+@register(
+    "mv_dhel",
+    keywords=("weights", "reduction"),
+    inputs=(VIEWS,),
+    batch_coupled=True,
+    family=_FAMILY,
+    aliases=("multi_view_dhel", "mvdhel"),
+    options=(_TEMPERATURE, CHUNK_SIZE),
+)
+def mv_dhel(
+    views: torch.Tensor,
+    *,
+    temperature: float | torch.Tensor = 0.2,
+    chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """MV-DHEL: multi-view decoupled hyperspherical energy loss — alignment across views, uniformity within each view.
+
+    .. math::
+
+        \\ell_i = -\\log \\sum_{l < l'} e^{s(u_{il}, u_{il'})} + \\sum_{l=1}^{M} \\log \\sum_{j \\ne i}
+        e^{s(u_{il}, u_{jl})}, \\qquad s(u, v) = u^\\top v / \\tau
+
+    The numerator aligns every pair of the example's views; each view's energy term only contrasts the example
+    with the other examples in the same view (so alignment and uniformity are decoupled, and the uniformity terms
+    grow with M). With M = 2 it is DHEL. Row-chunked exact log-sum-exps per view (``chunk_size``); default
+    τ = 0.2 as the authors' code.
+
+    Koromilas, Georgiou, Bouritsas, Giannakopoulos, Nicolaou & Panagakis (2025), "A Principled Framework for
+    Multi-View Contrastive Learning".
+
+    Args: ``views`` [M, N, D] (M >= 2 views of N examples), ``weights`` [N]. Returns a scalar, or [N] for
+    ``reduction="none"``; fewer than two examples give 0 (no uniformity term exists).
+    """
+    z, scale = _views_setup(views, temperature, weights)
+    m, n, _ = z.shape
+    if n < 2:
+        return reduce_loss(z.sum((0, 2)) * 0, reduction, weights=weights)
+    energy = sum(row_logsumexp(z[v], z[v], scale, self_offset=0, chunk_size=chunk_size) for v in range(m))
+    pair = _within_instance_sims(z, scale)
+    upper = torch.triu(torch.ones(m, m, dtype=torch.bool, device=z.device), diagonal=1)
+    alignment = torch.logsumexp(pair[:, upper], dim=1)
+    return reduce_loss(energy - alignment, reduction, weights=weights)
