@@ -435,8 +435,8 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
 
     with :math:`s_{ibc}` the decided expected score of item *i* against baseline *b* in context *c*. ``out.info
     ["wb_reward"]`` maps each item to ``(reward, low, high, n)`` with a normal 95% interval over the
-    comparisons (clipped to [−1, 1]) (a baseline against the other baselines is scored as well). ``baselines`` defaults to the first
-    item of the pool.
+    comparisons, clipped to [−1, 1] (a baseline against the other baselines is scored as well). ``baselines``
+    defaults to the first item of the pool.
     """
     pool = arena.pool
     chosen = []
