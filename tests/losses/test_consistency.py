@@ -133,3 +133,25 @@ def test_simmatchv2_pseudo_labels_match_the_authors_inverse():
     torch.testing.assert_close(got.sum(-1), torch.ones(3, dtype=torch.float64))
     with pytest.raises(InputError, match="alpha"):
         L.simmatchv2_pseudo_labels(ew, pw, lab, onehot, alpha=1.0)
+
+
+# ---------------------------------------------------------------------------------- relation consistency
+
+
+def test_relation_consistency_matches_per_row_kl_reference():
+    g = torch.Generator().manual_seed(6)
+    e = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    r = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    tau = 0.5
+    ref = []
+    for i in range(5):
+        others = [j for j in range(5) if j != i]
+        cr = torch.stack([F.cosine_similarity(r[i], r[j], dim=0) for j in others]) / tau
+        ce = torch.stack([F.cosine_similarity(e[i], e[j], dim=0) for j in others]) / tau
+        p, log_q = F.softmax(cr, 0), F.log_softmax(ce, 0)
+        ref.append(float((p * (p.log() - log_q)).sum()))
+    got = L.relation_consistency_loss(e, r, temperature=tau, reduction="none")
+    torch.testing.assert_close(got, torch.tensor(ref, dtype=torch.float64))
+    # a rotated, scaled copy keeps every relation
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    assert float(L.relation_consistency_loss(3.0 * e @ q, e)) == pytest.approx(0.0, abs=1e-12)

@@ -32,6 +32,7 @@ from pairkit.losses.classification_variants import (
 )
 from pairkit.losses.consistency import (
     fixmatch_loss,
+    relation_consistency_loss,
     shrinkmatch_loss,
     simmatchv2_edge_edge_loss,
     simmatchv2_node_edge_loss,
@@ -443,6 +444,7 @@ __all__ = [
     "reduce_loss",
     "register",
     "regression_bradley_terry_loss",
+    "relation_consistency_loss",
     "relevance_gains",
     "reverse_kl_divergence",
     "reverse_kl_score",

@@ -17,6 +17,7 @@ from pairkit.losses.divergence import _check_pair
 
 __all__ = [
     "fixmatch_loss",
+    "relation_consistency_loss",
     "shrinkmatch_loss",
     "simmatchv2_edge_edge_loss",
     "simmatchv2_node_edge_loss",
@@ -373,3 +374,69 @@ def simmatchv2_pseudo_labels(
         rhs = eye[:, :1].expand(nodes.shape[0], -1, -1)
         x = torch.linalg.solve((eye - alpha * w).transpose(-2, -1), rhs)  # [b, k+1, 1]
         return (1.0 - alpha) * (x.transpose(-2, -1) @ labels).squeeze(-2)
+
+
+# ------------------------------------------------------------------------------------ relation consistency
+
+
+@register(
+    "relation_consistency_loss",
+    inputs=(
+        Input("embeddings", "embeddings", "[n, dim]"),
+        Input("reference_embeddings", "embeddings", "[n, teacher_dim]"),
+    ),
+    family=_FAMILY,
+    aliases=("relation_consistency", "cross_domain_correspondence"),
+    options=(Option("temperature", float, Interval(0, None, closed="neither"), doc="softmax temperature τ"),),
+    batch_coupled=True,
+)
+def relation_consistency_loss(
+    embeddings: torch.Tensor,
+    reference_embeddings: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Relation consistency: keep each example's similarity distribution over the rest of the batch.
+
+    For row ``i`` of the reference (source model or view) and of the adapted model, the distributions over the
+    other rows of the batch
+
+    .. math::
+        p_i = \operatorname{softmax}_{j \ne i}\big(\cos(r_i, r_j)/\tau\big), \qquad
+        q_i = \operatorname{softmax}_{j \ne i}\big(\cos(e_i, e_j)/\tau\big), \qquad
+        \ell_i = \mathrm{KL}(p_i \,\|\, q_i),
+
+    so the pairwise similarity *structure* of the batch is preserved while each point may move (the two inputs
+    may have different widths). The reference side is used as given (detach it for a frozen source).
+
+    Reading taken: the cross-domain-correspondence form of Ojha et al. (2021), "Few-shot Image Generation via
+    Cross-domain Correspondence" (CVPR), which the relation consistency loss of Jeon, Liu, Lee, Hong, Fu & Byun
+    (2023), "Improving Diversity in Zero-Shot GAN Adaptation with Semantic Variations" (ICCV) applies to the
+    source and adapted generators' features; their directional moment loss is not included.
+
+    Args:
+        embeddings: ``[n, dim]`` adapted model; reference_embeddings: ``[n, d_ref]`` source model.
+    Returns ``[n]`` with ``reduction="none"``, else a scalar.
+    """
+    from pairkit.losses.distill_feature import _check_features, _rows, _scatter, _unit
+
+    n = _check_features(("embeddings", "reference_embeddings"), embeddings, reference_embeddings, mask=mask,
+                        weights=weights)  # fmt: skip
+    e, r = _rows(mask, embeddings, reference_embeddings)
+    dtype = torch.float32 if e.dtype in (torch.float16, torch.bfloat16) else e.dtype
+    m = e.shape[0]
+    eye = torch.eye(m, dtype=torch.bool, device=e.device)
+
+    def log_relation(x: torch.Tensor) -> torch.Tensor:
+        x = _unit(x.to(dtype))
+        sims = (x @ x.T / temperature).masked_fill(eye, float("-inf"))
+        return torch.log_softmax(sims, dim=-1).masked_fill(eye, 0.0)
+
+    log_p, log_q = log_relation(r), log_relation(e)
+    values = (log_p.exp().masked_fill(eye, 0.0) * (log_p - log_q)).sum(-1)
+    if m < 2:  # no other row to relate to
+        values = values * 0.0
+    return reduce_loss(_scatter(values.to(e.dtype), mask, n), reduction, mask=mask, weights=weights)
