@@ -93,7 +93,9 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                                                                    if memory_limit else {})})
         try:
             try:
-                columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+                described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+                columns = [row[0] for row in described]
+                types = {row[0]: str(row[1]) for row in described}
             except duckdb.Error as exc:
                 raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot read ({exc})") from exc
             spec = {k: options[k] for k in ("winner", "loser", "a", "b", "outcome", "score_a", "score_b")
@@ -107,10 +109,13 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                     raise InputError(f"{files[0]}: no column {col!r}; columns are "
                                      f"{[c for c in columns if c != 'filename']}")
             select, key_exprs, problem = _row_sql(spec, options)
+            rows = _distinct_sql(spec, options, src, types)
             keys = (["cluster"] if cluster is not None else []) + (["a_first"] if a_first is not None else [])
             key_sql = "".join(f"CASE WHEN problem = 0 THEN {k} END AS {k}, " for k in keys)
+            # The rows are first grouped on their raw values (what DuckDB's own GROUP BY costs); names are
+            # trimmed, labels mapped and every rule checked once per distinct combination, not once per row.
             sql = f"""
-                WITH r AS (SELECT {select}, filename FROM {src}),
+                WITH r AS ({rows}),
                      p AS (SELECT *, {problem} AS problem, {"".join(k + ", " for k in key_exprs)}
                                   CASE WHEN na < nb THEN o ELSE 1 - o END AS s FROM r)
                 SELECT problem, {key_sql}
@@ -119,7 +124,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                        sum(CASE WHEN s = 1 THEN w ELSE 0 END) AS a_wins,
                        sum(CASE WHEN s = 0 THEN w ELSE 0 END) AS b_wins,
                        sum(CASE WHEN s = 0.5 THEN w ELSE 0 END) AS ties,
-                       count(*) AS n
+                       sum(_n) AS n
                 FROM p GROUP BY ALL"""
             try:
                 table = con.execute(sql).fetch_df()
@@ -141,15 +146,21 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     return _ordered(good.reset_index(drop=True))
 
 
-def _row_sql(spec: dict, options: dict) -> tuple[str, list[str], str]:
-    """The per-row SELECT list (na, nb, o, w, cluster, a_first), the key expressions and the problem code."""
+def _row_sql(spec: dict, options: dict, derived: dict | None = None) -> tuple[str, list[str], str]:
+    """The per-row SELECT list (na, nb, o, w, cluster, a_first), the key expressions and the problem code.
+
+    ``derived`` replaces the expressions of ``na``, ``nb``, ``o``, ``w`` or ``af`` (computed elsewhere)."""
     if "winner" in spec:
         na, nb = _text(spec["winner"]), _text(spec["loser"])
     else:
         na, nb = _text(spec["a"]), _text(spec["b"])
-    parts = [f"{na} AS na", f"{nb} AS nb", f"{_outcome_sql(spec, options.get('outcome_map'))} AS o"]
     weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
-    parts.append(f"TRY_CAST({_text(weight)} AS DOUBLE) AS w" if weight is not None else "1.0 AS w")
+    exprs = {"na": na, "nb": nb, "o": _outcome_sql(spec, options.get("outcome_map")),
+             "w": f"TRY_CAST({_text(weight)} AS DOUBLE)" if weight is not None else "1.0"}
+    if isinstance(a_first, str):
+        exprs["af"] = _bool_sql(a_first)
+    exprs.update(derived or {})
+    parts = [f"{exprs[k]} AS {k}" for k in ("na", "nb", "o", "w")]
     checks = ["WHEN na IS NULL OR nb IS NULL THEN 1", "WHEN o IS NULL OR isnan(o) THEN 2",
               "WHEN NOT (o >= 0 AND o <= 1) THEN 3", "WHEN o NOT IN (0, 0.5, 1) THEN 4", "WHEN na = nb THEN 5",
               "WHEN w IS NULL OR NOT isfinite(w) OR w < 0 THEN 6"]
@@ -159,7 +170,7 @@ def _row_sql(spec: dict, options: dict) -> tuple[str, list[str], str]:
     if a_first is True:
         parts.append("true AS af")
     elif a_first is not None:
-        parts.append(f"{_bool_sql(a_first)} AS af")
+        parts.append(f"{exprs['af']} AS af")
         checks.append("WHEN af IS NULL THEN 8")
     problem = "(CASE " + " ".join(checks) + " ELSE 0 END)"
     keys = []
@@ -168,6 +179,53 @@ def _row_sql(spec: dict, options: dict) -> tuple[str, list[str], str]:
     if a_first is not None:
         keys.append("CASE WHEN na < nb THEN af ELSE NOT af END AS a_first")  # on the pair in name order
     return ", ".join(parts), keys, problem
+
+
+def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str]) -> str:
+    """The query of :func:`_row_sql`'s rows, one per distinct combination of raw values, with its row count
+    ``_n``; the weight ``w`` of a combination is the sum of its rows' weights (its row count without weights).
+
+    Rows are grouped on the raw values of the columns used (the cost of DuckDB's own GROUP BY); names are then
+    trimmed and labels mapped once per distinct value of each column (a small table joined back), so no string
+    function runs once per row: the validation adds little to the counting."""
+    weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
+    used = list(dict.fromkeys(c for c in [*spec.values(), cluster, a_first if isinstance(a_first, str) else None]
+                              if c is not None and c != weight))
+    columns, extra = [_q(c) for c in used], ["count(*) AS _n"]
+    if weight is not None:
+        numeric = types.get(weight, "VARCHAR").upper() not in ("VARCHAR", "JSON", "BLOB")
+        value = f"TRY_CAST({_q(weight)} AS DOUBLE)" if numeric else f"TRY_CAST({_text(weight)} AS DOUBLE)"
+        columns.append(f"({value} IS NULL OR NOT isfinite({value}) OR {value} < 0) AS _wbad")
+        extra.append(f"sum({value}) AS _w")
+    ctes = [f"g AS (SELECT {', '.join(columns + extra)} FROM {src} GROUP BY ALL)"]
+    # Per distinct value of a column: what the rows' expressions compute from it.
+    per_value: dict[str, dict[str, str]] = {}
+    first, second = (spec["winner"], spec["loser"]) if "winner" in spec else (spec["a"], spec["b"])
+    per_value.setdefault(first, {})["na"] = _text(first)
+    per_value.setdefault(second, {})["nb"] = _text(second)
+    if "outcome" in spec:
+        per_value.setdefault(spec["outcome"], {})["o"] = _outcome_sql(spec, options.get("outcome_map"))
+    elif "score_a" in spec:
+        for key in ("score_a", "score_b"):
+            per_value.setdefault(spec[key], {})[key] = f"TRY_CAST({_text(spec[key])} AS DOUBLE)"
+    if isinstance(a_first, str):
+        per_value.setdefault(a_first, {})["af"] = _bool_sql(a_first)
+    joins, derived = [], {}
+    for k, (column, outputs) in enumerate(per_value.items()):
+        values = ", ".join(f"{expr} AS {name}" for name, expr in outputs.items())
+        ctes.append(f"m{k} AS MATERIALIZED (SELECT {_q(column)}, {values} FROM (SELECT DISTINCT {_q(column)} FROM g))")
+        # a missing value joins nothing and reads as NULL, which is what every expression gives a NULL
+        joins.append(f"LEFT JOIN m{k} ON g.{_q(column)} = m{k}.{_q(column)}")
+        derived.update({name: f"m{k}.{name}" for name in outputs})
+    if "score_a" in spec:
+        sa, sb = derived.pop("score_a"), derived.pop("score_b")
+        derived["o"] = f"(CASE WHEN {sa} > {sb} THEN 1.0 WHEN {sa} < {sb} THEN 0.0 WHEN {sa} = {sb} THEN 0.5 END)"
+    derived["w"] = "(CASE WHEN _wbad THEN NULL ELSE _w END)" if weight is not None else "CAST(_n AS DOUBLE)"
+    select, _, _ = _row_sql(spec, options, derived)
+    # _row_sql names the raw columns (cluster): read them from g, not from a joined table of the same column
+    if cluster is not None:
+        select = select.replace(f"CAST({_q(cluster)} AS VARCHAR)", f"CAST(g.{_q(cluster)} AS VARCHAR)")
+    return f"WITH {', '.join(ctes)} SELECT {select}, _n FROM g {' '.join(joins)}"
 
 
 def _report(con, src, select, problem, bad: pd.DataFrame, files, options, on_invalid) -> None:
