@@ -189,6 +189,16 @@ def wasserstein_dependency(
     return reduce_loss(marginal - joint, reduction, weights=weights)
 
 
+# the declared shape shared by the multi-view losses
+_MULTI_VIEW = dict(
+    keywords=("weights", "reduction"),
+    inputs=(VIEWS,),
+    batch_coupled=True,
+    family=_FAMILY,
+    options=(_TEMPERATURE, CHUNK_SIZE),
+)
+
+
 def _views_setup(views, temperature, weights):
     views = _check_views(views, 2)
     check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (views.shape[1],))
@@ -201,15 +211,7 @@ def _within_instance_sims(z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return torch.einsum("lnd,mnd->nlm", z, z) * scale
 
 
-@register(
-    "mv_infonce",
-    keywords=("weights", "reduction"),
-    inputs=(VIEWS,),
-    batch_coupled=True,
-    family=_FAMILY,
-    aliases=("multi_view_infonce", "mvinfonce"),
-    options=(_TEMPERATURE, CHUNK_SIZE),
-)
+@register("mv_infonce", aliases=("multi_view_infonce", "mvinfonce"), **_MULTI_VIEW)
 def mv_infonce(
     views: torch.Tensor,
     *,
@@ -248,15 +250,7 @@ def mv_infonce(
     return reduce_loss(denominator - numerator, reduction, weights=weights)
 
 
-@register(
-    "mv_dhel",
-    keywords=("weights", "reduction"),
-    inputs=(VIEWS,),
-    batch_coupled=True,
-    family=_FAMILY,
-    aliases=("multi_view_dhel", "mvdhel"),
-    options=(_TEMPERATURE, CHUNK_SIZE),
-)
+@register("mv_dhel", aliases=("multi_view_dhel", "mvdhel"), **_MULTI_VIEW)
 def mv_dhel(
     views: torch.Tensor,
     *,
