@@ -118,16 +118,18 @@ def _free_port():
 
 
 def _ddp_worker(rank, world, port, out_path):
+    """A worker as ``accelerate launch`` or ``torchrun`` start it: the environment describes the process group
+    and nobody joins it; the trainer does (``init_distributed``)."""
     import os
 
     from tests.train.tiny import CharTokenizer, TinyCausalLM
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     try:
         model = TinyCausalLM(seed=6)
         config = TrainConfig(batch_size=8, max_steps=3, lr=1e-2)
         train_preference(model, CharTokenizer(), echo_pairs(12, 4), config=config)
+        assert torch.distributed.get_world_size() == world
         if rank == 0:
             torch.save(params_of(model), out_path)
     finally:

@@ -115,7 +115,10 @@ def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
 
 def _finish(model, tokenizer, result, output: Path) -> None:
     from pairkit._io import atomic_directory
+    from pairkit.train._loop import _dist
 
+    if _dist()[0] != 0:  # data parallel (accelerate launch, torchrun): one process writes the model
+        return
     final = output / "final"
     with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous final model intact
         model.save_pretrained(tmp)

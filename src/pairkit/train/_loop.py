@@ -25,7 +25,7 @@ import torch
 from pairkit._optional import requires
 from pairkit.errors import EstimationError, InputError, PairkitWarning
 
-__all__ = ["TrainConfig", "TrainResult", "check_number"]
+__all__ = ["TrainConfig", "TrainResult", "check_number", "init_distributed"]
 
 
 def check_number(
@@ -124,6 +124,23 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def init_distributed() -> tuple[int, int]:
+    """Join the process group a launcher describes in the environment; returns ``(rank, world_size)``.
+
+    ``accelerate launch`` and ``torchrun`` start one process per worker with ``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR`` and ``MASTER_PORT`` set; with ``WORLD_SIZE`` > 1 and no process group yet, this starts one
+    (``nccl`` when CUDA is available, else ``gloo``), so every trainer runs data parallel under those launchers
+    with no code change. Already initialised, or a single process: nothing to do.
+    """
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend, rank=int(os.environ["RANK"]), world_size=world)
+    return _dist()
+
+
 def _lr_lambda(config: TrainConfig, total: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < config.warmup_steps:
@@ -174,7 +191,7 @@ def fit(
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
     rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``.
     """
-    rank, world = _dist()
+    rank, world = init_distributed()
     n = len(examples)
     if n == 0:
         raise InputError("no training examples")

@@ -29,11 +29,11 @@ from pairkit.train._inputs import data_fields, needs_token_inputs, pair_token_in
 from pairkit.train._loop import (
     TrainConfig,
     TrainResult,
-    _dist,
     call_loss,
     check_number,
     check_options,
     fit,
+    init_distributed,
     parse_loss_spec,
 )
 from pairkit.train.data import collate_sequences, encode_completion, read_records, to_listwise, to_pairs, to_unpaired
@@ -171,7 +171,7 @@ def _reference_logps(model, examples, pad_id: int, config: TrainConfig, cache_di
                 offsets = np.cumsum([0] + [len(ex["seqs"]) for ex in chunk])
                 refs += [logps[a:b].double() for a, b in zip(offsets[:-1], offsets[1:])]
         model.train(was_training)
-        if path is not None and _dist()[0] == 0:  # one writer under data parallel
+        if path is not None and init_distributed()[0] == 0:  # one writer under data parallel
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             torch.save(refs, tmp)
