@@ -1,6 +1,7 @@
 """``.. pairkit-registry:: KIND`` — a method table generated from pairkit's registries, so it cannot drift.
 
-KIND is ``rating`` (rating models), ``strategies`` (selection strategies) or ``losses`` (with ``:family:``). Each
+KIND is ``rating`` (rating models), ``strategies`` (selection strategies), ``curate`` (curation rules) or
+``losses`` (with ``:family:``). Each
 row links the registered name to the function's reference entry and shows its aliases, its declared options
 (with their valid ranges), its one-line summary and the paper cited in its docstring. When the build ends, every
 registered model, strategy and loss family must have appeared in some table, or the build warns (an error
@@ -54,7 +55,15 @@ def _strategies() -> list[Entry]:
     return _entries(strategies.STRATEGIES.specs(), "strategies")
 
 
+def _curate() -> list[Entry]:
+    import pairkit.curate as curate
+
+    return _entries(curate.RULES.specs())
+
+
 def entries(kind: str, family: str | None = None) -> list[Entry]:
+    if kind == "curate":
+        return _curate()
     if kind == "losses":
         return _losses(family)
     if kind == "rating":
@@ -67,7 +76,7 @@ def entries(kind: str, family: str | None = None) -> list[Entry]:
 def all_groups() -> set[tuple[str, str | None]]:
     import pairkit.losses as losses
 
-    return {("rating", None), ("strategies", None)} | {("losses", s.family) for s in losses.specs()}
+    return {("rating", None), ("strategies", None), ("curate", None)} | {("losses", s.family) for s in losses.specs()}
 
 
 def _paper(fn) -> str:

@@ -165,3 +165,15 @@ def test_cli_trains_reports_and_writes_a_judge_config(tmp_path, tokenizer):
     assert judge.model.config.num_labels == 2 and judge.max_length == 32
     res = CliRunner().invoke(app, [*args, "--held-out", "1.5"])
     assert res.exit_code != 0 and "--held-out must be in [0, 1)" in res.output
+
+
+def test_raw_rows_with_a_label_column_are_read_not_taken_as_parsed(tokenizer):
+    raw = [
+        {"prompt": "q", "a": "good x", "b": "bad y", "label": "b"},
+        {"prompt": "q", "a": "1", "b": "2", "label": "a"},
+    ]
+    model = classifier(tokenizer, 2)
+    res = evaluate_pairwise_judge(model, tokenizer, raw)
+    assert res["n"] == 2 and res["ties"] == 0
+    with pytest.raises(InputError, match="row 1, column 'label': outcome 'sideways'"):
+        evaluate_pairwise_judge(model, tokenizer, [{"prompt": "q", "a": "1", "b": "2", "label": "sideways"}])

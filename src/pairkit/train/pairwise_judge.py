@@ -40,6 +40,7 @@ _SWAP = [SECOND, FIRST, TIE]  # the label of the same example with the answers e
 _CONTEXT = ("prompt", "context", "question", "instruction")
 _ANSWERS = (("response_a", "response_b"), ("answer_a", "answer_b"), ("a", "b"))
 _OUTCOME = ("winner", "outcome", "label")
+_PARSED = {"context", "a", "b", "label"}  # rows as read_pairwise_judgments returns them
 
 
 def _label(value: Any, where: str) -> int:
@@ -118,7 +119,10 @@ def _num_labels(model) -> int:
 
 
 def _encoded(model, tokenizer, data, max_length: int, ties: str) -> list[dict[str, Any]]:
-    rows = data if isinstance(data, list) and data and "label" in data[0] else read_pairwise_judgments(data, ties=ties)
+    parsed = isinstance(data, list) and all(
+        isinstance(r, dict) and set(r) == _PARSED and r["label"] in (FIRST, SECOND, TIE) for r in data[:1]
+    )
+    rows = data if parsed and data else read_pairwise_judgments(data, ties=ties)
     k = _num_labels(model)
     n_ties = sum(r["label"] == TIE for r in rows)
     if n_ties and k == 2:
