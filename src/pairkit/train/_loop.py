@@ -127,7 +127,7 @@ def _dist() -> tuple[int, int]:
 def init_distributed() -> tuple[int, int]:
     """Join the process group a launcher describes in the environment; returns ``(rank, world_size)``.
 
-    ``accelerate launch`` and ``torchrun`` start one process per worker with ``RANK``, ``WORLD_SIZE``,
+    ``torchrun`` (and ``accelerate launch --multi_gpu``) start one process per worker with ``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR`` and ``MASTER_PORT`` set; with ``WORLD_SIZE`` > 1 and no process group yet, this starts one
     (``nccl`` when CUDA is available, else ``gloo``), so every trainer runs data parallel under those launchers
     with no code change. Already initialised, or a single process: nothing to do.
