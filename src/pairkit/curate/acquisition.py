@@ -99,11 +99,12 @@ def preference_certainty(policy_logps_a, ref_logps_a, policy_logps_b, ref_logps_
 def active_preference_batch(entropy, certainty, *, n_prompts: int, n_pairs: int) -> np.ndarray:
     """Indices to label: the ``n_prompts`` highest-entropy prompts, then the ``n_pairs`` most certain of them.
 
+    The hybrid acquisition of Muldrew et al. (2024), "Active Preference Learning for Large Language Models":
+
     .. math::
 
         S_1 = \\operatorname{top}_{n_1}\\, \\hat H(x_i),\\qquad S = \\operatorname{top}_{n_2,\\, i \\in S_1}\\, c_i
 
-    The hybrid acquisition of Muldrew et al. (2024), "Active Preference Learning for Large Language Models".
     ``entropy``, ``certainty``: ``[P]`` (one completion pair per prompt). Ties keep the earlier index. Returns
     ``[min(n_pairs, n_prompts, P)]`` indices in order of certainty.
     """
@@ -232,12 +233,19 @@ class DoubleThompson(_Duel):
 @rule("rucb", "bandit", Option("alpha", float, Interval(0.5, None, closed="neither"), doc="exploration (> ½)"),
       data="number of arms")  # fmt: skip
 def rucb(n_arms: int, *, alpha: float = 0.51, seed=None) -> RUCB:
-    """A :class:`RUCB` dueling bandit over ``n_arms`` arms (Zoghi et al. 2014)."""
+    """A :class:`RUCB` dueling bandit over ``n_arms`` arms.
+
+    Zoghi, Whiteson, Munos & de Rijke (2014), "Relative Upper Confidence Bound for the K-Armed Dueling Bandit
+    Problem" (ICML).
+    """
     return RUCB(n_arms, alpha=alpha, seed=seed)
 
 
 @rule("double_thompson", "bandit", Option("alpha", float, Interval(0.5, None, closed="neither"), doc="exploration"),
       data="number of arms", aliases=("dts",))  # fmt: skip
 def double_thompson(n_arms: int, *, alpha: float = 0.51, seed=None) -> DoubleThompson:
-    """A :class:`DoubleThompson` dueling bandit over ``n_arms`` arms (Wu & Liu 2016)."""
+    """A :class:`DoubleThompson` dueling bandit over ``n_arms`` arms.
+
+    Wu & Liu (2016), "Double Thompson Sampling for Dueling Bandits" (NeurIPS).
+    """
     return DoubleThompson(n_arms, alpha=alpha, seed=seed)

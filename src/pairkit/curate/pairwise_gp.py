@@ -211,7 +211,7 @@ def preference_entropy(p_a, *, eps: float = 1e-12) -> np.ndarray:
 
         H(p) = -p\\log p - (1-p)\\log(1-p),\\qquad p = P(a \\succ b)
 
-    Uncertainty sampling, Lewis & Gale (1994), "A Sequential Algorithm for Training Text Classifiers"; for
+    Lewis & Gale (1994), "A Sequential Algorithm for Training Text Classifiers" (uncertainty sampling); for
     preferences e.g. Houlsby et al. (2011), "Bayesian Active Learning for Classification and Preference
     Learning". ``p_a``: ``[n]`` probabilities (from :meth:`PairwiseGP.prob_prefer`, a reward model or a judge).
     """
