@@ -16,7 +16,9 @@ raises a :class:`~pairkit.judges.JudgeError` marked unparseable, so the cache ke
   calibrates (Jung et al. 2024);
 * :class:`DiscussionJudge` — two reviewers discuss until they agree (PRD peer discussion, Li, Patel & Du 2023);
 * :class:`PointwiseJudge` — each answer rated alone, with a checklist (WB-Score) and soft ratings from log-probs
-  (InstUPR); :func:`pointwise_shortlist` is the first stage before a pairwise rerank.
+  (InstUPR); :func:`pointwise_shortlist` is the first stage before a pairwise rerank;
+* :class:`ListwiseJudge` — k answers per call, ranked (RankGPT) or the best picked (setwise), for the
+  ``listwise`` strategy.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "ChatReply",
     "DiscussionJudge",
     "FewShotJudge",
+    "ListwiseJudge",
     "PointwiseJudge",
     "PortiaJudge",
     "SimulatedAnnotatorsJudge",
@@ -1088,3 +1091,98 @@ def pointwise_shortlist(judge: PointwiseJudge, pool, depth: int, *, context: int
 
     scores = np.array([s for s, _ in run_sync(rate_all())])
     return [items[k] for k in np.argsort(-scores, kind="stable")[:depth]]
+
+
+# ------------------------------------------------------------------------------------------------- listwise
+_LISTWISE_SYSTEM = {
+    "rank": (
+        "You are a fair and careful judge. Below are {k} AI assistants' answers to the user's question, numbered "
+        "[1] to [{k}]. Rank them from the best answer to the worst; their order, length and numbers must not "
+        'influence you. Explain briefly, then end with the full ranking in exactly this form: "Ranking: [2] > [1] '
+        '> [3]" (every number once).'
+    ),
+    "best": (
+        "You are a fair and careful judge. Below are {k} AI assistants' answers to the user's question, numbered "
+        "[1] to [{k}]. Which one answers it best? Their order, length and numbers must not influence you. Explain "
+        'briefly, then end with exactly "Best: [n]".'
+    ),
+}
+_LISTWISE_MARK = "\x00listwise"
+_NUMBERED = re.compile(r"\[(\d+)\]")
+
+
+class ListwiseJudge(ProtocolJudge):
+    """k answers per call: a full ranking (RankGPT-style listwise) or the best one (setwise "which is best").
+
+    Sun et al. (2023), "Is ChatGPT good at search? Investigating large language models as re-ranking agents"
+    (RankGPT: the permutation ``[2] > [1] > [3]``; numbers the reply leaves out are appended in the order shown,
+    and counted in the judgment's ``raw``); Zhuang et al. (2024), "A setwise approach for effective and highly
+    efficient zero-shot ranking with large language models" (``mode="best"``). A call is a
+    :class:`~pairkit.judges.Request` built by :meth:`request` (the candidates travel in it, so the judgment cache,
+    budgets and claims apply as to any judge); the order it returns is read with :meth:`order`. Selection
+    strategies (``listwise``) break each answer into pairwise decisions — every pair of a ranking
+    (``"rank"``: full breaking) or the best against each other (``"best"``) — which keeps Bradley–Terry's
+    estimates consistent under Plackett–Luce (Azari Soufiani, Parkes & Xia 2014, "Computing parametric ranking
+    models via rank-breaking"); the pairs of one call are not independent, so intervals from them are narrow.
+    """
+
+    protocol = "listwise"
+
+    def __init__(self, chat, *, mode: str = "rank", judge_id: str | None = None) -> None:
+        super().__init__(chat, verdicts="binary", judge_id=judge_id)
+        if mode not in _LISTWISE_SYSTEM:
+            raise InputError(f"mode must be 'rank' or 'best', got {mode!r}")
+        self.mode = mode
+
+    def settings(self) -> dict[str, Any]:
+        return {"mode": self.mode, "system": _LISTWISE_SYSTEM[self.mode]}
+
+    @staticmethod
+    def request(context: str, candidates: Sequence[str], reference: str | None = None) -> Request:
+        """The request asking to rank ``candidates`` (at least 2) for ``context``."""
+        if len(candidates) < 2:
+            raise InputError(f"a listwise call needs at least 2 candidates, got {len(candidates)}")
+        import json
+
+        return Request(context, json.dumps(list(candidates), ensure_ascii=False), _LISTWISE_MARK, reference=reference)
+
+    @staticmethod
+    def order(judgment: Judgment) -> list[int]:
+        """The candidates' positions (0-based), best first, from a judgment this judge returned."""
+        return [int(x) for x in judgment.verdict.split(">")]
+
+    def messages(self, context: str, candidates: Sequence[str]) -> list[dict]:
+        k = len(candidates)
+        blocks = [f"[User Question]\n{context}"]
+        blocks += [f"[{i}]\n{text}" for i, text in enumerate(candidates, start=1)]
+        return [
+            {"role": "system", "content": _LISTWISE_SYSTEM[self.mode].format(k=k)},
+            {"role": "user", "content": "\n\n".join(blocks)},
+        ]
+
+    def parse(self, text: str, k: int) -> tuple[list[int], int] | None:
+        """(positions best first, how many were missing and appended) from a reply, or None without a number."""
+        marker = "Ranking:" if self.mode == "rank" else "Best:"
+        tail = text[text.rfind(marker) :] if marker in text else text
+        seen = list(dict.fromkeys(int(n) - 1 for n in _NUMBERED.findall(tail) if 1 <= int(n) <= k))
+        if not seen:
+            return None
+        if self.mode == "best":
+            seen = seen[-1:]
+        missing = [i for i in range(k) if i not in seen]
+        return seen + missing, len(missing) if self.mode == "rank" else 0
+
+    async def _ajudge(self, request: Request) -> Judgment:
+        import json
+
+        if request.b != _LISTWISE_MARK or request.order != "ab":
+            raise InputError("ListwiseJudge answers listwise requests (ListwiseJudge.request), not pairs")
+        candidates = json.loads(request.a)
+        tally = _Tally()
+        reply = await self._ask(tally, self.messages(request.context, candidates))
+        parsed = self.parse(reply.text, len(candidates))
+        if parsed is None:
+            raise self._unparseable(tally, "ranking" if self.mode == "rank" else "best answer")
+        order, missing = parsed
+        raw = reply.text if not missing else f"{reply.text}\n[pairkit: {missing} number(s) missing, appended]"
+        return self._judgment(request, 0.5, 0.0, tally, raw=raw, verdict=">".join(map(str, order)))

@@ -20,6 +20,8 @@ checked in one place before it runs; every one is bounded even without a budget 
 ``sliding_topk``    k bubble passes of a window of 2 (PRP-sliding-K, Qin 2024)   k(n−1) calls
 ``duo_rerank``      all pairs of a short list in both orders (duoT5)             depth(depth−1)/2 pairs
 ``vs_baselines``    every item against each baseline (WB-Reward, WildBench)      items·baselines per context
+``listwise``        RankGPT sliding window (a listwise judge, or all pairs)      passes·⌈(n−w)/step + 1⌉ windows
+``kwise``           K-wise battles with UCB matchmaking (K-Sort Arena)           ``rounds`` battles (⌈2n/k⌉)
 ``active``          adaptive pairing for a leaderboard (information gain or      ``n_comparisons``
                     UCB), stops when intervals separate                          (10·n·⌈log2 n⌉)
 ==================  ===========================================================  ===============================
@@ -34,7 +36,7 @@ import numpy as np
 from scipy import special
 
 from pairkit._spec import Interval, Option, Registry, Spec, declare_options
-from pairkit.errors import InputError
+from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.base import BudgetExhausted, run_sync
 from pairkit.judges.cache import Budget, CachedJudge, JudgmentCache, check_priced
 from pairkit.select.arena import Arena, Pool, Selection
@@ -408,13 +410,18 @@ async def duo_rerank(
     shortlist = _indices(arena, "duo_rerank", "shortlist", shortlist)
 
     async def run(c: int, items: np.ndarray) -> list[int]:
-        chosen = np.array(shortlist if shortlist is not None else items, dtype=np.int64)[:depth]
-        i, j = np.triu_indices(len(chosen), 1)
-        s = await arena.compare([(c, a, b) for a, b in zip(chosen[i], chosen[j])])
-        total = np.bincount(i, s, len(chosen)) + np.bincount(j, 1 - s, len(chosen))
-        return [int(x) for x in chosen[np.argsort(-total, kind="stable")]]
+        return await _all_pairs_order(arena, c, (shortlist if shortlist is not None else items)[:depth])
 
     _single_answer(out, await _per_context(arena, run))
+
+
+async def _all_pairs_order(arena: Arena, c: int, items, *, reuse: bool = False) -> list[int]:
+    """``items`` judged in all pairs, best first by summed win probabilities (sym-sum)."""
+    chosen = np.array(items, dtype=np.int64)
+    i, j = np.triu_indices(len(chosen), 1)
+    s = await arena.compare([(c, a, b) for a, b in zip(chosen[i], chosen[j])], reuse=reuse)
+    total = np.bincount(i, s, len(chosen)) + np.bincount(j, 1 - s, len(chosen))
+    return [int(x) for x in chosen[np.argsort(-total, kind="stable")]]
 
 
 @_strategy(
@@ -463,6 +470,141 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
         half = 1.959963984540054 * r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan
         low, high = max(-1.0, r.mean() - half), min(1.0, r.mean() + half)  # rewards lie in [-1, 1]
         out.info["wb_reward"][pool.items[i]] = (float(r.mean()), float(low), float(high), len(r))
+
+
+async def _listwise(arena: Arena, judge, c: int, items: list[int]) -> list[int]:
+    """One listwise call on ``items`` in context ``c`` (through the cache and budget); its order, best first.
+
+    The answer is broken into pairwise decisions: every pair of a ranking, or the best against each other.
+    """
+    from pairkit.select.arena import Record
+
+    pool = arena.pool
+    refs = pool.references[c] if pool.references else None
+    judgment = await arena.judge.ajudge(judge.request(pool.context_text[c], [pool.text[c][i] for i in items], refs))
+    ranked = [items[k] for k in judge.order(judgment)]
+    arena.records.append(Record(c, ranked[0], ranked[1], judgment))
+    if arena.progress is not None:
+        arena.progress(1)
+    losers = range(1, len(ranked))
+    pairs = [(ranked[0], ranked[j]) for j in losers] if judge.mode == "best" else [
+        (ranked[i], ranked[j]) for i in range(len(ranked)) for j in range(i + 1, len(ranked))
+    ]  # fmt: skip
+    for winner, loser in pairs:
+        arena.decisions.append((c, winner, loser, 1.0, None))
+        arena.weights.append(1.0)
+    return ranked
+
+
+@_strategy(
+    "listwise",
+    Option("window", int, Interval(2, None), doc="candidates per listwise call"),
+    Option("step", int, _AT_LEAST_1, none=True, doc="how far the window moves (None: window // 2)"),
+    Option("passes", int, _AT_LEAST_1, doc="passes from the bottom of the list to the top"),
+)
+async def listwise(arena: Arena, out: Selection, *, window: int = 4, step: int | None = None, passes: int = 1):
+    """RankGPT's sliding window: from the end of a random order to its start, windows of ``window`` candidates,
+    moved by ``step``, are reranked — by one call each of a :class:`~pairkit.judges.ListwiseJudge`, or, with a
+    pairwise judge, by all pairs of the window (ordered by summed win probabilities, as ``duo_rerank``).
+
+    Sun et al. (2023), "Is ChatGPT good at search? Investigating large language models as re-ranking agents". One
+    pass carries the best candidate to the top (with ``step`` < ``window``); each call's answer is broken into
+    pairwise decisions, so ``leaderboard()`` works as for the pairwise strategies. Bounded by
+    ``passes``·⌈(n − window) / step + 1⌉ windows per context (a window costs one listwise call, or
+    window(window − 1)/2 pairwise ones). Best first.
+    """
+    step = step or max(1, window // 2)
+
+    async def rerank(c: int, items: list[int]) -> list[int]:
+        return await _rank_set(arena, c, items)
+
+    async def run(c: int, items: np.ndarray) -> list[int]:
+        order = [int(x) for x in arena.rng.permutation(items)]
+        width = min(window, len(order))
+        for _ in range(passes):
+            start = len(order) - width
+            while True:
+                order[start : start + width] = await rerank(c, order[start : start + width])
+                if start == 0:
+                    break
+                start = max(0, start - step)
+        return order
+
+    _single_answer(out, await _per_context(arena, run))
+
+
+async def _rank_set(arena: Arena, c: int, items: list[int]) -> list[int]:
+    """``items`` best first: one call of a :class:`~pairkit.judges.ListwiseJudge`, else all pairs (sym-sum)."""
+    from pairkit.judges.protocols import ListwiseJudge
+
+    judge = getattr(arena.judge, "inner", arena.judge)
+    if isinstance(judge, ListwiseJudge):
+        return await _listwise(arena, judge, c, items)
+    return await _all_pairs_order(arena, c, items, reuse=True)
+
+
+@_strategy(
+    "kwise",
+    Option("k", int, Interval(2, None), doc="candidates per battle"),
+    Option("rounds", int, _AT_LEAST_1, none=True, doc="battles at most (None: ceil(2n/k))"),
+    Option("exploration", float, Interval(0, None), doc="UCB exploration constant c"),
+    Option("prior", float, Interval(0, None, closed="neither"), doc="virtual games per item in each fit"),
+    Option("level", float, Interval(0, 1, closed="neither"), doc="interval coverage for the stopping rule"),
+)
+async def kwise(
+    arena: Arena,
+    out: Selection,
+    *,
+    k: int = 4,
+    rounds: int | None = None,
+    exploration: float = 1.0,
+    prior: float = 0.5,
+    level: float = 0.95,
+) -> None:
+    """K-wise battles with UCB matchmaking, as K-Sort Arena: each round the item with the highest upper confidence
+    bound meets the k − 1 items rated closest to it, and the k are ranked together.
+
+    Li et al. (2024), "K-Sort Arena: efficient and reliable benchmarking for generative models via K-wise human
+    preferences". Each battle is one call of a :class:`~pairkit.judges.ListwiseJudge` (its ranking broken into
+    pairwise decisions) or, with a pairwise judge, all pairs of the k. The probabilistic update is a Bradley–Terry
+    MAP refit after every battle (``prior`` virtual games per item; Fisher covariance for the bounds
+    :math:`\\hat\theta_i + c\\, s_i`) in place of the paper's Gaussian skill update. Stops when the adjacent
+    intervals separate or after ``rounds`` battles (default ⌈2n/k⌉). ``out.ranking``: best first by the fit.
+    """
+    import warnings
+
+    from pairkit.rating import fit_bradley_terry as _fit
+
+    def fit_bradley_terry(*args, **kwargs):  # the matchmaking fits are internal: items not met yet are expected
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PairkitWarning)
+            return _fit(*args, **kwargs)
+
+    n = arena.pool.n_items
+    k = min(k, n)
+    rounds = rounds if rounds is not None else math.ceil(2 * n / k)
+    theta, se = np.zeros(n), np.full(n, np.inf)
+    for _ in range(rounds):
+        if arena.decisions:
+            board = fit_bradley_terry(_comparisons_so_far(arena, out), prior=prior, intervals="fisher", level=level)
+            theta, se = np.asarray(board.scores), np.sqrt(np.maximum(np.diag(board.covariance), 0))
+            if _separated(theta, board.ci_low_log, board.ci_high_log, None):
+                out.stopped = "separated"
+                break
+        ucb = theta + exploration * np.where(np.isfinite(se), se, 1e6) + 1e-9 * arena.rng.random(n)
+        anchor = int(np.argmax(ucb))
+        others = [int(i) for i in np.argsort(np.abs(theta - theta[anchor]) + 1e-9 * arena.rng.random(n)) if i != anchor]
+        pool = arena.pool
+        answered = [c for c in range(len(pool.contexts)) if pool.text[c][anchor] is not None]
+        c = answered[int(arena.rng.integers(len(answered)))]  # a random prompt the anchor answered
+        battle = [anchor, *[i for i in others if pool.text[c][i] is not None][: k - 1]]
+        if len(battle) < 2:
+            continue
+        await _rank_set(arena, c, battle)
+    if arena.decisions:
+        board = fit_bradley_terry(_comparisons_so_far(arena, out), prior=prior, intervals="none")
+        out.ranking = [int(i) for i in np.argsort(-np.asarray(board.scores), kind="stable")]
+        out.winner = out.ranking[0]
 
 
 # --------------------------------------------------------------------------------------------- active
@@ -619,9 +761,7 @@ def _prepare(judge, cache, budget, reuse_reversed: bool, retry_unparseable: bool
         judge.retry_unparseable = judge.retry_unparseable or retry_unparseable
         return judge
     cache = cache if isinstance(cache, JudgmentCache) or cache is None else JudgmentCache(cache)
-    return CachedJudge(
-        judge, cache, budget=budget, reuse_reversed=reuse_reversed, retry_unparseable=retry_unparseable
-    )
+    return CachedJudge(judge, cache, budget=budget, reuse_reversed=reuse_reversed, retry_unparseable=retry_unparseable)
 
 
 async def aselect(
