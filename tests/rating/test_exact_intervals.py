@@ -112,3 +112,64 @@ def test_fisher_and_sandwich_stay_as_asked():
     # of the centre (it was the uncentred prior quantile).
     assert np.all(auto.ci_low_log[:7] <= fisher.ci_low_log[:7] + 1e-9)
     assert np.all(auto.ci_high_log[:7] >= fisher.ci_high_log[:7] - 1e-9)
+
+
+def test_row_models_conditional_matches_quadrature():
+    """Davidson's tie model with an order advantage (the generic row path): one item's conditional density,
+    others, β and ν at fixed values, against scipy quadrature on the model's probabilities written out."""
+    from pairkit.rating._exact import rows_conditional
+    from pairkit.rating._pairwise import PairwiseDesign
+    from pairkit.rating.bradley_terry import davidson_rows
+
+    i, j = np.array([0, 0, 1, 2, 3, 3]), np.array([1, 2, 2, 0, 0, 1])
+    x = np.array([[1.0], [0.0], [1.0], [1.0], [0.0], [1.0]])
+    stats = {
+        "wins_i": np.array([1.0, 0, 2, 1, 0, 1]),
+        "wins_j": np.array([0.0, 1, 0, 0, 1, 0]),
+        "ties": np.array([1.0, 0, 0, 1, 1, 0]),
+    }
+    design = PairwiseDesign(4, i, j, stats, X=x)
+    theta, beta, eta = np.array([0.3, -0.2, 0.1, 0.7]), np.array([0.4]), np.array([np.log(0.8)])
+    prior = 1.0
+    var, lo, hi = rows_conditional(theta, beta, eta, design, davidson_rows, prior=prior, level=0.9)(
+        np.array([0, 3]), np.array([1.0, 1.0])
+    )
+    nu = 0.8
+    for slot, k in enumerate((0, 3)):
+
+        def logp(t, k=k):
+            th = theta.copy()
+            th[k] = t
+            out = prior * (special.log_expit(t) + special.log_expit(-t))
+            for r in range(len(i)):
+                if k not in (i[r], j[r]):
+                    continue
+                d = th[i[r]] - th[j[r]] + beta[0] * x[r, 0]
+                den = np.exp(d / 2) + np.exp(-d / 2) + nu
+                out += (
+                    stats["wins_i"][r] * np.log(np.exp(d / 2) / den)
+                    + stats["wins_j"][r] * np.log(np.exp(-d / 2) / den)
+                    + stats["ties"][r] * np.log(nu / den)
+                )
+            return out
+
+        z = integrate.quad(lambda t: np.exp(logp(t)), -40, 40, limit=200)[0]
+        mean = integrate.quad(lambda t: t * np.exp(logp(t)), -40, 40, limit=200)[0] / z
+        second = integrate.quad(lambda t: t * t * np.exp(logp(t)), -40, 40, limit=200)[0] / z
+        assert var[slot] == pytest.approx(second - mean**2, rel=2e-3)
+        assert integrate.quad(lambda t: np.exp(logp(t)), -40, lo[slot])[0] / z == pytest.approx(0.05, abs=2e-3)
+        assert integrate.quad(lambda t: np.exp(logp(t)), -40, hi[slot])[0] / z == pytest.approx(0.95, abs=2e-3)
+
+
+def test_order_model_sparse_items_get_exact_intervals():
+    from pairkit.rating import fit_order_advantage
+
+    c = sparse_design(5, np.zeros(8))
+    c = Comparisons.from_arrays(c.a, c.b, c.outcome, items=c.items, a_first=np.arange(len(c)) % 2 == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IntervalWarning)
+        auto = fit_order_advantage(c, prior=1.0)
+        fisher = fit_order_advantage(c, prior=1.0, intervals="fisher")
+    assert auto.columns["exact_interval"].tolist() == [False] * 4 + [True] * 4
+    assert np.all(auto.se >= fisher.se * (1 - 1e-9))
+    assert auto.param_intervals["order_advantage"] == pytest.approx(fisher.param_intervals["order_advantage"])

@@ -42,7 +42,7 @@ from scipy import special
 
 from pairkit.rating._pairwise import at_least_fisher
 
-__all__ = ["SPARSE_WEIGHT", "exact_sparse_intervals"]
+__all__ = ["SPARSE_WEIGHT", "exact_note", "exact_sparse_intervals", "rows_conditional"]
 
 SPARSE_WEIGHT = 20.0
 """Items whose comparisons' total weight is at most this get exact one-dimensional intervals."""
@@ -67,6 +67,8 @@ def exact_sparse_intervals(
     level: float,
     centred_estimate: np.ndarray,
     floor: Callable[[], np.ndarray] | None = None,
+    games: np.ndarray | None = None,
+    conditional: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Widen a Bradley–Terry covariance and intervals for sparse items (see the module docstring).
 
@@ -75,14 +77,15 @@ def exact_sparse_intervals(
     included), ``cov`` the chosen covariance (its θ block centred), ``centred_estimate`` the reported ratings.
     ``floor``: a function giving a covariance no variance may fall below after both are widened alike (Fisher's,
     under ``intervals="auto"``; :func:`~pairkit.rating._pairwise.at_least_fisher`), called only when some item is
-    sparse.
+    sparse. Models other than Bradley–Terry pass ``counts=None`` with each item's comparison weight (``games``) and
+    ``conditional(idx, sd) -> (var, low, high)`` (:func:`rows_conditional`).
 
     Returns ``(cov, low, high, sparse)``: the widened covariance (θ block centred again), the interval bounds and
     the mask of items treated here. Items outside the mask keep ``centred_estimate ± z·se`` from the new covariance.
     """
     n = len(theta)
     z = special.ndtri(0.5 + level / 2)
-    games = counts.games_per_item()
+    games = counts.games_per_item() if counts is not None else np.asarray(games, dtype=float)
     sparse = games <= SPARSE_WEIGHT
     cov = np.array(cov, dtype=float, copy=True)
     if not sparse.any():
@@ -90,7 +93,10 @@ def exact_sparse_intervals(
         return cov, centred_estimate - z * se, centred_estimate + z * se, sparse
     idx = np.flatnonzero(sparse)
     laplace = 1.0 / np.maximum(information_diagonal[idx], 1e-300)
-    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace))
+    if conditional is None:
+        var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace))
+    else:
+        var, q_lo, q_hi = conditional(idx, np.sqrt(laplace))
     ratio = np.ones(len(cov))
     ratio[idx] = np.sqrt(np.maximum(1.0, var / laplace))
     cov = _scaled(cov, ratio, n)
@@ -107,6 +113,13 @@ def exact_sparse_intervals(
     low[idx] = np.minimum(low[idx], centred_estimate[idx] - z * se[idx])
     high[idx] = np.maximum(high[idx], centred_estimate[idx] + z * se[idx])
     return cov, low, high, sparse
+
+
+def exact_note(count: int) -> str:
+    """The interval note for ``count`` items treated by :func:`exact_sparse_intervals`."""
+    return (f"{count} item(s) with comparisons of total weight <= {SPARSE_WEIGHT:g}: intervals from each one's exact "
+            "conditional likelihood (times the prior), not the normal approximation, and their variance carried into "
+            "the common centre")
 
 
 def _scaled(cov: np.ndarray, ratio: np.ndarray, n: int) -> np.ndarray:
@@ -132,24 +145,73 @@ def _conditional(theta, counts, idx, prior, level, sd=None):
         keep = slot[mine] >= 0
         sides.append((slot[mine[keep]], theta[other[keep]], won[keep], lost[keep]))
     s, opp, won, lost = (np.concatenate(x) for x in zip(*sides, strict=True))
-    wins = np.bincount(s, won, len(idx))
-    losses = np.bincount(s, lost, len(idx))
-    decay = np.minimum(prior + wins, prior + losses)
-    width = GRID_TAIL / np.maximum(decay, 1e-9)
-    if sd is not None:
-        width = np.minimum(width, GRID_SDS * sd)
-    width = np.clip(width, 3.0, 400.0)
-    grid = theta[idx][:, None] + width[:, None] * np.linspace(-1.0, 1.0, GRID_POINTS)[None, :]  # items × points
-    logp = prior * (special.log_expit(grid) + special.log_expit(-grid)) if prior else np.zeros_like(grid)
+    grid = _grid(theta[idx], prior, np.bincount(s, won, len(idx)), np.bincount(s, lost, len(idx)), sd)
+    logp = _prior_logp(grid, prior)
     step = max(1, _BLOCK // GRID_POINTS)
     for start in range(0, len(s), step):  # blocks of pairs, each vectorised over the grid
         part = slice(start, start + step)
         d = grid[s[part]] - opp[part, None]
         # w·log σ(d) + l·log σ(−d) with log σ(−d) = log σ(d) − d: one log_expit per cell
         contrib = (won[part] + lost[part])[:, None] * special.log_expit(d) - lost[part, None] * d
-        rows = s[part]
-        to_items = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(len(idx), len(rows)))
-        logp += to_items @ contrib
+        logp += _to_items(s[part], len(idx)) @ contrib
+    return _summary(grid, logp, level)
+
+
+def rows_conditional(theta, beta, eta, design, model, *, prior: float, level: float):
+    """``conditional(idx, sd)`` for :func:`exact_sparse_intervals` from a row model (order advantage, tie models):
+    each sparse item's log-density on its grid is the sum of the model's per-row log-likelihoods with its own
+    strength moved along the grid and every other parameter (strengths, covariate effects β, tie parameters η) at
+    its estimate, times Newman's prior."""
+    n = len(theta)
+    base = theta[design.i] - theta[design.j] + (design.X @ beta if design.n_covariates else 0.0)
+    wins_i = design.stats["wins_i"] + design.stats.get("ties", 0) / 2
+    wins_j = design.stats["wins_j"] + design.stats.get("ties", 0) / 2
+
+    def conditional(idx: np.ndarray, sd: np.ndarray):
+        slot = np.full(n, -1)
+        slot[idx] = np.arange(len(idx))
+        side_i, side_j = np.flatnonzero(slot[design.i] >= 0), np.flatnonzero(slot[design.j] >= 0)
+        rows = np.concatenate([side_i, side_j])
+        s = np.concatenate([slot[design.i[side_i]], slot[design.j[side_j]]])
+        sign = np.concatenate([np.ones(len(side_i)), -np.ones(len(side_j))])
+        won = np.concatenate([wins_i[side_i], wins_j[side_j]])
+        lost = np.concatenate([wins_j[side_i], wins_i[side_j]])
+        grid = _grid(theta[idx], prior, np.bincount(s, won, len(idx)), np.bincount(s, lost, len(idx)), sd)
+        logp = _prior_logp(grid, prior)
+        step = max(1, _BLOCK // GRID_POINTS)
+        for start in range(0, len(rows), step):  # blocks of rows, each vectorised over the grid
+            part = slice(start, start + step)
+            r = rows[part]
+            d = base[r, None] + sign[part, None] * (grid[s[part]] - theta[idx][s[part], None])
+            stats = {k: np.repeat(v[r], GRID_POINTS) for k, v in design.stats.items()}
+            loglik = model(d.ravel(), eta, stats).loglik.reshape(len(r), GRID_POINTS)
+            logp += _to_items(s[part], len(idx)) @ loglik
+        return _summary(grid, logp, level)
+
+    return conditional
+
+
+def _grid(center: np.ndarray, prior: float, wins: np.ndarray, losses: np.ndarray, sd) -> np.ndarray:
+    """Each item's grid (items × points): see :data:`GRID_POINTS`."""
+    decay = np.minimum(prior + wins, prior + losses)
+    width = GRID_TAIL / np.maximum(decay, 1e-9)
+    if sd is not None:
+        width = np.minimum(width, GRID_SDS * sd)
+    width = np.clip(width, 3.0, 400.0)
+    return center[:, None] + width[:, None] * np.linspace(-1.0, 1.0, GRID_POINTS)[None, :]
+
+
+def _prior_logp(grid: np.ndarray, prior: float) -> np.ndarray:
+    return prior * (special.log_expit(grid) + special.log_expit(-grid)) if prior else np.zeros_like(grid)
+
+
+def _to_items(slots: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Sums rows of a (rows × points) array into their items (items × rows)."""
+    return sp.csr_matrix((np.ones(len(slots)), (slots, np.arange(len(slots)))), shape=(n_items, len(slots)))
+
+
+def _summary(grid: np.ndarray, logp: np.ndarray, level: float):
+    """Variance and ``level`` quantiles of densities given by their logs on uniform grids."""
     p = np.exp(logp - logp.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     mean = np.sum(p * grid, axis=1)

@@ -17,10 +17,12 @@ from scipy import special
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, InputError, NoMLEError, NotIdentifiedError
 from pairkit.rating._checks import check_comparisons
+from pairkit.rating._exact import exact_note, exact_sparse_intervals, rows_conditional
 from pairkit.rating._pairwise import (
     ModelFunction,
     PairwiseDesign,
     PairwiseFit,
+    covariance,
     data_information,
     fit_covariance,
     fit_pairwise,
@@ -179,6 +181,17 @@ def fit_rows_model(
     columns, notes = sparse_item_report(chosen, comparisons.items, prior)
     centred = fit.theta - fit.theta.mean()
     lo, hi = interval_bounds(centred, se_theta, chosen.prior_only, prior, level)
+    if intervals == "auto" and cov is not None and fit.information is not None:
+        # Items with few comparisons: exact conditional intervals, their variance carried into the centre.
+        cov, lo, hi, exact = exact_sparse_intervals(
+            fit.theta, None, np.asarray(fit.information.diagonal())[:n], cov, prior=prior, level=level,
+            centred_estimate=centred, games=games,
+            conditional=rows_conditional(fit.theta, fit.beta, fit.eta, design, model, prior=prior, level=level),
+            floor=(lambda: covariance(fit.information, n, gauge=prior == 0)) if method == "sandwich" else None)
+        se_theta = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
+        if exact.any():
+            columns["exact_interval"] = exact
+            notes.append(exact_note(int(exact.sum())))
     lb = Leaderboard(
         items=comparisons.items,
         scores=centred,

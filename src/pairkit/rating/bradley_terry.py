@@ -24,7 +24,7 @@ from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons, PairCounts
 from pairkit.errors import InputError, IntervalWarning, NoMLEError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, check_comparisons, intervals_option, item_names
-from pairkit.rating._exact import SPARSE_WEIGHT, exact_sparse_intervals
+from pairkit.rating._exact import exact_note, exact_sparse_intervals
 from pairkit.rating._pairwise import (
     PRIOR_ONLY_SHARE,
     PairwiseDesign,
@@ -333,10 +333,7 @@ def fit_bradley_terry(
         se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
         if exact.any():
             columns["exact_interval"] = exact
-            notes.append(
-                f"{int(exact.sum())} item(s) with comparisons of total weight <= {SPARSE_WEIGHT:g}: intervals from "
-                "each one's exact conditional likelihood (times the prior), not the normal approximation, and their "
-                "variance carried into the common centre")
+            notes.append(exact_note(int(exact.sum())))
     return Leaderboard(
         items=comparisons.items,
         scores=theta,
