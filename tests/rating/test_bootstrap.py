@@ -166,6 +166,9 @@ def test_no_mle_replicates_are_kept_and_counted_exactly():
         assert np.isinf(board.ci_high_log[lucky])
         assert np.isfinite(board.ci_high_log[:4]).all() and np.isfinite(board.ci_low_log[:4]).all()
     np.testing.assert_allclose(fast.columns["no_mle_share"], generic.columns["no_mle_share"])
+    payload = fast.to_dict()
+    row = next(r for r in payload["items"] if r["name"] == "lucky")
+    assert row["ci_high"] is None and any("'lucky'" in note for note in payload["interval"]["notes"])
     # The same replicates solved two ways; an item absent from a replicate has no value there (either is arbitrary),
     # and the generic path's refit puts its tiny prior on every item (a 1e-3 difference at most here).
     rows = np.abs(fast.samples[:, lucky] - generic.samples[:, lucky]) < 1e-3

@@ -126,11 +126,11 @@ def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed:
         unbounded = np.isinf(lo) | np.isinf(hi)
         if unbounded.any():
             names = listed_names(np.asarray(board.items, dtype=object)[unbounded])
-            warnings.warn(
-                f"{int(unbounded.sum())} item(s) ({names}) had no finite strength in more than {alpha:.1%} of the "
-                "bootstrap replicates (unbeaten or winless in the resample): their interval is unbounded on that side",
-                BootstrapWarning, stacklevel=3,
-            )
+            note = (f"{int(unbounded.sum())} item(s) ({names}) had no finite strength in more than {alpha:.1%} of the "
+                    "bootstrap replicates (unbeaten or winless in the resample): their interval is unbounded on that "
+                    "side (null in the JSON)")
+            info["interval_notes"] = [*info.get("interval_notes", []), note]  # the JSON's interval.notes
+            warnings.warn(note, BootstrapWarning, stacklevel=3)
     if by == "cluster" and comparisons is not None:
         design = PairwiseDesign(n_items=comparisons.n_items, i=comparisons.a, j=comparisons.b, stats={})
         sparse = clusters_per_item(design, comparisons.cluster, comparisons.weight) < 2
