@@ -132,3 +132,50 @@ def test_ray_counts_equal_duckdb_counts(tmp_path):
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(got, want)
+
+
+# One case per rule of the readers that the SQL path once lacked: both paths refuse the file with the same words
+# (file, row, column, value), and with on_invalid="drop" both keep the same rows.
+RULE_CASES = {
+    "duplicate header": ("x.csv", "winner,loser,winner\na,b,c\nb,c,d\n", "appears twice"),
+    "infinite score": ("x.csv", "home_team,away_team,home_score,away_score\na,b,1,2\nb,c,2,inf\nc,a,0,0\n",
+                       "score must be finite"),
+    "nested object": ("x.jsonl", '{"winner": "a", "loser": "b"}\n{"winner": {"x": 1}, "loser": "b"}\n'
+                      '{"winner": "c", "loser": "a"}\n', "JSON object or array is not an item name"),
+    "nested array label": ("x.jsonl", '{"a": "x", "b": "y", "outcome": "tie"}\n{"a": "y", "b": "z", "outcome": [1]}\n'
+                           '{"a": "z", "b": "x", "outcome": 1}\n', "JSON object or array is not an outcome"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_sql_path_checks_the_readers_rules_with_their_words(tmp_path, case):
+    name, text, words = RULE_CASES[case]
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(InputError, match=words) as by_reader:
+        read_comparisons(path)
+    with pytest.raises(InputError, match=words) as by_sql:
+        count_pairs(path)
+    assert str(by_sql.value) == str(by_reader.value)
+    if case != "duplicate header":  # a file rule: nothing to drop
+        with pytest.warns(DroppedRowsWarning):
+            rows = read_comparisons(path, on_invalid="drop")
+        with pytest.warns(DroppedRowsWarning):
+            counts = count_pairs(path, on_invalid="drop")
+        assert int(counts["n"].sum()) == len(rows) == 2
+
+
+def test_every_reader_rule_has_its_sql():
+    from pairkit.data.readers import ROW_RULES
+    from pairkit.scale._duckdb import CHECKED_AS, SQL_RULES
+
+    assert set(ROW_RULES) <= set(SQL_RULES) | set(CHECKED_AS)
+    assert set(CHECKED_AS.values()) <= set(SQL_RULES)
+
+
+def test_mixed_json_values_are_names_not_json_text(tmp_path):
+    """A JSON column holding strings and numbers has DuckDB's JSON type: its strings lose their quotes."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"winner": "a", "loser": "b"}\n{"winner": 7, "loser": "b"}\n')
+    counts = count_pairs(path)
+    assert sorted(set(counts["a"]) | set(counts["b"])) == ["7", "a", "b"]

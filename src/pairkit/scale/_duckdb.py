@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 
 import pandas as pd
 
 from pairkit._optional import requires
+from pairkit.data.readers import ROW_RULES
 from pairkit.errors import DroppedRowsWarning, InputError
 
-# Problem codes of a row, first applicable wins; 0 = valid. The readers' rules, written in SQL.
-PROBLEMS = {
-    1: "missing item name",
-    2: "missing outcome or unknown outcome label",
-    3: "outcome must be in [0, 1]",
-    4: "an outcome other than 0, 1/2 or 1 cannot be counted as a win, loss or tie",
-    5: "the item is compared with itself",
-    6: "weight must be a finite non-negative number",
-    7: "missing cluster id",
-    8: "expected a boolean (true/false/1/0)",
+PARTIAL = "an outcome other than 0, 1/2 or 1 cannot be counted as a win, loss or tie"
+
+SQL_RULES: dict[str, str] = {
+    "nested": "nested",
+    "missing_item": "na IS NULL OR nb IS NULL",
+    "missing_outcome": "o IS NULL OR isnan(o)",
+    "infinite_score": "NOT isfinite(sa) OR NOT isfinite(sb)",
+    "outcome_range": "NOT (o >= 0 AND o <= 1)",
+    "partial": "o NOT IN (0, 0.5, 1)",
+    "self": "na = nb",
+    "weight": "w IS NULL OR NOT isfinite(w) OR w < 0",
+    "missing_cluster": "cluster_raw IS NULL",
+    "boolean": "af IS NULL",
 }
+"""The readers' row rules (:data:`pairkit.data.readers.ROW_RULES`) as SQL conditions on a row's ``na, nb, o, sa,
+sb, w, cluster_raw, af, nested``, in the order they are checked (the first that applies is the row's problem;
+problem code = position + 1, 0 = valid). ``partial`` is the counting's own: a count table has no partial wins."""
+
+CHECKED_AS = {"unknown_outcome": "missing_outcome", "non_numeric": "missing_outcome"}
+"""Reader rules the SQL checks under another: an unknown label or a non-numeric score leaves no outcome."""
+
+PROBLEMS = {
+    k: PARTIAL if rule == "partial" else ROW_RULES[rule].format(what="a value")
+    + (", unknown outcome label or non-numeric score" if rule == "missing_outcome" else "")
+    for k, rule in enumerate(SQL_RULES, 1)
+}
+"""Problem code → what is wrong (the counts of dropped rows are reported with these)."""
+
+_TYPES: ContextVar[dict[str, str] | None] = ContextVar("pairkit_duckdb_types", default=None)
+"""DuckDB's type of each input column, while a query is built (JSON columns are read differently)."""
 
 _SPACE = " \t\r\n\x0b\x0c"
 
@@ -34,8 +55,33 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _raw_text(column: str) -> str:
+    """The value as text: a JSON string without its quotes (a column of mixed JSON values has DuckDB's JSON type)."""
+    if (_TYPES.get() or {}).get(column, "").upper() == "JSON":
+        return f"json_extract_string({_q(column)}, '$')"
+    return f"CAST({_q(column)} AS VARCHAR)"
+
+
 def _text(column: str) -> str:
-    return f"NULLIF(trim(CAST({_q(column)} AS VARCHAR), {_lit(_SPACE)}), '')"
+    return f"NULLIF(trim({_raw_text(column)}, {_lit(_SPACE)}), '')"
+
+
+def _nested(column: str) -> str:
+    """True where the value is a JSON object or array (never a valid name, label, cluster or flag)."""
+    kind = (_TYPES.get() or {}).get(column, "").upper()
+    if kind == "JSON":
+        return f"coalesce(json_type({_q(column)}) IN ('OBJECT', 'ARRAY'), false)"
+    if kind.startswith(("STRUCT", "MAP", "UNION")) or kind.endswith("]"):
+        return f"({_q(column)} IS NOT NULL)"
+    return "false"
+
+
+def _nested_columns(spec: dict, options: dict) -> list[str]:
+    """The columns where the readers refuse JSON objects and arrays: items, outcome labels, clusters, flags."""
+    a_first = options.get("a_first")
+    used = [spec.get(k) for k in ("winner", "loser", "a", "b", "outcome")]
+    return list(dict.fromkeys(c for c in [*used, options.get("cluster"), a_first if isinstance(a_first, str) else None]
+                              if c is not None))
 
 
 def _source(files: list[Path]) -> str:
@@ -71,6 +117,10 @@ def _outcome_sql(spec: dict, outcome_map) -> str:
         return f"(CASE {text} {cases} ELSE TRY_CAST({text} AS DOUBLE) END)"
     sa = f"TRY_CAST({_text(spec['score_a'])} AS DOUBLE)"
     sb = f"TRY_CAST({_text(spec['score_b'])} AS DOUBLE)"
+    return _scores_outcome(sa, sb)
+
+
+def _scores_outcome(sa: str, sb: str) -> str:
     return f"(CASE WHEN {sa} > {sb} THEN 1.0 WHEN {sa} < {sb} THEN 0.0 WHEN {sa} = {sb} THEN 0.5 END)"
 
 
@@ -88,6 +138,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     from pairkit.data.readers import _detect_shape, _mode, _Source
 
     src = _source(files)
+    _check_headers(files)
     with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
         con = duckdb.connect(config={"temp_directory": spill, **({"memory_limit": memory_limit}
                                                                    if memory_limit else {})})
@@ -108,8 +159,12 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 if col is not None and col not in columns:
                     raise InputError(f"{files[0]}: no column {col!r}; columns are "
                                      f"{[c for c in columns if c != 'filename']}")
-            select, key_exprs, problem = _row_sql(spec, options)
-            rows = _distinct_sql(spec, options, src, types)
+            token = _TYPES.set(types)
+            try:
+                select, key_exprs, problem = _row_sql(spec, options)
+                rows = _distinct_sql(spec, options, src, types)
+            finally:
+                _TYPES.reset(token)
             keys = (["cluster"] if cluster is not None else []) + (["a_first"] if a_first is not None else [])
             key_sql = "".join(f"CASE WHEN problem = 0 THEN {k} END AS {k}, " for k in keys)
             # The rows are first grouped on their raw values (what DuckDB's own GROUP BY costs); names are
@@ -156,22 +211,27 @@ def _row_sql(spec: dict, options: dict, derived: dict | None = None) -> tuple[st
         na, nb = _text(spec["a"]), _text(spec["b"])
     weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
     exprs = {"na": na, "nb": nb, "o": _outcome_sql(spec, options.get("outcome_map")),
-             "w": f"TRY_CAST({_text(weight)} AS DOUBLE)" if weight is not None else "1.0"}
+             "w": f"TRY_CAST({_text(weight)} AS DOUBLE)" if weight is not None else "1.0",
+             "nested": " OR ".join(_nested(c) for c in _nested_columns(spec, options))}
+    scores = "score_a" in spec
+    if scores:
+        exprs["sa"], exprs["sb"] = (f"TRY_CAST({_text(spec[k])} AS DOUBLE)" for k in ("score_a", "score_b"))
     if isinstance(a_first, str):
         exprs["af"] = _bool_sql(a_first)
     exprs.update(derived or {})
-    parts = [f"{exprs[k]} AS {k}" for k in ("na", "nb", "o", "w")]
-    checks = ["WHEN na IS NULL OR nb IS NULL THEN 1", "WHEN o IS NULL OR isnan(o) THEN 2",
-              "WHEN NOT (o >= 0 AND o <= 1) THEN 3", "WHEN o NOT IN (0, 0.5, 1) THEN 4", "WHEN na = nb THEN 5",
-              "WHEN w IS NULL OR NOT isfinite(w) OR w < 0 THEN 6"]
+    parts = [f"{exprs[k]} AS {k}" for k in ("na", "nb", "o", "w", "nested", *(("sa", "sb") if scores else ()))]
+    skip = set() if scores else {"infinite_score"}
     if cluster is not None:
-        parts.append(f"CAST({_q(cluster)} AS VARCHAR) AS cluster_raw")
-        checks.append("WHEN cluster_raw IS NULL THEN 7")
+        parts.append(f"{_raw_text(cluster)} AS cluster_raw")
+    else:
+        skip.add("missing_cluster")
     if a_first is True:
         parts.append("true AS af")
     elif a_first is not None:
         parts.append(f"{exprs['af']} AS af")
-        checks.append("WHEN af IS NULL THEN 8")
+    if not isinstance(a_first, str):
+        skip.add("boolean")
+    checks = [f"WHEN {cond} THEN {code}" for code, (rule, cond) in enumerate(SQL_RULES.items(), 1) if rule not in skip]
     problem = "(CASE " + " ".join(checks) + " ELSE 0 END)"
     keys = []
     if cluster is not None:
@@ -206,10 +266,12 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str]) ->
     if "outcome" in spec:
         per_value.setdefault(spec["outcome"], {})["o"] = _outcome_sql(spec, options.get("outcome_map"))
     elif "score_a" in spec:
-        for key in ("score_a", "score_b"):
-            per_value.setdefault(spec[key], {})[key] = f"TRY_CAST({_text(spec[key])} AS DOUBLE)"
+        for key, name in (("score_a", "sa"), ("score_b", "sb")):
+            per_value.setdefault(spec[key], {})[name] = f"TRY_CAST({_text(spec[key])} AS DOUBLE)"
     if isinstance(a_first, str):
         per_value.setdefault(a_first, {})["af"] = _bool_sql(a_first)
+    for k, column in enumerate(_nested_columns(spec, options)):
+        per_value.setdefault(column, {})[f"nested{k}"] = _nested(column)
     joins, derived = [], {}
     for k, (column, outputs) in enumerate(per_value.items()):
         values = ", ".join(f"{expr} AS {name}" for name, expr in outputs.items())
@@ -218,14 +280,26 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str]) ->
         joins.append(f"LEFT JOIN m{k} ON g.{_q(column)} = m{k}.{_q(column)}")
         derived.update({name: f"m{k}.{name}" for name in outputs})
     if "score_a" in spec:
-        sa, sb = derived.pop("score_a"), derived.pop("score_b")
-        derived["o"] = f"(CASE WHEN {sa} > {sb} THEN 1.0 WHEN {sa} < {sb} THEN 0.0 WHEN {sa} = {sb} THEN 0.5 END)"
+        derived["o"] = _scores_outcome(derived["sa"], derived["sb"])
+    derived["nested"] = " OR ".join(derived.pop(name) for name in list(derived) if name.startswith("nested"))
     derived["w"] = "(CASE WHEN _wbad THEN NULL ELSE _w END)" if weight is not None else "CAST(_n AS DOUBLE)"
     select, _, _ = _row_sql(spec, options, derived)
     # _row_sql names the raw columns (cluster): read them from g, not from a joined table of the same column
     if cluster is not None:
-        select = select.replace(f"CAST({_q(cluster)} AS VARCHAR)", f"CAST(g.{_q(cluster)} AS VARCHAR)")
+        select = select.replace(f"{_raw_text(cluster)} AS cluster_raw", f"{_raw_text(cluster)} AS cluster_raw".replace(
+            _q(cluster), f"g.{_q(cluster)}"))
     return f"WITH {', '.join(ctes)} SELECT {select}, _n FROM g {' '.join(joins)}"
+
+
+def _check_headers(files: list[Path]) -> None:
+    """The readers' file rule: a CSV/TSV header must not repeat a name (DuckDB would rename the copy ``x_1``)."""
+    from pairkit.data.readers import check_csv_header
+    from pairkit.scale.counts import file_kind
+
+    for path in files:
+        kind = file_kind(path)
+        if kind in ("csv", "tsv"):
+            check_csv_header(path, "\t" if kind == "tsv" else ",", str(path))
 
 
 def _report(con, src, select, problem, bad: pd.DataFrame, files, options, on_invalid) -> None:
@@ -240,7 +314,7 @@ def _report(con, src, select, problem, bad: pd.DataFrame, files, options, on_inv
     inner = f"SELECT {select}, filename FROM {src}"
     where = con.execute(f"SELECT filename FROM ({inner}) WHERE {problem} = {code} LIMIT 1").fetchone()
     path = where[0] if where else str(files[0])
-    if code != 4:
+    if list(SQL_RULES)[code - 1] != "partial":
         from pairkit.data.readers import read_comparisons
 
         read_comparisons(path, **options)  # raises with the file, row, column and value
