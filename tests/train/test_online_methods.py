@@ -378,3 +378,15 @@ def test_policy_gradient_methods_run_without_a_kl_term(tokenizer, method):
                         beta=0.0, config=TrainConfig(lr=1e-2, batch_size=3),
                         online=OnlineConfig(rounds=1, prompts_per_round=2, k=3, max_new_tokens=4))  # fmt: skip
     assert math.isfinite(hist[0]["loss"]) and hist[0]["trained_sequences"] > 0
+
+
+@pytest.mark.parametrize(("method", "beta"), [("grpo", 0.0), ("rloo", 0.0), ("sppo", 1.0)])
+def test_judged_sample_methods_raise_the_judge_win_rate(tokenizer, method, beta):
+    """Fixed seeds, the scripted judge of the online DPO test: measured 1.0 after 10 rounds for all three."""
+    from tests.train.test_online import EVAL
+
+    hist = train_online(build_model(tokenizer), tokenizer, PROMPTS, CallableJudge(prefers_a), method=method,
+                        beta=beta, config=TrainConfig(lr=2e-2, batch_size=8, seed=0), eval_prompts=EVAL,
+                        online=OnlineConfig(rounds=10, prompts_per_round=8, k=4, max_new_tokens=8,
+                                            eval_every=10))  # fmt: skip
+    assert hist[-1]["win_rate"] >= 0.8
