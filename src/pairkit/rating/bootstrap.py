@@ -353,14 +353,19 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
         (np.concatenate([np.ones(k), -np.ones(k)]), (np.concatenate([pairs.i, pairs.j]), np.tile(np.arange(k), 2))),
         shape=(n, k),
     )
+    differences = incidence.T.tocsr()  # differences @ θ = θ_i − θ_j for every pair and replicate at once
     design = PairwiseDesign(n, pairs.i, pairs.j, {"wins_i": pairs.wins_i, "wins_j": pairs.wins_j})
 
     def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b = wl.shape[1]
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         converged = np.zeros(b, dtype=bool)
+        games = wl + wh
         for _ in range(max_iter):
-            r = wl - (wl + wh) * special.expit(theta[pairs.i] - theta[pairs.j])
+            # r = wl − (wl + wh) σ(θ_i − θ_j), in place on one pairs × b array (a sparse product, no gathers)
+            r = special.expit(differences @ theta)
+            r *= games
+            np.subtract(wl, r, out=r)
             grad = np.asarray(incidence @ r)
             if prior:
                 grad += prior * (1 - 2 * special.expit(theta))
