@@ -8,7 +8,7 @@ and the frozen-embedding linear reward head of ``bench_reward_model.py``. Report
 Clopper–Pearson 95% interval, the binomial test against chance and position consistency (how often the two
 orders of one pair give the same verdict before averaging).
 
-    python benchmarks/bench_pairwise_judge.py [--pairs 1500] [--epochs 2] [--max-length 128]
+    python benchmarks/bench_pairwise_judge.py [--pairs 1500] [--epochs 2] [--max-length 96] [--train-pairs N]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--symmetry", type=float, default=1.0)
