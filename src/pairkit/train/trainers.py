@@ -74,6 +74,7 @@ class SparseMaskHead(torch.nn.Module):
         torch.nn.init.ones_(self.proj.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Mask values ``[n]`` (≥ 0) for final hidden states ``[n, hidden]``."""
         return torch.relu(self.proj(hidden.to(self.proj.weight.dtype))).squeeze(-1)
 
 
