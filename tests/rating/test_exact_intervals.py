@@ -173,3 +173,20 @@ def test_order_model_sparse_items_get_exact_intervals():
     assert auto.columns["exact_interval"].tolist() == [False] * 4 + [True] * 4
     assert np.all(auto.se >= fisher.se * (1 - 1e-9))
     assert auto.param_intervals["order_advantage"] == pytest.approx(fisher.param_intervals["order_advantage"])
+
+
+def test_davidson_sparse_items_get_exact_intervals():
+    """fit_bradley_terry(ties="davidson") goes through the row path (its density is checked against quadrature
+    above): sparse items flagged, never narrower than Fisher, the tie parameter's interval unchanged."""
+    c = sparse_design(8, np.zeros(8))
+    y = c.outcome.copy()
+    y[::7] = 0.5  # some ties
+    c = Comparisons.from_arrays(c.a, c.b, y, items=c.items)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IntervalWarning)
+        auto = fit_bradley_terry(c, ties="davidson", prior=1.0)
+        fisher = fit_bradley_terry(c, ties="davidson", prior=1.0, intervals="fisher")
+    assert auto.columns["exact_interval"].tolist() == [False] * 4 + [True] * 4
+    assert np.all(auto.se >= fisher.se * (1 - 1e-9))
+    assert np.all(auto.ci_high_log[:7] - auto.ci_low_log[:7] >= fisher.ci_high_log[:7] - fisher.ci_low_log[:7] - 1e-9)
+    assert auto.param_intervals["tie_nu"] == pytest.approx(fisher.param_intervals["tie_nu"])

@@ -24,7 +24,7 @@ from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons, PairCounts
 from pairkit.errors import InputError, IntervalWarning, NoMLEError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, check_comparisons, intervals_option, item_names
-from pairkit.rating._exact import exact_note, exact_sparse_intervals
+from pairkit.rating._exact import exact_note, exact_sparse_intervals, rows_conditional
 from pairkit.rating._pairwise import (
     PRIOR_ONLY_SHARE,
     PairwiseDesign,
@@ -325,10 +325,14 @@ def fit_bradley_terry(
         notes.append(chosen.se_note)
         warnings.warn(chosen.se_note, IntervalWarning, stacklevel=2)
     lo, hi = interval_bounds(theta, se, chosen.prior_only, prior, level)
-    if intervals == "auto" and cov is not None and not davidson and fit.information is not None:
+    if intervals == "auto" and cov is not None and fit.information is not None:
+        tie_conditional = None  # Davidson: the tie model's own rows, ν at its estimate
+        if davidson:
+            tie_conditional = rows_conditional(fit.theta, fit.beta, fit.eta, design, davidson_rows, prior=prior,
+                                               level=level)
         cov, lo, hi, exact = exact_sparse_intervals(
-            fit.theta, counts, np.asarray(fit.information.diagonal())[:n], cov, prior=prior, level=level,
-            centred_estimate=theta,
+            fit.theta, None if davidson else counts, np.asarray(fit.information.diagonal())[:n], cov, prior=prior,
+            level=level, centred_estimate=theta, games=counts.games_per_item(), conditional=tie_conditional,
             floor=(lambda: covariance(fit.information, n, gauge=prior == 0)) if method == "sandwich" else None)
         se = np.sqrt(np.clip(np.diag(cov)[:n], 0, None))
         if exact.any():
