@@ -97,7 +97,6 @@ from pairkit.rating.weng_lin import (
 
 __all__ = [
     "BootstrapWarning",
-    "REPLICATE_PRIOR",
     "DEFAULT_MODELS",
     "ELO_FACTOR",
     "LOG_STRENGTH",
@@ -107,6 +106,7 @@ __all__ = [
     "ModelComparison",
     "PairPredictor",
     "Predictor",
+    "REPLICATE_PRIOR",
     "UnidentifiedMatchupWarning",
     "WENG_LIN_MODELS",
     "bayeselo_elo_scale",
@@ -125,10 +125,10 @@ __all__ = [
     "count_intransitive_triads",
     "davidson_predictor",
     "davidson_rows",
+    "divergent_items",
     "duot5_scores",
     "elo_ratings",
     "enhanced_borda_scores",
-    "divergent_items",
     "fit_bayeselo",
     "fit_bayeselo_defaults",
     "fit_blade_chest",
