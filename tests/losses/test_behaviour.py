@@ -80,8 +80,10 @@ BUILDERS = {
     "similarity": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
     "step_index": lambda g, s, scale, d: torch.randint(0, 3, s, generator=g),
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
+    "denoising_errors": lambda g, s, scale, d: _normal(g, s, scale, d).abs(),
 }
 SCALED = {
+    "denoising_errors",
     "logps",
     "token_logps",
     "scores",
@@ -310,7 +312,8 @@ def test_mismatched_shapes_raise(name):
 # stop-gradient by design (as in the papers/peers): a detached weight, target or gate makes finite differences
 # disagree with the (intended) analytic gradient
 STOP_GRADIENT = {
-    "aldr_kl_loss", "circle", "cwcl", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss", "uskd_loss",
+    "aldr_kl_loss", "circle", "cwcl", "diffusion_kto", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss",
+    "uskd_loss",
     "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo",
 }  # fmt: skip
 NOT_GRADCHECKED = STOP_GRADIENT

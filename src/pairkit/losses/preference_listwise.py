@@ -164,6 +164,14 @@ def lipo_loss(
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
     s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
+    return _lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)
+
+
+def _lambda_pair_logistic(s, labels, valid, lambda_weights: bool, weights, reduction: Reduction) -> torch.Tensor:
+    """The (lambda-weighted) logistic loss summed over the ordered pairs of each list with ``labels`` i > j.
+
+    Shared by LiPO-λ and RankDPO; ``s``, ``labels``, ``valid`` ``[batch, list]``. Returns one value per list.
+    """
     pair_ok = (labels[..., :, None] > labels[..., None, :]) & valid[..., :, None] & valid[..., None, :]
     pair_loss = -F.logsigmoid(s[..., :, None] - s[..., None, :])
     if lambda_weights:
