@@ -66,7 +66,7 @@ ERRORS_LIST_REF = (
 )
 DIFFUSION_BETA = Option("beta", float, POSITIVE, doc="inverse temperature β (timestep weighting T·ω(λ_t) folded in)")
 TIME_SCALE = keyword(
-    "time_scale", "stds", doc="per-sample factor multiplying β inside the sigmoid (e.g. (1 - t)**2 for Flow-DPO's β_t)"
+    "time_scale", "stds", doc="per-pair factor β_t/β multiplying β inside the sigmoid (a timestep-dependent β_t)"
 )
 
 
@@ -151,10 +151,10 @@ def flow_dpo_loss(
         \\qquad e = \\lVert v - v_\\theta(x_t, t)\\rVert^2,\\quad v = \\epsilon - x_0,\\quad
         x_t = (1 - t)\\,x_0 + t\\,\\epsilon
 
-    Liu et al. (2025), "Improving Video Generation with Human Feedback" (Flow-DPO). Reading taken: the paper
-    derives a timestep-dependent :math:`\\beta_t = \\beta(1 - t)^2` from the correspondence with Diffusion-DPO and
-    trains with a constant β; the constant is the default here, and ``time_scale`` = :math:`(1 - t)^2` per pair
-    gives :math:`\\beta_t`. Numerically this is :func:`diffusion_dpo_loss` on velocity errors.
+    Liu et al. (2025), "Improving Video Generation with Human Feedback" (Flow-DPO), derived from Diffusion-DPO
+    with the noise-prediction errors replaced by velocity errors. Reading taken: β is one constant, as in
+    Diffusion-DPO; where a timestep-dependent :math:`\beta_t` is wanted, ``time_scale`` (``[batch]``) gives
+    :math:`\beta_t/\beta` per pair. Numerically this is :func:`diffusion_dpo_loss` on velocity errors.
 
     Args: four ``[batch]`` per-sample velocity errors. Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
