@@ -2,7 +2,7 @@
 
 Each step noises the winner and the loser of every pair with the same noise and timestep, takes the per-sample
 denoising errors of the model and of the frozen reference, and applies a registered loss of the ``diffusion``
-family (:mod:`pairkit.losses.diffusion`) through the shared loop (:func:`~pairkit.train.fit`).
+family (:mod:`pairkit.losses.diffusion`) through the shared training loop of the other trainers.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def train_diffusion_preference(
     diffusers scheduler: ``add_noise``, ``config.num_train_timesteps``, ``config.prediction_type`` "epsilon" or
     "v_prediction"; default ``DDPMScheduler()``, which needs the ``diffusion`` extra) with integer timesteps.
     Winner and loser share the noise and the timestep, as in diffusers' Diffusion-DPO example.
-    Returns the :class:`~pairkit.train.TrainResult` of :func:`~pairkit.train.fit`.
+    Returns the :class:`~pairkit.train.TrainResult` of the shared training loop.
     """
     if loss not in _PAIR_LOSSES:
         raise InputError(f"loss must be one of {_PAIR_LOSSES} (pairs of samples), got {loss!r}")
