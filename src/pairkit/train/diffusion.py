@@ -72,7 +72,7 @@ def train_diffusion_preference(
     diffusers scheduler: ``add_noise``, ``config.num_train_timesteps``, ``config.prediction_type`` "epsilon" or
     "v_prediction"; default ``DDPMScheduler()``, which needs the ``diffusion`` extra) with integer timesteps.
     Winner and loser share the noise and the timestep, as in diffusers' Diffusion-DPO example.
-    Returns the ``TrainResult`` of the shared training loop (steps, metrics, output directory).
+    Returns the ``TrainResult`` of the shared training loop (per-step metrics, final step, output directory).
     """
     if loss not in _PAIR_LOSSES:
         raise InputError(f"loss must be one of {_PAIR_LOSSES} (pairs of samples), got {loss!r}")
