@@ -137,6 +137,14 @@ def _inverse_temperature(temperature, like: torch.Tensor) -> torch.Tensor:
     return 1.0 / t
 
 
+# queries, keys (e.g. label embeddings) and each query's multi-hot positive keys
+_MULTI_POSITIVE = (
+    Input("query", "embeddings", "[n, dim]"),
+    Input("keys", "embeddings", "[m, dim]"),
+    Input("targets", "binary", "[n, m]"),
+)
+
+
 def _check_targets(targets, n: int, m: int, device) -> torch.Tensor:
     """Multi-hot positives [N, M] (bool or 0/1) as a bool tensor."""
     targets = torch.as_tensor(targets, device=device)
@@ -665,11 +673,7 @@ def _check_ma_buffer(log_u, indices, n: int, gamma: float) -> torch.Tensor:
 @register(
     "decoupled_softmax",
     keywords=_UNMASKED,
-    inputs=(
-        Input("query", "embeddings", "[n, dim]"),
-        Input("keys", "embeddings", "[m, dim]"),
-        Input("targets", "binary", "[n, m]"),
-    ),
+    inputs=_MULTI_POSITIVE,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("dexml", "decoupled_softmax_loss"),
@@ -743,11 +747,7 @@ def _soft_topk_log_probs(z: torch.Tensor, k: int, alpha: float, n_iter: int) -> 
 @register(
     "dexml_topk",
     keywords=_UNMASKED,
-    inputs=(
-        Input("query", "embeddings", "[n, dim]"),
-        Input("keys", "embeddings", "[m, dim]"),
-        Input("targets", "binary", "[n, m]"),
-    ),
+    inputs=_MULTI_POSITIVE,
     batch_coupled=True,
     family=_FAMILY,
     aliases=("soft_topk", "dexml_soft_topk"),
