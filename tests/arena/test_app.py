@@ -253,3 +253,35 @@ def test_reveal_shows_the_models_after_the_vote(arena):
         last = store.votes()[-1]
         page = c.get(f"/a/{tokens['alice']}").text
         assert f"A was <b>{last['left_id']}</b>, B was <b>{last['right_id']}</b>" in page
+
+
+def test_k_wise_battle_through_the_web_app(tmp_path):
+    """`--k 3`: the page shows three answers with rank selectors; a ranking posted as form fields is stored as its
+    pairwise votes and moves the leaderboard; a pair vote on a battle is refused with a clear message."""
+    from fastapi.testclient import TestClient
+
+    rows = candidate_rows(n_items=4)
+    store = VoteStore(tmp_path / "k.sqlite")
+    store.set_candidates(rows)
+    token = store.add_annotator("ann")
+    admin = store.new_admin_token()
+    app = create_app(store, PairChooser(Pool.from_records(rows), "round_robin", k=3, seed=0), ArenaSettings())
+    with TestClient(app) as c:
+        page = c.get(f"/a/{token}")
+        assert page.text.count('<select name="rank" required>') == 3 and 'action="/a/' in page.text
+        s = state(c, token)
+        answers = s["assignment"]["answers"]
+        assert len(answers) == 3 and s["assignment"]["left"] == answers[0]
+        wrong = c.post(f"/a/{token}/vote", data={"vote_id": s["assignment"]["id"], "outcome": "left",
+                                                 "csrf": s["csrf"]}, headers=JSON)
+        assert wrong.status_code == 400 and "rank them instead" in wrong.json()["error"]
+        bad = c.post(f"/a/{token}/rank", data={"vote_id": s["assignment"]["id"], "rank": ["1", "9", "2"],
+                                                "csrf": s["csrf"]}, headers=JSON)
+        assert bad.status_code == 400 and "1..3" in bad.json()["error"]
+        ok = c.post(f"/a/{token}/rank", data={"vote_id": s["assignment"]["id"], "rank": ["3", "1", "2"],
+                                               "csrf": s["csrf"]})
+        assert ok.status_code == 200  # redirected to the next battle
+        assert state(c, token)["done"] == 1
+        board = c.get(f"/admin/{admin}/leaderboard.json").json()
+        assert board["n_votes"] == 3
+    store.close()

@@ -225,3 +225,42 @@ def test_ucb_plays_the_highest_bound_against_the_closest_rating():
         assert sorted((int(i), int(j))) == sorted(expected)
     chooser = PairChooser(pool(), "ucb", seed=0)
     assert chooser.next(0, [], [], []) is not None  # no votes yet: round robin
+
+
+def test_battles_of_k_answers_are_ranked_stored_as_pairs_and_undone_whole(store):
+    """K-wise battles: k distinct candidates of one prompt; a ranking becomes its k(k-1)/2 pairwise votes in one
+    transaction (ties for equal ranks), counts once towards the quota, is idempotent and is undone whole."""
+    from pairkit.arena import VoteTally
+
+    chooser = PairChooser(pool(), "round_robin", k=4, seed=0)
+    who = add(store, "a")
+    p = chooser.next(who, store.votes(), store.pending(), store.annotator_pairs(who))
+    shown = [chooser.pool.items[m] for m in (p.left, p.right, *p.more)]
+    assert len(shown) == 4 == len(set(shown))
+    context = chooser.pool.contexts[p.context]
+    a = store.assign(who, context, shown[0], shown[1], more=shown[2:])
+    assert a.is_battle and store.open_assignment(who).items == tuple(shown)
+    with pytest.raises(InputError, match="rank them instead"):
+        store.record_vote(a.id, who, "left")
+    for bad in ([1, 2, 3], [1, 2, 3, 5], ["x", 1, 2, 3]):
+        with pytest.raises(InputError, match="rank"):
+            store.record_ranking(a.id, who, bad)
+    assert store.record_ranking(a.id, who, [2, 1, 3, 1]) is True
+    assert store.record_ranking(a.id, who, [2, 1, 3, 1]) is False  # submitted twice: harmless
+    votes = store.votes()
+    assert len(votes) == 6 and store.n_votes(who) == 1
+    got = {(v["left_id"], v["right_id"]): v["outcome"] for v in votes}
+    ranks = dict(zip(shown, [2, 1, 3, 1]))
+    for (left, right), outcome in got.items():
+        want = "left" if ranks[left] < ranks[right] else "right" if ranks[left] > ranks[right] else "tie"
+        assert outcome == want and shown.index(left) < shown.index(right)
+    tally = VoteTally(chooser.pool).sync(store)
+    assert tally.counts.sum() == 12
+    again = store.undo_last(who)
+    assert again.items == tuple(shown) and store.votes() == [] and store.n_votes(who) == 0
+    assert VoteTally(chooser.pool).sync(store).counts.sum() == 0
+    with pytest.raises(InputError, match="was undone"):
+        store.record_ranking(a.id, who, [1, 2, 3, 4])
+    assert store.record_ranking(again.id, who, [1, 2, 3, 4]) is True and store.n_votes(who) == 1
+    with pytest.raises(InputError, match="--k"):
+        PairChooser(pool(), "round_robin", k=6)  # more answers than candidates

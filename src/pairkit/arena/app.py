@@ -15,7 +15,7 @@ import asyncio
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pairkit._optional import requires
 from pairkit.arena.board import annotator_stats, leaderboard_summary
@@ -184,6 +184,7 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
                 pool.items[proposal.right],
                 kind=proposal.kind,
                 expected=proposal.expected,
+                more=[pool.items[m] for m in proposal.more],
             )
 
     def vote_state(token: str, who: Annotator) -> dict[str, Any]:
@@ -210,6 +211,7 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
             "reference": pool.references[c] if pool.references else None,
             "left": texts[(a.context_id, a.left_id)],
             "right": texts[(a.context_id, a.right_id)],
+            "answers": [texts[(a.context_id, item)] for item in a.items] if a.is_battle else None,
         }
         return state
 
@@ -249,6 +251,27 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         label, strength = OUTCOME_CHOICES[outcome]
         params = {k: v for k, v in who.params.items() if k in PROLIFIC_PARAMS}
         stored = store.record_vote(vote_id, who.id, label, strength=strength, reason=reason.strip(), params=params)
+        if wants_json(request):
+            return {"stored": stored, "vote_id": vote_id}
+        return RedirectResponse(f"/a/{token}", status_code=303)
+
+    @app.post("/a/{token}/rank")
+    def rank(
+        token: str,
+        request: Request,
+        rank: Annotated[list[str], Form(max_length=8)],  # at most 8 answers per battle
+        vote_id: str = Form(..., max_length=64),
+        csrf: str = Form(..., max_length=128),
+        reason: str = Form("", max_length=100_000),
+    ):
+        """The ranking of a K-wise battle: one ``rank`` field per answer, in the order shown (1 = best)."""
+        who = annotator(token)
+        if not store.check_csrf(str(who.id), csrf):
+            raise _Forbidden("the form's CSRF token is not valid for this link; reload the page and rank again")
+        if len(reason) > settings.max_reason:
+            raise ArenaError(f"the reason has {len(reason)} characters; at most {settings.max_reason} are kept")
+        params = {k: v for k, v in who.params.items() if k in PROLIFIC_PARAMS}
+        stored = store.record_ranking(vote_id, who.id, rank, reason=reason.strip(), params=params)
         if wants_json(request):
             return {"stored": stored, "vote_id": vote_id}
         return RedirectResponse(f"/a/{token}", status_code=303)

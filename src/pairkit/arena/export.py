@@ -70,7 +70,8 @@ def comparisons_frame(
 
     Columns ``a, b, outcome, a_first, context_id`` (readable by ``pairkit rank --a a --b b --outcome outcome
     --a-first a_first --cluster context_id``) plus ``label`` (left/right/tie/both_bad), ``strength``,
-    ``annotator``, ``vote_id`` and ``voted_at``. LLM judges' votes only with ``judges=True``.
+    ``annotator``, ``vote_id``, ``battle`` (shared by the pairwise votes of one K-wise ranking: ``--cluster battle``
+    treats them as dependent) and ``voted_at``. LLM judges' votes only with ``judges=True``.
     """
     if not 0 <= both_bad <= 1:
         raise InputError(f"--both-bad must be in [0, 1] (the outcome a 'both bad' vote counts as); got {both_bad}")
@@ -87,6 +88,7 @@ def comparisons_frame(
             "strength": d["strength"].astype("int64"),
             "annotator": d["annotator"].astype(str),
             "vote_id": d["vote_id"].astype(str),
+            "battle": d["vote_id"].astype(str).str.split("/", n=1).str[0],  # the pairs of one K-wise ranking
             "voted_at": pd.to_datetime(d["voted_at"], unit="s", utc=True),
         }
     )

@@ -43,6 +43,7 @@ class Proposal:
     right: int
     kind: str = "normal"
     expected: str | None = None
+    more: tuple[int, ...] = ()  # further items shown in a K-wise battle, after left and right
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,8 @@ class PairChooser:
         gold: pairs with a known answer; shown with probability ``gold_rate`` (each at most once per annotator).
         repeat_rate: probability of re-showing one of the annotator's earlier pairs, sides swapped.
         prior: virtual games per item in the fits of the model-based scores (keeps them finite).
+        k: answers per battle; above 2 the chosen pair grows into a K-wise battle that the annotator ranks
+            (gold pairs and repeats stay pairs).
         refit_growth: a model-based score (``active``, ``information``) is refitted when the votes have grown by
             this fraction since the last fit (0: after every vote). One vote moves a fit of many votes little,
             and refitting for every pair shown would serialise busy arenas behind the fit.
@@ -235,6 +238,7 @@ class PairChooser:
     prior: float = 1.0
     seed: int | None = None
     refit_growth: float = 0.02
+    k: int = 2
     rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -252,6 +256,9 @@ class PairChooser:
             raise InputError(f"--prior must be a finite number > 0; got {self.prior!r}")
         if self.gold_rate > 0 and not self.gold:
             raise InputError("--gold-rate > 0 needs gold pairs (--gold FILE)")
+        if not 2 <= self.k <= min(8, self.pool.n_items):
+            raise InputError(f"--k must be an integer in [2, {min(8, self.pool.n_items)}] (answers per battle); "
+                             f"got {self.k!r}")
         if not 0 <= self.refit_growth < 1:
             raise InputError(f"refit_growth must be in [0, 1); got {self.refit_growth!r}")
         self.rng = np.random.default_rng(self.seed)
@@ -324,8 +331,27 @@ class PairChooser:
         options = np.flatnonzero(self._both[:, i, j] & ~seen_by_me[:, i, j])
         load = per_context[options, i, j]
         context = int(options[self.rng.choice(np.flatnonzero(load == load.min()))])
+        if self.k > 2:
+            return self._battle(score, allowed, context, i, j)
         left, right = (i, j) if self.rng.random() < 0.5 else (j, i)
         return Proposal(context, int(left), int(right))
+
+    def _battle(self, score: np.ndarray, allowed: np.ndarray, context: int, i: int, j: int) -> Proposal:
+        """Grow the chosen pair into a battle of up to ``k`` items answered in ``context``: each added item is
+        the one whose pairs with those already in have the largest total score (K-Sort Arena's K-wise battles)."""
+        chosen = [int(i), int(j)]
+        present = self._both[context].diagonal().copy()
+        sym = np.where(np.isfinite(score), score, np.nan)
+        while len(chosen) < self.k:
+            free = np.flatnonzero(present & ~np.isin(np.arange(len(present)), chosen))
+            if not len(free):
+                break
+            gain = np.nansum(sym[np.ix_(free, chosen)], axis=1) + np.nansum(sym[np.ix_(chosen, free)], axis=0)
+            gain = np.where(allowed[np.ix_(free, chosen)].any(axis=1), gain, gain - 1e9)  # prefer open pairs
+            chosen.append(int(free[np.argmax(gain + self.rng.random(len(free)) * 1e-12)]))
+        order = self.rng.permutation(len(chosen))
+        shown = [chosen[k] for k in order]
+        return Proposal(context, shown[0], shown[1], more=tuple(shown[2:]))
 
     def _scores(self, wins: np.ndarray, counts: np.ndarray) -> np.ndarray:
         if not getattr(self.score, "model_based", False):

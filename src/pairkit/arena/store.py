@@ -109,6 +109,11 @@ class Assignment:
     kind: str  # "normal", "gold" (known answer) or "repeat" (a consistency check)
     expected: str | None
     shown_at: float
+    items: tuple[str, ...] = ()  # a K-wise battle: every candidate shown, in display order (``()`` for a pair)
+
+    @property
+    def is_battle(self) -> bool:
+        return len(self.items) > 2
 
 
 def hash_token(token: str) -> str:
@@ -130,6 +135,9 @@ class VoteStore:
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged vote survives a crash
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(assignments)")}
+            if "items" not in columns:  # a database from before K-wise battles
+                self._db.execute("ALTER TABLE assignments ADD COLUMN items TEXT")
         except sqlite3.Error as exc:
             raise InputError(f"cannot open arena database {self.path!r}: {exc}; pass a writable file path") from None
         self.version = self._scalar("SELECT COUNT(*) FROM votes") + self._scalar(
@@ -300,14 +308,23 @@ class VoteStore:
         *,
         kind: str = "normal",
         expected: str | None = None,
+        more: Sequence[str] = (),
     ) -> Assignment:
-        """Show a pair to an annotator (closing any pair they left unanswered)."""
-        a = Assignment(uuid.uuid4().hex, annotator_id, context_id, left_id, right_id, kind, expected, time.time())
+        """Show a pair to an annotator (closing any pair they left unanswered); ``more``: further candidates shown
+        after the first two, making a K-wise battle that is answered with :meth:`record_ranking`."""
+        items = (left_id, right_id, *more) if more else ()
+        if len(set(items)) != len(items):
+            raise ArenaError(f"a battle shows each candidate once; got {list(items)}")
+        a = Assignment(
+            uuid.uuid4().hex, annotator_id, context_id, left_id, right_id, kind, expected, time.time(), tuple(items)
+        )
         with self._transaction() as db:
             db.execute("UPDATE assignments SET closed = 1 WHERE annotator_id = ? AND closed = 0", (annotator_id,))
             db.execute(
-                "INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (a.id, a.annotator_id, a.context_id, a.left_id, a.right_id, a.kind, a.expected, a.shown_at),
+                "INSERT INTO assignments (id, annotator_id, context_id, left_id, right_id, kind, expected, shown_at, "
+                "closed, items) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (a.id, a.annotator_id, a.context_id, a.left_id, a.right_id, a.kind, a.expected, a.shown_at,
+                 json.dumps(list(items)) if items else None),
             )
         return a
 
@@ -338,19 +355,16 @@ class VoteStore:
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id, annotator_id, context_id, left_id, right_id, kind, expected, shown_at, closed "
+                "SELECT id, annotator_id, context_id, left_id, right_id, kind, expected, shown_at, closed, items "
                 "FROM assignments WHERE id = ?",
                 (vote_id,),
             ).fetchone()
             if row is None or row[1] != annotator_id:  # an annotator sees only their own pairs
                 raise UnknownPair(f"no pair {vote_id!r} was shown to you; reload the page for your current pair")
-            previous = db.execute("SELECT undone FROM votes WHERE vote_id = ?", (vote_id,)).fetchone()
-            if previous is not None:
-                if previous[0]:
-                    raise ClosedPair(f"your vote on pair {vote_id!r} was undone; vote on the pair shown again")
+            if row[9]:
+                raise ArenaError(f"{vote_id!r} is a battle of {len(json.loads(row[9]))} answers: rank them instead")
+            if _stored_before(db, vote_id, closed=bool(row[8]), what=f"pair {vote_id!r}"):
                 return False
-            if row[8]:
-                raise ClosedPair(f"pair {vote_id!r} is closed (another pair replaced it); reload the page")
             db.execute(
                 "INSERT INTO votes (vote_id, annotator_id, context_id, left_id, right_id, outcome, strength, reason, "
                 "kind, expected, shown_at, voted_at, latency_ms, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -360,6 +374,59 @@ class VoteStore:
                     strength if outcome in ("left", "right") else 1, reason or None, row[5], row[6], row[7], now,
                     1000.0 * (now - row[7]), json.dumps(dict(params or {})),
                 ),
+            )
+            db.execute("UPDATE assignments SET closed = 1 WHERE id = ?", (vote_id,))
+            self.version += 1
+        return True
+
+    def record_ranking(
+        self,
+        vote_id: str,
+        annotator_id: int,
+        ranks: Sequence[int],
+        *,
+        reason: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store the ranking of a K-wise battle: ``ranks[i]`` (1 = best; equal ranks tie) of the ``i``-th answer
+        shown. Returns False if it was already stored.
+
+        The ranking is stored as its K(K−1)/2 pairwise votes (rank breaking, as K-Sort Arena does), each with
+        vote id ``<battle id>/<i>-<j>`` and the earlier-shown answer on the left, in one transaction: all or none.
+        The pairs of one ranking are not independent; their shared battle id lets an analysis cluster them.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT annotator_id, context_id, kind, shown_at, closed, items FROM assignments WHERE id = ?",
+                (vote_id,),
+            ).fetchone()
+            if row is None or row[0] != annotator_id:
+                raise UnknownPair(f"no battle {vote_id!r} was shown to you; reload the page for your current one")
+            if not row[5]:
+                raise ArenaError(f"{vote_id!r} is a pair, not a battle: vote left/right/tie instead")
+            items = json.loads(row[5])
+            try:
+                ranks = [int(r) for r in ranks]
+            except (TypeError, ValueError):
+                raise ArenaError(f"ranks must be integers 1..{len(items)}; got {list(ranks)!r}") from None
+            if len(ranks) != len(items) or not all(1 <= r <= len(items) for r in ranks):
+                raise ArenaError(f"give one rank in 1..{len(items)} per answer ({len(items)} ranks); got {ranks}")
+            if _stored_before(db, f"{vote_id}/0-1", closed=bool(row[4]), what=f"battle {vote_id!r}"):
+                return False
+            rows = []
+            for i in range(len(items)):
+                for j in range(i + 1, len(items)):
+                    outcome = "left" if ranks[i] < ranks[j] else "right" if ranks[i] > ranks[j] else "tie"
+                    rows.append((
+                        f"{vote_id}/{i}-{j}", annotator_id, row[1], items[i], items[j], outcome, 1, reason or None,
+                        row[2], None, row[3], now, 1000.0 * (now - row[3]), json.dumps(dict(params or {})),
+                    ))
+            db.executemany(
+                "INSERT INTO votes (vote_id, annotator_id, context_id, left_id, right_id, outcome, strength, reason, "
+                "kind, expected, shown_at, voted_at, latency_ms, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)",
+                rows,
             )
             db.execute("UPDATE assignments SET closed = 1 WHERE id = ?", (vote_id,))
             self.version += 1
@@ -375,14 +442,23 @@ class VoteStore:
             ).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE votes SET undone = 1 WHERE vote_id = ?", (row[0],))
+            battle = row[0].split("/", 1)[0] if "/" in row[0] else None
+            if battle is None:
+                db.execute("UPDATE votes SET undone = 1 WHERE vote_id = ?", (row[0],))
+                self.version += 1
+                return self.assign(annotator_id, row[1], row[2], row[3], kind=row[4], expected=row[5])
+            # A battle's ranking is undone whole, and the battle shown again in the same order.
+            db.execute("UPDATE votes SET undone = 1 WHERE vote_id LIKE ? ESCAPE '\\'", (_like_prefix(battle),))
+            items = json.loads(db.execute("SELECT items FROM assignments WHERE id = ?", (battle,)).fetchone()[0])
             self.version += 1
-            return self.assign(annotator_id, row[1], row[2], row[3], kind=row[4], expected=row[5])
+            return self.assign(annotator_id, row[1], items[0], items[1], kind=row[4], expected=row[5], more=items[2:])
 
     def n_votes(self, annotator_id: int) -> int:
         """Votes the annotator has made and not undone (skips not counted)."""
         return self._scalar(
-            "SELECT COUNT(*) FROM votes WHERE annotator_id = ? AND undone = 0 AND outcome != 'skip'", (annotator_id,)
+            "SELECT COUNT(*) FROM votes WHERE annotator_id = ? AND undone = 0 AND outcome != 'skip' "
+            "AND (instr(vote_id, '/') = 0 OR vote_id LIKE '%/0-1')",  # a battle's ranking counts once
+            (annotator_id,),
         )
 
     def last_vote(self, annotator_id: int) -> dict[str, Any] | None:
@@ -447,5 +523,23 @@ class _Transaction:
 def _assignment(row: Mapping[str, Any]) -> Assignment:
     return Assignment(
         row["id"], row["annotator_id"], row["context_id"], row["left_id"], row["right_id"], row["kind"],
-        row["expected"], row["shown_at"],
+        row["expected"], row["shown_at"], tuple(json.loads(row["items"])) if row.get("items") else (),
     )
+
+
+def _stored_before(db: sqlite3.Connection, key: str, *, closed: bool, what: str) -> bool:
+    """True if the answer stored under ``key`` is there (a resubmission, harmless); raises :class:`ClosedPair` if
+    it was undone, or if nothing is stored and the pair or battle was closed unanswered."""
+    previous = db.execute("SELECT undone FROM votes WHERE vote_id = ?", (key,)).fetchone()
+    if previous is not None:
+        if previous[0]:
+            raise ClosedPair(f"your answer to {what} was undone; answer the one shown again")
+        return True
+    if closed:
+        raise ClosedPair(f"{what} is closed (another one replaced it); reload the page")
+    return False
+
+
+def _like_prefix(battle: str) -> str:
+    """A LIKE pattern for the pairwise votes of one battle (``<battle>/...``), wildcards escaped."""
+    return battle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"

@@ -66,6 +66,7 @@ def serve(
     demo: bool = typer.Option(False, help="Serve the embedded demo candidates."),
     title: str = typer.Option("pairkit arena", help="Title shown on every page."),
     seed: int = typer.Option(None, help="Seed of the pair choice and the sides (default: random)."),
+    k: int = typer.Option(2, "--k", help="Answers per battle: 2 votes on pairs; 3-8 ranks K answers (K-Sort Arena)."),
 ) -> None:
     """Serve the arena: annotators vote at their private links, the owner watches the leaderboard."""
     with reported_errors():
@@ -97,7 +98,7 @@ def serve(
         pool = Pool.from_records(rows, source=str(candidates or db))
         gold_rows = gold_pairs(read_candidates(gold), source=str(gold)) if gold is not None else ()
         chooser = PairChooser(pool, strategy, target_votes=target_votes, gold=gold_rows, gold_rate=gold_rate,
-                              repeat_rate=repeat_rate, seed=seed)
+                              repeat_rate=repeat_rate, seed=seed, k=k)
         settings = ArenaSettings(title=title, quota=quota, reveal=reveal, completion_code=completion_code,
                                  prior=prior)
         application = create_app(store, chooser, settings)
