@@ -201,3 +201,31 @@ def test_hostile_candidate_texts_never_run(browser, tmp_path):
         assert "what" in shown
     finally:
         server.kill()
+
+
+def test_k_wise_battle_ranked_in_the_browser(browser, tmp_path):
+    """`--k 3`: the annotator ranks three answers with the selectors (a tie included), submits, and the ranking is
+    stored as its three pairwise votes; the page refuses to submit an unranked answer (the selects are required)."""
+    server, token = new_arena(tmp_path, candidate_rows(), "kim", "--k", "3", "--strategy", "round_robin")
+    server.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"{server.url}/a/{token}")
+        selects = page.locator('#rank-form select[name="rank"]')
+        assert selects.count() == 3
+        battle = page.locator('#rank-form input[name="vote_id"]').get_attribute("value")
+        page.click("#submit-ranking")  # nothing ranked yet: the browser keeps the form (required fields)
+        assert page.locator('#rank-form input[name="vote_id"]').get_attribute("value") == battle
+        for k, rank in enumerate(["2", "1", "2"]):
+            selects.nth(k).select_option(rank)
+        with page.expect_navigation():
+            page.click("#submit-ranking")
+        assert progress(page) == 1
+        assert page.locator('#rank-form input[name="vote_id"]').get_attribute("value") != battle
+    finally:
+        server.kill()
+    store = VoteStore(tmp_path / "kim.sqlite")
+    votes = store.votes()
+    assert len(votes) == 3 and {v["vote_id"].split("/")[0] for v in votes} == {battle}
+    assert sorted(v["outcome"] for v in votes) == ["left", "right", "tie"]  # 2 vs 1, 2 vs 2, 1 vs 2
+    store.close()
