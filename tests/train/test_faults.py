@@ -210,7 +210,8 @@ def test_lora_without_peft_says_how_to_install(tmp_path, model_dir, monkeypatch)
     monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
     data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(4, 0))
     res = _dpo(model_dir, data, tmp_path / "run", "--lora", 4)
-    assert res.exit_code == 2 and "--lora needs the peft package" in res.output
+    out = res.output.replace("\n", "")
+    assert res.exit_code == 2 and "--lora needs the optional package 'peft'" in out and "pairkit[train]" in out
 
 
 def test_reward_errors_name_the_file_row_before_shuffling(tmp_path, model_dir):
