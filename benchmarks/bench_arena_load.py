@@ -71,7 +71,7 @@ async def annotator(client, base: str, token: str, stop: float, acked: dict, lat
         try:
             t0 = time.perf_counter()
             state = (await client.get(f"{base}/a/{token}/state")).json()
-            lat_next.append(time.perf_counter() - t0)
+            lat_next.append((time.perf_counter(), time.perf_counter() - t0))
             if state["assignment"] is None:
                 return
             outcome = ["left", "right", "tie", "both_bad"][int(rng.integers(4))]
@@ -81,7 +81,7 @@ async def annotator(client, base: str, token: str, stop: float, acked: dict, lat
                                                                    "csrf": state["csrf"]},
                                   headers={"Accept": "application/json"})
             if r.status_code == 200:
-                lat_vote.append(time.perf_counter() - t0)
+                lat_vote.append((time.perf_counter(), time.perf_counter() - t0))
                 acked[vote_id] = outcome
             else:
                 errors.append(f"{r.status_code}: {r.text[:100]}")
@@ -108,10 +108,12 @@ async def drive(base: str, tokens: list[str], seconds: float, kill_at: float, re
             for k, t in enumerate(tokens)
         ]
         await asyncio.sleep(kill_at)
+        restarted = time.perf_counter()
         n_before = len(acked)
         await asyncio.to_thread(restart)
         await asyncio.gather(*tasks)
     return {"acked": acked, "lat_vote": lat_vote, "lat_next": lat_next, "errors": errors, "before_kill": n_before,
+            "restarted": restarted,
             "elapsed": time.monotonic() - start_t}
 
 
@@ -158,8 +160,12 @@ def main() -> None:
     all_ids = [v["vote_id"] for v in store.votes(include_undone=True)]
     missing = [k for k in out["acked"] if k not in stored]
     wrong = [k for k, o in out["acked"].items() if k in stored and stored[k] != o]
-    vote_ms = 1000 * np.array(out["lat_vote"])
-    next_ms = 1000 * np.array(out["lat_next"])
+    def ms(samples, steady=False):
+        """Latencies in ms; ``steady``: without the 10 s from the kill on (restart and warm-up)."""
+        keep = [lat for t, lat in samples if not (steady and out["restarted"] <= t <= out["restarted"] + 10)]
+        return 1000 * np.array(keep)
+
+    vote_ms, next_ms = ms(out["lat_vote"]), ms(out["lat_next"])
     print(f"arena load: {opts.annotators} annotators, {opts.seconds:.0f} s, strategy {opts.strategy}, "
           f"{opts.items} items × {opts.prompts} prompts, think {opts.think:g} s; SIGKILL + restart at "
           f"{opts.seconds / 2:.0f} s")
@@ -170,6 +176,9 @@ def main() -> None:
     print(f"vote POST latency: p50 {np.percentile(vote_ms, 50):.1f} ms, p95 {np.percentile(vote_ms, 95):.1f} ms, "
           f"max {vote_ms.max():.1f} ms")
     print(f"next-pair GET latency: p50 {np.percentile(next_ms, 50):.1f} ms, p95 {np.percentile(next_ms, 95):.1f} ms")
+    steady_vote, steady_next = ms(out["lat_vote"], True), ms(out["lat_next"], True)
+    print(f"steady state (the 10 s from the kill left out): vote p95 {np.percentile(steady_vote, 95):.1f} ms, "
+          f"next-pair p95 {np.percentile(steady_next, 95):.1f} ms")
     print(f"server peak RSS: {max(peaks):.0f} MB; load average {os.getloadavg()[0]:.1f}")
     if missing or wrong or len(all_ids) != len(set(all_ids)):
         raise SystemExit("DURABILITY FAILURE")

@@ -264,3 +264,19 @@ def test_battles_of_k_answers_are_ranked_stored_as_pairs_and_undone_whole(store)
     assert store.record_ranking(again.id, who, [1, 2, 3, 4]) is True and store.n_votes(who) == 1
     with pytest.raises(InputError, match="--k"):
         PairChooser(pool(), "round_robin", k=6)  # more answers than candidates
+
+
+def test_showing_a_pair_does_not_wait_for_the_disk_but_every_vote_does(store):
+    """Assignments commit with synchronous=NORMAL (a lost one only means another pair is shown); the connection is
+    back at FULL for every vote, so an acknowledged vote is on disk."""
+    levels = []
+    store._db.set_trace_callback(lambda sql: levels.append(sql) if "synchronous=" in sql else None)
+    who = add(store, "a")
+    a = store.assign(who, "p1", "m0", "m1")
+    assert levels == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.record_vote(a.id, who, "left")
+    assert levels[2:] == [] and store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    store.undo_last(who)  # the re-shown pair is written inside the undo's durable transaction
+    assert levels[2:] == []
+    store._db.set_trace_callback(None)

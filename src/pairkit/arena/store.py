@@ -156,8 +156,8 @@ class VoteStore:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def _transaction(self):
-        return _Transaction(self)
+    def _transaction(self, *, durable: bool = True):
+        return _Transaction(self, durable)
 
     def close(self) -> None:
         with self._lock:
@@ -318,7 +318,7 @@ class VoteStore:
         a = Assignment(
             uuid.uuid4().hex, annotator_id, context_id, left_id, right_id, kind, expected, time.time(), tuple(items)
         )
-        with self._transaction() as db:
+        with self._transaction(durable=False) as db:
             db.execute("UPDATE assignments SET closed = 1 WHERE annotator_id = ? AND closed = 0", (annotator_id,))
             db.execute(
                 "INSERT INTO assignments (id, annotator_id, context_id, left_id, right_id, kind, expected, shown_at, "
@@ -500,15 +500,23 @@ class VoteStore:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the store's lock (rolled back on error)."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the store's lock (rolled back on error).
 
-    def __init__(self, store: VoteStore) -> None:
+    ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` in WAL mode: safe against a
+    killed process, not against power loss). Used for showing a pair: losing one only means the annotator is
+    shown another, while every vote commit still waits for the disk — and carries the pairs written before it.
+    """
+
+    def __init__(self, store: VoteStore, durable: bool = True) -> None:
         self.store = store
+        self.relaxed = not durable and store.path != ":memory:"
 
     def __enter__(self) -> sqlite3.Connection:
         self.store._lock.acquire()
         self.depth = self.store._db.in_transaction
         if not self.depth:
+            if self.relaxed:
+                self.store._db.execute("PRAGMA synchronous=NORMAL")
             self.store._db.execute("BEGIN IMMEDIATE")
         return self.store._db
 
@@ -517,7 +525,11 @@ class _Transaction:
             if not self.depth:
                 self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
         finally:
-            self.store._lock.release()
+            try:
+                if not self.depth and self.relaxed:
+                    self.store._db.execute("PRAGMA synchronous=FULL")
+            finally:
+                self.store._lock.release()
 
 
 def _assignment(row: Mapping[str, Any]) -> Assignment:
