@@ -1,24 +1,50 @@
-"""The package surface: explicit ``__all__`` lists that match what the packages import (the choix/optax style)."""
+"""The package surface: explicit ``__all__`` lists that match what the packages import (the choix/optax style), and
+no private name imported from another module."""
 
+import ast
 import importlib
+import importlib.util
 import pkgutil
+from pathlib import Path
 
 import pytest
 
 import pairkit
 
-EXPLICIT = [
-    "pairkit",
-    "pairkit.curate",
-    "pairkit.data",
-    "pairkit.judges",
-    "pairkit.metrics",
-    "pairkit.rating",
-    "pairkit.select",
-]
+SRC = Path(pairkit.__file__).parent
+PACKAGES = ["pairkit"] + sorted(info.name for info in pkgutil.walk_packages(pairkit.__path__, "pairkit.") if info.ispkg)
 
 
-@pytest.mark.parametrize("name", EXPLICIT)
+def _init_tree(name: str) -> ast.Module:
+    return ast.parse(Path(importlib.import_module(name).__file__).read_text())
+
+
+def test_every_package_is_listed():
+    assert {"pairkit.cli", "pairkit.losses", "pairkit.train", "pairkit.rating"} <= set(PACKAGES)
+
+
+# the root package is lazy (``import pairkit`` loads no torch or pandas): its names are the literal ``_LAZY`` mapping
+@pytest.mark.parametrize("name", [n for n in PACKAGES if n != "pairkit"])
+def test_every_package_has_an_explicit_all_whose_names_resolve(name):
+    tree = _init_tree(name)
+    stars = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.names[0].name == "*"]
+    assert not stars, f"{name} star-imports {stars}: re-export the names explicitly"
+    literal = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+    ]
+    assert len(literal) == 1, f"{name} has no single __all__ assignment"
+    value = literal[0]
+    assert isinstance(value, ast.List) and all(isinstance(e, ast.Constant) for e in value.elts), (
+        f"{name}.__all__ must be a literal list of names"
+    )
+    package = importlib.import_module(name)
+    missing = [n for n in package.__all__ if not hasattr(package, n)]
+    assert not missing, f"{name}.__all__ lists names it does not define: {missing}"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
 def test_star_import_gives_exactly_all(name):
     package = importlib.import_module(name)
     assert package.__all__ == sorted(set(package.__all__)), "__all__ is sorted and has no duplicates"
@@ -27,7 +53,7 @@ def test_star_import_gives_exactly_all(name):
     assert sorted(k for k in namespace if k != "__builtins__") == sorted(package.__all__)
 
 
-@pytest.mark.parametrize("name", [n for n in EXPLICIT if n != "pairkit"])
+@pytest.mark.parametrize("name", [n for n in PACKAGES if n not in ("pairkit", "pairkit.cli")])
 def test_package_re_exports_every_public_module_name(name):
     package = importlib.import_module(name)
     for info in pkgutil.iter_modules(package.__path__):
@@ -38,6 +64,67 @@ def test_package_re_exports_every_public_module_name(name):
         assert not missing, f"{name}.{info.name} exports {missing}, which {name}.__all__ does not list"
 
 
+# Private helpers still imported across modules (debt, to be moved into shared ``_x.py`` modules under public
+# names as the losses' were): this list may only shrink — a new private cross-import fails the test.
+KNOWN_PRIVATE_IMPORTS = {
+    ("cli/train.py", "pairkit.train._loop", "_dist"),
+    ("cli/_common.py", "pairkit.scale.counts", "_columns_of"),
+    ("scale/_duckdb.py", "pairkit.data.readers", "_Source"),
+    ("scale/_duckdb.py", "pairkit.data.readers", "_detect_shape"),
+    ("scale/_duckdb.py", "pairkit.data.readers", "_mode"),
+    ("scale/_duckdb.py", "pairkit.scale.counts", "_ordered"),
+    ("train/_online_methods.py", "pairkit.train._loop", "_clip"),
+    ("train/_online_methods.py", "pairkit.train.trainers", "_encode"),
+    ("train/_online_methods.py", "pairkit.train.trainers", "_pair_examples"),
+    ("train/_online_methods.py", "pairkit.train.trainers", "_pair_step"),
+    ("train/_online_methods.py", "pairkit.train.trainers", "_seq_logps"),
+    ("train/_online_methods.py", "pairkit.train.trainers", "_token_logps"),
+    ("train/online.py", "pairkit.train._loop", "_load_checkpoint"),
+    ("train/online.py", "pairkit.train._online_methods", "_Sums"),
+    ("train/online.py", "pairkit.train._online_methods", "_update"),
+    ("train/online.py", "pairkit.train.trainers", "_encode"),
+    ("train/online.py", "pairkit.train.trainers", "_fingerprint"),
+    ("train/online.py", "pairkit.train.trainers", "_losses"),
+    ("train/online.py", "pairkit.train.trainers", "_normalised"),
+    ("train/online.py", "pairkit.train.trainers", "_options"),
+    ("train/online.py", "pairkit.train.trainers", "_pad_id"),
+    ("train/online.py", "pairkit.train.trainers", "_pair_examples"),
+    ("train/online.py", "pairkit.train.trainers", "_pair_step"),
+    ("train/online.py", "pairkit.train.trainers", "_seq_logps"),
+    ("train/pairwise_judge.py", "pairkit.train.data", "_completion_text"),
+    ("train/pairwise_judge.py", "pairkit.train.data", "_prompt_text"),
+    ("train/reward_model.py", "pairkit.train.trainers", "_encode"),
+    ("train/reward_model.py", "pairkit.train.trainers", "_warn_truncation"),
+}
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent is a module, not a package
+        return False
+
+
+def _private_imports() -> set[tuple[str, str, str]]:
+    """(file, module, name) of every ``from pairkit.x import _name`` whose ``_name`` is not a submodule."""
+    found = set()
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pairkit")):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not _is_module(f"{node.module}.{alias.name}"):
+                    found.add((path.relative_to(SRC).as_posix(), node.module, alias.name))
+    return found
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = _private_imports()
+    new = sorted(found - KNOWN_PRIVATE_IMPORTS)
+    assert not new, f"private names imported across modules (make them public in a shared _x.py module): {new}"
+
+
 def test_rating_star_import_gives_the_fits():
     namespace: dict = {}
     exec("from pairkit.rating import *", namespace)  # noqa: S102
@@ -45,9 +132,6 @@ def test_rating_star_import_gives_the_fits():
 
 
 def test_no_import_cycle_between_comparisons_and_readers():
-    import ast
-    from pathlib import Path
-
     source = Path(importlib.import_module("pairkit.data.comparisons").__file__).read_text()
     imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
     assert "pairkit.data.readers" not in imported, "Comparisons must stay free of I/O"

@@ -34,7 +34,7 @@ def test_numeric_outcome_out_of_range_in_csv(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--level", "1.5"], "--level must be a number in (0, 1), got 1.5"),
+        (["--level", "1.5"], "level must be a number in (0, 1), got 1.5"),  # the model's spec checks it
         (["--plot", "x.txt"], "use a .png"),
         (["--json", "/nonexistent-dir/x.json"], "No such file or directory"),
     ],

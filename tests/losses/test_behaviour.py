@@ -290,6 +290,25 @@ def test_reduction_none_sums_to_sum(name):
         _call(name, args, kwargs, reduction="avg")
 
 
+# weights that do not multiply per-example values, by design: AOT refuses them (it sorts the batch) and Dr. DPO's
+# enter its weighted soft minimum over the batch (each pair's "none" value is its share of that)
+WEIGHTS_IN_THE_OBJECTIVE = {"aot", "aot_unpaired", "dr_dpo"}
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if _takes(n, "reduction") and _takes(n, "weights") and n not in WEIGHTS_IN_THE_OBJECTIVE]
+)
+def test_weights_multiply_the_per_example_values(name):
+    args, kwargs, _ = _build(name, seed=4, groups=2)
+    none = _call(name, args, kwargs, reduction="none")
+    w = torch.rand(none.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(none.dtype)
+    weighted = _call(name, args, kwargs, reduction="none", weights=w)
+    torch.testing.assert_close(weighted, none * w, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        _call(name, args, kwargs, reduction="sum", weights=w), weighted.sum(), rtol=1e-5, atol=1e-5
+    )
+
+
 # ------------------------------------------------------------------------------------------------ shapes
 
 
@@ -319,9 +338,21 @@ STOP_GRADIENT = {
 NOT_GRADCHECKED = STOP_GRADIENT
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n not in NOT_GRADCHECKED])
-def test_gradcheck_float64(name):
+# option settings gradchecked besides the defaults: other branches of a loss (p2c without its stop-gradient
+# diversity term is gradcheckable)
+GRADCHECK_VARIANTS = [
+    ("cross_entropy", {"label_smoothing": 0.1}),
+    ("ldr_kl_loss", {"normalize_scores": False, "lam": 0.5}),
+    ("comp_sum_loss", {"tau": 0.0}),
+    ("p2c_loss", {"lambda_div": 0.0}),
+]
+GRADCHECK_CASES = [(n, {}) for n in NAMES if n not in NOT_GRADCHECKED] + GRADCHECK_VARIANTS
+
+
+@pytest.mark.parametrize("name, options", GRADCHECK_CASES, ids=[n + "-" + "-".join(o) for n, o in GRADCHECK_CASES])
+def test_gradcheck_float64(name, options):
     args, kwargs, leaves = _build(name, dtype=torch.float64, seed=5)
+    kwargs.update(options)
     if not leaves:
         pytest.skip(f"{name} has no differentiable model-output input")
     positions = [i for i, a in enumerate(args) if any(a is leaf for leaf in leaves)]

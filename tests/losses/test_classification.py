@@ -266,36 +266,7 @@ def test_p2c_single_head_and_bad_preferences():
 
 
 # ---------------------------------------------------------------------------------------- properties
-
-LOSSES = {
-    "ce": L.cross_entropy,
-    "ce_smooth": partial(L.cross_entropy, label_smoothing=0.1),
-    "focal": L.focal_loss,
-    "poly1": L.poly1_cross_entropy,
-    "z": L.z_loss,
-    "ldr": L.ldr_kl_loss,
-    "ldr_raw": partial(L.ldr_kl_loss, normalize_scores=False, lam=0.5),
-    "aldr": L.aldr_kl_loss,
-    "comp_sum_0": partial(L.comp_sum_loss, tau=0.0),
-    "gce": L.generalized_cross_entropy,
-    "mae": L.mae_loss,
-    "p2c": lambda z, y, **kw: L.p2c_loss(
-        z, z.flip(-1), y, z[..., :2], z[..., 1:3], torch.ones(y.shape, dtype=z.dtype), **kw
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(set(LOSSES) - {"aldr", "p2c"}) + ["p2c_no_diversity"])
-def test_gradcheck_float64(name):
-    # ALDR's lambda and P2C's diversity targets are stop-gradient by design (checked against the
-    # references' autograd above), so finite differences of the full value do not match them
-    if name == "p2c_no_diversity":
-        fn = partial(LOSSES["p2c"], lambda_div=0.0)
-    else:
-        fn = LOSSES[name]
-    z, y = _batch(n=3, k=4, seed=13)
-    z.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a: fn(a, y), (z,))
+# (gradients in float64, incl. option variants: the registry-driven matrix, test_behaviour.py)
 
 
 def test_bad_inputs():

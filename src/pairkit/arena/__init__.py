@@ -6,18 +6,50 @@
 ``arena`` extra (FastAPI, uvicorn, Jinja2), imported only when an app is created.
 """
 
-from pairkit.arena import app as _app
-from pairkit.arena import board as _board
-from pairkit.arena import export as _export
-from pairkit.arena import judging as _judging
-from pairkit.arena import pairs as _pairs
-from pairkit.arena import store as _store
-from pairkit.arena.app import *  # noqa: F403
-from pairkit.arena.board import *  # noqa: F403
-from pairkit.arena.export import *  # noqa: F403
-from pairkit.arena.judging import *  # noqa: F403
-from pairkit.arena.pairs import *  # noqa: F403
-from pairkit.arena.store import *  # noqa: F403
+from pairkit.arena.app import (
+    ArenaSettings,
+    create_app,
+    render_markdown,
+)
+from pairkit.arena.board import (
+    annotator_stats,
+    krippendorff_alpha_nominal,
+    leaderboard_summary,
+    votes_to_separate,
+)
+from pairkit.arena.export import (
+    LOG_COLUMNS,
+    comparisons_frame,
+    jsonl_bytes,
+    preference_pairs,
+    table_bytes,
+    to_comparisons,
+    votes_frame,
+    write_jsonl,
+    write_table,
+)
+from pairkit.arena.judging import (
+    JudgeRun,
+    judge_votes,
+)
+from pairkit.arena.pairs import (
+    PAIR_SCORES,
+    GoldPair,
+    PairChooser,
+    Proposal,
+    VoteTally,
+    gold_pairs,
+)
+from pairkit.arena.store import (
+    JUDGE_PREFIX,
+    OUTCOMES,
+    Annotator,
+    ArenaError,
+    Assignment,
+    ClosedPair,
+    UnknownPair,
+    VoteStore,
+)
 
 DEMO_CANDIDATES = "demo_candidates.jsonl"
 """Package data: a small set of candidate answers to try the arena on (``pairkit arena serve --demo``)."""
@@ -31,12 +63,38 @@ def demo_candidates_path():
 
 
 __all__ = [
+    "Annotator",
+    "ArenaError",
+    "ArenaSettings",
+    "Assignment",
+    "ClosedPair",
     "DEMO_CANDIDATES",
+    "GoldPair",
+    "JUDGE_PREFIX",
+    "JudgeRun",
+    "LOG_COLUMNS",
+    "OUTCOMES",
+    "PAIR_SCORES",
+    "PairChooser",
+    "Proposal",
+    "UnknownPair",
+    "VoteStore",
+    "VoteTally",
+    "annotator_stats",
+    "comparisons_frame",
+    "create_app",
     "demo_candidates_path",
-    *_app.__all__,
-    *_board.__all__,
-    *_export.__all__,
-    *_judging.__all__,
-    *_pairs.__all__,
-    *_store.__all__,
+    "gold_pairs",
+    "jsonl_bytes",
+    "judge_votes",
+    "krippendorff_alpha_nominal",
+    "leaderboard_summary",
+    "preference_pairs",
+    "render_markdown",
+    "table_bytes",
+    "to_comparisons",
+    "votes_frame",
+    "votes_to_separate",
+    "write_jsonl",
+    "write_table",
 ]

@@ -10,6 +10,8 @@ import importlib
 
 from pairkit.cli._app import app
 
+__all__ = ["app", "main"]
+
 _COMMAND_MODULES = ("demo", "rank", "count", "compare", "judge", "simulate", "train", "arena")
 
 for _name in _COMMAND_MODULES:

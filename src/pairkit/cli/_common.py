@@ -80,11 +80,9 @@ MAX_BOOTSTRAP = 100_000  # ~10^5 refits already take minutes; 10^9 asked for 30 
 CLI_OPTIONS = {
     option.name.lstrip("-").replace("-", "_"): option
     for option in (
-        Option("--level", float, Interval(0, 1, closed="neither"), doc="interval coverage"),
         Option("--seed", int, Interval(0, None), doc="random seed"),
         Option("--bootstrap", int, Interval(2, MAX_BOOTSTRAP), doc="bootstrap replicates (0 = none)"),
         Option("--top", int, Interval(1, None), doc="rows shown"),
-        Option("--prior", float, Interval(0, None), doc="virtual games against an average item"),
         Option("--folds", int, Interval(2, None), doc="cross-validation folds"),
         Option("--items", int, Interval(2, None), doc="simulated items"),
         Option("--budget", int, Interval(1, None), doc="judge calls"),

@@ -67,7 +67,7 @@ def compare_models_command(
         from pairkit.errors import InputError
         from pairkit.rating.model_selection import compare_models
 
-        check_options(folds=folds, seed=seed, prior=prior)
+        check_options(folds=folds, seed=seed)  # --prior: by each model's spec, once (compare_models)
         check_plot_path(plot)
         if test is not None and split_by is not None:
             raise InputError("give --test or --split-by, not both")

@@ -101,7 +101,7 @@ def rank(
         from pairkit.errors import InputError, PairkitWarning
         from pairkit.rating.registry import fit_model, resolve
 
-        check_options(level=level, seed=seed, bootstrap=bootstrap, top=top, prior=prior)
+        check_options(seed=seed, bootstrap=bootstrap, top=top)  # --level, --prior: by the model's spec, once
         check_plot_path(plot)
         shown = None if show_all else (top or DEFAULT_TOP)
         if rankings:

@@ -16,7 +16,7 @@ from pairkit._spec import Input, Interval, Option, Registry, Spec, declare_optio
 from pairkit.errors import InputError
 
 Reduction = Literal["mean", "sum", "none"]
-_REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def reduce_loss(
@@ -35,8 +35,8 @@ def reduce_loss(
 
     With ``reduction="none"`` masked entries are returned as 0 and weights are applied.
     """
-    if reduction not in _REDUCTIONS:
-        raise InputError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if weights is not None:
         weights = torch.as_tensor(weights, dtype=values.dtype, device=values.device)
         values = values * weights
@@ -154,6 +154,31 @@ TOKEN_PAIR_REF = (
     Input("rejected_kl", "token_kl", "[batch, T]"),
     *TOKEN_MASKS,
 )
+
+
+def xlogy_rel(p: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``p (log p - log q)`` with the convention ``0 * log(0 / q) = 0``.
+
+    The double ``where`` keeps gradients finite where ``p == 0`` and ``log_q == -inf``.
+    """
+    pos = p > 0
+    zero = torch.zeros((), dtype=p.dtype, device=p.device)
+    diff = torch.where(pos, log_p - torch.where(pos, log_q, zero), zero)
+    return torch.where(pos, p * diff, zero)
+
+
+def kl_logspace(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Per-position ``KL(p || q)`` from log-probabilities (``-inf`` entries of ``log_p`` contribute 0)."""
+    p = torch.exp(log_p)
+    if bool(torch.isfinite(log_p).all()):
+        # common case (log-softmax outputs): no zero-mass classes, so the plain product is exact and
+        # avoids the masked path's extra [..., vocab] temporaries
+        return (p * (log_p - log_q)).sum(-1)
+    return xlogy_rel(p, log_p, log_q).sum(-1)
+
+
+def label_logp(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.gather(log_probs, -1, labels.unsqueeze(-1)).squeeze(-1)
 
 
 # ------------------------------------------------------------------------------------------ declared options

@@ -6,8 +6,9 @@ import torch
 
 from pairkit._spec import Interval, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import check_lengths
 from pairkit.losses._core import POSITIVE, REAL, Reduction, check_broadcastable, check_float_tensors, reduce_loss
-from pairkit.losses.scores import F_DIVERGENCE_SCORES, _lengths
+from pairkit.losses.scores import F_DIVERGENCE_SCORES
 
 FAMILY = "preference"
 
@@ -51,7 +52,7 @@ def nll(policy_chosen_logps: torch.Tensor, chosen_nll, chosen_lengths) -> torch.
         check_broadcastable("chosen_nll", value, policy_chosen_logps.shape)
         return value
     if chosen_lengths is not None:
-        return -policy_chosen_logps / _lengths("chosen_lengths", chosen_lengths, policy_chosen_logps)
+        return -policy_chosen_logps / check_lengths("chosen_lengths", chosen_lengths, policy_chosen_logps)
     return -policy_chosen_logps
 
 

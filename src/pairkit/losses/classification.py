@@ -22,6 +22,7 @@ from pairkit.losses._core import (
     UNIT,
     Reduction,
     check_broadcastable,
+    label_logp,
     reduce_loss,
     register,
     weight_option,
@@ -95,10 +96,6 @@ def check_logits_labels(
     return torch.where(valid, labels, torch.zeros_like(labels)).long()
 
 
-def _label_logp(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return torch.gather(log_probs, -1, labels.unsqueeze(-1)).squeeze(-1)
-
-
 def _smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float, dtype) -> torch.Tensor:
     one_hot = F.one_hot(labels, num_classes).to(dtype)
     return one_hot * (1.0 - smoothing) + smoothing / num_classes
@@ -137,7 +134,7 @@ def cross_entropy(
     """
     labels = check_logits_labels(logits, labels, mask, weights)
     log_probs = torch.log_softmax(logits, dim=-1)
-    values = -_label_logp(log_probs, labels)
+    values = -label_logp(log_probs, labels)
     if label_smoothing:
         values = (1.0 - label_smoothing) * values - label_smoothing * log_probs.mean(-1)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
@@ -178,7 +175,7 @@ def focal_loss(
         alpha: ``None``, a scalar, or a ``[K]`` tensor of per-class weights ``α_k``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    log_p = _label_logp(torch.log_softmax(logits, dim=-1), labels)
+    log_p = label_logp(torch.log_softmax(logits, dim=-1), labels)
     # 1 - p_y via expm1 keeps precision for confident predictions (p_y close to 1)
     one_minus_p = -torch.expm1(log_p)
     values = -one_minus_p.pow(gamma) * log_p
@@ -450,7 +447,7 @@ def comp_sum_loss(
         logits: ``[..., K]``; labels: ``[...]``; tau: ``τ >= 0``.
     """
     labels = check_logits_labels(logits, labels, mask, weights)
-    log_p = _label_logp(torch.log_softmax(logits, dim=-1), labels)
+    log_p = label_logp(torch.log_softmax(logits, dim=-1), labels)
     if tau == 1.0:
         values = -log_p
     else:
@@ -510,7 +507,8 @@ def mae_loss(
     Args:
         logits: ``[..., K]``; labels: ``[...]``.
     """
-    values = 2.0 * comp_sum_loss(logits, labels, tau=2.0, mask=mask, weights=weights, reduction="none")
+    values = 2.0 * comp_sum_loss(logits, labels, tau=2.0, mask=mask, reduction="none")  # weighted once, below
+    check_broadcastable("weights", weights, values.shape)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
 
@@ -604,13 +602,13 @@ def p2c_loss(
 
     log_pa = torch.log_softmax(logits_a, dim=-1)
     log_pb = torch.log_softmax(logits_b, dim=-1)
-    cls = -0.5 * (_label_logp(log_pa, safe) + _label_logp(log_pb, safe))
+    cls = -0.5 * (label_logp(log_pa, safe) + label_logp(log_pb, safe))
 
     diff = pref_a - pref_b  # [B, M]
     o = preferences.unsqueeze(-1)
     pref = sigmoid_binary_cross_entropy(diff, o).mean(-1)
 
-    delta = _label_logp(log_pa, safe).exp() - _label_logp(log_pb, safe).exp()
+    delta = label_logp(log_pa, safe).exp() - label_logp(log_pb, safe).exp()
     cons = torch.where(
         preferences == 1, torch.relu(-delta), torch.where(preferences == 0, torch.relu(delta), delta.abs())
     )

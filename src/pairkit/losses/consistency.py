@@ -11,9 +11,8 @@ import torch
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, reduce_loss, register
-from pairkit.losses.classification import _label_logp
-from pairkit.losses.divergence import _check_pair
+from pairkit.losses._checks import check_distributions
+from pairkit.losses._core import Reduction, label_logp, reduce_loss, register
 
 __all__ = [
     "fixmatch_loss",
@@ -69,12 +68,12 @@ def fixmatch_loss(
         weak_logits, strong_logits: ``[..., K]`` logits of the two views (the weak side is detached).
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("weak_logits", "strong_logits"), weak_logits, strong_logits, mask, weights)
+    check_distributions(("weak_logits", "strong_logits"), weak_logits, strong_logits, mask, weights)
     with torch.no_grad():
         q = torch.softmax(weak_logits.detach().float() / temperature, dim=-1)
         confidence, pseudo = q.max(dim=-1)
         confident = confidence >= threshold
-    ce = -_label_logp(torch.log_softmax(strong_logits, dim=-1), pseudo)
+    ce = -label_logp(torch.log_softmax(strong_logits, dim=-1), pseudo)
     values = torch.where(confident, ce, torch.zeros_like(ce))
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
@@ -123,7 +122,7 @@ def shrinkmatch_loss(
         weak_logits: ``[..., K]`` (detached); strong_logits: ``[..., K]`` (the auxiliary head, strong view).
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("weak_logits", "strong_logits"), weak_logits, strong_logits, mask, weights)
+    check_distributions(("weak_logits", "strong_logits"), weak_logits, strong_logits, mask, weights)
     k = weak_logits.shape[-1]
     zero = strong_logits.sum(-1) * 0.0
     if k < 3:  # nothing can be removed between the top-1 class and the rest
@@ -208,7 +207,7 @@ def simmatchv2_edge_edge_loss(
         strong_embeddings, weak_embeddings: ``[batch, dim]``; bank_embeddings: ``[m, dim]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("strong_embeddings", "weak_embeddings"), strong_embeddings, weak_embeddings, mask, weights)
+    check_distributions(("strong_embeddings", "weak_embeddings"), strong_embeddings, weak_embeddings, mask, weights)
     _check_bank(strong_embeddings, bank_embeddings)
     bank = bank_embeddings.detach()
     target = _relation(weak_embeddings.detach(), bank, temperature).exp()
@@ -257,7 +256,9 @@ def simmatchv2_node_edge_loss(
         bank_probs: ``[m, K]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("strong_embeddings", "weak_probs"), strong_embeddings[..., :1], weak_probs[..., :1], mask, weights)
+    check_distributions(
+        ("strong_embeddings", "weak_probs"), strong_embeddings[..., :1], weak_probs[..., :1], mask, weights
+    )
     _check_bank(strong_embeddings, bank_embeddings)
     if bank_probs.dim() != 2 or bank_probs.shape != (bank_embeddings.shape[0], weak_probs.shape[-1]):
         raise InputError(
@@ -308,8 +309,8 @@ def simmatchv2_node_node_loss(
         strong_logits, pseudo_labels, weak_probs: ``[batch, K]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("strong_logits", "pseudo_labels"), strong_logits, pseudo_labels, mask, weights)
-    _check_pair(("strong_logits", "weak_probs"), strong_logits, weak_probs, mask, weights)
+    check_distributions(("strong_logits", "pseudo_labels"), strong_logits, pseudo_labels, mask, weights)
+    check_distributions(("strong_logits", "weak_probs"), strong_logits, weak_probs, mask, weights)
     confident = weak_probs.detach().max(-1).values >= threshold
     ce = -(pseudo_labels.detach().to(strong_logits.dtype) * torch.log_softmax(strong_logits, dim=-1)).sum(-1)
     values = torch.where(confident, ce, torch.zeros_like(ce))
@@ -421,17 +422,17 @@ def relation_consistency_loss(
         embeddings: ``[n, dim]`` adapted model; reference_embeddings: ``[n, d_ref]`` source model.
     Returns ``[n]`` with ``reduction="none"``, else a scalar.
     """
-    from pairkit.losses.distill_feature import _check_features, _rows, _scatter, _unit
+    from pairkit.losses._embeddings import check_features, feature_rows, scatter_rows, unit_rows
 
-    n = _check_features(("embeddings", "reference_embeddings"), embeddings, reference_embeddings, mask=mask,
+    n = check_features(("embeddings", "reference_embeddings"), embeddings, reference_embeddings, mask=mask,
                         weights=weights)  # fmt: skip
-    e, r = _rows(mask, embeddings, reference_embeddings)
+    e, r = feature_rows(mask, embeddings, reference_embeddings)
     dtype = torch.float32 if e.dtype in (torch.float16, torch.bfloat16) else e.dtype
     m = e.shape[0]
     eye = torch.eye(m, dtype=torch.bool, device=e.device)
 
     def log_relation(x: torch.Tensor) -> torch.Tensor:
-        x = _unit(x.to(dtype))
+        x = unit_rows(x.to(dtype))
         sims = (x @ x.T / temperature).masked_fill(eye, float("-inf"))
         return torch.log_softmax(sims, dim=-1).masked_fill(eye, 0.0)
 
@@ -439,4 +440,4 @@ def relation_consistency_loss(
     values = (log_p.exp().masked_fill(eye, 0.0) * (log_p - log_q)).sum(-1)
     if m < 2:  # no other row to relate to
         values = values * 0.0
-    return reduce_loss(_scatter(values.to(e.dtype), mask, n), reduction, mask=mask, weights=weights)
+    return reduce_loss(scatter_rows(values.to(e.dtype), mask, n), reduction, mask=mask, weights=weights)

@@ -42,16 +42,30 @@ from pairkit.losses._core import (
     QUERY_KEYS,
     REAL,
     Reduction,
-    check_broadcastable,
     keyword,
     reduce_loss,
     register,
     weight_option,
 )
-
-_TEMPERATURE = Option(
-    "temperature", (float, torch.Tensor), POSITIVE, doc="softmax temperature τ (a tensor to learn it)"
+from pairkit.losses._embeddings import (
+    LEARNABLE_TEMPERATURE,
+    check_matrix,
+    check_query_keys,
+    check_triplets,
+    check_weights,
+    clip_rows,
+    infonce_rows,
+    inverse_temperature,
+    labelled_rows,
+    masked_logsumexp,
+    maybe_normalize,
+    normalize_rows,
+    ntxent_pairs,
+    pair_distances,
+    reduce_pairs,
+    supcon_rows,
 )
+
 _COSINE = Interval(-1, 1)
 _UNMASKED = ("weights", "reduction")  # a batch of embeddings is sliced, not masked
 
@@ -80,63 +94,6 @@ _FAMILY = "contrastive"
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _check_matrix(name: str, x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor of shape [N, D], got {type(x).__name__}")
-    if x.ndim != 2:
-        raise InputError(f"{name} must have shape [N, D], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with .float()")
-    if dim is not None and x.shape[1] != dim:
-        raise InputError(f"{name} has embedding dimension {x.shape[1]} but the other input has {dim}")
-    if not bool(torch.isfinite(x).all()):
-        bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
-        raise InputError(
-            f"{name} contains a non-finite value {x[bad[0], bad[1]].item()} at row {bad[0]}, column {bad[1]}; "
-            "remove or repair that row"
-        )
-    return x
-
-
-def _check_labels(labels: torch.Tensor, n: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise InputError(f"labels must have shape [N] = [{n}] (one per embedding row), got {list(labels.shape)}")
-    if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
-        raise InputError("labels contain NaN or inf; use integer class labels")
-    return labels.long() if labels.dtype == torch.bool else labels
-
-
-def _check_pair(query: torch.Tensor, keys: torch.Tensor, *, same_rows: bool = True) -> None:
-    _check_matrix("query", query)
-    _check_matrix("keys", keys, query.shape[1])
-    if same_rows and keys.shape[0] != query.shape[0]:
-        raise InputError(
-            f"query and keys must have the same number of rows (row i of each is a positive pair), "
-            f"got {query.shape[0]} and {keys.shape[0]}"
-        )
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    # Dividing by the largest |entry| first keeps the norm from overflowing for huge inputs.
-    peak = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    x = x / peak
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps)
-
-
-def _maybe_normalize(normalize: bool, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return tuple(_normalize(x) for x in xs) if normalize else xs
-
-
-def _inverse_temperature(temperature, like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(temperature, dtype=like.dtype, device=like.device)
-    if t.ndim != 0:
-        raise InputError(f"temperature must be a scalar, got shape {list(t.shape)}")
-    if not bool(t > 0) or not bool(torch.isfinite(t)):
-        raise InputError(f"temperature must be positive and finite, got {t.item()}")
-    return 1.0 / t
-
-
 # queries, keys (e.g. label embeddings) and each query's multi-hot positive keys
 _MULTI_POSITIVE = (
     Input("query", "embeddings", "[n, dim]"),
@@ -157,26 +114,11 @@ def _check_targets(targets, n: int, m: int, device) -> torch.Tensor:
     return targets
 
 
-def _check_weights(weights, n: int) -> None:
-    check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
-
-
 def _pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(positive, negative) boolean [N, N] masks; the diagonal is neither."""
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
     return same & ~eye, ~same
-
-
-def _masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row log-sum-exp over ``mask``; ``-inf`` (with zero gradient) for rows where the mask is empty."""
-    has_any = mask.any(dim=1)
-    filled = x.masked_fill(~mask, float("-inf"))
-    if bool(has_any.all()):
-        return torch.logsumexp(filled, dim=1)
-    filled = torch.where(has_any[:, None], filled, torch.zeros((), dtype=x.dtype, device=x.device))
-    lse = torch.logsumexp(filled, dim=1)
-    return torch.where(has_any, lse, torch.full_like(lse, float("-inf")))
 
 
 def _safe_distances(x: torch.Tensor) -> torch.Tensor:
@@ -185,35 +127,6 @@ def _safe_distances(x: torch.Tensor) -> torch.Tensor:
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
     pos = d2 > 0
     return torch.where(pos, torch.sqrt(torch.where(pos, d2, torch.ones_like(d2))), torch.zeros_like(d2))
-
-
-def _safe_sqrt(x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """sqrt of ``x`` where ``keep`` (default ``x > 0``), else 0 — with a zero, not infinite, gradient there."""
-    keep = x > 0 if keep is None else keep & (x > 0)
-    return torch.where(keep, torch.sqrt(torch.where(keep, x, torch.ones_like(x))), torch.zeros_like(x))
-
-
-def _pair_distances(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Row-wise Euclidean distances ``|u_i - v_i|`` with a zero (not NaN) gradient where two rows coincide."""
-    return _safe_sqrt(((u - v) ** 2).sum(-1))
-
-
-def _check_triplets(triplets, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate ``(anchors, positives, negatives)`` index tensors of equal length with entries in [0, n)."""
-    if not isinstance(triplets, (tuple, list)) or len(triplets) != 3:
-        raise InputError("triplets must be a tuple (anchors, positives, negatives) of index tensors")
-    out = []
-    for name, idx in zip(("anchors", "positives", "negatives"), triplets):
-        idx = torch.as_tensor(idx)
-        if idx.ndim != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
-            raise InputError(f"triplets: {name} must be a 1-d integer tensor, got {idx.dtype} {list(idx.shape)}")
-        bad = idx[(idx < 0) | (idx >= n)]
-        if bad.numel():
-            raise InputError(f"triplets: {name} must index embedding rows 0..{n - 1}, got {int(bad[0])}")
-        out.append(idx.long())
-    if len({i.shape[0] for i in out}) != 1:
-        raise InputError(f"triplets: anchors, positives and negatives differ in length {[i.shape[0] for i in out]}")
-    return tuple(out)
 
 
 def _row_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -228,37 +141,6 @@ def _reduce_rows_over_mask(values, mask, weights, reduction):
         return reduce_loss(_row_sum(values, mask), "none", weights=weights)
     w = None if weights is None else torch.as_tensor(weights, dtype=values.dtype, device=values.device)[:, None]
     return reduce_loss(values, reduction, mask=mask, weights=w)
-
-
-def _reduce_pairs(pair_loss, anchor, n, weights, reduction):
-    """Reduce per-pair losses: 'mean'/'sum' over pairs, 'none' gives each anchor's sum over its pairs (so the
-    values add up to 'sum'; 'mean' divides that by the number of pairs, not of anchors)."""
-    if reduction == "none":
-        return reduce_loss(pair_loss.new_zeros(n).index_add(0, anchor, pair_loss), "none", weights=weights)
-    w = None
-    if weights is not None:
-        w = torch.as_tensor(weights, dtype=pair_loss.dtype, device=pair_loss.device).expand(n)[anchor]
-    return reduce_loss(pair_loss, reduction, weights=w)
-
-
-def _positive_pairs(anchor_labels, cand_labels, self_offset):
-    """All (anchor, candidate) index pairs with equal labels, except anchor i with candidate i + self_offset.
-
-    Vectorised through a sort of the candidate labels: O((N + P) log N) time and O(N + P) memory for P pairs.
-    """
-    order = torch.argsort(cand_labels, stable=True)
-    ordered = cand_labels[order]
-    lo = torch.searchsorted(ordered, anchor_labels, right=False)
-    hi = torch.searchsorted(ordered, anchor_labels, right=True)
-    count = hi - lo
-    anchor = torch.repeat_interleave(torch.arange(anchor_labels.shape[0], device=cand_labels.device), count)
-    start = torch.cumsum(count, 0) - count
-    within = torch.arange(anchor.shape[0], device=cand_labels.device) - start[anchor]
-    cand = order[lo[anchor] + within]
-    if self_offset is not None:
-        keep = cand != anchor + self_offset
-        anchor, cand = anchor[keep], cand[keep]
-    return anchor, cand
 
 
 def _checkpointed_rows(fn, chunk_size, m: int, *rows: torch.Tensor) -> torch.Tensor:
@@ -289,51 +171,6 @@ def _chunked_row_sums(q, k, fn, chunk_size):
 # ------------------------------------------------------------------- cores shared with the distributed module
 
 
-def _infonce_rows(q, k, scale, offset, chunk_size):
-    """Row losses ``lse_i - z_{i, i+offset}`` of queries ``q`` against keys ``k`` (already normalised)."""
-    n = q.shape[0]
-    pos = scale * (q * k[offset : offset + n]).sum(-1)
-    return row_logsumexp(q, k, scale, chunk_size=chunk_size) - pos
-
-
-def _clip_rows(q_local, k_local, q_all, k_all, scale, offset, chunk_size):
-    """Symmetric CLIP row losses for the local rows (global index ``offset + i``) against all rows."""
-    pos = scale * (q_local * k_local).sum(-1)
-    lse_q = row_logsumexp(q_local, k_all, scale, chunk_size=chunk_size)
-    lse_k = row_logsumexp(k_local, q_all, scale, chunk_size=chunk_size)
-    return 0.5 * (lse_q + lse_k) - pos
-
-
-def _ntxent_pairs(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
-    """pml-style NT-Xent loss of every positive pair: softplus(lse over negatives - positive logit)."""
-    lse_neg = row_logsumexp(q, k, scale, row_labels=q_labels, col_labels=k_labels, chunk_size=chunk_size)
-    anchor, cand = _positive_pairs(q_labels, k_labels, self_offset)
-    pos = scale * (q[anchor] * k[cand]).sum(-1)
-    return F.softplus(lse_neg[anchor] - pos), anchor
-
-
-def _supcon_rows(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
-    """SupCon anchor losses and a mask of anchors that have positives.
-
-    The positive term is linear in the logits, so it is taken through per-class sums of the keys (O(N D)).
-    """
-    uniq, inverse = torch.unique(k_labels, return_inverse=True)
-    class_sum = k.new_zeros(uniq.shape[0], k.shape[1]).index_add(0, inverse, k)
-    class_count = torch.bincount(inverse, minlength=uniq.shape[0])
-    slot = torch.searchsorted(uniq, q_labels).clamp_max(max(uniq.shape[0] - 1, 0))
-    present = (uniq[slot] == q_labels) if uniq.shape[0] else torch.zeros_like(q_labels, dtype=torch.bool)
-    pos_sum = torch.where(present[:, None], class_sum[slot], torch.zeros_like(q))
-    n_pos = torch.where(present, class_count[slot], torch.zeros_like(class_count[slot]))
-    idx = torch.arange(q.shape[0], device=q.device) + self_offset
-    pos_sum = pos_sum - k[idx]  # the anchor itself is in its own class sum
-    n_pos = n_pos - 1
-    has_pos = n_pos > 0
-    lse = row_logsumexp(q, k, scale, self_offset=self_offset, chunk_size=chunk_size)
-    mean_pos = scale * (q * pos_sum).sum(-1) / n_pos.clamp_min(1).to(q.dtype)
-    loss = torch.where(has_pos, lse - mean_pos, torch.zeros_like(mean_pos))
-    return loss, has_pos
-
-
 # ------------------------------------------------------------------------------------ paired-view losses
 
 
@@ -345,7 +182,7 @@ def _supcon_rows(q, k, q_labels, k_labels, scale, self_offset, chunk_size):
     family=_FAMILY,
     aliases=("info_nce", "info_nce_loss"),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -375,12 +212,12 @@ def infonce(
     Args: ``query`` [N, D], ``keys`` [M, D] with M >= N, ``temperature`` scalar (float or tensor, may be
     learnable), ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"``; "mean" is over queries.
     """
-    _check_pair(query, keys, same_rows=False)
+    check_query_keys(query, keys, same_rows=False)
     if keys.shape[0] < query.shape[0]:
         raise InputError(f"keys needs at least as many rows as query ({query.shape[0]}), got {keys.shape[0]}")
-    _check_weights(weights, query.shape[0])
-    q, k = _maybe_normalize(normalize, query, keys)
-    values = _infonce_rows(q, k, _inverse_temperature(temperature, q), 0, chunk_size)
+    check_weights(weights, query.shape[0])
+    q, k = maybe_normalize(normalize, query, keys)
+    values = infonce_rows(q, k, inverse_temperature(temperature, q), 0, chunk_size)
     return reduce_loss(values, reduction, weights=weights)
 
 
@@ -392,7 +229,7 @@ def infonce(
     family=_FAMILY,
     aliases=("clip_loss",),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -421,10 +258,10 @@ def clip(
 
     Args: ``query`` [N, D] (e.g. images), ``keys`` [N, D] (e.g. texts), ``weights`` [N]. Returns a scalar or [N].
     """
-    _check_pair(query, keys)
-    _check_weights(weights, query.shape[0])
-    q, k = _maybe_normalize(normalize, query, keys)
-    values = _clip_rows(q, k, q, k, _inverse_temperature(temperature, q), 0, chunk_size)
+    check_query_keys(query, keys)
+    check_weights(weights, query.shape[0])
+    q, k = maybe_normalize(normalize, query, keys)
+    values = clip_rows(q, k, q, k, inverse_temperature(temperature, q), 0, chunk_size)
     return reduce_loss(values, reduction, weights=weights)
 
 
@@ -472,9 +309,9 @@ def siglip(
 
     Args: ``query`` [N, D], ``keys`` [N, D], ``weights`` [N]. Returns a scalar or [N].
     """
-    _check_pair(query, keys)
-    _check_weights(weights, query.shape[0])
-    q, k = _maybe_normalize(normalize, query, keys)
+    check_query_keys(query, keys)
+    check_weights(weights, query.shape[0])
+    q, k = maybe_normalize(normalize, query, keys)
     t = torch.as_tensor(logit_scale, dtype=q.dtype, device=q.device)
     b = torch.as_tensor(logit_bias, dtype=q.dtype, device=q.device)
     # sum_j softplus(-y_ij z_ij) = sum_j softplus(z_ij) - z_ii, since softplus(-z) - softplus(z) = -z
@@ -490,7 +327,7 @@ def siglip(
     family=_FAMILY,
     aliases=("continuously_weighted_contrastive", "cwcl_loss"),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -524,21 +361,21 @@ def cwcl(
 
     Args: ``query`` [N, D] (the modality being trained), ``keys`` [N, D], ``weights`` [N]. Returns scalar or [N].
     """
-    _check_pair(query, keys)
+    check_query_keys(query, keys)
     n = query.shape[0]
-    _check_weights(weights, n)
-    q, k = _maybe_normalize(normalize, query, keys)
-    scale = _inverse_temperature(temperature, q)
+    check_weights(weights, n)
+    q, k = maybe_normalize(normalize, query, keys)
+    scale = inverse_temperature(temperature, q)
     if similarity is None and (chunk_size is not None or n * n > DENSE_ELEMENTS):
         # With the default weights every term is linear in the logits except the row log-sum-exp:
         # sum_j w_ij z_ij = (s/2) q_i . (sum_j k_j + (sum_j k_j kn_j^T) kn_i), sum_j w_ij = (N + kn_i . sum_j kn_j) / 2
-        kn = _normalize(keys.detach())
+        kn = normalize_rows(keys.detach())
         weighted = 0.5 * scale * (q * (k.sum(0) + kn @ (kn.T @ k))).sum(1)
         total = 0.5 * (n + kn @ kn.sum(0))
         values = row_logsumexp(q, k, scale, chunk_size=chunk_size) - weighted / total
         return reduce_loss(values, reduction, weights=weights)
     if similarity is None:
-        kn = _normalize(keys.detach())
+        kn = normalize_rows(keys.detach())
         w = 0.5 * (1.0 + kn @ kn.T)
     else:
         w = torch.as_tensor(similarity, dtype=q.dtype, device=q.device)
@@ -619,14 +456,14 @@ def isogclr(
     Args: ``query`` [N, D], ``keys`` [N, D], ``temperature`` scalar or [N] (positive), ``weights`` [N]; with the
     estimator ``log_u`` [dataset size] (float, updated in place) and ``indices`` [N] (distinct, long).
     """
-    _check_pair(query, keys)
+    check_query_keys(query, keys)
     n = query.shape[0]
-    _check_weights(weights, n)
+    check_weights(weights, n)
     if (log_u is None) != (indices is None):
         raise InputError("give both log_u (the moving-average buffer) and indices (the batch's rows in it), or neither")
     if log_u is not None:
         indices = _check_ma_buffer(log_u, indices, n, gamma)
-    q, k = _maybe_normalize(normalize, query, keys)
+    q, k = maybe_normalize(normalize, query, keys)
     tau = torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
     if tau.ndim > 1 or (tau.ndim == 1 and tau.shape[0] != n):
         raise InputError(f"temperature must be a scalar or have shape [N] = [{n}], got {list(tau.shape)}")
@@ -638,7 +475,7 @@ def isogclr(
     sims = q @ k.T
     h = (sims - sims.diagonal()[:, None]) / tau[:, None]
     off = ~torch.eye(n, dtype=torch.bool, device=q.device)
-    log_mean = _masked_logsumexp(h, off) - torch.log(torch.tensor(n - 1.0, dtype=q.dtype))
+    log_mean = masked_logsumexp(h, off) - torch.log(torch.tensor(n - 1.0, dtype=q.dtype))
     if log_u is None:
         return reduce_loss(tau * (log_mean + rho), reduction, weights=weights)
     with torch.no_grad():
@@ -678,7 +515,7 @@ def _check_ma_buffer(log_u, indices, n: int, gamma: float) -> torch.Tensor:
     family=_FAMILY,
     aliases=("dexml", "decoupled_softmax_loss"),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -714,16 +551,16 @@ def decoupled_softmax(
     Args: ``query`` [N, D], ``keys`` [M, D] (e.g. label embeddings), ``targets`` [N, M] bool (positives),
     ``weights`` [N]. Returns a scalar or [N].
     """
-    _check_pair(query, keys, same_rows=False)
+    check_query_keys(query, keys, same_rows=False)
     n, m = query.shape[0], keys.shape[0]
     targets = _check_targets(targets, n, m, query.device)
-    _check_weights(weights, n)
-    q, k = _maybe_normalize(normalize, query, keys)
-    scale = _inverse_temperature(temperature, q)
-    lse_neg = _checkpointed_rows(lambda qc, tc: _masked_logsumexp((qc @ k.T) * scale, ~tc), chunk_size, m, q, targets)
+    check_weights(weights, n)
+    q, k = maybe_normalize(normalize, query, keys)
+    scale = inverse_temperature(temperature, q)
+    lse_neg = _checkpointed_rows(lambda qc, tc: masked_logsumexp((qc @ k.T) * scale, ~tc), chunk_size, m, q, targets)
     anchor, cand = torch.nonzero(targets, as_tuple=True)
     pair_loss = F.softplus(lse_neg[anchor] - scale * (q[anchor] * k[cand]).sum(1))
-    return _reduce_pairs(pair_loss, anchor, n, weights, reduction)
+    return reduce_pairs(pair_loss, anchor, n, weights, reduction)
 
 
 def _soft_topk_log_probs(z: torch.Tensor, k: int, alpha: float, n_iter: int) -> torch.Tensor:
@@ -754,7 +591,7 @@ def _soft_topk_log_probs(z: torch.Tensor, k: int, alpha: float, n_iter: int) -> 
     options=(
         Option("k", int, AT_LEAST_ONE, doc="size k of the soft top-k set (below the number of keys)"),
         Option("alpha", float, POSITIVE, doc="sharpness α of the sigmoid memberships"),
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         Option("n_iter", int, AT_LEAST_ONE, doc="bisection steps for the threshold"),
         NORMALIZE,
         CHUNK_SIZE,
@@ -793,14 +630,14 @@ def dexml_topk(
     Args: ``query`` [N, D], ``keys`` [M, D], ``targets`` [N, M] bool (positives), ``weights`` [N]. Returns a scalar,
     or [N] for ``reduction="none"``.
     """
-    _check_pair(query, keys, same_rows=False)
+    check_query_keys(query, keys, same_rows=False)
     n, m = query.shape[0], keys.shape[0]
     targets = _check_targets(targets, n, m, query.device)
-    _check_weights(weights, n)
+    check_weights(weights, n)
     if n and k >= m:
         raise InputError(f"k must be below the number of keys M = {m}, got {k}")
-    q, kk = _maybe_normalize(normalize, query, keys)
-    scale = _inverse_temperature(temperature, q)
+    q, kk = maybe_normalize(normalize, query, keys)
+    scale = inverse_temperature(temperature, q)
 
     def rows(qc, tc):
         log_p = _soft_topk_log_probs((qc @ kk.T) * scale, k, alpha, n_iter)
@@ -841,9 +678,9 @@ def alignment(
 
     Args: ``query`` [N, D], ``keys`` [N, D] (row i of each a positive pair), ``weights`` [N].
     """
-    _check_pair(query, keys)
-    _check_weights(weights, query.shape[0])
-    q, k = _maybe_normalize(normalize, query, keys)
+    check_query_keys(query, keys)
+    check_weights(weights, query.shape[0])
+    q, k = maybe_normalize(normalize, query, keys)
     diff = q - k
     sq = (diff * diff).sum(-1)
     pos = sq > 0
@@ -880,11 +717,11 @@ def uniformity(embeddings: torch.Tensor, *, t: float = 2.0, normalize: bool = Tr
 
     Args: ``embeddings`` [N, D]. Returns a scalar.
     """
-    _check_matrix("embeddings", embeddings)
+    check_matrix("embeddings", embeddings)
     n = embeddings.shape[0]
     if n < 2:
         return embeddings.sum() * 0
-    (x,) = _maybe_normalize(normalize, embeddings)
+    (x,) = maybe_normalize(normalize, embeddings)
     sq = (x * x).sum(-1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
     upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=x.device), diagonal=1)
@@ -895,14 +732,6 @@ def uniformity(embeddings: torch.Tensor, *, t: float = 2.0, normalize: bool = Tr
 # ------------------------------------------------------------------------------------ labelled batches
 
 
-def _labelled(embeddings, labels, weights, normalize):
-    _check_matrix("embeddings", embeddings)
-    labels = _check_labels(labels, embeddings.shape[0]).to(embeddings.device)
-    _check_weights(weights, embeddings.shape[0])
-    (x,) = _maybe_normalize(normalize, embeddings)
-    return x, labels
-
-
 @register(
     "ntxent",
     keywords=_UNMASKED,
@@ -911,7 +740,7 @@ def _labelled(embeddings, labels, weights, normalize):
     family=_FAMILY,
     aliases=("ntxent_loss", "nt_xent"),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -952,10 +781,10 @@ def ntxent(
         >>> print(round(ntxent(z, torch.tensor([0, 0, 1, 1]), temperature=0.5).item(), 4))
         0.0396
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
-    scale = _inverse_temperature(temperature, x)
-    pair_loss, anchor = _ntxent_pairs(x, x, labels, labels, scale, 0, chunk_size)
-    return _reduce_pairs(pair_loss, anchor, x.shape[0], weights, reduction)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
+    scale = inverse_temperature(temperature, x)
+    pair_loss, anchor = ntxent_pairs(x, x, labels, labels, scale, 0, chunk_size)
+    return reduce_pairs(pair_loss, anchor, x.shape[0], weights, reduction)
 
 
 @register(
@@ -966,7 +795,7 @@ def ntxent(
     family=_FAMILY,
     aliases=("sup_con_loss", "supcon_loss", "supervised_contrastive"),
     options=(
-        _TEMPERATURE,
+        LEARNABLE_TEMPERATURE,
         NORMALIZE,
         CHUNK_SIZE,
     ),
@@ -996,9 +825,9 @@ def supcon(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
-    scale = _inverse_temperature(temperature, x)
-    values, has_pos = _supcon_rows(x, x, labels, labels, scale, 0, chunk_size)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
+    scale = inverse_temperature(temperature, x)
+    values, has_pos = supcon_rows(x, x, labels, labels, scale, 0, chunk_size)
     return reduce_loss(values, reduction, mask=has_pos, weights=weights)
 
 
@@ -1051,17 +880,17 @@ def triplet_margin(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     hinge = F.softplus if smooth else F.relu
     if triplets is not None:
         if mining != "all":
             raise InputError(f"give either triplets or mining={mining!r}, not both")
-        a, p, n = (i.to(x.device) for i in _check_triplets(triplets, x.shape[0]))
-        d_an = _pair_distances(x[a], x[n])
+        a, p, n = (i.to(x.device) for i in check_triplets(triplets, x.shape[0]))
+        d_an = pair_distances(x[a], x[n])
         if swap:
-            d_an = torch.minimum(d_an, _pair_distances(x[p], x[n]))
-        values = hinge(_pair_distances(x[a], x[p]) - d_an + margin)
-        return _reduce_pairs(values, a, x.shape[0], weights, reduction)
+            d_an = torch.minimum(d_an, pair_distances(x[p], x[n]))
+        values = hinge(pair_distances(x[a], x[p]) - d_an + margin)
+        return reduce_pairs(values, a, x.shape[0], weights, reduction)
     dist = _safe_distances(x)
     pos, neg = _pair_masks(labels)
     if mining == "batch_hard" and x.shape[0] == 0:
@@ -1126,7 +955,7 @@ def contrastive(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     dist = _safe_distances(x)
     pos, neg = _pair_masks(labels)
     pos_term = _reduce_rows_over_mask(F.relu(dist - pos_margin), pos, weights, reduction)
@@ -1174,11 +1003,11 @@ def multi_similarity(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     sims = x @ x.T
     pos, neg = _pair_masks(labels)
-    pos_term = F.softplus(_masked_logsumexp(-alpha * (sims - base), pos)) / alpha
-    neg_term = F.softplus(_masked_logsumexp(beta * (sims - base), neg)) / beta
+    pos_term = F.softplus(masked_logsumexp(-alpha * (sims - base), pos)) / alpha
+    neg_term = F.softplus(masked_logsumexp(beta * (sims - base), neg)) / beta
     return reduce_loss(pos_term + neg_term, reduction, weights=weights)
 
 
@@ -1220,13 +1049,13 @@ def circle(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N]. Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     sims = x @ x.T
     pos, neg = _pair_masks(labels)
     alpha_p = F.relu(1.0 + m - sims.detach())
     alpha_n = F.relu(sims.detach() + m)
-    lse_p = _masked_logsumexp(-gamma * alpha_p * (sims - (1.0 - m)), pos)
-    lse_n = _masked_logsumexp(gamma * alpha_n * (sims - m), neg)
+    lse_p = masked_logsumexp(-gamma * alpha_p * (sims - (1.0 - m)), pos)
+    lse_n = masked_logsumexp(gamma * alpha_n * (sims - m), neg)
     valid = pos.any(1) & neg.any(1)
     total = torch.where(valid, lse_p + lse_n, torch.zeros_like(lse_p))
     return reduce_loss(F.softplus(total), reduction, mask=valid, weights=weights)
@@ -1274,7 +1103,7 @@ def threshold_consistent_margin(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     sims = x @ x.T
     pos, neg = _pair_masks(labels)
     pos_viol = pos & (sims <= margin_plus)

@@ -24,7 +24,13 @@ from pairkit.losses._core import (
     reduce_loss,
     register,
 )
-from pairkit.losses.contrastive import _TEMPERATURE, _check_matrix, _check_pair, _inverse_temperature, _normalize
+from pairkit.losses._embeddings import (
+    LEARNABLE_TEMPERATURE,
+    check_matrix,
+    check_query_keys,
+    inverse_temperature,
+    normalize_rows,
+)
 
 __all__ = ["mv_dhel", "mv_infonce", "symile", "wasserstein_dependency"]
 
@@ -42,7 +48,7 @@ def _check_views(views: torch.Tensor, min_views: int) -> torch.Tensor:
     if views.shape[0] < min_views:
         raise InputError(f"views needs at least {min_views} views (its first dimension), got {views.shape[0]}")
     for m in range(views.shape[0]):
-        _check_matrix(f"views[{m}]", views[m])
+        check_matrix(f"views[{m}]", views[m])
     return views
 
 
@@ -120,7 +126,7 @@ def symile(
     views = _check_views(views, 2)
     m, n, _ = views.shape
     check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
-    x = _normalize(views) if normalize else views
+    x = normalize_rows(views) if normalize else views
     scale = torch.as_tensor(logit_scale, dtype=x.dtype, device=x.device)
     if scale.ndim != 0 or not bool(torch.isfinite(scale)):
         raise InputError(f"logit_scale must be a finite scalar, got {logit_scale!r}")
@@ -178,10 +184,10 @@ def wasserstein_dependency(
     Args: ``query`` [N, D], ``keys`` [N, D] (row i of each a positive pair), ``weights`` [N]. Returns a scalar,
     or [N] for ``reduction="none"``; fewer than two rows give 0.
     """
-    _check_pair(query, keys)
+    check_query_keys(query, keys)
     n = query.shape[0]
     check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (n,))
-    q, k = (_normalize(query), _normalize(keys)) if normalize else (query, keys)
+    q, k = (normalize_rows(query), normalize_rows(keys)) if normalize else (query, keys)
     joint = (q * k).sum(1)
     if n < 2:
         return reduce_loss(joint * 0, reduction, weights=weights)
@@ -195,15 +201,15 @@ _MULTI_VIEW = dict(
     inputs=(VIEWS,),
     batch_coupled=True,
     family=_FAMILY,
-    options=(_TEMPERATURE, CHUNK_SIZE),
+    options=(LEARNABLE_TEMPERATURE, CHUNK_SIZE),
 )
 
 
 def _views_setup(views, temperature, weights):
     views = _check_views(views, 2)
     check_broadcastable("weights", None if weights is None else torch.as_tensor(weights), (views.shape[1],))
-    z = _normalize(views)
-    return z, _inverse_temperature(temperature, z)
+    z = normalize_rows(views)
+    return z, inverse_temperature(temperature, z)
 
 
 def _within_instance_sims(z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import check_distributions
 from pairkit.losses._core import (
     CLASSES,
     NON_NEGATIVE,
@@ -22,12 +23,13 @@ from pairkit.losses._core import (
     Reduction,
     check_same_shape,
     keyword,
+    kl_logspace,
+    label_logp,
     reduce_loss,
     register,
     weight_option,
 )
-from pairkit.losses.classification import _label_logp, check_logits_labels
-from pairkit.losses.divergence import _check_pair, _kl_logspace
+from pairkit.losses.classification import check_logits_labels
 
 __all__ = [
     "bd_kd_loss",
@@ -47,7 +49,7 @@ __all__ = [
 
 def _check_inputs(student_logits, teacher_logits, labels, mask, weights, *, min_classes=1):
     """Shared checks; returns labels safe to gather with (or ``None`` when no labels are given)."""
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    check_distributions(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
     if labels is None:
         return None
     return check_logits_labels(
@@ -60,7 +62,7 @@ def _soft(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def _ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return -_label_logp(torch.log_softmax(logits, dim=-1), labels)
+    return -label_logp(torch.log_softmax(logits, dim=-1), labels)
 
 
 @register(
@@ -101,7 +103,7 @@ def hinton_kd_loss(
         labels: optional ``[...]`` class indices; alpha: weight of the soft term when labels are given.
     """
     safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
-    kl = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
+    kl = kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     values = temperature**2 * kl
     if safe is not None:
         values = alpha * values + (1.0 - alpha) * _ce(student_logits, safe)
@@ -111,7 +113,7 @@ def hinton_kd_loss(
 def _target_split(log_probs: torch.Tensor, labels: torch.Tensor):
     """Binary (target, rest) log-probabilities and the log-distribution over non-target classes."""
     is_y = F.one_hot(labels, log_probs.shape[-1]).bool()
-    log_p_y = _label_logp(log_probs, labels)
+    log_p_y = label_logp(log_probs, labels)
     masked = log_probs.masked_fill(is_y, float("-inf"))
     log_rest = torch.logsumexp(masked, dim=-1)
     binary = torch.stack([log_p_y, log_rest], dim=-1)
@@ -163,8 +165,8 @@ def dkd_loss(
     safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights, min_classes=2)
     bin_s, non_s = _target_split(_soft(student_logits, temperature), safe)
     bin_t, non_t = _target_split(_soft(teacher_logits, temperature), safe)
-    tckd = _kl_logspace(bin_t, bin_s)
-    nckd = _kl_logspace(non_t, non_s)
+    tckd = kl_logspace(bin_t, bin_s)
+    nckd = kl_logspace(non_t, non_s)
     values = temperature**2 * (alpha * tckd + beta * nckd)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
 
@@ -276,7 +278,7 @@ def bd_kd_loss(
     one = torch.ones((), dtype=log_s.dtype, device=log_s.device)
     w_f = torch.where(student_less_sure, one, one * balance)
     w_r = torch.where(student_less_sure, one * balance, one)
-    values = temperature**2 * (w_f * _kl_logspace(log_t, log_s) + w_r * _kl_logspace(log_s, log_t))
+    values = temperature**2 * (w_f * kl_logspace(log_t, log_s) + w_r * kl_logspace(log_s, log_t))
     if safe is not None:
         values = values + _ce(student_logits, safe)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
@@ -455,7 +457,7 @@ def uskd_loss(
     k = z.shape[-1]
     log_p = torch.log_softmax(z, dim=-1)
     log_w = torch.log_softmax(zw, dim=-1)
-    log_p_y = _label_logp(log_p, y)
+    log_p_y = label_logp(log_p, y)
     with torch.no_grad():
         p2 = log_p_y.exp() ** 2
         soft_y = p2 + 1.0 - p2.mean() if p2.numel() else p2
@@ -604,7 +606,7 @@ def dual_head_kd_loss(
     """
     check_same_shape(student_logits=student_logits, aux_logits=aux_logits)
     safe = _check_inputs(student_logits, teacher_logits, labels, mask, weights)
-    kd = _kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
+    kd = kl_logspace(_soft(teacher_logits, temperature), _soft(student_logits, temperature))
     aux = _binary_kl(aux_logits, teacher_logits, binary_temperature, True).to(kd.dtype)
     values = _ce(student_logits, safe) + alpha * temperature**2 * kd + beta * aux
     return reduce_loss(values, reduction, mask=mask, weights=weights)
@@ -672,6 +674,6 @@ def mcmi_teacher_loss(
     log_p = torch.log_softmax(logits, dim=-1)
     centroid = class_centroids.detach().to(log_p.dtype)[safe]
     log_q = torch.log(centroid.clamp(min=torch.finfo(log_p.dtype).tiny))
-    cmi = _kl_logspace(log_p, log_q)
-    values = -_label_logp(log_p, safe) - cmi_weight * cmi
+    cmi = kl_logspace(log_p, log_q)
+    values = -label_logp(log_p, safe) - cmi_weight * cmi
     return reduce_loss(values, reduction, mask=mask, weights=weights)

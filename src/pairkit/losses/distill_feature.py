@@ -15,7 +15,8 @@ import torch
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._core import Reduction, reduce_loss, register
+from pairkit.losses._embeddings import check_features, feature_rows, safe_norm, scatter_rows, unit_rows
 from pairkit.losses.classification import check_logits_labels
 
 __all__ = [
@@ -38,46 +39,6 @@ TEMPERATURE = Option("temperature", float, _POSITIVE, doc="softmax temperature Ï
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _check_features(names: tuple[str, ...], *tensors: torch.Tensor, mask=None, weights=None, same_dim=False) -> int:
-    """``[n, d]`` floating tensors with one ``n`` (and one ``d`` when ``same_dim``); returns ``n``."""
-    for name, x in zip(names, tensors):
-        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
-            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"{name} must be a floating-point torch tensor, got {kind}")
-        if x.dim() != 2 or x.shape[1] == 0:
-            raise InputError(f"{name} must have shape [n, dim] with dim >= 1, got {list(x.shape)}")
-    rows = {name: x.shape[0] for name, x in zip(names, tensors)}
-    if len(set(rows.values())) > 1:
-        raise InputError("the inputs must have one row per example: " + ", ".join(f"{k} {v}" for k, v in rows.items()))
-    if same_dim and len({x.shape[1] for x in tensors}) > 1:
-        raise InputError(
-            "the inputs must have the same width: " + ", ".join(f"{k} {list(x.shape)}" for k, x in zip(names, tensors))
-        )
-    n = tensors[0].shape[0]
-    check_broadcastable("weights", weights, (n,))
-    if mask is not None:
-        mask = torch.as_tensor(mask)
-        if mask.dtype != torch.bool or tuple(mask.shape) != (n,):
-            raise InputError(f"mask must be a bool tensor of shape [{n}], got {mask.dtype} {list(mask.shape)}")
-    return n
-
-
-def _rows(mask: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The unmasked rows of each tensor (all of them without a mask)."""
-    if mask is None:
-        return tensors
-    keep = torch.as_tensor(mask, device=tensors[0].device)
-    return tuple(t[keep] for t in tensors)
-
-
-def _scatter(values: torch.Tensor, mask: torch.Tensor | None, n: int) -> torch.Tensor:
-    """Per-kept-row ``values`` back at their rows of an ``[n]`` vector (0 at masked rows)."""
-    if mask is None:
-        return values
-    keep = torch.as_tensor(mask, device=values.device)
-    return torch.zeros(n, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -145,16 +106,16 @@ def rkd_distance_loss(
         delta: Huber threshold. mask, weights: ``[n]``.
     Returns ``[n]`` (one value per anchor) with ``reduction="none"``, else a scalar.
     """
-    n = _check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
+    n = check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
                         mask=mask, weights=weights)  # fmt: skip
-    s, t = _rows(mask, student_embeddings, teacher_embeddings)
+    s, t = feature_rows(mask, student_embeddings, teacher_embeddings)
     dtype = _compute_dtype(s)
     ds, dt = _normalised_distances(s.to(dtype)), _normalised_distances(t.to(dtype))
     m = s.shape[0]
     off = ~torch.eye(m, dtype=torch.bool, device=s.device)
     per_pair = torch.where(off, _huber(ds - dt, delta), torch.zeros_like(ds))
     values = per_pair.sum(-1) / max(m - 1, 1)
-    return reduce_loss(_scatter(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)
+    return reduce_loss(scatter_rows(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)
 
 
 def _unit_differences(x: torch.Tensor) -> torch.Tensor:
@@ -205,9 +166,9 @@ def rkd_angle_loss(
         delta: Huber threshold. mask, weights: ``[n]``.
     Returns ``[n]`` (one value per vertex) with ``reduction="none"``, else a scalar.
     """
-    n = _check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
+    n = check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
                         mask=mask, weights=weights)  # fmt: skip
-    s, t = _rows(mask, student_embeddings, teacher_embeddings)
+    s, t = feature_rows(mask, student_embeddings, teacher_embeddings)
     dtype = _compute_dtype(s)
     es, et = _unit_differences(s.to(dtype)), _unit_differences(t.to(dtype))
     cos_s = es @ es.transpose(1, 2)  # [j, i, k]
@@ -215,16 +176,10 @@ def rkd_angle_loss(
     m = s.shape[0]
     # the entries with i = j or k = j are exactly 0 for both models (zero difference vectors), so they add 0
     values = _huber(cos_s - cos_t, delta).sum((1, 2)) / max(m - 1, 1) ** 2
-    return reduce_loss(_scatter(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)
+    return reduce_loss(scatter_rows(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)
 
 
 # ------------------------------------------------------------------------------ norm and direction (ND)
-
-
-def _safe_norm(x: torch.Tensor) -> torch.Tensor:
-    sq = (x * x).sum(-1)
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
 
 
 @register(
@@ -267,7 +222,7 @@ def nd_loss(
         student first if they differ); labels: ``[batch]`` class indices; class_centers: ``[classes, dim]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    _check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
+    check_features(("student_embeddings", "teacher_embeddings"), student_embeddings, teacher_embeddings,
                     mask=mask, weights=weights, same_dim=True)  # fmt: skip
     if not (isinstance(class_centers, torch.Tensor) and class_centers.is_floating_point()):
         raise InputError("class_centers must be a floating-point torch tensor [classes, dim]")
@@ -284,9 +239,9 @@ def nd_loss(
     dtype = _compute_dtype(student_embeddings)
     s, t, c = student_embeddings.to(dtype), teacher_embeddings.to(dtype), class_centers.to(dtype)
     centre = c[safe]
-    c_norm = _safe_norm(centre)
+    c_norm = safe_norm(centre)
     direction = centre / torch.where(c_norm > 0, c_norm, torch.ones_like(c_norm)).unsqueeze(-1)
-    scale = torch.maximum(_safe_norm(s), _safe_norm(t))
+    scale = torch.maximum(safe_norm(s), safe_norm(t))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     values = 1.0 - (s * direction).sum(-1) / scale
     return reduce_loss(values.to(student_embeddings.dtype), reduction, mask=mask, weights=weights)
@@ -341,7 +296,7 @@ def prototype_relation_loss(
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
     names = ("student_embeddings", "teacher_embeddings")
-    _check_features(names, student_embeddings, teacher_embeddings, mask=mask, weights=weights, same_dim=True)
+    check_features(names, student_embeddings, teacher_embeddings, mask=mask, weights=weights, same_dim=True)
     t_protos = prototypes if teacher_prototypes is None else teacher_prototypes
     for name, p in (("prototypes", prototypes), ("teacher_prototypes", t_protos)):
         if not (isinstance(p, torch.Tensor) and p.is_floating_point()) or p.dim() != 2 or p.shape[0] == 0:
@@ -356,18 +311,13 @@ def prototype_relation_loss(
     def log_relation(z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
         z, protos = z.to(dtype), protos.to(dtype)
         if normalize:
-            z, protos = _unit(z), _unit(protos)
+            z, protos = unit_rows(z), unit_rows(protos)
         return torch.log_softmax(z @ protos.T / temperature, dim=-1)
 
     log_t = log_relation(teacher_embeddings, t_protos)
     log_s = log_relation(student_embeddings, prototypes)
     values = (log_t.exp() * (log_t - log_s)).sum(-1)
     return reduce_loss(values.to(student_embeddings.dtype), reduction, mask=mask, weights=weights)
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    norm = _safe_norm(x)
-    return x / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)
 
 
 # ------------------------------------------------------------------------------------------------ SinKD
@@ -423,9 +373,9 @@ def sinkhorn_kd_loss(
         student_logits, teacher_logits: ``[batch, classes]``. mask, weights: ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    n = _check_features(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask=mask,
+    n = check_features(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask=mask,
                         weights=weights, same_dim=True)  # fmt: skip
-    s, t = _rows(mask, student_logits, teacher_logits)
+    s, t = feature_rows(mask, student_logits, teacher_logits)
     dtype = _compute_dtype(s)
     p_s = torch.softmax(s.to(dtype) / temperature, dim=-1)
     p_t = torch.softmax(t.to(dtype) / temperature, dim=-1)
@@ -440,4 +390,4 @@ def sinkhorn_kd_loss(
         g = epsilon * (log_marginal - torch.logsumexp(scaled + f.unsqueeze(1) / epsilon, dim=0))
     plan = torch.exp(scaled + (f.unsqueeze(1) + g.unsqueeze(0)) / epsilon)
     values = m * (plan * cost).sum(-1)
-    return reduce_loss(_scatter(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)
+    return reduce_loss(scatter_rows(values.to(s.dtype), mask, n), reduction, mask=mask, weights=weights)

@@ -28,17 +28,17 @@ import torch.distributed as dist
 
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, reduce_loss
-from pairkit.losses.contrastive import (
-    _check_labels,
-    _check_matrix,
-    _check_pair,
-    _clip_rows,
-    _infonce_rows,
-    _inverse_temperature,
-    _maybe_normalize,
-    _ntxent_pairs,
-    _reduce_pairs,
-    _supcon_rows,
+from pairkit.losses._embeddings import (
+    check_labels,
+    check_matrix,
+    check_query_keys,
+    clip_rows,
+    infonce_rows,
+    inverse_temperature,
+    maybe_normalize,
+    ntxent_pairs,
+    reduce_pairs,
+    supcon_rows,
 )
 
 __all__ = [
@@ -140,14 +140,14 @@ def distributed_infonce(
     Args: local ``query`` [n, D] and ``keys`` [n, D]; ``weights`` [n] (local rows, or the global rows when
     ``local_loss=False``). Returns the mean over this rank's rows (or all rows when ``local_loss=False``).
     """
-    _check_pair(query, keys)
-    q, k = _maybe_normalize(normalize, query, keys)
+    check_query_keys(query, keys)
+    q, k = maybe_normalize(normalize, query, keys)
     k_all = all_gather_with_grad(k, group=group)
     if local_loss:
         rows, offset = q, _rank_offset(q.shape[0], q.device, group)
     else:
         rows, offset = all_gather_with_grad(q, group=group), 0
-    values = _infonce_rows(rows, k_all, _inverse_temperature(temperature, q), offset, chunk_size)
+    values = infonce_rows(rows, k_all, inverse_temperature(temperature, q), offset, chunk_size)
     return reduce_loss(values, reduction, weights=weights)
 
 
@@ -174,22 +174,22 @@ def distributed_clip(
 
     Args: local ``query`` [n, D], ``keys`` [n, D]; ``weights`` as in :func:`distributed_infonce`.
     """
-    _check_pair(query, keys)
-    q, k = _maybe_normalize(normalize, query, keys)
+    check_query_keys(query, keys)
+    q, k = maybe_normalize(normalize, query, keys)
     q_all, k_all = all_gather_with_grad(q, group=group), all_gather_with_grad(k, group=group)
-    scale = _inverse_temperature(temperature, q)
+    scale = inverse_temperature(temperature, q)
     if local_loss:
         offset = _rank_offset(q.shape[0], q.device, group)
-        values = _clip_rows(q, k, q_all, k_all, scale, offset, chunk_size)
+        values = clip_rows(q, k, q_all, k_all, scale, offset, chunk_size)
     else:
-        values = _clip_rows(q_all, k_all, q_all, k_all, scale, 0, chunk_size)
+        values = clip_rows(q_all, k_all, q_all, k_all, scale, 0, chunk_size)
     return reduce_loss(values, reduction, weights=weights)
 
 
 def _labelled_gather(embeddings, labels, normalize, local_loss, group):
-    _check_matrix("embeddings", embeddings)
-    labels = _check_labels(labels, embeddings.shape[0]).to(embeddings.device)
-    (x,) = _maybe_normalize(normalize, embeddings)
+    check_matrix("embeddings", embeddings)
+    labels = check_labels(labels, embeddings.shape[0]).to(embeddings.device)
+    (x,) = maybe_normalize(normalize, embeddings)
     x_all = all_gather_with_grad(x, group=group)
     labels_all = gather_no_grad(labels, group=group)
     if local_loss:
@@ -222,9 +222,9 @@ def distributed_ntxent(
     "mean" is over this rank's positive pairs (all pairs when ``local_loss=False``).
     """
     rows, row_labels, x_all, labels_all, offset = _labelled_gather(embeddings, labels, normalize, local_loss, group)
-    scale = _inverse_temperature(temperature, rows)
-    pair_loss, anchor = _ntxent_pairs(rows, x_all, row_labels, labels_all, scale, offset, chunk_size)
-    return _reduce_pairs(pair_loss, anchor, rows.shape[0], weights, reduction)
+    scale = inverse_temperature(temperature, rows)
+    pair_loss, anchor = ntxent_pairs(rows, x_all, row_labels, labels_all, scale, offset, chunk_size)
+    return reduce_pairs(pair_loss, anchor, rows.shape[0], weights, reduction)
 
 
 def distributed_supcon(
@@ -250,6 +250,6 @@ def distributed_supcon(
     Args: local ``embeddings`` [n, D], ``labels`` [n], ``weights``. "mean" is over anchors with positives.
     """
     rows, row_labels, x_all, labels_all, offset = _labelled_gather(embeddings, labels, normalize, local_loss, group)
-    scale = _inverse_temperature(temperature, rows)
-    values, has_pos = _supcon_rows(rows, x_all, row_labels, labels_all, scale, offset, chunk_size)
+    scale = inverse_temperature(temperature, rows)
+    values, has_pos = supcon_rows(rows, x_all, row_labels, labels_all, scale, offset, chunk_size)
     return reduce_loss(values, reduction, mask=has_pos, weights=weights)

@@ -24,6 +24,7 @@ from torch.autograd.function import once_differentiable
 
 from pairkit._spec import Input, Option, declare_options
 from pairkit.errors import InputError
+from pairkit.losses._checks import check_distributions
 from pairkit.losses._core import (
     AT_LEAST_ONE,
     CHUNK_SIZE,
@@ -36,9 +37,10 @@ from pairkit.losses._core import (
     UNIT,
     Reduction,
     check_broadcastable,
-    check_same_shape,
+    kl_logspace,
     reduce_loss,
     register,
+    xlogy_rel,
 )
 
 _JSD_BETA = Option("beta", float, UNIT, doc="interpolation weight β of the generalised JSD")
@@ -65,32 +67,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def _check_pair(names: tuple[str, str], a: torch.Tensor, b: torch.Tensor, mask, weights) -> None:
-    """Shape checks shared by every two-distribution divergence."""
-    for name, x in zip(names, (a, b)):
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim < 1 or x.shape[-1] == 0:
-            raise InputError(f"{name} must have shape [..., vocab] with vocab >= 1, got {list(x.shape)}")
-    check_same_shape(**{names[0]: a, names[1]: b})
-    lead = a.shape[:-1]
-    check_broadcastable("mask", mask, lead)
-    check_broadcastable("weights", weights, lead)
-    if mask is not None and torch.as_tensor(mask).dtype != torch.bool:
-        raise InputError(f"mask must be a bool tensor over the leading dims {list(lead)}, got {mask.dtype}")
-
-
-def _xlogy_rel(p: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``p (log p - log q)`` with the convention ``0 * log(0 / q) = 0``.
-
-    The double ``where`` keeps gradients finite where ``p == 0`` and ``log_q == -inf``.
-    """
-    pos = p > 0
-    zero = torch.zeros((), dtype=p.dtype, device=p.device)
-    diff = torch.where(pos, log_p - torch.where(pos, log_q, zero), zero)
-    return torch.where(pos, p * diff, zero)
 
 
 def _finish(values, *, mask, weights, reduction):
@@ -128,20 +104,10 @@ def kl_divergence(
     Returns:
         Per-position values ``[...]`` with ``reduction="none"``, else a scalar.
     """
-    _check_pair(("log_predictions", "targets"), log_predictions, targets, mask, weights)
+    check_distributions(("log_predictions", "targets"), log_predictions, targets, mask, weights)
     log_t = torch.log(torch.where(targets > 0, targets, torch.ones_like(targets)))
-    values = _xlogy_rel(targets, log_t, log_predictions).sum(-1)
+    values = xlogy_rel(targets, log_t, log_predictions).sum(-1)
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
-
-
-def _kl_logspace(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Per-position ``KL(p || q)`` from log-probabilities (``-inf`` entries of ``log_p`` contribute 0)."""
-    p = torch.exp(log_p)
-    if bool(torch.isfinite(log_p).all()):
-        # common case (log-softmax outputs): no zero-mass classes, so the plain product is exact and
-        # avoids the masked path's extra [..., vocab] temporaries
-        return (p * (log_p - log_q)).sum(-1)
-    return _xlogy_rel(p, log_p, log_q).sum(-1)
 
 
 @register("kl_divergence_with_log_targets", inputs=DISTRIBUTIONS, family="divergence")
@@ -164,8 +130,8 @@ def kl_divergence_with_log_targets(
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
         mask, weights: over the leading dims.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
-    values = _kl_logspace(log_targets, log_predictions)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    values = kl_logspace(log_targets, log_predictions)
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
@@ -189,19 +155,19 @@ def reverse_kl_divergence(
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
         mask, weights: over the leading dims.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
-    values = _kl_logspace(log_predictions, log_targets)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    values = kl_logspace(log_predictions, log_targets)
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
 def _generalized_jsd_values(log_p: torch.Tensor, log_t: torch.Tensor, beta: float) -> torch.Tensor:
     if beta == 0.0:
-        return _kl_logspace(log_t, log_p)
+        return kl_logspace(log_t, log_p)
     if beta == 1.0:
-        return _kl_logspace(log_p, log_t)
+        return kl_logspace(log_p, log_t)
     # log of the mixture M = (1 - beta) P + beta T, computed without leaving log space
     log_m = torch.logaddexp(log_p + math.log1p(-beta), log_t + math.log(beta))
-    return beta * _kl_logspace(log_t, log_m) + (1.0 - beta) * _kl_logspace(log_p, log_m)
+    return beta * kl_logspace(log_t, log_m) + (1.0 - beta) * kl_logspace(log_p, log_m)
 
 
 @register(
@@ -238,7 +204,7 @@ def generalized_jsd(
         log_targets: ``[..., vocab]`` teacher log-probabilities ``T``.
         beta: interpolation weight in ``[0, 1]``.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     values = _generalized_jsd_values(log_predictions, log_targets, float(beta))
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
@@ -265,7 +231,7 @@ def total_variation_distance(
     Args:
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     values = 0.5 * (torch.exp(log_predictions) - torch.exp(log_targets)).abs().sum(-1)
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
@@ -293,7 +259,7 @@ def squared_hellinger_distance(
     Args:
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     # the sum-of-squares form is exactly 0 at P = T, unlike 1 - sum sqrt(p t), which cancels
     root_diff = torch.exp(0.5 * log_predictions) - torch.exp(0.5 * log_targets)
     values = 0.5 * root_diff.square().sum(-1)
@@ -332,11 +298,11 @@ def alpha_divergence(
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
         alpha: any real number.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     if alpha == -1.0:
-        values = _kl_logspace(log_targets, log_predictions)
+        values = kl_logspace(log_targets, log_predictions)
     elif alpha == 1.0:
-        values = _kl_logspace(log_predictions, log_targets)
+        values = kl_logspace(log_predictions, log_targets)
     else:
         a, b = (1.0 - alpha) / 2.0, (1.0 + alpha) / 2.0
         # logsumexp keeps the power mean finite for extreme log-probabilities
@@ -372,7 +338,7 @@ def f_divergence(generator: Callable[[torch.Tensor], torch.Tensor]) -> Callable[
         weights: torch.Tensor | None = None,
         reduction: Reduction = "mean",
     ) -> torch.Tensor:
-        _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+        check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
         # predictions that underflow to 0 are floored at the smallest normal number, so the term
         # p f(t / p) tends to its limit (finite for bounded f, huge for KL/chi^2) instead of 0 * inf = NaN
         floor = math.log(torch.finfo(log_predictions.dtype).tiny)
@@ -437,7 +403,7 @@ def cauchy_schwarz_divergence(
     Args:
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     cross = torch.logsumexp(log_predictions + log_targets, dim=-1)
     self_p = torch.logsumexp(2.0 * log_predictions, dim=-1)
     self_t = torch.logsumexp(2.0 * log_targets, dim=-1)
@@ -483,7 +449,7 @@ def top_k_kl_divergence(
         log_predictions, log_targets: ``[..., vocab]`` log-probabilities.
         k: support size, ``1 <= k <= vocab``.
     """
-    _check_pair(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
+    check_distributions(("log_predictions", "log_targets"), log_predictions, log_targets, mask, weights)
     vocab = log_targets.shape[-1]
     if k > vocab:
         raise InputError(f"k must be at most the vocabulary size {vocab}, got {k!r}")
@@ -492,7 +458,7 @@ def top_k_kl_divergence(
     top_t = torch.log_softmax(top_t, dim=-1)
     if renormalize_predictions:
         top_p = torch.log_softmax(top_p, dim=-1)
-    values = _kl_logspace(top_t, top_p)
+    values = kl_logspace(top_t, top_p)
     return _finish(values, mask=mask, weights=weights, reduction=reduction)
 
 
@@ -686,7 +652,7 @@ def token_divergence(
         chunk_size: positions per chunk (``None``: all at once).
         mask, weights: over the leading dims (e.g. ``[batch, time]``).
     """
-    _check_pair(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
+    check_distributions(("student_logits", "teacher_logits"), student_logits, teacher_logits, mask, weights)
     lead = student_logits.shape[:-1]
     vocab = student_logits.shape[-1]
     fn = partial(_positions, divergence, float(temperature), options)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from pairkit._spec import Interval, Option, declare_options
-from pairkit.losses.contrastive import _check_labels, _check_matrix, _normalize
+from pairkit.losses._embeddings import check_labels, check_matrix, normalize_rows
 
 __all__ = [
     "batch_hard_miner",
@@ -35,11 +35,11 @@ Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _prepare(embeddings, labels, normalize):
-    _check_matrix("embeddings", embeddings)
-    labels = _check_labels(labels, embeddings.shape[0]).to(embeddings.device)
+def prepare_lists(embeddings, labels, normalize):
+    check_matrix("embeddings", embeddings)
+    labels = check_labels(labels, embeddings.shape[0]).to(embeddings.device)
     x = embeddings.detach()
-    return (_normalize(x) if normalize else x), labels
+    return (normalize_rows(x) if normalize else x), labels
 
 
 def _chunks(n: int, per_row: int):
@@ -88,7 +88,7 @@ def batch_hard_miner(embeddings: torch.Tensor, labels: torch.Tensor, *, normaliz
 
     Args: ``embeddings`` [N, D], ``labels`` [N]. Returns ``(anchors, positives, negatives)``, each [A] long.
     """
-    x, labels = _prepare(embeddings, labels, normalize)
+    x, labels = prepare_lists(embeddings, labels, normalize)
     parts = []
     for start, stop in _chunks(x.shape[0], x.shape[0]):
         d = _distances(x[start:stop], x)
@@ -133,7 +133,7 @@ def triplet_margin_miner(
 
     Args: ``embeddings`` [N, D], ``labels`` [N]. Returns ``(anchors, positives, negatives)``, each [T] long.
     """
-    x, labels = _prepare(embeddings, labels, normalize)
+    x, labels = prepare_lists(embeddings, labels, normalize)
     n = x.shape[0]
     parts = []
     for start, stop in _chunks(n, n * n):
@@ -191,7 +191,7 @@ def multi_similarity_miner(
 
     Args: ``embeddings`` [N, D], ``labels`` [N]. Returns ``(anchors_p, positives, anchors_n, negatives)``, long.
     """
-    x, labels = _prepare(embeddings, labels, normalize)
+    x, labels = prepare_lists(embeddings, labels, normalize)
     parts = []
     for start, stop in _chunks(x.shape[0], x.shape[0]):
         s = x[start:stop] @ x.T
@@ -245,7 +245,7 @@ def distance_weighted_miner(
     Args: ``embeddings`` [N, D], ``labels`` [N], ``generator`` a ``torch.Generator`` for reproducible draws.
     Returns ``(anchors, positives, negatives)``, each [P] long (P = the number of admissible positive pairs).
     """
-    x, labels = _prepare(embeddings, labels, True)
+    x, labels = prepare_lists(embeddings, labels, True)
     parts = []
     dim = x.shape[1]
     for start, stop in _chunks(x.shape[0], x.shape[0]):

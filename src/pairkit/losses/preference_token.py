@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import check_token_mask, check_tokens
 from pairkit.losses._core import (
     TOKEN_MASKS,
     TOKEN_PAIR_REF,
@@ -24,7 +25,6 @@ from pairkit.losses._core import (
     register,
     weight_option,
 )
-from pairkit.losses._core import check_float_tensors as _check_rows
 from pairkit.losses._pairs import BETA
 
 __all__ = [
@@ -36,24 +36,6 @@ __all__ = [
 ]
 
 _FAMILY = "preference"
-
-
-def _token_mask(name: str, mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    if mask is None:
-        return torch.ones(like.shape, dtype=torch.bool, device=like.device)
-    mask = torch.as_tensor(mask, device=like.device)
-    if tuple(mask.shape) != tuple(like.shape):
-        raise InputError(f"{name} must have the token shape {list(like.shape)}, got {list(mask.shape)}")
-    if mask.dtype != torch.bool:
-        raise InputError(f"{name} must be a bool tensor (True = completion token), got {mask.dtype}")
-    return mask
-
-
-def _check_tokens(tensors: dict[str, torch.Tensor | None]) -> torch.Tensor:
-    first = _check_rows(None, None, **tensors)
-    if first.dim() != 2:
-        raise InputError(f"token-level inputs must be [batch, time], got shape {list(first.shape)}")
-    return first
 
 
 def _masked_sum(values: torch.Tensor | None, mask: torch.Tensor, token_weights=None) -> torch.Tensor | float:
@@ -84,7 +66,7 @@ def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def _tdpo_parts(pc, pr, rc, rr, ckl, rkl, chosen_mask, rejected_mask, mask, weights):
-    first = _check_tokens(
+    first = check_tokens(
         {
             "policy_chosen_logps": pc,
             "policy_rejected_logps": pr,
@@ -94,8 +76,8 @@ def _tdpo_parts(pc, pr, rc, rr, ckl, rkl, chosen_mask, rejected_mask, mask, weig
             "rejected_kl": rkl,
         }
     )
-    cm = _token_mask("chosen_mask", chosen_mask, first)
-    rm = _token_mask("rejected_mask", rejected_mask, first)
+    cm = check_token_mask("chosen_mask", chosen_mask, first)
+    rm = check_token_mask("rejected_mask", rejected_mask, first)
     check_broadcastable("mask", mask, first.shape[:1])
     check_broadcastable("weights", weights, first.shape[:1])
     margin = _masked_sum(pc - rc, cm) - _masked_sum(pr - rr, rm)
@@ -249,7 +231,7 @@ def sparse_po_loss(
     """
     if (chosen_kl is None) != (rejected_kl is None):
         raise InputError("give both chosen_kl and rejected_kl, or neither")
-    first = _check_tokens(
+    first = check_tokens(
         {
             "policy_chosen_logps": policy_chosen_logps,
             "policy_rejected_logps": policy_rejected_logps,
@@ -261,8 +243,8 @@ def sparse_po_loss(
             "rejected_kl": rejected_kl,
         }
     )
-    cm = _token_mask("chosen_mask", chosen_mask, first)
-    rm = _token_mask("rejected_mask", rejected_mask, first)
+    cm = check_token_mask("chosen_mask", chosen_mask, first)
+    rm = check_token_mask("rejected_mask", rejected_mask, first)
     check_broadcastable("mask", mask, first.shape[:1])
     check_broadcastable("weights", weights, first.shape[:1])
     reward = _masked_sum(policy_chosen_logps - ref_chosen_logps, cm, chosen_token_weights) - _masked_sum(
@@ -300,8 +282,8 @@ def token_nll_loss(
     Args: ``logps`` ``[batch, time]``; ``mask`` ``[batch, time]`` bool; ``weights`` ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    first = _check_tokens({"logps": logps})
-    token_mask = _token_mask("mask", mask, first)
+    first = check_tokens({"logps": logps})
+    token_mask = check_token_mask("mask", mask, first)
     check_broadcastable("weights", weights, first.shape[:1])
     values = -_masked_sum(logps, token_mask)
     if length_normalize:

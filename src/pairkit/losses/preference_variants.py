@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import check_token_mask, check_tokens
 from pairkit.losses._core import TOKEN_MASKS, Reduction, check_broadcastable, reduce_loss, register
-from pairkit.losses.preference_token import _check_tokens, _token_mask
 
 __all__ = ["FLAT_DIVERGENCES", "adaptive_step_rewards", "flat_loss", "tpo_loss"]
 
@@ -120,9 +120,9 @@ def flat_loss(
         chosen_mask, rejected_mask: ``[batch, T]`` bool; mask, weights: ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar. Pairs with an empty answer give 0.
     """
-    first = _check_tokens({"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps})
-    cm = _token_mask("chosen_mask", chosen_mask, first)
-    rm = _token_mask("rejected_mask", rejected_mask, first)
+    first = check_tokens({"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps})
+    cm = check_token_mask("chosen_mask", chosen_mask, first)
+    rm = check_token_mask("rejected_mask", rejected_mask, first)
     check_broadcastable("mask", mask, first.shape[:1])
     check_broadcastable("weights", weights, first.shape[:1])
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import LABELLED_EMBEDDINGS, Reduction, reduce_loss, register
-from pairkit.losses.contrastive import _check_matrix, _check_weights, _masked_logsumexp, _normalize, _safe_sqrt
+from pairkit.losses._embeddings import check_matrix, check_weights, masked_logsumexp, normalize_rows, safe_sqrt
 
 __all__ = ["arcface", "cosface", "normalized_softmax", "proxy_anchor", "proxy_nca", "soft_triple", "unpg"]
 
@@ -40,7 +40,7 @@ _SCALE = Option("scale", float, _POSITIVE, doc="scale s of the cosine logits")
 
 def _proxy_inputs(embeddings, labels, proxies, weights, *, name="proxies", per_class_dims=1):
     """Check the inputs; return normalised embeddings, long labels and normalised proxies."""
-    _check_matrix("embeddings", embeddings)
+    check_matrix("embeddings", embeddings)
     n, d = embeddings.shape
     if not isinstance(proxies, torch.Tensor) or not proxies.is_floating_point():
         raise InputError(f"{name} must be a floating-point torch tensor, got {type(proxies).__name__}")
@@ -60,8 +60,8 @@ def _proxy_inputs(embeddings, labels, proxies, weights, *, name="proxies", per_c
     if bool(bad.any()):
         row = int(torch.nonzero(bad)[0])
         raise InputError(f"labels must index rows of {name} (0 <= label < {c}); row {row} has label {int(labels[row])}")
-    _check_weights(weights, n)
-    return _normalize(embeddings), labels, _normalize(proxies)
+    check_weights(weights, n)
+    return normalize_rows(embeddings), labels, normalize_rows(proxies)
 
 
 def _cross_entropy(logits, labels, weights, reduction):
@@ -152,8 +152,8 @@ def proxy_anchor(
     x, labels, p = _proxy_inputs(embeddings, labels, proxies, None)
     cos = (p @ x.T).T  # [N, C]
     pos = F.one_hot(labels, p.shape[0]).bool() if x.shape[0] else torch.zeros_like(cos, dtype=torch.bool)
-    pos_term = F.softplus(_masked_logsumexp((-alpha * (cos - margin)).T, pos.T))
-    neg_term = F.softplus(_masked_logsumexp((alpha * (cos + margin)).T, ~pos.T))
+    pos_term = F.softplus(masked_logsumexp((-alpha * (cos - margin)).T, pos.T))
+    neg_term = F.softplus(masked_logsumexp((alpha * (cos + margin)).T, ~pos.T))
     if reduction == "mean":
         n_present = pos.any(0).sum().clamp_min(1).to(cos.dtype)
         return pos_term.sum() / n_present + neg_term.mean()
@@ -198,7 +198,7 @@ def normalized_softmax(
 def _arcface_logit(cos: torch.Tensor, margin: float) -> torch.Tensor:
     """ψ(θ) = cos(θ + m) for θ <= π - m, else cos θ - m sin m; from cos θ without acos (finite gradient at θ = 0)."""
     cos_m, sin_m = math.cos(margin), math.sin(margin)
-    sin = _safe_sqrt(1.0 - cos * cos)
+    sin = safe_sqrt(1.0 - cos * cos)
     return torch.where(cos >= -cos_m, cos * cos_m - sin * sin_m, cos - margin * sin_m)
 
 
@@ -342,7 +342,7 @@ def soft_triple(
     if tau > 0 and k > 1:
         d2 = (2.0 - 2.0 * w @ w.transpose(1, 2)).clamp_min(0.0)
         upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=w.device), diagonal=1).expand(c, k, k)
-        values = values + tau * _safe_sqrt(d2, upper).sum() / (c * k * (k - 1))
+        values = values + tau * safe_sqrt(d2, upper).sum() / (c * k * (k - 1))
     return reduce_loss(values, reduction, weights=weights)
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import prepare_lists
 from pairkit.losses._core import (
     GAIN,
     NON_NEGATIVE,
@@ -81,37 +82,6 @@ _LN2 = math.log(2.0)
 
 
 # ------------------------------------------------------------------------------------------ input handling
-
-
-def _prepare(scores, labels, mask, *, labels_name: str = "labels"):
-    """Tensors ``scores``, ``labels`` (same float dtype) and a full-shape bool ``mask``.
-
-    Masked scores and labels are replaced by 0 so that NaN/inf padding cannot leak into values or gradients.
-    """
-    scores = torch.as_tensor(scores)
-    if not scores.is_floating_point():
-        scores = scores.to(torch.get_default_dtype())
-    if scores.ndim == 0:
-        raise InputError("scores must have a list axis (shape [..., list]); got a scalar")
-    labels = torch.as_tensor(labels, dtype=scores.dtype, device=scores.device)
-    check_same_shape(scores=scores, **{labels_name: labels})
-    if mask is None:
-        mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
-    else:
-        mask = torch.as_tensor(mask, device=scores.device)
-        if mask.dtype != torch.bool:
-            raise InputError(f"mask must be a boolean tensor (True = valid list entry); got dtype {mask.dtype}")
-        check_broadcastable("mask", mask, scores.shape)
-        mask = mask.expand(scores.shape)
-    bad = mask & ~torch.isfinite(labels)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise InputError(
-            f"{labels_name} must be finite at valid (unmasked) entries; {labels_name}{list(idx)} = "
-            f"{labels[idx].item()}. Mask padded entries with mask=False instead of sentinel values."
-        )
-    zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
-    return torch.where(mask, scores, zero), torch.where(mask, labels, zero), mask
 
 
 def _check_nonnegative(labels: torch.Tensor, mask: torch.Tensor, name: str = "labels") -> None:
@@ -237,7 +207,7 @@ def pointwise_sigmoid_loss(
     (pass the top grade, e.g. 4 for LETOR) rather than binarised. ``scores``, ``labels``: ``[..., list]``;
     the per-list value is the mean over valid entries.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     targets = labels / max_label
     bad = mask & ((targets < 0) | (targets > 1))
     if bool(bad.any()):
@@ -262,7 +232,7 @@ def pointwise_mse_loss(scores, labels, *, mask=None, weights=None, reduction: Re
     (least-squares relevance regression). ``scores``, ``labels``: ``[..., list]``; per-list mean over valid
     entries.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     per_list = _safe_div(torch.where(mask, (scores - labels) ** 2, 0.0).sum(-1), mask.sum(-1).to(scores.dtype))
     return _reduce_lists(per_list, valid=mask.any(-1), weights=weights, reduction=reduction)
 
@@ -291,7 +261,7 @@ def pairwise_ranking_loss(
     ``scores``, ``labels``: ``[..., list]``; ``pair_loss`` maps ``[..., list, list]`` differences
     ``s_i - s_j`` elementwise to losses; ``pair_weights``: ``[..., list, list]`` (default 1).
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     pairs = _pair_and(mask) & (_pair_diff(labels) > 0)
     per_list = _pairs_reduce(pair_loss(_pair_diff(scores)), pairs, pair_weights, normalize=normalize)
     return _reduce_lists(per_list, valid=pairs.any((-2, -1)), weights=weights, reduction=reduction)
@@ -400,7 +370,7 @@ def margin_mse_loss(scores, teacher_scores, *, mask=None, weights=None, reductio
     ``[positive, negative]`` this is exactly the paper's loss; longer lists average over all pairs.
     ``scores``, ``teacher_scores``: ``[..., list]``.
     """
-    scores, teacher, mask = _prepare(scores, teacher_scores, mask, labels_name="teacher_scores")
+    scores, teacher, mask = prepare_lists(scores, teacher_scores, mask, labels_name="teacher_scores")
     pairs = _upper_pairs(mask)
     values = (_pair_diff(scores) - _pair_diff(teacher)) ** 2
     per_list = _pairs_reduce(values, pairs, None, normalize=True)
@@ -447,7 +417,7 @@ def thurstone_fidelity_loss(
     loss is 0 up to :math:`O(\sqrt\epsilon)` when the probabilities agree.
     ``scores``, ``labels``, ``stds``, ``label_stds``: ``[..., list]``.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     stds = torch.as_tensor(stds, dtype=scores.dtype, device=scores.device)
     check_same_shape(scores=scores, stds=stds)
     if bool((mask & ~(stds >= 0)).any()):
@@ -488,7 +458,7 @@ def softmax_loss(scores, labels, *, mask=None, weights=None, reduction: Reductio
     Relevance" (Rax/TF-Ranking ``softmax_loss``; allRank ``binary_listNet``). Labels must be non-negative;
     a list whose labels sum to 0 has no target and gives 0. ``[..., list]`` inputs.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     _check_nonnegative(labels, mask)
     total = labels.sum(-1, keepdim=True)
     per_list = _listwise_cross_entropy(scores, _safe_div(labels, total), mask)
@@ -506,7 +476,7 @@ def listnet_loss(scores, labels, *, mask=None, weights=None, reduction: Reductio
     ``listNet`` (``allrank/models/losses/listNet.py``) per list, without its ``eps`` inside the log.
     ``[..., list]`` inputs.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     target = torch.where(mask, torch.softmax(labels.masked_fill(~mask, -math.inf), dim=-1), 0.0)
     per_list = _listwise_cross_entropy(scores, target.nan_to_num(0.0), mask)
     return _reduce_lists(per_list, valid=mask.any(-1), weights=weights, reduction=reduction)
@@ -531,7 +501,7 @@ def poly1_softmax_loss(
     Leng et al. (2022), "PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions"
     (Rax ``poly1_softmax_loss``). Lists whose labels sum to 0 give 0. ``[..., list]`` inputs.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     _check_nonnegative(labels, mask)
     total = labels.sum(-1, keepdim=True)
     target = _safe_div(labels, total)
@@ -571,7 +541,7 @@ def listmle_loss(
         >>> print(listmle_loss(scores, labels, reduction='none').round(decimals=4))
         tensor([0.7209, 3.7209])
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     key = labels.masked_fill(~mask, -math.inf)
     order = torch.sort(key, dim=-1, descending=True, stable=True).indices
     s = torch.gather(scores, -1, order)
@@ -668,7 +638,7 @@ def lambda_loss(
     ``functools.partial(ndcg_loss2pp_weights, mu=...)`` for another ``mu``. The per-list value is the sum
     over pairs (``normalize=True``: the weighted mean). ``[..., list]`` inputs, labels non-negative.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     _check_nonnegative(labels, mask)
     ranks = _rank_order(scores, mask)
     gains = _safe_div(relevance_gains(labels, gain), ideal_dcg(labels, mask=mask, k=k, gain=gain).unsqueeze(-1))
@@ -793,7 +763,7 @@ def approx_ndcg_loss(
     its ``eps`` clamp; unlike allRank, lists with no relevant item are left out of the mean.
     ``[..., list]`` inputs, labels non-negative.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     _check_nonnegative(labels, mask)
     g, idcg = _normalised_gains(labels, mask, None, gain)
     n = scores.shape[-1]
@@ -906,7 +876,7 @@ def neural_ndcg_loss(
     ``allrank/models/losses/neuralNDCG.py``); as there, lists without a relevant item are left out of the
     mean. Lower ``temperature`` sorts more sharply. ``[..., list]`` inputs, labels non-negative.
     """
-    scores, labels, mask = _prepare(scores, labels, mask)
+    scores, labels, mask = prepare_lists(scores, labels, mask)
     _check_nonnegative(labels, mask)
     n = scores.shape[-1]
     p_hat = neural_sort(scores, temperature=temperature, mask=mask)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
+from pairkit.losses._checks import prepare_lists
 from pairkit.losses._core import Reduction, check_broadcastable, reduce_loss, register
-from pairkit.losses.ranking import _prepare
 from pairkit.losses.scores import logistic_loss
 
 __all__ = [
@@ -136,7 +136,7 @@ def kwise_pairwise_reward_loss(
     Args: ``rewards``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar (lists without a pair give 0, left out of the mean).
     """
-    rewards, labels, valid = _prepare(rewards, labels, mask)
+    rewards, labels, valid = prepare_lists(rewards, labels, mask)
     pairs = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)
     diff = rewards.unsqueeze(-1) - rewards.unsqueeze(-2)
     per_pair = torch.where(pairs, F.softplus(-diff), torch.zeros_like(diff))

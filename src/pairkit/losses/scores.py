@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from pairkit.errors import InputError
-from pairkit.losses._core import check_broadcastable, check_same_shape
+from pairkit.losses._checks import check_lengths
+from pairkit.losses._core import check_same_shape
 
 __all__ = [
     "F_DIVERGENCE_SCORES",
@@ -105,16 +106,9 @@ def f_divergence_score(f_divergence: str | Score, alpha: float = 0.5) -> Score:
 # ------------------------------------------------------------------------------------------------ adapters
 
 
-def _lengths(name: str, lengths, like: torch.Tensor) -> torch.Tensor:
-    """Completion lengths as a float tensor like ``like``, clamped at 1 (as TRL does) so empty ones stay finite."""
-    lengths = torch.as_tensor(lengths, dtype=like.dtype, device=like.device)
-    check_broadcastable(name, lengths, like.shape)
-    return lengths.clamp(min=1.0)
-
-
 def length_normalized(scores: torch.Tensor, lengths, *, name: str = "lengths") -> torch.Tensor:
     """Per-token scores :math:`s / |y|` (lengths clamped at 1); ``lengths=None`` returns ``scores``."""
-    return scores if lengths is None else scores / _lengths(name, lengths, scores)
+    return scores if lengths is None else scores / check_lengths(name, lengths, scores)
 
 
 def implicit_rewards(

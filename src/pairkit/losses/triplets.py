@@ -14,14 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Option
 from pairkit.errors import InputError
-from pairkit.losses._core import _REDUCTIONS, LABELLED_EMBEDDINGS, NORMALIZE, Reduction, reduce_loss, register
-from pairkit.losses.contrastive import (
-    _check_triplets,
-    _labelled,
-    _pair_distances,
-    _reduce_pairs,
-    _safe_sqrt,
-)
+from pairkit.losses._core import LABELLED_EMBEDDINGS, NORMALIZE, REDUCTIONS, Reduction, reduce_loss, register
+from pairkit.losses._embeddings import check_triplets, labelled_rows, pair_distances, reduce_pairs, safe_sqrt
 
 __all__ = ["softmax_ratio_triplet"]
 
@@ -34,7 +28,7 @@ CHUNK_ELEMENTS = 1 << 22
 def _chunk_sums(xa, x, labels_a, labels, rows, term):
     """Per-anchor sum and count of ``term(d_ap, d_an)`` over the anchors' valid triplets (positive pairs only)."""
     sq_a, sq = (xa * xa).sum(1), (x * x).sum(1)
-    d = _safe_sqrt(sq_a[:, None] + sq[None, :] - 2.0 * (xa @ x.T))
+    d = safe_sqrt(sq_a[:, None] + sq[None, :] - 2.0 * (xa @ x.T))
     same = labels_a[:, None] == labels[None, :]
     pos = same & (rows[:, None] != torch.arange(x.shape[0], device=x.device)[None, :])
     a, p = torch.nonzero(pos, as_tuple=True)  # [P] positive pairs of the chunk's anchors
@@ -119,13 +113,13 @@ def softmax_ratio_triplet(
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
-    if reduction not in _REDUCTIONS:
-        raise InputError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    x, labels = _labelled(embeddings, labels, weights, normalize)
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    x, labels = labelled_rows(embeddings, labels, weights, normalize)
     if triplets is not None:
-        a, p, n = (i.to(x.device) for i in _check_triplets(triplets, x.shape[0]))
-        values = _softmax_ratio_term(_pair_distances(x[a], x[p]), _pair_distances(x[a], x[n]))
-        return _reduce_pairs(values, a, x.shape[0], weights, reduction)
+        a, p, n = (i.to(x.device) for i in check_triplets(triplets, x.shape[0]))
+        values = _softmax_ratio_term(pair_distances(x[a], x[p]), pair_distances(x[a], x[n]))
+        return reduce_pairs(values, a, x.shape[0], weights, reduction)
     sums, counts = all_triplet_terms(x, labels, _softmax_ratio_term)
     if reduction == "none":
         return reduce_loss(sums, "none", weights=weights)

@@ -122,7 +122,7 @@ def bradley_terry_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDeriva
     return RowDerivatives(loglik=wi * log_p + wj * log_q, l_d=wi - n * p, l_dd=-n * p * (1 - p))
 
 
-def _log_prior(theta: np.ndarray, prior: float) -> tuple[float, np.ndarray, np.ndarray]:
+def log_prior(theta: np.ndarray, prior: float) -> tuple[float, np.ndarray, np.ndarray]:
     """Newman's prior: ``prior`` virtual wins and losses of every item against a unit-strength pseudo-item."""
     if prior == 0:
         zero = np.zeros_like(theta)
@@ -159,7 +159,7 @@ class _Assembler:
         loglik = float(np.sum(rows.loglik))
         if not np.isfinite(loglik):
             return -np.inf, loglik, rows
-        prior_value, _, _ = _log_prior(theta, self.prior)
+        prior_value, _, _ = log_prior(theta, self.prior)
         return loglik + prior_value - 0.5 * self.ridge * float(beta @ beta), loglik, rows
 
     def derivatives(self, phi: np.ndarray, rows: RowDerivatives, *, dense: bool, need_info: bool = True):
@@ -169,7 +169,7 @@ class _Assembler:
         to scale the gradient for the convergence check)."""
         des, n, q, p = self.design, self.n, self.q, self.n_eta
         theta, beta, eta = self.split(phi)
-        _, g_prior, h_prior = _log_prior(theta, self.prior)
+        _, g_prior, h_prior = log_prior(theta, self.prior)
         grad = np.empty(self.size)
         grad[:n] = np.bincount(des.i, rows.l_d, n) - np.bincount(des.j, rows.l_d, n) + g_prior
         w = -rows.l_dd  # curvature along d, ≥ 0 for the log-concave models

@@ -271,16 +271,24 @@ def compare_models(
         fits = {name: model_spec(name) for name in models}
     if not fits:
         raise InputError("no models to compare")
+    options = dict(options or {})
+    # each model's options checked once, before any split (a bad value is the caller's error, not a reason to skip
+    # the model); the folds' fits then skip the per-call check
+    checked = {
+        name: spec.check(
+            {**{k: v for k, v in (("prior", prior), ("intervals", "none")) if spec.takes(k)}, **options.get(name, {})},
+            where=f"model {name!r}: ",
+        )
+        for name, spec in fits.items()
+    }
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     splits = _splits(comparisons, folds, rng, split_by, test)
     held = [part for _, part in splits]
     outcome = np.concatenate([part.outcome for part in held])
     weight = np.concatenate([part.weight for part in held])
-    options = dict(options or {})
     rows, predictions = [], {}
     for name, spec in fits.items():  # a handful of models × K folds; each fit is vectorised
-        common = {k: v for k, v in (("prior", prior), ("intervals", "none")) if spec.takes(k)}
-        kwargs, fit = {**common, **options.get(name, {})}, spec.fn
+        kwargs, fit = checked[name], spec.unchecked
         win, tie, fold_loss, note = [], [], [], ""
         for k, (train_rows, part) in enumerate(splits):
             compact, index = _compact(comparisons.subset(train_rows))

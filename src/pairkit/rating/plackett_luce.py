@@ -24,7 +24,7 @@ from pairkit._spec import declare_options
 from pairkit.data.rankings import Rankings
 from pairkit.errors import ConvergenceError, InputError, NoMLEError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, intervals_option, item_names, renamed_options
-from pairkit.rating._pairwise import _log_prior
+from pairkit.rating._pairwise import log_prior
 from pairkit.rating.leaderboard import Leaderboard
 
 __all__ = ["check_pl_mle_exists", "fit_plackett_luce", "plackett_luce_loglik"]
@@ -268,7 +268,7 @@ def fit_plackett_luce(
     gauge = prior == 0
 
     def objective(theta):
-        return st.loglik(theta) + _log_prior(theta, prior)[0]
+        return st.loglik(theta) + log_prior(theta, prior)[0]
 
     theta = np.zeros(n)
     mm_steps = 0
@@ -360,7 +360,7 @@ def _grad_info(st: _Stages, theta: np.ndarray, prior: float) -> tuple[np.ndarray
     (as a 1-D array), which is enough for the scaled-gradient convergence check."""
     pi, s, denom = st.gradient_parts(theta)
     grad = st.wins - pi * denom
-    _, g_prior, h_prior = _log_prior(theta, prior)
+    _, g_prior, h_prior = log_prior(theta, prior)
     grad = grad + g_prior
     if st.n <= DENSE_NEWTON_LIMIT:
         return grad, st.hessian(theta) - np.diag(h_prior)

@@ -5,41 +5,126 @@ from pairkit._optional import requires
 with requires("train", "pairkit.train"):
     import torch  # noqa: F401  (first, so that a missing torch names the extra to install)
 
-from pairkit.train import (
-    _loop,
-    data,
-    diffusion,
-    features,
-    logprobs,
-    online,
-    pairs,
-    pairwise_judge,
-    policy_gradient,
-    reward_model,
-    trainers,
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    check_number,
+    init_distributed,
 )
-from pairkit.train._loop import *  # noqa: F403
-from pairkit.train.data import *  # noqa: F403
-from pairkit.train.diffusion import *  # noqa: F403
-from pairkit.train.features import *  # noqa: F403
-from pairkit.train.logprobs import *  # noqa: F403
-from pairkit.train.online import *  # noqa: F403
-from pairkit.train.pairs import *  # noqa: F403
-from pairkit.train.pairwise_judge import *  # noqa: F403
-from pairkit.train.policy_gradient import *  # noqa: F403
-from pairkit.train.reward_model import *  # noqa: F403
-from pairkit.train.trainers import *  # noqa: F403
+from pairkit.train.data import (
+    encode_completion,
+    prompt_ids,
+    read_records,
+    to_listwise,
+    to_pairs,
+    to_unpaired,
+)
+from pairkit.train.diffusion import (
+    train_diffusion_preference,
+)
+from pairkit.train.features import (
+    collect_hidden_states,
+)
+from pairkit.train.logprobs import (
+    completion_logps,
+    sequence_logps,
+    token_logps_from_hidden,
+    token_logps_from_logits,
+)
+from pairkit.train.online import (
+    METHODS,
+    OnlineConfig,
+    SelfJudge,
+    judge_samples,
+    rate_samples,
+    sample_completions,
+    train_online,
+)
+from pairkit.train.pairs import (
+    best_vs_worst_pairs,
+    curriculum_pairs,
+    read_pairs,
+    sweet_spot_pairs,
+)
+from pairkit.train.pairwise_judge import (
+    evaluate_pairwise_judge,
+    read_pairwise_judgments,
+    save_pairwise_judge,
+    train_pairwise_judge,
+)
+from pairkit.train.policy_gradient import (
+    cream_consistency,
+    group_advantages,
+    grpo_loss,
+    p3o_loss,
+    rloo_loss,
+    score_function_kl,
+    sppo_loss,
+    superhf_loss,
+    win_rates,
+)
+from pairkit.train.reward_model import (
+    evaluate_reward_model,
+    mean_pooled_embeddings,
+    train_reward_model,
+)
+from pairkit.train.trainers import (
+    SparseMaskHead,
+    TruncationWarning,
+    evaluate_preference,
+    train_listwise,
+    train_preference,
+    train_unpaired,
+)
 
 __all__ = [
-    *_loop.__all__,
-    *data.__all__,
-    *diffusion.__all__,
-    *features.__all__,
-    *logprobs.__all__,
-    *online.__all__,
-    *pairs.__all__,
-    *pairwise_judge.__all__,
-    *policy_gradient.__all__,
-    *reward_model.__all__,
-    *trainers.__all__,
+    "METHODS",
+    "OnlineConfig",
+    "SelfJudge",
+    "SparseMaskHead",
+    "TrainConfig",
+    "TrainResult",
+    "TruncationWarning",
+    "best_vs_worst_pairs",
+    "check_number",
+    "collect_hidden_states",
+    "completion_logps",
+    "cream_consistency",
+    "curriculum_pairs",
+    "encode_completion",
+    "evaluate_pairwise_judge",
+    "evaluate_preference",
+    "evaluate_reward_model",
+    "group_advantages",
+    "grpo_loss",
+    "init_distributed",
+    "judge_samples",
+    "mean_pooled_embeddings",
+    "p3o_loss",
+    "prompt_ids",
+    "rate_samples",
+    "read_pairs",
+    "read_pairwise_judgments",
+    "read_records",
+    "rloo_loss",
+    "sample_completions",
+    "save_pairwise_judge",
+    "score_function_kl",
+    "sequence_logps",
+    "sppo_loss",
+    "superhf_loss",
+    "sweet_spot_pairs",
+    "to_listwise",
+    "to_pairs",
+    "to_unpaired",
+    "token_logps_from_hidden",
+    "token_logps_from_logits",
+    "train_diffusion_preference",
+    "train_listwise",
+    "train_online",
+    "train_pairwise_judge",
+    "train_preference",
+    "train_reward_model",
+    "train_unpaired",
+    "win_rates",
 ]
