@@ -49,7 +49,7 @@ from pairkit.losses.scores import (
     Score,
     f_divergence_score,
     hinge_loss,
-    implicit_rewards,
+    length_normalized,
     logistic_loss,
     sigmoid_binary_cross_entropy,
     squared_loss,
@@ -90,11 +90,12 @@ def _log_ratios(
     rejected_lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check the four ``[batch]`` inputs; return the chosen and rejected (f-, length-normalised) log-ratio scores."""
-    check(mask, weights, **named(pc, pr, rc, rr))
+    check(mask, weights, **named(pc, pr, rc, rr))  # the shapes, once (implicit_rewards would check them again)
     both_lengths(chosen_lengths, rejected_lengths)
     f = f_divergence_score(f_divergence, f_alpha)
-    return implicit_rewards(pc, rc, f=f, lengths=chosen_lengths), implicit_rewards(
-        pr, rr, f=f, lengths=rejected_lengths
+    return (
+        length_normalized(f(pc - rc), chosen_lengths, name="chosen_lengths"),
+        length_normalized(f(pr - rr), rejected_lengths, name="rejected_lengths"),
     )
 
 

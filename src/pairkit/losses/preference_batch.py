@@ -15,7 +15,7 @@ from pairkit._spec import Option
 from pairkit.errors import InputError
 from pairkit.losses._core import CHOSEN_LENGTHS, PAIR_REF, Reduction, check_broadcastable, reduce_loss, register
 from pairkit.losses._pairs import BETA, FAMILY, POSITIVE, check, named, reduce, smoothing_option
-from pairkit.losses.scores import implicit_rewards, logistic_loss, sigmoid_binary_cross_entropy
+from pairkit.losses.scores import logistic_loss, sigmoid_binary_cross_entropy
 
 __all__ = ["aot_loss", "aot_unpaired_loss", "dr_dpo_loss", "pair_sft_loss"]
 
@@ -204,7 +204,7 @@ def dr_dpo_loss(
     """
     pc, pr, rc, rr = policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     check(mask, weights, **named(pc, pr, rc, rr))
-    c, r = implicit_rewards(pc, rc), implicit_rewards(pr, rr)
+    c, r = pc - rc, pr - rr  # the implicit rewards (β = 1, reverse KL); shapes checked once, above
     per_pair = logistic_loss(beta * (c - r))
     w = torch.ones_like(per_pair) if weights is None else torch.as_tensor(weights, dtype=c.dtype).expand_as(c)
     if mask is not None:
