@@ -80,3 +80,29 @@ def prepare_lists(scores, labels, mask, *, labels_name: str = "labels"):
         )
     zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
     return torch.where(mask, scores, zero), torch.where(mask, labels, zero), mask
+
+
+def check_list_inputs(
+    scores: torch.Tensor, labels, mask, weights, *, names=("scores", "labels")
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a ``[batch, list]`` score tensor with its labels and mask; return (labels, valid mask)."""
+    if not (isinstance(scores, torch.Tensor) and scores.is_floating_point()):
+        raise InputError(f"{names[0]} must be a floating-point torch tensor")
+    if scores.dim() != 2:
+        raise InputError(f"{names[0]} must be [batch, list], got shape {list(scores.shape)}")
+    labels = torch.as_tensor(labels, device=scores.device)
+    if tuple(labels.shape) != tuple(scores.shape):
+        raise InputError(f"{names[1]} must have the shape {list(scores.shape)} of {names[0]}, got {list(labels.shape)}")
+    labels = labels.to(scores.dtype)
+    if mask is None:
+        valid = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    else:
+        valid = torch.as_tensor(mask, device=scores.device)
+        if tuple(valid.shape) != tuple(scores.shape) or valid.dtype != torch.bool:
+            raise InputError(
+                f"mask must be a bool tensor of shape {list(scores.shape)}, got {valid.dtype} {list(valid.shape)}"
+            )
+    if bool(torch.isnan(labels[valid]).any()):
+        raise InputError(f"{names[1]} contain NaN at valid positions; mask those responses out instead")
+    check_broadcastable("weights", weights, scores.shape[:1])
+    return labels, valid

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from pairkit._spec import Input, Option
+from pairkit.losses._checks import check_list_inputs
 from pairkit.losses._core import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
@@ -33,7 +34,7 @@ from pairkit.losses._core import (
     weight_option,
 )
 from pairkit.losses._pairs import per_pair, reduce
-from pairkit.losses.preference_listwise import _lambda_pair_logistic, _list_inputs
+from pairkit.losses.preference_listwise import lambda_pair_logistic
 from pairkit.losses.preference_unpaired import kto_kl_estimate, kto_loss
 from pairkit.losses.scores import logistic_loss
 
@@ -307,5 +308,5 @@ def rankdpo_loss(
     """
     _check_errors(None, None, policy_errors=policy_errors, ref_errors=ref_errors)
     s = 0.5 * beta * denoising_rewards(policy_errors, ref_errors)
-    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_errors", "labels"))
-    return _lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)
+    labels, valid = check_list_inputs(s, labels, mask, weights, names=("policy_errors", "labels"))
+    return lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)

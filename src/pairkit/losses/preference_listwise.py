@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from pairkit._spec import Interval, Option
 from pairkit.errors import InputError
-from pairkit.losses._core import LIST_REF, Reduction, check_broadcastable, reduce_loss, register
+from pairkit.losses._checks import check_list_inputs
+from pairkit.losses._core import LIST_REF, Reduction, reduce_loss, register
 from pairkit.losses._pairs import BETA
 from pairkit.losses.ranking import listmle_loss, listnet_loss
 from pairkit.losses.scores import implicit_rewards
@@ -33,36 +34,10 @@ _FAMILY = "preference"
 _MAX_GAIN_LABEL = 60.0
 
 
-def _list_inputs(
-    scores: torch.Tensor, labels, mask, weights, *, names=("scores", "labels")
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a ``[batch, list]`` score tensor with its labels and mask; return (labels, valid mask)."""
-    if not (isinstance(scores, torch.Tensor) and scores.is_floating_point()):
-        raise InputError(f"{names[0]} must be a floating-point torch tensor")
-    if scores.dim() != 2:
-        raise InputError(f"{names[0]} must be [batch, list], got shape {list(scores.shape)}")
-    labels = torch.as_tensor(labels, device=scores.device)
-    if tuple(labels.shape) != tuple(scores.shape):
-        raise InputError(f"{names[1]} must have the shape {list(scores.shape)} of {names[0]}, got {list(labels.shape)}")
-    labels = labels.to(scores.dtype)
-    if mask is None:
-        valid = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
-    else:
-        valid = torch.as_tensor(mask, device=scores.device)
-        if tuple(valid.shape) != tuple(scores.shape) or valid.dtype != torch.bool:
-            raise InputError(
-                f"mask must be a bool tensor of shape {list(scores.shape)}, got {valid.dtype} {list(valid.shape)}"
-            )
-    if bool(torch.isnan(labels[valid]).any()):
-        raise InputError(f"{names[1]} contain NaN at valid positions; mask those responses out instead")
-    check_broadcastable("weights", weights, scores.shape[:1])
-    return labels, valid
-
-
 def _scores(policy_logps, ref_logps, labels, mask, weights, beta):
     """The implicit rewards of a ``[batch, list]`` of responses, with checked labels and validity mask."""
     s = implicit_rewards(policy_logps, ref_logps, beta=beta)
-    labels, valid = _list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
+    labels, valid = check_list_inputs(s, labels, mask, weights, names=("policy_logps", "labels"))
     return s, labels, valid
 
 
@@ -164,10 +139,10 @@ def lipo_loss(
     Args: ``policy_logps``, ``ref_logps``, ``labels``, ``mask`` ``[batch, list]``; ``weights`` ``[batch]``.
     """
     s, labels, valid = _scores(policy_logps, ref_logps, labels, mask, weights, beta)
-    return _lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)
+    return lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)
 
 
-def _lambda_pair_logistic(s, labels, valid, lambda_weights: bool, weights, reduction: Reduction) -> torch.Tensor:
+def lambda_pair_logistic(s, labels, valid, lambda_weights: bool, weights, reduction: Reduction) -> torch.Tensor:
     """The (lambda-weighted) logistic loss summed over the ordered pairs of each list with ``labels`` i > j.
 
     Shared by LiPO-λ and RankDPO; ``s``, ``labels``, ``valid`` ``[batch, list]``. Returns one value per list.
