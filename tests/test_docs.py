@@ -3,6 +3,7 @@
 import importlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,20 @@ def test_docs_build_without_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-5000:]
     assert (out / "losses" / "preference.html").exists() and (out / "tutorials" / "online_loop.html").exists()
+
+
+def test_readme_overview_is_the_generated_one():
+    """README's method overview is exactly what docs/_ext/readme_overview.py generates from the registries."""
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    from readme_overview import END, START, overview
+
+    readme = (ROOT / "README.md").read_text()
+    assert START in readme and END in readme, "README.md lost its generated overview markers"
+    block = readme[readme.index(START) : readme.index(END) + len(END)]
+    assert block == overview(), "README overview is stale: run python docs/_ext/readme_overview.py and paste it"
+
+
+def test_readme_points_to_pages_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    for path in re.findall(r"`(docs/[\w/.-]+|benchmarks/[\w/.-]+)`", readme) + re.findall(r"\]\((docs/[^)]+)\)", readme):
+        assert (ROOT / path).exists(), f"README.md points to {path}, which does not exist"
