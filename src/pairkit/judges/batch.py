@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from pairkit._optional import requires
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, MicroBatched, Request
@@ -110,7 +111,8 @@ class BatchJudge(MicroBatched, ComparatorBase):
     # ------------------------------------------------------------------------------------------- HTTP
     async def _http(self, method: str, path: str, **kwargs):
         """One control call with bounded retries on 429/5xx/transport errors; the httpx response."""
-        import httpx
+        with requires("judges", "the batch judge"):
+            import httpx
 
         from pairkit.judges.http import RETRYABLE
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+from pairkit._optional import requires
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, MicroBatched, Request
@@ -61,10 +62,8 @@ class RayJudge(MicroBatched, ComparatorBase):
         ray_init: dict | None = None,
     ) -> None:
         super().__init__()
-        try:
+        with requires("ray", "RayJudge"):
             import ray
-        except ImportError:
-            raise InputError("RayJudge needs Ray: pip install 'pairkit[ray]'") from None
         if not callable(factory):
             raise InputError(f"RayJudge needs a factory function returning a judge, got {type(factory).__name__}")
         if not ray.is_initialized():
@@ -103,7 +102,8 @@ class RayJudge(MicroBatched, ComparatorBase):
 
     def shutdown(self) -> None:
         """Stop the actors."""
-        import ray
+        with requires("ray", "RayJudge"):
+            import ray
 
         for actor in self.actors:
             ray.kill(actor)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pairkit._optional import requires
 from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, MicroBatched, Request
@@ -62,7 +63,8 @@ def continuation_log_likelihoods(
     Sequences are left-padded so that every continuation ends at the last position; only the last
     ``max continuation length + 1`` logits of a batch are computed.
     """
-    import torch
+    with requires("train", "the likelihood judges"):
+        import torch
 
     if len(prefixes) != len(continuations):
         raise InputError(f"{len(prefixes)} prefixes but {len(continuations)} continuations")
@@ -98,7 +100,8 @@ def continuation_log_likelihoods(
 
 def _load(model, tokenizer, what: str):
     if isinstance(model, str):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with requires("train", "the likelihood judges"):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pairkit._optional import requires
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, MicroBatched, Request
 
@@ -60,7 +61,8 @@ class Seq2SeqJudge(MicroBatched, ComparatorBase):
         if mode not in ("duo", "mono"):
             raise InputError(f"mode must be 'duo' or 'mono', got {mode!r}")
         if isinstance(model, str):
-            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+            with requires("train", "Seq2SeqJudge"):
+                from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
             name = model
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model, local_files_only=True)
@@ -92,7 +94,8 @@ class Seq2SeqJudge(MicroBatched, ComparatorBase):
 
     def first_step_log_probs(self, texts: Sequence[str]) -> np.ndarray:
         """(N,) log p(positive target) over the two targets at the decoder's first step, for each input text."""
-        import torch
+        with requires("train", "Seq2SeqJudge"):
+            import torch
 
         start = self.model.config.decoder_start_token_id
         out = []
