@@ -1,6 +1,6 @@
 """Triplet losses beyond the margin hinge, computed over all triplets without an N x N x N tensor.
 
-Over all triplets of a batch the work is O(N^3), but the memory need not be: :func:`all_triplet_terms` runs over
+Over all triplets of a batch the work is O(N^3), but the memory need not be: ``all_triplet_terms`` runs over
 anchor chunks and recomputes each chunk in the backward pass (activation checkpointing), so peak memory is
 O(chunk x N^2) in both passes while values and gradients equal the dense computation.
 """

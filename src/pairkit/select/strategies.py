@@ -438,7 +438,7 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
 
     .. math::
 
-        R_i = \frac{1}{|P_i|} \\sum_{(c, b) \\in P_i} (2 s_{i b c} - 1)
+        R_i = \\frac{1}{|P_i|} \\sum_{(c, b) \\in P_i} (2 s_{i b c} - 1)
 
     with :math:`s_{ibc}` the decided expected score of item *i* against baseline *b* in context *c*. ``out.info
     ["wb_reward"]`` maps each item to ``(reward, low, high, n)`` with a normal 95% interval over the
