@@ -101,7 +101,7 @@ def rank(
         from pairkit.errors import InputError, PairkitWarning
         from pairkit.rating.registry import fit_model, resolve
 
-        check_options(seed=seed, bootstrap=bootstrap, top=top)  # --level, --prior: by the model's spec, once
+        check_options(seed=seed, bootstrap=bootstrap, top=top)  # --level, --prior: by the model's spec, below
         check_plot_path(plot)
         shown = None if show_all else (top or DEFAULT_TOP)
         if rankings:
@@ -123,6 +123,8 @@ def rank(
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
         options.update(_model_options(spec, option or [], given))
+        # The spec's own check, before any data is read: a bad --prior fails at once, not after a long read.
+        spec.check({k: v for k, v in options.items() if spec.takes(k)})
         columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid,
                                 outcome_map)
         comps = load_comparisons(path, columns)
@@ -223,6 +225,7 @@ def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | No
     spec = Spec(name="plackett_luce", fn=fit_plackett_luce, kind="rating model", data="rankings")
     given = {k: v for k, v in (("prior", prior), ("intervals", intervals), ("level", level)) if v is not None}
     options = {**given, **_model_options(spec, texts or [], given)}
+    spec.check({k: v for k, v in options.items() if spec.takes(k)})  # before the file is read
     parts = [None, None, None]
     if columns is not None:
         parts = [c.strip() for c in columns.split(",")]
