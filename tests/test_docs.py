@@ -52,5 +52,7 @@ def test_readme_overview_is_the_generated_one():
 
 def test_readme_points_to_pages_that_exist():
     readme = (ROOT / "README.md").read_text()
-    for path in re.findall(r"`(docs/[\w/.-]+|benchmarks/[\w/.-]+)`", readme) + re.findall(r"\]\((docs/[^)]+)\)", readme):
+    named = re.findall(r"`(docs/[\w/.-]+|benchmarks/[\w/.-]+)`", readme)
+    linked = re.findall(r"\]\((docs/[^)]+)\)", readme)
+    for path in named + linked:
         assert (ROOT / path).exists(), f"README.md points to {path}, which does not exist"
