@@ -232,6 +232,26 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         who = annotator(token)
         return vote_state(token, who)
 
+    def signed(token: str, csrf: str, again: str = "") -> Annotator:
+        """The annotator of ``token`` if the form's CSRF token is theirs."""
+        who = annotator(token)
+        if not store.check_csrf(str(who.id), csrf):
+            raise _Forbidden(f"the form's CSRF token is not valid for this link; reload the page{again}")
+        return who
+
+    def check_reason(reason: str) -> str:
+        if len(reason) > settings.max_reason:
+            raise ArenaError(f"the reason has {len(reason)} characters; at most {settings.max_reason} are kept")
+        return reason.strip()
+
+    def answered(request: Request, token: str, stored: bool, vote_id: str):
+        if wants_json(request):
+            return {"stored": stored, "vote_id": vote_id}
+        return RedirectResponse(f"/a/{token}", status_code=303)
+
+    def prolific(who: Annotator) -> dict[str, str]:
+        return {k: v for k, v in who.params.items() if k in PROLIFIC_PARAMS}
+
     @app.post("/a/{token}/vote")
     def vote(
         token: str,
@@ -241,19 +261,13 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         csrf: str = Form(..., max_length=128),
         reason: str = Form("", max_length=100_000),
     ):
-        who = annotator(token)
-        if not store.check_csrf(str(who.id), csrf):
-            raise _Forbidden("the form's CSRF token is not valid for this link; reload the page and vote again")
+        who = signed(token, csrf, " and vote again")
         if outcome not in OUTCOME_CHOICES:
             raise ArenaError(f"outcome must be one of {', '.join(OUTCOME_CHOICES)}; got {outcome[:20]!r}")
-        if len(reason) > settings.max_reason:
-            raise ArenaError(f"the reason has {len(reason)} characters; at most {settings.max_reason} are kept")
+        reason = check_reason(reason)
         label, strength = OUTCOME_CHOICES[outcome]
-        params = {k: v for k, v in who.params.items() if k in PROLIFIC_PARAMS}
-        stored = store.record_vote(vote_id, who.id, label, strength=strength, reason=reason.strip(), params=params)
-        if wants_json(request):
-            return {"stored": stored, "vote_id": vote_id}
-        return RedirectResponse(f"/a/{token}", status_code=303)
+        stored = store.record_vote(vote_id, who.id, label, strength=strength, reason=reason, params=prolific(who))
+        return answered(request, token, stored, vote_id)
 
     @app.post("/a/{token}/rank")
     def rank(
@@ -265,22 +279,13 @@ def create_app(store: VoteStore, chooser: PairChooser, settings: ArenaSettings |
         reason: str = Form("", max_length=100_000),
     ):
         """The ranking of a K-wise battle: one ``rank`` field per answer, in the order shown (1 = best)."""
-        who = annotator(token)
-        if not store.check_csrf(str(who.id), csrf):
-            raise _Forbidden("the form's CSRF token is not valid for this link; reload the page and rank again")
-        if len(reason) > settings.max_reason:
-            raise ArenaError(f"the reason has {len(reason)} characters; at most {settings.max_reason} are kept")
-        params = {k: v for k, v in who.params.items() if k in PROLIFIC_PARAMS}
-        stored = store.record_ranking(vote_id, who.id, rank, reason=reason.strip(), params=params)
-        if wants_json(request):
-            return {"stored": stored, "vote_id": vote_id}
-        return RedirectResponse(f"/a/{token}", status_code=303)
+        who = signed(token, csrf, " and rank again")
+        stored = store.record_ranking(vote_id, who.id, rank, reason=check_reason(reason), params=prolific(who))
+        return answered(request, token, stored, vote_id)
 
     @app.post("/a/{token}/undo")
     def undo(token: str, request: Request, csrf: str = Form(..., max_length=128)):
-        who = annotator(token)
-        if not store.check_csrf(str(who.id), csrf):
-            raise _Forbidden("the form's CSRF token is not valid for this link; reload the page")
+        who = signed(token, csrf)
         again = store.undo_last(who.id)
         if wants_json(request):
             return {"undone": again is not None}

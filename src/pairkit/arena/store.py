@@ -70,6 +70,11 @@ CREATE INDEX IF NOT EXISTS votes_annotator ON votes (annotator_id, undone);
 CREATE INDEX IF NOT EXISTS votes_undone ON votes (undone);
 """
 
+_INSERT_VOTE = (
+    "INSERT INTO votes (vote_id, annotator_id, context_id, left_id, right_id, outcome, strength, reason, kind, "
+    "expected, shown_at, voted_at, latency_ms, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 class ArenaError(InputError):
     """A request the arena refuses; ``status`` is the HTTP status the web app answers with."""
@@ -366,9 +371,7 @@ class VoteStore:
             if _stored_before(db, vote_id, closed=bool(row[8]), what=f"pair {vote_id!r}"):
                 return False
             db.execute(
-                "INSERT INTO votes (vote_id, annotator_id, context_id, left_id, right_id, outcome, strength, reason, "
-                "kind, expected, shown_at, voted_at, latency_ms, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?)",
+                _INSERT_VOTE,
                 (
                     vote_id, annotator_id, row[2], row[3], row[4], outcome,
                     strength if outcome in ("left", "right") else 1, reason or None, row[5], row[6], row[7], now,
@@ -423,9 +426,7 @@ class VoteStore:
                         row[2], None, row[3], now, 1000.0 * (now - row[3]), json.dumps(dict(params or {})),
                     ))
             db.executemany(
-                "INSERT INTO votes (vote_id, annotator_id, context_id, left_id, right_id, outcome, strength, reason, "
-                "kind, expected, shown_at, voted_at, latency_ms, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?)",
+                _INSERT_VOTE,
                 rows,
             )
             db.execute("UPDATE assignments SET closed = 1 WHERE id = ?", (vote_id,))
