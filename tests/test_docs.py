@@ -56,3 +56,22 @@ def test_readme_points_to_pages_that_exist():
     linked = re.findall(r"\]\((docs/[^)]+)\)", readme)
     for path in named + linked:
         assert (ROOT / path).exists(), f"README.md points to {path}, which does not exist"
+
+
+def test_choose_model_page_holds_the_numbers_the_code_gives():
+    """docs/choose_model.md's first table is recomputed (shared data) and must match the page to its 4 decimals."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import choose_model
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    from tests.shared_data import shared_path
+
+    shared_path("llm_judgments", "arena_hard_battles.jsonl")
+    page = (ROOT / "docs" / "choose_model.md").read_text(encoding="utf-8")
+    start, end = choose_model.marker("arena_hard_battles")
+    on_page = page.split(start)[1].split(end)[0].strip()
+    assert on_page == choose_model.markdown(choose_model.model_table("arena_hard_battles"))
+    for dataset in choose_model.DATASETS:  # every table generated, none left empty
+        start, end = choose_model.marker(dataset)
+        assert "| `bt` |" in page.split(start)[1].split(end)[0], dataset

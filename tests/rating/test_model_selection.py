@@ -92,3 +92,20 @@ def test_register_model():
         assert registry.get_model("constant_test") is fit_constant
     finally:
         registry.MODELS.pop("constant_test")
+
+
+def test_models_without_win_probabilities_are_skipped_with_a_note():
+    """Counting models order items but forecast nothing: compare_models skips them and says why (it used to raise)."""
+    from pairkit import Comparisons
+    from pairkit.rating import compare_models
+
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 6, 300), rng.integers(0, 6, 300)
+    keep = a != b
+    comps = Comparisons.from_arrays(a[keep], b[keep], rng.integers(0, 2, keep.sum()).astype(float),
+                                    items=[f"i{k}" for k in range(6)])
+    table = compare_models(comps, ["bt", "borda", "win_rate"], folds=3).table.set_index("model")
+    assert np.isfinite(table.loc["bt", "log_loss"])
+    for name in ("borda", "win_rate"):
+        assert "does not define win probabilities" in table.loc[name, "note"]
+        assert np.isnan(table.loc[name, "log_loss"])

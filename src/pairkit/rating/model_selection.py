@@ -298,6 +298,9 @@ def compare_models(
                 where = "" if len(splits) == 1 else f" (fold {k + 1} of {len(splits)})"
                 note = f"skipped{where}: {str(err).splitlines()[0]}"
                 break
+            if not board.predicts:  # counting and spectral scores order items but forecast nothing
+                note = "skipped: the model orders items but does not define win probabilities"
+                break
             p, t = _predictions(board, _index_for(part, comparisons, index), part)
             win.append(p)
             tie.append(t)
