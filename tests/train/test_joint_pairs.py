@@ -8,7 +8,7 @@ pytest.importorskip("transformers")
 from pairkit import losses  # noqa: E402
 from pairkit.errors import InputError  # noqa: E402
 from pairkit.train import TrainConfig, to_pairs, train_preference  # noqa: E402
-from pairkit.train.trainers import _pair_examples  # noqa: E402
+from pairkit.train._steps import pair_examples as _pair_examples  # noqa: E402
 from tests.train.conftest import build_model  # noqa: E402
 
 ROWS = [

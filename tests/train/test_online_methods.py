@@ -16,9 +16,9 @@ from pairkit.errors import InputError, PairkitWarning  # noqa: E402
 from pairkit.judges import CallableJudge  # noqa: E402
 from pairkit.train import OnlineConfig, TrainConfig, rate_samples, train_online  # noqa: E402
 from pairkit.train import online as online_mod  # noqa: E402
+from pairkit.train._steps import encode as _encode  # noqa: E402
 from pairkit.train.online import judge_samples  # noqa: E402
 from pairkit.train.policy_gradient import win_rates  # noqa: E402
-from pairkit.train.trainers import _encode  # noqa: E402
 from tests.train.conftest import build_model  # noqa: E402
 from tests.train.test_online import PROMPTS, prefers_a  # noqa: E402
 

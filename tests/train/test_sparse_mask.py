@@ -7,7 +7,7 @@ pytest.importorskip("transformers")
 
 from pairkit.errors import InputError  # noqa: E402
 from pairkit.train import SparseMaskHead, TrainConfig, train_preference  # noqa: E402
-from pairkit.train.trainers import _encode  # noqa: E402
+from pairkit.train._steps import encode as _encode  # noqa: E402
 from tests.train.conftest import build_model  # noqa: E402
 
 ROWS = [{"prompt": "say alpha", "chosen": " alpha good", "rejected": " bad no"},

@@ -246,7 +246,7 @@ def test_curriculum_order_is_kept_without_shuffling(tokenizer):
         return torch.zeros(len(rows), requires_grad=True), {}
 
     from pairkit.train._loop import fit
-    from pairkit.train.trainers import _pair_examples
+    from pairkit.train._steps import pair_examples as _pair_examples
 
     config = TrainConfig(batch_size=2, epochs=2, shuffle=False)
     examples = _pair_examples(tokenizer, pairs, config)

@@ -178,10 +178,11 @@ def _is_count_file(path: Path) -> bool:
     """A Parquet or CSV file whose header is a count table's (``pairkit count`` output)."""
     if not path.is_file() or path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         return False
-    from pairkit.scale.counts import _columns_of, is_counts
+    from pairkit.scale._tables import columns_of
+    from pairkit.scale.counts import is_counts
 
     try:
-        return is_counts(_columns_of(path))
+        return is_counts(columns_of(path))
     except Exception:  # unreadable header: the readers report it with the file name
         return False
 

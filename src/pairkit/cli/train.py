@@ -115,9 +115,9 @@ def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
 
 def _finish(model, tokenizer, result, output: Path) -> None:
     from pairkit._io import atomic_directory
-    from pairkit.train._loop import _dist
+    from pairkit.train._loop import rank_and_world
 
-    if _dist()[0] != 0:  # data parallel (accelerate launch, torchrun): one process writes the model
+    if rank_and_world()[0] != 0:  # data parallel (accelerate launch, torchrun): one process writes the model
         return
     final = output / "final"
     with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous final model intact

@@ -18,14 +18,14 @@ import gzip
 import json
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from pairkit.data._shapes import Source, column_mode, detect_shape
 from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
@@ -60,35 +60,7 @@ the readers here and the out-of-core counting in SQL (:mod:`pairkit.scale`), whi
 fails when a rule is added here without its SQL). File-level rules: a repeated header name
 (:func:`check_csv_header`), unreadable text, JSON or compressed data."""
 
-_AUTO_SHAPES = [
-    # (required columns, mapping)
-    (("winner", "loser"), {"winner": "winner", "loser": "loser"}),
-    (("model_a", "model_b", "winner"), {"a": "model_a", "b": "model_b", "outcome": "winner"}),
-    (("home_team", "away_team", "home_score", "away_score"),
-     {"a": "home_team", "b": "away_team", "score_a": "home_score", "score_b": "away_score"}),
-    (("a", "b", "outcome"), {"a": "a", "b": "b", "outcome": "outcome"}),
-    (("0", "1", "2"), {"a": "0", "b": "1", "outcome": "2"}),
-]
-
-
-@dataclass
-class _Source:
-    """Where rows came from, to turn a 0-based data position into the row number a user sees."""
-
-    name: str
-    first_row: int  # the user-visible number of data position 0
-    unit: str = "row"
-    # The line of each data position where lines were skipped (blank JSONL lines, blank CSV lines), computed
-    # only when an error is reported: the fast path never pays for it.
-    line_of: Callable[[int], int] | None = None
-
-    def where(self, position: int, column: str | None = None) -> str:
-        number = self.line_of(position) if self.line_of is not None else position + self.first_row
-        text = f"{self.name}, {self.unit} {number}"
-        return f"{text}, column {column!r}" if column is not None else text
-
-
-def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
+def read_table(path: str | Path) -> tuple[pd.DataFrame, Source]:
     """Read a CSV/TSV, JSONL, JSON or Parquet file (optionally gzip-compressed) into a DataFrame.
 
     JSON and JSONL values keep their Python types (object columns), so integer ids stay exact (``2**53 + 1`` is
@@ -111,7 +83,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
             sep = "\t" if kind == ".tsv" else ","
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
             check_csv_header(path, sep, name)
-            return frame, _Source(name, 2, line_of=lambda k: _csv_line(path, sep, k))  # the header is row 1
+            return frame, Source(name, 2, line_of=lambda k: _csv_line(path, sep, k))  # the header is row 1
         if kind in (".jsonl", ".ndjson"):
             return _read_jsonl(path, name)
         if kind == ".json":
@@ -120,10 +92,10 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, _Source]:
                 data = next((v for v in data.values() if isinstance(v, list)), None)
             if not isinstance(data, list):
                 raise InputError(f"{name}: expected a JSON list of records or of [a, b, outcome] rows")
-            return _records_frame(data, name, "element", list(range(1, len(data) + 1))), _Source(
+            return _records_frame(data, name, "element", list(range(1, len(data) + 1))), Source(
                 name, 1, "element")
         if kind in (".parquet", ".pq"):
-            return _read_parquet(path), _Source(name, 1)
+            return _read_parquet(path), Source(name, 1)
     except InputError:
         raise
     except UnicodeDecodeError as exc:
@@ -182,7 +154,7 @@ def _csv_line(path: Path, sep: str, position: int) -> int:
     return position + 2
 
 
-def _read_jsonl(path: Path, name: str) -> tuple[pd.DataFrame, _Source]:
+def _read_jsonl(path: Path, name: str) -> tuple[pd.DataFrame, Source]:
     """One JSON object (or ``[a, b, outcome]`` array) per line; blank lines are skipped but counted."""
     lines = _read_text(path).split("\n")
     numbers = [k for k, line in enumerate(lines, 1) if line.strip()]
@@ -202,7 +174,7 @@ def _read_jsonl(path: Path, name: str) -> tuple[pd.DataFrame, _Source]:
                 raise InputError(f"{name}, line {k}: expected a JSON object, got {_short(value)}")
         raise InputError(f"{name}: more than one JSON value on a line")
     frame = _records_frame(records, name, "line", numbers)
-    return frame, _Source(name, 1, "line", line_of=numbers.__getitem__)
+    return frame, Source(name, 1, "line", line_of=numbers.__getitem__)
 
 
 def _records_frame(records: list, name: str, unit: str, numbers: list[int]) -> pd.DataFrame:
@@ -284,7 +256,7 @@ def read_comparisons(
     if on_invalid not in ("raise", "drop"):
         raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
     if isinstance(source, pd.DataFrame):
-        frame, src = source.reset_index(drop=True), _Source("DataFrame", 1)
+        frame, src = source.reset_index(drop=True), Source("DataFrame", 1)
         frame.columns = [str(c) for c in frame.columns]
         repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
         if repeated:
@@ -297,10 +269,10 @@ def read_comparisons(
     spec = dict(winner=winner, loser=loser, a=a, b=b, outcome=outcome, score_a=score_a, score_b=score_b)
     spec = {k: v for k, v in spec.items() if v is not None}
     if not spec:
-        spec = _detect_shape(frame, src)
+        spec = detect_shape(frame, src)
         if set(spec) == {"a", "b", "outcome"} and spec["a"] == "0" and a_first is None:
             a_first = True  # [white, black, result] rows: the first-named side moves first
-    mode = _mode(spec)
+    mode = column_mode(spec)
     for col in [*spec.values(), weight, cluster, a_first if isinstance(a_first, str) else None]:
         if col is not None and col not in frame.columns and "." in col:
             frame[col] = nested_field(frame, col, src.name)  # frame is the reader's own (reset_index copies)
@@ -392,31 +364,6 @@ def read_comparisons(
     )
 
 
-def _detect_shape(frame: pd.DataFrame, src: _Source) -> dict[str, str]:
-    cols = set(frame.columns)
-    for required, mapping in _AUTO_SHAPES:
-        if set(required) <= cols:
-            return dict(mapping)
-    raise InputError(
-        f"{src.name}: cannot tell which columns hold the comparison; columns are {list(frame.columns)}. "
-        "Pass winner=/loser=, or a=/b= with outcome= or score_a=/score_b=."
-    )
-
-
-def _mode(spec: dict[str, str]) -> str:
-    keys = set(spec)
-    if keys == {"winner", "loser"}:
-        return "winner"
-    if keys == {"a", "b", "outcome"}:
-        return "outcome"
-    if keys == {"a", "b", "score_a", "score_b"}:
-        return "scores"
-    raise InputError(
-        f"incomplete or conflicting columns {sorted(keys)}: give winner+loser, a+b+outcome or "
-        "a+b+score_a+score_b"
-    )
-
-
 def _plain(value):
     """A cell as a user wrote it: numpy scalars as Python numbers, missing values as None."""
     if isinstance(value, np.generic):
@@ -465,7 +412,7 @@ def _item_codes(frame: pd.DataFrame, column: str, flag) -> tuple[np.ndarray, np.
     return codes, np.asarray(names, dtype=object)
 
 
-def _unify_items(src: _Source, frame: pd.DataFrame, side_a, side_b, items) -> tuple[np.ndarray, np.ndarray,
+def _unify_items(src: Source, frame: pd.DataFrame, side_a, side_b, items) -> tuple[np.ndarray, np.ndarray,
                                                                                         np.ndarray]:
     """One sorted item list for both columns (or the given ``items``) and each row's indices (−1 = missing)."""
     names = np.unique(np.concatenate([side_a[2], side_b[2]]).astype(str))

@@ -85,7 +85,7 @@ def _nested_columns(spec: dict, options: dict) -> list[str]:
 
 
 def _source(files: list[Path]) -> str:
-    from pairkit.scale.counts import file_kind
+    from pairkit.scale._tables import file_kind
 
     kinds = {file_kind(f) for f in files}
     if len(kinds) > 1:
@@ -135,7 +135,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported."""
     with requires("scale", "--engine duckdb"):
         import duckdb
-    from pairkit.data.readers import _detect_shape, _mode, _Source
+    from pairkit.data._shapes import Source, column_mode, detect_shape
 
     src = _source(files)
     _check_headers(files)
@@ -152,8 +152,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
             spec = {k: options[k] for k in ("winner", "loser", "a", "b", "outcome", "score_a", "score_b")
                     if options.get(k) is not None}
             if not spec:
-                spec = _detect_shape(pd.DataFrame(columns=columns), _Source(str(files[0]), 1))
-            _mode(spec)
+                spec = detect_shape(pd.DataFrame(columns=columns), Source(str(files[0]), 1))
+            column_mode(spec)
             weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
             for col in [*spec.values(), weight, cluster, a_first if isinstance(a_first, str) else None]:
                 if col is not None and col not in columns:
@@ -195,10 +195,10 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
         good["a_first"] = good["a_first"].astype(bool)
     if len(good) == 0:
         raise InputError(f"{files[0]}: no data rows")
-    from pairkit.scale.counts import _ordered
+    from pairkit.scale._tables import ordered_counts
 
     good["n"] = good["n"].astype("int64")
-    return _ordered(good.reset_index(drop=True))
+    return ordered_counts(good.reset_index(drop=True))
 
 
 def _row_sql(spec: dict, options: dict, derived: dict | None = None) -> tuple[str, list[str], str]:
@@ -294,7 +294,7 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str]) ->
 def _check_headers(files: list[Path]) -> None:
     """The readers' file rule: a CSV/TSV header must not repeat a name (DuckDB would rename the copy ``x_1``)."""
     from pairkit.data.readers import check_csv_header
-    from pairkit.scale.counts import file_kind
+    from pairkit.scale._tables import file_kind
 
     for path in files:
         kind = file_kind(path)

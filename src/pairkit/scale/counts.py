@@ -13,12 +13,10 @@ import pandas as pd
 
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import DroppedRowsWarning, InputError
+from pairkit.scale._tables import columns_of, file_kind, ordered_counts
 
 COUNT_COLUMNS = ("a", "b", "a_wins", "b_wins", "ties", "n")
 """Columns of a count table (``n`` optional on input); ``cluster`` and ``a_first`` are extra keys."""
-
-KINDS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "csv",
-         ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 Engine = Literal["duckdb", "ray", "memory"]
 
@@ -27,14 +25,6 @@ __all__ = ["COUNT_COLUMNS", "comparisons_to_counts", "count_pairs", "counts_to_c
 
 
 # ---------------------------------------------------------------------------------------------- files
-def file_kind(path: str | Path) -> str | None:
-    """``parquet``, ``csv``, ``tsv``, ``jsonl`` or ``json`` from the suffix (a trailing ``.gz`` is skipped)."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return KINDS.get(suffixes[-1]) if suffixes else None
-
-
 def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Files named by ``paths``: files as given, globs expanded, directories searched recursively (sorted)."""
     if isinstance(paths, (str, Path)):
@@ -58,18 +48,6 @@ def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         else:
             raise InputError(f"{text}: no such file or directory")
     return files
-
-
-def _columns_of(path: Path) -> list[str]:
-    """Column names of a file, reading only its header/schema where the format allows."""
-    kind = file_kind(path)
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    if kind in ("csv", "tsv"):
-        return list(pd.read_csv(path, sep="\t" if kind == "tsv" else ",", nrows=0).columns)
-    return []
 
 
 def is_counts(columns: Iterable[str]) -> bool:
@@ -121,7 +99,7 @@ def comparisons_to_counts(comparisons: Comparisons, *, cluster: bool = False, a_
         labels = np.asarray(cluster_labels if cluster_labels is not None
                             else comps._cache.get("cluster_labels", np.arange(int(comps.cluster.max()) + 1)))
         out["cluster"] = np.asarray(labels).astype(str)[out["cluster"].to_numpy()]
-    return _ordered(out)
+    return ordered_counts(out)
 
 
 def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) -> Comparisons:
@@ -170,13 +148,6 @@ def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) ->
     return comps
 
 
-def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    keys = [c for c in ("cluster", "a_first") if c in frame.columns]
-    cols = ["a", "b", "a_wins", "b_wins", "ties", "n"]
-    frame = frame[keys + cols] if "n" in frame.columns else frame[keys + cols[:-1]]
-    return frame.sort_values(keys + ["a", "b"], kind="stable").reset_index(drop=True)
-
-
 def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Sum count tables (each pair written either way round) into one."""
     frame = pd.concat(frames, ignore_index=True)
@@ -194,7 +165,7 @@ def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if "cluster" in keys:
         frame["cluster"] = frame["cluster"].astype(str)
     out = frame.groupby(keys + ["a", "b"], sort=True, observed=True)[["a_wins", "b_wins", "ties", "n"]].sum()
-    return _ordered(out.reset_index())
+    return ordered_counts(out.reset_index())
 
 
 # ---------------------------------------------------------------------------------------------- counting
@@ -236,7 +207,7 @@ def count_pairs(
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise InputError(f"{unknown[0]}: unknown file type; use .parquet, .csv, .tsv, .jsonl or .json")
-    counted = [is_counts(_columns_of(f)) for f in files]
+    counted = [is_counts(columns_of(f)) for f in files]
     if all(counted):
         return merge_counts([_read_count_file(f) for f in files])
     if any(counted):
@@ -306,7 +277,7 @@ def load_any(paths: str | Path | Sequence[str | Path], *, drop_invalid: bool = F
 
     files = expand_paths(paths)
     single = len(files) == 1 and (isinstance(paths, (str, Path)) and Path(paths).is_file())
-    if single and not is_counts(_columns_of(files[0])):
+    if single and not is_counts(columns_of(files[0])):
         return read_comparisons(files[0], on_invalid="drop" if drop_invalid else "raise", **columns)
     counts = count_pairs(files, engine=engine, on_invalid="drop" if drop_invalid else "raise", **columns)
     name = str(files[0]) if len(files) == 1 else f"{len(files)} files"

@@ -118,7 +118,7 @@ class TrainResult:
     output_dir: str | None = None
 
 
-def _dist() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -138,7 +138,7 @@ def init_distributed() -> tuple[int, int]:
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend, rank=int(os.environ["RANK"]), world_size=world)
-    return _dist()
+    return rank_and_world()
 
 
 def _lr_lambda(config: TrainConfig, total: int) -> Callable[[int], float]:
@@ -213,7 +213,7 @@ def fit(
         ckpt = latest_checkpoint(out_dir) if out_dir else None
         if ckpt is None:
             raise InputError(f"resume=True but no checkpoint under {str(out_dir)!r}/checkpoints")
-        state = _load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)
         if state.get("data") not in (None, fingerprint):
             raise InputError(
                 f"cannot resume from {ckpt}: it was trained on other data or with another batch size or seed; "
@@ -275,7 +275,7 @@ def fit(
                         p.grad = torch.zeros_like(p)
                     torch.distributed.all_reduce(p.grad)
                 torch.distributed.all_reduce(totals)
-            grad_norm = _clip(params, config.max_grad_norm)
+            grad_norm = clip_gradients(params, config.max_grad_norm)
             loss_value = float(totals[keys.index("loss")]) / len(idx)
             if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
                 # stop before the update: a NaN step would overwrite every weight and the next checkpoint
@@ -313,7 +313,7 @@ def fit(
     return TrainResult(history=history, step=total, output_dir=str(out_dir) if out_dir else None)
 
 
-def _clip(params: list[torch.Tensor], max_norm: float | None) -> float:
+def clip_gradients(params: list[torch.Tensor], max_norm: float | None) -> float:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
@@ -348,7 +348,7 @@ def _hash_into(h, value: Any) -> None:
         h.update(repr(value).encode())
 
 
-def _load_checkpoint(ckpt: Path) -> dict[str, Any]:
+def load_checkpoint(ckpt: Path) -> dict[str, Any]:
     try:
         return torch.load(ckpt, weights_only=False)
     except Exception as exc:  # truncated or foreign files raise EOFError, RuntimeError, UnpicklingError, ...

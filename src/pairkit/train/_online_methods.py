@@ -18,9 +18,9 @@ import torch
 
 from pairkit.errors import EstimationError, InputError
 from pairkit.train import policy_gradient as pg
-from pairkit.train._loop import _clip
+from pairkit.train._loop import clip_gradients
+from pairkit.train._steps import token_logps
 from pairkit.train.data import collate_sequences
-from pairkit.train.trainers import _token_logps
 
 # options each method accepts (besides beta), with their defaults and ranges (low, high, low_open)
 METHOD_OPTIONS: dict[str, dict[str, tuple[Any, tuple]]] = {
@@ -66,19 +66,19 @@ def _groups(n_prompts: int, per_prompt: int, batch_size: int) -> list[np.ndarray
     return [np.arange(s, min(s + size, n_prompts)) for s in range(0, n_prompts, size)]
 
 
-def _update(loss: torch.Tensor, optimizer, params, config, rnd: int) -> None:
+def apply_update(loss: torch.Tensor, optimizer, params, config, rnd: int) -> None:
     if not math.isfinite(loss.item()):
         raise EstimationError(
             f"round {rnd + 1}: the loss is {loss.item()}; the model was not updated (lower the learning rate, "
             "check beta and the method options)"
         )
     loss.backward()
-    _clip(params, config.max_grad_norm)
+    clip_gradients(params, config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-class _Sums:
+class Sums:
     def __init__(self):
         self.sums: dict[str, float] = {}
         self.n = 0
@@ -117,7 +117,7 @@ def train_samples_round(
     Rewards are the per-prompt Bradley–Terry ratings of the samples from the judge's pairwise decisions; SPPO
     uses the samples' judged win rates; SuperHF trains on each prompt's best-rated sample.
     """
-    from pairkit.train.trainers import _encode
+    from pairkit.train._steps import encode
 
     n, k = ratings.shape
     if method == "superhf":
@@ -130,7 +130,7 @@ def train_samples_round(
     per_prompt = max(len(x) for x in keep)
     if per_prompt == 0:
         return {"loss": 0.0, "trained_sequences": 0.0}
-    seqs = [[(p, c) for p, c, _ in _encode(tokenizer, prompts[i], [samples[i][j] for j in keep[i]], config)]
+    seqs = [[(p, c) for p, c, _ in encode(tokenizer, prompts[i], [samples[i][j] for j in keep[i]], config)]
             for i in range(n)]  # fmt: skip
     chunks = [g for g in _groups(n, per_prompt, config.batch_size) if any(keep[i] for i in g)]
     # the sampling policy's and the reference's log-probs, before any update of this round; the first chunk
@@ -147,16 +147,16 @@ def train_samples_round(
         for c, g in enumerate(chunks):
             flat = [s for i in g for s in seqs[i]]
             if need_old and (old_everywhere or c != perms[0][0]):
-                old, mask = _token_logps(model, flat, pad_id, config.chunk_size)
+                old, mask = token_logps(model, flat, pad_id, config.chunk_size)
             else:
                 old, mask = None, None
-            ref = _token_logps(reference, flat, pad_id, config.chunk_size)[0] if need_ref else None
+            ref = token_logps(reference, flat, pad_id, config.chunk_size)[0] if need_ref else None
             fixed.append([old, ref, mask])
     model.train(was)
     rows = [(i, j) for g in chunks for i in g for j in keep[i]]
     values = _targets(method, ratings, decisions, keep, rows, chunks, fixed, beta, options)
     model.train(config.dropout)
-    sums = _Sums()
+    sums = Sums()
     for perm in perms:
         for c in perm:
             g = chunks[c]
@@ -173,12 +173,12 @@ def train_samples_round(
                 count = len(per)
                 stats = {"nll": -(tok["logps"] * tok["mask"]).sum(-1) / tok["mask"].sum(-1).clamp_min(1)}
             else:
-                logps, mask = _token_logps(model, flat, pad_id, config.chunk_size)
+                logps, mask = token_logps(model, flat, pad_id, config.chunk_size)
                 if need_old and fixed[c][0] is None:  # the first chunk: the sampling policy is the current one
                     fixed[c][0] = logps.detach()
                 old, ref, _ = fixed[c]
                 per, count, stats = _objective(method, logps, old, ref, mask, v, beta, {**options, "group": k})
-            _update(per.sum() / count, optimizer, params, config, rnd)
+            apply_update(per.sum() / count, optimizer, params, config, rnd)
             sums.add(count, loss=per, **stats)
     out = sums.mean()
     out["trained_sequences"] = float(len(rows))
@@ -255,13 +255,13 @@ def train_hypo_round(
         \\operatorname{sg}\\Big(\\log\\frac{\\pi_\\theta(y_{ij})}{\\pi_{ref}(y_{ij})}\\Big)\\log\\pi_\\theta(y_{ij}),
         \\qquad y_{ij} \\sim \\pi_\\theta(\\cdot\\mid x_i)
     """
-    from pairkit.train.trainers import _encode, _pair_examples, _pair_step, _seq_logps
+    from pairkit.train._steps import encode, pair_examples, pair_step, seq_logps
 
-    examples = _pair_examples(tokenizer, rows, config, terms)
-    online_seqs = [[(p, c) for p, c, _ in _encode(tokenizer, r["prompt"], ss, config)] for r, ss in zip(rows, samples)]
-    step = _pair_step(terms, options, beta, pad_id, config, (reference, nullcontext))
+    examples = pair_examples(tokenizer, rows, config, terms)
+    online_seqs = [[(p, c) for p, c, _ in encode(tokenizer, r["prompt"], ss, config)] for r, ss in zip(rows, samples)]
+    step = pair_step(terms, options, beta, pad_id, config, (reference, nullcontext))
     model.train(config.dropout)
-    sums = _Sums()
+    sums = Sums()
     rng = np.random.default_rng([config.seed, rnd, 29])
     for _ in range(epochs):
         perm = rng.permutation(len(examples))
@@ -269,11 +269,11 @@ def train_hypo_round(
             idx = perm[s : s + config.batch_size]
             losses, stats = step(model, [examples[i] for i in idx])
             flat = [q for i in idx for q in online_seqs[i]]
-            pol, _ = _seq_logps(model, flat, pad_id, config.chunk_size)
+            pol, _ = seq_logps(model, flat, pad_id, config.chunk_size)
             with torch.no_grad():
-                ref, _ = _seq_logps(reference, flat, pad_id, config.chunk_size)
+                ref, _ = seq_logps(reference, flat, pad_id, config.chunk_size)
             kl = pg.score_function_kl(pol, ref.to(pol.dtype))
             loss = losses.float().sum() / len(idx) + kl_weight * kl.float().mean()
-            _update(loss, optimizer, params, config, rnd)
+            apply_update(loss, optimizer, params, config, rnd)
             sums.add(len(idx), loss=losses, **stats, online_kl=float((pol - ref).detach().double().mean()))
     return sums.mean()

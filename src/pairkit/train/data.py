@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from pairkit.data.readers import read_records  # the one reader of record files; re-exported here
-from pairkit.errors import InputError
+from pairkit.errors import InputError, PairkitWarning
+from pairkit.train._chat import HH_ASSISTANT, chat_messages, completion_text, prompt_text
 
 __all__ = [
+    "TruncationWarning",
     "encode_completion",
     "prompt_ids",
     "read_records",
@@ -34,36 +36,8 @@ __all__ = [
     "to_unpaired",
 ]
 
-_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-_HH_ASSISTANT = "\n\nAssistant:"
-
-
-def _message(m: Any, where: str) -> dict[str, str]:
-    if isinstance(m, dict):
-        role = m.get("role", m.get("from"))
-        content = m.get("content", m.get("value"))
-        if role in _ROLES and isinstance(content, str):
-            return {"role": _ROLES[role], "content": content}
-    raise InputError(f"{where}: expected a chat message {{role, content}} or {{from, value}}, got {m!r:.80}")
-
-
-def _messages(ms: Any, where: str) -> list[dict[str, str]]:
-    if not isinstance(ms, Sequence) or isinstance(ms, str):
-        raise InputError(f"{where}: expected a list of chat messages, got {ms!r:.80}")
-    return [_message(m, where) for m in ms]
-
-
-def _completion_text(x: Any, where: str) -> str:
-    if isinstance(x, str):
-        return x
-    if isinstance(x, dict):
-        return _message(x, where)["content"]
-    msgs = _messages(x, where)
-    if not msgs:
-        raise InputError(f"{where}: the completion is an empty list of chat messages")
-    if msgs[-1]["role"] != "assistant":
-        raise InputError(f"{where}: the last message must be the assistant's answer")
-    return msgs[-1]["content"]
+class TruncationWarning(PairkitWarning):
+    """Sequences were cut to fit ``max_length`` (the warning gives the counts)."""
 
 
 def _split_hh(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
@@ -73,15 +47,15 @@ def _split_hh(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
         if a != b:
             break
         n += 1
-    cut = chosen.rfind(_HH_ASSISTANT, 0, n)
+    cut = chosen.rfind(HH_ASSISTANT, 0, n)
     if cut < 0:
         raise InputError(f"{where}: chosen and rejected share no '\\n\\nAssistant:' prefix to use as prompt")
-    cut += len(_HH_ASSISTANT)
+    cut += len(HH_ASSISTANT)
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
 def _prompt_field(value: Any, where: str):
-    return value if isinstance(value, str) else _messages(value, where)
+    return value if isinstance(value, str) else chat_messages(value, where)
 
 
 def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data", joint: bool = False) -> list[dict[str, Any]]:
@@ -108,8 +82,8 @@ def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data", joint: boo
                 raise InputError(f"{where}: give both 'chosen_prompt' and 'rejected_prompt', or 'prompt'")
             pair = {
                 "prompt": _prompt_field(row["chosen_prompt"], where),
-                "chosen": _completion_text(row["chosen"], where + ", column 'chosen'"),
-                "rejected": _completion_text(row["rejected"], where + ", column 'rejected'"),
+                "chosen": completion_text(row["chosen"], where + ", column 'chosen'"),
+                "rejected": completion_text(row["rejected"], where + ", column 'rejected'"),
             }
             rejected_prompt = _prompt_field(row["rejected_prompt"], where)
             if rejected_prompt != pair["prompt"]:
@@ -117,21 +91,21 @@ def to_pairs(rows: Sequence[dict[str, Any]], *, source: str = "data", joint: boo
             out.append(pair)
             continue
         if "conversations" in row:
-            prompt = _messages(row["conversations"], where)
+            prompt = chat_messages(row["conversations"], where)
         elif "prompt" in row:
-            prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
+            prompt = row["prompt"] if isinstance(row["prompt"], str) else chat_messages(row["prompt"], where)
         elif isinstance(row["chosen"], str) and isinstance(row["rejected"], str):
             prompt, c, r = _split_hh(row["chosen"], row["rejected"], where)
             out.append({"prompt": prompt, "chosen": c, "rejected": r})
             continue
         else:
-            chosen, rejected = _messages(row["chosen"], where), _messages(row["rejected"], where)
+            chosen, rejected = chat_messages(row["chosen"], where), chat_messages(row["rejected"], where)
             k = 0
             while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
                 k += 1
             prompt = chosen[:k]
-        chosen_text = _completion_text(row["chosen"], where + ", column 'chosen'")
-        rejected_text = _completion_text(row["rejected"], where + ", column 'rejected'")
+        chosen_text = completion_text(row["chosen"], where + ", column 'chosen'")
+        rejected_text = completion_text(row["rejected"], where + ", column 'rejected'")
         out.append({"prompt": prompt, "chosen": chosen_text, "rejected": rejected_text})
     _check_pairs(out, source)
     return out
@@ -167,13 +141,13 @@ def to_unpaired(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list
         if not isinstance(label, (bool, np.bool_)) and label not in (0, 1):
             raise InputError(f"{where}, column 'label': expected true/false, got {label!r}")
         if "messages" in row:
-            msgs = _messages(row["messages"], where)
+            msgs = chat_messages(row["messages"], where)
             if msgs[-1]["role"] != "assistant":
                 raise InputError(f"{where}: the last message must be the assistant's completion")
             out.append({"prompt": msgs[:-1], "completion": msgs[-1]["content"], "label": bool(label)})
         elif "prompt" in row and "completion" in row:
-            prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
-            completion = _completion_text(row["completion"], where + ", column 'completion'")
+            prompt = row["prompt"] if isinstance(row["prompt"], str) else chat_messages(row["prompt"], where)
+            completion = completion_text(row["completion"], where + ", column 'completion'")
             out.append({"prompt": prompt, "completion": completion, "label": bool(label)})
         else:
             raise InputError(f"{where}: needs 'messages' or 'prompt' and 'completion', has {sorted(row)[:6]}")
@@ -201,8 +175,8 @@ def to_listwise(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list
             raise InputError(f"{where}, column {key!r}: expected a list of numbers, got {row[key]!r:.80}") from None
         if len(scores) != len(responses) or not np.all(np.isfinite(scores)):
             raise InputError(f"{where}: scores {scores!r:.80} must be finite, one per response")
-        prompt = row["prompt"] if isinstance(row["prompt"], str) else _messages(row["prompt"], where)
-        texts = [_completion_text(r, where) for r in responses]
+        prompt = row["prompt"] if isinstance(row["prompt"], str) else chat_messages(row["prompt"], where)
+        texts = [completion_text(r, where) for r in responses]
         if "" in texts:
             empty = texts.index("") + 1
             raise InputError(f"{where}, column 'responses': response {empty} is empty; fill it or drop it")
@@ -210,21 +184,11 @@ def to_listwise(rows: Sequence[dict[str, Any]], *, source: str = "data") -> list
     return out
 
 
-def _prompt_text(prompt: str | list[dict[str, str]]) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    parts = []
-    for m in prompt:
-        tag = {"user": "Human", "assistant": "Assistant", "system": "System"}[m["role"]]
-        parts.append(f"\n\n{tag}: {m['content']}")
-    return "".join(parts) + _HH_ASSISTANT
-
-
 def prompt_ids(tokenizer, prompt: str | list[dict[str, str]]) -> list[int]:
     """Token ids of a prompt as the trainers and the sampler see it (chat template with the generation prompt)."""
     if not isinstance(prompt, str) and getattr(tokenizer, "chat_template", None):
         return _template_ids(tokenizer, prompt, add_generation_prompt=True)
-    return list(tokenizer(_prompt_text(prompt))["input_ids"])
+    return list(tokenizer(prompt_text(prompt))["input_ids"])
 
 
 def encode_completion(

@@ -39,10 +39,10 @@ from pairkit.errors import InputError, PairkitWarning
 from pairkit.train import policy_gradient as pg
 from pairkit.train._loop import (
     TrainConfig,
-    _load_checkpoint,
     atomic_save,
     check_number,
     latest_checkpoint,
+    load_checkpoint,
     parse_loss_spec,
 )
 from pairkit.train.data import prompt_ids
@@ -283,9 +283,9 @@ class SelfJudge:
 
     def __new__(cls, model, tokenizer, *, template: str = "pairwise"):
         from pairkit.judges import HFJudge
-        from pairkit.train.trainers import _fingerprint
+        from pairkit.train._steps import weights_fingerprint
 
-        return HFJudge(model, tokenizer, template=template, judge_id=f"self:{_fingerprint(model)}")
+        return HFJudge(model, tokenizer, template=template, judge_id=f"self:{weights_fingerprint(model)}")
 
 
 def train_online(
@@ -360,7 +360,7 @@ def train_online(
     """
     from pairkit.judges import Budget, CachedJudge, JudgmentCache
     from pairkit.train import _online_methods as om
-    from pairkit.train.trainers import _fingerprint, _losses, _options, _pad_id, _pair_step
+    from pairkit.train._steps import loss_terms, pad_id_of, pair_step, trainer_options, weights_fingerprint
 
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
@@ -392,14 +392,14 @@ def train_online(
         loss = "cdpo"
     terms = options = None
     if method not in _SAMPLE_METHODS:  # the sample methods train their own objective, not ``loss``
-        terms = _losses(loss, "preference")
-        options = _options(terms, beta, loss_options)
-    pad_id = _pad_id(tokenizer)
+        terms = loss_terms(loss, "preference")
+        options = trainer_options(terms, beta, loss_options)
+    pad_id = pad_id_of(tokenizer)
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-        _check_run(out_dir, resume, {"method": method, "model": _fingerprint(model),
+        _check_run(out_dir, resume, {"method": method, "model": weights_fingerprint(model),
                                      "prompts": _hash_prompts(rows if rows is not None else prompts)})  # fmt: skip
     cache = JudgmentCache(out_dir / "judgments.sqlite") if out_dir else JudgmentCache(":memory:")
     shared_budget = Budget(max_calls=budget) if budget is not None else None
@@ -416,7 +416,7 @@ def train_online(
         ckpt = latest_checkpoint(out_dir) if out_dir else None
         if ckpt is None:
             raise InputError(f"resume=True but no round checkpoint under {str(out_dir)!r}/checkpoints")
-        state = _load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -505,7 +505,7 @@ def train_online(
                 prepare = None
                 if method == "spin" and opts["alpha"] > 0:
                     live, prepare = None, _mixture_reference(reference, initial, opts["alpha"], pad_id, config)
-                step = _pair_step(terms, round_options, beta, pad_id, config, live)
+                step = pair_step(terms, round_options, beta, pad_id, config, live)
                 row.update(_train_round(model, tokenizer, pair_rows, terms, step, optimizer, params, config, online,
                                         rnd, prepare))  # fmt: skip
             else:
@@ -569,12 +569,12 @@ def _check_run(out_dir: Path, resume: bool, identity: dict[str, str]) -> None:
 
 def _method_rows(method: str, data) -> list[dict[str, Any]]:
     """SPIN: rows of prompt and reference answer; HyPO: preference pairs (errors name the file and row)."""
+    from pairkit.train._steps import normalised_rows
     from pairkit.train.data import to_pairs
-    from pairkit.train.trainers import _normalised
 
     if method == "hypo":
         return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
-                for r in _normalised(data, to_pairs)[0]]  # fmt: skip
+                for r in normalised_rows(data, to_pairs)[0]]  # fmt: skip
 
     def answers(rows, source):
         out = []
@@ -591,7 +591,7 @@ def _method_rows(method: str, data) -> list[dict[str, Any]]:
             out.append({"prompt": r["prompt"], "chosen": answer})
         return out
 
-    return _normalised(data, answers)[0]
+    return normalised_rows(data, answers)[0]
 
 
 def _spin_pairs(rows, samples) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -606,13 +606,13 @@ def _spin_pairs(rows, samples) -> tuple[list[dict[str, Any]], dict[str, int]]:
 
 def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
     """Fill each example's reference log-probs with the geometric mixture of the previous and initial policy."""
-    from pairkit.train.trainers import _seq_logps
+    from pairkit.train._steps import seq_logps
 
     def prepare(examples):
         with torch.no_grad():
             for ex in examples:
-                prev = _seq_logps(reference, ex["seqs"], pad_id, config.chunk_size)[0].double()
-                first = _seq_logps(initial, ex["seqs"], pad_id, config.chunk_size)[0].double()
+                prev = seq_logps(reference, ex["seqs"], pad_id, config.chunk_size)[0].double()
+                first = seq_logps(initial, ex["seqs"], pad_id, config.chunk_size)[0].double()
                 ex["ref"] = (prev + alpha * first) / (1 + alpha)
 
     return prepare
@@ -620,14 +620,14 @@ def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
 
 def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
     """The round's samples: read back when a killed run already drew them, else drawn and saved first."""
-    from pairkit.train.trainers import _fingerprint
+    from pairkit.train._steps import weights_fingerprint
 
     name = f"round-{rnd + 1}.json" if not step else f"round-{rnd + 1}-step-{step}.json"
     path = out_dir / "samples" / name if out_dir else None
     key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
            "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
     if path is not None:  # samples of another policy (changed weights) are never reused
-        key["policy"] = _fingerprint(model)
+        key["policy"] = weights_fingerprint(model)
     if path is not None and path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("key") == key:
@@ -704,35 +704,35 @@ def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) ->
 
     Schulman (2020), "Approximating KL Divergence" (the unbiased k1 estimator; it can be negative on few samples).
     """
-    from pairkit.train.trainers import _encode, _seq_logps
+    from pairkit.train._steps import encode, seq_logps
 
-    seqs = [(p, c) for prompt, ss in zip(prompts, samples) for p, c, _ in _encode(tokenizer, prompt, ss, config)]
+    seqs = [(p, c) for prompt, ss in zip(prompts, samples) for p, c, _ in encode(tokenizer, prompt, ss, config)]
     was = model.training
     model.eval()
     with torch.no_grad():
-        mine = _seq_logps(model, seqs, pad_id, config.chunk_size)[0]
-        ref = _seq_logps(reference, seqs, pad_id, config.chunk_size)[0]
+        mine = seq_logps(model, seqs, pad_id, config.chunk_size)[0]
+        ref = seq_logps(reference, seqs, pad_id, config.chunk_size)[0]
     model.train(was)
     return float((mine - ref).double().mean())
 
 
 def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int, prepare=None):
     """``online.epochs`` passes over the round's pairs in batches of ``config.batch_size``; mean metrics."""
-    from pairkit.train._online_methods import _Sums, _update
-    from pairkit.train.trainers import _pair_examples
+    from pairkit.train._online_methods import Sums, apply_update
+    from pairkit.train._steps import pair_examples
 
-    examples = _pair_examples(tokenizer, rows, config, terms)
+    examples = pair_examples(tokenizer, rows, config, terms)
     if prepare is not None:
         prepare(examples)
     model.train(config.dropout)
-    sums = _Sums()
+    sums = Sums()
     rng = np.random.default_rng([config.seed, rnd])
     for _ in range(online.epochs):
         perm = rng.permutation(len(examples))
         for start in range(0, len(examples), config.batch_size):
             batch = [examples[j] for j in perm[start : start + config.batch_size]]
             losses, stats = step(model, batch)
-            _update(losses.float().sum() / len(batch), optimizer, params, config, rnd)
+            apply_update(losses.float().sum() / len(batch), optimizer, params, config, rnd)
             sums.add(len(batch), loss=losses, **stats)
     return sums.mean()
 

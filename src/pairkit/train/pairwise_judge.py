@@ -25,8 +25,9 @@ import torch
 
 from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.pairwise_classifier import MARKER, encode_pairwise, pairwise_logits
+from pairkit.train._chat import completion_text, prompt_text
 from pairkit.train._loop import TrainConfig, TrainResult, check_number, fit
-from pairkit.train.data import _completion_text, _prompt_text, read_records, to_pairs
+from pairkit.train.data import read_records, to_pairs
 
 __all__ = [
     "evaluate_pairwise_judge",
@@ -80,7 +81,7 @@ def read_pairwise_judgments(data, *, source: str | None = None, ties: str = "kee
         raise InputError(f"{source}: no comparison rows")
     if isinstance(rows[0], dict) and "chosen" in rows[0] and "rejected" in rows[0]:
         out = [
-            {"context": _prompt_text(p["prompt"]), "a": p["chosen"], "b": p["rejected"], "label": FIRST}
+            {"context": prompt_text(p["prompt"]), "a": p["chosen"], "b": p["rejected"], "label": FIRST}
             for p in to_pairs(rows, source=source)
         ]
     else:
@@ -97,10 +98,10 @@ def read_pairwise_judgments(data, *, source: str | None = None, ties: str = "kee
                     f"{where}: needs 'chosen'/'rejected', or two answers (response_a/response_b, answer_a/answer_b "
                     f"or a/b) with a 'winner' (or 'outcome'/'label'); has {sorted(map(str, row))[:8]}"
                 )
-            a, b = (_completion_text(row[k], f"{where}, column {k!r}") for k in ans)
+            a, b = (completion_text(row[k], f"{where}, column {k!r}") for k in ans)
             if a == "" or b == "":
                 raise InputError(f"{where}: an answer is empty; fill it in or drop the row")
-            context = _prompt_text(row[ctx]) if ctx is not None else ""
+            context = prompt_text(row[ctx]) if ctx is not None else ""
             out.append({"context": context, "a": a, "b": b, "label": _label(row[res], f"{where}, column {res!r}")})
     n_ties = sum(r["label"] == TIE for r in out)
     if ties == "drop" and n_ties:

@@ -79,23 +79,23 @@ def _examples(data, tokenizer, config: TrainConfig, terms=()) -> list[dict[str, 
                 )
             out.append(ex)
     else:
-        from pairkit.train.trainers import _encode, _warn_truncation
+        from pairkit.train._steps import encode, warn_truncation
 
         if "responses" in rows[0]:
             lists = to_listwise(rows, source=source)
             out = [
-                {"seqs": _encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in lists
+                {"seqs": encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in lists
             ]
         else:
             pairs = to_pairs(rows, source=source)
-            out = [{"seqs": _encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config),
+            out = [{"seqs": encode(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], config),
                     "scores": [1.0, 0.0]} for p in pairs]  # fmt: skip
-        _warn_truncation(out, config, source)
+        warn_truncation(out, config, source)
         for ex in out:
             ex["items"] = ex.pop("seqs")
         same = sum(len(ex["items"]) == 2 and ex["items"][0] == ex["items"][1] for ex in out)
         if same:
-            from pairkit.train.trainers import TruncationWarning
+            from pairkit.train.data import TruncationWarning
 
             warnings.warn(
                 f"{source}: {same} of {len(out)} pairs are identical after truncation to max_length="

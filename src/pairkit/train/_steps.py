@@ -1,0 +1,296 @@
+"""The trainers' shared steps (private to :mod:`pairkit.train`): reading and encoding rows, reference log-probabilities,
+the loss terms and the paired training step, used by the offline trainers, the reward model and the online loop."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairkit.errors import InputError
+from pairkit.train._inputs import data_fields, pair_token_inputs, token_inputs
+from pairkit.train._loop import TrainConfig, call_loss, check_number, check_options, init_distributed, parse_loss_spec
+from pairkit.train.data import TruncationWarning, collate_sequences, encode_completion, read_records, to_pairs
+from pairkit.train.logprobs import completion_logps
+
+__all__ = [
+    "PAIR_INPUTS",
+    "UNPAIRED_INPUTS",
+    "attach_fields",
+    "combine_losses",
+    "seq_logps",
+    "token_logps",
+    "encode",
+    "field_inputs",
+    "flat_logps",
+    "loss_terms",
+    "normalised_rows",
+    "pad_id_of",
+    "pair_examples",
+    "pair_step",
+    "prepare_reference",
+    "reference_logps",
+    "trainer_options",
+    "warn_truncation",
+    "weights_fingerprint",
+]
+
+
+def loss_terms(loss, family: str) -> list[tuple[str, float, Callable]]:
+    from pairkit import losses
+
+    terms = []
+    for name, weight in parse_loss_spec(loss):
+        fn = losses.get(name)
+        fam = losses.family_of(name)
+        if fam != family:
+            raise InputError(f"loss {name!r} is in family {fam!r}; this trainer takes {family!r} losses")
+        terms.append((name, weight, fn))
+    return terms
+
+
+def normalised_rows(data, normalise: Callable[..., list[dict[str, Any]]]):
+    """Rows of a path, DataFrame or list through ``normalise`` (``to_pairs``, …), errors naming the file.
+
+    Returns the normalised rows, the raw rows (for extra per-example columns) and the source name.
+    """
+    source = str(data) if isinstance(data, (str, Path)) else "data"
+    if isinstance(data, (str, Path)):
+        rows = read_records(data)
+    else:
+        rows = data.to_dict(orient="records") if hasattr(data, "to_dict") else list(data)
+    return normalise(rows, source=source), rows, source
+
+
+def encode(tokenizer, prompt, completions: Sequence[str], config: TrainConfig) -> list[tuple]:
+    """(prompt ids, completion ids, truncated?) per completion."""
+    return [
+        encode_completion(
+            tokenizer,
+            prompt,
+            c,
+            max_length=config.max_length,
+            max_prompt_length=config.max_prompt_length,
+            max_completion_length=config.max_completion_length,
+            report=True,
+        )
+        for c in completions
+    ]
+
+
+def pad_id_of(tokenizer) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+
+
+def token_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token completion log-probabilities ``[n, T]`` and the mask of scored tokens ``[n, T]``."""
+    batch = collate_sequences(seqs, pad_id)
+    tok = completion_logps(
+        model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], chunk_size=chunk_size
+    )
+    scored = batch["completion_mask"].clone()
+    scored[:, 0] = False
+    return tok, scored
+
+
+def seq_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probabilities ``[n]`` and scored-token counts ``[n]`` of (prompt, completion) ids."""
+    tok, scored = token_logps(model, seqs, pad_id, chunk_size)
+    return tok.sum(-1), scored.sum(-1)
+
+
+def weights_fingerprint(model) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def reference_logps(model, examples, pad_id: int, config: TrainConfig, cache_dir: str | Path | None) -> None:
+    """Fill ``example["ref"]`` (``[k]`` float64) for every example, from the on-disk cache when present."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(weights_fingerprint(model).encode())
+    for ex in examples:
+        h.update(repr(ex["seqs"]).encode())
+    path = Path(cache_dir) / f"ref-logps-{h.hexdigest()}.pt" if cache_dir is not None else None
+    if path is not None and path.exists():
+        refs = torch.load(path)
+    else:
+        was_training = model.training
+        model.eval()
+        refs = []
+        with torch.no_grad():
+            for start in range(0, len(examples), config.batch_size):
+                chunk = examples[start : start + config.batch_size]
+                flat = [s for ex in chunk for s in ex["seqs"]]
+                logps, _ = seq_logps(model, flat, pad_id, config.chunk_size)
+                offsets = np.cumsum([0] + [len(ex["seqs"]) for ex in chunk])
+                refs += [logps[a:b].double() for a, b in zip(offsets[:-1], offsets[1:])]
+        model.train(was_training)
+        if path is not None and init_distributed()[0] == 0:  # one writer under data parallel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(refs, tmp)
+            tmp.replace(path)
+    for ex, ref in zip(examples, refs):
+        ex["ref"] = ref
+
+
+def prepare_reference(model, examples, pad_id, config, reference, cache_dir, live: bool = False):
+    """How the trainer gets reference log-probabilities.
+
+    Returns None when they are precomputed into ``example["ref"]``, else ``(reference model, context factory)``
+    for computing them on the fly: the PEFT model with its adapter disabled (``reference="adapter"``), a given
+    model (any model sharing the tokenizer, e.g. a teacher), or — when token-level losses need the reference's
+    next-token distributions (``live=True``) — a frozen copy of the initial model.
+    """
+    if isinstance(reference, torch.nn.Module):
+        reference.eval()
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        return reference, nullcontext
+    if reference == "adapter":
+        if not hasattr(model, "disable_adapter"):
+            raise InputError("reference='adapter' needs a PEFT model (peft.get_peft_model(model, LoraConfig(...)))")
+        return model, model.disable_adapter
+    if reference != "precompute":
+        raise InputError(f"reference must be 'precompute', 'adapter' or a model, got {reference!r}")
+    if live:
+        frozen = copy.deepcopy(model).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen, nullcontext
+    if cache_dir is None and config.output_dir is not None:
+        cache_dir = Path(config.output_dir) / "ref_cache"
+    reference_logps(model, examples, pad_id, config, cache_dir)
+    return None
+
+
+def flat_logps(model, rows, pad_id, config, live):
+    """Policy and reference log-probabilities ``[n_seqs]`` and scored-token counts of the rows' sequences."""
+    flat = [s for ex in rows for s in ex["seqs"]]
+    policy, lengths = seq_logps(model, flat, pad_id, config.chunk_size)
+    if live is not None:
+        ref_model, context = live
+        with torch.no_grad(), context():
+            ref, _ = seq_logps(ref_model, flat, pad_id, config.chunk_size)
+    else:
+        ref = torch.cat([ex["ref"] for ex in rows])
+    return policy, ref.to(policy.dtype), lengths.to(policy.dtype)
+
+
+def field_inputs(rows, dtype) -> dict[str, torch.Tensor]:
+    """Per-example data columns of the rows (``example["fields"]``) as ``[batch]`` tensors."""
+    if not rows or "fields" not in rows[0]:
+        return {}
+    return {k: torch.tensor([ex["fields"][k] for ex in rows], dtype=dtype) for k in rows[0]["fields"]}
+
+
+def attach_fields(examples, terms, produced: set[str], raw, source) -> None:
+    fields = data_fields([n for n, _, _ in terms], produced, raw, source)
+    for i, ex in enumerate(examples):
+        ex["fields"] = {k: float(v[i]) for k, v in fields.items()}
+
+
+def combine_losses(terms, inputs, options) -> torch.Tensor:
+    return sum(weight * call_loss(name, inputs, options) for name, weight, _ in terms)
+
+
+def trainer_options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[str, Any]:
+    # beta <= 0 trains away from the preferences or not at all; NaN would train every weight to NaN. Checked
+    # here once (the trainer's metrics use it too); the losses are then called without their per-call check.
+    check_number("beta", beta, low=0, low_open=True)
+    options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
+    options.setdefault("beta", float(beta))
+    return options
+
+
+# ------------------------------------------------------------------------------------------------ paired
+
+
+PAIR_INPUTS = {
+    "policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
+    "chosen_lengths", "rejected_lengths",
+}  # fmt: skip
+
+
+UNPAIRED_INPUTS = {"policy_logps", "ref_logps", "labels", "desirable", "policy_kl_logps", "ref_kl_logps", "lengths"}
+
+
+def pair_examples(tokenizer, data, config: TrainConfig, terms=(), joint: bool = False) -> list[dict[str, Any]]:
+    pairs, raw, source = normalised_rows(data, functools.partial(to_pairs, joint=joint))
+    examples = [
+        {
+            "seqs": encode(tokenizer, p["prompt"], [p["chosen"]], config)
+            + encode(tokenizer, p.get("rejected_prompt", p["prompt"]), [p["rejected"]], config)
+        }
+        for p in pairs
+    ]
+    warn_truncation(examples, config, source)
+    same = sum(ex["seqs"][0] == ex["seqs"][1] for ex in examples)
+    if same:
+        warnings.warn(
+            f"{source}: {same} of {len(examples)} pairs have chosen and rejected identical after truncation to "
+            f"max_length={config.max_length} (they give no gradient); raise max_length or lower max_prompt_length",
+            TruncationWarning,
+            stacklevel=3,
+        )
+    if terms:
+        attach_fields(examples, terms, PAIR_INPUTS, raw, source)
+    return examples
+
+
+def warn_truncation(examples, config: TrainConfig, source: str) -> None:
+    cut = sum(any(s[2] for s in ex["seqs"]) for ex in examples)
+    for ex in examples:
+        ex["seqs"] = [(p, c) for p, c, _ in ex["seqs"]]
+    if cut:
+        warnings.warn(
+            f"{source}: {cut} of {len(examples)} rows were truncated to fit max_length={config.max_length} "
+            f"(prompts first, from the left; then completions from the right)",
+            TruncationWarning,
+            stacklevel=4,
+        )
+
+
+def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(), mask_head=None):
+    def step(model, rows):
+        policy, ref, lengths = flat_logps(model, rows, pad_id, config, live)
+        pc, pr, rc, rr = policy[0::2], policy[1::2], ref[0::2], ref[1::2]
+        inputs = {
+            "policy_chosen_logps": pc,
+            "policy_rejected_logps": pr,
+            "ref_chosen_logps": rc,
+            "ref_rejected_logps": rr,
+            "chosen_lengths": lengths[0::2],
+            "rejected_lengths": lengths[1::2],
+            **field_inputs(rows, pc.dtype),
+        }
+        if token_kinds:
+            batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
+            tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size, mask_head=mask_head)
+            inputs["token"] = pair_token_inputs(tok)
+        losses = combine_losses(terms, inputs, options)
+        rew_c, rew_r = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+        stats = {
+            "rewards/chosen": rew_c,
+            "rewards/rejected": rew_r,
+            "rewards/margin": rew_c - rew_r,
+            "accuracy": (rew_c > rew_r).double(),
+            "logps/chosen": pc.detach(),
+            "logps/rejected": pr.detach(),
+        }
+        return losses, stats
+
+    return step
