@@ -158,3 +158,23 @@ def test_bad_inputs_name_the_argument():
         L.diffusion_kto_loss(ew, rw, torch.tensor([0, 2, 1]))
     with pytest.raises(InputError, match="labels"):
         L.rankdpo_loss(ew[None], rw[None], torch.zeros(1, 4))
+
+
+def test_diffusion_spo_inside_the_clip_band_is_dpo_on_step_log_ratios_and_clipped_ratios_stop_gradients():
+    g = torch.Generator().manual_seed(11)
+    pc, pr = torch.rand(5, generator=g, dtype=torch.float64), torch.rand(5, generator=g, dtype=torch.float64)
+    var = torch.rand(5, generator=g, dtype=torch.float64) + 0.5
+    rc, rr = pc + 0.01 * torch.randn(5, generator=g, dtype=torch.float64), pr.clone()
+    pc.requires_grad_(True)
+    out = L.diffusion_spo_loss(pc, pr, rc, rr, step_variance=var, beta=3.0, clip=0.5, reduction="none")
+    # |log r| < log 1.5: no clipping, so -log σ(β (log r_w - log r_l)) with log r = -(e - e_ref) / (2 σ²)
+    lw, ll = -(pc - rc) / (2 * var), -(pr - rr) / (2 * var)
+    torch.testing.assert_close(out, -torch.nn.functional.logsigmoid(3.0 * (lw - ll)))
+    # far outside the band both ratios sit on its edges: the value is -log σ(β (log 1.1 - log 0.9)) and no gradient
+    far = L.diffusion_spo_loss(pc - 100, pr + 100, rc, rr, step_variance=var, reduction="none")
+    edge = math.log1p(math.exp(-10.0 * (math.log(1.1) - math.log(0.9))))
+    torch.testing.assert_close(far.detach(), torch.full_like(far, edge).detach())
+    (grad,) = torch.autograd.grad(far.sum(), pc)
+    assert torch.all(grad == 0)
+    with pytest.raises(InputError, match="step_variance must be > 0"):
+        L.diffusion_spo_loss(pc, pr, rc, rr, step_variance=torch.zeros(5))

@@ -19,9 +19,12 @@ implementations (β of the order of thousands for Stable Diffusion).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from pairkit._spec import Input, Option
+from pairkit._spec import Input, Interval, Option
+from pairkit.errors import InputError
 from pairkit.losses._checks import check_list_inputs
 from pairkit.losses._core import (
     AT_LEAST_ONE,
@@ -42,6 +45,7 @@ __all__ = [
     "denoising_rewards",
     "diffusion_dpo_loss",
     "diffusion_kto_loss",
+    "diffusion_spo_loss",
     "flow_dpo_loss",
     "mapo_loss",
     "rankdpo_loss",
@@ -310,3 +314,71 @@ def rankdpo_loss(
     s = 0.5 * beta * denoising_rewards(policy_errors, ref_errors)
     labels, valid = check_list_inputs(s, labels, mask, weights, names=("policy_errors", "labels"))
     return lambda_pair_logistic(s, labels, valid, lambda_weights, weights, reduction)
+
+
+STEP_VARIANCE = keyword(
+    "step_variance",
+    "stds",
+    required=True,
+    doc="per-pair variance σ_t² of the sampler's Gaussian step p(x_{t-1} | x_t) (DDIM with η > 0 / DDPM)",
+)
+
+
+@register(
+    "diffusion_spo",
+    inputs=(*ERRORS_PAIR_REF, STEP_VARIANCE),
+    family=FAMILY,
+    aliases=("spo_diffusion", "step_aware_preference_optimization"),
+    options=(
+        Option("beta", float, POSITIVE, doc="inverse temperature β of the step log-ratios"),
+        Option("clip", float, Interval(0, 1, closed="neither"), doc="ε: the step ratio is clipped to [1-ε, 1+ε]"),
+    ),
+)
+def diffusion_spo_loss(
+    policy_chosen_errors: torch.Tensor,
+    policy_rejected_errors: torch.Tensor,
+    ref_chosen_errors: torch.Tensor,
+    ref_rejected_errors: torch.Tensor,
+    *,
+    step_variance: torch.Tensor,
+    beta: float = 10.0,
+    clip: float = 0.1,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """SPO: step-aware preference optimisation — DPO on one denoising step, with clipped step probability ratios.
+
+    At a step ``t`` two candidates :math:`x_{t-1}^w, x_{t-1}^l` are drawn from the *same* :math:`x_t` and ranked by
+    a step-aware preference model. With Gaussian steps :math:`p_\\theta(x_{t-1}\\mid x_t) =
+    \\mathcal N(\\mu_\\theta(x_t, t), \\sigma_t^2 I)`, the per-element mean log-ratio of model and reference is
+    :math:`\\log r = -(e - e^{ref}) / (2\\sigma_t^2)` with the step errors
+    :math:`e = \\operatorname{mean}\\lVert x_{t-1} - \\mu_\\theta(x_t, t)\\rVert^2`, and
+
+    .. math::
+
+        \\ell = -\\log\\sigma\\Big(\\beta\\,\\big[\\operatorname{clip}(\\log r_w)
+            - \\operatorname{clip}(\\log r_l)\\big]\\Big),\\qquad
+        \\operatorname{clip}(u) = \\min\\big(\\max(u, \\log(1-\\varepsilon)), \\log(1+\\varepsilon)\\big)
+
+    Liang et al. (2024), "Step-aware Preference Optimization: Aligning Preference with Denoising Performance at
+    Each Step" (SPO), as the authors' release (``RockeyCoss/SPO``: the DDIM step log-probability averaged over the
+    latent's elements, the ratio clamped to :math:`[1-\\varepsilon, 1+\\varepsilon]` before the log — so a ratio
+    outside the band gets no gradient — β = 10, ε = 0.1). The step-aware preference model and the step-wise
+    resampler are the caller's (the trainer takes their output: :math:`x_t`, the two :math:`x_{t-1}`, ``t``).
+
+    Args: four ``[batch]`` step errors (mean over latent elements; reference ones without gradient);
+    ``step_variance``: ``[batch]`` σ_t² > 0. Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    like = _check_errors(
+        mask, weights, policy_chosen_errors=policy_chosen_errors, policy_rejected_errors=policy_rejected_errors,
+        ref_chosen_errors=ref_chosen_errors, ref_rejected_errors=ref_rejected_errors,
+    )  # fmt: skip
+    variance = per_pair("step_variance", step_variance, like)
+    if bool((~(variance > 0)).any()):
+        raise InputError("step_variance must be > 0 (the variance σ_t² of a stochastic sampler step; η > 0)")
+    low, high = math.log1p(-clip), math.log1p(clip)
+    scale = 0.5 / variance
+    log_w = (-(policy_chosen_errors - ref_chosen_errors) * scale).clamp(low, high)
+    log_l = (-(policy_rejected_errors - ref_rejected_errors) * scale).clamp(low, high)
+    return reduce(logistic_loss(beta * (log_w - log_l)), reduction, mask, weights)
