@@ -137,6 +137,12 @@ from pairkit.losses.information import (
     cs_ib_loss,
     cs_quadratic_mutual_information,
 )
+from pairkit.losses.metric import (
+    energy_confusion,
+    icnn_loss,
+    metrix,
+    proto_triplet,
+)
 from pairkit.losses.miners import (
     batch_hard_miner,
     distance_weighted_miner,
@@ -362,6 +368,7 @@ __all__ = [
     "dr_dpo_loss",
     "dro_loss",
     "dual_head_kd_loss",
+    "energy_confusion",
     "ensloss",
     "ensloss_derivatives",
     "exo_pair_loss",
@@ -383,6 +390,7 @@ __all__ = [
     "gradient_entanglement",
     "hinge_loss",
     "hinton_kd_loss",
+    "icnn_loss",
     "ideal_dcg",
     "idealized_ranking_accuracy",
     "implicit_reward_accuracy",
@@ -415,6 +423,7 @@ __all__ = [
     "mapo_loss",
     "margin_mse_loss",
     "mcmi_teacher_loss",
+    "metrix",
     "mmpo_loss",
     "multi_similarity",
     "multi_similarity_miner",
@@ -452,6 +461,7 @@ __all__ = [
     "pointwise_sigmoid_loss",
     "poly1_cross_entropy",
     "poly1_softmax_loss",
+    "proto_triplet",
     "prototype_relation_loss",
     "proxy_anchor",
     "proxy_nca",
