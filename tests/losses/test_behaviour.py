@@ -106,7 +106,13 @@ NEEDS = {
     "pointwise_sigmoid_loss": {"max_label": 3.0},  # the grades run to 3
 }
 # built although optional: the KL reference point of KTO, the per-pair margin of reward BT
-OPTIONAL_BUILT = {"kto": ("policy_kl_logps", "ref_kl_logps"), "reward_bradley_terry": ("margin",)}
+OPTIONAL_BUILT = {
+    "kto": ("policy_kl_logps", "ref_kl_logps"),
+    "reward_bradley_terry": ("margin",),
+    "spo": ("degree_logits", "degree_labels"),
+    "bmc": ("chosen_edit_mask", "rejected_edit_mask"),
+    "rise": ("chosen_edit_mask", "rejected_edit_mask"),
+}
 
 
 def _build(name, *, b=B, scale=1.0, dtype=torch.float32, seed=0, groups=None):
@@ -159,7 +165,7 @@ def _full_mask(name, args, kwargs):
 
 
 # token-level pair losses: [batch, T] inputs, one value (and mask entry) per pair
-_ROW_MASKED = {"tdpo1", "tdpo2", "sparse_po", "flat"}
+_ROW_MASKED = {"tdpo1", "tdpo2", "sparse_po", "flat", "bmc", "rise"}
 
 
 def test_every_registered_loss_has_a_builder_for_each_input():
@@ -333,7 +339,7 @@ def test_mismatched_shapes_raise(name):
 STOP_GRADIENT = {
     "aldr_kl_loss", "circle", "cwcl", "diffusion_kto", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss",
     "uskd_loss",
-    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo",
+    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo", "bmc",
 }  # fmt: skip
 NOT_GRADCHECKED = STOP_GRADIENT
 
@@ -345,6 +351,7 @@ GRADCHECK_VARIANTS = [
     ("ldr_kl_loss", {"normalize_scores": False, "lam": 0.5}),
     ("comp_sum_loss", {"tau": 0.0}),
     ("p2c_loss", {"lambda_div": 0.0}),
+    ("bmc", {"delta": 1.0}),  # 1/π >= 1 = δ: the stop-gradient weights are the constant 2
 ]
 GRADCHECK_CASES = [(n, {}) for n in NAMES if n not in NOT_GRADCHECKED] + GRADCHECK_VARIANTS
 

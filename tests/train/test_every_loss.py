@@ -39,7 +39,7 @@ def _trainer(name):
 def _pairs(n=4):
     rows = echo_pairs(n, 7)
     for i, r in enumerate(rows):  # per-pair columns for the losses that declare them
-        r.update(margin=1.0 + i, p_chosen=0.8, chosen_score=2.0, rejected_score=-1.0)
+        r.update(margin=1.0 + i, p_chosen=0.8, chosen_score=2.0, rejected_score=-1.0, rationale="it echoes")
     return rows
 
 
@@ -192,3 +192,19 @@ def test_any_model_can_be_the_reference(tokenizer):
     same = train_preference(build_model(tokenizer, seed=20), tokenizer, rows, reference=build_model(tokenizer, seed=20),
                             config=TrainConfig(batch_size=4, max_steps=1))  # fmt: skip
     assert same.history[0]["loss"] == pytest.approx(np.log(2), abs=1e-7)
+
+
+def test_the_rationale_column_reaches_rationale_dpo(tokenizer):
+    """γ > 0 adds the rationale's NLL (its value is the step-1 loss difference); a row without one is named."""
+    rows = [dict(r, rationale="the first one says alpha") for r in echo_pairs(4, 3)]
+    loss = {}
+    for gamma in (0.0, 1.0):
+        res = train_preference(
+            build_model(tokenizer, seed=2), tokenizer, rows, loss="rationale_dpo",
+            loss_options={"gamma": gamma}, config=TrainConfig(batch_size=4, max_steps=1),
+        )  # fmt: skip
+        loss[gamma] = res.history[0]["loss"]
+    assert loss[1.0] > loss[0.0] + 1.0  # a random tiny LM gives the rationale a large NLL
+    rows[2]["rationale"] = " "
+    with pytest.raises(InputError, match="row 3: a loss scores the pair's rationale"):
+        train_preference(build_model(tokenizer), tokenizer, rows, loss="rdpo")

@@ -171,6 +171,7 @@ from pairkit.losses.preference import (
     slic_loss,
     sppo_hard_loss,
 )
+from pairkit.losses.preference_augmented import asft_loss, rationale_dpo_loss, spo_loss
 from pairkit.losses.preference_batch import (
     aot_loss,
     aot_unpaired_loss,
@@ -204,6 +205,7 @@ from pairkit.losses.preference_token import (
     token_kl,
     token_nll_loss,
 )
+from pairkit.losses.preference_token_weighted import bmc_loss, bmc_token_weights, rise_loss, token_edit_masks
 from pairkit.losses.preference_unpaired import (
     apo_zero_unpaired_loss,
     bco_loss,
@@ -318,12 +320,15 @@ __all__ = [
     "arcface",
     "armorm_loss",
     "armorm_scores",
+    "asft_loss",
     "batch_hard_miner",
     "bco_loss",
     "bco_pair_loss",
     "bco_reward_shift",
     "bd_kd_loss",
     "binary_kl_loss",
+    "bmc_loss",
+    "bmc_token_weights",
     "bradley_terry_reward_loss",
     "canonical_name",
     "cauchy_schwarz_divergence",
@@ -469,6 +474,7 @@ __all__ = [
     "ps_kd_loss",
     "rankdpo_loss",
     "ranking_accuracy",
+    "rationale_dpo_loss",
     "reduce_loss",
     "register",
     "regression_bradley_terry_loss",
@@ -477,6 +483,7 @@ __all__ = [
     "reverse_kl_divergence",
     "reverse_kl_score",
     "reward_centering_loss",
+    "rise_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",
     "robust_dpo_loss",
@@ -503,6 +510,7 @@ __all__ = [
     "sparse_po_loss",
     "spec",
     "specs",
+    "spo_loss",
     "sppo_hard_loss",
     "squared_hellinger_distance",
     "squared_loss",
@@ -513,6 +521,7 @@ __all__ = [
     "threshold_consistent_margin",
     "thurstone_fidelity_loss",
     "token_divergence",
+    "token_edit_masks",
     "token_generalized_jsd",
     "token_kl",
     "token_kl_divergence",

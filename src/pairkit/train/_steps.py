@@ -23,8 +23,10 @@ from pairkit.train.logprobs import completion_logps
 
 __all__ = [
     "PAIR_INPUTS",
+    "RATIONALE_PROMPT",
     "UNPAIRED_INPUTS",
     "attach_fields",
+    "attach_rationales",
     "combine_losses",
     "seq_logps",
     "token_logps",
@@ -221,8 +223,25 @@ def trainer_options(terms, beta: float, loss_options: dict[str, Any] | None) -> 
 
 PAIR_INPUTS = {
     "policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
-    "chosen_lengths", "rejected_lengths",
+    "chosen_lengths", "rejected_lengths", "rationale_logps",
 }  # fmt: skip
+
+RATIONALE_PROMPT = "{prompt}\n\nResponse A:\n{chosen}\n\nResponse B:\n{rejected}\n\nResponse A is better because"
+"""The prompt under which the policy scores a pair's rationale (rationale-augmented DPO): the rationale is the
+completion, conditioned on the prompt, both responses and which one won."""
+
+
+def attach_rationales(tokenizer, examples, pairs, raw, config: TrainConfig, source: str) -> None:
+    """Encode each pair's ``rationale`` column after :data:`RATIONALE_PROMPT` (for the losses that score it)."""
+    bad = [i for i, r in enumerate(raw) if not (isinstance(r.get("rationale"), str) and r["rationale"].strip())]
+    if bad:
+        raise InputError(
+            f"{source}, row {bad[0] + 1}: a loss scores the pair's rationale, so every row needs a non-empty "
+            f"'rationale' column ({len(bad)} rows lack one)"
+        )
+    for ex, p, r in zip(examples, pairs, raw):
+        prompt = RATIONALE_PROMPT.format(prompt=p["prompt"], chosen=p["chosen"], rejected=p["rejected"])
+        ex["rationale"] = [s[:2] for s in encode(tokenizer, prompt, [" " + r["rationale"].strip()], config)]
 
 
 UNPAIRED_INPUTS = {"policy_logps", "ref_logps", "labels", "desirable", "policy_kl_logps", "ref_kl_logps", "lengths"}
@@ -248,6 +267,10 @@ def pair_examples(tokenizer, data, config: TrainConfig, terms=(), joint: bool = 
         )
     if terms:
         attach_fields(examples, terms, PAIR_INPUTS, raw, source)
+        from pairkit import losses
+
+        if any(losses.spec(n).accepts("rationale_logps") for n, _, _ in terms):
+            attach_rationales(tokenizer, examples, pairs, raw, config, source)
     return examples
 
 
@@ -277,6 +300,9 @@ def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(
             "rejected_lengths": lengths[1::2],
             **field_inputs(rows, pc.dtype),
         }
+        if rows and "rationale" in rows[0]:
+            rationale, _ = seq_logps(model, [ex["rationale"][0] for ex in rows], pad_id, config.chunk_size)
+            inputs["rationale_logps"] = rationale.to(pc.dtype)
         if token_kinds:
             batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
             tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size, mask_head=mask_head)
