@@ -1,7 +1,7 @@
 """``.. pairkit-registry:: KIND`` — a method table generated from pairkit's registries, so it cannot drift.
 
-KIND is ``rating`` (rating models), ``strategies`` (selection strategies), ``curate`` (curation rules) or
-``losses`` (with ``:family:``). Each
+KIND is ``rating`` (rating models), ``strategies`` (selection strategies), ``curate`` (curation rules),
+``judges`` (judge types of a judge configuration) or ``losses`` (with ``:family:``). Each
 row links the registered name to the function's reference entry and shows its aliases, its declared options
 (with their valid ranges), its one-line summary and the paper cited in its docstring. When the build ends, every
 registered model, strategy and loss family must have appeared in some table, or the build warns (an error
@@ -61,7 +61,15 @@ def _curate() -> list[Entry]:
     return _entries(curate.RULES.specs())
 
 
+def _judges() -> list[Entry]:
+    from pairkit.judges.config import JUDGES
+
+    return _entries(JUDGES.specs())
+
+
 def entries(kind: str, family: str | None = None) -> list[Entry]:
+    if kind == "judges":
+        return _judges()
     if kind == "curate":
         return _curate()
     if kind == "losses":
@@ -76,7 +84,8 @@ def entries(kind: str, family: str | None = None) -> list[Entry]:
 def all_groups() -> set[tuple[str, str | None]]:
     import pairkit.losses as losses
 
-    return {("rating", None), ("strategies", None), ("curate", None)} | {("losses", s.family) for s in losses.specs()}
+    fixed = {("rating", None), ("strategies", None), ("curate", None), ("judges", None)}
+    return fixed | {("losses", s.family) for s in losses.specs()}
 
 
 def _paper(fn) -> str:
@@ -122,7 +131,7 @@ class RegistryTable(SphinxDirective):
                  "   * - name", "     - aliases", "     - options", "     - method", "     - paper"]
         for e in rows:
             lines += [
-                f"   * - :func:`{e.name} <{_target(e.fn)}>`",
+                f"   * - :{'class' if inspect.isclass(e.fn) else 'func'}:`{e.name} <{_target(e.fn)}>`",
                 f"     - {_cell(', '.join(f'``{a}``' for a in e.aliases))}",
                 f"     - {_cell('; '.join(_option(o) for o in e.options))}",
                 f"     - {_cell(e.summary)}",

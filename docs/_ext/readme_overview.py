@@ -25,12 +25,14 @@ def overview() -> str:
     import pairkit.judges as judges
     import pairkit.losses as losses
     import pairkit.rating as rating
+    from pairkit.judges.config import JUDGES
     from pairkit.select import strategies
 
     rows = [
         ("rate", "rating models (`pairkit rank --model`)", [m.name for m in rating.models()]),
         ("select", "selection strategies (`select(name, …)`)", [s.name for s in strategies.STRATEGIES.specs()]),
         ("select", "judges and judging protocols", [n for n in judges.__all__ if n.endswith("Judge")]),
+        ("select", "judge types (`pairkit judge` config `\"type\"`)", JUDGES.names()),
         ("train", "curation rules (`pairkit.curate`)", [s.name for s in curate.RULES.specs()]),
     ]
     families = Counter(s.family for s in losses.specs())

@@ -32,6 +32,7 @@ def test_one_pass_brings_the_best_to_the_top_and_breaks_rankings_into_pairs(tmp_
     assert sel.calls == windows and chat.calls == windows and len(sel.decisions) == windows * 6
     assert POOL.items[sel.ranking[0]] == "m8"
     assert all(s == 1.0 for _, _, _, s, _ in sel.decisions)
+    assert sel.weights == [3 / 5] * len(sel.decisions)  # a 4-ranking counts as 3.6 comparisons, not 6
     assert all(int(POOL.items[a][1:]) > int(POOL.items[b][1:]) for _, a, b, _, _ in sel.decisions)
     assert "missing" in sel.records[0].judgment.raw  # the left-out last place is appended and reported
     board = sel.leaderboard(prior=0.5)
@@ -45,6 +46,7 @@ def test_setwise_best_breaks_into_best_versus_the_rest():
     judge = ListwiseJudge(CallableChat(ranker), mode="best")
     sel = select("listwise", judge, POOL, window=3, step=2)
     assert len(sel.decisions) == 2 * sel.calls and POOL.items[sel.ranking[0]] == "m8"
+    assert sel.weights == [2 / 3] * len(sel.decisions)  # best of 3: one choice, 2 pairs of weight 2/3
 
 
 def test_a_pairwise_judge_ranks_each_window_by_all_pairs():

@@ -23,7 +23,7 @@ from pairkit.judges.cache import (
     check_priced,
     judge_identity,
 )
-from pairkit.judges.config import judge_from_config
+from pairkit.judges.config import JUDGES, judge_from_config, judge_type
 from pairkit.judges.distributed import RayJudge
 from pairkit.judges.embedding import EmbeddingJudge
 from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_threshold, confidence
@@ -61,6 +61,7 @@ from pairkit.judges.protocols import (
     PortiaJudge,
     SimulatedAnnotatorsJudge,
     align_segments,
+    break_ranking,
     chat_identity,
     pointwise_shortlist,
     retrieve_exemplars,
@@ -94,6 +95,7 @@ __all__ = [
     "FollowUpJudge",
     "HFJudge",
     "HumanJudge",
+    "JUDGES",
     "JudgeError",
     "JudgeReport",
     "Judgment",
@@ -119,6 +121,7 @@ __all__ = [
     "VERDICT_SCALES",
     "VerdictScale",
     "align_segments",
+    "break_ranking",
     "cache_key",
     "calibrate_threshold",
     "chat_identity",
@@ -130,6 +133,7 @@ __all__ = [
     "is_pairwise_classifier",
     "judge_from_config",
     "judge_identity",
+    "judge_type",
     "mono_shortlist",
     "panel_reliability",
     "parse_verdict",

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pairkit._optional import requires
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 
@@ -44,6 +45,10 @@ class EmbeddingJudge(ComparatorBase):
 
     prompt_version = "embedding-cosine-v1"
 
+    @declare_options(
+        Option("temperature", float, Interval(0, None, closed="neither"), doc="τ of the logistic link"),
+        Option("judge_id", str, doc="the name recorded with each judgment"),
+    )
     def __init__(
         self,
         encoder: Callable[[Sequence[str]], np.ndarray] | None = None,
@@ -52,8 +57,6 @@ class EmbeddingJudge(ComparatorBase):
         judge_id: str = "embedding",
     ) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise InputError(f"temperature must be > 0, got {temperature!r}")
         self.encoder = encoder or _bundled_minilm()
         self.temperature, self.judge_id = float(temperature), judge_id
         self._memo: dict[str, np.ndarray] = {}

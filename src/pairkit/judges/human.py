@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.judges.base import ComparatorBase, JudgeError, Judgment, Request
 
 __all__ = ["HumanJudge"]
@@ -31,6 +32,10 @@ class HumanJudge(ComparatorBase):
 
     prompt_version = "human-v1"
 
+    @declare_options(
+        Option("width", int, Interval(20, None), doc="columns of the terminal display"),
+        Option("judge_id", str, doc="the name recorded with each judgment"),
+    )
     def __init__(
         self, *, input: TextIO | None = None, output: TextIO | None = None, judge_id: str = "human", width: int = 100
     ) -> None:

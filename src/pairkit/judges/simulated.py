@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 
@@ -63,6 +64,16 @@ class SimulatedJudge(ComparatorBase):
 
     prompt_version = "simulated-v1"
 
+    @declare_options(
+        Option("model", str, choices=("bt", "thurstone"), doc="link of the simulated preference"),
+        Option("noise", float, Interval(0, None, closed="neither"), doc="divides the strength gap"),
+        Option("tie_margin", float, Interval(0, None), doc="τ: the margin that produces ties"),
+        Option("position_bias", float, doc="added to the first-shown answer's log-odds"),
+        Option("soft", bool, doc="return the probabilities instead of a sampled verdict"),
+        Option("cost_per_call", float, Interval(0, None), doc="money per call"),
+        Option("seed", (int, np.random.Generator), none=True, doc="random seed"),
+        Option("judge_id", str, doc="the name recorded with each judgment"),
+    )
     def __init__(
         self,
         strengths: Mapping[str, float],
@@ -77,13 +88,8 @@ class SimulatedJudge(ComparatorBase):
         judge_id: str = "simulated",
     ) -> None:
         super().__init__()
-        if not noise > 0:
-            raise InputError(f"noise must be > 0, got {noise!r}")
-        simulated_probabilities(np.zeros(1), model=model, tie_margin=tie_margin)  # validates model/margin
         self.strengths = {str(k): float(v) for k, v in strengths.items()}
         self.model, self.noise, self.tie_margin = model, float(noise), float(tie_margin)
-        if not (np.isfinite(cost_per_call) and cost_per_call >= 0):
-            raise InputError(f"cost_per_call must be a finite number >= 0, got {cost_per_call!r}")
         self.position_bias, self.soft, self.cost_per_call = float(position_bias), soft, float(cost_per_call)
         self.priced = self.cost_per_call > 0
         self.rng = np.random.default_rng(seed)

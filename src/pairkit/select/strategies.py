@@ -475,8 +475,9 @@ async def vs_baselines(arena: Arena, out: Selection, *, baselines: Sequence | No
 async def _listwise(arena: Arena, judge, c: int, items: list[int]) -> list[int]:
     """One listwise call on ``items`` in context ``c`` (through the cache and budget); its order, best first.
 
-    The answer is broken into pairwise decisions: every pair of a ranking, or the best against each other.
+    The answer is broken into weighted pairwise decisions (:func:`~pairkit.judges.protocols.break_ranking`).
     """
+    from pairkit.judges.protocols import break_ranking
     from pairkit.select.arena import Record
 
     pool = arena.pool
@@ -486,13 +487,9 @@ async def _listwise(arena: Arena, judge, c: int, items: list[int]) -> list[int]:
     arena.records.append(Record(c, ranked[0], ranked[1], judgment))
     if arena.progress is not None:
         arena.progress(1)
-    losers = range(1, len(ranked))
-    pairs = [(ranked[0], ranked[j]) for j in losers] if judge.mode == "best" else [
-        (ranked[i], ranked[j]) for i in range(len(ranked)) for j in range(i + 1, len(ranked))
-    ]  # fmt: skip
-    for winner, loser in pairs:
-        arena.decisions.append((c, winner, loser, 1.0, None))
-        arena.weights.append(1.0)
+    pairs, weight = break_ranking(ranked, mode=judge.mode)
+    arena.decisions += [(c, int(w), int(lo), 1.0, None) for w, lo in pairs]
+    arena.weights += [weight] * len(pairs)
     return ranked
 
 
