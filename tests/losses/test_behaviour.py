@@ -27,7 +27,7 @@ NAMES = sorted(SPECS)
 # dimensions of the declared shapes (n = batch for embeddings, m = n + 1 keys)
 DIMS = {
     "batch": None, "n": None, "m": 1, "list": K, "T": T, "vocab": V, "classes": C, "dim": D, "2k": D, "centers": 2,
-    "teacher_dim": D + 2, "views": 3, "prototypes": 2, "latent": 4, "target": 2,
+    "teacher_dim": D + 2, "views": 3, "prototypes": 2, "latent": 4, "target": 2, "runs": 2,
 }  # fmt: skip
 
 
@@ -81,6 +81,7 @@ BUILDERS = {
     "step_index": lambda g, s, scale, d: torch.randint(0, 3, s, generator=g),
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
     "denoising_errors": lambda g, s, scale, d: _normal(g, s, scale, d).abs(),
+    "cluster_ids": lambda g, s, scale, d: torch.randint(0, 3, s, generator=g),
 }
 SCALED = {
     "denoising_errors",
@@ -112,6 +113,7 @@ OPTIONAL_BUILT = {
     "spo": ("degree_logits", "degree_labels"),
     "bmc": ("chosen_edit_mask", "rejected_edit_mask"),
     "rise": ("chosen_edit_mask", "rejected_edit_mask"),
+    "meow": ("clusters",),
 }
 
 

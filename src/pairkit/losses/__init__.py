@@ -63,6 +63,13 @@ from pairkit.losses.contrastive_multiview import (
     symile,
     wasserstein_dependency,
 )
+from pairkit.losses.contrastive_weighted import (
+    cacr,
+    dbpm,
+    dbpm_statistics,
+    groco,
+    meow,
+)
 from pairkit.losses.diagnostics import (
     GradientEntanglement,
     alignment_gap,
@@ -330,6 +337,7 @@ __all__ = [
     "bmc_loss",
     "bmc_token_weights",
     "bradley_terry_reward_loss",
+    "cacr",
     "canonical_name",
     "cauchy_schwarz_divergence",
     "ches_score",
@@ -354,6 +362,8 @@ __all__ = [
     "cs_ib_loss",
     "cs_quadratic_mutual_information",
     "cwcl",
+    "dbpm",
+    "dbpm_statistics",
     "dcg_discounts",
     "decoupled_softmax",
     "denoising_rewards",
@@ -393,6 +403,7 @@ __all__ = [
     "gpm_preference_logits",
     "gpm_preference_probs",
     "gradient_entanglement",
+    "groco",
     "hinge_loss",
     "hinton_kd_loss",
     "icnn_loss",
@@ -428,6 +439,7 @@ __all__ = [
     "mapo_loss",
     "margin_mse_loss",
     "mcmi_teacher_loss",
+    "meow",
     "metrix",
     "mmpo_loss",
     "multi_similarity",
