@@ -67,6 +67,12 @@ _SCHEMA = (
 )
 
 
+_MEMOS = (
+    "CREATE TABLE IF NOT EXISTS judge_memos (key TEXT PRIMARY KEY, judge_id TEXT NOT NULL, kind TEXT NOT NULL, "
+    "payload TEXT NOT NULL, created REAL NOT NULL)"
+)
+
+
 class CacheWarning(PairkitWarning):
     """Something about the judgment cache the user should know (calls lost in flight at a kill)."""
 
@@ -123,6 +129,7 @@ class JudgmentCache:
         self._host, self._pid = socket.gethostname(), os.getpid()
         self._lock = threading.Lock()
         self.shared = self.path != ":memory:"
+        self._has_memos = False
         if self.shared and Path(self.path).is_dir():
             raise InputError(f"judgment cache {self.path!r} is a directory; give a file path such as judgments.sqlite")
         try:
@@ -341,6 +348,32 @@ class JudgmentCache:
                     (cache_key(identity, request), self.owner),
                 )
 
+    # ------------------------------------------------------------------------------ per-answer judge work
+    def _memo_key(self, identity: Mapping[str, Any], kind: str, inputs: tuple[str, ...]) -> str:
+        payload = json.dumps([identity, kind, list(inputs)], ensure_ascii=False, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get_memo(self, identity: Mapping[str, Any], kind: str, inputs: tuple[str, ...]) -> Any:
+        """A stored piece of a judge's per-answer work (a CGCoT breakdown, a pointwise rating): the JSON value
+        :meth:`put_memo` stored under the judge's ``identity``, ``kind`` and ``inputs``, or None."""
+        if not self._has_memos:  # the table is made by the first put_memo (of this or another process)
+            found = self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'judge_memos'")
+            self._has_memos = bool(found)
+            if not found:
+                return None
+        rows = self._query("SELECT payload FROM judge_memos WHERE key = ?", (self._memo_key(identity, kind, inputs),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def put_memo(self, identity: Mapping[str, Any], kind: str, inputs: tuple[str, ...], value: Any) -> None:
+        """Store (and commit) a JSON value of a judge's per-answer work, keyed by the judge's ``identity`` (its
+        configuration's hash, as for judgments), ``kind`` and ``inputs``; an existing entry is kept."""
+        row = (self._memo_key(identity, kind, inputs), str(identity.get("judge_id", "")), kind,
+               json.dumps(value, ensure_ascii=False), time.time())  # fmt: skip
+        with self._transaction() as db:
+            db.execute(_MEMOS)
+            db.execute("INSERT OR IGNORE INTO judge_memos VALUES (?, ?, ?, ?, ?)", row)
+        self._has_memos = True
+
     def close(self) -> None:
         self._db.close()
 
@@ -432,6 +465,9 @@ class CachedJudge(ComparatorBase):
         self.judge_id = judge.judge_id
         self.prompt_version = judge.prompt_version
         self.identity = judge_identity(judge)
+        attach = getattr(judge, "attach_store", None)
+        if callable(attach):  # per-answer work (CGCoT breakdowns, pointwise ratings) persists with the judgments
+            attach(self.cache, self.identity)
         self.priced = getattr(judge, "priced", False)
         self.waited = 0  # calls answered by another process while this one waited
         self._inflight: dict[str, asyncio.Future] = {}

@@ -165,6 +165,42 @@ class ProtocolJudge(ComparatorBase):
         self.verdicts = verdict_scale(verdicts)
         self.judge_id = judge_id or f"{self.protocol}({self._chat_identity['chat_id'] or self._chat_identity['chat']})"
         self.prompt_version = f"{self.protocol}-v1"
+        self._memo: dict[tuple[str, str, str], Any] = {}
+        self._making: dict[tuple[str, str, str], asyncio.Future] = {}
+        self._store: tuple[Any, dict] | None = None
+
+    def attach_store(self, cache, identity: Mapping[str, Any]) -> None:
+        """Keep this judge's per-answer work (CGCoT breakdowns, pointwise ratings) in ``cache`` — a
+        :class:`~pairkit.judges.JudgmentCache` — under ``identity`` (the judge's cache identity), so that a new run
+        on the same cache file does not pay for it again. :class:`~pairkit.judges.CachedJudge` calls it."""
+        self._store = (cache, dict(identity))
+
+    async def _once(self, kind: str, context: str, text: str, make) -> tuple[Any, _Tally | None]:
+        """``make(context, text)`` → (value, tally) once per (kind, context, text): from this process's memo, the
+        attached store, a call in flight on this loop, or a new call (stored before it is used). The tally is
+        returned only to the caller whose request made the calls (so their cost is charged once)."""
+        key = (kind, context, text)
+        if key in self._memo:
+            return self._memo[key], None
+        if self._store is not None:
+            found = self._store[0].get_memo(self._store[1], kind, (context, text))
+            if found is not None:
+                self._memo[key] = found
+                return found, None
+        future = self._making.get(key)
+        if future is not None and future.get_loop() is asyncio.get_running_loop():
+            value, _ = await asyncio.shield(future)
+            return value, None
+        future = asyncio.ensure_future(make(context, text))
+        self._making[key] = future
+        try:
+            value, tally = await asyncio.shield(future)
+        finally:
+            self._making.pop(key, None)
+        if self._store is not None:
+            self._store[0].put_memo(self._store[1], kind, (context, text), value)
+        self._memo[key] = value
+        return value, tally
 
     @property
     def priced(self) -> bool:
@@ -607,8 +643,9 @@ class CGCoTJudge(ProtocolJudge):
         selection = select("round_robin", CGCoTJudge(chat, concept=..., questions=[...]), Pool.single(texts))
         board = selection.leaderboard()   # Bradley–Terry over the pairwise verdicts
 
-    A breakdown is made once per (context, text) in this process (concurrent requests share it), and its cost
-    is charged to the first judgment that needed it.
+    A breakdown is made once per (context, text) (concurrent requests share it), and its cost is charged to the
+    first judgment that needed it; behind a :class:`~pairkit.judges.CachedJudge` it is kept in the judgment cache
+    file too, so a new run on that file does not pay for it again.
     """
 
     protocol = "cgcot"
@@ -620,8 +657,6 @@ class CGCoTJudge(ProtocolJudge):
         if isinstance(questions, str) or not questions or not all(isinstance(q, str) and q for q in questions):
             raise InputError(f"questions must be a non-empty list of prompt strings, got {questions!r}")
         self.concept, self.questions = concept, tuple(questions)
-        self._breakdowns: dict[tuple[str, str], str] = {}
-        self._making: dict[tuple[str, str], asyncio.Future] = {}
 
     def settings(self) -> dict[str, Any]:
         return {"concept": self.concept, "questions": list(self.questions), "compare": _CGCOT_COMPARE}
@@ -645,21 +680,7 @@ class CGCoTJudge(ProtocolJudge):
 
     async def breakdown(self, context: str, text: str) -> tuple[str, _Tally | None]:
         """The text's concept breakdown, and the calls it took if they were made for this request."""
-        key = (context, text)
-        if key in self._breakdowns:
-            return self._breakdowns[key], None
-        future = self._making.get(key)
-        if future is not None and future.get_loop() is asyncio.get_running_loop():
-            summary, _ = await asyncio.shield(future)
-            return summary, None
-        future = asyncio.ensure_future(self._chain(context, text))
-        self._making[key] = future
-        try:
-            summary, tally = await asyncio.shield(future)
-        finally:
-            self._making.pop(key, None)
-        self._breakdowns[key] = summary
-        return summary, tally
+        return await self._once("cgcot_breakdown", context, text, self._chain)
 
     async def _ajudge(self, request: Request) -> Judgment:
         (first, t1), (second, t2) = await asyncio.gather(
@@ -983,8 +1004,9 @@ class PointwiseJudge(ProtocolJudge):
         p_a = \\sigma\\big((s(x, y_a) - s(x, y_b)) / \\tau\\big),
 
     (:func:`soft_rating`; with a chat model that returns log-probs, else the written rating). An answer is rated
-    once per (question, answer) in this process, so n answers cost n calls however many pairs are judged; the
-    order shown cannot matter. :func:`pointwise_shortlist` ranks a pool by rating — the first stage before a
+    once per (question, answer) — in this process, and behind a :class:`~pairkit.judges.CachedJudge` in its cache
+    file across runs — so n answers cost n calls however many pairs are judged; the order shown cannot
+    matter. :func:`pointwise_shortlist` ranks a pool by rating — the first stage before a
     pairwise rerank (``duo_rerank``), as InstUPR and Expando-Mono-Duo do.
     """
 
@@ -1012,8 +1034,6 @@ class PointwiseJudge(ProtocolJudge):
             raise InputError(f"checklist must be a list of questions, got {checklist!r}")
         self.checklist = tuple(checklist or ())
         self.low, self.high, self.temperature = low, high, temperature
-        self._ratings: dict[tuple[str, str], float] = {}
-        self._making: dict[tuple[str, str], asyncio.Future] = {}
 
     def settings(self) -> dict[str, Any]:
         return {"system": _POINTWISE_SYSTEM, "checklist": list(self.checklist), "low": self.low, "high": self.high,
@@ -1047,21 +1067,7 @@ class PointwiseJudge(ProtocolJudge):
 
     async def rating(self, context: str, answer: str) -> tuple[float, _Tally | None]:
         """The answer's rating, and the call it took if it was made for this request."""
-        key = (context, answer)
-        if key in self._ratings:
-            return self._ratings[key], None
-        future = self._making.get(key)
-        if future is not None and future.get_loop() is asyncio.get_running_loop():
-            score, _ = await asyncio.shield(future)
-            return score, None
-        future = asyncio.ensure_future(self._rate(context, answer))
-        self._making[key] = future
-        try:
-            score, tally = await asyncio.shield(future)
-        finally:
-            self._making.pop(key, None)
-        self._ratings[key] = score
-        return score, tally
+        return await self._once("pointwise_rating", context, answer, self._rate)
 
     async def _ajudge(self, request: Request) -> Judgment:
         tally = _Tally()
