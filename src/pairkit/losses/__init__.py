@@ -63,6 +63,9 @@ from pairkit.losses.contrastive_multiview import (
     symile,
     wasserstein_dependency,
 )
+from pairkit.losses.contrastive_regression import (
+    conr,
+)
 from pairkit.losses.contrastive_weighted import (
     cacr,
     dbpm,
@@ -346,6 +349,7 @@ __all__ = [
     "class_centroids",
     "clip",
     "comp_sum_loss",
+    "conr",
     "conservative_dpo_loss",
     "contrastive",
     "correctness_aware_loss",
