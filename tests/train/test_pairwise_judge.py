@@ -177,3 +177,81 @@ def test_raw_rows_with_a_label_column_are_read_not_taken_as_parsed(tokenizer):
     assert res["n"] == 2 and res["ties"] == 0
     with pytest.raises(InputError, match="row 1, column 'label': outcome 'sideways'"):
         evaluate_pairwise_judge(model, tokenizer, [{"prompt": "q", "a": "1", "b": "2", "label": "sideways"}])
+
+
+# ------------------------------------------------------------------------------ causal-LM verdict head
+
+
+def causal_lm(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config)
+
+
+def test_verdict_head_first_step_equals_full_lm_logits_one_at_a_time(tokenizer):
+    """The verdict logits are the LM's full next-token logits at the last prompt token, restricted to A/B/tie."""
+    from pairkit.judges.pairwise_classifier import VERDICTS, encode_verdict_prompt, verdict_token_ids
+
+    rows = votes(6, 4, ties=True)
+    model = causal_lm(tokenizer)
+    vid = verdict_token_ids(tokenizer, VERDICTS)
+    lam = 0.5
+    ref = []
+    with torch.no_grad():
+        for r in read_pairwise_judgments(rows):
+            (ab,) = encode_verdict_prompt(tokenizer, [r["context"]], [r["a"]], [r["b"]])
+            (ba,) = encode_verdict_prompt(tokenizer, [r["context"]], [r["b"]], [r["a"]])
+            p = torch.softmax(model(torch.tensor([ab])).logits[0, -1, vid], -1).tolist()
+            q = torch.softmax(model(torch.tensor([ba])).logits[0, -1, vid], -1).tolist()
+            y = r["label"]
+            ce = -0.5 * (math.log(p[y]) + math.log(q[{0: 1, 1: 0, 2: 2}[y]]))
+            ref.append(ce + lam * ((p[0] - q[1]) ** 2 + (p[1] - q[0]) ** 2 + (p[2] - q[2]) ** 2))
+    res = train_pairwise_judge(
+        model, tokenizer, rows, symmetry=lam, verdicts=VERDICTS, config=TrainConfig(batch_size=6, max_steps=1)
+    )
+    assert res.history[0]["loss"] == pytest.approx(np.mean(ref), rel=1e-5)
+    (ab,) = encode_verdict_prompt(tokenizer, ["q"], ["x"], ["y"])
+    assert tokenizer.decode(ab).endswith("The better answer (A, B or tie) is")
+    with pytest.raises(InputError, match="must start with different tokens"):
+        verdict_token_ids(tokenizer, ["A", "A"])
+
+
+def test_verdict_head_learns_saves_and_judges_in_a_strategy(tmp_path, tokenizer):
+    from pairkit.judges.pairwise_classifier import VERDICTS
+
+    model = causal_lm(tokenizer, seed=1)
+    config = TrainConfig(epochs=10, batch_size=16, lr=3e-3, schedule="constant")
+    train_pairwise_judge(model, tokenizer, votes(96, 2), verdicts=VERDICTS[:2], config=config)
+    res = evaluate_pairwise_judge(model, tokenizer, votes(60, 3), verdicts=VERDICTS[:2])
+    assert res["accuracy"] > 0.8 and res["ci_low"] > res["chance"] == 0.5
+    save_pairwise_judge(model, tokenizer, tmp_path / "run", max_length=96, metrics=res, verdicts=VERDICTS[:2])
+    judge = judge_from_config(json.loads((tmp_path / "run" / "judge.json").read_text()))
+    assert isinstance(judge, PairwiseClassifierJudge) and judge.verdicts == ("A", "B")
+    assert type(judge.model).__name__ == "LlamaForCausalLM"
+    j1, j2 = judge.judge_many([Request("q 1", "good alpha", "bad beta"), Request("q 1", "bad beta", "good alpha")])
+    assert j1.p_a > 0.5 and j1.p_a == pytest.approx(j2.p_b, abs=1e-6) and j1.p_tie == 0.0
+    from pairkit.select import Pool, select
+
+    pool = Pool.single({"g1": "good alpha", "b1": "bad gamma", "g2": "good delta", "b2": "bad yes"}, context="q 2")
+    board = select("round_robin", judge, pool).leaderboard()
+    assert set(board.to_pandas()["item"].head(2)) == {"g1", "g2"}
+
+
+def test_cli_verdict_head(tmp_path, tokenizer):
+    from pairkit.cli import app
+
+    model_dir = tmp_path / "lm"
+    causal_lm(tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "votes.jsonl", votes(30, 6, ties=True))
+    out = tmp_path / "judge"
+    args = ["train", "pairwise-judge", "--model", str(model_dir), "--data", str(data), "--output", str(out)]
+    res = CliRunner().invoke(app, [*args, "--verdict-head", "--epochs", "1", "--batch-size", "8", "--max-length", "48"])
+    assert res.exit_code == 0, res.output
+    marker = json.loads((out / "final" / "pairkit_judge.json").read_text())
+    assert marker["kind"] == "pairwise_verdict_lm" and marker["verdicts"] == ["A", "B", "tie"]
+    judge = judge_from_config(json.loads((out / "judge.json").read_text()))
+    assert judge.verdicts == ("A", "B", "tie") and judge.max_length == 48

@@ -427,6 +427,9 @@ def pairwise_judge(
     data: Path = _DATA,
     symmetry: float = typer.Option(1.0, "--symmetry", help="Weight of the order-symmetry term (0 = none)."),
     ties: str = typer.Option("keep", "--ties", help="keep (a third class when the data has ties) or drop."),
+    verdict_head: bool = typer.Option(
+        False, "--verdict-head", help="MODEL is a causal LM: its next-token logits of A / B / tie are the verdict."
+    ),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(16, "--batch-size", help="Comparisons per step (each in both orders)."),
     grad_accum: int = _GRAD_ACCUM,
@@ -447,7 +450,7 @@ def pairwise_judge(
         import json
 
         with requires("train", "pairkit train pairwise-judge"):
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         from pairkit.errors import InputError
         from pairkit.train import (
@@ -473,14 +476,25 @@ def pairwise_judge(
         tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        net = _from_pretrained(
-            AutoModelForSequenceClassification, model, "model", num_labels=labels, ignore_mismatched_sizes=True
-        )
+        verdicts = None
+        if verdict_head:
+            from pairkit.judges.pairwise_classifier import VERDICTS
+
+            verdicts = VERDICTS[:labels]
+            net = _from_pretrained(AutoModelForCausalLM, model, "model")
+        else:
+            net = _from_pretrained(
+                AutoModelForSequenceClassification, model, "model", num_labels=labels, ignore_mismatched_sizes=True
+            )
         result = train_pairwise_judge(
-            net, tokenizer, train_rows, symmetry=symmetry, ties=ties, config=config, resume=resume
+            net, tokenizer, train_rows, symmetry=symmetry, ties=ties, verdicts=verdicts, config=config, resume=resume
         )
-        res = evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length) if test_rows else None
-        final = save_pairwise_judge(net, tokenizer, output, max_length=max_length, metrics=res)
+        res = (
+            evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length, verdicts=verdicts)
+            if test_rows
+            else None
+        )
+        final = save_pairwise_judge(net, tokenizer, output, max_length=max_length, metrics=res, verdicts=verdicts)
         last = result.history[-1] if result.history else {}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
         console.print(f"step {result.step}: {shown}")

@@ -34,9 +34,13 @@ from pairkit.judges.likelihood import DensityRatioJudge, FollowUpJudge, continua
 from pairkit.judges.local import HFJudge
 from pairkit.judges.pairwise_classifier import (
     MARKER,
+    VERDICT_TEMPLATE,
+    VERDICTS,
     PairwiseClassifierJudge,
     encode_pairwise,
+    encode_verdict_prompt,
     is_pairwise_classifier,
+    verdict_token_ids,
 )
 from pairkit.judges.panel import PanelJudge, panel_reliability
 from pairkit.judges.prompts import (
@@ -118,7 +122,9 @@ __all__ = [
     "SimulatedJudge",
     "TEMPLATES",
     "Usage",
+    "VERDICTS",
     "VERDICT_SCALES",
+    "VERDICT_TEMPLATE",
     "VerdictScale",
     "align_segments",
     "break_ranking",
@@ -129,6 +135,7 @@ __all__ = [
     "confidence",
     "continuation_log_likelihoods",
     "encode_pairwise",
+    "encode_verdict_prompt",
     "evaluate_judge",
     "is_pairwise_classifier",
     "judge_from_config",
@@ -146,4 +153,5 @@ __all__ = [
     "verdict_distribution",
     "verdict_from_logprobs",
     "verdict_probabilities",
+    "verdict_token_ids",
 ]

@@ -1,7 +1,10 @@
 """A trained pairwise cross-encoder as a judge: one classifier reads (context, first, second) together.
 
 The model is a ``transformers`` sequence classifier with 2 labels (first better, second better) or 3 (plus a
-tie), trained by :func:`pairkit.train.train_pairwise_judge`. Reading both candidates at once is the pairwise
+tie), or a causal LM whose verdict is its next-token distribution over the words ``A``, ``B`` (and ``tie``) after
+a prompt showing the context and both answers (:func:`encode_verdict_prompt`; the generative pairwise judge
+of e.g. the Pairwise RM of Liu et al. 2025, "Pairwise RM: Perform Best-of-N Sampling with Knockout Tournament"),
+both trained by :func:`pairkit.train.train_pairwise_judge`. Reading both candidates at once is the pairwise
 ranker of Jiang et al. (2023), "LLM-Blender: Ensembling Large Language Models with Pairwise Ranking and
 Generative Fusion" (PairRanker). With ``symmetric=True`` (the default) each request is scored in both orders
 and the two readings are averaged, so P(a ≻ b) = P(b ≺ a) exactly and the order shown cannot matter:
@@ -28,7 +31,16 @@ from pairkit.errors import InputError
 from pairkit.judges.base import ComparatorBase, Judgment, Request
 from pairkit.judges.local import HFJudge
 
-__all__ = ["MARKER", "PairwiseClassifierJudge", "encode_pairwise", "is_pairwise_classifier"]
+__all__ = [
+    "MARKER",
+    "VERDICTS",
+    "VERDICT_TEMPLATE",
+    "PairwiseClassifierJudge",
+    "encode_pairwise",
+    "encode_verdict_prompt",
+    "is_pairwise_classifier",
+    "verdict_token_ids",
+]
 
 MARKER = "pairkit_judge.json"
 """File written beside a trained pairwise classifier: its labels and encoding options."""
@@ -48,15 +60,48 @@ def encode_pairwise(
     special tokens, so swapping them swaps their token spans exactly; the context keeps its last tokens
     (the question is usually at its end) and fills what the answers leave.
     """
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    seps = [sep] if sep is not None else []
+    return _join(tokenizer, contexts, firsts, seconds, [start] if start is not None else [], [seps] * 3, max_length)
+
+
+VERDICTS = ("A", "B", "tie")
+"""The verdict words a causal-LM judge scores at the next position: first better, second better, tie."""
+
+VERDICT_TEMPLATE = ("\n\nAnswer A:\n", "\n\nAnswer B:\n", "\n\nThe better answer (A, B or tie) is")
+"""The text between context and first answer, between the answers, and after the second answer."""
+
+
+def encode_verdict_prompt(
+    tokenizer, contexts: Sequence[str], firsts: Sequence[str], seconds: Sequence[str], *, max_length: int = 512
+) -> list[list[int]]:
+    """Token ids ``[BOS] context "Answer A:" first "Answer B:" second "The better answer … is"`` per example.
+
+    The prompt of a causal-LM judge whose next-token logits of the verdict words (:data:`VERDICTS`) are its
+    verdict. Truncation is that of :func:`encode_pairwise` (equal caps for both answers, the context cut from
+    the left), so swapping the answers swaps their token spans exactly.
+    """
+    pieces = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in VERDICT_TEMPLATE]
+    start = tokenizer.bos_token_id
+    return _join(tokenizer, contexts, firsts, seconds, [start] if start is not None else [], pieces, max_length)
+
+
+def verdict_token_ids(tokenizer, verdicts: Sequence[str]) -> list[int]:
+    """The first token id of each verdict word (after a space); they must differ."""
+    ids = [tokenizer(" " + v, add_special_tokens=False)["input_ids"] for v in verdicts]
+    first = [x[0] if x else None for x in ids]
+    if None in first or len(set(first)) != len(first):
+        raise InputError(f"the verdicts {list(verdicts)} must start with different tokens in this tokenizer")
+    return first
+
+
+def _join(tokenizer, contexts, firsts, seconds, head: list[int], seps: list[list[int]], max_length: int):
     if not len(contexts) == len(firsts) == len(seconds):
         raise InputError("contexts, firsts and seconds must have the same length")
     if not contexts:
         return []
-    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    seps = [sep] if sep is not None else []
-    head = [start] if start is not None else []
-    room = max_length - len(head) - 3 * len(seps)
+    room = max_length - len(head) - sum(len(s) for s in seps)
     if room < 3:
         raise InputError(f"max_length={max_length} leaves no room for a context and two answers")
     n = len(contexts)
@@ -67,28 +112,50 @@ def encode_pairwise(
         a, b = a[:cap], b[:cap]
         keep = room - len(a) - len(b)
         c = c[len(c) - keep :] if keep > 0 else []
-        out.append(head + c + seps + a + seps + b + seps)
+        out.append(head + c + seps[0] + a + seps[1] + b + seps[2])
     return out
 
 
-def pairwise_logits(model, tokenizer, ids: Sequence[list[int]]):
-    """Classifier logits ``[n, K]`` for encoded sequences (right-padded, one forward pass)."""
+def pairwise_logits(model, tokenizer, ids: Sequence[list[int]], verdict_ids: Sequence[int] | None = None):
+    """Verdict logits ``[n, K]`` for encoded sequences (right-padded, one forward pass).
+
+    A sequence classifier's logits; with ``verdict_ids``, a causal LM's next-token logits of those tokens at
+    each sequence's last position (only those K rows of the output projection are computed).
+    """
+    with requires("train", "a pairwise judge"):
+        import torch
+
     from pairkit.train.data import collate_sequences
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batch = collate_sequences([(list(x), []) for x in ids], pad)
     device = next(model.parameters()).device
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-    return out.logits if hasattr(out, "logits") else out
+    input_ids, attention = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    if verdict_ids is None:
+        out = model(input_ids=input_ids, attention_mask=attention)
+        return out.logits if hasattr(out, "logits") else out
+    last = attention.sum(-1) - 1
+    rows = torch.arange(len(ids), device=device)
+    config = getattr(model, "config", None)
+    if any(getattr(config, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale")):
+        return model(input_ids=input_ids, attention_mask=attention).logits[rows, last][:, list(verdict_ids)]
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state[rows, last]
+    head = model.get_output_embeddings()
+    z = hidden @ head.weight[list(verdict_ids)].T
+    return z + head.bias[list(verdict_ids)] if getattr(head, "bias", None) is not None else z
 
 
 class PairwiseClassifierJudge(HFJudge):
-    """Judge with a trained pairwise sequence classifier (a saved directory or a model object with its tokenizer).
+    """Judge with a trained pairwise sequence classifier or causal-LM verdict head (a saved directory or a model
+    object with its tokenizer).
 
     Args:
         model: a directory saved by :func:`pairkit.train.save_pairwise_judge`, or an
-            ``AutoModelForSequenceClassification`` with 2 or 3 labels (first, second[, tie]).
+            ``AutoModelForSequenceClassification`` with 2 or 3 labels (first, second[, tie]), or (with
+            ``verdicts``) an ``AutoModelForCausalLM`` read through :func:`encode_verdict_prompt`.
         tokenizer: its tokenizer (loaded from ``model`` when it is a path).
+        verdicts: for a causal LM, its verdict words (first better, second better[, tie]), e.g. :data:`VERDICTS`;
+            a saved directory records them.
         symmetric: score both orders and average (exact symmetry); ``False`` reads only the order shown.
         max_length: tokens per encoded (context, first, second); default from the saved marker, else 512.
         batch_size: requests per forward pass.
@@ -104,6 +171,7 @@ class PairwiseClassifierJudge(HFJudge):
         batch_size: int = 16,
         device: str = "cpu",
         judge_id: str | None = None,
+        verdicts: Sequence[str] | None = None,
     ) -> None:
         ComparatorBase.__init__(self)
         import threading
@@ -112,17 +180,21 @@ class PairwiseClassifierJudge(HFJudge):
         meta = {}
         if isinstance(model, (str, Path)):
             with requires("train", "a pairwise classifier judge"):
-                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+                from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
             path = Path(model)
             if not is_pairwise_classifier(path):
                 raise InputError(f"{str(path)!r} has no {MARKER}; train it with 'pairkit train pairwise-judge'")
             meta = json.loads((path / MARKER).read_text(encoding="utf-8"))
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+            verdicts = verdicts or meta.get("verdicts")
+            auto = AutoModelForCausalLM if verdicts else AutoModelForSequenceClassification
+            model = auto.from_pretrained(path, local_files_only=True)
         if tokenizer is None:
             raise InputError("PairwiseClassifierJudge needs the model's tokenizer when given a model object")
-        k = int(model.config.num_labels)
+        self.verdicts = tuple(verdicts) if verdicts else None
+        self.verdict_ids = verdict_token_ids(tokenizer, self.verdicts) if self.verdicts else None
+        k = len(self.verdicts) if self.verdicts else int(model.config.num_labels)
         if k not in (2, 3):
             raise InputError(f"a pairwise classifier has 2 or 3 labels (first, second[, tie]); this one has {k}")
         self.model = model.to(device).eval()
@@ -130,14 +202,16 @@ class PairwiseClassifierJudge(HFJudge):
         self.symmetric = bool(symmetric)
         self.max_length = int(max_length or meta.get("max_length", 512))
         self.judge_id = judge_id or f"pairwise:{name}"
-        self.prompt_version = f"pairwise-classifier-v1+{'sym' if self.symmetric else 'shown'}"
+        kind = "pairwise-verdict-lm-v1" if self.verdicts else "pairwise-classifier-v1"
+        self.prompt_version = f"{kind}+{'sym' if self.symmetric else 'shown'}"
         self._lock = threading.Lock()
         self._pending: list = []
         self.forward_batches = 0
 
     def cache_identity(self) -> dict:
         """Encoding options are part of the cache key (the model is in ``judge_id``)."""
-        return {"max_length": self.max_length, "symmetric": self.symmetric}
+        out = {"max_length": self.max_length, "symmetric": self.symmetric}
+        return {**out, "verdicts": list(self.verdicts)} if self.verdicts else out
 
     def prompt(self, request: Request) -> str:  # pragma: no cover - no text prompt
         raise NotImplementedError("a pairwise classifier reads token ids, not a text prompt")
@@ -151,8 +225,10 @@ class PairwiseClassifierJudge(HFJudge):
         with self._lock, torch.no_grad():
             for s in range(0, len(contexts), self.batch_size):
                 sl = slice(s, s + self.batch_size)
-                ids = encode_pairwise(self.tokenizer, contexts[sl], firsts[sl], seconds[sl], max_length=self.max_length)
-                p = torch.softmax(pairwise_logits(self.model, self.tokenizer, ids).float(), -1).cpu().numpy()
+                encode = encode_verdict_prompt if self.verdicts else encode_pairwise
+                ids = encode(self.tokenizer, contexts[sl], firsts[sl], seconds[sl], max_length=self.max_length)
+                logits = pairwise_logits(self.model, self.tokenizer, ids, self.verdict_ids)
+                p = torch.softmax(logits.float(), -1).cpu().numpy()
                 out.append(np.pad(p, ((0, 0), (0, 3 - p.shape[1]))))
         return np.concatenate(out) if out else np.zeros((0, 3))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError, PairkitWarning
-from pairkit.judges.pairwise_classifier import MARKER, encode_pairwise, pairwise_logits
+from pairkit.judges.pairwise_classifier import (
+    MARKER,
+    encode_pairwise,
+    encode_verdict_prompt,
+    pairwise_logits,
+    verdict_token_ids,
+)
 from pairkit.train._chat import completion_text, prompt_text
 from pairkit.train._loop import TrainConfig, TrainResult, check_number, fit
 from pairkit.train.data import read_records, to_pairs
@@ -112,19 +118,23 @@ def read_pairwise_judgments(data, *, source: str | None = None, ties: str = "kee
     return out
 
 
-def _num_labels(model) -> int:
-    k = int(getattr(getattr(model, "config", None), "num_labels", 0))
+def _num_labels(model, verdicts=None) -> int:
+    k = len(verdicts) if verdicts else int(getattr(getattr(model, "config", None), "num_labels", 0))
     if k not in (2, 3):
         raise InputError(f"a pairwise judge classifies into 2 or 3 labels (first, second[, tie]); this model has {k}")
     return k
 
 
-def _encoded(model, tokenizer, data, max_length: int, ties: str) -> list[dict[str, Any]]:
+def _verdict_ids(tokenizer, verdicts):
+    return verdict_token_ids(tokenizer, verdicts) if verdicts else None
+
+
+def _encoded(model, tokenizer, data, max_length: int, ties: str, verdicts=None) -> list[dict[str, Any]]:
     parsed = isinstance(data, list) and all(
         isinstance(r, dict) and set(r) == _PARSED and r["label"] in (FIRST, SECOND, TIE) for r in data[:1]
     )
     rows = data if parsed and data else read_pairwise_judgments(data, ties=ties)
-    k = _num_labels(model)
+    k = _num_labels(model, verdicts)
     n_ties = sum(r["label"] == TIE for r in rows)
     if n_ties and k == 2:
         raise InputError(
@@ -133,14 +143,16 @@ def _encoded(model, tokenizer, data, max_length: int, ties: str) -> list[dict[st
         )
     ctx = [r["context"] for r in rows]
     a, b = [r["a"] for r in rows], [r["b"] for r in rows]
-    ids = encode_pairwise(tokenizer, ctx + ctx, a + b, b + a, max_length=max_length)
+    encode = encode_verdict_prompt if verdicts else encode_pairwise
+    ids = encode(tokenizer, ctx + ctx, a + b, b + a, max_length=max_length)
     n = len(rows)
     return [{"ab": ids[i], "ba": ids[n + i], "label": rows[i]["label"]} for i in range(n)]
 
 
-def _probabilities(model, tokenizer, rows) -> tuple[torch.Tensor, torch.Tensor]:
+def _probabilities(model, tokenizer, rows, verdict_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax outputs ``[n, K]`` of the shown order and of the swapped order (classes in shown terms)."""
-    logits = pairwise_logits(model, tokenizer, [r["ab"] for r in rows] + [r["ba"] for r in rows]).float()
+    ids = [r["ab"] for r in rows] + [r["ba"] for r in rows]
+    logits = pairwise_logits(model, tokenizer, ids, verdict_ids).float()
     p = torch.softmax(logits, -1)
     return p[: len(rows)], p[len(rows) :]
 
@@ -152,6 +164,7 @@ def train_pairwise_judge(
     *,
     symmetry: float = 1.0,
     ties: str = "keep",
+    verdicts: Sequence[str] | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -170,12 +183,20 @@ def train_pairwise_judge(
     "LLM-Blender"); the squared-difference consistency term (weight :math:`\\lambda` = ``symmetry``) pushes each
     single order towards P(A ≻ B) = 1 − P(B ≻ A) − P(tie), which the judge then enforces exactly by averaging.
 
+    With ``verdicts`` the model is a causal LM and :math:`f(x, a, b)` its next-token logits of the verdict words
+    after the prompt of :func:`~pairkit.judges.pairwise_classifier.encode_verdict_prompt` (a verdict head over
+    the LM's own output projection, as generative pairwise judges are trained; Liu et al. 2025, "Pairwise RM:
+    Perform Best-of-N Sampling with Knockout Tournament"); the softmax is over the verdict tokens only.
+
     Args:
-        model: ``AutoModelForSequenceClassification`` with ``num_labels`` 2 (no ties) or 3 (ties as a class).
+        model: ``AutoModelForSequenceClassification`` with ``num_labels`` 2 (no ties) or 3 (ties as a class),
+            or an ``AutoModelForCausalLM`` with ``verdicts``.
         tokenizer: its tokenizer; ``config.max_length`` caps each encoded (context, a, b).
         data: path, DataFrame or rows (see the module docstring).
         symmetry: λ ≥ 0.
         ties: ``"keep"`` (a third class; the model needs 3 labels) or ``"drop"`` (left out, with a warning).
+        verdicts: the verdict words of a causal LM (first better, second better[, tie]), e.g.
+            :data:`~pairkit.judges.pairwise_classifier.VERDICTS`; ``None`` for a sequence classifier.
 
     Per-step metrics: loss, ``ce``, ``symmetry``, ``accuracy`` (argmax of the averaged orders) and
     ``consistency`` (the two orders' verdicts agree).
@@ -184,11 +205,12 @@ def train_pairwise_judge(
     config = config or TrainConfig()
     if getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    examples = _encoded(model, tokenizer, data, config.max_length, ties)
-    swap = torch.tensor(_SWAP[: _num_labels(model)])
+    examples = _encoded(model, tokenizer, data, config.max_length, ties, verdicts)
+    swap = torch.tensor(_SWAP[: _num_labels(model, verdicts)])
+    verdict_ids = _verdict_ids(tokenizer, verdicts)
 
     def step(model, rows):
-        p_ab, p_ba = _probabilities(model, tokenizer, rows)
+        p_ab, p_ba = _probabilities(model, tokenizer, rows, verdict_ids)
         y = torch.tensor([r["label"] for r in rows])
         logp_ab, logp_ba = p_ab.clamp_min(1e-30).log(), p_ba.clamp_min(1e-30).log()
         ce = -0.5 * (logp_ab.gather(1, y[:, None]) + logp_ba.gather(1, swap[y][:, None])).squeeze(1)
@@ -215,6 +237,7 @@ def evaluate_pairwise_judge(
     batch_size: int = 32,
     ties: str = "keep",
     confidence: float = 0.95,
+    verdicts: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Held-out accuracy (Clopper–Pearson interval) and position consistency of a pairwise judge.
 
@@ -228,18 +251,20 @@ def evaluate_pairwise_judge(
     that ignores the answers' content (it cannot know which side the winner is on). Also reported:
     ``decided_accuracy`` (on rows that are not ties, whether P(a ≻ b) > P(b ≻ a)), ``log_loss`` of
     :math:`\\bar p` and ``first_rate`` (how often a single order picks the answer shown first, 0.5 unbiased).
+    ``verdicts`` as in :func:`train_pairwise_judge`.
     Clopper & Pearson (1934), "The use of confidence or fiducial limits illustrated in the case of the binomial".
     """
     from scipy.stats import binomtest
 
-    examples = _encoded(model, tokenizer, data, max_length, ties)
-    swap = torch.tensor(_SWAP[: _num_labels(model)])
+    examples = _encoded(model, tokenizer, data, max_length, ties, verdicts)
+    swap = torch.tensor(_SWAP[: _num_labels(model, verdicts)])
+    verdict_ids = _verdict_ids(tokenizer, verdicts)
     was = model.training
     model.eval()
     parts = []
     with torch.no_grad():
         for s in range(0, len(examples), batch_size):
-            parts.append(_probabilities(model, tokenizer, examples[s : s + batch_size]))
+            parts.append(_probabilities(model, tokenizer, examples[s : s + batch_size], verdict_ids))
     model.train(was)
     p_ab = torch.cat([p for p, _ in parts]).double()
     p_ba = torch.cat([p for _, p in parts]).double()
@@ -270,19 +295,24 @@ def evaluate_pairwise_judge(
     }
 
 
-def save_pairwise_judge(model, tokenizer, output_dir, *, max_length: int = 512, metrics: dict | None = None) -> Path:
+def save_pairwise_judge(
+    model, tokenizer, output_dir, *, max_length: int = 512, metrics: dict | None = None, verdicts=None
+) -> Path:
     """Save model, tokenizer and the judge marker to ``output_dir/final``; write ``output_dir/judge.json``.
 
     ``judge.json`` is ``{"type": "huggingface", "model": "<output_dir>/final"}``, a judge config for
     :func:`pairkit.judges.judge_from_config` (``pairkit judge``, ``pairkit train online --judge``).
+    ``verdicts`` (a causal-LM judge's verdict words) are recorded, so the judge loads the model as a causal LM.
     Returns the path of ``final``.
     """
     from pairkit._io import atomic_directory, atomic_write_text
 
     out = Path(output_dir)
     final = out / "final"
-    labels = ["first", "second", "tie"][: _num_labels(model)]
+    labels = ["first", "second", "tie"][: _num_labels(model, verdicts)]
     marker = {"kind": "pairwise_classifier", "version": 1, "labels": labels, "max_length": int(max_length)}
+    if verdicts:
+        marker.update(kind="pairwise_verdict_lm", verdicts=list(verdicts))
     if metrics:
         marker["held_out"] = metrics
     with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous judge intact
