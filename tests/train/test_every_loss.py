@@ -21,14 +21,21 @@ from pairkit.train import TrainConfig, train_listwise, train_preference, train_r
 from tests.train.conftest import build_model  # noqa: E402
 from tests.train.test_trainers import echo_pairs, params_of  # noqa: E402
 
-ALL = losses.names("preference") + losses.names("reward")
+ALL = (
+    losses.names("preference")
+    + losses.names("reward")
+    + losses.names("preference_tree")
+    + losses.names("reward_personalized")
+)
 
 
 def _trainer(name):
     spec = losses.spec(name)
     shapes = {i.name: i.shape for i in spec.input_specs}
-    if spec.family == "reward":
+    if spec.family in ("reward", "reward_personalized"):
         return "reward"
+    if spec.family == "preference_tree":
+        return "listwise"
     if shapes.get("policy_logps") == "[batch, list]":
         return "listwise"
     if "policy_logps" in shapes:
@@ -65,6 +72,11 @@ def test_every_registered_loss_trains_one_step(name, tokenizer):
         ]  # fmt: skip
         if name == "reward_plackett_luce":
             rows = [{"responses": [r["chosen"], r["rejected"], r["chosen"] * 2], "scores": [1, 0, 2]} for r in rows]
+        if losses.family_of(name) == "reward_personalized":  # PAL: prototypes and per-user logits with the head
+            from pairkit.train import PALRewardModel
+
+            head = PALRewardModel(torch.nn.Linear(6, 3), dim=3, num_prototypes=2, users=2)
+            rows = [dict(r, user=i % 2) for i, r in enumerate(rows)]
         model, before = head, params_of(head)
         res = train_reward_model(head, rows, loss=name, config=config)
     else:
@@ -77,7 +89,10 @@ def test_every_registered_loss_trains_one_step(name, tokenizer):
                     for c, good in [(" alpha", True), (" beta", False)] * 2]  # fmt: skip
             res = train_unpaired(model, tokenizer, rows, loss=name, config=config)
         else:
-            rows = [{"prompt": "say alpha", "responses": [" alpha", " beta", " gamma"], "scores": [2.0, 0.0, 1.0]}] * 4
+            responses = [" alpha", " beta", " gamma"]
+            if losses.family_of(name) == "preference_tree":  # responses as lists of steps
+                responses = [[" alpha", " alpha"], [" beta"], [" gamma", " beta"]]
+            rows = [{"prompt": "say alpha", "responses": responses, "scores": [2.0, 0.0, 1.0]}] * 4
             res = train_listwise(model, tokenizer, rows, loss=name, config=config)
     row = res.history[0]
     assert math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])

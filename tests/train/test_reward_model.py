@@ -93,3 +93,67 @@ def test_plackett_luce_on_feature_lists_and_centring_combination():
     assert res.history[-1]["accuracy"] > 0.9
     with pytest.raises(InputError, match="family"):
         train_reward_model(head, pairs, loss="dpo")
+
+
+def _two_user_pairs(n, d, seed):
+    """Users 'a' and 'b' with opposite ideal points ±w: each prefers the response nearer to theirs."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g)
+    rows = []
+    for i in range(n):
+        user = "a" if i % 2 == 0 else "b"
+        ideal = w if user == "a" else -w
+        x, y = torch.randn(d, generator=g), torch.randn(d, generator=g)
+        near = (x - ideal).norm() < (y - ideal).norm()
+        rows.append({"chosen": x if near else y, "rejected": y if near else x, "user": user})
+    return rows
+
+
+def test_pal_trains_prototypes_user_mixtures_and_projection_from_the_user_column():
+    from pairkit.losses import pal_ideal_point_loss
+    from pairkit.train import PALRewardModel
+
+    rows = _two_user_pairs(8, 3, 0)
+    torch.manual_seed(0)
+    model = PALRewardModel(torch.nn.Linear(3, 3), dim=3, num_prototypes=2, users=["a", "b"])
+    with torch.no_grad():
+        model.user_logits.copy_(torch.tensor([[1.0, -1.0], [-0.5, 0.5]]))
+        x = torch.stack([r["chosen"] for r in rows]), torch.stack([r["rejected"] for r in rows])
+        users = torch.tensor([0 if r["user"] == "a" else 1 for r in rows])
+        want = pal_ideal_point_loss(model(x[0]), model(x[1]), model.prototypes, model.user_logits[users], scale=2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train_reward_model(model, rows, loss="pal", loss_options={"scale": 2.0},
+                             config=TrainConfig(batch_size=8, max_steps=1, lr=1e-2))  # fmt: skip
+    row = res.history[0]
+    assert row["loss"] == pytest.approx(float(want), rel=1e-6) and np.isfinite(row["grad_norm"])
+    assert all(not torch.equal(before[k], model.state_dict()[k]) for k in before)  # every parameter moved
+
+
+def test_pal_learns_two_opposite_users():
+    from pairkit.train import PALRewardModel
+
+    rows = _two_user_pairs(200, 3, 1)
+    torch.manual_seed(1)
+    model = PALRewardModel(torch.nn.Linear(3, 3), dim=3, num_prototypes=2, users=["a", "b"])
+    logs = []
+    train_reward_model(model, rows, loss="pal", loss_options={"scale": 4.0}, callback=logs.append,
+                       config=TrainConfig(batch_size=100, epochs=30, lr=5e-2, schedule="constant"))  # fmt: skip
+    # one shared point cannot serve both users (chance is 0.5); the two mixtures can
+    assert np.mean([r["accuracy"] for r in logs[-4:]]) > 0.8
+    mix = torch.softmax(model.user_logits.detach(), -1)
+    assert (mix[0] - mix[1]).abs().max() > 0.3
+
+
+def test_pal_needs_its_model_and_a_known_user_per_row():
+    from pairkit.train import PALRewardModel
+
+    rows = _two_user_pairs(4, 3, 2)
+    with pytest.raises(InputError, match="PALRewardModel"):
+        train_reward_model(torch.nn.Linear(3, 3), rows, loss="pal")
+    model = PALRewardModel(torch.nn.Linear(3, 3), dim=3, num_prototypes=2, users=["a", "b"])
+    with pytest.raises(InputError, match="row 1: the loss needs each pair's user"):
+        train_reward_model(model, [{k: v for k, v in r.items() if k != "user"} for r in rows], loss="pal")
+    with pytest.raises(InputError, match="row 2, column 'user': unknown user 'zed'"):
+        train_reward_model(model, [rows[0], dict(rows[1], user="zed")], loss="pal")
+    with pytest.raises(InputError, match="num_prototypes"):
+        PALRewardModel(torch.nn.Linear(3, 3), dim=3, num_prototypes=0, users=2)

@@ -234,8 +234,9 @@ def tpo_loss(
     (ICLR). Reading taken: the authors' released ``TPOLoss`` wraps their pairwise ranking loss (which also counts
     tied pairs as :math:`\log 2`) in a further :math:`-\log\sigma(\beta\,\cdot)`, which *decreases* as the ranking
     loss grows; this uses the ranking loss itself on the β-scaled rewards, as the paper's preference-list-ranking
-    objective. Its inputs (step segmentation and hidden states of every branch) come from the caller's tree
-    data, so it is in its own family (``preference_tree``) rather than wired to the pair/list trainers.
+    objective. Its inputs (step segmentation and hidden states of every branch) come from tree data, so it is in
+    its own family (``preference_tree``); :func:`pairkit.train.train_listwise` trains it on responses given as
+    lists of steps.
 
     Args:
         policy_logps, ref_logps: ``[batch, K, T]`` token log-probabilities (0 outside the steps is fine);

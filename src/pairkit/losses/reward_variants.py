@@ -281,8 +281,9 @@ def pal_ideal_point_loss(
     Chen, Chen, Rege, Wang & Vinayak (2025), "PAL: Sample-Efficient Personalized Reward Modeling for Pluralistic
     Alignment" (ICLR); ``hinge`` is the authors' ``dist`` learner with their hinge loss, ``logistic`` their
     ``dist_logistic`` learner (with ``scale`` = the exponentiated ``logit_scale``, clamped at 100 in their code).
-    The item projection :math:`f` and the per-user logits :math:`w_u` are the caller's parameters: this loss takes
-    their outputs, so it is not wired to a trainer (which knows no user ids).
+    The item projection :math:`f` and the per-user logits :math:`w_u` are parameters: this loss takes their
+    outputs. :func:`pairkit.train.train_reward_model` trains them with a :class:`pairkit.train.PALRewardModel`,
+    reading each pair's user from a ``user`` column.
 
     Args:
         chosen_embeddings, rejected_embeddings: ``[batch, dim]``; prototypes: ``[K, dim]``;

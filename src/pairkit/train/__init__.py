@@ -64,6 +64,7 @@ from pairkit.train.policy_gradient import (
     win_rates,
 )
 from pairkit.train.reward_model import (
+    PALRewardModel,
     evaluate_reward_model,
     mean_pooled_embeddings,
     train_reward_model,
@@ -80,6 +81,7 @@ from pairkit.train.trainers import (
 __all__ = [
     "METHODS",
     "OnlineConfig",
+    "PALRewardModel",
     "SelfJudge",
     "SparseMaskHead",
     "TrainConfig",

@@ -143,9 +143,10 @@ def token_inputs(
         D_t = \\sum_v \\pi_{ref}(v\\mid y_{<t})\\log\\frac{\\pi_{ref}(v\\mid y_{<t})}{\\pi(v\\mid y_{<t})}
 
     Returns ``logps``, ``ref_logps``, ``mask`` (the scored completion tokens) and, when ``kinds`` asks for
-    them, ``kl`` (``token_kl``: Zeng et al. 2024, "Token-level Direct Preference Optimization"), ``token_logits``
-    and ``positive_logits`` (the logit of each realised token and of a positive sampled from the top-``cringe_k``
-    others: Adolphs et al. 2022, "The CRINGE Loss: Learning what language not to model"). ``reference`` is
+    them, ``hidden`` (``hidden_states``: the final hidden states, detached), ``kl`` (``token_kl``: Zeng et al.
+    2024, "Token-level Direct Preference Optimization"), ``token_logits`` and ``positive_logits`` (the logit of
+    each realised token and of a positive sampled from the top-``cringe_k`` others: Adolphs et al. 2022, "The
+    CRINGE Loss: Learning what language not to model"). ``reference`` is
     ``(reference model, context factory)``: for a PEFT model, the model itself with ``disable_adapter``.
     With ``mask_head`` (e.g. :class:`~pairkit.train.SparseMaskHead`), ``token_weights`` holds its value on the
     hidden state that predicts each token (SparsePO's learned mask), zero off the scored tokens.
@@ -180,6 +181,8 @@ def token_inputs(
         hp = h.reshape(-1, h.shape[-1]).index_select(0, pred_pos)
         weights = mask_head(hp).reshape(-1).to(out["logps"].dtype)
         out["token_weights"] = weights.new_zeros(n_t).index_copy(0, label_pos, weights).reshape(scored.shape)
+    if "hidden_states" in kinds:  # the policy's final hidden states (TPO's step similarities; no gradient)
+        out["hidden"] = h.detach()
     if "token_kl" in kinds:
         hp = h.reshape(-1, h.shape[-1]).index_select(0, pred_pos)
         hq = hr.reshape(-1, hr.shape[-1]).index_select(0, pred_pos)

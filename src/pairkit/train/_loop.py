@@ -407,6 +407,7 @@ def call_loss(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> tor
     The spec (:func:`pairkit.losses.spec`) lists the loss's tensor inputs with their kind and shape; each is
     taken from ``inputs`` by name (also without a ``policy_`` prefix). An input declared with the token shape
     ``[batch, T]`` is taken from ``inputs["token"]`` (the token-level tensors the trainer made) when present.
+    So is any input with a token axis ``T`` (``[batch, list, T]`` of preference trees).
     A required input that is missing raises :class:`InputError` naming it; ``mask`` (the padding mask of lists)
     is passed when given and the spec takes it. Of ``options`` (checked once by :func:`check_options`) those the
     spec declares are passed, to the function without its per-call check.
@@ -418,7 +419,8 @@ def call_loss(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> tor
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for inp in spec.input_specs:
-        pool = token if inp.shape == "[batch, T]" and inp.name in token else inputs
+        per_token = "T" in (d.strip() for d in inp.shape.strip("[]").split(","))
+        pool = token if per_token and inp.name in token else inputs
         key = inp.name if inp.name in pool else f"policy_{inp.name}"
         value = pool.get(key)
         if value is None and inp.required:

@@ -46,15 +46,17 @@ __all__ = [
 ]
 
 
-def loss_terms(loss, family: str) -> list[tuple[str, float, Callable]]:
+def loss_terms(loss, family: str | tuple[str, ...]) -> list[tuple[str, float, Callable]]:
     from pairkit import losses
 
+    families = (family,) if isinstance(family, str) else tuple(family)
     terms = []
     for name, weight in parse_loss_spec(loss):
         fn = losses.get(name)
         fam = losses.family_of(name)
-        if fam != family:
-            raise InputError(f"loss {name!r} is in family {fam!r}; this trainer takes {family!r} losses")
+        if fam not in families:
+            allowed = " or ".join(map(repr, families))
+            raise InputError(f"loss {name!r} is in family {fam!r}; this trainer takes {allowed} losses")
         terms.append((name, weight, fn))
     return terms
 

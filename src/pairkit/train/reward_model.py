@@ -21,6 +21,7 @@ from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_optio
 from pairkit.train.data import collate_sequences, read_records, to_listwise, to_pairs
 
 __all__ = [
+    "PALRewardModel",
     "evaluate_reward_model",
     "mean_pooled_embeddings",
     "train_reward_model",
@@ -33,15 +34,62 @@ def _loss_spec(name: str):
     return losses.spec(name)
 
 
+_FAMILIES = ("reward", "reward_personalized")
+# inputs a personalised reward model holds as parameters (PAL's prototypes and per-user mixture logits)
+_USER_INPUTS = {"prototypes", "user_logits"}
+
+
+class PALRewardModel(torch.nn.Module):
+    """A reward model for PAL-A: an item projection plus ``K`` prototype ideal points and per-user mixture logits.
+
+    ``projection`` maps a response (feature vector, or token ids with ``input_ids``/``attention_mask``) to its point
+    :math:`f(y)` in a ``dim``-dimensional preference space; ``prototypes`` ``[K, dim]`` and ``user_logits``
+    ``[U, K]`` are trained with it by :func:`train_reward_model` with ``loss="pal_ideal_point"``, which reads each
+    pair's user from the ``user`` column. ``users``: the number of users (ids ``0..U-1``) or the list of their ids.
+    A user's ideal point is :func:`pairkit.losses.pal_ideal_points` of the prototypes and the user's logits
+    (uniform mixture at the start; the prototypes start as seeded Gaussian points of scale ``1/sqrt(dim)``).
+
+    Chen, Chen, Rege, Wang & Vinayak (2025), "PAL: Sample-Efficient Personalized Reward Modeling for Pluralistic
+    Alignment" (ICLR), the PAL-A model.
+    """
+
+    def __init__(self, projection: torch.nn.Module, *, dim: int, num_prototypes: int, users, seed: int = 0):
+        super().__init__()
+        for name, value in (("dim", dim), ("num_prototypes", num_prototypes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        ids = list(range(users)) if isinstance(users, int) and not isinstance(users, bool) else list(users)
+        if not ids or len(set(ids)) != len(ids):
+            raise InputError(f"users must be a count >= 1 or a list of distinct ids, got {users!r}")
+        self.projection = projection
+        self.user_ids = {u: i for i, u in enumerate(ids)}
+        g = torch.Generator().manual_seed(seed)
+        self.prototypes = torch.nn.Parameter(torch.randn(num_prototypes, dim, generator=g) / dim**0.5)
+        self.user_logits = torch.nn.Parameter(torch.zeros(len(ids), num_prototypes))
+
+    def forward(self, *args, **kwargs):
+        """The projection's output: each response's point in the preference space."""
+        return self.projection(*args, **kwargs)
+
+    def user_index(self, user, where: str) -> int:
+        """The row of ``user_logits`` of a user id (InputError naming ``where`` for an unknown one)."""
+        try:
+            return self.user_ids[user]
+        except (KeyError, TypeError):
+            raise InputError(f"{where}, column 'user': unknown user {user!r} (the model knows "
+                             f"{len(self.user_ids)} users)") from None  # fmt: skip
+
+
 def _reward_terms(loss) -> list[tuple[str, float, Callable]]:
     from pairkit import losses
 
     terms = []
     for name, weight in parse_loss_spec(loss):
         fn = losses.get(name)
-        if losses.family_of(name) != "reward":
+        if losses.family_of(name) not in _FAMILIES:
             raise InputError(
-                f"loss {name!r} is in family {losses.family_of(name)!r}; reward models take 'reward' losses"
+                f"loss {name!r} is in family {losses.family_of(name)!r}; reward models take {' or '.join(_FAMILIES)} "
+                "losses"
             )
         terms.append((name, weight, fn))
     return terms
@@ -50,13 +98,13 @@ def _reward_terms(loss) -> list[tuple[str, float, Callable]]:
 _PRODUCED = {"chosen_rewards", "rejected_rewards", "rewards", "labels", "chosen_embeddings", "rejected_embeddings"}
 
 
-def _examples(data, tokenizer, config: TrainConfig, terms=()) -> list[dict[str, Any]]:
+def _examples(data, tokenizer, config: TrainConfig, terms=(), users=None) -> list[dict[str, Any]]:
     """Rows → ``{"items": [k token-id pairs or feature vectors], "scores": [k], "fields": {…}}``.
 
     Text is tokenised as (prompt, completion) with :func:`pairkit.train.data.encode_completion`, so a long
     prompt is cut before the completion (cutting the joined text from the right would drop the completions and
     leave chosen and rejected identical). Per-example loss inputs (``margin``, ``target_probs``, targets) come
-    from data columns.
+    from data columns; with ``users`` (a :class:`PALRewardModel`) each pair's ``user`` column is its user's index.
     """
     source = str(data) if isinstance(data, (str, Path)) else "data"
     if isinstance(data, (str, Path)):
@@ -104,9 +152,16 @@ def _examples(data, tokenizer, config: TrainConfig, terms=()) -> list[dict[str, 
                 stacklevel=3,
             )
     if terms:
-        fields = data_fields([n for n, _, _ in terms], _PRODUCED, rows, source)
+        fields = data_fields([n for n, _, _ in terms], _PRODUCED | _USER_INPUTS, rows, source)
         for i, ex in enumerate(out):
             ex["fields"] = {k: float(v[i]) for k, v in fields.items()}
+    if users is not None:
+        if len(rows) != len(out):
+            raise InputError(f"{source}: per-user losses take one pair per row")
+        for i, (r, ex) in enumerate(zip(rows, out), start=1):
+            if "user" not in r:
+                raise InputError(f"{source}, row {i}: the loss needs each pair's user; give it in a column 'user'")
+            ex["user"] = users.user_index(r["user"], f"{source}, row {i}")
     return out
 
 
@@ -166,16 +221,25 @@ def train_reward_model(
             feature vectors with ``tokenizer=None`` (rows ``{chosen: [d], rejected: [d]}`` or
             ``{responses: [K, d], scores: [K]}``).
         data: path, DataFrame or rows (pairs in any :func:`pairkit.train.data.to_pairs` format, or listwise).
-        loss: a ``reward``-family name or weighted combination (``"reward_bt+0.01*reward_centering"``).
+        loss: a ``reward``-family name or weighted combination (``"reward_bt+0.01*reward_centering"``), or
+            ``"pal_ideal_point"`` (PAL-A) with a :class:`PALRewardModel` and a ``user`` column per pair.
 
     Per-step metrics: loss, accuracy (chosen scored above rejected), mean chosen/rejected reward and margin.
     """
     config = config or TrainConfig()
     terms = _reward_terms(loss)
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
-    examples = _examples(data, tokenizer, config, terms)
-    if tokenizer is not None and getattr(getattr(model, "config", None), "pad_token_id", 0) is None:
-        model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
+    declared = {i.name for n, _, _ in terms for i in _loss_spec(n).input_specs}
+    personal = bool(declared & _USER_INPUTS)
+    if personal and not isinstance(model, PALRewardModel):
+        raise InputError(
+            "a per-user loss (pal_ideal_point) trains prototypes and per-user logits with the model: wrap the "
+            "projection in pairkit.train.PALRewardModel(projection, dim=…, num_prototypes=…, users=…)"
+        )
+    examples = _examples(data, tokenizer, config, terms, users=model if personal else None)
+    inner = model.projection if isinstance(model, PALRewardModel) else model
+    if tokenizer is not None and getattr(getattr(inner, "config", None), "pad_token_id", 0) is None:
+        inner.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
     embeddings = "embeddings" in {i.kind for n, _, _ in terms for i in _loss_spec(n).input_specs}
 
     def step(model, rows):
@@ -190,6 +254,9 @@ def train_reward_model(
                                for k in rows[0]["fields"]})  # fmt: skip
             if emb:
                 inputs.update(chosen_embeddings=emb[0][:, 0], rejected_embeddings=emb[0][:, 1])
+            if personal:
+                users = torch.tensor([ex["user"] for ex in rows], dtype=torch.long)
+                inputs.update(prototypes=model.prototypes, user_logits=model.user_logits[users])
         elif embeddings:
             raise InputError("losses on embeddings (gpm) take pairs (chosen, rejected), not lists")
         losses = sum(w * call_loss(n, inputs, options) for n, w, _ in terms)
@@ -201,12 +268,22 @@ def train_reward_model(
             verdict = next((e["pair_logits"] for e in extras if "pair_logits" in e), None)
             if verdict is not None:
                 stats["accuracy"] = (verdict(emb[0][:, 0], emb[0][:, 1]) > 0).double().detach()
+            if personal:  # the user prefers the response nearer to their ideal point
+                stats["accuracy"] = (_pal_margins(model, emb[0], inputs["user_logits"], options) > 0).double()
         elif pairwise:
             r = rewards.detach()
             stats.update({"rewards/chosen": r[:, 0], "rewards/rejected": r[:, 1], "rewards/margin": r[:, 0] - r[:, 1]})
         return losses, stats
 
     return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
+
+
+def _pal_margins(model, emb, user_logits, options) -> torch.Tensor:
+    from pairkit.losses import pal_ideal_points
+
+    with torch.no_grad():
+        ideal = pal_ideal_points(model.prototypes, user_logits, temperature=options.get("temperature", 1.0))
+        return (emb[:, 1] - ideal).norm(dim=-1) - (emb[:, 0] - ideal).norm(dim=-1)
 
 
 def evaluate_reward_model(

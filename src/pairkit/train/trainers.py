@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
-from pairkit.train._inputs import needs_token_inputs
+from pairkit.train._inputs import needs_token_inputs, token_inputs
 from pairkit.train._loop import (
     TrainConfig,
     TrainResult,
@@ -43,7 +43,7 @@ from pairkit.train._steps import (
     trainer_options,
     warn_truncation,
 )
-from pairkit.train.data import TruncationWarning, to_listwise, to_unpaired  # noqa: F401  (TruncationWarning lived here)
+from pairkit.train.data import TruncationWarning, collate_sequences, to_listwise, to_unpaired  # noqa: F401  (TruncationWarning lived here)
 
 __all__ = [
     "SparseMaskHead",
@@ -273,19 +273,43 @@ def train_listwise(
 
     Liu et al. (2024), "LiPO: Listwise Preference Optimization through Learning-to-Rank". Lists of different
     lengths are padded; the loss receives ``mask`` ``[batch, K]``.
+
+    Preference-tree losses (``tpo``, family ``preference_tree``) take rows whose ``responses`` are lists of
+    reasoning steps (or a ``steps`` column beside them): the trainer tokenises the joined steps, marks each
+    completion token with its step, and passes per-token log-probabilities of policy and reference, the step
+    indices and the policy's final hidden states ``[batch, K, T(, H)]`` (the reference is then run alongside, as
+    for token-level losses; every list of a batch must have the same K). See :mod:`pairkit.train._tree`.
     """
+    from pairkit import losses as registry
+    from pairkit.train._tree import step_token_index, tree_inputs, tree_rows
+
     config = config or TrainConfig()
-    terms = loss_terms(loss, "preference")
+    terms = loss_terms(loss, ("preference", "preference_tree"))
+    tree = any(registry.family_of(n) == "preference_tree" for n, _, _ in terms)
     options = trainer_options(terms, beta, loss_options)
-    rows, _, source = normalised_rows(data, to_listwise)
+    normalise = (lambda raw, source: to_listwise(tree_rows(raw, source), source=source)) if tree else to_listwise
+    rows, raw, source = normalised_rows(data, normalise)
     examples = [{"seqs": encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in rows]
+    if tree:
+        for ex, r in zip(examples, tree_rows(raw, source)):
+            ex["step_index"] = [step_token_index(tokenizer, s, len(c)) for s, (_, c, _) in zip(r["steps"], ex["seqs"])]
     warn_truncation(examples, config, source)
     pad_id = pad_id_of(tokenizer)
-    live = prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir)
+    live = prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir, live=tree)
 
     def step(model, batch_rows):
-        policy, ref, lengths = flat_logps(model, batch_rows, pad_id, config, live)
         sizes = [len(ex["seqs"]) for ex in batch_rows]
+        token = {}
+        if tree:
+            if len(set(sizes)) > 1:
+                raise InputError(f"tree losses need the same number of responses in every list of a batch, got {sizes}")
+            batch = collate_sequences([s for ex in batch_rows for s in ex["seqs"]], pad_id)
+            tok = token_inputs(model, live, batch, {"hidden_states"}, chunk_size=config.chunk_size)
+            token = tree_inputs(tok, batch, batch_rows, sizes[0])
+            policy, ref, lengths = tok["logps"].sum(-1), tok["ref_logps"].sum(-1), tok["mask"].sum(-1)
+            lengths = lengths.to(policy.dtype)
+        else:
+            policy, ref, lengths = flat_logps(model, batch_rows, pad_id, config, live)
         k = max(sizes)
         mask = torch.arange(k)[None, :] < torch.tensor(sizes)[:, None]
         scores = torch.zeros(mask.shape, dtype=policy.dtype)
@@ -303,10 +327,20 @@ def train_listwise(
             "scores": scores,
             "mask": mask,
             "lengths": grid(lengths, 1.0),
+            "token": token,
         }
+        if tree:  # lists of one length: no padding mask (TPO's mask is per tree)
+            inputs.pop("mask")
         best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
         losses = combine_losses(terms, inputs, options)
-        rew = torch.where(mask, beta * (pl - rl), -torch.inf).detach()
+        if tree:  # the tree's own verdict: the adaptive step rewards
+            from pairkit.losses import adaptive_step_rewards
+
+            with torch.no_grad():
+                rew = adaptive_step_rewards(token["policy_logps"] - token["ref_logps"], token["step_index"],
+                                            token["hidden_states"])  # fmt: skip
+        else:
+            rew = torch.where(mask, beta * (pl - rl), -torch.inf).detach()
         stats = {"accuracy": (rew.argmax(-1, keepdim=True) == best).double().squeeze(1)}
         return losses, stats
 
