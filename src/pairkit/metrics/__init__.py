@@ -1,4 +1,4 @@
-"""pairkit.metrics: ranking, agreement and calibration metrics (numpy)."""
+"""pairkit.metrics: ranking, agreement, calibration and threshold-consistency metrics (numpy)."""
 
 from pairkit.metrics.ranking import (
     average_precision,
@@ -12,6 +12,7 @@ from pairkit.metrics.ranking import (
     reciprocal_rank,
     spearman_rho,
 )
+from pairkit.metrics.threshold import opis
 
 __all__ = [
     "average_precision",
@@ -19,6 +20,7 @@ __all__ = [
     "ideal_dcg",
     "kendall_tau",
     "ndcg",
+    "opis",
     "ordered_pair_accuracy",
     "precision_at_k",
     "recall_at_k",
