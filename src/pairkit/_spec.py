@@ -38,7 +38,7 @@ from typing import Any
 
 from pairkit.errors import InputError
 
-__all__ = ["Input", "Interval", "Option", "Registry", "Spec", "declare_options", "options_of"]
+__all__ = ["Input", "Interval", "Option", "Registry", "Spec", "declare_options", "options_of", "unchecked"]
 
 _CLOSED = ("both", "left", "right", "neither")
 
@@ -261,6 +261,12 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def unchecked(fn: Callable) -> Callable:
+    """``fn`` without the per-call option check of :func:`declare_options` (``fn`` itself when it has none), for a
+    caller whose options were already checked once."""
+    return getattr(fn, "__pairkit_unchecked__", fn)
+
+
 def options_of(fn: Callable) -> tuple[Option, ...]:
     """The options :func:`declare_options` attached to ``fn`` (empty when none were declared)."""
     return getattr(fn, "__pairkit_options__", ())
@@ -331,7 +337,7 @@ class Spec:
     def unchecked(self) -> Callable:
         """The function without the per-call option check of :func:`declare_options`, for a caller that checked
         its options once with :meth:`check` (a training loop calling the loss every step)."""
-        return getattr(self.fn, "__pairkit_unchecked__", self.fn)
+        return unchecked(self.fn)
 
     def input(self, name: str) -> Input:
         """The declared :class:`Input` called ``name``."""

@@ -122,9 +122,10 @@ def rank(
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"model {spec.name!r} does not take {flags}; ignored", PairkitWarning, stacklevel=1)
+        # The spec's own check, once and before any data is read: a bad --prior fails at once, not after a long
+        # read; --option values are checked as they are parsed. The fit then runs without checking them again.
+        options = {**options, **spec.check({k: v for k, v in options.items() if spec.takes(k)})}
         options.update(_model_options(spec, option or [], given))
-        # The spec's own check, before any data is read: a bad --prior fails at once, not after a long read.
-        spec.check({k: v for k, v in options.items() if spec.takes(k)})
         columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid,
                                 outcome_map)
         comps = load_comparisons(path, columns)
@@ -133,7 +134,8 @@ def rank(
             raise InputError(
                 f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
                 "(a directory, a glob or a count file is counted first); give a single rows file")
-        board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, options=options)
+        board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, options=options,
+                          checked=True)
         if scale is Scale.elo or anchor is not None:  # only log-strengths rescale; the board says so if not
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
@@ -224,8 +226,9 @@ def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | No
         raise InputError("--rankings has no bootstrap; use --intervals fisher (or auto, none)")
     spec = Spec(name="plackett_luce", fn=fit_plackett_luce, kind="rating model", data="rankings")
     given = {k: v for k, v in (("prior", prior), ("intervals", intervals), ("level", level)) if v is not None}
-    options = {**given, **_model_options(spec, texts or [], given)}
-    spec.check({k: v for k, v in options.items() if spec.takes(k)})  # before the file is read
+    # checked once, before the file is read (--option values as they are parsed); the fit does not check again
+    options = {**given, **spec.check({k: v for k, v in given.items() if spec.takes(k)})}
+    options.update(_model_options(spec, texts or [], given))
     parts = [None, None, None]
     if columns is not None:
         parts = [c.strip() for c in columns.split(",")]
@@ -233,5 +236,5 @@ def _fit_rankings(path: Path, columns: str | None, model: str, prior: float | No
             raise InputError(f"--ranking-columns needs RANKING,ITEM,POSITION, got {columns!r}")
     data = read_any_rankings(path, ranking=parts[0], item=parts[1], position=parts[2])
     options.setdefault("prior", 0.0)
-    board = fit_plackett_luce(data, **options)
+    board = spec.unchecked(data, **options)
     return board, f"plackett_luce · {len(data):,} rankings of {data.n_items} items"

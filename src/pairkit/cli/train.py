@@ -153,7 +153,7 @@ def _preference_command(kind: str):
     ) -> None:
         with reported_errors():
             _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
-            from pairkit.train import check_number, train_listwise, train_preference, train_unpaired
+            from pairkit.train import check_loss, train_listwise, train_preference, train_unpaired
 
             trainer, default_loss = {
                 "dpo": (train_preference, "dpo"),
@@ -164,14 +164,14 @@ def _preference_command(kind: str):
                 output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16,
                 max_prompt_length=max_prompt_length, max_completion_length=max_completion_length, dropout=dropout,
             )  # fmt: skip
-            check_number("beta", beta, low=0, low_open=True)  # before the model is loaded
+            family = ("preference", "preference_tree") if kind == "listwise" else "preference"
+            checked = check_loss(loss or default_loss, beta=beta, family=family)  # once, before the model loads
             net, tokenizer = _load_model(model, lora=lora)
             result = trainer(
                 net,
                 tokenizer,
                 data,
-                loss=loss or default_loss,
-                beta=beta,
+                loss=checked,
                 config=config,
                 reference="adapter" if lora else "precompute",
                 resume=resume,

@@ -29,8 +29,10 @@ import scipy.sparse as sp
 from scipy import special
 from scipy.sparse import csgraph
 
+from pairkit._spec import declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError, IntervalWarning, NoMLEError, PairkitWarning
+from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
 from pairkit.rating._pairwise import (
     MIN_CLUSTERS,
     PairwiseDesign,
@@ -156,6 +158,7 @@ def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed:
     )
 
 
+@declare_options(LEVEL)
 def bootstrap(
     comparisons: Comparisons,
     fit: Callable[[Comparisons], Leaderboard] = fit_bradley_terry,
@@ -179,7 +182,7 @@ def bootstrap(
     and the items whose strength diverged there (:func:`divergent_items`) get an infinite bound on that side when
     that happened in more than α/2 of the replicates.
     """
-    _check_args(comparisons, n_boot, by, level)
+    _check_args(comparisons, n_boot, by)
     rng = _rng(seed)
     board = fit(comparisons)
     m, n = len(comparisons), comparisons.n_items
@@ -216,6 +219,7 @@ def bootstrap(
                          up_count=up_count, down_count=down_count, n_boot=n_boot)
 
 
+@declare_options(PRIOR, LEVEL, TOL, MAX_ITER)
 def bootstrap_bradley_terry(
     comparisons: Comparisons,
     *,
@@ -262,17 +266,18 @@ def bootstrap_bradley_terry(
             3    x         3          3
             4    w         4          4
     """
-    _check_args(comparisons, n_boot, by, level)
+    _check_args(comparisons, n_boot, by)
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1):
         raise InputError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
     rng = _rng(seed)
-    board = fit_bradley_terry(comparisons, prior=prior, intervals="fisher", level=level)
+    fit = unchecked(fit_bradley_terry)  # prior and level were checked by this function's declared options
+    board = fit(comparisons, prior=prior, intervals="fisher", level=level)
     n = comparisons.n_items
     pairs = comparisons.pair_counts(ties="half")
     if n > 3000:  # the dense factorisation below is the fast path for up to a few thousand items
-        return bootstrap(comparisons, lambda c: fit_bradley_terry(c, prior=prior, intervals="none"),
-                         n_boot=n_boot, by=by, level=level, seed=rng,
-                         fallback=lambda c: fit_bradley_terry(c, prior=prior or REPLICATE_PRIOR, intervals="none"))
+        return unchecked(bootstrap)(comparisons, lambda c: fit(c, prior=prior, intervals="none"),
+                                    n_boot=n_boot, by=by, level=level, seed=rng,
+                                    fallback=lambda c: fit(c, prior=prior or REPLICATE_PRIOR, intervals="none"))
     draw = _pair_draws(comparisons, pairs, by)
     k = len(pairs.i)
     dense = k >= n * n / 8  # most pairs compared: an n × n count matrix per replicate beats gathers over pairs
@@ -621,7 +626,8 @@ def _multiplicities(comparisons: Comparisons, by: Resample, rng, b: int) -> np.n
     return per_cluster[comparisons.cluster]
 
 
-def _check_args(comparisons: Comparisons, n_boot: int, by: str, level: float) -> None:
+def _check_args(comparisons: Comparisons, n_boot: int, by: str) -> None:
+    """The resampling arguments (``level`` is a declared option, checked by the public functions' wrappers)."""
     if n_boot < 2:
         raise InputError(f"n_boot must be at least 2, got {n_boot}")
     if by not in ("row", "cluster"):
@@ -640,8 +646,6 @@ def _check_args(comparisons: Comparisons, n_boot: int, by: str, level: float) ->
                 f"a cluster bootstrap over only {g} clusters undercovers (Cameron & Miller 2015): its intervals "
                 "are likely too narrow", IntervalWarning, stacklevel=3,
             )
-    if not 0 < level < 1:
-        raise InputError(f"level must be in (0, 1), got {level!r}")
 
 
 def _warn_failed(failed: int, n_boot: int, *, refitted: bool) -> None:

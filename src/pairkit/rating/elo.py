@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from pairkit._spec import Interval, Option, declare_options
+from pairkit._spec import Interval, Option, declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.rating._checks import check_comparisons
 from pairkit.rating._stats import win_rate
@@ -85,7 +85,7 @@ def fit_elo(
         {'a': 1030.5, 'b': 1000.7, 'c': 968.8}
     """
     check_comparisons(comparisons, "elo")
-    ratings = elo_ratings(comparisons, k=k, base=base, scale=scale, initial=initial)
+    ratings = unchecked(elo_ratings)(comparisons, k=k, base=base, scale=scale, initial=initial)  # checked above
     factor = scale / math.log(base)
     n = comparisons.pair_counts().games_per_item()
     return Leaderboard(

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from pairkit._spec import Option, Registry, Spec, declare_options, options_of
+from pairkit._spec import Option, Registry, Spec, declare_options, options_of, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
@@ -56,8 +56,8 @@ def fit_davidson(
     max_iter: int = 100,
 ) -> Leaderboard:
     """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``)."""
-    return fit_bradley_terry(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level, tol=tol,
-                             max_iter=max_iter)
+    return unchecked(fit_bradley_terry)(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level,
+                                        tol=tol, max_iter=max_iter)  # the options: checked by this fit's wrapper
 
 
 @declare_options(PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
@@ -66,7 +66,7 @@ def fit_bayeselo_defaults(
 ) -> Leaderboard:
     """bayeselo with its defaults (advantage 32.8, drawelo 97.3, prior 2 virtual draws, ``mm`` with fixed
     constants); ratings on bayeselo's printed scale."""
-    return fit_bayeselo(comparisons, intervals=intervals, level=level, tol=tol, max_iter=max_iter)
+    return unchecked(fit_bayeselo)(comparisons, intervals=intervals, level=level, tol=tol, max_iter=max_iter)
 
 
 _REGISTRY = Registry("rating model")
@@ -163,6 +163,7 @@ def fit_model(
     by: str = "row",
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
+    checked: bool = False,
     **more_options: Any,
 ) -> Leaderboard:
     """Fit the model registered as ``model`` with ``options`` (each checked against the model's declared options;
@@ -174,26 +175,40 @@ def fit_model(
     With ``bootstrap_replicates`` > 0 the intervals come from a bootstrap (resampling ``by`` rows or clusters):
     the model's fast bootstrap when it has one for these options (Bradley–Terry with ties as half wins), else
     a refit of every replicate.
+
+    Every value is checked once: here, or — with ``checked=True`` — by the caller, which already ran the spec's
+    :meth:`~pairkit._spec.Spec.check` on them (``pairkit rank`` does, before it reads any data); the fits and
+    the replicates are then called without their per-call check.
+
+    >>> from pairkit import Comparisons
+    >>> from pairkit.rating import fit_model
+    >>> comps = Comparisons.from_arrays([0, 1, 2, 0], [1, 2, 0, 2], [1, 1, 0, 1], items=["x", "y", "z"])
+    >>> board = fit_model(comps, "bt", prior=1.0)
+    >>> board.model, board.to_pandas()["item"].tolist()
+    ('bradley_terry', ['x', 'y', 'z'])
     """
     spec, options = resolve(model, {**(options or {}), **more_options})
-    # The bootstrap's level, also for a model that has no intervals of its own.
-    level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else \
-        options.get("level", 0.95)
-    spec.check_names(options, where=f"model {spec.name!r}: ")  # the values: by the fit's declared options, once
+    # The bootstrap's level, also for a model that has no intervals of its own (not a model option: checked here).
+    boot_level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else None
+    spec.check_names(options, where=f"model {spec.name!r}: ")
+    if not checked and bootstrap_replicates:  # checked once here, then every replicate runs unchecked
+        options, checked = spec.check(options), True
+    fit = spec.unchecked if checked else spec.fn
     if not bootstrap_replicates:
-        return spec.fn(comparisons, **options)
+        return fit(comparisons, **options)
+    level = options.get("level", 0.95) if boot_level is None else LEVEL.check(boot_level)
     fast = spec.extra.get("fast_bootstrap")
     if fast is not None and options.get("ties", "half") == "half" and set(options) <= {"ties", "prior", "level"}:
-        return fast(comparisons, n_boot=bootstrap_replicates, by=by, prior=options.get("prior", 0.0), level=level,
-                    seed=seed)
+        return unchecked(fast)(comparisons, n_boot=bootstrap_replicates, by=by, prior=options.get("prior", 0.0),
+                               level=level, seed=seed)
     if spec.takes("intervals"):
         options["intervals"] = "none"  # the bootstrap replaces them
     fallback = None
     if spec.takes("prior") and not options.get("prior"):  # a replicate without an MLE: refit it, never drop it
         with_prior = {**options, "prior": REPLICATE_PRIOR}
-        fallback = functools.partial(spec.fn, **with_prior)
-    return bootstrap(comparisons, lambda c: spec.fn(c, **options), n_boot=bootstrap_replicates, by=by, level=level,
-                     seed=seed, fallback=fallback)
+        fallback = functools.partial(fit, **with_prior)
+    return unchecked(bootstrap)(comparisons, lambda c: fit(c, **options), n_boot=bootstrap_replicates, by=by,
+                                level=level, seed=seed, fallback=fallback)
 
 
 _ONLINE = "comparisons or matches"

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse import csgraph
 
-from pairkit._spec import Interval, Option, declare_options
+from pairkit._spec import Interval, Option, declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, EstimationError
 from pairkit.rating._checks import MAX_ITER, PRIOR, TOL, check_comparisons
@@ -155,7 +155,7 @@ def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Lead
         comparisons: n comparisons (ties count half a win each way; weights multiply).
     """
     check_comparisons(comparisons, "rank_centrality")
-    pi = rank_centrality_scores(comparisons, alpha=alpha)
+    pi = unchecked(rank_centrality_scores)(comparisons, alpha=alpha)  # alpha: checked by this fit
     theta = np.log(pi)
     return score_board(comparisons.items, theta - theta.mean(), model="rank_centrality", score_scale=LOG_STRENGTH,
                        scale_name="log", predictor=bradley_terry_predictor, games=games_per_item(comparisons),
@@ -211,7 +211,7 @@ def fit_pagerank(
     Paper: Page, Brin, Motwani & Winograd (1999), "The PageRank citation ranking: bringing order to the web".
     """
     check_comparisons(comparisons, "pagerank")
-    pi = pagerank_scores(comparisons, damping=damping, tol=tol, max_iter=max_iter)
+    pi = unchecked(pagerank_scores)(comparisons, damping=damping, tol=tol, max_iter=max_iter)  # checked above
     return score_board(comparisons.items, pi, model="pagerank", score_scale="PageRank pi",
                        games=games_per_item(comparisons), n_comparisons=len(comparisons),
                        params={"damping": float(damping)})

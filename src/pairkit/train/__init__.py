@@ -12,6 +12,7 @@ from pairkit.train._loop import (
     init_distributed,
 )
 from pairkit.train.data import (
+    TruncationWarning,
     encode_completion,
     prompt_ids,
     read_records,
@@ -70,8 +71,9 @@ from pairkit.train.reward_model import (
     train_reward_model,
 )
 from pairkit.train.trainers import (
+    CheckedLoss,
     SparseMaskHead,
-    TruncationWarning,
+    check_loss,
     evaluate_preference,
     train_listwise,
     train_preference,
@@ -79,6 +81,7 @@ from pairkit.train.trainers import (
 )
 
 __all__ = [
+    "CheckedLoss",
     "METHODS",
     "OnlineConfig",
     "PALRewardModel",
@@ -88,6 +91,7 @@ __all__ = [
     "TrainResult",
     "TruncationWarning",
     "best_vs_worst_pairs",
+    "check_loss",
     "check_number",
     "collect_hidden_states",
     "completion_logps",

@@ -12,6 +12,7 @@ implicit-reward accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ from pairkit.train._steps import (
 from pairkit.train.data import TruncationWarning, collate_sequences, to_listwise, to_unpaired  # noqa: F401  (TruncationWarning lived here)
 
 __all__ = [
+    "CheckedLoss",
     "SparseMaskHead",
+    "check_loss",
     "evaluate_preference",
     "train_listwise",
     "train_preference",
@@ -79,12 +82,57 @@ class SparseMaskHead(torch.nn.Module):
         return torch.relu(self.proj(hidden.to(self.proj.weight.dtype))).squeeze(-1)
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckedLoss:
+    """A preference loss (or weighted sum of losses), its ``beta`` and its options, checked once by :func:`check_loss`.
+
+    ``terms`` holds ``(name, weight, function)`` per loss term, ``options`` the checked loss options (``beta``
+    included) and ``beta`` the KL strength, in :math:`(0, \\infty)`.
+    """
+
+    terms: tuple[tuple[str, float, Callable], ...]
+    options: dict[str, Any]
+    beta: float
+
+
+def check_loss(
+    loss: str | dict[str, float] = "dpo",
+    *,
+    beta: float = 0.1,
+    loss_options: dict[str, Any] | None = None,
+    family: str | tuple[str, ...] = "preference",
+) -> CheckedLoss:
+    """Check a preference loss, ``beta`` and the loss options once, before any model is loaded.
+
+    Every name must be a registered loss of ``family`` (:func:`train_listwise` also takes ``"preference_tree"``),
+    ``beta`` must be in :math:`(0, \\infty)` and every option must be declared by a loss, inside its range;
+    otherwise :class:`~pairkit.errors.InputError` names what is wrong. Give the result as ``loss=`` to
+    :func:`train_preference`, :func:`train_unpaired` or :func:`train_listwise`: they take ``beta`` and the options
+    from it and do not check them again.
+
+    >>> checked = check_loss("dpo+0.2*sft", beta=0.5)
+    >>> [(name, weight) for name, weight, _ in checked.terms], checked.beta
+    ([('dpo', 1.0), ('sft', 0.2)], 0.5)
+    """
+    terms = loss_terms(loss, family)
+    return CheckedLoss(tuple(terms), trainer_options(terms, beta, loss_options), float(beta))
+
+
+def _checked(loss, beta: float, loss_options: dict[str, Any] | None, family="preference") -> CheckedLoss:
+    """The trainers' one check: a :class:`CheckedLoss` is used as it is, anything else is checked here."""
+    if not isinstance(loss, CheckedLoss):
+        return check_loss(loss, beta=beta, loss_options=loss_options, family=family)
+    if loss_options:
+        raise InputError("loss is a CheckedLoss: give loss_options to check_loss, not to the trainer")
+    return loss
+
+
 def train_preference(
     model,
     tokenizer,
     data,
     *,
-    loss: str | dict[str, float] = "dpo",
+    loss: str | dict[str, float] | CheckedLoss = "dpo",
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
@@ -119,12 +167,14 @@ def train_preference(
             it). Without one SparsePO's masks are uniform.
     """
     config = config or TrainConfig()
-    terms = loss_terms(loss, "preference")
-    options = trainer_options(terms, beta, loss_options)
+    checked = _checked(loss, beta, loss_options)
+    terms, options, beta = list(checked.terms), checked.options, checked.beta
     token_kinds = needs_token_inputs([n for n, _, _ in terms])
     if mask_head is not None:
         if "token_weights" not in token_kinds:
-            raise InputError(f"mask_head is SparsePO's learned token mask; loss {loss!r} takes no token weights")
+            raise InputError(
+                f"mask_head is SparsePO's learned token mask; loss {[n for n, *_ in terms]} takes no token weights"
+            )
         model.add_module("sparse_po_mask", mask_head)
     examples = pair_examples(tokenizer, data, config, terms, joint=True)
     pad_id = pad_id_of(tokenizer)
@@ -176,7 +226,7 @@ def train_unpaired(
     tokenizer,
     data,
     *,
-    loss: str | dict[str, float] = "kto",
+    loss: str | dict[str, float] | CheckedLoss = "kto",
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
@@ -198,8 +248,8 @@ def train_unpaired(
     it asks for it, ``kl`` (the detached batch estimate).
     """
     config = config or TrainConfig()
-    terms = loss_terms(loss, "preference")
-    options = trainer_options(terms, beta, loss_options)
+    checked = _checked(loss, beta, loss_options)
+    terms, options, beta = list(checked.terms), checked.options, checked.beta
     rows, raw, source = normalised_rows(data, to_unpaired)
     n = len(rows)
     if n < 2:
@@ -255,7 +305,7 @@ def train_listwise(
     tokenizer,
     data,
     *,
-    loss: str | dict[str, float] = "lipo",
+    loss: str | dict[str, float] | CheckedLoss = "lipo",
     beta: float = 0.1,
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
@@ -284,9 +334,9 @@ def train_listwise(
     from pairkit.train._tree import step_token_index, tree_inputs, tree_rows
 
     config = config or TrainConfig()
-    terms = loss_terms(loss, ("preference", "preference_tree"))
+    checked = _checked(loss, beta, loss_options, ("preference", "preference_tree"))
+    terms, options, beta = list(checked.terms), checked.options, checked.beta
     tree = any(registry.family_of(n) == "preference_tree" for n, _, _ in terms)
-    options = trainer_options(terms, beta, loss_options)
     normalise = (lambda raw, source: to_listwise(tree_rows(raw, source), source=source)) if tree else to_listwise
     rows, raw, source = normalised_rows(data, normalise)
     examples = [{"seqs": encode(tokenizer, r["prompt"], r["responses"], config), "scores": r["scores"]} for r in rows]
