@@ -268,6 +268,10 @@ from pairkit.losses.ranking import (
     softmax_loss,
     thurstone_fidelity_loss,
 )
+from pairkit.losses.regularizers import (
+    class_relation_kd_loss,
+    lol_loss,
+)
 from pairkit.losses.reward import (
     bradley_terry_reward_loss,
     gpm_loss,
@@ -347,6 +351,7 @@ __all__ = [
     "chi_squared_divergence",
     "circle",
     "class_centroids",
+    "class_relation_kd_loss",
     "clip",
     "comp_sum_loss",
     "conr",
@@ -439,6 +444,7 @@ __all__ = [
     "listmle_loss",
     "listnet_loss",
     "logistic_loss",
+    "lol_loss",
     "mae_loss",
     "mapo_loss",
     "margin_mse_loss",
