@@ -107,3 +107,16 @@ def test_no_import_cycle_between_comparisons_and_readers():
     imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
     assert "pairkit.data.readers" not in imported, "Comparisons must stay free of I/O"
     assert pairkit.__all__
+
+
+def test_nothing_reads_signatures_at_run_time():
+    """Specs say what a callable takes; only :func:`pairkit._spec.declare_options` reads a signature, once, at import
+    (to cross-check the declared options against the ``def`` and record their defaults)."""
+    readers = ("inspect.signature", "getfullargspec", "getargspec", "__code__", "__signature__")
+    found = sorted(
+        f"{path.relative_to(SRC).as_posix()}:{n}"
+        for path in SRC.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(r in line for r in readers)
+    )
+    assert len(found) == 1 and found[0].startswith("_spec.py:"), found

@@ -255,6 +255,9 @@ def declare_options(*options: Option) -> Callable[[Callable], Callable]:
             return fn(*args, **kwargs)
 
         checked.__pairkit_options__ = tuple(options)
+        # read here, once, for what a spec shows (``pairkit rank --list-models``): nothing reads signatures later
+        checked.__pairkit_defaults__ = {o.name: params[o.name].default for o in options
+                                        if params[o.name].default is not inspect.Parameter.empty}
         checked.__pairkit_unchecked__ = fn
         return checked
 
@@ -338,6 +341,12 @@ class Spec:
         """The function without the per-call option check of :func:`declare_options`, for a caller that checked
         its options once with :meth:`check` (a training loop calling the loss every step)."""
         return unchecked(self.fn)
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The default of each declared option that has one (read from the signature once, by
+        :func:`declare_options`)."""
+        return getattr(self.fn, "__pairkit_defaults__", {})
 
     def input(self, name: str) -> Input:
         """The declared :class:`Input` called ``name``."""

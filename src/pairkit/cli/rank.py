@@ -177,7 +177,6 @@ def _model_options(spec, texts: list[str], given: dict) -> dict:
 
 def _list_models() -> None:
     """Each registered model: name, aliases, family, summary and its declared options with their defaults."""
-    import inspect
     import re
 
     from rich.markup import escape
@@ -189,10 +188,8 @@ def _list_models() -> None:
         aliases = f" (also {', '.join(spec.aliases)})" if spec.aliases else ""
         console.print(f"[bold]{spec.name}[/]{escape(aliases)} · {spec.family or spec.data} · {escape(summary)}",
                       highlight=False, soft_wrap=True)
-        params = inspect.signature(spec.fn).parameters  # shown, never used to decide what is passed
         for opt in spec.options:
-            default = params[opt.name].default if opt.name in params else inspect.Parameter.empty
-            shown = "" if default is inspect.Parameter.empty else f"; default {default!r}"
+            shown = f"; default {spec.defaults[opt.name]!r}" if opt.name in spec.defaults else ""
             console.print(f"    --option {opt.name}=…  {escape(opt.describe())}{escape(shown)}"
                           + (f" — {escape(opt.doc)}" if opt.doc else ""), highlight=False, soft_wrap=True)
 
