@@ -508,3 +508,85 @@ def pairwise_judge(
                 f"p {res['p_value']:.2g}; position consistency {res['position_consistency']:.3f}"
             )
         console.print(f"judge saved to {final}; use it with --judge {output / 'judge.json'}")
+
+
+@train_app.command("distill-ranker")
+def distill_ranker(
+    model: Path = _MODEL,
+    data: Path = typer.Option(..., "--data", help="Lists to rank: {query, candidates: [...]} per row."),
+    teacher: str = typer.Option(..., "--teacher", help="The pairwise teacher: a judge config file or MODULE:FUNCTION."),
+    yes_no: bool = typer.Option(
+        False, "--yes-no", help="MODEL is a causal LM scored by its Yes/No next-token logits (else 1-label classifier)."
+    ),
+    sigma: float = typer.Option(1.0, "--sigma", help="RankNet's sigma."),
+    epochs: int = _EPOCHS,
+    batch_size: int = typer.Option(8, "--batch-size", help="Lists per step."),
+    grad_accum: int = _GRAD_ACCUM,
+    lr: float = typer.Option(2e-5, "--lr"),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per (query, candidate)."),
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    held_out: float = _HELD_OUT,
+    output: Path = _OUTPUT,
+    resume: bool = _RESUME,
+) -> None:
+    """Instruction distillation: a pointwise ranker trained on a pairwise teacher's ordering of each list."""
+    with reported_errors():
+        _check_model_dir(model)
+        import json
+
+        with requires("train", "pairkit train distill-ranker"):
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+        from pairkit._io import atomic_write_text
+        from pairkit.errors import InputError
+        from pairkit.train import (
+            evaluate_pointwise_ranker,
+            read_ranking_lists,
+            save_pointwise_ranker,
+            teacher_scores,
+            train_instruction_distillation,
+        )
+
+        if not 0 <= held_out < 1:
+            raise InputError(f"--held-out must be in [0, 1), got {held_out}")
+        config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+        rows = read_ranking_lists(data)
+        judge = _judge(teacher)
+        for r, t in zip(rows, teacher_scores(judge, rows)):
+            r["teacher_scores"] = t.tolist()
+        test_idx = set(_grouped_split([r["query"] for r in rows], held_out, seed).tolist())
+        train_rows = [r for i, r in enumerate(rows) if i not in test_idx]
+        test_rows = [r for i, r in enumerate(rows) if i in test_idx]
+        if not train_rows:
+            raise InputError(f"{data}: no lists left for training after the --held-out split")
+        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        words = ("Yes", "No") if yes_no else None
+        if yes_no:
+            net = _from_pretrained(AutoModelForCausalLM, model, "model")
+        else:
+            net = _from_pretrained(
+                AutoModelForSequenceClassification, model, "model", num_labels=1, ignore_mismatched_sizes=True
+            )
+        result = train_instruction_distillation(
+            net, tokenizer, train_rows, yes_no=words, sigma=sigma, config=config, resume=resume
+        )
+        res = (
+            evaluate_pointwise_ranker(net, tokenizer, test_rows, yes_no=words, max_length=max_length)
+            if test_rows
+            else None
+        )
+        final = save_pointwise_ranker(net, tokenizer, output, yes_no=words, metrics=res)
+        last = result.history[-1] if result.history else {}
+        console.print(f"step {result.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step"))
+        if res is not None:
+            atomic_write_text(output / "eval.json", json.dumps(res, indent=2) + "\n")
+            console.print(
+                f"held-out agreement with the teacher {res['agreement']:.3f} on {res['lists']} lists "
+                f"({res['student_calls']} student calls instead of {res['teacher_calls']} teacher calls)"
+            )
+        console.print(f"pointwise ranker saved to {final}")
