@@ -8,6 +8,10 @@ MALLOC_MMAP_THRESHOLD_=131072 so that every large tensor is its own mapping, ret
 with glibc's default (a threshold that grows to 32 MB after the first free) freed chunk buffers stay in the heap
 and RSS no longer follows the live tensors, which hides what row chunking saves.
 
+The losses added for issue 16's remaining items (prototype triplet, ICNN, energy confusion, Metrix, MEOW, CACR, DBPM,
+GroCo, ConR) have no pytorch-metric-learning class and are timed alone, except DBPM without a loss history, which is
+pml's NTXentLoss (same values); OPIS (numpy, no gradient) is one call.
+
 Loss timings are one forward + backward pass with respect to the embeddings (and the proxies), best of three;
 miner timings are one call, best of three. Both sides get the same inputs and proxies, so the value columns must
 agree. Losses without a peer on PyPI are timed for pairkit alone; SigLIP and CWCL in one chunk of all rows (the
@@ -28,6 +32,7 @@ import time
 N, D, C, K = 1024, 128, 64, 10  # proxy losses: rows, dimension, classes, SoftTriple centres per class
 NM = 512  # miners and all-triplet losses
 NS = 8192  # SigLIP / CWCL rows: one chunk of NS rows holds the dense N x N matrices
+NP = 128  # DBPM against pml's NT-Xent (pml's memory grows as N^3)
 
 
 def _peak_rss_mb() -> float:
@@ -114,6 +119,41 @@ def _other_case(name, impl, g):
     raise ValueError(name)
 
 
+def _new_case(name, impl, g):
+    """The losses added for issue 16's remaining metric-learning and contrastive items (N = 1024, D = 128)."""
+    import torch
+
+    import pairkit.losses as L
+
+    y = torch.randint(0, C, (N,), generator=g)
+    keys = torch.randn(N, D, generator=g)
+    if name == "dbpm_small":  # without a loss history DBPM is NT-Xent over the 2N views: pml's NTXentLoss
+        # (pml builds a [positive pairs, negative pairs] matrix: 34 GB at N = 1024, so N = NP here)
+        keys = keys[:NP]
+        if impl == "pairkit":
+            return lambda e: L.dbpm(e, keys), (NP, D)
+        from pytorch_metric_learning.losses import NTXentLoss
+        from pytorch_metric_learning.reducers import MeanReducer
+
+        pml, labels = NTXentLoss(temperature=0.2, reducer=MeanReducer()), torch.arange(NP).repeat(2)
+        return lambda e: pml(torch.cat([e, keys]), labels), (NP, D)
+    history = torch.rand(N, generator=g)
+    cases = {
+        "proto_triplet": lambda e: L.proto_triplet(e, y, keys[:C]),
+        "icnn_loss": lambda e: L.icnn_loss(e, y),
+        "energy_confusion": lambda e: L.energy_confusion(e, y),
+        "metrix": lambda e: L.metrix(e, y, lam=0.3),
+        "metrix_ms": lambda e: L.metrix(e, y, lam=0.3, base="multi_similarity"),
+        "meow": lambda e: L.meow(e, keys, clusters=torch.randint(0, 16, (N, 3), generator=g)),
+        "cacr": lambda e: L.cacr(e, y),
+        "dbpm": lambda e: L.dbpm(e, keys),
+        "dbpm_history": lambda e: L.dbpm(e, keys, pair_history=history, history_mean=0.5, history_std=0.15),
+        "groco": lambda e: L.groco(e, y),
+        "conr": lambda e: L.conr(e, history, history + 0.2 * torch.randn(N, generator=g), temperature=0.1),
+    }
+    return cases[name], (N, D)
+
+
 def _run_one(kind: str, name: str, impl: str) -> dict:
     import torch
 
@@ -127,6 +167,18 @@ def _run_one(kind: str, name: str, impl: str) -> dict:
         x = torch.randn(NM, D, generator=g)
         y = torch.randint(0, 32, (NM,), generator=g)
         fn, extra = _miner_case(name, impl, y), None
+    elif kind == "opis":
+
+        from pairkit.metrics import opis
+
+        x = torch.randn(4096, D, generator=g)
+        y = torch.randint(0, C, (4096,), generator=g).numpy()
+        start = time.perf_counter()
+        value = opis(x.numpy(), y, chunk_size=512)
+        return {"seconds": time.perf_counter() - start, "peak_mb": _peak_rss_mb(), "base_mb": 0.0, "value": value}
+    elif kind == "new":
+        fn, shape = _new_case(name, impl, g)
+        x, extra = torch.randn(*shape, generator=g), None
     else:
         fn, shape = _other_case(name, impl, g)
         x, extra = torch.randn(*shape, generator=g), None
@@ -157,6 +209,12 @@ OTHERS = [
     ("softmax_ratio_triplet", "pairkit"),
     ("unpg", "pairkit"),
 ]
+NEW = [
+    ("dbpm_small", "pml"), ("dbpm_small", "pairkit"), ("dbpm", "pairkit"), ("dbpm_history", "pairkit"),
+    ("proto_triplet", "pairkit"),
+    ("icnn_loss", "pairkit"), ("energy_confusion", "pairkit"), ("metrix", "pairkit"), ("metrix_ms", "pairkit"),
+    ("meow", "pairkit"), ("cacr", "pairkit"), ("groco", "pairkit"), ("conr", "pairkit"),
+]
 
 
 def _spawn(kind, name, impl) -> dict:
@@ -176,6 +234,7 @@ def main() -> None:
     runs = [("loss", n, i) for n in PROXY for i in ("pml", "pairkit")]
     runs += [("miner", n, i) for n in MINERS for i in ("pml", "pairkit")]
     runs += [("other", n, i) for n, i in OTHERS]
+    runs += [("new", n, i) for n, i in NEW] + [("opis", "opis", "pairkit")]
     rows = []
     for kind, name, impl in runs:
         res = _spawn(kind, name, impl)
@@ -191,6 +250,12 @@ def main() -> None:
         "symile": "M=3, N=256, D=64 (all N^2 tuples)",
         "softmax_ratio_triplet": f"N={NM}, D={D}, all triplets",
         "unpg": f"N={NM}, D={D}, C=32",
+        "new": f"N={N}, D={D}, {C} classes",
+        "dbpm": f"N={N} pairs (2N views), D={D}",
+        "dbpm_small": f"N={NP} pairs (2N views), D={D}",
+        "dbpm_history": f"N={N} pairs (2N views), D={D}",
+        "meow": f"N={N}, D={D}, 3 clusterings of 16",
+        "opis": f"N=4096, D={D}, {C} classes, 1000-point grid",
     }
     for kind, name, impl, res in rows:
         size = sizes.get(name) or sizes[kind]
