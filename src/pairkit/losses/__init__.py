@@ -65,6 +65,7 @@ from pairkit.losses.contrastive_multiview import (
 )
 from pairkit.losses.contrastive_regression import (
     conr,
+    supremix,
 )
 from pairkit.losses.contrastive_weighted import (
     cacr,
@@ -537,6 +538,7 @@ __all__ = [
     "squared_hellinger_distance",
     "squared_loss",
     "supcon",
+    "supremix",
     "symile",
     "tdpo1_loss",
     "tdpo2_loss",
