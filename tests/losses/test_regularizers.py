@@ -98,3 +98,54 @@ def test_class_relation_kd_gate_is_learned_and_shapes_are_checked():
         L.class_relation_kd_loss(s, t[:, :2], u)
     with pytest.raises(InputError, match="one row per sample"):
         L.class_relation_kd_loss(s, t, u[:3])
+
+
+def _moments_slow(adapted, source, text, normalize=True):
+    """Directions, then numpy means and biased covariances, then the squared distances."""
+    import numpy as np
+
+    x = (adapted - source).numpy()
+    y = text.numpy()
+    if normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    cx, cy = np.cov(x.T, bias=True), np.cov(y.T, bias=True)
+    return float(((x.mean(0) - y.mean(0)) ** 2).sum() + ((cx - cy) ** 2).sum())
+
+
+def test_directional_moment_loss_equals_numpy_moments():
+    g = torch.Generator().manual_seed(4)
+    adapted, source = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randn(7, 5, generator=g,
+                                                                                      dtype=torch.float64)  # fmt: skip
+    text = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    for normalize in (True, False):
+        got = L.directional_moment_loss(adapted, source, text_directions=text, normalize=normalize)
+        assert float(got) == pytest.approx(_moments_slow(adapted, source, text, normalize), rel=1e-10)
+    keep = torch.tensor([True, False, True, True, True, False, True])
+    got = L.directional_moment_loss(adapted, source, text_directions=text, mask=keep)
+    assert float(got) == pytest.approx(_moments_slow(adapted[keep], source[keep], text), rel=1e-10)
+
+
+def test_directional_moment_loss_is_zero_when_image_directions_are_the_text_directions():
+    text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]], dtype=torch.float64)
+    source = torch.zeros(6, 3, dtype=torch.float64)
+    adapted = torch.cat([text, text]) * 2.0  # the same directions (normalised), each twice: same moments
+    assert float(L.directional_moment_loss(adapted, source, text_directions=text)) == pytest.approx(0.0, abs=1e-12)
+    # one mode only (every image the mean text direction): the mean may match but the covariance cannot
+    collapsed = text.mean(0).expand(6, 3)
+    assert float(L.directional_moment_loss(collapsed, source, text_directions=text, normalize=False)) > 0.01
+    with pytest.raises(InputError, match="text_directions must be"):
+        L.directional_moment_loss(adapted, source, text_directions=torch.ones(2, 4))
+
+
+def test_ccs_equals_its_two_terms_and_the_trivial_probe_scores_a_quarter():
+    g = torch.Generator().manual_seed(5)
+    zp, zn = torch.randn(8, generator=g, dtype=torch.float64), torch.randn(8, generator=g, dtype=torch.float64)
+    got = L.ccs_loss(zp, zn, reduction="none")
+    for value, a, b in zip(got.tolist(), zp.tolist(), zn.tolist()):
+        pp, pn = 1 / (1 + math.exp(-a)), 1 / (1 + math.exp(-b))
+        assert value == pytest.approx((pp - (1 - pn)) ** 2 + min(pp, pn) ** 2, rel=1e-12)
+    zero = torch.zeros(3, dtype=torch.float64)
+    assert float(L.ccs_loss(zero, zero)) == pytest.approx(0.25)
+    confident = torch.tensor([30.0, -30.0], dtype=torch.float64)  # consistent and confident: ~0
+    assert float(L.get("ccr_pairwise")(confident, -confident)) == pytest.approx(0.0, abs=1e-12)

@@ -270,7 +270,9 @@ from pairkit.losses.ranking import (
     thurstone_fidelity_loss,
 )
 from pairkit.losses.regularizers import (
+    ccs_loss,
     class_relation_kd_loss,
+    directional_moment_loss,
     lol_loss,
 )
 from pairkit.losses.reward import (
@@ -348,6 +350,7 @@ __all__ = [
     "cacr",
     "canonical_name",
     "cauchy_schwarz_divergence",
+    "ccs_loss",
     "ches_score",
     "chi_squared_divergence",
     "circle",
@@ -381,6 +384,7 @@ __all__ = [
     "diffusion_dpo_loss",
     "diffusion_kto_loss",
     "diffusion_spo_loss",
+    "directional_moment_loss",
     "discopop_loss",
     "distance_weighted_miner",
     "distributed_clip",

@@ -1,9 +1,10 @@
-"""Regularisers over the losses or relations of a batch: comparative loss-over-loss (LoL) and class-relation KD.
+"""Regularisers over the losses, relations or moments of a batch.
 
-Both are auxiliary terms added to a main objective. LoL orders the losses of several versions of one query by how
-much evidence each version used; class-relation distillation keeps a discovery model's class relations (its
-predicted distribution over the known classes) close to those of a model trained on the known classes, weighted by
-how much each sample resembles the known classes.
+Auxiliary terms added to a main objective (or, for CCS, a whole unsupervised probe objective). LoL orders the
+losses of several versions of one query by how much evidence each version used; class-relation distillation keeps
+a discovery model's class relations (its predicted distribution over the known classes) close to those of a model
+trained on the known classes; the directional moment loss matches the mean and covariance of image-edit directions
+to those of text directions; CCS asks a probe to map a statement and its negation to opposite, confident poles.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from pairkit.losses._core import (
     NON_NEGATIVE,
     Reduction,
     check_broadcastable,
+    check_float_tensors,
     keyword,
     reduce_loss,
     register,
 )
 from pairkit.losses.ranking import pairwise_ranking_loss
 
-__all__ = ["class_relation_kd_loss", "lol_loss"]
+__all__ = ["ccs_loss", "class_relation_kd_loss", "directional_moment_loss", "lol_loss"]
 
 
 @register(
@@ -161,3 +163,121 @@ def class_relation_kd_loss(
     safe_mean = torch.where(count > 0, mean_eta, torch.ones_like(mean_eta))
     values = temperature**2 * (eta / safe_mean) * cross
     return reduce_loss(values.to(student_logits.dtype), reduction, mask=mask, weights=weights)
+
+
+@register(
+    "directional_moment_loss",
+    inputs=(
+        Input("adapted_embeddings", "embeddings", "[n, dim]", doc="image embeddings of the adapted generator"),
+        Input("source_embeddings", "embeddings", "[n, dim]", doc="image embeddings of the source generator"),
+        keyword("text_directions", "embeddings", "[prototypes, dim]", required=True,
+                doc="text directions of the K semantic variations (variation minus source text)"),
+    ),
+    keywords=("mask",),
+    family="regularizer",
+    aliases=("directional_moment", "moment_matching_directions"),
+    options=(Option("normalize", bool, doc="unit-normalise every direction first (as CLIP directional losses)"),),
+    batch_coupled=True,
+)
+def directional_moment_loss(
+    adapted_embeddings: torch.Tensor,
+    source_embeddings: torch.Tensor,
+    *,
+    text_directions: torch.Tensor,
+    normalize: bool = True,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Directional moment loss: match the first and second moments of image and text direction distributions.
+
+    With the (unit) image directions :math:`\Delta I_i = E_I(G_t(w_i)) - E_I(G_s(w_i))` of ``n`` latents (adapted
+    minus source generator's image, in a joint image-text embedding space such as CLIP's) and the text directions
+    :math:`\Delta T_k` of ``K`` semantic variations of the target text (variation minus source text), with their
+    means :math:`\mu` and population covariances :math:`\Sigma`:
+
+    .. math::
+        \ell = \lVert \mu_I - \mu_T \rVert_2^2 + \lVert \Sigma_I - \Sigma_T \rVert_F^2
+
+    so the adapted generator's edits follow the *spread* of the text variations, not only their mean direction
+    (a single target direction collapses the samples onto one mode). With the centred rows :math:`X` ``[n, dim]``
+    and :math:`Y` ``[K, dim]`` the Frobenius term is :math:`\lVert XX^\top\rVert_F^2/n^2 -
+    2\lVert XY^\top\rVert_F^2/(nK) + \lVert YY^\top\rVert_F^2/K^2`, so no ``[dim, dim]`` matrix is built.
+
+    Jeon, Liu, Lee, Hong, Fu & Byun (2023), "Improving Diversity in Zero-Shot GAN Adaptation with Semantic
+    Variations" (ICCV), with :func:`~pairkit.losses.relation_consistency_loss` its content-preserving partner.
+    Reading taken (the paper's equation was not available to check): squared Euclidean and squared Frobenius
+    distances, population covariances, unit-normalised directions (``normalize``). A batch-level objective: no
+    ``reduction``; ``mask`` leaves image rows out; no unmasked row gives 0.
+
+    Args:
+        adapted_embeddings, source_embeddings: ``[n, dim]`` (the same latents through both generators);
+        text_directions: ``[K, dim]``; mask: ``[n]`` bool.
+    Returns a scalar.
+    """
+    from pairkit.losses._embeddings import check_features, feature_rows, unit_rows
+
+    check_features(("adapted_embeddings", "source_embeddings"), adapted_embeddings, source_embeddings, mask=mask,
+                   same_dim=True)  # fmt: skip
+    if not (isinstance(text_directions, torch.Tensor) and text_directions.is_floating_point()) or (
+        text_directions.dim() != 2 or text_directions.shape[1] != adapted_embeddings.shape[1]
+    ):
+        raise InputError(
+            f"text_directions must be a floating-point [K, {adapted_embeddings.shape[1]}] tensor (the image dim), "
+            f"got {getattr(text_directions, 'shape', text_directions)}"
+        )
+    image_directions = adapted_embeddings - source_embeddings
+    if text_directions.shape[0] == 0:
+        raise InputError("text_directions must hold at least one direction")
+    dtype = torch.float32 if image_directions.dtype in (torch.float16, torch.bfloat16) else image_directions.dtype
+    (x,) = feature_rows(mask, image_directions.to(dtype))
+    y = text_directions.to(dtype)
+    if x.shape[0] == 0:
+        return (adapted_embeddings.sum() + source_embeddings.sum()) * 0
+    if normalize:
+        x, y = unit_rows(x), unit_rows(y)
+    n, k = x.shape[0], y.shape[0]
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    xc, yc = x - mean_x, y - mean_y
+    cov = (xc @ xc.T).pow(2).sum() / n**2 - 2 * (xc @ yc.T).pow(2).sum() / (n * k) + (yc @ yc.T).pow(2).sum() / k**2
+    value = (mean_x - mean_y).pow(2).sum() + cov.clamp(min=0)
+    return value.to(adapted_embeddings.dtype)
+
+
+@register(
+    "ccs",
+    inputs=(
+        Input("positive_logits", "scores", doc="the probe's logit on each statement x+"),
+        Input("negative_logits", "scores", doc="the probe's logit on its negation (or reversed comparison) x-"),
+    ),
+    family="regularizer",
+    aliases=("contrast_consistent_search", "ccr_pairwise", "pairwise_ccr"),
+)
+def ccs_loss(
+    positive_logits: torch.Tensor,
+    negative_logits: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""CCS: an unsupervised probe maps a statement and its negation to consistent, confident, opposite poles.
+
+    With the probe's probabilities :math:`p^+ = \sigma(z^+)` on a statement and :math:`p^- = \sigma(z^-)` on its
+    negation:
+
+    .. math::
+        \ell = \big(p^+ - (1 - p^-)\big)^2 + \min(p^+, p^-)^2
+
+    (consistency plus confidence; the trivial probe :math:`p^\pm = \tfrac12` scores 1/4).
+
+    Burns, Ye, Klein & Steinhardt (2023), "Discovering Latent Knowledge in Language Models Without Supervision"
+    (ICLR). Pairwise contrast-consistent ranking (CCR) applies it to comparison statements — "Is A more … than
+    B?" and its reversal — whose probe probabilities then give every ordered pair's preference: Stoehr, Cheng,
+    Wang, Preoţiuc-Pietro & Bhowmik (2024), "Unsupervised Contrast-Consistent Ranking with Language Models"
+    (EACL). Their pointwise and listwise probes (MarginCCR, TripletCCR, OrdRegCCR) are not included.
+
+    Args: ``positive_logits``, ``negative_logits``, mask, weights ``[batch]``. Returns ``[batch]`` or a scalar.
+    """
+    check_float_tensors(mask, weights, positive_logits=positive_logits, negative_logits=negative_logits)
+    p_pos, p_neg = torch.sigmoid(positive_logits), torch.sigmoid(negative_logits)
+    values = (p_pos - (1 - p_neg)).pow(2) + torch.minimum(p_pos, p_neg).pow(2)
+    return reduce_loss(values, reduction, mask=mask, weights=weights)
