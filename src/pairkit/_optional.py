@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "scale": ("duckdb", "ray"),
     "ray": ("ray",),
     "diffusion": ("diffusers",),
+    "vllm": ("vllm",),
 }
 """Extra → the top-level import names it provides (``[project.optional-dependencies]`` in pyproject.toml)."""
 

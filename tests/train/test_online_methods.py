@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from pairkit.errors import InputError, PairkitWarning  # noqa: E402
 from pairkit.judges import CallableJudge  # noqa: E402
-from pairkit.train import OnlineConfig, TrainConfig, rate_samples, train_online  # noqa: E402
+from pairkit.train import HFSampler, OnlineConfig, TrainConfig, rate_samples, train_online  # noqa: E402
 from pairkit.train import online as online_mod  # noqa: E402
 from pairkit.train._steps import encode as _encode  # noqa: E402
 from pairkit.train.online import judge_samples  # noqa: E402
@@ -292,11 +292,12 @@ def test_samples_are_cached_by_the_policys_weights(tokenizer, tmp_path, monkeypa
     monkeypatch.setattr(online_mod, "sample_completions", lambda *a, **kw: drawn.append(1) or real(*a, **kw))
     cfg = OnlineConfig(k=2, max_new_tokens=4)
     (tmp_path / "samples").mkdir()
-    first = online_mod._samples(model, tokenizer, PROMPTS[:2], cfg, 0, 0, tmp_path)
-    assert online_mod._samples(model, tokenizer, PROMPTS[:2], cfg, 0, 0, tmp_path) == first and len(drawn) == 1
+    sampler = HFSampler(model, tokenizer)
+    first = online_mod._samples(sampler, PROMPTS[:2], cfg, 0, 0, tmp_path)
+    assert online_mod._samples(sampler, PROMPTS[:2], cfg, 0, 0, tmp_path) == first and len(drawn) == 1
     with torch.no_grad():
         next(model.parameters())[0, 0] += 1.0  # another policy: its samples are drawn, not read back
-    online_mod._samples(model, tokenizer, PROMPTS[:2], cfg, 0, 0, tmp_path)
+    online_mod._samples(sampler, PROMPTS[:2], cfg, 0, 0, tmp_path)
     assert len(drawn) == 2
 
 
@@ -333,7 +334,7 @@ def test_cli_runs_grpo_and_spin(tmp_path, model_dir):
 def test_step_dpo_pairs_are_sibling_steps_in_the_context_of_the_chosen_path(tokenizer, monkeypatch):
     from pairkit.train.online import _step_tree
 
-    def scripted(model, tok, contexts, online, seed, rnd, out_dir, step):
+    def scripted(sampler, contexts, online, seed, rnd, out_dir, step):
         # k continuations per context; "stop" prompts answer in one step (no delimiter: the node closes)
         return [[("a" * (j + 1) + f"{step}" + ("." if c.startswith("stop") else " next")) for j in range(online.k)]
                 for c in contexts]  # fmt: skip
@@ -346,7 +347,7 @@ def test_step_dpo_pairs_are_sibling_steps_in_the_context_of_the_chosen_path(toke
         return prefers_a(context, first, second)
 
     cfg = OnlineConfig(k=3)
-    rows, counts, first = _step_tree(None, tokenizer, ["go:", "stop:"], CallableJudge(judge), cfg,
+    rows, counts, first = _step_tree(None, ["go:", "stop:"], CallableJudge(judge), cfg,
                                      {"depth": 3, "delimiter": " "}, 0, 0, None)  # fmt: skip
     assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [
         ("go:", "aaa1 ", "a1 "), ("stop:", "aaa1.", "a1."),
@@ -357,7 +358,7 @@ def test_step_dpo_pairs_are_sibling_steps_in_the_context_of_the_chosen_path(toke
     assert set(seen) == {"go:", "stop:", "go:aaa1 ", "go:aaa1 aaa2 "}  # siblings judged in their own context
     assert counts == {"prompts_without_pair": 0, "identical_or_empty_pairs": 0}
     with pytest.raises(InputError, match="step_dpo extends text prompts"):
-        _step_tree(None, tokenizer, [[{"role": "user", "content": "hi"}]], CallableJudge(judge), cfg,
+        _step_tree(None, [[{"role": "user", "content": "hi"}]], CallableJudge(judge), cfg,
                    {"depth": 1, "delimiter": " "}, 0, 0, None)  # fmt: skip
 
 
@@ -390,3 +391,91 @@ def test_judged_sample_methods_raise_the_judge_win_rate(tokenizer, method, beta)
                         online=OnlineConfig(rounds=10, prompts_per_round=8, k=4, max_new_tokens=8,
                                             eval_every=10))  # fmt: skip
     assert hist[-1]["win_rate"] >= 0.8
+
+
+def _scir_ref_loss(policy, initial, tokenizer, prompts, samples, config, lam=1.0, tau=0.0):
+    """SCIR's objective from loops: unpadded per-sequence forward passes, the full softmax, one pair at a time."""
+    from pairkit.judges import HFJudge
+    from pairkit.judges.base import Request
+
+    judge = HFJudge(policy, tokenizer, template="tiny")
+
+    def seq_lp(model, prompt_ids, completion_ids):
+        ids = torch.tensor([prompt_ids + completion_ids])
+        lp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+        return sum(lp[len(prompt_ids) - 1 + t, c] for t, c in enumerate(completion_ids))
+
+    def logp(model, n, j):
+        p, c, _ = _encode(tokenizer, prompts[n], [samples[n][j]], config)[0]
+        return seq_lp(model, p, c)
+
+    terms, agreed = [], 0
+    for n, ss in enumerate(samples):
+        for i in range(len(ss)):
+            for j in range(i + 1, len(ss)):
+                if not ss[i] or not ss[j] or ss[i] == ss[j]:
+                    continue
+                r1 = BETA * (logp(policy, n, i) - logp(initial, n, i).detach())
+                r2 = BETA * (logp(policy, n, j) - logp(initial, n, j).detach())
+                ll = {}
+                for order in ("ab", "ba"):
+                    text = judge.prompt(Request(prompts[n], ss[i], ss[j], order=order))
+                    ids = tokenizer.encode(text, add_special_tokens=False)
+                    for v in ("A", "B"):
+                        ll[order, v] = seq_lp(policy, ids, tokenizer.encode(v + "]]", add_special_tokens=False))
+                first = 1 / (1 + torch.exp(ll["ab", "B"] - ll["ab", "A"]))  # P(y_i) shown first
+                second = 1 / (1 + torch.exp(ll["ba", "A"] - ll["ba", "B"]))  # P(y_i) shown second
+                p_g = (first + second) / 2
+                p_d = 1 / (1 + torch.exp(-(r1 - r2)))
+                loss = lam * (p_g - p_d) * (torch.log(p_g / (1 - p_g)) - torch.log(p_d / (1 - p_d)))
+                mean = float((p_g + p_d).detach() / 2)
+                if (float(p_g.detach()) - 0.5) * (float(p_d.detach()) - 0.5) > 0 and abs(mean - 0.5) >= tau:
+                    agreed += 1
+                    winner, loser = (r1, r2) if mean > 0.5 else (r2, r1)
+                    loss = loss - torch.log(1 / (1 + torch.exp(-(winner - loser))))
+                terms.append(loss)
+    return torch.stack(terms).mean(), agreed, len(terms)
+
+
+def test_scir_update_is_the_gradient_of_consistency_plus_dpo_on_agreeing_pairs(tokenizer, tmp_path, monkeypatch):
+    """Step 2 of round 1 (second epoch): the policy has moved from the reference, so the implicit reward is no
+    longer 1/2 and the DPO term trains the pairs where both internal rewards agree. A short judge prompt keeps
+    the test fast (the method's ``template`` option names it)."""
+    from pairkit.judges.prompts import TEMPLATES, PromptTemplate
+
+    monkeypatch.setitem(TEMPLATES, "tiny", PromptTemplate("tiny", "1", "Judge: [[A]], [[B]] or [[C]].",
+                                                          "{question}|{answer_a}|{answer_b}"))  # fmt: skip
+    monkeypatch.setattr(torch.optim, "AdamW", _Recorder)
+    _Recorder.first, _Recorder.steps = None, 0
+    model = build_model(tokenizer, seed=0, dtype=torch.float64)
+    initial = build_model(tokenizer, seed=0, dtype=torch.float64)
+    config = TrainConfig(lr=5e-2, batch_size=64, max_grad_norm=None, output_dir=str(tmp_path))
+    hist = train_online(model, tokenizer, PROMPTS[:2], method="scir", beta=BETA, config=config,
+                        method_options={"template": "tiny"},
+                        online=OnlineConfig(rounds=1, prompts_per_round=2, k=2, max_new_tokens=6))  # fmt: skip
+    assert hist[0]["judge_calls"] == 0 and hist[0]["pairs"] > 0
+    order = np.random.default_rng(0).permutation(2)
+    prompts = [PROMPTS[:2][i] for i in order]
+    samples = json.loads((tmp_path / "samples" / "round-1.json").read_text())["samples"]
+    policy = _copy_weights(tokenizer, _Recorder.weights)
+    loss, agreed, total = _scir_ref_loss(policy, initial, tokenizer, prompts, samples, config)
+    assert 0 < agreed  # the DPO term is in the gradient being compared
+    _assert_grads(_Recorder.grads, loss, policy)
+    # the first step: the policy is the reference (p_D = 1/2), no pair agrees, only the consistency term
+    first, agreed0, _ = _scir_ref_loss(initial, initial, tokenizer, prompts, samples, config)
+    assert agreed0 == 0
+    _assert_grads(_Recorder.first, first, initial)
+
+
+def test_scir_loss_options_filter_and_weigh():
+    from pairkit.train._online_methods import scir_loss
+
+    margin = torch.tensor([0.4, -0.4, 0.02], dtype=torch.float64)
+    ll = torch.log(torch.tensor([[0.8, 0.2, 0.2, 0.8], [0.8, 0.2, 0.2, 0.8], [0.55, 0.45, 0.45, 0.55]],
+                                dtype=torch.float64))  # fmt: skip
+    loss, stats = scir_loss(margin, ll)
+    assert stats["consistent"].tolist() == [1.0, 0.0, 1.0]  # the second pair's rewards disagree
+    _, strict = scir_loss(margin, ll, threshold=0.1)
+    assert strict["consistent"].tolist() == [1.0, 0.0, 0.0]  # the third is not confident enough
+    only_dpo, _ = scir_loss(margin, ll, consistency_weight=0.0)
+    assert only_dpo[1] == 0 and only_dpo[0] == pytest.approx(math.log1p(math.exp(-0.4)))

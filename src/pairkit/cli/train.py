@@ -279,12 +279,13 @@ def online(
         None,
         "--judge",
         help="Judge config JSON file (as for 'pairkit judge'), or MODULE:FUNCTION for a Python judge "
-        "(not needed by self_rewarding, cream, spin, hypo).",
+        "(not needed by self_rewarding, cream, scir, spin, hypo).",
     ),
     method: str = typer.Option(
         "online_dpo",
         "--method",
-        help="online_dpo, iterative_dpo, self_rewarding, cream, spin, sppo, superhf, hypo, p3o, rloo, grpo, step_dpo.",
+        help="online_dpo, iterative_dpo, self_rewarding, cream, scir, spin, sppo, superhf, hypo, p3o, rloo, grpo, "
+        "step_dpo.",
     ),
     data: Path = typer.Option(
         None, "--data", help="spin: rows of prompt and reference answer ('chosen'); hypo: offline preference pairs."

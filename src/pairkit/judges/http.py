@@ -210,14 +210,16 @@ class OpenAIJudge(ComparatorBase):
         """Whether calls cost money here (a price is set), so that a money budget can apply."""
         return self.price is not None
 
-    async def _post(self, payload: dict) -> dict:
-        """One chat completion with bounded retries; returns the parsed JSON body."""
+    async def _post(self, payload: dict, endpoint: str = "/chat/completions") -> dict:
+        """One chat completion (or, with ``endpoint="/completions"``, a text completion) with bounded retries;
+        returns the parsed JSON body."""
         with requires("judges", "the OpenAI-compatible judge"):
             import httpx
 
         client, semaphore = self._loop_state()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        url = f"{self.base_url}/chat/completions"
+        url = f"{self.base_url}{endpoint}"
+        chat = endpoint.endswith("/chat/completions")
         kinds = []
         deadline = time.monotonic() + self.max_call_seconds
         for attempt in range(self.max_retries + 1):
@@ -241,7 +243,8 @@ class OpenAIJudge(ComparatorBase):
                 else:
                     try:
                         body = response.json()
-                        body["choices"][0]["message"]["content"]  # noqa: B018 - shape check
+                        first = body["choices"][0]
+                        first["message"]["content"] if chat else first["text"]  # noqa: B018 - shape check
                         return body
                     except (ValueError, KeyError, IndexError, TypeError) as exc:
                         kind, detail = "malformed", f"{type(exc).__name__}: {response.text[:120]!r}"

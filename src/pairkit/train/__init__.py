@@ -79,6 +79,7 @@ from pairkit.train.reward_model import (
     mean_pooled_embeddings,
     train_reward_model,
 )
+from pairkit.train.sampling import HFSampler, OpenAISampler, VLLMSampler
 from pairkit.train.trainers import (
     CheckedLoss,
     SparseMaskHead,
@@ -91,8 +92,10 @@ from pairkit.train.trainers import (
 
 __all__ = [
     "CheckedLoss",
+    "HFSampler",
     "METHODS",
     "OnlineConfig",
+    "OpenAISampler",
     "PALRewardModel",
     "POINTWISE_PROMPT",
     "SelfJudge",
@@ -100,6 +103,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TruncationWarning",
+    "VLLMSampler",
     "best_vs_worst_pairs",
     "check_loss",
     "check_number",

@@ -9,6 +9,7 @@ which the clipped objectives need).
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import nullcontext
 from typing import Any
@@ -34,6 +35,8 @@ METHOD_OPTIONS: dict[str, dict[str, tuple[Any, tuple]]] = {
     "hypo": {"kl_weight": (0.1, (0, None, False))},
     "spin": {"alpha": (0.0, (0, None, False))},
     "step_dpo": {"depth": (3, (1, None, False, True)), "delimiter": ("\n", None)},
+    "scir": {"consistency_weight": (1.0, (0, None, False)), "threshold": (0.0, (0, 0.5, False)),
+             "template": ("pairwise", None)},
 }  # fmt: skip
 
 
@@ -277,3 +280,113 @@ def train_hypo_round(
             apply_update(loss, optimizer, params, config, rnd)
             sums.add(len(idx), loss=losses, **stats, online_kl=float((pol - ref).detach().double().mean()))
     return sums.mean()
+
+
+def scir_pairs(samples) -> list[tuple[int, int, int]]:
+    """SCIR's unlabeled pairs: (prompt, i, j) for every i < j of different, non-empty samples of a prompt."""
+    return [(n, i, j) for n, ss in enumerate(samples) for i in range(len(ss)) for j in range(i + 1, len(ss))
+            if ss[i] and ss[j] and ss[i] != ss[j]]  # fmt: skip
+
+
+def scir_judge_sequences(judge, tokenizer, prompt, first: str, second: str) -> list[tuple[list[int], list[int]]]:
+    """The four (judge prompt ids, verdict ids) sequences of one pair: shown as (first, second) then swapped,
+    each followed by the verdict ``A]]`` and ``B]]`` (``judge`` is the :class:`~pairkit.judges.HFJudge` whose
+    ``prompt`` renders the judge prompt, ending in the verdict opening ``[[``)."""
+    from pairkit.judges.base import Request
+
+    context = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+    out = []
+    for order in ("ab", "ba"):
+        text = judge.prompt(Request(context, first, second, order=order))
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        out += [(ids, tokenizer.encode(label + "]]", add_special_tokens=False)) for label in ("A", "B")]
+    return out
+
+
+def train_scir_round(
+    model, reference, tokenizer, prompts, samples, *, beta, options, optimizer, params, config, epochs, rnd, pad_id,
+) -> dict[str, float]:  # fmt: skip
+    """One round of SCIR: consistency between the policy's two internal reward models, DPO on the pairs where
+    they agree.
+
+    Zhou et al. (2025), "Self-Consistency of the Internal Reward Models Improves Self-Rewarding Language Models"
+    (arXiv:2502.08922). For every pair :math:`(y_1, y_2)` of a prompt's samples the policy predicts the
+    preference twice: as a generative judge (LLM-as-a-judge, the verdict tokens ``A``/``B`` after the judge
+    prompt, both presentation orders averaged) and through its implicit DPO reward:
+
+    .. math::
+
+        p_G &= \\tfrac12\\big[\\sigma(\\ell^{(12)}_A - \\ell^{(12)}_B) + \\sigma(\\ell^{(21)}_B - \\ell^{(21)}_A)\\big],
+        \\qquad \\ell^{(12)}_v = \\log\\pi_\\theta(v\\texttt{]]} \\mid \\text{judge}(x, y_1, y_2)) \\\\
+        p_D &= \\sigma(r_1 - r_2), \\qquad
+        r_j = \\beta\\big(\\log\\pi_\\theta(y_j\\mid x) - \\log\\pi_{ref}(y_j\\mid x)\\big) \\\\
+        \\mathcal{L} &= \\frac1P\\sum_{pairs} m\\,\\big[-\\log\\sigma\\big(s\\,(r_1 - r_2)\\big)\\big]
+        + \\lambda\\,(p_G - p_D)\\big(\\operatorname{logit} p_G - \\operatorname{logit} p_D\\big)
+
+    where :math:`s = \\operatorname{sign}(\\bar p - \\tfrac12)` with :math:`\\bar p = \\operatorname{sg}(\\tfrac12
+    (p_G + p_D))`, and the mask :math:`m = 1` when the two internal rewards agree,
+    :math:`(p_G - \\tfrac12)(p_D - \\tfrac12) > 0`, with confidence :math:`|\\bar p - \\tfrac12| \\ge \\tau`
+    (``threshold``). The consistency term is the symmetric KL divergence of the two Bernoulli predictions; both
+    internal reward models receive its gradient. Options: ``consistency_weight`` λ (1), ``threshold`` τ (0),
+    ``template`` (the judge prompt, ``"pairwise"``).
+
+    **Reading taken.** The paper's text available to us gives the components (two internal reward models, a
+    consistency loss on their preference probabilities of each unlabeled pair, DPO on the consistent pairs
+    only) but not every formula; the choices here are ours: the symmetric KL as the inconsistency penalty, the
+    verdict probability renormalised over ``A`` and ``B`` (ties dropped) and averaged over both orders, the
+    label from the mean of the two probabilities, and the round's starting policy as the reference (the
+    self-rewarding iteration). At a round's first step :math:`p_D = \\tfrac12` exactly (policy = reference), so
+    no pair is consistent yet and only the consistency term trains; the DPO term starts in the next step
+    (hence two epochs per round by default).
+    """
+    from pairkit.judges import HFJudge
+    from pairkit.train._steps import encode, seq_logps
+
+    lam, tau = options["consistency_weight"], options["threshold"]
+    judge = HFJudge(model, tokenizer, template=options["template"])
+    pairs = scir_pairs(samples)
+    if not pairs:
+        return {"loss": 0.0, "pairs": 0.0}
+    enc = {(n, j): encode(tokenizer, prompts[n], [samples[n][j]], config)[0][:2]
+           for n, i, j2 in pairs for j in (i, j2)}  # fmt: skip
+    jseqs = [scir_judge_sequences(judge, tokenizer, prompts[n], samples[n][i], samples[n][j]) for n, i, j in pairs]
+    with torch.no_grad():
+        keys = list(enc)
+        ref_lp = dict(zip(keys, seq_logps(reference, [enc[key] for key in keys], pad_id, config.chunk_size)[0]))
+    rng = np.random.default_rng([config.seed, rnd, 31])
+    model.train(config.dropout)
+    sums = Sums()
+    for _ in range(epochs):
+        perm = rng.permutation(len(pairs))
+        for s in range(0, len(pairs), config.batch_size):
+            idx = perm[s : s + config.batch_size]
+            seqs = [enc[pairs[p][0], pairs[p][c]] for p in idx for c in (1, 2)]
+            pol = seq_logps(model, seqs, pad_id, config.chunk_size)[0].view(-1, 2)
+            ref = torch.stack([torch.stack([ref_lp[pairs[p][0], pairs[p][c]] for c in (1, 2)]) for p in idx])
+            r = beta * (pol - ref.to(pol.dtype))
+            ll = seq_logps(model, [q for p in idx for q in jseqs[p]], pad_id, config.chunk_size)[0].view(-1, 4)
+            loss, stats = scir_loss(r[:, 0] - r[:, 1], ll, consistency_weight=lam, threshold=tau)
+            apply_update(loss.sum() / len(idx), optimizer, params, config, rnd)
+            sums.add(len(idx), loss=loss, **stats)
+    out = sums.mean()
+    out["pairs"] = float(len(pairs))
+    return out
+
+
+def scir_loss(margin: torch.Tensor, verdict_ll: torch.Tensor, *, consistency_weight: float = 1.0,
+              threshold: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+    """Per-pair SCIR loss ``[P]`` from the implicit reward margins ``r_1 - r_2`` ``[P]`` and the verdict
+    log-likelihoods ``[P, 4]`` (order (1, 2): ``A``, ``B``; order (2, 1): ``A``, ``B``); see
+    :func:`train_scir_round` for the formula. Returns the losses and per-pair statistics."""
+    ll = verdict_ll
+    p_g = 0.5 * (torch.sigmoid(ll[:, 0] - ll[:, 1]) + torch.sigmoid(ll[:, 3] - ll[:, 2]))
+    p_d = torch.sigmoid(margin)
+    logit_g = torch.log(p_g) - torch.log1p(-p_g)
+    consistency = (p_g - p_d) * (logit_g - margin)
+    with torch.no_grad():
+        mean = 0.5 * (p_g + p_d)
+        agree = ((p_g - 0.5) * (p_d - 0.5) > 0) & ((mean - 0.5).abs() >= threshold)
+        sign = torch.where(mean > 0.5, 1.0, -1.0).to(margin.dtype)
+    dpo = torch.nn.functional.softplus(-sign * margin) * agree.to(margin.dtype)
+    stats = {"consistent": agree.double(), "gap": (p_g - p_d).detach().abs(), "p_generative": p_g.detach()}
+    return dpo + consistency_weight * consistency, stats

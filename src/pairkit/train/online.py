@@ -110,6 +110,10 @@ METHODS: dict[str, dict[str, Any]] = {
     # Wang et al. (2024), "CREAM: Consistency Regularized Self-Rewarding Language Models": self-rewarding whose
     # DPO labels are softened by the rank consistency of the current and previous iterate as judges.
     "cream": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
+    # Zhou et al. (2025), "Self-Consistency of the Internal Reward Models Improves Self-Rewarding Language Models":
+    # the policy's generative (LLM-as-a-judge) and implicit DPO rewards are trained to agree on pairs of its own
+    # samples, and DPO trains on the pairs where they agree.
+    "scir": {"update_reference": True, "epochs": 2, "pairs": "all"},
     # Chen et al. (2024), "Self-Play Fine-Tuning Converts Weak Language Models to Strong Language Models": the
     # data's answer is chosen, the policy's own sample rejected, the previous iterate is the reference.
     "spin": {"update_reference": True, "epochs": 1, "pairs": "best_vs_worst"},
@@ -133,7 +137,7 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 # what each method needs: a judge ("given", the policy itself, or none) and offline data
-_JUDGE = {"self_rewarding": "self", "cream": "self", "spin": None, "hypo": None}
+_JUDGE = {"self_rewarding": "self", "cream": "self", "spin": None, "hypo": None, "scir": None}
 _DATA = {"spin": "a reference answer per prompt ('chosen', 'completion' or 'response')",
          "hypo": "offline preference pairs (prompt, chosen, rejected)"}  # fmt: skip
 _SAMPLE_METHODS = ("rloo", "grpo", "p3o", "sppo", "superhf")
@@ -304,6 +308,7 @@ def train_online(
     online: OnlineConfig | None = None,
     eval_prompts: Sequence[Any] | None = None,
     budget: int | None = None,
+    sampler=None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
@@ -325,6 +330,11 @@ def train_online(
     * the policy as its own judge (:class:`SelfJudge`, no ``judge`` needed): ``"self_rewarding"`` (Yuan et al.
       2024) and ``"cream"`` (Wang et al. 2024: the previous iterate judges too, and the DPO labels are smoothed
       by the rank consistency :math:`C` of the two, :func:`~pairkit.train.policy_gradient.cream_consistency`);
+    * ``"scir"`` (Zhou et al. 2025, "Self-Consistency of the Internal Reward Models Improves Self-Rewarding
+      Language Models"): no judge; the policy's generative judge and its implicit DPO reward are trained to agree
+      on all pairs of its samples, and DPO trains the pairs where they agree
+      (:func:`~pairkit.train._online_methods.train_scir_round`; options ``consistency_weight``, ``threshold``,
+      ``template``);
     * offline data in the loop (``data``): ``"spin"`` (Chen et al. 2024, "Self-Play Fine-Tuning…": the data's
       answer is chosen, the policy's first sample rejected; ``method_options={"alpha": a}`` makes the reference
       the geometric mixture :math:`\\pi_t^{1/(1+a)}\\pi_0^{a/(1+a)}` of the previous and the initial policy, the
@@ -343,6 +353,12 @@ def train_online(
       Boosts Reasoning via Iterative Preference Learning", searched greedily here, not by MCTS).
 
     Explicit ``online`` fields override the method's defaults.
+
+    ``sampler`` (:mod:`pairkit.train.sampling`) draws the samples: by default an
+    :class:`~pairkit.train.HFSampler` over the policy itself (on-policy); a :class:`~pairkit.train.VLLMSampler`
+    (its ``update_weights`` loads the policy into the engine every round) or an
+    :class:`~pairkit.train.OpenAISampler` (a server's model: off-policy); an ``HFSampler`` over a frozen copy of
+    the starting policy trains on pairs sampled from the initial policy only (the offline baseline).
 
     With ``config.output_dir`` set, samples (keyed by a hash of the policy's weights, the prompts and the
     sampling options), judgments (SQLite), a checkpoint per round and ``metrics.jsonl`` are written there and
@@ -371,7 +387,7 @@ def train_online(
     judge_kind = _JUDGE.get(method, "given")
     if judge_kind == "given" and judge is None:
         raise InputError(f"method {method!r} needs a judge (a pairkit comparator)")
-    if judge_kind is not None and online.k < 2:
+    if (judge_kind is not None or method == "scir") and online.k < 2:
         raise InputError(f"method {method!r} compares samples of a prompt: k must be at least 2, got {online.k}")
     rows = None
     if method in _DATA:
@@ -390,8 +406,10 @@ def train_online(
         if parse_loss_spec(loss) != [("dpo", 1.0)]:
             raise InputError(f"method 'cream' trains its own consistency-smoothed DPO; give loss='dpo', not {loss!r}")
         loss = "cdpo"
+    if method == "scir" and parse_loss_spec(loss) != [("dpo", 1.0)]:
+        raise InputError(f"method 'scir' trains its own DPO and consistency loss; give loss='dpo', not {loss!r}")
     terms = options = None
-    if method not in _SAMPLE_METHODS:  # the sample methods train their own objective, not ``loss``
+    if method not in _SAMPLE_METHODS and method != "scir":  # these train their own objective, not ``loss``
         terms = loss_terms(loss, "preference")
         options = trainer_options(terms, beta, loss_options)
     pad_id = pad_id_of(tokenizer)
@@ -407,6 +425,12 @@ def train_online(
 
     initial = _frozen(model)
     reference = initial
+    if sampler is None:
+        from pairkit.train.sampling import HFSampler
+
+        sampler = HFSampler(model, tokenizer)
+    elif not callable(getattr(sampler, "sample", None)) or not callable(getattr(sampler, "identity", None)):
+        raise InputError(f"sampler must have sample(...) and identity() (see pairkit.train.sampling), got {sampler!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
@@ -440,13 +464,15 @@ def train_online(
             round_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
         calls_before = round_judge.usage.calls if round_judge is not None else 0
         hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
+        if hasattr(sampler, "update_weights"):  # an external engine samples from this round's policy
+            sampler.update_weights(model)
         if method == "step_dpo":
             tree_pairs, tree_counts, samples = _step_tree(
-                model, tokenizer, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
+                sampler, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
             )
         else:
             clock = time.perf_counter()
-            samples = _samples(model, tokenizer, batch_prompts, online, config.seed, rnd, out_dir)
+            samples = _samples(sampler, batch_prompts, online, config.seed, rnd, out_dir)
             row["time/generate"] = time.perf_counter() - clock
         row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
         sel = ratings = None
@@ -483,6 +509,11 @@ def train_online(
                 method, model, reference, tokenizer, batch_prompts, samples, ratings=ratings,
                 decisions=sel.decisions, beta=beta, options=opts, optimizer=optimizer, params=params, config=config,
                 epochs=online.epochs, rnd=rnd, pad_id=pad_id,
+            ))  # fmt: skip
+        elif method == "scir":
+            row.update(om.train_scir_round(
+                model, reference, tokenizer, batch_prompts, samples, beta=beta, options=opts, optimizer=optimizer,
+                params=params, config=config, epochs=online.epochs, rnd=rnd, pad_id=pad_id,
             ))  # fmt: skip
         elif method == "hypo":
             row.update(om.train_hypo_round(
@@ -618,30 +649,31 @@ def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
     return prepare
 
 
-def _samples(model, tokenizer, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
+def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
     """The round's samples: read back when a killed run already drew them, else drawn and saved first."""
-    from pairkit.train._steps import weights_fingerprint
-
     name = f"round-{rnd + 1}.json" if not step else f"round-{rnd + 1}-step-{step}.json"
     path = out_dir / "samples" / name if out_dir else None
     key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
            "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
-    if path is not None:  # samples of another policy (changed weights) are never reused
-        key["policy"] = weights_fingerprint(model)
+    if path is not None:  # samples of another policy (changed weights) or sampler are never reused
+        key.update(sampler.identity())
     if path is not None and path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved.get("key") == key:
             return saved["samples"]
-    samples = sample_completions(
-        model, tokenizer, prompts, k=online.k, max_new_tokens=online.max_new_tokens,
-        temperature=online.temperature, top_p=online.top_p, seed=seed * 1_000_003 + rnd + 7919 * step,
+    samples = sampler.sample(
+        prompts, k=online.k, max_new_tokens=online.max_new_tokens, temperature=online.temperature,
+        top_p=online.top_p, seed=seed * 1_000_003 + rnd + 7919 * step,
     )  # fmt: skip
+    if len(samples) != len(prompts) or any(len(ss) != online.k for ss in samples):
+        raise InputError(f"the sampler returned {[len(ss) for ss in samples]} samples for {len(prompts)} prompts; "
+                         f"expected {online.k} per prompt")  # fmt: skip
     if path is not None:
         _atomic_json(path, {"key": key, "samples": samples})
     return samples
 
 
-def _step_tree(model, tokenizer, prompts, judge, online: OnlineConfig, opts, seed: int, rnd: int, out_dir):
+def _step_tree(sampler, prompts, judge, online: OnlineConfig, opts, seed: int, rnd: int, out_dir):
     """Step-level pairs from a tree the policy expands, one step (up to ``delimiter``) at a time.
 
     .. math::
@@ -667,7 +699,7 @@ def _step_tree(model, tokenizer, prompts, judge, online: OnlineConfig, opts, see
         if not open_:
             break
         contexts = [prompts[i] + prefixes[i] for i in open_]
-        drawn = _samples(model, tokenizer, contexts, online, seed, rnd, out_dir, step=d + 1)
+        drawn = _samples(sampler, contexts, online, seed, rnd, out_dir, step=d + 1)
         steps = [[_cut(s, delimiter) for s in ss] for ss in drawn]
         if first is None:
             first = steps

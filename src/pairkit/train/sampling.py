@@ -1,0 +1,166 @@
+"""Samplers for the online loop: where the ``k`` completions per prompt come from.
+
+A sampler has ``sample(prompts, *, k, max_new_tokens, temperature, top_p, seed) -> list[list[str]]`` (``k``
+texts per prompt) and ``identity() -> dict``, which keys the loop's sample cache (a killed run never samples a
+round twice; another sampler's samples are never reused). Optional: ``update_weights(model)``, called by
+:func:`~pairkit.train.train_online` at the start of every round so that an external engine samples from the
+current policy.
+
+* :class:`HFSampler` — a transformers causal LM (batched, seeded ``generate``; the loop's default over the policy).
+  Built over a frozen copy of the initial policy it gives the *offline* baseline: every round's pairs are
+  sampled from the starting policy.
+* :class:`VLLMSampler` — vLLM's Python API (``vllm.LLM``), when vLLM is installed (``pip install
+  'pairkit[vllm]'``; it needs a supported GPU or CPU build).
+* :class:`OpenAISampler` — an OpenAI-compatible ``/completions`` or ``/chat/completions`` server (vLLM's
+  ``vllm serve``, TGI, llama.cpp, …), through the same HTTP client as :class:`~pairkit.judges.OpenAIJudge`
+  (bounded retries with backoff, timeouts, concurrency limit). The server's model samples: the policy being
+  trained is not synchronised into it, so in the loop this is off-policy sampling unless the server is reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pairkit._optional import requires
+from pairkit.errors import InputError
+
+__all__ = ["HFSampler", "OpenAISampler", "VLLMSampler"]
+
+
+def _prompt_key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
+class HFSampler:
+    """``k`` seeded samples per prompt from a transformers causal LM (:func:`~pairkit.train.sample_completions`).
+
+    .. math::
+
+        y_{i,j} \\sim \\pi(\\cdot \\mid x_i),\\quad j = 1..k
+
+    ``identity()`` holds a hash of the model's weights at the time of the call, so samples of a changed model
+    are never served from the cache.
+    """
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def sample(self, prompts: Sequence[Any], *, k: int, max_new_tokens: int, temperature: float, top_p: float,
+               seed: int) -> list[list[str]]:  # fmt: skip
+        """``k`` completions per prompt (see :func:`~pairkit.train.sample_completions`)."""
+        from pairkit.train.online import sample_completions
+
+        return sample_completions(self.model, self.tokenizer, prompts, k=k, max_new_tokens=max_new_tokens,
+                                  temperature=temperature, top_p=top_p, seed=seed)  # fmt: skip
+
+    def identity(self) -> dict[str, str]:
+        """The cache key part of this sampler: ``hf`` and a hash of the weights."""
+        from pairkit.train._steps import weights_fingerprint
+
+        return {"backend": "hf", "policy": weights_fingerprint(self.model)}
+
+
+class VLLMSampler:
+    """``k`` samples per prompt from vLLM's offline engine (``vllm.LLM``), seeded per request.
+
+    .. math::
+
+        y_{i,j} \\sim \\pi(\\cdot \\mid x_i),\\quad j = 1..k
+        \\quad (\\text{vLLM } \\texttt{SamplingParams}(n{=}k, T, p, \\text{seed}))
+
+    Kwon et al. (2023), "Efficient Memory Management for Large Language Model Serving with PagedAttention".
+    ``model`` is a path or hub name (or an ``vllm.LLM`` already built); text prompts go through
+    ``LLM.generate``, chat prompts (lists of messages) through ``LLM.chat``. ``update_weights(policy)`` loads a
+    torch model's weights into the engine (the route TRL uses for online training:
+    ``llm_engine.model_executor.driver_worker.model_runner.model.load_weights``; vLLM versions differ, and a
+    version without it raises). Needs vLLM: ``pip install 'pairkit[vllm]'`` (not tested in pairkit's CI, where
+    vLLM cannot be installed: only the import guard is).
+    """
+
+    def __init__(self, model, *, seed: int = 0, **engine_options):
+        with requires("vllm", "the vLLM sampler"):
+            import vllm
+
+        self._vllm = vllm
+        self.name = model if isinstance(model, str) else type(model).__name__
+        self.llm = vllm.LLM(model=model, seed=seed, **engine_options) if isinstance(model, str) else model
+        self.version = 0
+
+    def sample(self, prompts: Sequence[Any], *, k: int, max_new_tokens: int, temperature: float, top_p: float,
+               seed: int) -> list[list[str]]:  # fmt: skip
+        """``k`` completions per prompt; one request per prompt, seeded ``seed + i``."""
+        params = [self._vllm.SamplingParams(n=k, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                            seed=seed + i) for i in range(len(prompts))]  # fmt: skip
+        chats = [isinstance(p, list) for p in prompts]
+        if all(chats):
+            outs = self.llm.chat(list(prompts), params, use_tqdm=False)
+        elif not any(chats):
+            outs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        else:
+            raise InputError("VLLMSampler: give all prompts as text or all as chat messages, not a mix")
+        return [[c.text for c in out.outputs] for out in outs]
+
+    def update_weights(self, policy) -> None:
+        """Load ``policy``'s weights into the engine, so the next round samples from the current policy."""
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.model.load_weights(policy.state_dict().items())
+        from pairkit.train._steps import weights_fingerprint
+
+        self.version = weights_fingerprint(policy)
+
+    def identity(self) -> dict[str, str]:
+        """The cache key part: ``vllm``, the model name and a hash of the weights last loaded (if any)."""
+        return {"backend": "vllm", "model": self.name, "policy": str(self.version)}
+
+
+class OpenAISampler:
+    """``k`` samples per prompt from an OpenAI-compatible server (``/completions`` for text prompts,
+    ``/chat/completions`` for chat prompts), through :class:`~pairkit.judges.OpenAIJudge`'s HTTP client.
+
+    .. math::
+
+        y_{i,1..k} = \\text{server}(x_i;\\ n{=}k,\\ T,\\ p,\\ \\text{max\\_tokens},\\ \\text{seed}{=}s{+}i)
+
+    One request per prompt asks for ``n = k`` choices with ``seed = seed + i`` (vLLM and OpenAI honour both;
+    a server returning a different number of choices is an error). Retries, timeouts and the concurrency
+    bound are the judge client's (``client_options`` are passed to it: ``max_concurrency``, ``max_retries``,
+    ``timeout``, …). ``identity()`` is the server and model name, so a cached round is never sampled again.
+    """
+
+    def __init__(self, model: str, *, base_url: str, api_key: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 extra_body: dict | None = None, **client_options):  # fmt: skip
+        from pairkit.judges.http import OpenAIJudge
+
+        self.model, self.base_url = model, base_url.rstrip("/")
+        self.extra_body = dict(extra_body or {})
+        self._client = OpenAIJudge(model, base_url=base_url, api_key=api_key, api_key_env=api_key_env,
+                                   **client_options)  # fmt: skip
+
+    def sample(self, prompts: Sequence[Any], *, k: int, max_new_tokens: int, temperature: float, top_p: float,
+               seed: int) -> list[list[str]]:  # fmt: skip
+        """``k`` completions per prompt, requested concurrently."""
+        return asyncio.run(self._sample(list(prompts), k, max_new_tokens, temperature, top_p, seed))
+
+    async def _sample(self, prompts, k, max_new_tokens, temperature, top_p, seed):
+        async def one(i, prompt):
+            chat = not isinstance(prompt, str)
+            body = {"model": self.model, "n": k, "max_tokens": max_new_tokens, "temperature": temperature,
+                    "top_p": top_p, "seed": seed + i, **self.extra_body}  # fmt: skip
+            body["messages" if chat else "prompt"] = prompt
+            reply = await self._client._post(body, endpoint="/chat/completions" if chat else "/completions")
+            choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
+            if len(choices) != k:
+                raise InputError(f"{self.base_url}: asked for n={k} completions of prompt {i}, got {len(choices)}")
+            return [c["message"]["content"] if chat else c["text"] for c in choices]
+
+        try:
+            return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
+        finally:
+            await self._client.aclose()
+
+    def identity(self) -> dict[str, str]:
+        """The cache key part: ``openai``, the server and the model name."""
+        return {"backend": "openai", "base_url": self.base_url, "model": self.model}
