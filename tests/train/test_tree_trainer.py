@@ -79,6 +79,7 @@ def test_tpo_with_the_initial_model_as_reference_starts_at_ln2_and_plain_respons
     res = train_listwise(build_model(tokenizer, seed=1), tokenizer, rows, loss="tpo",
                          config=TrainConfig(batch_size=2, max_steps=1))  # fmt: skip
     assert res.history[0]["loss"] == pytest.approx(math.log(2), abs=1e-7)  # policy = reference: every reward 0
+    assert res.history[0]["accuracy"] == 0.0  # all rewards tie: the best response is not (yet) ranked first
 
 
 def test_tpo_bad_rows_raise(tokenizer):

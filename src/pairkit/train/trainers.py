@@ -383,15 +383,18 @@ def train_listwise(
             inputs.pop("mask")
         best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
         losses = combine_losses(terms, inputs, options)
-        if tree:  # the tree's own verdict: the adaptive step rewards
+        if tree:  # the tree's own verdict: the best response's adaptive step reward above every other's (no ties)
             from pairkit.losses import adaptive_step_rewards
 
             with torch.no_grad():
                 rew = adaptive_step_rewards(token["policy_logps"] - token["ref_logps"], token["step_index"],
                                             token["hidden_states"])  # fmt: skip
+                top = rew.gather(-1, best)
+                others = rew.scatter(-1, best, -torch.inf).max(-1, keepdim=True).values
+            stats = {"accuracy": (top > others).double().squeeze(1)}
         else:
             rew = torch.where(mask, beta * (pl - rl), -torch.inf).detach()
-        stats = {"accuracy": (rew.argmax(-1, keepdim=True) == best).double().squeeze(1)}
+            stats = {"accuracy": (rew.argmax(-1, keepdim=True) == best).double().squeeze(1)}
         return losses, stats
 
     return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
