@@ -28,6 +28,11 @@ from pairkit.curate.pairwise_gp import (
     preference_entropy,
     rbf_kernel,
 )
+from pairkit.curate.skew_gp import (
+    SkewGP,
+    hallucination_believer,
+    orthant_ess,
+)
 from pairkit.curate.weighting import (
     bpr_loss,
     curriculum_weights,
@@ -43,6 +48,7 @@ __all__ = [
     "PairwiseGP",
     "RUCB",
     "RULES",
+    "SkewGP",
     "active_preference_batch",
     "bpr_loss",
     "curriculum_weights",
@@ -52,8 +58,10 @@ __all__ = [
     "dynamic_loss_weights",
     "eubo",
     "get",
+    "hallucination_believer",
     "names",
     "negclip_negative",
+    "orthant_ess",
     "pld_sample",
     "predictive_entropy",
     "preference_certainty",

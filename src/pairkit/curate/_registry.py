@@ -9,7 +9,7 @@ import numpy as np
 from pairkit._spec import Interval, Option, Registry, Spec, declare_options
 from pairkit.errors import InputError
 
-__all__ = ["RULES", "get", "names", "rule", "spec"]
+__all__ = ["RULES", "as_points", "check_comparisons", "get", "names", "rule", "spec"]
 
 POSITIVE = Interval(0, None, closed="neither")
 AT_LEAST_1 = Interval(1, None)
@@ -62,3 +62,26 @@ def as_array(x, name: str, ndim: int | None = None) -> np.ndarray:
 def as_rng(seed) -> np.random.Generator:
     """A generator from a seed (or the generator itself)."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def as_points(x, what: str) -> np.ndarray:
+    """``x`` as a finite ``[n, d]`` float array (a 1-d array is ``n`` points in one dimension)."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or not np.all(np.isfinite(x)):
+        raise InputError(f"{what} must be a finite [n, d] array, got shape {x.shape}")
+    return x
+
+
+def check_comparisons(comparisons, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Winner and loser indices ``[m]`` of ``comparisons`` ``[m, 2]`` into ``n`` points (checked)."""
+    comp = np.asarray(comparisons)
+    if comp.ndim != 2 or comp.shape[1] != 2 or len(comp) == 0:
+        raise InputError(f"comparisons must be an [m, 2] array of (winner, loser) indices, got shape {comp.shape}")
+    if not np.issubdtype(comp.dtype, np.integer) or comp.min() < 0 or comp.max() >= n:
+        raise InputError(f"comparisons must hold integer indices into x (0..{n - 1})")
+    if np.any(comp[:, 0] == comp[:, 1]):
+        row = int(np.flatnonzero(comp[:, 0] == comp[:, 1])[0]) + 1
+        raise InputError(f"comparisons, row {row}: a point compared with itself")
+    return comp[:, 0].astype(int), comp[:, 1].astype(int)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import special
 
 from pairkit._spec import Interval, Option
-from pairkit.curate._registry import rule
+from pairkit.curate._registry import as_points, check_comparisons, rule
 from pairkit.errors import ConvergenceError, InputError
 
 __all__ = ["PairwiseGP", "eubo", "preference_entropy", "rbf_kernel"]
@@ -31,15 +31,6 @@ def rbf_kernel(x1: np.ndarray, x2: np.ndarray, *, lengthscale: float = 0.2, outp
     """Squared-exponential kernel ``[n1, n2]``: :math:`s\\,\\exp(-\\lVert x-x'\\rVert^2 / 2\\ell^2)`."""
     d2 = (x1**2).sum(1)[:, None] + (x2**2).sum(1)[None, :] - 2.0 * x1 @ x2.T
     return outputscale * np.exp(-np.maximum(d2, 0.0) / (2.0 * lengthscale**2))
-
-
-def _as_points(x, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or not np.all(np.isfinite(x)):
-        raise InputError(f"{what} must be a finite [n, d] array, got shape {x.shape}")
-    return x
 
 
 class PairwiseGP:
@@ -93,16 +84,9 @@ class PairwiseGP:
 
     def fit(self, x, comparisons, *, max_iter: int = 100, tol: float = 1e-9) -> PairwiseGP:
         """Fit to points ``x`` ``[n, d]`` and ``comparisons`` ``[m, 2]`` (row = (winner index, loser index))."""
-        x = _as_points(x, "x")
-        comp = np.asarray(comparisons)
-        if comp.ndim != 2 or comp.shape[1] != 2 or len(comp) == 0:
-            raise InputError(f"comparisons must be an [m, 2] array of (winner, loser) indices, got shape {comp.shape}")
-        if not np.issubdtype(comp.dtype, np.integer) or comp.min() < 0 or comp.max() >= len(x):
-            raise InputError(f"comparisons must hold integer indices into x (0..{len(x) - 1})")
-        if np.any(comp[:, 0] == comp[:, 1]):
-            row = int(np.flatnonzero(comp[:, 0] == comp[:, 1])[0]) + 1
-            raise InputError(f"comparisons, row {row}: a point compared with itself")
-        self.x, self.winners, self.losers = x, comp[:, 0].astype(int), comp[:, 1].astype(int)
+        x = as_points(x, "x")
+        self.winners, self.losers = check_comparisons(comparisons, len(x))
+        self.x = x
         n = len(x)
         k = self.kernel(x, x) + self.jitter * np.eye(n)
         f, alpha = np.zeros(n), np.zeros(n)
@@ -138,7 +122,7 @@ class PairwiseGP:
     def predict(self, x, *, full_cov: bool = False):
         """Posterior mean ``[n]`` and variance ``[n]`` (or covariance ``[n, n]`` with ``full_cov``) at ``x``."""
         self._check_fitted()
-        x = _as_points(x, "x")
+        x = as_points(x, "x")
         ks = self.kernel(self.x, x)
         mean = ks.T @ self.alpha
         if full_cov:
@@ -150,7 +134,7 @@ class PairwiseGP:
     def pair_moments(self, xa, xb) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Means, variances and the covariance of :math:`f(x_a)` and :math:`f(x_b)` for paired rows."""
         self._check_fitted()
-        xa, xb = _as_points(xa, "xa"), _as_points(xb, "xb")
+        xa, xb = as_points(xa, "xa"), as_points(xb, "xb")
         if xa.shape != xb.shape:
             raise InputError(f"xa and xb must have the same shape, got {xa.shape} and {xb.shape}")
         ka, kb = self.kernel(self.x, xa), self.kernel(self.x, xb)
@@ -190,8 +174,13 @@ def eubo(model: PairwiseGP, xa, xb) -> np.ndarray:
 
     Lin, Astudillo, Frazier & Bakshy (2022), "Preference Exploration for Efficient Bayesian Optimization with
     Multiple Outcomes" (BoTorch's ``AnalyticExpectedUtilityOfBestOption``). ``xa``, ``xb``: ``[n, d]``; returns ``[n]``.
+    A :class:`~pairkit.curate.SkewGP` averages this Gaussian formula over its posterior samples (its
+    ``expected_best``), since its posterior is not Gaussian.
     """
-    ma, mb, va, vb, cab = _gp(model).pair_moments(xa, xb)
+    model = _gp(model)
+    if hasattr(model, "expected_best"):
+        return model.expected_best(xa, xb)
+    ma, mb, va, vb, cab = model.pair_moments(xa, xb)
     delta, s = ma - mb, np.sqrt(np.maximum(va + vb - 2 * cab, 1e-18))
     u = delta / s
     return mb + delta * special.ndtr(u) + s * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
