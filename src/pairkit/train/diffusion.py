@@ -77,7 +77,7 @@ def _spo_step_means(scheduler: Any, prediction: torch.Tensor, noisy: torch.Tenso
     alphas = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64).to(noisy.device)
     shape = (-1, *([1] * (noisy.dim() - 1)))
     a_t = alphas[t].view(shape)
-    a_prev = torch.where(t_prev >= 0, alphas[t_prev.clamp(min=0)], torch.ones_like(alphas[t])).view(shape)
+    a_prev = alphas[t_prev].view(shape)
     x, out = noisy.double(), prediction.double()
     kind = getattr(scheduler.config, "prediction_type", "epsilon")
     if kind == "epsilon":
@@ -115,8 +115,8 @@ def train_diffusion_preference(
     - ``diffusion_spo``: one sampler step, ``{"noisy": x_t, "chosen": x_{t-1}^w, "rejected": x_{t-1}^l,
       "timestep": t, "prev_timestep": optional}`` — the two candidates drawn from the same :math:`x_t` and ranked by
       the caller's step-aware preference model. ``prev_timestep`` defaults to
-      ``t - num_train_timesteps // noise_scheduler.num_inference_steps`` (set by ``set_timesteps``); the step is
-      DDIM's with noise level ``eta`` (> 0; 1 = DDPM's variance), as the SPO authors' sampler.
+      ``t - num_train_timesteps // noise_scheduler.num_inference_steps`` (set by ``set_timesteps``; at least 0); the
+      step is DDIM's with noise level ``eta`` (> 0; 1 = DDPM's variance), as the SPO authors' sampler.
 
     ``model(x_t, t[, cond])`` returns the prediction (a diffusers output's ``.sample`` is taken). ``reference``: the
     frozen reference (default: a copy of ``model`` at the start; unused by MaPO).
@@ -254,6 +254,7 @@ def _prev_timesteps(batch: list[dict[str, Any]], t: torch.Tensor, scheduler: Any
                 "num_inference_steps set (scheduler.set_timesteps(n))"
             )
         prev = t - int(scheduler.config.num_train_timesteps) // int(steps)
+    prev = prev.clamp(min=0)  # as the SPO authors' step: the last step goes to timestep 0, not to the clean sample
     if bool((prev >= t).any()):
         raise InputError("'prev_timestep' must be smaller than 'timestep' (a denoising step goes from t to t-1)")
     return prev
