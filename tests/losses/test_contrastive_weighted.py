@@ -185,3 +185,17 @@ def test_groco_is_near_zero_for_ordered_groups_and_large_for_reversed_ones():
     x = torch.stack([torch.cos(angle), torch.sin(angle)], 1)
     assert float(L.groco(x, torch.tensor([0, 0, 1, 1]), temperature=0.01)) < 1e-6
     assert float(L.groco(x, torch.tensor([0, 1, 0, 1]), temperature=0.01)) > 10
+
+
+def test_groco_anchor_chunks_equal_one_pass(monkeypatch):
+    import pairkit.losses.contrastive_weighted as W
+
+    x, _ = _views(n=40, seed=6)
+    y = torch.arange(40) % 2  # two classes: groups of 27 (19 or 20 positives + 8 negatives)
+    full = L.groco(x, y)
+    (g_full,) = torch.autograd.grad(full, x)
+    monkeypatch.setattr(W, "_GROUP_ELEMENTS", 3 * 27 * 27)  # chunks of 3 anchors, recomputed in the backward pass
+    chunked = L.groco(x, y)
+    (g_chunked,) = torch.autograd.grad(chunked, x)
+    torch.testing.assert_close(chunked, full)
+    torch.testing.assert_close(g_chunked, g_full)

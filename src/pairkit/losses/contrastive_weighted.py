@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from pairkit._spec import Option
 from pairkit.errors import InputError
@@ -342,6 +343,23 @@ def _groups(x, labels, num_negatives):
     return idx, ok, is_pos, counts
 
 
+# elements of one chunk's [anchors, rank, item] relaxed permutations
+_GROUP_ELEMENTS = 1 << 22
+
+
+def _group_terms(scores, ok, is_pos, counts, temperature):
+    """Per-anchor GroCo terms of a chunk of groups (scores, masks [A, L], positive counts [A])."""
+    p_hat = neural_sort(scores, temperature=temperature, mask=ok)  # [A, rank, item]
+    ranks = torch.arange(scores.shape[1], device=scores.device)
+    top = ranks[None, :] < counts[:, None]  # [A, rank]
+    mass_pos = torch.where(is_pos[:, None, :], p_hat, torch.zeros_like(p_hat)).sum(-1)
+    mass_neg = torch.where((ok & ~is_pos)[:, None, :], p_hat, torch.zeros_like(p_hat)).sum(-1)
+    right = torch.where(top, mass_pos, mass_neg).clamp_min(torch.finfo(scores.dtype).tiny)
+    rank_ok = ranks[None, :] < ok.sum(1, keepdim=True)
+    per_anchor = -torch.where(rank_ok, torch.log(right), torch.zeros_like(right)).sum(1)
+    return per_anchor / ok.sum(1).clamp_min(1).to(scores.dtype)
+
+
 @register(
     "groco",
     keywords=_UNMASKED,
@@ -383,8 +401,8 @@ def groco(
     sorting network and compares the relaxed permutation with the group ground truth; here the relaxation is
     NeuralSort (row-stochastic, so each rank's row gives a cross-entropy), and the negatives of a group are the
     anchor's nearest ones (the paper's emphasis on "strong" negatives; the selection itself has no gradient).
-    Anchors without a positive or a negative are left out. Memory O(N L²) for groups of L, plus one N x N
-    similarity matrix for the negative search.
+    Anchors without a positive or a negative are left out. The groups run in anchor chunks recomputed in the
+    backward pass (memory O(chunk x L²) for groups of L, L <= N, never N x N x N), plus one N x N similarity matrix.
 
     Shvetsova, Petersen, Kukleva, Schiele & Kuehne (2023), "Learning by Sorting: Self-supervised Learning with
     Group Ordering Constraints" (ICCV).
@@ -399,15 +417,17 @@ def groco(
     valid = (counts > 0) & (ok & ~is_pos).any(1)
     if n == 0 or idx.shape[1] == 0:
         return reduce_loss(x.sum(1), reduction, mask=valid, weights=weights)
-    scores = (x[:, None, :] * x[idx]).sum(-1)  # [N, L]
-    p_hat = neural_sort(scores, temperature=temperature, mask=ok)  # [N, rank, item]
-    ranks = torch.arange(idx.shape[1], device=x.device)
-    top = ranks[None, :] < counts[:, None]  # [N, rank]
-    mass_pos = torch.where(is_pos[:, None, :], p_hat, torch.zeros_like(p_hat)).sum(-1)
-    mass_neg = torch.where((ok & ~is_pos)[:, None, :], p_hat, torch.zeros_like(p_hat)).sum(-1)
-    right = torch.where(top, mass_pos, mass_neg).clamp_min(torch.finfo(x.dtype).tiny)
-    rank_ok = ranks[None, :] < ok.sum(1, keepdim=True)
-    per_anchor = -torch.where(rank_ok, torch.log(right), torch.zeros_like(right)).sum(1)
-    per_anchor = per_anchor / ok.sum(1).clamp_min(1).to(x.dtype)
+    scores = torch.gather(x @ x.T, 1, idx)  # [N, L]
+    width = idx.shape[1]
+    step = max(1, _GROUP_ELEMENTS // (width * width))
+    parts = []
+    for start in range(0, n, step):
+        rows = (scores[start : start + step], ok[start : start + step], is_pos[start : start + step],
+                counts[start : start + step])  # fmt: skip
+        if torch.is_grad_enabled() and scores.requires_grad and n > step:
+            parts.append(checkpoint(_group_terms, *rows, temperature, use_reentrant=False))
+        else:
+            parts.append(_group_terms(*rows, temperature))
+    per_anchor = torch.cat(parts)
     return reduce_loss(torch.where(valid, per_anchor, torch.zeros_like(per_anchor)), reduction, mask=valid,
                        weights=weights)
