@@ -81,12 +81,9 @@ def _supremix_ref(x, y, tau=0.3, alpha=0.2, window=None, tol=0.0):
             if abs(float(y[k] - y[i])) > tol:
                 m = alpha * z[i] + (1 - alpha) * z[k]
                 cands.append(z[i] @ (m / torch.linalg.vector_norm(m)))
-
-        def near(j):
-            return window is None or abs(float(y[j] - y[i])) <= window
-
-        below = [j for j in range(n) if float(y[j]) < float(y[i]) - tol and near(j)]
-        above = [k for k in range(n) if float(y[k]) > float(y[i]) + tol and near(k)]
+        near = [window is None or abs(float(y[j] - y[i])) <= window for j in range(n)]
+        below = [j for j in range(n) if float(y[j]) < float(y[i]) - tol and near[j]]
+        above = [k for k in range(n) if float(y[k]) > float(y[i]) + tol and near[k]]
         if below and above:
             j = max(below, key=lambda b: float(y[b]))
             k = min(above, key=lambda a: float(y[a]))
