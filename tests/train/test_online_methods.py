@@ -479,3 +479,47 @@ def test_scir_loss_options_filter_and_weigh():
     assert strict["consistent"].tolist() == [1.0, 0.0, 0.0]  # the third is not confident enough
     only_dpo, _ = scir_loss(margin, ll, consistency_weight=0.0)
     assert only_dpo[1] == 0 and only_dpo[0] == pytest.approx(math.log1p(math.exp(-0.4)))
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_spin_history_samples_each_prompts_opponent_from_an_earlier_iterate(tokenizer, tmp_path, monkeypatch, history):
+    """Alami et al.'s fictitious play: in round 4, prompt i's rejected sample comes from the iterate the loop drew
+    for it, among all four (history 0) or the last two (history 2); a resumed run samples the same."""
+    from pairkit.train._steps import weights_fingerprint
+
+    used = []
+    real = online_mod.sample_completions
+    monkeypatch.setattr(online_mod, "sample_completions", lambda m, tok, prompts, **kw: used.append(
+        (weights_fingerprint(m), list(prompts))) or real(m, tok, prompts, **kw))  # fmt: skip
+    model = build_model(tokenizer, seed=0)
+    starts = [weights_fingerprint(model)]
+
+    def run(m, rounds, resume=False, out=tmp_path):
+        return train_online(m, tokenizer, None, method="spin", data=SPIN_DATA, method_options={"history": history},
+                            config=TrainConfig(lr=5e-2, batch_size=8, output_dir=str(out)), resume=resume,
+                            callback=lambda row: starts.append(weights_fingerprint(m)),
+                            online=OnlineConfig(rounds=rounds, prompts_per_round=4, k=1, max_new_tokens=6))  # fmt: skip
+
+    hist = run(model, 4)
+    assert len(set(starts)) == 5  # every round moved the policy
+    keep = starts[:4] if history == 0 else starts[2:4]
+    choices = np.random.default_rng([0, 3, 41]).integers(len(keep), size=4)
+    order = np.random.default_rng(0).permutation(4)
+    prompts = [SPIN_DATA[i]["prompt"] for i in order]
+    round4 = {p: fp for fp, ps in used[-len(set(choices)):] for p in ps}
+    assert round4 == {p: keep[c] for p, c in zip(prompts, choices)}
+    assert hist[-1]["opponent_mean_age"] == pytest.approx(np.mean(len(keep) - 1 - choices))
+    # a run killed after round 2 and resumed draws the same round-4 samples
+    other = tmp_path / "resumed"
+    run(build_model(tokenizer, seed=0), 2, out=other)
+    run(build_model(tokenizer, seed=0), 4, resume=True, out=other)
+    assert (other / "samples" / "round-4.json").read_text() == (tmp_path / "samples" / "round-4.json").read_text()
+
+
+def test_spin_history_needs_the_policy_as_sampler(tokenizer):
+    from pairkit.train import HFSampler
+
+    model = build_model(tokenizer)
+    with pytest.raises(InputError, match="cannot be combined with a given sampler"):
+        train_online(model, tokenizer, None, method="spin", data=SPIN_DATA, method_options={"history": 0},
+                     sampler=HFSampler(model, tokenizer))  # fmt: skip

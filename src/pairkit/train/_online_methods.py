@@ -33,7 +33,7 @@ METHOD_OPTIONS: dict[str, dict[str, tuple[Any, tuple]]] = {
     "sppo": {},
     "superhf": {},
     "hypo": {"kl_weight": (0.1, (0, None, False))},
-    "spin": {"alpha": (0.0, (0, None, False))},
+    "spin": {"alpha": (0.0, (0, None, False)), "history": (1, (0, None, False, True))},
     "step_dpo": {"depth": (3, (1, None, False, True)), "delimiter": ("\n", None)},
     "scir": {"consistency_weight": (1.0, (0, None, False)), "threshold": (0.0, (0, 0.5, False)),
              "template": ("pairwise", None)},

@@ -339,8 +339,11 @@ def train_online(
       answer is chosen, the policy's first sample rejected; ``method_options={"alpha": a}`` makes the reference
       the geometric mixture :math:`\\pi_t^{1/(1+a)}\\pi_0^{a/(1+a)}` of the previous and the initial policy, the
       KL-regularised self-play of Alami et al. 2024, "Investigating Regularization of Self-Play Language
-      Models"), ``"hypo"`` (Song et al. 2024: DPO on the offline pairs plus ``kl_weight`` × the reverse KL to the
-      reference on the policy's own samples of the same prompts,
+      Models"; ``{"history": h}`` draws each prompt's rejected sample from one of the last ``h`` iterates
+      :math:`\\pi_{t-h+1..t}` chosen uniformly, ``h = 0`` from all of them :math:`\\pi_{0..t}` — the same paper's
+      fictitious play, :math:`y' \\sim \\frac{1}{|H|}\\sum_{s \\in H}\\pi_s`; every iterate is kept in memory
+      and saved under ``output_dir/iterates`` for resume), ``"hypo"`` (Song et al. 2024: DPO on the offline
+      pairs plus ``kl_weight`` × the reverse KL to the reference on the policy's own samples of the same prompts,
       :func:`~pairkit.train.policy_gradient.score_function_kl`);
     * objectives on all judged samples (:mod:`pairkit.train.policy_gradient`; rewards are the per-prompt
       Bradley–Terry ratings): ``"rloo"`` (Ahmadian et al. 2024), ``"grpo"`` (Shao et al. 2024), ``"p3o"`` (Wu et
@@ -431,6 +434,10 @@ def train_online(
         sampler = HFSampler(model, tokenizer)
     elif not callable(getattr(sampler, "sample", None)) or not callable(getattr(sampler, "identity", None)):
         raise InputError(f"sampler must have sample(...) and identity() (see pairkit.train.sampling), got {sampler!r}")
+    elif method == "spin" and opts["history"] != 1:
+        raise InputError("spin's history option samples from earlier iterates of the policy itself; it cannot be "
+                         "combined with a given sampler")  # fmt: skip
+    iterates: list = []  # SPIN with history: the policies at the start of earlier rounds (pi_0 first)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
@@ -448,6 +455,8 @@ def train_online(
         if state.get("previous") is not None:
             last_start = _frozen(model)
             last_start.load_state_dict(state["previous"])
+        if method == "spin" and opts["history"] != 1:
+            iterates = [_load_iterate(out_dir, r, initial) for r in range(start)]
     order = np.random.default_rng(config.seed).permutation(len(prompts))
     metrics_path = out_dir / "metrics.jsonl" if out_dir else None
     if metrics_path is not None:
@@ -472,7 +481,16 @@ def train_online(
             )
         else:
             clock = time.perf_counter()
-            samples = _samples(sampler, batch_prompts, online, config.seed, rnd, out_dir)
+            round_sampler = sampler
+            if method == "spin" and opts["history"] != 1:  # fictitious play: a mixture of earlier iterates samples
+                iterates.append(_frozen(model))
+                if out_dir is not None:
+                    _save_iterate(out_dir, rnd, iterates[-1])
+                keep = iterates if opts["history"] == 0 else iterates[-opts["history"] :]
+                choices = np.random.default_rng([config.seed, rnd, 41]).integers(len(keep), size=len(batch_prompts))
+                round_sampler = _HistorySampler(keep, tokenizer, choices)
+                row["opponent_mean_age"] = float(np.mean(len(keep) - 1 - choices))
+            samples = _samples(round_sampler, batch_prompts, online, config.seed, rnd, out_dir)
             row["time/generate"] = time.perf_counter() - clock
         row["kl"] = _sample_kl(model, reference, tokenizer, batch_prompts, samples, config, pad_id)
         sel = ratings = None
@@ -647,6 +665,44 @@ def _mixture_reference(reference, initial, alpha: float, pad_id: int, config):
                 ex["ref"] = (prev + alpha * first) / (1 + alpha)
 
     return prepare
+
+
+class _HistorySampler:
+    """Each prompt's samples from one of ``iterates``: prompt ``i`` from ``iterates[choices[i]]`` (the opponent of
+    fictitious play; the choices are drawn uniformly by the loop)."""
+
+    def __init__(self, iterates, tokenizer, choices):
+        from pairkit.train.sampling import HFSampler
+
+        self.samplers = [HFSampler(m, tokenizer) for m in iterates]
+        self.choices = np.asarray(choices)
+
+    def sample(self, prompts, **kw):
+        out = [None] * len(prompts)
+        for u in np.unique(self.choices):
+            idx = np.flatnonzero(self.choices == u)
+            for i, ss in zip(idx, self.samplers[u].sample([prompts[i] for i in idx], **kw)):
+                out[i] = ss
+        return out
+
+    def identity(self):
+        return {"backend": "hf-history", "policies": [s.identity()["policy"] for s in self.samplers],
+                "choices": self.choices.tolist()}
+
+
+def _save_iterate(out_dir: Path, rnd: int, model) -> None:
+    (out_dir / "iterates").mkdir(exist_ok=True)
+    atomic_save(model.state_dict(), out_dir / "iterates" / f"round-{rnd + 1}.pt")
+
+
+def _load_iterate(out_dir: Path | None, rnd: int, like):
+    path = out_dir / "iterates" / f"round-{rnd + 1}.pt" if out_dir else None
+    if path is None or not path.exists():
+        raise InputError(f"cannot resume spin with history: the policy of round {rnd + 1} was not saved under "
+                         f"{str(out_dir)!r}/iterates")  # fmt: skip
+    model = _frozen(like)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model
 
 
 def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
