@@ -53,13 +53,17 @@ def test_the_fit_above_the_limit_estimates_and_says_so(monkeypatch):
     comps = _comparisons(300, 15_000, seed=1)
     exact = fit_bradley_terry(comps, prior=1.0)
     monkeypatch.setattr(pairwise, "SPARSE_SE_LIMIT", 100)
-    with pytest.warns(IntervalWarning, match="standard errors estimated from"):
+    with pytest.warns(IntervalWarning, match="standard errors estimated"):
         board = fit_bradley_terry(comps, prior=1.0)
     np.testing.assert_allclose(board.log_strength, exact.log_strength, atol=1e-10)
     assert board.covariance is None and board.rank_method == "interval overlap"
     np.testing.assert_allclose(board.se, exact.se, rtol=0.03)
     data = board.to_dict()
     assert data["interval"]["se_method"].startswith("standard errors estimated")
+    stated = data["interval_method"]
+    assert stated["standard_errors"] == "estimated" and "5,000 items" in stated["measured"]
+    assert 0 < stated["stated_relative_error"]["median"] <= stated["stated_relative_error"]["max"] < 0.02
+    assert exact.to_dict()["interval_method"]["standard_errors"] == "exact"
     assert "tier" not in data["items"][0]
     with pytest.raises(InputError, match="sandwich.*available up to 100 items"):
         fit_bradley_terry(comps, prior=1.0, intervals="sandwich")
@@ -72,3 +76,74 @@ def test_dense_models_refuse_sizes_they_cannot_solve(monkeypatch):
     monkeypatch.setattr(pairwise, "MAX_DENSE_SIZE", 50)
     with pytest.raises(InputError, match="supports up to 50 items"):
         pairwise.fit_pairwise(design, pairwise.bradley_terry_rows, n_eta=1)  # a tie parameter: dense system
+
+
+def _information(comps, prior):
+    counts = comps.pair_counts()
+    design = pairwise.PairwiseDesign(n_items=comps.n_items, i=counts.i, j=counts.j,
+                                     stats={"wins_i": counts.wins_i, "wins_j": counts.wins_j})
+    return sp.csr_matrix(pairwise.fit_pairwise(design, pairwise.bradley_terry_rows, prior=prior).information)
+
+
+@pytest.mark.parametrize("prior", [0.0, 1.0])
+def test_neumann_probes_alone_meet_their_stated_error_on_a_random_graph(prior):
+    # 800 items with ~60 comparisons each: the second-order expansion plus 8 probes suffices (no pair draws)
+    n = 800
+    comps = _comparisons(n, 24_000, seed=3)
+    info = _information(comps, prior)
+    exact = np.sqrt(np.diag(pairwise.covariance(info, n, gauge=prior == 0)))
+    est = estimate_inverse_diagonal(info, gauge=prior == 0)
+    assert est.method.startswith("second-order Neumann") and "pair-space" not in est.method
+    rel = est.se / exact - 1
+    z = np.abs(rel) / est.relative_error
+    assert np.mean(z < 3) > 0.99 and z.max() < 6  # the stated error is honest
+    assert np.median(np.abs(rel)) < 0.005 and np.abs(rel).max() < 0.02  # and within the targets
+    jacobi = np.sqrt(1 / info.diagonal()) / exact - 1
+    assert np.abs(rel).max() < np.abs(jacobi).max() / 2
+
+
+def test_heavy_tails_fall_back_to_pair_draws_and_stay_within_the_stated_error():
+    n = 800
+    comps = _comparisons(n, 16_000, seed=4, heavy=True)
+    info = _information(comps, 1.0)
+    exact = np.sqrt(np.diag(pairwise.covariance(info, n, gauge=False)))
+    est = estimate_inverse_diagonal(info, gauge=False)
+    assert "pair-space" in est.method  # hubs next to many sparse items: the expansion alone is not enough
+    rel = est.se / exact - 1
+    z = np.abs(rel) / est.relative_error
+    assert np.mean(z < 3) > 0.99 and z.max() < 6
+    assert np.median(np.abs(rel)) < 0.005 and np.abs(rel).max() < 0.05
+    jacobi = np.sqrt(1 / info.diagonal()) / exact - 1
+    assert np.abs(rel).max() < np.abs(jacobi).max() / 2
+
+
+def test_the_sparse_information_layout_equals_the_assembled_matrix():
+    rng = np.random.default_rng(5)
+    n = 40
+    a, b = rng.integers(0, n, 300), rng.integers(0, n, 300)
+    keep = a != b
+    key = np.unique(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
+    i, j = key // n, key % n
+    w, d = rng.random(len(i)), rng.random(n) + 3
+    pattern = pairwise._SymmetricPattern.of(i, j, n)
+    lap = sp.coo_matrix((-w, (i, j)), shape=(n, n))
+    expected = ((lap + lap.T).tocsr() + sp.diags(d)).toarray()
+    np.testing.assert_array_equal(pattern.matrix(-w, d).toarray(), expected)
+    assert pairwise._SymmetricPattern.of(j, i, n) is None  # not i < j: assembled from coordinates instead
+    assert pairwise._SymmetricPattern.of(i[::-1], j[::-1], n) is None  # not in increasing order
+
+
+@pytest.mark.parametrize(("model", "options"), [("davidson", {}), ("rao_kupper", {}), ("order", {}),
+                                                ("robust", {}), ("bt", {"ties": "davidson"})])
+def test_models_with_dense_systems_name_their_size_limit_and_the_alternative(monkeypatch, model, options):
+    from pairkit.rating import fit_model
+
+    rng = np.random.default_rng(6)
+    n, m = 60, 3_000
+    a = rng.integers(0, n, m)
+    b = (a + rng.integers(1, n, m)) % n
+    outcome = rng.choice([0.0, 0.5, 1.0], m)
+    comps = Comparisons.from_arrays(a, b, outcome, items=[f"i{k}" for k in range(n)], a_first=rng.random(m) < 0.5)
+    monkeypatch.setattr(pairwise, "MAX_DENSE_SIZE", 50)
+    with pytest.raises(InputError, match=r"supports up to 50 items.*model 'bt'"):
+        fit_model(comps, model, prior=1.0, **options)

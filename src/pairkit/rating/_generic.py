@@ -22,6 +22,7 @@ from pairkit.rating._pairwise import (
     ModelFunction,
     PairwiseDesign,
     PairwiseFit,
+    check_dense_size,
     covariance,
     data_information,
     fit_covariance,
@@ -136,6 +137,7 @@ def fit_rows_model(
     were checked by the calling fit (its declared options), so they are not checked again here.
     """
     n = comparisons.n_items
+    check_dense_size(n + (0 if X is None else X.shape[1]) + n_eta, f"model {model_name!r}")
     if aggregate:
         ai, aj, aX, astats = aggregate_rows(n, i, j, X, stats)
     else:

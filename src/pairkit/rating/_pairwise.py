@@ -45,6 +45,17 @@ SINGLE_THREAD_LIMIT = 2000
 little at this size and, on a busy machine, was measured 10–100× slower (threads spin waiting for cores)."""
 
 
+def check_dense_size(size: int, model: str = "this model") -> None:
+    """Raise :class:`InputError` before a dense ``size``×``size`` system above :data:`MAX_DENSE_SIZE` is formed,
+    naming the size supported and the model that scales further."""
+    if size > MAX_DENSE_SIZE:
+        raise InputError(
+            f"{model} solves a dense {size:,}×{size:,} system (its tie, order or noise parameters couple every "
+            f"item), {size * size * 8 / 2**30:,.1f} GiB per matrix; it supports up to {MAX_DENSE_SIZE:,} items. "
+            "Bradley–Terry with ties as half wins (model 'bt', the default) fits and estimates standard errors "
+            "from sparse pair counts to 10⁶ items; or rate a subset of the items")
+
+
 def blas_threads_for(size: int):
     """A context manager limiting BLAS to one thread for small dense solves (a no-op otherwise).
 
@@ -141,6 +152,20 @@ class _Assembler:
         self.n, self.q = design.n_items, design.n_covariates
         self.size = self.n + self.q + n_eta
 
+    def sparse_information(self, w: np.ndarray, diag_theta: np.ndarray) -> sp.csr_matrix:
+        """The θ information as a sparse matrix: ``−w`` at (i, j) and (j, i) of every row, the diagonal given.
+
+        When the rows are unique pairs with ``i < j`` in increasing order (pair counts), the CSR layout is
+        worked out once (:class:`_SymmetricPattern`) and each Newton step only gathers the new values;
+        otherwise the matrix is assembled from coordinates (duplicates summed)."""
+        des, n = self.design, self.n
+        if not hasattr(self, "_pattern"):
+            self._pattern = _SymmetricPattern.of(des.i, des.j, n)
+        if self._pattern is None:
+            lap = sp.coo_matrix((-w, (des.i, des.j)), shape=(n, n))
+            return (lap + lap.T).tocsr() + sp.diags(diag_theta)
+        return self._pattern.matrix(-w, diag_theta)
+
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, q = self.n, self.q
         return phi[:n], phi[n : n + q], phi[n + q :]
@@ -181,9 +206,7 @@ class _Assembler:
         if not need_info and not q and not p:
             return grad, diag_theta
         if not dense:
-            lap = sp.coo_matrix((-w, (des.i, des.j)), shape=(n, n))
-            info = (lap + lap.T).tocsr() + sp.diags(diag_theta)
-            return grad, info
+            return grad, self.sparse_information(w, diag_theta)
         info = np.zeros((self.size, self.size))
         # Off-diagonal θ entries: several rows may share a pair, so accumulate with bincount on flat keys.
         flat = des.i * self.size + des.j
@@ -212,6 +235,53 @@ class _Assembler:
                 info[n + q :, n : n + q] = xe.T
             info[n + q :, n + q :] = -rows.l_eta_eta.sum(axis=0)
         return grad, info
+
+
+class _SymmetricPattern:
+    """The canonical CSR layout (sorted, no duplicates) of a symmetric matrix with entries at the pairs
+    ``(i_k, j_k)``, ``(j_k, i_k)`` and the diagonal, for pairs given once each with ``i < j`` in increasing
+    order of ``(i, j)``: row r holds its pairs with smaller items (columns ascending), the diagonal, then its
+    pairs with larger items. Built in O(pairs) with one counting sort (a sparse transpose); each matrix is then
+    one gather of the pairs' and diagonal's values."""
+
+    def __init__(self, indices: np.ndarray, indptr: np.ndarray, source: np.ndarray, n: int):
+        self.indices, self.indptr, self.source, self.n = indices, indptr, source, n
+
+    @classmethod
+    def of(cls, i: np.ndarray, j: np.ndarray, n: int) -> _SymmetricPattern | None:
+        k = len(i)
+        if k == 0 or n < 2:
+            return None
+        if not (np.all(i < j) and np.all(np.diff(i * np.int64(n) + j) > 0)):
+            return None
+        index = np.int32 if k + n < np.iinfo(np.int32).max else np.int64
+        upper_count = np.bincount(i, minlength=n)
+        lower_count = np.bincount(j, minlength=n)
+        upper_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(upper_count, out=upper_ptr[1:])
+        # the pairs listed by their larger item (a CSR → CSC counting sort): which pair sits at each place
+        upper = sp.csr_matrix((np.arange(1, k + 1, dtype=np.float64), j, upper_ptr), shape=(n, n))
+        lower = upper.tocsc()
+        order = lower.data.astype(np.int64) - 1
+        lower_rows = np.repeat(np.arange(n), lower_count)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lower_count + 1 + upper_count, out=indptr[1:])
+        place_lower = indptr[lower_rows] + (np.arange(k) - lower.indptr[lower_rows])
+        place_diag = indptr[:-1] + lower_count
+        place_upper = place_diag[i] + 1 + (np.arange(k) - upper_ptr[i])
+        indices = np.empty(2 * k + n, dtype=index)
+        source = np.empty(2 * k + n, dtype=np.int64)
+        indices[place_lower], source[place_lower] = lower.indices, order
+        indices[place_diag], source[place_diag] = np.arange(n), k + np.arange(n)
+        indices[place_upper], source[place_upper] = j, np.arange(k)
+        return cls(indices, indptr.astype(index), source, n)
+
+    def matrix(self, pair_values: np.ndarray, diagonal: np.ndarray) -> sp.csr_matrix:
+        data = np.concatenate([pair_values, diagonal])[self.source]
+        out = sp.csr_matrix((data, self.indices, self.indptr), shape=(self.n, self.n), copy=False)
+        out.has_sorted_indices = True
+        out.has_canonical_format = True
+        return out
 
 
 def fit_pairwise(
@@ -250,10 +320,8 @@ def _fit_pairwise(asm, design, n, q, *, n_eta, prior, theta0, beta0, eta0, tol, 
         np.zeros(n_eta) if eta0 is None else np.asarray(eta0, float),
     ])
     dense = asm.size <= DENSE_LIMIT or q or n_eta
-    if dense and asm.size > MAX_DENSE_SIZE:
-        raise InputError(
-            f"this model solves a dense {asm.size:,}×{asm.size:,} system (tie or covariate parameters); it supports "
-            f"up to {MAX_DENSE_SIZE:,} items. Bradley–Terry with ties as half wins scales further")
+    if dense:
+        check_dense_size(asm.size)
     gauge = prior == 0
     obj, loglik, rows = asm.objective(phi)
     if not np.isfinite(obj):
@@ -527,6 +595,7 @@ class FitCovariance:
     prior_only: np.ndarray  # items with (effectively) no data: rating and interval from the prior alone
     se: np.ndarray | None = None  # standard errors estimated without a covariance (many items; see _sparse)
     se_note: str | None = None  # how those were estimated, with their error
+    se_error: dict[str, float] | None = None  # their stated relative error (median, max)
 
 
 def prior_curvature(theta: np.ndarray, prior: float) -> np.ndarray:
@@ -581,9 +650,10 @@ def fit_covariance(
 
         est = estimate_inverse_diagonal(sp.csr_matrix(fit.information), gauge=prior == 0)
         rel = est.relative_error
-        note = (f"standard errors estimated from {est.n_probes} random draws without a dense {n:,}×{n:,} "
-                f"covariance: relative error ≈ {np.median(rel):.1%} (median), {rel.max():.1%} (max)")
-        return FitCovariance(None, method, rule, floored, prior_only, se=est.se, se_note=note)
+        note = (f"standard errors estimated ({est.method}) without a dense {n:,}×{n:,} covariance: relative "
+                f"error ≈ {np.median(rel):.2%} (median), {rel.max():.2%} (max)")
+        return FitCovariance(None, method, rule, floored, prior_only, se=est.se, se_note=note,
+                             se_error={"median": float(np.median(rel)), "max": float(rel.max())})
     fisher = covariance(fit.information, n, gauge=prior == 0)
     if method == "fisher":
         return FitCovariance(fisher, method, rule, floored, prior_only)

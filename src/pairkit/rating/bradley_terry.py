@@ -30,12 +30,14 @@ from pairkit.rating._pairwise import (
     PairwiseDesign,
     RowDerivatives,
     bradley_terry_rows,
+    check_dense_size,
     covariance,
     fit_covariance,
     fit_pairwise,
     interval_bounds,
     sparse_item_report,
 )
+from pairkit.rating._sparse import MEASURED
 from pairkit.rating._stats import win_rate
 from pairkit.rating.leaderboard import Leaderboard, bradley_terry_predictor
 
@@ -282,6 +284,8 @@ def fit_bradley_terry(
     """
     check_comparisons(comparisons, "bradley_terry")
     davidson = ties == "davidson"
+    if davidson:
+        check_dense_size(comparisons.n_items + 1, "Bradley–Terry with ties='davidson'")
     counts = comparisons.pair_counts(ties="separate" if davidson else "half")
     if prior == 0:
         check_mle_exists(counts, comparisons.items)
@@ -358,6 +362,7 @@ def fit_bradley_terry(
         columns=columns,
         info={"newman_sweeps": sweeps, "newton_steps": fit.n_iter, "scaled_gradient": fit.gradient_norm,
               "se_method": chosen.se_note or "exact",
+              **({"se_relative_error": chosen.se_error, "se_measured": MEASURED} if chosen.se_error else {}),
               "prior": prior, "interval_rule": chosen.rule, "interval_notes": notes},
     )
 

@@ -387,14 +387,21 @@ class Leaderboard:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: model, scale, items (name, rating, ci_low, ci_high, rank, n, ...), fit summary."""
+        columns = self._item_columns()
+        items = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        return self._summary(items)
+
+    def _item_columns(self) -> dict[str, list]:
+        """The items' JSON fields, column by column (one conversion per column, not per cell)."""
         frame = self.to_pandas()
-        # Column by column (one conversion per column, not per cell): 10⁵ items take a fraction of a second.
         m = len(frame)
         columns = {"name": frame["item"], "rating": frame["rating"], "ci_low": frame.get("ci_low"),
                    "ci_high": frame.get("ci_high"), "rank": frame["rank"].astype(np.int64), "n": frame.get("n")}
         columns.update({k: frame[k] for k in frame.columns if k not in ("item", *columns)})
-        lists = [[None] * m if col is None else _jsonable_column(col) for col in columns.values()]
-        items = [dict(zip(columns, values, strict=True)) for values in zip(*lists, strict=True)] if m else []
+        return {k: [None] * m if col is None else _jsonable_column(col) for k, col in columns.items()}
+
+    def _summary(self, items: Any) -> dict[str, Any]:
+        se_error = self.info.get("se_relative_error")
         return {
             "model": self.model,
             "scale": self.scale_name,
@@ -402,6 +409,11 @@ class Leaderboard:
             "interval": {"method": self.interval_method, "level": self.level, "rank_method": self.rank_method,
                          "se_method": self.info.get("se_method"), "rule": self.info.get("interval_rule"),
                          "notes": list(self.info.get("interval_notes", []))},
+            "interval_method": {"covariance": self.interval_method,
+                                "standard_errors": "exact" if se_error is None else "estimated",
+                                "how": self.info.get("se_method"),
+                                "stated_relative_error": se_error,
+                                "measured": self.info.get("se_measured")},
             "sorted_by": self.info.get("sorted_by", "rating"),
             "items": items,
             "params": {k: _jsonable(v) for k, v in self.params.items()},
@@ -413,17 +425,18 @@ class Leaderboard:
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
         """Serialise :meth:`to_dict` (and write it to ``path`` if given).
 
-        With ``indent``, the board is indented and each item is written on one line of its own: Python's
-        indenting encoder is pure Python, the one-line one is C (10⁵ items: ~0.5 s instead of ~5 s)."""
-        data = self.to_dict()
+        With ``indent``, the board is indented and each item is written on one line of its own, encoded column
+        by column (:func:`_encode_items`; 10⁵ items: ~0.2 s instead of ~5 s for Python's indenting encoder)."""
+        columns = self._item_columns()
         if indent is None:
-            text = json.dumps(data, allow_nan=False)
+            items = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+            text = json.dumps(self._summary(items), allow_nan=False)
         else:
-            items, data["items"] = data["items"], _ITEMS_SLOT
-            text = json.dumps(data, indent=indent, allow_nan=False)
+            text = json.dumps(self._summary(_ITEMS_SLOT), indent=indent, allow_nan=False)
             pad = " " * (2 * indent)
-            body = ",\n".join(pad + json.dumps(item, allow_nan=False) for item in items)
-            text = text.replace(json.dumps(_ITEMS_SLOT), f"[\n{body}\n{' ' * indent}]" if items else "[]", 1)
+            lines = _encode_items(columns)
+            body = ",\n".join(pad + line for line in lines)
+            text = text.replace(json.dumps(_ITEMS_SLOT), f"[\n{body}\n{' ' * indent}]" if lines else "[]", 1)
         if path is not None:
             from pairkit._io import atomic_write_text
 
@@ -552,6 +565,32 @@ _ITEMS_SLOT = "\x00items\x00"
 """Stands for the items in the indented board until they are written in (no item name can be it)."""
 
 
+def _encode_items(columns: dict[str, list]) -> list[str]:
+    """Each item as a one-line JSON object, the same text as ``json.dumps(item)``, built column by column:
+    every column's values are encoded by type at once and the lines filled from one template."""
+    tokens = []
+    for values in columns.values():
+        kinds = set(map(type, values))
+        if kinds <= {float}:
+            tokens.append(list(map(float.__repr__, values)))
+        elif kinds <= {float, type(None)}:
+            tokens.append(["null" if v is None else float.__repr__(v) for v in values])
+        elif kinds <= {bool}:
+            tokens.append(["true" if v else "false" for v in values])
+        elif kinds <= {int}:
+            tokens.append(list(map(int.__repr__, values)))
+        elif kinds <= {str}:
+            tokens.append(list(map(_encode_string, values)))
+        else:  # booleans, mixed or nested values: the encoder itself
+            tokens.append([json.dumps(v, allow_nan=False) for v in values])
+    template = "{" + ", ".join(json.dumps(k).replace("%", "%%") + ": %s" for k in columns) + "}"
+    return [template % row for row in zip(*tokens, strict=True)]
+
+
+_encode_string = json.encoder.encode_basestring_ascii
+"""A string as JSON text, escaped as ``json.dumps`` does by default (ASCII only)."""
+
+
 def _jsonable_column(column: pd.Series) -> list:
     """A column as JSON values: numbers as Python numbers, NaN and infinities as ``None``."""
     values = column.to_numpy()
@@ -562,7 +601,10 @@ def _jsonable_column(column: pd.Series) -> list:
         return out
     if values.dtype.kind in "iub":
         return values.tolist()
-    return [_jsonable(v) for v in values.tolist()]
+    out = values.tolist()
+    if set(map(type, out)) <= {str}:
+        return out
+    return [_jsonable(v) for v in out]
 
 
 def _jsonable(value: Any) -> Any:

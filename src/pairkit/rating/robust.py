@@ -31,7 +31,13 @@ from pairkit.data.comparisons import Comparisons
 from pairkit.errors import ConvergenceError, NotIdentifiedError
 from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL, renamed_options
 from pairkit.rating._generic import ExtraParam, check_inputs, fit_rows_model, row_stats
-from pairkit.rating._pairwise import PairwiseDesign, RowDerivatives, bradley_terry_rows, fit_pairwise
+from pairkit.rating._pairwise import (
+    PairwiseDesign,
+    RowDerivatives,
+    bradley_terry_rows,
+    check_dense_size,
+    fit_pairwise,
+)
 from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, check_mle_exists
 from pairkit.rating.leaderboard import Leaderboard
 
@@ -113,6 +119,7 @@ def fit_robust_bt(
         A :class:`Leaderboard` with ``params["epsilon"]`` (and its interval when estimated).
     """
     check_inputs(comparisons, "half", "robust_bt")
+    check_dense_size(comparisons.n_items + int(epsilon is None), "model 'robust_bt'")  # before the EM sweeps
     counts = comparisons.pair_counts(ties="half")
     if prior == 0:
         check_mle_exists(counts, comparisons.items)
