@@ -164,6 +164,12 @@ def dcg(scores, labels, *, k: int | None = None, gain: Gain = "exp2", mask=None)
 
     Järvelin & Kekäläinen (2002), "Cumulated gain-based evaluation of IR techniques"; exponential gain
     after Burges et al. (2005). ``scores``, ``labels``: ``[..., list]``; returns ``[...]``.
+
+    >>> from pairkit.metrics import dcg
+    >>> print(dcg([[0.9, 0.2, 0.5]], [[2, 0, 1]]).round(4))
+    [3.6309]
+    >>> print(dcg([[0.9, 0.2, 0.5]], [[2, 0, 1]], gain="linear", k=2).round(4))
+    [2.6309]
     """
     _check_k(k)
     s, y, m = _prepare(scores, labels, mask)
@@ -182,6 +188,10 @@ def ideal_dcg(labels, *, k: int | None = None, gain: Gain = "exp2", mask=None) -
         \mathrm{IDCG@k} = \sum_{r=1}^{k} \frac{g(y_{(r)})}{\log_2(r + 1)},\quad y_{(1)} \ge y_{(2)} \ge \dots
 
     Järvelin & Kekäläinen (2002). ``labels``: ``[..., list]``; returns ``[...]``.
+
+    >>> from pairkit.metrics import ideal_dcg
+    >>> print(ideal_dcg([[0, 2, 1]]).round(4))
+    [3.6309]
     """
     y = _as_float(labels, "labels")
     return dcg(y, y, k=k, gain=gain, mask=mask)
@@ -223,6 +233,10 @@ def precision_at_k(
 
     Manning et al. (2008), "Introduction to Information Retrieval", ch. 8. ``n`` is the number of valid
     entries, so short lists are not penalised. ``[..., list]`` in, ``[...]`` out.
+
+    >>> from pairkit.metrics import precision_at_k
+    >>> print(precision_at_k([[0.9, 0.8, 0.1, 0.4]], [[1, 0, 1, 0]], k=2))
+    [0.5]
     """
     _check_k(k)
     s, y, m = _prepare(scores, labels, mask)
@@ -243,6 +257,10 @@ def recall_at_k(
 
     Manning et al. (2008), "Introduction to Information Retrieval", ch. 8. Lists without a relevant item
     give ``undefined``. ``[..., list]`` in, ``[...]`` out.
+
+    >>> from pairkit.metrics import recall_at_k
+    >>> print(recall_at_k([[0.9, 0.8, 0.1, 0.4]], [[1, 0, 1, 0]], k=2))
+    [0.5]
     """
     _check_k(k)
     s, y, m = _prepare(scores, labels, mask)
@@ -302,6 +320,10 @@ def average_precision(
     Manning et al. (2008), "Introduction to Information Retrieval", ch. 8. Within a block of tied scores
     every item takes the block's last rank, which equals scikit-learn's ``average_precision_score``.
     Lists without a relevant item give ``undefined``. ``[..., list]`` in, ``[...]`` out.
+
+    >>> from pairkit.metrics import average_precision
+    >>> print(average_precision([[0.9, 0.8, 0.1]], [[1, 0, 1]]).round(4))
+    [0.8333]
     """
     s, y, m = _prepare(scores, labels, mask)
     batch, (s, y, m) = _flat(s, y, m)

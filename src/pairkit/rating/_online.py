@@ -35,6 +35,11 @@ class Matches:
     (lower is better, equal ranks are a draw). ``weight`` (per slot, optional) is TrueSkill's partial play.
 
     Build with :meth:`from_lists` or :meth:`from_comparisons` (each comparison is a 1-vs-1 match).
+
+    >>> from pairkit.rating import Matches, fit_trueskill
+    >>> matches = Matches.from_lists([[['ann', 'bob'], ['cat']], [['cat'], ['bob']]])
+    >>> matches.n_matches, matches.items
+    (2, ('ann', 'bob', 'cat'))
     """
 
     items: tuple[str, ...]

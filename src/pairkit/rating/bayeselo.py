@@ -52,6 +52,10 @@ def bayeselo_elo_scale(drawelo: float) -> float:
     """bayeselo's display scale after ``mm``: ``4x/(1+x)²`` with ``x = 10^(−drawelo/400)``.
 
     It is the slope at Δ = 0 of the expected score under the draw model relative to Elo's logistic curve.
+
+    >>> from pairkit.rating import bayeselo_elo_scale
+    >>> round(bayeselo_elo_scale(97.3), 4)
+    0.9255
     """
     x = 10.0 ** (-drawelo / 400.0)
     return 4.0 * x / (1.0 + x) ** 2
@@ -64,6 +68,12 @@ def bayeselo_virtual_draws(
 
     Returns ``(i, j, draws)`` rows (``i`` white) with ``prior · n_ij · (1/(4n_i) + 1/(4n_j))`` draws for each
     colour assignment of every pair ``{i, j}`` that played ``n_ij`` (weighted) games.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import bayeselo_virtual_draws
+    >>> white, black, draws = bayeselo_virtual_draws(np.array([0]), np.array([1]), np.array([2.0]), 2, prior=2.0)
+    >>> print(white, black, draws)
+    [0 1] [1 0] [1. 1.]
     """
     lo, hi = np.minimum(white, black), np.maximum(white, black)
     key = lo * np.int64(n_items) + hi
@@ -123,6 +133,15 @@ def fit_bayeselo(
     Returns:
         A :class:`Leaderboard` whose :attr:`~Leaderboard.ratings` are bayeselo's printed ratings (unrounded);
         ``scores`` stay natural log-strengths. ``params``: ``advantage``, ``drawelo`` (Elo) and ``elo_scale``.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"],
+    ...                                 a_first=[1, 1, 1, 1, 1, 1])
+    >>> from pairkit.rating import fit_bayeselo
+    >>> board = fit_bayeselo(comps)
+    >>> [(item, round(float(s), 1)) for item, s in zip(board.items, board.ratings)]
+    [('a', 69.4), ('b', 0.0), ('c', -69.4)]
     """
     check_comparisons(comparisons, "bayeselo")
     if comparisons.a_first is None:

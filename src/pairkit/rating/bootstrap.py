@@ -51,7 +51,13 @@ Resample = Literal["row", "cluster"]
 
 
 class BootstrapWarning(PairkitWarning):
-    """Some bootstrap replicates had no finite estimate (refitted with a tiny prior, or excluded)."""
+    """Some bootstrap replicates had no finite estimate (refitted with a tiny prior, or excluded).
+
+    >>> from pairkit.errors import PairkitWarning
+    >>> from pairkit.rating import BootstrapWarning
+    >>> issubclass(BootstrapWarning, PairkitWarning)
+    True
+    """
 
 
 REPLICATE_PRIOR = 0.01
@@ -69,6 +75,14 @@ def divergent_items(counts, n_items: int | None = None) -> tuple[np.ndarray, np.
     through others, but that the anchor never beat back goes to +∞ (``up``); one the anchor reaches but which never
     reaches it goes to −∞ (``down``); an item with no path either way, never compared, or outside the anchor's
     connected part is unbounded both ways. Both masks are all False when the MLE exists.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 0, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import divergent_items
+    >>> up, down = divergent_items(comps.pair_counts(ties='half'))
+    >>> print(up, down)
+    [ True  True False] [False False False]
     """
     n = counts.n_items if n_items is None else n_items
     up = np.zeros(n, dtype=bool)
@@ -181,6 +195,14 @@ def bootstrap(
     :func:`~pairkit.rating.registry.fit_model` passes), else excluded; either way it is counted and warned about,
     and the items whose strength diverged there (:func:`divergent_items`) get an infinite bound on that side when
     that happened in more than α/2 of the replicates.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1] * 5, [1, 2, 0, 1, 2, 2] * 5
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1] * 5, items=["a", "b", "c"])
+    >>> from pairkit.rating import bootstrap, fit_bradley_terry
+    >>> board = bootstrap(comps, lambda c: fit_bradley_terry(c, prior=1.0), n_boot=20, seed=0)
+    >>> board.interval_method, board.samples.shape
+    ('bootstrap', (20, 3))
     """
     _check_args(comparisons, n_boot, by)
     rng = _rng(seed)

@@ -63,6 +63,17 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
 
     Ford (1957): the MLE exists iff, in every partition of the items into two groups, some item of each group
     beat (or tied) some item of the other — i.e. the directed "beat-or-tied" graph is strongly connected.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 0, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.errors import NoMLEError
+    >>> from pairkit.rating import check_mle_exists
+    >>> try:
+    ...     check_mle_exists(comps.pair_counts(ties='half'), comps.items)
+    ... except NoMLEError as e:
+    ...     print(type(e).__name__)
+    NoMLEError
     """
     games = counts.games_per_item()
     never = np.flatnonzero(games == 0)
@@ -116,7 +127,17 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
 
 
 def check_decisive(comparisons: Comparisons) -> None:
-    """A tie model needs a decisive comparison: with ties only, the tie parameter's MLE is infinite."""
+    """A tie model needs a decisive comparison: with ties only, the tie parameter's MLE is infinite.
+
+    >>> from pairkit import Comparisons
+    >>> from pairkit.errors import NoMLEError
+    >>> from pairkit.rating import check_decisive
+    >>> try:
+    ...     check_decisive(Comparisons.from_arrays([0], [1], [0.5], items=['a', 'b']))
+    ... except NoMLEError as e:
+    ...     print(type(e).__name__)
+    NoMLEError
+    """
     y, w = comparisons.outcome, comparisons.weight
     if not np.any(((y == 0) | (y == 1)) & (w > 0)):
         raise NoMLEError(
@@ -145,6 +166,15 @@ def newman_iteration(
     together (vectorised) and renormalised to geometric mean 1 when ``prior == 0``. Returns π and the number
     of sweeps; stops when the largest change of log π is below ``tol``. This is a fast start only: the
     returned point is not guaranteed to be the MLE (see :func:`fit_bradley_terry`).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> import numpy as np
+    >>> from pairkit.rating import newman_iteration
+    >>> pi, iterations = newman_iteration(comps.pair_counts(ties='half'), prior=1.0)
+    >>> print(pi.round(4))
+    [1.6956 1.     0.5898]
     """
     n = counts.n_items
     i, j, wi, wj = counts.i, counts.j, counts.wins_i + counts.ties / 2, counts.wins_j + counts.ties / 2
@@ -178,6 +208,13 @@ def davidson_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDerivatives
 
         P(i \\succ j) = \\frac{\\pi_i}{\\pi_i + \\pi_j + \\nu\\sqrt{\\pi_i\\pi_j}},\\quad
         P(\\text{tie}) = \\frac{\\nu\\sqrt{\\pi_i\\pi_j}}{\\pi_i + \\pi_j + \\nu\\sqrt{\\pi_i\\pi_j}}
+
+    >>> import numpy as np
+    >>> from pairkit.rating import davidson_rows
+    >>> stats = {"wins_i": np.array([2.0]), "wins_j": np.array([1.0]), "ties": np.array([1.0])}
+    >>> rows = davidson_rows(np.array([0.5]), np.array([0.0]), stats)
+    >>> round(float(rows.loglik[0]), 4), round(float(rows.l_d[0]), 4)
+    (-4.2274, 0.1701)
     """
     wi, wj, t = stats["wins_i"], stats["wins_j"], stats["ties"]
     n = wi + wj + t
@@ -201,7 +238,14 @@ def davidson_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDerivatives
 
 
 def davidson_predictor(nu: float):
-    """Win and tie probabilities under Davidson's model with tie parameter ``nu``."""
+    """Win and tie probabilities under Davidson's model with tie parameter ``nu``.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import davidson_predictor
+    >>> win, tie = davidson_predictor(0.5)(np.array([0.0]), np.array([0.0]), None)
+    >>> print(np.round(win, 4), np.round(tie, 4))
+    [0.4] [0.2]
+    """
 
     def predict(theta_a, theta_b, a_first):
         half = (theta_a - theta_b) / 2

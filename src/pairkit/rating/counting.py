@@ -79,6 +79,11 @@ def wilson_interval(successes: np.ndarray, trials: np.ndarray, *, level: float =
 
     Args:
         successes, trials: (n,) arrays with ``0 ≤ successes ≤ trials`` and ``trials > 0``.
+
+    >>> from pairkit.rating import wilson_interval
+    >>> low, high = wilson_interval([8], [10])
+    >>> round(float(low[0]), 3), round(float(high[0]), 3)
+    (0.49, 0.943)
     """
     s, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
     if np.any(n <= 0):
@@ -105,6 +110,14 @@ def fit_win_rate(comparisons: Comparisons, *, intervals: str = "auto", level: fl
 
     Paper (interval): Wilson (1927), "Probable inference, the law of succession, and statistical inference".
     Every item must have been compared at least once. ``intervals``: ``"auto"`` (= ``"wilson"``) or ``"none"``.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_win_rate
+    >>> board = fit_win_rate(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.75), ('b', 0.5), ('c', 0.25)]
     """
     check_comparisons(comparisons, "win_rate")
     games = games_per_item(comparisons)
@@ -144,6 +157,13 @@ def borda_scores(comparisons: Comparisons, *, average: bool = False) -> np.ndarr
 
     With one comparison per pair of a complete design this is the classic Borda count (the number of
     items ranked below ``i``). Paper: de Borda (1781), "Mémoire sur les élections au scrutin".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import borda_scores
+    >>> print(borda_scores(comps))
+    [1.5 1.  0.5]
     """
     i, j, p = _pair_fractions(comparisons)
     n = comparisons.n_items
@@ -166,6 +186,14 @@ def fit_borda(comparisons: Comparisons, *, average: bool = False) -> Leaderboard
         b_i = \\sum_{j} \\hat p_{ij}
 
     Paper: de Borda (1781), "Mémoire sur les élections au scrutin".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_borda
+    >>> board = fit_borda(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 1.5), ('b', 1.0), ('c', 0.5)]
     """
     check_comparisons(comparisons, "borda")
     scale = "average Borda count" if average else "Borda count"
@@ -180,6 +208,13 @@ def copeland_scores(comparisons: Comparisons) -> np.ndarray:
         c_i = \\sum_{j:\\,n_{ij}>0} \\operatorname{sign}\\big(\\hat p_{ij} - \\tfrac12\\big)
 
     Paper: Copeland (1951), "A reasonable social welfare function".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import copeland_scores
+    >>> print(copeland_scores(comps))
+    [ 1.  0. -1.]
     """
     i, j, p = _pair_fractions(comparisons)
     n = comparisons.n_items
@@ -195,6 +230,14 @@ def fit_copeland(comparisons: Comparisons) -> Leaderboard:
         c_i = \\#\\{j: \\hat p_{ij} > \\tfrac12\\} - \\#\\{j: \\hat p_{ij} < \\tfrac12\\}
 
     Paper: Copeland (1951), "A reasonable social welfare function".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_copeland
+    >>> board = fit_copeland(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 1.0), ('b', 0.0), ('c', -1.0)]
     """
     check_comparisons(comparisons, "copeland")
     return _board(comparisons, copeland_scores(comparisons), "copeland", "Copeland score")
@@ -216,6 +259,12 @@ def duot5_scores(probs: np.ndarray) -> np.ndarray:
 
     Args:
         probs: (n, n) probabilities in [0, 1] or NaN.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import duot5_scores
+    >>> probs = np.array([[np.nan, 0.9, 0.8], [0.2, np.nan, 0.6], [0.3, 0.5, np.nan]])
+    >>> print(duot5_scores(probs).round(3))
+    [3.2 1.4 1.4]
     """
     p = np.array(probs, dtype=float)
     if p.ndim != 2 or p.shape[0] != p.shape[1]:
@@ -240,6 +289,14 @@ def fit_duot5(comparisons: Comparisons) -> Leaderboard:
     Row ``k`` shows ``a[k]`` first unless ``a_first[k]`` is False (then ``b[k]`` was first). Weighted means.
     Paper: Pradeep, Nogueira & Lin (2021), "The Expando-Mono-Duo design pattern for text ranking with
     pretrained sequence-to-sequence models".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_duot5
+    >>> board = fit_duot5(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 2.0), ('b', 1.0), ('c', 1.0)]
     """
     check_comparisons(comparisons, "duot5")
     n = comparisons.n_items
@@ -264,6 +321,13 @@ def transitive_closure(adjacency: np.ndarray | sp.spmatrix) -> np.ndarray:
     .. math::
 
         R_{ij} \\leftarrow R_{ij} \\lor (R_{ik} \\land R_{kj})\\quad\\text{for } k = 1..n
+
+    >>> import numpy as np
+    >>> from pairkit.rating import transitive_closure
+    >>> print(transitive_closure(np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])).astype(int))
+    [[0 1 1]
+     [0 0 1]
+     [0 0 0]]
     """
     dist = csgraph.floyd_warshall(sp.csr_matrix(adjacency, dtype=float), directed=True, unweighted=True)
     reach = np.isfinite(dist)
@@ -283,6 +347,13 @@ def enhanced_borda_scores(comparisons: Comparisons) -> np.ndarray:
 
     Paper: Zhang et al. (2024), "LLaMA-Berry: Pairwise optimization for O1-like Olympiad-level mathematical
     reasoning" (EBC: Floyd–Warshall closure of the preference matrix, then Borda count).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import enhanced_borda_scores
+    >>> print(enhanced_borda_scores(comps))
+    [2. 1. 0.]
     """
     i, j, p = _pair_fractions(comparisons)
     n = comparisons.n_items
@@ -301,6 +372,14 @@ def fit_enhanced_borda(comparisons: Comparisons) -> Leaderboard:
 
     Paper: Zhang et al. (2024), "LLaMA-Berry: Pairwise optimization for O1-like Olympiad-level mathematical
     reasoning".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_enhanced_borda
+    >>> board = fit_enhanced_borda(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 2.0), ('b', 1.0), ('c', 0.0)]
     """
     check_comparisons(comparisons, "enhanced_borda")
     return _board(comparisons, enhanced_borda_scores(comparisons), "enhanced_borda", "enhanced Borda count")
@@ -336,6 +415,14 @@ def peer_rank(
     Returns:
         ``(scores, reviewer_weights, iterations)``; scores and weights have shape (n_items,) (weight 0 for
         items that never reviewed).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import peer_rank
+    >>> scores, weights, iterations = peer_rank(comps, ['a', 'b', 'c', 'a', 'b', 'c'])
+    >>> print(scores.round(3), weights.round(3))
+    [0.877 0.222 0.278] [0.637 0.161 0.202]
     """
     rev = np.asarray(reviewers).astype(str)
     if rev.shape != (len(comparisons),):
@@ -398,6 +485,14 @@ def fit_peer_rank(
 
     Args:
         reviewers: (n,) reviewer name per comparison (required; each must be an item).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_peer_rank
+    >>> board = fit_peer_rank(comps, reviewers=['a', 'b', 'c', 'a', 'b', 'c'])
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.877), ('b', 0.222), ('c', 0.278)]
     """
     check_comparisons(comparisons, "peer_rank")
     if reviewers is None:

@@ -49,6 +49,12 @@ def style_features(features_a: np.ndarray, features_b: np.ndarray, *, standardiz
 
     Returns:
         (M, S) covariates for :func:`fit_covariate_bt`.
+
+    >>> from pairkit.rating import style_features
+    >>> print(style_features([300, 100, 200], [100, 300, 200]).round(3))
+    [[ 1.225]
+     [-1.225]
+     [ 0.   ]]
     """
     fa = np.asarray(features_a, dtype=np.float64)
     fb = np.asarray(features_b, dtype=np.float64)
@@ -108,6 +114,16 @@ def fit_covariate_bt(
     Returns:
         A :class:`Leaderboard` of the controlled strengths with the coefficients and their intervals in
         ``params``/``param_intervals``; ``info["beta"]`` holds the coefficient vector.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> import numpy as np
+    >>> from pairkit.rating import fit_covariate_bt
+    >>> z = np.array([[1.0], [-1.0], [0.0], [1.0], [0.5], [-0.5]])
+    >>> board = fit_covariate_bt(comps, z, names=['length'], ridge=1.0, prior=1.0)
+    >>> board.items, sorted(board.params)
+    (('a', 'b', 'c'), ['coef_length'])
     """
     check_inputs(comparisons, ties, "covariate_bt")
     Z = np.asarray(covariates, dtype=np.float64)

@@ -44,6 +44,13 @@ def elo_ratings(
 
     with ``S_a`` the outcome for ``a`` (1, 0 or ½) and ``w`` the comparison's weight. With the defaults this is
     exactly LMArena/FastChat's ``compute_elo`` (K = 4, base 10, scale 400, start 1000).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import elo_ratings
+    >>> print(elo_ratings(comps, k=32).round(1))
+    [1030.  1000.7  969.4]
     """
     ratings = [float(initial)] * comparisons.n_items
     step = math.log(base) / scale

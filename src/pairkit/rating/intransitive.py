@@ -49,7 +49,13 @@ RIDGE_STRENGTH = 1e-3
 
 
 class UnidentifiedMatchupWarning(PairkitWarning):
-    """Some items' blade and chest vectors are set by the penalty alone (they lie on no cycle of comparisons)."""
+    """Some items' blade and chest vectors are set by the penalty alone (they lie on no cycle of comparisons).
+
+    >>> from pairkit.errors import PairkitWarning
+    >>> from pairkit.rating import UnidentifiedMatchupWarning
+    >>> issubclass(UnidentifiedMatchupWarning, PairkitWarning)
+    True
+    """
 
 
 def _two_core(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -82,6 +88,13 @@ def check_blade_chest_identified(comparisons: Comparisons, *, l2_strength: float
     - **Some items' matchups**: an item outside the graph's 2-core (on a branch hanging off the cycles, e.g.
       compared with one opponent only) has its own γ free to absorb its blade and chest, which only the penalty
       then sets. Returned as a boolean mask (the caller warns).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import check_blade_chest_identified
+    >>> check_blade_chest_identified(comps).shape
+    (3,)
     """
     from pairkit.rating.bradley_terry import check_mle_exists
 
@@ -182,6 +195,14 @@ def fit_blade_chest(
     Returns:
         A :class:`Leaderboard` whose ``scores`` are the transitive part γ; ``predict`` (through
         ``pair_predictor``) includes the cyclic term; ``info["blades"]``/``["chests"]`` are (n, d).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_blade_chest
+    >>> board = fit_blade_chest(comps, dim=1, seed=0)
+    >>> board.model, len(board.items)
+    ('blade_chest', 3)
     """
     check_comparisons(comparisons, "blade_chest")
     loose = check_blade_chest_identified(comparisons, l2_strength=l2_strength)
@@ -281,6 +302,12 @@ def count_intransitive_triads(comparisons: Comparisons, *, min_games: float = 1.
     .. math::
 
         \\#\\text{cycles} = \\operatorname{tr}(A^3)/3,\\qquad A_{ij} = [\\hat p_{ij} > 1/2]
+
+    >>> from pairkit import Comparisons
+    >>> comps = Comparisons.from_arrays([0, 1, 2], [1, 2, 0], [1, 1, 1], items=['a', 'b', 'c'])
+    >>> from pairkit.rating import count_intransitive_triads
+    >>> count_intransitive_triads(comps)
+    1
     """
     beats, _ = _beats(comparisons, min_games)
     a = beats.astype(np.float64)
@@ -293,6 +320,13 @@ def intransitive_triads(comparisons: Comparisons, *, min_games: float = 1.0, lim
     Each cycle appears once (rotated to start at its lowest item index). Columns: ``a``, ``b``, ``c`` (names),
     ``p_ab``, ``p_bc``, ``p_ca`` (win rates along the cycle) and ``margin`` (the smallest of them minus ½).
     Vectorised over blocks of items; at most ``limit`` rows (the strongest cycles) are returned.
+
+    >>> from pairkit import Comparisons
+    >>> comps = Comparisons.from_arrays([0, 1, 2], [1, 2, 0], [1, 1, 1], items=['a', 'b', 'c'])
+    >>> from pairkit.rating import intransitive_triads
+    >>> print(intransitive_triads(comps).to_string(index=False))
+    a b c  p_ab  p_bc  p_ca  margin
+    a b c   1.0   1.0   1.0     0.5
     """
     beats, rate = _beats(comparisons, min_games)
     n = beats.shape[0]

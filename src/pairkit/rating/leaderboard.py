@@ -39,7 +39,14 @@ LOG_STRENGTH = "log-strength"
 def bradley_terry_predictor(
     theta_a: np.ndarray, theta_b: np.ndarray, a_first: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """P(a beats b) under Bradley–Terry on natural log-strengths, and a zero tie probability."""
+    """P(a beats b) under Bradley–Terry on natural log-strengths, and a zero tie probability.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import bradley_terry_predictor
+    >>> win, tie = bradley_terry_predictor(np.array([1.0]), np.array([0.0]), None)
+    >>> print(np.round(win, 4), tie)
+    [0.7311] [0.]
+    """
     p = special.expit(theta_a - theta_b)
     return p, np.zeros_like(p)
 
@@ -62,6 +69,19 @@ class Leaderboard:
 
     ``params`` holds fitted extra parameters (tie ν, order advantage, coefficients) and ``param_intervals``
     their intervals; ``columns`` holds extra per-item columns (e.g. σ and the conservative score).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_bradley_terry
+    >>> board = fit_bradley_terry(comps, prior=1.0)
+    >>> board.model, board.score_scale, board.items
+    ('bradley_terry', 'log-strength', ('a', 'b', 'c'))
+    >>> print(board.to_pandas()[['rank', 'item']].to_string(index=False))
+     rank item
+        1    a
+        2    b
+        3    c
     """
 
     items: tuple[str, ...]

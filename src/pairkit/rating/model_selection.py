@@ -81,6 +81,11 @@ def prediction_scores(
         outcome: (M,) observed outcome for ``a`` (1, ½, 0; strictly between 0 and 1 counts as a tie).
         weight: (M,) comparison weights (default 1).
         tie_probability: (M,) predicted P(tie); adds the three-outcome ``log_loss_3`` and ``brier_3``.
+
+    >>> from pairkit.rating import prediction_scores
+    >>> scores = prediction_scores([0.9, 0.2, 0.6], [1.0, 0.0, 0.0])
+    >>> {k: round(float(v), 3) for k, v in scores.items()}
+    {'log_loss': 0.415, 'accuracy': 0.667, 'brier': 0.137, 'ece': 0.3}
     """
     p = np.asarray(expected, dtype=np.float64)
     y = np.asarray(outcome, dtype=np.float64)
@@ -121,6 +126,11 @@ def reliability(
 
     Every comparison enters twice, as ``(p̃, y)`` and ``(1 − p̃, 1 − y)``, so the diagram is symmetric about
     (½, ½) and does not depend on which side is ``a``. Empty bins have NaN means and zero weight.
+
+    >>> from pairkit.rating import reliability
+    >>> centres, predicted, observed, weight = reliability([0.9, 0.2, 0.6], [1.0, 0.0, 0.0], bins=2)
+    >>> print(centres, predicted.round(3), observed.round(3), weight)
+    [0.25 0.75] [0.233 0.767] [0.333 0.667] [3. 3.]
     """
     p = np.asarray(expected, dtype=np.float64)
     y = np.asarray(outcome, dtype=np.float64)
@@ -246,6 +256,16 @@ def compare_models(
         scores; NaN for models without a tie probability or data without ties), ``log_loss_sd`` (across folds),
         ``n_test``, ``folds``, ``note`` (why a model was skipped, else empty). ``table.attrs["predictions"]``
         holds each model's held-out ``(expected, outcome, weight)`` for :func:`plot_reliability`.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1] * 4, [1, 2, 0, 1, 2, 2] * 4
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 0, 1] * 4, items=["a", "b", "c"])
+    >>> from pairkit.rating import compare_models
+    >>> result = compare_models(comps, ['bt', 'elo'], folds=2, seed=0)
+    >>> print(result.table[['model', 'log_loss']].round(3).to_string(index=False))
+    model  log_loss
+      elo     0.696
+       bt     0.747
     """
     from pairkit._spec import Spec, options_of
     from pairkit.rating.registry import model_spec
@@ -342,6 +362,15 @@ class ModelComparison:
     It reads as its table: ``result.model``, ``result["log_loss"]``, ``result.set_index("model")`` … are the
     :class:`pandas.DataFrame`'s (``result.table``); ``table.attrs["predictions"]`` holds the held-out
     predictions for :func:`plot_reliability`.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1] * 4, [1, 2, 0, 1, 2, 2] * 4
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 0, 1] * 4, items=["a", "b", "c"])
+    >>> import json
+    >>> from pairkit.rating import compare_models
+    >>> result = compare_models(comps, ['bt'], folds=2, seed=0)
+    >>> sorted(json.loads(result.to_json()))
+    ['folds', 'models', 'seed', 'split']
     """
 
     def __init__(self, table: pd.DataFrame, *, n_splits: int, seed: int | None, split: str) -> None:

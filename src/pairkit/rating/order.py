@@ -46,6 +46,12 @@ def order_predictor(advantage: float, ties: str = "half", tie_param: float = 0.0
 
     ``ties``: ``"half"`` (no tie probability), ``"davidson"`` (``tie_param`` = log ν) or ``"rao_kupper"``
     (``tie_param`` = α). Without ``a_first`` the advantage is not applied (a neutral comparison).
+
+    >>> import numpy as np
+    >>> from pairkit.rating import order_predictor
+    >>> win, tie = order_predictor(0.5)(np.array([0.0]), np.array([0.0]), np.array([True]))
+    >>> print(np.round(win, 4), tie)
+    [0.6225] [0.]
     """
     if ties == "rao_kupper":
         return rao_kupper_predictor(tie_param, advantage)
@@ -97,6 +103,17 @@ def fit_order_advantage(
         A :class:`Leaderboard`; ``params["order_advantage"]`` is β (log-odds), ``"order_advantage_elo"`` the same
         in Elo points, plus ``"tie_nu"`` or ``"tie_theta"``; all with intervals. ``predict(a, b, a_first=…)``
         applies the advantage.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"],
+    ...                                 a_first=[1, 0, 1, 0, 1, 0])
+    >>> from pairkit.rating import fit_order_advantage
+    >>> board = fit_order_advantage(comps, prior=1.0)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.537), ('b', 0.059), ('c', -0.595)]
+    >>> round(board.params['order_advantage'], 3)
+    0.242
     """
     check_inputs(comparisons, ties, "order_advantage")
     separate = ties != "half"

@@ -155,6 +155,13 @@ def plackett_luce_loglik(rankings: Rankings, log_strength: np.ndarray) -> float:
         \\ell(\\theta) = \\sum_r w_r \\sum_{s} \\Big(\\theta_{c_{rs}} - \\log \\sum_{j \\in R_{rs}} e^{\\theta_j}\\Big)
 
     where stage ``s`` of ranking ``r`` chooses ``c_rs`` from the remaining set ``R_rs``.
+
+    >>> import numpy as np
+    >>> from pairkit.data import Rankings
+    >>> from pairkit.rating import plackett_luce_loglik
+    >>> rankings = Rankings.from_lists([['a', 'b', 'c'], ['b', 'a', 'c']])
+    >>> round(plackett_luce_loglik(rankings, np.zeros(3)), 4)
+    -3.5835
     """
     theta = np.asarray(log_strength, dtype=np.float64)
     if theta.shape != (rankings.n_items,):
@@ -168,6 +175,15 @@ def check_pl_mle_exists(rankings: Rankings) -> None:
     Hunter (2004, Assumption 1): in every partition of the items into two groups, some item of each group is
     ranked above some item of the other; i.e. the "ranked above" digraph is strongly connected. Tied members of
     a group count as ranked above each other; listed items of a top-k list are ranked above the unlisted.
+
+    >>> from pairkit.data import Rankings
+    >>> from pairkit.errors import NoMLEError
+    >>> from pairkit.rating import check_pl_mle_exists
+    >>> try:
+    ...     check_pl_mle_exists(Rankings.from_lists([['a', 'b'], ['a', 'b']]))
+    ... except NoMLEError as e:
+    ...     print(type(e).__name__)
+    NoMLEError
     """
     st = _Stages(rankings)
     n, items = st.n, rankings.items
@@ -256,6 +272,13 @@ def fit_plackett_luce(
 
     Returns:
         A :class:`Leaderboard` of centred log-strengths (pairwise win probabilities follow Bradley–Terry).
+
+    >>> from pairkit.data import Rankings
+    >>> from pairkit.rating import fit_plackett_luce
+    >>> rankings = Rankings.from_lists([['a', 'b', 'c'], ['b', 'a', 'c'], ['a', 'c', 'b']])
+    >>> board = fit_plackett_luce(rankings, prior=1.0)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.777), ('b', -0.095), ('c', -0.682)]
     """
     if not isinstance(rankings, Rankings):
         raise InputError(f"plackett_luce: expected Rankings, got {type(rankings).__name__}")

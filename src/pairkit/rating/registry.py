@@ -55,7 +55,16 @@ def fit_davidson(
     tol: float = 1e-10,
     max_iter: int = 100,
 ) -> Leaderboard:
-    """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``)."""
+    """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``).
+
+    >>> from pairkit import Comparisons
+    >>> comps = Comparisons.from_arrays([0, 1, 2, 0, 0, 1, 2], [1, 2, 0, 1, 2, 2, 1], [1, 1, 1, 0.5, 1, 0.5, 0],
+    ...                                 items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_davidson
+    >>> board = fit_davidson(comps, prior=1.0)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.332), ('b', 0.24), ('c', -0.572)]
+    """
     return unchecked(fit_bradley_terry)(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level,
                                         tol=tol, max_iter=max_iter)  # the options: checked by this fit's wrapper
 
@@ -65,7 +74,17 @@ def fit_bayeselo_defaults(
     comparisons: Comparisons, *, intervals: str = "auto", level: float = 0.95, tol: float = 1e-10, max_iter: int = 100
 ) -> Leaderboard:
     """bayeselo with its defaults (advantage 32.8, drawelo 97.3, prior 2 virtual draws, ``mm`` with fixed
-    constants); ratings on bayeselo's printed scale."""
+    constants); ratings on bayeselo's printed scale.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"],
+    ...                                 a_first=[1, 1, 1, 1, 1, 1])
+    >>> from pairkit.rating import fit_bayeselo_defaults
+    >>> board = fit_bayeselo_defaults(comps)
+    >>> [(item, round(float(s), 1)) for item, s in zip(board.items, board.ratings)]
+    [('a', 69.4), ('b', 0.0), ('c', -69.4)]
+    """
     return unchecked(fit_bayeselo)(comparisons, intervals=intervals, level=level, tol=tol, max_iter=max_iter)
 
 
@@ -90,6 +109,17 @@ def register_model(
     ``ties_models`` (``{"rao_kupper": "rao_kupper"}``: a ``ties`` value that selects another model),
     ``fast_bootstrap`` (a function used instead of refitting each replicate), ``row_order`` (True for models that
     update rating by rating in the order of the rows, so pair counts cannot stand in for the rows).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_win_rate, model_names, register_model
+    >>> from pairkit.rating.registry import fit_model
+    >>> spec = register_model('my_win_rate', fit_win_rate, family='counting', predicts=False)
+    >>> fit_model(comps, 'my_win_rate').items
+    ('a', 'b', 'c')
+    >>> from pairkit.rating import MODELS
+    >>> del MODELS['my_win_rate']  # unregister
     """
     if not callable(fit):
         raise InputError(f"fit for model {name!r} must be callable")
@@ -99,22 +129,43 @@ def register_model(
 
 
 def model_spec(name: str) -> Spec:
-    """The spec of the model registered under ``name`` or an alias (raises :class:`InputError` listing the names)."""
+    """The spec of the model registered under ``name`` or an alias (raises :class:`InputError` listing the names).
+
+    >>> from pairkit.rating import model_spec
+    >>> spec = model_spec('openskill')
+    >>> spec.name, spec.family, 'level' in spec.option_names
+    ('weng_lin', 'online', True)
+    """
     return _REGISTRY.get(name)
 
 
 def models() -> list[Spec]:
-    """Specs of the registered models, sorted by name."""
+    """Specs of the registered models, sorted by name.
+
+    >>> from pairkit.rating import models
+    >>> sorted({spec.family for spec in models()})
+    ['counting', 'likelihood', 'online', 'spectral']
+    """
     return _REGISTRY.specs()
 
 
 def model_names() -> list[str]:
-    """Names (and aliases) of the registered models, sorted."""
+    """Names (and aliases) of the registered models, sorted.
+
+    >>> from pairkit.rating import model_names
+    >>> 'bt' in model_names(), 'openskill' in model_names()
+    (True, True)
+    """
     return _REGISTRY.names(aliases=True)
 
 
 def get_model(name: str) -> Callable[..., Leaderboard]:
-    """The fit function registered under ``name`` (raises :class:`InputError` listing the names)."""
+    """The fit function registered under ``name`` (raises :class:`InputError` listing the names).
+
+    >>> from pairkit.rating import get_model
+    >>> get_model('bt').__name__
+    'fit_bradley_terry'
+    """
     return _REGISTRY.get(name).fn
 
 

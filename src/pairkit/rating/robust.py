@@ -50,6 +50,13 @@ def robust_rows(d: np.ndarray, eta: np.ndarray, stats: dict, *, epsilon: float |
     .. math::
 
         \\ell = w_i \\log P + w_j \\log(1 - P),\\qquad P = (1-\\varepsilon)\\sigma(d) + \\varepsilon/2
+
+    >>> import numpy as np
+    >>> from pairkit.rating import robust_rows
+    >>> stats = {"wins_i": np.array([2.0]), "wins_j": np.array([1.0]), "ties": np.array([1.0])}
+    >>> rows = robust_rows(np.array([0.5]), np.array([-2.0]), stats)
+    >>> round(float(rows.loglik[0]), 4), round(float(rows.l_d[0]), 4)
+    (-1.9318, 0.1532)
     """
     fixed = epsilon is not None
     eps = epsilon if fixed else float(special.expit(eta[0]))
@@ -75,7 +82,14 @@ def robust_rows(d: np.ndarray, eta: np.ndarray, stats: dict, *, epsilon: float |
 
 
 def robust_predictor(epsilon: float):
-    """Win probabilities of the mixture: ``(1 − ε)σ(θa − θb) + ε/2`` (ties are not modelled)."""
+    """Win probabilities of the mixture: ``(1 − ε)σ(θa − θb) + ε/2`` (ties are not modelled).
+
+    >>> import numpy as np
+    >>> from pairkit.rating import robust_predictor
+    >>> win, tie = robust_predictor(0.2)(np.array([10.0]), np.array([0.0]), None)
+    >>> print(np.round(win, 4), tie)
+    [0.9] [0.]
+    """
 
     def predict(theta_a, theta_b, a_first):
         p = (1 - epsilon) * special.expit(theta_a - theta_b) + epsilon / 2
@@ -117,6 +131,14 @@ def fit_robust_bt(
 
     Returns:
         A :class:`Leaderboard` with ``params["epsilon"]`` (and its interval when estimated).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_robust_bt
+    >>> board = fit_robust_bt(comps, epsilon=0.1, prior=1.0)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.567), ('b', 0.0), ('c', -0.567)]
     """
     check_inputs(comparisons, "half", "robust_bt")
     check_dense_size(comparisons.n_items + int(epsilon is None), "model 'robust_bt'")  # before the EM sweeps

@@ -46,6 +46,11 @@ def stationary_distribution(rates: sp.spmatrix | np.ndarray, items: tuple[str, .
 
     Args:
         rates: (n, n) non-negative transition rates ``R[i, j]`` from ``i`` to ``j`` (diagonal ignored).
+
+    >>> import numpy as np
+    >>> from pairkit.rating import stationary_distribution
+    >>> print(stationary_distribution(np.array([[0.0, 1.0], [3.0, 0.0]])).round(4))
+    [0.75 0.25]
     """
     rates = sp.csr_matrix(rates, dtype=float)
     rates.setdiag(0.0)
@@ -85,6 +90,11 @@ def perron_vector(matrix: sp.spmatrix | np.ndarray, *, tol: float = 1e-13, max_i
 
     Args:
         matrix: (n, n) non-negative, irreducible.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import perron_vector
+    >>> print(perron_vector(np.array([[0.0, 2.0], [1.0, 0.0]])).round(4))
+    [0.5858 0.4142]
     """
     a = sp.csr_matrix(matrix, dtype=float)
     n = a.shape[0]
@@ -121,6 +131,13 @@ def rank_centrality_scores(comparisons: Comparisons, *, alpha: float = 0.0) -> n
 
     Returns:
         (n_items,) stationary probabilities.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import rank_centrality_scores
+    >>> print(rank_centrality_scores(comps).round(3))
+    [0.6 0.2 0.2]
     """
     counts = comparisons.pair_counts(ties="half")
     n = comparisons.n_items
@@ -153,6 +170,14 @@ def fit_rank_centrality(comparisons: Comparisons, *, alpha: float = 0.0) -> Lead
 
     Args:
         comparisons: n comparisons (ties count half a win each way; weights multiply).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_rank_centrality
+    >>> board = fit_rank_centrality(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.732), ('b', -0.366), ('c', -0.366)]
     """
     check_comparisons(comparisons, "rank_centrality")
     pi = unchecked(rank_centrality_scores)(comparisons, alpha=alpha)  # alpha: checked by this fit
@@ -181,6 +206,13 @@ def pagerank_scores(
 
     Returns:
         (n_items,) scores summing to 1.
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import pagerank_scores
+    >>> print(pagerank_scores(comps).round(3))
+    [0.374 0.258 0.368]
     """
     n = comparisons.n_items
     wins = comparisons.pair_counts(ties="half").wins_matrix()  # W[x, y]: wins of x over y
@@ -209,6 +241,14 @@ def fit_pagerank(
         \\pi = \\frac{1-d}{n}\\mathbf 1 + d\\,M\\pi
 
     Paper: Page, Brin, Motwani & Winograd (1999), "The PageRank citation ranking: bringing order to the web".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_pagerank
+    >>> board = fit_pagerank(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.374), ('b', 0.258), ('c', 0.368)]
     """
     check_comparisons(comparisons, "pagerank")
     pi = unchecked(pagerank_scores)(comparisons, damping=damping, tol=tol, max_iter=max_iter)  # checked above
@@ -233,6 +273,14 @@ def fit_eigenvector(
     Scores sum to 1 (scale ``"eigenvector"``). The comparison graph must be connected.
 
     Paper: Keener (1993), "The Perron–Frobenius theorem and the ranking of football teams".
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_eigenvector
+    >>> board = fit_eigenvector(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.394), ('b', 0.321), ('c', 0.285)]
     """
     check_comparisons(comparisons, "eigenvector")
     counts = comparisons.pair_counts(ties="half")

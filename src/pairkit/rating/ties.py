@@ -43,6 +43,13 @@ def rao_kupper_rows(d: np.ndarray, eta: np.ndarray, stats: dict, *, alpha: float
 
     ``stats``: ``wins_i``, ``wins_j``, ``ties`` (K,). With ``alpha`` given (``functools.partial``), α is held
     fixed and no η derivatives are returned (``eta`` is then empty).
+
+    >>> import numpy as np
+    >>> from pairkit.rating import rao_kupper_rows
+    >>> stats = {"wins_i": np.array([2.0]), "wins_j": np.array([1.0]), "ties": np.array([1.0])}
+    >>> rows = rao_kupper_rows(np.array([0.5]), np.array([0.5]), stats)
+    >>> round(float(rows.loglik[0]), 4), round(float(rows.l_d[0]), 4)
+    (-4.1646, 0.0379)
     """
     fixed = alpha is not None
     alpha = alpha if fixed else eta[0]
@@ -72,6 +79,12 @@ def rao_kupper_predictor(alpha: float, advantage: float = 0.0):
     """Win and tie probabilities under Rao–Kupper with threshold ``alpha`` (natural units).
 
     ``advantage`` (natural units) is added to the first-shown side when ``a_first`` is given.
+
+    >>> import numpy as np
+    >>> from pairkit.rating import rao_kupper_predictor
+    >>> win, tie = rao_kupper_predictor(0.5)(np.array([0.0]), np.array([0.0]), None)
+    >>> print(np.round(win, 4), np.round(tie, 4))
+    [0.3775] [0.2449]
     """
 
     def predict(theta_a, theta_b, a_first):
@@ -111,6 +124,14 @@ def fit_rao_kupper(
     Returns:
         A :class:`Leaderboard` with ``params["tie_theta"]`` (θ ≥ 1) and ``params["tie_alpha"]`` (= log θ), each
         with its interval in ``param_intervals``.
+
+    >>> from pairkit import Comparisons
+    >>> comps = Comparisons.from_arrays([0, 1, 2, 0, 0, 1, 2], [1, 2, 0, 1, 2, 2, 1], [1, 1, 1, 0.5, 1, 0.5, 0],
+    ...                                 items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_rao_kupper
+    >>> board = fit_rao_kupper(comps, prior=1.0)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 0.349), ('b', 0.191), ('c', -0.54)]
     """
     check_inputs(comparisons, "rao_kupper", "rao_kupper")
     counts = comparisons.pair_counts(ties="separate")

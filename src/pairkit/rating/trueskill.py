@@ -189,6 +189,10 @@ def trueskill_draw_margin(
         m = \\Phi^{-1}\\Big(\\frac{1 + p_{\\text{draw}}}{2}\\Big)\\,\\sqrt{n}\\,\\beta
 
     Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian skill rating system".
+
+    >>> from pairkit.rating import trueskill_draw_margin
+    >>> round(float(trueskill_draw_margin(0.1, 2)), 4)
+    0.7405
     """
     if not (0.0 <= draw_probability < 1.0):
         raise InputError(f"draw_probability must be in [0, 1), got {draw_probability!r}")
@@ -231,6 +235,14 @@ def trueskill_rate(
         initial_mu, initial_sigma: (n_items,) starting beliefs (default ``mu``, ``sigma`` for everyone).
     Returns:
         ``(μ, σ)``, each of shape (n_items,).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import trueskill_rate
+    >>> mu, sigma = trueskill_rate(comps)
+    >>> print(mu.round(2), sigma.round(2))
+    [28.31 24.19 19.86] [4.75 4.8  4.6 ]
     """
     matches = data if isinstance(data, Matches) else Matches.from_comparisons(data)
     f = _backend(normal)
@@ -387,6 +399,13 @@ def trueskill_predictor(beta: float = 25.0 / 6.0, draw_margin: float = 0.0, norm
 
     Point predictions (the players' σ are not used: the :class:`Leaderboard` predictor sees only ratings).
     Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian skill rating system".
+
+    >>> import numpy as np
+    >>> from pairkit.rating import trueskill_predictor
+    >>> predict = trueskill_predictor()
+    >>> win, tie = predict(np.array([30.0]), np.array([25.0]), None)
+    >>> print(np.round(win, 3), np.round(tie, 3))
+    [0.802] [0.]
     """
     f = _backend(normal)
     scale = _SQRT2 * beta
@@ -442,6 +461,14 @@ def fit_trueskill(
 
     Args:
         data: ``Matches`` or :class:`Comparisons` (n comparisons in the order played).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_trueskill
+    >>> board = fit_trueskill(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 28.31), ('b', 24.189), ('c', 19.857)]
     """
     matches = as_matches(data, "trueskill")
     z = conservative_z(z, "fit_trueskill")

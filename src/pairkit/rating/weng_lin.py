@@ -166,6 +166,14 @@ def weng_lin_rate(
         initial_mu, initial_sigma: (n_items,) starting beliefs (default ``mu``, ``sigma`` for all).
     Returns:
         ``(μ, σ)``, each of shape (n_items,).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import weng_lin_rate
+    >>> mu, sigma = weng_lin_rate(comps)
+    >>> print(mu.round(2), sigma.round(2))
+    [29.2  25.   20.49] [7.36 7.35 7.34]
     """
     matches = data if isinstance(data, Matches) else Matches.from_comparisons(data)
     if model not in WENG_LIN_MODELS:
@@ -269,6 +277,12 @@ def weng_lin_predictor(beta: float = 25.0 / 6.0):
         P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b}{\\sqrt2\\,\\beta}\\Big)
 
     Paper: Weng & Lin (2011), "A Bayesian approximation method for online ranking".
+
+    >>> import numpy as np
+    >>> from pairkit.rating import weng_lin_predictor
+    >>> win, tie = weng_lin_predictor()(np.array([30.0]), np.array([25.0]), None)
+    >>> print(np.round(win, 3), np.round(tie, 3))
+    [0.802] [0.]
     """
 
     def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None):
@@ -321,6 +335,14 @@ def fit_weng_lin(
 
     Args:
         data: :class:`Matches` or :class:`Comparisons` (n comparisons in the order played).
+
+    >>> from pairkit import Comparisons
+    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
+    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
+    >>> from pairkit.rating import fit_weng_lin
+    >>> board = fit_weng_lin(comps)
+    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    [('a', 29.197), ('b', 24.996), ('c', 20.49)]
     """
     matches = as_matches(data, "weng_lin")
     z = conservative_z(z, "fit_weng_lin")
@@ -366,7 +388,13 @@ def _variant(name: str):
     fit.__doc__ = (
         f"Weng–Lin {name.replace('_', ' ')} online ratings (openskill's model of that name); options and "
         "formulas as in :func:`fit_weng_lin` and :func:`weng_lin_rate`.\n\n"
-        'Paper: Weng & Lin (2011), "A Bayesian approximation method for online ranking".\n'
+        'Paper: Weng & Lin (2011), "A Bayesian approximation method for online ranking".\n\n'
+        ">>> from pairkit import Comparisons\n"
+        f">>> from pairkit.rating import fit_weng_lin_{name}\n"
+        ">>> comps = Comparisons.from_arrays([0, 1, 0], [1, 2, 2], [1, 1, 1], items=['a', 'b', 'c'])\n"
+        f">>> board = fit_weng_lin_{name}(comps)\n"
+        ">>> board.model, board.to_pandas()['item'].tolist()\n"
+        f"('weng_lin_{name}', ['a', 'b', 'c'])\n"
     )
     return fit
 

@@ -41,7 +41,13 @@ POLICIES = ("random", "both_average", "both_conflict_tie", "estimate")
 
 @dataclass(frozen=True)
 class Pool:
-    """Candidate answers: ``text[c][i]`` is item ``i``'s answer in context ``c`` (``None`` if it has none)."""
+    """Candidate answers: ``text[c][i]`` is item ``i``'s answer in context ``c`` (``None`` if it has none).
+
+    >>> from pairkit.select import Pool
+    >>> pool = Pool.single({"m1": "Paris.", "m2": "Lyon."}, context="Capital of France?")
+    >>> pool.items, pool.n_items
+    (('m1', 'm2'), 2)
+    """
 
     items: tuple[str, ...]
     contexts: tuple[str, ...]
@@ -101,7 +107,15 @@ class Pool:
 
 @dataclass
 class Record:
-    """One judge call: items ``a`` and ``b`` (indices) in context ``context`` and the judgment."""
+    """One judge call: items ``a`` and ``b`` (indices) in context ``context`` and the judgment.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Pool, select
+    >>> run = select("round_robin", SimulatedJudge({"a": 2.0, "b": 0.0}, seed=0), Pool.single(["a", "b"]))
+    >>> record = run.records[0]
+    >>> record.context, record.a, record.b, round(record.judgment.p_a, 3)
+    (0, 0, 1, 1.0)
+    """
 
     context: int
     a: int
@@ -121,6 +135,12 @@ def apply_length_rule(score: float, len_a: int, len_b: int, *, k_chars: int, nar
     (there: a "slightly better" verdict from a response longer by more than K characters becomes a tie). With
     the ``"graded"`` verdict scale a slight win scores 0.75 (a distance of 0.25 from ½, the default ``narrow``), a clear
     win 1.
+
+    >>> from pairkit.select import apply_length_rule
+    >>> apply_length_rule(0.7, 900, 300, k_chars=500, narrow=0.25)
+    0.5
+    >>> apply_length_rule(0.9, 900, 300, k_chars=500, narrow=0.25)
+    0.9
     """
     if score == 0.5 or abs(score - 0.5) > narrow + 1e-12:
         return score
@@ -134,6 +154,13 @@ def position_stats(records: Sequence[Record]) -> dict[str, dict[str, float]]:
     The flip rate is the share of (context, pair) with judgments in both orders whose winners (a / b / tie)
     disagree; the first-position win rate is the mean expected score of the answer shown first (0.5 = no
     position bias). Repeated samples are matched by their index.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Pool, position_stats, select
+    >>> judge = SimulatedJudge({"a": 1.0, "b": 0.0, "c": -1.0}, position_bias=1.0, seed=0, judge_id="biased")
+    >>> run = select("round_robin", judge, Pool.single(["a", "b", "c"]), policy="both_average")
+    >>> {k: round(v, 3) for k, v in position_stats(run.records)["biased"].items()}
+    {'calls': 6.0, 'pairs_both_orders': 3.0, 'flip_rate': 0.667, 'first_position_win_rate': 0.833}
     """
     out: dict[str, dict[str, float]] = {}
     by_judge: dict[str, list[Record]] = {}
@@ -174,6 +201,14 @@ class Arena:
     Decisions (one per comparison: the expected score of ``i``) and the raw judgments (one per judge call)
     are recorded; a :class:`BudgetExhausted` from the judge is re-raised after the finished calls of the batch
     are recorded, so strategies stop cleanly with everything paid for kept.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Arena, Pool
+    >>> arena = Arena(SimulatedJudge({"a": 2.0, "b": 0.0}, seed=0), Pool.single(["a", "b"]), policy="both_average")
+    >>> import asyncio
+    >>> scores = asyncio.run(arena.compare([(0, 0, 1)]))
+    >>> [round(float(s), 3) for s in scores]
+    [1.0]
     """
 
     def __init__(
@@ -298,6 +333,15 @@ class Selection:
     ``ranking`` lists item indices best first when the strategy produces an order (possibly only its top);
     ``winner`` is the selected item for best-of-N strategies; ``stopped`` says why it stopped early
     (``"budget"``, ``"separated"``) or is None.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Pool, select
+    >>> judge = SimulatedJudge({"a": 5.0, "b": 0.0, "c": -5.0}, seed=0)
+    >>> run = select("round_robin", judge, Pool.single(["a", "b", "c"]))
+    >>> run.calls, len(run.records)
+    (3, 3)
+    >>> print(run.leaderboard(prior=1.0).to_pandas()["item"].tolist())
+    ['a', 'b', 'c']
     """
 
     strategy: str

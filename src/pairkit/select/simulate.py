@@ -33,6 +33,11 @@ def simulate(
     Returns calls used, Kendall's τ_b between the strategy's scores and θ, whether the best item came out
     first (``top1_correct``), the share of the true top ``k`` found in its top ``k`` (``topk_accuracy``) and
     NDCG@k with linear gains ``n − true rank`` (Järvelin & Kekäläinen 2002).
+
+    >>> from pairkit.select import simulate
+    >>> result = simulate("round_robin", n_items=6, seed=0)
+    >>> result["calls"], round(result["kendall_tau"], 3)
+    (15, 0.733)
     """
     from pairkit.metrics import kendall_tau, ndcg
 

@@ -260,6 +260,14 @@ async def beam_merge(
     whose step probability is below ``prune`` (the judge is sure against it) is not followed. Each step's
     comparisons go out as one batch, and a pair is judged once. With ``beam`` ≥ the number of merge states and
     ``prune=0`` this is the maximum-likelihood merge; with ``beam=1`` it is the greedy merge of ``merge_sort``.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Arena, Pool, beam_merge
+    >>> pool = Pool.single(["a", "b", "c", "d"])
+    >>> arena = Arena(SimulatedJudge({"a": 3.0, "b": 1.0, "c": 2.0, "d": 0.0}, noise=0.01, seed=0), pool)
+    >>> import asyncio
+    >>> [pool.items[i] for i in asyncio.run(beam_merge(arena, 0, [0, 1], [2, 3], beam=2))]
+    ['a', 'c', 'b', 'd']
     """
     eps = 1e-6
     states = [(0.0, 0, 0, ())]  # log-likelihood, i, j, merged so far
@@ -716,12 +724,22 @@ async def active(
 
 
 def default_active_limit(n_items: int) -> int:
-    """The default cap on ``active``'s comparisons: 10·n·⌈log2 n⌉ (sorting needs of the order of n·log2 n)."""
+    """The default cap on ``active``'s comparisons: 10·n·⌈log2 n⌉ (sorting needs of the order of n·log2 n).
+
+    >>> from pairkit.select import default_active_limit
+    >>> default_active_limit(16)
+    640
+    """
     return int(10 * n_items * max(1, math.ceil(math.log2(max(n_items, 2)))))
 
 
 def default_random_pairs(n_items: int) -> int:
-    """The default number of ``random_pairs`` comparisons: n(n−1)/2, as many as a round robin."""
+    """The default number of ``random_pairs`` comparisons: n(n−1)/2, as many as a round robin.
+
+    >>> from pairkit.select import default_random_pairs
+    >>> default_random_pairs(16)
+    120
+    """
     return int(n_items * (n_items - 1) // 2)
 
 
@@ -776,7 +794,16 @@ async def aselect(
     retry_unparseable: bool = False,
     **options,
 ) -> Selection:
-    """Async :func:`select`."""
+    """Async :func:`select`.
+
+    >>> import asyncio
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Pool, aselect
+    >>> judge = SimulatedJudge({"a": 3.0, "b": 0.0, "c": -3.0}, seed=0)
+    >>> run = asyncio.run(aselect("knockout", judge, Pool.single(["a", "b", "c"])))
+    >>> run.pool.items[run.winner]
+    'a'
+    """
     spec = STRATEGIES.get(strategy)
     options = spec.check(options, where=f"strategy {spec.name!r}: ")
     if reuse_reversed and policy != "random":
@@ -843,6 +870,12 @@ def dry_run(strategy: str, judge, pool: Pool, *, seed: int = 0, **options) -> di
     The strategy runs against a coin-flipping stand-in; each call it makes is priced by
     ``judge.estimate_cost``. Fixed designs (round robin, knockout, heap top-k) get their exact call count;
     adaptive ones an estimate. Returns ``{"calls", "estimated_cost"}``.
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> from pairkit.select import Pool, dry_run
+    >>> pool = Pool.single(["a", "b", "c", "d"])
+    >>> dry_run("round_robin", SimulatedJudge({"a": 1.0, "b": 0.5, "c": 0.0, "d": -0.5}), pool)
+    {'calls': 6.0, 'estimated_cost': 0.0}
     """
     from pairkit.judges.base import CallableJudge, Request
 
