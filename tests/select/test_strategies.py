@@ -231,12 +231,48 @@ def test_soft_policies_differ_and_length_rule_applies_in_the_arena():
     assert plain.decisions[0][3] == pytest.approx(0.4) and ruled.decisions[0][3] == 0.5
 
 
-@pytest.mark.parametrize("rule", ["rank", "information", "ucb"])
+@pytest.mark.parametrize("rule", ["rank", "information", "ucb", "discordance"])
 def test_active_rules_beat_chance_and_spend_the_budget(rule):
     out = simulate("active", n_items=12, seed=4, spread=3.0, budget=150, rule=rule)
     assert out["calls"] == 150 and out["stopped"] == "budget" and out["kendall_tau"] > 0.6
     with pytest.raises(InputError, match="rule"):
         simulate("active", n_items=6, budget=10, rule="greedy")
+
+
+def test_discordance_gain_matches_a_slow_posterior_update():
+    """Each candidate's score is D(Σ) − D(Σ'), Σ' = (Σ⁻¹ + w x xᵀ)⁻¹ by explicit inversion, D summed pair by pair."""
+    from scipy.stats import norm
+
+    from pairkit.select.strategies import _discordance_gain
+
+    rng = np.random.default_rng(0)
+    n = 6
+    theta = rng.normal(0, 1, n)
+    a = rng.normal(size=(n, n))
+    cov = a @ a.T / n + 0.1 * np.eye(n)
+    p = 1 / (1 + np.exp(-(theta[:, None] - theta[None, :])))
+    d = np.diag(cov)
+    var = d[:, None] + d[None, :] - 2 * cov
+    rank = rng.random((n, n))
+    got = _discordance_gain(theta, cov, p, var, rank, candidates=7)
+
+    def expected_discordance(sigma):
+        return sum(norm.cdf(-abs(theta[k] - theta[m]) / np.sqrt(sigma[k, k] + sigma[m, m] - 2 * sigma[k, m]))
+                   for k in range(n) for m in range(k + 1, n))  # fmt: skip
+
+    iu, ju = np.triu_indices(n, 1)
+    chosen = set(np.argsort(-rank[iu, ju], kind="stable")[:7])
+    for k, (i, j) in enumerate(zip(iu, ju)):
+        if k not in chosen:
+            assert got[i, j] == -np.inf
+            continue
+        x = np.zeros(n)
+        x[i], x[j] = 1, -1
+        w = p[i, j] * (1 - p[i, j])
+        updated = np.linalg.inv(np.linalg.inv(cov) + w * np.outer(x, x))
+        assert got[i, j] == pytest.approx(expected_discordance(cov) - expected_discordance(updated), rel=1e-9)
+        assert got[i, j] > 0
+    assert np.all(got[np.tril_indices(n)] == -np.inf)
 
 
 def test_ucb_matchmaking_anchors_by_upper_bound_and_pairs_nearest():

@@ -642,11 +642,12 @@ def _separated(theta: np.ndarray, low: np.ndarray, high: np.ndarray, top: int | 
     "active",
     Option("n_comparisons", int, _AT_LEAST_1, none=True, doc="comparisons at most (None: 10 n ceil(log2 n))"),
     Option("batch", int, _AT_LEAST_1, none=True, doc="pairs per round (None: n/2)"),
-    Option("rule", str, choices=("rank", "information", "ucb"), doc="how pairs are chosen"),
+    Option("rule", str, choices=("rank", "information", "ucb", "discordance"), doc="how pairs are chosen"),
     Option("exploration", float, Interval(0, None), doc="UCB exploration constant c"),
     Option("prior", float, Interval(0, None, closed="neither"), doc="virtual games per item in each fit"),
     Option("level", float, Interval(0, 1, closed="neither"), doc="interval coverage for the stopping rule"),
     Option("stop_top", int, _AT_LEAST_1, none=True, doc="stop when the first stop_top intervals separate"),
+    Option("candidates", int, _AT_LEAST_1, none=True, doc="pairs scored by 'discordance' (None: 4n)"),
 )
 async def active(
     arena: Arena,
@@ -659,6 +660,7 @@ async def active(
     prior: float = 0.5,
     level: float = 0.95,
     stop_top: int | None = None,
+    candidates: int | None = None,
 ) -> None:
     """Adaptive pairing for a leaderboard; stops when neighbouring intervals separate (or the budget ends).
 
@@ -677,8 +679,22 @@ async def active(
     probability that the pair is currently in the wrong order, which is what Kendall's τ pays for; "ucb" is
     exploration–exploitation matchmaking as in K-Sort Arena (Li et al. 2024, "K-Sort Arena: efficient and
     reliable benchmarking for generative models via K-wise human preferences"): items with the highest upper
-    confidence bound θ̂ + c·se play first, each against the closest-rated free opponent. It
-    stops when all adjacent intervals in the estimated order are disjoint (or only the first ``stop_top``).
+    confidence bound θ̂ + c·se play first, each against the closest-rated free opponent. "discordance" picks the
+    pairs whose judgment most reduces the posterior expected number of discordant pairs — the expected Kendall
+    distance to the truth under the Laplace posterior N(θ̂, Σ) —
+
+    .. math::
+
+        D(\Sigma) = \sum_{k<l} \Phi\!\left(-\frac{|\hat\theta_k-\hat\theta_l|}{s_{kl}}\right),\qquad
+        \Sigma' = \Sigma - \frac{w_{ij}\,\Sigma x x^\top \Sigma}{1 + w_{ij}\, x^\top \Sigma x},\quad
+        x = e_i - e_j,\ w_{ij} = p_{ij}(1-p_{ij}),
+
+    scoring :math:`D(\Sigma) - D(\Sigma')` (the rank-one information update of one comparison; the means are
+    held fixed) for the ``candidates`` pairs ranked best by "rank" (default 4n, so a round costs
+    O(candidates·n²)). This is the expected-reduction-in-rank-uncertainty design (cf. Chen et al. 2013,
+    "Pairwise ranking aggregation in a crowdsourced setting", who pick the pair of largest expected information
+    gain under the current posterior). It stops when all adjacent intervals in the estimated order are disjoint
+    (or only the first ``stop_top``).
 
     Items of equal strength never separate, so the run is always bounded: by ``n_comparisons``, whose default
     :func:`default_active_limit` is 10·n·⌈log2 n⌉ comparisons (``Selection.stopped == "limit"`` when it is
@@ -711,9 +727,11 @@ async def active(
             p = special.expit(theta[:, None] - theta[None, :])
             var = np.maximum(d[:, None] + d[None, :] - 2 * cov, 1e-12)
             score = p * (1 - p) * var
-            if rule == "rank":
+            if rule in ("rank", "discordance"):
                 score = p * (1 - p) * special.ndtr(-np.abs(theta[:, None] - theta[None, :]) / np.sqrt(var))
             np.fill_diagonal(score, -np.inf)
+            if rule == "discordance":
+                score = _discordance_gain(theta, cov, p, var, score, candidates or 4 * n)
             pairs = _greedy_matching(score, size)
         if not pairs:  # no finite score left: another round would ask nothing and loop forever
             out.stopped = "no informative pair"
@@ -721,6 +739,27 @@ async def active(
         await arena.compare([(_shared_context(arena, a, b), a, b) for a, b in pairs])
         done += len(pairs)
     out.stopped = "limit"
+
+
+def _discordance_gain(theta, cov, p, var, rank_score, candidates: int) -> np.ndarray:
+    """n×n scores: for the ``candidates`` best pairs by ``rank_score``, the drop in the posterior expected number
+    of discordant pairs after one comparison of that pair (rank-one update of ``cov``); −inf elsewhere."""
+    n = len(theta)
+    iu, ju = np.triu_indices(n, 1)
+    flat = rank_score[iu, ju]
+    top = np.argsort(-flat, kind="stable")[: min(candidates, len(flat))]
+    top = top[np.isfinite(flat[top])]
+    ci, cj = iu[top], ju[top]
+    gap = np.abs(theta[iu] - theta[ju])
+    before = special.ndtr(-gap / np.sqrt(var[iu, ju]))
+    u = cov[:, ci] - cov[:, cj]  # (n, m): Σx for each candidate x = e_i − e_j
+    w = p[ci, cj] * (1 - p[ci, cj])
+    shrink = w / (1 + w * var[ci, cj])  # (m,)
+    drop = (u[iu] - u[ju]) ** 2 * shrink  # (pairs, m): reduction of Var(θ_k − θ_l)
+    after = special.ndtr(-gap[:, None] / np.sqrt(np.maximum(var[iu, ju][:, None] - drop, 1e-12)))
+    out = np.full((n, n), -np.inf)
+    out[ci, cj] = before.sum() - after.sum(axis=0)
+    return out
 
 
 def default_active_limit(n_items: int) -> int:
