@@ -685,11 +685,11 @@ async def active(
 
     .. math::
 
-        D(\Sigma) = \sum_{k<l} \Phi\!\left(-\frac{|\hat\theta_k-\hat\theta_l|}{s_{kl}}\right),\qquad
-        \Sigma' = \Sigma - \frac{w_{ij}\,\Sigma x x^\top \Sigma}{1 + w_{ij}\, x^\top \Sigma x},\quad
-        x = e_i - e_j,\ w_{ij} = p_{ij}(1-p_{ij}),
+        D(\\Sigma) = \\sum_{k<l} \\Phi\\!\\left(-\\frac{|\\hat\\theta_k-\\hat\\theta_l|}{s_{kl}}\\right),\\qquad
+        \\Sigma' = \\Sigma - \\frac{w_{ij}\\,\\Sigma x x^\\top \\Sigma}{1 + w_{ij}\\, x^\\top \\Sigma x},\\quad
+        x = e_i - e_j,\\ w_{ij} = p_{ij}(1-p_{ij}),
 
-    scoring :math:`D(\Sigma) - D(\Sigma')` (the rank-one information update of one comparison; the means are
+    scoring :math:`D(\\Sigma) - D(\\Sigma')` (the rank-one information update of one comparison; the means are
     held fixed) for the ``candidates`` pairs ranked best by "rank" (default 4n, so a round costs
     O(candidates·n²)). This is the expected-reduction-in-rank-uncertainty design (cf. Chen et al. 2013,
     "Pairwise ranking aggregation in a crowdsourced setting", who pick the pair of largest expected information
