@@ -9,7 +9,8 @@ verdicts; several seeds. Every strategy in ``pairkit.select.strategies.STRATEGIE
   τ of the strategy's own scores (``Selection.scores()``: its ranking where it has one, else Bradley–Terry).
 
 K-wise rows also run with a simulated *listwise* judge (one call ranks k answers by Plackett–Luce sampling of the
-same θ), where a call carries more than one comparison. The table gives the median calls to τ ≥ 0.9 and the ratio
+same θ), where a call carries more than one comparison — and shows k answers, so the table also gives the answers
+read (calls × answers per call) against random pairs. The table gives the median calls to τ ≥ 0.9 and the ratio
 to random pairs; the plot (``--plot``) the mean τ against calls.
 
     python benchmarks/bench_selection_efficiency.py --seeds 4 --plot benchmarks/results/selection_efficiency.png
@@ -42,7 +43,8 @@ ANYTIME = {
     "active": [(f"active ({r})", {"rule": r, "n_comparisons": BUDGET}) for r in ("rank", "information", "ucb",
                                                                                   "discordance")],
     "swiss": [("swiss (12 rounds)", {"rounds": 12})],
-    "kwise": [("kwise (k=4, pairwise judge)", {"k": 4, "rounds": 60})],
+    "kwise": [(f"kwise (k=4, {a} anchor, pairwise judge)", {"k": 4, "rounds": 60, "anchor": a})
+              for a in ("ucb", "discordance")],
 }
 FIXED = {
     "round_robin": [("round_robin", {})],
@@ -57,7 +59,8 @@ FIXED = {
     "listwise": [(f"listwise (window 4, {p} passes, pairwise judge)", {"window": 4, "passes": p}) for p in (1, 3)],
 }
 LISTWISE_JUDGE = {
-    "kwise": [(f"kwise (k={k}, listwise judge)", {"k": k, "rounds": 80}) for k in (4, 8)],
+    "kwise": [(f"kwise (k={k}, {a} anchor, listwise judge)", {"k": k, "rounds": 80, "anchor": a})
+              for k in (4, 8) for a in ("ucb", "discordance")],
     "listwise": [(f"listwise (window 8, {p} passes, listwise judge)", {"window": 8, "passes": p}) for p in (1, 3)],
 }
 
@@ -131,6 +134,7 @@ def run(spread: float, seeds: int) -> dict:
             "strategy": name,
             "judge": judge_kind,
             "need": float(np.median(need)),
+            "shown": 2 if judge_kind == "pairwise" else opts.get("k", opts.get("window")),
             "reached": int(np.sum(np.isfinite(need))),
             "final_calls": float(np.mean(calls)),
             "final_tau": float(np.mean(taus)),
@@ -145,20 +149,26 @@ def run(spread: float, seeds: int) -> dict:
 def table(results: dict, seeds: int) -> list[str]:
     lines = [
         "| strengths | strategy | judge | calls to τ ≥ 0.9 (median) | seeds reaching | × fewer than random "
-        "| calls made (mean) | τ at the end (mean) | time/run (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| answers per call | × fewer answers read than random | calls made (mean) | τ at the end (mean) "
+        "| time/run (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for spread, rows in results.items():
         base = rows["random_pairs"]["need"]
         for label, r in sorted(rows.items(), key=lambda kv: (kv[1]["need"], kv[0])):
             ratio = base / r["need"] if np.isfinite(r["need"]) else float("nan")
+            read = 2 * base / (r["need"] * r["shown"]) if np.isfinite(r["need"]) else float("nan")
             kind = f"sd {spread:g} ({'spread' if spread >= 4 else 'close'})"
             lines.append(
                 f"| {kind} | {label} | {r['judge']} | {r['need']:g} | {r['reached']}/{seeds} | "
-                f"{'–' if not np.isfinite(ratio) else f'{ratio:.2f}'} | {r['final_calls']:.0f} | "
+                f"{_ratio(ratio)} | {r['shown']} | {_ratio(read)} | {r['final_calls']:.0f} | "
                 f"{r['final_tau']:.3f} | {r['time']:.1f} |"
             )
     return lines
+
+
+def _ratio(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"{x:.2f}"
 
 
 def plot(results: dict, path: str) -> None:

@@ -82,3 +82,17 @@ def test_kwise_in_several_prompts_battles_only_items_that_answered():
     sel = select("kwise", ListwiseJudge(CallableChat(ranker)), pool, k=5, rounds=4)
     for rec in sel.records:
         assert all(pool.text[rec.context][i] is not None for i in (rec.a, rec.b))
+
+
+def test_kwise_discordance_anchor_orders_the_whole_board_where_ucb_finds_the_top():
+    from pairkit.metrics import kendall_tau
+
+    truth = [int(name[1:]) for name in POOL.items]
+    taus = {}
+    for anchor in ("ucb", "discordance"):
+        sel = select("kwise", ListwiseJudge(CallableChat(ranker)), POOL, k=4, rounds=8, anchor=anchor)
+        assert sel.calls == 8 and POOL.items[sel.ranking[0]] == "m8"
+        taus[anchor] = float(kendall_tau(sel.scores(), truth))
+    assert taus["discordance"] == 1.0 and taus["ucb"] < 0.8  # ucb keeps battling at the top
+    with pytest.raises(Exception, match="anchor"):
+        select("kwise", ListwiseJudge(CallableChat(ranker)), POOL, anchor="best")

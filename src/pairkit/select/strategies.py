@@ -555,6 +555,7 @@ async def _rank_set(arena: Arena, c: int, items: list[int]) -> list[int]:
     Option("exploration", float, Interval(0, None), doc="UCB exploration constant c"),
     Option("prior", float, Interval(0, None, closed="neither"), doc="virtual games per item in each fit"),
     Option("level", float, Interval(0, 1, closed="neither"), doc="interval coverage for the stopping rule"),
+    Option("anchor", str, choices=("ucb", "discordance"), doc="which item each battle is built around"),
 )
 async def kwise(
     arena: Arena,
@@ -565,6 +566,7 @@ async def kwise(
     exploration: float = 1.0,
     prior: float = 0.5,
     level: float = 0.95,
+    anchor: str = "ucb",
 ) -> None:
     """K-wise battles with UCB matchmaking, as K-Sort Arena: each round the item with the highest upper confidence
     bound meets the k − 1 items rated closest to it, and the k are ranked together.
@@ -575,6 +577,11 @@ async def kwise(
     MAP refit after every battle (``prior`` virtual games per item; Fisher covariance for the bounds
     :math:`\\hat\theta_i + c\\, s_i`) in place of the paper's Gaussian skill update. Stops when the adjacent
     intervals separate or after ``rounds`` battles (default ⌈2n/k⌉). ``out.ranking``: best first by the fit.
+
+    ``anchor="ucb"`` (the paper's matchmaking) looks for the best item. For a whole leaderboard,
+    ``anchor="discordance"`` builds each battle around the item in the most expected discordant pairs under the
+    Laplace posterior, :math:`\\arg\\max_i \\sum_j \\Phi(-|\\hat\\theta_i - \\hat\\theta_j| / s_{ij})` (the
+    quantity the ``active`` strategy's "discordance" rule reduces), again with the k − 1 items rated closest to it.
     """
     import warnings
 
@@ -592,17 +599,24 @@ async def kwise(
     for _ in range(rounds):
         if arena.decisions:
             board = fit_bradley_terry(_comparisons_so_far(arena, out), prior=prior, intervals="fisher", level=level)
-            theta, se = np.asarray(board.scores), np.sqrt(np.maximum(np.diag(board.covariance), 0))
+            theta, cov = np.asarray(board.scores), np.asarray(board.covariance)
+            se = np.sqrt(np.maximum(np.diag(cov), 0))
             if _separated(theta, board.ci_low_log, board.ci_high_log, None):
                 out.stopped = "separated"
                 break
-        ucb = theta + exploration * np.where(np.isfinite(se), se, 1e6) + 1e-9 * arena.rng.random(n)
-        anchor = int(np.argmax(ucb))
-        others = [int(i) for i in np.argsort(np.abs(theta - theta[anchor]) + 1e-9 * arena.rng.random(n)) if i != anchor]
+        if anchor == "discordance" and arena.decisions:
+            var = np.maximum(se[:, None] ** 2 + se[None, :] ** 2 - 2 * cov, 1e-12)
+            misorder = special.ndtr(-np.abs(theta[:, None] - theta[None, :]) / np.sqrt(var))
+            np.fill_diagonal(misorder, 0.0)
+            centre = misorder.sum(axis=1) + 1e-9 * arena.rng.random(n)
+        else:
+            centre = theta + exploration * np.where(np.isfinite(se), se, 1e6) + 1e-9 * arena.rng.random(n)
+        first = int(np.argmax(centre))
+        others = [int(i) for i in np.argsort(np.abs(theta - theta[first]) + 1e-9 * arena.rng.random(n)) if i != first]
         pool = arena.pool
-        answered = [c for c in range(len(pool.contexts)) if pool.text[c][anchor] is not None]
+        answered = [c for c in range(len(pool.contexts)) if pool.text[c][first] is not None]
         c = answered[int(arena.rng.integers(len(answered)))]  # a random prompt the anchor answered
-        battle = [anchor, *[i for i in others if pool.text[c][i] is not None][: k - 1]]
+        battle = [first, *[i for i in others if pool.text[c][i] is not None][: k - 1]]
         if len(battle) < 2:
             continue
         await _rank_set(arena, c, battle)
