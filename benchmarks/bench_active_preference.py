@@ -7,7 +7,10 @@ lengthscale 0.25, outputscale 4, refitted every 5 labels); they differ only in w
 
 - random pairs (the baseline);
 - preference entropy (uncertainty sampling) and EUBO, each maximised over 500 random candidate pairs per batch;
-- dueling bandits over the candidates as arms (RUCB, Double Thompson Sampling), which ignore the features.
+- dueling bandits over the candidates as arms (RUCB, Double Thompson Sampling), which ignore the features;
+- with the exact skew-GP posterior (:class:`pairkit.curate.SkewGP`, 300 samples after 100 burn-in steps) as the
+  learner instead: random pairs, EUBO over 500 random pairs, and the hallucination believer (current best vs the UCB
+  maximiser of a GP conditioned on one posterior sample, one sample per pair of the batch).
 
 Accuracy: the fraction of all candidate pairs whose true order the GP mean gets right. Regret: the optimum's
 utility minus that of the GP's best candidate. "Labels to target": the first checkpoint (every 10 labels) from
@@ -26,7 +29,7 @@ import time
 import numpy as np
 from scipy import special
 
-from pairkit.curate import RUCB, DoubleThompson, PairwiseGP, eubo, preference_entropy
+from pairkit.curate import RUCB, DoubleThompson, PairwiseGP, SkewGP, eubo, hallucination_believer, preference_entropy
 
 OPTIMUM = np.array([0.7, 0.3])
 
@@ -48,24 +51,33 @@ def run(strategy: str, x: np.ndarray, u: np.ndarray, budget: int, seed: int, bat
         if bandit is not None:
             bandit.update(i, j, float(a_won))
 
+    skew = strategy.startswith("skew")
     while len(comps) < budget:
-        if bandit is not None:
+        if strategy == "skew_hb" and gp is not None:
+            for b in range(batch):
+                i, j = hallucination_believer(gp, x, seed=seed * 100_000 + len(comps) + b)
+                label(i, j)
+        elif bandit is not None:
             for _ in range(batch):
                 label(*bandit.select())
-        elif strategy == "random" or gp is None:
+        elif strategy in ("random", "skew_random", "skew_hb") or gp is None:
             for _ in range(batch):
                 i, j = rng.choice(n, 2, replace=False)
                 label(int(i), int(j))
         else:
             pool = rng.choice(len(ia), 500, replace=False)
             xa, xb = x[ia[pool]], x[ib[pool]]
-            score = eubo(gp, xa, xb) if strategy == "eubo" else preference_entropy(gp.prob_prefer(xa, xb))
+            score = eubo(gp, xa, xb) if "eubo" in strategy else preference_entropy(gp.prob_prefer(xa, xb))
             for k in np.argsort(-score)[:batch]:
                 label(int(ia[pool[k]]), int(ib[pool[k]]))
         used = np.unique(np.array(comps))
         pos = np.full(n, -1)
         pos[used] = np.arange(len(used))
-        gp = PairwiseGP(lengthscale=0.25, outputscale=4.0).fit(x[used], pos[np.array(comps)])
+        if skew:
+            learner = SkewGP(lengthscale=0.25, outputscale=4.0, samples=300, burn_in=100, seed=seed + len(comps))
+        else:
+            learner = PairwiseGP(lengthscale=0.25, outputscale=4.0)
+        gp = learner.fit(x[used], pos[np.array(comps)])
         if len(comps) % every == 0:
             mean, _ = gp.predict(x)
             acc = float(np.mean(np.sign(mean[ia] - mean[ib]) == truth))
@@ -94,7 +106,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     names = {"random": "random pairs (baseline)", "entropy": "preference entropy (uncertainty)", "eubo": "EUBO",
-             "rucb": "RUCB (dueling bandit)", "dts": "Double Thompson (dueling bandit)"}  # fmt: skip
+             "rucb": "RUCB (dueling bandit)", "dts": "Double Thompson (dueling bandit)",
+             "skew_random": "skew GP: random pairs (baseline)", "skew_eubo": "skew GP: EUBO",
+             "skew_hb": "skew GP: hallucination believer"}  # fmt: skip
     for strategy, name in names.items():
         t0 = time.perf_counter()
         curves = [run(strategy, x, u, args.budget, args.seed + r) for r in range(args.repeats)]

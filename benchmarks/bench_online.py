@@ -37,7 +37,7 @@ WORDS = "alpha beta gamma delta good bad yes no banana papaya".split()
 PROMPTS = [f"say {w}" for w in WORDS[:8]]
 
 
-def tiny_model_and_tokenizer(seed: int = 0):
+def tiny_model_and_tokenizer(seed: int = 0, corpus: str = ""):
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -46,7 +46,7 @@ def tiny_model_and_tokenizer(seed: int = 0):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    tok.train_from_iterator([" ".join(WORDS)] * 50, trainer)
+    tok.train_from_iterator([" ".join(WORDS) + corpus] * 50, trainer)
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
                                                 bos_token="<s>", eos_token="</s>")  # fmt: skip
     torch.manual_seed(seed)
