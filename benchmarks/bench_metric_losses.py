@@ -9,8 +9,8 @@ with glibc's default (a threshold that grows to 32 MB after the first free) free
 and RSS no longer follows the live tensors, which hides what row chunking saves.
 
 The losses added for issue 16's remaining items (prototype triplet, ICNN, energy confusion, Metrix, MEOW, CACR, DBPM,
-GroCo, ConR) have no pytorch-metric-learning class and are timed alone, except DBPM without a loss history, which is
-pml's NTXentLoss (same values); OPIS (numpy, no gradient) is one call.
+GroCo, ConR, SupReMix) have no pytorch-metric-learning class and are timed alone, except DBPM without a loss history,
+which is pml's NTXentLoss (same values); OPIS (numpy, no gradient) is one call.
 
 Loss timings are one forward + backward pass with respect to the embeddings (and the proxies), best of three;
 miner timings are one call, best of three. Both sides get the same inputs and proxies, so the value columns must
@@ -150,6 +150,7 @@ def _new_case(name, impl, g):
         "dbpm_history": lambda e: L.dbpm(e, keys, pair_history=history, history_mean=0.5, history_std=0.15),
         "groco": lambda e: L.groco(e, y),
         "conr": lambda e: L.conr(e, history, history + 0.2 * torch.randn(N, generator=g), temperature=0.1),
+        "supremix": lambda e: L.supremix(e, torch.randint(0, 100, (N,), generator=g).double()),
     }
     return cases[name], (N, D)
 
@@ -213,7 +214,7 @@ NEW = [
     ("dbpm_small", "pml"), ("dbpm_small", "pairkit"), ("dbpm", "pairkit"), ("dbpm_history", "pairkit"),
     ("proto_triplet", "pairkit"),
     ("icnn_loss", "pairkit"), ("energy_confusion", "pairkit"), ("metrix", "pairkit"), ("metrix_ms", "pairkit"),
-    ("meow", "pairkit"), ("cacr", "pairkit"), ("groco", "pairkit"), ("conr", "pairkit"),
+    ("meow", "pairkit"), ("cacr", "pairkit"), ("groco", "pairkit"), ("conr", "pairkit"), ("supremix", "pairkit"),
 ]
 
 
