@@ -41,14 +41,14 @@ def _meow_ref(q, k, w, tau):
     for i in range(q.shape[0]):
         pos = torch.exp(q[i] @ k[i] / tau)
         neg = sum(w[i][j] * torch.exp(q[i] @ k[j] / tau) for j in range(q.shape[0]) if j != i)
-        out.append(-torch.log(pos / (pos + neg)))
+        out.append(-torch.log(pos / neg))
     return torch.stack(out).mean()
 
 
 def test_meow_cluster_weights_match_reference_and_explicit_weights():
     q, k = _views()
     clusters = torch.tensor([[0, 1], [0, 0], [1, 1], [1, 0], [2, 1], [0, 1], [2, 2], [1, 1]])
-    w = [[sum(int(clusters[i, r] != clusters[j, r]) for r in range(2)) / 2 for j in range(8)] for i in range(8)]
+    w = [[sum(int(clusters[i, r] != clusters[j, r]) for r in range(2)) for j in range(8)] for i in range(8)]
     _close_with_grads(lambda a, b: L.meow(a, b, clusters=clusters, temperature=0.3),
                       lambda a, b: _meow_ref(a, b, w, 0.3), q, k)
     dense = torch.tensor(w, dtype=torch.float64)
@@ -60,11 +60,15 @@ def test_meow_cluster_weights_match_reference_and_explicit_weights():
 
 def test_meow_limits():
     q, k = _views(seed=1)
-    # no weights: InfoNCE; one cluster for everything: no negatives at all
-    torch.testing.assert_close(L.meow(q, k, temperature=0.2), L.infonce(q, k, temperature=0.2))
+    ones = [[1.0] * 8 for _ in range(8)]
+    # no weights: every negative weight 1 (decoupled contrastive loss); one cluster for everything: no negatives
+    _close_with_grads(lambda a, b: L.meow(a, b, temperature=0.2), lambda a, b: _meow_ref(a, b, ones, 0.2), q, k)
     assert float(L.meow(q, k, clusters=torch.zeros(8, dtype=torch.long))) == 0.0
     separated = L.meow(q, k, clusters=torch.arange(8), temperature=0.2)
-    torch.testing.assert_close(separated, L.infonce(q, k, temperature=0.2))
+    torch.testing.assert_close(separated, L.meow(q, k, temperature=0.2))
+    # twice the same clustering doubles every weight: the loss grows by log 2
+    twice = L.meow(q, k, clusters=torch.arange(8)[:, None].repeat(1, 2), temperature=0.2)
+    torch.testing.assert_close(twice, separated + math.log(2))
     with pytest.raises(InputError, match="not both"):
         L.meow(q, k, clusters=torch.arange(8), negative_weights=torch.ones(8, 8))
     with pytest.raises(InputError, match="clusters must have shape"):

@@ -38,6 +38,7 @@ from pairkit.losses._embeddings import (
     check_weights,
     inverse_temperature,
     labelled_rows,
+    masked_logsumexp,
     maybe_normalize,
     positive_pairs,
 )
@@ -78,7 +79,7 @@ def _check_clusters(clusters, n: int, device) -> torch.Tensor:
     ),
     batch_coupled=True,
     family=_FAMILY,
-    aliases=("meow_loss", "weighted_negatives_infonce", "weighted_infonce"),
+    aliases=("meow_loss", "weighted_negatives_contrastive"),
     options=(LEARNABLE_TEMPERATURE, NORMALIZE, CHUNK_SIZE),
 )
 def meow(
@@ -93,27 +94,28 @@ def meow(
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """MEOW: InfoNCE with a weight on every negative, from node clusterings (or given).
+    """MEOW: a contrastive loss with a weight on every negative, from node clusterings (or given).
 
     .. math::
 
-        \\ell_i = -\\log \\frac{e^{s_{ii}/\\tau}}{e^{s_{ii}/\\tau} + \\sum_{j \\ne i} w_{ij}\\, e^{s_{ij}/\\tau}},
-        \\qquad w_{ij} = \\frac{1}{R} \\sum_{r=1}^{R} [c_r(i) \\ne c_r(j)]
+        \\ell_i = -\\log \\frac{e^{s_{ii}/\\tau}}{\\sum_{j \\ne i} w_{ij}\\, e^{s_{ij}/\\tau}},
+        \\qquad w_{ij} = \\sum_{r=1}^{R} [c_r(i) \\ne c_r(j)]
 
     with :math:`s_{ij}` the cosine similarity of query (coarse-view anchor) :math:`i` and key (fine-grained view)
     :math:`j`, and :math:`c_r` the cluster assignments of R clusterings (``clusters`` [N, R], e.g. K-means with
     several K on the current embeddings): a negative in the anchor's cluster in every clustering is a likely false
-    negative and gets weight 0, one separated in every clustering weight 1. ``negative_weights`` [N, N] gives the
-    weights directly instead (e.g. AdaMEOW's learned soft weights); neither gives plain InfoNCE. Readings taken:
-    the hard weights as the fraction of clusterings separating the pair (the paper derives weights from node
-    clustering without more detail we could verify), and only the contrastive term — MEOW's prototypical term is
-    :func:`~pairkit.losses.infonce` of the embeddings against the cluster centroids, the caller's to add.
+    negative and gets weight 0, one separated by every clustering weight R. This follows the authors' code: the
+    weights count the separating clusterings, and the denominator holds the weighted negatives only (the positive's
+    weight is 0), so the loss can be negative. ``negative_weights`` [N, N] gives the weights directly instead (e.g.
+    AdaMEOW's learned soft weights); neither gives :math:`w_{ij} = 1` (the decoupled contrastive loss). A row whose
+    negatives all have weight 0 gives 0. MEOW's prototypical term (ProtoNCE against the cluster centroids) is the
+    caller's to add.
 
     With ``clusters`` each clustering is one chunked log-sum-exp over the other clusters' keys, so memory stays
     O(chunk x N).
 
     Yu, Ge, Li & Zhou (2023), "Heterogeneous Graph Contrastive Learning with Meta-path Contexts and Weighted Negative
-    Samples" (SDM; AdaMEOW: "… and Adaptively Weighted Negative Samples", 2024).
+    Samples" (SDM; AdaMEOW: "… and Adaptively Weighted Negative Samples", TKDE 2024).
 
     Args: ``query`` [N, D], ``keys`` [N, D], ``clusters`` [N] or [N, R] int, ``negative_weights`` [N, N] >= 0,
     ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"``.
@@ -129,9 +131,11 @@ def meow(
     pos = scale * (q * k).sum(-1)
     if clusters is not None:
         c = _check_clusters(clusters, n, q.device)
-        runs = [row_logsumexp(q, k, scale, row_labels=c[:, r], col_labels=c[:, r], chunk_size=chunk_size)
-                for r in range(c.shape[1])]
-        neg = torch.logsumexp(torch.stack(runs), dim=0) - math.log(c.shape[1]) if n else pos
+        runs = torch.stack([row_logsumexp(q, k, scale, row_labels=c[:, r], col_labels=c[:, r], chunk_size=chunk_size)
+                            for r in range(c.shape[1])])  # fmt: skip
+        some = torch.isfinite(runs).any(0)
+        neg = torch.logsumexp(torch.where(some, runs, torch.zeros_like(runs)), dim=0) if n else pos
+        neg = torch.where(some, neg, torch.full_like(neg, float("-inf")))
     elif negative_weights is not None:
         w = torch.as_tensor(negative_weights, dtype=q.dtype, device=q.device)
         if w.shape != (n, n):
@@ -141,10 +145,11 @@ def meow(
         logits = scale * (q @ k.T)
         keep = (w > 0) & ~torch.eye(n, dtype=torch.bool, device=q.device)
         shifted = logits + torch.log(torch.where(keep, w, torch.ones_like(w)))
-        neg = torch.logsumexp(shifted.masked_fill(~keep, float("-inf")), dim=1) if n else pos
+        neg = masked_logsumexp(shifted, keep)
     else:
         neg = row_logsumexp(q, k, scale, self_offset=0, chunk_size=chunk_size)
-    values = torch.logaddexp(pos, neg) - pos  # an empty negative set (-inf) gives 0
+    has = torch.isfinite(neg)
+    values = torch.where(has, torch.where(has, neg, torch.zeros_like(neg)) - pos, torch.zeros_like(pos))
     return reduce_loss(values, reduction, weights=weights)
 
 
