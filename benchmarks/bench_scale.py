@@ -3,6 +3,8 @@
 Run:  python benchmarks/bench_scale.py                 (10M-row Parquet, sparse 6,100-item twin, counting)
       python benchmarks/bench_scale.py --big           (adds 100,000 items / 5M comparisons)
       python benchmarks/bench_scale.py --quick         (small sizes, a smoke run)
+      python benchmarks/bench_scale.py --sparse [--million]   (issue 10 §2 only: 6,100-item twin, 100,000 items,
+                                                   SE accuracy at 5,000 items, 1,000,000 items / 20M comparisons)
 
 Every command runs in its own process under ``/usr/bin/time`` so that its peak memory (max RSS) is its own.
 pairkit's times are the whole CLI (start-up, reading the file, fitting, intervals, rank intervals, the table
@@ -74,6 +76,7 @@ def _peer_main(kind: str, data: Path, prior: float, out: Path) -> None:
     ia, ib, y, names = _arrays(data)
     n = len(names)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     if kind == "sklearn":
         # LMArena's method: ±1 design matrix, logistic regression without intercept (ties: one win each way
         # with weight ½, as LMArena duplicates tie rows).
@@ -130,7 +133,7 @@ def _peer_main(kind: str, data: Path, prior: float, out: Path) -> None:
     else:
         raise SystemExit(f"unknown peer {kind}")
     seconds = time.perf_counter() - start
-    np.savez(out, seconds=seconds, theta=theta - theta.mean(), names=names)
+    np.savez(out, seconds=seconds, cpu=time.process_time() - cpu_start, theta=theta - theta.mean(), names=names)
 
 
 def board_theta(path: Path) -> dict[str, float]:
@@ -160,6 +163,45 @@ def case_rank(rows, tmp: Path, label: str, table, prior: float, peers: list[str]
         name = {"sklearn": "scikit-learn LogisticRegression fit (LMArena)", "lbfgs": "scipy L-BFGS MAP fit",
                 "evalica": "evalica bradley_terry fit"}[kind]
         rows.append(("", name, t, mem, t / wall, f"{accuracy(board, theta, names):.1e}"))
+    data.unlink()
+
+
+def run_cpu(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds (user + system), peak RSS in MB) of a command in its own process: on a shared
+    machine the CPU time is the fairer of the two clocks."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    user, system, peak_kb = map(float, proc.stderr.strip().splitlines()[-1].split())
+    return wall, user + system, peak_kb / 1024
+
+
+def case_sparse(rows, tmp: Path, label: str, table, prior: float, with_peer: bool = True):
+    """A sparse case (issue 10 §2): ``pairkit rank --prior`` end to end against an L-BFGS MAP fit alone, in wall
+    and CPU time, with the standard-error method the board reports."""
+    data = tmp / "sparse.parquet"
+    write(table, data)
+    out = tmp / "sparse.json"
+    wall, cpu, peak = run_cpu(["pairkit", "rank", str(data), "--prior", str(prior), "--json", str(out)])
+    board = json.loads(out.read_text())
+    how = board["interval_method"]
+    note = how["standard_errors"]
+    if how["stated_relative_error"]:
+        err = how["stated_relative_error"]
+        note += f" (stated error median {err['median']:.2%}, max {err['max']:.2%})"
+    rows.append((label, f"pairkit rank (CLI end to end; CPU {cpu:.1f} s)", wall, peak, 1.0, note))
+    if with_peer:
+        kind_out = data.with_suffix(".lbfgs.npz")
+        p_wall, p_peak, _ = run([sys.executable, __file__, "--peer", "lbfgs", "--data", str(data), "--prior",
+                                 str(prior), "--out", str(kind_out)])
+        result = np.load(kind_out, allow_pickle=True)
+        t, t_cpu = float(result["seconds"]), float(result["cpu"])
+        ours = {it["name"]: it["rating"] for it in board["items"]}
+        delta = accuracy(ours, result["theta"], list(result["names"]))
+        rows.append(("", f"scipy L-BFGS MAP fit alone (CPU {t_cpu:.1f} s; CPU ratio {t_cpu / cpu:.2f})", t, p_peak,
+                     t / wall, f"max abs Δθ {delta:.1e}"))
     data.unlink()
 
 
@@ -216,7 +258,7 @@ def case_se(rows, n: int, m: int):
         rel = np.abs(est.se / exact - 1)
         jac = np.abs(np.sqrt(1 / fit.information.diagonal()) / exact - 1)
         label = f"SEs, {n:,} items, {len(a):,} comps, prior 1, {'heavy-tailed' if heavy else 'uniform'} degrees"
-        rows.append((label, f"exact dense inverse {t_exact:.1f} s; estimate ({est.n_probes} draws)", t_est, np.nan,
+        rows.append((label, f"exact dense inverse {t_exact:.1f} s; estimate ({est.method})", t_est, np.nan,
                      t_exact / t_est, f"rel. err median {np.median(rel):.2%}, max {rel.max():.2%} "
                      f"(stated {np.median(est.relative_error):.2%}/{est.relative_error.max():.2%}; Jacobi max "
                      f"{jac.max():.1%})"))
@@ -226,6 +268,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--big", action="store_true")
+    parser.add_argument("--sparse", action="store_true",
+                        help="only the sparse cases: the 6,100-item twin, 100,000 items, the SE accuracy at 5,000 "
+                        "items and (with --million) 1,000,000 items / 20M comparisons")
+    parser.add_argument("--million", action="store_true")
     parser.add_argument("--peer")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--prior", type=float, default=0.0)
@@ -238,6 +284,10 @@ def main() -> None:
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="pairkit-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.sparse:
+            sparse_cases(rows, tmp, q, args.million)
+            report(rows)
+            return
         n_arena = 1_000_000 if q else 10_000_000
         case_rank(rows, tmp, f"{n_arena:,}-row Parquet, 1,000 items, ties", arena_table(n_arena, 1000), 0.0,
                   ["sklearn", "evalica"])
@@ -248,6 +298,24 @@ def main() -> None:
                       1.0, ["lbfgs"])
         case_count(rows, tmp, 3_000_000 if q else 30_000_000, 8)
         case_se(rows, 1000 if q else 5000, 20_000 if q else 150_000)
+    report(rows)
+
+
+def sparse_cases(rows, tmp: Path, quick: bool, million: bool) -> None:
+    """Issue 10 §2: the sparse twin, 100,000 items, the SE accuracy at 5,000 items, 1,000,000 items."""
+    print(f"start: load average {os.getloadavg()[0]:.1f}", flush=True)
+    case_sparse(rows, tmp, "sparse twin: 107k pairs, 6,100 items, heavy-tailed, --prior 1",
+                sparse_table(107_000, 6_100), 1.0)
+    n_items, n_rows = (10_000, 500_000) if quick else (100_000, 5_000_000)
+    case_sparse(rows, tmp, f"{n_items:,} items, {n_rows:,} comparisons, random graph, --prior 1",
+                arena_table(n_rows, n_items, 5), 1.0)
+    case_se(rows, 1000 if quick else 5000, 20_000 if quick else 150_000)
+    if million:
+        case_sparse(rows, tmp, "1,000,000 items, 20,000,000 comparisons, random graph, --prior 1 (target ≤ 10 GB)",
+                    arena_table(20_000_000, 1_000_000, 7), 1.0, with_peer=False)
+
+
+def report(rows) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| case | method | time (s) | peak RSS (MB) | peer time ÷ pairkit time | max |Δθ| / notes |")

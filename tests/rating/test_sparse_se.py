@@ -147,3 +147,28 @@ def test_models_with_dense_systems_name_their_size_limit_and_the_alternative(mon
     monkeypatch.setattr(pairwise, "MAX_DENSE_SIZE", 50)
     with pytest.raises(InputError, match=r"supports up to 50 items.*model 'bt'"):
         fit_model(comps, model, prior=1.0, **options)
+
+
+def test_sparse_items_keep_their_exact_intervals_without_a_covariance(monkeypatch):
+    # heavy-tailed degrees: many items with a few comparisons, some with only wins or only losses
+    comps = _comparisons(400, 3_000, seed=7, heavy=True)
+    with pytest.warns(IntervalWarning):
+        dense = fit_bradley_terry(comps, prior=1.0)
+    monkeypatch.setattr(pairwise, "SPARSE_SE_LIMIT", 100)
+    with pytest.warns(IntervalWarning, match="standard errors estimated"):
+        sparse = fit_bradley_terry(comps, prior=1.0)
+    flags = dense.columns["exact_interval"]
+    assert flags.sum() > 50
+    np.testing.assert_array_equal(sparse.columns["exact_interval"], flags)
+    width = dense.ci_high_log - dense.ci_low_log
+    # the dense version also rescales covariances with the other items; the variances alone come within a few %
+    np.testing.assert_allclose(sparse.ci_high_log - sparse.ci_low_log, width, rtol=0.05)
+    np.testing.assert_allclose(sparse.ci_low_log, dense.ci_low_log, atol=0.05 * width.max())
+    # never narrower than the normal interval of the estimated standard errors
+    monkeypatch.setattr("pairkit.rating._exact.SPARSE_WEIGHT", -1.0)  # nobody sparse: the normal intervals
+    with pytest.warns(IntervalWarning):
+        normal = fit_bradley_terry(comps, prior=1.0)
+    assert np.all(sparse.ci_low_log <= normal.ci_low_log + 1e-12)
+    assert np.all(sparse.ci_high_log >= normal.ci_high_log - 1e-12)
+    widths = sparse.ci_high_log - sparse.ci_low_log, normal.ci_high_log - normal.ci_low_log
+    assert np.any(widths[0][flags] > 1.05 * widths[1][flags])

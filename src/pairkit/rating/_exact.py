@@ -42,7 +42,13 @@ from scipy import special
 
 from pairkit.rating._pairwise import at_least_fisher
 
-__all__ = ["SPARSE_WEIGHT", "exact_note", "exact_sparse_intervals", "rows_conditional"]
+__all__ = [
+    "SPARSE_WEIGHT",
+    "exact_note",
+    "exact_sparse_intervals",
+    "exact_sparse_intervals_from_variances",
+    "rows_conditional",
+]
 
 SPARSE_WEIGHT = 20.0
 """Items whose comparisons' total weight is at most this get exact one-dimensional intervals."""
@@ -113,6 +119,50 @@ def exact_sparse_intervals(
     low[idx] = np.minimum(low[idx], centred_estimate[idx] - z * se[idx])
     high[idx] = np.maximum(high[idx], centred_estimate[idx] + z * se[idx])
     return cov, low, high, sparse
+
+
+def exact_sparse_intervals_from_variances(
+    theta: np.ndarray,
+    counts,
+    information_diagonal: np.ndarray,
+    variance: np.ndarray,
+    *,
+    prior: float,
+    level: float,
+    centred_estimate: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`exact_sparse_intervals` when only the centred variances are known (many items, no covariance).
+
+    The same two changes, with the covariance's diagonal: a sparse item k's own variance grows by
+    ``(1 − 1/n)²(r_k² − 1)/I_kk`` and, through the common centre, every item's by ``Σ_k (r_k² − 1)/(I_kk n²)``
+    (the covariances between a sparse item and the others, which the dense version also rescales, are left out:
+    an item with a handful of comparisons is nearly uncorrelated with any one other item); then each sparse
+    item's interval takes its own part from the exact quantiles as there. Returns ``(variance, low, high,
+    sparse)``; nothing is narrowed.
+    """
+    n = len(theta)
+    z = special.ndtri(0.5 + level / 2)
+    variance = np.asarray(variance, dtype=float).copy()
+    sparse = counts.games_per_item() <= SPARSE_WEIGHT
+    if not sparse.any():
+        se = np.sqrt(np.clip(variance, 0, None))
+        return variance, centred_estimate - z * se, centred_estimate + z * se, sparse
+    idx = np.flatnonzero(sparse)
+    laplace = 1.0 / np.maximum(information_diagonal[idx], 1e-300)
+    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace))
+    gain = np.maximum(var / laplace, 1.0) - 1.0  # r_k² − 1
+    shrink = 1.0 - 1.0 / n  # the item's own share of its centred rating
+    variance += float(np.sum(gain * laplace)) / n**2
+    variance[idx] += shrink**2 * gain * laplace
+    se = np.sqrt(np.clip(variance, 0, None))
+    low, high = centred_estimate - z * se, centred_estimate + z * se
+    own = shrink**2 * np.maximum(var, laplace)
+    rest = np.clip(variance[idx] - own, 0, None)
+    low[idx] = np.minimum(centred_estimate[idx] - np.sqrt((shrink * (theta[idx] - q_lo)) ** 2 + z * z * rest),
+                          low[idx])
+    high[idx] = np.maximum(centred_estimate[idx] + np.sqrt((shrink * (q_hi - theta[idx])) ** 2 + z * z * rest),
+                           high[idx])
+    return variance, low, high, sparse
 
 
 def exact_note(count: int) -> str:
