@@ -118,18 +118,10 @@ def test_per_pair_columns_reach_the_loss(tokenizer):
         train_preference(build_model(tokenizer), tokenizer, echo_pairs(2, 3), loss="mmpo")
 
 
-def test_token_level_tdpo_matches_a_direct_computation(tokenizer):
-    """The trainer's TDPO1 step-1 loss equals the loss on per-token inputs computed from full logits."""
-    from pairkit.losses import tdpo1_loss, token_kl
+def _full_logits(tokenizer, rows, model, ref):
+    """Token ids, scored-token mask, full log-softmaxes of policy and reference, and the realised-token picker."""
     from pairkit.train.data import collate_sequences, encode_completion
 
-    rows = echo_pairs(4, 5)
-    model = build_model(tokenizer, seed=4, dtype=torch.float64)
-    ref = build_model(tokenizer, seed=5, dtype=torch.float64)  # a different reference: the KL terms are non-zero
-    res = train_preference(
-        model, tokenizer, rows, loss="tdpo1", reference=ref, config=TrainConfig(batch_size=4, max_steps=1)
-    )
-    model = build_model(tokenizer, seed=4, dtype=torch.float64)
     seqs = [encode_completion(tokenizer, r["prompt"], c) for r in rows for c in (r["chosen"], r["rejected"])]
     batch = collate_sequences(seqs, tokenizer.pad_token_id)
     ids, mask = batch["input_ids"], batch["completion_mask"].clone()
@@ -137,7 +129,24 @@ def test_token_level_tdpo_matches_a_direct_computation(tokenizer):
     with torch.no_grad():
         lp = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
         lr = ref(input_ids=ids, attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
-    tok = lambda z: torch.nn.functional.pad(z[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0)) * mask  # noqa: E731
+
+    def tok(z):
+        return torch.nn.functional.pad(z[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1), (1, 0)) * mask
+
+    return ids, mask, lp, lr, tok
+
+
+def test_token_level_tdpo_matches_a_direct_computation(tokenizer):
+    """The trainer's TDPO1 step-1 loss equals the loss on per-token inputs computed from full logits."""
+    from pairkit.losses import tdpo1_loss, token_kl
+
+    rows = echo_pairs(4, 5)
+    model = build_model(tokenizer, seed=4, dtype=torch.float64)
+    ref = build_model(tokenizer, seed=5, dtype=torch.float64)  # a different reference: the KL terms are non-zero
+    res = train_preference(
+        model, tokenizer, rows, loss="tdpo1", reference=ref, config=TrainConfig(batch_size=4, max_steps=1)
+    )
+    ids, mask, lp, lr, tok = _full_logits(tokenizer, rows, build_model(tokenizer, seed=4, dtype=torch.float64), ref)
     kl = torch.nn.functional.pad(token_kl(lr[:, :-1], lp[:, :-1]), (1, 0)) * mask
     tp, tr = tok(lp), tok(lr)
     want = tdpo1_loss(tp[0::2], tp[1::2], tr[0::2], tr[1::2], kl[0::2], kl[1::2], beta=0.1,
@@ -223,3 +232,31 @@ def test_the_rationale_column_reaches_rationale_dpo(tokenizer):
     rows[2]["rationale"] = " "
     with pytest.raises(InputError, match="row 3: a loss scores the pair's rationale"):
         train_preference(build_model(tokenizer), tokenizer, rows, loss="rdpo")
+
+
+@pytest.mark.parametrize("name", ["rise", "bmc"])
+def test_edit_masks_reach_rise_and_bmc(tokenizer, name):
+    """The trainer marks the tokens where chosen and rejected differ (difflib on completion ids): its step-1
+    loss equals the loss on per-token inputs with those masks, computed here from full logits."""
+    from pairkit.losses import get, token_edit_masks
+
+    rows = [{"prompt": f"say {w}", "chosen": f" {w} good alpha", "rejected": f" {w} bad alpha"}
+            for w in ("beta", "gamma", "delta", "yes")]  # fmt: skip
+    model = build_model(tokenizer, seed=4, dtype=torch.float64)
+    ref = build_model(tokenizer, seed=5, dtype=torch.float64)
+    res = train_preference(
+        model, tokenizer, rows, loss=name, reference=ref, config=TrainConfig(batch_size=4, max_steps=1)
+    )
+    ids, mask, lp, lr, tok = _full_logits(tokenizer, rows, build_model(tokenizer, seed=4, dtype=torch.float64), ref)
+    tp, tr = tok(lp), tok(lr)
+    comp = [ids[i][mask[i]].tolist() for i in range(len(ids))]
+    ce, re_ = token_edit_masks(comp[0::2], comp[1::2])
+    edit = torch.zeros_like(mask)
+    for i, m in enumerate(x for pair in zip(ce, re_) for x in pair):
+        edit[i, mask[i].nonzero().squeeze(1)] = torch.tensor(m)
+    assert 0 < int(edit.sum()) < int(mask.sum())  # the pairs differ in some tokens, not all
+    want = get(name)(tp[0::2], tp[1::2], tr[0::2], tr[1::2], chosen_edit_mask=edit[0::2],
+                     rejected_edit_mask=edit[1::2], chosen_mask=mask[0::2], rejected_mask=mask[1::2])  # fmt: skip
+    unmasked = get(name)(tp[0::2], tp[1::2], tr[0::2], tr[1::2], chosen_mask=mask[0::2], rejected_mask=mask[1::2])
+    assert res.history[0]["loss"] == pytest.approx(float(want), rel=1e-9)
+    assert float(want) != pytest.approx(float(unmasked), rel=1e-6)

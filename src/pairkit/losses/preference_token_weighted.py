@@ -6,7 +6,8 @@ the construction rules ``bmc_pseudo_winner`` and ``rise_self_edit`` of :mod:`pai
 per-token log ratios so that the edited tokens carry the signal. Inputs are per-token log-probabilities
 ``[batch, time]`` of the realised tokens with bool completion masks; ``chosen_edit_mask`` /
 ``rejected_edit_mask`` (bool ``[batch, time]``) mark the edited tokens (:func:`token_edit_masks` computes them
-from token ids). Without edit masks every completion token counts as edited.
+from token ids; :func:`pairkit.train.train_preference` does so for every pair). Without edit masks every
+completion token counts as edited.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pairkit.errors import InputError
 
-__all__ = ["COLUMNS", "data_fields", "needs_token_inputs", "token_inputs"]
+__all__ = ["COLUMNS", "data_fields", "edit_masks", "needs_token_inputs", "token_inputs"]
 
 # data columns that fill a loss input the trainer does not compute (the first one present is used)
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -203,6 +203,22 @@ def token_inputs(
     return out
 
 
+def edit_masks(input_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Which scored tokens of interleaved (chosen, rejected) rows differ between the two (``[n, T]`` bool).
+
+    The completion tokens of each pair are aligned by :func:`pairkit.losses.token_edit_masks` (``difflib``);
+    BMC's and RISE's losses weight or keep only these.
+    """
+    from pairkit.losses import token_edit_masks
+
+    seqs = [row[m].tolist() for row, m in zip(input_ids, scored)]
+    chosen, rejected = token_edit_masks(seqs[0::2], seqs[1::2])
+    out = torch.zeros_like(scored)
+    for i, marks in enumerate(m for pair in zip(chosen, rejected) for m in pair):
+        out[i, scored[i].nonzero().squeeze(1)] = torch.tensor(marks, dtype=torch.bool)
+    return out
+
+
 def pair_token_inputs(tok: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Token tensors of interleaved (chosen, rejected) rows under the names the paired token losses declare."""
     c, r = slice(0, None, 2), slice(1, None, 2)
@@ -221,6 +237,8 @@ def pair_token_inputs(tok: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
     if "kl" in tok:
         out.update(chosen_kl=tok["kl"][c], rejected_kl=tok["kl"][r])
+    if "edit_mask" in tok:
+        out.update(chosen_edit_mask=tok["edit_mask"][c], rejected_edit_mask=tok["edit_mask"][r])
     if "token_logits" in tok:
         out.update(rejected_token_logits=tok["token_logits"][r], positive_token_logits=tok["positive_logits"][r])
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
-from pairkit.train._inputs import data_fields, pair_token_inputs, token_inputs
+from pairkit.train._inputs import data_fields, edit_masks, pair_token_inputs, token_inputs
 from pairkit.train._loop import TrainConfig, call_loss, check_number, check_options, init_distributed, parse_loss_spec
 from pairkit.train.data import TruncationWarning, collate_sequences, encode_completion, read_records, to_pairs
 from pairkit.train.logprobs import completion_logps
@@ -290,6 +290,10 @@ def warn_truncation(examples, config: TrainConfig, source: str) -> None:
 
 
 def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(), mask_head=None):
+    from pairkit import losses
+
+    edits = bool(token_kinds) and any(losses.spec(n).accepts("chosen_edit_mask") for n, _, _ in terms)
+
     def step(model, rows):
         policy, ref, lengths = flat_logps(model, rows, pad_id, config, live)
         pc, pr, rc, rr = policy[0::2], policy[1::2], ref[0::2], ref[1::2]
@@ -308,6 +312,8 @@ def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(
         if token_kinds:
             batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
             tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size, mask_head=mask_head)
+            if edits:  # BMC / RISE: the tokens where chosen and rejected differ
+                tok["edit_mask"] = edit_masks(batch["input_ids"], tok["mask"])
             inputs["token"] = pair_token_inputs(tok)
         losses = combine_losses(terms, inputs, options)
         rew_c, rew_r = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
