@@ -341,7 +341,7 @@ def test_mismatched_shapes_raise(name):
 # disagree with the (intended) analytic gradient
 STOP_GRADIENT = {
     "aldr_kl_loss", "circle", "cwcl", "diffusion_kto", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss",
-    "uskd_loss",
+    "uskd_loss", "groco",
     "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo", "bmc",
 }  # fmt: skip
 NOT_GRADCHECKED = STOP_GRADIENT

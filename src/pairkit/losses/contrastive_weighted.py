@@ -375,6 +375,7 @@ def _group_terms(scores, ok, is_pos, counts, temperature):
     options=(
         Option("num_negatives", int, AT_LEAST_ONE, doc="nearest negatives in each anchor's group"),
         Option("temperature", float, POSITIVE, doc="NeuralSort temperature τ on the cosine similarities"),
+        Option("stop_grad", bool, doc="gradient through the anchor only, not its positives and negatives"),
         NORMALIZE,
     ),
 )
@@ -382,8 +383,9 @@ def groco(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
     *,
-    num_negatives: int = 8,
+    num_negatives: int = 10,
     temperature: float = 0.1,
+    stop_grad: bool = True,
     normalize: bool = True,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
@@ -402,12 +404,15 @@ def groco(
         \\sum_{r > k_a} \\log \\sum_{j \\in N_a} \\hat P_{rj}\\Big)
 
     over the :math:`L_a` members of the group. The loss is 0 exactly when the relaxed sort puts all positives above
-    all negatives, whatever their order within each group. Readings taken: the paper sorts with a differentiable
-    sorting network and compares the relaxed permutation with the group ground truth; here the relaxation is
-    NeuralSort (row-stochastic, so each rank's row gives a cross-entropy), and the negatives of a group are the
-    anchor's nearest ones (the paper's emphasis on "strong" negatives; the selection itself has no gradient).
-    Anchors without a positive or a negative are left out. The groups run in anchor chunks recomputed in the
-    backward pass (memory O(chunk x L²) for groups of L, L <= N, never N x N x N), plus one N x N similarity matrix.
+    all negatives, whatever their order within each group. As the authors' code: the group holds the anchor's
+    ``num_negatives`` most similar negatives (10 there; the selection has no gradient), and with ``stop_grad`` (their
+    default) only the anchor's side of each similarity carries a gradient. Reading taken: the paper sorts with a
+    differentiable sorting network, whose relaxed permutation is doubly stochastic, and scores each item's mass in
+    its group's rank zone with a BCE; NeuralSort (the relaxation used here, as the issue asks) is only
+    row-stochastic, so each rank's row is scored instead — the same constraint as a proper cross-entropy, without
+    the clipping the item-wise form would need. Anchors without a positive or a negative are left out. The groups
+    run in anchor chunks recomputed in the backward pass (memory O(chunk x L²) for groups of L, L <= N, never
+    N x N x N), plus one N x N similarity matrix.
 
     Shvetsova, Petersen, Kukleva, Schiele & Kuehne (2023), "Learning by Sorting: Self-supervised Learning with
     Group Ordering Constraints" (ICCV).
@@ -422,7 +427,7 @@ def groco(
     valid = (counts > 0) & (ok & ~is_pos).any(1)
     if n == 0 or idx.shape[1] == 0:
         return reduce_loss(x.sum(1), reduction, mask=valid, weights=weights)
-    scores = torch.gather(x @ x.T, 1, idx)  # [N, L]
+    scores = torch.gather(x @ (x.detach() if stop_grad else x).T, 1, idx)  # [N, L]
     width = idx.shape[1]
     step = max(1, _GROUP_ELEMENTS // (width * width))
     parts = []
