@@ -355,6 +355,7 @@ GRADCHECK_VARIANTS = [
     ("comp_sum_loss", {"tau": 0.0}),
     ("p2c_loss", {"lambda_div": 0.0}),
     ("bmc", {"delta": 1.0}),  # 1/π >= 1 = δ: the stop-gradient weights are the constant 2
+    ("groco", {"stop_grad": False}),
 ]
 GRADCHECK_CASES = [(n, {}) for n in NAMES if n not in NOT_GRADCHECKED] + GRADCHECK_VARIANTS
 
