@@ -70,7 +70,8 @@ def test_a_bad_option_names_the_file_the_key_the_range_and_the_value(kind, optio
 
 
 def test_unknown_and_missing_keys_and_unknown_types():
-    with pytest.raises(InputError, match=r"^j.json: a 'simulated' judge has no option 'nosie'; it takes: cost_per"):
+    with pytest.raises(InputError, match=r"^j.json: a 'simulated' judge has no option 'nosie'; it takes: cost_per.*"
+                                         r"\(did you mean 'noise'\?\)$"):
         judge_from_config({"type": "simulated", "strengths": {"a": 1}, "nosie": 1}, source="j.json")
     with pytest.raises(InputError, match=r"^j.json: a 'cgcot' judge needs 'concept', 'questions'"):
         judge_from_config({"type": "cgcot", "chat": CHAT}, source="j.json")

@@ -18,6 +18,7 @@ pairkit.errors.InputError: judge.json: noise must be a number > 0, got 0
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -103,9 +104,10 @@ def judge_from_config(
     options = {k: v for k, v in config.items() if k != "type"}
     unknown = sorted(k for k in options if not spec.takes(k))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], spec.option_names, n=1)
         raise InputError(
             f"{source}: a {kind!r} judge has no option {', '.join(map(repr, unknown))}; "
-            f"it takes: {', '.join(sorted(spec.option_names))}"
+            f"it takes: {', '.join(sorted(spec.option_names))}" + (f" (did you mean {close[0]!r}?)" if close else "")
         )
     missing = [k for k in spec.extra["required"] if k not in options]
     if missing:
