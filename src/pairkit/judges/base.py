@@ -36,11 +36,22 @@ Order = Literal["ab", "ba"]
 
 
 class JudgeError(PairkitError, RuntimeError):
-    """A judge could not answer a request (after its retries); the message says what failed."""
+    """A judge could not answer a request (after its retries); the message says what failed.
+
+    >>> from pairkit.errors import PairkitError
+    >>> from pairkit.judges import JudgeError
+    >>> issubclass(JudgeError, PairkitError)
+    True
+    """
 
 
 class BudgetExhausted(PairkitError, RuntimeError):
-    """The call or money budget does not allow another paid judge call."""
+    """The call or money budget does not allow another paid judge call.
+
+    >>> from pairkit.judges import BudgetExhausted
+    >>> [c.__name__ for c in BudgetExhausted.__mro__[1:3]]
+    ['PairkitError', 'RuntimeError']
+    """
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,11 @@ class Request:
     ``order`` says which answer is shown first (``"ab"`` or ``"ba"``); ``reference`` is an optional reference
     answer that reference-guided judges show alongside; ``sample`` numbers repeated asks of the same prompt
     (a new sample from a stochastic judge is a new cache entry).
+
+    >>> from pairkit.judges import Request
+    >>> request = Request('Capital of France?', 'Paris.', 'Lyon.')
+    >>> request.order, request.first, request.second
+    ('ab', 'Paris.', 'Lyon.')
     """
 
     context: str
@@ -85,6 +101,11 @@ class Judgment:
     parsed label (``"A"``, ``"B"``, ``"tie"``, ``"A>B"``, … in shown-position terms), ``raw`` the judge's text,
     ``cost`` the money spent on this judgment (all paid attempts), ``cached`` whether it came from a cache,
     ``weight`` how many games it counts as (Arena-Hard counts a strong verdict such as ``A>>B`` three times).
+
+    >>> from pairkit.judges import Judgment
+    >>> judgment = Judgment(p_a=0.7, p_tie=0.2)
+    >>> judgment.winner, round(judgment.p_b, 3)
+    ('a', 0.1)
     """
 
     p_a: float
@@ -141,7 +162,14 @@ class Judgment:
 
 @dataclass
 class Usage:
-    """Running totals of a judge's paid calls, tokens, money and failures (by kind)."""
+    """Running totals of a judge's paid calls, tokens, money and failures (by kind).
+
+    >>> from pairkit.judges import CallableJudge
+    >>> judge = CallableJudge(lambda context, a, b: 1.0, judge_id='first')
+    >>> _ = judge.judge('q', 'x', 'y')
+    >>> judge.usage.calls
+    1
+    """
 
     calls: int = 0
     cost: float = 0.0
@@ -175,7 +203,14 @@ class Comparator(Protocol):
 
 
 def run_sync(coro):
-    """Run a coroutine to completion from synchronous code (not from inside a running event loop)."""
+    """Run a coroutine to completion from synchronous code (not from inside a running event loop).
+
+    >>> from pairkit.judges import run_sync
+    >>> async def answer():
+    ...     return 42
+    >>> run_sync(answer())
+    42
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -188,7 +223,17 @@ def run_sync(coro):
 
 
 class ComparatorBase:
-    """Sync, batched and accounting helpers around a subclass's ``_ajudge`` (the one method to write)."""
+    """Sync, batched and accounting helpers around a subclass's ``_ajudge`` (the one method to write).
+
+    >>> from pairkit.judges import ComparatorBase, Judgment
+    >>> class Longer(ComparatorBase):
+    ...     judge_id, prompt_version = 'longer', '1'
+    ...     async def _ajudge(self, request):
+    ...         return Judgment(p_a=float(len(request.first) > len(request.second)), order=request.order)
+    ...
+    >>> Longer().judge('q', 'a long answer', 'short').winner
+    'a'
+    """
 
     judge_id: str = "judge"
     prompt_version: str = "v1"

@@ -74,16 +74,32 @@ _MEMOS = (
 
 
 class CacheWarning(PairkitWarning):
-    """Something about the judgment cache the user should know (calls lost in flight at a kill)."""
+    """Something about the judgment cache the user should know (calls lost in flight at a kill).
+
+    >>> from pairkit.errors import PairkitWarning
+    >>> from pairkit.judges import CacheWarning
+    >>> issubclass(CacheWarning, PairkitWarning)
+    True
+    """
 
 
 class CachedFailure(JudgeError):
-    """The cache holds a paid reply to this prompt without a verdict; it is not paid again by default."""
+    """The cache holds a paid reply to this prompt without a verdict; it is not paid again by default.
+
+    >>> from pairkit.judges import CachedFailure, JudgeError
+    >>> issubclass(CachedFailure, JudgeError)
+    True
+    """
 
 
 def judge_identity(judge) -> dict[str, Any]:
     """Everything about ``judge`` that changes its answers: ``judge_id``, ``prompt_version`` and its
-    ``cache_identity()`` (for an HTTP judge: the request it sends, minus the answers)."""
+    ``cache_identity()`` (for an HTTP judge: the request it sends, minus the answers).
+
+    >>> from pairkit.judges import CallableJudge, judge_identity
+    >>> sorted(judge_identity(CallableJudge(lambda context, a, b: 1.0, judge_id='first')))
+    ['judge_id', 'prompt_version']
+    """
     out: dict[str, Any] = {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version}
     extra = getattr(judge, "cache_identity", None)
     if callable(extra):
@@ -92,7 +108,13 @@ def judge_identity(judge) -> dict[str, Any]:
 
 
 def cache_key(identity: Mapping[str, Any], request: Request) -> str:
-    """SHA-256 of the judge identity and the prompt as shown (context, reference, first, second, sample)."""
+    """SHA-256 of the judge identity and the prompt as shown (context, reference, first, second, sample).
+
+    >>> from pairkit.judges import Request, cache_key
+    >>> key = cache_key({'judge_id': 'j', 'prompt_version': '1'}, Request('q', 'x', 'y'))
+    >>> len(key), key == cache_key({'judge_id': 'j', 'prompt_version': '2'}, Request('q', 'x', 'y'))
+    (64, False)
+    """
     payload = json.dumps(
         [identity, request.context, request.reference, request.first, request.second, request.sample],
         ensure_ascii=False,
@@ -119,6 +141,14 @@ class JudgmentCache:
     claim by a process on another host is honoured before it counts as abandoned (on this host a claim is
     abandoned as soon as its process is gone). ``alongside=True`` lets the cache's tables live in a database
     that holds other tables of its owner (the arena's vote store); otherwise such a file is refused as foreign.
+
+    >>> from pairkit.judges import CachedJudge, CallableJudge, JudgmentCache
+    >>> cache = JudgmentCache()  # in memory; give a path to keep it
+    >>> judge = CachedJudge(CallableJudge(lambda context, a, b: 1.0, judge_id='first'), cache)
+    >>> first = judge.judge('q', 'x', 'y')
+    >>> again = judge.judge('q', 'x', 'y')
+    >>> judge.usage.calls, judge.usage.cache_hits
+    (1, 1)
     """
 
     def __init__(self, path: str | Path = ":memory:", *, lease: float = 900.0, alongside: bool = False) -> None:
@@ -389,6 +419,15 @@ class Budget:
     ``reserve`` is called before each paid call with its estimated cost and refuses (raising
     :class:`BudgetExhausted`) when the call could exceed a limit; ``settle`` replaces the estimate by the
     actual cost once known, and ``release`` returns the reservation of a call that failed unpaid.
+
+    >>> from pairkit.judges import Budget, BudgetExhausted
+    >>> budget = Budget(max_calls=1)
+    >>> budget.reserve(0.0)
+    >>> try:
+    ...     budget.reserve(0.0)
+    ... except BudgetExhausted as e:
+    ...     print(type(e).__name__)
+    BudgetExhausted
     """
 
     max_calls: int | None = None
@@ -425,7 +464,19 @@ class Budget:
 
 
 def check_priced(judge, budget: Budget) -> Budget:
-    """``budget``, or :class:`InputError` when it limits money but ``judge`` reports no costs (no price)."""
+    """``budget``, or :class:`InputError` when it limits money but ``judge`` reports no costs (no price).
+
+    >>> from pairkit.errors import InputError
+    >>> from pairkit.judges import Budget, CallableJudge, check_priced
+    >>> judge = CallableJudge(lambda context, a, b: 1.0, judge_id='free')
+    >>> check_priced(judge, Budget(max_calls=5)).max_calls
+    5
+    >>> try:
+    ...     check_priced(judge, Budget(max_cost=1.0))
+    ... except InputError as e:
+    ...     print(type(e).__name__)
+    InputError
+    """
     if budget.max_cost is not None and not getattr(judge, "priced", False):
         raise InputError(
             f"max_cost={budget.max_cost:g} needs a judge with a price, but judge {judge.judge_id!r} reports no "
@@ -443,6 +494,13 @@ class CachedJudge(ComparatorBase):
     Args:
         retry_unparseable: ask again (and pay again) for prompts whose cached paid reply had no verdict.
         claim_wait: the longest wait (seconds) for another process's call on the same prompt.
+
+    >>> from pairkit.judges import Budget, CachedJudge, CallableJudge
+    >>> judge = CachedJudge(CallableJudge(lambda context, a, b: 0.0, judge_id='second'), budget=Budget(max_calls=10))
+    >>> [judge.judge('q', 'x', 'y').winner for _ in range(3)]
+    ['b', 'b', 'b']
+    >>> judge.usage.calls, judge.usage.cache_hits
+    (1, 2)
     """
 
     def __init__(

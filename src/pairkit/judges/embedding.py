@@ -41,6 +41,15 @@ class EmbeddingJudge(ComparatorBase):
     Args:
         encoder: ``texts -> (N, D) array``; default: the bundled all-MiniLM-L6-v2 sentence encoder.
         temperature: τ of the logistic link (smaller = more decisive).
+
+    >>> import numpy as np
+    >>> from pairkit.judges import EmbeddingJudge
+    >>> def encoder(texts):  # a stand-in: letter counts
+    ...     return np.array([[t.count(c) for c in 'aeiou'] for t in texts], dtype=float) + 1e-3
+    ...
+    >>> judge = EmbeddingJudge(encoder)
+    >>> round(judge.judge('aaa eee', 'aa ee', 'uuu ooo').p_a, 3)
+    1.0
     """
 
     prompt_version = "embedding-cosine-v1"

@@ -21,13 +21,24 @@ __all__ = ["Calibration", "EscalatingJudge", "calibrate_threshold", "confidence"
 
 
 def confidence(judgment: Judgment) -> float:
-    """A judgment's confidence: the probability of its most probable outcome (a, b or tie)."""
+    """A judgment's confidence: the probability of its most probable outcome (a, b or tie).
+
+    >>> from pairkit.judges import Judgment, confidence
+    >>> confidence(Judgment(p_a=0.7, p_tie=0.2)), confidence(Judgment(p_a=0.1, p_tie=0.1))
+    (0.7, 0.8)
+    """
     return max(judgment.p_a, judgment.p_b, judgment.p_tie)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """A calibrated threshold: trust the judge when its confidence ≥ ``threshold`` (inf: never)."""
+    """A calibrated threshold: trust the judge when its confidence ≥ ``threshold`` (inf: never).
+
+    >>> from pairkit.judges import Calibration
+    >>> cal = Calibration(threshold=0.8, coverage=0.4, agreement=0.92, n_trusted=40, target=0.9, delta=0.1)
+    >>> cal.threshold, cal.n_trusted
+    (0.8, 40)
+    """
 
     threshold: float
     coverage: float
@@ -59,6 +70,14 @@ def calibrate_threshold(
     Args:
         confidence: (M,) the judge's confidence on human-labelled comparisons.
         correct: (M,) whether the judge agreed with the human label.
+
+    >>> import numpy as np
+    >>> from pairkit.judges import calibrate_threshold
+    >>> conf = np.linspace(0.5, 1.0, 50)
+    >>> correct = np.random.default_rng(0).random(50) < conf
+    >>> cal = calibrate_threshold(conf, correct, target=0.8, delta=0.1)
+    >>> round(float(cal.threshold), 3), round(float(cal.coverage), 3), round(float(cal.agreement), 3)
+    (0.898, 0.22, 1.0)
     """
     c = np.asarray(confidence, float)
     y = np.asarray(correct)
@@ -96,6 +115,13 @@ class EscalatingJudge(ComparatorBase):
 
     ``thresholds[k]`` belongs to ``judges[k]`` (from :func:`calibrate_threshold`); the last judge is always
     trusted. The returned judgment names the judge that answered and carries the cost of every judge asked.
+
+    >>> from pairkit.judges import CallableJudge, EscalatingJudge
+    >>> cheap = CallableJudge(lambda context, a, b: 0.55, judge_id='cheap')
+    >>> strong = CallableJudge(lambda context, a, b: 1.0, judge_id='strong')
+    >>> judge = EscalatingJudge([cheap, strong], thresholds=[0.9])
+    >>> round(judge.judge('q', 'x', 'y').p_a, 3)
+    1.0
     """
 
     def __init__(self, judges: Sequence, thresholds: Sequence[float | Calibration]) -> None:

@@ -46,12 +46,24 @@ RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class RetryWarning(PairkitWarning):
-    """A judge call gave up because a retry bound was reached (a long Retry-After, the time per call)."""
+    """A judge call gave up because a retry bound was reached (a long Retry-After, the time per call).
+
+    >>> from pairkit.errors import PairkitWarning
+    >>> from pairkit.judges import RetryWarning
+    >>> issubclass(RetryWarning, PairkitWarning)
+    True
+    """
 
 
 @dataclass(frozen=True)
 class Price:
-    """Money per million input (prompt) and output (completion) tokens (finite, >= 0)."""
+    """Money per million input (prompt) and output (completion) tokens (finite, >= 0).
+
+    >>> from pairkit.judges import Price
+    >>> price = Price(input_per_million=2.5, output_per_million=10.0)
+    >>> price.input_per_million
+    2.5
+    """
 
     input_per_million: float
     output_per_million: float
@@ -73,6 +85,15 @@ def verdict_from_logprobs(content: list[dict], scale: str | VerdictScale = "grad
     Multi-token verdicts (``[[A=B]]`` as ``A``, ``=``, ``B``) are read whole by
     :func:`~pairkit.judges.prompts.verdict_distribution`; single letters are renormalised over ``A``, ``B``,
     ``C``. Levels are scored on ``scale``.
+
+    >>> import math
+    >>> from pairkit.judges import verdict_from_logprobs
+    >>> content = [{'token': '[[', 'logprob': 0.0, 'top_logprobs': []},
+    ...            {'token': 'A', 'logprob': math.log(0.8),
+    ...             'top_logprobs': [{'token': 'A', 'logprob': math.log(.8)}, {'token': 'B', 'logprob': math.log(.2)}]},
+    ...            {'token': ']]', 'logprob': 0.0, 'top_logprobs': []}]
+    >>> [round(p, 3) for p in verdict_from_logprobs(content, scale='binary')]
+    [0.8, 0.0]
     """
     dist = verdict_distribution(content)
     if dist is None:

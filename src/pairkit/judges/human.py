@@ -28,6 +28,12 @@ class HumanJudge(ComparatorBase):
     ``u`` re-asks the previous comparison; the corrected judgment replaces it in :attr:`history` and is listed
     in :attr:`corrections` (a judgment already used by a strategy is not recalled — re-run the strategy on a
     cache to apply corrections). ``q`` stops with :class:`JudgeError`. Streams are injectable for tests.
+
+    >>> import io
+    >>> from pairkit.judges import HumanJudge
+    >>> judge = HumanJudge(input=io.StringIO('a' + chr(10)), output=io.StringIO())
+    >>> judge.judge('Capital of France?', 'Paris.', 'Lyon.').winner
+    'a'
     """
 
     prompt_version = "human-v1"

@@ -39,6 +39,12 @@ def panel_reliability(votes, labels, *, smoothing: float = 1.0) -> np.ndarray:
         votes: (M, K) each judge's expected score of ``a`` on M human-labelled pairs (1, ½, 0 or a probability;
             NaN: the judge was not asked). Only decisive votes (≠ ½) and decisive labels count.
         labels: (M,) the human outcome for ``a`` (1, ½, 0).
+
+    >>> import numpy as np
+    >>> from pairkit.judges import panel_reliability
+    >>> votes = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    >>> print(panel_reliability(votes, [1.0, 0.0, 1.0, 0.0]).round(3))
+    [0.833 0.5  ]
     """
     v, y = np.asarray(votes, dtype=float), np.asarray(labels, dtype=float)
     if v.ndim != 2 or y.shape != (v.shape[0],):
@@ -60,6 +66,12 @@ class PanelJudge(ComparatorBase):
         judges: the panel (any comparators; asked concurrently).
         reliability: (K,) each judge's probability of being right, in (0, 1) (from :func:`panel_reliability`);
             default: every judge 0.75.
+
+    >>> from pairkit.judges import CallableJudge, PanelJudge
+    >>> judges = [CallableJudge(lambda c, a, b, v=v: v, judge_id=f'j{k}') for k, v in enumerate([1.0, 1.0, 0.0])]
+    >>> panel = PanelJudge(judges, reliability=[0.8, 0.8, 0.6])
+    >>> round(panel.judge('q', 'x', 'y').p_a, 3)
+    0.914
     """
 
     def __init__(self, judges: Sequence, reliability: Sequence[float] | None = None) -> None:

@@ -48,7 +48,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A chat prompt with ``{question}``, ``{answer_a}``, ``{answer_b}`` (and ``{reference}``) fields."""
+    """A chat prompt with ``{question}``, ``{answer_a}``, ``{answer_b}`` (and ``{reference}``) fields.
+
+    >>> from pairkit.judges import PromptTemplate
+    >>> user = 'Q: {question} A: {answer_a} B: {answer_b} Verdict?'
+    >>> template = PromptTemplate('short', '1', 'You compare answers.', user)
+    >>> template.name, '{answer_a}' in template.user
+    ('short', True)
+    """
 
     name: str
     version: str
@@ -132,6 +139,11 @@ class VerdictScale:
 
     The probability form of a verdict (what :class:`~pairkit.judges.Judgment` stores) is ``p_first = score``,
     ``p_tie = 0`` for a non-tie level and ``p_tie = 1`` for a tie, so ``Judgment.score`` is the level's score.
+
+    >>> from pairkit.judges import VerdictScale
+    >>> scale = VerdictScale('lenient', {'A>>B': 1.0, 'A>B': 1.0, 'A=B': 0.5, 'B>A': 0.0, 'B>>A': 0.0})
+    >>> scale.scores['A>B'], scale.name
+    (1.0, 'lenient')
     """
 
     name: str
@@ -237,6 +249,10 @@ def parse_verdict(text: str) -> str | None:
     ``"B>A"``, ``"B>>A"`` (WildBench's ``A++`` is ``A>>B``; ``A=B`` is ``"tie"``).
 
     ``None`` if the text holds no recognisable verdict.
+
+    >>> from pairkit.judges import parse_verdict
+    >>> parse_verdict('The first answer is better. [[A>B]]'), parse_verdict('no verdict here')
+    ('A>B', None)
     """
     found: list[tuple[int, str]] = []
     for m in _BRACKETS.finditer(text):
@@ -260,7 +276,12 @@ def parse_verdict(text: str) -> str | None:
 
 
 def verdict_probabilities(label: str, scale: str | VerdictScale = "graded") -> tuple[float, float]:
-    """(P(first better), P(tie)) of a parsed hard verdict on a :class:`VerdictScale`."""
+    """(P(first better), P(tie)) of a parsed hard verdict on a :class:`VerdictScale`.
+
+    >>> from pairkit.judges import verdict_probabilities
+    >>> verdict_probabilities('A>B'), verdict_probabilities('tie')
+    ((0.75, 0.0), (0.0, 1.0))
+    """
     return verdict_scale(scale).probabilities(label)
 
 
@@ -301,6 +322,15 @@ def verdict_distribution(content: Sequence[Mapping]) -> dict[str, float] | None:
 
     renormalised over the verdict labels (alternatives that start no verdict are dropped). With single-token
     verdicts (``[[A]]``) this is the renormalised distribution of the letter after ``[[``.
+
+    >>> import math
+    >>> from pairkit.judges import verdict_distribution
+    >>> content = [{'token': '[[', 'logprob': 0.0, 'top_logprobs': []},
+    ...            {'token': 'A', 'logprob': math.log(0.8),
+    ...             'top_logprobs': [{'token': 'A', 'logprob': math.log(.8)}, {'token': 'B', 'logprob': math.log(.2)}]},
+    ...            {'token': ']]', 'logprob': 0.0, 'top_logprobs': []}]
+    >>> {k: round(v, 3) for k, v in verdict_distribution(content).items()}
+    {'B': 0.2, 'A': 0.8}
     """
     tokens = [str(e.get("token", "")) for e in content or []]
     text = "".join(tokens)

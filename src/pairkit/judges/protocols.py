@@ -71,7 +71,13 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------ chat
 @dataclass(frozen=True)
 class ChatReply:
-    """One chat completion: its text, what it cost, its tokens and (optionally) the ``logprobs.content`` list."""
+    """One chat completion: its text, what it cost, its tokens and (optionally) the ``logprobs.content`` list.
+
+    >>> from pairkit.judges import ChatReply
+    >>> reply = ChatReply('[[A]]', cost=0.002, prompt_tokens=120, completion_tokens=3)
+    >>> reply.text, reply.cost
+    ('[[A]]', 0.002)
+    """
 
     text: str
     cost: float = 0.0
@@ -92,6 +98,12 @@ class CallableChat:
 
     ``priced=True`` when the function's replies carry a cost (so that a money budget can apply); ``chat_id`` names
     it in the cache key (change it when the function changes).
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: "Both are fine, but the first is clearer. [[A>B]]", chat_id="fixed")
+    >>> import asyncio
+    >>> asyncio.run(chat.acomplete([{'role': 'user', 'content': 'Which is better?'}])).text
+    'Both are fine, but the first is clearer. [[A>B]]'
     """
 
     def __init__(self, fn: Callable, *, chat_id: str | None = None, priced: bool = False) -> None:
@@ -118,7 +130,14 @@ class CallableChat:
 
 
 def chat_identity(chat) -> dict[str, Any]:
-    """What changes a chat model's answers (its ``chat_identity()``, else its class and ``chat_id``)."""
+    """What changes a chat model's answers (its ``chat_identity()``, else its class and ``chat_id``).
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: "Both are fine, but the first is clearer. [[A>B]]", chat_id="fixed")
+    >>> from pairkit.judges import chat_identity
+    >>> chat_identity(chat)
+    {'chat': 'CallableChat', 'chat_id': 'fixed'}
+    """
     if not callable(getattr(chat, "acomplete", None)):
         raise InputError(
             f"a protocol judge needs a chat model (an object with async acomplete(messages), such as OpenAIJudge "
@@ -304,6 +323,10 @@ def split_points(text: str) -> list[int]:
 
     Splitting only there keeps sentences (and code lines) whole, as PORTIA's splitter does; the offsets are
     strictly inside the text, so every part is non-empty.
+
+    >>> from pairkit.judges import split_points
+    >>> split_points('First. Second! Third')
+    [7, 15]
     """
     out = sorted({m.end() for m in _SENTENCE_END.finditer(text) if 0 < m.end() < len(text)})
     return out
@@ -358,6 +381,11 @@ def align_segments(
     Returns:
         (parts of ``first``, parts of ``second``, ``"length"``/``"semantic"``/``"whole"``); each list joins back
         to its answer exactly.
+
+    >>> from pairkit.judges import align_segments
+    >>> first, second, how = align_segments('One. Two. Three.', 'Uno. Dos. Tres.', k=3)
+    >>> first, second
+    (['One. ', 'Two. ', 'Three.'], ['Uno. ', 'Dos. ', 'Tres.'])
     """
     if not (isinstance(k, int) and k >= 1):
         raise InputError(f"k (parts per answer) must be an integer >= 1, got {k!r}")
@@ -727,6 +755,10 @@ def retrieve_exemplars(
 
     Similarity is the token overlap (Jaccard of lower-cased word sets) or, with ``encoder`` (texts → (N, D)
     embeddings), the cosine of the embeddings.
+
+    >>> from pairkit.judges import retrieve_exemplars
+    >>> retrieve_exemplars('capital of france', ['capital of spain', 'boiling water', 'france food'], k=2)
+    [0, 2]
     """
     if not len(contexts):
         return []
@@ -960,7 +992,19 @@ _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 
 def soft_rating(text: str, logprobs: Sequence[Mapping] | None, low: int, high: int) -> float | None:
     """The rating in ``[[n]]`` (the last one), as the expectation over the rating token's alternatives when the
-    log-probs are given (InstUPR's soft score), else the number written; None without a rating in range."""
+    log-probs are given (InstUPR's soft score), else the number written; None without a rating in range.
+
+    >>> import math
+    >>> from pairkit.judges import soft_rating
+    >>> soft_rating('Score: [[7]]', None, 1, 10)
+    7.0
+    >>> logprobs = [{'token': '[[', 'logprob': 0.0, 'top_logprobs': []},
+    ...             {'token': '7', 'logprob': math.log(0.5),
+    ...             'top_logprobs': [{'token': '7', 'logprob': math.log(.5)}, {'token': '9', 'logprob': math.log(.5)}]},
+    ...             {'token': ']]', 'logprob': 0.0, 'top_logprobs': []}]
+    >>> soft_rating('Score: [[7]]', logprobs, 1, 10)
+    8.0
+    """
     found = list(_RATING.finditer(text))
     if not found:
         return None
@@ -1008,6 +1052,13 @@ class PointwiseJudge(ProtocolJudge):
     file across runs — so n answers cost n calls however many pairs are judged; the order shown cannot
     matter. :func:`pointwise_shortlist` ranks a pool by rating — the first stage before a
     pairwise rerank (``duo_rerank``), as InstUPR and Expando-Mono-Duo do.
+
+    >>> from pairkit.judges import CallableChat, PointwiseJudge
+    >>> def rate(messages):
+    ...     return '[[8]]' if 'Paris' in messages[-1]['content'] else '[[3]]'
+    >>> chat = CallableChat(rate, chat_id='rater')
+    >>> round(PointwiseJudge(chat).judge('Capital of France?', 'Paris.', 'Lyon.').p_a, 3)
+    0.993
     """
 
     protocol = "pointwise"

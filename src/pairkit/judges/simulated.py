@@ -35,6 +35,12 @@ def simulated_probabilities(
         d: (M,) strength differences (first minus second, position bias included).
         model: ``"bt"`` or ``"thurstone"``.
         tie_margin: τ ≥ 0; 0 gives no ties.
+
+    >>> import numpy as np
+    >>> from pairkit.judges import simulated_probabilities
+    >>> win, tie = simulated_probabilities(np.array([0.0, 1.0]), tie_margin=0.5)
+    >>> print(win.round(4), tie.round(4))
+    [0.3775 0.6225] [0.2449 0.1951]
     """
     if model not in ("bt", "thurstone"):
         raise InputError(f"model must be 'bt' or 'thurstone', got {model!r}")
