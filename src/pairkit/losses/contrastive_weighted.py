@@ -198,9 +198,11 @@ def cacr(
     with :math:`c_{ij} = \\lVert \\hat x_i - \\hat x_j \\rVert^2` the point-to-point cost of normalised embeddings,
     :math:`P_i` the other rows with the anchor's label (its other views) and :math:`N_i` the rows with other
     labels. The conditional distributions put more weight on the positives far from the anchor (attraction) and on
-    the negatives near it (repulsion). Reading taken: the weights are part of the objective and are differentiated
-    through (the paper writes the loss as these conditional expectations); ``t_pos = t_neg = 0`` gives the uniform
-    weights, i.e. mean positive minus mean negative cost. A row without positives (negatives) has no attraction
+    the negatives near it (repulsion). As the authors' code, the weights are differentiated through (no
+    stop-gradient) and t+ = t- = 1 by default; ``t_pos = t_neg = 0`` gives the uniform weights, i.e. mean positive
+    minus mean negative cost. Reading taken: their code takes each query's negatives from another view only
+    (cross-view pairs, one direction per pair of views); with a labelled batch every row of another label is a
+    negative. A row without positives (negatives) has no attraction
     (repulsion) term. "mean" is over rows.
 
     Zheng, Wang, Zhou, Wang, Chen & Zhou (2023), "Contrastive Attraction and Contrastive Repulsion for
