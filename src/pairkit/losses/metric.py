@@ -327,10 +327,11 @@ def metrix(
     The paper's objective is the clean loss plus a weighted mixed loss; this function is the mixed term only (add
     it to :func:`~pairkit.losses.contrastive` or :func:`~pairkit.losses.multi_similarity` on the clean batch, with
     the weight w). Readings taken: mixing at the embedding level (the paper also mixes inputs and features — do
-    that in the model and pass the mixed embeddings' λ here as targets of ``pairs``); one mixture per anchor, of
-    its hardest positive (farthest) with its hardest negative (nearest), or the given
-    ``pairs=(anchors, positives, negatives)``; λ shared by the batch (sample it from Beta(α, α) per step, α = 2 in
-    the paper). λ = 1 gives the base loss's positive term on the hardest positive and λ = 0 its negative term on the
+    that in the model); one mixture per anchor, of its hardest positive (farthest) with its hardest negative
+    (nearest), so memory stays O(N D) — the authors' code mixes an anchor's positive with each of its negatives,
+    which ``pairs=(anchors, positives, negatives)`` reproduces in O(T D) for T mixtures; λ shared by the batch
+    (sample it from Beta(2, 2) per step, as their code; their contrastive variant uses the negative margin 0.5).
+    λ = 1 gives the base loss's positive term on the hardest positive and λ = 0 its negative term on the
     hardest negative. Anchors without a positive or a negative are left out. "none" gives each anchor's sum over its
     mixtures.
 
