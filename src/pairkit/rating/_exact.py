@@ -59,6 +59,10 @@ GRID_TAIL, GRID_SDS, GRID_POINTS = 18.0, 10.0, 801
 ``e^{-(a+losses)θ}`` and ``e^{(a+wins)θ}`` far out and like the normal approximation (sd) near the estimate, so
 the density has fallen below e^-18 (or ten standard deviations) at the ends."""
 
+FAST_GRID_POINTS = 201
+"""Grid points of :func:`exact_sparse_intervals_from_variances` (thousands of sparse items at a time): on the
+heavy-tailed test case its quantiles moved by < 0.5% of the interval widths from the 801-point grid's."""
+
 _BLOCK = 2_000_000
 """Grid cells evaluated at once (items × pairs × points), bounding memory for designs with many sparse items."""
 
@@ -149,7 +153,7 @@ def exact_sparse_intervals_from_variances(
         return variance, centred_estimate - z * se, centred_estimate + z * se, sparse
     idx = np.flatnonzero(sparse)
     laplace = 1.0 / np.maximum(information_diagonal[idx], 1e-300)
-    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace))
+    var, q_lo, q_hi = _conditional(theta, counts, idx, prior, level, sd=np.sqrt(laplace), points=FAST_GRID_POINTS)
     gain = np.maximum(var / laplace, 1.0) - 1.0  # r_k² − 1
     shrink = 1.0 - 1.0 / n  # the item's own share of its centred rating
     variance += float(np.sum(gain * laplace)) / n**2
@@ -180,7 +184,7 @@ def _scaled(cov: np.ndarray, ratio: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _conditional(theta, counts, idx, prior, level, sd=None):
+def _conditional(theta, counts, idx, prior, level, sd=None, points=GRID_POINTS):
     """Variance and ``level`` quantiles of each item's conditional density (others at their estimates); ``sd``:
     the normal approximation's standard deviations, which narrow the grids of items with many comparisons."""
     n = len(theta)
@@ -195,9 +199,9 @@ def _conditional(theta, counts, idx, prior, level, sd=None):
         keep = slot[mine] >= 0
         sides.append((slot[mine[keep]], theta[other[keep]], won[keep], lost[keep]))
     s, opp, won, lost = (np.concatenate(x) for x in zip(*sides, strict=True))
-    grid = _grid(theta[idx], prior, np.bincount(s, won, len(idx)), np.bincount(s, lost, len(idx)), sd)
+    grid = _grid(theta[idx], prior, np.bincount(s, won, len(idx)), np.bincount(s, lost, len(idx)), sd, points)
     logp = _prior_logp(grid, prior)
-    step = max(1, _BLOCK // GRID_POINTS)
+    step = max(1, _BLOCK // points)
     for start in range(0, len(s), step):  # blocks of pairs, each vectorised over the grid
         part = slice(start, start + step)
         d = grid[s[part]] - opp[part, None]
@@ -241,14 +245,15 @@ def rows_conditional(theta, beta, eta, design, model, *, prior: float, level: fl
     return conditional
 
 
-def _grid(center: np.ndarray, prior: float, wins: np.ndarray, losses: np.ndarray, sd) -> np.ndarray:
+def _grid(center: np.ndarray, prior: float, wins: np.ndarray, losses: np.ndarray, sd,
+          points: int = GRID_POINTS) -> np.ndarray:
     """Each item's grid (items × points): see :data:`GRID_POINTS`."""
     decay = np.minimum(prior + wins, prior + losses)
     width = GRID_TAIL / np.maximum(decay, 1e-9)
     if sd is not None:
         width = np.minimum(width, GRID_SDS * sd)
     width = np.clip(width, 3.0, 400.0)
-    return center[:, None] + width[:, None] * np.linspace(-1.0, 1.0, GRID_POINTS)[None, :]
+    return center[:, None] + width[:, None] * np.linspace(-1.0, 1.0, points)[None, :]
 
 
 def _prior_logp(grid: np.ndarray, prior: float) -> np.ndarray:
