@@ -138,3 +138,48 @@ def test_a_frozen_hf_sampler_gives_the_offline_baseline(tokenizer, tmp_path):
 def test_a_sampler_must_have_sample_and_identity(tokenizer):
     with pytest.raises(InputError, match=r"sampler must have sample\(...\) and identity\(\)"):
         train_online(build_model(tokenizer), tokenizer, PROMPTS[:2], CallableJudge(prefers_a), sampler=object())
+
+
+@pytest.mark.slow
+def test_ray_sampler_and_ray_judge_in_the_loop_on_a_local_cluster(tokenizer, tmp_path):
+    """Two CPU actors sample (each with the policy's current weights) and two judge; the driver alone writes the
+    sample and judgment caches, and each chunk's samples are what one process draws for it."""
+    ray = pytest.importorskip("ray")
+    import os
+    from pathlib import Path
+
+    from pairkit.judges import RayJudge
+    from pairkit.train import RaySampler
+
+    root = Path(__file__).resolve().parents[2]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}", "OMP_NUM_THREADS": "1"}})
+    try:
+        model = build_model(tokenizer, seed=0)
+        sampler = RaySampler(model, tokenizer, n_actors=2, num_cpus=0.5)
+        judge = RayJudge(_prefers_a_judge, n_actors=2, num_cpus=0.5)
+        config = TrainConfig(lr=5e-2, batch_size=8, output_dir=str(tmp_path))
+        online = OnlineConfig(rounds=2, prompts_per_round=4, k=3, max_new_tokens=6)
+        states = []
+        hist = train_online(model, tokenizer, PROMPTS[:4], judge, sampler=sampler, config=config, online=online,
+                            callback=lambda row: states.append({k: v.clone() for k, v in model.state_dict().items()}))
+        assert [h["judge_calls"] for h in hist] == [12, 12] and all(h["pairs"] > 0 for h in hist)
+        saved = json.loads((tmp_path / "samples" / "round-2.json").read_text())
+        assert saved["key"]["backend"] == "ray-hf"
+        # round 2 was sampled by the actors with the weights after round 1: chunk a from seed + its start
+        import numpy as np
+
+        prompts = [PROMPTS[:4][i] for i in np.random.default_rng(0).permutation(4)]
+        after_round_1 = build_model(tokenizer, seed=0)
+        after_round_1.load_state_dict(states[0])
+        want = [ss for s in (0, 2) for ss in sample_completions(after_round_1, tokenizer, prompts[s : s + 2], k=3,
+                                                                 max_new_tokens=6, seed=1 + s)]  # fmt: skip
+        assert saved["samples"] == want
+        sampler.shutdown()
+        judge.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def _prefers_a_judge():
+    return CallableJudge(prefers_a)

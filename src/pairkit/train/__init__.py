@@ -92,7 +92,7 @@ from pairkit.train.reward_model import (
     mean_pooled_embeddings,
     train_reward_model,
 )
-from pairkit.train.sampling import HFSampler, OpenAISampler, VLLMSampler
+from pairkit.train.sampling import HFSampler, OpenAISampler, RaySampler, VLLMSampler
 from pairkit.train.trainers import (
     CheckedLoss,
     SparseMaskHead,
@@ -116,6 +116,7 @@ __all__ = [
     "POINTWISE_PROMPT",
     "RISE_ERRORS",
     "RISE_PROMPT",
+    "RaySampler",
     "SelfJudge",
     "SparseMaskHead",
     "TPO_PROMPT",

@@ -138,6 +138,14 @@ def init_distributed() -> tuple[int, int]:
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend, rank=int(os.environ["RANK"]), world_size=world)
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes"):
+            warnings.warn(
+                "accelerate asked for FSDP (--use_fsdp), but pairkit's trainer does not shard the model (FSDP): it "
+                "runs plain data parallel, a full copy of the model and optimizer on every process (see "
+                "docs/train.rst, 'Data parallel')",
+                PairkitWarning,
+                stacklevel=2,
+            )
     return rank_and_world()
 
 

@@ -9,6 +9,9 @@ current policy.
 * :class:`HFSampler` — a transformers causal LM (batched, seeded ``generate``; the loop's default over the policy).
   Built over a frozen copy of the initial policy it gives the *offline* baseline: every round's pairs are
   sampled from the starting policy.
+* :class:`RaySampler` — an :class:`HFSampler` replicated over Ray actors (one per GPU or CPU slot); the prompts are
+  split across them and the texts come back to the loop's process, which alone writes the sample and judgment
+  caches (judge on actors with :class:`~pairkit.judges.RayJudge`).
 * :class:`VLLMSampler` — vLLM's Python API (``vllm.LLM``), when vLLM is installed (``pip install
   'pairkit[vllm]'``; it needs a supported GPU or CPU build).
 * :class:`OpenAISampler` — an OpenAI-compatible ``/completions`` or ``/chat/completions`` server (vLLM's
@@ -27,7 +30,7 @@ from typing import Any
 from pairkit._optional import requires
 from pairkit.errors import InputError
 
-__all__ = ["HFSampler", "OpenAISampler", "VLLMSampler"]
+__all__ = ["HFSampler", "OpenAISampler", "RaySampler", "VLLMSampler"]
 
 
 def _prompt_key(prompt) -> str:
@@ -164,3 +167,93 @@ class OpenAISampler:
     def identity(self) -> dict[str, str]:
         """The cache key part: ``openai``, the server and the model name."""
         return {"backend": "openai", "base_url": self.base_url, "model": self.model}
+
+
+class _SamplerActor:
+    """Runs in a Ray worker: a copy of the policy and its tokenizer; samples lists of prompts."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def load(self, state) -> None:
+        self.model.load_state_dict(state)
+
+    def sample(self, prompts, kw):
+        from pairkit.train.online import sample_completions
+
+        return sample_completions(self.model, self.tokenizer, prompts, **kw)
+
+
+class RaySampler:
+    """``k`` samples per prompt from copies of a transformers policy on Ray actors (one per GPU or CPU slot).
+
+    .. math::
+
+        y_{i,j} \\sim \\pi(\\cdot \\mid x_i),\\quad i \\in \\text{chunk}_a \\text{ on actor } a
+
+    Moritz et al. (2018), "Ray: A Distributed Framework for Emerging AI Applications". The prompts are split into
+    ``n_actors`` contiguous chunks; chunk ``a`` (starting at prompt ``s_a``) is sampled with seed ``seed + s_a``
+    by :func:`~pairkit.train.sample_completions` on actor ``a``, so the samples depend on the number of actors
+    (not on the scheduling). :func:`~pairkit.train.train_online` calls ``update_weights(policy)`` every round,
+    which ships the policy's weights once (``ray.put``) to every actor. The texts come back to the calling
+    process, which alone writes the sample cache; judge with :class:`~pairkit.judges.RayJudge` inside a
+    :class:`~pairkit.judges.CachedJudge` to keep the judgment cache there too.
+
+    Args:
+        model, tokenizer: the policy (copied to each actor) and its tokenizer.
+        n_actors: actors; num_cpus, num_gpus: resources each reserves.
+        ray_init: arguments for ``ray.init`` when Ray is not running yet.
+    """
+
+    def __init__(self, model, tokenizer, *, n_actors: int = 2, num_cpus: float = 1.0, num_gpus: float = 0.0,
+                 ray_init: dict | None = None):  # fmt: skip
+        from pairkit.train._loop import check_number
+        from pairkit.train._steps import weights_fingerprint
+
+        with requires("ray", "the Ray sampler"):
+            import ray
+        check_number("n_actors", n_actors, low=1, integer=True)
+        if not ray.is_initialized():
+            ray.init(**(ray_init or {}))
+        remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_SamplerActor)
+        model_ref, tokenizer_ref = ray.put(model), ray.put(tokenizer)  # stored once, read by every actor
+        self.actors = [remote.remote(model_ref, tokenizer_ref) for _ in range(int(n_actors))]
+        self.version = weights_fingerprint(model)
+
+    def update_weights(self, policy) -> None:
+        """Send ``policy``'s weights to every actor (skipped when they already hold them)."""
+        from pairkit.train._steps import weights_fingerprint
+
+        with requires("ray", "the Ray sampler"):
+            import ray
+        version = weights_fingerprint(policy)
+        if version != self.version:
+            state = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+            ray.get([a.load.remote(state) for a in self.actors])
+            self.version = version
+
+    def sample(self, prompts: Sequence[Any], *, k: int, max_new_tokens: int, temperature: float, top_p: float,
+               seed: int) -> list[list[str]]:  # fmt: skip
+        """``k`` completions per prompt, the prompts split over the actors."""
+        with requires("ray", "the Ray sampler"):
+            import ray
+        n = len(self.actors)
+        bounds = [len(prompts) * a // n for a in range(n + 1)]
+        refs = [actor.sample.remote(list(prompts[bounds[a] : bounds[a + 1]]),
+                                    {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature,
+                                     "top_p": top_p, "seed": seed + bounds[a]})
+                for a, actor in enumerate(self.actors) if bounds[a + 1] > bounds[a]]  # fmt: skip
+        return [ss for chunk in ray.get(refs) for ss in chunk]
+
+    def identity(self) -> dict[str, str]:
+        """The cache key part: ``ray-hf``, the number of actors and a hash of the weights they hold."""
+        return {"backend": "ray-hf", "actors": str(len(self.actors)), "policy": self.version}
+
+    def shutdown(self) -> None:
+        """Stop the actors."""
+        with requires("ray", "the Ray sampler"):
+            import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
