@@ -194,6 +194,10 @@ class Comparator(Protocol):
 
     ``judge_id`` and ``prompt_version`` identify the judge in caches: change ``prompt_version`` whenever the
     prompt or parsing changes, so cached judgments of the old prompt are not reused.
+
+    >>> from pairkit.judges import CallableJudge, Comparator
+    >>> isinstance(CallableJudge(lambda context, a, b: 1.0, judge_id='first'), Comparator)
+    True
     """
 
     judge_id: str

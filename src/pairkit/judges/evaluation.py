@@ -55,7 +55,15 @@ _JUDGMENT_COLUMNS = ("context_id", "a", "b", "p_a")
 @dataclass
 class JudgeReport:
     """The metrics of :func:`evaluate_judge`: ``table`` (a DataFrame: metric, value, low, high, n), the judge's
-    bootstrapped leaderboard (``leaderboard``, when it has at least two items) and the data behind the plot."""
+    bootstrapped leaderboard (``leaderboard``, when it has at least two items) and the data behind the plot.
+
+    >>> from pairkit.judges import evaluate_judge
+    >>> rows = [('q1', 0.9), ('q2', 0.8), ('q3', 0.3)]
+    >>> judgments = [{'context_id': c, 'a': 'x', 'b': 'y', 'p_a': p} for c, p in rows]
+    >>> report = evaluate_judge(judgments, n_boot=20)
+    >>> report.level, list(report.table.columns)
+    (0.95, ['metric', 'value', 'low', 'high', 'n', 'note', 'proportion'])
+    """
 
     table: Any
     level: float
@@ -230,6 +238,17 @@ def evaluate_judge(
         candidates: rows ``{context_id, candidate_id, text}`` for the length bias.
         reference: item ids best first, or item id → reference score.
         level: interval coverage; n_boot: bootstrap resamples; prior: virtual games per item in the fits.
+
+    >>> from pairkit.judges import evaluate_judge
+    >>> pairs = [('q1', 0.9, 'x'), ('q2', 0.8, 'x'), ('q3', 0.3, 'y'), ('q4', 0.7, 'y')]
+    >>> judgments = [{'context_id': c, 'a': 'x', 'b': 'y', 'p_a': p} for c, p, _ in pairs]
+    >>> human = [{'context_id': c, 'a': 'x', 'b': 'y', 'winner': w} for c, _, w in pairs]
+    >>> report = evaluate_judge(judgments, human, n_boot=20)
+    >>> print(report.table[['metric', 'value']].head(3).to_string(index=False))
+               metric  value
+            agreement   0.75
+    agreement_no_ties   0.75
+          cohen_kappa   0.50
     """
     import pandas as pd
 

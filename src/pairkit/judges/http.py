@@ -125,6 +125,11 @@ class OpenAIJudge(ComparatorBase):
             .png/.jpg/.jpeg/.gif/.webp file — are sent as ``image_url`` parts of the user message, so a multimodal
             model sees the images (the text around them stays text parts).
         sleep: the awaitable used to wait between retries (tests inject a recorder).
+
+    >>> from pairkit.judges import OpenAIJudge
+    >>> judge = OpenAIJudge('gpt-4o-mini', api_key='sk-example')  # no request is sent until it judges
+    >>> judge.judge_id
+    'openai:gpt-4o-mini'
     """
 
     @declare_options(

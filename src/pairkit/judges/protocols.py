@@ -88,7 +88,12 @@ class ChatReply:
 
 @runtime_checkable
 class Chat(Protocol):
-    """A chat model: ``await chat.acomplete(messages)`` → :class:`ChatReply`."""
+    """A chat model: ``await chat.acomplete(messages)`` → :class:`ChatReply`.
+
+    >>> from pairkit.judges import CallableChat, Chat
+    >>> isinstance(CallableChat(lambda messages: '[[A]]'), Chat)
+    True
+    """
 
     async def acomplete(self, messages: list[dict]) -> ChatReply: ...
 
@@ -454,6 +459,13 @@ class PortiaJudge(ProtocolJudge):
             answer markers are reused for the merged prompt.
         k: parts per answer (the paper uses 3).
         threshold: the mean part similarity at which length alignment is accepted without a content search.
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: 'The first is better. [[A]]', chat_id='always-a')
+    >>> from pairkit.judges import PortiaJudge
+    >>> judgment = PortiaJudge(chat).judge('Capital of France?', 'It is Paris. A big city.', 'It is Lyon. Big too.')
+    >>> round(judgment.p_a, 3), judgment.n_calls
+    (0.5, 4)
     """
 
     protocol = "portia"
@@ -786,6 +798,13 @@ class FewShotJudge(ProtocolJudge):
         exemplars: rows ``{context, chosen, rejected}`` or ``{context, a, b, winner}`` (winner ``a``/``b``/``tie``).
         k: exemplars per prompt.
         template: the judge prompt (default ``"pairwise"``: exemplar answers are ``[[A]]``/``[[B]]``/``[[C]]``).
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: 'The first is better. [[A]]', chat_id='always-a')
+    >>> from pairkit.judges import FewShotJudge
+    >>> exemplars = [{'context': 'Capital of Spain?', 'chosen': 'Madrid.', 'rejected': 'Seville.'}]
+    >>> round(FewShotJudge(chat, exemplars, k=1).judge('Capital of France?', 'Paris.', 'Lyon.').p_a, 3)
+    1.0
     """
 
     protocol = "few_shot"
@@ -921,6 +940,12 @@ class DiscussionJudge(ProtocolJudge):
     latest message and answers with a possibly revised verdict. Agreed verdicts are returned; if they still
     differ after ``max_turns``, the two last verdicts are averaged (pairkit's rule; the paper reports the
     discussion's end state). Between 2 and 2 + ``max_turns`` calls per judgment.
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: 'The first is better. [[A]]', chat_id='always-a')
+    >>> from pairkit.judges import DiscussionJudge
+    >>> round(DiscussionJudge(chat).judge('Capital of France?', 'Paris.', 'Lyon.').p_a, 3)
+    1.0
     """
 
     protocol = "prd_discussion"
@@ -1137,7 +1162,17 @@ class PointwiseJudge(ProtocolJudge):
 
 def pointwise_shortlist(judge: PointwiseJudge, pool, depth: int, *, context: int = 0) -> list[int]:
     """The ``depth`` best items of ``pool`` in ``context`` by their ratings, best first (n calls) — pass it as
-    ``shortlist`` to ``select("duo_rerank", …)``."""
+    ``shortlist`` to ``select("duo_rerank", …)``.
+
+    >>> from pairkit.judges import CallableChat, PointwiseJudge, pointwise_shortlist
+    >>> from pairkit.select import Pool
+    >>> def rate(messages):
+    ...     return '[[9]]' if 'Paris' in messages[-1]['content'] else '[[2]]'
+    ...
+    >>> pool = Pool.single(['Lyon.', 'Paris.', 'Nice.'], context='Capital of France?')
+    >>> pointwise_shortlist(PointwiseJudge(CallableChat(rate, chat_id='rater')), pool, depth=1)
+    [1]
+    """
     from pairkit.judges.base import run_sync
 
     if not (isinstance(depth, int) and depth >= 1):
@@ -1228,6 +1263,12 @@ class ListwiseJudge(ProtocolJudge):
     estimates consistent under Plackett–Luce (Azari Soufiani, Parkes & Xia 2014, "Computing parametric ranking
     models via rank-breaking"). The pairs of one call are not independent; :func:`break_ranking` gives each the
     weight that makes the Bradley–Terry intervals as wide as the call's information allows.
+
+    >>> from pairkit.judges import CallableChat, ListwiseJudge
+    >>> judge = ListwiseJudge(CallableChat(lambda messages: '[2] > [3] > [1]', chat_id='ranker'))
+    >>> request = judge.request('Capital of France?', ['Lyon.', 'Paris.', 'Nice.'])
+    >>> judge.order(judge.judge_many([request])[0])
+    [1, 2, 0]
     """
 
     protocol = "listwise"

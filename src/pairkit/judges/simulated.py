@@ -66,6 +66,11 @@ class SimulatedJudge(ComparatorBase):
 
     Args:
         strengths: answer text → true strength (natural log-strength for ``"bt"``).
+
+    >>> from pairkit.judges import SimulatedJudge
+    >>> judge = SimulatedJudge({'strong': 2.0, 'weak': 0.0}, seed=0)
+    >>> round(judge.judge('any prompt', 'strong', 'weak').p_a, 3)
+    1.0
     """
 
     prompt_version = "simulated-v1"
