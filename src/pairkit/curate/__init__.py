@@ -22,6 +22,7 @@ from pairkit.curate.construction import (
     unified_reward_pairs,
     verified_pairs,
 )
+from pairkit.curate.maple import MAPLE, maple_query_scores
 from pairkit.curate.pairwise_gp import (
     PairwiseGP,
     eubo,
@@ -45,6 +46,7 @@ from pairkit.curate.weighting import (
 
 __all__ = [
     "DoubleThompson",
+    "MAPLE",
     "PairwiseGP",
     "RUCB",
     "RULES",
@@ -59,6 +61,7 @@ __all__ = [
     "eubo",
     "get",
     "hallucination_believer",
+    "maple_query_scores",
     "names",
     "negclip_negative",
     "orthant_ess",
