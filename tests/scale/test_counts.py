@@ -179,3 +179,37 @@ def test_mixed_json_values_are_names_not_json_text(tmp_path):
     path.write_text('{"winner": "a", "loser": "b"}\n{"winner": 7, "loser": "b"}\n')
     counts = count_pairs(path)
     assert sorted(set(counts["a"]) | set(counts["b"])) == ["7", "a", "b"]
+
+
+def test_nested_json_paths_count_as_the_flattened_file(tmp_path):
+    """Dotted paths into nested JSONL values (struct fields, a list element) on the DuckDB path give the counts of
+    the same rows flattened, and the in-memory engine's (the readers' nested_field)."""
+    import json
+
+    frame = _frame(400, seed=5)
+    nested = [{"meta": {"model_a": r.model_a, "model_b": r.model_b, "judge": {"id": r.judge}},
+               "result": {"winner": r.winner}, "w": [r.w, 0]} for r in frame.itertuples()]
+    (tmp_path / "nested.jsonl").write_text("".join(json.dumps(r) + "\n" for r in nested))
+    frame.drop(columns="first").to_json(tmp_path / "flat.jsonl", orient="records", lines=True)
+    paths = dict(a="meta.model_a", b="meta.model_b", outcome="result.winner", weight="w.0", cluster="meta.judge.id")
+    flat = count_pairs(tmp_path / "flat.jsonl", a="model_a", b="model_b", outcome="winner", weight="w",
+                       cluster="judge")
+    pd.testing.assert_frame_equal(count_pairs(tmp_path / "nested.jsonl", **paths), flat)
+    pd.testing.assert_frame_equal(count_pairs(tmp_path / "nested.jsonl", engine="memory", **paths), flat,
+                                  check_dtype=False)
+    with pytest.raises(InputError, match="no field 'model_x' under 'meta'.*fields are"):
+        count_pairs(tmp_path / "nested.jsonl", **{**paths, "a": "meta.model_x"})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_duckdb_writes_the_count_file_itself(tmp_path, suffix):
+    """write_counts with DuckDB (COPY … TO, no table in Python) writes the table count_pairs returns."""
+    from pairkit.scale import write_counts
+
+    root = _write_parts(_frame(2000, seed=9), tmp_path / "data", 3)
+    out = tmp_path / f"counts{suffix}"
+    done = write_counts(root, out, **COLUMNS, memory_limit="200MB")
+    expected = count_pairs(root, **COLUMNS)
+    got = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out, dtype={"cluster": str})
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert done == {"pairs": len(expected), "items": 12, "comparisons": 2000}

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from pairkit._io import atomic_path
 from pairkit.cli._app import app
 from pairkit.cli._common import ColumnOptions, console, reported_errors
 
@@ -41,23 +40,10 @@ def count(
 ) -> None:
     """Count wins, losses and ties of every item pair; `pairkit rank COUNTS` fits from the result."""
     with reported_errors():
-        import pandas as pd
+        from pairkit.scale import write_counts
 
-        from pairkit.errors import InputError
-        from pairkit.scale import count_pairs
-
-        if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
-            raise InputError(f"--output {output}: use a .parquet or .csv file name")
         columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
-        table = count_pairs(
-            paths, engine=engine.value, **columns.reader_options(), on_invalid=columns.on_invalid,
-            ray_address=ray_address, memory_limit=memory_limit,
-        )
-        with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
-            if output.suffix.lower() == ".csv":
-                table.to_csv(tmp, index=False)
-            else:
-                table.to_parquet(tmp, index=False)
-        items = pd.concat([table["a"], table["b"]], ignore_index=True).nunique()  # not a Python set per row
-        console.print(f"wrote {output}: {len(table):,} pair counts of {items:,} items from "
-                      f"{int(table['n'].sum()):,} comparisons")
+        done = write_counts(paths, output, engine=engine.value, **columns.reader_options(),
+                            on_invalid=columns.on_invalid, ray_address=ray_address, memory_limit=memory_limit)
+        console.print(f"wrote {output}: {done['pairs']:,} pair counts of {done['items']:,} items from "
+                      f"{done['comparisons']:,} comparisons")

@@ -130,9 +130,14 @@ def _bool_sql(column: str) -> str:
             f"WHEN {text} IN ('false', '0', 'no', '0.0') THEN false END)")
 
 
-def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memory_limit: str | None = None
-                      ) -> pd.DataFrame:
-    """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported."""
+def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memory_limit: str | None = None,
+                      output: Path | None = None) -> pd.DataFrame | dict:
+    """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported.
+
+    With ``output`` (a ``.parquet`` or ``.csv`` path) DuckDB writes the table there itself (``COPY … TO``: no
+    table in Python) and the summary ``{"pairs", "items", "comparisons"}`` is returned instead. DuckDB runs with
+    ``memory_limit`` (default: DuckDB's own), spilling to a temporary directory beyond it, and without keeping
+    the insertion order (which would hold rows in memory)."""
     with requires("scale", "--engine duckdb"):
         import duckdb
     from pairkit.data._shapes import Source, column_mode, detect_shape
@@ -140,8 +145,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     src = _source(files)
     _check_headers(files)
     with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
-        con = duckdb.connect(config={"temp_directory": spill, **({"memory_limit": memory_limit}
-                                                                   if memory_limit else {})})
+        con = duckdb.connect(config={"temp_directory": spill, "preserve_insertion_order": False,
+                                     **({"memory_limit": memory_limit} if memory_limit else {})})
         try:
             try:
                 described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
@@ -155,10 +160,17 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 spec = detect_shape(pd.DataFrame(columns=columns), Source(str(files[0]), 1))
             column_mode(spec)
             weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
+            paths = {}  # dotted paths into nested values (``meta.model_a``), as the readers take them
             for col in [*spec.values(), weight, cluster, a_first if isinstance(a_first, str) else None]:
-                if col is not None and col not in columns:
+                if col is not None and col not in columns and "." in col:
+                    paths[col] = _nested_path(con, src, col, columns, types, files[0])
+                elif col is not None and col not in columns:
                     raise InputError(f"{files[0]}: no column {col!r}; columns are "
                                      f"{[c for c in columns if c != 'filename']}")
+            if paths:  # the nested values become columns of their dotted names; the rest of the query is unchanged
+                src = f"(SELECT *, {', '.join(f'{expr} AS {_q(col)}' for col, expr in paths.items())} FROM {src})"
+                types.update({col: str(con.execute(f"DESCRIBE SELECT {_q(col)} FROM {src}").fetchall()[0][1])
+                              for col in paths})
             token = _TYPES.set(types)
             try:
                 select, key_exprs, problem = _row_sql(spec, options)
@@ -181,6 +193,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                        sum(CASE WHEN s = 0.5 THEN w ELSE 0 END) AS ties,
                        sum(_n) AS n
                 FROM p GROUP BY ALL"""
+            if output is not None:
+                return _write(con, sql, keys, output, (src, select, problem, files, options, on_invalid))
             try:
                 table = con.execute(sql).fetch_df()
             except duckdb.Error as exc:
@@ -199,6 +213,93 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
 
     good["n"] = good["n"].astype("int64")
     return ordered_counts(good.reset_index(drop=True))
+
+
+def _write(con, sql: str, keys: list[str], output: Path, report: tuple) -> dict:
+    """Count into a DuckDB table (spilled to disk when large), report the invalid rows, then let DuckDB write the
+    valid counts to ``output`` in the count tables' order (keys, then ``a``, ``b``)."""
+    import duckdb
+
+    from pairkit._io import atomic_path
+
+    src, select, problem, files, options, on_invalid = report
+    try:
+        con.execute(f"CREATE TEMP TABLE counted AS {sql}")
+    except duckdb.Error as exc:
+        raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot count ({exc})") from exc
+    bad = con.execute("SELECT problem, sum(n) AS n FROM counted WHERE problem <> 0 GROUP BY problem "
+                      "ORDER BY problem").fetch_df()
+    if len(bad):
+        _report(con, src, select, problem, bad, files, options, on_invalid)
+    pairs, comparisons = con.execute("SELECT count(*), sum(n) FROM counted WHERE problem = 0").fetchone()
+    if not pairs:
+        raise InputError(f"{files[0]}: no data rows")
+    items = con.execute("SELECT count(*) FROM (SELECT a FROM counted WHERE problem = 0 UNION "
+                        "SELECT b FROM counted WHERE problem = 0)").fetchone()[0]
+    order = ", ".join([*keys, "a", "b"])
+    columns = ", ".join([*keys, "a", "b", "a_wins", "b_wins", "ties", "CAST(n AS BIGINT) AS n"])
+    form = "(FORMAT csv, HEADER true)" if output.suffix.lower() == ".csv" else "(FORMAT parquet)"
+    with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
+        con.execute(f"COPY (SELECT {columns} FROM counted WHERE problem = 0 ORDER BY {order}) TO {_lit(str(tmp))} "
+                    f"{form}")
+    return {"pairs": int(pairs), "items": int(items), "comparisons": int(comparisons)}
+
+
+def _nested_path(con, src: str, path: str, columns: list[str], types: dict[str, str], where: Path) -> str:
+    """The SQL expression of a dotted ``path`` into nested values, as the readers resolve it
+    (:func:`pairkit.data.readers.nested_field`): the longest leading part that is a column starts it; each further
+    part is a field of a struct or JSON object, or (an integer) an element of a list."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:cut])
+        if head in columns:
+            break
+    else:
+        raise InputError(f"{where}: no column {path!r} (nor a column {parts[0]!r} to read the nested field from); "
+                         f"columns are {[c for c in columns if c != 'filename']}")
+    expr, kind_text, done = _q(head), types[head], head
+    for part in parts[cut:]:
+        kind = kind_text.upper()
+        index = part.lstrip("-").isdigit()
+        if kind == "JSON":
+            expr = f"json_extract({expr}, {_lit('$[' + part + ']' if index else '$.' + _q(part))})"
+        elif kind.startswith("STRUCT"):
+            fields = _struct_fields(kind_text)
+            if part not in fields:
+                raise InputError(f"{where}: no field {part!r} under {done!r} for the nested column {path!r}; its "
+                                 f"fields are {fields[:12]}")
+            expr = f"struct_extract({expr}, {_lit(part)})"
+        elif kind.endswith("]") and index:
+            expr = f"{expr}[{int(part) + 1 if int(part) >= 0 else int(part)}]"  # DuckDB lists count from 1
+        else:
+            raise InputError(f"{where}: no field {part!r} under {done!r} for the nested column {path!r}; its values "
+                             f"are not JSON objects or lists ({kind})")
+        kind_text = str(con.execute(f"DESCRIBE SELECT {expr} FROM {src}").fetchall()[0][1])
+        done += "." + part
+    return expr
+
+
+def _struct_fields(kind: str) -> list[str]:
+    """Field names of a DuckDB ``STRUCT(a VARCHAR, "b c" INTEGER, …)`` type string (top level only)."""
+    body, fields, depth, start = kind[kind.index("(") + 1 : kind.rindex(")")], [], 0, 0
+    pieces = []
+    for k, ch in enumerate(body):
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            pieces.append(body[start:k])
+            start = k + 1
+    pieces.append(body[start:])
+    for piece in pieces:
+        piece = piece.strip()
+        if piece.startswith('"'):
+            end = piece.index('"', 1)
+            while piece[end + 1 : end + 2] == '"':
+                end = piece.index('"', end + 2)
+            fields.append(piece[1:end].replace('""', '"'))
+        else:
+            fields.append(piece.split(" ", 1)[0])
+    return fields
 
 
 def _row_sql(spec: dict, options: dict, derived: dict | None = None) -> tuple[str, list[str], str]:

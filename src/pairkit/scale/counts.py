@@ -21,7 +21,7 @@ COUNT_COLUMNS = ("a", "b", "a_wins", "b_wins", "ties", "n")
 Engine = Literal["duckdb", "ray", "memory"]
 
 __all__ = ["COUNT_COLUMNS", "comparisons_to_counts", "count_pairs", "counts_to_comparisons", "expand_paths",
-           "is_counts", "load_any"]
+           "is_counts", "load_any", "write_counts"]
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -228,6 +228,53 @@ def count_pairs(
     else:
         parts = [count_file(f, options, on_invalid) for f in files]
     return _merge_parts(parts)
+
+
+def write_counts(
+    paths: str | Path | Iterable[str | Path],
+    output: str | Path,
+    *,
+    engine: Engine = "duckdb",
+    memory_limit: str | None = None,
+    **options: Any,
+) -> dict[str, int]:
+    """:func:`count_pairs` into the file ``output`` (``.parquet`` or ``.csv``); returns ``{"pairs", "items",
+    "comparisons"}``.
+
+    With the DuckDB engine on comparison rows the table never enters Python: DuckDB counts into a table of its own
+    (spilling to disk beyond ``memory_limit``) and writes the file itself (``COPY … TO``), so memory stays bounded
+    by ``memory_limit`` plus the process's own. Other engines and count-file inputs go through :func:`count_pairs`.
+    The file is replaced atomically (a failure leaves the previous one whole).
+    """
+    output = Path(output)
+    if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise InputError(f"--output {output}: use a .parquet or .csv file name")
+    files = expand_paths(paths)
+    rows = engine == "duckdb" and all(file_kind(f) is not None and not is_counts(columns_of(f)) for f in files)
+    if rows:
+        from pairkit.scale._duckdb import count_with_duckdb
+
+        on_invalid = options.pop("on_invalid", "raise")
+        options.pop("ray_address", None)
+        if on_invalid not in ("raise", "drop"):
+            raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        known = ("winner", "loser", "a", "b", "outcome", "score_a", "score_b", "weight", "cluster", "a_first",
+                 "outcome_map")
+        unknown = set(options) - set(known)
+        if unknown:
+            raise InputError(f"unknown option(s) {sorted(unknown)}; the column options are {list(known)}")
+        return count_with_duckdb(files, {k: options.get(k) for k in known}, on_invalid=on_invalid,
+                                 memory_limit=memory_limit, output=output)
+    table = count_pairs(files, engine=engine, memory_limit=memory_limit, **options)
+    from pairkit._io import atomic_path
+
+    with atomic_path(output) as tmp:
+        if output.suffix.lower() == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+    items = pd.concat([table["a"], table["b"]], ignore_index=True).nunique()  # not a Python set per row
+    return {"pairs": len(table), "items": int(items), "comparisons": int(table["n"].sum())}
 
 
 def count_file(path: Path, options: dict, on_invalid: str) -> tuple[pd.DataFrame, int, list[str]]:
