@@ -5,6 +5,8 @@ Run:  python benchmarks/bench_scale.py                 (10M-row Parquet, sparse 
       python benchmarks/bench_scale.py --quick         (small sizes, a smoke run)
       python benchmarks/bench_scale.py --sparse [--million]   (issue 10 §2 only: 6,100-item twin, 100,000 items,
                                                    SE accuracy at 5,000 items, 1,000,000 items / 20M comparisons)
+      python benchmarks/bench_scale.py --io [--count-file BIG.parquet]
+                                                       (bootstrap ×1000, TrueSkill/Elo CLI, count on a big file)
 
 Every command runs in its own process under ``/usr/bin/time`` so that its peak memory (max RSS) is its own.
 pairkit's times are the whole CLI (start-up, reading the file, fitting, intervals, rank intervals, the table
@@ -264,6 +266,129 @@ def case_se(rows, n: int, m: int):
                      f"{jac.max():.1%})"))
 
 
+# ---------------------------------------------------------------------------------------------- --io cases
+def run_io(cmd: list[str]) -> tuple[float, float, float, str]:
+    """(wall seconds, peak RSS in MB, CPU seconds user+system incl. waited-for children, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    peak_kb, user, system = proc.stderr.strip().splitlines()[-1].split()
+    return wall, float(peak_kb) / 1024, float(user) + float(system), proc.stdout
+
+
+def _peer_io(kind: str, data: Path, out: Path, refits: int) -> None:
+    """Peers of the --io cases, timed in process (their reading excluded)."""
+    ia, ib, y, names = _arrays(data)
+    cpu, start = time.process_time(), time.perf_counter()
+    if kind == "sklearn_boot":
+        # LMArena's bootstrap (arena-rank / FastChat elo_analysis): resample the rows, refit the logistic
+        # regression; `refits` of the 1,000 are timed and the time is scaled to 1,000.
+        import scipy.sparse as sp
+        from sklearn.linear_model import LogisticRegression
+
+        rng = np.random.default_rng(0)
+        m, n = len(ia), len(names)
+        for _ in range(refits):
+            rows = rng.integers(0, m, m)
+            a, b, t = ia[rows], ib[rows], y[rows]
+            tie = t == 0.5
+            k = m + int(tie.sum())
+            left, right = np.r_[a, a[tie]], np.r_[b, b[tie]]
+            target = np.r_[t >= 0.5, np.zeros(int(tie.sum()), bool)]
+            weight = np.r_[np.where(tie, 0.5, 1.0), np.full(int(tie.sum()), 0.5)]
+            x = sp.csr_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[np.arange(k), np.arange(k)], np.r_[left, right])),
+                              shape=(k, n))
+            LogisticRegression(fit_intercept=False, C=1e8, tol=1e-6, max_iter=1000).fit(
+                x, target.astype(int), sample_weight=weight)
+    elif kind == "trueskill":
+        import trueskill
+
+        env = trueskill.TrueSkill()
+        players = [env.create_rating() for _ in names]
+        winners, losers = np.where(y >= 0.5, ia, ib).tolist(), np.where(y >= 0.5, ib, ia).tolist()
+        for w, lo in zip(winners, losers):
+            players[w], players[lo] = env.rate_1vs1(players[w], players[lo])
+    else:
+        raise SystemExit(f"unknown peer {kind}")
+    np.savez(out, seconds=time.perf_counter() - start, cpu=time.process_time() - cpu)
+
+
+def peer_io(kind: str, data: Path, refits: int = 0) -> tuple[float, float, float]:
+    out = data.with_suffix(f".{kind}.npz")
+    _, peak, _, _ = run_io([sys.executable, __file__, "--peer-io", kind, "--data", str(data), "--refits",
+                             str(refits), "--out", str(out)])
+    result = np.load(out)
+    return float(result["seconds"]), float(result["cpu"]), peak
+
+
+def case_bootstrap(rows, tmp: Path, n_rows: int, refits: int) -> None:
+    """`pairkit rank --bootstrap 1000` end to end against LMArena's 1,000 scikit-learn refits (extrapolated)."""
+    data = tmp / "boot.parquet"
+    write(arena_table(n_rows, 1000, seed=4), data)
+    label = f"bootstrap ×1000, {n_rows:,} comparisons, 1,000 items"
+    wall, peak, cpu, _ = run_io(["pairkit", "rank", str(data), "--bootstrap", "1000", "--json", str(tmp / "b.json")])
+    rows.append((label, f"pairkit rank --bootstrap 1000 (CLI end to end; {cpu:.1f} s CPU)", wall, peak, 1.0, "—"))
+    t, c, mem = peer_io("sklearn_boot", data, refits)
+    rows.append(("", f"scikit-learn LogisticRegression refits (LMArena): {refits} timed ({t:.1f} s), ×{1000 // refits}",
+                 t * 1000 / refits, mem, t * 1000 / refits / wall, f"CPU ratio {c * 1000 / refits / cpu:.1f}"))
+    data.unlink()
+
+
+def case_online(rows, tmp: Path, n_rows: int) -> None:
+    """`pairkit rank --model trueskill/elo` on 1-vs-1 matches end to end against `trueskill` in process."""
+    rng = np.random.default_rng(6)
+    players = 200
+    theta = rng.normal(0, 1, players)
+    a = rng.integers(0, players, n_rows)
+    b = (a + rng.integers(1, players, n_rows)) % players
+    won = rng.random(n_rows) < 1 / (1 + np.exp(theta[b] - theta[a]))
+    import pyarrow as pa
+
+    names = pa.array([f"player_{k:03d}" for k in range(players)])
+    table = pa.table({"winner": pa.DictionaryArray.from_arrays(pa.array(np.where(won, a, b).astype(np.int32)), names),
+                      "loser": pa.DictionaryArray.from_arrays(pa.array(np.where(won, b, a).astype(np.int32)), names)})
+    data = tmp / "matches.parquet"
+    write(table, data)
+    t, c, mem = peer_io("trueskill", data)
+    label = f"{n_rows:,} 1-vs-1 matches, {players} players"
+    for model in ("trueskill", "elo"):
+        wall, peak, cpu, _ = run_io(["pairkit", "rank", str(data), "--model", model, "--json", str(tmp / "o.json")])
+        method = f"pairkit rank --model {model} (CLI end to end; {cpu:.2f} s CPU)"
+        rows.append((label if model == "trueskill" else "", method, wall, peak, t / wall, f"CPU ratio {c / cpu:.1f}"))
+    rows.append(("", f"`trueskill` rate_1vs1 loop in process ({c:.1f} s CPU)", t, mem, 1.0, "the peer of both rows"))
+    data.unlink()
+
+
+def case_count_file(rows, tmp: Path, data: Path, memory_limit: str) -> None:
+    """`pairkit count` on one large Parquet file against DuckDB's own GROUP BY writing the same table."""
+    import duckdb
+
+    con = duckdb.connect()
+    n_rows = con.execute(f"SELECT count(*) FROM read_parquet('{data}')").fetchone()[0]
+    out = tmp / "counts.parquet"
+    wall, peak, cpu, _ = run_io(["pairkit", "count", str(data), "--a", "model_a", "--b", "model_b", "--outcome",
+                                  "winner", "--output", str(out), "--memory-limit", memory_limit])
+    label = f"count {n_rows:,} rows (one Parquet file, 1,000 items)"
+    rows.append((label, f"pairkit count (DuckDB, validation, CLI, --memory-limit {memory_limit}; {cpu:.0f} s CPU)",
+                 wall, peak, 1.0, "—"))
+    raw = tmp / "raw.parquet"
+    query = (f"import duckdb; duckdb.connect(config={{'memory_limit': '{memory_limit}', 'preserve_insertion_order': "
+             f"False}}).execute(\"COPY (SELECT least(model_a, model_b) a, greatest(model_a, model_b) b, "
+             f"sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') = (model_a < model_b) THEN 1 ELSE 0 END)::DOUBLE "
+             f"a_wins, sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') <> (model_a < model_b) THEN 1 ELSE 0 "
+             f"END)::DOUBLE b_wins, sum(CASE WHEN winner = 'tie' THEN 1 ELSE 0 END)::DOUBLE ties, count(*) n "
+             f"FROM read_parquet('{data}') GROUP BY ALL) TO '{raw}'\")")
+    t, mem, c, _ = run_io([sys.executable, "-c", query])
+    differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM '{out}' EXCEPT SELECT * FROM '{raw}') UNION ALL "
+                        f"(SELECT * FROM '{raw}' EXCEPT SELECT * FROM '{out}'))").fetchone()[0]
+    rows.append(("", f"DuckDB's own GROUP BY, same table, no validation ({c:.0f} s CPU)", t, mem, t / wall,
+                 f"counts exact: {differ == 0} ({differ} differing rows)"))
+    out.unlink()
+    raw.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -276,9 +401,31 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--prior", type=float, default=0.0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--io", action="store_true", help="only the bootstrap, TrueSkill/Elo and big-count cases")
+    parser.add_argument("--count-file", type=Path, help="with --io: a large Parquet file to count (model_a, model_b, "
+                        "winner)")
+    parser.add_argument("--memory-limit", default="1GB")
+    parser.add_argument("--count-only", action="store_true", help="with --io --count-file: only the count case")
+    parser.add_argument("--peer-io")
+    parser.add_argument("--refits", type=int, default=5)
     args = parser.parse_args()
     if args.peer:
         _peer_main(args.peer, args.data, args.prior, args.out)
+        return
+    if args.peer_io:
+        _peer_io(args.peer_io, args.data, args.out, args.refits)
+        return
+    if args.io:
+        rows = _Printed()
+        with tempfile.TemporaryDirectory(prefix="pairkit-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            print(f"start: load average {os.getloadavg()[0]:.1f}", flush=True)
+            if not args.count_only:
+                case_online(rows, tmp, 100_000)
+                case_bootstrap(rows, tmp, 100_000 if args.quick else 1_000_000, args.refits)
+            if args.count_file:
+                case_count_file(rows, tmp, args.count_file, args.memory_limit)
+        report(rows)
         return
     q = args.quick
     rows: list[tuple] = []
@@ -315,14 +462,27 @@ def sparse_cases(rows, tmp: Path, quick: bool, million: bool) -> None:
                     arena_table(20_000_000, 1_000_000, 7), 1.0, with_peer=False)
 
 
+class _Printed(list):
+    """Rows printed as they come (a long run that fails later keeps what it measured)."""
+
+    def append(self, row: tuple) -> None:
+        super().append(row)
+        print("row:", _format(row), flush=True)
+
+
+def _format(row: tuple) -> str:
+    case, method, t, mem, ratio, note = row
+    fmt = lambda x, f: "" if x != x else format(x, f)  # noqa: E731
+    return f"| {case} | {method} | {fmt(t, '.2f')} | {fmt(mem, '.0f')} | {fmt(ratio, '.2f')} | {note} |"
+
+
 def report(rows) -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| case | method | time (s) | peak RSS (MB) | peer time ÷ pairkit time | max |Δθ| / notes |")
     print("|---|---|---|---|---|---|")
-    for case, method, t, mem, ratio, note in rows:
-        fmt = lambda x, f: "" if x != x else format(x, f)  # noqa: E731
-        print(f"| {case} | {method} | {fmt(t, '.2f')} | {fmt(mem, '.0f')} | {fmt(ratio, '.2f')} | {note} |")
+    for row in rows:
+        print(_format(row))
 
 
 if __name__ == "__main__":

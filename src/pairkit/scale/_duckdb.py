@@ -218,7 +218,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
 def _write(con, sql: str, keys: list[str], output: Path, report: tuple) -> dict:
     """Count into a DuckDB table (spilled to disk when large), report the invalid rows, then let DuckDB write the
     valid counts to ``output`` in the count tables' order (keys, then ``a``, ``b``)."""
-    import duckdb
+    with requires("scale", "--engine duckdb"):
+        import duckdb
 
     from pairkit._io import atomic_path
 
