@@ -50,12 +50,7 @@ NOT_YET: set[str] = {
     "pairkit.judges.pairwise_classifier.PairwiseClassifierJudge",
     "pairkit.judges.pairwise_classifier.encode_pairwise",
     "pairkit.judges.pairwise_classifier.encode_verdict_prompt",
-    "pairkit.judges.pairwise_classifier.is_pairwise_classifier",
     "pairkit.judges.pairwise_classifier.verdict_token_ids",
-    # multi-call protocols whose scripted chat would be longer than the docstring:
-    "pairkit.judges.protocols.BSMJudge",
-    "pairkit.judges.protocols.CGCoTJudge",
-    "pairkit.judges.protocols.SimulatedAnnotatorsJudge",
     "pairkit.judges.seq2seq.Seq2SeqJudge",
     "pairkit.judges.seq2seq.mono_shortlist",
     "pairkit.rating.intransitive.blade_chest_objective",  # an objective over packed parameters, for the optimiser

@@ -47,7 +47,13 @@ MARKER = "pairkit_judge.json"
 
 
 def is_pairwise_classifier(path) -> bool:
-    """Whether ``path`` is a directory saved by :func:`pairkit.train.save_pairwise_judge`."""
+    """Whether ``path`` is a directory saved by :func:`pairkit.train.save_pairwise_judge`.
+
+    >>> import tempfile
+    >>> from pairkit.judges import is_pairwise_classifier
+    >>> is_pairwise_classifier(tempfile.mkdtemp())  # an empty directory is no saved pairwise judge
+    False
+    """
     return isinstance(path, (str, Path)) and (Path(path) / MARKER).is_file()
 
 

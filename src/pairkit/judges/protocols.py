@@ -600,6 +600,12 @@ class BSMJudge(ProtocolJudge):
         S_A = \\sum_{c=1}^{C} s_{A,c},\\qquad S_B = \\sum_{c=1}^{C} s_{B,c},
 
     and the answer with the larger sum wins (equal sums: a tie). ``1 + C`` calls per judgment.
+
+    >>> from pairkit.judges import BSMJudge, CallableChat
+    >>> chat = CallableChat(lambda messages: 'Criterion: accuracy - is it right. Score A: 9, Score B: 3', chat_id='bsm')
+    >>> judgment = BSMJudge(chat).judge('Capital of France?', 'Paris.', 'Lyon.')
+    >>> round(judgment.p_a, 3), judgment.n_calls
+    (1.0, 2)
     """
 
     protocol = "bsm"
@@ -686,6 +692,13 @@ class CGCoTJudge(ProtocolJudge):
     A breakdown is made once per (context, text) (concurrent requests share it), and its cost is charged to the
     first judgment that needed it; behind a :class:`~pairkit.judges.CachedJudge` it is kept in the judgment cache
     file too, so a new run on that file does not pay for it again.
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: 'The first is better. [[A]]', chat_id='always-a')
+    >>> from pairkit.judges import CGCoTJudge
+    >>> judge = CGCoTJudge(chat, concept='optimism', questions=['How hopeful is this text? {text}'])
+    >>> round(judge.judge('', 'Tomorrow will be great.', 'It will rain.').p_a, 3)
+    1.0
     """
 
     protocol = "cgcot"
@@ -882,6 +895,14 @@ class SimulatedAnnotatorsJudge(ProtocolJudge):
     Args:
         annotators: one list of labelled rows per simulated annotator (the rows of :class:`FewShotJudge`).
         k: examples shown per annotator (None: all of that annotator's rows).
+
+    >>> from pairkit.judges import CallableChat
+    >>> chat = CallableChat(lambda messages: 'The first is better. [[A]]', chat_id='always-a')
+    >>> from pairkit.judges import SimulatedAnnotatorsJudge
+    >>> ann1 = [{'context': 'Capital of Spain?', 'chosen': 'Madrid.', 'rejected': 'Seville.'}]
+    >>> ann2 = [{'context': 'Capital of Italy?', 'chosen': 'Rome.', 'rejected': 'Milan.'}]
+    >>> round(SimulatedAnnotatorsJudge(chat, [ann1, ann2]).judge('Capital of France?', 'Paris.', 'Lyon.').p_a, 3)
+    1.0
     """
 
     protocol = "simulated_annotators"
