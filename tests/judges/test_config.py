@@ -86,3 +86,13 @@ def test_an_existing_config_file_still_builds_the_same_judge(tmp_path):
     direct = SimulatedJudge({"ans a": 1.0, "ans b": -1.0}, noise=2.0, seed=3)
     assert isinstance(judge, SimulatedJudge) and judge.strengths == direct.strengths and judge.noise == 2.0
     assert judge.judge("q", "ans a", "ans b").p_a == direct.judge("q", "ans a", "ans b").p_a
+
+
+@pytest.mark.parametrize("kind", ["openai", "human", "portia", "bsm", "cgcot", "few_shot", "pointwise"])
+def test_each_type_builds_its_class_from_its_required_keys(kind):
+    spec = JUDGES.get(kind)
+    config = {"type": kind, **{k: good(spec.option(k)) for k in spec.extra["required"]}}
+    if kind == "few_shot":
+        config["exemplars"] = [{"context": "q", "chosen": "a", "rejected": "b"}]
+    judge = judge_from_config(config, source="j.json")
+    assert isinstance(judge, spec.fn) and isinstance(judge.judge_id, str)
