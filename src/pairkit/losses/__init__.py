@@ -25,10 +25,12 @@ from pairkit.losses.classification import (
     z_loss,
 )
 from pairkit.losses.classification_variants import (
+    adversarial_comp_sum_loss,
     correctness_aware_loss,
     ensloss,
     ensloss_derivatives,
     pass_at_n_loss,
+    smooth_adversarial_comp_sum_loss,
 )
 from pairkit.losses.consistency import (
     fixmatch_loss,
@@ -323,6 +325,7 @@ __all__ = [
     "GradientEntanglement",
     "adaptive_step_rewards",
     "aldr_kl_loss",
+    "adversarial_comp_sum_loss",
     "alignment",
     "alignment_gap",
     "all_gather_with_grad",
@@ -530,6 +533,7 @@ __all__ = [
     "sinkhorn_kd_loss",
     "sinkhorn_scaling",
     "slic_loss",
+    "smooth_adversarial_comp_sum_loss",
     "soft_bradley_terry_reward_loss",
     "soft_triple",
     "softmax_loss",

@@ -1,5 +1,6 @@
 """Classification variants beyond fixed surrogate losses: stochastic calibrated loss ensembles (EnsLoss), a
-confidence-limiting loss aligned to pass@N, and correctness-aware calibration."""
+confidence-limiting loss aligned to pass@N, correctness-aware calibration, and the adversarial (ρ-margin and
+smooth) comp-sum losses."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._core import Reduction, check_broadcastable, keyword, reduce_loss, register
 
-__all__ = ["correctness_aware_loss", "ensloss", "ensloss_derivatives", "pass_at_n_loss"]
+__all__ = [
+    "adversarial_comp_sum_loss",
+    "correctness_aware_loss",
+    "ensloss",
+    "ensloss_derivatives",
+    "pass_at_n_loss",
+    "smooth_adversarial_comp_sum_loss",
+]
 
 
 def ensloss_derivatives(margins: torch.Tensor, *, seed: int = 0, box_cox_lambda: float = 0.0) -> torch.Tensor:
@@ -221,3 +229,139 @@ def correctness_aware_loss(
     values = (confidence - correct) ** 2
     total = balance if weights is None else balance * torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
     return reduce_loss(values, reduction, mask=mask, weights=total)
+
+
+def _phi_tau(u: torch.Tensor, tau: float) -> torch.Tensor:
+    r""":math:`\Phi^\tau(u)` of the comp-sum family: :math:`\log(1+u)` at τ = 1, else
+    :math:`((1+u)^{1-\tau} - 1)/(1-\tau)`; ``u >= 0``."""
+    if tau == 1.0:
+        return torch.log1p(u)
+    return torch.expm1((1.0 - tau) * torch.log1p(u)) / (1.0 - tau)
+
+
+_TAU = Option("tau", float, Interval(0, None), doc="τ of the comp-sum family (0 sum-exp, 1 logistic, 2 MAE)")
+_RHO = Option("rho", float, Interval(0, None, closed="neither"), doc="margin ρ > 0")
+
+
+@register(
+    "adversarial_comp_sum",
+    inputs=(Input("logits", "logits", "[batch, classes]"), Input("labels", "classes")),
+    family="classification",
+    aliases=("rho_margin_comp_sum", "adversarial_comp_sum_rho_margin"),
+    options=(_TAU, _RHO),
+)
+def adversarial_comp_sum_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    rho: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Adversarial comp-sum ρ-margin loss: the comp-sum transform of the ρ-margin losses of the label's margins.
+
+    With the scores :math:`h(x', \cdot)` at the (caller's) adversarial point :math:`x'` and the ρ-margin loss
+    :math:`\Phi_\rho(t) = \min\big(\max(0, 1 - t/\rho), 1\big)`:
+
+    .. math::
+        \ell = \Phi^\tau\Big(\sum_{k \ne y} \Phi_\rho\big(h(x', y) - h(x', k)\big)\Big),\qquad
+        \Phi^\tau(u) = \begin{cases}\log(1 + u) & \tau = 1\\ \frac{(1+u)^{1-\tau} - 1}{1 - \tau} & \tau \ne 1
+        \end{cases}
+
+    the comp-sum losses (:func:`~pairkit.losses.comp_sum_loss`) with the exponential :math:`e^{-t}` of each margin
+    replaced by the bounded ρ-margin loss. The supremum over the perturbation ball
+    :math:`\lVert x - x'\rVert_p \le \gamma` of the paper is the caller's attack: pass the scores at the
+    perturbed input. It is 0 when every margin is at least ρ and :math:`\Phi^\tau(K-1)` when none is positive.
+
+    Mao, Mohri & Zhong (2023), "Cross-Entropy Loss Functions: Theoretical Analysis and Applications" (ICML), the
+    adversarial comp-sum ρ-margin losses :math:`\tilde\ell^{\,\mathrm{comp}}_{\tau,\rho}` (Section 5); the reading
+    taken (the paper's text was not available to check) is the comp-sum transform applied to the *sum* of the
+    per-class ρ-margin losses, as written above. A non-convex, bounded target; for training use
+    :func:`smooth_adversarial_comp_sum_loss`.
+
+    Args:
+        logits: ``[batch, K]`` scores at the adversarial input; labels: ``[batch]``; mask, weights: ``[batch]``.
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    from pairkit.losses.classification import check_logits_labels
+
+    safe = check_logits_labels(logits, labels, mask, weights, min_classes=2)
+    dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    z = logits.to(dtype)
+    margins = z.gather(-1, safe.unsqueeze(-1)) - z
+    others = torch.ones_like(z, dtype=torch.bool).scatter(-1, safe.unsqueeze(-1), False)
+    phi = (1.0 - margins / rho).clamp(0.0, 1.0) * others
+    values = _phi_tau(phi.sum(-1), tau)
+    return reduce_loss(values.to(logits.dtype), reduction, mask=mask, weights=weights)
+
+
+@register(
+    "smooth_adversarial_comp_sum",
+    inputs=(
+        Input("logits", "logits", "[batch, classes]", doc="scores h(x, ·) at the clean input"),
+        Input("adversarial_logits", "logits", "[batch, classes]", doc="scores h(x', ·) at the perturbed input"),
+        Input("labels", "classes"),
+    ),
+    family="classification",
+    aliases=("adv_comp_sum", "smooth_adv_comp_sum"),
+    options=(_TAU, _RHO, Option("nu", float, Interval(0, None), doc="weight ν of the smoothness term")),
+)
+def smooth_adversarial_comp_sum_loss(
+    logits: torch.Tensor,
+    adversarial_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    rho: float = 1.0,
+    nu: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Smooth adversarial comp-sum loss (ADV-COMP-SUM): the clean comp-sum loss plus the change of the margins.
+
+    With the margin vector :math:`\bar\Delta_h(x, y) = \big(h(x, y) - h(x, k)\big)_{k}` at the clean input
+    :math:`x` and at the caller's perturbed input :math:`x'`:
+
+    .. math::
+        \ell = \Phi^\tau\Big(\sum_{k \ne y} e^{(h(x, k) - h(x, y))/\rho}\Big)
+            + \nu\,\big\lVert \bar\Delta_h(x', y) - \bar\Delta_h(x, y)\big\rVert_2
+
+    (:math:`\Phi^\tau` as in :func:`~pairkit.losses.comp_sum_loss`, so the first term is the comp-sum loss of
+    :math:`h/\rho`): an upper bound of the adversarial ρ-margin loss
+    (:func:`adversarial_comp_sum_loss`) that is smooth in the scores, since :math:`\Phi_\rho(t) \le e^{-t/\rho}`
+    and :math:`\Phi^\tau` is Lipschitz on the sum. The paper's supremum over :math:`\lVert x - x'\rVert_p \le
+    \gamma` is the caller's attack (e.g. PGD on this term); pass its scores as ``adversarial_logits``. With
+    :math:`x' = x` (or ν = 0) and ρ = 1 it is the comp-sum loss; with τ = 1 too, cross-entropy.
+
+    Mao, Mohri & Zhong (2023), "Cross-Entropy Loss Functions: Theoretical Analysis and Applications" (ICML), the
+    smooth adversarial comp-sum losses behind their ADV-COMP-SUM algorithms (Section 5). Reading taken (the
+    paper's text was not available to check): the Euclidean norm over all ``K`` margin entries (the label's entry
+    is 0 at both points), ν a free hyper-parameter standing for the paper's Lipschitz constant; no gradient is
+    stopped. The norm's gradient at :math:`x' = x` is taken as 0.
+
+    Args:
+        logits, adversarial_logits: ``[batch, K]``; labels: ``[batch]``; mask, weights: ``[batch]``.
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    from pairkit.losses.classification import check_logits_labels, comp_sum_loss
+
+    safe = check_logits_labels(logits, labels, mask, weights, min_classes=2)
+    if not (isinstance(adversarial_logits, torch.Tensor) and adversarial_logits.is_floating_point()) or (
+        adversarial_logits.shape != logits.shape
+    ):
+        raise InputError(
+            f"adversarial_logits must be a floating-point tensor of the shape {list(logits.shape)} of logits, got "
+            f"{list(getattr(adversarial_logits, 'shape', [])) or type(adversarial_logits).__name__}"
+        )
+    dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    clean = comp_sum_loss(logits.to(dtype) / rho, safe, tau=tau, reduction="none")
+    shift = adversarial_logits.to(dtype) - logits.to(dtype)
+    change = shift.gather(-1, safe.unsqueeze(-1)) - shift  # Δ(x') - Δ(x)
+    square = change.square().sum(-1)
+    positive = square > 0
+    norm = torch.where(positive, torch.where(positive, square, torch.ones_like(square)).sqrt(), square * 0)
+    values = clean + nu * norm
+    return reduce_loss(values.to(logits.dtype), reduction, mask=mask, weights=weights)
