@@ -130,3 +130,30 @@ def test_cli_distill_ranker(tmp_path, tokenizer):
     assert "held-out agreement with the teacher" in res.output
     marker = json.loads((tmp_path / "out" / "final" / "pairkit_ranker.json").read_text())
     assert marker["kind"] == "pointwise_ranker" and marker["held_out"]["lists"] >= 1
+
+
+def test_cli_checks_the_yes_no_words_before_the_teacher_runs(tmp_path, tokenizer):
+    from pairkit.cli import app
+
+    model_dir = tmp_path / "lm"
+    causal_lm(tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "lists.jsonl", lists(12, 4))
+    calls = []
+    import sys
+    import types
+
+    mod = types.ModuleType("counting_teacher")
+    mod.prefer = lambda context, a, b: calls.append(1) or a.count("good") >= b.count("good")
+    sys.modules["counting_teacher"] = mod
+    try:
+        args = ["train", "distill-ranker", "--model", str(model_dir), "--data", str(data), "--teacher",
+                "counting_teacher:prefer", "--output", str(tmp_path / "out"), "--yes-no",
+                "--max-length", "48"]  # fmt: skip
+        res = CliRunner().invoke(app, [*args, "--words", "Yes,No"])  # one token each? not in this tiny tokenizer
+        assert res.exit_code != 0 and "must start with different tokens" in res.output and not calls
+        res = CliRunner().invoke(app, [*args, "--words", "yes,no"])
+        assert res.exit_code == 0, res.output
+        assert len(calls) == 12 * 6 and "held-out agreement with the teacher" in res.output
+    finally:
+        del sys.modules["counting_teacher"]

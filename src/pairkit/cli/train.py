@@ -519,6 +519,7 @@ def distill_ranker(
     yes_no: bool = typer.Option(
         False, "--yes-no", help="MODEL is a causal LM scored by its Yes/No next-token logits (else 1-label classifier)."
     ),
+    words: str = typer.Option("Yes,No", "--words", help="With --yes-no: the two words, comma-separated."),
     sigma: float = typer.Option(1.0, "--sigma", help="RankNet's sigma."),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(8, "--batch-size", help="Lists per step."),
@@ -555,6 +556,16 @@ def distill_ranker(
             raise InputError(f"--held-out must be in [0, 1), got {held_out}")
         config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
         rows = read_ranking_lists(data)
+        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        pair = tuple(w.strip() for w in words.split(","))
+        if yes_no:  # before the teacher runs: the words must be two distinct tokens of this tokenizer
+            from pairkit.judges.pairwise_classifier import verdict_token_ids
+
+            if len(pair) != 2:
+                raise InputError(f"--words must be two comma-separated words, got {words!r}")
+            verdict_token_ids(tokenizer, pair)
         judge = _judge(teacher)
         for r, t in zip(rows, teacher_scores(judge, rows)):
             r["teacher_scores"] = t.tolist()
@@ -563,10 +574,7 @@ def distill_ranker(
         test_rows = [r for i, r in enumerate(rows) if i in test_idx]
         if not train_rows:
             raise InputError(f"{data}: no lists left for training after the --held-out split")
-        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        words = ("Yes", "No") if yes_no else None
+        words = pair if yes_no else None
         if yes_no:
             net = _from_pretrained(AutoModelForCausalLM, model, "model")
         else:

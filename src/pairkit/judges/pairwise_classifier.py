@@ -98,7 +98,10 @@ def verdict_token_ids(tokenizer, verdicts: Sequence[str]) -> list[int]:
     ids = [tokenizer(" " + v, add_special_tokens=False)["input_ids"] for v in verdicts]
     first = [x[0] if x else None for x in ids]
     if None in first or len(set(first)) != len(first):
-        raise InputError(f"the verdicts {list(verdicts)} must start with different tokens in this tokenizer")
+        raise InputError(
+            f"the words {list(verdicts)} must start with different tokens in this tokenizer (a leading space is "
+            "added); choose words that are single, distinct tokens"
+        )
     return first
 
 
