@@ -56,6 +56,8 @@ def test_csv_to_printed_leaderboard_checks_each_value_once(games, checks, extra)
     assert {name for name, n in checks.items() if n == 1} >= given - {"bootstrap"}
     twice = {name: n for name, n in checks.items() if n > 1}
     assert not twice, f"checked more than once on the walk: {twice}"
+    if "--bootstrap" in extra:  # one value under two names: the flag is checked, the bootstrap's n_boot is not
+        assert checks["--bootstrap"] == 1 and checks["n_boot"] == 0 and checks["by"] == 0, dict(checks)
 
 
 def test_a_bad_prior_fails_before_the_data_are_read(tmp_path, checks):

@@ -46,3 +46,10 @@ def test_every_option_is_checked_once(name, replicates, checks):
     assert all(checks[k] == 1 for k in options), dict(checks)
     twice = {k: n for k, n in checks.items() if n > 1}
     assert not twice, f"{name}: checked more than once: {twice}"
+
+
+def test_the_bootstrap_arguments_are_checked_once(checks):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_model(_comparisons(), "bt", bootstrap_replicates=5, options={"prior": 1.0})
+    assert checks["n_boot"] == 1 and checks["by"] == 1 and checks["prior"] == 1, dict(checks)

@@ -19,8 +19,10 @@ from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 
 __all__ = [
+    "BY",
     "LEVEL",
     "MAX_ITER",
+    "N_BOOT",
     "PRIOR",
     "TOL",
     "check_comparisons",
@@ -33,6 +35,8 @@ PRIOR = Option("prior", float, Interval(0, None), doc="virtual wins and losses o
 LEVEL = Option("level", float, Interval(0, 1, closed="neither"), doc="coverage of the intervals")
 TOL = Option("tol", float, Interval(0, None, closed="neither"), doc="convergence tolerance of the iterations")
 MAX_ITER = Option("max_iter", int, Interval(1, None), doc="the most iterations of the fitting loop")
+N_BOOT = Option("n_boot", int, Interval(2, None), doc="bootstrap replicates")
+BY = Option("by", str, choices=("row", "cluster"), doc="what a bootstrap resamples: rows or clusters")
 
 
 def intervals_option(*choices: str) -> Option:

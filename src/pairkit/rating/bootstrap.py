@@ -32,7 +32,7 @@ from scipy.sparse import csgraph
 from pairkit._spec import declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError, IntervalWarning, NoMLEError, PairkitWarning
-from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
+from pairkit.rating._checks import BY, LEVEL, MAX_ITER, N_BOOT, PRIOR, TOL
 from pairkit.rating._pairwise import (
     MIN_CLUSTERS,
     PairwiseDesign,
@@ -172,7 +172,7 @@ def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed:
     )
 
 
-@declare_options(LEVEL)
+@declare_options(N_BOOT, BY, LEVEL)
 def bootstrap(
     comparisons: Comparisons,
     fit: Callable[[Comparisons], Leaderboard] = fit_bradley_terry,
@@ -241,7 +241,7 @@ def bootstrap(
                          up_count=up_count, down_count=down_count, n_boot=n_boot)
 
 
-@declare_options(PRIOR, LEVEL, TOL, MAX_ITER)
+@declare_options(N_BOOT, BY, PRIOR, LEVEL, TOL, MAX_ITER)
 def bootstrap_bradley_terry(
     comparisons: Comparisons,
     *,
@@ -649,11 +649,8 @@ def _multiplicities(comparisons: Comparisons, by: Resample, rng, b: int) -> np.n
 
 
 def _check_args(comparisons: Comparisons, n_boot: int, by: str) -> None:
-    """The resampling arguments (``level`` is a declared option, checked by the public functions' wrappers)."""
-    if n_boot < 2:
-        raise InputError(f"n_boot must be at least 2, got {n_boot}")
-    if by not in ("row", "cluster"):
-        raise InputError(f"by must be 'row' or 'cluster', got {by!r}")
+    """What the data allow the resampling to be (``n_boot``, ``by`` and ``level`` are declared options, checked
+    once by the public functions' wrappers or by their caller)."""
     if by == "cluster" and comparisons.cluster is None:
         raise InputError("by='cluster' needs comparisons with a cluster column (read with cluster=...)")
     if by == "cluster":

@@ -17,7 +17,7 @@ from typing import Any
 from pairkit._spec import Option, Registry, Spec, declare_options, options_of, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
-from pairkit.rating._checks import LEVEL, MAX_ITER, PRIOR, TOL
+from pairkit.rating._checks import BY, LEVEL, MAX_ITER, N_BOOT, PRIOR, TOL
 from pairkit.rating.bayeselo import fit_bayeselo
 from pairkit.rating.bootstrap import REPLICATE_PRIOR, bootstrap, bootstrap_bradley_terry
 from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, fit_bradley_terry
@@ -228,8 +228,8 @@ def fit_model(
     a refit of every replicate.
 
     Every value is checked once: here, or — with ``checked=True`` — by the caller, which already ran the spec's
-    :meth:`~pairkit._spec.Spec.check` on them (``pairkit rank`` does, before it reads any data); the fits and
-    the replicates are then called without their per-call check.
+    :meth:`~pairkit._spec.Spec.check` on them and checked ``bootstrap_replicates`` and ``by`` (``pairkit rank``
+    does, before it reads any data); the fits and the replicates are then called without their per-call check.
 
     >>> from pairkit import Comparisons
     >>> from pairkit.rating import fit_model
@@ -243,6 +243,8 @@ def fit_model(
     boot_level = options.pop("level", 0.95) if bootstrap_replicates and not spec.takes("level") else None
     spec.check_names(options, where=f"model {spec.name!r}: ")
     if not checked and bootstrap_replicates:  # checked once here, then every replicate runs unchecked
+        N_BOOT.check(bootstrap_replicates)  # the bootstrap's own arguments (``pairkit rank`` checks them itself)
+        BY.check(by)
         options, checked = spec.check(options), True
     fit = spec.unchecked if checked else spec.fn
     if not bootstrap_replicates:
