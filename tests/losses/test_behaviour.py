@@ -342,7 +342,7 @@ def test_mismatched_shapes_raise(name):
 STOP_GRADIENT = {
     "aldr_kl_loss", "circle", "cwcl", "diffusion_kto", "kto", "nkd_loss", "p2c_loss", "pairwise_cringe", "ps_kd_loss",
     "uskd_loss", "groco",
-    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo", "bmc",
+    "simmatchv2_edge_edge_loss", "simmatchv2_node_edge_loss", "tpo", "bmc", "aft",
 }  # fmt: skip
 NOT_GRADCHECKED = STOP_GRADIENT
 
@@ -356,6 +356,7 @@ GRADCHECK_VARIANTS = [
     ("p2c_loss", {"lambda_div": 0.0}),
     ("bmc", {"delta": 1.0}),  # 1/π >= 1 = δ: the stop-gradient weights are the constant 2
     ("groco", {"stop_grad": False}),
+    ("aft", {"constraint": "none"}),  # the boundary and the detaching constraint stop gradients
 ]
 GRADCHECK_CASES = [(n, {}) for n in NAMES if n not in NOT_GRADCHECKED] + GRADCHECK_VARIANTS
 

@@ -272,6 +272,7 @@ from pairkit.losses.ranking import (
     thurstone_fidelity_loss,
 )
 from pairkit.losses.regularizers import (
+    aft_loss,
     ccs_loss,
     class_relation_kd_loss,
     directional_moment_loss,
@@ -326,6 +327,7 @@ __all__ = [
     "adaptive_step_rewards",
     "aldr_kl_loss",
     "adversarial_comp_sum_loss",
+    "aft_loss",
     "alignment",
     "alignment_gap",
     "all_gather_with_grad",

@@ -4,7 +4,9 @@ Auxiliary terms added to a main objective (or, for CCS, a whole unsupervised pro
 losses of several versions of one query by how much evidence each version used; class-relation distillation keeps
 a discovery model's class relations (its predicted distribution over the known classes) close to those of a model
 trained on the known classes; the directional moment loss matches the mean and covariance of image-edit directions
-to those of text directions; CCS asks a probe to map a statement and its negation to opposite, confident poles.
+to those of text directions; AFT's constraint alignment ranks correct chains of thought above wrong ones
+while keeping the wrong ones' scores in range; CCS asks a probe to map a statement and its negation to
+opposite, confident poles.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pairkit.losses._core import (
 )
 from pairkit.losses.ranking import pairwise_ranking_loss
 
-__all__ = ["ccs_loss", "class_relation_kd_loss", "directional_moment_loss", "lol_loss"]
+__all__ = ["aft_loss", "ccs_loss", "class_relation_kd_loss", "directional_moment_loss", "lol_loss"]
 
 
 @register(
@@ -281,3 +283,78 @@ def ccs_loss(
     p_pos, p_neg = torch.sigmoid(positive_logits), torch.sigmoid(negative_logits)
     values = (p_pos - (1 - p_neg)).pow(2) + torch.minimum(p_pos, p_neg).pow(2)
     return reduce_loss(values, reduction, mask=mask, weights=weights)
+
+
+def _masked_lse(x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``log Σ exp(x)`` over ``keep`` along the last axis; 0 (zero gradient) for rows not in ``rows``."""
+    filled = torch.where(keep, x, torch.full_like(x, float("-inf")))
+    filled = torch.where(rows.unsqueeze(-1), filled, torch.zeros_like(x))
+    return torch.where(rows, torch.logsumexp(filled, dim=-1), torch.zeros_like(x[..., 0]))
+
+
+@register(
+    "aft",
+    inputs=(
+        Input("scores", "logps", "[batch, list]", doc="length-normalised log-likelihood s of each sampled response"),
+        Input("positives", "binary", "[batch, list]", doc="whether each response reached the correct answer"),
+    ),
+    family="regularizer",
+    aliases=("constraint_alignment", "aft_constraint_alignment", "alignment_fine_tuning"),
+    options=(
+        Option("constraint", str, choices=("boundary", "detach", "none"), doc="how negative scores are kept up"),
+        Option("gamma", float, NON_NEGATIVE, doc="γ: the boundary sits γ below the lowest positive score"),
+    ),
+)
+def aft_loss(
+    scores: torch.Tensor,
+    positives: torch.Tensor,
+    *,
+    constraint: str = "boundary",
+    gamma: float = 1.0,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""AFT's constraint alignment loss: positive responses above negative ones, negatives kept in a range.
+
+    For the ``K`` chains of thought sampled for one question, with scores
+    :math:`s_k = \frac{1}{|c_k|}\log p_\theta(c_k \mid q)` (the length-normalised log-likelihood), split into
+    positives :math:`P` (correct answer) and negatives :math:`N`:
+
+    .. math::
+        \mathcal L_A = \log\Big(1 + \sum_{p \in P}\sum_{n \in N} e^{\,s_n - s_p}\Big),\qquad
+        \mathcal L_{BC} = \mathcal L_A + \log\Big(1 + \sum_{n \in N} e^{\,B - s_n}\Big),\qquad
+        B = \min_{p \in P} \operatorname{sg}(s_p) - \gamma
+
+    ``constraint="boundary"`` (the default) is :math:`\mathcal L_{BC}`: alignment puts every positive above every
+    negative, and the boundary term stops the negatives' scores from being pushed far below the positives (a
+    plain ranking loss lowers them without limit and degrades the model). ``"detach"`` is the detaching
+    constraint :math:`\mathcal L_{DC}`: :math:`\mathcal L_A` with :math:`\operatorname{sg}(s_n)` (negatives get no
+    gradient); ``"none"`` is :math:`\mathcal L_A` alone. A question without a positive or without a negative
+    gives 0. The paper adds this to the vanilla fine-tuning (NLL) loss; that is the caller's.
+
+    Wang, Li, Chen, Song, Lin, Cao, Liu & Sui (2023), "Making Large Language Models Better Reasoners with
+    Alignment" (AFT), the constraint alignment loss for binary feedback. Reading taken (the paper's equations
+    were not available to check): the boundary term in the same log-sum-exp form as :math:`\mathcal L_A`, with
+    :math:`B` from the lowest positive score without gradient; the ranking-feedback extension is not included.
+
+    Args:
+        scores: ``[batch, K]`` per-response scores; positives: ``[batch, K]`` bool; mask: ``[batch, K]`` (responses
+            left out); weights: ``[batch]``.
+    Returns ``[batch]`` with ``reduction="none"``, else a scalar.
+    """
+    from pairkit.losses._checks import check_list_inputs
+
+    labels, valid = check_list_inputs(scores, positives, mask, weights, names=("scores", "positives"))
+    dtype = torch.float32 if scores.dtype in (torch.float16, torch.bfloat16) else scores.dtype
+    s = scores.to(dtype)
+    pos, neg = valid & (labels > 0), valid & ~(labels > 0)
+    rows = pos.any(-1) & neg.any(-1)
+    s_neg = s.detach() if constraint == "detach" else s
+    values = F.softplus(_masked_lse(s_neg, neg, rows) + _masked_lse(-s, pos, rows))
+    if constraint == "boundary":
+        lowest = torch.where(pos, s.detach(), torch.full_like(s, float("inf"))).amin(-1)
+        boundary = torch.where(rows, lowest, torch.zeros_like(lowest)) - gamma
+        values = values + F.softplus(_masked_lse(boundary.unsqueeze(-1) - s, neg, rows))
+    values = torch.where(rows, values, torch.zeros_like(values))
+    return reduce_loss(values.to(scores.dtype), reduction, mask=rows, weights=weights)
