@@ -252,6 +252,9 @@ def test_cream_smooths_the_labels_by_the_rank_consistency_of_the_two_iterates(to
         ({"method": "p3o", "method_options": {"clipping": "both"}}, "clipping must be one of"),
         ({"method": "rloo", "online": OnlineConfig(k=1)}, "k must be at least 2"),
         ({"method": "cream", "loss": "ipo"}, "give loss='dpo'"),
+        ({"method": "scir", "loss": "ipo"}, "'scir' trains its own DPO and consistency loss; give loss='dpo'"),
+        ({"method": "scir", "online": OnlineConfig(k=1)}, "k must be at least 2"),
+        ({"method": "scir", "method_options": {"threshold": 0.7}}, "threshold must be"),
         ({"method": "online_dpo", "data": SPIN_DATA}, "takes no data"),
         ({"method": "nope"}, "unknown method"),
         ({"method": "online_dpo", "beta": 0.0}, r"beta must be a finite number in \(0, inf\)"),
@@ -523,3 +526,20 @@ def test_spin_history_needs_the_policy_as_sampler(tokenizer):
     with pytest.raises(InputError, match="cannot be combined with a given sampler"):
         train_online(model, tokenizer, None, method="spin", data=SPIN_DATA, method_options={"history": 0},
                      sampler=HFSampler(model, tokenizer))  # fmt: skip
+
+
+def test_cli_refuses_a_loss_scir_does_not_train_before_loading_the_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from pairkit.cli import app
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "say a"}))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "config.json").write_text("{}")  # no model type, empty weights: loading it would fail
+    (tmp_path / "empty" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "empty" / "tokenizer.json").write_text("{}")
+    result = CliRunner().invoke(app, ["train", "online", "--model", str(tmp_path / "empty"), "--prompts",
+                                      str(prompts), "--method", "scir", "--loss", "ipo"])  # fmt: skip
+    assert result.exit_code != 0 and "give loss='dpo', not 'ipo'" in result.output
+    assert "empty" not in result.output  # the (empty) model directory was never read

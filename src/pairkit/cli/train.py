@@ -327,12 +327,13 @@ def online(
             eval_every=eval_every,
         )  # fmt: skip
         from pairkit.train._online_methods import method_options as check_method_options
-        from pairkit.train.online import METHODS
+        from pairkit.train.online import METHODS, check_method_loss
 
         if method not in METHODS:  # checked before the model is loaded
             raise InputError(f"unknown method {method!r}; available: {', '.join(sorted(METHODS))}")
         options = _key_values(method_option)
         check_method_options(method, options)
+        check_method_loss(method, loss)
         comparator = _judge(judge) if judge is not None else None
         if prompts is None and data is None:
             raise InputError("give --prompts (or --data for spin and hypo)")

@@ -51,6 +51,7 @@ __all__ = [
     "METHODS",
     "OnlineConfig",
     "SelfJudge",
+    "check_method_loss",
     "judge_samples",
     "rate_samples",
     "sample_completions",
@@ -405,12 +406,9 @@ def train_online(
         raise InputError("train_online needs at least one prompt")
     # beta is the KL coefficient of RLOO/GRPO/P3O/SuperHF (0: no KL term, no reference pass), else in (0, inf)
     check_number("beta", beta, low=0, low_open=method not in ("rloo", "grpo", "p3o", "superhf"))
+    check_method_loss(method, loss)
     if method == "cream":
-        if parse_loss_spec(loss) != [("dpo", 1.0)]:
-            raise InputError(f"method 'cream' trains its own consistency-smoothed DPO; give loss='dpo', not {loss!r}")
         loss = "cdpo"
-    if method == "scir" and parse_loss_spec(loss) != [("dpo", 1.0)]:
-        raise InputError(f"method 'scir' trains its own DPO and consistency loss; give loss='dpo', not {loss!r}")
     terms = options = None
     if method not in _SAMPLE_METHODS and method != "scir":  # these train their own objective, not ``loss``
         terms = loss_terms(loss, "preference")
@@ -583,6 +581,16 @@ def train_online(
         if callback is not None:
             callback(row)
     return history
+
+
+_OWN_LOSS = {"cream": "its own consistency-smoothed DPO", "scir": "its own DPO and consistency loss"}
+
+
+def check_method_loss(method: str, loss) -> None:
+    """CREAM and SCIR train their own DPO objective: any ``loss`` but ``"dpo"`` is an InputError (checked by the
+    CLI before the model is loaded)."""
+    if method in _OWN_LOSS and parse_loss_spec(loss) != [("dpo", 1.0)]:
+        raise InputError(f"method {method!r} trains {_OWN_LOSS[method]}; give loss='dpo', not {loss!r}")
 
 
 def _frozen(model):
