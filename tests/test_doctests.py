@@ -48,12 +48,9 @@ NOT_YET: set[str] = {
     "pairkit.judges.likelihood.continuation_log_likelihoods",
     "pairkit.judges.local.HFJudge",  # needs a transformers model
     "pairkit.judges.pairwise_classifier.PairwiseClassifierJudge",
-    "pairkit.judges.pairwise_classifier.encode_pairwise",
     "pairkit.judges.pairwise_classifier.encode_verdict_prompt",
-    "pairkit.judges.pairwise_classifier.verdict_token_ids",
     "pairkit.judges.seq2seq.Seq2SeqJudge",
     "pairkit.judges.seq2seq.mono_shortlist",
-    "pairkit.rating.intransitive.blade_chest_objective",  # an objective over packed parameters, for the optimiser
     "pairkit.rating.model_selection.plot_reliability",  # needs matplotlib: its import alone takes seconds
 }
 

@@ -65,6 +65,18 @@ def encode_pairwise(
     Both answers get the same cap, ``max(⌊(L − |context|)/2⌋, ⌊L/3⌋)`` with ``L`` the room left after the
     special tokens, so swapping them swaps their token spans exactly; the context keeps its last tokens
     (the question is usually at its end) and fills what the answers leave.
+
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> words = ['[UNK]', '[PAD]', '[SEP]', '[CLS]', 'A', 'B', 'tie', 'Paris', 'Lyon', 'capital']
+    >>> vocab = {word: i for i, word in enumerate(words)}
+    >>> word_level = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
+    >>> word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token='[UNK]', pad_token='[PAD]',
+    ...                                     sep_token='[SEP]', cls_token='[CLS]')
+    >>> from pairkit.judges import encode_pairwise
+    >>> encode_pairwise(tokenizer, ['capital'], ['Paris'], ['Lyon'])
+    [[3, 9, 2, 7, 2, 8, 2]]
     """
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -94,7 +106,20 @@ def encode_verdict_prompt(
 
 
 def verdict_token_ids(tokenizer, verdicts: Sequence[str]) -> list[int]:
-    """The first token id of each verdict word (after a space); they must differ."""
+    """The first token id of each verdict word (after a space); they must differ.
+
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> words = ['[UNK]', '[PAD]', '[SEP]', '[CLS]', 'A', 'B', 'tie', 'Paris', 'Lyon', 'capital']
+    >>> vocab = {word: i for i, word in enumerate(words)}
+    >>> word_level = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
+    >>> word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token='[UNK]', pad_token='[PAD]',
+    ...                                     sep_token='[SEP]', cls_token='[CLS]')
+    >>> from pairkit.judges import verdict_token_ids
+    >>> verdict_token_ids(tokenizer, ['A', 'B', 'tie'])
+    [4, 5, 6]
+    """
     ids = [tokenizer(" " + v, add_special_tokens=False)["input_ids"] for v in verdicts]
     first = [x[0] if x else None for x in ids]
     if None in first or len(set(first)) != len(first):

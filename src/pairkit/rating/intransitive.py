@@ -138,6 +138,19 @@ def blade_chest_objective(
     """Negative penalised log-likelihood of blade-chest-inner and its gradient (vectorised over pairs).
 
     ``params`` packs γ (n), blades U (n·dim) and chests V (n·dim).
+
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from pairkit import Comparisons
+    >>> from pairkit.rating import blade_chest_objective
+    >>> comps = Comparisons.from_arrays([0, 1, 2], [1, 2, 0], [1, 1, 1], items=["a", "b", "c"])
+    >>> counts = comps.pair_counts(ties="half")
+    >>> k, n = len(counts.i), counts.n_items
+    >>> s_i = sp.csr_matrix((np.ones(k), (np.arange(k), counts.i)), shape=(k, n))
+    >>> s_j = sp.csr_matrix((np.ones(k), (np.arange(k), counts.j)), shape=(k, n))
+    >>> value, grad = blade_chest_objective(np.zeros(n * 3), counts, s_i, s_j, 1, 0.01, 1e-6)
+    >>> round(float(value), 4), grad.shape  # at zero every game is a coin flip: 3 log 2
+    (2.0794, (9,))
     """
     n = counts.n_items
     gamma = params[:n]
