@@ -36,7 +36,14 @@ def _run(tokenizer, out=None, *, rounds=3, resume=False, judge=None, method="onl
 
 
 def test_online_dpo_raises_the_judge_win_rate_against_the_initial_policy(tokenizer):
-    # fixed seeds: 0.5 at the start by construction (policy = initial); measured 0.97 after 10 rounds
+    # fixed seeds: 0.5 at the start by construction (policy = initial: the same seeded samples, all ties); measured
+    # 0.97 after 10 rounds; the bar 0.8 is the issue's target (tolerance 0.17 below the measured value, for other
+    # torch/transformers builds). benchmarks/bench_online.py --curve draws the whole curve over 3 seeds.
+    from pairkit.train.online import win_rate
+
+    start = build_model(tokenizer, seed=0)
+    cfg = OnlineConfig(max_new_tokens=8)
+    assert win_rate(start, start, tokenizer, EVAL, CallableJudge(prefers_a), online=cfg) == 0.5
     _, hist = _run(tokenizer, rounds=10, eval_every=10)
     assert hist[-1]["win_rate"] >= 0.8
     assert np.mean([h["loss"] for h in hist[-3:]]) < math.log(2) - 0.03 < hist[0]["loss"] + 1e-9
