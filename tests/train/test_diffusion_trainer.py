@@ -28,7 +28,7 @@ def _pairs(n=8, seed=1):
             for _ in range(n)]  # fmt: skip
 
 
-@pytest.mark.parametrize("loss", ["diffusion_dpo", "flow_dpo"])
+@pytest.mark.parametrize("loss", ["diffusion_dpo", "flow_dpo", "diffusion_pso"])
 def test_first_step_is_log2_and_training_prefers_the_winner(loss):
     logs = []
     cfg = TrainConfig(batch_size=4, epochs=6, lr=3e-3, seed=0, warmup_steps=0, schedule="constant")

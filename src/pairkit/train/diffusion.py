@@ -20,7 +20,7 @@ from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_optio
 
 __all__ = ["train_diffusion_preference"]
 
-_PAIR_LOSSES = ("diffusion_dpo", "flow_dpo", "mapo")
+_PAIR_LOSSES = ("diffusion_dpo", "flow_dpo", "mapo", "diffusion_pso")
 _LOSSES = (*_PAIR_LOSSES, "diffusion_kto", "rankdpo", "diffusion_spo")
 # the columns of one example, per loss: (sample columns, other required columns)
 _COLUMNS = {
@@ -104,12 +104,13 @@ def train_diffusion_preference(
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train a denoiser on preferences with Diffusion-DPO, Flow-DPO, MaPO, Diffusion-KTO, RankDPO or SPO.
+    """Train a denoiser on preferences with Diffusion-DPO, Flow-DPO, MaPO, Diffusion-KTO, RankDPO, SPO or PSO.
 
     ``data`` rows, by loss (each sample a clean latent ``[C, H, W]``; ``"cond"``, optional ``[L, D]``, is passed as
     the model's third argument — ``encoder_hidden_states`` of a ``UNet2DConditionModel``):
 
-    - ``diffusion_dpo``, ``flow_dpo``, ``mapo``: ``{"chosen", "rejected"}``;
+    - ``diffusion_dpo``, ``flow_dpo``, ``mapo``: ``{"chosen", "rejected"}``; ``diffusion_pso``: the same, with the
+      training (target) image as ``"chosen"`` and a sample of the distilled model for its prompt as ``"rejected"``;
     - ``diffusion_kto``: ``{"sample", "desirable": bool}`` (one labelled sample per row);
     - ``rankdpo``: ``{"samples": [K, C, H, W], "scores": [K]}`` (K ranked samples of one prompt, higher is better);
     - ``diffusion_spo``: one sampler step, ``{"noisy": x_t, "chosen": x_{t-1}^w, "rejected": x_{t-1}^l,
