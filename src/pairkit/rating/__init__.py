@@ -1,99 +1,61 @@
-"""Rating models: every model returns a :class:`Leaderboard`; :mod:`pairkit.rating.registry` finds them by name."""
+"""Rating models: every model returns a :class:`Leaderboard`; :mod:`pairkit.rating.registry` finds them by name.
 
-from pairkit.rating.bayeselo import bayeselo_elo_scale, bayeselo_virtual_draws, fit_bayeselo
-from pairkit.rating.bootstrap import (
-    REPLICATE_PRIOR,
-    BootstrapWarning,
-    bootstrap,
-    bootstrap_bradley_terry,
-    divergent_items,
-)
-from pairkit.rating.bradley_terry import (
-    check_decisive,
-    check_mle_exists,
-    davidson_predictor,
-    davidson_rows,
-    fit_bradley_terry,
-    newman_iteration,
-)
-from pairkit.rating.counting import (
-    borda_scores,
-    copeland_scores,
-    duot5_scores,
-    enhanced_borda_scores,
-    fit_borda,
-    fit_copeland,
-    fit_duot5,
-    fit_enhanced_borda,
-    fit_peer_rank,
-    fit_win_rate,
-    peer_rank,
-    transitive_closure,
-    wilson_interval,
-)
-from pairkit.rating.covariates import fit_covariate_bt, style_features
-from pairkit.rating.elo import elo_ratings, fit_elo
-from pairkit.rating.intransitive import (
-    UnidentifiedMatchupWarning,
-    blade_chest_objective,
-    check_blade_chest_identified,
-    count_intransitive_triads,
-    fit_blade_chest,
-    intransitive_triads,
-)
-from pairkit.rating.leaderboard import (
-    ELO_FACTOR,
-    LOG_STRENGTH,
-    Leaderboard,
-    PairPredictor,
-    Predictor,
-    bradley_terry_predictor,
-)
-from pairkit.rating.model_selection import (
-    DEFAULT_MODELS,
-    ModelComparison,
-    compare_models,
-    plot_reliability,
-    prediction_scores,
-    reliability,
-)
-from pairkit.rating.order import fit_order_advantage, order_predictor
-from pairkit.rating.plackett_luce import check_pl_mle_exists, fit_plackett_luce, plackett_luce_loglik
-from pairkit.rating.registry import (
-    MODELS,
-    fit_bayeselo_defaults,
-    fit_davidson,
-    fit_model,
-    get_model,
-    model_names,
-    model_spec,
-    models,
-    register_model,
-)
-from pairkit.rating.robust import fit_robust_bt, robust_predictor, robust_rows
-from pairkit.rating.spectral import (
-    fit_eigenvector,
-    fit_pagerank,
-    fit_rank_centrality,
-    pagerank_scores,
-    perron_vector,
-    rank_centrality_scores,
-    stationary_distribution,
-)
-from pairkit.rating.ties import fit_rao_kupper, rao_kupper_predictor, rao_kupper_rows
-from pairkit.rating.trueskill import fit_trueskill, trueskill_draw_margin, trueskill_predictor, trueskill_rate
-from pairkit.rating.weng_lin import (
-    WENG_LIN_MODELS,
-    Matches,
-    fit_weng_lin,
-    fit_weng_lin_bradley_terry_full,
-    fit_weng_lin_bradley_terry_part,
-    fit_weng_lin_plackett_luce,
-    fit_weng_lin_thurstone_mosteller_full,
-    fit_weng_lin_thurstone_mosteller_part,
-    weng_lin_predictor,
-    weng_lin_rate,
-)
+The names below are imported on first use (PEP 562): ``import pairkit.rating.trueskill`` or
+``pairkit rank --model trueskill`` loads that model's module, not every model's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+_MODULES = {
+    "bayeselo": ("bayeselo_elo_scale", "bayeselo_virtual_draws", "fit_bayeselo"),
+    "bootstrap": ("BootstrapWarning", "REPLICATE_PRIOR", "bootstrap", "bootstrap_bradley_terry", "divergent_items"),
+    "bradley_terry": (
+        "check_decisive", "check_mle_exists", "davidson_predictor", "davidson_rows", "fit_bradley_terry",
+        "newman_iteration"
+    ),
+    "counting": (
+        "borda_scores", "copeland_scores", "duot5_scores", "enhanced_borda_scores", "fit_borda", "fit_copeland",
+        "fit_duot5", "fit_enhanced_borda", "fit_peer_rank", "fit_win_rate", "peer_rank", "transitive_closure",
+        "wilson_interval"
+    ),
+    "covariates": ("fit_covariate_bt", "style_features"),
+    "elo": ("elo_ratings", "fit_elo"),
+    "intransitive": (
+        "UnidentifiedMatchupWarning", "blade_chest_objective", "check_blade_chest_identified",
+        "count_intransitive_triads", "fit_blade_chest", "intransitive_triads"
+    ),
+    "leaderboard": (
+        "ELO_FACTOR", "LOG_STRENGTH", "Leaderboard", "PairPredictor", "Predictor", "bradley_terry_predictor"
+    ),
+    "model_selection": (
+        "DEFAULT_MODELS", "ModelComparison", "compare_models", "plot_reliability", "prediction_scores", "reliability"
+    ),
+    "order": ("fit_order_advantage", "order_predictor"),
+    "plackett_luce": ("check_pl_mle_exists", "fit_plackett_luce", "plackett_luce_loglik"),
+    "registry": (
+        "MODELS", "fit_bayeselo_defaults", "fit_davidson", "fit_model", "get_model", "model_names", "model_spec",
+        "models", "register_model"
+    ),
+    "robust": ("fit_robust_bt", "robust_predictor", "robust_rows"),
+    "spectral": (
+        "fit_eigenvector", "fit_pagerank", "fit_rank_centrality", "pagerank_scores", "perron_vector",
+        "rank_centrality_scores", "stationary_distribution"
+    ),
+    "ties": ("fit_rao_kupper", "rao_kupper_predictor", "rao_kupper_rows"),
+    "trueskill": ("fit_trueskill", "trueskill_draw_margin", "trueskill_predictor", "trueskill_rate"),
+    "weng_lin": (
+        "Matches", "WENG_LIN_MODELS", "fit_weng_lin", "fit_weng_lin_bradley_terry_full",
+        "fit_weng_lin_bradley_terry_part", "fit_weng_lin_plackett_luce", "fit_weng_lin_thurstone_mosteller_full",
+        "fit_weng_lin_thurstone_mosteller_part", "weng_lin_predictor", "weng_lin_rate"
+    ),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+"""Public name → the submodule that defines it."""
+
 
 __all__ = [
     "BootstrapWarning",
@@ -187,3 +149,34 @@ __all__ = [
     "weng_lin_rate",
     "wilson_interval",
 ]
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        if not name.startswith("__"):  # a submodule (``pairkit.rating.registry``), as after eager imports
+            try:
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    types.ModuleType.__setattr__(sys.modules[__name__], name, value)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``pairkit.rating.bootstrap`` stays the function (as with eager imports) when its submodule is imported."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and name in _WHERE:
+            return  # the submodule is in sys.modules; the package's attribute of that name is the public function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -11,31 +11,20 @@ picks the fast bootstrap when there is one.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from pairkit._spec import Option, Registry, Spec, declare_options, options_of, unchecked
+from pairkit._spec import Option, Registry, Spec, options_of, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
-from pairkit.rating._checks import BY, LEVEL, MAX_ITER, N_BOOT, PRIOR, TOL
-from pairkit.rating.bayeselo import fit_bayeselo
-from pairkit.rating.bootstrap import REPLICATE_PRIOR, bootstrap, bootstrap_bradley_terry
-from pairkit.rating.bradley_terry import PAIRWISE_INTERVALS, fit_bradley_terry
-from pairkit.rating.counting import fit_borda, fit_copeland, fit_duot5, fit_enhanced_borda, fit_win_rate
-from pairkit.rating.elo import fit_elo
-from pairkit.rating.intransitive import fit_blade_chest
+from pairkit.rating._checks import BY, LEVEL, N_BOOT
 from pairkit.rating.leaderboard import Leaderboard
-from pairkit.rating.order import fit_order_advantage
-from pairkit.rating.robust import fit_robust_bt
-from pairkit.rating.spectral import fit_eigenvector, fit_pagerank, fit_rank_centrality
-from pairkit.rating.ties import fit_rao_kupper
-from pairkit.rating.trueskill import fit_trueskill
-from pairkit.rating.weng_lin import fit_weng_lin
 
 __all__ = [
     "MODELS",
-    "fit_bayeselo_defaults",
-    "fit_davidson",
+    "fit_bayeselo_defaults",  # noqa: F822 - module __getattr__ (defined in _defaults)
+    "fit_davidson",  # noqa: F822
     "fit_model",
     "get_model",
     "model_names",
@@ -43,49 +32,6 @@ __all__ = [
     "models",
     "register_model",
 ]
-
-
-@declare_options(PRIOR, PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
-def fit_davidson(
-    comparisons: Comparisons,
-    *,
-    prior: float = 0.0,
-    intervals: str = "auto",
-    level: float = 0.95,
-    tol: float = 1e-10,
-    max_iter: int = 100,
-) -> Leaderboard:
-    """Bradley–Terry with Davidson's (1970) tie parameter (``fit_bradley_terry(ties="davidson")``).
-
-    >>> from pairkit import Comparisons
-    >>> comps = Comparisons.from_arrays([0, 1, 2, 0, 0, 1, 2], [1, 2, 0, 1, 2, 2, 1], [1, 1, 1, 0.5, 1, 0.5, 0],
-    ...                                 items=["a", "b", "c"])
-    >>> from pairkit.rating import fit_davidson
-    >>> board = fit_davidson(comps, prior=1.0)
-    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
-    [('a', 0.332), ('b', 0.24), ('c', -0.572)]
-    """
-    return unchecked(fit_bradley_terry)(comparisons, ties="davidson", prior=prior, intervals=intervals, level=level,
-                                        tol=tol, max_iter=max_iter)  # the options: checked by this fit's wrapper
-
-
-@declare_options(PAIRWISE_INTERVALS, LEVEL, TOL, MAX_ITER)
-def fit_bayeselo_defaults(
-    comparisons: Comparisons, *, intervals: str = "auto", level: float = 0.95, tol: float = 1e-10, max_iter: int = 100
-) -> Leaderboard:
-    """bayeselo with its defaults (advantage 32.8, drawelo 97.3, prior 2 virtual draws, ``mm`` with fixed
-    constants); ratings on bayeselo's printed scale.
-
-    >>> from pairkit import Comparisons
-    >>> a, b = [0, 1, 2, 0, 0, 1], [1, 2, 0, 1, 2, 2]
-    >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"],
-    ...                                 a_first=[1, 1, 1, 1, 1, 1])
-    >>> from pairkit.rating import fit_bayeselo_defaults
-    >>> board = fit_bayeselo_defaults(comps)
-    >>> [(item, round(float(s), 1)) for item, s in zip(board.items, board.ratings)]
-    [('a', 69.4), ('b', 0.0), ('c', -69.4)]
-    """
-    return unchecked(fit_bayeselo)(comparisons, intervals=intervals, level=level, tol=tol, max_iter=max_iter)
 
 
 _REGISTRY = Registry("rating model")
@@ -123,6 +69,9 @@ def register_model(
     """
     if not callable(fit):
         raise InputError(f"fit for model {name!r} must be callable")
+    if not replace:  # a built-in not imported yet still owns its name and aliases
+        _load([key for key, (_, kw) in list(_PENDING.items()) if key in (name, *aliases)
+               or set(kw.get("aliases", ())) & {name, *aliases}])
     spec = Spec(name=name, fn=fit, kind="rating model", data=data, options=options or options_of(fit),
                 aliases=tuple(aliases), family=family, extra=dict(extra))
     return _REGISTRY.add(spec, replace=replace)
@@ -136,6 +85,8 @@ def model_spec(name: str) -> Spec:
     >>> spec.name, spec.family, 'level' in spec.option_names
     ('weng_lin', 'online', True)
     """
+    if name not in _REGISTRY:
+        _load_for(name)
     return _REGISTRY.get(name)
 
 
@@ -146,6 +97,7 @@ def models() -> list[Spec]:
     >>> sorted({spec.family for spec in models()})
     ['counting', 'likelihood', 'online', 'spectral']
     """
+    _load(list(_PENDING))
     return _REGISTRY.specs()
 
 
@@ -156,6 +108,7 @@ def model_names() -> list[str]:
     >>> 'bt' in model_names(), 'openskill' in model_names()
     (True, True)
     """
+    _load(list(_PENDING))
     return _REGISTRY.names(aliases=True)
 
 
@@ -166,13 +119,15 @@ def get_model(name: str) -> Callable[..., Leaderboard]:
     >>> get_model('bt').__name__
     'fit_bradley_terry'
     """
-    return _REGISTRY.get(name).fn
+    return model_spec(name).fn
 
 
 class _Models(MutableMapping):
     """``MODELS[name]`` → fit function: a mapping view of the registry (kept for code written against a dict)."""
 
     def __getitem__(self, name: str) -> Callable[..., Leaderboard]:
+        if name not in _REGISTRY:
+            _load_for(name)
         if name not in _REGISTRY:
             raise KeyError(name)
         return _REGISTRY.get(name).fn
@@ -181,6 +136,7 @@ class _Models(MutableMapping):
         register_model(name, fit, replace=True)
 
     def __delitem__(self, name: str) -> None:
+        _load_for(name)
         _REGISTRY.remove(name)
 
     def __iter__(self) -> Iterator[str]:
@@ -250,6 +206,8 @@ def fit_model(
     if not bootstrap_replicates:
         return fit(comparisons, **options)
     level = options.get("level", 0.95) if boot_level is None else LEVEL.check(boot_level)
+    from pairkit.rating.bootstrap import REPLICATE_PRIOR, bootstrap
+
     fast = spec.extra.get("fast_bootstrap")
     if fast is not None and options.get("ties", "half") == "half" and set(options) <= {"ties", "prior", "level"}:
         return unchecked(fast)(comparisons, n_boot=bootstrap_replicates, by=by, prior=options.get("prior", 0.0),
@@ -265,23 +223,71 @@ def fit_model(
 
 
 _ONLINE = "comparisons or matches"
-register_model("bt", fit_bradley_terry, family="likelihood", ties_models={"rao_kupper": "rao_kupper"},
-               fast_bootstrap=bootstrap_bradley_terry)
-register_model("davidson", fit_davidson, family="likelihood")
-register_model("rao_kupper", fit_rao_kupper, family="likelihood")
-register_model("order", fit_order_advantage, family="likelihood")
-register_model("bayeselo", fit_bayeselo_defaults, family="likelihood")
-register_model("robust", fit_robust_bt, family="likelihood")
-register_model("blade_chest", fit_blade_chest, family="likelihood")
-register_model("elo", fit_elo, family="online", row_order=True)
-register_model("trueskill", fit_trueskill, data=_ONLINE, family="online", row_order=True)
-register_model("weng_lin", fit_weng_lin, data=_ONLINE, aliases=("openskill",), family="online",
-               row_order=True)
-register_model("rank_centrality", fit_rank_centrality, family="spectral")
-register_model("pagerank", fit_pagerank, family="spectral", predicts=False)
-register_model("eigenvector", fit_eigenvector, family="spectral", predicts=False)
-register_model("win_rate", fit_win_rate, family="counting", predicts=False)
-register_model("borda", fit_borda, family="counting", predicts=False)
-register_model("copeland", fit_copeland, family="counting", predicts=False)
-register_model("duot5", fit_duot5, family="counting", predicts=False)
-register_model("enhanced_borda", fit_enhanced_borda, family="counting", predicts=False)
+
+
+class _Ref:
+    """``module:name``, imported when its model is first asked for."""
+
+    def __init__(self, where: str) -> None:
+        self.module, self.name = where.split(":")
+
+    def load(self):
+        return getattr(importlib.import_module(f"pairkit.rating.{self.module}"), self.name)
+
+
+_PENDING: dict[str, tuple[_Ref, dict[str, Any]]] = {}
+"""Built-in models not imported yet (name → fit function, :func:`register_model` arguments): a model's module, and
+its dependencies, load when that model is first asked for, so ``pairkit rank --model elo`` imports Elo alone."""
+
+
+def _lazy(name: str, where: str, **kwargs: Any) -> None:
+    _PENDING[name] = (_Ref(where), kwargs)
+
+
+def _load(names) -> None:
+    for name in names:
+        entry = _PENDING.pop(name, None)
+        if entry is not None:
+            ref, kwargs = entry
+            extra = {k: v.load() if isinstance(v, _Ref) else v for k, v in kwargs.items()}
+            register_model(name, ref.load(), replace=True, **extra)
+
+
+def _load_for(name: str) -> None:
+    """Import the pending model called ``name`` (or by an alias); every pending model when no name matches, so
+    that an unknown name's error lists them all."""
+    for key, (_, kwargs) in list(_PENDING.items()):
+        if name == key or name in kwargs.get("aliases", ()):
+            _load([key])
+            return
+    if name not in _REGISTRY:
+        _load(list(_PENDING))
+
+
+_lazy("bt", "bradley_terry:fit_bradley_terry", family="likelihood", ties_models={"rao_kupper": "rao_kupper"},
+      fast_bootstrap=_Ref("bootstrap:bootstrap_bradley_terry"))
+_lazy("davidson", "_defaults:fit_davidson", family="likelihood")
+_lazy("rao_kupper", "ties:fit_rao_kupper", family="likelihood")
+_lazy("order", "order:fit_order_advantage", family="likelihood")
+_lazy("bayeselo", "_defaults:fit_bayeselo_defaults", family="likelihood")
+_lazy("robust", "robust:fit_robust_bt", family="likelihood")
+_lazy("blade_chest", "intransitive:fit_blade_chest", family="likelihood")
+_lazy("elo", "elo:fit_elo", family="online", row_order=True)
+_lazy("trueskill", "trueskill:fit_trueskill", data=_ONLINE, family="online", row_order=True)
+_lazy("weng_lin", "weng_lin:fit_weng_lin", data=_ONLINE, aliases=("openskill",), family="online", row_order=True)
+_lazy("rank_centrality", "spectral:fit_rank_centrality", family="spectral")
+_lazy("pagerank", "spectral:fit_pagerank", family="spectral", predicts=False)
+_lazy("eigenvector", "spectral:fit_eigenvector", family="spectral", predicts=False)
+_lazy("win_rate", "counting:fit_win_rate", family="counting", predicts=False)
+_lazy("borda", "counting:fit_borda", family="counting", predicts=False)
+_lazy("copeland", "counting:fit_copeland", family="counting", predicts=False)
+_lazy("duot5", "counting:fit_duot5", family="counting", predicts=False)
+_lazy("enhanced_borda", "counting:fit_enhanced_borda", family="counting", predicts=False)
+
+
+def __getattr__(name: str):
+    if name in ("fit_davidson", "fit_bayeselo_defaults"):
+        from pairkit.rating import _defaults
+
+        return getattr(_defaults, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
