@@ -24,6 +24,9 @@ from pairkit.train.construct import (
     rise_self_edits,
     tpo_topic_rewrites,
 )
+from pairkit.train.contrastive import (
+    train_contrastive,
+)
 from pairkit.train.data import (
     TruncationWarning,
     encode_completion,
@@ -171,6 +174,7 @@ __all__ = [
     "token_logps_from_hidden",
     "token_logps_from_logits",
     "tpo_topic_rewrites",
+    "train_contrastive",
     "train_diffusion_preference",
     "train_instruction_distillation",
     "train_listwise",

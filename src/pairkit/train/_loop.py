@@ -111,11 +111,16 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a trainer returns: the per-step metrics and the final step."""
+    """What a trainer returns: the per-step metrics and the final step.
+
+    ``proxies``: the learnable class proxies a trainer fitted with the model (:func:`~pairkit.train.train_contrastive`
+    with proxy losses), by ``"loss.input"`` name; None otherwise.
+    """
 
     history: list[dict[str, float]]
     step: int
     output_dir: str | None = None
+    proxies: dict[str, torch.Tensor] | None = None
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -409,8 +414,10 @@ def atomic_save(state: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def call_loss(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> torch.Tensor:
-    """Call a registered loss per example with the inputs its spec declares and the options it declares.
+def call_loss(
+    name: str, inputs: dict[str, Any], options: dict[str, Any], reduction: str = "none"
+) -> torch.Tensor:
+    """Call a registered loss (per example unless ``reduction`` says otherwise) with its declared inputs and options.
 
     The spec (:func:`pairkit.losses.spec`) lists the loss's tensor inputs with their kind and shape; each is
     taken from ``inputs`` by name (also without a ``policy_`` prefix). An input declared with the token shape
@@ -447,7 +454,12 @@ def call_loss(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> tor
     if "mask" in inputs and "mask" not in kwargs and "mask" in spec.keywords:
         kwargs["mask"] = inputs["mask"]
     kwargs.update({k: v for k, v in options.items() if spec.takes(k)})
-    return spec.unchecked(*args, **kwargs, reduction="none")
+    if "reduction" not in spec.keywords:  # a batch-level value (uniformity, ICNN): its own "mean"
+        if reduction != "mean":
+            raise InputError(f"loss {name!r} is one value per batch (it has no per-example values); use it in "
+                             "a trainer that takes batch-level losses (train_contrastive)")  # fmt: skip
+        return spec.unchecked(*args, **kwargs)
+    return spec.unchecked(*args, **kwargs, reduction=reduction)
 
 
 def parse_loss_spec(loss: str | dict[str, float] | Sequence[tuple[str, float]]) -> list[tuple[str, float]]:

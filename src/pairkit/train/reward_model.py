@@ -328,6 +328,12 @@ def evaluate_reward_model(
     }
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Attention-masked mean of hidden states ``[n, T, d]`` → ``[n, d]`` (a row with no tokens gives zeros)."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+
+
 def mean_pooled_embeddings(
     encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128, normalize: bool = True
 ) -> torch.Tensor:
@@ -352,7 +358,6 @@ def mean_pooled_embeddings(
                 return_tensors="pt",
             )
             h = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-            m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-            e = (h * m).sum(1) / m.sum(1).clamp_min(1)
+            e = mean_pool(h, enc["attention_mask"])
             out.append(torch.nn.functional.normalize(e, dim=-1) if normalize else e)
     return torch.cat(out) if out else torch.zeros(0, 0)
