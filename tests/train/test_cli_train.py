@@ -112,3 +112,23 @@ def test_train_bad_input_exits_with_message(tmp_path, model_dir):
     assert "unknown loss" in res.output
     res = CliRunner().invoke(app, ["train", "dpo", "--model", str(tmp_path / "nope"), "--data", str(data)])
     assert res.exit_code == 2 and "not a local model directory" in res.output
+
+
+def test_train_contrastive_on_pairs_and_labels(tmp_path, model_dir):
+    words = ["alpha beta", "gamma delta", "good bad", "yes no", "user assistant", "system human"]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": w, "positive": w + " " + w.split()[0]} for w in words])
+    base = ["train", "contrastive", "--model", str(model_dir), "--batch-size", "3", "--max-steps", "2"]
+    res = CliRunner().invoke(app, [*base, "--data", str(pairs), "--output", str(tmp_path / "a"),
+                                   "--loss-option", "temperature=0.1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a" / "final" / "config.json").exists()
+    steps = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["loss"] > 0 for s in steps)
+    labels = write_jsonl(tmp_path / "labels.jsonl", [{"text": w, "label": i % 2} for i, w in enumerate(words)])
+    res = CliRunner().invoke(app, [*base, "--data", str(labels), "--output", str(tmp_path / "b"), "--loss",
+                                   "proxy_anchor"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    proxies = torch.load(tmp_path / "b" / "final" / "proxies.pt")
+    assert proxies["proxy_anchor.proxies"].shape[0] == 2
+    res = CliRunner().invoke(app, [*base, "--data", str(labels), "--output", str(tmp_path / "c")])
+    assert res.exit_code != 0 and "'infonce' needs 'query'" in res.output

@@ -1,4 +1,4 @@
-"""``pairkit train {dpo,kto,listwise,reward}``: train a local transformers model on preference data.
+"""``pairkit train {dpo,kto,listwise,reward,contrastive}``: train a local transformers model on preference data.
 
 torch and transformers are imported inside the commands, so ``pairkit --help`` works without them.
 """
@@ -246,6 +246,50 @@ def reward(
             )
 
 
+@train_app.command("contrastive")
+def contrastive(
+    model: Path = _MODEL,
+    data: Path = _DATA,
+    loss: str = typer.Option("infonce", "--loss", help="Contrastive/metric loss name or weighted sum."),
+    loss_option: list[str] = typer.Option(
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=0.05); repeatable."
+    ),
+    centers_per_class: int = typer.Option(10, "--centers-per-class", help="SoftTriple's centres per class."),
+    epochs: int = _EPOCHS,
+    batch_size: int = typer.Option(32, "--batch-size", help="Rows per step: the in-batch negatives."),
+    lr: float = typer.Option(2e-5, "--lr"),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per text (cut from the right)."),
+    dropout: bool = _DROPOUT,
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    output: Path = _OUTPUT,
+    resume: bool = _RESUME,
+) -> None:
+    """Sentence encoder (mean pooling) on anchor/positive pairs, multi-view rows or text/label rows."""
+    with reported_errors():
+        _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
+        with requires("train", "pairkit train contrastive"):
+            from transformers import AutoModel, AutoTokenizer
+        from pairkit.train import train_contrastive
+        from pairkit.train._loop import atomic_save, rank_and_world
+
+        options = _key_values(loss_option, "--loss-option")
+        config = _config(output, epochs, batch_size, 1, lr, max_length, max_steps, save_every, seed, bf16,
+                         dropout=dropout)  # fmt: skip
+        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        net = _from_pretrained(AutoModel, model, "model")
+        result = train_contrastive(net, data, tokenizer=tokenizer, loss=loss, loss_options=options, config=config,
+                                   centers_per_class=centers_per_class, resume=resume)  # fmt: skip
+        _finish(net, tokenizer, result, output)
+        if result.proxies and rank_and_world()[0] == 0:
+            atomic_save(result.proxies, output / "final" / "proxies.pt")
+            console.print(f"learned proxies saved to {output / 'final' / 'proxies.pt'}")
+
+
 def _prompt_keys(rows, source: str) -> list[str]:
     """One key per row naming its prompt (after validating every row of ``source``)."""
     import json
@@ -384,7 +428,7 @@ def _prompts(path: Path) -> list:
     return [r["prompt"] for r in rows]
 
 
-def _key_values(items: list[str] | None) -> dict:
+def _key_values(items: list[str] | None, flag: str = "--method-option") -> dict:
     """``["a=0.1", "b=joint"]`` → ``{"a": 0.1, "b": "joint"}`` (numbers parsed; bad items named)."""
     from pairkit.errors import InputError
 
@@ -392,7 +436,7 @@ def _key_values(items: list[str] | None) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InputError(f"--method-option {item!r}: give KEY=VALUE")
+            raise InputError(f"{flag} {item!r}: give KEY=VALUE")
         try:
             out[key] = float(value)
         except ValueError:
