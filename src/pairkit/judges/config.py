@@ -61,6 +61,18 @@ def judge_type(
     declares on ``__init__`` are added to the spec and checked by the class. ``required`` keys must be present.
     ``build(cls, options, context)`` makes the judge (by default ``cls(**options)``); ``context`` holds
     ``texts``, ``source`` and ``cache`` as :func:`judge_from_config` received them.
+
+    Example:
+
+        >>> from pairkit.judges import CallableJudge
+        >>> from pairkit.judges.config import JUDGES, judge_from_config, judge_type
+        >>> class FirstJudge(CallableJudge):
+        ...     def __init__(self, judge_id: str = "first"):
+        ...         super().__init__(lambda context, a, b: 1.0, judge_id=judge_id)
+        >>> _ = judge_type("always_first", FirstJudge, family="example")
+        >>> judge_from_config({"type": "always_first"}).judge("q", "x", "y").p_a
+        1.0
+        >>> _ = JUDGES.remove("always_first")
     """
     own = tuple(options)
     declared = tuple(o for o in options_of(cls.__init__) if o.name not in {x.name for x in own})
@@ -94,6 +106,14 @@ def judge_from_config(
     ``"bsm"``, ``"cgcot"``, ``"few_shot"``, ``"pointwise"`` — these with ``"chat"``: the configuration of their
     ``"openai"`` chat model. A key the type does not take, a missing required key or a value out of its range
     raises :class:`InputError` naming ``source`` (the file), the key, the allowed values and the value.
+
+    Example:
+
+        >>> from pairkit.judges import judge_from_config
+        >>> judge = judge_from_config({"type": "simulated", "strengths": {"gpt": 2.0, "llama": 0.0}, "soft": True},
+        ...                           texts={"gpt": ["Paris."], "llama": ["Lyon."]})
+        >>> round(judge.judge("Capital of France?", "Paris.", "Lyon.").p_a, 3)
+        0.881
     """
     if not isinstance(config, Mapping) or "type" not in config:
         raise InputError(f"{source}: expected a JSON object with a 'type' ({', '.join(JUDGES.names())})")

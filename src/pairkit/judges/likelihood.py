@@ -62,6 +62,15 @@ def continuation_log_likelihoods(
 
     Sequences are left-padded so that every continuation ends at the last position; only the last
     ``max continuation length + 1`` logits of a batch are computed.
+
+    Example:
+
+        >>> from pairkit.judges import continuation_log_likelihoods
+        >>> from pairkit.testing import tiny_causal_lm
+        >>> model, tokenizer = tiny_causal_lm()
+        >>> lls = continuation_log_likelihoods(model, tokenizer, ["Q: hi\\nA: ", "Q: hi\\nA: "], ["hello", "hello there"])
+        >>> lls.shape, bool(lls[1] < lls[0])  # a longer continuation has more tokens to pay for
+        ((2,), True)
     """
     with requires("train", "the likelihood judges"):
         import torch
@@ -162,6 +171,15 @@ class DensityRatioJudge(_ScoreJudge):
         strong, weak: causal LMs (objects, or local paths) sharing ``tokenizer``.
         strong_system: a system prompt for the strong model only (the rubric that customises the ratio).
         temperature: τ of the logistic link on the score difference.
+
+    Example:
+
+        >>> from pairkit.judges import DensityRatioJudge
+        >>> from pairkit.testing import tiny_causal_lm
+        >>> strong, tokenizer = tiny_causal_lm(seed=0)
+        >>> weak, _ = tiny_causal_lm(seed=1)
+        >>> 0 < DensityRatioJudge(strong, weak, tokenizer).judge("Capital of France?", "Paris.", "Lyon.").p_a < 1
+        True
     """
 
     prompt_version = "cdr-v1"
@@ -209,6 +227,15 @@ class FollowUpJudge(_ScoreJudge):
         model: a causal LM (object or local path) with ``tokenizer``.
         positive, negative: the follow-up utterances averaged on each side.
         temperature: τ of the logistic link on the score difference.
+
+    Example:
+
+        >>> from pairkit.judges import FollowUpJudge
+        >>> from pairkit.testing import tiny_causal_lm
+        >>> model, tokenizer = tiny_causal_lm()
+        >>> judge = FollowUpJudge(model, tokenizer, positive=["Thanks!"], negative=["That is wrong."])
+        >>> 0 < judge.judge("Capital of France?", "Paris.", "Lyon.").p_a < 1
+        True
     """
 
     prompt_version = "flr-v1"

@@ -43,6 +43,15 @@ class HFJudge(MicroBatched, ComparatorBase):
             five-level ``"pairwise_graded"``; ``"pairwise"`` reads ``[[A]]``/``[[B]]``/``[[C]]``).
         verdicts: how the verdicts score and weigh (a :data:`~pairkit.judges.prompts.VERDICT_SCALES` name).
         batch_size: prompts per forward pass in :meth:`ajudge_many`.
+
+    Example:
+
+        >>> from pairkit.judges import HFJudge
+        >>> from pairkit.testing import tiny_causal_lm
+        >>> model, tokenizer = tiny_causal_lm()  # random weights; use AutoModelForCausalLM.from_pretrained(...) in earnest
+        >>> judgment = HFJudge(model, tokenizer).judge("Capital of France?", "Paris.", "Lyon.")
+        >>> bool(0 < judgment.p_a < 1), bool(0 < judgment.p_tie < 1)
+        (True, True)
     """
 
     def __init__(

@@ -99,6 +99,23 @@ def encode_verdict_prompt(
     The prompt of a causal-LM judge whose next-token logits of the verdict words (:data:`VERDICTS`) are its
     verdict. Truncation is that of :func:`encode_pairwise` (equal caps for both answers, the context cut from
     the left), so swapping the answers swaps their token spans exactly.
+
+    Example:
+
+        >>> from pairkit.judges import encode_verdict_prompt
+        >>> from pairkit.testing import char_tokenizer
+        >>> tokenizer = char_tokenizer()
+        >>> ids = encode_verdict_prompt(tokenizer, ["Capital?"], ["Paris"], ["Lyon"])[0]
+        >>> print(tokenizer.decode(ids, skip_special_tokens=True))
+        Capital?
+        <BLANKLINE>
+        Answer A:
+        Paris
+        <BLANKLINE>
+        Answer B:
+        Lyon
+        <BLANKLINE>
+        The better answer (A, B or tie) is
     """
     pieces = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in VERDICT_TEMPLATE]
     start = tokenizer.bos_token_id
@@ -193,6 +210,15 @@ class PairwiseClassifierJudge(HFJudge):
         symmetric: score both orders and average (exact symmetry); ``False`` reads only the order shown.
         max_length: tokens per encoded (context, first, second); default from the saved marker, else 512.
         batch_size: requests per forward pass.
+
+    Example:
+
+        >>> from pairkit.judges import PairwiseClassifierJudge
+        >>> from pairkit.testing import tiny_pair_classifier
+        >>> model, tokenizer = tiny_pair_classifier(num_labels=3)  # first, second, tie
+        >>> judgment = PairwiseClassifierJudge(model, tokenizer).judge("Capital of France?", "Paris.", "Lyon.")
+        >>> round(judgment.p_a + judgment.p_b + judgment.p_tie, 6)
+        1.0
     """
 
     def __init__(

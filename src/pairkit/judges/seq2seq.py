@@ -43,6 +43,14 @@ class Seq2SeqJudge(MicroBatched, ComparatorBase):
         template: the input text (``{question}``, ``{answer_a}``, ``{answer_b}`` for duo; ``{answer}`` for mono).
         targets: the (positive, negative) target words; each must be one token.
         batch_size: inputs per forward pass.
+
+    Example:
+
+        >>> from pairkit.judges import Seq2SeqJudge
+        >>> from pairkit.testing import tiny_seq2seq
+        >>> model, tokenizer = tiny_seq2seq(words=("true", "false"))  # a T5 with random weights
+        >>> 0 < Seq2SeqJudge(model, tokenizer).judge("why", "one", "two").p_a < 1
+        True
     """
 
     def __init__(
@@ -138,7 +146,19 @@ class Seq2SeqJudge(MicroBatched, ComparatorBase):
 
 def mono_shortlist(judge: Seq2SeqJudge, pool, depth: int, *, context: int = 0) -> list[int]:
     """The mono stage of Expando-Mono-Duo: the ``depth`` best items of ``pool`` in ``context`` by the monoT5 score,
-    best first — pass it as ``shortlist`` to ``select("duo_rerank", …)``."""
+    best first — pass it as ``shortlist`` to ``select("duo_rerank", …)``.
+
+    Example:
+
+        >>> from pairkit.judges import Seq2SeqJudge, mono_shortlist
+        >>> from pairkit.select import Pool
+        >>> from pairkit.testing import tiny_seq2seq
+        >>> model, tokenizer = tiny_seq2seq()
+        >>> pool = Pool.single({"m0": "one", "m1": "two three", "m2": "four", "m3": "five"}, context="q")
+        >>> shortlist = mono_shortlist(Seq2SeqJudge(model, tokenizer, mode="mono"), pool, 2)
+        >>> len(shortlist), len(set(shortlist))
+        (2, 2)
+    """
     if not (isinstance(depth, int) and depth >= 1):
         raise InputError(f"depth must be an integer >= 1, got {depth!r}")
     items = [int(i) for i in pool.present(context)]

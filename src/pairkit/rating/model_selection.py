@@ -419,6 +419,15 @@ def plot_reliability(frame: ModelComparison | pd.DataFrame, path=None, *, bins: 
 
     Points are the bins' mean predicted vs observed expected score, sized by weight; the diagonal is perfect
     calibration. Saves a PNG when ``path`` is given; returns the axes.
+
+    Example:
+
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from pairkit import Comparisons
+        >>> from pairkit.rating import compare_models, plot_reliability
+        >>> comps = Comparisons.from_arrays(["a", "b", "c", "a"] * 10, ["b", "c", "a", "c"] * 10, [1, 1, 0, 1] * 10)
+        >>> axes = plot_reliability(compare_models(comps, ["bt", "elo"], folds=2))
     """
     import matplotlib
 
