@@ -68,7 +68,7 @@ def continuation_log_likelihoods(
         >>> from pairkit.judges import continuation_log_likelihoods
         >>> from pairkit.testing import tiny_causal_lm
         >>> model, tokenizer = tiny_causal_lm()
-        >>> lls = continuation_log_likelihoods(model, tokenizer, ["Q: hi\\nA: ", "Q: hi\\nA: "], ["hello", "hello there"])
+        >>> lls = continuation_log_likelihoods(model, tokenizer, ["Q: hi\\nA: "] * 2, ["hello", "hello there"])
         >>> lls.shape, bool(lls[1] < lls[0])  # a longer continuation has more tokens to pay for
         ((2,), True)
     """

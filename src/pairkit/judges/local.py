@@ -48,7 +48,7 @@ class HFJudge(MicroBatched, ComparatorBase):
 
         >>> from pairkit.judges import HFJudge
         >>> from pairkit.testing import tiny_causal_lm
-        >>> model, tokenizer = tiny_causal_lm()  # random weights; use AutoModelForCausalLM.from_pretrained(...) in earnest
+        >>> model, tokenizer = tiny_causal_lm()  # random weights: in earnest, from_pretrained(...)
         >>> judgment = HFJudge(model, tokenizer).judge("Capital of France?", "Paris.", "Lyon.")
         >>> bool(0 < judgment.p_a < 1), bool(0 < judgment.p_tie < 1)
         (True, True)
