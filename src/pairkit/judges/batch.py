@@ -57,6 +57,16 @@ class BatchJudge(MicroBatched, ComparatorBase):
         discount: the batch price as a fraction of the judge's price.
         completion_window: the provider's completion window.
         sleep: the awaitable used to wait between polls (tests inject one).
+
+    Example:
+
+        >>> import os, tempfile
+        >>> from pairkit.judges import BatchJudge, OpenAIJudge, Request
+        >>> online = OpenAIJudge("gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key="-", price=(0.15, 0.60))
+        >>> batch = BatchJudge(online, os.path.join(tempfile.mkdtemp(), "judgments.sqlite"))  # nothing is sent yet
+        >>> request = Request("Capital of France?", "Paris.", "Lyon.")
+        >>> round(batch.estimate_cost(request) / online.estimate_cost(request), 2)  # the batch API's price
+        0.5
     """
 
     @declare_options(

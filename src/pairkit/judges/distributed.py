@@ -45,6 +45,18 @@ class RayJudge(MicroBatched, ComparatorBase):
         n_actors: how many actors (one per GPU or CPU slot).
         num_cpus, num_gpus: resources each actor reserves.
         ray_init: arguments for ``ray.init`` when Ray is not running yet (e.g. ``{"num_cpus": 4}``).
+
+    Example:
+
+        >>> import ray
+        >>> from pairkit.judges import CallableJudge, RayJudge
+        >>> started_here = not ray.is_initialized()
+        >>> judge = RayJudge(lambda: CallableJudge(lambda context, a, b: 1.0, judge_id="first"), n_actors=1,
+        ...                  ray_init={"num_cpus": 1, "include_dashboard": False, "log_to_driver": False})
+        >>> judge.judge("q", "x", "y").p_a
+        1.0
+        >>> if started_here:
+        ...     ray.shutdown()
     """
 
     @declare_options(
