@@ -15,6 +15,7 @@ from pairkit.train import TrainConfig, train_contrastive  # noqa: E402
 VIEWS_MADE = {("query", "embeddings"), ("keys", "embeddings"), ("embeddings", "embeddings"), ("labels", "classes"),
               ("views", "views"), ("targets", "binary")}  # fmt: skip
 LABELS_MADE = {("embeddings", "embeddings"), ("labels", "classes")}
+TARGETS_MADE = {("embeddings", "embeddings"), ("targets", "regression_targets")}
 # isogclr has no defaults for these; metrix's contrastive mixture at lam=0.5 with the default margins is 0.5 for
 # every distance below 1 (a constant: no gradient), so it is stepped at another lam
 REQUIRED_OPTIONS = {"isogclr": {"temperature": 0.5, "rho": 0.1}, "metrix": {"lam": 0.7}}
@@ -33,6 +34,7 @@ def _data(n=12, dim=6, seed=0):
         "pairs": [{"anchor": a.tolist(), "positive": p.tolist()} for a, p in zip(x, noisy[0])],
         "views": [{"views": [a.tolist(), p.tolist(), q.tolist()]} for a, p, q in zip(x, *noisy)],
         "labels": [{"text": a.tolist(), "label": f"c{i % 3}"} for i, a in enumerate(x)],
+        "targets": [{"text": a.tolist(), "target": float(a[0] + a[1])} for a in x],
     }
 
 
@@ -46,7 +48,7 @@ def test_every_contrastive_loss_trains_through_the_trainer_or_is_refused_by_name
     data = _data()
     config = TrainConfig(batch_size=12, max_steps=1, lr=1e-2, shuffle=False)
     formats = {"pairs": _makes(name, VIEWS_MADE, False), "views": _makes(name, VIEWS_MADE, False),
-               "labels": _makes(name, LABELS_MADE, True)}  # fmt: skip
+               "labels": _makes(name, LABELS_MADE, True), "targets": _makes(name, TARGETS_MADE, False)}  # fmt: skip
     for fmt, producible in formats.items():
         enc = _encoder()
         before = copy.deepcopy(enc.state_dict())
@@ -58,7 +60,7 @@ def test_every_contrastive_loss_trains_through_the_trainer_or_is_refused_by_name
         row = res.history[0]
         assert torch.isfinite(torch.tensor(row["loss"])) and row["grad_norm"] > 0, (fmt, row)
         assert any(not torch.equal(before[k], v) for k, v in enc.state_dict().items()), fmt
-    assert any(formats.values()) or name in ("conr", "supremix")  # the two needing regression targets
+    assert any(formats.values()) or name == "conr"  # ConR needs a regression head's predictions
 
 
 def _step1(name, fmt, rows, direct, **kw):
@@ -93,6 +95,8 @@ def test_step_one_loss_is_the_loss_on_the_encoders_embeddings():
     res = _step1("soft_triple", "labels", d["labels"],
                  lambda f, r: losses.soft_triple(f(x), y, r.proxies["soft_triple.centers"]), centers_per_class=2)
     assert res.proxies["soft_triple.centers"].shape == (3, 2, 4)
+    t = torch.tensor([r["target"] for r in d["targets"]], dtype=torch.float64)
+    _step1("supremix", "targets", d["targets"], lambda f, r: losses.supremix(f(x), t))
 
 
 def test_rows_with_the_same_anchor_are_one_group():
@@ -153,8 +157,10 @@ def test_inputs_the_rows_cannot_give_are_refused_by_name():
         train_contrastive(_encoder(), d["labels"], loss="infonce", config=config)
     with pytest.raises(InputError, match="'proxy_nca' needs 'proxies'.*give labelled rows"):
         train_contrastive(_encoder(), d["pairs"], loss="proxy_nca", config=config)
-    with pytest.raises(InputError, match="'conr' needs 'targets'.*cannot make it"):
-        train_contrastive(_encoder(), d["labels"], loss="conr", config=config)
+    with pytest.raises(InputError, match="'conr' needs 'predictions'.*cannot make it"):
+        train_contrastive(_encoder(), d["targets"], loss="conr", config=config)
+    with pytest.raises(InputError, match="'supremix' needs 'targets'.*give regression rows"):
+        train_contrastive(_encoder(), d["labels"], loss="supremix", config=config)
     with pytest.raises(InputError, match="'isogclr' has no default for 'temperature', 'rho'"):
         train_contrastive(_encoder(), d["pairs"], loss="isogclr", config=config)
     with pytest.raises(InputError, match="family 'preference'"):

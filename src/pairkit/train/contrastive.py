@@ -2,9 +2,9 @@
 
 Flow of :func:`train_contrastive`:
 
-1. rows → examples. Multi-view rows (``anchor``/``positive`` pairs, or ``views`` lists of two or more) or labelled
-   rows (``text``/``label``); texts are tokenised once (``tokenizer``), or the columns hold feature vectors for a
-   plain ``torch.nn.Module`` encoder (``tokenizer=None``).
+1. rows → examples. Multi-view rows (``anchor``/``positive`` pairs, or ``views`` lists of two or more), labelled
+   rows (``text``/``label``) or regression rows (``text``/``target``); texts are tokenised once (``tokenizer``), or
+   the columns hold feature vectors for a plain ``torch.nn.Module`` encoder (``tokenizer=None``).
 2. the losses' declared inputs (``pairkit.losses.spec``) are matched with what the rows can produce; an input
    the trainer cannot make raises :class:`~pairkit.errors.InputError` naming the loss and the input before training.
 3. proxy inputs (``proxies``, ``prototypes``, ``centers``) become learnable parameters trained with the encoder.
@@ -41,10 +41,13 @@ _VIEW_INPUTS = {
     ("targets", "binary"),
 }
 _LABEL_INPUTS = {("embeddings", "embeddings"), ("labels", "classes")}
-_PROXY_KIND = "proxies"
+_TARGET_INPUTS = {("embeddings", "embeddings"), ("targets", "regression_targets")}
+_MADE = {"views": _VIEW_INPUTS, "labels": _LABEL_INPUTS, "targets": _TARGET_INPUTS}
+_PROXY_KIND = "proxies"  # made (as learnable parameters) from labelled rows only
 _FORMATS = {
     "views": "multi-view rows ('anchor'/'positive' or 'views')",
     "labels": "labelled rows ('text'/'label')",
+    "targets": "regression rows ('text'/'target')",
 }
 
 
@@ -56,9 +59,11 @@ def _rows_format(rows: list[dict[str, Any]], source: str) -> str:
         return "views"
     if "text" in first and "label" in first:
         return "labels"
+    if "text" in first and "target" in first:
+        return "targets"
     raise InputError(
         f"{source}, row 1: contrastive rows need 'anchor'/'positive' (pairs), 'views' (two or more views of one item) "
-        f"or 'text'/'label' columns; got {sorted(first)}"
+        f"'text'/'label' or 'text'/'target' columns; got {sorted(first)}"
     )
 
 
@@ -69,16 +74,15 @@ def _identity(rows, source):
 def _check_producible(terms, fmt: str) -> None:
     from pairkit import losses
 
-    made = _VIEW_INPUTS if fmt == "views" else _LABEL_INPUTS
+    def makes(f, inp):
+        return (inp.name, inp.kind) in _MADE[f] or (f == "labels" and inp.kind == _PROXY_KIND)
+
     for name, _, _ in terms:
         for inp in losses.spec(name).input_specs:
-            if not inp.required or (inp.name, inp.kind) in made or (fmt == "labels" and inp.kind == _PROXY_KIND):
+            if not inp.required or makes(fmt, inp):
                 continue
-            other = "labels" if fmt == "views" else "views"
-            can_other = (inp.name, inp.kind) in (_LABEL_INPUTS if other == "labels" else _VIEW_INPUTS) or (
-                other == "labels" and inp.kind == _PROXY_KIND
-            )
-            hint = f"give {_FORMATS[other]} instead" if can_other else "train_contrastive cannot make it"
+            others = [_FORMATS[f] for f in _FORMATS if f != fmt and makes(f, inp)]
+            hint = f"give {' or '.join(others)} instead" if others else "train_contrastive cannot make it"
             raise InputError(
                 f"loss {name!r} needs {inp.name!r} ({inp.kind} {inp.shape}), which train_contrastive does not make "
                 f"from {_FORMATS[fmt]}; {hint}"
@@ -140,11 +144,16 @@ def _examples(rows, fmt: str, tokenizer, config: TrainConfig, source: str):
                 views = len(raw)
             elif len(raw) != views:
                 raise InputError(f"{where}: {len(raw)} views, but row 1 has {views}; every row needs as many")
-        else:
+        elif fmt == "labels":
             raw = [r.get("text")]
             label = r.get("label")
             if not isinstance(label, (str, int)) or isinstance(label, bool):
                 raise InputError(f"{where}, column 'label': expected a class name or integer, got {label!r}")
+        else:
+            raw = [r.get("text")]
+            target = r.get("target")
+            if not isinstance(target, (int, float)) or isinstance(target, bool) or not math.isfinite(target):
+                raise InputError(f"{where}, column 'target': expected a finite number, got {target!r}")
         items = []
         for v in raw:
             x, was_cut = _item(v, tokenizer, config, where)
@@ -152,9 +161,11 @@ def _examples(rows, fmt: str, tokenizer, config: TrainConfig, source: str):
             cut += was_cut
         if fmt == "views":  # rows with the same first view (anchor) are one group: each other's positives
             group = groups.setdefault(_key(items[0]), len(groups))
-        else:
+        elif fmt == "labels":
             group = classes.setdefault(label, len(classes))
-        examples.append({"items": items, "group": group})
+        else:
+            group = i - 1
+        examples.append({"items": items, "group": group, **({"target": float(target)} if fmt == "targets" else {})})
     if cut:
         warnings.warn(
             f"{source}: {cut} texts were truncated to max_length={config.max_length} tokens",
@@ -260,7 +271,9 @@ def train_contrastive(
       ``[C, centers_per_class, d]``) as parameters trained with the encoder, initialised ``N(0, 1/d)`` (seeded by
       ``config.seed``) and returned in ``TrainResult.proxies``.
 
-    A loss needing anything else (ConR's ``predictions``, SupReMix's regression targets) raises
+    * regression rows — ``{"text": x, "target": y}``: ``embeddings`` ``[B, d]`` and ``targets`` ``[B]`` (SupReMix).
+
+    A loss needing anything else (ConR's ``predictions`` of a regression head) raises
     :class:`~pairkit.errors.InputError` naming the loss and the input. These losses couple the batch, so
     ``grad_accum`` must be 1; under data parallel each process contrasts its own share of the batch.
 
@@ -273,7 +286,8 @@ def train_contrastive(
         centers_per_class: SoftTriple's centres per class (10 as pytorch-metric-learning).
 
     Per-step metrics: loss and ``accuracy`` — in-batch top-1 retrieval by cosine similarity (the anchor's nearest
-    key is a positive) for multi-view rows, leave-one-out nearest-neighbour label accuracy for labelled rows.
+    key is a positive) for multi-view rows, leave-one-out nearest-neighbour label accuracy for labelled rows — or,
+    for regression rows, ``neighbour_target_gap`` (mean ``|y_i - y_nn(i)|`` of cosine nearest neighbours).
     """
     config = config or TrainConfig()
     check_number("centers_per_class", centers_per_class, low=1, integer=True)
@@ -314,8 +328,11 @@ def train_contrastive(
                 "labels": groups.repeat(views),
                 "targets": same.to(flat.dtype),
             }
-        else:
+        elif fmt == "labels":
             inputs = {"embeddings": grid[:, 0], "labels": groups}
+        else:
+            targets = torch.tensor([ex["target"] for ex in batch], dtype=flat.dtype)
+            inputs = {"embeddings": grid[:, 0], "targets": targets}
         total = 0.0
         for name, weight, _ in terms:
             own = dict(inputs)
@@ -327,11 +344,17 @@ def train_contrastive(
             q = torch.nn.functional.normalize(grid[:, 0].float(), dim=-1)
             if fmt == "views":
                 k = torch.nn.functional.normalize(grid[:, 1].float(), dim=-1)
-                hit = same.gather(1, (q @ k.T).argmax(1, keepdim=True)).squeeze(1)
+                stats = {"accuracy": same.gather(1, (q @ k.T).argmax(1, keepdim=True)).squeeze(1).double()}
+            elif len(batch) < 2:
+                stats = {}
             else:
-                sims = (q @ q.T).fill_diagonal_(-torch.inf)
-                hit = same.gather(1, sims.argmax(1, keepdim=True)).squeeze(1) if len(batch) > 1 else same[:, 0]
-        return total.expand(len(batch)), {"accuracy": hit.double()}
+                near = (q @ q.T).fill_diagonal_(-torch.inf).argmax(1)
+                if fmt == "labels":
+                    stats = {"accuracy": (groups[near] == groups).double()}
+                else:  # how far apart the targets of nearest neighbours are
+                    t = inputs["targets"].detach().double()
+                    stats = {"neighbour_target_gap": (t[near] - t).abs()}
+        return total.expand(len(batch)), stats
 
     result = fit(trained, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
     if isinstance(trained, _WithProxies):
