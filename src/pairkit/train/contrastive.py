@@ -270,7 +270,6 @@ def train_contrastive(
       first appearance), and proxies (``proxies`` ``[C, d]``, ``prototypes``, SoftTriple's ``centers``
       ``[C, centers_per_class, d]``) as parameters trained with the encoder, initialised ``N(0, 1/d)`` (seeded by
       ``config.seed``) and returned in ``TrainResult.proxies``.
-
     * regression rows — ``{"text": x, "target": y}``: ``embeddings`` ``[B, d]`` and ``targets`` ``[B]`` (SupReMix).
 
     A loss needing anything else (ConR's ``predictions`` of a regression head) raises
