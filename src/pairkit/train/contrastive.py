@@ -101,7 +101,9 @@ def _check_required_options(terms, options: dict[str, Any]) -> None:
                    if o.name in params and params[o.name].default is empty and o.name not in options]  # fmt: skip
         if missing:
             names = ", ".join(map(repr, missing))
-            raise InputError(f"loss {name!r} has no default for {names}: give it in loss_options")
+            raise InputError(
+                f"loss {name!r} has no default for {names}: give it in loss_options (--loss-option KEY=VALUE)"
+            )
 
 
 def _item(value, tokenizer, config: TrainConfig, where: str):
