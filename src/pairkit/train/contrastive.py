@@ -15,7 +15,6 @@ Flow of :func:`train_contrastive`:
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -95,10 +94,7 @@ def _check_required_options(terms, options: dict[str, Any]) -> None:
 
     for name, _, _ in terms:
         spec = losses.spec(name)
-        params = inspect.signature(spec.fn).parameters
-        empty = inspect.Parameter.empty
-        missing = [o.name for o in spec.options
-                   if o.name in params and params[o.name].default is empty and o.name not in options]  # fmt: skip
+        missing = [o.name for o in spec.options if o.name not in spec.defaults and o.name not in options]
         if missing:
             names = ", ".join(map(repr, missing))
             raise InputError(
