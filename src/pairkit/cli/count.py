@@ -37,6 +37,9 @@ def count(
     ray_address: str = typer.Option(None, help="With --engine ray: the cluster to join (default: a local one)."),
     memory_limit: str = typer.Option(None, help="With --engine duckdb: e.g. 1GB; DuckDB spills to disk beyond."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
+    bootstrap: int = typer.Option(0, help="Poisson-bootstrap replicates drawn in the same pass (DuckDB, Parquet): "
+                                  "a long 'replicate' column, 0 = the counts; `pairkit rank` uses them for intervals."),
+    seed: int = typer.Option(0, help="Seed of the --bootstrap weights (hashed with each row's file and number)."),
 ) -> None:
     """Count wins, losses and ties of every item pair; `pairkit rank COUNTS` fits from the result."""
     with reported_errors():
@@ -44,6 +47,8 @@ def count(
 
         columns = ColumnOptions(winner, loser, a, b, outcome, score_a, score_b, weight, cluster, a_first, drop_invalid)
         done = write_counts(paths, output, engine=engine.value, **columns.reader_options(),
-                            on_invalid=columns.on_invalid, ray_address=ray_address, memory_limit=memory_limit)
+                            on_invalid=columns.on_invalid, ray_address=ray_address, memory_limit=memory_limit,
+                            bootstrap=bootstrap, seed=seed)
         console.print(f"wrote {output}: {done['pairs']:,} pair counts of {done['items']:,} items from "
-                      f"{done['comparisons']:,} comparisons")
+                      f"{done['comparisons']:,} comparisons"
+                      + (f", with {bootstrap:,} Poisson-bootstrap replicates" if bootstrap else ""))

@@ -130,12 +130,17 @@ def rank(
                                 outcome_map)
         comps = load_comparisons(path, columns)
         counted = comps._cache.get("rows_counted")  # the input was a count table (or counted first)
-        if counted is not None and (bootstrap or spec.extra.get("row_order")):
+        poisson = comps._cache.get("poisson_replicates")  # a count file of `pairkit count --bootstrap`
+        if poisson is not None and not spec.extra.get("row_order") and (bootstrap or intervals is None):
+            bootstrap = _poisson_replicates(bootstrap, poisson.shape[1], intervals)
+            if not spec.takes("level"):
+                options["level"] = level if level is not None else 0.95
+        elif counted is not None and (bootstrap or spec.extra.get("row_order")):
             raise InputError(
                 f"{'--bootstrap' if bootstrap else '--model ' + model} needs the comparison rows, not pair counts "
                 "(a directory, a glob or a count file is counted first); give a single rows file")
         board = fit_model(comps, spec.name, bootstrap_replicates=bootstrap, by=by.value, seed=seed, options=options,
-                          checked=True)
+                          checked=True, replicate_weights=poisson if bootstrap else None)
         if scale is Scale.elo or anchor is not None:  # only log-strengths rescale; the board says so if not
             board = board.scale("elo" if scale is Scale.elo else board.scale_name, anchor=anchor)
         dropped = f", {comps.n_dropped} invalid rows dropped" if comps.n_dropped else ""
@@ -144,6 +149,20 @@ def rank(
             board = replace(board, n_comparisons=int(counted))
         _show(board, f"{board.model} · {n_rows:,} comparisons of {comps.n_items} items{dropped}", shown, json_out,
               plot)
+
+
+def _poisson_replicates(asked: int, available: int, intervals: str | None) -> int:
+    """Replicates to use from a count file's Poisson-bootstrap counts: all of them, or the first ``--bootstrap``."""
+    from pairkit.errors import InputError
+
+    if intervals == "bootstrap" and asked == DEFAULT_BOOTSTRAP:
+        asked = 0
+    if asked > available:
+        raise InputError(f"--bootstrap {asked}: the count file holds {available} Poisson-bootstrap replicates; "
+                         f"ask for at most {available} or recount with pairkit count --bootstrap {asked}")
+    if (asked or available) < 2:
+        raise InputError("the count file holds fewer than 2 Poisson-bootstrap replicates; recount with --bootstrap")
+    return asked or available
 
 
 DEFAULT_BOOTSTRAP = 1000

@@ -12,7 +12,8 @@ import types
 
 _MODULES = {
     "bayeselo": ("bayeselo_elo_scale", "bayeselo_virtual_draws", "fit_bayeselo"),
-    "bootstrap": ("BootstrapWarning", "REPLICATE_PRIOR", "bootstrap", "bootstrap_bradley_terry", "divergent_items"),
+    "bootstrap": ("BootstrapWarning", "REPLICATE_PRIOR", "bootstrap", "bootstrap_bradley_terry",
+                  "bootstrap_from_weights", "divergent_items"),
     "bradley_terry": (
         "check_decisive", "check_mle_exists", "davidson_predictor", "davidson_rows", "fit_bradley_terry",
         "newman_iteration"
@@ -76,6 +77,7 @@ __all__ = [
     "blade_chest_objective",
     "bootstrap",
     "bootstrap_bradley_terry",
+    "bootstrap_from_weights",
     "borda_scores",
     "bradley_terry_predictor",
     "check_blade_chest_identified",

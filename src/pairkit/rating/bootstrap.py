@@ -45,7 +45,8 @@ from pairkit.rating._pairwise import (
 from pairkit.rating.bradley_terry import check_mle_exists, fit_bradley_terry
 from pairkit.rating.leaderboard import Leaderboard
 
-__all__ = ["REPLICATE_PRIOR", "BootstrapWarning", "bootstrap", "bootstrap_bradley_terry", "divergent_items"]
+__all__ = ["REPLICATE_PRIOR", "BootstrapWarning", "bootstrap", "bootstrap_bradley_terry", "bootstrap_from_weights",
+           "divergent_items"]
 
 Resample = Literal["row", "cluster"]
 
@@ -206,16 +207,64 @@ def bootstrap(
     """
     _check_args(comparisons, n_boot, by)
     rng = _rng(seed)
-    board = fit(comparisons)
-    m, n = len(comparisons), comparisons.n_items
-    samples, diverged, failed = [], [], 0
-    up_count, down_count = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
+    m = len(comparisons)
     streams = _replicate_streams(rng, n_boot)
-    for r in range(n_boot):  # generic path: one refit per replicate is the unit of work
+
+    def weights(r: int) -> np.ndarray:
         stream = streams[r // CHUNK]  # the fast path's streams: the same seed draws the same replicates
         mult = _multiplicities(comparisons, by, stream, 1)[:, 0] if by == "cluster" else np.bincount(
             stream.integers(0, m, m), minlength=m)
-        resampled = comparisons.with_weights(comparisons.weight * mult)
+        return comparisons.weight * mult
+
+    return _refit_replicates(comparisons, fit, weights, n_boot, level, by, fallback)
+
+
+def bootstrap_from_weights(
+    comparisons: Comparisons,
+    fit: Callable[[Comparisons], Leaderboard],
+    weights: np.ndarray,
+    *,
+    level: float = 0.95,
+    fallback: Callable[[Comparisons], Leaderboard] | None = None,
+    method: str = "poisson bootstrap",
+) -> Leaderboard:
+    r"""Percentile bootstrap from given replicate weights: replicate ``r`` refits ``fit`` on ``comparisons`` with
+    weights ``weights[:, r]`` (rows × replicates, replacing ``comparisons.weight``).
+
+    The weights of ``pairkit count --bootstrap`` are the Poisson bootstrap's (Hanley & MacGibbon 2006; Chamandy,
+    Muralidharan, Najmi & Naik 2012, "Estimating uncertainty for massive data streams"): each original row's
+    multiplicity :math:`W \sim \mathrm{Poisson}(1)` independently, which for many rows approximates the
+    multinomial resampling of :func:`bootstrap` (:math:`\mathrm{Mult}(m, 1/m)` multiplicities). Intervals are
+    percentile intervals of the centred replicate strengths, as there; ``interval_method`` is ``method``.
+    Failed replicates are refitted by ``fallback`` (or excluded) as in :func:`bootstrap`.
+
+    >>> from pairkit import Comparisons
+    >>> comps = Comparisons.from_arrays([0, 1, 2] * 4, [1, 2, 0] * 4, [1, 1, 0] * 4, items=["a", "b", "c"])
+    >>> w = np.random.default_rng(0).poisson(1.0, size=(len(comps), 30)).astype(float)
+    >>> board = bootstrap_from_weights(comps, lambda c: fit_bradley_terry(c, prior=1.0), w)
+    >>> board.interval_method, board.samples.shape
+    ('poisson bootstrap', (30, 3))
+    """
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 2 or weights.shape[0] != len(comparisons) or weights.shape[1] < 2:
+        raise InputError(f"replicate weights must be (comparisons={len(comparisons)}) × (replicates ≥ 2); got "
+                         f"shape {weights.shape}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise InputError("replicate weights must be finite and non-negative")
+    LEVEL.check(level)
+    board = _refit_replicates(comparisons, fit, lambda r: weights[:, r], weights.shape[1], level, "row", fallback)
+    return replace(board, interval_method=method)
+
+
+def _refit_replicates(comparisons: Comparisons, fit, weights: Callable[[int], np.ndarray], n_boot: int,
+                      level: float, by: str, fallback) -> Leaderboard:
+    """The generic bootstrap loop: refit every replicate's weights (one refit per replicate is the unit of work)."""
+    board = fit(comparisons)
+    n = comparisons.n_items
+    samples, diverged, failed = [], [], 0
+    up_count, down_count = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
+    for r in range(n_boot):
+        resampled = comparisons.with_weights(weights(r))
         up = down = np.zeros(n, dtype=bool)
         with warnings.catch_warnings():  # a replicate's own interval notes are not the bootstrap's
             warnings.simplefilter("ignore", IntervalWarning)

@@ -171,6 +171,7 @@ def fit_model(
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
     checked: bool = False,
+    replicate_weights: Any = None,
     **more_options: Any,
 ) -> Leaderboard:
     """Fit the model registered as ``model`` with ``options`` (each checked against the model's declared options;
@@ -181,7 +182,9 @@ def fit_model(
 
     With ``bootstrap_replicates`` > 0 the intervals come from a bootstrap (resampling ``by`` rows or clusters):
     the model's fast bootstrap when it has one for these options (Bradley–Terry with ties as half wins), else
-    a refit of every replicate.
+    a refit of every replicate. ``replicate_weights`` (comparisons × replicates, e.g. the Poisson-bootstrap weights of
+    a ``pairkit count --bootstrap`` file) replaces the resampling: every replicate is refitted with its weights
+    (:func:`~pairkit.rating.bootstrap.bootstrap_from_weights`), ``bootstrap_replicates`` of them.
 
     Every value is checked once: here, or — with ``checked=True`` — by the caller, which already ran the spec's
     :meth:`~pairkit._spec.Spec.check` on them and checked ``bootstrap_replicates`` and ``by`` (``pairkit rank``
@@ -209,6 +212,8 @@ def fit_model(
     from pairkit.rating.bootstrap import REPLICATE_PRIOR, bootstrap
 
     fast = spec.extra.get("fast_bootstrap")
+    if replicate_weights is not None:
+        fast = None
     if fast is not None and options.get("ties", "half") == "half" and set(options) <= {"ties", "prior", "level"}:
         return unchecked(fast)(comparisons, n_boot=bootstrap_replicates, by=by, prior=options.get("prior", 0.0),
                                level=level, seed=seed)
@@ -218,6 +223,14 @@ def fit_model(
     if spec.takes("prior") and not options.get("prior"):  # a replicate without an MLE: refit it, never drop it
         with_prior = {**options, "prior": REPLICATE_PRIOR}
         fallback = functools.partial(fit, **with_prior)
+    if replicate_weights is not None:
+        import numpy as np
+
+        from pairkit.rating.bootstrap import bootstrap_from_weights
+
+        return bootstrap_from_weights(comparisons, lambda c: fit(c, **options),
+                                      np.asarray(replicate_weights)[:, :bootstrap_replicates], level=level,
+                                      fallback=fallback)
     return unchecked(bootstrap)(comparisons, lambda c: fit(c, **options), n_boot=bootstrap_replicates, by=by,
                                 level=level, seed=seed, fallback=fallback)
 

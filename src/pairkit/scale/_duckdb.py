@@ -131,18 +131,28 @@ def _bool_sql(column: str) -> str:
 
 
 def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memory_limit: str | None = None,
-                      output: Path | None = None) -> pd.DataFrame | dict:
+                      output: Path | None = None, bootstrap: int = 0, seed: int = 0) -> pd.DataFrame | dict:
     """The count table of ``files`` in one pass; invalid rows are grouped by problem and reported.
 
     With ``output`` (a ``.parquet`` or ``.csv`` path) DuckDB writes the table there itself (``COPY … TO``: no
     table in Python) and the summary ``{"pairs", "items", "comparisons"}`` is returned instead. DuckDB runs with
     ``memory_limit`` (default: DuckDB's own), spilling to a temporary directory beyond it, and without keeping
-    the insertion order (which would hold rows in memory)."""
+    the insertion order (which would hold rows in memory).
+
+    With ``bootstrap`` = B > 0 the table is long: ``replicate`` 0 holds the counts, 1..B the Poisson-bootstrap
+    counts (:mod:`pairkit.scale._poisson`, drawn from ``seed`` and each row's file and row number; Parquet only)."""
     with requires("scale", "--engine duckdb"):
         import duckdb
     from pairkit.data._shapes import Source, column_mode, detect_shape
 
     src = _source(files)
+    if bootstrap:
+        from pairkit.scale._tables import file_kind
+
+        other = [f for f in files if file_kind(f) != "parquet"]
+        if other:
+            raise InputError(f"{other[0]}: --bootstrap in the counting pass needs Parquet input (the Poisson "
+                             "weights are drawn from each row's number in its file, which only Parquet gives)")
     _check_headers(files)
     with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
         con = duckdb.connect(config={"temp_directory": spill, "preserve_insertion_order": False,
@@ -193,8 +203,19 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                        sum(CASE WHEN s = 0.5 THEN w ELSE 0 END) AS ties,
                        sum(_n) AS n
                 FROM p GROUP BY ALL"""
+            reps = None
+            if bootstrap:
+                from pairkit.scale._poisson import replicate_sql
+
+                listing = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
+                numbered = src.replace("filename = true", "filename = true, file_row_number = true")
+                rows = (f"SELECT * FROM (SELECT *, {problem} AS problem, {''.join(k + ', ' for k in key_exprs)}"
+                        f"CASE WHEN na < nb THEN o ELSE 1 - o END AS s FROM (SELECT {select}, "
+                        f"list_position({listing}, filename) AS _f, file_row_number AS _i FROM {numbered})) "
+                        "WHERE problem = 0")
+                reps = replicate_sql(rows, keys, bootstrap, seed)
             if output is not None:
-                return _write(con, sql, keys, output, (src, select, problem, files, options, on_invalid))
+                return _write(con, sql, keys, output, (src, select, problem, files, options, on_invalid), reps)
             try:
                 table = con.execute(sql).fetch_df()
             except duckdb.Error as exc:
@@ -203,6 +224,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
             if len(bad):
                 _report(con, src, select, problem, bad, files, options, on_invalid)
             good = table[table["problem"] == 0].drop(columns="problem")
+            if reps is not None:
+                good = pd.concat([good.assign(replicate=0), con.execute(reps).fetch_df()], ignore_index=True)
         finally:
             con.close()
     if a_first is not None:
@@ -215,7 +238,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     return ordered_counts(good.reset_index(drop=True))
 
 
-def _write(con, sql: str, keys: list[str], output: Path, report: tuple) -> dict:
+def _write(con, sql: str, keys: list[str], output: Path, report: tuple, reps: str | None = None) -> dict:
     """Count into a DuckDB table (spilled to disk when large), report the invalid rows, then let DuckDB write the
     valid counts to ``output`` in the count tables' order (keys, then ``a``, ``b``)."""
     with requires("scale", "--engine duckdb"):
@@ -239,10 +262,14 @@ def _write(con, sql: str, keys: list[str], output: Path, report: tuple) -> dict:
                         "SELECT b FROM counted WHERE problem = 0)").fetchone()[0]
     order = ", ".join([*keys, "a", "b"])
     columns = ", ".join([*keys, "a", "b", "a_wins", "b_wins", "ties", "CAST(n AS BIGINT) AS n"])
+    query = f"SELECT {columns} FROM counted WHERE problem = 0"
+    if reps is not None:  # long: replicate 0 = the counts, 1..B the Poisson replicates (one narrow row per pair)
+        query = (f"SELECT 0 AS replicate, {columns} FROM counted WHERE problem = 0 "
+                 f"UNION ALL SELECT replicate, {columns} FROM ({reps})")
+        order = "replicate, " + order
     form = "(FORMAT csv, HEADER true)" if output.suffix.lower() == ".csv" else "(FORMAT parquet)"
     with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
-        con.execute(f"COPY (SELECT {columns} FROM counted WHERE problem = 0 ORDER BY {order}) TO {_lit(str(tmp))} "
-                    f"{form}")
+        con.execute(f"COPY ({query} ORDER BY {order}) TO {_lit(str(tmp))} {form}")
     return {"pairs": int(pairs), "items": int(items), "comparisons": int(comparisons)}
 
 

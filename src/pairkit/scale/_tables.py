@@ -34,7 +34,7 @@ def columns_of(path: Path) -> list[str]:
 
 
 def ordered_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    keys = [c for c in ("cluster", "a_first") if c in frame.columns]
+    keys = [c for c in ("replicate", "cluster", "a_first") if c in frame.columns]
     cols = ["a", "b", "a_wins", "b_wins", "ties", "n"]
     frame = frame[keys + cols] if "n" in frame.columns else frame[keys + cols[:-1]]
     return frame.sort_values(keys + ["a", "b"], kind="stable").reset_index(drop=True)

@@ -108,8 +108,14 @@ def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) ->
     Fits from these equal fits from the original rows (Bradley–Terry-type models and their Fisher
     intervals; cluster-robust intervals too when the table is keyed by cluster). Row-level resampling
     (bootstrap by row) and order-dependent models (Elo, TrueSkill) need the original rows.
+
+    A table with a ``replicate`` column (``pairkit count --bootstrap``) gives the comparisons of replicate 0 and keeps
+    the Poisson-bootstrap weights of replicates 1..B (rows × B, aligned with the comparisons) in
+    ``comparisons._cache["poisson_replicates"]``, which ``pairkit rank`` turns into bootstrap intervals.
     """
     where = source or "counts"
+    if "replicate" in counts.columns:
+        return _with_replicates(counts, where)
     missing = [c for c in COUNT_COLUMNS[:5] if c not in counts.columns]
     if missing:
         raise InputError(f"{where}: a count table needs columns {list(COUNT_COLUMNS[:5])}; missing {missing}")
@@ -148,8 +154,42 @@ def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) ->
     return comps
 
 
+def _with_replicates(counts: pd.DataFrame, where: str) -> Comparisons:
+    """:func:`counts_to_comparisons` of replicate 0, with the replicates' weights aligned to its rows."""
+    rep = pd.to_numeric(counts["replicate"], errors="coerce").to_numpy()
+    if not (np.isfinite(rep).all() and (rep >= 0).all() and (rep == np.round(rep)).all()):
+        raise InputError(f"{where}: column 'replicate' must hold non-negative integers")
+    rep = rep.astype(np.int64)
+    base = counts[rep == 0].drop(columns="replicate").reset_index(drop=True)
+    comps = counts_to_comparisons(base, source=where)
+    n_boot = int(rep.max())
+    if n_boot == 0:
+        return comps
+    keys = [c for c in ("cluster", "a_first") if c in counts.columns] + ["a", "b"]
+    index = base[keys].astype(str).assign(_pos=np.arange(len(base)))
+    reps = counts[rep > 0].astype({k: str for k in keys}).merge(index, on=keys, how="left")
+    if reps["_pos"].isna().any():
+        k = int(np.flatnonzero(reps["_pos"].isna().to_numpy())[0])
+        raise InputError(f"{where}: replicate {reps['replicate'].iloc[k]} counts the pair "
+                         f"{reps['a'].iloc[k]!r}, {reps['b'].iloc[k]!r}, which replicate 0 (the data) does not")
+    m, pos, r = len(base), reps["_pos"].to_numpy(dtype=np.int64), reps["replicate"].to_numpy(dtype=np.int64) - 1
+    full = np.zeros((3 * m, n_boot))
+    for k, col in enumerate(("a_wins", "b_wins", "ties")):
+        full[k * m + pos, r] = pd.to_numeric(reps[col]).to_numpy(dtype=float)
+    keep = np.concatenate([pd.to_numeric(base[c]).to_numpy(dtype=float) for c in ("a_wins", "b_wins", "ties")]) > 0
+    lost = full[~keep].sum()
+    if lost > 0:
+        raise InputError(f"{where}: a replicate counts an outcome that replicate 0 (the data) does not")
+    comps._cache["poisson_replicates"] = full[keep]
+    return comps
+
+
 def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Sum count tables (each pair written either way round) into one."""
+    with_reps = sum("replicate" in f.columns for f in frames)
+    if with_reps and len(frames) > 1:
+        raise InputError("count files with Poisson-bootstrap replicates cannot be summed (their weights were drawn "
+                         "per file); count the rows together with --bootstrap instead")
     frame = pd.concat(frames, ignore_index=True)
     if "n" not in frame.columns:
         frame["n"] = 0
@@ -159,7 +199,7 @@ def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     wins_a = frame["a_wins"].to_numpy(dtype=float)
     wins_b = frame["b_wins"].to_numpy(dtype=float)
     frame["a_wins"], frame["b_wins"] = np.where(swap, wins_b, wins_a), np.where(swap, wins_a, wins_b)
-    keys = [c for c in ("cluster", "a_first") if c in frame.columns]
+    keys = [c for c in ("replicate", "cluster", "a_first") if c in frame.columns]
     if "a_first" in keys:
         frame["a_first"] = frame["a_first"].astype(bool).to_numpy() ^ swap
     if "cluster" in keys:
@@ -187,6 +227,8 @@ def count_pairs(
     on_invalid: Literal["raise", "drop"] = "raise",
     ray_address: str | None = None,
     memory_limit: str | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per-pair counts of comparisons in files too large for memory (or spread over a cluster).
 
@@ -197,17 +239,26 @@ def count_pairs(
     makes it spill to disk beyond), ``"ray"`` (one task per file on the cluster at ``ray_address``, or a local
     one), or ``"memory"`` (each file read whole, in this process).
 
+    ``bootstrap`` = B > 0 (DuckDB engine, Parquet rows) adds Poisson-bootstrap replicates drawn in the same pass
+    (Hanley & MacGibbon 2006; Chamandy et al. 2012): the table gets a ``replicate`` column, 0 for the counts and
+    1..B for counts with every row weighted by an independent Poisson(1) draw, a hash of (``seed``, file, row
+    number, replicate) — the same whatever the threads (see ``pairkit.scale.poisson_weights``). The long form
+    keeps DuckDB's aggregate narrow (one row per pair and replicate, spilled to disk like any group), whatever B.
+
     Returns the count table, sorted by its keys (see :mod:`pairkit.scale`).
     """
     if engine not in ("duckdb", "ray", "memory"):
         raise InputError(f"--engine must be one of duckdb, ray, memory; got {engine!r}")
     if on_invalid not in ("raise", "drop"):
         raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    _check_bootstrap(bootstrap, seed, engine)
     files = expand_paths(paths)
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise InputError(f"{unknown[0]}: unknown file type; use .parquet, .csv, .tsv, .jsonl or .json")
     counted = [is_counts(columns_of(f)) for f in files]
+    if all(counted) and bootstrap:
+        raise InputError("--bootstrap draws its weights from comparison rows; these inputs are count files")
     if all(counted):
         return merge_counts([_read_count_file(f) for f in files])
     if any(counted):
@@ -220,7 +271,8 @@ def count_pairs(
     if engine == "duckdb":
         from pairkit.scale._duckdb import count_with_duckdb
 
-        return count_with_duckdb(files, options, on_invalid=on_invalid, memory_limit=memory_limit)
+        return count_with_duckdb(files, options, on_invalid=on_invalid, memory_limit=memory_limit,
+                                 bootstrap=bootstrap, seed=seed)
     if engine == "ray":
         from pairkit.scale._ray import count_with_ray
 
@@ -236,6 +288,8 @@ def write_counts(
     *,
     engine: Engine = "duckdb",
     memory_limit: str | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
     **options: Any,
 ) -> dict[str, int]:
     """:func:`count_pairs` into the file ``output`` (``.parquet`` or ``.csv``); returns ``{"pairs", "items",
@@ -244,8 +298,10 @@ def write_counts(
     With the DuckDB engine on comparison rows the table never enters Python: DuckDB counts into a table of its own
     (spilling to disk beyond ``memory_limit``) and writes the file itself (``COPY … TO``), so memory stays bounded
     by ``memory_limit`` plus the process's own. Other engines and count-file inputs go through :func:`count_pairs`.
-    The file is replaced atomically (a failure leaves the previous one whole).
+    The file is replaced atomically (a failure leaves the previous one whole). ``bootstrap``/``seed``: Poisson
+    replicates, as in :func:`count_pairs` (the summary counts replicate 0, the data).
     """
+    _check_bootstrap(bootstrap, seed, engine)
     output = Path(output)
     if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise InputError(f"--output {output}: use a .parquet or .csv file name")
@@ -264,8 +320,8 @@ def write_counts(
         if unknown:
             raise InputError(f"unknown option(s) {sorted(unknown)}; the column options are {list(known)}")
         return count_with_duckdb(files, {k: options.get(k) for k in known}, on_invalid=on_invalid,
-                                 memory_limit=memory_limit, output=output)
-    table = count_pairs(files, engine=engine, memory_limit=memory_limit, **options)
+                                 memory_limit=memory_limit, output=output, bootstrap=bootstrap, seed=seed)
+    table = count_pairs(files, engine=engine, memory_limit=memory_limit, bootstrap=bootstrap, seed=seed, **options)
     from pairkit._io import atomic_path
 
     with atomic_path(output) as tmp:
@@ -273,8 +329,19 @@ def write_counts(
             table.to_csv(tmp, index=False)
         else:
             table.to_parquet(tmp, index=False)
+    if "replicate" in table.columns:
+        table = table[table["replicate"] == 0]
     items = pd.concat([table["a"], table["b"]], ignore_index=True).nunique()  # not a Python set per row
     return {"pairs": len(table), "items": int(items), "comparisons": int(table["n"].sum())}
+
+
+def _check_bootstrap(bootstrap: int, seed: int, engine: str) -> None:
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or not 0 <= bootstrap <= 100_000:
+        raise InputError(f"--bootstrap must be an integer in [0, 100000] (0 = none); got {bootstrap!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"--seed must be a non-negative integer; got {seed!r}")
+    if bootstrap and engine != "duckdb":
+        raise InputError(f"--bootstrap in the counting pass runs on --engine duckdb, not {engine!r}")
 
 
 def count_file(path: Path, options: dict, on_invalid: str) -> tuple[pd.DataFrame, int, list[str]]:

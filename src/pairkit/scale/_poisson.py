@@ -1,0 +1,86 @@
+"""Poisson bootstrap weights drawn in the counting pass (private to :mod:`pairkit.scale`).
+
+Each input row ``i`` gets, for every replicate ``r = 1..B``, an independent weight
+:math:`W_{ir} \\sim \\mathrm{Poisson}(1)`; replicate ``r``'s counts are the rows' outcomes summed with weights
+:math:`W_{ir}` (times the row's own weight). This is the Poisson bootstrap (Hanley & MacGibbon 2006, "Creating
+non-parametric bootstrap samples using Poisson frequencies", Comput. Methods Programs Biomed. 83(1); Chamandy,
+Muralidharan, Najmi & Naik 2012, "Estimating uncertainty for massive data streams", Google): the multinomial
+resampling multiplicities of ``m`` rows are approximately independent Poisson(1) for large ``m``, and independent
+weights need no pass over the whole data, so they can be drawn while streaming.
+
+The weight is a pure function of (seed, file index, row number in the file, replicate), so the counts do not depend on
+threads or partitioning:
+
+.. math::
+
+    u = h(h(h(h(h(s) \\oplus f) \\oplus (i \\bmod 2^{32})) \\oplus \\lfloor i / 2^{32} \\rfloor) \\oplus h(r)), \\qquad
+    W = \\#\\{k \\ge 0 : u \\ge \\lceil F(k)\\, 2^{32} \\rceil\\}
+
+with :math:`h` the 32-bit integer mixer ``x ^= x >> 16; x *= 0x45d9f3b`` (twice) then ``x ^= x >> 16`` (all modulo
+:math:`2^{32}`), :math:`F` the Poisson(1) CDF (the inverse-CDF draw of :math:`u / 2^{32}`, exact to :math:`2^{-32}`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MULT = 0x45D9F3B
+MOD = 1 << 32
+THRESHOLDS = tuple(
+    min(math.ceil(sum(math.exp(-1) / math.factorial(j) for j in range(k + 1)) * MOD), MOD) for k in range(16))
+"""``ceil(F(k)·2³²)`` for the Poisson(1) CDF ``F``, k = 0..15 (a weight above 13 has probability < 2⁻³²)."""
+
+
+def mix32(x: np.ndarray) -> np.ndarray:
+    """The 32-bit integer mixer :math:`h` on uint64 arrays holding values below 2³² (numpy reference)."""
+    x = np.asarray(x, dtype=np.uint64)
+    x = ((x >> np.uint64(16)) ^ x) * np.uint64(MULT) % np.uint64(MOD)
+    x = ((x >> np.uint64(16)) ^ x) * np.uint64(MULT) % np.uint64(MOD)
+    return (x >> np.uint64(16)) ^ x
+
+
+def row_keys(seed: int, file_index: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """The per-row part of the hash (numpy reference): ``h(h(h(h(s) ⊕ f) ⊕ lo(i)) ⊕ hi(i))``."""
+    row = np.asarray(row, dtype=np.uint64)
+    k = mix32(np.uint64(seed % MOD)) ^ np.asarray(file_index, dtype=np.uint64)
+    k = mix32(mix32(k) ^ (row % np.uint64(MOD)))
+    return mix32(k ^ (row >> np.uint64(32)))
+
+
+def poisson_weights(seed: int, file_index: np.ndarray, row: np.ndarray, n_replicates: int) -> np.ndarray:
+    """Poisson(1) weights (rows × replicates) of rows ``row`` (0-based, within their file) of files ``file_index``
+    (1-based, in the order :func:`pairkit.scale.expand_paths` lists them): what ``pairkit count --bootstrap`` draws
+    in DuckDB, computed in numpy (the reference the tests compare with)."""
+    key = row_keys(seed, file_index, row)[:, None]
+    reps = mix32(np.arange(1, n_replicates + 1, dtype=np.uint64))[None, :]
+    u = mix32(key ^ reps)
+    return (u[..., None] >= np.asarray(THRESHOLDS, dtype=np.uint64)).sum(axis=-1).astype(np.int64)
+
+
+def _mix_sql(x: str) -> str:
+    x1 = f"((xor(({x}) >> 16, ({x})) * {MULT}) % {MOD})"
+    x2 = f"((xor({x1} >> 16, {x1}) * {MULT}) % {MOD})"
+    return f"xor({x2} >> 16, {x2})"
+
+
+def replicate_sql(rows: str, keys: list[str], n_replicates: int, seed: int) -> str:
+    """The long replicate count table from ``rows`` (valid rows with ``na, nb, s, w``, the key columns, ``_f`` the
+    1-based file index and ``_i`` the row number in the file): ``replicate, keys…, a, b, a_wins, b_wins, ties, n``."""
+    seed_key = int(mix32(np.uint64(seed % MOD)))
+    keys_sql = "".join(k + ", " for k in keys)
+    poisson = " + ".join(f"CAST(u >= {t} AS INTEGER)" for t in THRESHOLDS if t < MOD)
+    return f"""
+        WITH k1 AS (SELECT *, {_mix_sql(f"xor(CAST({seed_key} AS BIGINT), CAST(_f AS BIGINT))")} AS _k FROM ({rows})),
+             k2 AS (SELECT * REPLACE ({_mix_sql("xor(_k, CAST(_i AS BIGINT) % " + str(MOD) + ")")} AS _k) FROM k1),
+             k3 AS (SELECT * REPLACE ({_mix_sql("xor(_k, CAST(_i AS BIGINT) >> 32)")} AS _k) FROM k2),
+             rep AS (SELECT range AS replicate, {_mix_sql("range")} AS _hr FROM range(1, {n_replicates + 1})),
+             d AS (SELECT k3.*, replicate, {_mix_sql("xor(_k, _hr)")} AS u FROM k3, rep),
+             x AS (SELECT *, ({poisson}) AS pw FROM d)
+        SELECT replicate, {keys_sql} least(na, nb) AS a, greatest(na, nb) AS b,
+               sum(CASE WHEN s = 1 THEN w * pw ELSE 0 END) AS a_wins,
+               sum(CASE WHEN s = 0 THEN w * pw ELSE 0 END) AS b_wins,
+               sum(CASE WHEN s = 0.5 THEN w * pw ELSE 0 END) AS ties,
+               CAST(sum(pw) AS BIGINT) AS n
+        FROM x WHERE pw > 0 GROUP BY ALL"""
