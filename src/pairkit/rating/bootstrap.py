@@ -239,6 +239,7 @@ def bootstrap_from_weights(
     Failed replicates are refitted by ``fallback`` (or excluded) as in :func:`bootstrap`.
 
     >>> from pairkit import Comparisons
+    >>> from pairkit.rating import bootstrap_from_weights, fit_bradley_terry
     >>> comps = Comparisons.from_arrays([0, 1, 2] * 4, [1, 2, 0] * 4, [1, 1, 0] * 4, items=["a", "b", "c"])
     >>> w = np.random.default_rng(0).poisson(1.0, size=(len(comps), 30)).astype(float)
     >>> board = bootstrap_from_weights(comps, lambda c: fit_bradley_terry(c, prior=1.0), w)
