@@ -291,3 +291,24 @@ def test_replicate_count_draws_have_the_row_resampling_distribution(rng, distinc
         np.testing.assert_array_less(np.abs(x.mean(1) - mean), 5 * np.sqrt(var / reps) + 1e-12)
         fourth = ((x - mean[:, None]) ** 4).mean(1)
         np.testing.assert_array_less(np.abs(x.var(1) - var), 5 * np.sqrt((fourth - var**2) / reps) + 1e-12)
+
+
+def test_bootstrap_json_states_the_bootstrap_rule_not_the_full_fits():
+    """The interval rule in the JSON describes the bootstrap intervals (it used to repeat the full-data fit's
+    "Fisher …" or "no intervals requested")."""
+    import json
+
+    from pairkit import Comparisons
+    from pairkit.rating import bootstrap, bootstrap_from_weights, fit_bradley_terry
+
+    comps = Comparisons.from_arrays([0, 1, 2] * 10, [1, 2, 0] * 10, [1, 1, 0] * 10, items=["a", "b", "c"])
+    for intervals in ("none", "auto"):
+        board = bootstrap(comps, lambda c, i=intervals: fit_bradley_terry(c, prior=1.0, intervals=i), n_boot=20)
+        rule = json.loads(board.to_json())["interval"]["rule"]
+        assert rule.startswith("bootstrap: 95% percentile intervals of 20 replicates resampled by row"), rule
+    w = np.random.default_rng(0).poisson(1.0, size=(len(comps), 20)).astype(float)
+    board = bootstrap_from_weights(comps, lambda c: fit_bradley_terry(c, prior=1.0, intervals="none"), w)
+    assert board.info["interval_rule"].startswith("poisson bootstrap: 95% percentile intervals of 20 replicates")
+    summary = json.loads(board.to_json())
+    assert summary["interval_method"]["standard_errors"] == "bootstrap"
+    assert summary["interval"]["se_method"] == "standard deviation of the bootstrap replicates"

@@ -136,7 +136,11 @@ def _with_samples(board: Leaderboard, samples: np.ndarray, level: float, failed:
         samples = samples + shift[:, None]
     lo, hi = np.quantile(samples, [alpha, 1 - alpha], axis=0)
     se = samples.std(axis=0, ddof=1)
-    info = dict(board.info, bootstrap_replicates=n_boot, bootstrap_failed=failed)
+    # the full-data fit's rule (Fisher, sandwich, "no intervals requested") does not describe these intervals
+    rule = (f"bootstrap: {level:.0%} percentile intervals of {n_boot} replicates resampled by {by}"
+            + (f" ({failed} refitted or dropped)" if failed else ""))
+    info = dict(board.info, bootstrap_replicates=n_boot, bootstrap_failed=failed, interval_rule=rule,
+                se_method="standard deviation of the bootstrap replicates")
     columns = dict(board.columns)
     if up_count is not None and (up_count.any() or down_count.any()):
         lo = np.where(down_count > alpha * n_boot, -np.inf, lo)
@@ -254,7 +258,8 @@ def bootstrap_from_weights(
         raise InputError("replicate weights must be finite and non-negative")
     LEVEL.check(level)
     board = _refit_replicates(comparisons, fit, lambda r: weights[:, r], weights.shape[1], level, "row", fallback)
-    return replace(board, interval_method=method)
+    rule = board.info["interval_rule"].replace("bootstrap:", f"{method}:", 1).replace(" resampled by row", "", 1)
+    return replace(board, interval_method=method, info={**board.info, "interval_rule": rule})
 
 
 def _refit_replicates(comparisons: Comparisons, fit, weights: Callable[[int], np.ndarray], n_boot: int,

@@ -430,7 +430,8 @@ class Leaderboard:
                          "se_method": self.info.get("se_method"), "rule": self.info.get("interval_rule"),
                          "notes": list(self.info.get("interval_notes", []))},
             "interval_method": {"covariance": self.interval_method,
-                                "standard_errors": "exact" if se_error is None else "estimated",
+                                "standard_errors": ("bootstrap" if "bootstrap" in str(self.interval_method)
+                                                    else "exact" if se_error is None else "estimated"),
                                 "how": self.info.get("se_method"),
                                 "stated_relative_error": se_error,
                                 "measured": self.info.get("se_measured")},
