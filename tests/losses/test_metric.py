@@ -130,15 +130,30 @@ def test_icnn_is_zero_for_separated_classes_and_positive_otherwise():
 # ----------------------------------------------------------------------------------------------- energy confusion
 
 
-def _energy_ref(x, y, normalize=True):
+def _energy_ref(x, y, normalize=False):
     z = torch.nn.functional.normalize(x, dim=1) if normalize else x
     per_anchor, count = [], 0
     for i in range(z.shape[0]):
-        terms = [((z[i] - z[j]) ** 2).sum() for j in range(z.shape[0]) if y[j] != y[i]]
+        terms = [0.5 * ((z[i] - z[j]) ** 2).sum() for j in range(z.shape[0]) if y[j] != y[i]]
         count += len(terms)
         per_anchor.append(sum(terms) if terms else torch.zeros((), dtype=z.dtype))
     per_anchor = torch.stack(per_anchor)
     return per_anchor, per_anchor.sum() / count
+
+
+def _energy_release(x, y):
+    """The authors' Caffe layer (chenbinghui1/ECAML, src/energy_confusion.cpp) with every negative pair taken:
+    E = sum over unordered negative pairs of 0.5 ||x_i - x_j||^2 / (number of them), and the backward pass's
+    gradient (their diff_ accumulation, scaled by 1 / E)."""
+    n = x.shape[0]
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if y[i] != y[j]]
+    energy, diff = 0.0, torch.zeros_like(x)
+    for i, j in pairs:
+        d = x[i] - x[j]
+        energy = energy + 0.5 * float(d @ d) / len(pairs)
+        diff[i] += d / len(pairs)
+        diff[j] -= d / len(pairs)
+    return energy, diff / energy
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -153,12 +168,25 @@ def test_energy_confusion_matches_pairwise_reference(normalize):
     )
 
 
+def test_energy_confusion_matches_the_authors_layer_value_and_backward():
+    x, y = _data(n=10, classes=4)
+    energy, grad = _energy_release(x.detach(), y)
+    assert float(L.energy_confusion(x.detach(), y)) == pytest.approx(energy, rel=1e-12)
+    assert float(L.energy_confusion(x.detach(), y, log=True)) == pytest.approx(math.log(energy), rel=1e-12)
+    torch.testing.assert_close(_grads(lambda z: L.energy_confusion(z, y, log=True), x), grad)
+    with pytest.raises(InputError, match="reduction"):
+        L.energy_confusion(x, y, log=True, reduction="sum")
+
+
 def test_energy_confusion_closed_forms():
     x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
-    assert float(L.energy_confusion(x, torch.tensor([0, 0, 1]))) == pytest.approx(4.0)  # antipodal classes
+    y = torch.tensor([0, 0, 1])
+    assert float(L.energy_confusion(x, y)) == pytest.approx((4.0 + 9.0) / 2 / 2)  # 0.5 * mean squared distance
+    assert float(L.energy_confusion(x, y, normalize=True)) == pytest.approx(2.0)  # antipodal unit classes
     assert float(L.energy_confusion(x, torch.tensor([0, 0, 0]))) == 0.0  # no negative pair
+    assert float(L.energy_confusion(x, torch.tensor([0, 0, 0]), log=True)) == 0.0  # not log 0
     w = torch.tensor([1.0, 0.0, 0.0])
-    assert float(L.energy_confusion(x, torch.tensor([0, 0, 1]), weights=w)) == pytest.approx(4.0)
+    assert float(L.energy_confusion(x, y, weights=w)) == pytest.approx(2.0)  # only the anchor at (1, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------- Metrix

@@ -212,14 +212,16 @@ def _class_sums(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     family=_FAMILY,
     aliases=("energy_confusion_loss", "ecaml", "ec_loss"),
     options=(
-        Option("normalize", bool, doc="L2-normalise the embeddings first (as the paper's unit-sphere features)"),
+        Option("normalize", bool, doc="L2-normalise the embeddings first (the authors' release does not)"),
+        Option("log", bool, doc="return log E, the objective the release's backward pass differentiates (mean only)"),
     ),
 )
 def energy_confusion(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
     *,
-    normalize: bool = True,
+    normalize: bool = False,
+    log: bool = False,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -227,28 +229,37 @@ def energy_confusion(
 
     .. math::
 
-        \\mathcal{L}_{EC} = \\frac{1}{|\\mathcal{N}|} \\sum_{(i, j) \\in \\mathcal{N}}
-        \\lVert \\hat x_i - \\hat x_j \\rVert_2^2, \\qquad \\mathcal{N} = \\{(i, j): y_i \\ne y_j\\}
+        E = \\frac{1}{|\\mathcal{N}|} \\sum_{(i, j) \\in \\mathcal{N}}
+        \\tfrac12 \\lVert x_i - x_j \\rVert_2^2, \\qquad \\mathcal{N} = \\{(i, j): y_i \\ne y_j\\},
+        \\qquad \\mathcal{L}_{EC} = E \\ \\text{or} \\ \\log E
 
     Minimising it pulls the classes together, "confusing" the metric so that it cannot rely on the few easiest
-    attributes of the seen classes. The paper trains it adversarially against the metric loss: the metric loss
-    updates the whole network, this term only the feature extractor (with a weight λ). That split is the caller's:
-    e.g. compute this term on features whose embedding head is frozen for this term, or on ``embeddings`` of a
-    separate forward pass. Reading taken: energies are squared Euclidean distances of L2-normalised embeddings
-    (``normalize=True``) averaged over ordered negative pairs.
+    attributes of the seen classes; it is trained against the metric loss (adversarially) with a small weight.
+
+    Checked against the authors' release (``chenbinghui1/ECAML``, Caffe): ``src/energy_confusion.cpp`` sums
+    :math:`\\tfrac12\\lVert x_i - x_j\\rVert^2` over negative pairs and divides by the number of negative pairs
+    of the batch (it samples ``random_num`` = 10 partners per anchor; here every negative pair counts), and its
+    backward pass scales the gradient by :math:`1/E`, i.e. it descends :math:`\\log E` (``log=True``; the value
+    :math:`E` is what it reports). ``examples/car/train_confusion.prototxt`` applies it, with loss weight 0.13, to
+    the raw output of a copy of the embedding layer that shares its weights and does not propagate to the
+    backbone (``propagate_down: 0``): the term moves the embedding layer only, and the embeddings are not
+    normalised (``normalize=False``, the default). To reproduce that split, compute the embeddings for this term
+    from detached backbone features. "none" gives each anchor's sum over its negative pairs (adding up to
+    "sum"); "mean" divides by the number of ordered negative pairs (the same mean as over unordered ones).
 
     Computed through per-class sums in O(N D) time and memory (no N x N matrix): for row :math:`i`,
     :math:`\\sum_{j \\in \\mathcal N_i} \\lVert x_i - x_j \\rVert^2 = |\\mathcal N_i| \\lVert x_i \\rVert^2 +
     \\sum_{j \\in \\mathcal N_i} \\lVert x_j \\rVert^2 - 2 x_i^\\top \\sum_{j \\in \\mathcal N_i} x_j`.
-    "none" gives each anchor's sum over its negative pairs (adding up to "sum"); "mean" divides by the number of
-    negative pairs.
 
-    Chen & Deng (2019), "Energy Confused Adversarial Metric Learning for Zero-Shot Image Retrieval and Clustering".
+    Chen & Deng (2019), "Energy Confused Adversarial Metric Learning for Zero-Shot Image Retrieval and Clustering"
+    (AAAI).
 
     Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
     """
     if reduction not in REDUCTIONS:
         raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if log and reduction != "mean":
+        raise InputError(f"log=True gives log E of the batch mean: it needs reduction='mean', got {reduction!r}")
     x, labels = labelled_rows(embeddings, labels, weights, normalize)
     n = x.shape[0]
     if n == 0:
@@ -258,7 +269,7 @@ def energy_confusion(
     n_neg = n - cls_n
     neg_sum = x.sum(0, keepdim=True) - cls_sum
     neg_sq = sq.sum() - cls_sq
-    per_anchor = (n_neg * sq + neg_sq - 2.0 * (x * neg_sum).sum(1)).clamp_min(0.0)
+    per_anchor = 0.5 * (n_neg * sq + neg_sq - 2.0 * (x * neg_sum).sum(1)).clamp_min(0.0)
     if reduction == "none":
         return reduce_loss(per_anchor, "none", weights=weights)
     w = None if weights is None else torch.as_tensor(weights, dtype=x.dtype, device=x.device).expand(n)
@@ -266,7 +277,12 @@ def energy_confusion(
     if reduction == "sum":
         return total
     denom = n_neg.sum() if w is None else (w * n_neg).sum()
-    return torch.where(denom > 0, total / denom.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(total))
+    energy = torch.where(denom > 0, total / denom.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(total))
+    if not log:
+        return energy
+    # no negative pair (or zero energy): 0 with zero gradient rather than log 0 = -inf
+    positive = energy > 0
+    return torch.where(positive, torch.log(torch.where(positive, energy, torch.ones_like(energy))), energy * 0)
 
 
 # -------------------------------------------------------------------------------------------------- Metrix
