@@ -132,3 +132,9 @@ def test_train_contrastive_on_pairs_and_labels(tmp_path, model_dir):
     assert proxies["proxy_anchor.proxies"].shape[0] == 2
     res = CliRunner().invoke(app, [*base, "--data", str(labels), "--output", str(tmp_path / "c")])
     assert res.exit_code != 0 and "'infonce' needs 'query'" in res.output
+    targets = write_jsonl(tmp_path / "targets.jsonl", [{"text": w, "target": float(i)} for i, w in enumerate(words)])
+    res = CliRunner().invoke(app, [*base, "--data", str(targets), "--output", str(tmp_path / "d"), "--loss", "conr",
+                                   "--regression-loss", "mse"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    head = torch.load(tmp_path / "d" / "final" / "regression_head.pt")
+    assert head["weight"].shape[0] == 1

@@ -15,7 +15,8 @@ from pairkit.train import TrainConfig, train_contrastive  # noqa: E402
 VIEWS_MADE = {("query", "embeddings"), ("keys", "embeddings"), ("embeddings", "embeddings"), ("labels", "classes"),
               ("views", "views"), ("targets", "binary")}  # fmt: skip
 LABELS_MADE = {("embeddings", "embeddings"), ("labels", "classes")}
-TARGETS_MADE = {("embeddings", "embeddings"), ("targets", "regression_targets")}
+TARGETS_MADE = {("embeddings", "embeddings"), ("targets", "regression_targets"),
+                ("predictions", "regression_targets")}  # predictions: a linear regression head's  # fmt: skip
 # isogclr has no defaults for these; metrix's contrastive mixture at lam=0.5 with the default margins is 0.5 for
 # every distance below 1 (a constant: no gradient), so it is stepped at another lam
 REQUIRED_OPTIONS = {"isogclr": {"temperature": 0.5, "rho": 0.1}, "metrix": {"lam": 0.7}}
@@ -60,7 +61,7 @@ def test_every_contrastive_loss_trains_through_the_trainer_or_is_refused_by_name
         row = res.history[0]
         assert torch.isfinite(torch.tensor(row["loss"])) and row["grad_norm"] > 0, (fmt, row)
         assert any(not torch.equal(before[k], v) for k, v in enc.state_dict().items()), fmt
-    assert any(formats.values()) or name == "conr"  # ConR needs a regression head's predictions
+    assert any(formats.values())
 
 
 def _step1(name, fmt, rows, direct, **kw):
@@ -97,6 +98,36 @@ def test_step_one_loss_is_the_loss_on_the_encoders_embeddings():
     assert res.proxies["soft_triple.centers"].shape == (3, 2, 4)
     t = torch.tensor([r["target"] for r in d["targets"]], dtype=torch.float64)
     _step1("supremix", "targets", d["targets"], lambda f, r: losses.supremix(f(x), t))
+
+
+def _head_objective(f, r, x, t, rho, conr_weight=1.0, **options):
+    e = f(x)
+    pred = r.regression_head(e).squeeze(-1)  # after one step at lr 1e-12: the initial head to ~1e-11
+    return rho(pred - t).mean() + conr_weight * losses.conr(e, t, pred, **options)
+
+
+def test_conr_trains_with_a_regression_head_step_one_is_the_regression_loss_plus_conr():
+    d = _data()
+    x = torch.tensor([r["text"] for r in d["targets"]], dtype=torch.float64)
+    t = torch.tensor([r["target"] for r in d["targets"]], dtype=torch.float64)
+    res = _step1("conr", "targets", d["targets"], lambda f, r: _head_objective(f, r, x, t, torch.abs))
+    assert isinstance(res.regression_head, torch.nn.Linear) and res.regression_head.weight.shape == (1, 4)
+    assert res.proxies is None and "regression_mae" in res.history[0]
+    mse = lambda f, r: _head_objective(f, r, x, t, torch.square, 2.0, threshold=0.5)  # noqa: E731
+    _step1("2*conr", "targets", d["targets"], mse, regression_loss="mse", loss_options={"threshold": 0.5})
+    # the head is only made for a loss that needs predictions
+    assert _step1("supremix", "targets", d["targets"], lambda f, r: losses.supremix(f(x), t)).regression_head is None
+    with pytest.raises(InputError, match="regression_loss"):
+        train_contrastive(_encoder(), d["targets"], loss="conr", regression_loss="huber")
+
+
+def test_a_few_steps_with_conr_and_the_head_fit_the_targets():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(48, 6, generator=g, dtype=torch.float64)
+    rows = [{"text": a.tolist(), "target": float(a[0] - 0.5 * a[1])} for a in x]
+    config = TrainConfig(batch_size=24, epochs=30, lr=1e-2, schedule="constant")
+    h = train_contrastive(_encoder(), rows, loss="0.1*conr", loss_options={"threshold": 0.3}, config=config).history
+    assert _mean(h[-3:], "regression_mae") < 0.5 * _mean(h[:3], "regression_mae")
 
 
 def test_rows_with_the_same_anchor_are_one_group():
@@ -157,8 +188,8 @@ def test_inputs_the_rows_cannot_give_are_refused_by_name():
         train_contrastive(_encoder(), d["labels"], loss="infonce", config=config)
     with pytest.raises(InputError, match="'proxy_nca' needs 'proxies'.*give labelled rows"):
         train_contrastive(_encoder(), d["pairs"], loss="proxy_nca", config=config)
-    with pytest.raises(InputError, match="'conr' needs 'predictions'.*cannot make it"):
-        train_contrastive(_encoder(), d["targets"], loss="conr", config=config)
+    with pytest.raises(InputError, match="'conr' needs 'targets'.*give regression rows"):
+        train_contrastive(_encoder(), d["labels"], loss="conr", config=config)
     with pytest.raises(InputError, match="'supremix' needs 'targets'.*give regression rows"):
         train_contrastive(_encoder(), d["labels"], loss="supremix", config=config)
     with pytest.raises(InputError, match="'isogclr' has no default for 'temperature', 'rho'"):

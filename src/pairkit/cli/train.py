@@ -255,6 +255,9 @@ def contrastive(
         None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=0.05); repeatable."
     ),
     centers_per_class: int = typer.Option(10, "--centers-per-class", help="SoftTriple's centres per class."),
+    regression_loss: str = typer.Option(
+        "l1", "--regression-loss", help="l1 or mse: the regression head's loss (text/target rows with ConR)."
+    ),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(32, "--batch-size", help="Rows per step: the in-batch negatives."),
     lr: float = typer.Option(2e-5, "--lr"),
@@ -267,7 +270,7 @@ def contrastive(
     output: Path = _OUTPUT,
     resume: bool = _RESUME,
 ) -> None:
-    """Sentence encoder (mean pooling) on anchor/positive pairs, multi-view rows or text/label rows."""
+    """Sentence encoder (mean pooling) on anchor/positive pairs, multi-view rows, text/label or text/target rows."""
     with reported_errors():
         _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
         with requires("train", "pairkit train contrastive"):
@@ -283,11 +286,15 @@ def contrastive(
             tokenizer.pad_token = tokenizer.eos_token
         net = _from_pretrained(AutoModel, model, "model")
         result = train_contrastive(net, data, tokenizer=tokenizer, loss=loss, loss_options=options, config=config,
-                                   centers_per_class=centers_per_class, resume=resume)  # fmt: skip
+                                   centers_per_class=centers_per_class, regression_loss=regression_loss,
+                                   resume=resume)  # fmt: skip
         _finish(net, tokenizer, result, output)
         if result.proxies and rank_and_world()[0] == 0:
             atomic_save(result.proxies, output / "final" / "proxies.pt")
             console.print(f"learned proxies saved to {output / 'final' / 'proxies.pt'}")
+        if result.regression_head is not None and rank_and_world()[0] == 0:
+            atomic_save(result.regression_head.state_dict(), output / "final" / "regression_head.pt")
+            console.print(f"regression head saved to {output / 'final' / 'regression_head.pt'}")
 
 
 def _prompt_keys(rows, source: str) -> list[str]:

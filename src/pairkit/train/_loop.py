@@ -114,13 +114,15 @@ class TrainResult:
     """What a trainer returns: the per-step metrics and the final step.
 
     ``proxies``: the learnable class proxies a trainer fitted with the model (:func:`~pairkit.train.train_contrastive`
-    with proxy losses), by ``"loss.input"`` name; None otherwise.
+    with proxy losses), by ``"loss.input"`` name; None otherwise. ``regression_head``: the linear head
+    :func:`~pairkit.train.train_contrastive` trained for a loss that needs predictions (ConR); None otherwise.
     """
 
     history: list[dict[str, float]]
     step: int
     output_dir: str | None = None
     proxies: dict[str, torch.Tensor] | None = None
+    regression_head: torch.nn.Module | None = None
 
 
 def rank_and_world() -> tuple[int, int]:

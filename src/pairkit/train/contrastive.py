@@ -7,7 +7,9 @@ Flow of :func:`train_contrastive`:
    the columns hold feature vectors for a plain ``torch.nn.Module`` encoder (``tokenizer=None``).
 2. the losses' declared inputs (``pairkit.losses.spec``) are matched with what the rows can produce; an input
    the trainer cannot make raises :class:`~pairkit.errors.InputError` naming the loss and the input before training.
-3. proxy inputs (``proxies``, ``prototypes``, ``centers``) become learnable parameters trained with the encoder.
+3. proxy inputs (``proxies``, ``prototypes``, ``centers``) become learnable parameters trained with the encoder; a
+   loss that needs a regression head's ``predictions`` (ConR) gets a linear head trained with the encoder on the
+   regression loss.
 4. the shared loop (``pairkit.train._loop.fit``: optimiser, schedule, checkpoints and resume, metrics, progress)
    runs the step: encode the batch (mean pooling of a Hugging Face model's last hidden states), build the inputs,
    call each loss with ``reduction="mean"`` on the whole batch.
@@ -40,7 +42,12 @@ _VIEW_INPUTS = {
     ("targets", "binary"),
 }
 _LABEL_INPUTS = {("embeddings", "embeddings"), ("labels", "classes")}
-_TARGET_INPUTS = {("embeddings", "embeddings"), ("targets", "regression_targets")}
+_TARGET_INPUTS = {
+    ("embeddings", "embeddings"),
+    ("targets", "regression_targets"),
+    ("predictions", "regression_targets"),  # from a linear regression head trained with the encoder (ConR)
+}
+_REGRESSION_LOSSES = ("l1", "mse")
 _MADE = {"views": _VIEW_INPUTS, "labels": _LABEL_INPUTS, "targets": _TARGET_INPUTS}
 _PROXY_KIND = "proxies"  # made (as learnable parameters) from labelled rows only
 _FORMATS = {
@@ -200,12 +207,13 @@ def _embed(encoder, items: list, pad_id: int | None) -> torch.Tensor:
 
 
 class _WithProxies(torch.nn.Module):
-    """The encoder and the losses' learnable proxies, optimised and checkpointed together."""
+    """The encoder, the losses' learnable proxies and the regression head, optimised and checkpointed together."""
 
-    def __init__(self, encoder: torch.nn.Module, proxies: dict[str, torch.Tensor]):
+    def __init__(self, encoder: torch.nn.Module, proxies: dict[str, torch.Tensor], head=None):
         super().__init__()
         self.encoder = encoder
         self.proxies = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in proxies.items()})
+        self.regression_head = head
 
     def forward(self, *args, **kwargs):
         return self.encoder(*args, **kwargs)
@@ -234,6 +242,16 @@ def _init_proxies(terms, classes: int, dim: int, dtype, centers_per_class: int, 
     return out
 
 
+def _init_head(dim: int, dtype, seed: int) -> torch.nn.Linear:
+    """A linear regression head ``dim -> 1``: weights ``N(0, 1/dim)`` (seeded, as the proxies), bias 0."""
+    g = torch.Generator().manual_seed(seed + 1)
+    head = torch.nn.Linear(dim, 1).to(dtype)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(1, dim, generator=g) / math.sqrt(dim))
+        head.bias.zero_()
+    return head
+
+
 def train_contrastive(
     model,
     data,
@@ -243,6 +261,7 @@ def train_contrastive(
     loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
     centers_per_class: int = 10,
+    regression_loss: str = "l1",
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -268,11 +287,17 @@ def train_contrastive(
       first appearance), and proxies (``proxies`` ``[C, d]``, ``prototypes``, SoftTriple's ``centers``
       ``[C, centers_per_class, d]``) as parameters trained with the encoder, initialised ``N(0, 1/d)`` (seeded by
       ``config.seed``) and returned in ``TrainResult.proxies``.
-    * regression rows — ``{"text": x, "target": y}``: ``embeddings`` ``[B, d]`` and ``targets`` ``[B]`` (SupReMix).
+    * regression rows — ``{"text": x, "target": y}``: ``embeddings`` ``[B, d]`` and ``targets`` ``[B]`` (SupReMix),
+      and for a loss that needs a regression head's ``predictions`` (ConR, Keramati et al. 2024) a linear head
+      :math:`\\hat y_i = w^\\top e_i + b` trained with the encoder (weights ``N(0, 1/d)`` seeded by
+      ``config.seed``, bias 0): the objective becomes :math:`\\frac1B\\sum_i \\rho(\\hat y_i - y_i) + \\sum_k w_k
+      \\ell_k` with :math:`\\rho` the ``regression_loss`` (``"l1"``, the deep imbalanced regression benchmarks'
+      default, or ``"mse"``), the losses getting :math:`\\hat y` without gradient; the head is returned in
+      ``TrainResult.regression_head``.
 
-    A loss needing anything else (ConR's ``predictions`` of a regression head) raises
-    :class:`~pairkit.errors.InputError` naming the loss and the input. These losses couple the batch, so
-    ``grad_accum`` must be 1; under data parallel each process contrasts its own share of the batch.
+    A loss needing anything else raises :class:`~pairkit.errors.InputError` naming the loss and the input. These
+    losses couple the batch, so ``grad_accum`` must be 1; under data parallel each process contrasts its own share
+    of the batch.
 
     Args:
         model: a ``torch.nn.Module`` on feature vectors (``tokenizer=None``; the row columns hold 1-D features), or a
@@ -281,13 +306,18 @@ def train_contrastive(
         loss: a ``contrastive``-family name or weighted combination (``"infonce+0.1*uniformity"``).
         loss_options: the losses' declared options (``temperature``, ``margin``, …), checked once.
         centers_per_class: SoftTriple's centres per class (10 as pytorch-metric-learning).
+        regression_loss: the regression head's loss, ``"l1"`` or ``"mse"`` (only with a loss that needs
+            ``predictions``).
 
     Per-step metrics: loss and ``accuracy`` — in-batch top-1 retrieval by cosine similarity (the anchor's nearest
     key is a positive) for multi-view rows, leave-one-out nearest-neighbour label accuracy for labelled rows — or,
-    for regression rows, ``neighbour_target_gap`` (mean ``|y_i - y_nn(i)|`` of cosine nearest neighbours).
+    for regression rows, ``neighbour_target_gap`` (mean ``|y_i - y_nn(i)|`` of cosine nearest neighbours) and,
+    with a regression head, ``regression_mae`` (mean ``|ŷ_i - y_i|``).
     """
     config = config or TrainConfig()
     check_number("centers_per_class", centers_per_class, low=1, integer=True)
+    if regression_loss not in _REGRESSION_LOSSES:
+        raise InputError(f"regression_loss must be one of {_REGRESSION_LOSSES}, got {regression_loss!r}")
     terms = loss_terms(loss, "contrastive")
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     _check_required_options(terms, options)
@@ -300,11 +330,16 @@ def train_contrastive(
     pad_id = pad_id_of(tokenizer) if tokenizer is not None else None
     from pairkit import losses
 
-    if any(i.kind == _PROXY_KIND for n, _, _ in terms for i in losses.spec(n).input_specs):
+    wants_proxies = any(i.kind == _PROXY_KIND for n, _, _ in terms for i in losses.spec(n).input_specs)
+    wants_head = fmt == "targets" and any(
+        i.name == "predictions" and i.required for n, _, _ in terms for i in losses.spec(n).input_specs
+    )
+    if wants_proxies or wants_head:
         with torch.no_grad():
             probe = _embed(model, examples[0]["items"][:1], pad_id)
         proxies = _init_proxies(terms, classes, probe.shape[1], probe.dtype, centers_per_class, config.seed)
-        trained = _WithProxies(model, proxies)
+        head = _init_head(probe.shape[1], probe.dtype, config.seed) if wants_head else None
+        trained = _WithProxies(model, proxies, head)
     else:
         trained = model
 
@@ -330,7 +365,13 @@ def train_contrastive(
         else:
             targets = torch.tensor([ex["target"] for ex in batch], dtype=flat.dtype)
             inputs = {"embeddings": grid[:, 0], "targets": targets}
+        head = module.regression_head if isinstance(module, _WithProxies) else None
         total = 0.0
+        if head is not None:
+            predictions = head(grid[:, 0]).squeeze(-1)
+            inputs["predictions"] = predictions.detach()
+            error = predictions - inputs["targets"]
+            total = (error.abs() if regression_loss == "l1" else error.pow(2)).mean()
         for name, weight, _ in terms:
             own = dict(inputs)
             if isinstance(module, _WithProxies):
@@ -351,9 +392,13 @@ def train_contrastive(
                 else:  # how far apart the targets of nearest neighbours are
                     t = inputs["targets"].detach().double()
                     stats = {"neighbour_target_gap": (t[near] - t).abs()}
+            if head is not None:
+                stats["regression_mae"] = (inputs["predictions"].double() - inputs["targets"].double()).abs()
         return total.expand(len(batch)), stats
 
     result = fit(trained, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
-    if isinstance(trained, _WithProxies):
+    if isinstance(trained, _WithProxies) and wants_proxies:
         result.proxies = {k.replace("__", "."): v.detach().clone() for k, v in trained.proxies.items()}
+    if isinstance(trained, _WithProxies) and trained.regression_head is not None:
+        result.regression_head = trained.regression_head
     return result
