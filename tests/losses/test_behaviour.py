@@ -106,6 +106,7 @@ NEEDS = {
     "bco": {"delta": 0.3},
     "reward_bradley_terry": {"center_rewards_coefficient": 0.01},
     "pointwise_sigmoid_loss": {"max_label": 3.0},  # the grades run to 3
+    "token_graph_kd_loss": {"k": 3, "sigma": 4.0},
 }
 # built although optional: the KL reference point of KTO, the per-pair margin of reward BT
 OPTIONAL_BUILT = {

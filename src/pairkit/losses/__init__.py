@@ -119,6 +119,8 @@ from pairkit.losses.distill_feature import (
     rkd_angle_loss,
     rkd_distance_loss,
     sinkhorn_kd_loss,
+    token_contextual_kd_loss,
+    token_graph_kd_loss,
 )
 from pairkit.losses.distributed import (
     all_gather_with_grad,
@@ -556,9 +558,11 @@ __all__ = [
     "tdpo2_loss",
     "threshold_consistent_margin",
     "thurstone_fidelity_loss",
+    "token_contextual_kd_loss",
     "token_divergence",
     "token_edit_masks",
     "token_generalized_jsd",
+    "token_graph_kd_loss",
     "token_kl",
     "token_kl_divergence",
     "token_log_sum_sq_probs",
