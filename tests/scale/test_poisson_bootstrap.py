@@ -20,6 +20,7 @@ OUTCOME = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
 
 
 def _files(tmp_path, sizes=(300, 250), n_items=6, seed=0, ties=True, row_group=64):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = np.array([f"m{i}" for i in range(n_items)])
     strength = np.linspace(-1, 1, n_items)
@@ -130,11 +131,93 @@ def test_poisson_intervals_agree_with_row_bootstrap(tmp_path):
     assert not np.allclose(p["ci_low"], r["ci_low"], atol=1e-9)  # two different bootstraps, not one twice
 
 
-def test_bootstrap_needs_parquet_and_duckdb(tmp_path):
+def _same_rows_as(paths, tmp_path, kind):
+    """The rows of ``paths`` written again as CSV or JSONL files (same file order, same row order)."""
+    out = []
+    for k, path in enumerate(paths):
+        frame = pd.read_parquet(path)
+        target = tmp_path / kind / f"part{k}.{kind}"
+        target.parent.mkdir(exist_ok=True)
+        if kind == "csv":
+            frame.to_csv(target, index=False)
+        else:
+            frame.to_json(target, orient="records", lines=True)
+        out.append(target)
+    return out
+
+
+COLS = dict(a="model_a", b="model_b", outcome="winner", weight="w")
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_csv_and_jsonl_rows_get_the_parquet_rows_weights(tmp_path, kind):
+    paths = _files(tmp_path / "pq", sizes=(700, 500))
+    expected = count_pairs(paths, bootstrap=7, seed=3, **COLS)
+    text = _same_rows_as(paths, tmp_path, kind)
+    got = count_pairs(text, bootstrap=7, seed=3, **COLS)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    ref = _reference(paths, 7, 3, True)[got.columns].reset_index(drop=True)  # and both equal the numpy reference
+    pd.testing.assert_frame_equal(got[got["replicate"] > 0].reset_index(drop=True), ref, check_dtype=False)
+
+
+def test_memory_engine_draws_the_duckdb_weights(tmp_path):
+    paths = _files(tmp_path, sizes=(400, 300, 200))
+    expected = count_pairs(paths, bootstrap=9, seed=5, **COLS)
+    for kind in ("parquet", "csv"):
+        inputs = paths if kind == "parquet" else _same_rows_as(paths, tmp_path, "csv")
+        got = count_pairs(inputs, engine="memory", bootstrap=9, seed=5, **COLS)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_dropped_rows_keep_the_numbers_of_the_rows_kept(tmp_path):
+    # row 3 of the second file is invalid: the rows after it keep their numbers in the file on every engine
+    paths = _files(tmp_path, sizes=(50, 60))
+    frame = pd.read_parquet(paths[1])
+    frame.loc[3, "model_b"] = frame.loc[3, "model_a"]
+    frame.to_parquet(paths[1])
+    with pytest.warns(Warning, match="1"):
+        expected = count_pairs(paths, bootstrap=4, seed=1, on_invalid="drop", **COLS)
+    with pytest.warns(Warning, match="1"):
+        got = count_pairs(paths, engine="memory", bootstrap=4, seed=1, on_invalid="drop", **COLS)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    kept = pd.read_parquet(paths[1]).drop(index=3)
+    W = poisson_weights(1, np.full(len(kept), 2), kept.index.to_numpy(), 4)
+    assert got[got["replicate"] > 0]["n"].sum() == W.sum() + poisson_weights(1, np.ones(50), np.arange(50), 4).sum()
+
+
+def test_ray_replicates_equal_duckdb_replicates(tmp_path):
+    ray = pytest.importorskip("ray")
+    paths = _files(tmp_path, sizes=(300, 200))
+    text = _same_rows_as(paths, tmp_path, "jsonl")
+    expected = count_pairs(paths, bootstrap=5, seed=8, cluster=None, **COLS)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        got = count_pairs(paths, engine="ray", bootstrap=5, seed=8, **COLS)
+        from_text = count_pairs(text, engine="ray", bootstrap=5, seed=8, **COLS)
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(from_text, expected, check_dtype=False)
+
+
+def test_replicates_with_clusters_and_first_side_equal_across_engines(tmp_path):
+    rng = np.random.default_rng(4)
+    for k, m in enumerate((120, 90)):
+        frame = pd.read_parquet(_files(tmp_path / f"d{k}", sizes=(m,), seed=k)[0])
+        frame["judge"] = rng.choice(["j1", "j2", "j3"], m)
+        frame["first"] = rng.random(m) < 0.5
+        frame.to_parquet(tmp_path / f"c{k}.parquet")
+    paths = [tmp_path / "c0.parquet", tmp_path / "c1.parquet"]
+    opts = dict(COLS, cluster="judge", a_first="first", bootstrap=4, seed=6)
+    expected = count_pairs(paths, **opts)
+    assert set(expected.columns) >= {"replicate", "cluster", "a_first"}
+    got = count_pairs(paths, engine="memory", **opts)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_bootstrap_options_are_checked(tmp_path):
     pd.DataFrame({"winner": ["x", "y"], "loser": ["y", "x"]}).to_csv(tmp_path / "r.csv", index=False)
-    with pytest.raises(InputError, match="Parquet"):
-        count_pairs(tmp_path / "r.csv", bootstrap=3)
-    with pytest.raises(InputError, match="engine duckdb"):
-        count_pairs(tmp_path / "r.csv", bootstrap=3, engine="memory")
     with pytest.raises(InputError, match="--bootstrap"):
         count_pairs(tmp_path / "r.csv", bootstrap=-1)
+    with pytest.raises(InputError, match="--seed"):
+        count_pairs(tmp_path / "r.csv", bootstrap=2, seed=-1)

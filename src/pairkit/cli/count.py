@@ -37,8 +37,9 @@ def count(
     ray_address: str = typer.Option(None, help="With --engine ray: the cluster to join (default: a local one)."),
     memory_limit: str = typer.Option(None, help="With --engine duckdb: e.g. 1GB; DuckDB spills to disk beyond."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
-    bootstrap: int = typer.Option(0, help="Poisson-bootstrap replicates drawn in the same pass (DuckDB, Parquet): "
-                                  "a long 'replicate' column, 0 = the counts; `pairkit rank` uses them for intervals."),
+    bootstrap: int = typer.Option(0, help="Poisson-bootstrap replicates drawn in the same pass (any engine and "
+                                  "input format, the same weights): a long 'replicate' column, 0 = the counts; "
+                                  "`pairkit rank` uses them for intervals."),
     seed: int = typer.Option(0, help="Seed of the --bootstrap weights (hashed with each row's file and number)."),
 ) -> None:
     """Count wins, losses and ties of every item pair; `pairkit rank COUNTS` fits from the result."""

@@ -356,11 +356,13 @@ def read_comparisons(
                 renumber = np.cumsum(used) - 1
                 items, idx_a, idx_b = items[used], renumber[idx_a], renumber[idx_b]
 
+    cache = {} if cl is None else {"cluster_labels": np.asarray(cl_labels)}  # names of the cluster codes
+    if problems:  # the kept rows' numbers in the file (the Poisson bootstrap of `pairkit count` hashes them)
+        cache["rows_kept"] = np.flatnonzero(~bad)
     # Every row was validated above, so the container is built directly (no second validation pass).
     return Comparisons(
         items=tuple(items.tolist()), a=idx_a, b=idx_b, outcome=compact_constant(out), weight=compact_constant(w),
-        cluster=cl, a_first=af, source=src.name, n_dropped=int(bad.sum()) if problems else 0,
-        _cache={} if cl is None else {"cluster_labels": np.asarray(cl_labels)},  # names of the cluster codes
+        cluster=cl, a_first=af, source=src.name, n_dropped=int(bad.sum()) if problems else 0, _cache=cache,
     )
 
 

@@ -11,7 +11,8 @@ pair counts — hence every fit from them — equal those of the original rows.
 Count table columns: ``a``, ``b`` (item names, ``a < b``), ``a_wins``, ``b_wins``, ``ties`` (weighted when a
 weight column is given), ``n`` (rows), and the keys ``cluster`` / ``a_first`` (``a`` went first) when asked for.
 With ``bootstrap=B`` (``pairkit count --bootstrap B``) the table is long, keyed by ``replicate``: 0 holds the counts,
-1..B the Poisson-bootstrap counts drawn in the same pass (``pairkit.scale.poisson_weights``), which
+1..B the Poisson-bootstrap counts drawn in the same pass (``pairkit.scale.poisson_weights``: the same weights on
+every engine and input format, hashed from each row's file and number in it), which
 ``pairkit rank`` turns into percentile intervals (``interval.method`` ``"poisson bootstrap"`` in the JSON).
 """
 

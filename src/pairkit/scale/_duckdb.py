@@ -84,7 +84,10 @@ def _nested_columns(spec: dict, options: dict) -> list[str]:
                               if c is not None))
 
 
-def _source(files: list[Path]) -> str:
+def _source(files: list[Path], numbered: bool = False) -> str:
+    """The DuckDB table function reading ``files`` (one type), with a ``filename`` column; ``numbered`` adds
+    ``file_row_number``, each row's 0-based number in its file: Parquet's own, else ``row_number() OVER ()`` over
+    each file read alone (a streaming window: DuckDB keeps the file's order for it, whatever the threads)."""
     from pairkit.scale._tables import file_kind
 
     kinds = {file_kind(f) for f in files}
@@ -92,9 +95,13 @@ def _source(files: list[Path]) -> str:
         raise InputError(f"the inputs mix file types ({', '.join(sorted(kinds))}); count each type separately "
                          "and merge the count files")
     kind = kinds.pop()
+    if numbered and kind != "parquet":
+        return "(" + " UNION ALL BY NAME ".join(
+            f"SELECT *, row_number() OVER () - 1 AS file_row_number FROM {_source([f])}" for f in files) + ")"
     listing = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
     if kind == "parquet":
-        return f"read_parquet({listing}, filename = true, union_by_name = true)"
+        number = ", file_row_number = true" if numbered else ""
+        return f"read_parquet({listing}, filename = true, union_by_name = true{number})"
     if kind in ("csv", "tsv"):
         delim = _lit("\t" if kind == "tsv" else ",")
         return (f"read_csv({listing}, all_varchar = true, header = true, delim = {delim}, filename = true, "
@@ -140,19 +147,12 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     the insertion order (which would hold rows in memory).
 
     With ``bootstrap`` = B > 0 the table is long: ``replicate`` 0 holds the counts, 1..B the Poisson-bootstrap
-    counts (:mod:`pairkit.scale._poisson`, drawn from ``seed`` and each row's file and row number; Parquet only)."""
+    counts (:mod:`pairkit.scale._poisson`, drawn from ``seed`` and each row's file and row number)."""
     with requires("scale", "--engine duckdb"):
         import duckdb
     from pairkit.data._shapes import Source, column_mode, detect_shape
 
     src = _source(files)
-    if bootstrap:
-        from pairkit.scale._tables import file_kind
-
-        other = [f for f in files if file_kind(f) != "parquet"]
-        if other:
-            raise InputError(f"{other[0]}: --bootstrap in the counting pass needs Parquet input (the Poisson "
-                             "weights are drawn from each row's number in its file, which only Parquet gives)")
     _check_headers(files)
     with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
         con = duckdb.connect(config={"temp_directory": spill, "preserve_insertion_order": False,
@@ -177,8 +177,9 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 elif col is not None and col not in columns:
                     raise InputError(f"{files[0]}: no column {col!r}; columns are "
                                      f"{[c for c in columns if c != 'filename']}")
+            nested = ", ".join(f"{expr} AS {_q(col)}" for col, expr in paths.items())
             if paths:  # the nested values become columns of their dotted names; the rest of the query is unchanged
-                src = f"(SELECT *, {', '.join(f'{expr} AS {_q(col)}' for col, expr in paths.items())} FROM {src})"
+                src = f"(SELECT *, {nested} FROM {src})"
                 types.update({col: str(con.execute(f"DESCRIBE SELECT {_q(col)} FROM {src}").fetchall()[0][1])
                               for col in paths})
             token = _TYPES.set(types)
@@ -208,7 +209,9 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 from pairkit.scale._poisson import replicate_sql
 
                 listing = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
-                numbered = src.replace("filename = true", "filename = true, file_row_number = true")
+                numbered = _source(files, numbered=True)
+                if paths:
+                    numbered = f"(SELECT *, {nested} FROM {numbered})"
                 rows = (f"SELECT * FROM (SELECT *, {problem} AS problem, {''.join(k + ', ' for k in key_exprs)}"
                         f"CASE WHEN na < nb THEN o ELSE 1 - o END AS s FROM (SELECT {select}, "
                         f"list_position({listing}, filename) AS _f, file_row_number AS _i FROM {numbered})) "

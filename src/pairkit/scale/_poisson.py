@@ -59,6 +59,54 @@ def poisson_weights(seed: int, file_index: np.ndarray, row: np.ndarray, n_replic
     return (u[..., None] >= np.asarray(THRESHOLDS, dtype=np.uint64)).sum(axis=-1).astype(np.int64)
 
 
+_T32 = np.asarray([t for t in THRESHOLDS if t < MOD], dtype=np.uint32)
+
+
+def _mix32_inplace(x: np.ndarray) -> np.ndarray:
+    """:math:`h` on a uint32 array, in place (uint32 products wrap modulo 2³², as :func:`mix32`'s ``% 2³²``)."""
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(MULT)
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(MULT)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def replicate_sums(values: np.ndarray, groups: np.ndarray, n_groups: int, seed: int, file_index: int,
+                   rows: np.ndarray, n_replicates: int, block: int = 1 << 18):
+    """Poisson-bootstrap sums of one file's rows, replicate block by block (the Ray and in-memory engines).
+
+    ``values`` (k × m): what each of the file's ``m`` rows adds to its group (``groups``, codes below
+    ``n_groups``); ``rows``: the rows' numbers in the file (``file_index``, 1-based). Yields ``(r0, sums)`` with
+    ``sums[j, g, t] = Σ_{i in g} values[j, i] · W_{i, r0+t}`` (k × n_groups × replicates of the block): the same
+    weights :func:`poisson_weights` gives, computed on uint32 words, and the sums as one sparse product per block.
+    """
+    from scipy import sparse
+
+    rows = np.asarray(rows, dtype=np.int64)
+    key = row_keys(seed, np.full(len(rows), file_index, dtype=np.uint64), rows).astype(np.uint32)
+    k, m = values.shape
+    nz = values != 0
+    j, i = np.nonzero(nz)
+    agg = sparse.csr_matrix((values[nz], (j * n_groups + np.asarray(groups)[i], i)), shape=(k * n_groups, m))
+    step = max(1, block // max(m, 1))
+    for r0 in range(0, n_replicates, step):
+        reps = mix32(np.arange(r0 + 1, min(r0 + step, n_replicates) + 1, dtype=np.uint64)).astype(np.uint32)
+        u = _mix32_inplace(key[:, None] ^ reps[None, :])
+        yield r0, np.asarray(agg @ draws(u)).reshape(k, n_groups, -1)
+
+
+def draws(u: np.ndarray) -> np.ndarray:
+    """The Poisson(1) draws ``#{k : u ≥ ⌈F(k)·2³²⌉}`` of uint32 words ``u`` (uint8): three comparisons for every
+    word, a search among the thresholds for the ~8 % of words at or above the fourth."""
+    w = (u >= _T32[0]).view(np.uint8)
+    w += u >= _T32[1]
+    w += u >= _T32[2]
+    high = np.flatnonzero(u >= _T32[3])
+    w.reshape(-1)[high] = np.searchsorted(_T32, u.reshape(-1)[high], side="right")
+    return w
+
+
 def _mix_sql(x: str) -> str:
     x1 = f"((xor(({x}) >> 16, ({x})) * {MULT}) % {MOD})"
     x2 = f"((xor({x1} >> 16, {x1}) * {MULT}) % {MOD})"

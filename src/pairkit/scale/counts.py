@@ -57,11 +57,16 @@ def is_counts(columns: Iterable[str]) -> bool:
 
 # ---------------------------------------------------------------------------------------------- conversions
 def comparisons_to_counts(comparisons: Comparisons, *, cluster: bool = False, a_first: bool = False,
-                          cluster_labels: Sequence | None = None) -> pd.DataFrame:
+                          cluster_labels: Sequence | None = None, bootstrap: int = 0, seed: int = 0,
+                          file_index: int = 1, rows: np.ndarray | None = None) -> pd.DataFrame:
     """The count table of ``comparisons``: one row per unordered pair (and cluster / first side when asked).
 
     Raises :class:`InputError` for outcomes other than 0, ½ and 1 (a count of wins, losses and ties cannot hold
     them). ``cluster_labels[k]`` names cluster code ``k`` (default: the codes themselves).
+
+    ``bootstrap`` = B > 0: the long table of :func:`count_pairs` with Poisson-bootstrap replicates 1..B, the
+    comparisons being the rows ``rows`` (default ``0..m-1``) of the ``file_index``-th input file (1-based): the same
+    weights as ``pairkit count --bootstrap`` draws in DuckDB (``pairkit.scale.poisson_weights``).
     """
     comps = comparisons
     partial = (comps.outcome != 0) & (comps.outcome != 0.5) & (comps.outcome != 1)
@@ -91,7 +96,12 @@ def comparisons_to_counts(comparisons: Comparisons, *, cluster: bool = False, a_
             raise InputError("counting by first side needs an a_first column")
         frame["a_first"] = np.where(a_is_lo, comps.a_first, ~comps.a_first)
         keys.insert(-2, "a_first")
-    out = frame.groupby(keys, sort=True, observed=True).sum().reset_index()
+    grouped = frame.groupby(keys, sort=True, observed=True)
+    out = grouped.sum().reset_index()
+    if bootstrap:
+        out = pd.concat([out.assign(replicate=0),
+                         _replicates(frame, keys, grouped.ngroup().to_numpy(), out, bootstrap, seed, file_index,
+                                     np.arange(len(comps)) if rows is None else rows)], ignore_index=True)
     sorted_names = np.sort(names.astype(str)).astype(object)
     out["a"] = sorted_names[out.pop("lo").to_numpy()]
     out["b"] = sorted_names[out.pop("hi").to_numpy()]
@@ -100,6 +110,25 @@ def comparisons_to_counts(comparisons: Comparisons, *, cluster: bool = False, a_
                             else comps._cache.get("cluster_labels", np.arange(int(comps.cluster.max()) + 1)))
         out["cluster"] = np.asarray(labels).astype(str)[out["cluster"].to_numpy()]
     return ordered_counts(out)
+
+
+def _replicates(frame: pd.DataFrame, keys: list[str], groups: np.ndarray, out: pd.DataFrame, n_boot: int, seed: int,
+                file_index: int, rows: np.ndarray) -> pd.DataFrame:
+    """Replicates 1..B of :func:`comparisons_to_counts`' grouped ``out`` (keys + sums of ``frame``'s rows in
+    ``groups``), only the groups a replicate weights (``n`` > 0), as DuckDB's ``pairkit count --bootstrap`` has them."""
+    from pairkit.scale._poisson import replicate_sums
+
+    values = frame[["a_wins", "b_wins", "ties", "n"]].to_numpy(dtype=float).T
+    parts = []
+    for r0, sums in replicate_sums(values, groups, len(out), seed, file_index, rows, n_boot):
+        g, t = np.nonzero(sums[3] > 0)
+        part = out[keys].iloc[g].reset_index(drop=True)
+        part["replicate"] = r0 + 1 + t
+        for j, col in enumerate(("a_wins", "b_wins", "ties")):
+            part[col] = sums[j, g, t]
+        part["n"] = sums[3, g, t].astype(np.int64)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def counts_to_comparisons(counts: pd.DataFrame, *, source: str | None = None) -> Comparisons:
@@ -184,10 +213,13 @@ def _with_replicates(counts: pd.DataFrame, where: str) -> Comparisons:
     return comps
 
 
-def merge_counts(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Sum count tables (each pair written either way round) into one."""
+def merge_counts(frames: Sequence[pd.DataFrame], *, files_counted: bool = False) -> pd.DataFrame:
+    """Sum count tables (each pair written either way round) into one.
+
+    ``files_counted``: the tables are the counts of distinct input files of one counting pass (their replicates'
+    weights were drawn with each file's own index, so they add up)."""
     with_reps = sum("replicate" in f.columns for f in frames)
-    if with_reps and len(frames) > 1:
+    if with_reps and len(frames) > 1 and not files_counted:
         raise InputError("count files with Poisson-bootstrap replicates cannot be summed (their weights were drawn "
                          "per file); count the rows together with --bootstrap instead")
     frame = pd.concat(frames, ignore_index=True)
@@ -239,11 +271,14 @@ def count_pairs(
     makes it spill to disk beyond), ``"ray"`` (one task per file on the cluster at ``ray_address``, or a local
     one), or ``"memory"`` (each file read whole, in this process).
 
-    ``bootstrap`` = B > 0 (DuckDB engine, Parquet rows) adds Poisson-bootstrap replicates drawn in the same pass
-    (Hanley & MacGibbon 2006; Chamandy et al. 2012): the table gets a ``replicate`` column, 0 for the counts and
-    1..B for counts with every row weighted by an independent Poisson(1) draw, a hash of (``seed``, file, row
-    number, replicate) — the same whatever the threads (see ``pairkit.scale.poisson_weights``). The long form
-    keeps DuckDB's aggregate narrow (one row per pair and replicate, spilled to disk like any group), whatever B.
+    ``bootstrap`` = B > 0 adds Poisson-bootstrap replicates drawn in the same pass (Hanley & MacGibbon 2006;
+    Chamandy et al. 2012): the table gets a ``replicate`` column, 0 for the counts and 1..B for counts with every
+    row weighted by an independent Poisson(1) draw, a hash of (``seed``, file, row number in the file,
+    replicate) — the same whatever the engine, input format, threads or partitioning (see
+    ``pairkit.scale.poisson_weights``; a file's rows are numbered from 0 in the order they are stored: Parquet rows,
+    CSV data lines after the header, JSONL records). The long form keeps DuckDB's aggregate narrow (one row per
+    pair and replicate, spilled to disk like any group), whatever B; the Ray and in-memory engines draw the same
+    weights in numpy, a file per task.
 
     Returns the count table, sorted by its keys (see :mod:`pairkit.scale`).
     """
@@ -251,7 +286,7 @@ def count_pairs(
         raise InputError(f"--engine must be one of duckdb, ray, memory; got {engine!r}")
     if on_invalid not in ("raise", "drop"):
         raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
-    _check_bootstrap(bootstrap, seed, engine)
+    _check_bootstrap(bootstrap, seed)
     files = expand_paths(paths)
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
@@ -276,9 +311,10 @@ def count_pairs(
     if engine == "ray":
         from pairkit.scale._ray import count_with_ray
 
-        parts = count_with_ray(files, options, on_invalid=on_invalid, address=ray_address)
+        parts = count_with_ray(files, options, on_invalid=on_invalid, address=ray_address, bootstrap=bootstrap,
+                               seed=seed)
     else:
-        parts = [count_file(f, options, on_invalid) for f in files]
+        parts = [count_file(f, options, on_invalid, k, bootstrap, seed) for k, f in enumerate(files, 1)]
     return _merge_parts(parts)
 
 
@@ -301,7 +337,7 @@ def write_counts(
     The file is replaced atomically (a failure leaves the previous one whole). ``bootstrap``/``seed``: Poisson
     replicates, as in :func:`count_pairs` (the summary counts replicate 0, the data).
     """
-    _check_bootstrap(bootstrap, seed, engine)
+    _check_bootstrap(bootstrap, seed)
     output = Path(output)
     if output.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise InputError(f"--output {output}: use a .parquet or .csv file name")
@@ -335,18 +371,18 @@ def write_counts(
     return {"pairs": len(table), "items": int(items), "comparisons": int(table["n"].sum())}
 
 
-def _check_bootstrap(bootstrap: int, seed: int, engine: str) -> None:
+def _check_bootstrap(bootstrap: int, seed: int) -> None:
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or not 0 <= bootstrap <= 100_000:
         raise InputError(f"--bootstrap must be an integer in [0, 100000] (0 = none); got {bootstrap!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"--seed must be a non-negative integer; got {seed!r}")
-    if bootstrap and engine != "duckdb":
-        raise InputError(f"--bootstrap in the counting pass runs on --engine duckdb, not {engine!r}")
 
 
-def count_file(path: Path, options: dict, on_invalid: str) -> tuple[pd.DataFrame, int, list[str]]:
+def count_file(path: Path, options: dict, on_invalid: str, file_index: int = 1, bootstrap: int = 0,
+               seed: int = 0) -> tuple[pd.DataFrame, int, list[str]]:
     """Counts of one file read whole with the readers (their validation and messages), the rows dropped and the
-    drop warnings: the unit of work of the in-memory and Ray engines."""
+    drop warnings: the unit of work of the in-memory and Ray engines. ``bootstrap``: Poisson replicates of the
+    file's rows, the ``file_index``-th input (1-based), as :func:`count_pairs` draws them."""
     from pairkit.data.readers import read_comparisons
 
     with warnings.catch_warnings(record=True) as caught:
@@ -354,7 +390,8 @@ def count_file(path: Path, options: dict, on_invalid: str) -> tuple[pd.DataFrame
         comps = read_comparisons(path, on_invalid=on_invalid, **options)
     notes = [str(w.message) for w in caught if issubclass(w.category, DroppedRowsWarning)]
     frame = comparisons_to_counts(comps, cluster=options.get("cluster") is not None,
-                                  a_first=options.get("a_first") is not None)
+                                  a_first=options.get("a_first") is not None, bootstrap=bootstrap, seed=seed,
+                                  file_index=file_index, rows=comps._cache.get("rows_kept"))
     return frame, comps.n_dropped, notes
 
 
@@ -363,7 +400,7 @@ def _merge_parts(parts: list[tuple[pd.DataFrame, int, list[str]]]) -> pd.DataFra
     if dropped:
         notes = "; ".join(note for p in parts for note in p[2])
         warnings.warn(f"dropped {dropped} invalid rows in all ({notes})", DroppedRowsWarning, stacklevel=3)
-    return merge_counts([p[0] for p in parts])
+    return merge_counts([p[0] for p in parts], files_counted=True)
 
 
 def _read_count_file(path: Path) -> pd.DataFrame:
