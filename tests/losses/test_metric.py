@@ -255,3 +255,72 @@ def test_metrix_given_pairs_and_reductions():
     assert none.shape == (6,) and float(none[2:].abs().sum()) == 0.0
     torch.testing.assert_close(none.sum(), L.metrix(x, y, pairs=pairs, lam=0.4, reduction="sum"))
     assert math.isfinite(float(L.metrix(x, y, pairs=pairs, lam=0.4, base="multi_similarity")))
+
+
+# ------------------------------------------------------------------------------------------ Metrix, input level
+
+
+def _metrix_input_ref(inputs, y, encoder, lam, base, pairs, pos_margin=0.0, neg_margin=1.0, alpha=2.0, beta=50.0,
+                      offset=0.5):  # fmt: skip
+    """Mix the inputs of each (anchor, positive, negative), embed the mixture, and score it against the anchor."""
+    per_anchor = {}
+    for a, p, q in zip(*(i.tolist() for i in pairs)):
+        za = torch.nn.functional.normalize(encoder(inputs[a][None]), dim=1)[0]
+        v = torch.nn.functional.normalize(encoder((lam * inputs[p] + (1 - lam) * inputs[q])[None]), dim=1)[0]
+        if base == "contrastive":
+            d = torch.linalg.vector_norm(za - v)
+            term = lam * torch.clamp(d - pos_margin, min=0) + (1 - lam) * torch.clamp(neg_margin - d, min=0)
+            per_anchor.setdefault(a, []).append(term)
+        else:
+            per_anchor.setdefault(a, []).append(za @ v)
+    if base == "contrastive":
+        return torch.stack([t for terms in per_anchor.values() for t in terms]).mean()
+    out = []
+    for sims in per_anchor.values():
+        s = torch.stack(sims)
+        out.append(torch.log(1 + (lam * torch.exp(-alpha * (s - offset))).sum()) / alpha
+                   + torch.log(1 + ((1 - lam) * torch.exp(beta * (s - offset))).sum()) / beta)  # fmt: skip
+    return torch.stack(out).mean()
+
+
+@pytest.mark.parametrize("base", ["contrastive", "multi_similarity"])
+def test_metrix_input_mixup_matches_a_loop_over_mixed_inputs_values_and_encoder_gradients(base):
+    g = torch.Generator().manual_seed(7)
+    inputs = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    y = torch.arange(9) % 3
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 4)).double()
+    pairs = (torch.tensor([0, 0, 1, 4]), torch.tensor([3, 6, 4, 1]), torch.tensor([1, 2, 0, 5]))
+    mixed, used = L.metrix_mix_inputs(inputs, y, lam=0.3, pairs=pairs)
+    assert all(torch.equal(u, p) for u, p in zip(used, pairs)) and mixed.shape == (4, 5)
+    got = L.metrix(encoder(inputs), y, lam=0.3, base=base, pairs=used, mixed_embeddings=encoder(mixed))
+    want = _metrix_input_ref(inputs, y, encoder, 0.3, base, pairs)
+    torch.testing.assert_close(got, want)
+    g_got = torch.autograd.grad(got, list(encoder.parameters()))
+    g_want = torch.autograd.grad(want, list(encoder.parameters()))
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b)
+
+
+def test_metrix_input_mixup_with_an_identity_encoder_on_the_sphere_is_the_embedding_mixup():
+    x, y = _data(n=10, classes=3, seed=8)
+    x = torch.nn.functional.normalize(x.detach(), dim=1).requires_grad_(True)
+    mixed, pairs = L.metrix_mix_inputs(x, y, lam=0.6, embeddings=x)  # the hardest pairs, as metrix picks them
+    torch.testing.assert_close(L.metrix(x, y, lam=0.6, pairs=pairs, mixed_embeddings=mixed), L.metrix(x, y, lam=0.6))
+
+
+def test_metrix_input_mixup_refusals():
+    x, y = _data(n=6, classes=2)
+    pairs = (torch.tensor([0]), torch.tensor([2]), torch.tensor([1]))
+    with pytest.raises(InputError, match="needs the pairs"):
+        L.metrix(x, y, mixed_embeddings=x[:1])
+    with pytest.raises(InputError, match="one row per mixture"):
+        L.metrix(x, y, pairs=pairs, mixed_embeddings=x[:2])
+    with pytest.raises(InputError, match="columns"):
+        L.metrix(x, y, pairs=pairs, mixed_embeddings=x[:1, :3])
+    with pytest.raises(InputError, match="token ids"):
+        L.metrix_mix_inputs(torch.arange(6), y, lam=0.5, pairs=pairs)
+    with pytest.raises(InputError, match="lam"):
+        L.metrix_mix_inputs(x, y, lam=1.5, pairs=pairs)
+    with pytest.raises(InputError, match="give pairs"):
+        L.metrix_mix_inputs(x, y, lam=0.5)

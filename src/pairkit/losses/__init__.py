@@ -157,6 +157,7 @@ from pairkit.losses.metric import (
     energy_confusion,
     icnn_loss,
     metrix,
+    metrix_mix_inputs,
     proto_triplet,
 )
 from pairkit.losses.miners import (
@@ -465,6 +466,7 @@ __all__ = [
     "mcmi_teacher_loss",
     "meow",
     "metrix",
+    "metrix_mix_inputs",
     "mmpo_loss",
     "multi_similarity",
     "multi_similarity_miner",

@@ -25,12 +25,13 @@ from pairkit.losses._core import (
     REDUCTIONS,
     UNIT,
     Reduction,
+    keyword,
     reduce_loss,
     register,
 )
 from pairkit.losses._embeddings import check_matrix, check_triplets, labelled_rows, reduce_pairs, safe_sqrt
 
-__all__ = ["energy_confusion", "icnn_loss", "metrix", "proto_triplet"]
+__all__ = ["energy_confusion", "icnn_loss", "metrix", "metrix_mix_inputs", "proto_triplet"]
 
 _FAMILY = "contrastive"
 _UNMASKED = ("weights", "reduction")
@@ -291,7 +292,11 @@ def energy_confusion(
 @register(
     "metrix",
     keywords=_UNMASKED,
-    inputs=LABELLED_EMBEDDINGS,
+    inputs=(
+        *LABELLED_EMBEDDINGS,
+        keyword("mixed_embeddings", "embeddings", "[mixtures, dim]",
+                doc="the encoder's embeddings of input-level mixtures (metrix_mix_inputs); needs pairs"),  # fmt: skip
+    ),
     batch_coupled=True,
     family=_FAMILY,
     aliases=("metrix_loss", "metric_mixup", "embedding_mixup"),
@@ -313,6 +318,7 @@ def metrix(
     lam: float = 0.5,
     base: str = "contrastive",
     pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    mixed_embeddings: torch.Tensor | None = None,
     pos_margin: float = 0.0,
     neg_margin: float = 1.0,
     alpha: float = 2.0,
@@ -351,13 +357,27 @@ def metrix(
     hardest negative. Anchors without a positive or a negative are left out. "none" gives each anchor's sum over its
     mixtures.
 
+    **Input-level mixup** (the paper's input mixup, for any encoder): :func:`metrix_mix_inputs` mixes the inputs
+    :math:`\\tilde x = \\lambda x_p + (1 - \\lambda) x_n` (and returns the ``pairs`` it mixed); pass the encoder's
+    embeddings of :math:`\\tilde x` as ``mixed_embeddings`` [T, D] with those ``pairs``, and :math:`v` is their
+    normalised row instead of the embedding mixture (the target of mixture :math:`t` for its anchor is still
+    :math:`\\lambda`; the positive and negative indices only say which rows were mixed).
+
     Venkataramanan, Psomas, Kijak, Amsaleg, Karantzalos & Avrithis (2022), "It Takes Two to Tango: Mixup for Deep
     Metric Learning".
 
-    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor). Returns a scalar or [N].
+    Args: ``embeddings`` [N, D], ``labels`` [N], ``weights`` [N] (per anchor), ``mixed_embeddings`` [T, D] with
+    ``pairs`` of length T. Returns a scalar or [N].
     """
     x, labels = labelled_rows(embeddings, labels, weights, True)
     n = x.shape[0]
+    if mixed_embeddings is not None:
+        if pairs is None:
+            raise InputError("mixed_embeddings needs the pairs that were mixed (metrix_mix_inputs returns them)")
+        check_matrix("mixed_embeddings", mixed_embeddings)
+        if mixed_embeddings.shape[1] != x.shape[1]:
+            raise InputError(f"mixed_embeddings must have {x.shape[1]} columns (the embeddings' dim), got "
+                             f"{list(mixed_embeddings.shape)}")  # fmt: skip
     if n == 0:
         return reduce_loss(x.sum(1), reduction, weights=weights)
     if pairs is not None:
@@ -371,7 +391,13 @@ def metrix(
         a = torch.nonzero(valid).flatten()
         p = sims.masked_fill(~pos, float("inf")).argmin(1)[a]
         q = sims.masked_fill(~neg, float("-inf")).argmax(1)[a]
-    v = F.normalize(lam * x[p] + (1.0 - lam) * x[q], dim=1) if a.numel() else x[p]
+    if mixed_embeddings is not None:
+        if mixed_embeddings.shape[0] != a.shape[0]:
+            raise InputError(f"mixed_embeddings has {mixed_embeddings.shape[0]} rows but pairs has {a.shape[0]} "
+                             "mixtures: one row per mixture")  # fmt: skip
+        v = F.normalize(mixed_embeddings.to(x.dtype), dim=1)
+    else:
+        v = F.normalize(lam * x[p] + (1.0 - lam) * x[q], dim=1) if a.numel() else x[p]
     s = (x[a] * v).sum(1)
     if base == "contrastive":
         d = safe_sqrt((2.0 - 2.0 * s).clamp_min(0.0))
@@ -387,6 +413,69 @@ def metrix(
         terms.append(torch.where(has, F.softplus(lse), torch.zeros_like(lse)) / abs(scale))
     has = torch.zeros(n, dtype=torch.bool, device=x.device).index_fill(0, a, True)
     return reduce_loss(terms[0] + terms[1], reduction, mask=has, weights=weights)
+
+
+def metrix_mix_inputs(
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lam: float,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    embeddings: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Metrix's input mixup: mix each chosen positive with a negative of its anchor, for any encoder.
+
+    .. math::
+
+        \\tilde x_t = \\lambda\\, x_{p_t} + (1 - \\lambda)\\, x_{n_t}
+
+    for the mixtures :math:`t` given by ``pairs`` = (anchors, positives, negatives) index tensors (e.g. from a miner,
+    or every negative of each anchor as the authors' code), or else one per anchor: its farthest positive and
+    nearest negative by cosine similarity of ``embeddings`` (the clean batch's, no gradient), the pairs
+    :func:`metrix` picks by itself. The mixture's label, relative to its anchor, is :math:`\\lambda` (how positive
+    it is). Embed the returned inputs with the same encoder and pass them to :func:`metrix` as
+    ``mixed_embeddings`` with the returned ``pairs``; add that to the clean-batch loss with a weight, as the paper.
+    Mixing interpolates the input values, so it suits continuous inputs (images, features, or a text model's input
+    embeddings), not token ids. Anchors without a positive or a negative get no mixture.
+
+    Venkataramanan, Psomas, Kijak, Amsaleg, Karantzalos & Avrithis (2022), "It Takes Two to Tango: Mixup for Deep
+    Metric Learning" (ICLR), input mixup.
+
+    Args: ``inputs`` [N, ...] floating point; ``labels`` [N]; ``lam`` in [0, 1]; ``embeddings`` [N, D] (when
+    ``pairs`` is None). Returns the mixed inputs [T, ...] and ``(anchors, positives, negatives)`` [T] each.
+
+    >>> import torch
+    >>> from pairkit.losses import metrix_mix_inputs
+    >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> mixed, (a, p, n) = metrix_mix_inputs(x, torch.tensor([0, 0, 1]), lam=0.25, pairs=([0], [1], [2]))
+    >>> mixed
+    tensor([[0.2500, 0.7500]])
+    """
+    if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point()) or inputs.ndim < 1:
+        raise InputError("inputs must be a floating-point tensor [N, ...] (mix token ids at the embedding level)")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+        raise InputError(f"lam must be a number in [0, 1], got {lam!r}")
+    n = inputs.shape[0]
+    y = torch.as_tensor(labels, device=inputs.device)
+    if y.shape != (n,):
+        raise InputError(f"labels must have shape [N] = [{n}], got {list(y.shape)}")
+    if pairs is not None:
+        a, p, q = (i.to(inputs.device) for i in check_triplets(pairs, n))
+    else:
+        if embeddings is None:
+            raise InputError("give pairs (anchors, positives, negatives) or the clean batch's embeddings to pick them")
+        check_matrix("embeddings", embeddings)
+        if embeddings.shape[0] != n:
+            raise InputError(f"embeddings must have one row per input ({n}), got {list(embeddings.shape)}")
+        z = F.normalize(embeddings.detach().to(torch.float64), dim=1)
+        sims = z @ z.T
+        same = y[:, None] == y[None, :]
+        eye = torch.eye(n, dtype=torch.bool, device=z.device)
+        pos, neg = same & ~eye, ~same
+        a = torch.nonzero(pos.any(1) & neg.any(1)).flatten()
+        p = sims.masked_fill(~pos, float("inf")).argmin(1)[a]
+        q = sims.masked_fill(~neg, float("-inf")).argmax(1)[a]
+    return lam * inputs[p] + (1.0 - lam) * inputs[q], (a, p, q)
 
 
 def _segment_logsumexp(values: torch.Tensor, index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
