@@ -56,6 +56,39 @@ def test_pair_counts_in_blocks_match_naive_loop(rng, monkeypatch, split, n_items
         assert np.allclose([wi, wj, t], ref[(i, j)], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("path", ["codes", "rows", "blocks"])
+def test_pair_counts_of_the_sorted_paths_match_naive_loop(rng, monkeypatch, split, path):
+    """The one-sort aggregation — outcome codes packed with the keys (one weight for every row, outcomes in
+    {0, ½, 1}) or row numbers packed (any weights) — and the block-by-block fallback give the naive sums, as pairs
+    sorted by (i, j)."""
+    from pairkit.data import comparisons as module
+
+    n = 400  # n² above the rows: not the dense bincount path
+    c = random_comparisons(rng, n_items=n, m=2_000)
+    if path == "codes":
+        c = Comparisons.from_arrays(c.a, c.b, c.outcome, weight=np.full(len(c), 1.5))
+        assert c.weight.strides[0] == 0  # stored as a broadcast: the packed-outcome path applies
+    if path == "blocks":
+        monkeypatch.setattr(module, "_aggregate_sorted", lambda *args: None)
+    used = []
+    real = module._aggregate_sorted
+
+    def spy(*args):
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(module, "_aggregate_sorted", spy)
+    pc = c.pair_counts(ties="half" if split else "separate")
+    assert used == [path != "blocks"]
+    ref = naive_pair_counts(c, split)
+    assert len(pc.i) == len(ref)
+    assert np.all(np.diff(pc.i * n + pc.j) > 0) and pc.i.dtype == np.int64
+    for i, j, wi, wj, t in zip(pc.i, pc.j, pc.wins_i, pc.wins_j, pc.ties):
+        np.testing.assert_allclose([wi, wj, t], ref[(i, j)], rtol=1e-12, atol=1e-12)
+
+
 def test_compact_storage_same_values():
     """Item indices are int32; a column constant on every row is a broadcast (no bytes per row), values equal."""
     c = Comparisons.from_arrays(np.array([0, 1, 2]), np.array([1, 2, 0]), items=["x", "y", "z"])

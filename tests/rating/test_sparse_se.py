@@ -125,12 +125,75 @@ def test_the_sparse_information_layout_equals_the_assembled_matrix():
     key = np.unique(np.minimum(a, b)[keep] * n + np.maximum(a, b)[keep])
     i, j = key // n, key % n
     w, d = rng.random(len(i)), rng.random(n) + 3
-    pattern = pairwise._SymmetricPattern.of(i, j, n)
     lap = sp.coo_matrix((-w, (i, j)), shape=(n, n))
     expected = ((lap + lap.T).tocsr() + sp.diags(d)).toarray()
-    np.testing.assert_array_equal(pattern.matrix(-w, d).toarray(), expected)
-    assert pairwise._SymmetricPattern.of(j, i, n) is None  # not i < j: assembled from coordinates instead
-    assert pairwise._SymmetricPattern.of(i[::-1], j[::-1], n) is None  # not in increasing order
+    design = pairwise.PairwiseDesign(n_items=n, i=i, j=j, stats={})
+    asm = pairwise._Assembler(design, pairwise.bradley_terry_rows, 0, 0.0, 0.0)
+    info = asm.sparse_information(w, d)
+    np.testing.assert_array_equal(info.toarray(), expected)
+    v, block = rng.normal(size=n), rng.normal(size=(n, 3))
+    np.testing.assert_allclose(info @ v, expected @ v, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(info @ block, expected @ block, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(info.astype(np.float32) @ block, expected @ block, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(pairwise.SymmetricInformation.from_matrix(expected).toarray(), expected)
+    assert pairwise._upper_layout(j, i, n) is None  # not i < j: assembled from coordinates instead
+    assert pairwise._upper_layout(i[::-1], j[::-1], n) is None  # not in increasing order
+    # rows in any order, repeated pairs, i > j: assembled from coordinates with duplicates summed
+    order = rng.permutation(len(i))
+    ii, jj = np.r_[j[order], i[:5]], np.r_[i[order], j[:5]]
+    ww = np.r_[w[order], np.ones(5)]
+    rows = pairwise._Assembler(pairwise.PairwiseDesign(n_items=n, i=ii, j=jj, stats={}),
+                               pairwise.bradley_terry_rows, 0, 0.0, 0.0)
+    summed = expected.copy()
+    summed[i[:5], j[:5]] -= 1
+    summed[j[:5], i[:5]] -= 1
+    np.testing.assert_array_equal(rows.sparse_information(ww, d).toarray(), summed)
+
+
+def test_bradley_terry_rows_match_the_textbook_formulas():
+    # the stable blocked evaluation against scipy's log_expit/expit, over a range where the naive one overflows
+    rng = np.random.default_rng(8)
+    d = np.r_[rng.normal(0, 3, 40_000), [-800.0, -40.0, 0.0, 40.0, 800.0]]
+    wi, wj = rng.random(len(d)) * 3, rng.random(len(d))
+    rows = pairwise.bradley_terry_rows(d, None, {"wins_i": wi, "wins_j": wj})
+    p = special.expit(d)
+    np.testing.assert_allclose(rows.loglik, wi * special.log_expit(d) + wj * special.log_expit(-d), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(rows.l_d, wi - (wi + wj) * p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.l_dd, -(wi + wj) * p * special.expit(-d), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize(("prior", "heavy"), [(1.0, False), (1.0, True), (0.0, False)])
+def test_the_sparse_newton_fit_matches_scipy_lbfgs(monkeypatch, prior, heavy):
+    # the sparse path (CG Newton steps from Newman sweeps) against an independent L-BFGS MAP fit on pair counts
+    from scipy import optimize
+
+    monkeypatch.setattr(pairwise, "DENSE_LIMIT", 50)
+    n = 300
+    comps = _comparisons(n, 6_000, seed=9, heavy=heavy)
+    if not heavy:
+        comps = Comparisons.from_arrays(comps.a, comps.b, np.where(np.arange(len(comps)) % 7 == 0, 0.5, 1.0),
+                                        items=comps.items)
+    board = fit_bradley_terry(comps, prior=prior, intervals="none")
+    c = comps.pair_counts()
+
+    def objective(t):
+        d = t[c.i] - t[c.j]
+        value = -(c.wins_i @ special.log_expit(d) + c.wins_j @ special.log_expit(-d))
+        g = c.wins_i * special.expit(-d) - c.wins_j * special.expit(d)
+        grad = -(np.bincount(c.i, g, n) - np.bincount(c.j, g, n))
+        value -= prior * np.sum(special.log_expit(t) + special.log_expit(-t))
+        grad -= prior * (1 - 2 * special.expit(t))
+        if not prior:  # the MLE's gauge: fix the mean at 0
+            value += 0.5 * t.sum() ** 2
+            grad += t.sum()
+        return value, grad
+
+    res = optimize.minimize(objective, np.zeros(n), jac=True, method="L-BFGS-B",
+                            options={"maxiter": 20_000, "gtol": 1e-11, "ftol": 1e-16})
+    theta = res.x - res.x.mean()
+    assert board.info["newton_steps"] <= 6
+    np.testing.assert_allclose(board.log_strength - board.log_strength.mean(), theta, atol=1e-6)
 
 
 @pytest.mark.parametrize(("model", "options"), [("davidson", {}), ("rao_kupper", {}), ("order", {}),

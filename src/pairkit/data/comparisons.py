@@ -324,6 +324,10 @@ def aggregate_pairs(
     m = len(a)
     n2 = n * n
     dense = n2 <= max(m, 1 << 16)
+    if not dense and m:
+        counts = _aggregate_sorted(a, b, outcome, weight, n, split_ties)
+        if counts is not None:
+            return counts
     parts: list[tuple[np.ndarray, ...]] = []
     sums = [np.zeros(n2) for _ in range(2 if split_ties else 3)] if dense else []
     for start in range(0, max(m, 1), CHUNK_ROWS):
@@ -357,6 +361,62 @@ def aggregate_pairs(
         wins_j=wh,
         ties=tt,
     )
+
+
+def _aggregate_sorted(a, b, outcome, weight, n: int, split_ties: bool) -> PairCounts | None:
+    """:func:`aggregate_pairs` by one plain sort of int64 keys (a SIMD sort: 5× faster than an argsort, or
+    :func:`numpy.unique` with its inverse, of 5·10⁶ rows), or None when the keys do not fit in 63 bits.
+
+    Each row's pair key ``lo·n + hi`` is shifted left and what is needed of the row put in the low bits. With one
+    weight for every row and outcomes in {0, ½, 1} (winner/loser files, win/tie/loss labels) that is the outcome
+    as seen from ``lo`` (0, 1 or 2 halves): the sorted array alone then gives every sum, as exact counts.
+    Otherwise it is the row number, and each pair's sums are :func:`numpy.add.reduceat` over the rows gathered
+    in that order."""
+    m = len(a)
+    key_bits = (n * n - 1).bit_length()
+    halves = 2.0 * outcome
+    if weight.strides[0] == 0 and key_bits + 2 <= 63 and np.array_equal(halves, np.floor(halves)):
+        packed = _pair_keys(a, b, n)
+        packed <<= 2
+        packed += np.where(a < b, halves, 2.0 - halves).astype(np.int64)
+        packed.sort()
+        code = (packed & 3).astype(np.int8)
+        packed >>= 2
+        starts = np.flatnonzero(np.r_[True, packed[1:] != packed[:-1]])
+        count = np.diff(np.r_[starts, m])
+        w = float(weight[0]) if m else 1.0
+        if split_ties:
+            halves_lo = np.add.reduceat(code, starts, dtype=np.int64)
+            wins_lo, wins_hi = w * (halves_lo / 2), w * ((2 * count - halves_lo) / 2)
+            ties = np.zeros(len(starts))
+        else:
+            wins_lo = w * np.add.reduceat(code == 2, starts, dtype=np.int64)
+            ties = w * np.add.reduceat(code == 1, starts, dtype=np.int64)
+            wins_hi = w * count - wins_lo - ties
+        uniq = packed[starts]
+        return PairCounts(n_items=n, i=uniq // n, j=uniq % n, wins_i=wins_lo, wins_j=wins_hi, ties=ties)
+    shift = max((m - 1).bit_length(), 1)
+    if key_bits + shift > 63:
+        return None
+    packed, columns = _pair_block(a, b, outcome, weight, n, split_ties)
+    packed <<= shift
+    packed |= np.arange(m, dtype=np.int64)
+    packed.sort()
+    order = packed & ((1 << shift) - 1)
+    packed >>= shift  # the sorted keys
+    starts = np.flatnonzero(np.r_[True, packed[1:] != packed[:-1]])
+    uniq = packed[starts]
+    summed = [np.add.reduceat(values[order], starts) for values in columns]
+    tt = summed[2] if len(summed) > 2 else np.zeros(len(uniq))
+    return PairCounts(n_items=n, i=uniq // n, j=uniq % n, wins_i=summed[0], wins_j=summed[1], ties=tt)
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Each row's unordered pair key ``min(a, b)·n + max(a, b)`` (int64)."""
+    key = np.minimum(a, b).astype(np.int64)
+    key *= n
+    key += np.maximum(a, b)
+    return key
 
 
 CHUNK_ROWS = 1 << 20

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from scipy import special
 
 from pairkit.errors import ConvergenceError, InputError, IntervalWarning
@@ -124,13 +123,41 @@ class PairwiseFit:
 
 
 def bradley_terry_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDerivatives:
-    """Bradley–Terry rows: ``wins_i`` of i over j and ``wins_j`` of j over i (ties already split)."""
+    """Bradley–Terry rows: ``wins_i`` of i over j and ``wins_j`` of j over i (ties already split).
+
+    With ``e = exp(−|d|)`` and ``n = wins_i + wins_j``: ``log σ(d) = min(d, 0) − log1p(e)``,
+    ``loglik = n log σ(d) − wins_j d``, ``l_d = wins_i − n σ(d)`` and ``l_dd = −n e/(1 + e)²``, stable for any
+    ``d``. Evaluated in blocks of :data:`ROW_BLOCK` rows so the temporaries stay in cache (2× faster on 10⁶ rows
+    than whole-array passes; scipy's ``log_expit`` alone took as long as this whole function)."""
     wi, wj = stats["wins_i"], stats["wins_j"]
-    n = wi + wj
-    log_p = special.log_expit(d)
-    log_q = log_p - d  # log σ(−d) = log σ(d) − d
-    p = np.exp(log_p)
-    return RowDerivatives(loglik=wi * log_p + wj * log_q, l_d=wi - n * p, l_dd=-n * p * (1 - p))
+    d, wi, wj = np.broadcast_arrays(np.asarray(d, dtype=np.float64), wi, wj)
+    m = len(d)
+    loglik, l_d, l_dd = np.empty(m), np.empty(m), np.empty(m)
+    for start in range(0, m, ROW_BLOCK):
+        rows = slice(start, start + ROW_BLOCK)
+        dd, a, b = d[rows], wi[rows], wj[rows]
+        n = a + b
+        e = np.abs(dd)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        one_e = e + 1.0
+        log_p = np.minimum(dd, 0.0)
+        log_p -= np.log1p(e)
+        p = np.where(dd >= 0, 1.0, e)
+        p /= one_e
+        np.multiply(n, log_p, out=loglik[rows])
+        loglik[rows] -= b * dd  # log σ(−d) = log σ(d) − d
+        np.multiply(n, p, out=l_d[rows])
+        np.subtract(a, l_d[rows], out=l_d[rows])
+        e /= one_e
+        e /= one_e
+        e *= n
+        np.negative(e, out=l_dd[rows])
+    return RowDerivatives(loglik=loglik, l_d=l_d, l_dd=l_dd)
+
+
+ROW_BLOCK = 1 << 14
+"""Rows per block in :func:`bradley_terry_rows` (a few 128 KiB temporaries: they stay in the L2 cache)."""
 
 
 def log_prior(theta: np.ndarray, prior: float) -> tuple[float, np.ndarray, np.ndarray]:
@@ -152,19 +179,24 @@ class _Assembler:
         self.n, self.q = design.n_items, design.n_covariates
         self.size = self.n + self.q + n_eta
 
-    def sparse_information(self, w: np.ndarray, diag_theta: np.ndarray) -> sp.csr_matrix:
-        """The θ information as a sparse matrix: ``−w`` at (i, j) and (j, i) of every row, the diagonal given.
-
-        When the rows are unique pairs with ``i < j`` in increasing order (pair counts), the CSR layout is
-        worked out once (:class:`_SymmetricPattern`) and each Newton step only gathers the new values;
-        otherwise the matrix is assembled from coordinates (duplicates summed)."""
+    def sparse_information(self, w: np.ndarray, diag_theta: np.ndarray) -> SymmetricInformation:
+        """The θ information as a :class:`SymmetricInformation`: ``−w`` at (i, j) and (j, i) of every row, the
+        diagonal given. When the rows are unique pairs with ``i < j`` in increasing order (pair counts), the
+        upper triangle's CSR layout is the rows themselves (no sort); otherwise it is assembled from coordinates
+        (duplicates summed)."""
         des, n = self.design, self.n
-        if not hasattr(self, "_pattern"):
-            self._pattern = _SymmetricPattern.of(des.i, des.j, n)
-        if self._pattern is None:
-            lap = sp.coo_matrix((-w, (des.i, des.j)), shape=(n, n))
-            return (lap + lap.T).tocsr() + sp.diags(diag_theta)
-        return self._pattern.matrix(-w, diag_theta)
+        if not hasattr(self, "_upper"):
+            self._upper = _upper_layout(des.i, des.j, n)
+        if self._upper is None:
+            lo, hi = np.minimum(des.i, des.j), np.maximum(des.i, des.j)
+            upper = sp.coo_matrix((-w, (lo, hi)), shape=(n, n)).tocsr()
+            upper.sum_duplicates()
+            return SymmetricInformation(upper, diag_theta)
+        indices, indptr = self._upper
+        upper = sp.csr_matrix((-w, indices, indptr), shape=(n, n), copy=False)
+        upper.has_sorted_indices = True
+        upper.has_canonical_format = True
+        return SymmetricInformation(upper, diag_theta)
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, q = self.n, self.q
@@ -194,11 +226,16 @@ class _Assembler:
         to scale the gradient for the convergence check)."""
         des, n, q, p = self.design, self.n, self.q, self.n_eta
         theta, beta, eta = self.split(phi)
-        _, g_prior, h_prior = log_prior(theta, self.prior)
-        grad = np.empty(self.size)
-        grad[:n] = np.bincount(des.i, rows.l_d, n) - np.bincount(des.j, rows.l_d, n) + g_prior
         w = -rows.l_dd  # curvature along d, ≥ 0 for the log-concave models
-        diag_theta = np.bincount(des.i, w, n) + np.bincount(des.j, w, n) - h_prior
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] is rows and not q and not p:  # the same point again: sums already made
+            grad, diag_theta = last[1].copy(), last[2].copy()
+        else:
+            _, g_prior, h_prior = log_prior(theta, self.prior)
+            grad = np.empty(self.size)
+            grad[:n] = np.bincount(des.i, rows.l_d, n) - np.bincount(des.j, rows.l_d, n) + g_prior
+            diag_theta = np.bincount(des.i, w, n) + np.bincount(des.j, w, n) - h_prior
+            self._last = (rows, grad.copy(), diag_theta.copy())
         if q:
             grad[n : n + q] = des.X.T @ rows.l_d - self.ridge * beta
         if p:
@@ -237,51 +274,68 @@ class _Assembler:
         return grad, info
 
 
-class _SymmetricPattern:
-    """The canonical CSR layout (sorted, no duplicates) of a symmetric matrix with entries at the pairs
-    ``(i_k, j_k)``, ``(j_k, i_k)`` and the diagonal, for pairs given once each with ``i < j`` in increasing
-    order of ``(i, j)``: row r holds its pairs with smaller items (columns ascending), the diagonal, then its
-    pairs with larger items. Built in O(pairs) with one counting sort (a sparse transpose); each matrix is then
-    one gather of the pairs' and diagonal's values."""
+class SymmetricInformation:
+    """A symmetric sparse information matrix ``A = D + U + Uᵀ`` kept as its diagonal ``D`` and strict upper
+    triangle ``U`` (CSR, row ``i`` holding its pairs ``(i, j)`` with ``j > i``).
 
-    def __init__(self, indices: np.ndarray, indptr: np.ndarray, source: np.ndarray, n: int):
-        self.indices, self.indptr, self.source, self.n = indices, indptr, source, n
+    Pair counts arrive sorted by ``(i, j)`` with ``i < j``, so ``U``'s layout is the pairs themselves; the full
+    symmetric CSR layout would need a transpose (a counting sort scattering every pair across the rows: 1.3 s
+    on 5·10⁶ pairs, more than the Newton solve it serves). Products ``A v = D v + U v + Uᵀ v`` cost about the
+    same as with the full matrix (``Uᵀ v`` is a CSC product on the same arrays). Supports what the solvers and
+    the standard errors use: ``@`` (vectors and blocks of columns), :meth:`diagonal`, :attr:`shape`,
+    :meth:`tocsr` and :meth:`toarray` (small cases only)."""
+
+    ndim = 2
+
+    def __init__(self, upper: sp.csr_matrix, diagonal: np.ndarray):
+        self.upper, self.diag = upper, np.asarray(diagonal, dtype=np.float64)
+        self.shape = upper.shape
 
     @classmethod
-    def of(cls, i: np.ndarray, j: np.ndarray, n: int) -> _SymmetricPattern | None:
-        k = len(i)
-        if k == 0 or n < 2:
-            return None
-        if not (np.all(i < j) and np.all(np.diff(i * np.int64(n) + j) > 0)):
-            return None
-        index = np.int32 if k + n < np.iinfo(np.int32).max else np.int64
-        upper_count = np.bincount(i, minlength=n)
-        lower_count = np.bincount(j, minlength=n)
-        upper_ptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(upper_count, out=upper_ptr[1:])
-        # the pairs listed by their larger item (a CSR → CSC counting sort): which pair sits at each place
-        upper = sp.csr_matrix((np.arange(1, k + 1, dtype=np.float64), j, upper_ptr), shape=(n, n))
-        lower = upper.tocsc()
-        order = lower.data.astype(np.int64) - 1
-        lower_rows = np.repeat(np.arange(n), lower_count)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lower_count + 1 + upper_count, out=indptr[1:])
-        place_lower = indptr[lower_rows] + (np.arange(k) - lower.indptr[lower_rows])
-        place_diag = indptr[:-1] + lower_count
-        place_upper = place_diag[i] + 1 + (np.arange(k) - upper_ptr[i])
-        indices = np.empty(2 * k + n, dtype=index)
-        source = np.empty(2 * k + n, dtype=np.int64)
-        indices[place_lower], source[place_lower] = lower.indices, order
-        indices[place_diag], source[place_diag] = np.arange(n), k + np.arange(n)
-        indices[place_upper], source[place_upper] = j, np.arange(k)
-        return cls(indices, indptr.astype(index), source, n)
+    def from_matrix(cls, matrix) -> SymmetricInformation:
+        """From a symmetric (sparse or dense) matrix."""
+        if isinstance(matrix, SymmetricInformation):
+            return matrix
+        matrix = sp.csr_matrix(matrix, dtype=np.float64)
+        return cls(sp.triu(matrix, k=1, format="csr"), matrix.diagonal())
 
-    def matrix(self, pair_values: np.ndarray, diagonal: np.ndarray) -> sp.csr_matrix:
-        data = np.concatenate([pair_values, diagonal])[self.source]
-        out = sp.csr_matrix((data, self.indices, self.indptr), shape=(self.n, self.n), copy=False)
-        out.has_sorted_indices = True
-        out.has_canonical_format = True
+    def diagonal(self) -> np.ndarray:
+        return self.diag
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        upper = self.upper
+        scale = self.diag[:, None] if v.ndim == 2 else self.diag
+        off = upper @ v
+        off += upper.T @ v
+        return scale * v + off  # in double even when the off-diagonal part is in single precision
+
+    def astype(self, dtype) -> SymmetricInformation:
+        """The off-diagonal part in ``dtype`` (single precision for memory-bound products); the diagonal and
+        the sums stay in double: ``A v`` adds ``D v`` to the products in the products' precision."""
+        out = SymmetricInformation.__new__(SymmetricInformation)
+        out.upper, out.diag, out.shape = self.upper.astype(dtype), self.diag, self.shape
         return out
+
+    def tocsr(self) -> sp.csr_matrix:
+        return (self.upper + self.upper.T + sp.diags(self.diag)).tocsr()
+
+    def toarray(self) -> np.ndarray:
+        return self.tocsr().toarray()
+
+
+def _upper_layout(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The CSR ``(indices, indptr)`` of the strict upper triangle with entries at the pairs ``(i_k, j_k)``, for
+    pairs given once each with ``i < j`` in increasing order of ``(i, j)`` (else None): the pairs in their own
+    order, rows delimited by the counts of ``i``."""
+    k = len(i)
+    if k == 0 or n < 2:
+        return None
+    if not (np.all(i < j) and np.all(np.diff(i * np.int64(n) + j) > 0)):
+        return None
+    index = np.int32 if k + n < np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(np.bincount(i, minlength=n), out=indptr[1:])
+    return j.astype(index), indptr
 
 
 def fit_pairwise(
@@ -331,7 +385,11 @@ def _fit_pairwise(asm, design, n, q, *, n_eta, prior, theta0, beta0, eta0, tol, 
     iteration = 0
     for iteration in range(1, max_iter + 1):  # noqa: B007  (reported)
         grad, info = asm.derivatives(phi, rows, dense=dense)
-        delta = _newton_direction(info, grad, n, gauge, dense)
+        # Inexact Newton (Eisenstat & Walker 1996): far from the maximum a rough direction does as well; the
+        # sparse solve's tolerance follows the squared scaled gradient, so the convergence stays quadratic.
+        # Convergence itself is always judged on the exact gradient below.
+        rtol = min(max(_scaled_gradient(grad, info.diagonal()) ** 2, NEWTON_CG_TOL), 1e-4)
+        delta = _newton_direction(info, grad, n, gauge, dense, rtol=rtol)
         slope = float(grad @ delta)
         t = 1.0
         for _ in range(60):
@@ -376,7 +434,8 @@ def _scaled_gradient(grad: np.ndarray, diag: np.ndarray) -> float:
     return float(np.max(np.abs(grad) / np.maximum(np.sqrt(np.abs(diag)), 1e-12)))
 
 
-def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool) -> np.ndarray:
+def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool,
+                      rtol: float = 1e-12) -> np.ndarray:
     if dense:
         system = info.copy()
         if gauge:
@@ -387,17 +446,25 @@ def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool) 
             return la.lstsq(system, grad, check_finite=False)[0]
     # Sparse θ-only system: conjugate gradients with a Jacobi preconditioner; the gauge term is applied
     # as a rank-one operator so the matrix stays sparse.
+    from pairkit.rating._sparse import _block_pcg
+
     diag = info.diagonal() + (1.0 / n if gauge else 0.0)
-    shift = (lambda v: v + v.mean()) if gauge else (lambda v: v)
-    op = spla.LinearOperator(info.shape, matvec=lambda v: info @ v + (shift(v) - v), dtype=float)
-    pre = spla.LinearOperator(info.shape, matvec=lambda v: v / diag, dtype=float)
-    delta, _ = spla.cg(op, grad, rtol=1e-12, atol=0.0, maxiter=10 * n, M=pre)
-    return delta
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        out = info @ v
+        return out + v.mean(axis=0) if gauge else out
+
+    return _block_pcg(matvec, grad[:, None], diag, tol=rtol, max_iter=10 * n, strict=False)[:, 0]
 
 
-def covariance(info: np.ndarray | sp.spmatrix, n: int, gauge: bool) -> np.ndarray:
+NEWTON_CG_TOL = 1e-12
+"""Smallest relative residual asked of the conjugate-gradient solve for a sparse Newton direction (near the
+maximum; further away the tolerance is the squared scaled gradient, at most 10⁻⁴)."""
+
+
+def covariance(info: np.ndarray | sp.spmatrix | SymmetricInformation, n: int, gauge: bool) -> np.ndarray:
     """Inverse observed information, restricted to centred ratings (``C I⁺ C`` on the θ block)."""
-    info = info.toarray() if sp.issparse(info) else np.asarray(info)
+    info = info.toarray() if hasattr(info, "toarray") else np.asarray(info)
     system = info.copy()
     if gauge:
         system[:n, :n] += 1.0 / n
@@ -648,7 +715,7 @@ def fit_covariance(
             method, rule = "fisher", f"Fisher: {n:,} items are more than the sandwich supports ({SPARSE_SE_LIMIT:,})"
         from pairkit.rating._sparse import estimate_inverse_diagonal
 
-        est = estimate_inverse_diagonal(sp.csr_matrix(fit.information), gauge=prior == 0)
+        est = estimate_inverse_diagonal(fit.information, gauge=prior == 0)
         rel = est.relative_error
         note = (f"standard errors estimated ({est.method}) without a dense {n:,}×{n:,} covariance: relative "
                 f"error ≈ {np.median(rel):.2%} (median), {rel.max():.2%} (max)")

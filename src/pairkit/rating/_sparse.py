@@ -100,9 +100,10 @@ class DiagonalEstimate:
             return np.where(self.variance > 0, 0.5 * self.variance_se / self.variance, 0.0)
 
 
-def estimate_inverse_diagonal(info: sp.spmatrix, *, gauge: bool, n_probes: int = N_PROBES, seed: int = 0,
+def estimate_inverse_diagonal(info, *, gauge: bool, n_probes: int = N_PROBES, seed: int = 0,
                               tol: float = CG_TOL, max_iter: int | None = None) -> DiagonalEstimate:
-    """Estimate ``diag(C A⁻¹ C)`` for a sparse information ``A`` (``C`` centres the ratings).
+    """Estimate ``diag(C A⁻¹ C)`` for a sparse information ``A`` (``C`` centres the ratings): a sparse matrix or
+    a :class:`~pairkit.rating._pairwise.SymmetricInformation` (a fit's, used as it is).
 
     ``info`` must be a weighted Laplacian plus a non-negative diagonal (off-diagonal entries ≤ 0, each row's
     diagonal at least the sum of its off-diagonal magnitudes), as the Bradley–Terry information is. With
@@ -113,10 +114,12 @@ def estimate_inverse_diagonal(info: sp.spmatrix, *, gauge: bool, n_probes: int =
     second-order expansion misses, e.g. a hub next to many sparse items), the pair-space draws of the module
     docstring are added and the two unbiased estimates combined by their inverse variances.
     """
-    a = sp.csr_matrix(info, dtype=np.float64)
+    from pairkit.rating._pairwise import SymmetricInformation
+
+    a = SymmetricInformation.from_matrix(info)
     n = a.shape[0]
     diag = a.diagonal()
-    off = sp.triu(a, k=1).tocoo()
+    off = a.upper.tocoo()
     if (off.data > 0).any():
         raise InputError("the sparse standard-error estimate needs non-positive off-diagonal information")
     strength = np.bincount(off.row, -off.data, n) + np.bincount(off.col, -off.data, n)
@@ -135,7 +138,7 @@ def estimate_inverse_diagonal(info: sp.spmatrix, *, gauge: bool, n_probes: int =
     del a
 
     def product(p: np.ndarray) -> np.ndarray:
-        return (a32 @ p.astype(np.float32)).astype(np.float64)
+        return a32 @ p.astype(np.float32)
 
     def matvec(p: np.ndarray) -> np.ndarray:
         out = product(p)
@@ -286,9 +289,12 @@ def _signs(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return (1.0 - 2.0 * bits).reshape(shape)
 
 
-def _block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_iter: int) -> np.ndarray:
+def _block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_iter: int,
+               strict: bool = True) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` at once (one sparse product per
-    step for all columns)."""
+    step for all columns); after ``max_iter`` steps raises :class:`ConvergenceError`, or with ``strict=False``
+    returns the last iterate (a Newton direction need not be exact: the line search and the gradient check
+    decide)."""
     x = np.zeros_like(rhs)
     r = rhs.copy()
     z = r / diag[:, None]
@@ -308,4 +314,6 @@ def _block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_ite
         beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
         p = z + p * beta
         rz = rz_new
+    if not strict:
+        return x
     raise ConvergenceError(f"conjugate gradients did not reach {tol:g} in {max_iter} steps for the standard errors")
