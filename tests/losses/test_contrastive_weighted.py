@@ -58,6 +58,60 @@ def test_meow_cluster_weights_match_reference_and_explicit_weights():
     torch.testing.assert_close(chunked, L.meow(q, k, clusters=clusters, temperature=0.3))
 
 
+def _proto_nce_release(z, clusters, prototypes, densities):
+    """ProtoNCE as the authors' code (jianxiangyu/MEOW, code/module/contrast.py): per clustering, the mean over
+    nodes of -log(exp(z . c_own / phi_own) / (N * mean_k exp(z . c_k / phi_k))), averaged over clusterings."""
+    z = F.normalize(z, dim=1)
+    total = 0.0
+    for r, (protos, phi) in enumerate(zip(prototypes, densities)):
+        protos = F.normalize(protos, dim=1)
+        terms = []
+        for i in range(z.shape[0]):
+            own = int(clusters[i, r])
+            pos = torch.exp(z[i] @ protos[own] / phi[own])
+            neg = sum(torch.exp(z[i] @ protos[k] / phi[k]) for k in range(protos.shape[0])) / protos.shape[0]
+            terms.append(-torch.log(pos / (neg * z.shape[0])))
+        total = total + torch.stack(terms).mean()
+    return total / len(prototypes)
+
+
+def test_meow_prototype_term_matches_the_authors_proto_nce():
+    q, k = _views()
+    g = torch.Generator().manual_seed(11)
+    clusters = torch.tensor([[0, 1], [0, 0], [1, 1], [1, 0], [2, 1], [0, 1], [2, 2], [1, 3]])
+    protos = [torch.randn(3, q.shape[1], generator=g, dtype=torch.float64),
+              torch.randn(4, q.shape[1], generator=g, dtype=torch.float64)]  # fmt: skip
+    phis = [torch.tensor(v, dtype=torch.float64) for v in ([0.2, 0.3, 0.25], [0.3, 0.1, 0.4, 0.2])]
+    w = [[sum(int(clusters[i, r] != clusters[j, r]) for r in range(2)) for j in range(8)] for i in range(8)]
+    offset = (math.log(8 / 3) + math.log(8 / 4)) / 2  # the release's N / K_r factor: a constant per clustering
+    _close_with_grads(
+        lambda a, b: L.meow(a, b, clusters=clusters, prototypes=protos, concentrations=phis, temperature=0.3,
+                            proto_weight=0.5),
+        lambda a, b: _meow_ref(a, b, w, 0.3) + 0.5 * (_proto_nce_release(a, clusters, protos, phis) - offset),
+        q, k,
+    )  # fmt: skip
+    # default concentrations: the temperature for every prototype; one clustering as a plain tensor
+    one = clusters[:, :1]
+    tau = [torch.full((3,), 0.3, dtype=torch.float64)]
+    _close_with_grads(
+        lambda a, b: L.meow(a, b, clusters=one, prototypes=protos[0], temperature=0.3),
+        lambda a, b: (_meow_ref(a, b, [[int(one[i, 0] != one[j, 0]) for j in range(8)] for i in range(8)], 0.3)
+                      + _proto_nce_release(a, one, protos[:1], tau) - math.log(8 / 3)),
+        q, k,
+    )  # fmt: skip
+    # proto_weight 0 is MEOW without the term; the term moves the query only
+    torch.testing.assert_close(L.meow(q, k, clusters=clusters, prototypes=protos, proto_weight=0.0),
+                               L.meow(q, k, clusters=clusters))  # fmt: skip
+    with pytest.raises(InputError, match="need clusters"):
+        L.meow(q, k, prototypes=protos[0])
+    with pytest.raises(InputError, match="one each"):
+        L.meow(q, k, clusters=clusters, prototypes=protos[0])
+    with pytest.raises(InputError, match=r"clusters\[:, 1\] must index the 3"):
+        L.meow(q, k, clusters=clusters, prototypes=[protos[0], protos[0]])
+    with pytest.raises(InputError, match="positive finite"):
+        L.meow(q, k, clusters=clusters, prototypes=protos, concentrations=[phis[0], -phis[1]])
+
+
 def test_meow_limits():
     q, k = _views(seed=1)
     ones = [[1.0] * 8 for _ in range(8)]

@@ -76,11 +76,19 @@ def _check_clusters(clusters, n: int, device) -> torch.Tensor:
         *QUERY_KEYS,
         keyword("clusters", "cluster_ids", "[n, runs]", doc="cluster id of each node in each of R clusterings"),
         keyword("negative_weights", "similarity", "[n, n]", doc="explicit weight of key j as a negative of query i"),
+        keyword("prototypes", "embeddings", "[clusters, dim]",
+                doc="centroids of each clustering (a tensor, or a list with one per clustering); needs clusters"),
+        keyword("concentrations", "stds", "[clusters]", doc="φ of each prototype (same layout); default τ"),
     ),
     batch_coupled=True,
     family=_FAMILY,
     aliases=("meow_loss", "weighted_negatives_contrastive"),
-    options=(LEARNABLE_TEMPERATURE, NORMALIZE, CHUNK_SIZE),
+    options=(
+        LEARNABLE_TEMPERATURE,
+        NORMALIZE,
+        CHUNK_SIZE,
+        Option("proto_weight", float, NON_NEGATIVE, doc="λ: weight of the prototypical (ProtoNCE) term"),
+    ),
 )
 def meow(
     query: torch.Tensor,
@@ -88,9 +96,12 @@ def meow(
     *,
     clusters: torch.Tensor | None = None,
     negative_weights: torch.Tensor | None = None,
+    prototypes: torch.Tensor | list[torch.Tensor] | None = None,
+    concentrations: torch.Tensor | list[torch.Tensor] | None = None,
     temperature: float | torch.Tensor = 0.5,
     normalize: bool = True,
     chunk_size: int | None = None,
+    proto_weight: float = 1.0,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
@@ -108,8 +119,23 @@ def meow(
     weights count the separating clusterings, and the denominator holds the weighted negatives only (the positive's
     weight is 0), so the loss can be negative. ``negative_weights`` [N, N] gives the weights directly instead (e.g.
     AdaMEOW's learned soft weights); neither gives :math:`w_{ij} = 1` (the decoupled contrastive loss). A row whose
-    negatives all have weight 0 gives 0. MEOW's prototypical term (ProtoNCE against the cluster centroids) is the
-    caller's to add.
+    negatives all have weight 0 gives 0.
+
+    **Prototypical term.** With the clusterings' centroids ``prototypes`` (:math:`c^r_k`, one [K_r, D] tensor per
+    column of ``clusters``; normalised with ``normalize``) and their concentrations ``concentrations``
+    (:math:`\\phi^r_k`, default τ), MEOW adds λ (``proto_weight``) times ProtoNCE on the query:
+
+    .. math::
+
+        \\ell^{proto}_i = -\\frac1R \\sum_{r=1}^{R} \\log \\frac{e^{q_i^\\top c^r_{c_r(i)} / \\phi^r_{c_r(i)}}}
+        {\\sum_{k=1}^{K_r} e^{q_i^\\top c^r_k / \\phi^r_k}}
+
+    as the authors' code (``jianxiangyu/MEOW``: ``code_meow/module/meow.py`` returns ``loss_info + lam_proto *
+    loss_proto``; ``code/module/contrast.py`` ``ProtoNCE`` on the coarse-view anchors, with the centroids and
+    concentrations of ``run_kmeans`` in ``code_meow/module/cluster.py``, k-means on the fine view, normalised
+    centroids, PCL's concentrations scaled to mean τ). Their denominator is the mean over the K_r prototypes times
+    N, which adds the constant :math:`\\log(N / K_r)` to each clustering's term; it is left out here (no effect on
+    the gradients). The clustering itself (k-means on the keys each epoch) is the caller's.
 
     With ``clusters`` each clustering is one chunked log-sum-exp over the other clusters' keys, so memory stays
     O(chunk x N).
@@ -118,7 +144,8 @@ def meow(
     Samples" (SDM; AdaMEOW: "… and Adaptively Weighted Negative Samples", TKDE 2024).
 
     Args: ``query`` [N, D], ``keys`` [N, D], ``clusters`` [N] or [N, R] int, ``negative_weights`` [N, N] >= 0,
-    ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"``.
+    ``prototypes`` [K, D] or R tensors [K_r, D] (``clusters[:, r]`` indexes the r-th), ``concentrations`` [K] or
+    R tensors [K_r] (positive), ``weights`` [N]. Returns a scalar, or [N] for ``reduction="none"``.
     """
     _check_reduction(reduction)
     check_query_keys(query, keys)
@@ -126,6 +153,10 @@ def meow(
     check_weights(weights, n)
     if clusters is not None and negative_weights is not None:
         raise InputError("give clusters or negative_weights, not both")
+    if prototypes is None and concentrations is not None:
+        raise InputError("concentrations belong to prototypes: give prototypes too")
+    if prototypes is not None and clusters is None:
+        raise InputError("prototypes need clusters (which prototype each node is assigned to)")
     q, k = maybe_normalize(normalize, query, keys)
     scale = inverse_temperature(temperature, q)
     pos = scale * (q * k).sum(-1)
@@ -150,7 +181,45 @@ def meow(
         neg = row_logsumexp(q, k, scale, self_offset=0, chunk_size=chunk_size)
     has = torch.isfinite(neg)
     values = torch.where(has, torch.where(has, neg, torch.zeros_like(neg)) - pos, torch.zeros_like(pos))
+    if prototypes is not None and proto_weight > 0:
+        values = values + proto_weight * _proto_nce(q, c, prototypes, concentrations, scale, normalize)
     return reduce_loss(values, reduction, weights=weights)
+
+
+def _per_clustering(name: str, value, runs: int) -> list[torch.Tensor]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(items) != runs:
+        raise InputError(f"{name}: {len(items)} given for {runs} clusterings (columns of clusters); give one each")
+    return items
+
+
+def _proto_nce(q, c, prototypes, concentrations, scale, normalize: bool) -> torch.Tensor:
+    """Per row: the mean over clusterings of -log softmax(q . c_k / phi_k) at the row's own cluster."""
+    runs = c.shape[1]
+    protos = _per_clustering("prototypes", prototypes, runs)
+    phis = _per_clustering("concentrations", concentrations, runs) if concentrations is not None else [None] * runs
+    total = q.new_zeros(q.shape[0])
+    for r, (proto, phi) in enumerate(zip(protos, phis)):
+        if not (isinstance(proto, torch.Tensor) and proto.is_floating_point()) or proto.ndim != 2 or (
+            proto.shape[1] != q.shape[1]
+        ):
+            raise InputError(f"prototypes[{r}] must be a floating-point [K, {q.shape[1]}] tensor, got "
+                             f"{getattr(proto, 'shape', type(proto).__name__)}")  # fmt: skip
+        k = proto.shape[0]
+        if c.shape[0] and (int(c[:, r].min()) < 0 or int(c[:, r].max()) >= k):
+            raise InputError(f"clusters[:, {r}] must index the {k} prototypes of clustering {r} (0..{k - 1})")
+        centres = proto.to(q.dtype)
+        centres = torch.nn.functional.normalize(centres, dim=1) if normalize else centres
+        if phi is None:
+            inv = scale  # every prototype at the loss's temperature
+        else:
+            phi = torch.as_tensor(phi, dtype=q.dtype, device=q.device)
+            if phi.shape != (k,) or not bool(torch.isfinite(phi).all()) or bool((phi <= 0).any()):
+                raise InputError(f"concentrations[{r}] must be {k} positive finite values (one per prototype)")
+            inv = 1.0 / phi
+        logits = (q @ centres.T) * inv
+        total = total + torch.logsumexp(logits, dim=1) - logits.gather(1, c[:, r : r + 1]).squeeze(1)
+    return total / runs
 
 
 # -------------------------------------------------------------------------------------------------------- CACR
