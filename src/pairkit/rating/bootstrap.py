@@ -1,9 +1,10 @@
 """Bootstrap intervals for ratings: resampling comparisons (rows) or clusters.
 
 :func:`bootstrap_bradley_terry` is the fast path for Bradley–Terry (ties as half wins): replicates are drawn
-as multinomial counts over distinct (pair, outcome) cells — or, by cluster, as cluster multiplicities applied
-through a sparse cells×clusters matrix — and each replicate is solved by chord-Newton steps that reuse one
-Cholesky factor of the full-data information, warm-started at the full-data MLE and batched across replicates.
+as counts over distinct (pair, outcome) cells of ``m`` rows drawn with replacement — or, by cluster, as cluster
+multiplicities applied through a sparse cells×clusters matrix — and each replicate is solved by chord-Newton steps
+that reuse one Cholesky factor of the full-data information (rescaled to the replicate's curvature), warm-started
+at the full-data MLE and batched across replicates.
 Replicates where the MLE does not exist (an item unbeaten in the resample) are kept: they are refitted with a
 tiny prior (:data:`REPLICATE_PRIOR`), the items whose strength diverged there are recorded, and an item whose
 strength diverged in more than α/2 of the replicates gets an infinite bound on that side (excluding those
@@ -214,10 +215,12 @@ def bootstrap(
     m = len(comparisons)
     streams = _replicate_streams(rng, n_boot)
 
+    rows = _RowResampler(m, _row_layout(comparisons))
+
     def weights(r: int) -> np.ndarray:
         stream = streams[r // CHUNK]  # the fast path's streams: the same seed draws the same replicates
-        mult = _multiplicities(comparisons, by, stream, 1)[:, 0] if by == "cluster" else np.bincount(
-            stream.integers(0, m, m), minlength=m)
+        mult = (_multiplicities(comparisons, by, stream, 1)[:, 0] if by == "cluster"
+                else rows.multiplicities(stream))
         return comparisons.weight * mult
 
     return _refit_replicates(comparisons, fit, weights, n_boot, level, by, fallback)
@@ -312,13 +315,15 @@ def bootstrap_bradley_terry(
     """Fast percentile bootstrap of Bradley–Terry strengths (ties counted as half wins).
 
     Equivalent to refitting :func:`fit_bradley_terry` on each resample (tested against that), but replicates
-    are solved together: ``θ ← θ + I₀⁻¹ g_b(θ)`` with the full-data information ``I₀`` factorised once, every
-    replicate warm-started at the full-data MLE. ``tol`` bounds the last step in log-strength units; the default
+    are solved together: ``θ ← θ + P_b⁻¹ g_b(θ)`` with the full-data information ``I₀`` factorised once and
+    rescaled to each replicate's curvature (:class:`_ChordSteps`), every replicate warm-started at the full-data
+    MLE. ``tol`` bounds the last step in log-strength units; the default
     1e-5 is far below the Monte-Carlo error of any percentile (standard errors agree to 8 digits with ``tol=1e-7``).
 
-    A row replicate is a multinomial draw of ``m`` rows: its counts over the distinct (pair, outcome, weight) cells
-    are drawn directly (a multinomial over cells when there are few, else ``m`` row indices counted per cell) —
-    the same distribution as resampling the rows, since rows in one cell are exchangeable. On a dense comparison
+    A row replicate is a draw of ``m`` rows with replacement: ``m`` rows drawn block by block
+    (:class:`_RowResampler`, exactly Efron's resample) and counted per (pair, outcome, weight) cell, or, when there
+    are few distinct cells, a multinomial draw of the cells' counts — the same distribution, since rows in one
+    cell are exchangeable. On a dense comparison
     graph (up to 3,000 items) the gradient is evaluated in the Zermelo form ``g_i = W_i − π_i Σ_j N_ij/(π_i+π_j)``,
     ``π = e^θ``, over the replicate's count matrix ``N`` (single precision when ``tol ≥ 1e-6``). Replicates are
     drawn in chunks of :data:`CHUNK` from streams spawned from ``seed`` (``Generator.spawn``), so the result does not
@@ -414,44 +419,110 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
             return np.asarray(win_lo @ mult), np.asarray(win_hi @ mult)
 
         return draw_clusters
-    # Distinct cells (pair, outcome, weight): rows in one cell are exchangeable, so a multinomial draw over cells is
-    # exactly a multinomial draw over rows.
-    share_code, shares = pd.factorize(lo_share)
-    weight_code, weights = pd.factorize(w)
+    # Rows are laid out by pair (:func:`_row_layout`) and drawn by :class:`_RowResampler`; each drawn row adds its
+    # weight, split as its outcome says, to its pair's two win counts.
     m = len(comparisons)
-    if len(weights) == 1:  # one weight (unit weights): cell = pair × outcome share, laid out as a k × S array
-        n_shares = len(shares)
-        cell_of_row = pair_index * n_shares + share_code
-        n_cells = k * n_shares
-        lo_value, hi_value = weights[0] * shares, weights[0] * (1 - shares)
+    order = _row_layout(comparisons)
+    rows = _RowResampler(m, order)
+    pair_of = pair_index[order]  # non-decreasing
+    share_code, shares = pd.factorize(lo_share[order])
+    weight_code, weights = pd.factorize(w[order])
+    codes = len(shares) * len(weights)
+    if codes > MAX_CODES:  # many distinct weights: each drawn row's own values, summed per pair
+        lo_of, hi_of = w[order] * lo_share[order], w[order] * (1 - lo_share[order])
 
-        def to_pairs(c: np.ndarray) -> tuple:
-            c = c.reshape(k, n_shares)
-            return c @ lo_value, c @ hi_value
+        def one(stream: np.random.Generator) -> tuple:
+            pos = rows.positions(stream)
+            at = pair_of[pos]
+            return np.bincount(at, lo_of[pos], minlength=k), np.bincount(at, hi_of[pos], minlength=k)
     else:
-        cell_key = (pair_index * len(shares) + share_code) * len(weights) + weight_code
-        cell_keys, first_row, cell_of_row = np.unique(cell_key, return_index=True, return_inverse=True)
-        n_cells = len(cell_keys)
-        cell_pair = pair_index[first_row]  # non-decreasing: the sums below run in memory order
-        cell_lo = w[first_row] * lo_share[first_row]
-        cell_hi = w[first_row] * (1 - lo_share[first_row])
+        # cells (outcome share, weight) × pair, code-major: rows in one cell are exchangeable, so the replicate's
+        # counts per cell are all it needs
+        code = share_code * len(weights) + weight_code
+        cell_of = code.astype(np.intp) * k + pair_of
+        code_lo = (weights[None, :] * shares[:, None]).ravel()  # the lower item's win share of each code
+        code_hi = (weights[None, :] * (1 - shares[:, None])).ravel()
+        cells, size = np.unique(cell_of, return_counts=True)
+        few = len(cells) * 4 < m  # few distinct cells: a multinomial over cells, O(cells) per replicate
 
-        def to_pairs(c: np.ndarray) -> tuple:
-            return np.bincount(cell_pair, c * cell_lo, minlength=k), np.bincount(cell_pair, c * cell_hi, minlength=k)
-    cell_of_row = cell_of_row.astype(np.int32 if n_cells < 2**31 else np.int64)
-    probs = np.bincount(cell_of_row, minlength=n_cells) / m
+        def one(stream: np.random.Generator) -> tuple:
+            if few:
+                c = np.zeros(codes * k)
+                c[cells] = stream.multinomial(m, size / m)
+            else:
+                c = np.bincount(cell_of[rows.positions(stream)], minlength=codes * k).astype(float)
+            c = c.reshape(codes, k)
+            return code_lo @ c, code_hi @ c
 
     def draw_rows(stream: np.random.Generator, b: int) -> tuple:
         wl, wh = np.empty((k, b), order="F"), np.empty((k, b), order="F")  # a replicate's column is contiguous
         for col in range(b):
-            if n_cells * 4 < m:  # few cells: a multinomial over cells, O(cells) per replicate
-                c = stream.multinomial(m, probs).astype(float)
-            else:  # mostly distinct rows: m row indices, counted per cell (cheaper than O(cells) binomials)
-                c = np.bincount(cell_of_row[stream.integers(0, m, m)], minlength=n_cells).astype(float)
-            wl[:, col], wh[:, col] = to_pairs(c)
+            wl[:, col], wh[:, col] = one(stream)
         return wl, wh
 
     return draw_rows
+
+
+MAX_CODES = 8
+"""Up to this many distinct (outcome share, weight) values, a replicate is counted per (value, pair) cell."""
+
+BLOCK_BITS = 8
+"""Rows are drawn in blocks of ``2**BLOCK_BITS`` consecutive rows (see :class:`_RowResampler`)."""
+
+
+def _row_layout(comparisons: Comparisons) -> np.ndarray:
+    """The order in which :class:`_RowResampler` lays out the rows: by pair (stable), so that the rows drawn from one
+    block fall in a few cache lines of the per-pair tables."""
+    a, b = comparisons.a, comparisons.b
+    key = np.minimum(a, b).astype(np.int64) * comparisons.n_items + np.maximum(a, b)
+    return np.argsort(key, kind="stable")
+
+
+class _RowResampler:
+    r"""Draws of ``m`` rows with replacement (multiplicities :math:`\mathrm{Mult}(m, 1/m)`), in two stages.
+
+    The rows, in the layout ``order``, are cut into blocks of :math:`L = 2^{8}` (:data:`BLOCK_BITS`; the last
+    block may be shorter). A replicate first draws how many of its ``m`` rows fall in each block,
+    :math:`(n_1, …, n_B) \sim \mathrm{Mult}(m, (L_1/m, …, L_B/m))`, then ``n_b`` rows uniformly within block
+    ``b``: one random byte per row (exactly uniform on a full block), bounded integers on the last. Conditioning
+    a multinomial on its block totals leaves independent uniform draws within blocks, so the rows drawn are exactly
+    ``m`` independent uniform draws (Efron's resample); they come out grouped by block, so counting them per
+    cell reads the tables in order instead of at random (~4× faster than ``m`` uniform indices at 10⁶ rows).
+
+    >>> import numpy as np
+    >>> from pairkit.rating.bootstrap import _RowResampler
+    >>> rows = _RowResampler(1000)
+    >>> mult = rows.multiplicities(np.random.default_rng(0))
+    >>> int(mult.sum()), mult.shape
+    (1000, (1000,))
+    """
+
+    def __init__(self, m: int, order: np.ndarray | None = None):
+        self.m, self.order = m, order
+        size = 1 << BLOCK_BITS
+        self.full, self.rest = divmod(m, size)  # full blocks, rows of the short last one
+        sizes = np.r_[np.full(self.full, size), [self.rest] if self.rest else []]
+        self.share = sizes / m
+        self.start = np.arange(len(sizes), dtype=np.intp) * size
+
+    def positions(self, stream: np.random.Generator) -> np.ndarray:
+        """One replicate's ``m`` drawn rows, as positions in the layout ``order``."""
+        per_block = stream.multinomial(self.m, self.share)
+        in_full = int(per_block[: self.full].sum())
+        pos = np.repeat(self.start, per_block)
+        pos[:in_full] += stream.bit_generator.random_raw(-(-in_full // 8)).view(np.uint8)[:in_full]
+        if in_full < self.m:
+            pos[in_full:] += stream.integers(0, self.rest, self.m - in_full)
+        return pos
+
+    def multiplicities(self, stream: np.random.Generator) -> np.ndarray:
+        """One replicate's multiplicity of every row (original order)."""
+        counts = np.bincount(self.positions(stream), minlength=self.m)
+        if self.order is None:
+            return counts
+        out = np.empty_like(counts)
+        out[self.order] = counts
+        return out
 
 
 class _ChunkWork:
@@ -461,7 +532,7 @@ class _ChunkWork:
         self.draw, self.solve, self.pairs, self.prior, self.batch = draw, solve, pairs, prior, batch
         n = pairs.n_items
         k = len(pairs.i)
-        self.incidence = sp.csr_matrix(
+        self.incidence = sp.csc_matrix(
             (np.ones(2 * k), (np.concatenate([pairs.i, pairs.j]), np.tile(np.arange(k), 2))), shape=(n, k))
 
     def __call__(self, task: tuple[np.random.Generator, int]) -> tuple:
@@ -530,15 +601,16 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
     """A function ``(wins_lo, wins_hi) -> (theta, bad)`` solving many reweighted BT problems at once.
 
     ``wins_lo``/``wins_hi`` are ``pairs × b`` win counts of each pair's lower/higher-indexed item. Chord
-    iterations ``θ ← θ + I₀⁻¹ g(θ)`` reuse one factorisation of the information ``I₀`` at ``theta_hat``.
+    iterations ``θ ← θ + P_b⁻¹ g(θ)`` reuse one factorisation of the information ``I₀`` at ``theta_hat``, rescaled
+    to each replicate's curvature (:class:`_ChordSteps`).
     Columns that do not converge are refitted by the safeguarded solver; a column whose MLE does not exist
     (``prior == 0``) is flagged ``bad`` and refitted with :data:`REPLICATE_PRIOR` virtual games (NaN when even
     that fails).
     """
     n = len(theta_hat)
     k = len(pairs.i)
-    step = _chord_step(pairs, theta_hat, prior)
-    incidence = sp.csr_matrix(  # incidence @ r adds r to item i and subtracts it from item j
+    steps = _ChordSteps(pairs, theta_hat, prior)
+    incidence = sp.csc_matrix(  # incidence @ r adds r to item i and subtracts it from item j
         (np.concatenate([np.ones(k), -np.ones(k)]), (np.concatenate([pairs.i, pairs.j]), np.tile(np.arange(k), 2))),
         shape=(n, k),
     )
@@ -550,13 +622,14 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done = np.zeros(b, dtype=bool)
         games = wl + wh
+        curvature = steps.curvature(games)
         for _ in range(max_iter):
             # r = wl − (wl + wh) σ(θ_i − θ_j), in place on one pairs × b array (a sparse product, no gathers)
             r = special.expit(differences @ theta)
             r *= games
             np.subtract(wl, r, out=r)
             grad = np.asarray(incidence @ r)
-            if step(theta, grad, done, tol):
+            if steps.step(theta, grad, done, tol, curvature):
                 break
         return refit(theta, done, wl, wh)
 
@@ -579,11 +652,9 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
     """
     n = len(theta_hat)
     dtype = np.float32 if tol >= 1e-6 else np.float64
-    step = _chord_step(pairs, theta_hat, prior)
+    steps = _ChordSteps(pairs, theta_hat, prior)
     refit = _safeguarded_refits(pairs, theta_hat, prior, items)
     flat = pairs.i.astype(np.int64) * n + pairs.j
-    p_hat = np.zeros((n, n), dtype)
-    p_hat.ravel()[flat] = special.expit(theta_hat[pairs.i] - theta_hat[pairs.j])
     block = max(1, min(n, 2**17 // max(n, 1)))  # rows per block: ~0.5 MB of temporaries (stays in cache)
     scratch = np.empty((block, n), dtype)
 
@@ -599,24 +670,26 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
             total[s:] += t.sum(axis=0)
         return total * pi
 
+    p_lo = special.expit(theta_hat[pairs.i] - theta_hat[pairs.j])
+
     def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b = wl.shape[1]
         counts = np.zeros((b, n, n), dtype)
-        wins = np.empty((n, b))
-        grad = np.empty((n, b))  # the first gradient, at the warm start θ̂, is linear in the counts
-        lo = np.zeros((n, n), dtype)
-        for c in range(b):
-            counts[c].ravel()[flat] = wl[:, c] + wh[:, c]
-            lo.ravel()[flat] = wl[:, c]
-            games_to = counts[c].sum(axis=0)
-            wins[:, c] = lo.sum(axis=1) + games_to - lo.sum(axis=0)  # i's wins over j > i, and over j < i
-            np.multiply(counts[c], p_hat, out=lo)  # expected wins of the lower item at θ̂
-            grad[:, c] = wins[:, c] - (lo.sum(axis=1) + games_to - lo.sum(axis=0))
+        wins, grad, curvature = np.empty((n, b)), np.empty((n, b)), np.empty((n, b))
+        for c in range(b):  # a replicate at a time: its pair vectors stay in cache
+            games = wl[:, c] + wh[:, c]
+            counts[c].ravel()[flat] = games
+            wins[:, c] = steps.item_sum(wl[:, c], wh[:, c])  # ties as halves
+            # the first gradient, at the warm start θ̂, is linear in the counts: wins less expected wins
+            surplus = wl[:, c] - games * p_lo
+            grad[:, c] = steps.item_sum(surplus, -surplus)
+            games *= steps.h
+            curvature[:, c] = steps.item_sum(games, games)
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done = np.zeros(b, dtype=bool)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging replicate overflows: it is refitted
             for _ in range(max_iter):
-                if step(theta, grad, done, tol):
+                if steps.step(theta, grad, done, tol, curvature):
                     break
                 grad = np.zeros((n, b))
                 for c in np.flatnonzero(~done):
@@ -626,25 +699,97 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
     return solve
 
 
-def _chord_step(pairs, theta_hat: np.ndarray, prior: float):
-    """``step(theta, grad, done, tol)``: ``θ ← θ + I₀⁻¹ g`` on the columns not ``done`` (updated in place: a column
-    is done when its step is below ``tol`` or not finite); returns True when every column is done."""
-    n = len(theta_hat)
-    gauge = prior == 0
-    factor = la.cho_factor(_information(theta_hat, pairs, prior) + (1.0 / n if gauge else 0.0), check_finite=False)
+class _ChordSteps:
+    r"""Preconditioned fixed-point steps ``θ ← θ + P_b(θ)⁻¹ g_b(θ)`` for many replicates ``b`` at once.
 
-    def step(theta: np.ndarray, grad: np.ndarray, done: np.ndarray, tol: float) -> bool:
+    ``P_b`` is the full-data information :math:`I_0` at :math:`\hat θ` (factorised once) rescaled to each
+    replicate's current curvature on the diagonal: with :math:`d_0 = \operatorname{diag} I_0` and :math:`d_b(θ)`
+    the replicate's information diagonal,
+
+    .. math::
+
+        P_b = S (I_0 + c\,\mathbf{1}\mathbf{1}^\top) S, \qquad S = \operatorname{diag}\sqrt{d_b(θ)/d_0},
+
+    (``c = mean(d₀)/n`` fixes the free level when ``prior == 0``; the step is then centred), so a step costs two
+    triangular solves with all replicates as right-hand sides. :math:`d_b` is exact at :math:`\hat θ` (linear in
+    the replicate's counts) and moved to θ to first order with the full data's third derivatives,
+
+    .. math::
+
+        d_{b,i}(θ) ≈ d_{b,i}(\hat θ) + \sum_j A_{ij} (δ_i − δ_j), \qquad
+        A_{ij} = N_{ij}\, h'(\hat θ_i − \hat θ_j),\quad h = σ(1 − σ),\quad δ = θ − \hat θ,
+
+    a dense matrix product. Any such ``P_b`` leaves the fixed point ``g_b(θ) = 0`` unchanged (the exact gradient
+    is evaluated every step, and the stopping rule is on the step); the rescaling only makes the iterations
+    contract faster (error ×~0.04 per step instead of ×~0.1 at 1,000 items / 10⁶ comparisons: three gradient
+    evaluations instead of five to ``tol = 1e-5``), by following the curvature that moves with θ. Ratios
+    ``d_b/d₀`` are clipped to [¼, 4] (an item barely played in a replicate).
+    """
+
+    def __init__(self, pairs, theta_hat: np.ndarray, prior: float):
+        n = len(theta_hat)
+        self.n, self.pairs, self.theta_hat, self.prior = n, pairs, theta_hat, prior
+        info = _information(theta_hat, pairs, prior)
+        self.d0 = np.diag(info).copy()
+        p = special.expit(theta_hat[pairs.i] - theta_hat[pairs.j])
+        self.h = p * (1 - p)
+        third = (pairs.wins_i + pairs.wins_j) * self.h * (1 - 2 * p)
+        self.a = np.zeros((n, n))
+        self.a[pairs.i, pairs.j] = third
+        self.a[pairs.j, pairs.i] = -third
+        self.a_rows = self.a.sum(axis=1)
+        k = len(pairs.i)
+        self.to_hi = sp.csc_matrix((np.ones(k), (pairs.j, np.arange(k))), shape=(n, k))  # read in pair order
+        sorted_lo = k == 0 or bool(np.all(pairs.i[1:] >= pairs.i[:-1]))  # pair_counts sorts pairs by (i, j)
+        self.lo_runs = np.flatnonzero(np.r_[True, pairs.i[1:] != pairs.i[:-1]]) if sorted_lo and k else (
+            np.zeros(0, dtype=np.intp) if sorted_lo else None)
+        self.lo_items = pairs.i[self.lo_runs] if self.lo_runs is not None else None
+        self.gauge = prior == 0
+        if self.gauge:
+            info += self.d0.mean() / n
+        self.factor = la.cho_factor(info, overwrite_a=True, check_finite=False)
+
+    def item_sum(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``out[x] = Σ lo[p]`` over the pairs ``p`` whose lower item is ``x`` plus ``Σ hi[p]`` over those whose
+        higher item is ``x`` (pairs → items, one replicate): segment sums over the pairs' runs of lower items (a
+        ``bincount`` over sorted bins is ~10× slower), a sparse product for the higher ones."""
+        if self.lo_runs is None:
+            out = np.bincount(self.pairs.i, lo, self.n)
+        else:
+            out = np.zeros(self.n)
+            if len(self.lo_runs):
+                out[self.lo_items] = np.add.reduceat(lo, self.lo_runs)
+        out += self.to_hi @ hi
+        return out
+
+    def curvature(self, games: np.ndarray) -> np.ndarray:
+        """Each replicate's information diagonal at θ̂ (items × replicates; the prior's part excluded)."""
+        out = np.empty((self.n, games.shape[1]))
+        for c in range(games.shape[1]):
+            weighted = games[:, c] * self.h
+            out[:, c] = self.item_sum(weighted, weighted)
+        return out
+
+    def step(self, theta: np.ndarray, grad: np.ndarray, done: np.ndarray, tol: float, curvature: np.ndarray) -> bool:
+        """One step on the columns not ``done`` (updated in place: a column is done when its step is below ``tol``
+        or not finite); returns True when every column is done."""
         active = np.flatnonzero(~done)
         g = grad[:, active]
-        if prior:
-            g += prior * (1 - 2 * special.expit(theta[:, active]))
-        delta = la.cho_solve(factor, g, check_finite=False)
-        theta[:, active] += delta
-        size = np.max(np.abs(delta), axis=0)
+        delta = theta[:, active] - self.theta_hat[:, None]
+        d = curvature[:, active] + self.a_rows[:, None] * delta - self.a @ delta
+        if self.prior:
+            q = special.expit(theta[:, active])
+            g += self.prior * (1 - 2 * q)
+            d += 2 * self.prior * q * (1 - q)
+        ratio = np.divide(d, self.d0[:, None], out=np.ones_like(d), where=self.d0[:, None] > 0)
+        s = np.sqrt(np.clip(np.nan_to_num(ratio, nan=1.0), 0.25, 4.0))
+        step = la.cho_solve(self.factor, g / s, check_finite=False) / s
+        if self.gauge:
+            step -= step.mean(axis=0)
+        theta[:, active] += step
+        size = np.max(np.abs(step), axis=0)
         done[active] = ~(size >= tol)  # small, or NaN (overflowed: refitted below)
         return bool(done.all())
-
-    return step
 
 
 def _safeguarded_refits(pairs, theta_hat: np.ndarray, prior: float, items):
