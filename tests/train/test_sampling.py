@@ -143,7 +143,8 @@ def test_a_sampler_must_have_sample_and_identity(tokenizer):
 @pytest.mark.slow
 def test_ray_sampler_and_ray_judge_in_the_loop_on_a_local_cluster(tokenizer, tmp_path):
     """Two CPU actors sample (each with the policy's current weights) and two judge; the driver alone writes the
-    sample and judgment caches, and each chunk's samples are what one process draws for it."""
+    sample and judgment caches; each prompt's samples are what one process draws for that prompt alone from its own
+    seed, so one actor draws the same samples as two, under the same cache key."""
     ray = pytest.importorskip("ray")
     import os
     from pathlib import Path
@@ -166,17 +167,29 @@ def test_ray_sampler_and_ray_judge_in_the_loop_on_a_local_cluster(tokenizer, tmp
         assert [h["judge_calls"] for h in hist] == [12, 12] and all(h["pairs"] > 0 for h in hist)
         saved = json.loads((tmp_path / "samples" / "round-2.json").read_text())
         assert saved["key"]["backend"] == "ray-hf"
-        # round 2 was sampled by the actors with the weights after round 1: chunk a from seed + its start
+        # round 2 was sampled by the actors with the weights after round 1: each prompt alone, from its own seed
         import numpy as np
+
+        from pairkit.train.sampling import _prompt_seed
 
         prompts = [PROMPTS[:4][i] for i in np.random.default_rng(0).permutation(4)]
         after_round_1 = build_model(tokenizer, seed=0)
         after_round_1.load_state_dict(states[0])
-        want = [ss for s in (0, 2) for ss in sample_completions(after_round_1, tokenizer, prompts[s : s + 2], k=3,
-                                                                 max_new_tokens=6, seed=1 + s)]  # fmt: skip
+        kw = {"k": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}
+        want = [sample_completions(after_round_1, tokenizer, [p], seed=_prompt_seed(1, i, p, **kw), **kw)[0]
+                for i, p in enumerate(prompts)]  # fmt: skip
         assert saved["samples"] == want
+        # one actor draws exactly what two draw (the seed of a prompt ignores the split), under the same cache key
+        judge.shutdown()  # frees its CPU share for the one-actor sampler
+        one = RaySampler(model, tokenizer, n_actors=1, num_cpus=0.5)
+        sampler.update_weights(model)
+        kw = {"k": 2, "max_new_tokens": 5, "temperature": 0.9, "top_p": 0.95}
+        two_samples = sampler.sample(PROMPTS[:5], seed=3, **kw)
+        assert one.sample(PROMPTS[:5], seed=3, **kw) == two_samples
+        assert one.identity() == sampler.identity() == {"backend": "ray-hf", "policy": one.version}
+        assert sampler.sample(PROMPTS[:5], seed=4, **kw) != two_samples  # the seed matters (not a constant)
+        one.shutdown()
         sampler.shutdown()
-        judge.shutdown()
     finally:
         ray.shutdown()
 

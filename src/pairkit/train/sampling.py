@@ -23,6 +23,7 @@ current policy.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -178,10 +179,29 @@ class _SamplerActor:
     def load(self, state) -> None:
         self.model.load_state_dict(state)
 
-    def sample(self, prompts, kw):
+    def sample(self, items, kw):
+        """``items``: ``(position, prompt, seed)``; each prompt is sampled alone, so no padding or batch
+        neighbour changes its samples."""
         from pairkit.train.online import sample_completions
 
-        return sample_completions(self.model, self.tokenizer, prompts, **kw)
+        return [sample_completions(self.model, self.tokenizer, [prompt], seed=s, **kw)[0] for _, prompt, s in items]
+
+
+def _prompt_seed(seed: int, position: int, prompt: Any, *, k: int, max_new_tokens: int, temperature: float,
+                top_p: float) -> int:  # fmt: skip
+    """The seed of one prompt's samples: a hash of the round's seed, the prompt's position and text, and the
+    sampling parameters, in ``[0, 2**63)``.
+
+    .. math::
+
+        s_i = \\operatorname{SHA256}(s, i, x_i, k, n_{\\max}, T, p) \\bmod 2^{63}
+
+    It does not depend on how the prompts are split between workers, so :class:`RaySampler` draws the same
+    samples with any number of actors.
+    """
+    key = json.dumps([int(seed), int(position), _prompt_key(prompt), int(k), int(max_new_tokens),
+                      float(temperature), float(top_p)], ensure_ascii=False)  # fmt: skip
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") >> 1
 
 
 class RaySampler:
@@ -192,9 +212,18 @@ class RaySampler:
         y_{i,j} \\sim \\pi(\\cdot \\mid x_i),\\quad i \\in \\text{chunk}_a \\text{ on actor } a
 
     Moritz et al. (2018), "Ray: A Distributed Framework for Emerging AI Applications". The prompts are split into
-    ``n_actors`` contiguous chunks; chunk ``a`` (starting at prompt ``s_a``) is sampled with seed ``seed + s_a``
-    by :func:`~pairkit.train.sample_completions` on actor ``a``, so the samples depend on the number of actors
-    (not on the scheduling). :func:`~pairkit.train.train_online` calls ``update_weights(policy)`` every round,
+    ``n_actors`` contiguous chunks, one per actor, but each prompt is sampled on its own
+    (:func:`~pairkit.train.sample_completions` of that prompt alone, its ``k`` samples in one ``generate``) with a
+    seed that depends only on the round's seed, the prompt (its position in the round and its text) and the
+    sampling parameters (``k``, ``max_new_tokens``, ``temperature``, ``top_p``):
+
+    .. math::
+
+        s_i = \\operatorname{SHA256}(s, i, x_i, k, n_{\\max}, T, p) \\bmod 2^{63}
+
+    Sample ``j`` of a prompt is therefore the same with 1 or 8 actors, in any scheduling, and the cache key
+    (``identity()``) does not name the number of actors (older versions seeded chunk ``a`` with ``s + start_a``
+    and named it). :func:`~pairkit.train.train_online` calls ``update_weights(policy)`` every round,
     which ships the policy's weights once (``ray.put``) to every actor. The texts come back to the calling
     process, which alone writes the sample cache; judge with :class:`~pairkit.judges.RayJudge` inside a
     :class:`~pairkit.judges.CachedJudge` to keep the judgment cache there too.
@@ -239,15 +268,16 @@ class RaySampler:
             import ray
         n = len(self.actors)
         bounds = [len(prompts) * a // n for a in range(n + 1)]
-        refs = [actor.sample.remote(list(prompts[bounds[a] : bounds[a + 1]]),
-                                    {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature,
-                                     "top_p": top_p, "seed": seed + bounds[a]})
+        kw = {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        refs = [actor.sample.remote([(i, prompts[i], _prompt_seed(seed, i, prompts[i], **kw))
+                                     for i in range(bounds[a], bounds[a + 1])], kw)
                 for a, actor in enumerate(self.actors) if bounds[a + 1] > bounds[a]]  # fmt: skip
         return [ss for chunk in ray.get(refs) for ss in chunk]
 
     def identity(self) -> dict[str, str]:
-        """The cache key part: ``ray-hf``, the number of actors and a hash of the weights they hold."""
-        return {"backend": "ray-hf", "actors": str(len(self.actors)), "policy": self.version}
+        """The cache key part: ``ray-hf`` and a hash of the weights the actors hold (not their number: the
+        samples do not depend on it)."""
+        return {"backend": "ray-hf", "policy": self.version}
 
     def shutdown(self) -> None:
         """Stop the actors."""
