@@ -82,6 +82,7 @@ BUILDERS = {
     "cost": lambda g, s, scale, d: torch.rand(s, generator=g).to(d),
     "denoising_errors": lambda g, s, scale, d: _normal(g, s, scale, d).abs(),
     "cluster_ids": lambda g, s, scale, d: torch.randint(0, 3, s, generator=g),
+    "span_ids": lambda g, s, scale, d: torch.randint(-1, 2, s, generator=g),
     "regression_targets": lambda g, s, scale, d: (torch.rand(s, generator=g) * 0.6).to(d),
 }
 SCALED = {

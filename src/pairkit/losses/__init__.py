@@ -122,6 +122,7 @@ from pairkit.losses.distill_feature import (
     token_contextual_kd_loss,
     token_graph_kd_loss,
 )
+from pairkit.losses.distill_token import span_correlation_kd_loss
 from pairkit.losses.distributed import (
     all_gather_with_grad,
     distributed_clip,
@@ -546,6 +547,7 @@ __all__ = [
     "soft_triple",
     "softmax_loss",
     "softmax_ratio_triplet",
+    "span_correlation_kd_loss",
     "sparse_po_loss",
     "spec",
     "specs",
