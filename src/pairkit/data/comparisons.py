@@ -9,7 +9,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.sparse import csgraph
 
 from pairkit.errors import InputError
 
@@ -258,6 +257,8 @@ class Comparisons:
         """Connected-component label of each item in the comparison graph (items never compared are alone)."""
         n = self.n_items
         graph = sp.csr_matrix((np.ones(len(self)), (self.a, self.b)), shape=(n, n))
+        from scipy.sparse import csgraph
+
         return csgraph.connected_components(graph, directed=False)[1]
 
     def subset(self, rows: np.ndarray | slice | Sequence[int]) -> Comparisons:

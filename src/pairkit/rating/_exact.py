@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import special
 
-from pairkit.rating._pairwise import at_least_fisher
+from pairkit.rating._pairwise import at_least_fisher, log_sigmoid
 
 __all__ = [
     "SPARSE_WEIGHT",
@@ -206,7 +206,7 @@ def _conditional(theta, counts, idx, prior, level, sd=None, points=GRID_POINTS):
         part = slice(start, start + step)
         d = grid[s[part]] - opp[part, None]
         # w·log σ(d) + l·log σ(−d) with log σ(−d) = log σ(d) − d: one log_expit per cell
-        contrib = (won[part] + lost[part])[:, None] * special.log_expit(d) - lost[part, None] * d
+        contrib = (won[part] + lost[part])[:, None] * log_sigmoid(d) - lost[part, None] * d
         logp += _to_items(s[part], len(idx)) @ contrib
     return _summary(grid, logp, level)
 
@@ -257,7 +257,7 @@ def _grid(center: np.ndarray, prior: float, wins: np.ndarray, losses: np.ndarray
 
 
 def _prior_logp(grid: np.ndarray, prior: float) -> np.ndarray:
-    return prior * (special.log_expit(grid) + special.log_expit(-grid)) if prior else np.zeros_like(grid)
+    return prior * (2 * log_sigmoid(grid) - grid) if prior else np.zeros_like(grid)  # log σ(−g) = log σ(g) − g
 
 
 def _to_items(slots: np.ndarray, n_items: int) -> sp.csr_matrix:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import special
 
@@ -158,6 +157,15 @@ def bradley_terry_rows(d: np.ndarray, eta: np.ndarray, stats: dict) -> RowDeriva
 
 ROW_BLOCK = 1 << 14
 """Rows per block in :func:`bradley_terry_rows` (a few 128 KiB temporaries: they stay in the L2 cache)."""
+
+
+def log_sigmoid(d: np.ndarray) -> np.ndarray:
+    """``log σ(d) = min(d, 0) − log1p(exp(−|d|))``, stable for any ``d`` (scipy's ``log_expit``, 4× faster)."""
+    out = np.abs(d)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    return np.minimum(d, 0.0) - out
 
 
 def log_prior(theta: np.ndarray, prior: float) -> tuple[float, np.ndarray, np.ndarray]:
@@ -437,6 +445,8 @@ def _scaled_gradient(grad: np.ndarray, diag: np.ndarray) -> float:
 def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool,
                       rtol: float = 1e-12) -> np.ndarray:
     if dense:
+        import scipy.linalg as la  # only for dense systems: the sparse path does not pay for its import
+
         system = info.copy()
         if gauge:
             system[:n, :n] += 1.0 / n
@@ -464,6 +474,8 @@ maximum; further away the tolerance is the squared scaled gradient, at most 10�
 
 def covariance(info: np.ndarray | sp.spmatrix | SymmetricInformation, n: int, gauge: bool) -> np.ndarray:
     """Inverse observed information, restricted to centred ratings (``C I⁺ C`` on the θ block)."""
+    import scipy.linalg as la
+
     info = info.toarray() if hasattr(info, "toarray") else np.asarray(info)
     system = info.copy()
     if gauge:
@@ -585,6 +597,8 @@ def floor_at_fisher(sandwich: np.ndarray, fisher: np.ndarray, sparse: np.ndarray
     semi-definite and centred and gives every sparse coordinate at least its Fisher variance; the others gain
     only through their covariance with the sparse ones.
     """
+    import scipy.linalg as la
+
     idx = np.flatnonzero(sparse)
     if not len(idx):
         return sandwich
@@ -604,6 +618,7 @@ def flat_directions(info: np.ndarray, n: int, *, tol: float = 1e-10) -> np.ndarr
     parameters (θ shifted so that its median within each group is 0, each column scaled to max |v| = 1); r = 0
     when the information is regular.
     """
+    import scipy.linalg as la
     from scipy.sparse import csgraph
 
     A = np.array(info, dtype=float, copy=True)

@@ -25,10 +25,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import special
-from scipy.sparse import csgraph
 
 from pairkit._spec import declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
@@ -89,6 +87,8 @@ def divergent_items(counts, n_items: int | None = None) -> tuple[np.ndarray, np.
     n = counts.n_items if n_items is None else n_items
     up = np.zeros(n, dtype=bool)
     down = np.zeros(n, dtype=bool)
+    from scipy.sparse import csgraph  # here, not at import: `pairkit rank` loads this module with the model
+
     wins = counts.wins_matrix()  # edge x → y: x beat (or tied) y
     strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
     if strong_n == 1:
@@ -747,6 +747,8 @@ class _ChordSteps:
         self.gauge = prior == 0
         if self.gauge:
             info += self.d0.mean() / n
+        import scipy.linalg as la  # not at import: `pairkit rank` loads this module with the model
+
         self.factor = la.cho_factor(info, overwrite_a=True, check_finite=False)
 
     def item_sum(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -783,6 +785,8 @@ class _ChordSteps:
             d += 2 * self.prior * q * (1 - q)
         ratio = np.divide(d, self.d0[:, None], out=np.ones_like(d), where=self.d0[:, None] > 0)
         s = np.sqrt(np.clip(np.nan_to_num(ratio, nan=1.0), 0.25, 4.0))
+        import scipy.linalg as la  # not at import: `pairkit rank` loads this module with the model
+
         step = la.cho_solve(self.factor, g / s, check_finite=False) / s
         if self.gauge:
             step -= step.mean(axis=0)

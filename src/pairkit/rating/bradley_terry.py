@@ -18,7 +18,6 @@ from typing import Literal
 
 import numpy as np
 from scipy import special
-from scipy.sparse import csgraph
 
 from pairkit._spec import Option, declare_options
 from pairkit.data.comparisons import Comparisons, PairCounts
@@ -97,6 +96,8 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
             "Their strength is not determined by the data; check the weight column, remove them or use prior > 0."
         )
     wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
+    from scipy.sparse import csgraph  # imported when needed: the prior > 0 path never is
+
     strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
     if strong_n == 1:
         return
