@@ -56,3 +56,17 @@ def test_aft_gradients_detach_and_boundary():
     L.aft_loss(s2, pos, constraint="none").backward()
     torch.testing.assert_close(s.grad[0, 0], s2.grad[0, 0])
     assert L.spec("constraint_alignment").name == "aft"
+
+
+def test_aft_length_normalises_the_log_likelihoods():
+    g = torch.Generator().manual_seed(1)
+    logps = -torch.rand(4, 3, generator=g, dtype=torch.float64) * 20
+    lengths = torch.tensor([[5, 9, 2], [4, 4, 4], [7, 1, 3], [2, 6, 8]])
+    labels = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]])
+    got = L.aft_loss(logps, labels, lengths=lengths, reduction="none")
+    want = _slow(logps / lengths, labels > 0, torch.ones(4, 3, dtype=torch.bool), "boundary", 1.0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(Exception, match="lengths must be positive"):
+        L.aft_loss(logps, labels, lengths=lengths * 0)
+    with pytest.raises(Exception, match="lengths must have the shape"):
+        L.aft_loss(logps, labels, lengths=lengths[:, :2])

@@ -203,6 +203,41 @@ def test_listwise_lipo_loss_falls(tokenizer):
     assert res.history[-1]["accuracy"] > 0.5
 
 
+def _completion_logps(model, tokenizer, prompt, completion):
+    """Sum of the completion tokens' log-probabilities after the prompt, and their number (one sequence at a time)."""
+    from pairkit.train.data import encode_completion
+
+    p, c = encode_completion(tokenizer, prompt, completion)
+    ids = torch.tensor([p + c])
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits.double().log_softmax(-1)[0, :-1]
+    picked = logp.gather(-1, ids[0, 1:, None]).squeeze(-1)[len(p) - 1 :]
+    return float(picked.sum()), len(c)
+
+
+def test_listwise_aft_step_one_is_the_constraint_alignment_loss_and_it_falls(tokenizer):
+    """AFT through train_listwise: responses scored 1 (correct) / 0, length-normalised log-likelihoods."""
+    from pairkit.losses import aft_loss
+
+    rows = [{"prompt": f"say {w}", "responses": [f" {w} {w}", f" {v}", f" {w} {v} {v}"], "scores": [1, 0, 0]}
+            for w, v in zip(WORDS[:4], WORDS[4:])]  # fmt: skip
+    model = build_model(tokenizer, seed=21)
+    frozen = copy.deepcopy(model)
+    res = train_listwise(model, tokenizer, rows, loss="aft", config=TrainConfig(batch_size=4, max_steps=1, lr=1e-12,
+                                                                                shuffle=False))  # fmt: skip
+    got = [[_completion_logps(frozen, tokenizer, r["prompt"], c) for c in r["responses"]] for r in rows]
+    logps = torch.tensor([[g[0] for g in row] for row in got], dtype=torch.float64)
+    lengths = torch.tensor([[g[1] for g in row] for row in got], dtype=torch.float64)
+    want = aft_loss(logps, torch.tensor([r["scores"] for r in rows]), lengths=lengths)
+    assert res.history[0]["loss"] == pytest.approx(float(want), rel=1e-4)
+    # the ranking term alone falls towards 0; with the boundary the negatives are held near the positives, so the
+    # sum has a floor above 0 (about 1.5 here) and falls less
+    for options, factor in (({"constraint": "none"}, 0.5), ({}, 0.99)):
+        h = train_listwise(build_model(tokenizer, seed=21), tokenizer, rows * 4, loss="aft", loss_options=options,
+                           config=TrainConfig(epochs=6, batch_size=8, lr=1e-2)).history  # fmt: skip
+        assert np.mean([r["loss"] for r in h[-2:]]) < factor * h[0]["loss"], options
+
+
 def test_bad_loss_and_options_raise(tokenizer):
     model = build_model(tokenizer)
     rows = echo_pairs(4, 0)

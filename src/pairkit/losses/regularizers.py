@@ -295,10 +295,11 @@ def _masked_lse(x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor) -> torc
 @register(
     "aft",
     inputs=(
-        Input("scores", "logps", "[batch, list]", doc="length-normalised log-likelihood s of each sampled response"),
-        Input("positives", "binary", "[batch, list]", doc="whether each response reached the correct answer"),
+        Input("policy_logps", "logps", "[batch, list]", doc="log-likelihood of each sampled chain of thought"),
+        Input("labels", "binary", "[batch, list]", doc="whether each response reached the correct answer (> 0)"),
+        keyword("lengths", "lengths", "[batch, list]", doc="tokens per response: the scores are length-normalised"),
     ),
-    family="regularizer",
+    family="preference",
     aliases=("constraint_alignment", "aft_constraint_alignment", "alignment_fine_tuning"),
     options=(
         Option("constraint", str, choices=("boundary", "detach", "none"), doc="how negative scores are kept up"),
@@ -306,9 +307,10 @@ def _masked_lse(x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor) -> torc
     ),
 )
 def aft_loss(
-    scores: torch.Tensor,
-    positives: torch.Tensor,
+    policy_logps: torch.Tensor,
+    labels: torch.Tensor,
     *,
+    lengths: torch.Tensor | None = None,
     constraint: str = "boundary",
     gamma: float = 1.0,
     mask: torch.Tensor | None = None,
@@ -318,8 +320,9 @@ def aft_loss(
     r"""AFT's constraint alignment loss: positive responses above negative ones, negatives kept in a range.
 
     For the ``K`` chains of thought sampled for one question, with scores
-    :math:`s_k = \frac{1}{|c_k|}\log p_\theta(c_k \mid q)` (the length-normalised log-likelihood), split into
-    positives :math:`P` (correct answer) and negatives :math:`N`:
+    :math:`s_k = \frac{1}{|c_k|}\log p_\theta(c_k \mid q)` (the length-normalised log-likelihood:
+    ``policy_logps / lengths``, or ``policy_logps`` as given without ``lengths``), split into positives :math:`P`
+    (``labels`` > 0: the correct answer) and negatives :math:`N`:
 
     .. math::
         \mathcal L_A = \log\Big(1 + \sum_{p \in P}\sum_{n \in N} e^{\,s_n - s_p}\Big),\qquad
@@ -333,21 +336,35 @@ def aft_loss(
     gradient); ``"none"`` is :math:`\mathcal L_A` alone. A question without a positive or without a negative
     gives 0. The paper adds this to the vanilla fine-tuning (NLL) loss; that is the caller's.
 
+    Trainable with :func:`~pairkit.train.train_listwise` on rows ``{"prompt", "responses": [K chains of thought],
+    "scores": [1 if correct else 0, …]}``: the trainer passes each response's summed log-probability, its length
+    and the scores as ``labels``.
+
     Wang, Li, Chen, Song, Lin, Cao, Liu & Sui (2023), "Making Large Language Models Better Reasoners with
     Alignment" (AFT), the constraint alignment loss for binary feedback. Reading taken (the paper's equations
     were not available to check): the boundary term in the same log-sum-exp form as :math:`\mathcal L_A`, with
     :math:`B` from the lowest positive score without gradient; the ranking-feedback extension is not included.
 
     Args:
-        scores: ``[batch, K]`` per-response scores; positives: ``[batch, K]`` bool; mask: ``[batch, K]`` (responses
-            left out); weights: ``[batch]``.
+        policy_logps: ``[batch, K]`` per-response log-likelihoods; labels: ``[batch, K]`` (bool or > 0 for correct);
+        lengths: ``[batch, K]`` positive; mask: ``[batch, K]`` (responses left out); weights: ``[batch]``.
     Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
     from pairkit.losses._checks import check_list_inputs
 
-    labels, valid = check_list_inputs(scores, positives, mask, weights, names=("scores", "positives"))
+    scores = policy_logps
+    labels, valid = check_list_inputs(scores, labels, mask, weights, names=("policy_logps", "labels"))
     dtype = torch.float32 if scores.dtype in (torch.float16, torch.bfloat16) else scores.dtype
     s = scores.to(dtype)
+    if lengths is not None:
+        n = torch.as_tensor(lengths, device=s.device)
+        if tuple(n.shape) != tuple(s.shape):
+            raise InputError(f"lengths must have the shape {list(s.shape)} of policy_logps, got {list(n.shape)}")
+        n = n.to(dtype)
+        bad = valid & ~(n > 0)
+        if bool(bad.any()):
+            raise InputError(f"lengths must be positive for every response scored, got {float(n[bad][0])}")
+        s = s / torch.where(valid, n, torch.ones_like(n))
     pos, neg = valid & (labels > 0), valid & ~(labels > 0)
     rows = pos.any(-1) & neg.any(-1)
     s_neg = s.detach() if constraint == "detach" else s
