@@ -28,6 +28,7 @@ NAMES = sorted(SPECS)
 DIMS = {
     "batch": None, "n": None, "m": 1, "list": K, "T": T, "vocab": V, "classes": C, "dim": D, "2k": D, "centers": 2,
     "teacher_dim": D + 2, "views": 3, "prototypes": 2, "latent": 4, "target": 2, "runs": 2, "novel": 2,
+    "clusters": 2, "mixtures": 2,
 }  # fmt: skip
 
 

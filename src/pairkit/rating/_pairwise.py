@@ -456,7 +456,7 @@ def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool,
             return la.lstsq(system, grad, check_finite=False)[0]
     # Sparse θ-only system: conjugate gradients with a Jacobi preconditioner; the gauge term is applied
     # as a rank-one operator so the matrix stays sparse.
-    from pairkit.rating._sparse import _block_pcg
+    from pairkit.rating._sparse import block_pcg
 
     diag = info.diagonal() + (1.0 / n if gauge else 0.0)
 
@@ -464,7 +464,7 @@ def _newton_direction(info, grad: np.ndarray, n: int, gauge: bool, dense: bool,
         out = info @ v
         return out + v.mean(axis=0) if gauge else out
 
-    return _block_pcg(matvec, grad[:, None], diag, tol=rtol, max_iter=10 * n, strict=False)[:, 0]
+    return block_pcg(matvec, grad[:, None], diag, tol=rtol, max_iter=10 * n, strict=False)[:, 0]
 
 
 NEWTON_CG_TOL = 1e-12

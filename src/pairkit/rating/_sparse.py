@@ -145,7 +145,7 @@ def estimate_inverse_diagonal(info, *, gauge: bool, n_probes: int = N_PROBES, se
         return out + p.mean(axis=0) if gauge else out  # + uuᵀ p: the gauge makes the system definite
 
     def solve(rhs: np.ndarray, rtol: float) -> np.ndarray:
-        return _block_pcg(matvec, rhs, precond, tol=rtol, max_iter=max_iter or 10 * n)
+        return block_pcg(matvec, rhs, precond, tol=rtol, max_iter=max_iter or 10 * n)
 
     first = _neumann_rounds(product, solve, diag, off, n_probes, rng)
     rel = first.relative_error
@@ -289,7 +289,7 @@ def _signs(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return (1.0 - 2.0 * bits).reshape(shape)
 
 
-def _block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_iter: int,
+def block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_iter: int,
                strict: bool = True) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients on every column of ``rhs`` at once (one sparse product per
     step for all columns); after ``max_iter`` steps raises :class:`ConvergenceError`, or with ``strict=False``
