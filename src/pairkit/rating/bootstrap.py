@@ -317,8 +317,8 @@ def bootstrap_bradley_terry(
     Equivalent to refitting :func:`fit_bradley_terry` on each resample (tested against that), but replicates
     are solved together: ``θ ← θ + P_b⁻¹ g_b(θ)`` with the full-data information ``I₀`` factorised once and
     rescaled to each replicate's curvature (:class:`_ChordSteps`), every replicate warm-started at the full-data
-    MLE. ``tol`` bounds the last step in log-strength units; the default
-    1e-5 is far below the Monte-Carlo error of any percentile (standard errors agree to 8 digits with ``tol=1e-7``).
+    MLE. ``tol`` bounds the error left in log-strength units (the last step, or twice the geometric tail the last
+    two steps imply); the default 1e-5 is far below the Monte-Carlo error of any percentile.
 
     A row replicate is a draw of ``m`` rows with replacement: ``m`` rows drawn block by block
     (:class:`_RowResampler`, exactly Efron's resample) and counted per (pair, outcome, weight) cell, or, when there
@@ -404,12 +404,17 @@ def _cpus() -> int:
 def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random.Generator, int], tuple]:
     """``draw(stream, b)`` → ``(wins_lo, wins_hi)``, pairs × b, of ``b`` resamples (rows or clusters)."""
     n = comparisons.n_items
-    key = np.minimum(comparisons.a, comparisons.b) * np.int64(n) + np.maximum(comparisons.a, comparisons.b)
-    pair_index = np.searchsorted(pairs.i * np.int64(n) + pairs.j, key)
+    order, key = _row_layout(comparisons, keys=True)
+    # each row's pair: a search per distinct pair (the rows in ``order`` come in runs of one pair)
+    runs = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.intp)
+    found = np.searchsorted(pairs.i * np.int64(n) + pairs.j, key[runs])
+    pair_of = np.repeat(found, np.diff(np.r_[runs, len(key)]))  # in ``order``, non-decreasing
     lo_share = np.where(comparisons.a < comparisons.b, comparisons.outcome, 1 - comparisons.outcome)
     w = comparisons.weight
     k = len(pairs.i)
     if by == "cluster":
+        pair_index = np.empty_like(pair_of)
+        pair_index[order] = pair_of
         g = int(comparisons.cluster.max()) + 1
         win_lo = sp.csr_matrix((w * lo_share, (pair_index, comparisons.cluster)), shape=(k, g))
         win_hi = sp.csr_matrix((w * (1 - lo_share), (pair_index, comparisons.cluster)), shape=(k, g))
@@ -422,9 +427,7 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
     # Rows are laid out by pair (:func:`_row_layout`) and drawn by :class:`_RowResampler`; each drawn row adds its
     # weight, split as its outcome says, to its pair's two win counts.
     m = len(comparisons)
-    order = _row_layout(comparisons)
     rows = _RowResampler(m, order)
-    pair_of = pair_index[order]  # non-decreasing
     share_code, shares = pd.factorize(lo_share[order])
     weight_code, weights = pd.factorize(w[order])
     codes = len(shares) * len(weights)
@@ -442,7 +445,9 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
         cell_of = code.astype(np.intp) * k + pair_of
         code_lo = (weights[None, :] * shares[:, None]).ravel()  # the lower item's win share of each code
         code_hi = (weights[None, :] * (1 - shares[:, None])).ravel()
-        cells, size = np.unique(cell_of, return_counts=True)
+        size = np.bincount(cell_of, minlength=codes * k)
+        cells = np.flatnonzero(size)
+        size = size[cells]
         few = len(cells) * 4 < m  # few distinct cells: a multinomial over cells, O(cells) per replicate
 
         def one(stream: np.random.Generator) -> tuple:
@@ -470,12 +475,13 @@ BLOCK_BITS = 8
 """Rows are drawn in blocks of ``2**BLOCK_BITS`` consecutive rows (see :class:`_RowResampler`)."""
 
 
-def _row_layout(comparisons: Comparisons) -> np.ndarray:
+def _row_layout(comparisons: Comparisons, *, keys: bool = False):
     """The order in which :class:`_RowResampler` lays out the rows: by pair (stable), so that the rows drawn from one
-    block fall in a few cache lines of the per-pair tables."""
+    block fall in a few cache lines of the per-pair tables; with ``keys``, also the rows' pair keys in that order."""
     a, b = comparisons.a, comparisons.b
     key = np.minimum(a, b).astype(np.int64) * comparisons.n_items + np.maximum(a, b)
-    return np.argsort(key, kind="stable")
+    order = np.argsort(key, kind="stable")
+    return (order, key[order]) if keys else order
 
 
 class _RowResampler:
@@ -620,7 +626,7 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
     def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         b = wl.shape[1]
         theta = np.repeat(theta_hat[:, None], b, axis=1)
-        done = np.zeros(b, dtype=bool)
+        done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
         games = wl + wh
         curvature = steps.curvature(games)
         for _ in range(max_iter):
@@ -629,7 +635,7 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
             r *= games
             np.subtract(wl, r, out=r)
             grad = np.asarray(incidence @ r)
-            if steps.step(theta, grad, done, tol, curvature):
+            if steps.step(theta, grad, done, tol, curvature, last):
                 break
         return refit(theta, done, wl, wh)
 
@@ -686,10 +692,10 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
             games *= steps.h
             curvature[:, c] = steps.item_sum(games, games)
         theta = np.repeat(theta_hat[:, None], b, axis=1)
-        done = np.zeros(b, dtype=bool)
+        done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging replicate overflows: it is refitted
             for _ in range(max_iter):
-                if steps.step(theta, grad, done, tol, curvature):
+                if steps.step(theta, grad, done, tol, curvature, last):
                     break
                 grad = np.zeros((n, b))
                 for c in np.flatnonzero(~done):
@@ -772,9 +778,15 @@ class _ChordSteps:
             out[:, c] = self.item_sum(weighted, weighted)
         return out
 
-    def step(self, theta: np.ndarray, grad: np.ndarray, done: np.ndarray, tol: float, curvature: np.ndarray) -> bool:
-        """One step on the columns not ``done`` (updated in place: a column is done when its step is below ``tol``
-        or not finite); returns True when every column is done."""
+    def step(self, theta: np.ndarray, grad: np.ndarray, done: np.ndarray, tol: float, curvature: np.ndarray,
+             last: np.ndarray) -> bool:
+        """One step on the columns not ``done``; returns True when every column is done.
+
+        ``theta``, ``done`` and ``last`` (each column's previous step size, ``inf`` at first) are updated in place.
+        A column is done when the error left after this step is below ``tol`` — estimated, as for any linearly
+        converging iteration, from this step's size ``s`` and the observed rate ``ρ = s / s_prev`` as
+        ``2 ρ s / (1 − ρ)`` (twice the geometric tail, ρ < ½) — or when the step itself is below ``tol``, or not
+        finite (overflowed: refitted by the caller)."""
         active = np.flatnonzero(~done)
         g = grad[:, active]
         delta = theta[:, active] - self.theta_hat[:, None]
@@ -792,7 +804,11 @@ class _ChordSteps:
             step -= step.mean(axis=0)
         theta[:, active] += step
         size = np.max(np.abs(step), axis=0)
-        done[active] = ~(size >= tol)  # small, or NaN (overflowed: refitted below)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(np.isfinite(last[active]), size / last[active], np.inf)  # none at the first step
+            left = np.where(rate < 0.5, 2 * rate * size / (1 - rate), np.inf)
+        done[active] = ~(size >= tol) | (left < tol)  # converged, or NaN (overflowed: refitted below)
+        last[active] = size
         return bool(done.all())
 
 
