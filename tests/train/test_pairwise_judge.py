@@ -110,6 +110,52 @@ def test_first_step_loss_equals_hand_computed_reference(tokenizer):
     assert result.history[0]["loss"] == pytest.approx(np.mean(ref), rel=1e-5)
 
 
+def _acs(z, y, tau, rho):
+    """Mao, Mohri & Zhong's rho-margin comp-sum loss of one example, written from their definition:
+    Phi^tau(sum_{y' != y} Phi_rho(h_y - h_y')) with Phi_rho(t) = min(max(0, 1 - t / rho), 1)."""
+    u = sum(min(max(0.0, 1.0 - (z[y] - z[k]) / rho), 1.0) for k in range(len(z)) if k != y)
+    return math.log1p(u) if tau == 1 else ((1 + u) ** (1 - tau) - 1) / (1 - tau)
+
+
+def test_a_classification_loss_replaces_the_cross_entropy_step_one_by_hand(tokenizer):
+    rows = votes(6, 4, ties=True)
+    model = classifier(tokenizer, 3, seed=3)
+    lam, tau, rho = 0.3, 0.5, 2.0
+    ref = []
+    with torch.no_grad():
+        for r in read_pairwise_judgments(rows):
+            (ab,) = encode_pairwise(tokenizer, [r["context"]], [r["a"]], [r["b"]])
+            (ba,) = encode_pairwise(tokenizer, [r["context"]], [r["b"]], [r["a"]])
+            p = torch.softmax(model(torch.tensor([ab])).logits[0].double(), -1)
+            q = torch.softmax(model(torch.tensor([ba])).logits[0].double(), -1)
+            y, y_swapped = r["label"], {0: 1, 1: 0, 2: 2}[r["label"]]
+            term = 0.5 * (_acs(p.log().tolist(), y, tau, rho) + _acs(q.log().tolist(), y_swapped, tau, rho))
+            ref.append(term + lam * float(((p - q[[1, 0, 2]]) ** 2).sum()))
+    config = TrainConfig(batch_size=6, max_steps=1, lr=1e-3)
+    result = train_pairwise_judge(model, tokenizer, rows, symmetry=lam, loss="adversarial_comp_sum",
+                                  loss_options={"tau": tau, "rho": rho}, config=config)  # fmt: skip
+    assert result.history[0]["loss"] == pytest.approx(np.mean(ref), rel=1e-5)
+
+
+def test_every_classification_loss_trains_the_judge_or_is_refused_by_name(tokenizer):
+    from pairkit import losses
+
+    for name in losses.names("classification"):
+        needs = {i.name for i in losses.spec(name).input_specs if i.required}
+        model = classifier(tokenizer, 2, seed=1)
+        before = [p.detach().clone() for p in model.parameters()]
+        config = TrainConfig(batch_size=4, max_steps=1, lr=1e-3)
+        if not needs <= {"logits", "labels"}:
+            with pytest.raises(InputError, match=name):
+                train_pairwise_judge(model, tokenizer, votes(4, 5), loss=name, config=config)
+            continue
+        row = train_pairwise_judge(model, tokenizer, votes(4, 5), loss=name, config=config).history[0]
+        assert math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"]), name
+        assert row["grad_norm"] == 0 or any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
+    with pytest.raises(InputError, match="family 'preference'"):
+        train_pairwise_judge(classifier(tokenizer, 2), tokenizer, votes(4, 5), loss="dpo")
+
+
 def test_learns_votes_with_ties_and_loads_as_a_symmetric_judge(tmp_path, tokenizer):
     model = classifier(tokenizer, 3)
     config = TrainConfig(epochs=12, batch_size=16, lr=3e-3, schedule="constant")
@@ -165,6 +211,11 @@ def test_cli_trains_reports_and_writes_a_judge_config(tmp_path, tokenizer):
     assert judge.model.config.num_labels == 2 and judge.max_length == 32
     res = CliRunner().invoke(app, [*args, "--held-out", "1.5"])
     assert res.exit_code != 0 and "--held-out must be in [0, 1)" in res.output
+    res = CliRunner().invoke(app, [*args, "--max-steps", "1", "--max-length", "32", "--loss", "adversarial_comp_sum",
+                                   "--loss-option", "rho=2", "--output", str(tmp_path / "acs")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, [*args, "--loss", "smooth_adversarial_comp_sum"])
+    assert res.exit_code != 0 and "'smooth_adversarial_comp_sum' needs 'adversarial_logits'" in res.output
 
 
 def test_raw_rows_with_a_label_column_are_read_not_taken_as_parsed(tokenizer):

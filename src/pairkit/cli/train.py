@@ -483,6 +483,12 @@ def pairwise_judge(
     verdict_head: bool = typer.Option(
         False, "--verdict-head", help="MODEL is a causal LM: its next-token logits of A / B / tie are the verdict."
     ),
+    loss: str = typer.Option(
+        "cross_entropy", "--loss", help="Classification loss on the verdict logits (e.g. adversarial_comp_sum)."
+    ),
+    loss_option: list[str] = typer.Option(
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. rho=2); repeatable."
+    ),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(16, "--batch-size", help="Comparisons per step (each in both orders)."),
     grad_accum: int = _GRAD_ACCUM,
@@ -540,8 +546,9 @@ def pairwise_judge(
                 AutoModelForSequenceClassification, model, "model", num_labels=labels, ignore_mismatched_sizes=True
             )
         result = train_pairwise_judge(
-            net, tokenizer, train_rows, symmetry=symmetry, ties=ties, verdicts=verdicts, config=config, resume=resume
-        )
+            net, tokenizer, train_rows, symmetry=symmetry, ties=ties, verdicts=verdicts, config=config, resume=resume,
+            loss=loss, loss_options=_key_values(loss_option, "--loss-option"),
+        )  # fmt: skip
         res = (
             evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length, verdicts=verdicts)
             if test_rows

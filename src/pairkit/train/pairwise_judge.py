@@ -32,7 +32,7 @@ from pairkit.judges.pairwise_classifier import (
     verdict_token_ids,
 )
 from pairkit.train._chat import completion_text, prompt_text
-from pairkit.train._loop import TrainConfig, TrainResult, check_number, fit
+from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_number, check_options, fit
 from pairkit.train.data import read_records, to_pairs
 
 __all__ = [
@@ -165,6 +165,8 @@ def train_pairwise_judge(
     symmetry: float = 1.0,
     ties: str = "keep",
     verdicts: Sequence[str] | None = None,
+    loss: str | dict[str, float] = "cross_entropy",
+    loss_options: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -183,6 +185,13 @@ def train_pairwise_judge(
     "LLM-Blender"); the squared-difference consistency term (weight :math:`\\lambda` = ``symmetry``) pushes each
     single order towards P(A ≻ B) = 1 − P(B ≻ A) − P(tie), which the judge then enforces exactly by averaging.
 
+    ``loss`` replaces the cross-entropy by any ``classification``-family loss (or weighted sum) on the verdict
+    logits :math:`\\log p` of each order, :math:`\\tfrac12[\\ell(\\log p_{ab}, y) + \\ell(\\log p_{ba}, \\pi y)]`:
+    e.g. ``"adversarial_comp_sum"`` (Mao, Mohri & Zhong 2023, the ρ-margin comp-sum loss with H-consistency
+    guarantees), ``"focal_loss"``, ``"generalized_cross_entropy"`` for noisy labels, or
+    ``"cross_entropy+0.1*z_loss"``; ``loss_options`` are their declared options. A loss needing more than logits and
+    labels (the smooth adversarial comp-sum's adversarial logits, P2C's preference logits) is refused by name.
+
     With ``verdicts`` the model is a causal LM and :math:`f(x, a, b)` its next-token logits of the verdict words
     after the prompt of :func:`~pairkit.judges.pairwise_classifier.encode_verdict_prompt` (a verdict head over
     the LM's own output projection, as generative pairwise judges are trained; Liu et al. 2025, "Pairwise RM:
@@ -194,14 +203,28 @@ def train_pairwise_judge(
         tokenizer: its tokenizer; ``config.max_length`` caps each encoded (context, a, b).
         data: path, DataFrame or rows (see the module docstring).
         symmetry: λ ≥ 0.
+        loss: a ``classification``-family loss name or weighted combination (default ``"cross_entropy"``).
+        loss_options: the losses' declared options (``tau``, ``rho``, ``gamma``, …), checked once.
         ties: ``"keep"`` (a third class; the model needs 3 labels) or ``"drop"`` (left out, with a warning).
         verdicts: the verdict words of a causal LM (first better, second better[, tie]), e.g.
             :data:`~pairkit.judges.pairwise_classifier.VERDICTS`; ``None`` for a sequence classifier.
 
-    Per-step metrics: loss, ``ce``, ``symmetry``, ``accuracy`` (argmax of the averaged orders) and
-    ``consistency`` (the two orders' verdicts agree).
+    Per-step metrics: loss, ``ce`` (the classification loss, cross-entropy by default), ``symmetry``, ``accuracy``
+    (argmax of the averaged orders) and ``consistency`` (the two orders' verdicts agree).
     """
+    from pairkit import losses
+    from pairkit.train._steps import loss_terms
+
     check_number("symmetry", symmetry, low=0)
+    terms = loss_terms(loss, "classification")
+    options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
+    for name, _, _ in terms:
+        extra = [i.name for i in losses.spec(name).input_specs if i.required and i.name not in ("logits", "labels")]
+        if extra:
+            raise InputError(
+                f"loss {name!r} needs {', '.join(map(repr, extra))} besides the verdict logits and labels, which "
+                "train_pairwise_judge does not make; give a loss on logits and labels"
+            )
     config = config or TrainConfig()
     if getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -213,7 +236,11 @@ def train_pairwise_judge(
         p_ab, p_ba = _probabilities(model, tokenizer, rows, verdict_ids)
         y = torch.tensor([r["label"] for r in rows])
         logp_ab, logp_ba = p_ab.clamp_min(1e-30).log(), p_ba.clamp_min(1e-30).log()
-        ce = -0.5 * (logp_ab.gather(1, y[:, None]) + logp_ba.gather(1, swap[y][:, None])).squeeze(1)
+        ce = 0.5 * sum(
+            weight * (call_loss(name, {"logits": logp_ab, "labels": y}, options)
+                      + call_loss(name, {"logits": logp_ba, "labels": swap[y]}, options))
+            for name, weight, _ in terms
+        )  # fmt: skip
         sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)
         with torch.no_grad():
             avg = 0.5 * (p_ab + p_ba[:, swap])
@@ -225,7 +252,7 @@ def train_pairwise_judge(
             }
         return ce + symmetry * sym, stats
 
-    return fit(model, examples, step, config, resume=resume, callback=callback)
+    return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
 def evaluate_pairwise_judge(
