@@ -353,7 +353,8 @@ def bootstrap_bradley_terry(
         raise InputError(f"n_jobs must be a positive integer or None, got {n_jobs!r}")
     rng = _rng(seed)
     fit = unchecked(fit_bradley_terry)  # prior and level were checked by this function's declared options
-    board = fit(comparisons, prior=prior, intervals="fisher", level=level)
+    # the bootstrap replaces the full fit's intervals; the cluster bootstrap floors sparse items at Fisher's
+    board = fit(comparisons, prior=prior, intervals="fisher" if by == "cluster" else "none", level=level)
     n = comparisons.n_items
     pairs = comparisons.pair_counts(ties="half")
     if n > 3000:  # the dense factorisation below is the fast path for up to a few thousand items
@@ -536,10 +537,7 @@ class _ChunkWork:
 
     def __init__(self, draw, solve, pairs, prior: float, batch: int):
         self.draw, self.solve, self.pairs, self.prior, self.batch = draw, solve, pairs, prior, batch
-        n = pairs.n_items
-        k = len(pairs.i)
-        self.incidence = sp.csc_matrix(
-            (np.ones(2 * k), (np.concatenate([pairs.i, pairs.j]), np.tile(np.arange(k), 2))), shape=(n, k))
+        self.games_of = _ItemSums(pairs, pairs.n_items)
 
     def __call__(self, task: tuple[np.random.Generator, int]) -> tuple:
         stream, size = task
@@ -553,7 +551,11 @@ class _ChunkWork:
             with blas_threads_for(n):
                 theta, bad = self.solve(wl, wh)
             # Without a prior, an item absent from a replicate keeps its warm start in the chord solve: no estimate.
-            absent = (np.asarray(self.incidence @ (wl + wh)) <= 0).T & (self.prior == 0)
+            absent = np.zeros((theta.shape[1], n), dtype=bool)
+            if self.prior == 0:
+                for c in range(theta.shape[1]):
+                    games = wl[:, c] + wh[:, c]
+                    absent[c] = self.games_of(games, games) <= 0
             stop = start + theta.shape[1]
             diverged[start:stop] = absent
             up_count += absent.sum(axis=0)
@@ -705,6 +707,31 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
     return solve
 
 
+class _ItemSums:
+    """``item_sum(lo, hi)[x] = Σ lo[p]`` over the pairs ``p`` whose lower item is ``x`` plus ``Σ hi[p]`` over those
+    whose higher item is ``x`` (pairs → items, one replicate): segment sums over the pairs' runs of lower items (a
+    ``bincount`` over sorted bins is ~10× slower), a sparse product for the higher ones."""
+
+    def __init__(self, pairs, n: int):
+        k = len(pairs.i)
+        self.n, self.i = n, pairs.i
+        self.to_hi = sp.csc_matrix((np.ones(k), (pairs.j, np.arange(k))), shape=(n, k))  # read in pair order
+        sorted_lo = k == 0 or bool(np.all(pairs.i[1:] >= pairs.i[:-1]))  # pair_counts sorts pairs by (i, j)
+        self.lo_runs = np.flatnonzero(np.r_[True, pairs.i[1:] != pairs.i[:-1]]) if sorted_lo and k else (
+            np.zeros(0, dtype=np.intp) if sorted_lo else None)
+        self.lo_items = pairs.i[self.lo_runs] if self.lo_runs is not None else None
+
+    def __call__(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        if self.lo_runs is None:
+            out = np.bincount(self.i, lo, self.n)
+        else:
+            out = np.zeros(self.n)
+            if len(self.lo_runs):
+                out[self.lo_items] = np.add.reduceat(lo, self.lo_runs)
+        out += self.to_hi @ hi
+        return out
+
+
 class _ChordSteps:
     r"""Preconditioned fixed-point steps ``θ ← θ + P_b(θ)⁻¹ g_b(θ)`` for many replicates ``b`` at once.
 
@@ -744,31 +771,13 @@ class _ChordSteps:
         self.a[pairs.i, pairs.j] = third
         self.a[pairs.j, pairs.i] = -third
         self.a_rows = self.a.sum(axis=1)
-        k = len(pairs.i)
-        self.to_hi = sp.csc_matrix((np.ones(k), (pairs.j, np.arange(k))), shape=(n, k))  # read in pair order
-        sorted_lo = k == 0 or bool(np.all(pairs.i[1:] >= pairs.i[:-1]))  # pair_counts sorts pairs by (i, j)
-        self.lo_runs = np.flatnonzero(np.r_[True, pairs.i[1:] != pairs.i[:-1]]) if sorted_lo and k else (
-            np.zeros(0, dtype=np.intp) if sorted_lo else None)
-        self.lo_items = pairs.i[self.lo_runs] if self.lo_runs is not None else None
+        self.item_sum = _ItemSums(pairs, n)
         self.gauge = prior == 0
         if self.gauge:
             info += self.d0.mean() / n
         import scipy.linalg as la  # not at import: `pairkit rank` loads this module with the model
 
         self.factor = la.cho_factor(info, overwrite_a=True, check_finite=False)
-
-    def item_sum(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """``out[x] = Σ lo[p]`` over the pairs ``p`` whose lower item is ``x`` plus ``Σ hi[p]`` over those whose
-        higher item is ``x`` (pairs → items, one replicate): segment sums over the pairs' runs of lower items (a
-        ``bincount`` over sorted bins is ~10× slower), a sparse product for the higher ones."""
-        if self.lo_runs is None:
-            out = np.bincount(self.pairs.i, lo, self.n)
-        else:
-            out = np.zeros(self.n)
-            if len(self.lo_runs):
-                out[self.lo_items] = np.add.reduceat(lo, self.lo_runs)
-        out += self.to_hi @ hi
-        return out
 
     def curvature(self, games: np.ndarray) -> np.ndarray:
         """Each replicate's information diagonal at θ̂ (items × replicates; the prior's part excluded)."""
