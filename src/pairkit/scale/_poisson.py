@@ -108,8 +108,8 @@ def draws(u: np.ndarray) -> np.ndarray:
 
 
 def _mix_sql(x: str) -> str:
-    x1 = f"((xor(({x}) >> 16, ({x})) * {MULT}) % {MOD})"
-    x2 = f"((xor({x1} >> 16, {x1}) * {MULT}) % {MOD})"
+    x1 = f"((xor(({x}) >> 16, ({x})) * {MULT}) & {MOD - 1})"  # a mask, not % 2³²: no division per value
+    x2 = f"((xor({x1} >> 16, {x1}) * {MULT}) & {MOD - 1})"
     return f"xor({x2} >> 16, {x2})"
 
 
@@ -121,7 +121,7 @@ def replicate_sql(rows: str, keys: list[str], n_replicates: int, seed: int) -> s
     poisson = " + ".join(f"CAST(u >= {t} AS INTEGER)" for t in THRESHOLDS if t < MOD)
     return f"""
         WITH k1 AS (SELECT *, {_mix_sql(f"xor(CAST({seed_key} AS BIGINT), CAST(_f AS BIGINT))")} AS _k FROM ({rows})),
-             k2 AS (SELECT * REPLACE ({_mix_sql("xor(_k, CAST(_i AS BIGINT) % " + str(MOD) + ")")} AS _k) FROM k1),
+             k2 AS (SELECT * REPLACE ({_mix_sql("xor(_k, CAST(_i AS BIGINT) & " + str(MOD - 1) + ")")} AS _k) FROM k1),
              k3 AS (SELECT * REPLACE ({_mix_sql("xor(_k, CAST(_i AS BIGINT) >> 32)")} AS _k) FROM k2),
              rep AS (SELECT range AS replicate, {_mix_sql("range")} AS _hr FROM range(1, {n_replicates + 1})),
              d AS (SELECT k3.*, replicate, {_mix_sql("xor(_k, _hr)")} AS u FROM k3, rep),
