@@ -189,11 +189,10 @@ def _is_count_file(path: Path) -> bool:
 
 def leaderboard_table(board, *, title: str | None = None, top: int | None = None) -> Table:
     """A rich table: rank, item, rating, interval, rank interval, comparisons, win rate."""
-    frame = board.to_pandas()
-    omitted = 0
-    if top is not None and top < len(frame):
-        omitted = len(frame) - max(top, 0)
-        frame = frame.head(max(top, 0))
+    frame = board.sorted_columns()
+    m = len(board.items)
+    shown = m if top is None else min(max(top, 0), m)
+    omitted = m - shown
     digits = 1 if board.scale_name == "elo" else 3
     level = f"{board.level:.0%} " if board.interval_method else ""
     caption = (f"{omitted:,} more items not shown: --top N or --all to see them (the JSON holds every item)"
@@ -214,21 +213,22 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
     for name in extra:
         table.add_column(name, justify="right")
     table.add_column("comparisons", justify="right")
-    show_win_rate = "win_rate" in frame and frame["win_rate"].notna().any()
+    show_win_rate = "win_rate" in frame and bool(np.any(~np.isnan(np.asarray(frame["win_rate"], dtype=float))))
     if show_win_rate:
         table.add_column("win rate", justify="right")
-    for row in frame.itertuples(index=False):
-        cells = [str(row.rank), str(row.item), f"{row.rating:.{digits}f}"]
+    for k in range(shown):
+        row = {name: values[k] for name, values in frame.items()}
+        cells = [str(row["rank"]), str(row["item"]), f"{row['rating']:.{digits}f}"]
         if has_ci:
-            cells.append(f"[{row.ci_low:.{digits}f}, {row.ci_high:.{digits}f}]")
-            cells.append(f"{row.rank_low}–{row.rank_high}")
+            cells.append(f"[{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]")
+            cells.append(f"{row['rank_low']}–{row['rank_high']}")
         if has_tier:
-            cells.append(str(row.tier))
-        cells += [_cell(getattr(row, name), digits) for name in extra]
-        n = getattr(row, "n", None)
+            cells.append(str(row["tier"]))
+        cells += [_cell(row[name], digits) for name in extra]
+        n = row.get("n")
         cells.append("" if n is None else f"{n:g}")
         if show_win_rate:
-            wr = row.win_rate
+            wr = row["win_rate"]
             cells.append("" if wr != wr else f"{wr:.3f}")
         table.add_row(*cells)
     return table

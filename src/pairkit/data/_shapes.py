@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pandas as pd
-
+from pairkit._lazy import pandas as pd
 from pairkit.errors import InputError
 
 __all__ = ["AUTO_SHAPES", "Source", "column_mode", "detect_shape"]

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
+from pairkit._lazy import pandas as pd
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 

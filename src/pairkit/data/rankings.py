@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from pairkit._lazy import pandas as pd
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import InputError
 

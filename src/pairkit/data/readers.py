@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
-from pairkit.data._shapes import Source, column_mode, detect_shape
+from pairkit._lazy import pandas as pd
+from pairkit.data._shapes import AUTO_SHAPES, Source, column_mode, detect_shape
 from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
@@ -255,6 +255,11 @@ def read_comparisons(
     items_given = items
     if on_invalid not in ("raise", "drop"):
         raise InputError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    if isinstance(source, (str, Path)) and weight is None and cluster is None and a_first is None and items is None:
+        fast = _read_parquet_arrow(Path(source), winner=winner, loser=loser, a=a, b=b, outcome=outcome,
+                                   score_a=score_a, score_b=score_b, outcome_map=outcome_map)
+        if fast is not None:
+            return fast
     if isinstance(source, pd.DataFrame):
         frame, src = source.reset_index(drop=True), Source("DataFrame", 1)
         frame.columns = [str(c) for c in frame.columns]
@@ -366,6 +371,108 @@ def read_comparisons(
     )
 
 
+def _read_parquet_arrow(path: Path, *, outcome_map, **given) -> Comparisons | None:
+    """The comparisons of a Parquet file read with pyarrow alone (no pandas, no Python object per row), or None
+    when the file needs the general reader.
+
+    Taken here: winner/loser or a/b/outcome columns (given or recognised by name), item names as text (dictionary-
+    encoded on reading: one string per distinct name), outcomes as text labels, every row valid (no missing
+    value, no item compared with itself, every label known and in [0, 1]), no weight, cluster or order column.
+    Anything else — and every invalid row, so that errors and dropped-row reports keep their wording, row numbers
+    and counts — goes to the general reader, which gives the same result on the rows taken here: items sorted,
+    names stripped of surrounding whitespace, labels matched as :func:`_parse_outcomes` does."""
+    if path.suffix.lower() not in (".parquet", ".pq") or not path.is_file() or path.stat().st_size == 0:
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+    except Exception:  # unreadable: the general reader reports it with the file name
+        return None
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        return None
+    spec = {k: v for k, v in given.items() if v is not None}
+    if not spec:
+        spec = next((dict(mapping) for required, mapping in AUTO_SHAPES if set(required) <= set(names)), None)
+        if spec is None or spec.get("a") == "0":  # [white, black, result] rows: the order flag, general reader
+            return None
+    try:
+        mode = column_mode(spec)
+    except InputError:
+        return None
+    if mode == "scores" or not set(spec.values()) <= set(names):
+        return None
+    def is_text(kind) -> bool:
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+    text = [name for name in spec.values() if is_text(schema.field(name).type)]
+    if len(text) != len(spec):
+        return None
+    try:
+        parquet = pq.ParquetFile(path, read_dictionary=text)
+        table = parquet.read(columns=list(dict.fromkeys(spec.values())), use_pandas_metadata=False)
+        columns = {name: table.column(name).combine_chunks() for name in dict.fromkeys(spec.values())}
+    except Exception:
+        return None
+    m = table.num_rows
+    del table
+    if m == 0 or any(not pa.types.is_dictionary(col.type) or col.null_count or col.dictionary.null_count
+                     for col in columns.values()):
+        return None
+
+    def distinct(column: str) -> tuple[np.ndarray, list[str]]:
+        col = columns[column]
+        codes = col.indices  # read from its buffer: pyarrow's to_numpy imports pandas
+        kind = np.dtype(f"{'i' if pa.types.is_signed_integer(codes.type) else 'u'}{codes.type.bit_width // 8}")
+        values = np.frombuffer(codes.buffers()[1], dtype=kind, count=codes.offset + len(codes))[codes.offset:]
+        return values, [str(v).strip() for v in col.dictionary.to_pylist()]
+
+    col_a, col_b = (spec["winner"], spec["loser"]) if mode == "winner" else (spec["a"], spec["b"])
+    (codes_a, names_a), (codes_b, names_b) = distinct(col_a), distinct(col_b)
+    if "" in names_a or "" in names_b:  # a blank name is a missing item: an invalid row
+        return None
+    items = np.unique(np.array(names_a + names_b, dtype=str))
+    code = index_dtype(len(items))
+    idx_a = np.searchsorted(items, np.array(names_a, dtype=str)).astype(code)[codes_a]
+    idx_b = np.searchsorted(items, np.array(names_b, dtype=str)).astype(code)[codes_b]
+    if np.any(idx_a == idx_b):
+        return None
+    if mode == "winner":
+        out = constant(1.0, m)
+    else:
+        codes, labels = distinct(spec["outcome"])
+        table_of = _label_values([label.lower() for label in labels], outcome_map)[:-1]  # no missing label here
+        if np.isnan(table_of).any() or ((table_of < 0) | (table_of > 1)).any():
+            return None
+        out = table_of[codes]
+    return Comparisons(items=tuple(items.astype(object).tolist()), a=idx_a, b=idx_b, outcome=compact_constant(out),
+                       weight=constant(1.0, m), source=str(path))
+
+
+def _outcome_labels(outcome_map) -> tuple[dict[str, float], dict[float, float]]:
+    """The outcome labels (known ones and ``outcome_map``'s, lower case) and the numbers ``outcome_map`` recodes."""
+    labels = dict(OUTCOME_LABELS)
+    numeric_map: dict[float, float] = {}
+    if outcome_map:
+        labels.update({str(k).strip().lower(): float(v) for k, v in outcome_map.items()})
+        for k, v in outcome_map.items():  # number keys recode numbers, whatever their spelling (1, 1.0, "1")
+            number = _as_number(str(k).strip())
+            if not np.isnan(number):
+                numeric_map[number] = float(v)
+    return labels, numeric_map
+
+
+def _label_values(text, outcome_map) -> np.ndarray:
+    """Each (stripped, lower-case) label's outcome, NaN when unknown; then NaN for the missing label."""
+    labels, numeric_map = _outcome_labels(outcome_map)
+    return np.array([labels.get(u, numeric_map.get(_as_number(u), _as_number(u))) for u in text] + [np.nan])
+
+
 def _plain(value):
     """A cell as a user wrote it: numpy scalars as Python numbers, missing values as None."""
     if isinstance(value, np.generic):
@@ -462,14 +569,7 @@ def _as_number(text: str) -> float:
 
 
 def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarray:
-    labels = dict(OUTCOME_LABELS)
-    numeric_map: dict[float, float] = {}
-    if outcome_map:
-        labels.update({str(k).strip().lower(): float(v) for k, v in outcome_map.items()})
-        for k, v in outcome_map.items():  # number keys recode numbers, whatever their spelling (1, 1.0, "1")
-            number = _as_number(str(k).strip())
-            if not np.isnan(number):
-                numeric_map[number] = float(v)
+    _, numeric_map = _outcome_labels(outcome_map)
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         if numeric_map:  # over the distinct values only
@@ -488,7 +588,7 @@ def _parse_outcomes(column: pd.Series, name: str, outcome_map, flag) -> np.ndarr
     else:
         codes, uniques = pd.factorize(column)
     text = pd.Series(np.asarray(uniques), dtype=object).astype(str).str.strip().str.lower()
-    table = np.array([labels.get(u, numeric_map.get(_as_number(u), _as_number(u))) for u in text] + [np.nan])
+    table = _label_values(text, outcome_map)
     out_of_range = ~np.isnan(table) & ((table < 0) | (table > 1))
     unknown = np.isnan(table)
     unknown[-1] = False

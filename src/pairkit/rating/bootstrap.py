@@ -24,10 +24,10 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from scipy import special
 
+from pairkit._lazy import pandas as pd
 from pairkit._spec import declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError, IntervalWarning, NoMLEError, PairkitWarning

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import special
 
+from pairkit._lazy import pandas as pd
 from pairkit.errors import InputError
 
 __all__ = ["ELO_FACTOR", "LOG_STRENGTH", "Leaderboard", "PairPredictor", "Predictor", "bradley_terry_predictor"]
@@ -384,26 +384,33 @@ class Leaderboard:
     # ------------------------------------------------------------------ output
     def to_pandas(self) -> pd.DataFrame:
         """One row per item, best first: rank, item, rating, interval, rank interval, n, win rate, extras."""
+        return pd.DataFrame(self.sorted_columns())
+
+    def sorted_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :meth:`to_pandas` as numpy arrays, best first (no pandas: the JSON and the command line's
+        table are built from these)."""
         rank_lo, rank_hi = self.rank_interval()
-        frame = pd.DataFrame({"rank": self.rank, "item": list(self.items), "rating": self.ratings})
+        columns: dict[str, Any] = {"rank": self.rank, "item": np.asarray(self.items, dtype=object),
+                                   "rating": self.ratings}
         if self.ci_low is not None:
-            frame["ci_low"] = self.ci_low
-            frame["ci_high"] = self.ci_high
+            columns["ci_low"] = self.ci_low
+            columns["ci_high"] = self.ci_high
         if self.se is not None:
-            frame["se"] = self.se * abs(self.scale_factor)
-        frame["rank_low"] = rank_lo
-        frame["rank_high"] = rank_hi
+            columns["se"] = self.se * abs(self.scale_factor)
+        columns["rank_low"] = rank_lo
+        columns["rank_high"] = rank_hi
         if self.samples is not None or self.covariance is not None:
-            frame["tier"], frame["p_vs_top"] = self.tiers()
+            columns["tier"], columns["p_vs_top"] = self.tiers()
         if self.n is not None:
-            frame["n"] = self.n
+            columns["n"] = self.n
         if self.win_rate is not None:
-            frame["win_rate"] = self.win_rate
+            columns["win_rate"] = self.win_rate
         for name, values in self.columns.items():
-            frame[name] = values
+            columns[name] = values
         key = self.scores if self.sort_key is None else self.sort_key
         order = np.lexsort((np.arange(len(self.items)), -key))
-        return frame.iloc[order].reset_index(drop=True)
+        m = len(self.items)
+        return {k: (np.full(m, v) if np.ndim(v) == 0 else np.asarray(v))[order] for k, v in columns.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: model, scale, items (name, rating, ci_low, ci_high, rank, n, ...), fit summary."""
@@ -413,11 +420,11 @@ class Leaderboard:
 
     def _item_columns(self) -> dict[str, list]:
         """The items' JSON fields, column by column (one conversion per column, not per cell)."""
-        frame = self.to_pandas()
-        m = len(frame)
+        frame = self.sorted_columns()
+        m = len(self.items)
         columns = {"name": frame["item"], "rating": frame["rating"], "ci_low": frame.get("ci_low"),
                    "ci_high": frame.get("ci_high"), "rank": frame["rank"].astype(np.int64), "n": frame.get("n")}
-        columns.update({k: frame[k] for k in frame.columns if k not in ("item", *columns)})
+        columns.update({k: frame[k] for k in frame if k not in ("item", *columns)})
         return {k: [None] * m if col is None else _jsonable_column(col) for k, col in columns.items()}
 
     def _summary(self, items: Any) -> dict[str, Any]:
@@ -612,9 +619,9 @@ _encode_string = json.encoder.encode_basestring_ascii
 """A string as JSON text, escaped as ``json.dumps`` does by default (ASCII only)."""
 
 
-def _jsonable_column(column: pd.Series) -> list:
+def _jsonable_column(column: np.ndarray) -> list:
     """A column as JSON values: numbers as Python numbers, NaN and infinities as ``None``."""
-    values = column.to_numpy()
+    values = np.asarray(column)
     if values.dtype.kind == "f":
         out = values.tolist()
         for k in np.flatnonzero(~np.isfinite(values)).tolist():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+from pairkit._lazy import pandas as pd
 
 __all__ = ["KINDS", "columns_of", "file_kind", "ordered_counts"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
+from pairkit._lazy import pandas as pd
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import DroppedRowsWarning, InputError
 from pairkit.scale._tables import columns_of, file_kind, ordered_counts
