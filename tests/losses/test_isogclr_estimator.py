@@ -33,13 +33,13 @@ def test_buffer_updates_value_and_gradients_follow_the_paper():
     idx = torch.tensor([7, 1, 3, 0, 9, 4])
     expected_u = torch.zeros(10, dtype=q.dtype)
     tau0 = torch.linspace(0.2, 0.5, n, dtype=q.dtype)
-    for step in range(3):  # u starts empty: first u = γ g, then (1 - γ) u + γ g
+    for step in range(3):  # u starts empty: first u = g (the authors' init), then (1 - γ) u + γ g
         qs, ks = q + 0.1 * step, k - 0.05 * step
         tau = tau0.clone().requires_grad_(True)
         qg = qs.clone().requires_grad_(True)
         value = L.isogclr(qg, ks, temperature=tau, rho=rho, log_u=u, indices=idx, gamma=gamma, reduction="sum")
         g = _inner_mean(qs, ks, tau0)
-        expected_u[idx] = (1 - gamma) * expected_u[idx] + gamma * g
+        expected_u[idx] = g if step == 0 else (1 - gamma) * expected_u[idx] + gamma * g
         torch.testing.assert_close(u[idx].exp(), expected_u[idx], rtol=1e-12, atol=0)
         uu = expected_u[idx]
         torch.testing.assert_close(value, (tau0 * (uu.log() + rho)).sum())  # the surrogate's value
@@ -78,3 +78,60 @@ def test_bad_buffer_and_indices():
         L.isogclr(q, k, temperature=0.1, rho=0.1, log_u=u, indices=torch.tensor([0, 1, 2, 3, 4, 8]))
     with pytest.raises(InputError, match="gamma must be"):
         L.isogclr(q, k, temperature=0.1, rho=0.1, log_u=u, indices=torch.arange(6), gamma=0.0)
+
+
+def _libauc_loop(batches, n_total, tau0, tau_min, tau_max, rho, gamma, eta, beta):
+    """The temperature update of the authors' GCLoss_v1 (LibAUC, enable_isogclr) one example at a time, with the
+    paper's h_ij = s_ij - s_ii over the other keys: u (first visit: g), the gradient in tau, momentum, projection."""
+    u = [None] * n_total
+    tau = [tau0] * n_total
+    m = [0.0] * n_total
+    values = []
+    for q, k, idx in batches:
+        qn, kn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(k, dim=1)
+        n = len(idx)
+        step_values = []
+        for a, i in enumerate(idx.tolist()):
+            hs = [float(qn[a] @ kn[j] - qn[a] @ kn[a]) for j in range(n) if j != a]
+            g = sum(math.exp(h / tau[i]) for h in hs) / (n - 1)
+            u[i] = g if u[i] is None else (1 - gamma) * u[i] + gamma * g
+            step_values.append(tau[i] * (math.log(u[i]) + rho))
+            grad = math.log(u[i]) + rho - sum(math.exp(h / tau[i]) / u[i] * h / tau[i] for h in hs) / (n - 1)
+            m[i] = (1 - beta) * m[i] + beta * grad
+            tau[i] = min(max(tau[i] - eta * m[i], tau_min), tau_max)
+        values.append(sum(step_values) / n)
+    return values, tau, u
+
+
+def test_temperature_state_follows_the_authors_update():
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for idx in ([0, 3, 5, 6], [1, 3, 4, 0], [6, 2, 3, 5], [0, 3, 5, 6]):
+        batches.append((torch.randn(4, 3, generator=g, dtype=torch.float64),
+                        torch.randn(4, 3, generator=g, dtype=torch.float64), torch.tensor(idx)))  # fmt: skip
+    settings = dict(tau_min=0.05, tau_max=0.7, rho=0.3, gamma=0.8, eta=0.5, beta=0.9)
+    values, tau, u = _libauc_loop(batches, 7, 0.2, **settings)
+    state = L.ISogCLRTemperatures(7, tau_init=0.2, dtype=torch.float64, **settings)
+    for (q, k, idx), want in zip(batches, values):
+        assert float(state(q, k, idx)) == pytest.approx(want, rel=1e-10)
+    torch.testing.assert_close(state.tau, torch.tensor(tau, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+    seen = [i for i in range(7) if u[i] is not None]
+    torch.testing.assert_close(state.log_u[seen].exp(), torch.tensor([u[i] for i in seen], dtype=torch.float64))
+    assert any(t in (0.05, 0.7) for t in tau) or len(set(tau)) > 1  # the update moved (and may clamp) them
+    assert set(state.state_dict()) == {"log_u", "tau", "grad_tau"}
+
+
+def test_temperature_state_trains_the_encoder_and_refuses_bad_settings():
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(3, 4).double()
+    state = L.ISogCLRTemperatures(6, dtype=torch.float64)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    loss = state(enc(x), enc(x + 0.1), torch.arange(6))
+    loss.backward()
+    assert enc.weight.grad is not None and bool(enc.weight.grad.abs().sum() > 0)
+    with pytest.raises(InputError, match="tau_min <= tau_init <= tau_max"):
+        L.ISogCLRTemperatures(6, tau_init=1.0)
+    with pytest.raises(InputError, match="num_examples"):
+        L.ISogCLRTemperatures(0)
+    with pytest.raises(InputError, match="rows of log_u"):
+        state(x, x, torch.tensor([0, 1, 2, 3, 4, 9]))

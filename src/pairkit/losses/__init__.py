@@ -42,6 +42,7 @@ from pairkit.losses.consistency import (
     simmatchv2_pseudo_labels,
 )
 from pairkit.losses.contrastive import (
+    ISogCLRTemperatures,
     alignment,
     circle,
     clip,
@@ -329,6 +330,7 @@ __all__ = [
     "FLAT_DIVERGENCES",
     "F_DIVERGENCE_SCORES",
     "GradientEntanglement",
+    "ISogCLRTemperatures",
     "adaptive_step_rewards",
     "adversarial_comp_sum_loss",
     "aft_loss",

@@ -70,6 +70,7 @@ _COSINE = Interval(-1, 1)
 _UNMASKED = ("weights", "reduction")  # a batch of embeddings is sliced, not masked
 
 __all__ = [
+    "ISogCLRTemperatures",
     "alignment",
     "circle",
     "clip",
@@ -408,8 +409,6 @@ def cwcl(
         Option("log_u", torch.Tensor, none=True, doc="moving-average buffer of log u per training example"),
         Option("indices", torch.Tensor, none=True, doc="the batch's rows in log_u"),
         Option("gamma", float, Interval(0, 1, closed="right"), doc="moving-average rate γ (with log_u)"),
-        Option("log_u", torch.Tensor, none=True, doc="log moving-average buffer [dataset size], updated in place"),
-        Option("indices", torch.Tensor, none=True, doc="dataset indices [N] of the batch rows into log_u"),
     ),
 )
 def isogclr(
@@ -444,11 +443,15 @@ def isogclr(
 
         u_i \\leftarrow (1 - \\gamma)\\, u_i + \\gamma\\, g_i
 
-    (in log space; ``gamma`` γ in (0, 1], γ = 1 is the plain mini-batch estimate), and the returned per-example
+    (in log space; ``gamma`` γ in (0, 1], γ = 1 is the plain mini-batch estimate; an example seen for the first
+    time, still ``-inf``, starts at :math:`u_i = g_i` as the authors' code), and the returned per-example
     value is the surrogate :math:`\\tau_i g_i / u_i + \\tau_i\\,\\mathrm{sg}[\\log u_i + \\rho - g_i / u_i]`
     (:math:`\\mathrm{sg}` = no gradient): its value is :math:`\\tau_i(\\log u_i + \\rho)` and its gradients are the
     paper's, :math:`\\tau_i \\nabla g_i / u_i` for the encoders and
     :math:`\\log u_i + \\rho + \\tau_i \\partial_{\\tau_i} g_i / u_i` for the temperatures.
+
+    The per-example temperatures with the paper's projected momentum update live in
+    :class:`ISogCLRTemperatures`, which holds the buffers and calls this function.
 
     Qiu, Hu, Yuan, Zhou, Wang & Yang (2023), "Not All Semantics are Created Equal: Contrastive Self-supervised
     Learning with Automatic Temperature Individualization".
@@ -481,10 +484,113 @@ def isogclr(
     with torch.no_grad():
         old = log_u[indices].to(q.dtype)
         new = torch.logaddexp(old + math.log1p(-gamma), log_mean + math.log(gamma)) if gamma < 1 else log_mean.detach()
+        new = torch.where(torch.isneginf(old), log_mean.detach(), new)  # first visit: u = g (the authors' init)
         log_u[indices] = new.to(log_u.dtype)
     ratio = torch.exp(log_mean - new)  # g_i / u_i with u_i the updated average (no gradient through u)
     values = tau * ratio + tau * (new + rho - ratio).detach()
     return reduce_loss(values, reduction, weights=weights)
+
+
+class ISogCLRTemperatures(torch.nn.Module):
+    """iSogCLR's per-example state: the moving averages u and the learned individual temperatures τ.
+
+    Call it on a batch, ``loss = state(query, keys, indices)``, in place of :func:`isogclr`: it looks up the
+    batch's temperatures, returns :func:`isogclr` with the moving-average estimator (``log_u`` updated in place),
+    and then updates the temperatures of the batch's examples with the paper's projected momentum step
+
+    .. math::
+
+        \\nabla_i = \\log u_i + \\rho - \\frac{1}{N-1}\\sum_{j \\ne i}
+        \\frac{e^{h_{ij}/\\tau_i}}{u_i}\\,\\frac{h_{ij}}{\\tau_i},\\qquad
+        m_i \\leftarrow (1-\\beta)\\, m_i + \\beta \\nabla_i,\\qquad
+        \\tau_i \\leftarrow \\Pi_{[\\tau_{min}, \\tau_{max}]}(\\tau_i - \\eta\\, m_i)
+
+    (:math:`\\nabla_i` is :math:`\\partial F / \\partial \\tau_i` of the objective with :math:`u_i` the updated
+    average, :math:`h_{ij} = s(q_i, k_j) - s(q_i, k_i)`). The encoders are trained by the caller's optimiser
+    through the returned loss; the temperatures are not parameters of it (as in the authors' code, they have their
+    own step size η). Buffers ``log_u``, ``tau`` and ``grad_tau`` [num_examples] are saved in ``state_dict`` (so
+    a checkpoint resumes them) and follow ``.to(device)``.
+
+    Defaults are the authors' for unimodal data (LibAUC ``GCLoss_v1``: τ₀ = 0.1, τ in [0.05, 0.7], ρ = 0.3,
+    η = 0.01, β = 0.9, γ = 0.9), whose update this follows (``libauc/losses/contrastive.py``); for image-text data
+    use one state per direction. Qiu, Hu, Yuan, Zhou, Wang & Yang (2023), "Not All Semantics are Created Equal:
+    Contrastive Self-supervised Learning with Automatic Temperature Individualization" (ICML).
+
+    Args: ``num_examples`` (dataset size); the call takes ``query`` [N, D], ``keys`` [N, D], ``indices`` [N]
+    (distinct dataset rows), ``weights`` [N] and ``reduction``.
+
+    >>> import torch
+    >>> from pairkit.losses import ISogCLRTemperatures
+    >>> state = ISogCLRTemperatures(100)
+    >>> q, k = torch.randn(8, 4), torch.randn(8, 4)
+    >>> loss = state(q, k, torch.arange(8))
+    >>> bool(state.tau[:8].ne(0.1).all()), bool(state.tau[8:].eq(0.1).all())  # only the batch's τ moved
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        *,
+        tau_init: float = 0.1,
+        tau_min: float = 0.05,
+        tau_max: float = 0.7,
+        rho: float = 0.3,
+        gamma: float = 0.9,
+        eta: float = 0.01,
+        beta: float = 0.9,
+        normalize: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
+            raise InputError(f"num_examples must be a positive integer (the dataset size), got {num_examples!r}")
+        for name, value in (("tau_min", tau_min), ("tau_max", tau_max), ("tau_init", tau_init), ("eta", eta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise InputError(f"{name} must be a positive number, got {value!r}")
+        if not tau_min <= tau_init <= tau_max:
+            raise InputError(f"need tau_min <= tau_init <= tau_max, got {tau_min}, {tau_init}, {tau_max}")
+        if not (isinstance(rho, (int, float)) and rho >= 0):
+            raise InputError(f"rho must be a non-negative number, got {rho!r}")
+        if not (isinstance(beta, (int, float)) and 0 < beta <= 1):
+            raise InputError(f"beta must be a number in (0, 1], got {beta!r}")
+        if not (isinstance(gamma, (int, float)) and 0 < gamma <= 1):
+            raise InputError(f"gamma must be a number in (0, 1], got {gamma!r}")
+        self.tau_min, self.tau_max, self.rho, self.gamma = float(tau_min), float(tau_max), float(rho), float(gamma)
+        self.eta, self.beta, self.normalize = float(eta), float(beta), bool(normalize)
+        self.register_buffer("log_u", torch.full((num_examples,), float("-inf"), dtype=dtype))
+        self.register_buffer("tau", torch.full((num_examples,), float(tau_init), dtype=dtype))
+        self.register_buffer("grad_tau", torch.zeros(num_examples, dtype=dtype))
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        indices: torch.Tensor,
+        *,
+        weights: torch.Tensor | None = None,
+        reduction: Reduction = "mean",
+    ) -> torch.Tensor:
+        check_query_keys(query, keys)
+        idx = _check_ma_buffer(self.log_u, indices, query.shape[0], self.gamma)
+        tau = self.tau[idx].to(query.dtype)
+        loss = isogclr(query, keys, temperature=tau, rho=self.rho, normalize=self.normalize, log_u=self.log_u,
+                       indices=idx, gamma=self.gamma, weights=weights, reduction=reduction)  # fmt: skip
+        n = query.shape[0]
+        if n < 2:
+            return loss
+        with torch.no_grad():
+            q, k = maybe_normalize(self.normalize, query.detach(), keys.detach())
+            sims = q @ k.T
+            h = (sims - sims.diagonal()[:, None]) / tau[:, None]
+            off = ~torch.eye(n, dtype=torch.bool, device=q.device)
+            log_u = self.log_u[idx].to(q.dtype)  # the updated averages
+            w = torch.where(off, torch.exp(h - log_u[:, None]), torch.zeros_like(h))
+            grad = log_u + self.rho - (w * h).sum(1) / (n - 1)
+            m = (1.0 - self.beta) * self.grad_tau[idx].to(q.dtype) + self.beta * grad
+            self.grad_tau[idx] = m.to(self.grad_tau.dtype)
+            self.tau[idx] = (tau - self.eta * m).clamp(self.tau_min, self.tau_max).to(self.tau.dtype)
+        return loss
 
 
 def _check_ma_buffer(log_u, indices, n: int, gamma: float) -> torch.Tensor:
