@@ -571,6 +571,7 @@ class ISogCLRTemperatures(torch.nn.Module):
         weights: torch.Tensor | None = None,
         reduction: Reduction = "mean",
     ) -> torch.Tensor:
+        """The batch's :func:`isogclr` loss with its examples' temperatures; then updates their u and τ."""
         check_query_keys(query, keys)
         idx = _check_ma_buffer(self.log_u, indices, query.shape[0], self.gamma)
         tau = self.tau[idx].to(query.dtype)
