@@ -295,24 +295,29 @@ def block_pcg(matvec, rhs: np.ndarray, diag: np.ndarray, *, tol: float, max_iter
     step for all columns); after ``max_iter`` steps raises :class:`ConvergenceError`, or with ``strict=False``
     returns the last iterate (a Newton direction need not be exact: the line search and the gradient check
     decide)."""
+    inv = (1.0 / diag)[:, None]
     x = np.zeros_like(rhs)
     r = rhs.copy()
-    z = r / diag[:, None]
+    z = r * inv
     p = z.copy()
+    step = np.empty_like(rhs)
     rz = np.einsum("ij,ij->j", r, z)
-    norm = np.maximum(np.linalg.norm(rhs, axis=0), 1e-300)
+    norm2 = np.maximum(np.einsum("ij,ij->j", rhs, rhs), 1e-300)
     for _ in range(max_iter):
         ap = matvec(p)
         curv = np.einsum("ij,ij->j", p, ap)
         alpha = np.divide(rz, curv, out=np.zeros_like(rz), where=curv > 0)
-        x += p * alpha
-        r -= ap * alpha
-        if np.max(np.linalg.norm(r, axis=0) / norm) < tol:
+        np.multiply(p, alpha, out=step)
+        x += step
+        ap *= alpha
+        r -= ap
+        if np.max(np.einsum("ij,ij->j", r, r) / norm2) < tol * tol:
             return x
-        z = r / diag[:, None]
+        np.multiply(r, inv, out=z)
         rz_new = np.einsum("ij,ij->j", r, z)
         beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
-        p = z + p * beta
+        p *= beta
+        p += z
         rz = rz_new
     if not strict:
         return x
