@@ -221,3 +221,21 @@ def test_bootstrap_options_are_checked(tmp_path):
         count_pairs(tmp_path / "r.csv", bootstrap=-1)
     with pytest.raises(InputError, match="--seed"):
         count_pairs(tmp_path / "r.csv", bootstrap=2, seed=-1)
+
+
+def test_sql_and_numpy_sums_of_the_replicates_agree(tmp_path, monkeypatch):
+    # small B × pairs: DuckDB streams the rows' pair numbers and numpy sums the weights; large: the SQL aggregates
+    import pairkit.scale._duckdb as engine
+    from pairkit.scale import write_counts
+
+    paths = _files(tmp_path / "d", sizes=(400, 300))
+    opts = dict(COLS, cluster=None, bootstrap=6, seed=9)
+    dense = count_pairs(paths, **opts)
+    write_counts(paths, tmp_path / "dense.parquet", **opts)
+    monkeypatch.setattr(engine, "DENSE_REPLICATES", 0)
+    pd.testing.assert_frame_equal(count_pairs(paths, **opts), dense)
+    write_counts(paths, tmp_path / "sql.parquet", **opts)
+    written = {k: pd.read_parquet(tmp_path / f"{k}.parquet") for k in ("sql", "dense")}
+    pd.testing.assert_frame_equal(written["sql"], written["dense"])
+    ref = _reference(paths, 6, 9, True)[dense.columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(dense[dense["replicate"] > 0].reset_index(drop=True), ref, check_dtype=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import tempfile
 import warnings
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pairkit._optional import requires
@@ -209,8 +211,6 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 FROM p GROUP BY ALL"""
             reps = None
             if bootstrap:
-                from pairkit.scale._poisson import replicate_sql
-
                 listing = "[" + ", ".join(_lit(str(f)) for f in files) + "]"
                 numbered = _source(files, numbered=True)
                 if paths:
@@ -219,7 +219,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                         f"CASE WHEN na < nb THEN o ELSE 1 - o END AS s FROM (SELECT {select}, "
                         f"list_position({listing}, filename) AS _f, file_row_number AS _i FROM {numbered})) "
                         "WHERE problem = 0")
-                reps = replicate_sql(rows, keys, bootstrap, seed)
+                reps = partial(_replicates, con, rows, keys, n_boot=bootstrap, seed=seed)
             if output is not None:
                 return _write(con, sql, keys, output, (src, select, problem, files, options, on_invalid), reps)
             try:
@@ -231,7 +231,9 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 _report(con, src, select, problem, bad, files, options, on_invalid)
             good = table[table["problem"] == 0].drop(columns="problem")
             if reps is not None:
-                good = pd.concat([good.assign(replicate=0), con.execute(reps).fetch_df()], ignore_index=True)
+                con.register("_base", good)
+                good = pd.concat([good.assign(replicate=0), con.execute(reps("SELECT * FROM _base")).fetch_df()],
+                                 ignore_index=True)
         finally:
             con.close()
     if a_first is not None:
@@ -244,7 +246,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     return ordered_counts(good.reset_index(drop=True))
 
 
-def _write(con, sql: str, keys: list[str], output: Path, report: tuple, reps: str | None = None) -> dict:
+def _write(con, sql: str, keys: list[str], output: Path, report: tuple, reps=None) -> dict:
     """Count into a DuckDB table (spilled to disk when large), report the invalid rows, then let DuckDB write the
     valid counts to ``output`` in the count tables' order (keys, then ``a``, ``b``)."""
     with requires("scale", "--engine duckdb"):
@@ -271,12 +273,50 @@ def _write(con, sql: str, keys: list[str], output: Path, report: tuple, reps: st
     query = f"SELECT {columns} FROM counted WHERE problem = 0"
     if reps is not None:  # long: replicate 0 = the counts, 1..B the Poisson replicates (one narrow row per pair)
         query = (f"SELECT 0 AS replicate, {columns} FROM counted WHERE problem = 0 "
-                 f"UNION ALL SELECT replicate, {columns} FROM ({reps})")
+                 f"UNION ALL SELECT replicate, {columns} FROM ({reps('SELECT * FROM counted WHERE problem = 0')})")
         order = "replicate, " + order
     form = "(FORMAT csv, HEADER true)" if output.suffix.lower() == ".csv" else "(FORMAT parquet)"
     with atomic_path(output) as tmp:  # a kill or a full disk leaves the previous counts whole
         con.execute(f"COPY ({query} ORDER BY {order}) TO {_lit(str(tmp))} {form}")
     return {"pairs": int(pairs), "items": int(items), "comparisons": int(comparisons)}
+
+
+DENSE_REPLICATES = 1 << 25
+"""Up to this many sums (4 × pairs × replicates, float64: 256 MB) the Poisson replicates are summed in numpy."""
+
+
+def _replicates(con, rows: str, keys: list[str], base: str, *, n_boot: int, seed: int) -> str:
+    """SQL of the Poisson replicates' long count rows (``replicate, keys…, a, b, a_wins, b_wins, ties, n``).
+
+    ``rows``: the valid rows (``na, nb, s, w``, the keys, ``_f``, ``_i``); ``base``: the data's count rows
+    (replicate 0). When the replicates' sums fit in :data:`DENSE_REPLICATES`, DuckDB streams each row's pair
+    number (a join on the counted pairs) and numpy sums the hashed weights into a dense pairs × replicates array
+    (:func:`pairkit.scale._poisson.replicate_sums`: ~6× less CPU than the SQL at B = 100); beyond, the SQL of
+    :func:`pairkit.scale._poisson.replicate_sql` aggregates (row, replicate) pairs and spills like any group.
+    Both draw the same weights, so the counts are the same."""
+    from pairkit.scale._poisson import replicate_sql, replicate_sums
+
+    names = [*keys, "a", "b"]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pairs AS SELECT row_number() OVER () - 1 AS _pair, "
+                f"{', '.join(names)} FROM ({base})")
+    n_pairs = con.execute("SELECT count(*) FROM _pairs").fetchall()[0][0]
+    if 4 * n_pairs * n_boot > DENSE_REPLICATES:
+        return replicate_sql(rows, keys, n_boot, seed)
+    on = " AND ".join([f"p.{k} = r.{k}" for k in keys] + ["p.a = least(r.na, r.nb)", "p.b = greatest(r.na, r.nb)"])
+    reader = con.sql(f"SELECT p._pair, CAST(r.s AS DOUBLE), CAST(r.w AS DOUBLE), r._f, r._i "
+                     f"FROM ({rows}) r JOIN _pairs p ON {on}").to_arrow_reader(1 << 20)
+    total = np.zeros((4, n_pairs, n_boot))
+    for batch in reader:
+        pair, s, w, f, i = (batch.column(k).to_numpy(zero_copy_only=False) for k in range(5))
+        values = np.stack([w * (s == 1), w * (s == 0), w * (s == 0.5), np.ones(len(s))])
+        for r0, sums in replicate_sums(values, pair, n_pairs, seed, f, i, n_boot):
+            total[:, :, r0 : r0 + sums.shape[2]] += sums
+    g, t = np.nonzero(total[3].T > 0)  # replicate by replicate
+    frame = pd.DataFrame({"replicate": g + 1, "_pair": t, "a_wins": total[0, t, g], "b_wins": total[1, t, g],
+                          "ties": total[2, t, g], "n": total[3, t, g].astype(np.int64)})
+    con.register("_replicate_sums", frame)
+    return (f"SELECT replicate, {', '.join(names)}, a_wins, b_wins, ties, n "
+            "FROM _replicate_sums JOIN _pairs USING (_pair)")
 
 
 def _nested_path(con, src: str, path: str, columns: list[str], types: dict[str, str], where: Path) -> str:

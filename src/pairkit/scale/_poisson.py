@@ -72,19 +72,21 @@ def _mix32_inplace(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def replicate_sums(values: np.ndarray, groups: np.ndarray, n_groups: int, seed: int, file_index: int,
+def replicate_sums(values: np.ndarray, groups: np.ndarray, n_groups: int, seed: int, file_index,
                    rows: np.ndarray, n_replicates: int, block: int = 1 << 18):
     """Poisson-bootstrap sums of one file's rows, replicate block by block (the Ray and in-memory engines).
 
-    ``values`` (k × m): what each of the file's ``m`` rows adds to its group (``groups``, codes below
-    ``n_groups``); ``rows``: the rows' numbers in the file (``file_index``, 1-based). Yields ``(r0, sums)`` with
+    ``values`` (k × m): what each of the ``m`` rows adds to its group (``groups``, codes below ``n_groups``);
+    ``rows``: the rows' numbers in their file (``file_index``, 1-based: one, or one per row). Yields ``(r0, sums)``
+    with
     ``sums[j, g, t] = Σ_{i in g} values[j, i] · W_{i, r0+t}`` (k × n_groups × replicates of the block): the same
     weights :func:`poisson_weights` gives, computed on uint32 words, and the sums as one sparse product per block.
     """
     from scipy import sparse
 
     rows = np.asarray(rows, dtype=np.int64)
-    key = row_keys(seed, np.full(len(rows), file_index, dtype=np.uint64), rows).astype(np.uint32)
+    files = np.broadcast_to(np.asarray(file_index, dtype=np.uint64), rows.shape)
+    key = row_keys(seed, files, rows).astype(np.uint32)
     k, m = values.shape
     nz = values != 0
     j, i = np.nonzero(nz)
