@@ -98,6 +98,21 @@ def test_resume_reproduces_uninterrupted_run_exactly(tokenizer, tmp_path):
     assert len(list((tmp_path / "a" / "ref_cache").glob("ref-logps-*.pt"))) == 1
 
 
+def test_resume_with_more_steps_follows_the_longer_schedule(tokenizer, tmp_path):
+    """A finished 1-step run ends with the linear schedule at rate 0; resumed with max_steps=2 its second step takes
+    the 2-step schedule's rate (lr / 2), so it equals an uninterrupted 2-step run (it used to take rate 0)."""
+    rows = echo_pairs(8, 4)
+    runs = {}
+    for name, steps in (("once", 2), ("first", 1), ("resumed", 2)):
+        model = build_model(tokenizer, seed=6, dtype=torch.float64)
+        config = TrainConfig(batch_size=4, max_steps=steps, lr=1e-2, output_dir=str(tmp_path / name.replace("first",
+                             "resumed")))  # fmt: skip
+        runs[name] = (model, train_preference(model, tokenizer, rows, config=config, resume=name == "resumed"))
+    assert runs["resumed"][1].history[-1]["lr"] == runs["once"][1].history[-1]["lr"] == 5e-3
+    for k, v in params_of(runs["once"][0]).items():
+        torch.testing.assert_close(runs["resumed"][0].state_dict()[k], v, atol=1e-12, rtol=0)
+
+
 def test_gradient_accumulation_matches_full_batch(tokenizer):
     rows = echo_pairs(8, 4)
     out = {}

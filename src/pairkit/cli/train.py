@@ -115,13 +115,15 @@ def _load_model(model_path: Path, kind: str = "causal", lora: int = 0):
 
 def _finish(model, tokenizer, result, output: Path) -> None:
     from pairkit._io import atomic_directory
+    from pairkit.train._fsdp import full_state_dict, is_sharded
     from pairkit.train._loop import rank_and_world
 
+    state = full_state_dict(model) if is_sharded(model) else None  # FSDP: every process gathers the shards
     if rank_and_world()[0] != 0:  # data parallel (accelerate launch, torchrun): one process writes the model
         return
     final = output / "final"
     with atomic_directory(final) as tmp:  # a kill mid-save leaves the previous final model intact
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
     last = result.history[-1] if result.history else {}
     shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch",))

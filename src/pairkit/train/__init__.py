@@ -5,6 +5,7 @@ from pairkit._optional import requires
 with requires("train", "pairkit.train"):
     import torch  # noqa: F401  (first, so that a missing torch names the extra to install)
 
+from pairkit.train._fsdp import full_state_dict
 from pairkit.train._loop import (
     TrainConfig,
     TrainResult,
@@ -144,6 +145,7 @@ __all__ = [
     "evaluate_pointwise_ranker",
     "evaluate_preference",
     "evaluate_reward_model",
+    "full_state_dict",
     "group_advantages",
     "grpo_loss",
     "init_distributed",

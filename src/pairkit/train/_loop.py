@@ -68,6 +68,10 @@ class TrainConfig:
     functionally — so the policy at step 1 equals the reference (DPO's first loss is exactly ln 2).
     ``shuffle=False`` keeps the data order in every epoch (a curriculum such as
     :func:`~pairkit.train.curriculum_pairs`, easy to hard).
+    ``fsdp=True`` (or ``accelerate launch --use_fsdp``) shards the parameters, gradients and optimizer state over
+    the processes with torch's ``fully_shard`` (FSDP2) instead of keeping a full replica on each; the model passed
+    to the trainer stays sharded afterwards (``pairkit.train.full_state_dict`` gathers it). One process: no
+    effect.
     Truncation: completions are cut to ``max_completion_length`` and prompts to ``max_prompt_length``; a pair
     longer than ``max_length`` loses prompt tokens (from the left) before completion tokens.
     """
@@ -92,6 +96,7 @@ class TrainConfig:
     progress: bool = False
     dropout: bool = False
     shuffle: bool = True
+    fsdp: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "chunk_size", "max_length"):
@@ -145,14 +150,6 @@ def init_distributed() -> tuple[int, int]:
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend, rank=int(os.environ["RANK"]), world_size=world)
-        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes"):
-            warnings.warn(
-                "accelerate asked for FSDP (--use_fsdp), but pairkit's trainer does not shard the model (FSDP): it "
-                "runs plain data parallel, a full copy of the model and optimizer on every process (see "
-                "docs/train.rst, 'Data parallel')",
-                PairkitWarning,
-                stacklevel=2,
-            )
     return rank_and_world()
 
 
@@ -205,7 +202,14 @@ def fit(
 
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
     rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``.
+
+    With ``config.fsdp`` (or ``accelerate launch --use_fsdp``) and more than one process the model is sharded
+    in place (:mod:`pairkit.train._fsdp`) and each step runs inside the root's FSDP forward hooks; the gradients
+    are then reduce-scattered (averaged, hence the loss scaled by the number of processes) instead of summed
+    with ``all_reduce``, so both modes make the update of one process on the whole batch.
     """
+    from pairkit.train import _fsdp
+
     rank, world = init_distributed()
     n = len(examples)
     if n == 0:
@@ -215,9 +219,13 @@ def fit(
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total = min(total, int(config.max_steps))
+    sharded = world > 1 and _fsdp.fsdp_requested(config)
+    if sharded:
+        _fsdp.shard(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the model has no trainable parameters")
+    run_step = _fsdp.sharded_step(model, step_loss) if sharded else (lambda rows: step_loss(model, rows))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total))
     orders: dict[int, np.ndarray] = {}
@@ -234,12 +242,25 @@ def fit(
                 f"cannot resume from {ckpt}: it was trained on other data or with another batch size or seed; "
                 "give the same data and options, or a new --output directory"
             )
+        if bool(state.get("fsdp")) != sharded:
+            raise InputError(
+                f"cannot resume from {ckpt}: it was written {'with' if state.get('fsdp') else 'without'} FSDP; "
+                f"resume it {'with' if state.get('fsdp') else 'without'} fsdp (and with more than one process)"
+            )
         try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
+            if sharded:
+                _fsdp.load_checkpoint_states(model, optimizer, state["model"], state["optimizer"])
+            else:
+                model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, ValueError) as exc:
             raise InputError(f"cannot resume from {ckpt}: it holds another model's weights ({exc})") from None
-        optimizer.load_state_dict(state["optimizer"])
+        if not sharded:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # the optimizer holds the rate the checkpointed run would use next; with more max_steps or epochs the
+        # schedule is longer (a run that ended decayed to 0): take this run's rate for the next step
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
         orders = {int(k): np.asarray(v) for k, v in state["orders"].items()}
         start = int(state["step"])
         _set_rng_state(state["rng"])
@@ -275,20 +296,24 @@ def fit(
             local = np.array_split(idx, world)[rank]
             sums: dict[str, torch.Tensor] = {}
             for micro in np.array_split(local, config.grad_accum):
-                if len(micro) == 0:
+                # under FSDP every process must run as many forward and backward passes (their hooks are
+                # collectives): an empty micro-batch runs one example of the step with weight 0
+                weight = 1.0 if len(micro) else 0.0
+                if len(micro) == 0 and not sharded:
                     continue
                 with autocast:
-                    losses, stats = step_loss(model, [examples[j] for j in micro])
-                (losses.float().sum() / len(idx)).backward()
+                    losses, stats = run_step([examples[j] for j in (micro if len(micro) else idx[:1])])
+                (losses.float().sum() * (world * weight if sharded else 1) / len(idx)).backward()
                 for key, value in {"loss": losses, **stats}.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach().double().sum()
+                    sums[key] = sums.get(key, 0.0) + value.detach().double().sum() * weight
             keys = sorted(sums)
             totals = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64) for k in keys])
-            if world > 1:
+            if world > 1 and not sharded:
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                     torch.distributed.all_reduce(p.grad)
+            if world > 1:
                 torch.distributed.all_reduce(totals)
             grad_norm = clip_gradients(params, config.max_grad_norm)
             loss_value = float(totals[keys.index("loss")]) / len(idx)
@@ -298,7 +323,7 @@ def fit(
                     f"step {step + 1}: the loss is {loss_value} and the gradient norm {grad_norm}; the model was "
                     "not updated (lower the learning rate, check beta and the loss options, or the data)"
                 )
-            lr = scheduler.get_last_lr()[0]
+            lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -314,10 +339,10 @@ def fit(
             last = step + 1 == total
             if (
                 out_dir is not None
-                and rank == 0
+                and (rank == 0 or sharded)  # gathering FSDP shards is a collective: every process takes part
                 and (last or (config.save_every and (step + 1) % config.save_every == 0))
             ):
-                _save(out_dir, model, optimizer, scheduler, step + 1, orders, config, fingerprint)
+                _save(out_dir, model, optimizer, scheduler, step + 1, orders, config, fingerprint, sharded, rank)
             if callback is not None:
                 callback(row)
     finally:
@@ -325,6 +350,8 @@ def fit(
             metrics_fh.close()
         if bar is not None:
             bar.close()
+        if sharded:
+            _fsdp.forget_step(model)
     return TrainResult(history=history, step=total, output_dir=str(out_dir) if out_dir else None)
 
 
@@ -333,8 +360,11 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float | None) -> float:
     if not grads:
         return 0.0
     if max_norm is None:
+        if any(hasattr(g, "full_tensor") for g in grads):  # FSDP shards: the norm of the whole gradient
+            return float(torch.nn.utils.get_total_norm(grads).full_tensor())
         return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
 def _data_fingerprint(examples: Sequence[Any], config: TrainConfig) -> str:
@@ -390,12 +420,22 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config: TrainConfig, data=None) -> None:
+def _save(out_dir: Path, model, optimizer, scheduler, step: int, orders, config: TrainConfig, data=None,
+          sharded: bool = False, rank: int = 0) -> None:  # fmt: skip
+    if sharded:  # whole states, gathered by all processes, written by rank 0
+        from pairkit.train._fsdp import checkpoint_states
+
+        model_state, optimizer_state = checkpoint_states(model, optimizer)
+        if rank != 0:
+            return
+    else:
+        model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
+        "fsdp": sharded,
         "scheduler": scheduler.state_dict(),
         "rng": _rng_state(),
         "step": step,
