@@ -405,6 +405,7 @@ def main() -> None:
                         "winner)")
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--count-only", action="store_true", help="with --io --count-file: only the count case")
+    parser.add_argument("--boot-only", action="store_true", help="with --io: only the bootstrap case")
     parser.add_argument("--peer-io")
     parser.add_argument("--refits", type=int, default=5)
     args = parser.parse_args()
@@ -420,7 +421,8 @@ def main() -> None:
             tmp = Path(tmp_name)
             print(f"start: load average {os.getloadavg()[0]:.1f}", flush=True)
             if not args.count_only:
-                case_online(rows, tmp, 100_000)
+                if not args.boot_only:
+                    case_online(rows, tmp, 100_000)
                 case_bootstrap(rows, tmp, 100_000 if args.quick else 1_000_000, args.refits)
             if args.count_file:
                 case_count_file(rows, tmp, args.count_file, args.memory_limit)
