@@ -456,9 +456,9 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
                 c = np.zeros(codes * k)
                 c[cells] = stream.multinomial(m, size / m)
             else:
-                c = np.bincount(cell_of[rows.positions(stream)], minlength=codes * k).astype(float)
+                c = np.bincount(cell_of[rows.positions(stream)], minlength=codes * k)
             c = c.reshape(codes, k)
-            return code_lo @ c, code_hi @ c
+            return _combine(c, code_lo), _combine(c, code_hi)
 
     def draw_rows(stream: np.random.Generator, b: int) -> tuple:
         wl, wh = np.empty((k, b), order="F"), np.empty((k, b), order="F")  # a replicate's column is contiguous
@@ -467,6 +467,15 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
         return wl, wh
 
     return draw_rows
+
+
+def _combine(counts: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``coef @ counts`` (codes × pairs counts, integer or float) by a few vector adds: no float copy of the counts,
+    codes with a zero coefficient skipped."""
+    out = np.zeros(counts.shape[1])
+    for code in np.flatnonzero(coef):
+        out += counts[code] if coef[code] == 1 else coef[code] * counts[code]
+    return out
 
 
 MAX_CODES = 8
