@@ -3,6 +3,8 @@
 Run:  python benchmarks/gen_scale.py arena OUT.parquet --rows 10_000_000 --items 1000
       python benchmarks/gen_scale.py sparse OUT.parquet --rows 107_000 --items 6100
       python benchmarks/gen_scale.py arena OUTDIR --rows 30_000_000 --items 1000 --parts 8   (a partitioned dataset)
+      python benchmarks/gen_scale.py arena BIG.parquet --rows 300_000_000 --items 1000 --plain --stream 1_000_000
+          (streamed: a 1M-row table per row group of 1M rows, names as plain strings; the 3×10⁸-row count case)
 
 ``arena``: uniform random pairs of ``model_NNNN`` names, Bradley–Terry outcomes with ~10% ties (LMArena's
 columns model_a, model_b, winner). ``sparse``: heavy-tailed (Zipf-like) item degrees, winner/loser columns,
@@ -76,6 +78,18 @@ def write(table: pa.Table, out: Path, parts: int = 1, plain: bool = False) -> No
         pq.write_table(table.slice(k * size, size), out / f"part-{k:04d}.parquet")
 
 
+def stream(make, out: Path, rows: int, items: int, seed: int, size: int, plain: bool) -> None:
+    """``rows`` rows into one Parquet file, ``size`` rows (a row group) at a time."""
+    writer = None
+    for k in range(-(-rows // size)):
+        table = make(min(size, rows - k * size), items, seed + k)
+        if plain:
+            table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
+        writer = writer or pq.ParquetWriter(out, table.schema)
+        writer.write_table(table, row_group_size=size)
+    writer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["arena", "sparse"])
@@ -85,8 +99,13 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plain", action="store_true", help="store names as plain strings, not dictionaries")
+    parser.add_argument("--stream", type=int, default=0, help="write one Parquet file this many rows at a time "
+                        "(each a row group, seeded seed + k), never holding more in memory")
     args = parser.parse_args()
     make = arena_table if args.kind == "arena" else sparse_table
+    if args.stream:
+        stream(make, args.out, args.rows, args.items, args.seed, args.stream, args.plain)
+        return
     write(make(args.rows, args.items, args.seed), args.out, args.parts, args.plain)
 
 
