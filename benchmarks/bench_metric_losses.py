@@ -1,6 +1,13 @@
 """Metric-learning losses and miners: pairkit vs pytorch-metric-learning (pml) — time and peak memory, one run.
 
-Run: python benchmarks/bench_metric_losses.py           (about five minutes on 2 idle cores)
+Run: python benchmarks/bench_metric_losses.py           (about ten minutes on 2 idle cores)
+
+Every configuration runs at two batch sizes (the full size below and half of it). The labelled pair and triplet
+losses that pml also implements (NT-Xent, SupCon, all-triplets margin, contrastive, multi-similarity, Circle, TCM)
+run at N = 128 and 256 (pml's NT-Xent holds a [positive pairs, negative pairs] matrix). The table puts pairkit and
+pml side by side: time and memory ratios (pml ÷ pairkit) and whether the values agree — relative difference at most
+1e-4 in float32 for losses (``TOL``), equal tuple counts for the deterministic miners (semi-hard may differ by a
+triplet at the margin in float32; distance-weighted samples at random, so its counts are not compared).
 
 Each configuration runs in a fresh subprocess so that its peak resident set size (ru_maxrss) is its own; the table
 gives the resident memory above the level before the first call. The subprocesses run with
@@ -33,6 +40,9 @@ N, D, C, K = 1024, 128, 64, 10  # proxy losses: rows, dimension, classes, SoftTr
 NM = 512  # miners and all-triplet losses
 NS = 8192  # SigLIP / CWCL rows: one chunk of NS rows holds the dense N x N matrices
 NP = 128  # DBPM against pml's NT-Xent (pml's memory grows as N^3)
+NL = 256  # labelled pair / triplet losses against pml (pml's NT-Xent holds [positive pairs, negative pairs])
+FULL = {"N": N, "NM": NM, "NS": NS, "NP": NP, "NL": NL}
+TOL = 1e-4  # relative difference allowed between pairkit and pml values (float32)
 
 
 def _peak_rss_mb() -> float:
@@ -96,12 +106,40 @@ def _miner_case(name, impl, y):
     return lambda e: miner(e, y)
 
 
+def _pair_case(name, impl):
+    """Labelled pair/triplet losses with a pml class; options as in tests/losses/test_contrastive.py's PML_CASES."""
+    if impl == "pairkit":
+        import pairkit.losses as L
+
+        return {
+            "ntxent": lambda e, y: L.ntxent(e, y),
+            "supcon": lambda e, y: L.supcon(e, y),
+            "triplet_margin": lambda e, y: L.triplet_margin(e, y, margin=0.2),
+            "contrastive": lambda e, y: L.contrastive(e, y, pos_margin=0.2, neg_margin=1.1),
+            "multi_similarity": lambda e, y: L.multi_similarity(e, y),
+            "circle": lambda e, y: L.circle(e, y),
+            "tcm": lambda e, y: L.threshold_consistent_margin(e, y),
+        }[name]
+    from pytorch_metric_learning import losses as pml
+    from pytorch_metric_learning.reducers import MeanReducer
+
+    return {
+        "ntxent": lambda: pml.NTXentLoss(),
+        "supcon": lambda: pml.SupConLoss(),
+        "triplet_margin": lambda: pml.TripletMarginLoss(margin=0.2, reducer=MeanReducer()),
+        "contrastive": lambda: pml.ContrastiveLoss(pos_margin=0.2, neg_margin=1.1, reducer=MeanReducer()),
+        "multi_similarity": lambda: pml.MultiSimilarityLoss(),
+        "circle": lambda: pml.CircleLoss(),
+        "tcm": lambda: pml.ThresholdConsistentMarginLoss(),
+    }[name]()
+
+
 def _other_case(name, impl, g):
     import torch
 
     import pairkit.losses as L
 
-    chunk = None if impl == "pairkit" else int(impl.split(":")[1])
+    chunk = None if impl == "pairkit" else NS if impl == "pairkit:all" else int(impl.split(":")[1])
     if name == "siglip":
         k = torch.randn(NS, D, generator=g)
         return lambda e: L.siglip(e, k, chunk_size=chunk), (NS, D)
@@ -109,7 +147,7 @@ def _other_case(name, impl, g):
         k = torch.randn(NS, D, generator=g)
         return lambda e: L.cwcl(e, k, chunk_size=chunk), (NS, D)
     if name == "symile":
-        return lambda e: L.symile(e.reshape(3, 256, 64)), (3 * 256, 64)
+        return lambda e: L.symile(e.reshape(3, N // 4, 64)), (3 * (N // 4), 64)
     y = torch.randint(0, 32, (NM,), generator=g)
     if name == "softmax_ratio_triplet":
         return lambda e: L.softmax_ratio_triplet(e, y), (NM, D)
@@ -155,12 +193,24 @@ def _new_case(name, impl, g):
     return cases[name], (N, D)
 
 
-def _run_one(kind: str, name: str, impl: str) -> dict:
+def _set_scale(scale: str) -> None:
+    """Full sizes or half of each (the second batch size); sets the module's size constants in this process."""
+    div = 1 if scale == "full" else 2
+    globals().update({k: v // div for k, v in FULL.items()})
+
+
+def _run_one(kind: str, name: str, impl: str, scale: str = "full") -> dict:
     import torch
 
+    _set_scale(scale)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
-    if kind == "loss":
+    if kind == "pair":
+        x = torch.randn(NL, D, generator=g)
+        y = torch.randint(0, NL // 8, (NL,), generator=g)
+        loss = _pair_case(name, impl)
+        fn, extra = (lambda e: loss(e, y)), None
+    elif kind == "loss":
         x = torch.randn(N, D, generator=g)
         y = torch.randint(0, C, (N,), generator=g)
         fn, extra = _proxy_case(name, impl, x, y, g)
@@ -172,8 +222,8 @@ def _run_one(kind: str, name: str, impl: str) -> dict:
 
         from pairkit.metrics import opis
 
-        x = torch.randn(4096, D, generator=g)
-        y = torch.randint(0, C, (4096,), generator=g).numpy()
+        x = torch.randn(4 * N, D, generator=g)
+        y = torch.randint(0, C, (4 * N,), generator=g).numpy()
         start = time.perf_counter()
         value = opis(x.numpy(), y, chunk_size=512)
         return {"seconds": time.perf_counter() - start, "peak_mb": _peak_rss_mb(), "base_mb": 0.0, "value": value}
@@ -199,12 +249,13 @@ def _run_one(kind: str, name: str, impl: str) -> dict:
     return {"seconds": best, "peak_mb": _peak_rss_mb(), "base_mb": base, "value": value}
 
 
+PAIRS = ["ntxent", "supcon", "triplet_margin", "contrastive", "multi_similarity", "circle", "tcm"]
 PROXY = ["proxy_nca", "proxy_anchor", "normalized_softmax", "arcface", "cosface", "soft_triple"]
 MINERS = ["batch_hard", "semihard", "multi_similarity", "distance_weighted"]
 OTHERS = [
-    ("siglip", f"pairkit:{NS}"),
+    ("siglip", "pairkit:all"),
     ("siglip", "pairkit:512"),
-    ("cwcl", f"pairkit:{NS}"),
+    ("cwcl", "pairkit:all"),
     ("cwcl", "pairkit:512"),
     ("symile", "pairkit"),
     ("softmax_ratio_triplet", "pairkit"),
@@ -218,37 +269,22 @@ NEW = [
 ]
 
 
-def _spawn(kind, name, impl) -> dict:
-    cmd = [sys.executable, __file__, "--one", kind, name, impl]
+def _spawn(kind, name, impl, scale) -> dict:
+    cmd = [sys.executable, __file__, "--one", kind, name, impl, scale]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(_run_one(*args.one)))
-        return
-    runs = [("loss", n, i) for n in PROXY for i in ("pml", "pairkit")]
-    runs += [("miner", n, i) for n in MINERS for i in ("pml", "pairkit")]
-    runs += [("other", n, i) for n, i in OTHERS]
-    runs += [("new", n, i) for n, i in NEW] + [("opis", "opis", "pairkit")]
-    rows = []
-    for kind, name, impl in runs:
-        res = _spawn(kind, name, impl)
-        rows.append((kind, name, impl, res))
-        print(f"done {kind} {name} {impl}: {res['seconds']:.4f}s", file=sys.stderr, flush=True)
-    print("| kind | name | implementation | size | time (s) | peak RSS (MB) | RSS above start (MB) | value |")
-    print("|---|---|---|---|---|---|---|---|")
+def _size(kind: str, name: str) -> str:
+    """The configuration's size, with the module's constants already set to the scale's."""
     sizes = {
+        "pair": f"N={NL}, D={D}, {NL // 8} classes",
         "loss": f"N={N}, D={D}, C={C}",
         "miner": f"N={NM}, D={D}, 32 classes",
         "siglip": f"N={NS}, D=128",
         "cwcl": f"N={NS}, D=128",
-        "symile": "M=3, N=256, D=64 (all N^2 tuples)",
+        "symile": f"M=3, N={N // 4}, D=64 (all N^2 tuples)",
         "softmax_ratio_triplet": f"N={NM}, D={D}, all triplets",
         "unpg": f"N={NM}, D={D}, C=32",
         "new": f"N={N}, D={D}, {C} classes",
@@ -256,15 +292,53 @@ def main() -> None:
         "dbpm_small": f"N={NP} pairs (2N views), D={D}",
         "dbpm_history": f"N={N} pairs (2N views), D={D}",
         "meow": f"N={N}, D={D}, 3 clusterings of 16",
-        "opis": f"N=4096, D={D}, {C} classes, 1000-point grid",
+        "opis": f"N={4 * N}, D={D}, {C} classes, 1000-point grid",
     }
-    for kind, name, impl, res in rows:
-        size = sizes.get(name) or sizes[kind]
-        value = f"{res['value']:.6f}" if kind != "miner" else f"{res['value']} tuples"
-        print(
-            f"| {kind} | {name} | {impl} | {size} | {res['seconds']:.4f} | {res['peak_mb']:.0f} | "
-            f"{res['peak_mb'] - res['base_mb']:.0f} | {value} |"
-        )
+    return sizes.get(name) or sizes[kind]
+
+
+def _agree(kind: str, name: str, ours: dict, theirs: dict) -> str:
+    if kind == "miner":
+        if name == "distance_weighted":
+            return "not compared (random sampling)"
+        diff = abs(ours["value"] - theirs["value"])
+        return "yes" if diff == 0 else f"{diff} tuple(s) apart" + (" (margin ties)" if name == "semihard" else "")
+    rel = abs(ours["value"] - theirs["value"]) / max(abs(theirs["value"]), 1e-12)
+    return f"{'yes' if rel <= TOL else 'NO'} ({rel:.1e})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_run_one(*args.one)))
+        return
+    peered = [("pair", n, "pairkit") for n in PAIRS] + [("loss", n, "pairkit") for n in PROXY]
+    peered += [("miner", n, "pairkit") for n in MINERS] + [("new", "dbpm_small", "pairkit")]
+    alone = [("other", n, i) for n, i in OTHERS]
+    alone += [("new", n, i) for n, i in NEW if n != "dbpm_small"] + [("opis", "opis", "pairkit")]
+    print("| kind | name | size | pairkit time (s) | pml time (s) | time ratio pml÷pairkit | pairkit RSS above start "
+          "(MB) | pml RSS above start (MB) | memory ratio | pairkit value | pml value | values agree |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for scale in ("half", "full"):
+        _set_scale(scale)
+        for kind, name, impl in peered + alone:
+            ours = _spawn(kind, name, impl, scale)
+            theirs = _spawn(kind, name, "pml", scale) if (kind, name, impl) in peered else None
+            print(f"done {scale} {kind} {name} {impl}", file=sys.stderr, flush=True)
+            label = name if impl == "pairkit" else f"{name} ({impl.split(':')[1]} rows a chunk)"
+            fmt = (lambda r: f"{r['value']} tuples") if kind == "miner" else (lambda r: f"{r['value']:.6f}")
+            mem = (lambda r: "—") if kind == "opis" else (lambda r: f"{r['peak_mb'] - r['base_mb']:.0f}")
+            cells = [kind, label, _size(kind, name), f"{ours['seconds']:.4f}"]
+            if theirs is None:
+                cells += ["—", "—", mem(ours), "—", "—", fmt(ours), "—", "—"]
+            else:
+                m_ours, m_theirs = ours["peak_mb"] - ours["base_mb"], theirs["peak_mb"] - theirs["base_mb"]
+                cells += [f"{theirs['seconds']:.4f}", f"{theirs['seconds'] / ours['seconds']:.2f}", mem(ours),
+                          mem(theirs), f"{m_theirs / max(m_ours, 1):.2f}", fmt(ours), fmt(theirs),
+                          _agree(kind, name, ours, theirs)]  # fmt: skip
+            print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
