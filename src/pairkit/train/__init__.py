@@ -12,6 +12,7 @@ from pairkit.train._loop import (
     check_number,
     init_distributed,
 )
+from pairkit.train._steps import spo_degraded_samples
 from pairkit.train.construct import (
     BMC_PROMPT,
     DSTC_SOLUTION_PROMPT,
@@ -166,6 +167,7 @@ __all__ = [
     "save_pointwise_ranker",
     "score_function_kl",
     "sequence_logps",
+    "spo_degraded_samples",
     "sppo_loss",
     "superhf_loss",
     "sweet_spot_pairs",

@@ -27,6 +27,7 @@ __all__ = [
     "UNPAIRED_INPUTS",
     "attach_fields",
     "attach_rationales",
+    "spo_degraded_samples",
     "combine_losses",
     "seq_logps",
     "token_logps",
@@ -225,8 +226,11 @@ def trainer_options(terms, beta: float, loss_options: dict[str, Any] | None) -> 
 
 PAIR_INPUTS = {
     "policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps",
-    "chosen_lengths", "rejected_lengths", "rationale_logps",
+    "chosen_lengths", "rejected_lengths", "rationale_logps", "degree_logits", "degree_labels",
 }  # fmt: skip
+
+SPO_KEY_COLUMNS = ("chosen_key_content", "rejected_key_content")
+"""Data columns with a response's key content (lists of substrings of it) from which SPO's degraded samples are made."""
 
 RATIONALE_PROMPT = "{prompt}\n\nResponse A:\n{chosen}\n\nResponse B:\n{rejected}\n\nResponse A is better because"
 """The prompt under which the policy scores a pair's rationale (rationale-augmented DPO): the rationale is the
@@ -244,6 +248,75 @@ def attach_rationales(tokenizer, examples, pairs, raw, config: TrainConfig, sour
     for ex, p, r in zip(examples, pairs, raw):
         prompt = RATIONALE_PROMPT.format(prompt=p["prompt"], chosen=p["chosen"], rejected=p["rejected"])
         ex["rationale"] = [s[:2] for s in encode(tokenizer, prompt, [" " + r["rationale"].strip()], config)]
+
+
+def spo_degraded_samples(pairs, raw, seed: int, source: str = "data") -> tuple[list[tuple[str, str, int]], int]:
+    """SPO's self-supervised samples, one per pair: (prompt, degraded response, degree class), and the class count.
+
+    .. math::
+
+        k = s\\,D + j,\\qquad s \\in \\{0\\ (\\text{chosen}), 1\\ (\\text{rejected})\\},\\quad
+        j \\sim \\mathcal{U}\\{0, \\dots, |K_s|\\},\\quad D = 1 + \\max_{i, s} |K^{(i)}_s|
+
+    Li et al. (2024), "Self-supervised Preference Optimization: Enhance Your Language Model with Preference Degree
+    Awareness": key content :math:`K_s` of a response (the ``chosen_key_content`` / ``rejected_key_content``
+    columns, lists of substrings of the response, e.g. extracted beforehand by an LLM as in the paper) is removed
+    to different degrees, and a classifier must tell how much was removed from which response. Per pair a side
+    :math:`s` with key content is drawn, then :math:`j` of its key spans (a uniformly drawn subset of that size)
+    are cut out of the response (first occurrence each). Reading taken: one sample per pair, drawn once before
+    training from ``numpy.random.default_rng([seed, 16])``; chosen- and rejected-derived samples are separate
+    classes, so there are :math:`2D` classes. A listed span that does not occur in its response, or a row without
+    key content while others have it, raises :class:`InputError` naming the row and column.
+    """
+    rng = np.random.default_rng([seed, 16])
+    keys = []
+    for i, (p, r) in enumerate(zip(pairs, raw)):
+        sides = {}
+        for side, column in enumerate(SPO_KEY_COLUMNS):
+            spans = r.get(column)
+            if spans is None:
+                continue
+            if isinstance(spans, str) or not all(isinstance(x, str) and x for x in spans):
+                raise InputError(f"{source}, row {i + 1}, column {column!r}: expected a list of non-empty strings, "
+                                 f"got {spans!r}")  # fmt: skip
+            response = p["chosen" if side == 0 else "rejected"]
+            missing = [x for x in spans if x not in response]
+            if missing:
+                raise InputError(f"{source}, row {i + 1}, column {column!r}: {missing[0]!r} does not occur in the "
+                                 f"{'chosen' if side == 0 else 'rejected'} response")  # fmt: skip
+            sides[side] = list(spans)
+        if not sides:
+            raise InputError(f"{source}, row {i + 1}: SPO's degraded samples need a {SPO_KEY_COLUMNS[0]!r} or "
+                             f"{SPO_KEY_COLUMNS[1]!r} column in every row once one row has it")  # fmt: skip
+        keys.append(sides)
+    degrees = 1 + max(len(v) for sides in keys for v in sides.values())
+    samples = []
+    for p, sides in zip(pairs, keys):
+        side = int(rng.choice(sorted(sides)))
+        spans = sides[side]
+        j = int(rng.integers(0, len(spans) + 1))
+        text = p["chosen" if side == 0 else "rejected"]
+        for x in (spans[k] for k in sorted(rng.choice(len(spans), size=j, replace=False))):
+            text = text.replace(x, "", 1)
+        samples.append((p.get("rejected_prompt", p["prompt"]) if side else p["prompt"], text, side * degrees + j))
+    return samples, 2 * degrees
+
+
+def attach_degraded(tokenizer, examples, pairs, raw, config: TrainConfig, source: str) -> int:
+    """Encode SPO's degraded samples (:func:`spo_degraded_samples`) into the examples; returns the class count
+    (0, with a warning, when no row has key content: SPO then trains its alignment term only)."""
+    if not any(any(c in r for c in SPO_KEY_COLUMNS) for r in raw):
+        warnings.warn(
+            f"{source}: no {' or '.join(map(repr, SPO_KEY_COLUMNS))} column, so SPO's self-supervised "
+            "preference-degree term is left out (the loss is DPO's)",
+            stacklevel=4,
+        )
+        return 0
+    samples, classes = spo_degraded_samples(pairs, raw, config.seed, source)
+    for ex, (prompt, text, label) in zip(examples, samples):
+        ex["degraded"] = [s[:2] for s in encode(tokenizer, prompt, [text], config)]
+        ex["degree"] = label
+    return classes
 
 
 UNPAIRED_INPUTS = {"policy_logps", "ref_logps", "labels", "desirable", "policy_kl_logps", "ref_kl_logps", "lengths"}
@@ -273,6 +346,10 @@ def pair_examples(tokenizer, data, config: TrainConfig, terms=(), joint: bool = 
 
         if any(losses.spec(n).accepts("rationale_logps") for n, _, _ in terms):
             attach_rationales(tokenizer, examples, pairs, raw, config, source)
+        if any(losses.spec(n).accepts("degree_logits") for n, _, _ in terms):
+            classes = attach_degraded(tokenizer, examples, pairs, raw, config, source)
+            for ex in examples:
+                ex["degree_classes"] = classes
     return examples
 
 
@@ -289,7 +366,19 @@ def warn_truncation(examples, config: TrainConfig, source: str) -> None:
         )
 
 
-def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(), mask_head=None):
+def degree_logits(model, head, rows, pad_id) -> torch.Tensor:
+    """SPO's classifier on the final hidden state of each degraded sample's last token ``[batch, classes]``."""
+    from pairkit.train._inputs import _hidden
+
+    batch = collate_sequences([ex["degraded"][0] for ex in rows], pad_id)
+    h, _, _ = _hidden(model, batch["input_ids"], batch["attention_mask"])
+    last = batch["attention_mask"].sum(1) - 1
+    return head(h[torch.arange(h.shape[0]), last])
+
+
+def pair_step(
+    terms, options, beta, pad_id, config, live, token_kinds=frozenset(), mask_head=None, degree_head=None
+):
     from pairkit import losses
 
     edits = bool(token_kinds) and any(losses.spec(n).accepts("chosen_edit_mask") for n, _, _ in terms)
@@ -309,6 +398,9 @@ def pair_step(terms, options, beta, pad_id, config, live, token_kinds=frozenset(
         if rows and "rationale" in rows[0]:
             rationale, _ = seq_logps(model, [ex["rationale"][0] for ex in rows], pad_id, config.chunk_size)
             inputs["rationale_logps"] = rationale.to(pc.dtype)
+        if degree_head is not None and rows and "degraded" in rows[0]:
+            inputs["degree_logits"] = degree_logits(model, degree_head, rows, pad_id)
+            inputs["degree_labels"] = torch.tensor([ex["degree"] for ex in rows], device=pc.device)
         if token_kinds:
             batch = collate_sequences([s for ex in rows for s in ex["seqs"]], pad_id)
             tok = token_inputs(model, live, batch, set(token_kinds), chunk_size=config.chunk_size, mask_head=mask_head)

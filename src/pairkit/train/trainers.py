@@ -127,6 +127,24 @@ def _checked(loss, beta: float, loss_options: dict[str, Any] | None, family="pre
     return loss
 
 
+def _degree_head(model, head, classes: int, seed: int) -> torch.nn.Module:
+    """SPO's classifier: the given one (checked to give ``classes`` logits) or a seeded linear layer."""
+    weight = model.get_output_embeddings().weight
+    if head is None:
+        g = torch.Generator().manual_seed(seed)
+        head = torch.nn.Linear(weight.shape[1], classes, dtype=weight.dtype)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=g, dtype=weight.dtype) * 0.02)
+            head.bias.zero_()
+        return head.to(weight.device)
+    with torch.no_grad():
+        out = head(weight.new_zeros(1, weight.shape[1]))
+    if out.shape != (1, classes):
+        raise InputError(f"degree_head must map [hidden={weight.shape[1]}] to [{classes}] logits (2 × (1 + the most "
+                         f"key-content spans in a row)), got {list(out.shape[1:])}")  # fmt: skip
+    return head
+
+
 def train_preference(
     model,
     tokenizer,
@@ -141,6 +159,7 @@ def train_preference(
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
     mask_head: torch.nn.Module | None = None,
+    degree_head: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train a causal LM on chosen/rejected pairs with a pairwise preference loss (or a weighted sum).
 
@@ -165,6 +184,13 @@ def train_preference(
         mask_head: SparsePO's learned token mask (:class:`SparseMaskHead`) for ``loss="sparse_po"``; it is
             registered on the model as the submodule ``sparse_po_mask`` (trained, checkpointed and saved with
             it). Without one SparsePO's masks are uniform.
+        degree_head: SPO's preference-degree classifier for ``loss="spo"``: a module from the final hidden state
+            of a degraded sample's last token ``[hidden]`` to ``[2D]`` class logits. The degraded samples are made
+            from the ``chosen_key_content`` / ``rejected_key_content`` columns (lists of substrings of the
+            response; :func:`pairkit.train.spo_degraded_samples` says how); without a head one
+            ``torch.nn.Linear(hidden, 2D)`` is made (seeded by ``config.seed``). It is registered on the model as
+            the submodule ``spo_degree_head`` and trained with it. Without those columns SPO trains its DPO term
+            only (with a warning).
     """
     config = config or TrainConfig()
     checked = _checked(loss, beta, loss_options)
@@ -177,9 +203,16 @@ def train_preference(
             )
         model.add_module("sparse_po_mask", mask_head)
     examples = pair_examples(tokenizer, data, config, terms, joint=True)
+    classes = examples[0].get("degree_classes", 0) if examples else 0
+    if degree_head is not None and not classes:
+        raise InputError("degree_head is SPO's preference-degree classifier: give loss 'spo' and rows with a "
+                         "'chosen_key_content' or 'rejected_key_content' column")  # fmt: skip
+    if classes:
+        degree_head = _degree_head(model, degree_head, classes, config.seed)
+        model.add_module("spo_degree_head", degree_head)
     pad_id = pad_id_of(tokenizer)
     live = prepare_reference(model, examples, pad_id, config, reference, ref_cache_dir, live=bool(token_kinds))
-    step = pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds), mask_head)
+    step = pair_step(terms, options, beta, pad_id, config, live, frozenset(token_kinds), mask_head, degree_head)
     return fit(model, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
 
 
