@@ -12,7 +12,6 @@ from pairkit.train._loop import (
     check_number,
     init_distributed,
 )
-from pairkit.train._steps import spo_degraded_samples
 from pairkit.train.construct import (
     BMC_PROMPT,
     DSTC_SOLUTION_PROMPT,
@@ -24,6 +23,7 @@ from pairkit.train.construct import (
     dstc_self_tests,
     edited_fraction,
     rise_self_edits,
+    spo_degraded_samples,
     tpo_topic_rewrites,
 )
 from pairkit.train.contrastive import (

@@ -33,11 +33,13 @@ __all__ = [
     "DSTC_TEST_PROMPT",
     "RISE_ERRORS",
     "RISE_PROMPT",
+    "SPO_KEY_COLUMNS",
     "TPO_PROMPT",
     "bmc_pseudo_winners",
     "dstc_self_tests",
     "edited_fraction",
     "rise_self_edits",
+    "spo_degraded_samples",
     "tpo_topic_rewrites",
 ]
 
@@ -284,3 +286,65 @@ def tpo_topic_rewrites(
     ]
     _dropped("tpo_topic_rewrites", len(rows) - len(out), len(rows), "no topic's candidates differed in score")
     return out
+
+
+SPO_KEY_COLUMNS = ("chosen_key_content", "rejected_key_content")
+"""Data columns with a response's key content (lists of substrings of it) from which SPO's degraded samples are made."""
+
+
+def spo_degraded_samples(pairs, raw, seed: int, source: str = "data") -> tuple[list[tuple[str, str, int]], int]:
+    """SPO's self-supervised samples, one per pair: (prompt, degraded response, degree class), and the class count.
+
+    .. math::
+
+        k = s\\,D + j,\\qquad s \\in \\{0\\ (\\text{chosen}), 1\\ (\\text{rejected})\\},\\quad
+        j \\sim \\mathcal{U}\\{0, \\dots, |K_s|\\},\\quad D = 1 + \\max_{i, s} |K^{(i)}_s|
+
+    Li et al. (2024), "Self-supervised Preference Optimization: Enhance Your Language Model with Preference Degree
+    Awareness": key content :math:`K_s` of a response (the ``chosen_key_content`` / ``rejected_key_content``
+    columns, lists of substrings of the response, e.g. extracted beforehand by an LLM as in the paper) is removed
+    to different degrees, and a classifier must tell how much was removed from which response. Per pair a side
+    :math:`s` with key content is drawn, then :math:`j` of its key spans (a uniformly drawn subset of that size)
+    are cut out of the response (first occurrence each). Reading taken: one sample per pair, drawn once before
+    training from ``numpy.random.default_rng([seed, 16])``; chosen- and rejected-derived samples are separate
+    classes, so there are :math:`2D` classes. A listed span that does not occur in its response, or a row without
+    key content while others have it, raises :class:`~pairkit.errors.InputError` naming the row and column.
+
+    Args:
+        pairs: rows with ``prompt``, ``chosen``, ``rejected`` (and ``rejected_prompt`` where it differs).
+        raw: the rows with the key-content columns, aligned with ``pairs`` (may be the same list).
+        seed: seed of the draws; the trainer passes ``TrainConfig.seed``.
+        source: the data's name in error messages.
+    """
+    rng = np.random.default_rng([seed, 16])
+    keys = []
+    for i, (p, r) in enumerate(zip(pairs, raw)):
+        sides = {}
+        for side, column in enumerate(SPO_KEY_COLUMNS):
+            spans = r.get(column)
+            if spans is None:
+                continue
+            if isinstance(spans, str) or not all(isinstance(x, str) and x for x in spans):
+                raise InputError(f"{source}, row {i + 1}, column {column!r}: expected a list of non-empty strings, "
+                                 f"got {spans!r}")  # fmt: skip
+            response = p["chosen" if side == 0 else "rejected"]
+            missing = [x for x in spans if x not in response]
+            if missing:
+                raise InputError(f"{source}, row {i + 1}, column {column!r}: {missing[0]!r} does not occur in the "
+                                 f"{'chosen' if side == 0 else 'rejected'} response")  # fmt: skip
+            sides[side] = list(spans)
+        if not sides:
+            raise InputError(f"{source}, row {i + 1}: SPO's degraded samples need a {SPO_KEY_COLUMNS[0]!r} or "
+                             f"{SPO_KEY_COLUMNS[1]!r} column in every row once one row has it")  # fmt: skip
+        keys.append(sides)
+    degrees = 1 + max(len(v) for sides in keys for v in sides.values())
+    samples = []
+    for p, sides in zip(pairs, keys):
+        side = int(rng.choice(sorted(sides)))
+        spans = sides[side]
+        j = int(rng.integers(0, len(spans) + 1))
+        text = p["chosen" if side == 0 else "rejected"]
+        for x in (spans[k] for k in sorted(rng.choice(len(spans), size=j, replace=False))):
+            text = text.replace(x, "", 1)
+        samples.append((p.get("rejected_prompt", p["prompt"]) if side else p["prompt"], text, side * degrees + j))
+    return samples, 2 * degrees
