@@ -454,3 +454,30 @@ def test_matches_pml_on_real_features(case):
     theirs, g_theirs = _value_and_grad(pml_factory(), x, y)
     torch.testing.assert_close(ours, theirs, **F64)
     torch.testing.assert_close(g_ours, g_theirs, **F64)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_all_triplets_in_anchor_chunks_equal_pml_and_one_chunk(monkeypatch, swap):
+    """mining="all" sums each anchor's triplets in chunks (no N^3 tensor): several chunks == pml == one chunk."""
+    import sys
+
+    C = sys.modules["pairkit.losses.contrastive"]  # the package's attribute of that name is the loss function
+    x, y = _batch(n=30, d=5, classes=4, seed=3)
+    w = torch.rand(30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    fn = lambda e, lab, **kw: L.triplet_margin(e, lab, margin=0.2, swap=swap, **kw)  # noqa: E731
+
+    def summed(r):
+        return _value_and_grad(lambda e, lab: fn(e, lab, reduction=r, weights=w).sum(), x, y)
+
+    one = {r: summed(r) for r in ("mean", "sum", "none")}
+    plain = _value_and_grad(fn, x, y)
+    monkeypatch.setattr(C, "DENSE_ELEMENTS", 30 * 30 * 7)  # 7 anchors a chunk: 5 chunks, the last short
+    pml = pml_losses.TripletMarginLoss(margin=0.2, swap=swap, reducer=MEAN())
+    for got, want in zip(_value_and_grad(fn, x, y), _value_and_grad(pml, x, y)):
+        torch.testing.assert_close(got, want, **F64)
+    for got, want in zip(_value_and_grad(fn, x, y), plain):
+        torch.testing.assert_close(got, want, **F64)
+    for r, (v, g) in one.items():
+        chunked = summed(r)
+        torch.testing.assert_close(chunked[0], v, **F64)
+        torch.testing.assert_close(chunked[1], g, **F64)

@@ -974,8 +974,9 @@ def triplet_margin(
         \\ell_{apn} = \\big[d(x_a, x_p) - d(x_a, x_n) + m\\big]_+
 
     over anchors :math:`a`, positives :math:`p \\ne a` (same label) and negatives :math:`n` (other label), with
-    :math:`d` the Euclidean distance of normalised embeddings. ``mining="all"`` uses every triplet (O(N^3)
-    memory; "mean" averages over triplets, "none" gives each anchor's sum, adding up to "sum");
+    :math:`d` the Euclidean distance of normalised embeddings. ``mining="all"`` uses every triplet (in anchor chunks
+    recomputed in the backward pass: O(chunk x N^2) memory, about 2^24 elements a chunk; "mean" averages over
+    triplets, "none" gives each anchor's sum, adding up to "sum");
     ``mining="batch_hard"`` keeps one triplet per anchor: its farthest positive and nearest negative (Hermans et al.
     2017). ``swap`` uses :math:`\\min(d(a, n), d(p, n))`; ``smooth`` replaces the hinge by softplus.
     ``triplets=(anchors, positives, negatives)`` (index tensors, e.g. from a miner in :mod:`pairkit.losses.miners`) uses
@@ -1012,16 +1013,26 @@ def triplet_margin(
             d_an = torch.minimum(d_an, dist[hard_p, hard_n])
         values = hinge(dist[rows, hard_p] - d_an + margin)
         return reduce_loss(values, reduction, mask=valid, weights=weights)
-    d_an = dist[:, None, :]
-    if swap:
-        d_an = torch.minimum(d_an, dist[None, :, :])
-    values = hinge(dist[:, :, None] - d_an + margin)
-    valid = pos[:, :, None] & neg[:, None, :]
-    if reduction == "none":
-        per_anchor = _row_sum(values.flatten(1), valid.flatten(1))
-        return reduce_loss(per_anchor, "none", weights=weights)
-    w = None if weights is None else torch.as_tensor(weights, dtype=x.dtype, device=x.device)[:, None, None]
-    return reduce_loss(values, reduction, mask=valid, weights=w)
+
+    def anchor_sums(d_rows, pos_rows, neg_rows):  # [c, N] rows of anchors -> each anchor's sum over its triplets
+        d_an = d_rows[:, None, :]
+        if swap:
+            d_an = torch.minimum(d_an, dist[None, :, :])
+        values = hinge(d_rows[:, :, None] - d_an + margin)
+        valid = pos_rows[:, :, None] & neg_rows[:, None, :]
+        return torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum((1, 2))
+
+    # anchor chunks recomputed in backward: O(chunk x N^2) memory, not O(N^3)
+    per_anchor = _checkpointed_rows(anchor_sums, None, x.shape[0] ** 2, dist, pos, neg)
+    if reduction != "mean":  # "none" (each anchor's sum) and "sum"; reduce_loss names a bad reduction
+        return reduce_loss(per_anchor, reduction, weights=weights)
+    counts = (pos.sum(1) * neg.sum(1)).to(x.dtype)  # triplets per anchor: the mean is over triplets
+    if weights is not None:
+        w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
+        per_anchor, counts = per_anchor * w, counts * w
+    total, denom = per_anchor.sum(), counts.sum()
+    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+    return torch.where(denom > 0, total / safe, torch.zeros_like(total))
 
 
 @register(
