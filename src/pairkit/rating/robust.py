@@ -137,7 +137,7 @@ def fit_robust_bt(
     >>> comps = Comparisons.from_arrays(a, b, [1, 1, 1, 1, 1, 1], items=["a", "b", "c"])
     >>> from pairkit.rating import fit_robust_bt
     >>> board = fit_robust_bt(comps, epsilon=0.1, prior=1.0)
-    >>> [(item, round(float(s), 3)) for item, s in zip(board.items, board.scores)]
+    >>> [(item, round(float(s), 3) + 0.0) for item, s in zip(board.items, board.scores)]
     [('a', 0.567), ('b', 0.0), ('c', -0.567)]
     """
     check_inputs(comparisons, "half", "robust_bt")
