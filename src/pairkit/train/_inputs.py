@@ -97,7 +97,7 @@ def data_fields(
     return out
 
 
-def _hidden(model, input_ids, attention_mask):
+def hidden_states_and_head(model, input_ids, attention_mask):
     """Final hidden states ``[b, T, H]`` and the output projection (weight, bias) of a causal LM."""
     config = getattr(model, "config", None)
     if any(getattr(config, key, None) not in (None, 1.0) for key in ("final_logit_softcapping", "logit_scale")):
@@ -161,12 +161,12 @@ def token_inputs(
     ids, attn, comp = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
     scored = comp.clone()
     scored[:, 0] = False
-    h, w, b = _hidden(model, ids, attn)
+    h, w, b = hidden_states_and_head(model, ids, attn)
     out = {"mask": scored}
     out["logps"] = token_logps_from_hidden(h, w, ids, bias=b, mask=comp, chunk_size=chunk_size)
     ref_model, ref_context = reference
     with torch.no_grad(), ref_context():
-        hr, wr, br = _hidden(ref_model, ids, attn)
+        hr, wr, br = hidden_states_and_head(ref_model, ids, attn)
         hr, wr = hr.detach(), wr.detach()
         br = br.detach() if br is not None else None
         if wr.shape != w.shape:

@@ -313,10 +313,10 @@ def warn_truncation(examples, config: TrainConfig, source: str) -> None:
 
 def degree_logits(model, head, rows, pad_id) -> torch.Tensor:
     """SPO's classifier on the final hidden state of each degraded sample's last token ``[batch, classes]``."""
-    from pairkit.train._inputs import _hidden
+    from pairkit.train._inputs import hidden_states_and_head
 
     batch = collate_sequences([ex["degraded"][0] for ex in rows], pad_id)
-    h, _, _ = _hidden(model, batch["input_ids"], batch["attention_mask"])
+    h, _, _ = hidden_states_and_head(model, batch["input_ids"], batch["attention_mask"])
     last = batch["attention_mask"].sum(1) - 1
     return head(h[torch.arange(h.shape[0]), last])
 
