@@ -93,6 +93,12 @@ from pairkit.train.policy_gradient import (
     superhf_loss,
     win_rates,
 )
+from pairkit.train.probe import (
+    ProbeResult,
+    fit_probe,
+    probe_hidden_states,
+    train_probe,
+)
 from pairkit.train.reward_model import (
     PALRewardModel,
     evaluate_reward_model,
@@ -121,6 +127,7 @@ __all__ = [
     "OpenAISampler",
     "PALRewardModel",
     "POINTWISE_PROMPT",
+    "ProbeResult",
     "RISE_ERRORS",
     "RISE_PROMPT",
     "RaySampler",
@@ -148,6 +155,7 @@ __all__ = [
     "evaluate_pointwise_ranker",
     "evaluate_preference",
     "evaluate_reward_model",
+    "fit_probe",
     "full_state_dict",
     "group_advantages",
     "grpo_loss",
@@ -156,6 +164,7 @@ __all__ = [
     "mean_pooled_embeddings",
     "p3o_loss",
     "pointwise_scores",
+    "probe_hidden_states",
     "prompt_ids",
     "rate_samples",
     "read_pairs",
@@ -187,6 +196,7 @@ __all__ = [
     "train_online",
     "train_pairwise_judge",
     "train_preference",
+    "train_probe",
     "train_reward_model",
     "train_unpaired",
     "win_rates",
