@@ -82,6 +82,11 @@ from pairkit.train.pairwise_judge import (
     save_pairwise_judge,
     train_pairwise_judge,
 )
+from pairkit.train.pmp import (
+    pmp_pairs,
+    pretrain_preference_model,
+    stack_exchange_scores,
+)
 from pairkit.train.policy_gradient import (
     cream_consistency,
     group_advantages,
@@ -163,7 +168,9 @@ __all__ = [
     "judge_samples",
     "mean_pooled_embeddings",
     "p3o_loss",
+    "pmp_pairs",
     "pointwise_scores",
+    "pretrain_preference_model",
     "probe_hidden_states",
     "prompt_ids",
     "rate_samples",
@@ -180,6 +187,7 @@ __all__ = [
     "sequence_logps",
     "spo_degraded_samples",
     "sppo_loss",
+    "stack_exchange_scores",
     "superhf_loss",
     "sweet_spot_pairs",
     "teacher_scores",
