@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 
 from pairkit.errors import DroppedRowsWarning, InputError
 from pairkit.train._loop import TrainConfig, TrainResult, check_number
-from pairkit.train.data import read_records
+from pairkit.train._steps import normalised_rows
 
 __all__ = ["pmp_pairs", "pretrain_preference_model", "stack_exchange_scores"]
 
@@ -46,6 +45,10 @@ def stack_exchange_scores(upvotes, accepted=None) -> np.ndarray:
     if acc.shape != u.shape:
         raise InputError(f"accepted has shape {acc.shape}, upvotes {u.shape}")
     return np.where(u < 0, -1.0, np.rint(np.log2(1 + np.maximum(u, 0))) + (acc > 0))
+
+
+def _as_given(rows, source: str) -> list[dict[str, Any]]:
+    return list(rows)
 
 
 def _voted_frame(rows: list[dict[str, Any]], score: str, source: str) -> pd.DataFrame:
@@ -110,12 +113,7 @@ def pmp_pairs(
         raise InputError(f"score must be 'stack_exchange' or 'given', got {score!r}")
     if pairs_per_question is not None:
         check_number("pairs_per_question", pairs_per_question, low=1, integer=True)
-    source = str(data) if isinstance(data, (str, Path)) else "data"
-    if isinstance(data, (str, Path)):
-        data = read_records(data)
-    elif hasattr(data, "to_dict"):
-        data = data.to_dict(orient="records")
-    rows = list(data)
+    rows, _, source = normalised_rows(data, _as_given)
     if not rows:
         raise InputError(f"{source}: no voted questions")
     long = _voted_frame(rows, score, source)
@@ -185,12 +183,7 @@ def pretrain_preference_model(
 
     if pmp not in ("binary", "ranked"):
         raise InputError(f"pmp must be 'binary' or 'ranked', got {pmp!r}")
-    rows = pmp_data
-    if isinstance(rows, (str, Path)):
-        rows = read_records(rows)
-    elif hasattr(rows, "to_dict"):
-        rows = rows.to_dict(orient="records")
-    rows = list(rows)
+    rows, _, _ = normalised_rows(pmp_data, _as_given)
     if rows and "answers" in rows[0]:
         rows = pmp_pairs(rows, mode=pmp, **dict(pmp_options or {}))
     elif pmp_options:

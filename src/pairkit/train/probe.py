@@ -16,7 +16,8 @@ import torch
 
 from pairkit.errors import InputError
 from pairkit.train._loop import TrainConfig, call_loss, check_number, check_options, fit, parse_loss_spec
-from pairkit.train.data import prompt_ids, read_records
+from pairkit.train._steps import normalised_rows, pad_id_of
+from pairkit.train.data import prompt_ids
 
 __all__ = ["ProbeResult", "fit_probe", "probe_hidden_states", "train_probe"]
 
@@ -212,7 +213,6 @@ def probe_hidden_states(
     chat messages through the chat template), cut to their last ``max_length`` tokens and run right-padded in
     batches under ``torch.no_grad()``; the hidden state is read at each text's last real token.
     """
-    from pairkit.train._steps import pad_id_of
     from pairkit.train.features import collect_hidden_states
 
     check_number("batch_size", batch_size, low=1, integer=True)
@@ -270,12 +270,7 @@ def train_probe(
 
     Burns, Ye, Klein & Steinhardt (2023), "Discovering Latent Knowledge in Language Models Without Supervision".
     """
-    source = str(data) if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else "data"
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        data = read_records(data)
-    elif hasattr(data, "to_dict"):
-        data = data.to_dict(orient="records")
-    rows = list(data)
+    rows, _, source = normalised_rows(data, lambda rows, source: list(rows))
     if len(rows) < 2:
         raise InputError(f"{source}: a probe needs at least 2 contrast pairs, got {len(rows)}")
     for i, r in enumerate(rows, start=1):
