@@ -375,3 +375,57 @@ def test_bootstrap_json_states_the_bootstrap_rule_not_the_full_fits():
     summary = json.loads(board.to_json())
     assert summary["interval_method"]["standard_errors"] == "bootstrap"
     assert summary["interval"]["se_method"] == "standard deviation of the bootstrap replicates"
+
+
+@pytest.mark.parametrize("m", [40_000, 16_384 * 2 + 77])
+def test_cell_counter_equals_bincount_of_the_same_draws(m):
+    """The run-by-run counting kernel against the obvious count: the rows that ``_RowResampler.positions`` draws from
+    the same stream, each row's cell looked up and counted with one ``np.bincount`` over all cells, the counts
+    turned into win columns. Exactly equal (integer counts), over several runs of blocks and a short last block."""
+    from pairkit.rating.bootstrap import COUNT_BLOCKS, _CellCounter, _RowResampler
+
+    rng = np.random.default_rng(3)
+    k, codes = 9000, 3
+    assert m > 2 * COUNT_BLOCKS * 256
+    pair_of = np.sort(rng.integers(0, k, m))  # the layout: rows by pair
+    cell_of = pair_of * codes + rng.integers(0, codes, m)
+    coef = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    rows = _RowResampler(m, rng.permutation(m))
+    counter = _CellCounter(rows, pair_of, cell_of, codes, coef)
+    for seed in range(3):
+        wl, wh = np.zeros(k), np.zeros(k)
+        counter(np.random.default_rng(seed), wl, wh)
+        counts = np.bincount(cell_of[rows.positions(np.random.default_rng(seed))], minlength=k * codes)
+        expect = counts.reshape(k, codes) @ coef
+        np.testing.assert_array_equal(wl, expect[:, 0])
+        np.testing.assert_array_equal(wh, expect[:, 1])
+        assert wl.sum() + wh.sum() == m
+
+
+def test_dense_solver_reports_each_items_games():
+    """``played`` from the dense solver (one pass over the count matrices at θ̂) equals each item's games counted
+    directly from the pair counts, and equals the sparse solver's."""
+    from pairkit.rating.bootstrap import dense_replicate_solver
+
+    c = simulate(np.random.default_rng(5), n=7, m=600)
+    pairs = c.pair_counts()
+    board = fit_bradley_terry(c)
+    mults = np.random.default_rng(6).poisson(1.0, size=(len(pairs.i), 3))
+    wl, wh = pairs.wins_i[:, None] * mults, pairs.wins_j[:, None] * mults
+    expect = np.stack([np.bincount(pairs.i, g, c.n_items) + np.bincount(pairs.j, g, c.n_items)
+                       for g in (wl + wh).T], axis=1)
+    for make in (dense_replicate_solver, replicate_solver):
+        played = np.full((c.n_items, 3), np.nan)
+        make(pairs, board.log_strength, prior=0.0, items=c.items)(wl, wh, played)
+        np.testing.assert_allclose(played, expect, rtol=1e-6)
+
+
+@pytest.mark.parametrize("values", [np.r_[np.ones(2000), 0.5, 0.0], np.r_[np.zeros(1500), np.arange(3000) / 7.0]])
+def test_factorize_codes_and_values(values):
+    """``_factorize`` (a search among the first rows' values, a full sort when that misses) gives sorted distinct
+    values and codes that rebuild the input, as ``np.unique`` does."""
+    from pairkit.rating.bootstrap import _factorize
+
+    codes, uniques = _factorize(values)
+    np.testing.assert_array_equal(uniques, np.unique(values))
+    np.testing.assert_array_equal(uniques[codes], values)

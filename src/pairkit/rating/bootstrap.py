@@ -27,7 +27,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import special
 
-from pairkit._lazy import pandas as pd
 from pairkit._spec import declare_options, unchecked
 from pairkit.data.comparisons import Comparisons
 from pairkit.errors import EstimationError, InputError, IntervalWarning, NoMLEError, PairkitWarning
@@ -429,53 +428,59 @@ def _pair_draws(comparisons: Comparisons, pairs, by: str) -> Callable[[np.random
     # weight, split as its outcome says, to its pair's two win counts.
     m = len(comparisons)
     rows = _RowResampler(m, order)
-    share_code, shares = pd.factorize(lo_share[order])
-    weight_code, weights = pd.factorize(w[order])
+    share_code, shares = _factorize(lo_share[order])
+    weight_code, weights = _factorize(w[order])
     codes = len(shares) * len(weights)
     if codes > MAX_CODES:  # many distinct weights: each drawn row's own values, summed per pair
         lo_of, hi_of = w[order] * lo_share[order], w[order] * (1 - lo_share[order])
 
-        def one(stream: np.random.Generator) -> tuple:
+        def one(stream: np.random.Generator, wl: np.ndarray, wh: np.ndarray) -> None:
             pos = rows.positions(stream)
             at = pair_of[pos]
-            return np.bincount(at, lo_of[pos], minlength=k), np.bincount(at, hi_of[pos], minlength=k)
+            wl[:] = np.bincount(at, lo_of[pos], minlength=k)
+            wh[:] = np.bincount(at, hi_of[pos], minlength=k)
     else:
-        # cells (outcome share, weight) × pair, code-major: rows in one cell are exchangeable, so the replicate's
-        # counts per cell are all it needs
+        # cells pair × (outcome share, weight), pair-major: rows in one cell are exchangeable, so the replicate's
+        # counts per cell are all it needs; each code's share of the cell's rows for the lower and higher item
         code = share_code * len(weights) + weight_code
-        cell_of = code.astype(np.intp) * k + pair_of
-        code_lo = (weights[None, :] * shares[:, None]).ravel()  # the lower item's win share of each code
-        code_hi = (weights[None, :] * (1 - shares[:, None])).ravel()
+        coef = np.stack([(weights[None, :] * shares[:, None]).ravel(),
+                         (weights[None, :] * (1 - shares[:, None])).ravel()], axis=1)  # codes × 2
+        cell_of = pair_of * codes + code
         size = np.bincount(cell_of, minlength=codes * k)
         cells = np.flatnonzero(size)
         size = size[cells]
         few = len(cells) * 4 < m  # few distinct cells: a multinomial over cells, O(cells) per replicate
+        counter = None if few else _CellCounter(rows, pair_of, cell_of, codes, coef)
 
-        def one(stream: np.random.Generator) -> tuple:
-            if few:
-                c = np.zeros(codes * k)
-                c[cells] = stream.multinomial(m, size / m)
-            else:
-                c = np.bincount(cell_of[rows.positions(stream)], minlength=codes * k)
-            c = c.reshape(codes, k)
-            return _combine(c, code_lo), _combine(c, code_hi)
+        def one(stream: np.random.Generator, wl: np.ndarray, wh: np.ndarray) -> None:
+            if counter is not None:
+                counter(stream, wl, wh)
+                return
+            c = np.zeros(codes * k)
+            c[cells] = stream.multinomial(m, size / m)
+            both = c.reshape(k, codes) @ coef
+            wl[:], wh[:] = both[:, 0], both[:, 1]
 
     def draw_rows(stream: np.random.Generator, b: int) -> tuple:
-        wl, wh = np.empty((k, b), order="F"), np.empty((k, b), order="F")  # a replicate's column is contiguous
+        wl, wh = np.zeros((k, b), order="F"), np.zeros((k, b), order="F")  # a replicate's column is contiguous
         for col in range(b):
-            wl[:, col], wh[:, col] = one(stream)
+            one(stream, wl[:, col], wh[:, col])
         return wl, wh
 
     return draw_rows
 
 
-def _combine(counts: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``coef @ counts`` (codes × pairs counts, integer or float) by a few vector adds: no float copy of the counts,
-    codes with a zero coefficient skipped."""
-    out = np.zeros(counts.shape[1])
-    for code in np.flatnonzero(coef):
-        out += counts[code] if coef[code] == 1 else coef[code] * counts[code]
-    return out
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, uniques)`` with ``uniques[codes] == values`` (``uniques`` sorted); a search among the values of
+    the first rows first (outcome shares and weights usually take a few values), a full sort only if that misses."""
+    if not len(values):
+        return np.zeros(0, dtype=np.intp), values[:0]
+    guess = np.unique(values[:1024])
+    at = np.minimum(np.searchsorted(guess, values), len(guess) - 1)
+    if np.array_equal(guess[at], values):
+        return at, guess
+    uniques, at = np.unique(values, return_inverse=True)
+    return at.reshape(-1), uniques
 
 
 MAX_CODES = 8
@@ -521,14 +526,21 @@ class _RowResampler:
         self.share = sizes / m
         self.start = np.arange(len(sizes), dtype=np.intp) * size
 
-    def positions(self, stream: np.random.Generator) -> np.ndarray:
-        """One replicate's ``m`` drawn rows, as positions in the layout ``order``."""
+    def draws(self, stream: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One replicate's rows per block and, block after block, each drawn row's place in its block (uint8)."""
         per_block = stream.multinomial(self.m, self.share)
         in_full = int(per_block[: self.full].sum())
-        pos = np.repeat(self.start, per_block)
-        pos[:in_full] += stream.bit_generator.random_raw(-(-in_full // 8)).view(np.uint8)[:in_full]
+        within = np.empty(self.m, dtype=np.uint8)
+        within[:in_full] = stream.bit_generator.random_raw(-(-in_full // 8)).view(np.uint8)[:in_full]
         if in_full < self.m:
-            pos[in_full:] += stream.integers(0, self.rest, self.m - in_full)
+            within[in_full:] = stream.integers(0, self.rest, self.m - in_full)
+        return per_block, within
+
+    def positions(self, stream: np.random.Generator) -> np.ndarray:
+        """One replicate's ``m`` drawn rows, as positions in the layout ``order``."""
+        per_block, within = self.draws(stream)
+        pos = np.repeat(self.start, per_block)
+        pos += within
         return pos
 
     def multiplicities(self, stream: np.random.Generator) -> np.ndarray:
@@ -541,12 +553,58 @@ class _RowResampler:
         return out
 
 
+COUNT_BLOCKS = 64
+"""Blocks of rows counted together by :class:`_CellCounter` (16,384 rows: its temporaries stay in cache)."""
+
+
+class _CellCounter:
+    """One replicate's drawn rows (:meth:`_RowResampler.draws`) counted per cell and added up as its pairs' two win
+    columns, ``COUNT_BLOCKS`` blocks at a time.
+
+    ``cell_of`` (in the layout) is ``pair × codes + code`` with the pairs non-decreasing, so the rows of a run of
+    blocks fall in one range of cells: each run is counted by a ``bincount`` of the drawn rows' cells relative to
+    the run's first pair, and its counts (pairs × codes) are turned into win columns by ``coef`` (codes × 2, each
+    code's share for the lower and the higher item). The rows counted are exactly :meth:`_RowResampler.positions`'
+    (the same draws from the stream), without a replicate-sized array of positions or cells.
+    """
+
+    def __init__(self, rows: _RowResampler, pair_of: np.ndarray, cell_of: np.ndarray, codes: int, coef: np.ndarray):
+        size = 1 << BLOCK_BITS
+        blocks = len(rows.share)
+        self.rows, self.codes, self.coef = rows, codes, coef
+        self.first = np.arange(0, blocks, COUNT_BLOCKS) * size  # the first row of each run
+        last = np.minimum(self.first + COUNT_BLOCKS * size, rows.m) - 1
+        self.pair0 = pair_of[self.first]
+        self.width = (pair_of[last] - self.pair0 + 1) * codes  # cells a run's rows can fall in
+        self.rel = (cell_of - np.repeat(self.pair0 * codes, np.diff(np.r_[self.first, rows.m]))).astype(np.intp)
+        self.offset = (np.arange(blocks) % COUNT_BLOCKS).astype(np.intp) * size  # each block's start in its run
+
+    def __call__(self, stream: np.random.Generator, wl: np.ndarray, wh: np.ndarray) -> None:
+        """Add one replicate's win counts of the lower and the higher item to ``wl`` and ``wh`` (pairs, zeroed)."""
+        per_block, within = self.rows.draws(stream)
+        ends = np.r_[0, np.cumsum(per_block)]
+        blocks, codes = len(per_block), self.codes
+        for run, b0 in enumerate(range(0, blocks, COUNT_BLOCKS)):
+            b1 = min(blocks, b0 + COUNT_BLOCKS)
+            s0, s1 = int(ends[b0]), int(ends[b1])
+            if s0 == s1:
+                continue
+            pos = np.repeat(self.offset[b0:b1], per_block[b0:b1])
+            pos += within[s0:s1]
+            r0 = int(self.first[run])
+            counts = np.bincount(self.rel[r0:r0 + COUNT_BLOCKS * (1 << BLOCK_BITS)][pos],
+                                 minlength=int(self.width[run]))
+            both = counts.reshape(-1, codes) @ self.coef
+            p0 = int(self.pair0[run])
+            wl[p0:p0 + len(both)] += both[:, 0]
+            wh[p0:p0 + len(both)] += both[:, 1]
+
+
 class _ChunkWork:
     """Draw and solve one chunk of replicates; ``(samples, ok, diverged, up_count, down_count)``."""
 
     def __init__(self, draw, solve, pairs, prior: float, batch: int):
         self.draw, self.solve, self.pairs, self.prior, self.batch = draw, solve, pairs, prior, batch
-        self.games_of = _ItemSums(pairs, pairs.n_items)
 
     def __call__(self, task: tuple[np.random.Generator, int]) -> tuple:
         stream, size = task
@@ -557,14 +615,11 @@ class _ChunkWork:
         up_count, down_count = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
         for start in range(0, size, self.batch):
             wl, wh = self.draw(stream, min(self.batch, size - start))
+            played = np.empty((n, wl.shape[1]))
             with blas_threads_for(n):
-                theta, bad = self.solve(wl, wh)
+                theta, bad = self.solve(wl, wh, played)
             # Without a prior, an item absent from a replicate keeps its warm start in the chord solve: no estimate.
-            absent = np.zeros((theta.shape[1], n), dtype=bool)
-            if self.prior == 0:
-                for c in range(theta.shape[1]):
-                    games = wl[:, c] + wh[:, c]
-                    absent[c] = self.games_of(games, games) <= 0
+            absent = (played <= 0).T if self.prior == 0 else np.zeros((theta.shape[1], n), dtype=bool)
             stop = start + theta.shape[1]
             diverged[start:stop] = absent
             up_count += absent.sum(axis=0)
@@ -615,9 +670,10 @@ def _one_blas_thread():
 
 def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: float = 1e-5,
                      max_iter: int = 200):
-    """A function ``(wins_lo, wins_hi) -> (theta, bad)`` solving many reweighted BT problems at once.
+    """A function ``(wins_lo, wins_hi, played=None) -> (theta, bad)`` solving many reweighted BT problems at once.
 
-    ``wins_lo``/``wins_hi`` are ``pairs × b`` win counts of each pair's lower/higher-indexed item. Chord
+    ``wins_lo``/``wins_hi`` are ``pairs × b`` win counts of each pair's lower/higher-indexed item; ``played``
+    (items × b), when given, receives each item's games in each replicate. Chord
     iterations ``θ ← θ + P_b⁻¹ g(θ)`` reuse one factorisation of the information ``I₀`` at ``theta_hat``, rescaled
     to each replicate's curvature (:class:`_ChordSteps`).
     Columns that do not converge are refitted by the safeguarded solver; a column whose MLE does not exist
@@ -634,11 +690,14 @@ def replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items, tol: 
     differences = incidence.T.tocsr()  # differences @ θ = θ_i − θ_j for every pair and replicate at once
     refit = _safeguarded_refits(pairs, theta_hat, prior, items)
 
-    def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def solve(wl: np.ndarray, wh: np.ndarray, played: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         b = wl.shape[1]
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
         games = wl + wh
+        if played is not None:
+            for c in range(b):
+                played[:, c] = steps.item_sum(games[:, c], games[:, c])
         curvature = steps.curvature(games)
         for _ in range(max_iter):
             # r = wl − (wl + wh) σ(θ_i − θ_j), in place on one pairs × b array (a sparse product, no gathers)
@@ -665,7 +724,10 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
 
     with ``W_i`` the replicate's wins of ``i`` (ties as halves) and ``N_ij`` its games between ``i`` and ``j``.
     Broadcast sums and divisions replace gathers and ``expit`` over pairs; single precision when ``tol ≥ 1e-6``
-    (its rounding moves θ by ~1e-9 on 1,000 items), double otherwise.
+    (its rounding moves θ by ~1e-9 on 1,000 items), double otherwise. At the warm start θ̂ one pass over ``N``
+    gives the first gradient, the curvature :math:`\\sum_j N_{ij}\\,\\hat p_{ij}(1 − \\hat p_{ij})` and each item's
+    games together (:math:`1/(\\hat π_i + \\hat π_j)` and :math:`\\hat p_{ij}(1 − \\hat p_{ij})` are kept per row
+    block); the count matrices are kept between calls (only the observed pairs' cells are ever written).
     """
     n = len(theta_hat)
     dtype = np.float32 if tol >= 1e-6 else np.float64
@@ -673,13 +735,25 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
     refit = _safeguarded_refits(pairs, theta_hat, prior, items)
     flat = pairs.i.astype(np.int64) * n + pairs.j
     block = max(1, min(n, 2**17 // max(n, 1)))  # rows per block: ~0.5 MB of temporaries (stays in cache)
+    bounds = [(s, min(n, s + block)) for s in range(0, n, block)]
     scratch = np.empty((block, n), dtype)
+    pi_hat = np.exp(theta_hat).astype(dtype)
+    at_hat = []  # per row block: 1/(π̂_i + π̂_j) and p̂(1 − p̂) over its columns s…n
+    for s, e in bounds:
+        p = special.expit(theta_hat[s:e, None] - theta_hat[None, s:])
+        at_hat.append(((1 / (np.exp(theta_hat[s:e, None]) + np.exp(theta_hat[None, s:]))).astype(dtype),
+                       (p * (1 - p)).astype(dtype)))
+    kept: list[np.ndarray] = []  # the replicates' count matrices, allocated once (zero outside the pairs' cells)
+
+    def count_matrices(b: int) -> np.ndarray:
+        if not kept or kept[0].shape[0] < b:
+            kept[:] = [np.zeros((b, n, n), dtype)]
+        return kept[0]
 
     def zermelo(pi: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """π_i Σ_j N_ij / (π_i + π_j), over the upper triangle of ``counts``."""
         total = np.zeros(n, dtype)
-        for s in range(0, n, block):
-            e = min(n, s + block)
+        for s, e in bounds:
             t = scratch[: e - s, : n - s]
             np.add(pi[s:e, None], pi[None, s:], out=t)
             np.divide(counts[s:e, s:], t, out=t)
@@ -687,21 +761,31 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
             total[s:] += t.sum(axis=0)
         return total * pi
 
-    p_lo = special.expit(theta_hat[pairs.i] - theta_hat[pairs.j])
+    def first_pass(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At θ̂: expected wins (Zermelo's sum), curvature and games of every item, in one pass over ``counts``."""
+        expected, curvature, games = np.zeros(n, dtype), np.zeros(n, dtype), np.zeros(n, dtype)
+        for (s, e), (q, h) in zip(bounds, at_hat, strict=True):
+            c = counts[s:e, s:]
+            t = scratch[: e - s, : n - s]
+            for out, by in ((expected, q), (curvature, h)):
+                np.multiply(c, by, out=t)
+                out[s:e] += t.sum(axis=1)
+                out[s:] += t.sum(axis=0)
+            games[s:e] += c.sum(axis=1)
+            games[s:] += c.sum(axis=0)
+        return expected * pi_hat, curvature, games
 
-    def solve(wl: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def solve(wl: np.ndarray, wh: np.ndarray, played: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         b = wl.shape[1]
-        counts = np.zeros((b, n, n), dtype)
+        counts = count_matrices(b)
         wins, grad, curvature = np.empty((n, b)), np.empty((n, b)), np.empty((n, b))
-        for c in range(b):  # a replicate at a time: its pair vectors stay in cache
-            games = wl[:, c] + wh[:, c]
-            counts[c].ravel()[flat] = games
+        for c in range(b):  # a replicate at a time: its count matrix stays in cache
+            counts[c].ravel()[flat] = wl[:, c] + wh[:, c]
             wins[:, c] = steps.item_sum(wl[:, c], wh[:, c])  # ties as halves
-            # the first gradient, at the warm start θ̂, is linear in the counts: wins less expected wins
-            surplus = wl[:, c] - games * p_lo
-            grad[:, c] = steps.item_sum(surplus, -surplus)
-            games *= steps.h
-            curvature[:, c] = steps.item_sum(games, games)
+            expected, curvature[:, c], games = first_pass(counts[c])
+            grad[:, c] = wins[:, c] - expected
+            if played is not None:
+                played[:, c] = games
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging replicate overflows: it is refitted
