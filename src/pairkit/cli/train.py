@@ -660,3 +660,62 @@ def distill_ranker(
                 f"({res['student_calls']} student calls instead of {res['teacher_calls']} teacher calls)"
             )
         console.print(f"pointwise ranker saved to {final}")
+
+
+@train_app.command("distill")
+def distill(
+    student: Path = typer.Option(..., "--student", help="Local transformers model directory of the student (trained)."),
+    teacher: Path = typer.Option(
+        None, "--teacher", help="Local model directory of the frozen teacher (not needed by PS-KD, USKD, MCMI)."
+    ),
+    data: Path = typer.Option(
+        ..., "--data", help="Rows: text/label (sequence classifiers) or prompt/completion[/spans] (causal LMs)."
+    ),
+    loss: str = typer.Option("hinton_kd_loss", "--loss", help="Distill/divergence loss name or weighted sum."),
+    loss_option: list[str] = typer.Option(
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=2); repeatable."
+    ),
+    student_layer: str = typer.Option(None, "--student-layer", help="Submodule whose output is the feature."),
+    teacher_layer: str = typer.Option(None, "--teacher-layer", help="The teacher's feature submodule."),
+    novel_classes: int = typer.Option(None, "--novel-classes", help="Outputs of the novel-class head (Cr-KD)."),
+    epochs: int = _EPOCHS,
+    batch_size: int = typer.Option(8, "--batch-size"),
+    grad_accum: int = _GRAD_ACCUM,
+    lr: float = typer.Option(2e-5, "--lr"),
+    max_length: int = typer.Option(512, "--max-length", help="Tokens per row."),
+    dropout: bool = _DROPOUT,
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    output: Path = _OUTPUT,
+    resume: bool = _RESUME,
+) -> None:
+    """Knowledge distillation: a student trained on a frozen teacher's outputs with any distill/divergence loss."""
+    with reported_errors():
+        for path in (student, teacher) if teacher is not None else (student,):
+            _check_model_dir(path)
+        with requires("train", "pairkit train distill"):
+            from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from pairkit.train import train_distillation
+        from pairkit.train._loop import atomic_save, rank_and_world
+        from pairkit.train.data import read_records
+
+        rows = read_records(data)
+        kind = AutoModelForCausalLM if rows and "completion" in rows[0] else AutoModelForSequenceClassification
+        config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16,
+                         dropout=dropout)  # fmt: skip
+        tokenizer = _from_pretrained(AutoTokenizer, student, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        net = _from_pretrained(kind, student, "model")
+        frozen = _from_pretrained(kind, teacher, "teacher model") if teacher is not None else None
+        result = train_distillation(net, frozen, rows, tokenizer=tokenizer, loss=loss,
+                                    loss_options=_key_values(loss_option, "--loss-option"), config=config,
+                                    student_layer=student_layer, teacher_layer=teacher_layer,
+                                    novel_classes=novel_classes, resume=resume)  # fmt: skip
+        _finish(net, tokenizer, result, output)
+        extra = {k: v.state_dict() for k, v in (result.heads or {}).items()} | (result.proxies or {})
+        if extra and rank_and_world()[0] == 0:
+            atomic_save(extra, output / "final" / "distill_heads.pt")
+            console.print(f"trained heads/prototypes saved to {output / 'final' / 'distill_heads.pt'}")

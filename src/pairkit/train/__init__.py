@@ -42,6 +42,11 @@ from pairkit.train.data import (
 from pairkit.train.diffusion import (
     train_diffusion_preference,
 )
+from pairkit.train.distillation import (
+    SOURCES,
+    train_distillation,
+    train_mcmi_teacher,
+)
 from pairkit.train.features import (
     collect_hidden_states,
 )
@@ -136,6 +141,7 @@ __all__ = [
     "RISE_ERRORS",
     "RISE_PROMPT",
     "RaySampler",
+    "SOURCES",
     "SPO_KEY_COLUMNS",
     "SelfJudge",
     "SparseMaskHead",
@@ -199,8 +205,10 @@ __all__ = [
     "tpo_topic_rewrites",
     "train_contrastive",
     "train_diffusion_preference",
+    "train_distillation",
     "train_instruction_distillation",
     "train_listwise",
+    "train_mcmi_teacher",
     "train_online",
     "train_pairwise_judge",
     "train_preference",

@@ -121,6 +121,8 @@ class TrainResult:
     ``proxies``: the learnable class proxies a trainer fitted with the model (:func:`~pairkit.train.train_contrastive`
     with proxy losses), by ``"loss.input"`` name; None otherwise. ``regression_head``: the linear head
     :func:`~pairkit.train.train_contrastive` trained for a loss that needs predictions (ConR); None otherwise.
+    ``heads``: the modules :func:`~pairkit.train.train_distillation` trained with the student (the projection to the
+    teacher's width, auxiliary, weak and novel-class heads), by name; None otherwise.
     """
 
     history: list[dict[str, float]]
@@ -128,6 +130,7 @@ class TrainResult:
     output_dir: str | None = None
     proxies: dict[str, torch.Tensor] | None = None
     regression_head: torch.nn.Module | None = None
+    heads: dict[str, torch.nn.Module] | None = None
 
 
 def rank_and_world() -> tuple[int, int]:
