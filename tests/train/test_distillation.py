@@ -267,3 +267,23 @@ def test_cli_train_distill(tmp_path, tokenizer):
     assert "projection" in torch.load(tmp_path / "run" / "final" / "distill_heads.pt")
     res = CliRunner().invoke(app, [*args[:-2], "--loss", "token_kl_divergence", "--output", str(tmp_path / "b")])
     assert res.exit_code != 0 and "needs causal-LM rows" in res.output
+
+
+def test_ps_kd_targets_are_last_epochs_predictions_and_mcmi_centroids_the_models_own(tokenizer):
+    """With a vanishing learning rate the logits stay z0: epoch 1 of PS-KD is plain CE (one-hot past), epoch 2 mixes
+    in z0 with α = 0.8·2/2; MCMI's first centroids are the class means of softmax(z0)."""
+    student = classifier(tokenizer, 9, 32)
+    with torch.no_grad():
+        z0 = torch.cat([_alone(copy.deepcopy(student), tokenizer, t).logits for t in TEXTS])
+    y = torch.tensor([r["label"] for r in LABELLED])
+    config = TrainConfig(batch_size=6, epochs=2, lr=1e-30, shuffle=False)
+    res = train_distillation(copy.deepcopy(student), None, LABELLED, tokenizer=tokenizer, loss="ps_kd_loss",
+                             config=config)  # fmt: skip
+    first, second = (r["loss"] for r in res.history)
+    assert first == pytest.approx(float(torch.nn.functional.cross_entropy(z0, y)), rel=1e-9)
+    assert second == pytest.approx(float(losses.ps_kd_loss(z0, y, z0, alpha=0.8)), rel=1e-9)
+    res = train_mcmi_teacher(copy.deepcopy(student), LABELLED, tokenizer=tokenizer, cmi_weight=0.5, config=config)
+    p = torch.softmax(z0, -1)
+    centroids = torch.stack([p[y == c].mean(0) for c in range(3)])
+    want = torch.nn.functional.cross_entropy(z0, y) - 0.5 * (p * (p.log() - centroids[y].log())).sum(-1).mean()
+    assert res.history[0]["loss"] == pytest.approx(float(want), rel=1e-6)  # class_centroids averages in float32
