@@ -429,3 +429,19 @@ def test_factorize_codes_and_values(values):
     codes, uniques = _factorize(values)
     np.testing.assert_array_equal(uniques, np.unique(values))
     np.testing.assert_array_equal(uniques[codes], values)
+
+
+@pytest.mark.parametrize("n", [50, 70_000])
+def test_row_layout_is_the_stable_order_by_pair(n):
+    """The row layout (two 16-bit radix sorts up to 65,536 items, one sort of the pair key beyond) is the stable
+    ``argsort`` of the pair key ``min·n + max``, and the keys come back in that order."""
+    from pairkit.rating.bootstrap import _row_layout
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, n, 5000)
+    b = (a + rng.integers(1, n, 5000)) % n
+    c = Comparisons.from_arrays(a, b, rng.integers(0, 2, 5000).astype(float), items=[f"i{k}" for k in range(n)])
+    key = np.minimum(c.a, c.b).astype(np.int64) * n + np.maximum(c.a, c.b)
+    order, keys = _row_layout(c, keys=True)
+    np.testing.assert_array_equal(order, np.argsort(key, kind="stable"))
+    np.testing.assert_array_equal(keys, key[order])

@@ -189,3 +189,25 @@ def test_leaderboard_outputs(tmp_path, rng):
     board.plot(tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert stats.kendalltau(board.ratings, elo.ratings).statistic == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_quick_strong_connectivity_check_agrees_with_csgraph(seed):
+    """The breadth-first check that spares importing scipy.sparse.csgraph on well-connected data says True exactly
+    when csgraph finds one strongly connected component, on random sparse win graphs (some strongly connected, some
+    not) and on a long directed cycle (more steps than it takes: it must say False, never True)."""
+    import scipy.sparse as sp
+    from scipy.sparse import csgraph
+
+    from pairkit.rating.bradley_terry import _reaches_everything
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    for density in (0.03, 0.06, 0.2):
+        w = sp.random(n, n, density=density, random_state=rng, format="csr")
+        w.setdiag(0)
+        w.eliminate_zeros()
+        strong = csgraph.connected_components(w, directed=True, connection="strong")[0] == 1
+        assert _reaches_everything(w) == strong
+    cycle = sp.csr_matrix((np.ones(n), (np.arange(n), (np.arange(n) + 1) % n)), shape=(n, n))
+    assert _reaches_everything(cycle, rounds=n) and not _reaches_everything(cycle, rounds=5)

@@ -494,9 +494,15 @@ def _row_layout(comparisons: Comparisons, *, keys: bool = False):
     """The order in which :class:`_RowResampler` lays out the rows: by pair (stable), so that the rows drawn from one
     block fall in a few cache lines of the per-pair tables; with ``keys``, also the rows' pair keys in that order."""
     a, b = comparisons.a, comparisons.b
-    key = np.minimum(a, b).astype(np.int64) * comparisons.n_items + np.maximum(a, b)
-    order = np.argsort(key, kind="stable")
-    return (order, key[order]) if keys else order
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    if comparisons.n_items <= 1 << 16:  # the same stable order by (lo, hi) from two 16-bit radix sorts: 2× faster
+        order = np.argsort(hi.astype(np.uint16), kind="stable")
+        order = order[np.argsort(lo.astype(np.uint16)[order], kind="stable")]
+    else:
+        order = np.argsort(lo.astype(np.int64) * comparisons.n_items + hi, kind="stable")
+    if not keys:
+        return order
+    return order, lo[order].astype(np.int64) * comparisons.n_items + hi[order]
 
 
 class _RowResampler:

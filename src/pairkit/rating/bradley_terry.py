@@ -62,6 +62,29 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- existence
+def _reaches_everything(wins, rounds: int = 32) -> bool:
+    """True when item 0 reaches every item and every item reaches item 0 along edges ``x → y`` with
+    ``wins[x, y] > 0`` — the graph is strongly connected — found by at most ``rounds`` breadth-first steps each way
+    (sparse products over the stored positive entries). False means "not shown" (a long path, or not strongly
+    connected): the caller then asks :mod:`scipy.sparse.csgraph`, whose import this spares on well-connected data."""
+    n = wins.shape[0]
+    if n == 0:
+        return True
+    for graph in (wins.T, wins):  # y is reached from x along x → y; x reaches y: the reversed edges
+        seen = np.zeros(n, dtype=bool)
+        seen[0] = True
+        frontier = seen.astype(float)
+        for _ in range(rounds):
+            new = (graph @ frontier > 0) & ~seen
+            if not new.any():
+                break
+            seen |= new
+            frontier = new.astype(float)
+        if not seen.all():
+            return False
+    return True
+
+
 def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
     """Raise :class:`NoMLEError` naming the offending items when the Bradley–Terry MLE does not exist.
 
@@ -96,7 +119,9 @@ def check_mle_exists(counts: PairCounts, items: tuple[str, ...]) -> None:
             "Their strength is not determined by the data; check the weight column, remove them or use prior > 0."
         )
     wins = counts.wins_matrix()  # W[x, y]: x beat y (ties counted half)
-    from scipy.sparse import csgraph  # imported when needed: the prior > 0 path never is
+    if _reaches_everything(wins):
+        return
+    from scipy.sparse import csgraph  # imported when needed: the prior > 0 path and well-connected data never are
 
     strong_n, strong = csgraph.connected_components(wins, directed=True, connection="strong")
     if strong_n == 1:
