@@ -1,4 +1,5 @@
-"""Out-of-core pair counts: DuckDB = Ray = in-memory counts, count files round-trip, fits from counts = rows."""
+"""Out-of-core pair counts: DuckDB = in-memory counts (Ray: test_ray.py), count files round-trip, fits from counts
+= rows."""
 
 from __future__ import annotations
 
@@ -149,20 +150,6 @@ def test_load_any_reads_a_single_rows_file_directly(tmp_path):
     frame.to_parquet(tmp_path / "one.parquet")
     comps = load_any(tmp_path / "one.parquet", a="model_a", b="model_b", outcome="winner")
     assert len(comps) == 200 and "rows_counted" not in comps._cache
-
-
-@pytest.mark.slow
-def test_ray_counts_equal_duckdb_counts(tmp_path):
-    ray = pytest.importorskip("ray")
-    frame = _frame(2000, seed=6)
-    root = _write_parts(frame, tmp_path / "data", 3)
-    want = count_pairs(root, engine="duckdb", **COLUMNS)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        got = count_pairs(root, engine="ray", **COLUMNS)
-    finally:
-        ray.shutdown()
-    pd.testing.assert_frame_equal(got, want)
 
 
 # One case per rule of the readers that the SQL path once lacked: both paths refuse the file with the same words

@@ -185,21 +185,6 @@ def test_dropped_rows_keep_the_numbers_of_the_rows_kept(tmp_path):
     assert got[got["replicate"] > 0]["n"].sum() == W.sum() + poisson_weights(1, np.ones(50), np.arange(50), 4).sum()
 
 
-def test_ray_replicates_equal_duckdb_replicates(tmp_path):
-    ray = pytest.importorskip("ray")
-    paths = _files(tmp_path, sizes=(300, 200))
-    text = _same_rows_as(paths, tmp_path, "jsonl")
-    expected = count_pairs(paths, bootstrap=5, seed=8, cluster=None, **COLS)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        got = count_pairs(paths, engine="ray", bootstrap=5, seed=8, **COLS)
-        from_text = count_pairs(text, engine="ray", bootstrap=5, seed=8, **COLS)
-    finally:
-        ray.shutdown()
-    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
-    pd.testing.assert_frame_equal(from_text, expected, check_dtype=False)
-
-
 def test_replicates_with_clusters_and_first_side_equal_across_engines(tmp_path):
     rng = np.random.default_rng(4)
     for k, m in enumerate((120, 90)):

@@ -32,8 +32,8 @@ def count(
     weight: str = typer.Option(None, help="Column of non-negative weights (counts become weight sums)."),
     cluster: str = typer.Option(None, help="Cluster column: counts are kept per cluster (for sandwich errors)."),
     a_first: str = typer.Option(None, help="Boolean column: the first item went first; counts kept per side."),
-    engine: Engine = typer.Option(Engine.duckdb, help="duckdb (streaming, bounded memory), ray (a task per file "
-                                  "on a cluster) or memory."),
+    engine: Engine = typer.Option(Engine.duckdb, help="duckdb (streaming, bounded memory), ray (Ray Data: "
+                                  "blocks counted on a cluster, partial counts summed) or memory."),
     ray_address: str = typer.Option(None, help="With --engine ray: the cluster to join (default: a local one)."),
     memory_limit: str = typer.Option(None, help="With --engine duckdb: e.g. 1GB; DuckDB spills to disk beyond."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),

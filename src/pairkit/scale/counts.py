@@ -268,8 +268,8 @@ def count_pairs(
     raises :class:`InputError` naming the file, row and column, or is dropped with ``on_invalid="drop"``
     (counted in a :class:`DroppedRowsWarning`). Count files given as input (recognised by their columns) are
     summed instead. ``engine``: ``"duckdb"`` (streaming, bounded memory; ``memory_limit`` such as ``"1GB"``
-    makes it spill to disk beyond), ``"ray"`` (one task per file on the cluster at ``ray_address``, or a local
-    one), or ``"memory"`` (each file read whole, in this process).
+    makes it spill to disk beyond), ``"ray"`` (Ray Data: blocks of rows counted on the cluster at ``ray_address``, or a
+    local one, the partial counts summed as they arrive), or ``"memory"`` (each file read whole, in this process).
 
     ``bootstrap`` = B > 0 adds Poisson-bootstrap replicates drawn in the same pass (Hanley & MacGibbon 2006;
     Chamandy et al. 2012): the table gets a ``replicate`` column, 0 for the counts and 1..B for counts with every
@@ -278,7 +278,7 @@ def count_pairs(
     ``pairkit.scale.poisson_weights``; a file's rows are numbered from 0 in the order they are stored: Parquet rows,
     CSV data lines after the header, JSONL records). The long form keeps DuckDB's aggregate narrow (one row per
     pair and replicate, spilled to disk like any group), whatever B; the Ray and in-memory engines draw the same
-    weights in numpy, a file per task.
+    weights in numpy (Ray a block at a time, each row numbered in its file by the read).
 
     Returns the count table, sorted by its keys (see :mod:`pairkit.scale`).
     """
@@ -311,10 +311,9 @@ def count_pairs(
     if engine == "ray":
         from pairkit.scale._ray import count_with_ray
 
-        parts = count_with_ray(files, options, on_invalid=on_invalid, address=ray_address, bootstrap=bootstrap,
-                               seed=seed)
-    else:
-        parts = [count_file(f, options, on_invalid, k, bootstrap, seed) for k, f in enumerate(files, 1)]
+        return count_with_ray(files, options, on_invalid=on_invalid, address=ray_address, bootstrap=bootstrap,
+                              seed=seed)
+    parts = [count_file(f, options, on_invalid, k, bootstrap, seed) for k, f in enumerate(files, 1)]
     return _merge_parts(parts)
 
 
