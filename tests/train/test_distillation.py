@@ -287,3 +287,21 @@ def test_ps_kd_targets_are_last_epochs_predictions_and_mcmi_centroids_the_models
     centroids = torch.stack([p[y == c].mean(0) for c in range(3)])
     want = torch.nn.functional.cross_entropy(z0, y) - 0.5 * (p * (p.log() - centroids[y].log())).sum(-1).mean()
     assert res.history[0]["loss"] == pytest.approx(float(want), rel=1e-6)  # class_centroids averages in float32
+
+
+def test_label_names_map_through_the_models_label2id_or_warn(tokenizer):
+    from pairkit.errors import PairkitWarning
+
+    config = TrainConfig(batch_size=6, max_steps=1)
+    named = [{"text": t, "label": ["pos", "neutral", "neg"][i % 3]} for i, t in enumerate(TEXTS)]
+    teacher = classifier(tokenizer, 2, 48)
+    teacher.config.label2id = {"pos": 0, "neutral": 1, "neg": 2}
+    by_name = train_distillation(classifier(tokenizer, 1, 32), teacher, named, tokenizer=tokenizer, loss="dkd_loss",
+                                 config=config)  # fmt: skip
+    by_index = train_distillation(classifier(tokenizer, 1, 32), teacher, LABELLED, tokenizer=tokenizer,
+                                  loss="dkd_loss", config=config)  # fmt: skip
+    assert by_name.history[0]["loss"] == by_index.history[0]["loss"]
+    reordered = [dict(r, label={"pos": "b", "neutral": "a", "neg": "c"}[r["label"]]) for r in named]
+    with pytest.warns(PairkitWarning, match=r"order of first appearance: \{'b': 0, 'a': 1, 'c': 2\}"):
+        train_distillation(classifier(tokenizer, 1, 32), teacher, reordered, tokenizer=tokenizer, loss="dkd_loss",
+                           config=config)  # fmt: skip

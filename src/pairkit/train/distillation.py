@@ -158,9 +158,9 @@ def _rows_format(rows, source: str) -> str:
     )
 
 
-def _label_ids(rows, student, source: str) -> list[int] | None:
-    """Class indices of the 'label' column: integers as given, names through the student's ``label2id`` (else in
-    order of first appearance). None without a 'label' column."""
+def _label_ids(rows, models, source: str) -> list[int] | None:
+    """Class indices of the 'label' column: integers as given, names through the ``label2id`` of the student or else
+    the teacher (else in order of first appearance, with a warning). None without a 'label' column."""
     if "label" not in rows[0]:
         return None
     raw = [r.get("label") for r in rows]
@@ -171,12 +171,16 @@ def _label_ids(rows, student, source: str) -> list[int] | None:
         return list(raw)
     if any(isinstance(v, int) for v in raw):
         raise InputError(f"{source}, column 'label': mixes class indices and names; use one kind")
-    known = dict(getattr(getattr(student, "config", None), "label2id", None) or {})
-    if not set(raw) <= set(known):
-        known = {}
-        for v in raw:
-            known.setdefault(v, len(known))
-    return [int(known[v]) for v in raw]
+    for model in models:
+        known = dict(getattr(getattr(model, "config", None), "label2id", None) or {})
+        if set(raw) <= set(known):
+            return [int(known[v]) for v in raw]
+    known = {}
+    for v in raw:
+        known.setdefault(v, len(known))
+    warnings.warn(f"{source}: the label names are not in the models' config.label2id; classes are numbered in order "
+                  f"of first appearance: {known}", PairkitWarning, stacklevel=3)  # fmt: skip
+    return [known[v] for v in raw]
 
 
 def _feature(value, where: str) -> torch.Tensor:
@@ -579,8 +583,9 @@ def train_distillation(
     ``torch.no_grad()``.
 
     * Classifier rows ``{"text": x, "label": y}`` (``label`` only when a loss uses labels; class indices, or names
-      mapped through the student's ``config.label2id`` or else in order of first appearance): class logits from a
-      Hugging Face sequence classifier (``.logits``) or any module returning ``[batch, classes]``; with
+      mapped through the student's or teacher's ``config.label2id``, else in order of first appearance with a
+      warning): class logits from a Hugging Face sequence classifier (``.logits``) or any module returning
+      ``[batch, classes]``; with
       ``tokenizer=None`` the ``text`` column holds feature vectors for plain modules. ``log_predictions``,
       ``targets`` and the other divergence inputs are the (log-)softmax of these logits.
     * Causal-LM rows ``{"prompt": p, "completion": c}``: token-level logits ``[batch, T, vocab]`` at the completion
@@ -644,7 +649,7 @@ def train_distillation(
     if not rows:
         raise InputError(f"{source}: no distillation rows")
     fmt = _rows_format(rows, source)
-    labels = _label_ids(rows, student, source)
+    labels = _label_ids(rows, [m for m in (student, teacher) if m is not None], source)
     plan, sources = _plan(terms, fmt, labels is not None, "spans" in rows[0], teacher is not None)
     _required_options(terms, options, {"alpha"} if "past_logits" in sources else set())
     if "novel_logits" in sources and novel_classes is None:
