@@ -5,6 +5,10 @@ Run under two processes (gloo on CPU), once per mode and model size::
     MALLOC_MMAP_THRESHOLD_=131072 torchrun --nproc_per_node 2 benchmarks/bench_fsdp.py big fsdp
     MALLOC_MMAP_THRESHOLD_=131072 torchrun --nproc_per_node 2 benchmarks/bench_fsdp.py big ddp
 
+Modes: ``ddp`` (full replicas), ``fsdp``, and FSDP with one of accelerate's options set the way ``accelerate launch``
+sets it (``FSDP_*`` variables): ``offload`` (``--fsdp_offload_params true``), ``checkpoint``
+(``--fsdp_activation_checkpointing true``), ``keep`` (``--fsdp_reshard_after_forward false``).
+
 Sizes: ``tiny`` (GPT-2, 16 wide, 1 layer, 9k parameters), ``wide`` (256, 4 layers, 3.3M), ``big`` (768, 8 layers,
 57M); the character vocabulary of :mod:`pairkit.testing`. 5 steps of batch 8 (4 pairs per process); the time is
 the mean of steps 3..5. Each process prints one JSON line: its peak resident memory, the bytes of the parameters
@@ -25,6 +29,8 @@ from pairkit.testing import char_tokenizer
 from pairkit.train import TrainConfig, train_preference
 
 SIZES = {"tiny": (16, 1), "wide": (256, 4), "big": (768, 8)}
+OPTIONS = {"offload": "FSDP_OFFLOAD_PARAMS", "checkpoint": "FSDP_ACTIVATION_CHECKPOINTING",
+           "keep": "FSDP_RESHARD_AFTER_FORWARD"}  # fmt: skip
 
 
 def _pairs(n):
@@ -42,7 +48,9 @@ def main(size: str, mode: str) -> None:
     model = transformers.GPT2LMHeadModel(config)
     rss_before = os.sysconf("SC_PAGE_SIZE") * int(open("/proc/self/statm").read().split()[1]) / 2**20  # noqa: SIM115
     stamps = []
-    config = TrainConfig(batch_size=8, max_steps=5, lr=1e-3, fsdp=mode == "fsdp")
+    if mode in OPTIONS:
+        os.environ[OPTIONS[mode]] = "false" if mode == "keep" else "true"
+    config = TrainConfig(batch_size=8, max_steps=5, lr=1e-3, fsdp=mode != "ddp")
     train_preference(model, tok, _pairs(64), config=config, callback=lambda row: stamps.append(time.perf_counter()))
     held = sum((p.to_local() if hasattr(p, "to_local") else p).numel() * p.element_size() for p in model.parameters())
     print(json.dumps({

@@ -1,10 +1,16 @@
-"""Run by ``accelerate launch`` in tests/train/test_accelerate.py: two DPO steps, each rank saving what it holds
-to ``OUT/rank-R.pt``.
+"""Run by ``accelerate launch`` in tests/train/test_accelerate.py: DPO steps, each rank saving what it holds to
+``OUT/rank-R.pt``.
 
 ``dp``: the float64 tiny model, plain data parallel. ``fsdp`` (under ``--use_fsdp``): the tiny GPT-2 of
 :mod:`pairkit.testing`, one step written to a checkpoint, then a fresh model resumed from it for the second step;
-each rank saves the gathered whole weights, the losses, and the placement and local size of every parameter."""
+each rank saves the gathered whole weights, the losses, and the placement and local size of every parameter; then
+the same two steps with a LoRA adapter (:func:`lora_tiny`, the reference is the base): the adapter, which
+parameters train, and how far the base weights moved. ``options`` (under ``--use_fsdp`` and other ``--fsdp_*``
+options): the ``fsdp`` steps with rank 1 starting from other weights (process 0's are broadcast), saving also the
+FSDP groups (the class of each sharded module, whether it is checkpointed, whether it offloads), then the error an
+unsupported option raises."""
 
+import os
 import sys
 
 import torch
@@ -12,6 +18,46 @@ import torch
 from pairkit.train import TrainConfig, full_state_dict, train_preference
 from tests.train.test_trainers import echo_pairs
 from tests.train.tiny import CharTokenizer, TinyCausalLM
+
+
+def lora_tiny(seed=6):
+    """The tiny GPT-2 with a seeded rank-2 LoRA adapter on every linear layer (attention and MLP)."""
+    import peft
+
+    from pairkit.testing import tiny_causal_lm
+
+    model, tok = tiny_causal_lm(seed=seed)
+    torch.manual_seed(seed)
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", lora_dropout=0.0)
+    return peft.get_peft_model(model, config), tok
+
+
+def two_steps(make, out, **kw):
+    """One step written to a checkpoint, then a fresh model resumed from it for the second step."""
+    losses = []
+    for steps in (1, 2):
+        model, tok = make()
+        config = TrainConfig(batch_size=8, max_steps=steps, lr=1e-2, output_dir=out)
+        result = train_preference(model, tok, echo_pairs(12, 4), config=config, resume=steps == 2, **kw)
+        losses += [row["loss"] for row in result.history]
+    return model, losses
+
+
+def groups(model):
+    """``(class of the sharded module, checkpointed, offloads)`` for every FSDP group but the root."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule
+
+    out = []
+    for m in model.modules():
+        if isinstance(m, FSDPModule) and m is not model:
+            inner = m
+            while hasattr(inner, "_checkpoint_wrapped_module"):
+                inner = inner._checkpoint_wrapped_module
+            policy = m._get_fsdp_state()._fsdp_param_group.offload_policy
+            offloads = isinstance(policy, CPUOffloadPolicy)
+            out.append((type(inner).__name__.removeprefix("FSDP"), inner is not m, offloads))
+    return out
+
 
 if __name__ == "__main__":
     out, mode = sys.argv[1], sys.argv[2]
@@ -25,14 +71,32 @@ if __name__ == "__main__":
     else:
         from pairkit.testing import tiny_causal_lm
 
-        losses = []
-        for steps in (1, 2):  # the second run resumes the first's checkpoint (whole states, re-sharded)
-            model, tok = tiny_causal_lm(seed=6)
-            config = TrainConfig(batch_size=8, max_steps=steps, lr=1e-2, output_dir=f"{out}/run")
-            result = train_preference(model, tok, echo_pairs(12, 4), config=config, resume=steps == 2)
-            losses += [row["loss"] for row in result.history]
-        rank = torch.distributed.get_rank()
+        rank = int(os.environ["RANK"])
+        seed = 6 if mode == "fsdp" or rank == 0 else 7  # options: process 0's weights must reach the others
+        model, losses = two_steps(lambda: tiny_causal_lm(seed=seed), f"{out}/run")
         shards = {name: (str(p.placements), tuple(p.to_local().shape), tuple(p.shape))
                   for name, p in model.named_parameters()}  # fmt: skip
-        torch.save({"state": full_state_dict(model), "losses": losses, "shards": shards}, f"{out}/rank-{rank}.pt")
+        saved = {"state": full_state_dict(model), "losses": losses, "shards": shards, "groups": groups(model)}
+        if mode == "fsdp":
+            import peft
+
+            start = lora_tiny()[0].state_dict()
+            model, losses = two_steps(lora_tiny, f"{out}/lora", reference="adapter")
+            state = full_state_dict(model)
+            base = [k for k in start if "lora_" not in k]
+            saved["lora"] = {
+                "losses": losses,
+                "adapter": peft.get_peft_model_state_dict(model, state_dict=state),
+                "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+                "base_moved": max(float((state[k] - start[k]).abs().max()) for k in base),
+            }
+        else:
+            from pairkit.errors import InputError
+
+            os.environ["FSDP_SHARDING_STRATEGY"] = "HYBRID_SHARD"
+            try:
+                train_preference(*tiny_causal_lm(seed=6), echo_pairs(12, 4), config=TrainConfig(max_steps=1))
+            except InputError as exc:
+                saved["refused"] = str(exc)
+        torch.save(saved, f"{out}/rank-{rank}.pt")
     torch.distributed.destroy_process_group()

@@ -1,6 +1,6 @@
 """The trainer under ``accelerate launch`` with two CPU processes (a subprocess; gloo): both ranks end with the same
 parameters, equal to one process training on the whole batch, with full replicas (``--multi_gpu``) and with the
-model sharded by FSDP2 (``--use_fsdp``)."""
+model sharded by FSDP2 (``--use_fsdp``, also with a LoRA adapter and with accelerate's other ``--fsdp_*`` options)."""
 
 import os
 import shutil
@@ -51,21 +51,34 @@ def test_accelerate_launch_two_cpu_processes_data_parallel(tmp_path):
     assert any(not torch.equal(r0[k], start[k]) for k in start)  # training moved the weights
 
 
+@pytest.fixture(scope="module")
+def fsdp_run(tmp_path_factory):
+    """One ``--use_fsdp`` launch (the launcher's default options): plain and LoRA runs (the worker's ``fsdp``)."""
+    return _launch(tmp_path_factory.mktemp("fsdp"), "fsdp", "--use_fsdp")[0]
+
+
+def _one_process(model, tok, **kw):
+    from pairkit.train import TrainConfig, train_preference
+    from tests.train.test_trainers import echo_pairs
+
+    config = TrainConfig(batch_size=8, max_steps=2, lr=1e-2)
+    return train_preference(model, tok, echo_pairs(12, 4), config=config, **kw)
+
+
 @pytest.mark.slow
-def test_accelerate_fsdp_shards_the_model_and_equals_one_process_on_the_whole_batch(tmp_path):
+def test_accelerate_fsdp_shards_the_model_and_equals_one_process_on_the_whole_batch(fsdp_run):
     """``--use_fsdp``: every parameter is a ``Shard(0)`` DTensor holding half its rows on each rank (the tied GPT-2
     head and embeddings included), yet the losses and the weights after two steps (the second resumed from the
     first's checkpoint) equal one process's on the same global batches, to 1e-5 (float32; the chunked head and
     the reduce-scatter sum in another order)."""
     from pairkit.testing import tiny_causal_lm
-    from pairkit.train import TrainConfig, train_preference
-    from tests.train.test_trainers import echo_pairs
 
-    (r0, r1), _ = _launch(tmp_path, "fsdp", "--use_fsdp")
+    r0, r1 = fsdp_run
     model, tok = tiny_causal_lm(seed=6)
-    result = train_preference(model, tok, echo_pairs(12, 4), config=TrainConfig(batch_size=8, max_steps=2, lr=1e-2))
+    result = _one_process(model, tok)
     for r in (r0, r1):
         torch.testing.assert_close(r["losses"], [row["loss"] for row in result.history], atol=1e-5, rtol=0)
+        assert r["groups"] == [("GPT2Block", False, False)]  # the model's _no_split_modules; no checkpointing
         for name, p in model.named_parameters():
             placements, local, whole = r["shards"][name]
             assert placements == "(Shard(dim=0),)" and whole == tuple(p.shape)
@@ -75,6 +88,59 @@ def test_accelerate_fsdp_shards_the_model_and_equals_one_process_on_the_whole_ba
     start = tiny_causal_lm(seed=6)[0].state_dict()
     assert any((r0["state"][k] - start[k]).abs().max() > 1e-3 for k in start)  # training moved the weights
     assert result.history[0]["loss"] != result.history[1]["loss"]
+
+
+@pytest.mark.slow
+def test_accelerate_fsdp_lora_trains_only_the_adapter_and_equals_one_process(fsdp_run):
+    """LoRA (peft, rank 2 on every linear layer, the reference is the base with the adapter disabled) under FSDP2:
+    the frozen base and the trainable adapter share each block's group (FSDP2 reduces only the gradients that
+    exist). Only the adapter's parameters train, the base weights come back bit for bit, and the adapter after two
+    steps (the second resumed) and the losses equal one process's to 1e-6 (float32; the adapter's values are
+    about 1e-2)."""
+    import peft
+
+    from tests.train.accelerate_worker import lora_tiny
+
+    model, tok = lora_tiny()
+    result = _one_process(model, tok, reference="adapter")
+    adapter = peft.get_peft_model_state_dict(model)
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    assert len(trainable) == 8 and all("lora_" in n for n in trainable)  # A and B of c_attn, c_proj, c_fc, mlp c_proj
+    for r in (lora["lora"] for lora in fsdp_run):
+        torch.testing.assert_close(r["losses"], [row["loss"] for row in result.history], atol=1e-6, rtol=0)
+        assert r["trainable"] == trainable
+        assert r["base_moved"] == 0.0  # frozen: gathered bit for bit
+        assert sorted(r["adapter"]) == sorted(adapter)
+        for k, v in adapter.items():
+            torch.testing.assert_close(r["adapter"][k], v, atol=1e-6, rtol=0)
+    assert max(float(v.abs().max()) for k, v in adapter.items() if "lora_B" in k) > 1e-3  # B starts at 0: it trained
+
+
+@pytest.mark.slow
+def test_accelerate_fsdp_options_are_honoured(tmp_path):
+    """accelerate's ``--fsdp_*`` options change what FSDP2 does, not the arithmetic: with parameters offloaded to the
+    CPU (``CPUOffloadPolicy``), activation checkpointing of the wrapped modules, no resharding after forward,
+    forward prefetch, and ``--fsdp_transformer_layer_cls_to_wrap GPT2Attention,GPT2MLP`` (so the attention and MLP
+    modules are the groups instead of the whole block), the losses and the weights after two steps (the second
+    resumed) equal one process's to 1e-5. Process 1 starts from other weights: ``cpu_ram_efficient_loading`` (the
+    launcher's default) broadcasts process 0's before the reference log-probabilities are computed. An unsupported
+    option (``HYBRID_SHARD``) is refused naming it, on every process."""
+    from pairkit.testing import tiny_causal_lm
+
+    flags = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_offload_params", "true", "--fsdp_activation_checkpointing",
+             "true", "--fsdp_reshard_after_forward", "false", "--fsdp_forward_prefetch", "true",
+             "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
+             "GPT2Attention,GPT2MLP", "--fsdp_state_dict_type", "FULL_STATE_DICT"]  # fmt: skip
+    (r0, r1), _ = _launch(tmp_path, "options", *flags)
+    model, tok = tiny_causal_lm(seed=6)
+    result = _one_process(model, tok)
+    for r in (r0, r1):
+        assert r["groups"] == [("GPT2Attention", True, True), ("GPT2MLP", True, True)]  # checkpointed, offloaded
+        assert all(placements == "(Shard(dim=0),)" for placements, _, _ in r["shards"].values())
+        torch.testing.assert_close(r["losses"], [row["loss"] for row in result.history], atol=1e-5, rtol=0)
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(r["state"][k], v, atol=1e-5, rtol=1e-5)
+        assert "--fsdp_sharding_strategy" in r["refused"] and "HYBRID_SHARD" in r["refused"]
 
 
 if __name__ == "__main__":  # pragma: no cover

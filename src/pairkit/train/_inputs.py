@@ -97,6 +97,15 @@ def data_fields(
     return out
 
 
+def without_cache(model) -> dict[str, bool]:
+    """``{"use_cache": False}`` for a transformers model (its config has ``use_cache``), else ``{}``.
+
+    Scoring never decodes further, so the key/value cache is only memory; and a block recomputed in backward
+    (activation checkpointing) would append its keys to the cache a second time.
+    """
+    return {"use_cache": False} if getattr(getattr(model, "config", None), "use_cache", None) is not None else {}
+
+
 def hidden_states_and_head(model, input_ids, attention_mask):
     """Final hidden states ``[b, T, H]`` and the output projection (weight, bias) of a causal LM."""
     config = getattr(model, "config", None)
@@ -106,7 +115,8 @@ def hidden_states_and_head(model, input_ids, attention_mask):
             "transforms them (soft-capping or scaling)"
         )
     head = model.get_output_embeddings()
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    decoder = model.get_decoder()
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, **without_cache(decoder)).last_hidden_state
     return hidden, head.weight, getattr(head, "bias", None)
 
 

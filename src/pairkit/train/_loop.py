@@ -222,9 +222,11 @@ def fit(
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total = min(total, int(config.max_steps))
-    sharded = world > 1 and _fsdp.fsdp_requested(config)
+    requested = _fsdp.fsdp_requested(config)
+    plan = _fsdp.settings() if requested else None  # accelerate's --fsdp_* options, checked in one process too
+    sharded = world > 1 and requested
     if sharded:
-        _fsdp.shard(model)
+        _fsdp.shard(model, plan)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the model has no trainable parameters")

@@ -158,8 +158,12 @@ def prepare_reference(model, examples, pad_id, config, reference, cache_dir, liv
     Returns None when they are precomputed into ``example["ref"]``, else ``(reference model, context factory)``
     for computing them on the fly: the PEFT model with its adapter disabled (``reference="adapter"``), a given
     model (any model sharing the tokenizer, e.g. a teacher), or — when token-level losses need the reference's
-    next-token distributions (``live=True``) — a frozen copy of the initial model.
+    next-token distributions (``live=True``) — a frozen copy of the initial model. Under FSDP with process 0's
+    weights broadcast (``--fsdp_cpu_ram_efficient_loading``), they are broadcast first.
     """
+    from pairkit.train._fsdp import sync_weights
+
+    sync_weights(model, config)
     if isinstance(reference, torch.nn.Module):
         reference.eval()
         for p in reference.parameters():

@@ -320,7 +320,9 @@ def completion_logps(
     if decoder is None or decoder is model or not isinstance(getattr(head, "weight", None), torch.Tensor):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         return token_logps_from_logits(logits, input_ids, mask=completion_mask, chunk_size=chunk_size)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    from pairkit.train._inputs import without_cache
+
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, **without_cache(decoder)).last_hidden_state
     return token_logps_from_hidden(
         hidden,
         head.weight,
