@@ -305,3 +305,11 @@ def test_label_names_map_through_the_models_label2id_or_warn(tokenizer):
     with pytest.warns(PairkitWarning, match=r"order of first appearance: \{'b': 0, 'a': 1, 'c': 2\}"):
         train_distillation(classifier(tokenizer, 1, 32), teacher, reordered, tokenizer=tokenizer, loss="dkd_loss",
                            config=config)  # fmt: skip
+
+
+def test_per_example_state_is_refused_under_data_parallel(tokenizer, monkeypatch):
+    import pairkit.train.distillation as distillation
+
+    monkeypatch.setattr(distillation, "init_distributed", lambda: (0, 2))
+    with pytest.raises(InputError, match="single process"):
+        train_distillation(classifier(tokenizer, 1, 32), None, LABELLED, tokenizer=tokenizer, loss="ps_kd_loss")

@@ -26,7 +26,15 @@ from typing import Any
 import torch
 
 from pairkit.errors import InputError, PairkitWarning
-from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_number, check_options, fit
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    call_loss,
+    check_number,
+    check_options,
+    fit,
+    init_distributed,
+)
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
 from pairkit.train.data import TruncationWarning, collate_sequences, encode_completion
 from pairkit.train.features import collect_hidden_states
@@ -622,8 +630,10 @@ def train_distillation(
     * ``cost`` (``sinkhorn_distance``): ``cost`` if given (``[classes, classes]``), else ``1 - I`` (each class
       apart from every other alike).
 
-    ``teacher`` may be None when no loss needs it (PS-KD, USKD, MCMI). The extra parts are returned in
-    ``TrainResult.heads`` (``projection``, ``aux_logits``, …) and ``TrainResult.proxies["prototypes"]``.
+    Data parallel (``torchrun``, ``accelerate launch``) runs through the shared loop; PS-KD and MCMI, whose state
+    is kept per example, need a single process. ``teacher`` may be None when no loss needs it (PS-KD, USKD,
+    MCMI). The extra parts are returned in ``TrainResult.heads`` (``projection``, ``aux_logits``, …) and
+    ``TrainResult.proxies["prototypes"]``.
 
     Args:
         student: the model trained. teacher: the frozen model distilled from (a different module).
@@ -704,6 +714,10 @@ def train_distillation(
         setup["class_means"] = _class_means(teacher, examples, setup, classes)
         if "prototypes" in bases:
             prototypes = setup["class_means"].clone()
+    if (past is not None or centroids is not None) and init_distributed()[1] > 1:
+        # each process would see (and update) only its own share of the per-example state
+        raise InputError("PS-KD's past logits and MCMI's per-epoch centroids are kept per example in one process; "
+                         "run these losses in a single process (no torchrun / accelerate data parallel)")  # fmt: skip
     module = _Distiller(student, heads, prototypes, len(examples), past, centroids)
     token_losses = {n for n, items in plan.items() if any(src in _TOKEN_LEVEL for _, src in items)}
 
