@@ -139,14 +139,19 @@ def test_a_classification_loss_replaces_the_cross_entropy_step_one_by_hand(token
 
 def test_every_classification_loss_trains_the_judge_or_is_refused_by_name(tokenizer):
     from pairkit import losses
+    from pairkit.train.pairwise_judge import INPUTS as JUDGE_INPUTS
+
+    refused = [n for n in losses.names("classification")
+               if not {i.name for i in losses.spec(n).input_specs if i.required} <= {k for k, _ in JUDGE_INPUTS}]
+    assert refused == ["p2c_loss"]  # fmt: skip
 
     for name in losses.names("classification"):
         needs = {i.name for i in losses.spec(name).input_specs if i.required}
         model = classifier(tokenizer, 2, seed=1)
         before = [p.detach().clone() for p in model.parameters()]
         config = TrainConfig(batch_size=4, max_steps=1, lr=1e-3)
-        if not needs <= {"logits", "labels"}:
-            with pytest.raises(InputError, match=name):
+        if not needs <= {name for name, _ in JUDGE_INPUTS}:  # P2C: two same-class inputs, a preference head
+            with pytest.raises(InputError, match=f"{name}.*train it with train_semi_supervised"):
                 train_pairwise_judge(model, tokenizer, votes(4, 5), loss=name, config=config)
             continue
         row = train_pairwise_judge(model, tokenizer, votes(4, 5), loss=name, config=config).history[0]
@@ -154,6 +159,62 @@ def test_every_classification_loss_trains_the_judge_or_is_refused_by_name(tokeni
         assert row["grad_norm"] == 0 or any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
     with pytest.raises(InputError, match="family 'preference'"):
         train_pairwise_judge(classifier(tokenizer, 2), tokenizer, votes(4, 5), loss="dpo")
+
+
+def test_pass_at_n_and_ensloss_step_one_by_hand(tokenizer):
+    """pass@N on the correct verdict's probability; EnsLoss on the log-odds of first over second (no ties)."""
+    from pairkit.losses import ensloss_derivatives
+
+    rows = votes(6, 7)
+    model = classifier(tokenizer, 2, seed=5)
+    lam, big_n = 0.4, 4
+    p_rows, q_rows, labels = [], [], []
+    with torch.no_grad():
+        for r in read_pairwise_judgments(rows):
+            (ab,) = encode_pairwise(tokenizer, [r["context"]], [r["a"]], [r["b"]])
+            (ba,) = encode_pairwise(tokenizer, [r["context"]], [r["b"]], [r["a"]])
+            p_rows.append(torch.softmax(model(torch.tensor([ab])).logits[0].double(), -1))
+            q_rows.append(torch.softmax(model(torch.tensor([ba])).logits[0].double(), -1))
+            labels.append(r["label"])
+    p, q, y = torch.stack(p_rows), torch.stack(q_rows), torch.tensor(labels)
+    sym = ((p - q[:, [1, 0]]) ** 2).sum(-1)
+    p_y, q_y = p.gather(1, y[:, None]).squeeze(1), q.gather(1, (1 - y)[:, None]).squeeze(1)
+    ref = 0.5 * (-torch.log(1 - (1 - p_y) ** big_n) - torch.log(1 - (1 - q_y) ** big_n)) + lam * sym
+    config = TrainConfig(batch_size=6, max_steps=1, lr=1e-3)
+    res = train_pairwise_judge(model, tokenizer, rows, symmetry=lam, loss="pass_at_n_loss",
+                               loss_options={"n": big_n}, config=config)  # fmt: skip
+    assert res.history[0]["loss"] == pytest.approx(float(ref.mean()), rel=1e-5)
+    # EnsLoss: value g·s with s the signed log-odds; g from the sampler at the step's seed (any seed: g < 0 and the
+    # value is finite); the loss is redrawn each step
+    model = classifier(tokenizer, 2, seed=5)
+    res = train_pairwise_judge(model, tokenizer, rows, symmetry=0.0, loss="ensloss",
+                               config=TrainConfig(batch_size=3, max_steps=2, lr=1e-3))  # fmt: skip
+    assert all(math.isfinite(r["loss"]) for r in res.history)
+    s_ab = (p[:, 0].log() - p[:, 1].log()) * (1 - 2 * y)  # the margin y·f with y in {-1, +1}: first won = +1
+    assert bool((ensloss_derivatives(s_ab, seed=3) < 0).all())
+    with pytest.raises(InputError, match="binary labels.*ties='drop'"):
+        train_pairwise_judge(classifier(tokenizer, 3), tokenizer, votes(6, 1, ties=True), loss="ensloss")
+
+
+def test_smooth_adversarial_comp_sum_perturbs_the_embeddings(tokenizer):
+    """ν = 0: the comp-sum loss (cross-entropy at τ = ρ = 1), the same step as the default; ν > 0 adds the change of
+    the margins at the FGSM point, larger for a larger ε."""
+    rows = votes(6, 8)
+    config = TrainConfig(batch_size=6, max_steps=1, lr=1e-3)
+
+    def first(**kw):
+        return train_pairwise_judge(classifier(tokenizer, 2, seed=6), tokenizer, rows, config=config, **kw).history[0]
+
+    base = first()
+    assert first(loss="smooth_adversarial_comp_sum", loss_options={"nu": 0.0})["loss"] == pytest.approx(
+        base["loss"], rel=1e-6)  # fmt: skip
+    torch.manual_seed(0)
+    small = first(loss="smooth_adversarial_comp_sum", adversarial_epsilon=1e-3)["loss"]
+    torch.manual_seed(0)
+    large = first(loss="smooth_adversarial_comp_sum", adversarial_epsilon=1e-1)["loss"]
+    assert base["loss"] < small < large
+    with pytest.raises(InputError, match="adversarial_epsilon must be"):
+        first(loss="smooth_adversarial_comp_sum", adversarial_epsilon=0.0)
 
 
 def test_learns_votes_with_ties_and_loads_as_a_symmetric_judge(tmp_path, tokenizer):
@@ -214,8 +275,8 @@ def test_cli_trains_reports_and_writes_a_judge_config(tmp_path, tokenizer):
     res = CliRunner().invoke(app, [*args, "--max-steps", "1", "--max-length", "32", "--loss", "adversarial_comp_sum",
                                    "--loss-option", "rho=2", "--output", str(tmp_path / "acs")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(app, [*args, "--loss", "smooth_adversarial_comp_sum"])
-    assert res.exit_code != 0 and "'smooth_adversarial_comp_sum' needs 'adversarial_logits'" in res.output
+    res = CliRunner().invoke(app, [*args, "--loss", "p2c_loss"])
+    assert res.exit_code != 0 and "'p2c_loss' needs 'logits_a'" in res.output, res.output
 
 
 def test_raw_rows_with_a_label_column_are_read_not_taken_as_parsed(tokenizer):

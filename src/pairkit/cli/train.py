@@ -299,6 +299,49 @@ def contrastive(
             console.print(f"regression head saved to {output / 'final' / 'regression_head.pt'}")
 
 
+@train_app.command("semi-supervised")
+def semi_supervised(
+    model: Path = _MODEL,
+    labeled: Path = typer.Option(..., "--labeled", help="Rows with 'text' and 'label' (JSON, JSONL or Parquet)."),
+    unlabeled: Path = typer.Option(..., "--unlabeled", help="Rows with 'text' (no label needed)."),
+    loss: str = typer.Option("fixmatch_loss", "--loss", help="Consistency loss name or weighted sum."),
+    loss_option: list[str] = typer.Option(
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. threshold=0.9); repeatable."
+    ),
+    ratio: int = typer.Option(7, "--ratio", help="μ: unlabelled rows per labelled row in a step (FixMatch's 7)."),
+    bank_size: int = typer.Option(1024, "--bank-size", help="SimMatchV2's memory bank entries (m)."),
+    epochs: int = _EPOCHS,
+    batch_size: int = typer.Option(16, "--batch-size", help="Labelled rows per step."),
+    lr: float = typer.Option(2e-5, "--lr"),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per text (cut from the right)."),
+    max_steps: int = _MAX_STEPS,
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    output: Path = _OUTPUT,
+    resume: bool = _RESUME,
+) -> None:
+    """Text classifier from labelled and unlabelled rows: an encoder (mean pooling), a linear head, consistency losses
+    between the text and its token-dropout/span-masked view."""
+    with reported_errors():
+        _check_model_dir(model)
+        with requires("train", "pairkit train semi-supervised"):
+            from transformers import AutoModel, AutoTokenizer
+        from pairkit.train import train_semi_supervised
+        from pairkit.train._loop import atomic_save
+
+        config = _config(output, epochs, batch_size, 1, lr, max_length, max_steps, save_every, seed, False)
+        tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        net = _from_pretrained(AutoModel, model, "model")
+        result = train_semi_supervised(net, labeled, unlabeled, tokenizer=tokenizer, loss=loss, ratio=ratio,
+                                       loss_options=_key_values(loss_option, "--loss-option"), bank_size=bank_size,
+                                       config=config, resume=resume)  # fmt: skip
+        _finish(net, tokenizer, result, output)
+        atomic_save(result.heads["classifier"].state_dict(), output / "final" / "classifier_head.pt")
+        console.print(f"classifier head saved to {output / 'final' / 'classifier_head.pt'}")
+
+
 def _prompt_keys(rows, source: str) -> list[str]:
     """One key per row naming its prompt (after validating every row of ``source``)."""
     import json

@@ -109,6 +109,9 @@ from pairkit.train.probe import (
     probe_hidden_states,
     train_probe,
 )
+from pairkit.train.regression import (
+    train_regression,
+)
 from pairkit.train.reward_model import (
     PALRewardModel,
     evaluate_reward_model,
@@ -116,6 +119,10 @@ from pairkit.train.reward_model import (
     train_reward_model,
 )
 from pairkit.train.sampling import HFSampler, OpenAISampler, RaySampler, VLLMSampler
+from pairkit.train.semi_supervised import (
+    text_augment,
+    train_semi_supervised,
+)
 from pairkit.train.trainers import (
     CheckedLoss,
     SparseMaskHead,
@@ -197,6 +204,7 @@ __all__ = [
     "superhf_loss",
     "sweet_spot_pairs",
     "teacher_scores",
+    "text_augment",
     "to_listwise",
     "to_pairs",
     "to_unpaired",
@@ -213,7 +221,9 @@ __all__ = [
     "train_pairwise_judge",
     "train_preference",
     "train_probe",
+    "train_regression",
     "train_reward_model",
+    "train_semi_supervised",
     "train_unpaired",
     "win_rates",
 ]

@@ -121,8 +121,11 @@ class TrainResult:
     ``proxies``: the learnable class proxies a trainer fitted with the model (:func:`~pairkit.train.train_contrastive`
     with proxy losses), by ``"loss.input"`` name; None otherwise. ``regression_head``: the linear head
     :func:`~pairkit.train.train_contrastive` trained for a loss that needs predictions (ConR); None otherwise.
-    ``heads``: the modules :func:`~pairkit.train.train_distillation` trained with the student (the projection to the
-    teacher's width, auxiliary, weak and novel-class heads), by name; None otherwise.
+    ``heads``: the modules a trainer trained with the model, by name: :func:`~pairkit.train.train_distillation`'s
+    (the projection to the teacher's width, auxiliary, weak and novel-class heads), the classifier and preference
+    head of :func:`~pairkit.train.train_semi_supervised`, the regression head of
+    :func:`~pairkit.train.train_regression`; None otherwise. ``memory_bank``: the memory bank a trainer kept
+    (SimMatchV2's embeddings and probabilities, oldest first); None otherwise.
     """
 
     history: list[dict[str, float]]
@@ -131,6 +134,7 @@ class TrainResult:
     proxies: dict[str, torch.Tensor] | None = None
     regression_head: torch.nn.Module | None = None
     heads: dict[str, torch.nn.Module] | None = None
+    memory_bank: dict[str, torch.Tensor] | None = None
 
 
 def rank_and_world() -> tuple[int, int]:

@@ -34,6 +34,7 @@ from pairkit.judges.pairwise_classifier import (
 from pairkit.train._chat import completion_text, prompt_text
 from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_number, check_options, fit
 from pairkit.train.data import read_records, to_pairs
+from pairkit.train.semi_supervised import Made
 
 __all__ = [
     "evaluate_pairwise_judge",
@@ -146,7 +147,7 @@ def _encoded(model, tokenizer, data, max_length: int, ties: str, verdicts=None) 
     encode = encode_verdict_prompt if verdicts else encode_pairwise
     ids = encode(tokenizer, ctx + ctx, a + b, b + a, max_length=max_length)
     n = len(rows)
-    return [{"ab": ids[i], "ba": ids[n + i], "label": rows[i]["label"]} for i in range(n)]
+    return [{"ab": ids[i], "ba": ids[n + i], "label": rows[i]["label"], "index": i} for i in range(n)]
 
 
 def _probabilities(model, tokenizer, rows, verdict_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,6 +156,92 @@ def _probabilities(model, tokenizer, rows, verdict_ids=None) -> tuple[torch.Tens
     logits = pairwise_logits(model, tokenizer, ids, verdict_ids).float()
     p = torch.softmax(logits, -1)
     return p[: len(rows)], p[len(rows) :]
+
+
+class _Orders:
+    """One step's verdict log-probabilities of both orders ``[2n, K]`` (shown orders first, then swapped) and their
+    labels in each order's terms; the adversarial logits are computed on first use."""
+
+    def __init__(self, model, tokenizer, rows, verdict_ids, swap: torch.Tensor, epsilon: float):
+        self.model, self.tokenizer, self.verdict_ids, self.epsilon = model, tokenizer, verdict_ids, epsilon
+        self.ids = [r["ab"] for r in rows] + [r["ba"] for r in rows]
+        self.logits = pairwise_logits(model, tokenizer, self.ids, verdict_ids).float()
+        self.logp = torch.log_softmax(self.logits, -1)
+        y = torch.tensor([r["label"] for r in rows])
+        self.labels = torch.cat([y, swap[y]])
+        self._adversarial: torch.Tensor | None = None
+
+    def _perturbed(self, delta: dict[str, torch.Tensor], start: float = 0.0) -> torch.Tensor:
+        """Verdict logits with ``delta["value"]`` added to the input embeddings (created, scaled by ``start``, on the
+        first call: its shape is the padded batch's)."""
+
+        def add(module, args, out):
+            if "value" not in delta:
+                delta["value"] = (start * torch.randn_like(out)).requires_grad_(True)
+            return out + delta["value"].to(out.dtype)
+
+        handle = self.model.get_input_embeddings().register_forward_hook(add)
+        try:
+            return pairwise_logits(self.model, self.tokenizer, self.ids, self.verdict_ids).float()
+        finally:
+            handle.remove()
+
+    def adversarial(self) -> torch.Tensor:
+        """Verdict log-probabilities at ``x' = x + ε·sign(∇_δ ‖Δ(x+δ₀) − Δ(x)‖²)`` in the input-embedding space."""
+        if self._adversarial is None:
+            delta: dict[str, torch.Tensor] = {}
+            start = self._perturbed(delta, start=1e-3 * self.epsilon)
+            clean = self.logits.detach()
+            y = self.labels[:, None]
+            change = (start.gather(-1, y) - start) - (clean.gather(-1, y) - clean)
+            (grad,) = torch.autograd.grad(change.square().sum(), delta["value"])
+            step = {"value": (self.epsilon * grad.sign()).detach()}
+            self._adversarial = torch.log_softmax(self._perturbed(step), -1)
+        return self._adversarial
+
+
+def _binary_labels(b: _Orders) -> torch.Tensor:
+    if bool((b.labels == TIE).any()):
+        raise InputError("a binary loss (labels first/second) cannot take tie rows: train with ties='drop'")
+    return (b.labels == FIRST).to(b.logp.dtype)
+
+
+#: What :func:`train_pairwise_judge` makes for each ``(input name, kind)`` a classification loss declares, per order.
+INPUTS: dict[tuple[str, str], Made] = {
+    ("logits", "logits"): Made(frozenset(), lambda b: b.logp, "verdict log-probabilities [n, K]"),
+    ("labels", "classes"): Made(frozenset(), lambda b: b.labels, "the verdict in the order's terms"),
+    ("labels", "binary"): Made(frozenset({"no ties"}), _binary_labels, "1 when the answer shown first won"),
+    ("scores", "scores"): Made(frozenset(), lambda b: b.logp[:, FIRST] - b.logp[:, SECOND],
+                               "log-odds of first over second, log p_first − log p_second"),
+    ("logps", "logps"): Made(frozenset(), lambda b: b.logp.gather(-1, b.labels[:, None]).squeeze(-1),
+                             "log-probability of the correct verdict"),
+    ("adversarial_logits", "logits"): Made(frozenset(), lambda b: b.adversarial(),
+                                           "verdict log-probabilities at an FGSM point of the input embeddings"),
+}
+
+
+def _check_judge_losses(terms) -> None:
+    """Every required input of every loss must be in :data:`INPUTS`; else name the trainer that makes them."""
+    from pairkit import losses
+    from pairkit.train import semi_supervised
+
+    for name, _, _ in terms:
+        spec = losses.spec(name)
+        extra = [i.name for i in spec.input_specs if i.required and (i.name, i.kind) not in INPUTS]
+        if extra:
+            other = all(i.name in semi_supervised.INPUTS for i in spec.input_specs if i.required)
+            hint = ("train it with train_semi_supervised (pairkit.train), which makes them from labelled rows"
+                    if other else "give a loss on the verdict logits and labels")  # fmt: skip
+            raise InputError(
+                f"loss {name!r} needs {', '.join(map(repr, extra))}, which train_pairwise_judge does not make from "
+                f"comparisons; {hint}"
+            )
+
+
+def _step_seed(options: dict[str, Any], rows) -> int:
+    """A seed per batch for a loss drawn anew each step (EnsLoss): the ``seed`` option and the batch's row indices."""
+    h = np.random.default_rng([int(options.get("seed", 0)), *[r["index"] for r in rows]])
+    return int(h.integers(2**31 - 1))
 
 
 def train_pairwise_judge(
@@ -167,6 +254,7 @@ def train_pairwise_judge(
     verdicts: Sequence[str] | None = None,
     loss: str | dict[str, float] = "cross_entropy",
     loss_options: dict[str, Any] | None = None,
+    adversarial_epsilon: float = 1e-3,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -189,8 +277,30 @@ def train_pairwise_judge(
     logits :math:`\\log p` of each order, :math:`\\tfrac12[\\ell(\\log p_{ab}, y) + \\ell(\\log p_{ba}, \\pi y)]`:
     e.g. ``"adversarial_comp_sum"`` (Mao, Mohri & Zhong 2023, the ρ-margin comp-sum loss with H-consistency
     guarantees), ``"focal_loss"``, ``"generalized_cross_entropy"`` for noisy labels, or
-    ``"cross_entropy+0.1*z_loss"``; ``loss_options`` are their declared options. A loss needing more than logits and
-    labels (the smooth adversarial comp-sum's adversarial logits, P2C's preference logits) is refused by name.
+    ``"cross_entropy+0.1*z_loss"``; ``loss_options`` are their declared options. What a loss is given is read from
+    its declared inputs and this module's ``INPUTS`` table (one entry per input name and kind, for each order):
+
+    * ``logits`` ``[n, K]``: :math:`\\log p`; ``labels`` (classes): the verdict in the order's terms;
+    * ``scores`` ``[n]`` with binary ``labels`` (EnsLoss, Dai 2024): :math:`\\log p_{first} - \\log p_{second}`, the
+      log-odds that the answer shown first wins, and 1 when it did (tie rows are refused: ``ties="drop"``); the
+      EnsLoss ``seed`` is redrawn every step from the option and the batch's rows, as the method draws a new loss
+      per batch;
+    * ``logps`` ``[n]`` (pass@N, Chen et al. 2025, "Rethinking Fine-Tuning when Scaling Test-Time Compute"):
+      :math:`\\log p_y`, the log-probability of the correct verdict. Reading taken: the paper's :math:`\\pi(y\\mid x)`
+      of the correct answer is here the probability of the correct verdict, known exactly (one class), so
+      :math:`1 - (1 - p_y)^N` is pass@N of N sampled verdicts without sampling;
+    * ``adversarial_logits`` (the smooth adversarial comp-sum, Mao, Mohri & Zhong 2023): :math:`\\log p` at
+      :math:`x' = x + \\varepsilon\\,\\mathrm{sign}\\big(\\nabla_\\delta \\lVert\\bar\\Delta(x + \\delta_0) -
+      \\bar\\Delta(x)\\rVert_2^2\\big)` in the model's input-embedding space (a forward hook on
+      ``get_input_embeddings()``), :math:`\\bar\\Delta` the margins to the label, :math:`\\delta_0 \\sim
+      \\mathcal N(0, (10^{-3}\\varepsilon)^2)` a random start (the term's gradient vanishes at :math:`x' = x`) and
+      ε = ``adversarial_epsilon`` (ℓ∞ radius). Reading taken: the paper's supremum over the perturbation ball is
+      approximated by one signed-gradient (FGSM) step on its smoothness term, in embedding space because tokens are
+      discrete; two extra forward passes per step.
+
+    A loss needing anything else raises :class:`~pairkit.errors.InputError` naming the inputs and, when
+    :func:`~pairkit.train.train_semi_supervised` makes them (P2C's two same-class inputs and preference logits,
+    which comparisons do not give), that trainer.
 
     With ``verdicts`` the model is a causal LM and :math:`f(x, a, b)` its next-token logits of the verdict words
     after the prompt of :func:`~pairkit.judges.pairwise_classifier.encode_verdict_prompt` (a verdict head over
@@ -208,6 +318,8 @@ def train_pairwise_judge(
         ties: ``"keep"`` (a third class; the model needs 3 labels) or ``"drop"`` (left out, with a warning).
         verdicts: the verdict words of a causal LM (first better, second better[, tie]), e.g.
             :data:`~pairkit.judges.pairwise_classifier.VERDICTS`; ``None`` for a sequence classifier.
+        adversarial_epsilon: ε > 0, the ℓ∞ radius of the embedding perturbation (only for a loss needing
+            ``adversarial_logits``).
 
     Per-step metrics: loss, ``ce`` (the classification loss, cross-entropy by default), ``symmetry``, ``accuracy``
     (argmax of the averaged orders) and ``consistency`` (the two orders' verdicts agree).
@@ -216,31 +328,36 @@ def train_pairwise_judge(
     from pairkit.train._steps import loss_terms
 
     check_number("symmetry", symmetry, low=0)
+    check_number("adversarial_epsilon", adversarial_epsilon, low=0, low_open=True)
     terms = loss_terms(loss, "classification")
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
-    for name, _, _ in terms:
-        extra = [i.name for i in losses.spec(name).input_specs if i.required and i.name not in ("logits", "labels")]
-        if extra:
-            raise InputError(
-                f"loss {name!r} needs {', '.join(map(repr, extra))} besides the verdict logits and labels, which "
-                "train_pairwise_judge does not make; give a loss on logits and labels"
-            )
+    _check_judge_losses(terms)
     config = config or TrainConfig()
     if getattr(model.config, "pad_token_id", 0) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     examples = _encoded(model, tokenizer, data, config.max_length, ties, verdicts)
     swap = torch.tensor(_SWAP[: _num_labels(model, verdicts)])
     verdict_ids = _verdict_ids(tokenizer, verdicts)
+    needs = {n for name, _, _ in terms for i in losses.spec(name).input_specs if (i.name, i.kind) in INPUTS
+             for n in INPUTS[(i.name, i.kind)].needs}  # fmt: skip
+    if "no ties" in needs and any(ex["label"] == TIE for ex in examples):
+        raise InputError(f"loss {loss!r} has binary labels (first/second) and the data has ties: train with "
+                         "ties='drop'")  # fmt: skip
 
     def step(model, rows):
-        p_ab, p_ba = _probabilities(model, tokenizer, rows, verdict_ids)
-        y = torch.tensor([r["label"] for r in rows])
-        logp_ab, logp_ba = p_ab.clamp_min(1e-30).log(), p_ba.clamp_min(1e-30).log()
-        ce = 0.5 * sum(
-            weight * (call_loss(name, {"logits": logp_ab, "labels": y}, options)
-                      + call_loss(name, {"logits": logp_ba, "labels": swap[y]}, options))
-            for name, weight, _ in terms
-        )  # fmt: skip
+        n = len(rows)
+        orders = _Orders(model, tokenizer, rows, verdict_ids, swap, adversarial_epsilon)
+        p = orders.logp.exp()
+        p_ab, p_ba = p[:n], p[n:]
+        y = orders.labels[:n]
+        ce = 0.0
+        for name, weight, _ in terms:
+            spec = losses.spec(name)
+            inputs = {i.name: INPUTS[(i.name, i.kind)].make(orders) for i in spec.input_specs
+                      if (i.name, i.kind) in INPUTS}  # fmt: skip
+            own = dict(options, seed=_step_seed(options, rows)) if spec.takes("seed") else options
+            shown, swapped = ({k: v[half] for k, v in inputs.items()} for half in (slice(0, n), slice(n, None)))
+            ce = ce + weight * 0.5 * (call_loss(name, shown, own) + call_loss(name, swapped, own))
         sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)
         with torch.no_grad():
             avg = 0.5 * (p_ab + p_ba[:, swap])

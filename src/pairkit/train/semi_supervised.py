@@ -1,0 +1,573 @@
+"""Semi-supervised classification: labelled rows, unlabelled rows and consistency losses between augmented views.
+
+Flow of :func:`train_semi_supervised`:
+
+1. labelled rows (``text``/``features`` and ``label``) and unlabelled rows (``text``/``features``) → examples; texts
+   are tokenised once (``tokenizer``), or the columns hold feature vectors for a plain ``torch.nn.Module`` encoder.
+2. each loss's declared inputs (``pairkit.losses.spec``) are looked up in ``INPUTS``, the one
+   table of what this trainer makes and what each input needs (a memory bank, the labelled bank, a reference model,
+   text directions, a preference head); an input it cannot make raises :class:`~pairkit.errors.InputError` before
+   training.
+3. the encoder, a classifier head and whatever the table asked for (banks as buffers, a frozen reference, a
+   preference head) form one module, so the shared loop (``pairkit.train._loop.fit``) optimises and checkpoints them
+   together: resume restores the banks and the position in the unlabelled data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pairkit.errors import InputError
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    call_loss,
+    check_number,
+    check_options,
+    fit,
+    init_distributed,
+)
+from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
+from pairkit.train.data import TruncationWarning
+from pairkit.train.reward_model import mean_pool
+
+__all__ = ["text_augment", "train_semi_supervised"]
+
+_FAMILIES = ("consistency", "regularizer", "classification")
+_INPUT_COLUMNS = ("text", "features")
+
+
+# ------------------------------------------------------------------------------------------ rows and encoders
+
+
+def row_items(rows, tokenizer, config: TrainConfig, source: str, *, column: str | None = None):
+    """The model input of every row (token ids with a tokenizer, else a 1-D float tensor) and the rows' key column.
+
+    ``column`` (``"label"``, ``"target"``) must then be in every row; texts longer than ``config.max_length``
+    tokens are cut with one :class:`TruncationWarning` giving the count.
+    """
+    items, values, cut = [], [], 0
+    for i, r in enumerate(rows, start=1):
+        where = f"{source}, row {i}"
+        if not isinstance(r, dict):
+            raise InputError(f"{where}: expected a mapping of columns, got {type(r).__name__}")
+        key = next((k for k in _INPUT_COLUMNS if k in r), None)
+        if key is None:
+            raise InputError(f"{where}: needs a 'text' (or 'features') column; has {sorted(map(str, r))[:8]}")
+        if column is not None:
+            if column not in r:
+                raise InputError(f"{where}: needs a {column!r} column; has {sorted(map(str, r))[:8]}")
+            values.append(r[column])
+        value = r[key]
+        if tokenizer is None:
+            try:
+                x = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise InputError(f"{where}: expected a feature vector (tokenizer=None), got "
+                                 f"{type(value).__name__}") from None  # fmt: skip
+            if not x.is_floating_point() or x.ndim != 1 or not bool(torch.isfinite(x).all()):
+                raise InputError(f"{where}: expected a finite 1-D float feature vector, got {x.dtype} {list(x.shape)}")
+            items.append(x)
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{where}: expected a non-empty text, got {value!r}")
+        ids = tokenizer(value)["input_ids"]
+        if len(ids) > config.max_length:
+            ids, cut = ids[: config.max_length], cut + 1
+        items.append(list(ids))
+    if cut:
+        warnings.warn(f"{source}: {cut} texts were truncated to max_length={config.max_length} tokens",
+                      TruncationWarning, stacklevel=3)  # fmt: skip
+    if tokenizer is None and items and len({x.shape[0] for x in items}) > 1:
+        raise InputError(f"{source}: the feature vectors differ in length; every row needs the same dimension")
+    return items, values
+
+
+def rows_of(data, what: str) -> tuple[list[dict[str, Any]], str]:
+    rows, _, source = normalised_rows(data, lambda rows, source: rows)
+    if not rows:
+        raise InputError(f"{source}: no {what} rows")
+    return rows, source
+
+
+def encode_batch(encoder: torch.nn.Module, batch, pad_id: int | None) -> torch.Tensor:
+    """Embeddings ``[n, d]``: a module on stacked features ``[n, dim]``, or mean-pooled last hidden states of ids."""
+    if pad_id is None:
+        param = next((p for p in encoder.parameters() if p.is_floating_point()), None)
+        out, mask = encoder(batch.to(param.dtype) if param is not None else batch), None
+    else:
+        seqs = [torch.as_tensor(x, dtype=torch.long) for x in batch]
+        ids = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=pad_id)
+        mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(s) for s in seqs])[:, None]).long()
+        out = encoder(input_ids=ids, attention_mask=mask)
+    hidden = getattr(out, "last_hidden_state", out)
+    if not isinstance(hidden, torch.Tensor):
+        raise InputError(f"the encoder returned {type(out).__name__}: expected a tensor or an output with "
+                         "last_hidden_state")  # fmt: skip
+    if hidden.ndim == 3:
+        hidden = mean_pool(hidden, mask if mask is not None else torch.ones(hidden.shape[:2], dtype=torch.long))
+    if hidden.ndim != 2:
+        raise InputError(f"the encoder's output has shape {list(hidden.shape)}: expected [n, dim] or [n, T, dim]")
+    return hidden
+
+
+def stacked(items: Sequence[Any], tokenizer) -> Any:
+    """A batch of inputs as augmentations see it: a ``[n, dim]`` tensor of features, or a list of token-id lists."""
+    return torch.stack(list(items)) if tokenizer is None else [list(x) for x in items]
+
+
+def linear_head(dim: int, out: int, dtype, seed: int) -> torch.nn.Linear:
+    """A linear layer ``dim -> out``: weights ``N(0, 1/dim)`` from a generator seeded with ``seed``, bias 0."""
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(dim, out).to(dtype)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(out, dim, generator=g, dtype=torch.float64).to(dtype) / math.sqrt(dim))
+        head.bias.zero_()
+    return head
+
+
+def check_inputs(terms, table: dict[str, Any], trainer: str, options: dict[str, Any]) -> set[str]:
+    """What the losses' required inputs need (the union of the table's ``needs``); unknown inputs raise by name."""
+    from pairkit import losses
+
+    needs: set[str] = set()
+    for name, _, _ in terms:
+        for inp in losses.spec(name).input_specs:
+            if inp.name in table:
+                needs |= table[inp.name].needs
+            elif inp.required:
+                raise InputError(
+                    f"loss {name!r} needs {inp.name!r} ({inp.kind} {inp.shape}), which {trainer} does not make "
+                    f"(it makes {sorted(table)})"
+                )
+    missing = [(n, o.name) for n, _, _ in terms for o in losses.spec(n).options
+               if o.name not in losses.spec(n).defaults and o.name not in options]  # fmt: skip
+    if missing:
+        raise InputError(f"loss {missing[0][0]!r} has no default for {missing[0][1]!r}: give it in loss_options")
+    return needs
+
+
+def loss_value(name: str, table: dict[str, Any], batch: Any, options: dict[str, Any]) -> torch.Tensor:
+    """One loss on the whole batch (``"mean"``), its inputs made by the table's entries from ``batch``."""
+    from pairkit import losses
+
+    inputs = {i.name: table[i.name].make(batch) for i in losses.spec(name).input_specs if i.name in table}
+    return call_loss(name, inputs, options, reduction="mean")
+
+
+# ------------------------------------------------------------------------------------------------ augmentation
+
+
+def text_augment(*, drop: float = 0.1, span: float = 0.0, mask_id: int | None = None) -> Callable[[list], list]:
+    """Token dropout and span masking of token-id lists: the default augmentations of text in semi-supervised training.
+
+    Each token is deleted with probability ``drop`` (at least one token is kept), then a contiguous span of
+    ``round(span · length)`` tokens at a uniform position is replaced by ``mask_id`` (deleted when ``mask_id`` is
+    None). Random numbers come from torch's global generator, which the training loop checkpoints, so a resumed
+    run draws the same augmentations. Returns ``f(batch: list[list[int]]) -> list[list[int]]``.
+    """
+    check_number("drop", drop, low=0, high=1)
+    check_number("span", span, low=0, high=1)
+
+    def augment(batch: list) -> list:
+        out = []
+        for ids in batch:
+            x = torch.as_tensor(list(ids), dtype=torch.long)
+            keep = torch.rand(len(x)) >= drop
+            if len(x) and not bool(keep.any()):
+                keep[torch.randint(len(x), ())] = True
+            x = x[keep]
+            width = int(round(span * len(x)))
+            if width:
+                start = int(torch.randint(len(x) - width + 1, ()))
+                if mask_id is None:
+                    x = torch.cat([x[:start], x[start + width :]]) if width < len(x) else x[:1]
+                else:
+                    x[start : start + width] = mask_id
+            out.append(x.tolist())
+        return out
+
+    return augment
+
+
+# ------------------------------------------------------------------------------------------ the trained module
+
+
+class _Model(torch.nn.Module):
+    """The encoder, its classifier head and what the losses need, optimised and checkpointed together."""
+
+    def __init__(self, encoder, head, *, reference=None, preference_head=None, bank=None, labelled=None):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.reference = reference
+        if reference is not None:
+            for p in reference.parameters():
+                p.requires_grad_(False)
+        self.preference_head = preference_head
+        self.register_buffer("drawn", torch.zeros((), dtype=torch.long))  # unlabelled rows drawn so far
+        if bank is not None:  # (size m, dim, classes, dtype)
+            m, dim, classes, dtype = bank
+            self.register_buffer("bank_embeddings", torch.zeros(m, dim, dtype=dtype))
+            self.register_buffer("bank_probs", torch.zeros(m, classes, dtype=dtype))
+            self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
+            self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
+        if labelled is not None:  # (random unit embeddings [L, dim], one-hot targets [L, C])
+            self.register_buffer("labelled_embeddings", labelled[0])
+            self.register_buffer("labelled_targets", labelled[1])
+
+    def forward(self, *args, **kwargs):
+        return self.head(self.encoder(*args, **kwargs))
+
+    def enqueue(self, embeddings: torch.Tensor, probs: torch.Tensor) -> None:
+        """First in, first out: the newest rows overwrite the oldest once the ``m`` slots are full."""
+        m, k = self.bank_embeddings.shape[0], embeddings.shape[0]
+        skip = max(k - m, 0)  # more rows than slots: only the last m stay
+        slots = (int(self.bank_next) + skip + torch.arange(k - skip)) % m
+        self.bank_embeddings[slots] = embeddings[skip:].detach().to(self.bank_embeddings.dtype)
+        self.bank_probs[slots] = probs[skip:].detach().to(self.bank_probs.dtype)
+        self.bank_next.fill_((int(self.bank_next) + k) % m)
+        self.bank_filled.fill_(min(int(self.bank_filled) + k, m))
+
+    def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bank's entries, oldest first."""
+        filled, m = int(self.bank_filled), self.bank_embeddings.shape[0]
+        order = (int(self.bank_next) - filled + torch.arange(filled)) % m
+        return self.bank_embeddings[order], self.bank_probs[order]
+
+
+@dataclasses.dataclass
+class _View:
+    embeddings: torch.Tensor
+    logits: torch.Tensor
+
+    @functools.cached_property
+    def unit(self) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.embeddings, dim=-1)
+
+    @functools.cached_property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits.detach(), dim=-1)
+
+
+class _Batch:
+    """One step's views, computed on first use: only what the losses' inputs ask for is run through the model."""
+
+    def __init__(self, module: _Model, labelled, labels, unlabelled, augment, pad_id, compare_views: bool):
+        self.module, self.labels, self.pad_id = module, labels, pad_id
+        self.inputs = {"labelled": labelled, "unlabelled": unlabelled}
+        self.augment = augment
+        self.compare_views = compare_views
+        self.text_directions: torch.Tensor | None = None
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def raw(self, part: str, view: str):
+        key = ("raw", part, view)
+        if key not in self._cache:
+            x = self.inputs[part]
+            self._cache[key] = x if view == "clean" else self.augment[view](x)
+        return self._cache[key]
+
+    def view(self, part: str, view: str) -> _View:
+        if (part, view) not in self._cache:
+            e = encode_batch(self.module.encoder, self.raw(part, view), self.pad_id)
+            self._cache[(part, view)] = _View(e, self.module.head(e))
+        return self._cache[(part, view)]
+
+    def computed(self, part: str, view: str) -> _View | None:
+        return self._cache.get((part, view))
+
+    def reference(self, part: str) -> torch.Tensor:
+        """The reference side of a relation: the frozen reference on the weak view, or (two views) the detached weak
+        view of the model itself."""
+        if self.compare_views:
+            return self.view(part, "weak").embeddings.detach()
+        if ("reference", part) not in self._cache:
+            with torch.no_grad():
+                self._cache[("reference", part)] = encode_batch(self.module.reference, self.raw(part, "weak"),
+                                                                self.pad_id)  # fmt: skip
+        return self._cache[("reference", part)]
+
+    def adapted(self, part: str) -> torch.Tensor:
+        """The model side of a relation: the weak view (the same input as the reference), or the strong view."""
+        return self.view(part, "strong" if self.compare_views else "weak").embeddings
+
+    def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The memory bank; before anything was enqueued (step 1), the current batch's weak view."""
+        if int(self.module.bank_filled) == 0:
+            weak = self.view("unlabelled", "weak")
+            return weak.unit.detach(), weak.probs
+        return self.module.bank()
+
+    def pseudo_labels(self) -> torch.Tensor:
+        from pairkit.losses import simmatchv2_pseudo_labels
+
+        weak = self.view("unlabelled", "weak")
+        m = self.module
+        return simmatchv2_pseudo_labels(weak.unit.detach(), weak.probs.to(weak.unit.dtype),
+                                        m.labelled_embeddings.to(weak.unit.dtype), m.labelled_targets)  # fmt: skip
+
+    def view_losses(self) -> torch.Tensor:
+        """Cross-entropy of each labelled row under its clean, weak and strong view ``[n, 3]`` (most evidence first)."""
+        y = self.labels
+        return torch.stack([torch.nn.functional.cross_entropy(self.view("labelled", v).logits, y, reduction="none")
+                            for v in ("clean", "weak", "strong")], dim=-1)  # fmt: skip
+
+    def preference_logits(self, view: str) -> torch.Tensor:
+        return self.module.preference_head(self.view("labelled", view).embeddings)
+
+
+@dataclasses.dataclass(frozen=True)
+class Made:
+    """How a trainer makes one loss input: what it needs set up (``needs``) and the function of the batch."""
+
+    needs: frozenset
+    make: Callable[[Any], Any]
+    doc: str
+
+
+def _made(doc: str, make: Callable[[_Batch], Any], *needs: str) -> Made:
+    return Made(frozenset(needs), make, doc)
+
+
+#: What :func:`train_semi_supervised` makes for each loss input it knows, and what that needs set up.
+INPUTS: dict[str, Made] = {
+    "weak_logits": _made("classifier logits of the unlabelled rows' weak view", lambda b: b.view("unlabelled",
+                                                                                                  "weak").logits),
+    "strong_logits": _made("classifier logits of the unlabelled rows' strong view",
+                           lambda b: b.view("unlabelled", "strong").logits),
+    "weak_probs": _made("softmax of the weak logits (no gradient)", lambda b: b.view("unlabelled", "weak").probs),
+    "weak_embeddings": _made("unit embeddings of the weak view", lambda b: b.view("unlabelled", "weak").unit),
+    "strong_embeddings": _made("unit embeddings of the strong view", lambda b: b.view("unlabelled", "strong").unit),
+    "pseudo_labels": _made("SimMatchV2 labels propagated from the labelled bank", lambda b: b.pseudo_labels(),
+                           "labelled_bank"),
+    "bank_embeddings": _made("the FIFO bank of weak unit embeddings", lambda b: b.bank()[0], "bank"),
+    "bank_probs": _made("the FIFO bank of weak predictions", lambda b: b.bank()[1], "bank"),
+    "embeddings": _made("the model's embeddings of the unlabelled rows", lambda b: b.adapted("unlabelled")),
+    "reference_embeddings": _made("the reference's embeddings of the same rows", lambda b: b.reference("unlabelled"),
+                                  "reference"),
+    "adapted_embeddings": _made("the model's embeddings of the unlabelled rows", lambda b: b.adapted("unlabelled")),
+    "source_embeddings": _made("the reference's embeddings of the same rows", lambda b: b.reference("unlabelled"),
+                               "reference"),
+    "text_directions": _made("the caller's text directions", lambda b: b.text_directions, "text_directions"),
+    "losses": _made("cross-entropy of the labelled rows' clean, weak and strong views", lambda b: b.view_losses()),
+    "logits": _made("classifier logits of the labelled rows' weak view", lambda b: b.view("labelled", "weak").logits),
+    "labels": _made("the labelled rows' classes", lambda b: b.labels),
+    "logits_a": _made("labelled rows, weak view", lambda b: b.view("labelled", "weak").logits),
+    "logits_b": _made("labelled rows, strong view", lambda b: b.view("labelled", "strong").logits),
+    "preference_logits_a": _made("preference head on the weak view", lambda b: b.preference_logits("weak"),
+                                 "preference_head"),
+    "preference_logits_b": _made("preference head on the strong view", lambda b: b.preference_logits("strong"),
+                                 "preference_head"),
+    "preferences": _made("1: the weak view is preferred", lambda b: torch.ones_like(b.labels, dtype=torch.float64)),
+}
+
+
+def _draw(start: int, count: int, n: int, seed: int) -> np.ndarray:
+    """Positions ``start … start+count-1`` of the unlabelled stream: one seeded permutation of the rows per pass."""
+    pos = np.arange(start, start + count)
+    passes, within = np.divmod(pos, n)
+    out = np.empty(count, dtype=np.int64)
+    for p in np.unique(passes):
+        at = passes == p
+        out[at] = np.random.default_rng([seed, 1, int(p)]).permutation(n)[within[at]]
+    return out
+
+
+def train_semi_supervised(
+    model: torch.nn.Module,
+    labeled,
+    unlabeled,
+    *,
+    weak_augment: Callable[[Any], Any] | None = None,
+    strong_augment: Callable[[Any], Any] | None = None,
+    loss: str | dict[str, float] = "fixmatch_loss",
+    loss_options: dict[str, Any] | None = None,
+    tokenizer=None,
+    ratio: int = 7,
+    head: torch.nn.Module | None = None,
+    reference: torch.nn.Module | str = "copy",
+    text_directions: torch.Tensor | None = None,
+    bank_size: int = 1024,
+    preference_heads: int = 1,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Semi-supervised classification: cross-entropy on labelled rows plus consistency losses on unlabelled rows.
+
+    Each step takes ``B = config.batch_size`` labelled rows and ``μB`` unlabelled rows (``μ`` = ``ratio``; the
+    unlabelled rows are drawn in a seeded random order, pass after pass), encodes them with ``model``
+    (:math:`e = f_\\theta(x)`, the attention-masked mean of a Hugging Face encoder's last hidden states, or a module
+    on feature vectors) and a classifier ``head`` (:math:`z = g(e)`), and minimises
+
+    .. math::
+
+        \\mathcal L = \\frac1B\\sum_{i=1}^{B} \\mathrm{CE}\\big(g(f_\\theta(\\alpha(x_i))), y_i\\big)
+            + \\sum_k w_k\\, \\ell_k(\\ldots)
+
+    with :math:`\\alpha` the weak augmentation and :math:`\\ell_k` the ``loss`` terms (their weights :math:`w_k`
+    from ``"fixmatch_loss"`` or ``"fixmatch_loss+0.5*simmatchv2_edge_edge_loss"``), each on the whole batch with
+    ``reduction="mean"``. What each loss is given is read from its declared inputs and
+    this module's ``INPUTS`` table (one entry per input name), so no loss is special-cased:
+
+    * FixMatch (Sohn et al. 2020, "FixMatch: Simplifying Semi-Supervised Learning with Consistency and
+      Confidence"): ``weak_logits`` and ``strong_logits`` of the unlabelled rows' weak view :math:`\\alpha(u)` and
+      strong view :math:`\\mathcal A(u)`; the weak view's hard pseudo-label counts when its confidence reaches τ
+      (``loss_options={"threshold": τ}``, 0.95) — the paper's recipe is μ = 7, τ = 0.95, λ_u = 1 (the weight of
+      ``fixmatch_loss``), labelled rows weakly augmented. ShrinkMatch (Yang et al. 2023) gets the same two views
+      (its auxiliary head is this one head: add ``fixmatch_loss`` for the confident rows).
+    * SimMatchV2 (Zheng et al. 2023, "SimMatchV2: Semi-Supervised Learning with Graph Consistency"): unit
+      embeddings of both views, ``weak_probs``, and the memory bank of the last ``bank_size`` (m) weak unit
+      embeddings and predictions of unlabelled rows, first in first out, enqueued after each step's losses (the
+      authors' ``u_bank``/``u_labels``; at step 1 the bank is the batch's own weak view); node–node's
+      ``pseudo_labels`` come from :func:`~pairkit.losses.simmatchv2_pseudo_labels` over a labelled bank with one
+      weak unit embedding per labelled row (updated by row as rows are seen; seeded random unit vectors before,
+      as the authors' ``l_bank``). Reading taken: the model under no gradient stands in for the authors' EMA
+      teacher and the encoder's normalised output for their projection head; no distribution alignment.
+    * relation consistency and the directional moment loss (Jeon et al. 2023, "Improving Diversity in Zero-Shot
+      GAN Adaptation with Semantic Variations"): the model's embeddings of the unlabelled rows' weak view against a
+      frozen ``reference`` model's embeddings of the same inputs — by default a copy of ``model`` taken before
+      training (the paper's frozen source, from which the adapted model starts); ``reference="views"`` compares
+      the model's strong view with its own weak view (detached) instead. ``text_directions`` ``[K, d]`` are the
+      caller's (the directional moment loss needs them).
+    * LoL (Zhu et al. 2022): ``losses`` ``[B, 3]``, the cross-entropy of each labelled row's clean, weak and
+      strong view — reading taken: a view with less corruption holds more evidence, so its loss must not be
+      larger.
+    * classification losses whose inputs the table has: ``logits``/``labels`` of the labelled rows' weak view; P2C
+      (Kim et al. 2023, "Prefer to Classify") with ``x_a``/``x_b`` the weak and strong view of each labelled row
+      (one class), a linear preference head of ``preference_heads`` outputs on the embeddings, and the weak view
+      preferred (``preferences`` = 1) — reading taken: the less corrupted view is the clearer example of its class.
+
+    Augmentations are the caller's callables on a batch of inputs — a ``[n, dim]`` tensor of features, or a list of
+    token-id lists with a tokenizer — returning the same kind. Defaults for text: the weak view is the text itself,
+    the strong view :func:`text_augment` with ``drop=0.1, span=0.25`` and the tokenizer's mask (or unk) token —
+    pairkit's choice in FixMatch's spirit, since the paper's RandAugment is for images. For features
+    ``strong_augment`` is required (``weak_augment`` defaults to the identity). Draw random numbers from torch's
+    global generator (checkpointed) so that resume repeats them.
+
+    Args:
+        model: a ``torch.nn.Module`` on feature vectors (``tokenizer=None``), or a Hugging Face encoder with
+            ``tokenizer``; it returns embeddings ``[n, d]`` (or hidden states ``[n, T, d]``).
+        labeled: rows ``{"text"|"features": x, "label": c}`` (path, DataFrame or list); classes in order of first
+            appearance.
+        unlabeled: rows ``{"text"|"features": x}``.
+        loss: losses of the ``consistency``, ``regularizer`` or ``classification`` family, or a weighted sum.
+        loss_options: their declared options (``threshold``, ``temperature``, …), checked once.
+        ratio: μ, unlabelled rows per labelled row in a step (FixMatch's 7).
+        head: the classifier on the embeddings (default a linear layer, weights ``N(0, 1/d)`` seeded by
+            ``config.seed``, bias 0); trained with the model.
+        reference: a frozen reference encoder, ``"copy"`` (of ``model`` before training) or ``"views"``.
+        text_directions: ``[K, d]`` for the directional moment loss.
+        bank_size: m, the entries of SimMatchV2's unlabelled memory bank.
+        preference_heads: outputs of P2C's preference head.
+
+    Returns a :class:`~pairkit.train.TrainResult` whose ``heads`` hold the classifier (``"classifier"``) and any
+    preference head, and ``memory_bank`` the bank's embeddings and probabilities, oldest first. Per-step metrics: loss,
+    ``supervised`` (the labelled cross-entropy), each loss term by name, ``accuracy`` on the labelled batch and
+    ``confidence`` (mean top weak probability of the unlabelled batch, when the weak view was computed). One process
+    only; the losses coupling the batch need ``grad_accum=1``.
+    """
+    config = config or TrainConfig()
+    check_number("ratio", ratio, low=1, integer=True)
+    check_number("bank_size", bank_size, low=1, integer=True)
+    check_number("preference_heads", preference_heads, low=1, integer=True)
+    if not (isinstance(reference, torch.nn.Module) or reference in ("copy", "views")):
+        raise InputError(f"reference must be a torch module, 'copy' or 'views', got {reference!r}")
+    if init_distributed()[1] > 1:
+        raise InputError("train_semi_supervised runs in one process (its banks and unlabelled stream are not shared)")
+    terms = loss_terms(loss, _FAMILIES)
+    options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
+    needs = check_inputs(terms, INPUTS, "train_semi_supervised", options)
+    if "text_directions" in needs and text_directions is None:
+        raise InputError("loss 'directional_moment_loss' needs text_directions ([K, d] tensor): give text_directions=")
+    lab_rows, lab_source = rows_of(labeled, "labelled")
+    unl_rows, unl_source = rows_of(unlabeled, "unlabelled")
+    lab_items, raw_labels = row_items(lab_rows, tokenizer, config, lab_source, column="label")
+    unl_items, _ = row_items(unl_rows, tokenizer, config, unl_source)
+    classes: dict[Any, int] = {}
+    for i, c in enumerate(raw_labels, start=1):
+        if not isinstance(c, (str, int, np.integer)) or isinstance(c, bool):
+            raise InputError(f"{lab_source}, row {i}, column 'label': expected a class name or integer, got {c!r}")
+        classes.setdefault(c, len(classes))
+    if len(classes) < 2:
+        raise InputError(f"{lab_source}: the labelled rows have {len(classes)} class; classification needs two or more")
+    labels = torch.tensor([classes[c] for c in raw_labels])
+    pad_id = pad_id_of(tokenizer) if tokenizer is not None else None
+    if tokenizer is None and strong_augment is None:
+        raise InputError("strong_augment is required for feature-vector inputs (tokenizer=None): give a callable on a "
+                         "[n, dim] tensor")  # fmt: skip
+    if tokenizer is not None and strong_augment is None:
+        mask_id = getattr(tokenizer, "mask_token_id", None) or getattr(tokenizer, "unk_token_id", None) or pad_id
+        strong_augment = text_augment(drop=0.1, span=0.25, mask_id=mask_id)
+    augment = {"weak": weak_augment or (lambda x: x), "strong": strong_augment}
+    with torch.no_grad():
+        probe = encode_batch(model, stacked(lab_items[:1], tokenizer), pad_id)
+    dim, dtype, k = probe.shape[1], probe.dtype, len(classes)
+    head = head if head is not None else linear_head(dim, k, dtype, config.seed)
+    ref = None
+    if "reference" in needs and reference != "views":
+        ref = copy.deepcopy(model) if reference == "copy" else reference
+    g = torch.Generator().manual_seed(config.seed + 2)
+    labelled_bank = None
+    if "labelled_bank" in needs:
+        unit = torch.nn.functional.normalize(torch.randn(len(lab_items), dim, generator=g, dtype=torch.float64), dim=-1)
+        labelled_bank = (unit.to(dtype), torch.nn.functional.one_hot(labels, k).to(dtype))
+    module = _Model(
+        model,
+        head,
+        reference=ref,
+        preference_head=linear_head(dim, preference_heads, dtype, config.seed + 3)
+        if "preference_head" in needs else None,
+        bank=(bank_size, dim, k, dtype) if "bank" in needs else None,
+        labelled=labelled_bank,
+    )  # fmt: skip
+    directions = None if text_directions is None else torch.as_tensor(text_directions).to(dtype)
+    examples = [{"x": x, "label": int(y), "index": i} for i, (x, y) in enumerate(zip(lab_items, labels.tolist()))]
+
+    def step(mod: _Model, rows):
+        n = len(rows)
+        y = torch.tensor([r["label"] for r in rows])
+        drawn = _draw(int(mod.drawn), ratio * n, len(unl_items), config.seed)
+        mod.drawn.add_(ratio * n)
+        batch = _Batch(mod, stacked([r["x"] for r in rows], tokenizer), y, stacked([unl_items[j] for j in drawn],
+                       tokenizer), augment, pad_id, compare_views=reference == "views")  # fmt: skip
+        batch.text_directions = directions
+        labelled = batch.view("labelled", "weak")
+        supervised = torch.nn.functional.cross_entropy(labelled.logits, y, reduction="none")
+        total = 0.0
+        stats: dict[str, torch.Tensor] = {"supervised": supervised.detach()}
+        for name, weight, _ in terms:
+            value = loss_value(name, INPUTS, batch, options)
+            total = total + weight * value
+            stats[name] = value.detach().expand(n)
+        with torch.no_grad():
+            stats["accuracy"] = (labelled.logits.argmax(-1) == y).double()
+            weak = batch.computed("unlabelled", "weak")
+            if weak is not None:
+                stats["confidence"] = weak.probs.max(-1).values.double().mean().expand(n)
+            if "bank" in needs:
+                weak = batch.view("unlabelled", "weak")
+                mod.enqueue(weak.unit, weak.probs)
+            if "labelled_bank" in needs:
+                idx = torch.tensor([r["index"] for r in rows])
+                mod.labelled_embeddings[idx] = labelled.unit.detach().to(mod.labelled_embeddings.dtype)
+        return supervised + total, stats
+
+    result = fit(module, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
+    result.heads = {"classifier": module.head}
+    if module.preference_head is not None:
+        result.heads["preference"] = module.preference_head
+    if "bank" in needs:
+        embeddings, probs = module.bank()
+        result.memory_bank = {"embeddings": embeddings.clone(), "probs": probs.clone()}
+    return result
