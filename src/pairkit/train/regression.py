@@ -79,7 +79,7 @@ def train_regression(
         head: the regression head on the latents (default a linear layer ``d_t -> d_y``, weights
             ``N(0, 1/d_t)`` seeded by ``config.seed``, bias 0); trained with the model.
 
-    Returns a :class:`~pairkit.train.TrainResult` with the head in ``heads["regression"]``. Per-step metrics: loss
+    Returns a ``TrainResult`` with the head in ``heads["regression"]``. Per-step metrics: loss
     and ``mae`` (mean absolute error of the predictions over the target entries).
     """
     config = config or TrainConfig()

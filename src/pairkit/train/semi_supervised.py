@@ -471,7 +471,7 @@ def train_semi_supervised(
         bank_size: m, the entries of SimMatchV2's unlabelled memory bank.
         preference_heads: outputs of P2C's preference head.
 
-    Returns a :class:`~pairkit.train.TrainResult` whose ``heads`` hold the classifier (``"classifier"``) and any
+    Returns a ``TrainResult`` whose ``heads`` hold the classifier (``"classifier"``) and any
     preference head, and ``memory_bank`` the bank's embeddings and probabilities, oldest first. Per-step metrics: loss,
     ``supervised`` (the labelled cross-entropy), each loss term by name, ``accuracy`` on the labelled batch and
     ``confidence`` (mean top weak probability of the unlabelled batch, when the weak view was computed). One process
