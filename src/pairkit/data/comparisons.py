@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from pairkit._lazy import pandas as pd
+from pairkit._lazy import scipy_sparse as sp
 from pairkit.errors import InputError
 
 TieHandling = Literal["half", "separate"]

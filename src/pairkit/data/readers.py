@@ -25,40 +25,13 @@ from typing import Literal
 import numpy as np
 
 from pairkit._lazy import pandas as pd
+from pairkit.data._rules import OUTCOME_LABELS, ROW_RULES
 from pairkit.data._shapes import AUTO_SHAPES, Source, column_mode, detect_shape
 from pairkit.data.comparisons import Comparisons, compact_constant, constant, index_dtype
 from pairkit.errors import DroppedRowsWarning, InputError
 
 __all__ = ["OUTCOME_LABELS", "ROW_RULES", "check_csv_header", "nested_field", "parse_outcome_map", "read_comparisons",
            "read_records", "read_table"]
-
-OUTCOME_LABELS: dict[str, float] = {
-    **dict.fromkeys(["1", "1.0", "a", "model_a", "win", "w", "1-0", "a>b", "a>>b", "left", "first"], 1.0),
-    **dict.fromkeys(["0", "0.0", "b", "model_b", "loss", "l", "0-1", "b>a", "b>>a", "right", "second"], 0.0),
-    **dict.fromkeys(
-        ["0.5", ".5", "tie", "draw", "d", "t", "tie (bothbad)", "tie (both bad)", "bothbad", "both_bad",
-         "both bad", "1/2-1/2", "½-½", "=", "a=b"],
-        0.5,
-    ),
-}
-
-ROW_RULES: dict[str, str] = {
-    "nested": "a JSON object or array is not {what}",
-    "missing_item": "missing item name",
-    "missing_outcome": "missing outcome",
-    "unknown_outcome": "unknown outcome label",
-    "outcome_range": "outcome must be in [0, 1]",
-    "non_numeric": "missing or non-numeric value",
-    "infinite_score": "score must be finite",
-    "self": "the item is compared with itself",
-    "weight": "weight must be finite and non-negative",
-    "missing_cluster": "missing cluster id",
-    "boolean": "expected a boolean (true/false/1/0)",
-}
-"""The rules every row of a comparisons file must follow, with the words of their error messages: one table for
-the readers here and the out-of-core counting in SQL (:mod:`pairkit.scale`), which checks each of them too (a test
-fails when a rule is added here without its SQL). File-level rules: a repeated header name
-(:func:`check_csv_header`), unreadable text, JSON or compressed data."""
 
 def read_table(path: str | Path) -> tuple[pd.DataFrame, Source]:
     """Read a CSV/TSV, JSONL, JSON or Parquet file (optionally gzip-compressed) into a DataFrame.

@@ -7,12 +7,13 @@ import warnings
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 
+from pairkit._lazy import pandas as pd
 from pairkit._optional import requires
-from pairkit.data.readers import ROW_RULES
+from pairkit.data._rules import ROW_RULES
 from pairkit.errors import DroppedRowsWarning, InputError
 
 PARTIAL = "an outcome other than 0, 1/2 or 1 cannot be counted as a win, loss or tie"
@@ -113,7 +114,7 @@ def _source(files: list[Path], numbered: bool = False) -> str:
 
 
 def _outcome_sql(spec: dict, outcome_map) -> str:
-    from pairkit.data.readers import OUTCOME_LABELS
+    from pairkit.data._rules import OUTCOME_LABELS
 
     if "winner" in spec:
         return "1.0"
@@ -153,6 +154,7 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     with requires("scale", "--engine duckdb"):
         import duckdb
     from pairkit.data._shapes import Source, column_mode, detect_shape
+    from pairkit.scale._tables import file_kind
 
     src = _source(files)
     _check_headers(files)
@@ -169,7 +171,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
             spec = {k: options[k] for k in ("winner", "loser", "a", "b", "outcome", "score_a", "score_b")
                     if options.get(k) is not None}
             if not spec:
-                spec = detect_shape(pd.DataFrame(columns=columns), Source(str(files[0]), 1))
+                # only the column names are looked at: no pandas import on this path
+                spec = detect_shape(SimpleNamespace(columns=columns), Source(str(files[0]), 1))
             column_mode(spec)
             weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
             paths = {}  # dotted paths into nested values (``meta.model_a``), as the readers take them
@@ -184,11 +187,23 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 src = f"(SELECT *, {nested} FROM {src})"
                 types.update({col: str(con.execute(f"DESCRIBE SELECT {_q(col)} FROM {src}").fetchall()[0][1])
                               for col in paths})
-            chunks = _parquet_chunks(files, nested)
+            grouped = None
+            if weight is None and not paths and all(file_kind(f) == "parquet" for f in files):
+                from pairkit.scale._dense import dense_groups
+
+                grouped = dense_groups(files, _grouped_columns(spec, options))
+            if grouped is not None:  # counted on the Parquet dictionary codes; DuckDB reads the groups
+                con.register("_dense_groups", grouped[0])
+                for k, values in enumerate(grouped[1].values()):
+                    con.register(f"_dense_values{k}", values)
+                chunked = ("_dense_groups", {c: f"_dense_values{k}" for k, c in enumerate(grouped[1])})
+            else:
+                chunks = _parquet_chunks(files, nested)
+                chunked = None if chunks is None else (con, chunks)
             token = _TYPES.set(types)
             try:
                 select, key_exprs, problem = _row_sql(spec, options)
-                rows = _distinct_sql(spec, options, src, types, None if chunks is None else (con, chunks))
+                rows = _distinct_sql(spec, options, src, types, chunked)
             except duckdb.Error as exc:
                 raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot count ({exc})") from exc
             finally:
@@ -228,7 +243,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot count ({exc})") from exc
             bad = table[table["problem"] != 0]
             if len(bad):
-                _report(con, src, select, problem, bad, files, options, on_invalid)
+                per = bad.groupby("problem")["n"].sum()
+                _report(con, src, select, problem, list(zip(per.index, per)), files, options, on_invalid)
             good = table[table["problem"] == 0].drop(columns="problem")
             if reps is not None:
                 con.register("_base", good)
@@ -260,7 +276,7 @@ def _write(con, sql: str, keys: list[str], output: Path, report: tuple, reps=Non
     except duckdb.Error as exc:
         raise InputError(f"{files[0]}{' …' if len(files) > 1 else ''}: cannot count ({exc})") from exc
     bad = con.execute("SELECT problem, sum(n) AS n FROM counted WHERE problem <> 0 GROUP BY problem "
-                      "ORDER BY problem").fetch_df()
+                      "ORDER BY problem").fetchall()
     if len(bad):
         _report(con, src, select, problem, bad, files, options, on_invalid)
     pairs, comparisons = con.execute("SELECT count(*), sum(n) FROM counted WHERE problem = 0").fetchone()
@@ -416,7 +432,15 @@ def _row_sql(spec: dict, options: dict, derived: dict | None = None) -> tuple[st
     return ", ".join(parts), keys, problem
 
 
-def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str], chunked: tuple | None = None) -> str:
+def _grouped_columns(spec: dict, options: dict) -> list[str]:
+    """The input columns whose raw values the rows are grouped on (all but the weight, which is summed)."""
+    weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
+    return list(dict.fromkeys(c for c in [*spec.values(), cluster, a_first if isinstance(a_first, str) else None]
+                              if c is not None and c != weight))
+
+
+def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str],
+                  chunked: tuple | None = None) -> str:
     """The query of :func:`_row_sql`'s rows, one per distinct combination of raw values, with its row count
     ``_n``; the weight ``w`` of a combination is the sum of its rows' weights (its row count without weights).
 
@@ -425,10 +449,11 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str], ch
     function runs once per row: the validation adds little to the counting.
 
     ``chunked`` = ``(con, sources)`` (:func:`_parquet_chunks`): the grouping runs on ``con`` now, a source at a
-    time, into partial groups that are then summed (integer counts: exact), and the query reads the result."""
+    time, into partial groups that are then summed (integer counts: exact), and the query reads the result; or
+    ``chunked`` = ``(relation, {column: relation})`` names relations that already hold the groups and each
+    column's distinct values (:func:`pairkit.scale._dense.dense_groups`)."""
     weight, cluster, a_first = options.get("weight"), options.get("cluster"), options.get("a_first")
-    used = list(dict.fromkeys(c for c in [*spec.values(), cluster, a_first if isinstance(a_first, str) else None]
-                              if c is not None and c != weight))
+    used = _grouped_columns(spec, options)
     columns, extra = [_q(c) for c in used], ["count(*) AS _n"]
     if weight is not None:
         numeric = types.get(weight, "VARCHAR").upper() not in ("VARCHAR", "JSON", "BLOB")
@@ -438,6 +463,8 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str], ch
     group = f"SELECT {', '.join(columns + extra)} FROM "
     if chunked is None:
         ctes = [f"g AS ({group}{src} GROUP BY ALL)"]
+    elif isinstance(chunked[0], str):
+        ctes = [f"g AS (SELECT * FROM {chunked[0]})"]
     else:
         con, sources = chunked
         for k, source in enumerate(sources):
@@ -448,6 +475,7 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str], ch
         con.execute(f"CREATE TEMP TABLE _groups AS SELECT {', '.join(names + sums)} FROM _parts GROUP BY ALL")
         con.execute("DROP TABLE _parts")
         ctes = ["g AS (SELECT * FROM _groups)"]
+    distinct_values = chunked[1] if chunked is not None and isinstance(chunked[0], str) else {}
     # Per distinct value of a column: what the rows' expressions compute from it.
     per_value: dict[str, dict[str, str]] = {}
     first, second = (spec["winner"], spec["loser"]) if "winner" in spec else (spec["a"], spec["b"])
@@ -465,7 +493,8 @@ def _distinct_sql(spec: dict, options: dict, src: str, types: dict[str, str], ch
     joins, derived = [], {}
     for k, (column, outputs) in enumerate(per_value.items()):
         values = ", ".join(f"{expr} AS {name}" for name, expr in outputs.items())
-        ctes.append(f"m{k} AS MATERIALIZED (SELECT {_q(column)}, {values} FROM (SELECT DISTINCT {_q(column)} FROM g))")
+        distinct = distinct_values.get(column) or f"(SELECT DISTINCT {_q(column)} FROM g)"
+        ctes.append(f"m{k} AS MATERIALIZED (SELECT {_q(column)}, {values} FROM {distinct})")
         # a missing value joins nothing and reads as NULL, which is what every expression gives a NULL
         joins.append(f"LEFT JOIN m{k} ON g.{_q(column)} = m{k}.{_q(column)}")
         derived.update({name: f"m{k}.{name}" for name in outputs})
@@ -536,24 +565,25 @@ def _parquet_chunks(files: list[Path], nested: str) -> list[str] | None:
 
 def _check_headers(files: list[Path]) -> None:
     """The readers' file rule: a CSV/TSV header must not repeat a name (DuckDB would rename the copy ``x_1``)."""
-    from pairkit.data.readers import check_csv_header
     from pairkit.scale._tables import file_kind
 
     for path in files:
         kind = file_kind(path)
         if kind in ("csv", "tsv"):
+            from pairkit.data.readers import check_csv_header
+
             check_csv_header(path, "\t" if kind == "tsv" else ",", str(path))
 
 
-def _report(con, src, select, problem, bad: pd.DataFrame, files, options, on_invalid) -> None:
-    """Raise naming the file, row and column of the first bad row (the readers say it), or warn and drop."""
-    per = bad.groupby("problem")["n"].sum()
-    total = int(per.sum())
-    summary = "; ".join(f"{int(n)} × {PROBLEMS[int(k)]}" for k, n in per.items())
+def _report(con, src, select, problem, per: list[tuple[int, float]], files, options, on_invalid) -> None:
+    """Raise naming the file, row and column of the first bad row (the readers say it), or warn and drop;
+    ``per``: (problem code, rows) in code order."""
+    total = int(sum(n for _, n in per))
+    summary = "; ".join(f"{int(n)} × {PROBLEMS[int(k)]}" for k, n in per)
     if on_invalid == "drop":
         warnings.warn(f"dropped {total} invalid rows: {summary}", DroppedRowsWarning, stacklevel=4)
         return
-    code = int(per.index[0])
+    code = int(per[0][0])
     inner = f"SELECT {select}, filename FROM {src}"
     where = con.execute(f"SELECT filename FROM ({inner}) WHERE {problem} = {code} LIMIT 1").fetchone()
     path = where[0] if where else str(files[0])
