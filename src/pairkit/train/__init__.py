@@ -12,6 +12,12 @@ from pairkit.train._loop import (
     check_number,
     init_distributed,
 )
+from pairkit.train.cloud import (
+    CLOUD_TEMPLATE,
+    CLoudResult,
+    CLoudRewardModel,
+    train_cloud_reward_model,
+)
 from pairkit.train.construct import (
     BMC_PROMPT,
     DSTC_SOLUTION_PROMPT,
@@ -135,6 +141,9 @@ from pairkit.train.trainers import (
 
 __all__ = [
     "BMC_PROMPT",
+    "CLOUD_TEMPLATE",
+    "CLoudResult",
+    "CLoudRewardModel",
     "CheckedLoss",
     "DSTC_SOLUTION_PROMPT",
     "DSTC_TEST_PROMPT",
@@ -211,6 +220,7 @@ __all__ = [
     "token_logps_from_hidden",
     "token_logps_from_logits",
     "tpo_topic_rewrites",
+    "train_cloud_reward_model",
     "train_contrastive",
     "train_diffusion_preference",
     "train_distillation",
