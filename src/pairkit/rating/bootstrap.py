@@ -568,10 +568,11 @@ class _CellCounter:
     columns, ``COUNT_BLOCKS`` blocks at a time.
 
     ``cell_of`` (in the layout) is ``pair × codes + code`` with the pairs non-decreasing, so the rows of a run of
-    blocks fall in one range of cells: each run is counted by a ``bincount`` of the drawn rows' cells relative to
-    the run's first pair, and its counts (pairs × codes) are turned into win columns by ``coef`` (codes × 2, each
-    code's share for the lower and the higher item). The rows counted are exactly :meth:`_RowResampler.positions`'
-    (the same draws from the stream), without a replicate-sized array of positions or cells.
+    blocks fall in one range of pairs: each run is counted by a ``bincount`` of the drawn rows' cells numbered
+    within the run code-major (``code × pairs in the run + pair − the run's first pair``), and each code's counts
+    (a contiguous row) are added to the pairs' win columns with that code's shares ``coef`` (codes × 2: the lower
+    and the higher item's). The rows counted are exactly :meth:`_RowResampler.positions`' (the same draws from the
+    stream), without a replicate-sized array of positions or cells.
     """
 
     def __init__(self, rows: _RowResampler, pair_of: np.ndarray, cell_of: np.ndarray, codes: int, coef: np.ndarray):
@@ -581,15 +582,21 @@ class _CellCounter:
         self.first = np.arange(0, blocks, COUNT_BLOCKS) * size  # the first row of each run
         last = np.minimum(self.first + COUNT_BLOCKS * size, rows.m) - 1
         self.pair0 = pair_of[self.first]
-        self.width = (pair_of[last] - self.pair0 + 1) * codes  # cells a run's rows can fall in
-        self.rel = (cell_of - np.repeat(self.pair0 * codes, np.diff(np.r_[self.first, rows.m]))).astype(np.intp)
+        self.width = pair_of[last] - self.pair0 + 1  # pairs a run's rows can fall in
+        run_of = np.repeat(np.arange(len(self.first)), np.diff(np.r_[self.first, rows.m]))
+        code = cell_of - pair_of * codes
+        self.rel = (code * self.width[run_of] + pair_of - self.pair0[run_of]).astype(np.intp)
         self.offset = (np.arange(blocks) % COUNT_BLOCKS).astype(np.intp) * size  # each block's start in its run
+        # per code: (share of the lower item, of the higher item), codes with no share skipped
+        self.terms = [(c, float(coef[c, 0]), float(coef[c, 1])) for c in range(codes) if coef[c].any()]
 
     def __call__(self, stream: np.random.Generator, wl: np.ndarray, wh: np.ndarray) -> None:
         """Add one replicate's win counts of the lower and the higher item to ``wl`` and ``wh`` (pairs, zeroed)."""
         per_block, within = self.rows.draws(stream)
         ends = np.r_[0, np.cumsum(per_block)]
         blocks, codes = len(per_block), self.codes
+        span = COUNT_BLOCKS * (1 << BLOCK_BITS)
+        scaled = np.empty(int(self.width.max()) if len(self.width) else 0)
         for run, b0 in enumerate(range(0, blocks, COUNT_BLOCKS)):
             b1 = min(blocks, b0 + COUNT_BLOCKS)
             s0, s1 = int(ends[b0]), int(ends[b1])
@@ -597,13 +604,22 @@ class _CellCounter:
                 continue
             pos = np.repeat(self.offset[b0:b1], per_block[b0:b1])
             pos += within[s0:s1]
-            r0 = int(self.first[run])
-            counts = np.bincount(self.rel[r0:r0 + COUNT_BLOCKS * (1 << BLOCK_BITS)][pos],
-                                 minlength=int(self.width[run]))
-            both = counts.reshape(-1, codes) @ self.coef
-            p0 = int(self.pair0[run])
-            wl[p0:p0 + len(both)] += both[:, 0]
-            wh[p0:p0 + len(both)] += both[:, 1]
+            r0, p0, w = int(self.first[run]), int(self.pair0[run]), int(self.width[run])
+            counts = np.bincount(self.rel[r0:r0 + span][pos], minlength=codes * w).reshape(codes, w)
+            lo, hi = wl[p0:p0 + w], wh[p0:p0 + w]
+            for code, to_lo, to_hi in self.terms:
+                row = counts[code]
+                if to_lo == to_hi:  # a tie's halves: scaled once
+                    if to_lo != 1:
+                        row = np.multiply(row, to_lo, out=scaled[:w])
+                    lo += row
+                    hi += row
+                    continue
+                for out, share in ((lo, to_lo), (hi, to_hi)):
+                    if share == 1:
+                        out += row
+                    elif share:
+                        out += np.multiply(row, share, out=scaled[:w])
 
 
 class _ChunkWork:
