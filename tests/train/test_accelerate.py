@@ -23,13 +23,13 @@ def _port():
         return s.getsockname()[1]
 
 
-def _launch(tmp_path, worker_mode, *mode):
+def _launch(tmp_path, worker_mode, *mode, worker="accelerate_worker.py", args=()):
     exe = shutil.which("accelerate") or pytest.skip("no accelerate launcher on PATH")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1"}
-    worker = str(ROOT / "tests/train/accelerate_worker.py")
+    worker = str(ROOT / "tests/train" / worker)
     cmd = [exe, "launch", *mode, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "--main_process_port", str(_port()), worker, str(tmp_path),
-           worker_mode]  # fmt: skip
+           worker_mode, *args]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(tmp_path / f"rank-{r}.pt") for r in (0, 1)], done.stderr

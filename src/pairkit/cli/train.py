@@ -403,7 +403,11 @@ def online(
     budget: int = typer.Option(None, "--budget", help="Judge calls for the whole run."),
     eval_prompts: Path = typer.Option(None, "--eval-prompts", help="Prompts for the win rate against the start."),
     eval_every: int = typer.Option(0, "--eval-every", help="Rounds between win-rate measurements (0: never)."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    per_prompt_seeds: bool = typer.Option(
+        False, "--per-prompt-seeds", help="Sample each prompt alone with its own seed: the same samples with any "
+        "number of processes; under accelerate launch each process then samples its share of a round.",
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", help="Examples per optimiser step (all processes)."),
     lr: float = typer.Option(1e-6, "--lr"),
     max_length: int = typer.Option(512, "--max-length"),
     seed: int = typer.Option(0, "--seed"),
@@ -420,7 +424,7 @@ def online(
         online_config = OnlineConfig(
             rounds=rounds, prompts_per_round=prompts_per_round, k=samples, max_new_tokens=max_new_tokens,
             temperature=temperature, top_p=top_p, strategy=strategy, position_policy=position_policy, pairs=pairs,
-            eval_every=eval_every,
+            eval_every=eval_every, per_prompt_seeds=per_prompt_seeds,
         )  # fmt: skip
         from pairkit.train._online_methods import method_options as check_method_options
         from pairkit.train.online import METHODS, check_method_loss
@@ -455,10 +459,13 @@ def _round_progress(rounds: int):
 
     with requires("train", "the progress bar"):
         from tqdm.auto import tqdm
+    from pairkit.train._loop import init_distributed
+
+    main = init_distributed()[0] == 0  # data parallel: one bar, the main process's
 
     @contextlib.contextmanager
     def bar():
-        with tqdm(total=rounds, desc="rounds", dynamic_ncols=True) as t:
+        with tqdm(total=rounds, desc="rounds", dynamic_ncols=True, disable=not main) as t:
 
             def report(row):
                 t.update(1)

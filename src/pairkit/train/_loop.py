@@ -318,10 +318,7 @@ def fit(
             keys = sorted(sums)
             totals = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64) for k in keys])
             if world > 1 and not sharded:
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    torch.distributed.all_reduce(p.grad)
+                all_reduce_gradients(params)
             if world > 1:
                 torch.distributed.all_reduce(totals)
             grad_norm = clip_gradients(params, config.max_grad_norm)
@@ -362,6 +359,23 @@ def fit(
         if sharded:
             _fsdp.forget_step(model)
     return TrainResult(history=history, step=total, output_dir=str(out_dir) if out_dir else None)
+
+
+def all_reduce_gradients(params: list[torch.Tensor]) -> None:
+    """Data parallel: sum every parameter's gradient over the processes (``all_reduce``), in place.
+
+    A parameter with a gradient on some process only gets zeros elsewhere first; one with no gradient on any
+    process keeps ``grad = None`` (the optimiser then skips it, as in one process). One process: nothing to do.
+    """
+    if rank_and_world()[1] == 1:
+        return
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    torch.distributed.all_reduce(present)
+    for p, seen in zip(params, present.tolist()):
+        if seen:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float | None) -> float:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from pairkit.errors import EstimationError, InputError
+from pairkit.train import _dist as dist
 from pairkit.train import policy_gradient as pg
-from pairkit.train._loop import clip_gradients
+from pairkit.train._loop import all_reduce_gradients, clip_gradients, rank_and_world
 from pairkit.train._steps import token_logps
 from pairkit.train.data import collate_sequences
 
@@ -69,13 +70,20 @@ def _groups(n_prompts: int, per_prompt: int, batch_size: int) -> list[np.ndarray
     return [np.arange(s, min(s + size, n_prompts)) for s in range(0, n_prompts, size)]
 
 
-def apply_update(loss: torch.Tensor, optimizer, params, config, rnd: int) -> None:
-    if not math.isfinite(loss.item()):
+def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int) -> None:
+    """One optimiser step on ``loss``: this process's share of the minibatch's loss (its examples' summed losses
+    over the minibatch's size; None when it holds none of them). Data parallel, the gradients are summed over
+    the processes (``all_reduce_gradients`` of the offline trainers' loop), so every process takes the step of one
+    process on the whole minibatch; a non-finite loss stops all of them before the update."""
+    value = dist.total(loss.item() if loss is not None else 0.0)[0]
+    if not math.isfinite(value):
         raise EstimationError(
-            f"round {rnd + 1}: the loss is {loss.item()}; the model was not updated (lower the learning rate, "
+            f"round {rnd + 1}: the loss is {value}; the model was not updated (lower the learning rate, "
             "check beta and the method options)"
         )
-    loss.backward()
+    if loss is not None and loss.requires_grad:
+        loss.backward()
+    all_reduce_gradients(params)
     clip_gradients(params, config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -93,7 +101,10 @@ class Sums:
         self.n += n
 
     def mean(self) -> dict[str, float]:
-        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        """The means over every example added (on all processes, data parallel: each added its own share)."""
+        keys = dist.union_keys(self.sums)
+        *sums, n = dist.total(*(self.sums.get(k, 0.0) for k in keys), self.n)
+        return {k: v / max(n, 1) for k, v in zip(keys, sums)}
 
 
 def train_samples_round(
@@ -143,18 +154,23 @@ def train_samples_round(
     need_old = method in ("grpo", "rloo", "p3o")
     old_everywhere = method in ("rloo", "p3o") and beta > 0
     need_ref = method == "sppo" or (need_old and beta > 0)
-    fixed = []
+    # data parallel: the processes share this pass (chunks dealt round-robin) and hold every chunk's results;
+    # the first chunk's sampling-policy log-probs are then taken here too (its training pass is split)
+    dp = rank_and_world()[1] > 1
+    fixed = {}
     was = model.training
     model.eval()
     with torch.no_grad():
-        for c, g in enumerate(chunks):
-            flat = [s for i in g for s in seqs[i]]
-            if need_old and (old_everywhere or c != perms[0][0]):
+        for c in dist.mine(len(chunks)) if dp else range(len(chunks)):
+            flat = [s for i in chunks[c] for s in seqs[i]]
+            if need_old and (old_everywhere or dp or c != perms[0][0]):
                 old, mask = token_logps(model, flat, pad_id, config.chunk_size)
             else:
                 old, mask = None, None
             ref = token_logps(reference, flat, pad_id, config.chunk_size)[0] if need_ref else None
-            fixed.append([old, ref, mask])
+            fixed[int(c)] = [old, ref, mask]
+    fixed = dist.merged(fixed) if dp else fixed
+    fixed = [fixed[c] for c in range(len(chunks))]
     model.train(was)
     rows = [(i, j) for g in chunks for i in g for j in keep[i]]
     values = _targets(method, ratings, decisions, keep, rows, chunks, fixed, beta, options)
@@ -162,10 +178,17 @@ def train_samples_round(
     sums = Sums()
     for perm in perms:
         for c in perm:
+            # data parallel: this process trains a contiguous share of the chunk's prompt groups, rows lo:hi
             g = chunks[c]
-            flat = [s for i in g for s in seqs[i]]
-            v = values[c]
-            if method == "superhf":
+            ends = np.cumsum([0] + [len(keep[i]) for i in g])
+            part = dist.share(np.arange(len(g)))
+            lo, hi = (int(ends[part[0]]), int(ends[part[-1] + 1])) if len(part) else (0, 0)
+            flat = [s for i in g[part] for s in seqs[i]] if len(part) else []
+            v = values[c][lo:hi] if values[c] is not None else None
+            per, count, stats = None, 0, {}
+            if not flat:
+                pass
+            elif method == "superhf":
                 from pairkit.train._inputs import token_inputs
 
                 kinds = {"token_kl"} if beta > 0 else set()
@@ -179,10 +202,16 @@ def train_samples_round(
                 logps, mask = token_logps(model, flat, pad_id, config.chunk_size)
                 if need_old and fixed[c][0] is None:  # the first chunk: the sampling policy is the current one
                     fixed[c][0] = logps.detach()
-                old, ref, _ = fixed[c]
+                width = logps.shape[1]  # right padding: this share's sequences fit the chunk's first columns
+                old, ref = (x[lo:hi, :width] if x is not None else None for x in fixed[c][:2])
                 per, count, stats = _objective(method, logps, old, ref, mask, v, beta, {**options, "group": k})
-            apply_update(per.sum() / count, optimizer, params, config, rnd)
-            sums.add(count, loss=per, **stats)
+                if dp and method == "grpo" and options["aggregation"] == "token":  # the whole chunk's token mean
+                    whole = fixed[c][2]
+                    per = per * (int(mask.sum()) / len(mask) * len(whole) / max(int(whole.sum()), 1))
+            whole_count = dist.total(count)[0] if dp else count
+            apply_update(per.sum() / whole_count if per is not None else None, optimizer, params, config, rnd)
+            if per is not None:
+                sums.add(count, loss=per, **stats)
     out = sums.mean()
     out["trained_sequences"] = float(len(rows))
     return out
@@ -269,14 +298,19 @@ def train_hypo_round(
     for _ in range(epochs):
         perm = rng.permutation(len(examples))
         for s in range(0, len(examples), config.batch_size):
-            idx = perm[s : s + config.batch_size]
+            batch = perm[s : s + config.batch_size]
+            idx = dist.share(batch)  # data parallel: this process's share of the minibatch
+            if not len(idx):
+                apply_update(None, optimizer, params, config, rnd)
+                continue
             losses, stats = step(model, [examples[i] for i in idx])
             flat = [q for i in idx for q in online_seqs[i]]
             pol, _ = seq_logps(model, flat, pad_id, config.chunk_size)
             with torch.no_grad():
                 ref, _ = seq_logps(reference, flat, pad_id, config.chunk_size)
             kl = pg.score_function_kl(pol, ref.to(pol.dtype))
-            loss = losses.float().sum() / len(idx) + kl_weight * kl.float().mean()
+            per_prompt = len(flat) / len(idx)  # k samples of each prompt
+            loss = (losses.float().sum() + kl_weight * kl.float().sum() / per_prompt) / len(batch)
             apply_update(loss, optimizer, params, config, rnd)
             sums.add(len(idx), loss=losses, **stats, online_kl=float((pol - ref).detach().double().mean()))
     return sums.mean()
@@ -359,14 +393,18 @@ def train_scir_round(
     for _ in range(epochs):
         perm = rng.permutation(len(pairs))
         for s in range(0, len(pairs), config.batch_size):
-            idx = perm[s : s + config.batch_size]
+            batch = perm[s : s + config.batch_size]
+            idx = dist.share(batch)  # data parallel: this process's share of the minibatch
+            if not len(idx):
+                apply_update(None, optimizer, params, config, rnd)
+                continue
             seqs = [enc[pairs[p][0], pairs[p][c]] for p in idx for c in (1, 2)]
             pol = seq_logps(model, seqs, pad_id, config.chunk_size)[0].view(-1, 2)
             ref = torch.stack([torch.stack([ref_lp[pairs[p][0], pairs[p][c]] for c in (1, 2)]) for p in idx])
             r = beta * (pol - ref.to(pol.dtype))
             ll = seq_logps(model, [q for p in idx for q in jseqs[p]], pad_id, config.chunk_size)[0].view(-1, 4)
             loss, stats = scir_loss(r[:, 0] - r[:, 1], ll, consistency_weight=lam, threshold=tau)
-            apply_update(loss.sum() / len(idx), optimizer, params, config, rnd)
+            apply_update(loss.sum() / len(batch), optimizer, params, config, rnd)
             sums.add(len(idx), loss=loss, **stats)
     out = sums.mean()
     out["pairs"] = float(len(pairs))

@@ -36,14 +36,17 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError, PairkitWarning
+from pairkit.train import _dist as dist
 from pairkit.train import policy_gradient as pg
 from pairkit.train._loop import (
     TrainConfig,
     atomic_save,
     check_number,
+    init_distributed,
     latest_checkpoint,
     load_checkpoint,
     parse_loss_spec,
+    rank_and_world,
 )
 from pairkit.train.data import prompt_ids
 
@@ -67,6 +70,12 @@ class OnlineConfig:
     ``k`` samples each; ``pairs`` ``"best_vs_worst"`` (one pair per prompt) or ``"all"`` (every pair of
     differently rated samples, largest gap first); ``update_reference`` makes the policy at the start of each
     round the reference of that round (iterative DPO), else the initial policy stays the reference.
+
+    ``per_prompt_seeds`` samples each prompt alone with a seed of its own (a hash of the round's seed, the prompt's
+    position and text and the sampling options, as :class:`~pairkit.train.RaySampler` does) instead of one batched
+    ``generate`` per round: the samples then do not depend on how the prompts are split, so under
+    ``accelerate launch`` every process samples its share of the round's prompts (otherwise the main process
+    samples them all), and one process, any number of processes and any number of Ray actors draw the same ones.
     """
 
     rounds: int = 10
@@ -82,6 +91,7 @@ class OnlineConfig:
     update_reference: bool | None = None
     prior: float = 0.5
     eval_every: int = 0
+    per_prompt_seeds: bool = False
 
     def __post_init__(self):
         for name in ("rounds", "prompts_per_round", "max_new_tokens"):
@@ -368,6 +378,14 @@ def train_online(
     sampling options), judgments (SQLite), a checkpoint per round and ``metrics.jsonl`` are written there and
     ``resume=True`` continues after the last finished round, drawing no sample twice and repeating no judge
     call; a resume with other prompts or data, another starting model or another method is refused.
+
+    Data parallel (``accelerate launch --multi_gpu``, ``torchrun``; the process group of
+    ``pairkit.train.init_distributed``): every process runs this function; the main process alone reads and
+    writes the caches, calls the judge and writes checkpoints and metrics, and hands its decisions, ratings and
+    metrics rows to the others; each minibatch is split between the processes and their gradients summed, so every
+    process ends with the weights of one process (to rounding). With ``online.per_prompt_seeds`` the processes
+    sample their shares of each round's prompts; otherwise the main process samples. FSDP and batch-coupled losses
+    are refused there.
     ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of the policy against the
     initial policy (one sample each, both orders shown: position bias cancels). ``budget`` caps the judge calls
     of the whole run.
@@ -414,13 +432,19 @@ def train_online(
         terms = loss_terms(loss, "preference")
         options = trainer_options(terms, beta, loss_options)
     pad_id = pad_id_of(tokenizer)
+    _, world = init_distributed()
+    if world > 1:
+        _check_data_parallel(config, terms)
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-        _check_run(out_dir, resume, {"method": method, "model": weights_fingerprint(model),
-                                     "prompts": _hash_prompts(rows if rows is not None else prompts)})  # fmt: skip
-    cache = JudgmentCache(out_dir / "judgments.sqlite") if out_dir else JudgmentCache(":memory:")
+        identity = {"method": method, "model": weights_fingerprint(model),
+                    "prompts": _hash_prompts(rows if rows is not None else prompts)}  # fmt: skip
+        dist.on_main(lambda: _check_run(out_dir, resume, identity))
+    # data parallel: only the main process opens the judgment cache and calls the judge (see pairkit.train._dist)
+    on_disk = out_dir is not None and dist.is_main()
+    cache = JudgmentCache(out_dir / "judgments.sqlite") if on_disk else JudgmentCache(":memory:")
     shared_budget = Budget(max_calls=budget) if budget is not None else None
     judged = CachedJudge(judge, cache, budget=shared_budget) if judge is not None else None
 
@@ -429,12 +453,16 @@ def train_online(
     if sampler is None:
         from pairkit.train.sampling import HFSampler
 
-        sampler = HFSampler(model, tokenizer)
+        sampler = HFSampler(model, tokenizer, per_prompt=online.per_prompt_seeds)
     elif not callable(getattr(sampler, "sample", None)) or not callable(getattr(sampler, "identity", None)):
         raise InputError(f"sampler must have sample(...) and identity() (see pairkit.train.sampling), got {sampler!r}")
     elif method == "spin" and opts["history"] != 1:
         raise InputError("spin's history option samples from earlier iterates of the policy itself; it cannot be "
                          "combined with a given sampler")  # fmt: skip
+    if world > 1 and not _shardable(sampler) and dist.is_main():
+        warnings.warn(f"{type(sampler).__name__} samples on the main process only; with the default sampler and "
+                      "per_prompt_seeds=True every process samples its share of each round's prompts",
+                      PairkitWarning, stacklevel=2)  # fmt: skip
     iterates: list = []  # SPIN with history: the policies at the start of earlier rounds (pi_0 first)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -457,7 +485,7 @@ def train_online(
             iterates = [_load_iterate(out_dir, r, initial) for r in range(start)]
     order = np.random.default_rng(config.seed).permutation(len(prompts))
     metrics_path = out_dir / "metrics.jsonl" if out_dir else None
-    if metrics_path is not None:
+    if metrics_path is not None and dist.is_main():
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
     for rnd in range(start, online.rounds):
         previous, last_start = last_start, (_frozen(model) if method == "cream" else None)
@@ -472,7 +500,7 @@ def train_online(
         calls_before = round_judge.usage.calls if round_judge is not None else 0
         hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
         if hasattr(sampler, "update_weights"):  # an external engine samples from this round's policy
-            sampler.update_weights(model)
+            dist.on_main(lambda: sampler.update_weights(model))
         if method == "step_dpo":
             tree_pairs, tree_counts, samples = _step_tree(
                 sampler, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
@@ -483,7 +511,7 @@ def train_online(
             if method == "spin" and opts["history"] != 1:  # fictitious play: a mixture of earlier iterates samples
                 iterates.append(_frozen(model))
                 if out_dir is not None:
-                    _save_iterate(out_dir, rnd, iterates[-1])
+                    dist.on_main(lambda rnd=rnd: _save_iterate(out_dir, rnd, iterates[-1]))
                 keep = iterates if opts["history"] == 0 else iterates[-opts["history"] :]
                 choices = np.random.default_rng([config.seed, rnd, 41]).integers(len(keep), size=len(batch_prompts))
                 round_sampler = _HistorySampler(keep, tokenizer, choices)
@@ -494,23 +522,17 @@ def train_online(
         sel = ratings = None
         if judge_kind is not None and method != "step_dpo":
             clock = time.perf_counter()
-            sel = judge_samples(
-                round_judge, batch_prompts, samples, strategy=online.strategy, policy=online.position_policy,
-                seed=config.seed * 1_000_003 + rnd,
-            )  # fmt: skip
-            row["time/judge"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            ratings = rate_samples(sel, len(batch_prompts), online.k, prior=online.prior)
-            row["time/fit"] = time.perf_counter() - clock
+            sel, ratings, row["time/judge"], row["time/fit"] = _judged(
+                round_judge, batch_prompts, samples, online, seed=config.seed * 1_000_003 + rnd
+            )
         train_clock = time.perf_counter()
         round_options = options
         if method == "cream":
             consistency = 1.0
             if previous is not None:
                 prev_judge = CachedJudge(SelfJudge(previous, tokenizer), cache, budget=shared_budget)
-                prev_sel = judge_samples(prev_judge, batch_prompts, samples, strategy=online.strategy,
-                                         policy=online.position_policy, seed=config.seed * 1_000_003 + rnd)  # fmt: skip
-                prev_ratings = rate_samples(prev_sel, len(batch_prompts), online.k, prior=online.prior)
+                _, prev_ratings, *_ = _judged(prev_judge, batch_prompts, samples, online,
+                                              seed=config.seed * 1_000_003 + rnd)  # fmt: skip
                 consistency = pg.cream_consistency(ratings, prev_ratings)
                 calls_before -= prev_judge.usage.calls
                 hits_before -= prev_judge.usage.cache_hits
@@ -559,25 +581,32 @@ def train_online(
                 warnings.warn(f"round {rnd + 1}: no prompt gave a pair (all samples rated alike)", PairkitWarning,
                               stacklevel=2)  # fmt: skip
         row["time/train"] = time.perf_counter() - train_clock
-        eval_judge = judged or round_judge
-        if eval_judge is not None and eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
-            if judge_kind == "self":  # the policy judging itself against its start: this round's weights
-                eval_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
-            row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, eval_judge, online=online,
-                                       seed=config.seed + 7)  # fmt: skip
-            if eval_judge is not round_judge and eval_judge is not judged:
-                calls_before -= eval_judge.usage.calls
-        row.update(
-            judge_calls=(round_judge.usage.calls if round_judge is not None else 0) - calls_before,
-            judge_cache_hits=(round_judge.usage.cache_hits if round_judge is not None else 0) - hits_before,
-            judge_cost=float(judged.usage.cost) if judged is not None else 0.0,
-            sample_chars=float(np.mean([len(s) for ss in samples for s in ss])),
-        )
+
+        # the main process's judges counted the calls; it writes the checkpoint and the metrics row
+        def judge_metrics(row=row, calls_before=calls_before, hits_before=hits_before, rnd=rnd, samples=samples,
+                          round_judge=round_judge, last_start=last_start):  # fmt: skip
+            eval_judge = judged or round_judge
+            if eval_judge is not None and eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
+                if judge_kind == "self":  # the policy judging itself against its start: this round's weights
+                    eval_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
+                row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, eval_judge, online=online,
+                                           seed=config.seed + 7)  # fmt: skip
+                if eval_judge is not round_judge and eval_judge is not judged:
+                    calls_before -= eval_judge.usage.calls
+            row.update(
+                judge_calls=(round_judge.usage.calls if round_judge is not None else 0) - calls_before,
+                judge_cache_hits=(round_judge.usage.cache_hits if round_judge is not None else 0) - hits_before,
+                judge_cost=float(judged.usage.cost) if judged is not None else 0.0,
+                sample_chars=float(np.mean([len(s) for ss in samples for s in ss])),
+            )
+            if out_dir is not None:
+                _save_round(out_dir, model, optimizer, rnd + 1, history + [row], last_start)
+                with open(metrics_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            return row
+
+        row = dist.on_main(judge_metrics)  # every process: the main one's row, once its checkpoint is written
         history.append(row)
-        if out_dir is not None:
-            _save_round(out_dir, model, optimizer, rnd + 1, history, last_start)
-            with open(metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
         if callback is not None:
             callback(row)
     return history
@@ -714,27 +743,81 @@ def _load_iterate(out_dir: Path | None, rnd: int, like):
 
 
 def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_dir: Path | None, step=0):
-    """The round's samples: read back when a killed run already drew them, else drawn and saved first."""
+    """The round's samples: read back when a killed run already drew them, else drawn and saved first.
+
+    Data parallel, the main process reads and writes the sample cache; a sampler that seeds each prompt on its own
+    (:func:`_shardable`) is run by every process on its share of the prompts, any other by the main process."""
     name = f"round-{rnd + 1}.json" if not step else f"round-{rnd + 1}-step-{step}.json"
     path = out_dir / "samples" / name if out_dir else None
-    key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
-           "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
-    if path is not None:  # samples of another policy (changed weights) or sampler are never reused
-        key.update(sampler.identity())
-    if path is not None and path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return saved["samples"]
-    samples = sampler.sample(
-        prompts, k=online.k, max_new_tokens=online.max_new_tokens, temperature=online.temperature,
-        top_p=online.top_p, seed=seed * 1_000_003 + rnd + 7919 * step,
-    )  # fmt: skip
+
+    def cached():
+        key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
+               "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
+        if path is not None:  # samples of another policy (changed weights) or sampler are never reused
+            key.update(sampler.identity())
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("key") == key:
+                return None, saved["samples"]
+        return key, None
+
+    key, samples = dist.on_main(cached)
+    if samples is not None:
+        return samples
+    kw = dict(k=online.k, max_new_tokens=online.max_new_tokens, temperature=online.temperature, top_p=online.top_p,
+              seed=seed * 1_000_003 + rnd + 7919 * step)  # fmt: skip
+    if rank_and_world()[1] > 1 and _shardable(sampler):
+        mine = dist.share(range(len(prompts)))
+        samples = dist.gathered(lambda: sampler.sample_range(prompts, mine.start, mine.stop, **kw))
+    else:
+        samples = dist.on_main(lambda: sampler.sample(prompts, **kw))
     if len(samples) != len(prompts) or any(len(ss) != online.k for ss in samples):
         raise InputError(f"the sampler returned {[len(ss) for ss in samples]} samples for {len(prompts)} prompts; "
                          f"expected {online.k} per prompt")  # fmt: skip
     if path is not None:
-        _atomic_json(path, {"key": key, "samples": samples})
+        dist.on_main(lambda: _atomic_json(path, {"key": key, "samples": samples}))
     return samples
+
+
+def _shardable(sampler) -> bool:
+    """Whether each prompt's samples depend on that prompt alone (its seed too), so processes can share a round."""
+    return bool(getattr(sampler, "per_prompt", False)) and callable(getattr(sampler, "sample_range", None))
+
+
+def _judged(judge, prompts, samples, online: OnlineConfig, *, seed: int):
+    """The main process judges and rates the samples; every process gets the decisions and the ratings (and the
+    seconds judging and fitting took)."""
+
+    def run():
+        clock = time.perf_counter()
+        sel = judge_samples(judge, prompts, samples, strategy=online.strategy, policy=online.position_policy,
+                            seed=seed)  # fmt: skip
+        judging = time.perf_counter() - clock
+        ratings = rate_samples(sel, len(prompts), online.k, prior=online.prior)
+        return sel.decisions, ratings, judging, time.perf_counter() - clock - judging
+
+    decisions, ratings, judging, fitting = dist.on_main(run)
+    return _Decisions(decisions), ratings, judging, fitting
+
+
+@dataclasses.dataclass
+class _Decisions:
+    decisions: list
+
+
+def _check_data_parallel(config: TrainConfig, terms) -> None:
+    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change."""
+    from pairkit.losses import spec
+    from pairkit.train._fsdp import fsdp_requested
+
+    if fsdp_requested(config):
+        raise InputError("the online loop runs data parallel (a full replica per process) under accelerate launch; "
+                         "FSDP (fsdp=True, --use_fsdp) is not supported by train_online: launch without it")
+    coupled = [name for name, *_ in terms or () if spec(name).batch_coupled]
+    if coupled:
+        raise InputError(f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the "
+                         "whole batch); data parallel would split the batch and change its objective: run it in one "
+                         "process or use a per-example loss")  # fmt: skip
 
 
 def _step_tree(sampler, prompts, judge, online: OnlineConfig, opts, seed: int, rnd: int, out_dir):
@@ -767,9 +850,7 @@ def _step_tree(sampler, prompts, judge, online: OnlineConfig, opts, seed: int, r
         steps = [[_cut(s, delimiter) for s in ss] for ss in drawn]
         if first is None:
             first = steps
-        sel = judge_samples(judge, contexts, steps, strategy=online.strategy, policy=online.position_policy,
-                            seed=seed * 1_000_003 + rnd + 7919 * (d + 1))  # fmt: skip
-        ratings = rate_samples(sel, len(contexts), online.k, prior=online.prior)
+        ratings = _judged(judge, contexts, steps, online, seed=seed * 1_000_003 + rnd + 7919 * (d + 1))[1]
         pairs, counts = _round_pairs(contexts, steps, ratings, "best_vs_worst")
         rows += pairs
         tied += counts["prompts_without_pair"]
@@ -803,13 +884,17 @@ def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) ->
     from pairkit.train._steps import encode, seq_logps
 
     seqs = [(p, c) for prompt, ss in zip(prompts, samples) for p, c, _ in encode(tokenizer, prompt, ss, config)]
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        mine = seq_logps(model, seqs, pad_id, config.chunk_size)[0]
-        ref = seq_logps(reference, seqs, pad_id, config.chunk_size)[0]
-    model.train(was)
-    return float((mine - ref).double().mean())
+    share = dist.share(seqs)  # data parallel: each process its share, the sum over all
+    gap = 0.0
+    if share:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            mine = seq_logps(model, share, pad_id, config.chunk_size)[0]
+            ref = seq_logps(reference, share, pad_id, config.chunk_size)[0]
+        model.train(was)
+        gap = float((mine - ref).double().sum())
+    return dist.total(gap)[0] / len(seqs)
 
 
 def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int, prepare=None):
@@ -818,18 +903,24 @@ def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config,
     from pairkit.train._steps import pair_examples
 
     examples = pair_examples(tokenizer, rows, config, terms)
+    rng = np.random.default_rng([config.seed, rnd])
+    perms = [rng.permutation(len(examples)) for _ in range(online.epochs)]
+    # data parallel: each minibatch is split between the processes (dist.share), the gradients summed
+    shares = [[dist.share(perm[s : s + config.batch_size]) for s in range(0, len(examples), config.batch_size)]
+              for perm in perms]  # fmt: skip
     if prepare is not None:
-        prepare(examples)
+        prepare([examples[j] for j in sorted({int(j) for epoch in shares for idx in epoch for j in idx})])
     model.train(config.dropout)
     sums = Sums()
-    rng = np.random.default_rng([config.seed, rnd])
-    for _ in range(online.epochs):
-        perm = rng.permutation(len(examples))
-        for start in range(0, len(examples), config.batch_size):
-            batch = [examples[j] for j in perm[start : start + config.batch_size]]
-            losses, stats = step(model, batch)
-            apply_update(losses.float().sum() / len(batch), optimizer, params, config, rnd)
-            sums.add(len(batch), loss=losses, **stats)
+    for epoch in shares:
+        for n, idx in enumerate(epoch):
+            whole = min(config.batch_size, len(examples) - n * config.batch_size)
+            if not len(idx):
+                apply_update(None, optimizer, params, config, rnd)
+                continue
+            losses, stats = step(model, [examples[j] for j in idx])
+            apply_update(losses.float().sum() / whole, optimizer, params, config, rnd)
+            sums.add(len(idx), loss=losses, **stats)
     return sums.mean()
 
 

@@ -47,24 +47,47 @@ class HFSampler:
 
     ``identity()`` holds a hash of the model's weights at the time of the call, so samples of a changed model
     are never served from the cache.
+
+    ``per_prompt=True`` samples each prompt alone (its ``k`` samples in one ``generate``) with the seed
+    :class:`~pairkit.train.RaySampler` gives it, a hash of the round's seed, the prompt's position and text and
+    the sampling options: the samples then equal a :class:`~pairkit.train.RaySampler`'s with any number of actors,
+    and ``sample_range`` draws any share of a round's prompts exactly as the whole round would (the online loop's
+    processes under ``accelerate launch`` each draw their share). Slower than one batched ``generate`` on a GPU.
     """
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, *, per_prompt: bool = False):
+        self.model, self.tokenizer, self.per_prompt = model, tokenizer, bool(per_prompt)
 
     def sample(self, prompts: Sequence[Any], *, k: int, max_new_tokens: int, temperature: float, top_p: float,
                seed: int) -> list[list[str]]:  # fmt: skip
         """``k`` completions per prompt (see :func:`~pairkit.train.sample_completions`)."""
         from pairkit.train.online import sample_completions
 
-        return sample_completions(self.model, self.tokenizer, prompts, k=k, max_new_tokens=max_new_tokens,
-                                  temperature=temperature, top_p=top_p, seed=seed)  # fmt: skip
+        kw = {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        if self.per_prompt:
+            return self.sample_range(prompts, 0, len(prompts), seed=seed, **kw)
+        return sample_completions(self.model, self.tokenizer, prompts, seed=seed, **kw)
+
+    def sample_range(self, prompts: Sequence[Any], start: int, stop: int, *, k: int, max_new_tokens: int,
+                     temperature: float, top_p: float, seed: int) -> list[list[str]]:  # fmt: skip
+        """The samples of ``prompts[start:stop]`` as ``sample`` draws them for the whole list
+        (``per_prompt=True`` only: batched samples depend on the whole batch)."""
+        from pairkit.train.online import sample_completions
+
+        if not self.per_prompt:
+            raise InputError("HFSampler.sample_range needs per_prompt=True (batched samples depend on the batch)")
+        kw = {"k": k, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        return [sample_completions(self.model, self.tokenizer, [prompts[i]], seed=_prompt_seed(seed, i, prompts[i],
+                                   **kw), **kw)[0] for i in range(start, stop)]  # fmt: skip
 
     def identity(self) -> dict[str, str]:
-        """The cache key part of this sampler: ``hf`` and a hash of the weights."""
+        """The cache key part of this sampler: ``hf``, a hash of the weights (and ``per_prompt`` seeding)."""
         from pairkit.train._steps import weights_fingerprint
 
-        return {"backend": "hf", "policy": weights_fingerprint(self.model)}
+        out = {"backend": "hf", "policy": weights_fingerprint(self.model)}
+        if self.per_prompt:
+            out["seeds"] = "per_prompt"
+        return out
 
 
 class VLLMSampler:
