@@ -461,8 +461,8 @@ def train_online(
                          "combined with a given sampler")  # fmt: skip
     if world > 1 and not _shardable(sampler) and dist.is_main():
         warnings.warn(f"{type(sampler).__name__} samples on the main process only; with the default sampler and "
-                      "per_prompt_seeds=True every process samples its share of each round's prompts",
-                      PairkitWarning, stacklevel=2)  # fmt: skip
+                      "per_prompt_seeds=True (--per-prompt-seeds) every process samples its share of each round's "
+                      "prompts", PairkitWarning, stacklevel=2)  # fmt: skip
     iterates: list = []  # SPIN with history: the policies at the start of earlier rounds (pi_0 first)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
