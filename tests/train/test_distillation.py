@@ -313,3 +313,16 @@ def test_per_example_state_is_refused_under_data_parallel(tokenizer, monkeypatch
     monkeypatch.setattr(distillation, "init_distributed", lambda: (0, 2))
     with pytest.raises(InputError, match="single process"):
         train_distillation(classifier(tokenizer, 1, 32), None, LABELLED, tokenizer=tokenizer, loss="ps_kd_loss")
+
+
+def test_gradient_accumulation_gives_the_step_of_the_whole_batch(tokenizer):
+    """Per-example losses: two micro-batches of 3 make the loss and gradient of one batch of 6."""
+    runs = [train_distillation(classifier(tokenizer, 1, 32), classifier(tokenizer, 2, 48), LABELLED,
+                               tokenizer=tokenizer, loss="hinton_kd_loss+nd_loss",
+                               config=TrainConfig(batch_size=6, grad_accum=accum, max_steps=1))
+            for accum in (1, 2)]  # fmt: skip
+    for key in ("loss", "grad_norm", "accuracy"):
+        assert runs[1].history[0][key] == pytest.approx(runs[0].history[0][key], rel=1e-9)
+    with pytest.raises(InputError, match="batch-coupled"):
+        train_distillation(classifier(tokenizer, 1, 32), classifier(tokenizer, 2, 48), LABELLED, tokenizer=tokenizer,
+                           loss="rkd_distance_loss", config=TrainConfig(batch_size=6, grad_accum=2))  # fmt: skip

@@ -610,6 +610,9 @@ def train_distillation(
       linear projection to the teacher's width when the widths differ (a FitNets-style regressor); the relational
       losses (RKD) take both as they are.
 
+    An optional input is passed when the rows give it: with a ``label`` column Hinton KD adds its cross-entropy
+    term (weight ``1 - alpha``) and BD-KD its CE term; give ``loss_options={"alpha": 1.0}`` for pure soft-target KD.
+
     Choices for the inputs that are neither model's output (each paper's reading):
 
     * ``class_centers`` (ND, Wang et al. 2023) and ``teacher_prototypes`` (PRD, Asadi et al. 2023): the
