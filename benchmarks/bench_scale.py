@@ -3,6 +3,8 @@
 Run:  python benchmarks/bench_scale.py                 (10M-row Parquet, sparse 6,100-item twin, counting)
       python benchmarks/bench_scale.py --big           (adds 100,000 items / 5M comparisons)
       python benchmarks/bench_scale.py --quick         (small sizes, a smoke run)
+      python benchmarks/bench_scale.py --count-only [--repeat 3]   (only `pairkit count` on 30M rows in 8 files
+                                                   against DuckDB's own queries, alternated)
       python benchmarks/bench_scale.py --sparse [--million]   (issue 10 §2 only: 6,100-item twin, 100,000 items,
                                                    SE accuracy at 5,000 items, 1,000,000 items / 20M comparisons)
       python benchmarks/bench_scale.py --io [--count-file BIG.parquet]
@@ -207,24 +209,49 @@ def case_sparse(rows, tmp: Path, label: str, table, prior: float, with_peer: boo
     data.unlink()
 
 
-def case_count(rows, tmp: Path, n_rows: int, parts: int):
+EXACT_QUERY = ("SELECT least(model_a, model_b) a, greatest(model_a, model_b) b, "
+               "sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') = (model_a < model_b) THEN 1 ELSE 0 END)"
+               "::DOUBLE a_wins, sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') <> (model_a < model_b) "
+               "THEN 1 ELSE 0 END)::DOUBLE b_wins, sum(CASE WHEN winner = 'tie' THEN 1 ELSE 0 END)::DOUBLE ties, "
+               "count(*) n FROM {source} GROUP BY ALL")
+"""DuckDB's own query for the count table itself (a, b in name order, the wins oriented to them, ties, n)."""
+
+
+def case_count(rows, tmp: Path, n_rows: int, parts: int, repeat: int = 1):
+    """`pairkit count` on a partitioned dataset against two DuckDB GROUP BY queries, alternated ``repeat`` times.
+
+    The first query is the benchmark's historical reference: it groups on (least, greatest, winner label), which
+    does not orient the label to the pair (its "model_a" counts mix wins of the pair's first and second names), so
+    it computes less than the count table. The second computes the count table itself (EXACT_QUERY). Both run
+    with the same memory limit as pairkit, no validation, writing Parquet like pairkit."""
     root = tmp / "dataset"
     write(arena_table(n_rows, 1000, seed=3), root, parts=parts)
     out = tmp / "counts.parquet"
-    wall, peak, _ = run(["pairkit", "count", str(root), "--output", str(out), "--memory-limit", "1GB"])
-    rows.append((f"count {n_rows:,} rows in {parts} Parquet files", "pairkit count (DuckDB, CLI)", wall, peak, 1.0,
-                 "—"))
-    query = (f"import duckdb; duckdb.connect(config={{'memory_limit': '1GB'}}).execute(\"COPY (SELECT least(model_a, "
-             f"model_b) a, greatest(model_a, model_b) b, winner, count(*) n FROM read_parquet('{root}/*.parquet') "
-             f"GROUP BY ALL) TO '{tmp}/raw.parquet'\")")
-    t, mem, _ = run([sys.executable, "-c", query])
-    rows.append(("", "DuckDB's own GROUP BY (no validation)", t, mem, t / wall, ""))
-    import pandas as pd
+    label = f"count {n_rows:,} rows in {parts} Parquet files (load {os.getloadavg()[0]:.1f})"
+    config = "{'memory_limit': '1GB', 'preserve_insertion_order': False}"
+    source = f"read_parquet('{root}/*.parquet')"
+    raw = ("SELECT least(model_a, model_b) a, greatest(model_a, model_b) b, winner, count(*) n FROM "
+           f"{source} GROUP BY ALL")
+    queries = [("DuckDB's own GROUP BY (least, greatest, winner label; no validation)", raw, tmp / "raw.parquet"),
+               ("DuckDB's own query for the count table (oriented wins; no validation)",
+                EXACT_QUERY.format(source=source), tmp / "exact.parquet")]
+    for rep in range(repeat):
+        wall, peak, cpu, _ = run_io(["pairkit", "count", str(root), "--output", str(out), "--memory-limit", "1GB"])
+        rows.append((label if rep == 0 else f"repeat {rep + 1} (load {os.getloadavg()[0]:.1f})",
+                     f"pairkit count (DuckDB engine, validation, CLI end to end; {cpu:.1f} s CPU)", wall, peak, 1.0,
+                     "—"))
+        for name, query, target in queries:
+            code = f"import duckdb; duckdb.connect(config={config}).execute(\"COPY ({query}) TO '{target}'\")"
+            t, mem, c, _ = run_io([sys.executable, "-c", code])
+            rows.append(("", f"{name} ({c:.1f} s CPU)", t, mem, t / wall, f"CPU ratio {c / cpu:.2f}"))
+    import duckdb
 
-    ours = pd.read_parquet(out)
-    raw = pd.read_parquet(tmp / "raw.parquet")
-    rows.append(("", f"counts exact: {int(ours['n'].sum()) == int(raw['n'].sum()) == n_rows}", np.nan, np.nan,
-                 np.nan, ""))
+    con = duckdb.connect()
+    differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM '{out}' EXCEPT SELECT * FROM '{tmp}/exact.parquet') "
+                         f"UNION ALL (SELECT * FROM '{tmp}/exact.parquet' EXCEPT SELECT * FROM '{out}'))").fetchone()[0]
+    total = con.execute(f"SELECT sum(n) FROM '{out}'").fetchone()[0]
+    rows.append(("", f"counts exact: {differ == 0 and total == n_rows} ({differ} rows differ from DuckDB's count "
+                 f"table; {total:,} rows counted)", np.nan, np.nan, np.nan, ""))
 
 
 def case_se(rows, n: int, m: int):
@@ -373,12 +400,9 @@ def case_count_file(rows, tmp: Path, data: Path, memory_limit: str) -> None:
     rows.append((label, f"pairkit count (DuckDB, validation, CLI, --memory-limit {memory_limit}; {cpu:.0f} s CPU)",
                  wall, peak, 1.0, "—"))
     raw = tmp / "raw.parquet"
+    exact = EXACT_QUERY.format(source=f"read_parquet('{data}')")
     query = (f"import duckdb; duckdb.connect(config={{'memory_limit': '{memory_limit}', 'preserve_insertion_order': "
-             f"False}}).execute(\"COPY (SELECT least(model_a, model_b) a, greatest(model_a, model_b) b, "
-             f"sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') = (model_a < model_b) THEN 1 ELSE 0 END)::DOUBLE "
-             f"a_wins, sum(CASE WHEN winner <> 'tie' AND (winner = 'model_a') <> (model_a < model_b) THEN 1 ELSE 0 "
-             f"END)::DOUBLE b_wins, sum(CASE WHEN winner = 'tie' THEN 1 ELSE 0 END)::DOUBLE ties, count(*) n "
-             f"FROM read_parquet('{data}') GROUP BY ALL) TO '{raw}'\")")
+             f"False}}).execute(\"COPY ({exact}) TO '{raw}'\")")
     t, mem, c, _ = run_io([sys.executable, "-c", query])
     differ = con.execute(f"SELECT count(*) FROM ((SELECT * FROM '{out}' EXCEPT SELECT * FROM '{raw}') UNION ALL "
                         f"(SELECT * FROM '{raw}' EXCEPT SELECT * FROM '{out}'))").fetchone()[0]
@@ -404,7 +428,10 @@ def main() -> None:
     parser.add_argument("--count-file", type=Path, help="with --io: a large Parquet file to count (model_a, model_b, "
                         "winner)")
     parser.add_argument("--memory-limit", default="1GB")
-    parser.add_argument("--count-only", action="store_true", help="with --io --count-file: only the count case")
+    parser.add_argument("--count-only", action="store_true", help="with --io --count-file: only the count case; "
+                        "without --io: only the count case of the default run (30M rows in 8 Parquet files)")
+    parser.add_argument("--repeat", type=int, default=1, help="the default count case: run pairkit and the DuckDB "
+                        "queries alternately this many times")
     parser.add_argument("--boot-only", action="store_true", help="with --io: only the bootstrap case")
     parser.add_argument("--peer-io")
     parser.add_argument("--refits", type=int, default=5)
@@ -436,6 +463,11 @@ def main() -> None:
             sparse_cases(rows, tmp, q, args.million)
             report(rows)
             return
+        if args.count_only:
+            print(f"start: load average {os.getloadavg()[0]:.1f}", flush=True)
+            case_count(rows, tmp, 3_000_000 if q else 30_000_000, 8, args.repeat)
+            report(rows)
+            return
         n_arena = 1_000_000 if q else 10_000_000
         case_rank(rows, tmp, f"{n_arena:,}-row Parquet, 1,000 items, ties", arena_table(n_arena, 1000), 0.0,
                   ["sklearn", "evalica"])
@@ -444,7 +476,7 @@ def main() -> None:
         if args.big:
             case_rank(rows, tmp, "100,000 items, 5M comparisons, random graph", arena_table(5_000_000, 100_000, 5),
                       1.0, ["lbfgs"])
-        case_count(rows, tmp, 3_000_000 if q else 30_000_000, 8)
+        case_count(rows, tmp, 3_000_000 if q else 30_000_000, 8, args.repeat)
         case_se(rows, 1000 if q else 5000, 20_000 if q else 150_000)
     report(rows)
 

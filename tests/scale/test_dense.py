@@ -139,3 +139,23 @@ def test_dense_bad_row_is_found_again_with_file_row_column_and_value(tmp_path, m
     with pytest.raises(InputError) as by_sql:
         count_pairs(root, **COLUMNS)
     assert used == [True, False] and str(by_dense.value) == str(by_sql.value)
+
+
+def test_memory_limit_leaves_room_for_the_process(tmp_path, monkeypatch):
+    import duckdb
+
+    import pairkit.scale._duckdb as engine
+
+    assert engine.memory_bytes("1GB") == 10**9 and engine.memory_bytes(" 600 MiB") == 600 * 2**20
+    assert engine.memory_bytes("80%") is None and engine.memory_bytes(None) is None
+    seen, real = [], duckdb.connect
+
+    def connect(*args, config=None, **kwargs):
+        seen.append((config or {}).get("memory_limit"))
+        return real(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    root = _dataset(tmp_path, clean=True)
+    for limit in ("1GB", "300MB", "80%"):
+        count_pairs(root, memory_limit=limit, **COLUMNS)
+    assert seen == [f"{(10**9 - engine.PROCESS_MEMORY) // 2**20}MiB", f"{150 * 10**6 // 2**20}MiB", "80%"]

@@ -35,7 +35,8 @@ def count(
     engine: Engine = typer.Option(Engine.duckdb, help="duckdb (streaming, bounded memory), ray (Ray Data: "
                                   "blocks counted on a cluster, partial counts summed) or memory."),
     ray_address: str = typer.Option(None, help="With --engine ray: the cluster to join (default: a local one)."),
-    memory_limit: str = typer.Option(None, help="With --engine duckdb: e.g. 1GB; DuckDB spills to disk beyond."),
+    memory_limit: str = typer.Option(None, help="With --engine duckdb: the process's peak memory to aim for, e.g. "
+                                     "1GB; DuckDB gets it less 256 MiB and spills to disk beyond."),
     drop_invalid: bool = typer.Option(False, help="Drop invalid rows (counted and reported) instead of failing."),
     bootstrap: int = typer.Option(0, help="Poisson-bootstrap replicates drawn in the same pass (any engine and "
                                   "input format, the same weights): a long 'replicate' column, 0 = the counts; "

@@ -50,6 +50,26 @@ _TYPES: ContextVar[dict[str, str] | None] = ContextVar("pairkit_duckdb_types", d
 _SPACE = " \t\r\n\x0b\x0c"
 
 
+PROCESS_MEMORY = 256 * 2**20
+"""What a ``pairkit count`` process holds besides DuckDB's buffer pool (which ``memory_limit`` bounds): the
+interpreter and its libraries (~130 MiB) and DuckDB's allocations outside the pool. Measured: with DuckDB's
+limit at the whole ``--memory-limit`` the peak RSS ran 180–240 MiB above it (600MB–1GB, 3·10⁷–3·10⁸ rows)."""
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+          "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(text: str | None) -> int | None:
+    """Bytes of a memory limit as DuckDB writes them (``"1GB"`` = 10⁹, ``"600MiB"``), or ``None`` (no limit, or a
+    form left to DuckDB to read)."""
+    import re
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", (text or "").lower())
+    if not found or found.group(2) not in _UNITS:
+        return None
+    return int(float(found.group(1)) * _UNITS[found.group(2)])
+
+
 def _q(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
@@ -146,7 +166,8 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
 
     With ``output`` (a ``.parquet`` or ``.csv`` path) DuckDB writes the table there itself (``COPY … TO``: no
     table in Python) and the summary ``{"pairs", "items", "comparisons"}`` is returned instead. DuckDB runs with
-    ``memory_limit`` (default: DuckDB's own), spilling to a temporary directory beyond it, and without keeping
+    ``memory_limit`` (such as ``"1GB"``; default: DuckDB's own) is meant for the whole process: DuckDB gets it
+    less :data:`PROCESS_MEMORY` (at least half of it), spilling to a temporary directory beyond, without keeping
     the insertion order (which would hold rows in memory).
 
     With ``bootstrap`` = B > 0 the table is long: ``replicate`` 0 holds the counts, 1..B the Poisson-bootstrap
@@ -159,8 +180,10 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
     src = _source(files)
     _check_headers(files)
     with tempfile.TemporaryDirectory(prefix="pairkit-duckdb-") as spill:
+        limit = memory_bytes(memory_limit)
+        duck = memory_limit if limit is None else f"{max(limit - PROCESS_MEMORY, limit // 2) // 2**20}MiB"
         con = duckdb.connect(config={"temp_directory": spill, "preserve_insertion_order": False,
-                                     **({"memory_limit": memory_limit} if memory_limit else {})})
+                                     **({"memory_limit": duck} if memory_limit else {})})
         try:
             try:
                 described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
@@ -189,9 +212,11 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                               for col in paths})
             grouped = None
             if weight is None and not paths and all(file_kind(f) == "parquet" for f in files):
-                from pairkit.scale._dense import dense_groups
+                from pairkit.scale import _dense
 
-                grouped = dense_groups(files, _grouped_columns(spec, options))
+                # two arrays of 8-byte counts while counting: at most a quarter of the limit
+                cells = _dense.DENSE_CELLS if limit is None else min(_dense.DENSE_CELLS, limit // 64)
+                grouped = _dense.dense_groups(files, _grouped_columns(spec, options), cells=cells)
             if grouped is not None:  # counted on the Parquet dictionary codes; DuckDB reads the groups
                 con.register("_dense_groups", grouped[0])
                 for k, values in enumerate(grouped[1].values()):

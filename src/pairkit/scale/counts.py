@@ -331,8 +331,9 @@ def write_counts(
     "comparisons"}``.
 
     With the DuckDB engine on comparison rows the table never enters Python: DuckDB counts into a table of its own
-    (spilling to disk beyond ``memory_limit``) and writes the file itself (``COPY … TO``), so memory stays bounded
-    by ``memory_limit`` plus the process's own. Other engines and count-file inputs go through :func:`count_pairs`.
+    (spilling to disk beyond its limit) and writes the file itself (``COPY … TO``), so memory stays bounded:
+    ``memory_limit`` is the process's peak to aim for, DuckDB getting it less the process's own ~256 MiB
+    (``pairkit.scale._duckdb.PROCESS_MEMORY``). Other engines and count-file inputs go through :func:`count_pairs`.
     The file is replaced atomically (a failure leaves the previous one whole). ``bootstrap``/``seed``: Poisson
     replicates, as in :func:`count_pairs` (the summary counts replicate 0, the data).
     """
