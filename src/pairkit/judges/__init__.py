@@ -30,7 +30,12 @@ from pairkit.judges.escalate import Calibration, EscalatingJudge, calibrate_thre
 from pairkit.judges.evaluation import JudgeReport, evaluate_judge
 from pairkit.judges.http import OpenAIJudge, Price, RetryWarning, verdict_from_logprobs
 from pairkit.judges.human import HumanJudge
-from pairkit.judges.likelihood import DensityRatioJudge, FollowUpJudge, continuation_log_likelihoods
+from pairkit.judges.likelihood import (
+    DensityRatioJudge,
+    FollowUpJudge,
+    RewardModelJudge,
+    continuation_log_likelihoods,
+)
 from pairkit.judges.local import HFJudge
 from pairkit.judges.pairwise_classifier import (
     MARKER,
@@ -116,6 +121,7 @@ __all__ = [
     "RayJudge",
     "Request",
     "RetryWarning",
+    "RewardModelJudge",
     "SCHEMA_VERSION",
     "Seq2SeqJudge",
     "SimulatedAnnotatorsJudge",

@@ -102,10 +102,11 @@ def judge_from_config(
     candidate id → its answer texts), ``"openai"`` (``"batch": true`` or ``{"poll_interval": …}`` asks through the
     provider's batch API, :class:`BatchJudge`, whose submission ledger is the ``cache`` file), ``"huggingface"``
     (a directory saved by ``pairkit train pairwise-judge`` loads a :class:`PairwiseClassifierJudge`),
-    ``"embedding"``, ``"human"``, ``"seq2seq"``, ``"cdr"``, ``"follow_up"`` and the protocols ``"portia"``,
-    ``"bsm"``, ``"cgcot"``, ``"few_shot"``, ``"pointwise"`` — these with ``"chat"``: the configuration of their
-    ``"openai"`` chat model. A key the type does not take, a missing required key or a value out of its range
-    raises :class:`InputError` naming ``source`` (the file), the key, the allowed values and the value.
+    ``"embedding"``, ``"human"``, ``"seq2seq"``, ``"cdr"``, ``"follow_up"``, ``"reward_model"`` (a directory saved by
+    ``pairkit train reward``: :class:`RewardModelJudge`) and the protocols ``"portia"``, ``"bsm"``, ``"cgcot"``,
+    ``"few_shot"``, ``"pointwise"`` — these with ``"chat"``: the configuration of their ``"openai"`` chat model.
+    A key the type does not take, a missing required key or a value out of its range raises :class:`InputError`
+    naming ``source`` (the file), the key, the allowed values and the value.
 
     Example:
 
@@ -284,6 +285,16 @@ judge_type(
     _MODEL,
     Option("positive", (list, tuple), doc="positive follow-ups"),
     Option("negative", (list, tuple), doc="negative follow-ups"),
+    _DEVICE,
+    _JUDGE_ID,
+    family="local model",
+    required=("model",),
+)
+judge_type(
+    "reward_model",
+    likelihood.RewardModelJudge,
+    _MODEL,
+    Option("max_length", int, doc="tokens per prompt + answer; the prompt is cut first"),
     _DEVICE,
     _JUDGE_ID,
     family="local model",

@@ -22,9 +22,10 @@ signal"),
     r(x, y) = \\overline{\\log \\pi(f \\mid x, y)}_{f \\in F^+} - \\overline{\\log \\pi(f \\mid x, y)}_{f \\in F^-}
 
 the likelihood that the user follows up positively ("Thank you, that is exactly what I needed") rather than
-negatively ("That is not what I asked for"). Log-likelihoods are summed over the continuation's tokens, scored
-in left-padded batches that compute only the continuation positions' logits; an answer's score is computed once
-per process (memoised by prompt and answer).
+negatively ("That is not what I asked for"), and, for :class:`RewardModelJudge`, the scalar output of a trained
+reward model (the Bradley–Terry link of the reward trainer with :math:`\\tau = 1`). Log-likelihoods are summed
+over the continuation's tokens, scored in left-padded batches that compute only the continuation positions'
+logits; an answer's score is computed once per process (memoised by prompt and answer).
 """
 
 from __future__ import annotations
@@ -286,3 +287,97 @@ class FollowUpJudge(_ScoreJudge):
         ).reshape(len(answers), len(follow))
         n = len(self.positive)
         return ll[:, :n].mean(axis=1) - ll[:, n:].mean(axis=1)
+
+
+class RewardModelJudge(_ScoreJudge):
+    """A trained reward model as a comparator: :math:`p_a = \\sigma((r(x, y_a) - r(x, y_b)) / \\tau)`.
+
+    ``model`` is a one-output sequence-classification model (an object, or a local directory as
+    ``pairkit train reward`` saves it); each answer is encoded as the reward trainer encodes it (prompt cut
+    first, completion ending with EOS, at most ``max_length`` tokens), so the judge's :math:`r` is the trained
+    reward exactly. With ``τ = 1`` the probability is the Bradley–Terry probability the model was trained on.
+
+    ``model`` may instead be a :class:`~pairkit.train.CLoudRewardModel` (Ankner et al. 2024, "Critique-out-Loud
+    Reward Models"): it writes ``critiques`` critiques per answer and averages their rewards (seeded by
+    ``seed``).
+
+    Example:
+
+        >>> import transformers
+        >>> from pairkit.judges import RewardModelJudge
+        >>> from pairkit.testing import tiny_causal_lm
+        >>> lm, tokenizer = tiny_causal_lm()  # in earnest: RewardModelJudge("runs/rm/final")
+        >>> config = transformers.GPT2Config(**{**lm.config.to_dict(), "num_labels": 1})
+        >>> rm = transformers.GPT2ForSequenceClassification(config)
+        >>> judgment = RewardModelJudge(rm, tokenizer).judge("Capital of France?", "Paris.", "Lyon.")
+        >>> bool(0 < judgment.p_a < 1)
+        True
+    """
+
+    prompt_version = "reward-v1"
+
+    @declare_options(
+        *_OPTIONS,
+        Option("max_length", int, Interval(2, None), doc="tokens per prompt + answer; the prompt is cut first"),
+        Option("critiques", int, Interval(1, None), doc="critiques averaged per answer (CLoud models)"),
+    )
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        temperature: float = 1.0,
+        max_length: int = 512,
+        critiques: int = 1,
+        seed: int = 0,
+        batch_size: int = 8,
+        device: str = "cpu",
+        judge_id: str | None = None,
+    ) -> None:
+        if isinstance(model, str):
+            with requires("train", "the reward-model judge"):
+                from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(model, local_files_only=True, num_labels=1)
+        self.cloud = hasattr(model, "critique") and hasattr(model, "rewards")  # a CLoudRewardModel
+        tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise InputError("RewardModelJudge needs the model's tokenizer when given a model object")
+        if not self.cloud:
+            labels = getattr(getattr(model, "config", None), "num_labels", 1)
+            if labels != 1:
+                raise InputError(f"RewardModelJudge needs a one-output reward model; this one has {labels} labels")
+        name = getattr(getattr(getattr(model, "lm", model), "config", None), "_name_or_path", "model")
+        super().__init__(temperature=temperature, batch_size=batch_size, device=device,
+                         judge_id=judge_id or f"reward:{name}")  # fmt: skip
+        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+        self.max_length, self.critiques, self.seed = max_length, critiques, seed
+
+    def cache_identity(self) -> dict:
+        """Temperature, length budget and (CLoud) critiques per answer; the model is in ``judge_id``."""
+        return {"temperature": self.temperature, "max_length": self.max_length,
+                **({"critiques": self.critiques, "seed": self.seed} if self.cloud else {})}  # fmt: skip
+
+    def scores(self, contexts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        """(N,) rewards r(x, y) (CLoud: averaged over the critiques)."""
+        import torch
+
+        if self.cloud:
+            rewards, _ = self.model.score(list(contexts), list(answers), k=self.critiques, seed=self.seed)
+            return rewards.double().cpu().numpy()
+        from pairkit.train.data import collate_sequences, encode_completion
+
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(answers), self.batch_size):
+                seqs = [encode_completion(self.tokenizer, c, a, max_length=self.max_length)
+                        for c, a in zip(contexts[start : start + self.batch_size],
+                                        answers[start : start + self.batch_size])]  # fmt: skip
+                batch = collate_sequences(seqs, pad)
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits  # fmt: skip
+                out.append(logits.reshape(len(seqs)).double().cpu().numpy())
+        return np.concatenate(out)
