@@ -159,3 +159,21 @@ def test_memory_limit_leaves_room_for_the_process(tmp_path, monkeypatch):
     for limit in ("1GB", "300MB", "80%"):
         count_pairs(root, memory_limit=limit, **COLUMNS)
     assert seen == [f"{(10**9 - engine.PROCESS_MEMORY) // 2**20}MiB", f"{150 * 10**6 // 2**20}MiB", "80%"]
+
+
+def test_read_ahead_raises_the_readers_error_and_stops_its_thread(tmp_path):
+    import threading
+
+    class Failing:
+        def iter_batches(self, **kwargs):
+            yield "first"
+            raise OSError("corrupt page")
+
+    batches = dense._read_ahead([Failing()], ["x"], 10)
+    assert next(batches) == "first"
+    with pytest.raises(OSError, match="corrupt page"):
+        next(batches)
+    root = _dataset(tmp_path)
+    files = sorted(root.glob("*.parquet"))
+    assert dense.dense_groups(files, ["model_a", "model_b"], cells=10, batch_rows=50) is None  # stops early
+    assert not [t for t in threading.enumerate() if t.name == "pairkit-parquet-read-ahead"]

@@ -15,7 +15,10 @@ items and three labels), so this is used only while that product stays within :d
 
 from __future__ import annotations
 
+import contextlib
 import math
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +60,8 @@ def dense_groups(files: list[Path], columns: list[str], *, cells: int | None = N
     dims: tuple[int, ...] = (0,) * len(columns)
     total = np.zeros(0, dtype=np.int64)
     rows = 0
-    for reader in readers:
-        for batch in reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+    with contextlib.closing(_read_ahead(readers, columns, batch_rows)) as batches:
+        for batch in batches:
             codes = []
             for j in range(len(columns)):
                 array = batch.column(j)
@@ -100,6 +103,47 @@ def dense_groups(files: list[Path], columns: list[str], *, cells: int | None = N
         table[column] = pa.DictionaryArray.from_arrays(_arrow_ints(codes, codes != null), _arrow_strings(values))
     table["_n"] = _arrow_ints(total[found])
     return pa.table(table), distinct
+
+
+def _read_ahead(readers, columns: list[str], batch_rows: int):
+    """The files' batches, decoded by pyarrow in a thread one or two batches ahead of the counting (which runs in
+    numpy meanwhile); an error in the thread is raised here, and closing the generator stops the thread."""
+    ahead: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for reader in readers:
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+                    if not put((batch, None)):
+                        return
+        except Exception as exc:  # raised in the counting thread
+            put((None, exc))
+            return
+        put((None, None))
+
+    thread = threading.Thread(target=produce, name="pairkit-parquet-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, error = ahead.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
 
 
 # pyarrow's own conversions (``to_numpy``, ``pa.array``) import pandas (~0.5 s); these read and build buffers directly.
