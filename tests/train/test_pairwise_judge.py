@@ -184,14 +184,21 @@ def test_pass_at_n_and_ensloss_step_one_by_hand(tokenizer):
     res = train_pairwise_judge(model, tokenizer, rows, symmetry=lam, loss="pass_at_n_loss",
                                loss_options={"n": big_n}, config=config)  # fmt: skip
     assert res.history[0]["loss"] == pytest.approx(float(ref.mean()), rel=1e-5)
-    # EnsLoss: value g·s with s the signed log-odds; g from the sampler at the step's seed (any seed: g < 0 and the
-    # value is finite); the loss is redrawn each step
-    model = classifier(tokenizer, 2, seed=5)
-    res = train_pairwise_judge(model, tokenizer, rows, symmetry=0.0, loss="ensloss",
-                               config=TrainConfig(batch_size=3, max_steps=2, lr=1e-3))  # fmt: skip
-    assert all(math.isfinite(r["loss"]) for r in res.history)
-    s_ab = (p[:, 0].log() - p[:, 1].log()) * (1 - 2 * y)  # the margin y·f with y in {-1, +1}: first won = +1
-    assert bool((ensloss_derivatives(s_ab, seed=3) < 0).all())
+    # EnsLoss (symmetry 0): per order the mean of sg(g)·m with m = ±(log p_first − log p_second) the signed margin
+    # (+ when the answer shown first won) and g the sampler's derivatives at the step's seed
+    from pairkit.train.pairwise_judge import step_seed
+
+    res = train_pairwise_judge(classifier(tokenizer, 2, seed=5), tokenizer, rows, symmetry=0.0, loss="ensloss",
+                               loss_options={"seed": 11}, config=TrainConfig(batch_size=6, max_steps=1, lr=1e-3))
+    seed = step_seed({"seed": 11}, [{"index": i} for i in range(6)])
+    halves = []
+    for probs, first_won in ((p, y == 0), (q, y == 1)):  # the swapped order: the first shown is the true b
+        m = (probs[:, 0].log() - probs[:, 1].log()) * (2.0 * first_won.double() - 1.0)
+        halves.append((ensloss_derivatives(m, seed=seed) * m).mean())
+    assert res.history[0]["loss"] == pytest.approx(float(0.5 * (halves[0] + halves[1])), rel=1e-4)
+    other = train_pairwise_judge(classifier(tokenizer, 2, seed=5), tokenizer, rows, symmetry=0.0, loss="ensloss",
+                                 loss_options={"seed": 12}, config=TrainConfig(batch_size=6, max_steps=1, lr=1e-3))
+    assert other.history[0]["loss"] != res.history[0]["loss"]  # another seed, another random loss
     with pytest.raises(InputError, match="binary labels.*ties='drop'"):
         train_pairwise_judge(classifier(tokenizer, 3), tokenizer, votes(6, 1, ties=True), loss="ensloss")
 
@@ -215,6 +222,53 @@ def test_smooth_adversarial_comp_sum_perturbs_the_embeddings(tokenizer):
     assert base["loss"] < small < large
     with pytest.raises(InputError, match="adversarial_epsilon must be"):
         first(loss="smooth_adversarial_comp_sum", adversarial_epsilon=0.0)
+
+
+def test_smooth_adversarial_step_one_equals_an_fgsm_computed_by_hand(tokenizer):
+    """The adversarial point: the random start the trainer draws (same seed), one signed-gradient step of the squared
+    change of the margins, the loss comp-sum(clean) + ν‖Δ(x') − Δ(x)‖ averaged over both orders, plus symmetry."""
+    from pairkit.train.data import collate_sequences
+
+    rows, eps, nu, lam = votes(5, 9), 0.05, 0.7, 0.2
+    model = classifier(tokenizer, 2, seed=8)
+    parsed = read_pairwise_judgments(rows)
+    ctx, a, b = [r["context"] for r in parsed], [r["a"] for r in parsed], [r["b"] for r in parsed]
+    batch = collate_sequences([(x, []) for x in encode_pairwise(tokenizer, ctx + ctx, a + b, b + a)],
+                              tokenizer.pad_token_id)  # fmt: skip
+    y = torch.tensor([r["label"] for r in parsed])
+    y2 = torch.cat([y, 1 - y])[:, None]
+
+    def logits(delta=None):
+        handle = None
+        if delta is not None:
+            handle = model.get_input_embeddings().register_forward_hook(lambda m, i, out: out + delta)
+        try:
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def margins(z):
+        return z.gather(1, y2) - z
+
+    clean = logits().detach()
+    torch.manual_seed(123)
+    shape = (*batch["input_ids"].shape, model.config.hidden_size)
+    start = (1e-3 * eps * torch.randn(shape)).requires_grad_(True)
+    (grad,) = torch.autograd.grad((margins(logits(start)) - margins(clean)).square().sum(), start)
+    with torch.no_grad():
+        adv = logits(eps * grad.sign())
+        lp, lp_adv = torch.log_softmax(clean, -1).double(), torch.log_softmax(adv, -1).double()
+        value = -lp.gather(1, y2).squeeze(1) + nu * (margins(lp_adv) - margins(lp)).norm(dim=-1)
+        p = lp.exp()
+        sym = ((p[:5] - p[5:][:, [1, 0]]) ** 2).sum(-1)
+        ref = (0.5 * (value[:5] + value[5:]) + lam * sym).mean()
+    torch.manual_seed(123)
+    res = train_pairwise_judge(model, tokenizer, rows, symmetry=lam, loss="smooth_adversarial_comp_sum",
+                               loss_options={"nu": nu}, adversarial_epsilon=eps,
+                               config=TrainConfig(batch_size=5, max_steps=1, shuffle=False))  # fmt: skip
+    assert res.history[0]["loss"] == pytest.approx(float(ref), rel=1e-4)
+    assert float((margins(lp_adv) - margins(lp)).norm(dim=-1).min()) > 0
 
 
 def test_learns_votes_with_ties_and_loads_as_a_symmetric_judge(tmp_path, tokenizer):

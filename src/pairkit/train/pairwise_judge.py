@@ -238,9 +238,9 @@ def _check_judge_losses(terms) -> None:
             )
 
 
-def _step_seed(options: dict[str, Any], rows) -> int:
+def step_seed(options: dict[str, Any], rows) -> int:
     """A seed per batch for a loss drawn anew each step (EnsLoss): the ``seed`` option and the batch's row indices."""
-    h = np.random.default_rng([int(options.get("seed", 0)), *[r["index"] for r in rows]])
+    h = np.random.default_rng([int(options.get("seed", 0)), *sorted(r["index"] for r in rows)])
     return int(h.integers(2**31 - 1))
 
 
@@ -355,7 +355,7 @@ def train_pairwise_judge(
             spec = losses.spec(name)
             inputs = {i.name: INPUTS[(i.name, i.kind)].make(orders) for i in spec.input_specs
                       if (i.name, i.kind) in INPUTS}  # fmt: skip
-            own = dict(options, seed=_step_seed(options, rows)) if spec.takes("seed") else options
+            own = dict(options, seed=step_seed(options, rows)) if spec.takes("seed") else options
             shown, swapped = ({k: v[half] for k, v in inputs.items()} for half in (slice(0, n), slice(n, None)))
             ce = ce + weight * 0.5 * (call_loss(name, shown, own) + call_loss(name, swapped, own))
         sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)

@@ -433,7 +433,9 @@ def train_semi_supervised(
       ``pseudo_labels`` come from :func:`~pairkit.losses.simmatchv2_pseudo_labels` over a labelled bank with one
       weak unit embedding per labelled row (updated by row as rows are seen; seeded random unit vectors before,
       as the authors' ``l_bank``). Reading taken: the model under no gradient stands in for the authors' EMA
-      teacher and the encoder's normalised output for their projection head; no distribution alignment.
+      teacher and the encoder's normalised output for their projection head; no distribution alignment. The
+      authors' settings are the losses' defaults (edge temperature t = 0.1, node–node threshold 0.7, propagation over
+      the 128 nearest labelled entries with α = 0.1).
     * relation consistency and the directional moment loss (Jeon et al. 2023, "Improving Diversity in Zero-Shot
       GAN Adaptation with Semantic Variations"): the model's embeddings of the unlabelled rows' weak view against a
       frozen ``reference`` model's embeddings of the same inputs — by default a copy of ``model`` taken before
