@@ -126,7 +126,7 @@ def _finish(model, tokenizer, result, output: Path) -> None:
         model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
     last = result.history[-1] if result.history else {}
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch",))
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "step"))
     console.print(f"step {result.step}: {shown}")
     console.print(f"model saved to {final}; metrics in {output / 'metrics.jsonl'}")
 
