@@ -805,13 +805,14 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
         b = wl.shape[1]
         counts = count_matrices(b)
         wins, grad, curvature = np.empty((n, b)), np.empty((n, b)), np.empty((n, b))
+        games = np.empty(len(flat), dtype)
         for c in range(b):  # a replicate at a time: its count matrix stays in cache
-            counts[c].ravel()[flat] = wl[:, c] + wh[:, c]
+            counts[c].ravel()[flat] = np.add(wl[:, c], wh[:, c], out=games)
             wins[:, c] = steps.item_sum(wl[:, c], wh[:, c])  # ties as halves
-            expected, curvature[:, c], games = first_pass(counts[c])
+            expected, curvature[:, c], per_item = first_pass(counts[c])
             grad[:, c] = wins[:, c] - expected
             if played is not None:
-                played[:, c] = games
+                played[:, c] = per_item
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging replicate overflows: it is refitted
