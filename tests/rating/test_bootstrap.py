@@ -448,3 +448,15 @@ def test_row_layout_is_the_stable_order_by_pair(n):
     order, keys = _row_layout(c, keys=True)
     np.testing.assert_array_equal(order, np.argsort(key, kind="stable"))
     np.testing.assert_array_equal(keys, key[order])
+
+
+def test_cell_path_with_two_weights_equals_slow_refits_of_the_same_resamples(rng):
+    """Two distinct weights with ties: six (share, weight) codes, so the counting kernel adds scaled counts (shares
+    2.5, 1.25, …); every replicate equals the plain fit of the same resampled rows (generic path, same seed) to
+    1e-8."""
+    c = simulate(rng, n=16, m=700)
+    c = c.with_weights(rng.choice([1.0, 2.5], len(c)))
+    fast = bootstrap_bradley_terry(c, n_boot=40, seed=8, tol=1e-12)
+    slow = bootstrap(c, lambda x: fit_bradley_terry(x, intervals="none"), n_boot=40, seed=8)
+    assert fast.info["bootstrap_failed"] == slow.info["bootstrap_failed"] == 0
+    np.testing.assert_allclose(fast.samples, slow.samples, atol=1e-8)
