@@ -4,11 +4,10 @@
 ``dp``: the float64 tiny model, plain data parallel. ``fsdp`` (under ``--use_fsdp``): the tiny GPT-2 of
 :mod:`pairkit.testing`, one step written to a checkpoint, then a fresh model resumed from it for the second step;
 each rank saves the gathered whole weights, the losses, and the placement and local size of every parameter; then
-the same two steps with a LoRA adapter (:func:`lora_tiny`, the reference is the base): the adapter, which
-parameters train, and how far the base weights moved. ``options`` (under ``--use_fsdp`` and other ``--fsdp_*``
-options): the ``fsdp`` steps with rank 1 starting from other weights (process 0's are broadcast), saving also the
-FSDP groups (the class of each sharded module, whether it is checkpointed, whether it offloads), then the error an
-unsupported option raises."""
+the same two steps with a LoRA adapter (:func:`lora_run`). ``options`` (under ``--use_fsdp`` and other ``--fsdp_*``
+options): the ``fsdp`` steps (LoRA too) with rank 1 starting from other weights (process 0's are broadcast), saving
+also the FSDP groups (the class of each sharded module, whether it is checkpointed, whether it offloads), then the
+error an unsupported option raises."""
 
 import os
 import sys
@@ -47,16 +46,33 @@ def groups(model):
     """``(class of the sharded module, checkpointed, offloads)`` for every FSDP group but the root."""
     from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule
 
+    from pairkit.train._fsdp import is_checkpointed
+
     out = []
     for m in model.modules():
         if isinstance(m, FSDPModule) and m is not model:
-            inner = m
-            while hasattr(inner, "_checkpoint_wrapped_module"):
-                inner = inner._checkpoint_wrapped_module
             policy = m._get_fsdp_state()._fsdp_param_group.offload_policy
             offloads = isinstance(policy, CPUOffloadPolicy)
-            out.append((type(inner).__name__.removeprefix("FSDP"), inner is not m, offloads))
+            out.append((type(m).__name__.removeprefix("FSDP"), bool(is_checkpointed(m)), offloads))
     return out
+
+
+def lora_run(out, seed=6):
+    """:func:`two_steps` with :func:`lora_tiny` (the reference is the base): the adapter, which parameters train,
+    and how far the base weights moved."""
+    import peft
+
+    start = lora_tiny()[0].state_dict()
+    model, losses = two_steps(lambda: lora_tiny(seed), out, reference="adapter")
+    state = full_state_dict(model)
+    base = [k for k in start if "lora_" not in k]
+    return {
+        "losses": losses,
+        "adapter": peft.get_peft_model_state_dict(model, state_dict=state),
+        "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+        "base_moved": max(float((state[k] - start[k]).abs().max()) for k in base),
+        "groups": groups(model),
+    }
 
 
 if __name__ == "__main__":
@@ -77,20 +93,8 @@ if __name__ == "__main__":
         shards = {name: (str(p.placements), tuple(p.to_local().shape), tuple(p.shape))
                   for name, p in model.named_parameters()}  # fmt: skip
         saved = {"state": full_state_dict(model), "losses": losses, "shards": shards, "groups": groups(model)}
-        if mode == "fsdp":
-            import peft
-
-            start = lora_tiny()[0].state_dict()
-            model, losses = two_steps(lora_tiny, f"{out}/lora", reference="adapter")
-            state = full_state_dict(model)
-            base = [k for k in start if "lora_" not in k]
-            saved["lora"] = {
-                "losses": losses,
-                "adapter": peft.get_peft_model_state_dict(model, state_dict=state),
-                "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
-                "base_moved": max(float((state[k] - start[k]).abs().max()) for k in base),
-            }
-        else:
+        saved["lora"] = lora_run(f"{out}/lora", seed)
+        if mode == "options":
             from pairkit.errors import InputError
 
             os.environ["FSDP_SHARDING_STRATEGY"] = "HYBRID_SHARD"

@@ -90,13 +90,10 @@ def test_accelerate_fsdp_shards_the_model_and_equals_one_process_on_the_whole_ba
     assert result.history[0]["loss"] != result.history[1]["loss"]
 
 
-@pytest.mark.slow
-def test_accelerate_fsdp_lora_trains_only_the_adapter_and_equals_one_process(fsdp_run):
-    """LoRA (peft, rank 2 on every linear layer, the reference is the base with the adapter disabled) under FSDP2:
-    the frozen base and the trainable adapter share each block's group (FSDP2 reduces only the gradients that
-    exist). Only the adapter's parameters train, the base weights come back bit for bit, and the adapter after two
-    steps (the second resumed) and the losses equal one process's to 1e-6 (float32; the adapter's values are
-    about 1e-2)."""
+def _check_lora(runs):
+    """Each rank's LoRA run (``accelerate_worker.lora_run``) against one process: only the adapter trains, the base
+    comes back bit for bit, and the losses and the saved adapter (peft's own selection from the gathered state dict)
+    equal one process's to 1e-6."""
     import peft
 
     from tests.train.accelerate_worker import lora_tiny
@@ -106,7 +103,7 @@ def test_accelerate_fsdp_lora_trains_only_the_adapter_and_equals_one_process(fsd
     adapter = peft.get_peft_model_state_dict(model)
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     assert len(trainable) == 8 and all("lora_" in n for n in trainable)  # A and B of c_attn, c_proj, c_fc, mlp c_proj
-    for r in (lora["lora"] for lora in fsdp_run):
+    for r in runs:
         torch.testing.assert_close(r["losses"], [row["loss"] for row in result.history], atol=1e-6, rtol=0)
         assert r["trainable"] == trainable
         assert r["base_moved"] == 0.0  # frozen: gathered bit for bit
@@ -117,14 +114,25 @@ def test_accelerate_fsdp_lora_trains_only_the_adapter_and_equals_one_process(fsd
 
 
 @pytest.mark.slow
+def test_accelerate_fsdp_lora_trains_only_the_adapter_and_equals_one_process(fsdp_run):
+    """LoRA (peft, rank 2 on every linear layer, the reference is the base with the adapter disabled) under FSDP2:
+    the frozen base and the trainable adapter share each block's group (FSDP2 reduces only the gradients that
+    exist). After two steps (the second resumed) it equals one process (:func:`_check_lora`; float32, the
+    adapter's values are about 1e-2)."""
+    assert [r["lora"]["groups"] for r in fsdp_run] == [[("GPT2Block", False, False)]] * 2
+    _check_lora([r["lora"] for r in fsdp_run])
+
+
+@pytest.mark.slow
 def test_accelerate_fsdp_options_are_honoured(tmp_path):
     """accelerate's ``--fsdp_*`` options change what FSDP2 does, not the arithmetic: with parameters offloaded to the
     CPU (``CPUOffloadPolicy``), activation checkpointing of the wrapped modules, no resharding after forward,
     forward prefetch, and ``--fsdp_transformer_layer_cls_to_wrap GPT2Attention,GPT2MLP`` (so the attention and MLP
     modules are the groups instead of the whole block), the losses and the weights after two steps (the second
     resumed) equal one process's to 1e-5. Process 1 starts from other weights: ``cpu_ram_efficient_loading`` (the
-    launcher's default) broadcasts process 0's before the reference log-probabilities are computed. An unsupported
-    option (``HYBRID_SHARD``) is refused naming it, on every process."""
+    launcher's default) broadcasts process 0's before the reference log-probabilities are computed. The LoRA run
+    under the same options equals one process too. An unsupported option (``HYBRID_SHARD``) is refused naming it, on
+    every process."""
     from pairkit.testing import tiny_causal_lm
 
     flags = ["--use_fsdp", "--fsdp_version", "2", "--fsdp_offload_params", "true", "--fsdp_activation_checkpointing",
@@ -141,6 +149,8 @@ def test_accelerate_fsdp_options_are_honoured(tmp_path):
         for k, v in model.state_dict().items():
             torch.testing.assert_close(r["state"][k], v, atol=1e-5, rtol=1e-5)
         assert "--fsdp_sharding_strategy" in r["refused"] and "HYBRID_SHARD" in r["refused"]
+        assert r["lora"]["groups"] == r["groups"]
+    _check_lora([r0["lora"], r1["lora"]])  # with these options too (the adapter's names survive checkpointing)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -101,7 +101,7 @@ def test_an_unknown_fsdp_variable_warns():
 
 
 def _wrapped(model, **plan):
-    return [name for name, _ in _fsdp._wrapped(model, FsdpSettings(**plan))]
+    return [name for name, _ in _fsdp.wrapped_modules(model, FsdpSettings(**plan))]
 
 
 def test_the_wrap_policy_picks_the_modules_that_get_a_group():
@@ -133,3 +133,29 @@ def test_every_option_is_in_the_training_docs():
 
     text = (Path(__file__).resolve().parents[2] / "docs/train.rst").read_text(encoding="utf-8")
     assert [s.flag for s in _fsdp.SETTINGS if s.flag.removeprefix("--") not in text] == []
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_a_checkpointed_module_recomputes_in_backward_with_the_same_gradients_and_names(offload):
+    """``--fsdp_activation_checkpointing`` (and its offload) on a block: its MLP runs twice (forward, then again in
+    backward), the gradients equal the plain run's to 1e-6, and no parameter name changes (peft saves by name)."""
+    from pairkit.testing import tiny_causal_lm
+
+    ids = torch.tensor([[1, 5, 7, 9, 2, 4]])
+
+    def grads(model):
+        calls, mlp = [], model.transformer.h[0].mlp
+        inner = mlp.forward  # counted on the instance: module hooks do not run in the recomputation
+        mlp.forward = lambda *a, **k: calls.append(1) or inner(*a, **k)
+        model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state.square().sum().backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, len(calls)
+
+    plain, plain_calls = grads(tiny_causal_lm(seed=2)[0])
+    model = tiny_causal_lm(seed=2)[0]
+    _fsdp.checkpoint_forward(model.transformer.h[0], offload=offload)
+    assert _fsdp.is_checkpointed(model.transformer.h[0]) == ("offload" if offload else "recompute")
+    got, calls = grads(model)
+    assert (plain_calls, calls) == (1, 2)
+    assert sorted(got) == sorted(plain)
+    for name, g in plain.items():
+        torch.testing.assert_close(got[name], g, atol=1e-6, rtol=1e-6)

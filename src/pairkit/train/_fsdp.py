@@ -13,6 +13,7 @@ reduce-scattered. The chunked head reads the gathered weight exactly as without 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import types
@@ -156,10 +157,11 @@ SETTINGS: tuple[Setting, ...] = (
             "before ``from_pretrained``) gets them from process 0. pairkit's CLI loads the model in every process",
             values=_BOOL),
     Setting("activation_checkpointing", "false", "true: each wrapped module keeps only its inputs in forward and "
-            "recomputes its activations in backward (``checkpoint_wrapper``, outermost wrapped modules)",
+            "recomputes its activations in backward (``torch.utils.checkpoint`` around the outermost wrapped modules' "
+            "forward)",
             values=_BOOL),
     Setting("activation_checkpointing_offload", "false", "true: the checkpointed inputs are kept in CPU memory "
-            "(``offload_wrapper``); needs activation_checkpointing", values=_BOOL),
+            "(``save_on_cpu``); needs activation_checkpointing", values=_BOOL),
     Setting("ignored_modules", "", "not supported: any value is refused", parse=_no_modules),
 )
 
@@ -235,16 +237,19 @@ def shard(model: torch.nn.Module, plan: FsdpSettings | None = None) -> None:
     plan = settings() if plan is None else plan
     if model not in _SYNCED:
         _sync_from_first_process(model, plan.sync_module_states)
-    chosen = _wrapped(model, plan)
+    chosen = wrapped_modules(model, plan)
     if plan.activation_checkpointing and not chosen:
         raise InputError("FSDP option --fsdp_activation_checkpointing true checkpoints the wrapped modules, and the "
                          f"wrap policy ({plan.auto_wrap_policy}) wraps none in this model")  # fmt: skip
-    groups = {id(m): m for _, m in chosen}
     if plan.activation_checkpointing:
-        groups.update(_checkpoint_outermost(model, chosen, plan.activation_checkpointing_offload))
+        outer: list[str] = []
+        for name, module in chosen:  # the outermost wrapped modules: an inner one runs inside its recomputation
+            if not any(name.startswith(prefix + ".") for prefix in outer):
+                checkpoint_forward(module, plan.activation_checkpointing_offload)
+                outer.append(name)
     offload = CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if plan.offload_params else OffloadPolicy()
     kwargs = {"reshard_after_forward": plan.reshard_after_forward, "offload_policy": offload}
-    order = [groups[id(m)] for _, m in chosen]
+    order = [m for _, m in chosen]
     for module in reversed(order):  # innermost first: a group owns the parameters no inner group took
         fully_shard(module, **kwargs)
     fully_shard(model, **kwargs)
@@ -283,7 +288,7 @@ def _sync_from_first_process(model, on: bool) -> None:
         torch.distributed.broadcast(tensor.data, src=0)
 
 
-def _wrapped(model, plan: FsdpSettings) -> list[tuple[str, torch.nn.Module]]:
+def wrapped_modules(model, plan: FsdpSettings) -> list[tuple[str, torch.nn.Module]]:
     """``(name, module)`` of the modules that get their own group, in forward (registration) order."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     head_params = {id(p) for p in head.parameters()} if head is not None else set()
@@ -316,20 +321,31 @@ def _wrapped(model, plan: FsdpSettings) -> list[tuple[str, torch.nn.Module]]:
     return picked
 
 
-def _checkpoint_outermost(model, chosen, offload: bool) -> dict[int, torch.nn.Module]:
-    """Replace each outermost wrapped module by its activation-checkpointing wrapper; ``{id(module): wrapper}``."""
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper, offload_wrapper
+def checkpoint_forward(module: torch.nn.Module, offload: bool = False) -> None:
+    """Make ``module`` recompute its activations in backward (non-reentrant ``torch.utils.checkpoint``); with
+    ``offload`` the inputs it keeps go to CPU memory (``save_on_cpu``).
 
-    out, done = {}, []
-    for name, module in chosen:
-        if any(name.startswith(prefix + ".") for prefix in done):
-            continue
-        wrapper = checkpoint_wrapper(module)
-        wrapper = offload_wrapper(wrapper) if offload else wrapper
-        model.set_submodule(name, wrapper)
-        out[id(module)] = wrapper
-        done.append(name)
-    return out
+    The module's ``forward`` is replaced on the instance, so the module tree and its parameter names do not
+    change (a ``checkpoint_wrapper`` module would insert ``_checkpoint_wrapped_module`` into every name below it,
+    and peft then finds no adapter weights to save). FSDP's hooks stay around the call: the parameters are gathered
+    before the forward and, in backward, before the recomputation.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    inner = module.forward
+    pin = torch.cuda.is_available()
+
+    def forward(*args, **kwargs):
+        with torch.autograd.graph.save_on_cpu(pin_memory=pin) if offload else contextlib.nullcontext():
+            return checkpoint(inner, *args, use_reentrant=False, **kwargs)
+
+    forward.checkpointed = "offload" if offload else "recompute"
+    module.forward = forward
+
+
+def is_checkpointed(module: torch.nn.Module) -> str | None:
+    """``"recompute"`` or ``"offload"`` for a module :func:`checkpoint_forward` changed, else None."""
+    return getattr(module.__dict__.get("forward"), "checkpointed", None)
 
 
 def sharded_step(model, step_loss: Callable) -> Callable:
