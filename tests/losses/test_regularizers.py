@@ -100,8 +100,8 @@ def test_class_relation_kd_gate_is_learned_and_shapes_are_checked():
         L.class_relation_kd_loss(s, t, u[:3])
 
 
-def _moments_slow(adapted, source, text, normalize=True):
-    """Directions, then numpy means and biased covariances, then the squared distances."""
+def _moments_slow(adapted, source, text, normalize=True, cov_weight=1000.0):
+    """Jeon et al. (2023) eq. (3) with numpy: cosine distance of the means + λ·Frobenius distance of X^T X / n."""
     import numpy as np
 
     x = (adapted - source).numpy()
@@ -109,31 +109,52 @@ def _moments_slow(adapted, source, text, normalize=True):
     if normalize:
         x = x / np.linalg.norm(x, axis=1, keepdims=True)
         y = y / np.linalg.norm(y, axis=1, keepdims=True)
-    cx, cy = np.cov(x.T, bias=True), np.cov(y.T, bias=True)
-    return float(((x.mean(0) - y.mean(0)) ** 2).sum() + ((cx - cy) ** 2).sum())
+    mx, my = x.mean(0), y.mean(0)
+    cosine = float(mx @ my / (np.linalg.norm(mx) * np.linalg.norm(my)))
+    second_x, second_y = x.T @ x / len(x), y.T @ y / len(y)  # [dim, dim], built here on purpose
+    return (1 - cosine) + cov_weight * float(np.linalg.norm(second_x - second_y, "fro"))
 
 
-def test_directional_moment_loss_equals_numpy_moments():
+def test_directional_moment_loss_equals_the_papers_equation_3():
     g = torch.Generator().manual_seed(4)
     adapted, source = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randn(7, 5, generator=g,
                                                                                       dtype=torch.float64)  # fmt: skip
     text = torch.randn(3, 5, generator=g, dtype=torch.float64)
     for normalize in (True, False):
-        got = L.directional_moment_loss(adapted, source, text_directions=text, normalize=normalize)
-        assert float(got) == pytest.approx(_moments_slow(adapted, source, text, normalize), rel=1e-10)
+        for weight in (1000.0, 1.0, 0.0):
+            got = L.directional_moment_loss(adapted, source, text_directions=text, normalize=normalize,
+                                            cov_weight=weight)  # fmt: skip
+            assert float(got) == pytest.approx(_moments_slow(adapted, source, text, normalize, weight), rel=1e-10)
     keep = torch.tensor([True, False, True, True, True, False, True])
     got = L.directional_moment_loss(adapted, source, text_directions=text, mask=keep)
     assert float(got) == pytest.approx(_moments_slow(adapted[keep], source[keep], text), rel=1e-10)
 
 
+def test_directional_moment_loss_uses_a_cosine_mean_term_and_uncentred_second_moments():
+    # the means point the same way at different lengths: the cosine distance is 0 (a squared Euclidean one is not)
+    text = torch.tensor([[2.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    source = torch.zeros(2, 2, dtype=torch.float64)
+    adapted = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    got = L.directional_moment_loss(adapted, source, text_directions=text, normalize=False, cov_weight=0.0)
+    assert float(got) == pytest.approx(0.0, abs=1e-12)
+    # the second moments are uncentred: two sets with equal (zero) covariances but different means still differ,
+    # by the Frobenius norm (not its square) of diag(4, 0) - diag(1, 0) = 3
+    got = L.directional_moment_loss(adapted, source, text_directions=text, normalize=False, cov_weight=1.0)
+    assert float(got) == pytest.approx(3.0, rel=1e-12)
+
+
 def test_directional_moment_loss_is_zero_when_image_directions_are_the_text_directions():
     text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]], dtype=torch.float64)
     source = torch.zeros(6, 3, dtype=torch.float64)
-    adapted = torch.cat([text, text]) * 2.0  # the same directions (normalised), each twice: same moments
-    assert float(L.directional_moment_loss(adapted, source, text_directions=text)) == pytest.approx(0.0, abs=1e-12)
-    # one mode only (every image the mean text direction): the mean may match but the covariance cannot
+    adapted = (torch.cat([text, text]) * 2.0).requires_grad_()  # the same directions (normalised), each twice
+    value = L.directional_moment_loss(adapted, source, text_directions=text)
+    assert float(value.detach()) == pytest.approx(0.0, abs=1e-6)
+    value.backward()
+    assert torch.isfinite(adapted.grad).all()  # the Frobenius distance at (numerically) 0 does not give NaN
+    # one mode only (every image the mean text direction): the mean matches but the second moment cannot
     collapsed = text.mean(0).expand(6, 3)
-    assert float(L.directional_moment_loss(collapsed, source, text_directions=text, normalize=False)) > 0.01
+    got = L.directional_moment_loss(collapsed, source, text_directions=text, cov_weight=1.0)
+    assert float(got) > 0.1
     with pytest.raises(InputError, match="text_directions must be"):
         L.directional_moment_loss(adapted, source, text_directions=torch.ones(2, 4))
 
