@@ -31,10 +31,11 @@ def cluster():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Pieces of 250 rows read in blocks of 64: every way a file is cut (row groups of 100 rows, blocks across
-    row groups, several pieces per file) is exercised on tiny data."""
+    """Pieces of 250 rows read in blocks of 64 (text: 48): every way a file is cut (row groups of 100 rows, blocks
+    across row groups, several pieces per file) is exercised on tiny data."""
     monkeypatch.setattr(engine, "PIECE_ROWS", 250)
     monkeypatch.setattr(engine, "BLOCK_ROWS", 64)
+    monkeypatch.setattr(engine, "TEXT_BLOCK_ROWS", 48)
     monkeypatch.setattr(engine, "MERGE_ROWS", 500)
 
 

@@ -7,7 +7,8 @@ nullable integers in Parquet), and the Poisson bootstrap weights are hashed from
 :class:`ray.data.Datasource` of our own (``ray.data.read_datasource``): one read task per piece of the input —
 a run of whole row groups of a Parquet file (their first row known from the footer), a whole CSV, TSV or JSONL file
 (streamed in chunks: a text file's rows can only be numbered by reading it from the start), a whole JSON document
-(a JSON array cannot be streamed) — yielding blocks of at most :data:`BLOCK_ROWS` rows as the readers parse them,
+(a JSON array cannot be streamed) — yielding blocks of at most :data:`BLOCK_ROWS` rows (:data:`TEXT_BLOCK_ROWS`
+for text) as the readers parse them,
 with two extra columns, the file's 1-based index and the row's 0-based number in it. ``map_batches`` turns each block
 into partial counts (:func:`pairkit.read_comparisons` then :func:`pairkit.scale.comparisons_to_counts`, the
 Poisson weights drawn from the rows' numbers), and the driver sums the partials as they stream in, re-summing
@@ -18,6 +19,10 @@ first such file (by index) is read again on the driver by the in-memory engine, 
 naming the file, row, column and value. The same happens for a file that cannot be read or parsed, that holds no
 data row, or (``on_invalid="drop"``) whose rows are all invalid. Dropped rows are summed per file and reported in
 one :class:`~pairkit.errors.DroppedRowsWarning` with the readers' per-problem counts.
+
+On a cluster of several machines (``--ray-address``) the read tasks run anywhere: the files must be readable at
+the same path on every node (a shared file system). Ray Data's remote-storage readers are not used (they cannot
+number rows), so object-store URLs are not read.
 
 Sums of non-integer weights are added in the order blocks arrive; they equal the other engines' exactly when the
 weights are dyadic (integers, halves, quarters, …), else to rounding.
@@ -42,8 +47,12 @@ from pairkit.scale._tables import file_kind
 FILE, ROW, ERROR, META = "__pairkit_file", "__pairkit_row", "__pairkit_error", "__pairkit_meta"
 """Columns the read adds to a block (file index, row number, a read error) and the partials' report column."""
 
-BLOCK_ROWS = 1 << 17
-"""Rows of a block read and counted at once (a few tens of MB as pandas objects)."""
+BLOCK_ROWS = 1 << 20
+"""Rows of a Parquet block read and counted at once (text columns dictionary-encoded: a few bytes per cell). With
+many pairs a block's partial counts are nearly as many rows as the block: larger blocks mean fewer partial rows."""
+
+TEXT_BLOCK_ROWS = 1 << 17
+"""Rows of a CSV, TSV, JSON or JSONL block (a Python string per cell: a few tens of MB)."""
 
 PIECE_ROWS = 1 << 21
 """Rows of whole Parquet row groups read by one task (a file's row groups are split into pieces of about this)."""
@@ -222,8 +231,11 @@ def count_block(frame: pd.DataFrame, options: dict, bootstrap: int, seed: int, s
                 problem = str(exc)
         reports.append((int(index), rows, dropped, notes, problem))
     report = pd.concat([template.iloc[:0]] + [_report_row(template)] * len(reports), ignore_index=True)
-    report[META] = pd.Series([json.dumps(r) for r in reports], dtype=object)
-    return pd.concat(outputs + [report], ignore_index=True)[list(report.columns)]
+    out = pd.concat(outputs + [report], ignore_index=True)[list(template.columns)]
+    meta = np.full(len(out), None, dtype=object)  # text or None: an Arrow string column with nulls
+    meta[len(out) - len(reports):] = [json.dumps(r) for r in reports]
+    out[META] = meta
+    return out
 
 
 def _report_row(template: pd.DataFrame) -> pd.DataFrame:
@@ -272,10 +284,10 @@ def count_with_ray(files: list[Path], options: dict, *, on_invalid: str, address
         template = _template(options, bootstrap)
         cut = pieces(files, PIECE_ROWS)
         # one read task per piece, its blocks not split further (a split block is a task of its own)
-        source = _datasource(ray)(cut, _columns(options), BLOCK_ROWS)
+        source = _datasource(ray)(cut, _columns(options), (BLOCK_ROWS, TEXT_BLOCK_ROWS))
         try:
             rows = ray.data.read_datasource(source, override_num_blocks=len(cut))
-        except TypeError:  # Ray before 2.10 named it parallelism
+        except TypeError:  # older Ray versions name it parallelism
             rows = ray.data.read_datasource(source, parallelism=len(cut))
         dataset = rows.map_batches(
             partial(count_block, options=options, bootstrap=bootstrap, seed=seed, strict=on_invalid == "raise",
@@ -309,7 +321,7 @@ def _datasource(ray):
         class PairRows(ray.data.Datasource):
             """Comparison rows with their file index and row number, a read task per :func:`pieces` piece."""
 
-            def __init__(self, cut: list[tuple], columns: list[str] | None, block_rows: int):
+            def __init__(self, cut: list[tuple], columns: list[str] | None, block_rows: tuple[int, int]):
                 super().__init__()
                 self.cut, self.columns, self.block_rows = cut, columns, block_rows
 
@@ -317,7 +329,8 @@ def _datasource(ray):
                 return None
 
             def get_read_tasks(self, parallelism: int, *args, **kwargs):
-                return [ray.data.ReadTask(partial(read_piece, piece, self.columns, self.block_rows),
+                return [ray.data.ReadTask(partial(read_piece, piece, self.columns,
+                                                  self.block_rows[piece[2] != "parquet"]),
                                           _metadata(metadata, piece[1])) for piece in self.cut]
 
         _PIECES = PairRows
@@ -336,32 +349,45 @@ def _metadata(kind, path: str):
 
 
 def _sum_stream(blocks, template: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple]]:
-    """Sum the partial count tables as they arrive (re-summed whenever the unsummed rows pass :data:`MERGE_ROWS`
-    or twice the running total's) and collect the blocks' reports."""
-    keys = [c for c in template.columns if c not in ("a_wins", "b_wins", "ties", "n")]
-    frames, pending, merged, reports = [template], 0, 0, []
+    """Sum the partial count tables (Arrow) as they arrive, re-summed whenever the unsummed rows pass
+    :data:`MERGE_ROWS` or twice the running total's (Arrow's hash aggregate: no Python string per row), and collect
+    the blocks' reports."""
+    import pyarrow.compute as pc
+
+    keys = [c for c in template.columns if c not in VALUES]
+    tables, pending, merged, reports = [], 0, 0, []
     for table in blocks:
-        block = table.to_pandas()
-        report = block[META].notna().to_numpy()
-        reports += [json.loads(r) for r in block.loc[report, META]]
-        part = block.loc[~report].drop(columns=META)
-        if len(part):
-            frames.append(part)
-            pending += len(part)
+        report = pc.is_valid(table[META])
+        reports += [json.loads(r) for r in table.filter(report)[META].to_pylist()]
+        part = table.filter(pc.invert(report)).drop_columns([META])
+        if part.num_rows:
+            tables.append(part)
+            pending += part.num_rows
         if pending > max(MERGE_ROWS, 2 * merged):
-            frames = [_sum(frames, keys)]
-            merged = pending = len(frames[0])
-    return _sum(frames, keys), reports
+            tables = [_sum(tables, keys)]
+            merged = pending = tables[0].num_rows
+    if not tables:
+        return template, reports
+    # the count tables' order (keys, then a, b; text by code point, as pandas sorts it), sorted by Arrow
+    total = _sum(tables, keys).sort_by([(k, "ascending") for k in keys]).to_pandas()
+    return total.astype({c: str if template[c].dtype == object else template[c].dtype for c in total.columns}), reports
 
 
-def _sum(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.groupby(keys, sort=False, observed=True).sum().reset_index()
+VALUES = ("a_wins", "b_wins", "ties", "n")
+
+
+def _sum(tables: list, keys: list[str]):
+    import pyarrow as pa
+
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    summed = table.group_by(keys, use_threads=False).aggregate([(c, "sum") for c in VALUES])
+    return summed.rename_columns([c.removesuffix("_sum") if c.endswith("_sum") else c
+                                  for c in summed.column_names]).select([*keys, *VALUES])
 
 
 def _finish(files, options, on_invalid, bootstrap, seed, total, reports) -> pd.DataFrame:
     """Raise or warn as the in-memory engine does (re-reading the first file with a problem), then the table."""
-    from pairkit.scale.counts import count_file, merge_counts
+    from pairkit.scale.counts import count_file
 
     rows, dropped = defaultdict(int), defaultdict(int)
     notes: dict[int, list[str]] = defaultdict(list)
@@ -384,7 +410,7 @@ def _finish(files, options, on_invalid, bootstrap, seed, total, reports) -> pd.D
                              for k in sorted(dropped) if dropped[k])
         warnings.warn(f"dropped {sum(dropped.values())} invalid rows in all ({per_file})", DroppedRowsWarning,
                       stacklevel=4)
-    return merge_counts([total], files_counted=True)
+    return total
 
 
 def _summary(notes: list[str]) -> str:
