@@ -3,7 +3,8 @@
 Bradley–Terry-type models depend on the data only through per-pair win/tie counts, so a data set of 10⁹ rows
 over 10⁵ items reduces to at most a few million count rows. :func:`count_pairs` computes them from Parquet,
 CSV or JSONL files (globs, directories of a partitioned dataset) with DuckDB (embedded, streaming, spilling to
-disk; :func:`write_counts` lets DuckDB write the count file itself) or with Ray Data (a local or remote cluster:
+disk; :func:`write_counts` lets DuckDB write the count file itself; Parquet string columns over few enough
+distinct values are grouped on their dictionary codes in numpy first) or with Ray Data (a local or remote cluster:
 blocks of rows counted where they are read, the partial counts summed), applying the readers' validation rules.
 :func:`counts_to_comparisons` turns a count table back into weighted :class:`~pairkit.data.Comparisons` whose
 pair counts — hence every fit from them — equal those of the original rows.

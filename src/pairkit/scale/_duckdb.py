@@ -235,8 +235,9 @@ def count_with_duckdb(files: list[Path], options: dict, *, on_invalid: str, memo
                 _TYPES.reset(token)
             keys = (["cluster"] if cluster is not None else []) + (["a_first"] if a_first is not None else [])
             key_sql = "".join(f"CASE WHEN problem = 0 THEN {k} END AS {k}, " for k in keys)
-            # The rows are first grouped on their raw values (what DuckDB's own GROUP BY costs); names are
-            # trimmed, labels mapped and every rule checked once per distinct combination, not once per row.
+            # The rows are first grouped on their raw values (on Parquet dictionary codes in numpy when they
+            # allow it, else by DuckDB's own GROUP BY); names are trimmed, labels mapped and every rule checked
+            # once per distinct combination, not once per row.
             sql = f"""
                 WITH r AS ({rows}),
                      p AS (SELECT *, {problem} AS problem, {"".join(k + ", " for k in key_exprs)}
