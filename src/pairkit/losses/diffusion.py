@@ -141,7 +141,11 @@ def diffusion_dpo_loss(
     inputs=(*ERRORS_PAIR_REF, TIME_SCALE),
     family=FAMILY,
     aliases=("pso", "pairwise_sample_optimization"),
-    options=(DIFFUSION_BETA,),
+    options=(
+        Option("beta", float, POSITIVE, doc="inverse temperature β (the authors' beta_pso; no factor 1/2)"),
+        Option("rejected_weight", float, NON_NEGATIVE, doc="d: weight of the reference image's error terms"),
+        weight_option("prior_weight", "weight of the reference image's own error e_ref (keeps it fitted)"),
+    ),
 )
 def diffusion_pso_loss(
     policy_chosen_errors: torch.Tensor,
@@ -150,7 +154,9 @@ def diffusion_pso_loss(
     ref_rejected_errors: torch.Tensor,
     *,
     time_scale: torch.Tensor | None = None,
-    beta: float = 5000.0,
+    beta: float = 2500.0,
+    rejected_weight: float = 1.0,
+    prior_weight: float = 0.0,
     mask: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
@@ -164,28 +170,46 @@ def diffusion_pso_loss(
 
     .. math::
 
-        \\ell = -\\log\\sigma\\Big(-\\frac{\\beta}{2}\\big[(e_{tgt} - e^{0}_{tgt})
-            - (e_{ref} - e^{0}_{ref})\\big]\\Big)
+        \\ell = -\\log\\sigma\\Big(\\beta\\big[(e^{0}_{tgt} - e_{tgt}) - d\\,(e^{0}_{ref} - e_{ref})\\big]\\Big)
+            + \\lambda_{prior}\\, e_{ref}
 
     Raising the target images' likelihood only *relative* to the model's own samples keeps the few-step
-    generator's output distribution (plain diffusion fine-tuning of a distilled model blurs it). With offline
-    preference pairs (winner, loser) in place of (target, reference) this is :func:`diffusion_dpo_loss`; the
-    online variant samples the reference images from the current model each step (the caller's sampler).
+    generator's output distribution (plain diffusion fine-tuning of a distilled model blurs it). With
+    :math:`d = 1`, :math:`\\lambda_{prior} = 0` and β twice as large this is :func:`diffusion_dpo_loss` (whose
+    β/2 follows diffusers' Diffusion-DPO example); with offline preference pairs (winner, loser) in place of
+    (target, reference) it is Diffusion-DPO itself.
 
     Miao, Yang, Lin, Wang, Liu, Wang & Qiu (2025), "Tuning Timestep-Distilled Diffusion Model Using Pairwise
-    Sample Optimization" (ICLR). Reading taken (the paper's equations were not available to check): the
-    Diffusion-DPO form on the errors of the distilled model's own prediction (ε, x₀ or velocity, as the model
-    parameterises it) at its distilled timesteps, the frozen initial distilled model as the reference, the
-    timestep weighting folded into β (β = 5000 as Diffusion-DPO; tune it per model).
+    Sample Optimization" (ICLR). The paper's equations could not be reached; checked instead against the authors'
+    code (their README: "the official Pytorch implementation"; read in the public fork
+    ``yaramohamadi/Pairwise_Sample_Optimization``, ``personalization/train_pso_sdxl_turbo_dreambooth.py``): the
+    ``pso`` loss there is :math:`-\\log\\sigma(\\beta_{pso}\\,(\\text{ref\\_diff} - \\text{model\\_diff}))` with
+    :math:`\\text{diff} = e_{tgt} - d\\, e_{ref}` (``neg_defactor`` = ``rejected_weight``, 1 by default there),
+    per-sample errors the σ⁻²-weighted mean squared x₀ errors at one of the distilled timesteps, target and
+    reference noised with the same noise and timestep, plus ``prior_loss_weight`` times the model's mean error on
+    the reference images (``prior_weight``; 0.5 in their customisation scripts). β here is theirs, without the
+    factor 1/2; the default 2500 makes the default loss equal :func:`diffusion_dpo_loss` at its β = 5000 (tune it
+    per model). Not included: their reference-free hinge variant ``pso_db``
+    (:math:`\\max(0, 1 + \\beta\\,\\text{model\\_diff})`) and the online variant, which scores whole sampled
+    trajectories by clipped per-step transition log-ratios in the way of D3PO (the caller's sampler; see
+    :func:`diffusion_spo_loss` for a clipped step-ratio core).
 
     Args: four ``[batch]`` per-sample errors (mean over latent elements; the frozen model's without gradient), the
     target image's as ``chosen`` and the sampled reference image's as ``rejected``;
     ``time_scale``: optional ``[batch]`` factor on β. Returns ``[batch]`` with ``reduction="none"``, else a scalar.
     """
-    return _dpo_on_errors(
-        policy_chosen_errors, policy_rejected_errors, ref_chosen_errors, ref_rejected_errors, beta, time_scale,
-        mask, weights, reduction,
+    like = _check_errors(
+        mask, weights, policy_chosen_errors=policy_chosen_errors, policy_rejected_errors=policy_rejected_errors,
+        ref_chosen_errors=ref_chosen_errors, ref_rejected_errors=ref_rejected_errors,
     )  # fmt: skip
+    margin = denoising_rewards(policy_chosen_errors, ref_chosen_errors) - rejected_weight * denoising_rewards(
+        policy_rejected_errors, ref_rejected_errors
+    )
+    scale = beta if time_scale is None else beta * per_pair("time_scale", time_scale, like)
+    values = logistic_loss(scale * margin)
+    if prior_weight:
+        values = values + prior_weight * policy_rejected_errors
+    return reduce(values, reduction, mask, weights)
 
 
 @register("flow_dpo", inputs=(*ERRORS_PAIR_REF, TIME_SCALE), family=FAMILY, options=(DIFFUSION_BETA,))
