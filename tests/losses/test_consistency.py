@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -138,7 +140,49 @@ def test_simmatchv2_pseudo_labels_match_the_authors_inverse():
 # ---------------------------------------------------------------------------------- relation consistency
 
 
-def test_relation_consistency_matches_per_row_kl_reference():
+def _ref_relation_eq5(e, r):
+    """Jeon et al. (2023), eq. (5), written out: M = x·xᵀ (dot products, diagonal kept), row-wise softmax,
+    KL(Softmax(M_src) ‖ Softmax(M_trg)) summed over each row, averaged over the rows."""
+    n = len(e)
+    m_src = [[float(r[i] @ r[j]) for j in range(n)] for i in range(n)]
+    m_trg = [[float(e[i] @ e[j]) for j in range(n)] for i in range(n)]
+    rows = []
+    for i in range(n):
+        z_src = sum(math.exp(v) for v in m_src[i])
+        z_trg = sum(math.exp(v) for v in m_trg[i])
+        p = [math.exp(v) / z_src for v in m_src[i]]
+        q = [math.exp(v) / z_trg for v in m_trg[i]]
+        rows.append(sum(pj * math.log(pj / qj) for pj, qj in zip(p, q)))
+    return rows
+
+
+def test_relation_consistency_default_is_eq5_of_the_paper():
+    g = torch.Generator().manual_seed(6)
+    e = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    r = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    ref = torch.tensor(_ref_relation_eq5(e, r), dtype=torch.float64)
+    torch.testing.assert_close(L.relation_consistency_loss(e, r, reduction="none"), ref, rtol=1e-10, atol=1e-12)
+    assert float(L.relation_consistency_loss(e, r)) == pytest.approx(float(ref.mean()), rel=1e-10)
+
+
+def test_relation_consistency_old_cosine_reading_is_not_the_default():
+    # rows of different norms but the same directions: cosine relations agree (0), dot-product relations do not
+    g = torch.Generator().manual_seed(7)
+    r = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    e = r * torch.tensor([[0.5], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    assert float(L.relation_consistency_loss(e, r)) == pytest.approx(sum(_ref_relation_eq5(e, r)) / 4, rel=1e-10)
+    assert float(L.relation_consistency_loss(e, r)) > 1e-3
+    old = L.relation_consistency_loss(e, r, normalize=True, include_diagonal=False)
+    assert float(old) == pytest.approx(0.0, abs=1e-12)
+    # the diagonal alone matters too: same directions, cosine relations, self-similarity kept vs dropped
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    with_diag = L.relation_consistency_loss(x, y, normalize=True, reduction="none")
+    without = L.relation_consistency_loss(x, y, normalize=True, include_diagonal=False, reduction="none")
+    assert not torch.allclose(with_diag, without)
+
+
+def test_relation_consistency_ojha_options_match_per_row_kl_reference():
     g = torch.Generator().manual_seed(6)
     e = torch.randn(5, 4, generator=g, dtype=torch.float64)
     r = torch.randn(5, 7, generator=g, dtype=torch.float64)
@@ -150,8 +194,11 @@ def test_relation_consistency_matches_per_row_kl_reference():
         ce = torch.stack([F.cosine_similarity(e[i], e[j], dim=0) for j in others]) / tau
         p, log_q = F.softmax(cr, 0), F.log_softmax(ce, 0)
         ref.append(float((p * (p.log() - log_q)).sum()))
-    got = L.relation_consistency_loss(e, r, temperature=tau, reduction="none")
+    got = L.relation_consistency_loss(e, r, temperature=tau, normalize=True, include_diagonal=False,
+                                      reduction="none")  # fmt: skip
     torch.testing.assert_close(got, torch.tensor(ref, dtype=torch.float64))
-    # a rotated, scaled copy keeps every relation
+    # a rotated copy keeps every dot-product relation; a scaled one keeps only the cosine ones
     q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
-    assert float(L.relation_consistency_loss(3.0 * e @ q, e)) == pytest.approx(0.0, abs=1e-12)
+    assert float(L.relation_consistency_loss(e @ q, e)) == pytest.approx(0.0, abs=1e-12)
+    assert float(L.relation_consistency_loss(3.0 * e @ q, e, normalize=True)) == pytest.approx(0.0, abs=1e-12)
+    assert float(L.relation_consistency_loss(3.0 * e @ q, e)) > 1e-3

@@ -12,7 +12,7 @@ import torch
 from pairkit._spec import Input, Interval, Option
 from pairkit.errors import InputError
 from pairkit.losses._checks import check_distributions
-from pairkit.losses._core import Reduction, label_logp, reduce_loss, register
+from pairkit.losses._core import NORMALIZE, TEMPERATURE, Reduction, label_logp, reduce_loss, register
 
 __all__ = [
     "fixmatch_loss",
@@ -380,6 +380,13 @@ def simmatchv2_pseudo_labels(
 # ------------------------------------------------------------------------------------ relation consistency
 
 
+RELATION_OPTIONS = (
+    TEMPERATURE,
+    NORMALIZE,
+    Option("include_diagonal", bool, doc="keep each row's similarity to itself in its softmax (as the paper)"),
+)
+
+
 @register(
     "relation_consistency_loss",
     inputs=(
@@ -388,7 +395,7 @@ def simmatchv2_pseudo_labels(
     ),
     family=_FAMILY,
     aliases=("relation_consistency", "cross_domain_correspondence"),
-    options=(Option("temperature", float, Interval(0, None, closed="neither"), doc="softmax temperature τ"),),
+    options=RELATION_OPTIONS,
     batch_coupled=True,
 )
 def relation_consistency_loss(
@@ -396,27 +403,40 @@ def relation_consistency_loss(
     reference_embeddings: torch.Tensor,
     *,
     temperature: float = 1.0,
+    normalize: bool = False,
+    include_diagonal: bool = True,
     mask: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    r"""Relation consistency: keep each example's similarity distribution over the rest of the batch.
+    r"""Relation consistency: keep each example's similarity distribution over the batch.
 
-    For row ``i`` of the reference (source model or view) and of the adapted model, the distributions over the
-    other rows of the batch
+    With the reference (source model or view) features :math:`R` ``[n, d_ref]`` and the adapted model's
+    :math:`E` ``[n, dim]`` of the same ``n`` inputs, the inter-sample relation matrices are the raw dot products
+    :math:`M^{src} = RR^\top`, :math:`M^{trg} = EE^\top` (``[n, n]``, diagonal included), and for each row ``i``
 
     .. math::
-        p_i = \operatorname{softmax}_{j \ne i}\big(\cos(r_i, r_j)/\tau\big), \qquad
-        q_i = \operatorname{softmax}_{j \ne i}\big(\cos(e_i, e_j)/\tau\big), \qquad
-        \ell_i = \mathrm{KL}(p_i \,\|\, q_i),
+        p_i = \operatorname{softmax}_j\big(M^{src}_{ij}/\tau\big), \qquad
+        q_i = \operatorname{softmax}_j\big(M^{trg}_{ij}/\tau\big), \qquad
+        \ell_i = \mathrm{KL}(p_i \,\|\, q_i) = \sum_j p_{ij} \log\frac{p_{ij}}{q_{ij}},
 
-    so the pairwise similarity *structure* of the batch is preserved while each point may move (the two inputs
-    may have different widths). The reference side is used as given (detach it for a frozen source).
+    with :math:`\tau = 1` by default; ``"mean"`` averages :math:`\ell_i` over the rows. The pairwise similarity
+    *structure* of the batch is preserved while each point may move (the two inputs may have different widths). The
+    reference side is used as given (detach it for a frozen source).
 
-    Reading taken: the cross-domain-correspondence form of Ojha et al. (2021), "Few-shot Image Generation via
-    Cross-domain Correspondence" (CVPR), which the relation consistency loss of Jeon, Liu, Lee, Hong, Fu & Byun
-    (2023), "Improving Diversity in Zero-Shot GAN Adaptation with Semantic Variations" (ICCV) applies to the
-    source and adapted generators' features; their directional moment loss is not included.
+    Jeon, Liu, Lee, Hong, Fu & Byun (2023), "Improving Diversity in Zero-Shot GAN Adaptation with Semantic
+    Variations" (ICCV), eq. (5): :math:`\mathcal L_{rel} = \mathrm{KL}(\operatorname{Softmax}(M_{src}),
+    \operatorname{Softmax}(M_{trg}))` with dot-product similarities of the CLIP image features of the source and
+    adapted generators' samples, a row-wise softmax and no temperature (their §4.1 uses it with weight
+    :math:`\lambda_{rel} = 10^2` and batches of ``N = 4``). Readings taken where the paper is not explicit: the KL
+    is in its mathematical argument order, :math:`\mathrm{KL}(p\|q)` with the source relation as the target
+    distribution (not ``torch.nn.functional.kl_div``'s reversed order), summed over each row and averaged over
+    rows (``kl_div``'s ``"batchmean"``); the paper names no reduction. Options beyond the paper, off by default:
+    ``normalize=True`` uses cosine similarities, ``include_diagonal=False`` drops each row's self-similarity from
+    its softmax, and ``temperature`` divides the similarities — all three together give the cross-domain
+    correspondence loss of Ojha et al. (2021), "Few-shot Image Generation via Cross-domain Correspondence" (CVPR)
+    (pairkit's default before this fix). Their directional moment loss is
+    :func:`~pairkit.losses.directional_moment_loss`.
 
     Args:
         embeddings: ``[n, dim]`` adapted model; reference_embeddings: ``[n, d_ref]`` source model.
@@ -429,15 +449,19 @@ def relation_consistency_loss(
     e, r = feature_rows(mask, embeddings, reference_embeddings)
     dtype = torch.float32 if e.dtype in (torch.float16, torch.bfloat16) else e.dtype
     m = e.shape[0]
-    eye = torch.eye(m, dtype=torch.bool, device=e.device)
+    off = None if include_diagonal else torch.eye(m, dtype=torch.bool, device=e.device)
 
     def log_relation(x: torch.Tensor) -> torch.Tensor:
-        x = unit_rows(x.to(dtype))
-        sims = (x @ x.T / temperature).masked_fill(eye, float("-inf"))
-        return torch.log_softmax(sims, dim=-1).masked_fill(eye, 0.0)
+        x = x.to(dtype)
+        x = unit_rows(x) if normalize else x
+        sims = x @ x.T / temperature
+        if off is None:
+            return torch.log_softmax(sims, dim=-1)
+        return torch.log_softmax(sims.masked_fill(off, float("-inf")), dim=-1).masked_fill(off, 0.0)
 
     log_p, log_q = log_relation(r), log_relation(e)
-    values = (log_p.exp().masked_fill(eye, 0.0) * (log_p - log_q)).sum(-1)
-    if m < 2:  # no other row to relate to
+    p = log_p.exp() if off is None else log_p.exp().masked_fill(off, 0.0)
+    values = (p * (log_p - log_q)).sum(-1)
+    if off is not None and m < 2:  # no other row to relate to
         values = values * 0.0
     return reduce_loss(scatter_rows(values.to(e.dtype), mask, n), reduction, mask=mask, weights=weights)

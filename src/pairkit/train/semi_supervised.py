@@ -440,8 +440,9 @@ def train_semi_supervised(
       GAN Adaptation with Semantic Variations"): the model's embeddings of the unlabelled rows' weak view against a
       frozen ``reference`` model's embeddings of the same inputs — by default a copy of ``model`` taken before
       training (the paper's frozen source, from which the adapted model starts); ``reference="views"`` compares
-      the model's strong view with its own weak view (detached) instead. ``text_directions`` ``[K, d]`` are the
-      caller's (the directional moment loss needs them).
+      the model's strong view with its own weak view (detached) instead. ``text_directions`` ``[K+1, d]`` are the
+      caller's (the directional moment loss needs them): the target text's own direction and its ``K`` semantic
+      variations', each minus the source text.
     * LoL (Zhu et al. 2022): ``losses`` ``[B, 3]``, the cross-entropy of each labelled row's clean, weak and
       strong view — reading taken: a view with less corruption holds more evidence, so its loss must not be
       larger.
@@ -469,7 +470,8 @@ def train_semi_supervised(
         head: the classifier on the embeddings (default a linear layer, weights ``N(0, 1/d)`` seeded by
             ``config.seed``, bias 0); trained with the model.
         reference: a frozen reference encoder, ``"copy"`` (of ``model`` before training) or ``"views"``.
-        text_directions: ``[K, d]`` for the directional moment loss.
+        text_directions: ``[K+1, d]`` for the directional moment loss (the target text's direction, then its K
+            variations').
         bank_size: m, the entries of SimMatchV2's unlabelled memory bank.
         preference_heads: outputs of P2C's preference head.
 
@@ -491,7 +493,9 @@ def train_semi_supervised(
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     needs = check_inputs(terms, INPUTS, "train_semi_supervised", options)
     if "text_directions" in needs and text_directions is None:
-        raise InputError("loss 'directional_moment_loss' needs text_directions ([K, d] tensor): give text_directions=")
+        raise InputError(
+            "loss 'directional_moment_loss' needs text_directions ([K+1, d] tensor): give text_directions="
+        )
     lab_rows, lab_source = rows_of(labeled, "labelled")
     unl_rows, unl_source = rows_of(unlabeled, "unlabelled")
     lab_items, raw_labels = row_items(lab_rows, tokenizer, config, lab_source, column="label")
