@@ -361,7 +361,8 @@ class RewardModelJudge(_ScoreJudge):
 
     def scores(self, contexts: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """(N,) rewards r(x, y) (CLoud: averaged over the critiques)."""
-        import torch
+        with requires("train", "the reward-model judge"):
+            import torch
 
         if self.cloud:
             rewards, _ = self.model.score(list(contexts), list(answers), k=self.critiques, seed=self.seed)
