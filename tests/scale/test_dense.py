@@ -165,6 +165,8 @@ def test_read_ahead_raises_the_readers_error_and_stops_its_thread(tmp_path):
     import threading
 
     class Failing:
+        num_row_groups = 1
+
         def iter_batches(self, **kwargs):
             yield "first"
             raise OSError("corrupt page")
@@ -177,3 +179,24 @@ def test_read_ahead_raises_the_readers_error_and_stops_its_thread(tmp_path):
     files = sorted(root.glob("*.parquet"))
     assert dense.dense_groups(files, ["model_a", "model_b"], cells=10, batch_rows=50) is None  # stops early
     assert not [t for t in threading.enumerate() if t.name == "pairkit-parquet-read-ahead"]
+
+
+def test_batches_are_read_one_row_group_at_a_time(tmp_path, monkeypatch):
+    """Whole-file iteration lets pyarrow's pre-buffering hold every row group read so far (memory grows with the
+    file); each request names one row group, and together they cover the file's rows once."""
+    import pyarrow.parquet as pq
+
+    root = _dataset(tmp_path)
+    path = sorted(root.glob("*.parquet"))[0]
+    asked = []
+    original = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("row_groups"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    reader = pq.ParquetFile(path)
+    rows = sum(b.num_rows for b in dense._read_ahead([reader], ["model_a"], 7))
+    assert rows == reader.metadata.num_rows
+    assert asked == [[g] for g in range(reader.num_row_groups)]

