@@ -815,7 +815,7 @@ def dense_replicate_solver(pairs, theta_hat: np.ndarray, *, prior: float, items,
                 played[:, c] = per_item
         theta = np.repeat(theta_hat[:, None], b, axis=1)
         done, last = np.zeros(b, dtype=bool), np.full(b, np.inf)
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverging replicate overflows: it is refitted
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging replicate: refitted
             for _ in range(max_iter):
                 if steps.step(theta, grad, done, tol, curvature, last):
                     break
