@@ -1,8 +1,10 @@
 """Preference-model pre-training: the PMP pair builders against a by-hand example, and the two-stage run."""
 
 import copy
+import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,8 +15,12 @@ from pairkit.train import (  # noqa: E402
     TrainConfig,
     pmp_pairs,
     pretrain_preference_model,
+    read_pmp_pairs,
+    reddit_pairs,
+    stack_exchange_pairs,
     stack_exchange_scores,
     train_reward_model,
+    wikipedia_pairs,
 )
 
 VOTED = [
@@ -93,3 +99,145 @@ def test_two_stage_run_starts_stage_two_from_stage_one_weights(tokenizer, tmp_pa
     train_reward_model(no_pmp, finetune, tokenizer=tokenizer, config=ft_cfg)
     assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), no_pmp.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(after_pmp.state_dict().values(), start.state_dict().values()))
+
+
+# --- builders from files of the paper's three sources (one answer / reply / edit per row) ---
+
+SE_CSV = """question_id,question,answer,upvotes,accepted
+1,How to sort?,use sorted,15,false
+1,How to sort?,bubble sort,2,true
+1,How to sort?,no idea,-3,false
+1,How to sort?,use list.sort,1,false
+2,Why?,because,0,false
+3,What?,this,4,false
+3,What?,that,5,false
+3,What?,other,3,no
+"""
+# scores by hand: round(log2 16) = 4; round(log2 3) + 1 = 3 (accepted); -3 votes -> -1; round(log2 2) = 1;
+# Q2 has one answer; Q3: round(log2 5) = 2, round(log2 6) = 3, round(log2 4) = 2 (a tie: no pair)
+SE_RANKED = [
+    ["How to sort?", "use sorted", "bubble sort", 4, 3], ["How to sort?", "use sorted", "no idea", 4, -1],
+    ["How to sort?", "use sorted", "use list.sort", 4, 1], ["How to sort?", "bubble sort", "no idea", 3, -1],
+    ["How to sort?", "bubble sort", "use list.sort", 3, 1], ["How to sort?", "use list.sort", "no idea", 1, -1],
+    ["What?", "that", "this", 3, 2], ["What?", "that", "other", 3, 2],
+]  # fmt: skip
+
+
+def _ranked(frame):
+    return frame[["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]].values.tolist()
+
+
+def test_stack_exchange_file_gives_the_hand_computed_pairs(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text(SE_CSV)
+    with pytest.warns(DroppedRowsWarning, match=r"1 of 3 questions give no pair \(1 with a single answer.*1 pairs "
+                      "with equal scores"):  # fmt: skip
+        ranked = stack_exchange_pairs(path, question_id="question_id", mode="ranked")
+    assert _ranked(ranked) == SE_RANKED
+    with pytest.warns(DroppedRowsWarning):  # grouped by the question text: the same pairs
+        assert _ranked(stack_exchange_pairs(path, mode="ranked")) == SE_RANKED
+    with pytest.warns(DroppedRowsWarning):
+        binary = stack_exchange_pairs(path, question_id="question_id")
+    assert binary[["chosen", "rejected"]].values.tolist()[:4] == [
+        ["GOOD: use sorted", "BAD: use sorted"], ["BAD: bubble sort", "GOOD: bubble sort"],
+        ["GOOD: use sorted", "BAD: use sorted"], ["BAD: no idea", "GOOD: no idea"],
+    ]  # fmt: skip
+    assert len(binary) == 2 * len(SE_RANKED)
+    with pytest.warns(DroppedRowsWarning):  # without acceptance: bubble sort scores round(log2 3) = 2
+        plain = stack_exchange_pairs(path, accepted=None, mode="ranked")
+    assert _ranked(plain)[0] == ["How to sort?", "use sorted", "bubble sort", 4, 2]
+
+
+def test_reddit_and_wikipedia_files_give_the_hand_computed_pairs(tmp_path):
+    comments = [
+        {"parent_id": "t3_a", "parent_text": "Best topping?", "body": "basil", "score": 12},
+        {"parent_id": "t3_a", "parent_text": "Best topping?", "body": "pineapple", "score": -4},
+        {"parent_id": "t3_a", "parent_text": "Best topping?", "body": "mushroom", "score": 12},
+        {"parent_id": "t1_b", "parent_text": "I agree", "body": "me too", "score": 1},
+    ]
+    path = tmp_path / "comments.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in comments))
+    with pytest.warns(DroppedRowsWarning, match=r"1 of 2 parents give no pair \(1 with a single reply.*1 pairs"):
+        ranked = reddit_pairs(path, mode="ranked")
+    assert _ranked(ranked) == [["Best topping?", "basil", "pineapple", 12, -4],
+                               ["Best topping?", "mushroom", "pineapple", 12, -4]]  # fmt: skip
+    edits = pd.DataFrame({
+        "title": ["Moon", "Sun", "Mars"],
+        "before": ["The Moon orbits Earth.", "The Sun is a star.", "Mars is red."],
+        "after": ["The Moon is cheese.", "The Sun is a big star.", "Mars is red."],
+        "vandalism": [True, False, True],
+        "reverted_by": ["Reverted edits by X (vandalism)", None, "rv VANDALISM"],
+    })  # fmt: skip
+    pq = tmp_path / "edits.parquet"
+    edits.to_parquet(pq)
+    with pytest.warns(DroppedRowsWarning, match="1 of 3 edits were not reverted as vandalism .* and 1 left the text"):
+        wiki = wikipedia_pairs(pq, mode="ranked")
+    assert wiki.values.tolist() == [["Moon", "The Moon orbits Earth.", "The Moon is cheese."]]
+    with pytest.warns(DroppedRowsWarning, match="1 of 3 edits"):  # the same edits found from the revert's summary
+        by_comment = wikipedia_pairs(pq, revert_comment="reverted_by")
+    assert by_comment.values.tolist() == [
+        ["Moon", "GOOD: The Moon orbits Earth.", "BAD: The Moon orbits Earth."],
+        ["Moon", "BAD: The Moon is cheese.", "GOOD: The Moon is cheese."],
+    ]  # fmt: skip
+    with pytest.warns(DroppedRowsWarning):
+        assert read_pmp_pairs(pq, "wikipedia", columns={"vandalism": "vandalism"}, mode="ranked").equals(wiki)
+
+
+@pytest.mark.parametrize(
+    ("edit", "kwargs", "match"),
+    [
+        (("15", "lots"), {}, r"answers.csv, row 2, column 'upvotes': expected a finite number, got 'lots'"),
+        (("use list.sort,1,false", "use list.sort,1,yes"), {}, r"row 5, column 'accepted': a second accepted"),
+        (("use sorted,15,false", ",15,false"), {}, r"row 2, column 'answer': expected text, got missing"),
+        (("1,How to sort?,no idea", "1,How to shuffle?,no idea"), {"question_id": "question_id"},
+         r"row 4, column 'question': differs from the first row of the same 'question_id'"),
+        (("false\n2", "perhaps\n2"), {}, r"column 'accepted': expected true/false"),
+        (("question_id,question,answer", "question_id,question,text"), {}, r"no column answer='answer'.*'text'"),
+    ],
+)
+def test_stack_exchange_bad_input_names_file_row_column_value(tmp_path, edit, kwargs, match):
+    path = tmp_path / "answers.csv"
+    path.write_text(SE_CSV.replace(*edit, 1))
+    with pytest.raises(InputError, match=match):
+        stack_exchange_pairs(path, **kwargs)
+
+
+def test_read_pmp_pairs_names_bad_sources_columns_and_options(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text(SE_CSV)
+    with pytest.raises(InputError, match="unknown PMP source 'quora'"):
+        read_pmp_pairs(path, "quora")
+    with pytest.raises(InputError, match="unknown column option 'body'"):
+        read_pmp_pairs(path, "stackexchange", columns={"body": "answer"})
+    with pytest.raises(InputError, match="'pattern' does not apply"):
+        read_pmp_pairs(path, "stackexchange", pattern="x")
+    with pytest.raises(InputError, match="no question gives a pair"), pytest.warns(DroppedRowsWarning):
+        stack_exchange_pairs(pd.DataFrame({"question": ["Q"], "answer": ["a"], "upvotes": [1], "accepted": [0]}))
+
+
+def test_cli_train_pmp_end_to_end(tmp_path, model_dir):
+    from typer.testing import CliRunner
+
+    from pairkit.cli import app
+
+    path = tmp_path / "answers.csv"
+    path.write_text(SE_CSV.replace("question,answer,upvotes", "Title,Body,Score"))
+    finetune = tmp_path / "ft.jsonl"
+    finetune.write_text("\n".join(json.dumps({"prompt": "hi", "chosen": "yes good", "rejected": "no bad"})
+                                  for _ in range(4)))  # fmt: skip
+    base = ["train", "pmp", "--model", str(model_dir), "--data", str(path), "--source", "stackexchange",
+            "--column", "question=Title", "--column", "answer=Body", "--column", "upvotes=Score",
+            "--batch-size", "8", "--max-steps", "1"]  # fmt: skip
+    res = CliRunner().invoke(app, [*base, "--mode", "ranked", "--save-pairs", str(tmp_path / "pairs.jsonl"),
+                                   "--output", str(tmp_path / "run")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "8 PMP pairs" in res.output and (tmp_path / "run" / "final" / "config.json").exists()
+    saved = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    keys = ["prompt", "chosen", "rejected", "chosen_score", "rejected_score"]
+    assert [[r[k] for k in keys] for r in saved] == SE_RANKED
+    res = CliRunner().invoke(app, [*base, "--finetune-data", str(finetune), "--output", str(tmp_path / "two")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "two" / "pmp" / "metrics.jsonl").exists() and (tmp_path / "two" / "metrics.jsonl").exists()
+    assert (tmp_path / "two" / "final" / "config.json").exists()
+    res = CliRunner().invoke(app, [*base[:7], "reddit", "--column", "karma=Score"])
+    assert res.exit_code == 2 and "no column parent='parent_id'" in res.output

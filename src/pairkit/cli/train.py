@@ -1,4 +1,4 @@
-"""``pairkit train {dpo,kto,listwise,reward,contrastive}``: train a local transformers model on preference data.
+"""``pairkit train {dpo,kto,listwise,reward,pmp,contrastive,...}``: train a local transformers model on preference data.
 
 torch and transformers are imported inside the commands, so ``pairkit --help`` works without them.
 """
@@ -35,6 +35,10 @@ _HELD_OUT = typer.Option(
 )
 _EVAL_DATA = typer.Option(None, "--eval-data", help="Held-out rows to report accuracy on (no split).")
 _RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output.")
+_REWARD_LOSS = typer.Option("reward_bradley_terry", "--loss", help="Reward loss name or weighted sum.")
+_REWARD_BATCH = typer.Option(8, "--batch-size")
+_REWARD_LR = typer.Option(1e-5, "--lr")
+_REWARD_MAX_LENGTH = typer.Option(512, "--max-length", help="Tokens per sequence; prompts are cut first.")
 
 
 def _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16, **extra):
@@ -196,12 +200,12 @@ for _kind in ("dpo", "kto", "listwise"):
 def reward(
     model: Path = _MODEL,
     data: Path = _DATA,
-    loss: str = typer.Option("reward_bradley_terry", "--loss", help="Reward loss name or weighted sum."),
+    loss: str = _REWARD_LOSS,
     epochs: int = _EPOCHS,
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = _REWARD_BATCH,
     grad_accum: int = _GRAD_ACCUM,
-    lr: float = typer.Option(1e-5, "--lr"),
-    max_length: int = typer.Option(512, "--max-length", help="Tokens per sequence; prompts are cut first."),
+    lr: float = _REWARD_LR,
+    max_length: int = _REWARD_MAX_LENGTH,
     max_prompt_length: int = _MAX_PROMPT,
     max_completion_length: int = _MAX_COMPLETION,
     dropout: bool = _DROPOUT,
@@ -246,6 +250,71 @@ def reward(
                 f"held-out accuracy {res['accuracy']:.3f} ({res['correct']}/{res['n']}, {res['ties']} ties), "
                 f"95% CI [{res['ci_low']:.3f}, {res['ci_high']:.3f}], p vs chance {res['p_value']:.2g}"
             )
+
+
+@train_app.command("pmp")
+def pmp(
+    model: Path = _MODEL,
+    data: Path = typer.Option(
+        ..., "--data", help="The PMP source: one answer, reply or edit per row (CSV, TSV, JSONL, JSON or Parquet)."
+    ),
+    source: str = typer.Option(..., "--source", help="stackexchange, reddit or wikipedia: how --data becomes pairs."),
+    column: list[str] = typer.Option(
+        None, "--column", help="OPTION=NAME: the file's column for one of the source's columns (e.g. answer=Body; "
+        "accepted= when there is none); repeatable.",
+    ),
+    mode: str = typer.Option("binary", "--mode", help="binary (GOOD:/BAD: labels, the paper's PMP) or ranked."),
+    pairs_per_question: int = typer.Option(
+        None, "--pairs-per-question", help="At most N pairs per question/parent (a seeded sample; default all)."
+    ),
+    pattern: str = typer.Option(None, "--pattern", help="wikipedia with revert_comment=: the regex (default vandal)."),
+    finetune_data: Path = typer.Option(
+        None, "--finetune-data", help="Target preference pairs: fine-tune the PMP weights on them (then saved)."
+    ),
+    save_pairs: Path = typer.Option(None, "--save-pairs", help="Also write the PMP pairs to this JSONL file."),
+    loss: str = _REWARD_LOSS,
+    epochs: int = _EPOCHS,
+    batch_size: int = _REWARD_BATCH,
+    grad_accum: int = _GRAD_ACCUM,
+    lr: float = _REWARD_LR,
+    max_length: int = _REWARD_MAX_LENGTH,
+    max_steps: int = typer.Option(None, "--max-steps", help="Steps per stage."),
+    save_every: int = _SAVE_EVERY,
+    seed: int = _SEED,
+    bf16: bool = _BF16,
+    output: Path = _OUTPUT,
+) -> None:
+    """Preference-model pre-training (Askell et al. 2021): a reward model on pairs built from Stack Exchange answers,
+    Reddit replies or Wikipedia edits, then optionally fine-tuned on the target preferences."""
+    with reported_errors():
+        _check_model_dir(model)  # before torch is imported: a mistyped path fails at once
+        import json
+
+        from pairkit._io import atomic_write_text
+        from pairkit.train import pretrain_preference_model, read_pmp_pairs, train_reward_model
+        from pairkit.train.data import read_records
+
+        columns = {k: v or None for k, v in _key_values(column, "--column", numbers=False).items()}
+        options = {"mode": mode, "pairs_per_question": pairs_per_question, "pattern": pattern}
+        if pairs_per_question is not None:
+            options["seed"] = seed
+        pairs = read_pmp_pairs(data, source, columns=columns, **options)
+        finetune = read_records(finetune_data, what="--finetune-data") if finetune_data is not None else None
+        console.print(f"{len(pairs)} PMP pairs from {data} ({source}, {mode})")
+        if save_pairs is not None:
+            atomic_write_text(save_pairs, "".join(json.dumps(r) + "\n" for r in pairs.to_dict(orient="records")))
+        stage = _config(output / "pmp" if finetune is not None else output, epochs, batch_size, grad_accum, lr,
+                        max_length, max_steps, save_every, seed, bf16)  # fmt: skip
+        net, tokenizer = _load_model(model, kind="reward")
+        rows = pairs.to_dict(orient="records")
+        if finetune is None:
+            result = train_reward_model(net, rows, tokenizer=tokenizer, loss=loss, config=stage)
+        else:
+            config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
+            first, result = pretrain_preference_model(net, tokenizer, rows, finetune, loss=loss, pmp_config=stage,
+                                                      config=config)  # fmt: skip
+            console.print(f"PMP stage: {first.step} steps, metrics in {output / 'pmp' / 'metrics.jsonl'}")
+        _finish(net, tokenizer, result, output)
 
 
 @train_app.command("contrastive")
@@ -487,8 +556,9 @@ def _prompts(path: Path) -> list:
     return [r["prompt"] for r in rows]
 
 
-def _key_values(items: list[str] | None, flag: str = "--method-option") -> dict:
-    """``["a=0.1", "b=joint"]`` → ``{"a": 0.1, "b": "joint"}`` (numbers parsed; bad items named)."""
+def _key_values(items: list[str] | None, flag: str = "--method-option", numbers: bool = True) -> dict:
+    """``["a=0.1", "b=joint"]`` → ``{"a": 0.1, "b": "joint"}`` (numbers parsed unless ``numbers`` is False; bad
+    items named)."""
     from pairkit.errors import InputError
 
     out = {}
@@ -496,6 +566,9 @@ def _key_values(items: list[str] | None, flag: str = "--method-option") -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InputError(f"{flag} {item!r}: give KEY=VALUE")
+        if not numbers:
+            out[key] = value
+            continue
         try:
             out[key] = float(value)
         except ValueError:

@@ -94,9 +94,14 @@ from pairkit.train.pairwise_judge import (
     train_pairwise_judge,
 )
 from pairkit.train.pmp import (
+    PMP_SOURCES,
     pmp_pairs,
     pretrain_preference_model,
+    read_pmp_pairs,
+    reddit_pairs,
+    stack_exchange_pairs,
     stack_exchange_scores,
+    wikipedia_pairs,
 )
 from pairkit.train.policy_gradient import (
     cream_consistency,
@@ -152,6 +157,7 @@ __all__ = [
     "OnlineConfig",
     "OpenAISampler",
     "PALRewardModel",
+    "PMP_SOURCES",
     "POINTWISE_PROMPT",
     "ProbeResult",
     "RISE_ERRORS",
@@ -198,8 +204,10 @@ __all__ = [
     "rate_samples",
     "read_pairs",
     "read_pairwise_judgments",
+    "read_pmp_pairs",
     "read_ranking_lists",
     "read_records",
+    "reddit_pairs",
     "rise_self_edits",
     "rloo_loss",
     "sample_completions",
@@ -209,6 +217,7 @@ __all__ = [
     "sequence_logps",
     "spo_degraded_samples",
     "sppo_loss",
+    "stack_exchange_pairs",
     "stack_exchange_scores",
     "superhf_loss",
     "sweet_spot_pairs",
@@ -235,5 +244,6 @@ __all__ = [
     "train_reward_model",
     "train_semi_supervised",
     "train_unpaired",
+    "wikipedia_pairs",
     "win_rates",
 ]
