@@ -76,6 +76,21 @@ def test_shrinkmatch_matches_authors_loop(tau):
     torch.testing.assert_close(L.shrinkmatch_loss(weak, strong, threshold=tau), ref.mean())
 
 
+def test_shrinkmatch_certain_ratio_runs_as_the_authors_over_batches():
+    # reweighting principle 2: the term times the running fraction of certain rows, r_1 = the first batch's
+    # fraction, r_t = 0.999 r_{t-1} + 0.001 (fraction of batch t), by a plain loop in float64
+    g = torch.Generator().manual_seed(8)
+    tau, r = 0.6, None
+    for _ in range(3):
+        weak = torch.randn(30, 6, generator=g, dtype=torch.float64) * 2.5
+        strong = torch.randn(30, 6, generator=g, dtype=torch.float64)
+        certain = sum(1.0 for b in range(30) if max(torch.softmax(weak[b], 0).tolist()) >= tau) / 30
+        r = certain if r is None else 0.999 * r + 0.001 * certain
+        assert 0 < r < 1
+        ref = _authors_shrink(strong, weak, tau).sum() / 30 * r
+        torch.testing.assert_close(L.shrinkmatch_loss(weak, strong, threshold=tau, certain_ratio=r), ref)
+
+
 def test_shrinkmatch_with_two_classes_is_zero():
     z = torch.randn(4, 2, dtype=torch.float64)
     assert float(L.shrinkmatch_loss(z, z)) == 0.0

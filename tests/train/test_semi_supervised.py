@@ -147,6 +147,78 @@ def test_fixmatch_step_one_by_hand_and_unconfident_rows_add_nothing():
     assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["grad_norm"] == runs[1]["grad_norm"]
 
 
+def _shrink_setup(seed=11, classes=6):
+    lab, unl = _rows(n_lab=6, n_unl=12, classes=classes, seed=seed)
+    head = _head(seed + 1, dim=8, classes=classes)
+    with torch.no_grad():
+        head.weight.mul_(5.0)  # confidences 0.3-0.9: some rows certain, some shrunk
+    return lab, unl, _encoder(seed, out=8), head
+
+
+def _strong(x):
+    return 0.6 * x.flip(-1) - 0.1
+
+
+def test_shrinkmatch_trains_the_auxiliary_head_and_never_the_classifier():
+    lab, unl, encoder, head = _shrink_setup()
+    module = semi_module._Model(encoder, head, aux_head=semi_module.aux_mlp(8, 6, torch.float64, 0))
+    xl = torch.stack([r["features"] for r in lab])
+    xu = torch.stack([r["features"] for r in unl])
+    batch = semi_module._Batch(module, xl, torch.tensor([r["label"] for r in lab]), xu,
+                               {"weak": lambda x: x, "strong": _strong}, None, False)  # fmt: skip
+    value = semi_module.loss_value("shrinkmatch_loss", semi_module.INPUTS, batch, {"threshold": 0.55})
+    assert float(value.detach()) > 0
+    value.backward()
+    assert all(p.grad is None for p in head.parameters())  # the shrunk term never reaches the classifier
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.aux_head[-1].parameters())
+    assert encoder[0].weight.grad.abs().sum() > 0  # ... but it trains the shared encoder, as in the paper
+
+
+def test_shrinkmatch_step_one_by_hand_with_the_auxiliary_head_and_running_certain_ratio():
+    lab, unl, encoder, head = _shrink_setup()
+    enc0, head0 = copy.deepcopy(encoder), copy.deepcopy(head)
+    tau, snaps = 0.55, []
+    config = TrainConfig(batch_size=3, max_steps=3, epochs=3, lr=5e-2, schedule="constant")
+    res = train_semi_supervised(encoder, lab, unl, strong_augment=_strong, head=head, ratio=2,
+                                loss="fixmatch_loss+shrinkmatch_loss", loss_options={"threshold": tau},
+                                config=config, callback=lambda r: snaps.append((copy.deepcopy(encoder),
+                                copy.deepcopy(head))))  # fmt: skip
+    aux = res.heads["auxiliary"]
+    assert isinstance(aux[1], torch.nn.BatchNorm1d) and aux[-1].out_features == 6
+    xu = torch.stack([r["features"] for r in unl])
+    models = [(enc0, head0)] + snaps[:-1]  # the model before each step
+    r = None
+    for step, (enc, hd) in enumerate(models):
+        rows = xu[semi_module._draw(step * 6, 6, len(unl), config.seed)]
+        with torch.no_grad():
+            q = F.softmax(hd(enc(rows)), -1)
+        frac = sum(1 for i in range(6) if float(q[i].max()) >= tau) / 6
+        r = frac if r is None else 0.999 * r + 0.001 * frac  # the authors' running certain ratio
+        assert res.history[step]["certain_ratio"] == pytest.approx(r, rel=1e-12)
+    assert 0 < res.history[0]["certain_ratio"] < 1
+    # step 1's term: the loss on the classifier's weak logits and a fresh auxiliary head (train mode) on the strong view
+    aux0 = semi_module.aux_mlp(8, 6, torch.float64, config.seed + 4).train()
+    rows = xu[semi_module._draw(0, 6, len(unl), config.seed)]
+    with torch.no_grad():
+        first = res.history[0]["certain_ratio"]
+        ref = losses.shrinkmatch_loss(head0(enc0(rows)), aux0(enc0(_strong(rows))), threshold=tau, certain_ratio=first)
+    assert float(ref) > 0
+    assert res.history[0]["shrinkmatch_loss"] == pytest.approx(float(ref), rel=1e-12)
+    # a fixed certain_ratio is used as given; "shared" puts the term on the classifier (no auxiliary head)
+    fixed = train_semi_supervised(_shrink_setup()[2], lab, unl, strong_augment=_strong, head=_shrink_setup()[3],
+                                  ratio=2, loss="shrinkmatch_loss", aux_head="shared", config=config,
+                                  loss_options={"threshold": tau, "certain_ratio": 0.5})  # fmt: skip
+    assert "auxiliary" not in fixed.heads and "certain_ratio" not in fixed.history[0]
+    with torch.no_grad():
+        ref = losses.shrinkmatch_loss(head0(enc0(rows)), head0(enc0(_strong(rows))), threshold=tau, certain_ratio=0.5)
+    assert fixed.history[0]["shrinkmatch_loss"] == pytest.approx(float(ref), rel=1e-12)
+    with pytest.raises(InputError, match="aux_head='mlp' normalises"):
+        train_semi_supervised(_encoder(), lab[:1] + lab[1:2], unl, strong_augment=_strong, ratio=1,
+                              loss="shrinkmatch_loss", config=TrainConfig(batch_size=1))  # fmt: skip
+    with pytest.raises(InputError, match="aux_head must be"):
+        train_semi_supervised(_encoder(), lab, unl, strong_augment=_strong, loss="shrinkmatch_loss", aux_head="x")
+
+
 def test_simmatchv2_node_edge_at_step_two_uses_the_bank_of_step_one():
     lab, unl = _rows(n_lab=4, n_unl=8, seed=3)
     t = 0.2

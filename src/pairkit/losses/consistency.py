@@ -83,16 +83,24 @@ def fixmatch_loss(
 
 @register(
     "shrinkmatch_loss",
-    inputs=WEAK_STRONG,
+    inputs=(
+        Input("weak_logits", "logits", "[batch, classes]"),
+        Input("aux_strong_logits", "logits", "[batch, classes]"),
+    ),
     family=_FAMILY,
     aliases=("shrinkmatch", "shrunk_class_space_consistency"),
-    options=(Option("threshold", float, Interval(0, 1), doc="confidence τ the shrunk space must reach"),),
+    options=(
+        Option("threshold", float, Interval(0, 1), doc="confidence τ the shrunk space must reach"),
+        Option("certain_ratio", float, Interval(0, 1),
+               doc="weight r of the term (reweighting principle 2): the running fraction of certain examples"),
+    ),
 )
 def shrinkmatch_loss(
     weak_logits: torch.Tensor,
-    strong_logits: torch.Tensor,
+    aux_strong_logits: torch.Tensor,
     *,
     threshold: float = 0.95,
+    certain_ratio: float = 1.0,
     mask: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
     reduction: Reduction = "mean",
@@ -103,33 +111,43 @@ def shrinkmatch_loss(
     sort the classes by weak logit, :math:`z^w_{(1)} \ge z^w_{(2)} \ge \dots`, and remove the most confusing
     ones — ranks ``2 … c−1`` — for the smallest ``c ≥ 2`` (at most ``K − 1``) whose shrunk space
     :math:`S_c = \{(1)\} \cup \{(c), \dots, (K)\}` makes the top-1 class confident:
-    :math:`\operatorname{softmax}_{S_c}(z^w)_{(1)} \ge \tau`. The strong view (the auxiliary head's logits) is
-    trained towards the top-1 class inside that space, weighted by the original confidence:
+    :math:`\operatorname{softmax}_{S_c}(z^w)_{(1)} \ge \tau`. The strong view's logits from the **auxiliary head**
+    :math:`h` (not the classifier) are trained towards the top-1 class inside that space, weighted by the original
+    confidence (reweighting principle 1) and by the running fraction :math:`r` of certain examples (principle 2):
 
     .. math::
-        \ell = \mathbb 1[q_{(1)} < \tau]\;\mathbb 1\big[\operatorname{softmax}_{S_c}(z^w)_{(1)} \ge \tau\big]\;
-               q_{(1)}\; \mathrm{CE}\big(z^s_{S_c}, (1)\big).
+        \ell = r\;\mathbb 1[q_{(1)} < \tau]\;\mathbb 1\big[\operatorname{softmax}_{S_c}(z^w)_{(1)} \ge \tau\big]\;
+               q_{(1)}\; \mathrm{CE}\big(h^s_{S_c}, (1)\big), \qquad
+        r_t = 0.999\, r_{t-1} + 0.001\, \tfrac1{\mu B}\textstyle\sum_i \mathbb 1[q_{(1),i} \ge \tau].
 
-    Confident examples give 0 here (FixMatch's term, :func:`fixmatch_loss` on the main head, covers them); the
-    ``"mean"`` is over all examples, as the authors divide by the batch size.
+    ``certain_ratio`` is :math:`r`, a running statistic of the training: :func:`~pairkit.train.train_semi_supervised`
+    keeps it (starting from the first batch's fraction, as the authors) and passes it unless ``loss_options`` fix
+    it; called on its own the loss uses the given value (default 1, the term unweighted by :math:`r`). Confident
+    examples give 0 here (FixMatch's term, :func:`fixmatch_loss` on the classifier, covers them); the ``"mean"`` is
+    over all examples, as the authors divide the sum by the batch size.
 
     Yang, Zhao, Qi, Qiao, Shi & Zhao (2023), "Shrinking Class Space for Enhanced Certainty in Semi-Supervised
-    Learning" (ICCV); as the authors' ``consistency_loss_with_shrink`` (without distribution alignment — apply it
-    to ``weak_logits`` beforehand), vectorised: the shrunk confidences of all ``c`` come from one reverse
-    cumulative log-sum-exp.
+    Learning" (ICCV), §3.2–3.3; read against the authors' code (LiheYoung/ShrinkMatch: ``shrink_loss`` /
+    ``consistency_loss_with_shrink`` and their training loops), without distribution alignment (apply it to
+    ``weak_logits`` beforehand). Readings taken where their scripts differ: the shrunk confidence is computed from
+    the logits (their STL-10 code; the CIFAR code's probabilities give the same value), and :math:`r` runs over the
+    whole training (their ImageNet and STL-10 loops, which checkpoint it; the CIFAR loop restarts it each epoch).
+    Vectorised: the shrunk confidences of all ``c`` come from one reverse cumulative log-sum-exp.
 
     Args:
-        weak_logits: ``[..., K]`` (detached); strong_logits: ``[..., K]`` (the auxiliary head, strong view).
+        weak_logits: ``[..., K]`` classifier logits of the weak view (detached);
+        aux_strong_logits: ``[..., K]`` auxiliary-head logits of the strong view.
     Returns one value per leading position with ``reduction="none"``, else a scalar.
     """
-    check_distributions(("weak_logits", "strong_logits"), weak_logits, strong_logits, mask, weights)
+    check_distributions(("weak_logits", "aux_strong_logits"), weak_logits, aux_strong_logits, mask, weights)
     k = weak_logits.shape[-1]
-    zero = strong_logits.sum(-1) * 0.0
+    zero = aux_strong_logits.sum(-1) * 0.0
     if k < 3:  # nothing can be removed between the top-1 class and the rest
         return reduce_loss(zero, reduction, mask=mask, weights=weights)
     with torch.no_grad():
-        w = weak_logits.detach().float()
+        w = weak_logits.detach().float() if weak_logits.dtype != torch.float64 else weak_logits.detach()
         confidence = torch.softmax(w, dim=-1).max(-1).values
+        certain = confidence >= threshold
         sorted_w, order = torch.sort(w, dim=-1, descending=True, stable=True)
         # tail[..., c] = logsumexp of the sorted logits c..K-1
         tail = torch.logcumsumexp(sorted_w.flip(-1), dim=-1).flip(-1)
@@ -139,10 +157,10 @@ def shrinkmatch_loss(
         first = ok.float().argmax(-1)  # index into c = 2 ..
         c = first + 2
         reached = torch.gather(shrunk, -1, first.unsqueeze(-1)).squeeze(-1) >= threshold
-        weight = torch.where((confidence < threshold) & reached, confidence, torch.zeros_like(confidence))
+        weight = torch.where(~certain & reached, confidence * certain_ratio, torch.zeros_like(confidence))
         keep = torch.arange(k, device=w.device) >= c.unsqueeze(-1)
         keep[..., 0] = True
-    sorted_s = torch.gather(strong_logits, -1, order)
+    sorted_s = torch.gather(aux_strong_logits, -1, order)
     lowest = torch.finfo(sorted_s.dtype).min
     log_norm = torch.logsumexp(sorted_s.masked_fill(~keep, lowest), dim=-1)
     ce = log_norm - sorted_s[..., 0]

@@ -43,6 +43,7 @@ from pairkit.train.reward_model import mean_pool
 __all__ = ["text_augment", "train_semi_supervised"]
 
 _FAMILIES = ("consistency", "regularizer", "classification")
+CERTAIN_DECAY = 0.999  # ShrinkMatch's running certain ratio: r <- 0.999 r + 0.001 (this step's fraction)
 _INPUT_COLUMNS = ("text", "features")
 
 
@@ -135,6 +136,20 @@ def linear_head(dim: int, out: int, dtype, seed: int) -> torch.nn.Linear:
     return head
 
 
+def aux_mlp(dim: int, out: int, dtype, seed: int) -> torch.nn.Sequential:
+    """ShrinkMatch's auxiliary head: ``dim -> h -> h -> out`` with ``h = max(dim // 4, 1)``, each hidden layer
+    followed by batch normalisation and a leaky ReLU (slope 0.1), as the authors' ``head_aux``; the linear layers
+    as :func:`linear_head` (seeds ``seed``, ``seed + 1``, ``seed + 2``)."""
+    h = max(dim // 4, 1)
+    head = torch.nn.Sequential(
+        linear_head(dim, h, dtype, seed), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
+        linear_head(h, h, dtype, seed + 1), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
+        linear_head(h, out, dtype, seed + 2),
+    )  # fmt: skip
+    head.built_in = True
+    return head
+
+
 def check_inputs(terms, table: dict[str, Any], trainer: str, options: dict[str, Any]) -> set[str]:
     """What the losses' required inputs need (the union of the table's ``needs``); unknown inputs raise by name."""
     from pairkit import losses
@@ -205,10 +220,14 @@ def text_augment(*, drop: float = 0.1, span: float = 0.0, mask_id: int | None = 
 class _Model(torch.nn.Module):
     """The encoder, its classifier head and what the losses need, optimised and checkpointed together."""
 
-    def __init__(self, encoder, head, *, reference=None, preference_head=None, bank=None, labelled=None):
+    def __init__(self, encoder, head, *, reference=None, preference_head=None, bank=None, labelled=None,
+                 aux_head=None, certain_ratio=False):  # fmt: skip
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.aux_head = aux_head  # ShrinkMatch's auxiliary classifier (None: the classifier itself)
+        if certain_ratio:  # ShrinkMatch's running fraction of certain rows (NaN until the first step)
+            self.register_buffer("certain_ratio", torch.full((), float("nan"), dtype=torch.float64))
         self.reference = reference
         if reference is not None:
             for p in reference.parameters():
@@ -227,6 +246,14 @@ class _Model(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.head(self.encoder(*args, **kwargs))
+
+    def train(self, mode: bool = True):
+        """As ``Module.train``, but the built-in auxiliary head (:func:`aux_mlp`) always normalises over its batch,
+        as the authors train it (``TrainConfig.dropout=False`` runs the rest in eval mode)."""
+        super().train(mode)
+        if getattr(self.aux_head, "built_in", False):
+            self.aux_head.train(True)
+        return self
 
     def enqueue(self, embeddings: torch.Tensor, probs: torch.Tensor) -> None:
         """First in, first out: the newest rows overwrite the oldest once the ``m`` slots are full."""
@@ -325,6 +352,11 @@ class _Batch:
     def preference_logits(self, view: str) -> torch.Tensor:
         return self.module.preference_head(self.view("labelled", view).embeddings)
 
+    def aux_logits(self) -> torch.Tensor:
+        """ShrinkMatch's auxiliary head on the unlabelled rows' strong view (the classifier's logits without one)."""
+        strong = self.view("unlabelled", "strong")
+        return strong.logits if self.module.aux_head is None else self.module.aux_head(strong.embeddings)
+
 
 @dataclasses.dataclass(frozen=True)
 class Made:
@@ -345,6 +377,8 @@ INPUTS: dict[str, Made] = {
                                                                                                   "weak").logits),
     "strong_logits": _made("classifier logits of the unlabelled rows' strong view",
                            lambda b: b.view("unlabelled", "strong").logits),
+    "aux_strong_logits": _made("auxiliary head's logits of the unlabelled rows' strong view", lambda b: b.aux_logits(),
+                               "aux_head"),
     "weak_probs": _made("softmax of the weak logits (no gradient)", lambda b: b.view("unlabelled", "weak").probs),
     "weak_embeddings": _made("unit embeddings of the weak view", lambda b: b.view("unlabelled", "weak").unit),
     "strong_embeddings": _made("unit embeddings of the strong view", lambda b: b.view("unlabelled", "strong").unit),
@@ -399,6 +433,7 @@ def train_semi_supervised(
     text_directions: torch.Tensor | None = None,
     bank_size: int = 1024,
     preference_heads: int = 1,
+    aux_head: torch.nn.Module | str = "mlp",
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -424,8 +459,17 @@ def train_semi_supervised(
       Confidence"): ``weak_logits`` and ``strong_logits`` of the unlabelled rows' weak view :math:`\\alpha(u)` and
       strong view :math:`\\mathcal A(u)`; the weak view's hard pseudo-label counts when its confidence reaches τ
       (``loss_options={"threshold": τ}``, 0.95) — the paper's recipe is μ = 7, τ = 0.95, λ_u = 1 (the weight of
-      ``fixmatch_loss``), labelled rows weakly augmented. ShrinkMatch (Yang et al. 2023) gets the same two views
-      (its auxiliary head is this one head: add ``fixmatch_loss`` for the confident rows).
+      ``fixmatch_loss``), labelled rows weakly augmented.
+    * ShrinkMatch (Yang et al. 2023, "Shrinking Class Space for Enhanced Certainty in Semi-Supervised Learning"):
+      ``weak_logits`` of the classifier and ``aux_strong_logits``, the strong view through an auxiliary head
+      (``aux_head``: by default the authors' MLP ``d → d/4 → d/4 → K`` with batch normalisation and leaky ReLUs,
+      always in training mode, trained with the model; ``"shared"`` uses the classifier instead, the paper's "no
+      auxiliary head" ablation), so the shrunk-space term trains the encoder and the auxiliary head but never the
+      classifier; add ``fixmatch_loss`` for the confident rows (the paper's
+      loss is ``fixmatch_loss+shrinkmatch_loss``). Its weight ``certain_ratio`` (reweighting principle 2) is kept
+      here as the authors do: the fraction of unlabelled rows whose weak confidence reaches the loss's τ, starting
+      at the first step's and then averaged with decay 0.999 per step (per micro-batch under ``grad_accum``),
+      checkpointed; fix it with ``loss_options={"certain_ratio": r}``.
     * SimMatchV2 (Zheng et al. 2023, "SimMatchV2: Semi-Supervised Learning with Graph Consistency"): unit
       embeddings of both views, ``weak_probs``, and the memory bank of the last ``bank_size`` (m) weak unit
       embeddings and predictions of unlabelled rows, first in first out, enqueued after each step's losses (the
@@ -474,12 +518,15 @@ def train_semi_supervised(
             variations').
         bank_size: m, the entries of SimMatchV2's unlabelled memory bank.
         preference_heads: outputs of P2C's preference head.
+        aux_head: ShrinkMatch's auxiliary head on the embeddings: ``"mlp"`` (the authors'), ``"shared"`` (the
+            classifier) or a module ``[n, d] -> [n, classes]``.
 
-    Returns a ``TrainResult`` whose ``heads`` hold the classifier (``"classifier"``) and any
-    preference head, and ``memory_bank`` the bank's embeddings and probabilities, oldest first. Per-step metrics: loss,
-    ``supervised`` (the labelled cross-entropy), each loss term by name, ``accuracy`` on the labelled batch and
-    ``confidence`` (mean top weak probability of the unlabelled batch, when the weak view was computed). One process
-    only; the losses coupling the batch need ``grad_accum=1``.
+    Returns a ``TrainResult`` whose ``heads`` hold the classifier (``"classifier"``), any auxiliary head
+    (``"auxiliary"``) and any preference head, and ``memory_bank`` the bank's embeddings and probabilities, oldest
+    first. Per-step metrics: loss, ``supervised`` (the labelled cross-entropy), each loss term by name, ``accuracy``
+    on the labelled batch, ``confidence`` (mean top weak probability of the unlabelled batch, when the weak view was
+    computed) and ``certain_ratio`` (ShrinkMatch's running weight, when kept). One process only; the losses coupling
+    the batch need ``grad_accum=1``.
     """
     config = config or TrainConfig()
     check_number("ratio", ratio, low=1, integer=True)
@@ -487,11 +534,18 @@ def train_semi_supervised(
     check_number("preference_heads", preference_heads, low=1, integer=True)
     if not (isinstance(reference, torch.nn.Module) or reference in ("copy", "views")):
         raise InputError(f"reference must be a torch module, 'copy' or 'views', got {reference!r}")
+    if not (isinstance(aux_head, torch.nn.Module) or aux_head in ("mlp", "shared")):
+        raise InputError(f"aux_head must be a torch module, 'mlp' or 'shared', got {aux_head!r}")
     if init_distributed()[1] > 1:
         raise InputError("train_semi_supervised runs in one process (its banks and unlabelled stream are not shared)")
     terms = loss_terms(loss, _FAMILIES)
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     needs = check_inputs(terms, INPUTS, "train_semi_supervised", options)
+    from pairkit import losses
+
+    # losses weighted by ShrinkMatch's running fraction of certain rows, unless the caller fixed it
+    running = [n for n, _, _ in terms if "certain_ratio" in losses.spec(n).option_names
+               and "certain_ratio" not in options]  # fmt: skip
     if "text_directions" in needs and text_directions is None:
         raise InputError(
             "loss 'directional_moment_loss' needs text_directions ([K+1, d] tensor): give text_directions="
@@ -500,6 +554,13 @@ def train_semi_supervised(
     unl_rows, unl_source = rows_of(unlabeled, "unlabelled")
     lab_items, raw_labels = row_items(lab_rows, tokenizer, config, lab_source, column="label")
     unl_items, _ = row_items(unl_rows, tokenizer, config, unl_source)
+    if aux_head == "mlp" and "aux_head" in needs:  # batch normalisation needs two rows in every micro-batch
+        smallest = len(lab_items) % config.batch_size or config.batch_size
+        fewest = ratio * (smallest // config.grad_accum)
+        if fewest < 2:
+            raise InputError(f"aux_head='mlp' normalises over the unlabelled rows of a step (batch normalisation), "
+                             f"which needs two or more: a step here can have {fewest}; "
+                             "raise ratio or batch_size, or give aux_head='shared' or a module")  # fmt: skip
     classes: dict[Any, int] = {}
     for i, c in enumerate(raw_labels, start=1):
         if not isinstance(c, (str, int, np.integer)) or isinstance(c, bool):
@@ -536,6 +597,9 @@ def train_semi_supervised(
         if "preference_head" in needs else None,
         bank=(bank_size, dim, k, dtype) if "bank" in needs else None,
         labelled=labelled_bank,
+        aux_head=(aux_mlp(dim, k, dtype, config.seed + 4) if aux_head == "mlp" else aux_head)
+        if "aux_head" in needs and aux_head != "shared" else None,
+        certain_ratio=bool(running),
     )  # fmt: skip
     directions = None if text_directions is None else torch.as_tensor(text_directions).to(dtype)
     examples = [{"x": x, "label": int(y), "index": i} for i, (x, y) in enumerate(zip(lab_items, labels.tolist()))]
@@ -552,8 +616,18 @@ def train_semi_supervised(
         supervised = torch.nn.functional.cross_entropy(labelled.logits, y, reduction="none")
         total = 0.0
         stats: dict[str, torch.Tensor] = {"supervised": supervised.detach()}
+        term_options = options
+        if running:
+            with torch.no_grad():
+                tau = options.get("threshold", losses.spec(running[0]).defaults["threshold"])
+                certain = float((batch.view("unlabelled", "weak").probs.max(-1).values >= tau).double().mean())
+                before = float(mod.certain_ratio)
+                mod.certain_ratio.fill_(certain if math.isnan(before) else CERTAIN_DECAY * before
+                                        + (1 - CERTAIN_DECAY) * certain)  # fmt: skip
+            term_options = {**options, "certain_ratio": float(mod.certain_ratio)}
+            stats["certain_ratio"] = mod.certain_ratio.detach().expand(n)
         for name, weight, _ in terms:
-            value = loss_value(name, INPUTS, batch, options)
+            value = loss_value(name, INPUTS, batch, term_options if name in running else options)
             total = total + weight * value
             stats[name] = value.detach().expand(n)
         with torch.no_grad():
@@ -571,6 +645,8 @@ def train_semi_supervised(
 
     result = fit(module, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
     result.heads = {"classifier": module.head}
+    if module.aux_head is not None:
+        result.heads["auxiliary"] = module.aux_head
     if module.preference_head is not None:
         result.heads["preference"] = module.preference_head
     if "bank" in needs:
