@@ -269,6 +269,86 @@ def test_smooth_adversarial_step_one_equals_an_fgsm_computed_by_hand(tokenizer):
                                config=TrainConfig(batch_size=5, max_steps=1, shuffle=False))  # fmt: skip
     assert res.history[0]["loss"] == pytest.approx(float(ref), rel=1e-4)
     assert float((margins(lp_adv) - margins(lp)).norm(dim=-1).min()) > 0
+    model = classifier(tokenizer, 2, seed=8)
+    torch.manual_seed(123)  # PGD with one step of size ε from 0 is this FGSM exactly
+    again = train_pairwise_judge(model, tokenizer, rows, symmetry=lam,
+                                 loss="smooth_adversarial_comp_sum", loss_options={"nu": nu}, adversarial_epsilon=eps,
+                                 adversarial_steps=1, adversarial_step_size=eps, adversarial_norm="inf",
+                                 adversarial_random_start=False,
+                                 config=TrainConfig(batch_size=5, max_steps=1, shuffle=False))  # fmt: skip
+    assert again.history[0]["loss"] == res.history[0]["loss"]
+
+
+def _orders(tokenizer, model, n, seed, **attack):
+    from pairkit.train.pairwise_judge import _encoded, _Orders
+
+    examples = _encoded(model, tokenizer, votes(n, seed), 64, "keep", None)
+    options = {"epsilon": 0.05, "steps": 1, "step_size": None, "norm": "inf", "random_start": False} | attack
+    return _Orders(model, tokenizer, examples, None, torch.tensor([1, 0]), options)
+
+
+def _reference_pgd(orders, eps, steps, alpha, norm, start):
+    """PGD written out slowly: per-example norms and projections in a Python loop, from ``start`` (the trainer's
+    first point, drawn with the same seed), the first gradient at ``start`` and the iterate from 0 unless random."""
+    y = orders.labels[:, None]
+    clean = orders.logits.detach()
+
+    def grad_at(delta):
+        delta = delta.clone().requires_grad_(True)
+        z = orders._perturbed({"value": delta})
+        change = (z.gather(-1, y) - z) - (clean.gather(-1, y) - clean)
+        return torch.autograd.grad(change.square().sum(), delta)[0]
+
+    probe, iterate = start, (start if orders.attack["random_start"] else torch.zeros_like(start))
+    for t in range(steps):
+        g = grad_at(probe if t == 0 else iterate)
+        new = torch.empty_like(iterate)
+        for i in range(len(iterate)):
+            if norm == "inf":
+                new[i] = torch.minimum(torch.maximum(iterate[i] + alpha * torch.sign(g[i]), -eps * torch.ones(1)),
+                                       eps * torch.ones(1))  # fmt: skip
+            else:
+                gi = math.sqrt(float((g[i].double() ** 2).sum()))
+                moved = iterate[i] + (alpha / gi) * g[i] if gi > 0 else iterate[i].clone()
+                size = math.sqrt(float((moved.double() ** 2).sum()))
+                new[i] = moved * (eps / size) if size > eps else moved
+        iterate = new
+    return iterate
+
+
+@pytest.mark.parametrize(("norm", "random_start"), [("inf", False), ("inf", True), ("2", False), ("2", True)])
+def test_pgd_matches_a_slow_reference_and_stays_in_the_ball(tokenizer, norm, random_start):
+    model = classifier(tokenizer, 2, seed=3)
+    eps, steps = 0.05, 4
+    torch.manual_seed(7)
+    orders = _orders(tokenizer, model, 4, 5, steps=steps, norm=norm, random_start=random_start)
+    orders.adversarial()
+    delta = orders.perturbation
+    first: dict = {}
+    torch.manual_seed(7)
+    orders._perturbed(first, orders._start)  # the same first point, drawn again from the same seed
+    ref = _reference_pgd(orders, eps, steps, 2.5 * eps / steps, norm, first["value"].detach())
+    assert torch.allclose(delta, ref, atol=1e-6, rtol=0)
+    per_example = delta.flatten(1).abs().amax(1) if norm == "inf" else delta.flatten(1).norm(dim=1)
+    assert float(per_example.max()) <= eps * (1 + 1e-6) and float(per_example.min()) > 0.5 * eps
+
+
+def test_more_pgd_steps_find_a_larger_inner_objective(tokenizer):
+    """On a fixed model, 10 PGD steps reach a larger ‖Δ(x') − Δ(x)‖² than one FGSM step (summed over the batch)."""
+    model = classifier(tokenizer, 2, seed=4)
+
+    def objective(**attack):
+        torch.manual_seed(0)
+        orders = _orders(tokenizer, model, 6, 11, epsilon=0.1, **attack)
+        z, clean, y = orders.adversarial().detach(), orders.logp.detach(), orders.labels[:, None]
+        return float(((z.gather(-1, y) - z) - (clean.gather(-1, y) - clean)).square().sum())
+
+    one, ten = objective(steps=1), objective(steps=10)
+    assert ten > one > 0
+    with pytest.raises(InputError, match="adversarial_steps must be an integer >= 1"):
+        train_pairwise_judge(model, tokenizer, votes(4, 1), loss="smooth_adversarial_comp_sum", adversarial_steps=0)
+    with pytest.raises(InputError, match="adversarial_norm must be one of 'inf', '2'"):
+        train_pairwise_judge(model, tokenizer, votes(4, 1), adversarial_norm="1")
 
 
 def test_learns_votes_with_ties_and_loads_as_a_symmetric_judge(tmp_path, tokenizer):
@@ -331,6 +411,15 @@ def test_cli_trains_reports_and_writes_a_judge_config(tmp_path, tokenizer):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, [*args, "--loss", "p2c_loss"])
     assert res.exit_code != 0 and "'p2c_loss' needs 'logits_a'" in res.output, res.output
+    pgd = ["--loss", "smooth_adversarial_comp_sum", "--adversarial", "steps=3", "--adversarial", "norm=2",
+           "--adversarial", "random_start=true"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--max-steps", "1", "--max-length", "32", *pgd, "--output",
+                                   str(tmp_path / "pgd")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, [*args, "--adversarial", "steps=0"])
+    assert res.exit_code != 0 and "adversarial_steps must be an integer >= 1" in res.output, res.output
+    res = CliRunner().invoke(app, [*args, "--adversarial", "radius=1"])
+    assert res.exit_code != 0 and "not an attack option" in res.output, res.output
 
 
 def test_raw_rows_with_a_label_column_are_read_not_taken_as_parsed(tokenizer):

@@ -576,6 +576,20 @@ def _key_values(items: list[str] | None, flag: str = "--method-option", numbers:
     return out
 
 
+def _attack_options(items: list[str] | None) -> dict:
+    """``--adversarial steps=10`` → ``{"adversarial_steps": 10}``, each value checked by its declared option."""
+    from pairkit.errors import InputError
+    from pairkit.train.pairwise_judge import ATTACK_OPTIONS
+
+    declared = {o.name.removeprefix("adversarial_"): o for o in ATTACK_OPTIONS}
+    out = {}
+    for key, text in _key_values(items, "--adversarial", numbers=False).items():
+        if key not in declared:
+            raise InputError(f"--adversarial {key!r}: not an attack option; they are {', '.join(declared)}")
+        out[declared[key].name] = declared[key].parse(text, where="--adversarial ")
+    return out
+
+
 def _judge(spec: str):
     """A comparator from a judge config file, or a ``module:function`` returning p(first is better)."""
     import importlib
@@ -614,6 +628,10 @@ def pairwise_judge(
     loss_option: list[str] = typer.Option(
         None, "--loss-option", help="KEY=VALUE option of the loss (e.g. rho=2); repeatable."
     ),
+    adversarial: list[str] = typer.Option(
+        None, "--adversarial", help="KEY=VALUE of the embedding attack for smooth_adversarial_comp_sum: epsilon, "
+        "steps (PGD; 1 = FGSM), step_size, norm (inf or 2), random_start; repeatable.",
+    ),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(16, "--batch-size", help="Comparisons per step (each in both orders)."),
     grad_accum: int = _GRAD_ACCUM,
@@ -646,6 +664,7 @@ def pairwise_judge(
 
         if not 0 <= held_out < 1:
             raise InputError(f"--held-out must be in [0, 1), got {held_out}")
+        attack = _attack_options(adversarial)
         config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
         rows = read_pairwise_judgments(data, ties=ties)
         if eval_data is not None:
@@ -672,7 +691,7 @@ def pairwise_judge(
             )
         result = train_pairwise_judge(
             net, tokenizer, train_rows, symmetry=symmetry, ties=ties, verdicts=verdicts, config=config, resume=resume,
-            loss=loss, loss_options=_key_values(loss_option, "--loss-option"),
+            loss=loss, loss_options=_key_values(loss_option, "--loss-option"), **attack,
         )  # fmt: skip
         res = (
             evaluate_pairwise_judge(net, tokenizer, test_rows, max_length=max_length, verdicts=verdicts)

@@ -333,7 +333,8 @@ def smooth_adversarial_comp_sum_loss(
     :math:`h/\rho`): an upper bound of the adversarial ρ-margin loss
     (:func:`adversarial_comp_sum_loss`) that is smooth in the scores, since :math:`\Phi_\rho(t) \le e^{-t/\rho}`
     and :math:`\Phi^\tau` is Lipschitz on the sum. The paper's supremum over :math:`\lVert x - x'\rVert_p \le
-    \gamma` is the caller's attack (e.g. PGD on this term); pass its scores as ``adversarial_logits``. With
+    \gamma` is the caller's attack (e.g. PGD on this term, as :func:`~pairkit.train.train_pairwise_judge` runs it
+    in embedding space); pass its scores as ``adversarial_logits``. With
     :math:`x' = x` (or ν = 0) and ρ = 1 it is the comp-sum loss; with τ = 1 too, cross-entropy.
 
     Mao, Mohri & Zhong (2023), "Cross-Entropy Loss Functions: Theoretical Analysis and Applications" (ICML), the

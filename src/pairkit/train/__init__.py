@@ -88,6 +88,7 @@ from pairkit.train.pairs import (
     sweet_spot_pairs,
 )
 from pairkit.train.pairwise_judge import (
+    ATTACK_OPTIONS,
     evaluate_pairwise_judge,
     read_pairwise_judgments,
     save_pairwise_judge,
@@ -145,6 +146,7 @@ from pairkit.train.trainers import (
 )
 
 __all__ = [
+    "ATTACK_OPTIONS",
     "BMC_PROMPT",
     "CLOUD_TEMPLATE",
     "CLoudResult",

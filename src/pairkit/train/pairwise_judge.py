@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pairkit._spec import Interval, Option, declare_options
 from pairkit.errors import InputError, PairkitWarning
 from pairkit.judges.pairwise_classifier import (
     MARKER,
@@ -37,6 +38,7 @@ from pairkit.train.data import read_records, to_pairs
 from pairkit.train.semi_supervised import Made
 
 __all__ = [
+    "ATTACK_OPTIONS",
     "evaluate_pairwise_judge",
     "read_pairwise_judgments",
     "save_pairwise_judge",
@@ -160,24 +162,26 @@ def _probabilities(model, tokenizer, rows, verdict_ids=None) -> tuple[torch.Tens
 
 class _Orders:
     """One step's verdict log-probabilities of both orders ``[2n, K]`` (shown orders first, then swapped) and their
-    labels in each order's terms; the adversarial logits are computed on first use."""
+    labels in each order's terms; the adversarial logits are computed on first use (``attack``: the options of
+    :data:`ATTACK_OPTIONS` without their ``adversarial_`` prefix)."""
 
-    def __init__(self, model, tokenizer, rows, verdict_ids, swap: torch.Tensor, epsilon: float):
-        self.model, self.tokenizer, self.verdict_ids, self.epsilon = model, tokenizer, verdict_ids, epsilon
+    def __init__(self, model, tokenizer, rows, verdict_ids, swap: torch.Tensor, attack: dict[str, Any]):
+        self.model, self.tokenizer, self.verdict_ids, self.attack = model, tokenizer, verdict_ids, attack
         self.ids = [r["ab"] for r in rows] + [r["ba"] for r in rows]
         self.logits = pairwise_logits(model, tokenizer, self.ids, verdict_ids).float()
         self.logp = torch.log_softmax(self.logits, -1)
         y = torch.tensor([r["label"] for r in rows])
         self.labels = torch.cat([y, swap[y]])
         self._adversarial: torch.Tensor | None = None
+        self.perturbation: torch.Tensor | None = None  # δ of the adversarial point, once computed
 
-    def _perturbed(self, delta: dict[str, torch.Tensor], start: float = 0.0) -> torch.Tensor:
-        """Verdict logits with ``delta["value"]`` added to the input embeddings (created, scaled by ``start``, on the
-        first call: its shape is the padded batch's)."""
+    def _perturbed(self, delta: dict[str, torch.Tensor], init: Callable | None = None) -> torch.Tensor:
+        """Verdict logits with ``delta["value"]`` added to the input embeddings (made by ``init`` from the embeddings
+        on the first call: its shape is the padded batch's)."""
 
         def add(module, args, out):
             if "value" not in delta:
-                delta["value"] = (start * torch.randn_like(out)).requires_grad_(True)
+                delta["value"] = init(out).requires_grad_(True)
             return out + delta["value"].to(out.dtype)
 
         handle = self.model.get_input_embeddings().register_forward_hook(add)
@@ -186,18 +190,50 @@ class _Orders:
         finally:
             handle.remove()
 
+    def _start(self, out: torch.Tensor) -> torch.Tensor:
+        """The first point: uniform in the ball (``random_start``), else a tiny Gaussian probe around 0, where the
+        squared change of the margins has a zero gradient (the iterate itself then starts at 0)."""
+        eps = self.attack["epsilon"]
+        if not self.attack["random_start"]:
+            return 1e-3 * eps * torch.randn_like(out)
+        if self.attack["norm"] == "inf":
+            return eps * (2 * torch.rand_like(out) - 1)
+        direction = torch.randn_like(out)
+        u = torch.rand(out.shape[0], dtype=out.dtype, device=out.device)
+        radius = eps * u ** (1.0 / out[0].numel())  # uniform in the ball
+        return direction * (radius / _norms(direction)).view(-1, *[1] * (out.dim() - 1))
+
     def adversarial(self) -> torch.Tensor:
-        """Verdict log-probabilities at ``x' = x + ε·sign(∇_δ ‖Δ(x+δ₀) − Δ(x)‖²)`` in the input-embedding space."""
+        """Verdict log-probabilities at the PGD point ``x + δ`` maximising ``‖Δ(x+δ) − Δ(x)‖²`` over the ball."""
         if self._adversarial is None:
-            delta: dict[str, torch.Tensor] = {}
-            start = self._perturbed(delta, start=1e-3 * self.epsilon)
+            eps, steps, norm = self.attack["epsilon"], self.attack["steps"], self.attack["norm"]
+            alpha = self.attack["step_size"] or (eps if steps == 1 else 2.5 * eps / steps)
             clean = self.logits.detach()
             y = self.labels[:, None]
-            change = (start.gather(-1, y) - start) - (clean.gather(-1, y) - clean)
-            (grad,) = torch.autograd.grad(change.square().sum(), delta["value"])
-            step = {"value": (self.epsilon * grad.sign()).detach()}
-            self._adversarial = torch.log_softmax(self._perturbed(step), -1)
+            point: dict[str, torch.Tensor] = {}
+            z = self._perturbed(point, self._start)
+            delta = point["value"].detach() if self.attack["random_start"] else torch.zeros_like(point["value"])
+            for t in range(steps):
+                change = (z.gather(-1, y) - z) - (clean.gather(-1, y) - clean)
+                (grad,) = torch.autograd.grad(change.square().sum(), point["value"])
+                if norm == "inf":
+                    delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
+                else:
+                    g = _norms(grad)
+                    step = grad * torch.where(g > 0, alpha / g.clamp_min(1e-30), 0.0).view(-1, *[1] * (grad.dim() - 1))
+                    delta = delta + step
+                    delta = delta * (eps / _norms(delta).clamp_min(eps)).view(-1, *[1] * (delta.dim() - 1))
+                delta = delta.detach()
+                point = {"value": delta.requires_grad_(t < steps - 1)}
+                z = self._perturbed(point)
+            self.perturbation = delta.detach()
+            self._adversarial = torch.log_softmax(z, -1)
         return self._adversarial
+
+
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    """The Euclidean norm of each example's slice ``x[i]`` (all its positions and features)."""
+    return x.flatten(1).norm(dim=1)
 
 
 def _binary_labels(b: _Orders) -> torch.Tensor:
@@ -205,6 +241,18 @@ def _binary_labels(b: _Orders) -> torch.Tensor:
         raise InputError("a binary loss (labels first/second) cannot take tie rows: train with ties='drop'")
     return (b.labels == FIRST).to(b.logp.dtype)
 
+
+#: The options of the adversarial point for a loss needing ``adversarial_logits`` (declared once, checked on every call
+#: of :func:`train_pairwise_judge`).
+ATTACK_OPTIONS = (
+    Option("adversarial_epsilon", float, Interval(0, None, closed="neither"),
+           doc="ε: the radius of the embedding perturbation's ball"),
+    Option("adversarial_steps", int, Interval(1, None), doc="PGD steps (1: one FGSM step, the default)"),
+    Option("adversarial_step_size", float, Interval(0, None, closed="neither"), none=True,
+           doc="α of each step (None: ε for one step, else 2.5ε/steps)"),
+    Option("adversarial_norm", str, choices=("inf", "2"), doc="the ball's norm: ℓ∞ (signed steps) or ℓ2"),
+    Option("adversarial_random_start", bool, doc="start uniformly in the ball instead of at the clean input"),
+)  # fmt: skip
 
 #: What :func:`train_pairwise_judge` makes for each ``(input name, kind)`` a classification loss declares, per order.
 INPUTS: dict[tuple[str, str], Made] = {
@@ -216,7 +264,7 @@ INPUTS: dict[tuple[str, str], Made] = {
     ("logps", "logps"): Made(frozenset(), lambda b: b.logp.gather(-1, b.labels[:, None]).squeeze(-1),
                              "log-probability of the correct verdict"),
     ("adversarial_logits", "logits"): Made(frozenset(), lambda b: b.adversarial(),
-                                           "verdict log-probabilities at an FGSM point of the input embeddings"),
+                                           "verdict log-probabilities at a PGD point of the input embeddings"),
 }
 
 
@@ -244,6 +292,7 @@ def step_seed(options: dict[str, Any], rows) -> int:
     return int(h.integers(2**31 - 1))
 
 
+@declare_options(*ATTACK_OPTIONS)
 def train_pairwise_judge(
     model,
     tokenizer,
@@ -255,6 +304,10 @@ def train_pairwise_judge(
     loss: str | dict[str, float] = "cross_entropy",
     loss_options: dict[str, Any] | None = None,
     adversarial_epsilon: float = 1e-3,
+    adversarial_steps: int = 1,
+    adversarial_step_size: float | None = None,
+    adversarial_norm: str = "inf",
+    adversarial_random_start: bool = False,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -289,14 +342,30 @@ def train_pairwise_judge(
       :math:`\\log p_y`, the log-probability of the correct verdict. Reading taken: the paper's :math:`\\pi(y\\mid x)`
       of the correct answer is here the probability of the correct verdict, known exactly (one class), so
       :math:`1 - (1 - p_y)^N` is pass@N of N sampled verdicts without sampling;
-    * ``adversarial_logits`` (the smooth adversarial comp-sum, Mao, Mohri & Zhong 2023): :math:`\\log p` at
-      :math:`x' = x + \\varepsilon\\,\\mathrm{sign}\\big(\\nabla_\\delta \\lVert\\bar\\Delta(x + \\delta_0) -
-      \\bar\\Delta(x)\\rVert_2^2\\big)` in the model's input-embedding space (a forward hook on
-      ``get_input_embeddings()``), :math:`\\bar\\Delta` the margins to the label, :math:`\\delta_0 \\sim
-      \\mathcal N(0, (10^{-3}\\varepsilon)^2)` a random start (the term's gradient vanishes at :math:`x' = x`) and
-      ε = ``adversarial_epsilon`` (ℓ∞ radius). Reading taken: the paper's supremum over the perturbation ball is
-      approximated by one signed-gradient (FGSM) step on its smoothness term, in embedding space because tokens are
-      discrete; two extra forward passes per step.
+    * ``adversarial_logits`` (the smooth adversarial comp-sum, Mao, Mohri & Zhong 2023): :math:`\\log p` at the
+      point :math:`x' = x + \\delta_T` of projected gradient ascent (PGD, Madry et al. 2018) on the loss's
+      smoothness term in the model's input-embedding space (a forward hook on ``get_input_embeddings()``),
+
+      .. math::
+          \\delta_{t+1} = \\Pi_{\\lVert\\delta\\rVert \\le \\varepsilon}\\Big(\\delta_t + \\alpha\\,
+          d\\big(\\nabla_\\delta \\lVert\\bar\\Delta(x + \\delta_t) - \\bar\\Delta(x)\\rVert_2^2\\big)\\Big),
+          \\quad t = 0, \\dots, T - 1,
+
+      :math:`\\bar\\Delta` the margins to the label, :math:`d(g) = \\mathrm{sign}(g)` for the ℓ∞ ball and
+      :math:`g / \\lVert g\\rVert_2` for the ℓ2 ball (norms and projections per example, over all its positions
+      and features), :math:`\\Pi` the projection (clipping, or rescaling to radius ε). ε = ``adversarial_epsilon``,
+      T = ``adversarial_steps``, α = ``adversarial_step_size`` (default ε for one step, else 2.5ε/T, Madry et
+      al.'s rule, which is 2/255 at ε = 8/255 and T = 10), ``adversarial_norm`` ``"inf"`` or ``"2"``. Without
+      ``adversarial_random_start`` the iterate starts at :math:`\\delta_0 = 0`, and as the term's gradient
+      vanishes there the first gradient is taken at a tiny Gaussian probe :math:`\\mathcal N(0, (10^{-3}
+      \\varepsilon)^2)`; with it, :math:`\\delta_0` is uniform in the ball. The defaults (T = 1, α = ε, ℓ∞, no
+      random start) are one FGSM step, :math:`x' = x + \\varepsilon\\,\\mathrm{sign}(\\nabla)`, as before
+      these options existed. Reading taken: the paper's supremum over the perturbation ball is approximated by
+      PGD on its smoothness term, in embedding space because tokens are discrete. Its experiments (adversarial
+      training of image classifiers at an ℓ∞ radius of 8/255) follow a multi-step PGD setting whose step count we
+      could not read in the paper's text, and an image radius has no meaning for embeddings, so one step stays the
+      default; ``adversarial_steps=10`` is the usual 10-step PGD, each step one more forward and backward pass to
+      the embeddings per training step.
 
     A loss needing anything else raises :class:`~pairkit.errors.InputError` naming the inputs and, when
     :func:`~pairkit.train.train_semi_supervised` makes them (P2C's two same-class inputs and preference logits,
@@ -318,8 +387,9 @@ def train_pairwise_judge(
         ties: ``"keep"`` (a third class; the model needs 3 labels) or ``"drop"`` (left out, with a warning).
         verdicts: the verdict words of a causal LM (first better, second better[, tie]), e.g.
             :data:`~pairkit.judges.pairwise_classifier.VERDICTS`; ``None`` for a sequence classifier.
-        adversarial_epsilon: ε > 0, the ℓ∞ radius of the embedding perturbation (only for a loss needing
-            ``adversarial_logits``).
+        adversarial_epsilon, adversarial_steps, adversarial_step_size, adversarial_norm, adversarial_random_start:
+            the PGD attack above (only for a loss needing ``adversarial_logits``), declared in
+            :data:`ATTACK_OPTIONS`: ε > 0, T ≥ 1, α > 0 or None, ``"inf"`` or ``"2"``, a bool.
 
     Per-step metrics: loss, ``ce`` (the classification loss, cross-entropy by default), ``symmetry``, ``accuracy``
     (argmax of the averaged orders) and ``consistency`` (the two orders' verdicts agree).
@@ -328,7 +398,8 @@ def train_pairwise_judge(
     from pairkit.train._steps import loss_terms
 
     check_number("symmetry", symmetry, low=0)
-    check_number("adversarial_epsilon", adversarial_epsilon, low=0, low_open=True)
+    attack = {"epsilon": adversarial_epsilon, "steps": adversarial_steps, "step_size": adversarial_step_size,
+              "norm": adversarial_norm, "random_start": adversarial_random_start}  # fmt: skip
     terms = loss_terms(loss, "classification")
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     _check_judge_losses(terms)
@@ -346,7 +417,7 @@ def train_pairwise_judge(
 
     def step(model, rows):
         n = len(rows)
-        orders = _Orders(model, tokenizer, rows, verdict_ids, swap, adversarial_epsilon)
+        orders = _Orders(model, tokenizer, rows, verdict_ids, swap, attack)
         p = orders.logp.exp()
         p_ab, p_ba = p[:n], p[n:]
         y = orders.labels[:n]
