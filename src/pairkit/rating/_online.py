@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -397,18 +397,42 @@ def conservative_z(z: float | None, model: str) -> float:
     return float(z)
 
 
+@dataclass(frozen=True, eq=False)
+class PosteriorPredictor:
+    """Index predictor of Gaussian skill posteriors: item ``k`` is ``N(mu[k], sigma[k]²)``, an unseen item (index
+    −1) a newcomer ``N(prior_mu, prior_sigma²)``; ``predict(mu_a, mu_b, a_first, sigma_a=, sigma_b=)`` gives the
+    model's win and tie probabilities integrated over both posteriors (:func:`trueskill_predictor`,
+    :func:`weng_lin_predictor`). A :class:`Leaderboard` passes index −1 to it (``predicts_unknown``)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    prior_mu: float
+    prior_sigma: float
+    predict: Callable
+    predicts_unknown: bool = True
+
+    def __call__(self, ia: np.ndarray, ib: np.ndarray, a_first: np.ndarray | None = None):
+        mu = np.append(self.mu, self.prior_mu)
+        sigma = np.append(self.sigma, self.prior_sigma)
+        return self.predict(mu[ia], mu[ib], a_first, sigma_a=sigma[ia], sigma_b=sigma[ib])
+
+
 def posterior_leaderboard(
-    matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, intervals: str, level: float, **fields
+    matches: Matches, mus: np.ndarray, sigmas: np.ndarray, *, z: float, intervals: str, level: float,
+    predict: Callable, **fields
 ) -> Leaderboard:
     """Leaderboard of online posteriors: ``scores`` μ, ``se`` σ (the posterior intervals at ``level``
-    unless ``intervals="none"``), ``conservative`` μ − zσ; ``fields`` (``model``, ``params``, ``scale_name``,
-    ``predictor``) pass through to :class:`Leaderboard`.
+    unless ``intervals="none"``), ``conservative`` μ − zσ; ``fields`` (``model``, ``params`` — which must hold
+    the prior ``mu`` and ``sigma`` —, ``scale_name``) pass through to :class:`Leaderboard`. Predictions integrate
+    over the posteriors: ``predict`` (a σ-aware predictor) becomes a :class:`PosteriorPredictor`, in which an item
+    the board has not seen is a newcomer with the prior's σ.
 
     Sorted and ranked by the conservative score, the usual TrueSkill/OpenSkill leaderboard key: sorting by μ put
     a player with 2 matches and σ = 5.8 first. The rating column stays μ (what predictions use)."""
     shown = intervals != "none"
     conservative = mus - z * sigmas
     info = {**fields.pop("info", {}), "sorted_by": f"conservative (mu - {z:g} sigma)"}
+    params = fields["params"]
     return score_board(
         matches.items,
         mus,
@@ -420,5 +444,8 @@ def posterior_leaderboard(
         level=level,
         sort_key=conservative,
         info=info,
+        predictor=None,
+        pair_predictor=PosteriorPredictor(mus.copy(), sigmas.copy(), float(params["mu"]), float(params["sigma"]),
+                                          predict),
         **fields,
     )

@@ -30,7 +30,9 @@ Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarr
 
 PairPredictor = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]]
 """``(index_a, index_b, a_first) -> (P(a wins), P(tie))`` by item index, for models whose odds are not a function
-of the two scores alone (blade-chest's cyclic term)."""
+of the two scores alone (blade-chest's cyclic term, the σ of online posteriors). Index −1 (an item the board has
+not seen) reaches it only if it has a true attribute ``predicts_unknown`` (TrueSkill and Weng–Lin: a newcomer with
+the prior's σ); otherwise the board predicts a coin flip for it."""
 
 LOG_STRENGTH = "log-strength"
 """The scale of Bradley–Terry-type models: differences are log-odds (what ``.scale("elo")`` converts)."""
@@ -336,7 +338,8 @@ class Leaderboard:
 
         ``unknown``: ``"raise"`` (an :class:`InputError` naming items not on the board) or ``"prior"`` — an item
         never seen gets the average log-strength, which is what Newman's prior gives an item without data (the
-        forecast for a newcomer in a test season).
+        forecast for a newcomer in a test season); on the boards of online Gaussian models (TrueSkill, Weng–Lin)
+        it is a newcomer with the prior's mean and σ, so its forecasts are as uncertain as its first game's.
         """
         if unknown not in ("raise", "prior"):
             raise InputError(f"unknown must be 'raise' or 'prior', got {unknown!r}")
@@ -347,9 +350,10 @@ class Leaderboard:
         def idx(names):
             names = [names] if isinstance(names, str) else list(names)
             missing = [x for x in names if x not in lookup]
-            if missing and (unknown == "raise" or self.pair_predictor is not None):
+            if missing and (unknown == "raise" or (self.pair_predictor is not None and not self._predicts_unknown)):
                 why = "" if unknown == "raise" else f" (model {self.model!r} has no strength for an unseen item)"
-                raise InputError(f"unknown item(s) {missing[:5]}{why}; pass unknown='prior' for the average item")
+                raise InputError(f"unknown item(s) {missing[:5]}{why}; pass unknown='prior' for "
+                                 f"{'a newcomer at the prior' if self._predicts_unknown else 'the average item'}")
             return np.array([lookup.get(x, -1) for x in names], dtype=np.int64)
 
         ia, ib = idx(a), idx(b)
@@ -361,16 +365,23 @@ class Leaderboard:
         """Whether the model defines win probabilities."""
         return self.pair_predictor is not None or self.predictor is not None
 
+    @property
+    def _predicts_unknown(self) -> bool:
+        return bool(getattr(self.pair_predictor, "predicts_unknown", False))
+
     def predict_indices(self, ia: np.ndarray, ib: np.ndarray,
                         a_first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Win and tie probabilities of item ``ia[k]`` against ``ib[k]``: the one prediction protocol.
 
         Index −1 is an item the model has not seen: the average item (the mean score, which is what Newman's prior
-        gives an item without data) for score predictors, a coin flip for index predictors.
+        gives an item without data) for score predictors, a coin flip for index predictors — unless the index
+        predictor ``predicts_unknown`` (online posteriors: a newcomer with the prior's mean and σ).
         """
         if not self.predicts:
             raise InputError(f"model {self.model!r} does not define win probabilities")
         ia, ib = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
+        if self._predicts_unknown:
+            return self.pair_predictor(ia, ib, a_first)
         if self.pair_predictor is not None:
             known = (ia >= 0) & (ib >= 0)
             p, t = np.full(ia.shape, 0.5), np.zeros(ia.shape)

@@ -20,9 +20,10 @@ clusters are given, so dependent comparisons never straddle training and test; o
 order of first appearance (seasons, weeks: each group is predicted from all earlier ones — the forecast setting,
 and the only fair one for online models such as Elo, TrueSkill and Weng–Lin); or a separate ``test`` set. A model
 is fitted only on the items present in its training part; an item never seen in training gets log-strength 0
-(the average item — what Newman's prior gives an unseen item) and, for models without a strength predictor, a
-coin flip. A model that cannot be fitted (``order`` without an order flag, ``davidson`` without ties) is skipped
-with a ``note`` instead of aborting the comparison.
+(the average item — what Newman's prior gives an unseen item), for the online Gaussian models (TrueSkill,
+Weng–Lin) the prior's mean and σ (a newcomer), and for other models without a strength predictor a coin flip.
+A model that cannot be fitted (``order`` without an order flag, ``davidson`` without ties) is skipped with a
+``note`` instead of aborting the comparison.
 
 References:
     Stone, M. (1974). Cross-validatory choice and assessment of statistical predictions. JRSS B 36(2).

@@ -389,32 +389,44 @@ def _chain_ep(
 
 # ---------------------------------------------------------------------------------------------- leaderboard
 def trueskill_predictor(beta: float = 25.0 / 6.0, draw_margin: float = 0.0, normal: Normal = "exact"):
-    """Win and draw probabilities of two players from their means, performance noise β and a draw margin.
+    """Win and draw probabilities of two players under TrueSkill, integrated over their skill posteriors.
+
+    Player ``p``'s performance is ``s_p + ε_p`` with skill ``s_p ~ N(μ_p, σ_p²)`` and noise ``ε_p ~ N(0, β²)``,
+    so the performance difference is ``N(μ_a − μ_b, c²)``; a win is a difference above the draw margin ``m``:
 
     .. math::
 
-        P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b - m}{\\sqrt2\\,\\beta}\\Big),\\quad
-        P(\\text{draw}) = \\Phi\\Big(\\frac{m - |\\mu_a - \\mu_b|}{\\sqrt2\\beta}\\Big)
-                         - \\Phi\\Big(\\frac{-m - |\\mu_a - \\mu_b|}{\\sqrt2\\beta}\\Big)
+        c^2 = 2\\beta^2 + \\sigma_a^2 + \\sigma_b^2,\\qquad
+        P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b - m}{c}\\Big),\\qquad
+        P(\\text{draw}) = \\Phi\\Big(\\frac{m - (\\mu_a - \\mu_b)}{c}\\Big)
+                         - \\Phi\\Big(\\frac{-m - (\\mu_a - \\mu_b)}{c}\\Big)
 
-    Point predictions (the players' σ are not used: the :class:`Leaderboard` predictor sees only ratings).
+    With ``m = 0`` this is the ``trueskill`` package's documented win probability (teams: sums of μ and σ² over
+    the players and ``n_players · β²`` in ``c²``; here 1-vs-1). The dynamics ``τ`` are not added, as there. A
+    player with little data (large σ) gets forecasts nearer ½; ``σ = 0`` gives the point forecast from the means.
+
+    Returns ``predict(mu_a, mu_b, a_first=None, *, sigma_a=0.0, sigma_b=0.0) -> (P(a wins), P(draw))`` on arrays
+    of one shape (``a_first`` is ignored). Boards from :func:`fit_trueskill` call it with each item's σ (an
+    unseen item: the prior σ).
     Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian skill rating system".
 
     >>> import numpy as np
-    >>> from pairkit.rating import trueskill_predictor
-    >>> predict = trueskill_predictor()
-    >>> win, tie = predict(np.array([30.0]), np.array([25.0]), None)
-    >>> print(np.round(win, 3), np.round(tie, 3))
-    [0.802] [0.]
+    >>> from pairkit.rating import trueskill_draw_margin, trueskill_predictor
+    >>> predict = trueskill_predictor(draw_margin=float(trueskill_draw_margin(0.1, 2)))
+    >>> win, draw = predict(np.array([30.0, 30.0]), np.array([25.0, 25.0]), sigma_a=np.array([0.0, 8.0]))
+    >>> print(np.round(win, 3), np.round(draw, 3))  # a is a veteran (σ = 0), then a newcomer (σ = 8)
+    [0.765 0.666] [0.07  0.052]
     """
     f = _backend(normal)
-    scale = _SQRT2 * beta
+    noise = 2.0 * beta * beta
 
-    def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None):
+    def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None = None, *,
+                sigma_a: np.ndarray | float = 0.0, sigma_b: np.ndarray | float = 0.0):
         d = np.asarray(mu_a, dtype=float) - np.asarray(mu_b, dtype=float)
-        p_win = f.cdf((d - draw_margin) / scale)
-        p_loss = f.cdf((-d - draw_margin) / scale)
-        return p_win, 1.0 - p_win - p_loss
+        c = np.sqrt(noise + np.square(sigma_a) + np.square(sigma_b))
+        p_win = f.cdf((d - draw_margin) / c)
+        p_draw = f.cdf((draw_margin - d) / c) - f.cdf((-draw_margin - d) / c) if draw_margin else np.zeros_like(p_win)
+        return p_win, p_draw
 
     return predict
 
@@ -455,7 +467,9 @@ def fit_trueskill(
         \\text{conservative}_p = \\mu_p - 3\\,\\sigma_p
 
     (the usual leaderboard sort key; the ``trueskill`` package's ``expose`` uses z = μ₀/σ₀ = 3 too). The
-    intervals are the posterior's, μ ± z_level·σ. Options as in :func:`trueskill_rate` (``tol`` is its
+    intervals are the posterior's, μ ± z_level·σ. :meth:`Leaderboard.predict` integrates over the posteriors
+    (:func:`trueskill_predictor`: a player with large σ gets forecasts nearer ½; an unseen player, with
+    ``unknown="prior"``, is a newcomer ``N(mu, sigma²)``). Options as in :func:`trueskill_rate` (``tol`` is its
     ``min_delta``; ``z=`` is deprecated). Paper: Herbrich, Minka & Graepel (2007), "TrueSkill™: A Bayesian
     skill rating system".
 
@@ -503,5 +517,5 @@ def fit_trueskill(
         level=level,
         scale_name="trueskill",
         score_scale="trueskill mu",
-        predictor=trueskill_predictor(beta, margin, normal),
+        predict=trueskill_predictor(beta, margin, normal),
     )

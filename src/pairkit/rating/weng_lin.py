@@ -270,23 +270,36 @@ def weng_lin_rate(
 
 # ---------------------------------------------------------------------------------------------- leaderboard
 def weng_lin_predictor(beta: float = 25.0 / 6.0):
-    """P(a beats b) from the means alone (openskill's 1-vs-1 ``predict_win`` with σ = 0); no draw probability.
+    """P(a beats b) integrated over both players' posteriors: openskill's 1-vs-1 ``predict_win``; no draw probability.
 
     .. math::
 
-        P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b}{\\sqrt2\\,\\beta}\\Big)
+        P(a \\succ b) = \\Phi\\Big(\\frac{\\mu_a - \\mu_b}{\\sqrt{2\\beta^2 + \\sigma_a^2 + \\sigma_b^2}}\\Big)
 
+    the probability that ``a``'s performance ``N(μ_a, σ_a² + β²)`` exceeds ``b``'s; openskill uses it for every
+    model (Plackett–Luce, Bradley–Terry and Thurstone–Mosteller, full and partial pairing), and so does pairkit.
+    A player with little data (large σ) gets forecasts nearer ½; ``σ = 0`` gives the point forecast from the means.
+    The tie probability is 0: the updates score a draw as half a win, and openskill's ``predict_draw`` (a margin
+    for a draw rate of one over the number of players) is not a probability of the fitted model — it does not
+    add up to one with ``predict_win``.
+
+    Returns ``predict(mu_a, mu_b, a_first=None, *, sigma_a=0.0, sigma_b=0.0) -> (P(a wins), 0)`` on arrays of one
+    shape (``a_first`` is ignored). Boards from :func:`fit_weng_lin` call it with each item's σ (an unseen item:
+    the prior σ).
     Paper: Weng & Lin (2011), "A Bayesian approximation method for online ranking".
 
     >>> import numpy as np
     >>> from pairkit.rating import weng_lin_predictor
-    >>> win, tie = weng_lin_predictor()(np.array([30.0]), np.array([25.0]), None)
+    >>> win, tie = weng_lin_predictor()(np.array([30.0, 30.0]), np.array([25.0, 25.0]), sigma_a=np.array([0.0, 8.0]))
     >>> print(np.round(win, 3), np.round(tie, 3))
-    [0.802] [0.]
+    [0.802 0.693] [0. 0.]
     """
+    noise = 2.0 * beta * beta
 
-    def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None):
-        p = special.ndtr((np.asarray(mu_a) - np.asarray(mu_b)) / (math.sqrt(2.0) * beta))
+    def predict(mu_a: np.ndarray, mu_b: np.ndarray, a_first: np.ndarray | None = None, *,
+                sigma_a: np.ndarray | float = 0.0, sigma_b: np.ndarray | float = 0.0):
+        d = np.asarray(mu_a, dtype=float) - np.asarray(mu_b, dtype=float)
+        p = special.ndtr(d / np.sqrt(noise + np.square(sigma_a) + np.square(sigma_b)))
         return p, np.zeros_like(p)
 
     return predict
@@ -330,8 +343,9 @@ def fit_weng_lin(
         \\text{conservative}_p = \\mu_p - 3\\,\\sigma_p
 
     (openskill's ``ordinal``). ``se`` is σ, so the intervals are the posterior's, μ ± z_level·σ (``z=`` is
-    deprecated). Options and paper as in :func:`weng_lin_rate` (Weng & Lin 2011, "A Bayesian approximation
-    method for online ranking").
+    deprecated). :meth:`Leaderboard.predict` integrates over the posteriors (:func:`weng_lin_predictor`, openskill's
+    ``predict_win``; an unseen player, with ``unknown="prior"``, is a newcomer ``N(mu, sigma²)``). Options and
+    paper as in :func:`weng_lin_rate` (Weng & Lin 2011, "A Bayesian approximation method for online ranking").
 
     Args:
         data: :class:`Matches` or :class:`Comparisons` (n comparisons in the order played).
@@ -374,7 +388,7 @@ def fit_weng_lin(
         level=level,
         scale_name="openskill",
         score_scale="openskill mu",
-        predictor=weng_lin_predictor(beta),
+        predict=weng_lin_predictor(beta),
     )
 
 
