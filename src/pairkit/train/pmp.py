@@ -323,8 +323,9 @@ def reddit_pairs(
     ``comment`` (the reply's text), ``karma`` (its score, upvotes minus downvotes) and ``context`` (the parent's
     text, the same in every row of a parent: the prompt; ``None``: an empty prompt). Two siblings with different
     karma make a pair, the higher one chosen; ``mode``, ``good``/``bad``, ``pairs_per_question`` (here per parent)
-    and ``seed`` as in :func:`stack_exchange_pairs`. Reading taken: karma is compared as it is (the paper ranks
-    Reddit comments by karma and states its log transform for Stack Exchange votes only); equal karma gives no pair.
+    and ``seed`` as in :func:`stack_exchange_pairs`. Reading taken (the paper's §4.1 text could not be retrieved
+    to check its Reddit filters): karma is compared as it is, the log transform being the one stated for Stack
+    Exchange votes; equal karma gives no pair.
 
     Parents with a single reply, parents whose replies all tie, tied pairs and identical texts are counted in one
     :class:`~pairkit.errors.DroppedRowsWarning`; bad cells raise :class:`~pairkit.errors.InputError` naming the
@@ -365,8 +366,9 @@ def wikipedia_pairs(
     (the summary of the edit that reverted this one, empty when none did), which counts when it matches the
     regular expression ``pattern`` (case-insensitive; used instead of ``vandalism`` when given).
 
-    Reading taken: the paper builds Wikipedia comparisons from edits reverted as vandalism; each gives one pair,
-    the revision before the edit (the text the revert restored) chosen over the revision after it. Edits not
+    Reading taken (the paper's §4.1 text could not be retrieved to check the details): Wikipedia comparisons come
+    from edits reverted as vandalism, each giving one pair, the revision before the edit (the text the revert
+    restored) chosen over the revision after it. Edits not
     reverted as vandalism give no pair (the paper uses no others), nor do edits that left the text unchanged; both
     are counted in a :class:`~pairkit.errors.DroppedRowsWarning`. ``mode="binary"`` (the default) turns each pair
     into ``GOOD:before > BAD:before``, ``BAD:after > GOOD:after`` as :func:`pmp_pairs` does; ``"ranked"`` keeps
