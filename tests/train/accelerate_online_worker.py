@@ -3,7 +3,12 @@
 Two rounds of online DPO in ``OUT/run``, stopped in round 2 by the judge failing on the main process (after the
 round's samples were saved and 19 of its judgments cached), then resumed; every judge call is appended to
 ``OUT/calls.jsonl`` with the rank that made it. Then one round of each method of :data:`METHODS`. Each rank saves
-its final weights and metrics rows to ``OUT/rank-R.pt``."""
+its final weights and metrics rows to ``OUT/rank-R.pt``.
+
+Mode ``fsdp`` (under ``--use_fsdp``, for tests/train/test_accelerate_online_fsdp.py): the same stopped and resumed
+online DPO run with the policy sharded, then the runs of :data:`FSDP_RUNS` (batched sampling in every process,
+iterative DPO with a win rate, SPIN, step-DPO) and the error a method refused under FSDP raises; each rank saves the
+gathered weights and the placement and local shape of every parameter."""
 
 import json
 import os
@@ -47,13 +52,15 @@ def load(model_dir):
 
 
 def run(model_dir, out, judge=None, *, rounds=2, resume=False, method="online_dpo", prompts=PROMPTS, small=False,
-        k=None, **kw):  # fmt: skip
+        k=None, per_prompt=True, eval_every=0, prompts_per_round=None, batch_size=None, **kw):  # fmt: skip
     """``rounds`` of ``method`` from the saved tiny model (float64); ``small``: 4 prompts, 3 samples, batches of 6."""
     model, tok = load(model_dir)
     size = dict(prompts_per_round=4, k=k or 3, max_new_tokens=6) if small else dict(prompts_per_round=8, k=4,
                                                                                    max_new_tokens=8)  # fmt: skip
-    online = OnlineConfig(rounds=rounds, per_prompt_seeds=True, **size)
-    config = TrainConfig(lr=2e-2, batch_size=6 if small else 4, seed=0, output_dir=str(out) if out else None)
+    size["prompts_per_round"] = prompts_per_round or size["prompts_per_round"]
+    online = OnlineConfig(rounds=rounds, per_prompt_seeds=per_prompt, eval_every=eval_every, **size)
+    config = TrainConfig(lr=2e-2, batch_size=batch_size or (6 if small else 4), seed=0,
+                         output_dir=str(out) if out else None)  # fmt: skip
     hist = train_online(model, tok, prompts, judge, method=method, config=config, online=online, resume=resume,
                         **kw)  # fmt: skip
     return model, hist
@@ -76,15 +83,37 @@ METHODS = {
 }  # fmt: skip
 
 
-def run_method(model_dir, method):
-    kw = {"judge": CallableJudge(prefers_a), "rounds": 1, **METHODS[method]}
-    model, hist = run(model_dir, None, kw.pop("judge"), method=method, small=True, **kw)
-    return weights(model), [{k: v for k, v in row.items() if not k.startswith("time/")} for row in hist]
+def run_method(model_dir, method, runs=METHODS):
+    kw = {"judge": CallableJudge(prefers_a), "rounds": 1, **runs[method]}
+    kw.setdefault("method", method)
+    model, hist = run(model_dir, None, kw.pop("judge"), small=True, **kw)
+    return whole_weights(model), [{k: v for k, v in row.items() if not k.startswith("time/")} for row in hist]
 
 
-if __name__ == "__main__":
-    out, model_dir = sys.argv[1], sys.argv[3]
-    rank = int(os.environ["RANK"])
+def whole_weights(model):
+    """The whole weights, gathered when FSDP sharded the model."""
+    from pairkit.train import full_state_dict
+
+    return full_state_dict(model)
+
+
+# under FSDP: the paths besides the per-prompt sampled online DPO run: uneven shares (3 prompts: one process makes
+# a dropped sampling call; batches of 2 of 3 pairs: one process runs a weight-0 step), batched sampling in every
+# process (with the reference moved every round and an evaluation win rate), SPIN's earlier iterates and mixture
+# reference, step-DPO
+FSDP_RUNS = {
+    "uneven": {"method": "online_dpo", "prompts_per_round": 3, "batch_size": 2, "rounds": 2},
+    "batched_iterative": {"method": "iterative_dpo", "per_prompt": False, "rounds": 2, "eval_every": 1,
+                          "eval_prompts": PROMPTS[4:7]},
+    "spin": {"judge": None, "prompts": None, "data": PAIRS, "rounds": 2,
+             "method_options": {"alpha": 0.5, "history": 2}},
+    "step_dpo": {"method_options": {"depth": 2, "delimiter": " "}},
+}  # fmt: skip
+
+
+def stopped_and_resumed(out, model_dir):
+    """Two rounds of online DPO in ``OUT/run`` stopped in round 2 by the judge and resumed: the resumed model, its
+    metrics rows, and whether the run stopped and whether round 2 was sampled again."""
     stopped = False
     try:
         run(model_dir, f"{out}/run", logged(f"{out}/calls.jsonl", fail_at=48 + 20))
@@ -93,6 +122,32 @@ if __name__ == "__main__":
     drawn = os.stat(f"{out}/run/samples/round-2.json").st_mtime_ns
     model, hist = run(model_dir, f"{out}/run", logged(f"{out}/calls.jsonl"), resume=True)
     redrawn = os.stat(f"{out}/run/samples/round-2.json").st_mtime_ns != drawn
-    torch.save({"weights": weights(model), "history": hist, "stopped": stopped, "redrawn": redrawn,
-                "methods": {method: run_method(model_dir, method) for method in METHODS}}, f"{out}/rank-{rank}.pt")
+    return model, {"history": hist, "stopped": stopped, "redrawn": redrawn}
+
+
+def fsdp_main(out, model_dir):
+    from pairkit.errors import InputError
+
+    model, saved = stopped_and_resumed(out, model_dir)
+    saved["shards"] = {name: (str(p.placements), tuple(p.to_local().shape), tuple(p.shape))
+                       for name, p in model.named_parameters()}  # fmt: skip
+    saved["weights"] = whole_weights(model)
+    saved["runs"] = {name: run_method(model_dir, name, FSDP_RUNS) for name in FSDP_RUNS}
+    try:
+        run(model_dir, None, CallableJudge(prefers_a), method="grpo", small=True, rounds=1)
+    except InputError as exc:
+        saved["refused"] = str(exc)
+    return saved
+
+
+if __name__ == "__main__":
+    out, model_dir = sys.argv[1], sys.argv[3]
+    rank = int(os.environ["RANK"])
+    if sys.argv[2] == "fsdp":
+        saved = fsdp_main(out, model_dir)
+    else:
+        model, saved = stopped_and_resumed(out, model_dir)
+        saved["weights"] = weights(model)
+        saved["methods"] = {method: run_method(model_dir, method) for method in METHODS}
+    torch.save(saved, f"{out}/rank-{rank}.pt")
     torch.distributed.destroy_process_group()

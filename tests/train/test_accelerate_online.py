@@ -25,19 +25,23 @@ pytestmark = pytest.mark.slow
 TOL = {"atol": 1e-9, "rtol": 1e-9}
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory):
+def launch_online(out, mode, flag):
+    """The worker's runs (``mode``) under ``accelerate launch flag`` and one process's two rounds of online DPO:
+    ``(out, rank results, one process's model, its metrics rows)``."""
     from tests.train.conftest import build_model, build_tokenizer
 
-    out = tmp_path_factory.mktemp("online-dp")
     model_dir = out / "tiny"
     tok = build_tokenizer()
     build_model(tok, seed=0).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
-    ranks, _ = _launch(out, "online", "--multi_gpu", worker="accelerate_online_worker.py", args=[str(model_dir)])
-    single = out / "single"
-    model, hist = run(model_dir, single, logged(out / "calls-single.jsonl"))
+    ranks, _ = _launch(out, mode, flag, worker="accelerate_online_worker.py", args=[str(model_dir)])
+    model, hist = run(model_dir, out / "single", logged(out / "calls-single.jsonl"))
     return out, ranks, model, hist
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    return launch_online(tmp_path_factory.mktemp("online-dp"), "online", "--multi_gpu")
 
 
 def _calls(path):

@@ -29,6 +29,7 @@ from pairkit.errors import InputError, PairkitWarning
 __all__ = ["full_state_dict"]
 
 _STEP = "_pairkit_step"
+_CALL = "_pairkit_call"
 _SYNCED: weakref.WeakSet = weakref.WeakSet()  # models whose weights came from process 0 already
 
 _TRUE = ("1", "TRUE", "YES", "Y", "T", "ON")
@@ -359,6 +360,20 @@ def sharded_step(model, step_loss: Callable) -> Callable:
 
 def forget_step(model) -> None:
     model.__dict__.pop(_STEP, None)
+
+
+def sharded_call(model, fn: Callable, *args):
+    """``fn(model, *args)`` run once as a forward method of the sharded root, so FSDP's hooks fire around it: the
+    root's parameters are gathered for the call and, when ``fn`` builds a graph, their gradients are
+    reduce-scattered after its backward. A collective: every process must make the same calls."""
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
+    setattr(model, _CALL, types.MethodType(lambda self, *a: fn(self, *a), model))
+    register_fsdp_forward_method(model, _CALL)
+    try:
+        return getattr(model, _CALL)(*args)
+    finally:
+        model.__dict__.pop(_CALL, None)
 
 
 def _options(**kw):

@@ -70,11 +70,13 @@ def _groups(n_prompts: int, per_prompt: int, batch_size: int) -> list[np.ndarray
     return [np.arange(s, min(s + size, n_prompts)) for s in range(0, n_prompts, size)]
 
 
-def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int) -> None:
+def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int, *, sharded: bool = False) -> None:
     """One optimiser step on ``loss``: this process's share of the minibatch's loss (its examples' summed losses
     over the minibatch's size; None when it holds none of them). Data parallel, the gradients are summed over
     the processes (``all_reduce_gradients`` of the offline trainers' loop), so every process takes the step of one
-    process on the whole minibatch; a non-finite loss stops all of them before the update."""
+    process on the whole minibatch; a non-finite loss stops all of them before the update. ``sharded`` (FSDP, every
+    process passing a loss): the backward reduce-scatters the gradients, averaged, so the loss is scaled by the
+    number of processes (as in the offline loop)."""
     value = dist.total(loss.item() if loss is not None else 0.0)[0]
     if not math.isfinite(value):
         raise EstimationError(
@@ -82,8 +84,9 @@ def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int)
             "check beta and the method options)"
         )
     if loss is not None and loss.requires_grad:
-        loss.backward()
-    all_reduce_gradients(params)
+        (loss * rank_and_world()[1] if sharded else loss).backward()
+    if not sharded:
+        all_reduce_gradients(params)
     clip_gradients(params, config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

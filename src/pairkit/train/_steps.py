@@ -114,9 +114,15 @@ def seq_logps(model, seqs, pad_id: int, chunk_size: int) -> tuple[torch.Tensor, 
 
 
 def weights_fingerprint(model) -> str:
+    """A hash of the model's class and whole state dict. A model sharded by FSDP is hashed as its gathered whole
+    weights (a collective: every process must call it), so it hashes as the same model in one process does."""
+    from pairkit.train._fsdp import full_state_dict, is_sharded
+
+    sharded = is_sharded(model)
+    state = full_state_dict(model) if sharded else model.state_dict()
     h = hashlib.blake2b(digest_size=16)
-    h.update(type(model).__name__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    h.update((type(model).__name__.removeprefix("FSDP") if sharded else type(model).__name__).encode())
+    for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

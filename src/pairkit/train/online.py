@@ -174,7 +174,9 @@ def sample_completions(
 
     Nucleus sampling: Holtzman et al. (2020), "The Curious Case of Neural Text Degeneration". Prompts given as
     chat messages use the tokenizer's chat template (as in training). Completions stop at EOS and are decoded
-    without special tokens.
+    without special tokens. A model sharded by FSDP (several processes) generates with ``synced_gpus=True``: a
+    process whose sequences ended keeps running the forward passes (whose parameter gathers are collectives, and
+    whose tokens it discards) until every process's ended, so every process must make the same calls.
     """
     ids = [prompt_ids(tokenizer, p) for p in prompts]
     width = max(len(x) for x in ids)
@@ -184,6 +186,9 @@ def sample_completions(
     for i, x in enumerate(ids):  # left padding: every prompt ends where generation starts
         input_ids[i, width - len(x) :] = torch.tensor(x, dtype=torch.long)
         attention[i, width - len(x) :] = 1
+    from pairkit.train._fsdp import is_sharded
+
+    synced = is_sharded(model) and rank_and_world()[1] > 1
     state = torch.get_rng_state()
     torch.manual_seed(seed)
     was_training = model.training
@@ -201,6 +206,7 @@ def sample_completions(
                 num_return_sequences=k,
                 pad_token_id=pad,
                 eos_token_id=tokenizer.eos_token_id,
+                **({"synced_gpus": True} if synced else {}),
             )
     finally:
         model.train(was_training)
@@ -384,8 +390,25 @@ def train_online(
     writes the caches, calls the judge and writes checkpoints and metrics, and hands its decisions, ratings and
     metrics rows to the others; each minibatch is split between the processes and their gradients summed, so every
     process ends with the weights of one process (to rounding). With ``online.per_prompt_seeds`` the processes
-    sample their shares of each round's prompts; otherwise the main process samples. FSDP and batch-coupled losses
-    are refused there.
+    sample their shares of each round's prompts; otherwise the main process samples. Batch-coupled losses are
+    refused there.
+
+    FSDP (``config.fsdp``, ``accelerate launch --use_fsdp``; torch's ``fully_shard``, as the offline trainers, with
+    accelerate's ``--fsdp_*`` options, :mod:`pairkit.train._fsdp`): the policy's parameters, gradients and
+    optimiser state are sharded over the processes, so every process takes part in every forward pass of the
+    policy. Sampling runs in all processes with transformers' ``synced_gpus=True`` (the route transformers and TRL
+    take under ZeRO-3 and FSDP: a process whose sequences ended keeps running forward passes until all have
+    ended), each process making the same number of ``generate`` calls: with ``per_prompt_seeds`` each samples its
+    share of the round's prompts (a process with a smaller share makes one more call, whose samples it drops),
+    otherwise every process draws the whole round (the same samples). Gathering the whole weights for sampling
+    instead would hold a full copy of the policy in each process. The policy's log-probabilities run inside the
+    sharded root's forward hooks, a process holding no example of a minibatch running one with weight 0; the
+    reference (and SPIN's earlier iterates) is a frozen full copy in each process, as the offline trainers' live
+    reference, made from the gathered weights when it moves. The sample cache hashes the gathered weights (the
+    same key as one process); checkpoints hold the whole model and optimizer states, written by the main process
+    and re-sharded on resume (a run resumes with FSDP if it started with it). The main process alone still owns
+    the caches and calls the judge. Methods: ``online_dpo``, ``iterative_dpo``, ``spin`` and ``step_dpo``; the
+    others (the policy as judge, the policy-gradient objectives, HyPO, SCIR) are refused under FSDP.
     ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of the policy against the
     initial policy (one sample each, both orders shown: position bias cancels). ``budget`` caps the judge calls
     of the whole run.
@@ -397,6 +420,7 @@ def train_online(
     second judging a method does, such as CREAM's previous iterate).
     """
     from pairkit.judges import Budget, CachedJudge, JudgmentCache
+    from pairkit.train import _fsdp
     from pairkit.train import _online_methods as om
     from pairkit.train._steps import loss_terms, pad_id_of, pair_step, trainer_options, weights_fingerprint
 
@@ -433,8 +457,11 @@ def train_online(
         options = trainer_options(terms, beta, loss_options)
     pad_id = pad_id_of(tokenizer)
     _, world = init_distributed()
+    plan = _fsdp.settings() if _fsdp.fsdp_requested(config) else None  # --fsdp_* options: checked in one process too
+    sharded = world > 1 and plan is not None
     if world > 1:
-        _check_data_parallel(config, terms)
+        _check_data_parallel(config, terms, method if sharded else None)
+    _fsdp.sync_weights(model, config)  # --fsdp_sync_module_states: process 0's weights, before anything reads them
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -450,6 +477,12 @@ def train_online(
 
     initial = _frozen(model)
     reference = initial
+    if sharded:
+        _fsdp.shard(model, plan)
+
+    def snapshot():
+        """A frozen full copy of the policy now (under FSDP from its gathered weights: a collective)."""
+        return _gathered_copy(model, initial) if sharded else _frozen(model)
     if sampler is None:
         from pairkit.train.sampling import HFSampler
 
@@ -460,9 +493,11 @@ def train_online(
         raise InputError("spin's history option samples from earlier iterates of the policy itself; it cannot be "
                          "combined with a given sampler")  # fmt: skip
     if world > 1 and not _shardable(sampler) and dist.is_main():
-        warnings.warn(f"{type(sampler).__name__} samples on the main process only; with the default sampler and "
-                      "per_prompt_seeds=True (--per-prompt-seeds) every process samples its share of each round's "
-                      "prompts", PairkitWarning, stacklevel=2)  # fmt: skip
+        where = ("every process draws the whole round (the same samples: FSDP needs them all in each forward pass)"
+                 if _fsdp.is_sharded(getattr(sampler, "model", None)) else "only the main process samples")
+        warnings.warn(f"{type(sampler).__name__}: {where}; with the default sampler and per_prompt_seeds=True "
+                      "(--per-prompt-seeds) every process samples its share of each round's prompts", PairkitWarning,
+                      stacklevel=2)  # fmt: skip
     iterates: list = []  # SPIN with history: the policies at the start of earlier rounds (pi_0 first)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -474,8 +509,15 @@ def train_online(
         if ckpt is None:
             raise InputError(f"resume=True but no round checkpoint under {str(out_dir)!r}/checkpoints")
         state = load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if bool(state.get("fsdp")) != sharded:
+            was = "with" if state.get("fsdp") else "without"
+            raise InputError(f"cannot resume from {ckpt}: it was written {was} FSDP; resume it {was} fsdp (and, "
+                             "with it, with more than one process)")  # fmt: skip
+        if sharded:  # whole states, re-sharded
+            _fsdp.load_checkpoint_states(model, optimizer, state["model"], state["optimizer"])
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         history = list(state["history"])
         if state.get("previous") is not None:
@@ -490,7 +532,7 @@ def train_online(
     for rnd in range(start, online.rounds):
         previous, last_start = last_start, (_frozen(model) if method == "cream" else None)
         if online.update_reference:  # iterative DPO: the policy at the start of the round
-            reference = _frozen(model)
+            reference = snapshot()
         pick = [order[(rnd * online.prompts_per_round + i) % len(prompts)] for i in range(online.prompts_per_round)]
         batch_prompts = [prompts[i] for i in pick]
         row: dict[str, float] = {"round": rnd + 1}
@@ -500,7 +542,8 @@ def train_online(
         calls_before = round_judge.usage.calls if round_judge is not None else 0
         hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
         if hasattr(sampler, "update_weights"):  # an external engine samples from this round's policy
-            dist.on_main(lambda: sampler.update_weights(model))
+            policy_now = snapshot() if sharded else model
+            dist.on_main(lambda policy_now=policy_now: sampler.update_weights(policy_now))
         if method == "step_dpo":
             tree_pairs, tree_counts, samples = _step_tree(
                 sampler, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
@@ -509,7 +552,7 @@ def train_online(
             clock = time.perf_counter()
             round_sampler = sampler
             if method == "spin" and opts["history"] != 1:  # fictitious play: a mixture of earlier iterates samples
-                iterates.append(_frozen(model))
+                iterates.append(snapshot())
                 if out_dir is not None:
                     dist.on_main(lambda rnd=rnd: _save_iterate(out_dir, rnd, iterates[-1]))
                 keep = iterates if opts["history"] == 0 else iterates[-opts["history"] :]
@@ -582,15 +625,22 @@ def train_online(
                               stacklevel=2)  # fmt: skip
         row["time/train"] = time.perf_counter() - train_clock
 
+        evaluating = (judged or round_judge) is not None and eval_prompts and online.eval_every
+        evaluating = evaluating and (rnd + 1) % online.eval_every == 0
+        # FSDP: every process takes part in the policy's evaluation samples and in gathering the checkpoint
+        own = _eval_samples(model, tokenizer, eval_prompts, online, config.seed + 7) if evaluating and sharded else None
+        states = _fsdp.checkpoint_states(model, optimizer) if sharded and out_dir is not None else None
+
         # the main process's judges counted the calls; it writes the checkpoint and the metrics row
         def judge_metrics(row=row, calls_before=calls_before, hits_before=hits_before, rnd=rnd, samples=samples,
-                          round_judge=round_judge, last_start=last_start):  # fmt: skip
+                          round_judge=round_judge, last_start=last_start, own=own, states=states,
+                          evaluating=evaluating):  # fmt: skip
             eval_judge = judged or round_judge
-            if eval_judge is not None and eval_prompts and online.eval_every and (rnd + 1) % online.eval_every == 0:
+            if evaluating:
                 if judge_kind == "self":  # the policy judging itself against its start: this round's weights
                     eval_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
                 row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, eval_judge, online=online,
-                                           seed=config.seed + 7)  # fmt: skip
+                                           seed=config.seed + 7, policy_samples=own)  # fmt: skip
                 if eval_judge is not round_judge and eval_judge is not judged:
                     calls_before -= eval_judge.usage.calls
             row.update(
@@ -600,7 +650,7 @@ def train_online(
                 sample_chars=float(np.mean([len(s) for ss in samples for s in ss])),
             )
             if out_dir is not None:
-                _save_round(out_dir, model, optimizer, rnd + 1, history + [row], last_start)
+                _save_round(out_dir, model, optimizer, rnd + 1, history + [row], last_start, states)
                 with open(metrics_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
             return row
@@ -747,14 +797,19 @@ def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_di
 
     Data parallel, the main process reads and writes the sample cache; a sampler that seeds each prompt on its own
     (:func:`_shardable`) is run by every process on its share of the prompts, any other by the main process."""
+    from pairkit.train._fsdp import is_sharded
+
     name = f"round-{rnd + 1}.json" if not step else f"round-{rnd + 1}-step-{step}.json"
     path = out_dir / "samples" / name if out_dir else None
+    # FSDP: the sampler draws from the sharded policy, so every process samples, and hashes its gathered weights
+    collective = rank_and_world()[1] > 1 and is_sharded(getattr(sampler, "model", None))
+    identity = sampler.identity() if collective and path is not None else None
 
     def cached():
         key = {"prompts": [_prompt_str(p) for p in prompts], "k": online.k, "temperature": online.temperature,
                "top_p": online.top_p, "max_new_tokens": online.max_new_tokens, "seed": seed}  # fmt: skip
         if path is not None:  # samples of another policy (changed weights) or sampler are never reused
-            key.update(sampler.identity())
+            key.update(identity if identity is not None else sampler.identity())
         if path is not None and path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             if saved.get("key") == key:
@@ -766,7 +821,9 @@ def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_di
         return samples
     kw = dict(k=online.k, max_new_tokens=online.max_new_tokens, temperature=online.temperature, top_p=online.top_p,
               seed=seed * 1_000_003 + rnd + 7919 * step)  # fmt: skip
-    if rank_and_world()[1] > 1 and _shardable(sampler):
+    if collective:
+        samples = _sample_in_step(sampler, prompts, kw)
+    elif rank_and_world()[1] > 1 and _shardable(sampler):
         mine = dist.share(range(len(prompts)))
         samples = dist.gathered(lambda: sampler.sample_range(prompts, mine.start, mine.stop, **kw))
     else:
@@ -777,6 +834,26 @@ def _samples(sampler, prompts, online: OnlineConfig, seed: int, rnd: int, out_di
     if path is not None:
         dist.on_main(lambda: _atomic_json(path, {"key": key, "samples": samples}))
     return samples
+
+
+def _sample_in_step(sampler, prompts, kw) -> list[list[str]]:
+    """Samples from a policy sharded by FSDP: every process makes the same number of ``generate`` calls
+    (synchronised by ``synced_gpus``, see :func:`sample_completions`). A per-prompt sampler draws each process's
+    share, a process with a smaller share making one more call (its first prompt's, dropped); any other draws the
+    whole round in every process (the same samples; the main process's are kept)."""
+    if not _shardable(sampler):
+        drawn = sampler.sample(prompts, **kw)
+        return dist.on_main(lambda: drawn)
+    mine = dist.share(range(len(prompts)))
+    extra = -(-len(prompts) // rank_and_world()[1]) - len(mine)
+
+    def draw():
+        out = sampler.sample_range(prompts, mine.start, mine.stop, **kw)
+        for _ in range(extra):
+            sampler.sample_range(prompts, 0, 1, **kw)
+        return out
+
+    return dist.gathered(draw)
 
 
 def _shardable(sampler) -> bool:
@@ -805,14 +882,19 @@ class _Decisions:
     decisions: list
 
 
-def _check_data_parallel(config: TrainConfig, terms) -> None:
-    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change."""
-    from pairkit.losses import spec
-    from pairkit.train._fsdp import fsdp_requested
+_FSDP_METHODS = ("online_dpo", "iterative_dpo", "spin", "step_dpo")
 
-    if fsdp_requested(config):
-        raise InputError("the online loop runs data parallel (a full replica per process) under accelerate launch; "
-                         "FSDP (fsdp=True, --use_fsdp) is not supported by train_online: launch without it")
+
+def _check_data_parallel(config: TrainConfig, terms, fsdp_method: str | None = None) -> None:
+    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change,
+    and (``fsdp_method``: the method, under FSDP) the methods whose passes over the sharded policy are not run in
+    step by every process."""
+    from pairkit.losses import spec
+
+    if fsdp_method is not None and fsdp_method not in _FSDP_METHODS:
+        raise InputError(f"method {fsdp_method!r} is not supported under FSDP (fsdp=True, --use_fsdp): the sharded "
+                         f"policy trains with {', '.join(_FSDP_METHODS)}; run {fsdp_method} data parallel "
+                         "(--multi_gpu) or in one process")  # fmt: skip
     coupled = [name for name, *_ in terms or () if spec(name).batch_coupled]
     if coupled:
         raise InputError(f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the "
@@ -881,55 +963,72 @@ def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) ->
 
     Schulman (2020), "Approximating KL Divergence" (the unbiased k1 estimator; it can be negative on few samples).
     """
+    from pairkit.train._fsdp import is_sharded, sharded_call
     from pairkit.train._steps import encode, seq_logps
 
     seqs = [(p, c) for prompt, ss in zip(prompts, samples) for p, c, _ in encode(tokenizer, prompt, ss, config)]
     share = dist.share(seqs)  # data parallel: each process its share, the sum over all
+    sharded = is_sharded(model)
     gap = 0.0
-    if share:
+    if share or sharded:  # FSDP: a process with no share runs the policy on one sequence too (not counted)
+        run = share or seqs[:1]
         was = model.training
         model.eval()
         with torch.no_grad():
-            mine = seq_logps(model, share, pad_id, config.chunk_size)[0]
-            ref = seq_logps(reference, share, pad_id, config.chunk_size)[0]
+            if sharded:
+                mine = sharded_call(model, lambda m: seq_logps(m, run, pad_id, config.chunk_size)[0])
+            else:
+                mine = seq_logps(model, run, pad_id, config.chunk_size)[0]
+            ref = seq_logps(reference, run, pad_id, config.chunk_size)[0]
         model.train(was)
-        gap = float((mine - ref).double().sum())
+        gap = float((mine - ref).double().sum()) if share else 0.0
     return dist.total(gap)[0] / len(seqs)
 
 
 def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int, prepare=None):
     """``online.epochs`` passes over the round's pairs in batches of ``config.batch_size``; mean metrics."""
+    from pairkit.train._fsdp import is_sharded, sharded_call
     from pairkit.train._online_methods import Sums, apply_update
     from pairkit.train._steps import pair_examples
 
     examples = pair_examples(tokenizer, rows, config, terms)
     rng = np.random.default_rng([config.seed, rnd])
     perms = [rng.permutation(len(examples)) for _ in range(online.epochs)]
-    # data parallel: each minibatch is split between the processes (dist.share), the gradients summed
-    shares = [[dist.share(perm[s : s + config.batch_size]) for s in range(0, len(examples), config.batch_size)]
-              for perm in perms]  # fmt: skip
+    batches = [[perm[s : s + config.batch_size] for s in range(0, len(examples), config.batch_size)] for perm in perms]
+    # data parallel: each minibatch is split between the processes (dist.share), the gradients summed. FSDP: every
+    # process runs the step (its passes gather the sharded weights); one holding no example of the minibatch runs
+    # the minibatch's first with weight 0
+    sharded = is_sharded(model)
+    runs = [[(dist.share(b), 1.0) if len(dist.share(b)) or not sharded else (b[:1], 0.0) for b in epoch]
+            for epoch in batches]  # fmt: skip
     if prepare is not None:
-        prepare([examples[j] for j in sorted({int(j) for epoch in shares for idx in epoch for j in idx})])
+        prepare([examples[j] for j in sorted({int(j) for epoch in runs for idx, _ in epoch for j in idx})])
     model.train(config.dropout)
     sums = Sums()
-    for epoch in shares:
-        for n, idx in enumerate(epoch):
+    for epoch in runs:
+        for n, (idx, weight) in enumerate(epoch):
             whole = min(config.batch_size, len(examples) - n * config.batch_size)
             if not len(idx):
                 apply_update(None, optimizer, params, config, rnd)
                 continue
-            losses, stats = step(model, [examples[j] for j in idx])
-            apply_update(losses.float().sum() / whole, optimizer, params, config, rnd)
-            sums.add(len(idx), loss=losses, **stats)
+            chunk = [examples[j] for j in idx]
+            losses, stats = sharded_call(model, step, chunk) if sharded else step(model, chunk)
+            apply_update(losses.float().sum() * weight / whole, optimizer, params, config, rnd, sharded=sharded)
+            if weight:
+                sums.add(len(idx), loss=losses, **stats)
     return sums.mean()
 
 
-def _save_round(out_dir: Path, model, optimizer, rnd: int, history, previous=None) -> None:
+def _save_round(out_dir: Path, model, optimizer, rnd: int, history, previous=None, states=None) -> None:
+    """The round's checkpoint; ``states``: the whole model and optimizer states of a model sharded by FSDP (as
+    :func:`pairkit.train._fsdp.checkpoint_states` gathered them), else the model's and optimizer's own."""
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model_state, optimizer_state = states if states is not None else (model.state_dict(), optimizer.state_dict())
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
+        "fsdp": states is not None,
         "step": rnd,
         "history": history,
         "previous": previous.state_dict() if previous is not None else None,
@@ -940,7 +1039,8 @@ def _save_round(out_dir: Path, model, optimizer, rnd: int, history, previous=Non
             old.unlink()
 
 
-def win_rate(model, initial, tokenizer, prompts, judge, *, online: OnlineConfig, seed: int = 0) -> float:
+def win_rate(model, initial, tokenizer, prompts, judge, *, online: OnlineConfig, seed: int = 0,
+             policy_samples=None) -> float:
     """The judge's win rate of ``model`` against ``initial``: one sample each per prompt, both orders shown.
 
     .. math::
@@ -948,16 +1048,32 @@ def win_rate(model, initial, tokenizer, prompts, judge, *, online: OnlineConfig,
         \\mathrm{WR} = \\frac{1}{n}\\sum_i \\tfrac12\\big(s(y_i, y^0_i) + 1 - s(y^0_i, y_i)\\big)
 
     where :math:`s(u, v)` is the judge's expected score of the answer shown first. Ties count one half.
+    ``policy_samples``: ``model``'s samples when already drawn (:func:`_eval_samples`; under FSDP by every process).
     """
     from pairkit.select import Pool, select
 
-    kw = dict(k=1, max_new_tokens=online.max_new_tokens, temperature=online.temperature, top_p=online.top_p,
-              seed=seed)  # fmt: skip
-    mine = sample_completions(model, tokenizer, prompts, **kw)
-    base = sample_completions(initial, tokenizer, prompts, **kw)
+    mine = policy_samples if policy_samples is not None else _eval_samples(model, tokenizer, prompts, online, seed)
+    base = _eval_samples(initial, tokenizer, prompts, online, seed)
     texts = tuple((m[0], b[0]) for m, b in zip(mine, base))
     pool = Pool(("policy", "initial"), tuple(map(str, range(len(prompts)))),
                 tuple(_prompt_str(p) for p in prompts), texts)  # fmt: skip
     sel = select("round_robin", judge, pool, policy="both_average", seed=seed)
     scores = [s if a == 0 else 1.0 - s for _, a, _, s, _ in sel.decisions]
     return float(np.mean(scores)) if scores else 0.5
+
+
+def _eval_samples(model, tokenizer, prompts, online: OnlineConfig, seed: int) -> list[list[str]]:
+    """One sample per prompt for :func:`win_rate` (seeded; the same for the policy and its start)."""
+    return sample_completions(model, tokenizer, prompts, k=1, max_new_tokens=online.max_new_tokens,
+                              temperature=online.temperature, top_p=online.top_p, seed=seed)  # fmt: skip
+
+
+def _gathered_copy(model, like):
+    """A frozen full copy of a model sharded by FSDP: ``like`` (an unsharded frozen model of the same
+    architecture) copied, with the gathered weights (a collective: every process must call it)."""
+    from pairkit.train._fsdp import full_state_dict
+
+    state = full_state_dict(model)
+    out = copy.deepcopy(like)
+    out.load_state_dict(state)
+    return out
