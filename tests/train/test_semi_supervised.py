@@ -223,7 +223,18 @@ def test_shrinkmatch_step_one_by_hand_with_the_auxiliary_head_and_running_certai
         train_semi_supervised(_encoder(), lab, unl, strong_augment=_strong, loss="shrinkmatch_loss", aux_head="x")
 
 
-def test_simmatchv2_node_edge_at_step_two_uses_the_bank_of_step_one():
+def _ema(decay, *pairs):
+    """The EMA teacher by hand: ``t <- decay t + (1 - decay) p`` over the models' parameters, in order."""
+    teacher = copy.deepcopy(pairs[0])
+    with torch.no_grad():
+        for model in pairs[1:]:
+            for t, p in zip(teacher.parameters(), model.parameters()):
+                t.copy_(decay * t + (1 - decay) * p)
+    return teacher
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.0])
+def test_simmatchv2_node_edge_at_step_two_uses_the_bank_of_step_one(decay):
     lab, unl = _rows(n_lab=4, n_unl=8, seed=3)
     t = 0.2
 
@@ -241,20 +252,54 @@ def test_simmatchv2_node_edge_at_step_two_uses_the_bank_of_step_one():
     config = TrainConfig(batch_size=4, epochs=2, lr=5e-2, schedule="constant")
     res = train_semi_supervised(encoder, lab, unl, strong_augment=strong, head=head, ratio=2, bank_size=8,
                                 loss="simmatchv2_node_edge_loss", loss_options={"temperature": t}, config=config,
-                                callback=snapshot)  # fmt: skip
+                                ema_decay=decay, callback=snapshot)  # fmt: skip
     with torch.no_grad():
         xu = torch.stack([r["features"] for r in unl])
-        bank = F.normalize(enc0(xu), dim=-1)  # step 1's weak view (identity), by the model before step 1
+        bank = F.normalize(enc0(xu), dim=-1)  # step 1's weak view by the teacher, a copy of the model before step 1
         bank_probs = F.softmax(head0(enc0(xu)), -1)
         enc1, head1 = after_one["enc"], after_one["head"]
+        # the weak side at step 2: the teacher after one update (decay 0: the model itself)
+        tenc, thead = _ema(decay, enc0, enc1), _ema(decay, head0, head1)
         ref = 0.0
         for i in range(8):
             e_s = F.normalize(enc1(strong(xu[i])), dim=-1)
-            p_w = F.softmax(head1(enc1(xu[i])), -1)
+            p_w = F.softmax(thead(tenc(xu[i])), -1)
             edges = F.softmax(e_s @ bank.T / t, -1)
             ref += -(p_w * torch.log(edges @ bank_probs)).sum()
         ref = ref / 8
     assert res.history[1]["simmatchv2_node_edge_loss"] == pytest.approx(float(ref), rel=1e-10)
+
+
+def test_the_ema_teacher_is_the_formula_after_k_steps_and_fills_both_banks(tmp_path):
+    from pairkit.train._loop import latest_checkpoint, load_checkpoint
+
+    lab, unl = _rows(n_lab=4, n_unl=8, seed=9)
+    encoder, head = _encoder(9), _head(10)
+    models = [(copy.deepcopy(encoder), copy.deepcopy(head))]
+    config = TrainConfig(batch_size=4, max_steps=5, epochs=5, lr=5e-2, schedule="constant", output_dir=str(tmp_path))
+    res = train_semi_supervised(encoder, lab, unl, strong_augment=_noisy, head=head, ratio=2, bank_size=8,
+                                loss="simmatchv2_node_node_loss+simmatchv2_edge_edge_loss", ema_decay=0.8,
+                                config=config, callback=lambda r: models.append((copy.deepcopy(encoder),
+                                copy.deepcopy(head))))  # fmt: skip
+    tenc = _ema(0.8, *(m[0] for m in models))  # T_k = 0.8 T_(k-1) + 0.2 θ_k, T_0 = θ_0
+    thead = _ema(0.8, *(m[1] for m in models))
+    for got, want in zip(_params(res.heads["teacher_encoder"], res.heads["teacher_classifier"]),
+                         _params(tenc, thead)):  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-15)
+    assert not torch.equal(_params(tenc)[0], _params(models[-1][0])[0])  # the teacher lags the model
+    # the last step's banks come from the teacher of that step (T_4): its weak views of the step's rows
+    before_last = (_ema(0.8, *(m[0] for m in models[:-1])), _ema(0.8, *(m[1] for m in models[:-1])))
+    xu = torch.stack([r["features"] for r in unl])
+    drawn = xu[semi_module._draw(4 * 8, 8, 8, config.seed)]
+    with torch.no_grad():
+        torch.testing.assert_close(res.memory_bank["embeddings"], F.normalize(before_last[0](drawn), dim=-1))
+        torch.testing.assert_close(res.memory_bank["probs"], F.softmax(before_last[1](before_last[0](drawn)), -1))
+        xl = torch.stack([r["features"] for r in lab])
+        state = load_checkpoint(latest_checkpoint(tmp_path))["model"]
+        torch.testing.assert_close(state["labelled_embeddings"], F.normalize(before_last[0](xl), dim=-1))
+    with pytest.raises(InputError, match="ema_decay must be"):
+        train_semi_supervised(_encoder(), lab, unl, strong_augment=_noisy, loss="simmatchv2_edge_edge_loss",
+                              ema_decay=1.5)  # fmt: skip
 
 
 def test_the_memory_bank_is_first_in_first_out():
@@ -282,15 +327,17 @@ def test_the_memory_bank_is_first_in_first_out():
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     lab, unl = _rows(n_lab=6, n_unl=10, seed=5)
-    spec = "fixmatch_loss+simmatchv2_node_node_loss+simmatchv2_node_edge_loss"
+    spec = "fixmatch_loss+shrinkmatch_loss+simmatchv2_node_node_loss+simmatchv2_node_edge_loss"
 
     def run(steps, out, resume=False):
         config = TrainConfig(batch_size=3, epochs=2, max_steps=steps, lr=1e-2, schedule="constant",
                              output_dir=str(out))
         encoder, head = _encoder(7), _head(8)
         res = train_semi_supervised(encoder, lab, unl, strong_augment=_noisy, head=head, ratio=2, bank_size=4,
-                                    loss=spec, loss_options={"threshold": 0.3}, config=config, resume=resume)
-        return res, _params(encoder, head)
+                                    loss=spec, loss_options={"threshold": 0.3}, config=config, resume=resume,
+                                    ema_decay=0.7)  # fmt: skip
+        heads = [res.heads[k] for k in ("auxiliary", "teacher_encoder", "teacher_classifier")]
+        return res, _params(encoder, head, *heads) + [b.clone() for b in res.heads["auxiliary"].buffers()]
 
     full, full_params = run(4, tmp_path / "a")
     run(2, tmp_path / "b")
@@ -300,6 +347,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     for a, b in zip(full_params, resumed_params):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(resumed.memory_bank["embeddings"], full.memory_bank["embeddings"], rtol=0, atol=0)
+    assert [r["certain_ratio"] for r in resumed.history] == [r["certain_ratio"] for r in full.history[2:]]
 
 
 def test_relation_losses_against_a_given_reference_and_two_views():

@@ -200,6 +200,7 @@ def fit(
     *,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
+    after_step: Callable[[], None] | None = None,
     losses: Sequence[str] = (),
 ) -> TrainResult:
     """Run the loop. ``step_loss(model, rows)`` returns per-example losses ``[n]`` and per-example stats.
@@ -208,7 +209,8 @@ def fit(
     refused under gradient accumulation, which would split its batch (see :func:`check_batch_coupled`).
 
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
-    rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``.
+    rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``. ``after_step()``
+    runs after each optimizer step, before the checkpoint (an EMA teacher's update).
 
     With ``config.fsdp`` (or ``accelerate launch --use_fsdp``) and more than one process the model is sharded
     in place (:mod:`pairkit.train._fsdp`) and each step runs inside the root's FSDP forward hooks; the gradients
@@ -333,6 +335,8 @@ def fit(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if after_step is not None:
+                after_step()
             row = {"step": step + 1, "epoch": epoch + (i + 1) / steps_per_epoch, "lr": lr, "grad_norm": grad_norm}
             row.update({k: float(v) / len(idx) for k, v in zip(keys, totals)})
             history.append(row)

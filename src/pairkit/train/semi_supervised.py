@@ -221,10 +221,15 @@ class _Model(torch.nn.Module):
     """The encoder, its classifier head and what the losses need, optimised and checkpointed together."""
 
     def __init__(self, encoder, head, *, reference=None, preference_head=None, bank=None, labelled=None,
-                 aux_head=None, certain_ratio=False):  # fmt: skip
+                 aux_head=None, certain_ratio=False, teacher=False):  # fmt: skip
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.teacher = None  # SimMatchV2's EMA teacher: a copy of the encoder and head, updated by ema_update
+        if teacher:
+            self.teacher = torch.nn.ModuleDict({"encoder": copy.deepcopy(encoder), "head": copy.deepcopy(head)})
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         self.aux_head = aux_head  # ShrinkMatch's auxiliary classifier (None: the classifier itself)
         if certain_ratio:  # ShrinkMatch's running fraction of certain rows (NaN until the first step)
             self.register_buffer("certain_ratio", torch.full((), float("nan"), dtype=torch.float64))
@@ -254,6 +259,13 @@ class _Model(torch.nn.Module):
         if getattr(self.aux_head, "built_in", False):
             self.aux_head.train(True)
         return self
+
+    @torch.no_grad()
+    def ema_update(self, decay: float) -> None:
+        """The teacher's parameters ``θ' ← decay · θ' + (1 − decay) · θ`` (its buffers stay its own)."""
+        for name in ("encoder", "head"):
+            for t, p in zip(self.teacher[name].parameters(), getattr(self, name).parameters()):
+                t.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
 
     def enqueue(self, embeddings: torch.Tensor, probs: torch.Tensor) -> None:
         """First in, first out: the newest rows overwrite the oldest once the ``m`` slots are full."""
@@ -313,6 +325,18 @@ class _Batch:
     def computed(self, part: str, view: str) -> _View | None:
         return self._cache.get((part, view))
 
+    def target(self, part: str) -> _View:
+        """The weak view as SimMatchV2's targets and banks take it: the EMA teacher's (no gradient), else the
+        model's."""
+        teacher = self.module.teacher
+        if teacher is None:
+            return self.view(part, "weak")
+        if ("teacher", part) not in self._cache:
+            with torch.no_grad():
+                e = encode_batch(teacher["encoder"], self.raw(part, "weak"), self.pad_id)
+                self._cache[("teacher", part)] = _View(e, teacher["head"](e))
+        return self._cache[("teacher", part)]
+
     def reference(self, part: str) -> torch.Tensor:
         """The reference side of a relation: the frozen reference on the weak view, or (two views) the detached weak
         view of the model itself."""
@@ -331,14 +355,14 @@ class _Batch:
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The memory bank; before anything was enqueued (step 1), the current batch's weak view."""
         if int(self.module.bank_filled) == 0:
-            weak = self.view("unlabelled", "weak")
+            weak = self.target("unlabelled")
             return weak.unit.detach(), weak.probs
         return self.module.bank()
 
     def pseudo_labels(self) -> torch.Tensor:
         from pairkit.losses import simmatchv2_pseudo_labels
 
-        weak = self.view("unlabelled", "weak")
+        weak = self.target("unlabelled")
         m = self.module
         return simmatchv2_pseudo_labels(weak.unit.detach(), weak.probs.to(weak.unit.dtype),
                                         m.labelled_embeddings.to(weak.unit.dtype), m.labelled_targets)  # fmt: skip
@@ -379,13 +403,16 @@ INPUTS: dict[str, Made] = {
                            lambda b: b.view("unlabelled", "strong").logits),
     "aux_strong_logits": _made("auxiliary head's logits of the unlabelled rows' strong view", lambda b: b.aux_logits(),
                                "aux_head"),
-    "weak_probs": _made("softmax of the weak logits (no gradient)", lambda b: b.view("unlabelled", "weak").probs),
-    "weak_embeddings": _made("unit embeddings of the weak view", lambda b: b.view("unlabelled", "weak").unit),
+    "weak_probs": _made("the EMA teacher's softmax of the weak view (no gradient)", lambda b: b.target("unlabelled")
+                        .probs, "teacher"),
+    "weak_embeddings": _made("the EMA teacher's unit embeddings of the weak view", lambda b: b.target("unlabelled")
+                             .unit, "teacher"),
     "strong_embeddings": _made("unit embeddings of the strong view", lambda b: b.view("unlabelled", "strong").unit),
     "pseudo_labels": _made("SimMatchV2 labels propagated from the labelled bank", lambda b: b.pseudo_labels(),
-                           "labelled_bank"),
-    "bank_embeddings": _made("the FIFO bank of weak unit embeddings", lambda b: b.bank()[0], "bank"),
-    "bank_probs": _made("the FIFO bank of weak predictions", lambda b: b.bank()[1], "bank"),
+                           "labelled_bank", "teacher"),
+    "bank_embeddings": _made("the FIFO bank of the teacher's weak unit embeddings", lambda b: b.bank()[0], "bank",
+                             "teacher"),
+    "bank_probs": _made("the FIFO bank of the teacher's weak predictions", lambda b: b.bank()[1], "bank", "teacher"),
     "embeddings": _made("the model's embeddings of the unlabelled rows", lambda b: b.adapted("unlabelled")),
     "reference_embeddings": _made("the reference's embeddings of the same rows", lambda b: b.reference("unlabelled"),
                                   "reference"),
@@ -434,6 +461,7 @@ def train_semi_supervised(
     bank_size: int = 1024,
     preference_heads: int = 1,
     aux_head: torch.nn.Module | str = "mlp",
+    ema_decay: float = 0.999,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -470,16 +498,20 @@ def train_semi_supervised(
       here as the authors do: the fraction of unlabelled rows whose weak confidence reaches the loss's τ, starting
       at the first step's and then averaged with decay 0.999 per step (per micro-batch under ``grad_accum``),
       checkpointed; fix it with ``loss_options={"certain_ratio": r}``.
-    * SimMatchV2 (Zheng et al. 2023, "SimMatchV2: Semi-Supervised Learning with Graph Consistency"): unit
-      embeddings of both views, ``weak_probs``, and the memory bank of the last ``bank_size`` (m) weak unit
-      embeddings and predictions of unlabelled rows, first in first out, enqueued after each step's losses (the
-      authors' ``u_bank``/``u_labels``; at step 1 the bank is the batch's own weak view); node–node's
-      ``pseudo_labels`` come from :func:`~pairkit.losses.simmatchv2_pseudo_labels` over a labelled bank with one
-      weak unit embedding per labelled row (updated by row as rows are seen; seeded random unit vectors before,
-      as the authors' ``l_bank``). Reading taken: the model under no gradient stands in for the authors' EMA
-      teacher and the encoder's normalised output for their projection head; no distribution alignment. The
-      authors' settings are the losses' defaults (edge temperature t = 0.1, node–node threshold 0.7, propagation over
-      the 128 nearest labelled entries with α = 0.1).
+    * SimMatchV2 (Zheng et al. 2023, "SimMatchV2: Semi-Supervised Learning with Graph Consistency"): the strong
+      view's unit embeddings and logits from the model, and the weak side from an EMA teacher, as the paper and
+      the authors' code (mingkai-zheng/SimMatchV2): a copy of the encoder and classifier taken before training,
+      updated after every optimizer step as :math:`\\theta' \\leftarrow m\\,\\theta' + (1-m)\\,\\theta` (``ema_decay``
+      m, the authors' 0.999; its buffers are its own and it runs in the model's mode, as their default without
+      EMAN; ``ema_decay=0`` makes it the model itself). The teacher gives ``weak_probs`` and ``weak_embeddings``
+      and fills both banks: the memory bank of the last ``bank_size`` (m) weak unit embeddings and predictions of
+      unlabelled rows, first in first out, enqueued after each step's losses (the authors' ``u_bank``/``u_labels``;
+      at step 1 the bank is the batch's own weak view), and the labelled bank, one weak unit embedding per labelled
+      row (updated by row as rows are seen; seeded random unit vectors before, as the authors' ``l_bank``), over
+      which node–node's ``pseudo_labels`` are propagated (:func:`~pairkit.losses.simmatchv2_pseudo_labels`).
+      Readings taken: the encoder's normalised output stands in for the authors' projection head; no
+      distribution alignment. The authors' settings are the losses' defaults (edge temperature t = 0.1, node–node
+      threshold 0.7, propagation over the 128 nearest labelled entries with α = 0.1).
     * relation consistency and the directional moment loss (Jeon et al. 2023, "Improving Diversity in Zero-Shot
       GAN Adaptation with Semantic Variations"): the model's embeddings of the unlabelled rows' weak view against a
       frozen ``reference`` model's embeddings of the same inputs — by default a copy of ``model`` taken before
@@ -520,18 +552,21 @@ def train_semi_supervised(
         preference_heads: outputs of P2C's preference head.
         aux_head: ShrinkMatch's auxiliary head on the embeddings: ``"mlp"`` (the authors'), ``"shared"`` (the
             classifier) or a module ``[n, d] -> [n, classes]``.
+        ema_decay: m in [0, 1], the decay of SimMatchV2's EMA teacher (0.999, the authors'); 0: the model itself.
 
     Returns a ``TrainResult`` whose ``heads`` hold the classifier (``"classifier"``), any auxiliary head
-    (``"auxiliary"``) and any preference head, and ``memory_bank`` the bank's embeddings and probabilities, oldest
-    first. Per-step metrics: loss, ``supervised`` (the labelled cross-entropy), each loss term by name, ``accuracy``
-    on the labelled batch, ``confidence`` (mean top weak probability of the unlabelled batch, when the weak view was
-    computed) and ``certain_ratio`` (ShrinkMatch's running weight, when kept). One process only; the losses coupling
-    the batch need ``grad_accum=1``.
+    (``"auxiliary"``), EMA teacher (``"teacher_encoder"``, ``"teacher_classifier"``) and preference head, and
+    ``memory_bank`` the bank's embeddings and probabilities, oldest first. Per-step metrics: loss, ``supervised``
+    (the labelled cross-entropy), each loss term by name, ``accuracy`` on the labelled batch, ``confidence`` (mean
+    top weak probability of the unlabelled batch, when the weak view was computed) and ``certain_ratio``
+    (ShrinkMatch's running weight, when kept). One process only; the losses coupling the batch need
+    ``grad_accum=1``.
     """
     config = config or TrainConfig()
     check_number("ratio", ratio, low=1, integer=True)
     check_number("bank_size", bank_size, low=1, integer=True)
     check_number("preference_heads", preference_heads, low=1, integer=True)
+    check_number("ema_decay", ema_decay, low=0, high=1)
     if not (isinstance(reference, torch.nn.Module) or reference in ("copy", "views")):
         raise InputError(f"reference must be a torch module, 'copy' or 'views', got {reference!r}")
     if not (isinstance(aux_head, torch.nn.Module) or aux_head in ("mlp", "shared")):
@@ -600,6 +635,7 @@ def train_semi_supervised(
         aux_head=(aux_mlp(dim, k, dtype, config.seed + 4) if aux_head == "mlp" else aux_head)
         if "aux_head" in needs and aux_head != "shared" else None,
         certain_ratio=bool(running),
+        teacher="teacher" in needs,
     )  # fmt: skip
     directions = None if text_directions is None else torch.as_tensor(text_directions).to(dtype)
     examples = [{"x": x, "label": int(y), "index": i} for i, (x, y) in enumerate(zip(lab_items, labels.tolist()))]
@@ -636,15 +672,20 @@ def train_semi_supervised(
             if weak is not None:
                 stats["confidence"] = weak.probs.max(-1).values.double().mean().expand(n)
             if "bank" in needs:
-                weak = batch.view("unlabelled", "weak")
+                weak = batch.target("unlabelled")
                 mod.enqueue(weak.unit, weak.probs)
             if "labelled_bank" in needs:
                 idx = torch.tensor([r["index"] for r in rows])
-                mod.labelled_embeddings[idx] = labelled.unit.detach().to(mod.labelled_embeddings.dtype)
+                mod.labelled_embeddings[idx] = batch.target("labelled").unit.detach().to(mod.labelled_embeddings.dtype)
         return supervised + total, stats
 
-    result = fit(module, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
+    after_step = functools.partial(module.ema_update, float(ema_decay)) if module.teacher is not None else None
+    result = fit(module, examples, step, config, resume=resume, callback=callback, after_step=after_step,
+                 losses=[n for n, *_ in terms])  # fmt: skip
     result.heads = {"classifier": module.head}
+    if module.teacher is not None:
+        result.heads["teacher_encoder"] = module.teacher["encoder"]
+        result.heads["teacher_classifier"] = module.teacher["head"]
     if module.aux_head is not None:
         result.heads["auxiliary"] = module.aux_head
     if module.preference_head is not None:
