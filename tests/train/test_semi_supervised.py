@@ -178,6 +178,23 @@ def test_shrinkmatch_trains_the_auxiliary_head_and_never_the_classifier():
     assert not torch.equal(aux_a[-1], aux_b[-1]) and not torch.equal(enc_a[0], enc_b[0])
 
 
+def test_shrinkmatch_with_two_classes_leaves_fixmatch_as_it_was():
+    # nothing lies between the top-1 class and the last: the term is 0, and building the auxiliary head draws no
+    # random numbers, so the augmentations (and the whole run) are FixMatch's
+    lab, unl = _rows(n_lab=4, n_unl=8, classes=2, seed=12)
+    runs = []
+    for spec in ("fixmatch_loss", "fixmatch_loss+shrinkmatch_loss"):
+        torch.manual_seed(0)
+        encoder, head = _encoder(12), _head(13, classes=2)
+        res = train_semi_supervised(encoder, lab, unl, strong_augment=_noisy, head=head, ratio=2, loss=spec,
+                                    loss_options={"threshold": 0.6}, config=TrainConfig(batch_size=4, epochs=3))
+        runs.append((res, _params(encoder, head)))
+    assert [r["shrinkmatch_loss"] for r in runs[1][0].history] == [0.0] * 3
+    assert [r["loss"] for r in runs[1][0].history] == [r["loss"] for r in runs[0][0].history]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_shrinkmatch_step_one_by_hand_with_the_auxiliary_head_and_running_certain_ratio():
     lab, unl, encoder, head = _shrink_setup()
     enc0, head0 = copy.deepcopy(encoder), copy.deepcopy(head)

@@ -139,13 +139,15 @@ def linear_head(dim: int, out: int, dtype, seed: int) -> torch.nn.Linear:
 def aux_mlp(dim: int, out: int, dtype, seed: int) -> torch.nn.Sequential:
     """ShrinkMatch's auxiliary head: ``dim -> h -> h -> out`` with ``h = max(dim // 4, 1)``, each hidden layer
     followed by batch normalisation and a leaky ReLU (slope 0.1), as the authors' ``head_aux``; the linear layers
-    as :func:`linear_head` (seeds ``seed``, ``seed + 1``, ``seed + 2``)."""
+    as :func:`linear_head` (seeds ``seed``, ``seed + 1``, ``seed + 2``). Built without drawing from torch's global
+    generator, so adding the head leaves the run's augmentations as they were."""
     h = max(dim // 4, 1)
-    head = torch.nn.Sequential(
-        linear_head(dim, h, dtype, seed), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
-        linear_head(h, h, dtype, seed + 1), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
-        linear_head(h, out, dtype, seed + 2),
-    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's own initialisation draws from it before being replaced
+        head = torch.nn.Sequential(
+            linear_head(dim, h, dtype, seed), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
+            linear_head(h, h, dtype, seed + 1), torch.nn.BatchNorm1d(h).to(dtype), torch.nn.LeakyReLU(0.1),
+            linear_head(h, out, dtype, seed + 2),
+        )  # fmt: skip
     head.built_in = True
     return head
 
