@@ -269,7 +269,7 @@ def test_simmatchv2_node_edge_at_step_two_uses_the_bank_of_step_one(decay):
     config = TrainConfig(batch_size=4, epochs=2, lr=5e-2, schedule="constant")
     res = train_semi_supervised(encoder, lab, unl, strong_augment=strong, head=head, ratio=2, bank_size=8,
                                 loss="simmatchv2_node_edge_loss", loss_options={"temperature": t}, config=config,
-                                ema_decay=decay, callback=snapshot)  # fmt: skip
+                                ema_decay=decay, projection=None, callback=snapshot)  # fmt: skip
     with torch.no_grad():
         xu = torch.stack([r["features"] for r in unl])
         bank = F.normalize(enc0(xu), dim=-1)  # step 1's weak view by the teacher, a copy of the model before step 1
@@ -292,31 +292,59 @@ def test_the_ema_teacher_is_the_formula_after_k_steps_and_fills_both_banks(tmp_p
 
     lab, unl = _rows(n_lab=4, n_unl=8, seed=9)
     encoder, head = _encoder(9), _head(10)
-    models = [(copy.deepcopy(encoder), copy.deepcopy(head))]
+    torch.manual_seed(11)
+    projection = torch.nn.Linear(4, 3).double()
+    parts = (encoder, head, projection)
+    models = [copy.deepcopy(parts)]
     config = TrainConfig(batch_size=4, max_steps=5, epochs=5, lr=5e-2, schedule="constant", output_dir=str(tmp_path))
     res = train_semi_supervised(encoder, lab, unl, strong_augment=_noisy, head=head, ratio=2, bank_size=8,
                                 loss="simmatchv2_node_node_loss+simmatchv2_edge_edge_loss", ema_decay=0.8,
-                                config=config, callback=lambda r: models.append((copy.deepcopy(encoder),
-                                copy.deepcopy(head))))  # fmt: skip
-    tenc = _ema(0.8, *(m[0] for m in models))  # T_k = 0.8 T_(k-1) + 0.2 θ_k, T_0 = θ_0
-    thead = _ema(0.8, *(m[1] for m in models))
-    for got, want in zip(_params(res.heads["teacher_encoder"], res.heads["teacher_classifier"]),
-                         _params(tenc, thead)):  # fmt: skip
-        torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-15)
-    assert not torch.equal(_params(tenc)[0], _params(models[-1][0])[0])  # the teacher lags the model
+                                projection=projection, config=config,
+                                callback=lambda r: models.append(copy.deepcopy(parts)))  # fmt: skip
+    teacher = [_ema(0.8, *(m[i] for m in models)) for i in range(3)]  # T_k = 0.8 T_(k-1) + 0.2 θ_k, T_0 = θ_0
+    got = [res.heads[k] for k in ("teacher_encoder", "teacher_classifier", "teacher_projection")]
+    for a, b in zip(_params(*got), _params(*teacher)):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15)
+    assert not torch.equal(_params(teacher[2])[0], _params(projection)[0])  # the teacher lags the model
     # the last step's banks come from the teacher of that step (T_4): its weak views of the step's rows
-    before_last = (_ema(0.8, *(m[0] for m in models[:-1])), _ema(0.8, *(m[1] for m in models[:-1])))
+    enc4, head4, proj4 = (_ema(0.8, *(m[i] for m in models[:-1])) for i in range(3))
     xu = torch.stack([r["features"] for r in unl])
     drawn = xu[semi_module._draw(4 * 8, 8, 8, config.seed)]
     with torch.no_grad():
-        torch.testing.assert_close(res.memory_bank["embeddings"], F.normalize(before_last[0](drawn), dim=-1))
-        torch.testing.assert_close(res.memory_bank["probs"], F.softmax(before_last[1](before_last[0](drawn)), -1))
+        torch.testing.assert_close(res.memory_bank["embeddings"], F.normalize(proj4(enc4(drawn)), dim=-1))
+        torch.testing.assert_close(res.memory_bank["probs"], F.softmax(head4(enc4(drawn)), -1))
         xl = torch.stack([r["features"] for r in lab])
         state = load_checkpoint(latest_checkpoint(tmp_path))["model"]
-        torch.testing.assert_close(state["labelled_embeddings"], F.normalize(before_last[0](xl), dim=-1))
+        torch.testing.assert_close(state["labelled_embeddings"], F.normalize(proj4(enc4(xl)), dim=-1))
     with pytest.raises(InputError, match="ema_decay must be"):
         train_semi_supervised(_encoder(), lab, unl, strong_augment=_noisy, loss="simmatchv2_edge_edge_loss",
                               ema_decay=1.5)  # fmt: skip
+    with pytest.raises(InputError, match="projection must be"):
+        train_semi_supervised(_encoder(), lab, unl, strong_augment=_noisy, loss="simmatchv2_edge_edge_loss",
+                              projection=0)  # fmt: skip
+
+
+def test_simmatchv2_edge_edge_step_one_by_hand_through_the_authors_projection_head():
+    lab, unl = _rows(n_lab=4, n_unl=8, seed=13)
+    encoder, head = _encoder(13), _head(14)
+    enc0 = copy.deepcopy(encoder)
+    config = TrainConfig(batch_size=4, max_steps=1, lr=5e-2)
+    res = train_semi_supervised(encoder, lab, unl, strong_augment=_strong, head=head, ratio=2, bank_size=8,
+                                loss="simmatchv2_edge_edge_loss", config=config)  # fmt: skip
+    proj0 = semi_module.projection_mlp(4, 128, torch.float64, config.seed + 7)
+    assert proj0[0].weight.shape == (4, 4) and proj0[2].weight.shape == (128, 4)
+    xu = torch.stack([r["features"] for r in unl])
+    with torch.no_grad():
+        bank = F.normalize(proj0(enc0(xu)), dim=-1)  # step 1: the teacher's (= the model's) weak view of the batch
+        ref = 0.0
+        for i in range(8):
+            target = F.softmax(F.normalize(proj0(enc0(xu[i])), dim=-1) @ bank.T / 0.1, -1)
+            ref += -(target * F.log_softmax(F.normalize(proj0(enc0(_strong(xu[i]))), dim=-1) @ bank.T / 0.1, -1)).sum()
+    assert res.history[0]["simmatchv2_edge_edge_loss"] == pytest.approx(float(ref / 8), rel=1e-10)
+    assert res.memory_bank["embeddings"].shape == (8, 128)
+    assert not torch.equal(res.heads["projection"][0].weight, proj0[0].weight)  # trained by the graph term
+    torch.testing.assert_close(res.heads["teacher_projection"][0].weight, 0.999 * proj0[0].weight
+                               + 0.001 * res.heads["projection"][0].weight, rtol=1e-13, atol=1e-15)  # fmt: skip
 
 
 def test_the_memory_bank_is_first_in_first_out():
@@ -331,7 +359,7 @@ def test_the_memory_bank_is_first_in_first_out():
     encoder = torch.nn.Identity()  # fixed embeddings: the bank holds exactly the drawn rows, normalised
     config = TrainConfig(batch_size=1, epochs=2, lr=1e-2)
     res = train_semi_supervised(encoder, lab, unl, weak_augment=weak, strong_augment=_noisy, ratio=3, bank_size=5,
-                                loss="simmatchv2_edge_edge_loss", config=config)  # fmt: skip
+                                loss="simmatchv2_edge_edge_loss", projection=None, config=config)  # fmt: skip
     drawn = torch.cat(seen)
     assert drawn.shape[0] == 12
     torch.testing.assert_close(res.memory_bank["embeddings"], F.normalize(drawn[-5:], dim=-1))

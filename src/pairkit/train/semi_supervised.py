@@ -152,6 +152,15 @@ def aux_mlp(dim: int, out: int, dtype, seed: int) -> torch.nn.Sequential:
     return head
 
 
+def projection_mlp(dim: int, out: int, dtype, seed: int) -> torch.nn.Sequential:
+    """SimMatchV2's projection head: ``dim -> dim -> out`` with a ReLU between, as the authors' ``head`` (whose
+    output is ℓ2-normalised into the embeddings the graph terms compare); linear layers as :func:`linear_head`
+    (seeds ``seed``, ``seed + 1``), built without drawing from torch's global generator."""
+    with torch.random.fork_rng(devices=[]):
+        return torch.nn.Sequential(linear_head(dim, dim, dtype, seed), torch.nn.ReLU(),
+                                   linear_head(dim, out, dtype, seed + 1))  # fmt: skip
+
+
 def check_inputs(terms, table: dict[str, Any], trainer: str, options: dict[str, Any]) -> set[str]:
     """What the losses' required inputs need (the union of the table's ``needs``); unknown inputs raise by name."""
     from pairkit import losses
@@ -222,14 +231,18 @@ def text_augment(*, drop: float = 0.1, span: float = 0.0, mask_id: int | None = 
 class _Model(torch.nn.Module):
     """The encoder, its classifier head and what the losses need, optimised and checkpointed together."""
 
+    STUDENT = ("encoder", "head", "projection")  # what an EMA teacher copies
+
     def __init__(self, encoder, head, *, reference=None, preference_head=None, bank=None, labelled=None,
-                 aux_head=None, certain_ratio=False, teacher=False):  # fmt: skip
+                 aux_head=None, certain_ratio=False, teacher=False, projection=None):  # fmt: skip
         super().__init__()
         self.encoder = encoder
         self.head = head
-        self.teacher = None  # SimMatchV2's EMA teacher: a copy of the encoder and head, updated by ema_update
+        self.projection = projection  # SimMatchV2's projection head (None: the embeddings are normalised as they are)
+        self.teacher = None  # SimMatchV2's EMA teacher: a copy of the encoder, head and projection (ema_update)
         if teacher:
-            self.teacher = torch.nn.ModuleDict({"encoder": copy.deepcopy(encoder), "head": copy.deepcopy(head)})
+            self.teacher = torch.nn.ModuleDict({name: copy.deepcopy(getattr(self, name)) for name in self.STUDENT
+                                                if getattr(self, name) is not None})  # fmt: skip
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         self.aux_head = aux_head  # ShrinkMatch's auxiliary classifier (None: the classifier itself)
@@ -265,7 +278,7 @@ class _Model(torch.nn.Module):
     @torch.no_grad()
     def ema_update(self, decay: float) -> None:
         """The teacher's parameters ``θ' ← decay · θ' + (1 − decay) · θ`` (its buffers stay its own)."""
-        for name in ("encoder", "head"):
+        for name in self.teacher:
             for t, p in zip(self.teacher[name].parameters(), getattr(self, name).parameters()):
                 t.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
 
@@ -290,10 +303,13 @@ class _Model(torch.nn.Module):
 class _View:
     embeddings: torch.Tensor
     logits: torch.Tensor
+    projection: torch.nn.Module | None = None
 
     @functools.cached_property
     def unit(self) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.embeddings, dim=-1)
+        """The ℓ2-normalised embeddings, through the projection head when there is one."""
+        e = self.embeddings if self.projection is None else self.projection(self.embeddings)
+        return torch.nn.functional.normalize(e, dim=-1)
 
     @functools.cached_property
     def probs(self) -> torch.Tensor:
@@ -321,7 +337,7 @@ class _Batch:
     def view(self, part: str, view: str) -> _View:
         if (part, view) not in self._cache:
             e = encode_batch(self.module.encoder, self.raw(part, view), self.pad_id)
-            self._cache[(part, view)] = _View(e, self.module.head(e))
+            self._cache[(part, view)] = _View(e, self.module.head(e), self.module.projection)
         return self._cache[(part, view)]
 
     def computed(self, part: str, view: str) -> _View | None:
@@ -336,7 +352,9 @@ class _Batch:
         if ("teacher", part) not in self._cache:
             with torch.no_grad():
                 e = encode_batch(teacher["encoder"], self.raw(part, "weak"), self.pad_id)
-                self._cache[("teacher", part)] = _View(e, teacher["head"](e))
+                view = _View(e, teacher["head"](e), teacher["projection"] if "projection" in teacher else None)
+                view.unit  # noqa: B018 (computed here, without gradient)
+                self._cache[("teacher", part)] = view
         return self._cache[("teacher", part)]
 
     def reference(self, part: str) -> torch.Tensor:
@@ -408,13 +426,15 @@ INPUTS: dict[str, Made] = {
     "weak_probs": _made("the EMA teacher's softmax of the weak view (no gradient)", lambda b: b.target("unlabelled")
                         .probs, "teacher"),
     "weak_embeddings": _made("the EMA teacher's unit embeddings of the weak view", lambda b: b.target("unlabelled")
-                             .unit, "teacher"),
-    "strong_embeddings": _made("unit embeddings of the strong view", lambda b: b.view("unlabelled", "strong").unit),
+                             .unit, "teacher", "projection"),
+    "strong_embeddings": _made("unit embeddings of the strong view", lambda b: b.view("unlabelled", "strong").unit,
+                               "projection"),
     "pseudo_labels": _made("SimMatchV2 labels propagated from the labelled bank", lambda b: b.pseudo_labels(),
-                           "labelled_bank", "teacher"),
+                           "labelled_bank", "teacher", "projection"),
     "bank_embeddings": _made("the FIFO bank of the teacher's weak unit embeddings", lambda b: b.bank()[0], "bank",
-                             "teacher"),
-    "bank_probs": _made("the FIFO bank of the teacher's weak predictions", lambda b: b.bank()[1], "bank", "teacher"),
+                             "teacher", "projection"),
+    "bank_probs": _made("the FIFO bank of the teacher's weak predictions", lambda b: b.bank()[1], "bank", "teacher",
+                        "projection"),
     "embeddings": _made("the model's embeddings of the unlabelled rows", lambda b: b.adapted("unlabelled")),
     "reference_embeddings": _made("the reference's embeddings of the same rows", lambda b: b.reference("unlabelled"),
                                   "reference"),
@@ -464,6 +484,7 @@ def train_semi_supervised(
     preference_heads: int = 1,
     aux_head: torch.nn.Module | str = "mlp",
     ema_decay: float = 0.999,
+    projection: torch.nn.Module | int | None = 128,
     config: TrainConfig | None = None,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
@@ -495,14 +516,16 @@ def train_semi_supervised(
       (``aux_head``: by default the authors' MLP ``d → d/4 → d/4 → K`` with batch normalisation and leaky ReLUs,
       always in training mode, trained with the model; ``"shared"`` uses the classifier instead, the paper's "no
       auxiliary head" ablation), so the shrunk-space term trains the encoder and the auxiliary head but never the
-      classifier; add ``fixmatch_loss`` for the confident rows (the paper's
-      loss is ``fixmatch_loss+shrinkmatch_loss``). Its weight ``certain_ratio`` (reweighting principle 2) is kept
+      classifier; add ``fixmatch_loss`` for the confident rows (the paper's loss is
+      ``fixmatch_loss+shrinkmatch_loss``). Its weight ``certain_ratio`` (reweighting principle 2) is kept
       here as the authors do: the fraction of unlabelled rows whose weak confidence reaches the loss's τ, starting
       at the first step's and then averaged with decay 0.999 per step (per micro-batch under ``grad_accum``),
       checkpointed; fix it with ``loss_options={"certain_ratio": r}``.
     * SimMatchV2 (Zheng et al. 2023, "SimMatchV2: Semi-Supervised Learning with Graph Consistency"): the strong
       view's unit embeddings and logits from the model, and the weak side from an EMA teacher, as the paper and
-      the authors' code (mingkai-zheng/SimMatchV2): a copy of the encoder and classifier taken before training,
+      the authors' code (mingkai-zheng/SimMatchV2). Unit embeddings are the ℓ2-normalised output of a projection
+      head on the encoder (``projection``: the authors' MLP ``d → d → 128`` with a ReLU, trained with the model by
+      the graph terms). The teacher is a copy of the encoder, classifier and projection taken before training,
       updated after every optimizer step as :math:`\\theta' \\leftarrow m\\,\\theta' + (1-m)\\,\\theta` (``ema_decay``
       m, the authors' 0.999; its buffers are its own and it runs in the model's mode, as their default without
       EMAN; ``ema_decay=0`` makes it the model itself). The teacher gives ``weak_probs`` and ``weak_embeddings``
@@ -511,9 +534,10 @@ def train_semi_supervised(
       at step 1 the bank is the batch's own weak view), and the labelled bank, one weak unit embedding per labelled
       row (updated by row as rows are seen; seeded random unit vectors before, as the authors' ``l_bank``), over
       which node–node's ``pseudo_labels`` are propagated (:func:`~pairkit.losses.simmatchv2_pseudo_labels`).
-      Readings taken: the encoder's normalised output stands in for the authors' projection head; no
-      distribution alignment. The authors' settings are the losses' defaults (edge temperature t = 0.1, node–node
-      threshold 0.7, propagation over the 128 nearest labelled entries with α = 0.1).
+      Readings taken: no distribution alignment and no layer normalisation before the classifier (options of
+      the authors' scripts, ``--DA`` and ``--norm_feat``). The authors' settings are the losses' defaults (edge
+      temperature t = 0.1, node–node threshold 0.7, propagation over the 128 nearest labelled entries with
+      α = 0.1).
     * relation consistency and the directional moment loss (Jeon et al. 2023, "Improving Diversity in Zero-Shot
       GAN Adaptation with Semantic Variations"): the model's embeddings of the unlabelled rows' weak view against a
       frozen ``reference`` model's embeddings of the same inputs — by default a copy of ``model`` taken before
@@ -555,6 +579,9 @@ def train_semi_supervised(
         aux_head: ShrinkMatch's auxiliary head on the embeddings: ``"mlp"`` (the authors'), ``"shared"`` (the
             classifier) or a module ``[n, d] -> [n, classes]``.
         ema_decay: m in [0, 1], the decay of SimMatchV2's EMA teacher (0.999, the authors'); 0: the model itself.
+        projection: SimMatchV2's projection head on the embeddings, trained with the model: an output width (the
+            authors' MLP ``d -> d -> width`` with a ReLU, 128 as theirs), a module ``[n, d] -> [n, width]``, or
+            None (the embeddings themselves are normalised).
 
     Returns a ``TrainResult`` whose ``heads`` hold the classifier (``"classifier"``), any auxiliary head
     (``"auxiliary"``), EMA teacher (``"teacher_encoder"``, ``"teacher_classifier"``) and preference head, and
@@ -569,6 +596,8 @@ def train_semi_supervised(
     check_number("bank_size", bank_size, low=1, integer=True)
     check_number("preference_heads", preference_heads, low=1, integer=True)
     check_number("ema_decay", ema_decay, low=0, high=1)
+    if projection is not None and not isinstance(projection, torch.nn.Module):
+        check_number("projection", projection, low=1, integer=True)
     if not (isinstance(reference, torch.nn.Module) or reference in ("copy", "views")):
         raise InputError(f"reference must be a torch module, 'copy' or 'views', got {reference!r}")
     if not (isinstance(aux_head, torch.nn.Module) or aux_head in ("mlp", "shared")):
@@ -622,9 +651,16 @@ def train_semi_supervised(
     if "reference" in needs and reference != "views":
         ref = copy.deepcopy(model) if reference == "copy" else reference
     g = torch.Generator().manual_seed(config.seed + 2)
+    if "projection" not in needs or projection is None:
+        projection = None
+    elif not isinstance(projection, torch.nn.Module):
+        projection = projection_mlp(dim, int(projection), dtype, config.seed + 7)
+    with torch.no_grad():  # the width of the unit embeddings the banks hold
+        width = dim if projection is None else int(projection(probe).shape[-1])
     labelled_bank = None
     if "labelled_bank" in needs:
-        unit = torch.nn.functional.normalize(torch.randn(len(lab_items), dim, generator=g, dtype=torch.float64), dim=-1)
+        unit = torch.nn.functional.normalize(torch.randn(len(lab_items), width, generator=g, dtype=torch.float64),
+                                             dim=-1)  # fmt: skip
         labelled_bank = (unit.to(dtype), torch.nn.functional.one_hot(labels, k).to(dtype))
     module = _Model(
         model,
@@ -632,12 +668,13 @@ def train_semi_supervised(
         reference=ref,
         preference_head=linear_head(dim, preference_heads, dtype, config.seed + 3)
         if "preference_head" in needs else None,
-        bank=(bank_size, dim, k, dtype) if "bank" in needs else None,
+        bank=(bank_size, width, k, dtype) if "bank" in needs else None,
         labelled=labelled_bank,
         aux_head=(aux_mlp(dim, k, dtype, config.seed + 4) if aux_head == "mlp" else aux_head)
         if "aux_head" in needs and aux_head != "shared" else None,
         certain_ratio=bool(running),
         teacher="teacher" in needs,
+        projection=projection,
     )  # fmt: skip
     directions = None if text_directions is None else torch.as_tensor(text_directions).to(dtype)
     examples = [{"x": x, "label": int(y), "index": i} for i, (x, y) in enumerate(zip(lab_items, labels.tolist()))]
@@ -685,9 +722,11 @@ def train_semi_supervised(
     result = fit(module, examples, step, config, resume=resume, callback=callback, after_step=after_step,
                  losses=[n for n, *_ in terms])  # fmt: skip
     result.heads = {"classifier": module.head}
+    if module.projection is not None:
+        result.heads["projection"] = module.projection
     if module.teacher is not None:
-        result.heads["teacher_encoder"] = module.teacher["encoder"]
-        result.heads["teacher_classifier"] = module.teacher["head"]
+        names = {"encoder": "teacher_encoder", "head": "teacher_classifier", "projection": "teacher_projection"}
+        result.heads.update({names[name]: part for name, part in module.teacher.items()})
     if module.aux_head is not None:
         result.heads["auxiliary"] = module.aux_head
     if module.preference_head is not None:
