@@ -18,10 +18,14 @@ from sklearn.datasets import make_moons
 
 from pairkit.train import TrainConfig, train_semi_supervised
 
-SPECS = {
-    "supervised only": "0*fixmatch_loss",
-    "FixMatch": "fixmatch_loss",
-    "FixMatch + SimMatchV2 node-edge + edge-edge": "fixmatch_loss+simmatchv2_node_edge_loss+simmatchv2_edge_edge_loss",
+GRAPH = "fixmatch_loss+simmatchv2_node_edge_loss+simmatchv2_edge_edge_loss"
+SPECS = {  # title: (loss, extra options of train_semi_supervised)
+    "supervised only": ("0*fixmatch_loss", {}),
+    "FixMatch": ("fixmatch_loss", {}),
+    "FixMatch + SimMatchV2 node-edge + edge-edge (EMA teacher m = 0.999, projection 128)": (GRAPH, {}),
+    "same, EMA teacher m = 0.99": (GRAPH, {"ema_decay": 0.99}),
+    "same, no teacher (m = 0) and no projection (before)": (GRAPH, {"ema_decay": 0.0, "projection": None}),
+    "FixMatch + ShrinkMatch (two classes: the term is 0)": ("fixmatch_loss+shrinkmatch_loss", {}),
 }
 
 
@@ -34,7 +38,7 @@ def main() -> None:
     tx, ty = x[1000:], y[1000:]
     print("| method | held-out accuracy (mean of 3 seeds) | per seed | wall |")
     print("|---|---|---|---|")
-    for title, spec in SPECS.items():
+    for title, (spec, extra) in SPECS.items():
         accs, t = [], time.perf_counter()
         for seed in range(3):
             torch.manual_seed(seed)
@@ -43,7 +47,7 @@ def main() -> None:
             res = train_semi_supervised(
                 enc, lab, unl, weak_augment=lambda v: v + 0.03 * torch.randn_like(v),
                 strong_augment=lambda v: v + 0.15 * torch.randn_like(v), loss=spec, ratio=7,
-                loss_options={"threshold": 0.95}, bank_size=256,
+                loss_options={"threshold": 0.95}, bank_size=256, **extra,
                 config=TrainConfig(batch_size=6, max_steps=400, epochs=400, lr=1e-2, seed=seed, schedule="constant",
                                    max_grad_norm=None),
             )  # fmt: skip

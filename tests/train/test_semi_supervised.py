@@ -510,3 +510,8 @@ def test_cli_trains_a_text_classifier_and_saves_the_head(tmp_path, tokenizer):
     assert res.exit_code == 0, res.output
     head = torch.load(tmp_path / "run" / "final" / "classifier_head.pt")
     assert head["weight"].shape == (2, 16) and (tmp_path / "run" / "metrics.jsonl").exists()
+    # the teacher, projection and auxiliary-head options reach the trainer
+    res = CliRunner().invoke(app, [*args, "--loss", "simmatchv2_edge_edge_loss", "--projection", "-3"])
+    assert res.exit_code != 0 and "projection must be" in res.output
+    res = CliRunner().invoke(app, [*args, "--loss", "shrinkmatch_loss", "--aux-head", "none"])
+    assert res.exit_code != 0 and "aux_head must be" in res.output

@@ -379,6 +379,9 @@ def semi_supervised(
     ),
     ratio: int = typer.Option(7, "--ratio", help="μ: unlabelled rows per labelled row in a step (FixMatch's 7)."),
     bank_size: int = typer.Option(1024, "--bank-size", help="SimMatchV2's memory bank entries (m)."),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", help="SimMatchV2's EMA teacher decay m (0: the model)."),
+    projection: int = typer.Option(128, "--projection", help="SimMatchV2's projection width (0: no projection)."),
+    aux_head: str = typer.Option("mlp", "--aux-head", help="ShrinkMatch's auxiliary head: 'mlp' or 'shared'."),
     epochs: int = _EPOCHS,
     batch_size: int = typer.Option(16, "--batch-size", help="Labelled rows per step."),
     lr: float = typer.Option(2e-5, "--lr"),
@@ -405,6 +408,7 @@ def semi_supervised(
         net = _from_pretrained(AutoModel, model, "model")
         result = train_semi_supervised(net, labeled, unlabeled, tokenizer=tokenizer, loss=loss, ratio=ratio,
                                        loss_options=_key_values(loss_option, "--loss-option"), bank_size=bank_size,
+                                       ema_decay=ema_decay, projection=projection or None, aux_head=aux_head,
                                        config=config, resume=resume)  # fmt: skip
         _finish(net, tokenizer, result, output)
         atomic_save(result.heads["classifier"].state_dict(), output / "final" / "classifier_head.pt")
