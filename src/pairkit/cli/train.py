@@ -399,7 +399,7 @@ def semi_supervised(
         with requires("train", "pairkit train semi-supervised"):
             from transformers import AutoModel, AutoTokenizer
         from pairkit.train import train_semi_supervised
-        from pairkit.train._loop import atomic_save
+        from pairkit.train._loop import atomic_save, rank_and_world
 
         config = _config(output, epochs, batch_size, 1, lr, max_length, max_steps, save_every, seed, False)
         tokenizer = _from_pretrained(AutoTokenizer, model, "tokenizer")
@@ -411,8 +411,9 @@ def semi_supervised(
                                        ema_decay=ema_decay, projection=projection or None, aux_head=aux_head,
                                        config=config, resume=resume)  # fmt: skip
         _finish(net, tokenizer, result, output)
-        atomic_save(result.heads["classifier"].state_dict(), output / "final" / "classifier_head.pt")
-        console.print(f"classifier head saved to {output / 'final' / 'classifier_head.pt'}")
+        if rank_and_world()[0] == 0:  # data parallel: one process writes
+            atomic_save(result.heads["classifier"].state_dict(), output / "final" / "classifier_head.pt")
+            console.print(f"classifier head saved to {output / 'final' / 'classifier_head.pt'}")
 
 
 def _prompt_keys(rows, source: str) -> list[str]:
@@ -815,7 +816,7 @@ def distill(
         None, "--teacher", help="Local model directory of the frozen teacher (not needed by PS-KD, USKD, MCMI)."
     ),
     data: Path = typer.Option(
-        ..., "--data", help="Rows: text/label (sequence classifiers) or prompt/completion[/spans] (causal LMs)."
+        ..., "--data", help="Rows: text/label (sequence classifiers) or prompt/completion, optional spans (causal LMs)."
     ),
     loss: str = typer.Option("hinton_kd_loss", "--loss", help="Distill/divergence loss name or weighted sum."),
     loss_option: list[str] = typer.Option(

@@ -117,3 +117,66 @@ def mine(n: int) -> np.ndarray:
     """Indices ``0 … n-1`` this process computes when work is dealt round-robin (``i % world == rank``)."""
     rank, world = rank_and_world()
     return np.arange(rank, n, world)
+
+
+# ------------------------------------------------------------------ per-example state and the whole batch
+
+
+def row_counts(n: int) -> list[int]:
+    """Every process's row count ``n`` (rank order)."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return [n]
+    counts = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+    torch.distributed.all_gather(counts, torch.tensor([n], dtype=torch.long))
+    return [int(c) for c in counts]
+
+
+def all_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of ``x`` ``[n_r, ...]`` concatenated in rank order, without gradient.
+
+    The processes hold consecutive shares of a step's batch (rank order), so this is the batch as one process
+    computes it: what a first-in-first-out bank enqueues, or per-example state is updated with.
+    """
+    x = x.detach()
+    counts = row_counts(x.shape[0])
+    if len(counts) == 1:
+        return x
+    dtype = x.dtype
+    wire = x.to(torch.uint8) if dtype == torch.bool else x  # gloo has no bool
+    padded = wire.new_zeros((max(counts), *x.shape[1:]))
+    padded[: x.shape[0]] = wire
+    parts = [torch.empty_like(padded) for _ in counts]
+    torch.distributed.all_gather(parts, padded.contiguous())
+    return torch.cat([p[:c] for p, c in zip(parts, counts)]).to(dtype)
+
+
+def whole_batch(x: torch.Tensor) -> torch.Tensor:
+    """:func:`all_rows`, but this process's own rows keep their gradient (the others' are constants).
+
+    A batch-coupled loss ``L`` computed on these rows has the value of one process on the whole batch, and its
+    gradient reaches only this process's rows: :math:`\\partial L/\\partial x_r`. Summing the parameter
+    gradients over the processes (:func:`~pairkit.train._loop.all_reduce_gradients`) then gives
+    :math:`\\sum_r \\partial L/\\partial x_r\\,\\partial x_r/\\partial\\theta = dL/d\\theta`, with no collective in
+    the backward pass (see :func:`whole_batch_term` for the weight).
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return x
+    counts = row_counts(x.shape[0])
+    every = all_rows(x)
+    start = sum(counts[:rank])
+    return torch.cat([every[:start], x, every[start + x.shape[0] :]])
+
+
+def whole_batch_term(value: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    """A term computed on :func:`whole_batch` rows, weighted for the loop that sums ``n`` rows' values over ``size``.
+
+    The loop adds ``n / size`` of a per-process term to the step's loss on each process; the value keeps that
+    weight (the processes' values sum to ``L``), while the gradient gets weight 1 (each process's own rows get
+    all of :math:`\\partial L/\\partial x_r`). One process: ``n == size``, the value itself.
+    """
+    if n == size:
+        return value
+    fixed = value.detach()
+    return fixed + (value - fixed) * (size / n)

@@ -353,7 +353,7 @@ def sharded_step(model, step_loss: Callable) -> Callable:
     """``step_loss(model, rows)`` run as a forward method of the sharded root, so FSDP's hooks fire around it."""
     from torch.distributed.fsdp import register_fsdp_forward_method
 
-    setattr(model, _STEP, types.MethodType(lambda self, rows: step_loss(self, rows), model))
+    setattr(model, _STEP, types.MethodType(lambda self, *args: step_loss(self, *args), model))
     register_fsdp_forward_method(model, _STEP)
     return getattr(model, _STEP)
 

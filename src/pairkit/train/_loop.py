@@ -192,21 +192,68 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Micro:
+    """Where a micro-batch lies: given to ``step_loss`` as its third argument by ``fit(..., positions=True)``.
+
+    ``rows`` are the indices (into the examples) of the whole step's batch over every process, in order;
+    this micro-batch is ``rows[start:stop]``. ``first`` is the position of the step's first row in the stream of
+    rows the run has consumed (``epoch · n + i · batch_size``), so ``first + start`` is this micro-batch's.
+    ``last`` is True on this process's last micro-batch of the step.
+    """
+
+    step: int
+    epoch: int
+    first: int
+    rows: np.ndarray
+    start: int
+    stop: int
+    last: bool
+
+    @property
+    def size(self) -> int:
+        """The rows of the whole step (over every process and micro-batch)."""
+        return len(self.rows)
+
+
+def check_collective(n: int, config: TrainConfig, world: int) -> None:
+    """Refuse a step with an empty micro-batch on some process when ``step_loss`` runs collectives.
+
+    Every process must then call ``step_loss`` equally often; the smallest step (the last of an epoch, when
+    ``batch_size`` does not divide ``n``) must give each of the ``world`` processes ``grad_accum`` rows at least.
+    """
+    if world == 1:
+        return
+    size = min(config.batch_size, n - (math.ceil(n / config.batch_size) - 1) * config.batch_size)
+    if size // world < config.grad_accum:
+        raise InputError(
+            f"data parallel over {world} processes with grad_accum={config.grad_accum} needs at least "
+            f"{world * config.grad_accum} rows in every step (each process runs every micro-batch, as they share "
+            f"state), but {n} rows in batches of {config.batch_size} leave a step of {size}; choose a batch_size "
+            "whose last batch of an epoch is large enough (or fewer processes / less accumulation)"
+        )
+
+
 def fit(
     model: torch.nn.Module,
     examples: Sequence[Any],
-    step_loss: Callable[[torch.nn.Module, list[Any]], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    step_loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]],
     config: TrainConfig,
     *,
     resume: bool = False,
     callback: Callable[[dict[str, float]], None] | None = None,
     after_step: Callable[[], None] | None = None,
     losses: Sequence[str] = (),
+    positions: bool = False,
+    collective: bool = False,
 ) -> TrainResult:
     """Run the loop. ``step_loss(model, rows)`` returns per-example losses ``[n]`` and per-example stats.
 
     ``losses`` names the registered losses ``step_loss`` uses; a batch-coupled one (its spec says so) is
     refused under gradient accumulation, which would split its batch (see :func:`check_batch_coupled`).
+    ``positions=True`` calls ``step_loss(model, rows, micro)`` with a :class:`Micro` saying where the rows lie in
+    the step and in the stream. ``collective=True`` says ``step_loss`` runs collectives (gathers of per-example
+    state) under data parallel, so every process must get a row of every micro-batch (:func:`check_collective`).
 
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
     rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``. ``after_step()``
@@ -224,6 +271,8 @@ def fit(
     if n == 0:
         raise InputError("no training examples")
     check_batch_coupled(losses, config.grad_accum)
+    if collective:
+        check_collective(n, config, world)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -236,7 +285,7 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the model has no trainable parameters")
-    run_step = _fsdp.sharded_step(model, step_loss) if sharded else (lambda rows: step_loss(model, rows))
+    run_step = _fsdp.sharded_step(model, step_loss) if sharded else (lambda *args: step_loss(model, *args))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total))
     orders: dict[int, np.ndarray] = {}
@@ -304,16 +353,22 @@ def fit(
                 rng = np.random.default_rng([config.seed, epoch])
                 orders[epoch] = rng.permutation(n) if config.shuffle else np.arange(n)
             idx = orders[epoch][i * config.batch_size : (i + 1) * config.batch_size]
-            local = np.array_split(idx, world)[rank]
+            local = np.array_split(np.arange(len(idx)), world)[rank]
             sums: dict[str, torch.Tensor] = {}
-            for micro in np.array_split(local, config.grad_accum):
+            for k, at in enumerate(np.array_split(local, config.grad_accum)):
+                micro = idx[at]
                 # under FSDP every process must run as many forward and backward passes (their hooks are
                 # collectives): an empty micro-batch runs one example of the step with weight 0
                 weight = 1.0 if len(micro) else 0.0
                 if len(micro) == 0 and not sharded:
                     continue
+                args: tuple = ([examples[j] for j in (micro if len(micro) else idx[:1])],)
+                if positions:
+                    start = int(at[0]) if len(at) else 0
+                    args += (Micro(step, epoch, epoch * n + i * config.batch_size, idx, start, start + len(at),
+                                   k == config.grad_accum - 1),)  # fmt: skip
                 with autocast:
-                    losses, stats = run_step([examples[j] for j in (micro if len(micro) else idx[:1])])
+                    losses, stats = run_step(*args)
                 (losses.float().sum() * (world * weight if sharded else 1) / len(idx)).backward()
                 for key, value in {"loss": losses, **stats}.items():
                     sums[key] = sums.get(key, 0.0) + value.detach().double().sum() * weight
@@ -355,6 +410,8 @@ def fit(
                 _save(out_dir, model, optimizer, scheduler, step + 1, orders, config, fingerprint, sharded, rank)
             if callback is not None:
                 callback(row)
+        if out_dir is not None and world > 1:  # the checkpoint rank 0 wrote is there for every process's next read
+            torch.distributed.barrier()
     finally:
         if metrics_fh is not None:
             metrics_fh.close()

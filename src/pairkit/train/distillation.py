@@ -26,7 +26,9 @@ from typing import Any
 import torch
 
 from pairkit.errors import InputError, PairkitWarning
+from pairkit.train import _dist as dist
 from pairkit.train._loop import (
+    Micro,
     TrainConfig,
     TrainResult,
     call_loss,
@@ -542,20 +544,42 @@ def _class_means(teacher, examples, setup, classes: int) -> torch.Tensor:
 
 
 def _refresh_centroids(module: _Distiller, examples, setup, epoch: int) -> None:
-    """MCMI: the trained model's class centroids over the training data, once per epoch, in eval mode."""
+    """MCMI: the trained model's class centroids over the training data, once per epoch, in eval mode.
+
+    Data parallel: each process computes the logits of its share of the examples; the shares, gathered in order,
+    are the logits of one process, so every process gets the same centroids."""
     from pairkit.losses import class_centroids
 
     was = module.training
     module.eval()
     with torch.no_grad():
-        logits = torch.cat([
+        mine = [examples[i] for i in dist.share(range(len(examples)))]
+        logits = dist.all_rows(torch.cat([
             _logits_of(_forward(module.student, c, setup["fmt"], None, False, False, setup["pad_id"], "ids"), "model")
-            for c in _chunks(examples, setup["batch_size"])
-        ])  # fmt: skip
+            for c in _chunks(mine, setup["batch_size"])
+        ]))  # fmt: skip
         labels = torch.tensor([ex["label"] for ex in examples])
         module.centroids.copy_(class_centroids(logits, labels, module.centroids.shape[0]))
         module.centroid_epoch.fill_(epoch)
     module.train(was)
+
+
+# sources that are not one row per example (the same on every process under data parallel)
+_SHARED = {"class_centers", "teacher_prototypes", "prototypes", "class_centroids", "cost"}
+
+
+def _coupled(terms, plan) -> set[str]:
+    """The batch-coupled losses (computed on the whole batch under data parallel); token-level ones are refused."""
+    from pairkit.losses import spec
+
+    coupled = {name for name, _, _ in terms if spec(name).batch_coupled}
+    for name in sorted(coupled):
+        tokens = [inp for inp, src in plan[name] if src in _TOKEN_LEVEL | {"student_tokens", "teacher_tokens"}]
+        if tokens:
+            raise InputError(f"loss {name!r} is batch-coupled and takes token states ({', '.join(tokens)}), whose "
+                             "length is each batch's shortest row: data parallel cannot give it one process's "
+                             "whole batch; run it in one process")  # fmt: skip
+    return coupled
 
 
 def _freeze(teacher) -> None:
@@ -633,8 +657,16 @@ def train_distillation(
     * ``cost`` (``sinkhorn_distance``): ``cost`` if given (``[classes, classes]``), else ``1 - I`` (each class
       apart from every other alike).
 
-    Data parallel (``torchrun``, ``accelerate launch``) runs through the shared loop; PS-KD and MCMI, whose state
-    is kept per example, need a single process. ``teacher`` may be None when no loss needs it (PS-KD, USKD,
+    Data parallel (``torchrun``, ``accelerate launch``) runs through the shared loop, each step's batch split
+    between the processes in order, and gives the weights of one process on the whole batch (to floating-point
+    rounding): the per-example state is the same on every process — after each micro-batch PS-KD's past-logit
+    table and the visit counts take every process's rows (indices and logits gathered), MCMI's centroids come from
+    every process's share of the training data's logits, gathered in order — and the checkpoint, written once,
+    restores it on every process. A batch-coupled loss (RKD, SinKD, USKD, class-relation KD) is computed on every
+    process's rows gathered in order, only this process's carrying gradient, weighted so that the summed
+    gradients are those of one process on the whole batch; a batch-coupled token-level loss (token-graph KD) is
+    refused under data parallel. With per-example state or a batch-coupled loss every process must get a row of
+    every micro-batch (the last batch of an epoch too). ``teacher`` may be None when no loss needs it (PS-KD, USKD,
     MCMI). The extra parts are returned in ``TrainResult.heads`` (``projection``, ``aux_logits``, …) and
     ``TrainResult.proxies["prototypes"]``.
 
@@ -717,21 +749,21 @@ def train_distillation(
         setup["class_means"] = _class_means(teacher, examples, setup, classes)
         if "prototypes" in bases:
             prototypes = setup["class_means"].clone()
-    if (past is not None or centroids is not None) and init_distributed()[1] > 1:
-        # each process would see (and update) only its own share of the per-example state
-        raise InputError("PS-KD's past logits and MCMI's per-epoch centroids are kept per example in one process; "
-                         "run these losses in a single process (no torchrun / accelerate data parallel)")  # fmt: skip
     module = _Distiller(student, heads, prototypes, len(examples), past, centroids)
     token_losses = {n for n, items in plan.items() if any(src in _TOKEN_LEVEL for _, src in items)}
+    coupled = _coupled(terms, plan) if init_distributed()[1] > 1 else set()
 
-    def step(m: _Distiller, batch):
+    def step(m: _Distiller, batch, at: Micro):
         b = _Batch(m, teacher, batch, setup)
-        epoch = int(m.visits[b("index")].max())
+        epoch = at.epoch
         if centroids is not None and int(m.centroid_epoch) < epoch:
             _refresh_centroids(m, examples, setup, epoch)
         total = 0.0
         for name, weight, _ in terms:
             inputs = {inp: b(src) for inp, src in plan[name]}
+            if name in coupled:  # every process's rows in order; only this process's carry gradient
+                inputs = {inp: dist.whole_batch(v) if src not in _SHARED else v
+                          for (inp, src), v in zip(plan[name], inputs.values())}  # fmt: skip
             if name in token_losses:
                 inputs["mask"] = b("token_mask")
             opts = dict(options)
@@ -739,21 +771,26 @@ def train_distillation(
                 from pairkit.losses import ps_kd_alpha
 
                 opts["alpha"] = ps_kd_alpha(min(epoch, config.epochs - 1), config.epochs, alpha_final=ps_kd_alpha_final)
-            total = total + weight * call_loss(name, inputs, opts, reduction="mean")
+            value = call_loss(name, inputs, opts, reduction="mean")
+            total = total + weight * (dist.whole_batch_term(value, len(batch), at.size) if name in coupled else value)
         stats: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             idx = b("index")
             z = b.cache.get("student_logits")
+            # per-example state is updated with every process's rows (one process: its own)
+            every = dist.all_rows(idx) if collective else idx
             if past is not None:
-                m.past_logits[idx] = z.detach().to(m.past_logits.dtype)
-            m.visits[idx] += 1
+                m.past_logits[every] = (dist.all_rows(z) if collective else z.detach()).to(m.past_logits.dtype)
+            m.visits[every] += 1
             if z is not None and "labels" in b.cache:
                 stats["accuracy"] = (z.argmax(-1) == b("labels")).double()
             if z is not None and "teacher_logits" in b.cache:
                 stats["teacher_agreement"] = (z.argmax(-1) == b("teacher_logits").argmax(-1)).double()
         return torch.as_tensor(total).expand(len(batch)), stats
 
-    result = fit(module, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])
+    collective = init_distributed()[1] > 1 and (past is not None or centroids is not None or bool(coupled))
+    result = fit(module, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms],
+                 positions=True, collective=collective)
     result.heads = dict(module.heads) or None
     if module.prototypes is not None:
         result.proxies = {"prototypes": module.prototypes.detach().clone()}

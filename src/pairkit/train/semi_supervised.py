@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
+from pairkit.train import _dist as dist
 from pairkit.train._loop import (
+    Micro,
     TrainConfig,
     TrainResult,
     call_loss,
@@ -35,6 +37,7 @@ from pairkit.train._loop import (
     check_options,
     fit,
     init_distributed,
+    rank_and_world,
 )
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
 from pairkit.train.data import TruncationWarning
@@ -44,6 +47,8 @@ __all__ = ["text_augment", "train_semi_supervised"]
 
 _FAMILIES = ("consistency", "regularizer", "classification")
 CERTAIN_DECAY = 0.999  # ShrinkMatch's running certain ratio: r <- 0.999 r + 0.001 (this step's fraction)
+_PARTS = ("labelled", "unlabelled")
+_VIEWS = ("clean", "weak", "strong")
 _INPUT_COLUMNS = ("text", "features")
 
 
@@ -182,12 +187,25 @@ def check_inputs(terms, table: dict[str, Any], trainer: str, options: dict[str, 
     return needs
 
 
-def loss_value(name: str, table: dict[str, Any], batch: Any, options: dict[str, Any]) -> torch.Tensor:
-    """One loss on the whole batch (``"mean"``), its inputs made by the table's entries from ``batch``."""
+def loss_value(name: str, table: dict[str, Any], batch: Any, options: dict[str, Any],
+               rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """One loss on the whole batch (``"mean"``), its inputs made by the table's entries from ``batch``.
+
+    ``rows`` (data parallel, a batch-coupled loss) maps each per-row input to the rows of every process
+    (:func:`pairkit.train._dist.whole_batch`); the inputs in ``SHARED`` (banks, text directions) are the same on
+    every process, and those in ``batch.gathered`` were made on every process's rows: both are passed as they are.
+    """
     from pairkit import losses
 
     inputs = {i.name: table[i.name].make(batch) for i in losses.spec(name).input_specs if i.name in table}
+    if rows is not None:
+        done = SHARED | getattr(batch, "gathered", frozenset())
+        inputs = {k: rows(v) if isinstance(v, torch.Tensor) and k not in done else v for k, v in inputs.items()}
     return call_loss(name, inputs, options, reduction="mean")
+
+
+#: Loss inputs that are not one row per example of the batch (the same on every process under data parallel).
+SHARED = frozenset({"bank_embeddings", "bank_probs", "text_directions"})
 
 
 # ------------------------------------------------------------------------------------------------ augmentation
@@ -198,8 +216,9 @@ def text_augment(*, drop: float = 0.1, span: float = 0.0, mask_id: int | None = 
 
     Each token is deleted with probability ``drop`` (at least one token is kept), then a contiguous span of
     ``round(span · length)`` tokens at a uniform position is replaced by ``mask_id`` (deleted when ``mask_id`` is
-    None). Random numbers come from torch's global generator, which the training loop checkpoints, so a resumed
-    run draws the same augmentations. Returns ``f(batch: list[list[int]]) -> list[list[int]]``.
+    None). Random numbers come from torch's global generator, which :func:`train_semi_supervised` seeds for each
+    step and view, so a resumed run, or one over several processes, draws the same augmentations.
+    Returns ``f(batch: list[list[int]]) -> list[list[int]]``.
     """
     check_number("drop", drop, low=0, high=1)
     check_number("span", span, low=0, high=1)
@@ -319,20 +338,16 @@ class _View:
 class _Batch:
     """One step's views, computed on first use: only what the losses' inputs ask for is run through the model."""
 
-    def __init__(self, module: _Model, labelled, labels, unlabelled, augment, pad_id, compare_views: bool):
+    def __init__(self, module: _Model, labels, views, pad_id, compare_views: bool):
         self.module, self.labels, self.pad_id = module, labels, pad_id
-        self.inputs = {"labelled": labelled, "unlabelled": unlabelled}
-        self.augment = augment
+        self.views = views  # (part, view) -> this micro-batch's share of the step's augmented inputs
         self.compare_views = compare_views
         self.text_directions: torch.Tensor | None = None
+        self.gathered: frozenset = frozenset()  # inputs made on every process's rows (data parallel)
         self._cache: dict[tuple[str, str], Any] = {}
 
     def raw(self, part: str, view: str):
-        key = ("raw", part, view)
-        if key not in self._cache:
-            x = self.inputs[part]
-            self._cache[key] = x if view == "clean" else self.augment[view](x)
-        return self._cache[key]
+        return self.views(part, view)
 
     def view(self, part: str, view: str) -> _View:
         if (part, view) not in self._cache:
@@ -373,11 +388,14 @@ class _Batch:
         return self.view(part, "strong" if self.compare_views else "weak").embeddings
 
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The memory bank; before anything was enqueued (step 1), the current batch's weak view."""
-        if int(self.module.bank_filled) == 0:
+        """The memory bank; before anything was enqueued (step 1), the current batch's weak view (every process's
+        rows under data parallel)."""
+        if int(self.module.bank_filled) > 0:
+            return self.module.bank()
+        if "bank" not in self._cache:
             weak = self.target("unlabelled")
-            return weak.unit.detach(), weak.probs
-        return self.module.bank()
+            self._cache["bank"] = (dist.all_rows(weak.unit), dist.all_rows(weak.probs))
+        return self._cache["bank"]
 
     def pseudo_labels(self) -> torch.Tensor:
         from pairkit.losses import simmatchv2_pseudo_labels
@@ -397,9 +415,20 @@ class _Batch:
         return self.module.preference_head(self.view("labelled", view).embeddings)
 
     def aux_logits(self) -> torch.Tensor:
-        """ShrinkMatch's auxiliary head on the unlabelled rows' strong view (the classifier's logits without one)."""
+        """ShrinkMatch's auxiliary head on the unlabelled rows' strong view (the classifier's logits without one).
+
+        A head that normalises over the batch, under data parallel (``gathered``): on every process's rows, this
+        process's carrying gradient to the encoder; the head's own parameters get ``1/world`` of the gradient on
+        each process (each runs the head on the whole batch), which the summed gradients make whole."""
         strong = self.view("unlabelled", "strong")
-        return strong.logits if self.module.aux_head is None else self.module.aux_head(strong.embeddings)
+        head = self.module.aux_head
+        if head is None:
+            return strong.logits
+        if "aux_strong_logits" not in self.gathered:
+            return head(strong.embeddings)
+        world = rank_and_world()[1]
+        params = {k: p.detach() + (p - p.detach()) / world for k, p in head.named_parameters()}
+        return torch.func.functional_call(head, params, (dist.whole_batch(strong.embeddings),))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,8 +586,10 @@ def train_semi_supervised(
     token-id lists with a tokenizer — returning the same kind. Defaults for text: the weak view is the text itself,
     the strong view :func:`text_augment` with ``drop=0.1, span=0.25`` and the tokenizer's mask (or unk) token —
     pairkit's choice in FixMatch's spirit, since the paper's RandAugment is for images. For features
-    ``strong_augment`` is required (``weak_augment`` defaults to the identity). Draw random numbers from torch's
-    global generator (checkpointed) so that resume repeats them.
+    ``strong_augment`` is required (``weak_augment`` defaults to the identity). Each augmentation is called once per
+    step on the step's whole batch (all processes' rows), with torch's global generator seeded from
+    ``config.seed``, the step and the view (its state is restored afterwards): draw random numbers from it, and a
+    resumed run, or one over several processes, repeats them.
 
     Args:
         model: a ``torch.nn.Module`` on feature vectors (``tokenizer=None``), or a Hugging Face encoder with
@@ -588,8 +619,21 @@ def train_semi_supervised(
     ``memory_bank`` the bank's embeddings and probabilities, oldest first. Per-step metrics: loss, ``supervised``
     (the labelled cross-entropy), each loss term by name, ``accuracy`` on the labelled batch, ``confidence`` (mean
     top weak probability of the unlabelled batch, when the weak view was computed) and ``certain_ratio``
-    (ShrinkMatch's running weight, when kept). One process only; the losses coupling the batch need
-    ``grad_accum=1``.
+    (ShrinkMatch's running weight, when kept). The losses coupling the batch need ``grad_accum=1``.
+
+    Data parallel (``accelerate launch``, ``torchrun``): each step's labelled batch is split between the processes
+    in order, and each process takes the matching share of the step's unlabelled rows (positions
+    ``μ·first … μ·(first+B)`` of the seeded stream), so N processes see the examples and augmentations of one.
+    What is kept across steps is the same on every process: the banks are updated after each step's last
+    micro-batch with every process's rows in the batch's order (the FIFO bank enqueues the gathered weak views, as
+    MoCo's concatenating all-gather; the labelled bank takes every process's rows by index; the EMA teacher follows
+    the same summed-gradient update everywhere), and the checkpoint
+    (written once, read by every process) carries them. A batch-coupled loss (``relation_consistency_loss``,
+    ``directional_moment_loss``, ``ensloss``, ``correctness_aware_loss``) is computed on every process's rows
+    gathered in order, only this process's carrying gradient, weighted so that the summed gradients are those of
+    one process on the whole batch. So with ``grad_accum=1`` (and with accumulation, except the step-1 bank,
+    which is each micro-batch's own view) N processes give the weights, bank and metrics of one process to
+    floating-point rounding. Every process must get a row of every micro-batch (the last batch of an epoch too).
     """
     config = config or TrainConfig()
     check_number("ratio", ratio, low=1, integer=True)
@@ -602,8 +646,7 @@ def train_semi_supervised(
         raise InputError(f"reference must be a torch module, 'copy' or 'views', got {reference!r}")
     if not (isinstance(aux_head, torch.nn.Module) or aux_head in ("mlp", "shared")):
         raise InputError(f"aux_head must be a torch module, 'mlp' or 'shared', got {aux_head!r}")
-    if init_distributed()[1] > 1:
-        raise InputError("train_semi_supervised runs in one process (its banks and unlabelled stream are not shared)")
+    world = init_distributed()[1]
     terms = loss_terms(loss, _FAMILIES)
     options = check_options([n for n, _, _ in terms], dict(loss_options or {}))
     needs = check_inputs(terms, INPUTS, "train_semi_supervised", options)
@@ -679,14 +722,46 @@ def train_semi_supervised(
     directions = None if text_directions is None else torch.as_tensor(text_directions).to(dtype)
     examples = [{"x": x, "label": int(y), "index": i} for i, (x, y) in enumerate(zip(lab_items, labels.tolist()))]
 
-    def step(mod: _Model, rows):
+    from pairkit import losses as registry
+
+    coupled = {name for name, _, _ in terms if registry.spec(name).batch_coupled} if world > 1 else set()
+    # an auxiliary head with batch normalisation couples the batch: under data parallel it runs on every process's rows
+    gathered = frozenset({"aux_strong_logits"}) if world > 1 and module.aux_head is not None and any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.aux_head.modules()) else frozenset()
+    coupled |= {name for name, _, _ in terms if gathered & {i.name for i in registry.spec(name).input_specs}}
+    views: dict[Any, Any] = {}  # the step's augmented inputs, made once per step
+    pending: list[tuple[torch.Tensor, ...]] = []  # the step's rows for the banks, enqueued after its last micro-batch
+
+    def step_views(at: Micro, unlabelled_rows: np.ndarray) -> Callable[[str, str], Any]:
+        if views.get("step") != at.step:
+            views.clear()
+            views["step"] = at.step
+            views["labelled"] = stacked([examples[j]["x"] for j in at.rows], tokenizer)
+            views["unlabelled"] = stacked([unl_items[j] for j in unlabelled_rows], tokenizer)
+
+        def get(part: str, view: str):
+            if (part, view) not in views:
+                x = views[part]
+                if view != "clean":
+                    seed = np.random.SeedSequence([config.seed, 4, at.step, _PARTS.index(part), _VIEWS.index(view)])
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(int(seed.generate_state(1, np.uint64)[0] >> 1))
+                        x = augment[view](x)
+                views[(part, view)] = x
+            k = ratio if part == "unlabelled" else 1
+            return views[(part, view)][k * at.start : k * at.stop]
+
+        return get
+
+    def step(mod: _Model, rows, at: Micro):
         n = len(rows)
         y = torch.tensor([r["label"] for r in rows])
-        drawn = _draw(int(mod.drawn), ratio * n, len(unl_items), config.seed)
-        mod.drawn.add_(ratio * n)
-        batch = _Batch(mod, stacked([r["x"] for r in rows], tokenizer), y, stacked([unl_items[j] for j in drawn],
-                       tokenizer), augment, pad_id, compare_views=reference == "views")  # fmt: skip
+        # the step's unlabelled rows (its labelled rows x ratio, in stream order); this micro-batch takes its share
+        drawn = _draw(ratio * at.first, ratio * at.size, len(unl_items), config.seed)
+        mod.drawn.fill_(ratio * (at.first + at.size))
+        batch = _Batch(mod, y, step_views(at, drawn), pad_id, compare_views=reference == "views")
         batch.text_directions = directions
+        batch.gathered = gathered
         labelled = batch.view("labelled", "weak")
         supervised = torch.nn.functional.cross_entropy(labelled.logits, y, reduction="none")
         total = 0.0
@@ -695,14 +770,20 @@ def train_semi_supervised(
         if running:
             with torch.no_grad():
                 tau = options.get("threshold", losses.spec(running[0]).defaults["threshold"])
-                certain = float((batch.view("unlabelled", "weak").probs.max(-1).values >= tau).double().mean())
+                confident = batch.view("unlabelled", "weak").probs.max(-1).values >= tau
+                hits, rows_seen = dist.total(float(confident.sum()), confident.numel())  # every process's rows
+                certain = hits / rows_seen
                 before = float(mod.certain_ratio)
                 mod.certain_ratio.fill_(certain if math.isnan(before) else CERTAIN_DECAY * before
                                         + (1 - CERTAIN_DECAY) * certain)  # fmt: skip
             term_options = {**options, "certain_ratio": float(mod.certain_ratio)}
             stats["certain_ratio"] = mod.certain_ratio.detach().expand(n)
         for name, weight, _ in terms:
-            value = loss_value(name, INPUTS, batch, term_options if name in running else options)
+            opts = term_options if name in running else options
+            if name in coupled:  # on every process's rows: the value of one process on the whole batch
+                value = dist.whole_batch_term(loss_value(name, INPUTS, batch, opts, dist.whole_batch), n, at.size)
+            else:
+                value = loss_value(name, INPUTS, batch, opts)
             total = total + weight * value
             stats[name] = value.detach().expand(n)
         with torch.no_grad():
@@ -710,17 +791,31 @@ def train_semi_supervised(
             weak = batch.computed("unlabelled", "weak")
             if weak is not None:
                 stats["confidence"] = weak.probs.max(-1).values.double().mean().expand(n)
-            if "bank" in needs:
-                weak = batch.target("unlabelled")
-                mod.enqueue(weak.unit, weak.probs)
-            if "labelled_bank" in needs:
-                idx = torch.tensor([r["index"] for r in rows])
-                mod.labelled_embeddings[idx] = batch.target("labelled").unit.detach().to(mod.labelled_embeddings.dtype)
+            if "bank" in needs or "labelled_bank" in needs:
+                weak = batch.target("unlabelled") if "bank" in needs else None
+                pending.append((
+                    weak.unit.detach() if weak is not None else torch.zeros(0), weak.probs if weak is not None
+                    else torch.zeros(0), torch.tensor([r["index"] for r in rows]),
+                    batch.target("labelled").unit.detach() if "labelled_bank" in needs else torch.zeros(0),
+                ))  # fmt: skip
+            if at.last and pending:
+                update_banks(mod, *(torch.cat(parts) for parts in zip(*pending)))
+                pending.clear()
         return supervised + total, stats
+
+    def update_banks(mod: _Model, units, probs, idx, labelled_units) -> None:
+        """The step's rows of every process, in the batch's order: the FIFO bank enqueues them, the labelled bank
+        takes each labelled row's weak unit embedding."""
+        if "bank" in needs:
+            mod.enqueue(dist.all_rows(units), dist.all_rows(probs))
+        if "labelled_bank" in needs:
+            bank = mod.labelled_embeddings
+            bank[dist.all_rows(idx)] = dist.all_rows(labelled_units).to(bank.dtype)
 
     after_step = functools.partial(module.ema_update, float(ema_decay)) if module.teacher is not None else None
     result = fit(module, examples, step, config, resume=resume, callback=callback, after_step=after_step,
-                 losses=[n for n, *_ in terms])  # fmt: skip
+                 losses=[n for n, *_ in terms], positions=True,
+                 collective=bool(coupled or running or needs & {"bank", "labelled_bank"}))
     result.heads = {"classifier": module.head}
     if module.projection is not None:
         result.heads["projection"] = module.projection
