@@ -1,7 +1,8 @@
 """Run by ``accelerate launch`` in tests/train/test_accelerate_stateful.py (and in one process by the test itself):
 the trainers whose state outlives a step — semi-supervised (FixMatch with random augmentations, SimMatchV2's banks,
-a batch-coupled relation loss, ShrinkMatch's batch-normalised auxiliary head and running certain ratio) and distillation (PS-KD's past logits, MCMI's centroids, batch-coupled RKD) — each
-rank saving what it holds to ``OUT/rank-R.pt``.
+a batch-coupled relation loss, ShrinkMatch's batch-normalised auxiliary head and running certain ratio) and
+distillation (PS-KD's past logits, MCMI's centroids, batch-coupled RKD) — each rank saving what it holds to
+``OUT/rank-R.pt``.
 
 Every run is float64 on tiny seeded modules; :func:`runs` returns, per run, the trained weights and the state kept
 per example (banks, past-logit table, centroids, visit counts), read from the trainers' modules.
@@ -51,8 +52,8 @@ def semi_run(loss, *, steps=4, out=None, resume=False, threshold=0.3, **kw):
     try:
         config = TrainConfig(batch_size=4, epochs=3, max_steps=steps, lr=5e-2, schedule="constant", output_dir=out)
         res = train_semi_supervised(encoder, *semi_rows(), strong_augment=noisy, weak_augment=lambda x: x * 0.9,
-                                    ratio=2, bank_size=6, loss=loss, loss_options={"threshold": threshold}, config=config,
-                                    resume=resume, **kw)  # fmt: skip
+                                    ratio=2, bank_size=6, loss=loss, loss_options={"threshold": threshold},
+                                    config=config, resume=resume, **kw)  # fmt: skip
     finally:
         semi._Model = original
     return {"state": _state(made[-1]), "losses": [r["loss"] for r in res.history]}

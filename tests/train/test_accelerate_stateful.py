@@ -1,9 +1,10 @@
 """The trainers with state across steps under ``accelerate launch`` with two CPU processes (gloo): semi-supervised
 (FixMatch with random augmentations, SimMatchV2's FIFO and labelled banks, the batch-coupled relation consistency
 loss, ShrinkMatch's batch-normalised auxiliary head) and distillation (PS-KD's past-logit table, MCMI's centroids,
-batch-coupled RKD) end with the weights and per-example state of one process on the whole batch, on both ranks; resumed under two processes they equal the
-uninterrupted run. One launch (``accelerate_stateful_worker.runs``) serves every assertion; the one-process runs are
-the same function in this process. Tolerance 1e-12 (float64; sums over processes in another order)."""
+batch-coupled RKD) end with the weights and per-example state of one process on the whole batch, on both ranks;
+resumed under two processes they equal the uninterrupted run. One launch (``accelerate_stateful_worker.runs``)
+serves every assertion; the one-process runs are the same function in this process. Tolerance 1e-12 (float64;
+sums over processes in another order)."""
 
 import pytest
 
