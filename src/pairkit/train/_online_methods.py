@@ -9,6 +9,7 @@ which the clipped objectives need).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from contextlib import nullcontext
@@ -92,6 +93,21 @@ def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int,
     optimizer.zero_grad(set_to_none=True)
 
 
+def minibatch_share(batch, sharded: bool) -> tuple[np.ndarray, float]:
+    """This process's share of a minibatch (``dist.share``) and its weight 1. Under FSDP (``sharded``) every process
+    must run the same forward and backward passes (they gather and reduce the sharded weights), so a process that
+    holds no example of the minibatch runs its first one with weight 0."""
+    idx = dist.share(batch)
+    return (batch[:1], 0.0) if sharded and not len(idx) else (idx, 1.0)
+
+
+def policy_pass(model, fn, *args):
+    """``fn(model, *args)``; for a model sharded by FSDP, inside the sharded root's forward hooks (a collective)."""
+    from pairkit.train._fsdp import is_sharded, sharded_call
+
+    return sharded_call(model, fn, *args) if is_sharded(model) else fn(model, *args)
+
+
 class Sums:
     def __init__(self):
         self.sums: dict[str, float] = {}
@@ -134,6 +150,7 @@ def train_samples_round(
     Rewards are the per-prompt Bradley–Terry ratings of the samples from the judge's pairwise decisions; SPPO
     uses the samples' judged win rates; SuperHF trains on each prompt's best-rated sample.
     """
+    from pairkit.train._fsdp import is_sharded
     from pairkit.train._steps import encode
 
     n, k = ratings.shape
@@ -160,18 +177,23 @@ def train_samples_round(
     # data parallel: the processes share this pass (chunks dealt round-robin) and hold every chunk's results;
     # the first chunk's sampling-policy log-probs are then taken here too (its training pass is split)
     dp = rank_and_world()[1] > 1
+    sharded = is_sharded(model)
     fixed = {}
     was = model.training
     model.eval()
     with torch.no_grad():
-        for c in dist.mine(len(chunks)) if dp else range(len(chunks)):
+        mine = dist.mine(len(chunks)) if dp else range(len(chunks))
+        for c in mine:
             flat = [s for i in chunks[c] for s in seqs[i]]
             if need_old and (old_everywhere or dp or c != perms[0][0]):
-                old, mask = token_logps(model, flat, pad_id, config.chunk_size)
+                old, mask = policy_pass(model, token_logps, flat, pad_id, config.chunk_size)
             else:
                 old, mask = None, None
             ref = token_logps(reference, flat, pad_id, config.chunk_size)[0] if need_ref else None
             fixed[int(c)] = [old, ref, mask]
+        if sharded and need_old:  # FSDP: as many policy passes as the process with most chunks (the extra dropped)
+            for _ in range(-(-len(chunks) // rank_and_world()[1]) - len(mine)):
+                policy_pass(model, token_logps, [s for i in chunks[0] for s in seqs[i]], pad_id, config.chunk_size)
     fixed = dist.merged(fixed) if dp else fixed
     fixed = [fixed[c] for c in range(len(chunks))]
     model.train(was)
@@ -184,7 +206,7 @@ def train_samples_round(
             # data parallel: this process trains a contiguous share of the chunk's prompt groups, rows lo:hi
             g = chunks[c]
             ends = np.cumsum([0] + [len(keep[i]) for i in g])
-            part = dist.share(np.arange(len(g)))
+            part, weight = minibatch_share(np.arange(len(g)), sharded)  # FSDP: no share runs the first, weight 0
             lo, hi = (int(ends[part[0]]), int(ends[part[-1] + 1])) if len(part) else (0, 0)
             flat = [s for i in g[part] for s in seqs[i]] if len(part) else []
             v = values[c][lo:hi] if values[c] is not None else None
@@ -195,14 +217,14 @@ def train_samples_round(
                 from pairkit.train._inputs import token_inputs
 
                 kinds = {"token_kl"} if beta > 0 else set()
-                tok = token_inputs(model, (reference, nullcontext), collate_sequences(flat, pad_id), kinds,
-                                   chunk_size=config.chunk_size)  # fmt: skip
+                tok = policy_pass(model, functools.partial(token_inputs, chunk_size=config.chunk_size),
+                                  (reference, nullcontext), collate_sequences(flat, pad_id), kinds)  # fmt: skip
                 kl = tok["kl"] if beta > 0 else torch.zeros_like(tok["logps"])
                 per = pg.superhf_loss(tok["logps"], kl, tok["mask"], beta=beta)
                 count = len(per)
                 stats = {"nll": -(tok["logps"] * tok["mask"]).sum(-1) / tok["mask"].sum(-1).clamp_min(1)}
             else:
-                logps, mask = token_logps(model, flat, pad_id, config.chunk_size)
+                logps, mask = policy_pass(model, token_logps, flat, pad_id, config.chunk_size)
                 if need_old and fixed[c][0] is None:  # the first chunk: the sampling policy is the current one
                     fixed[c][0] = logps.detach()
                 width = logps.shape[1]  # right padding: this share's sequences fit the chunk's first columns
@@ -211,9 +233,10 @@ def train_samples_round(
                 if dp and method == "grpo" and options["aggregation"] == "token":  # the whole chunk's token mean
                     whole = fixed[c][2]
                     per = per * (int(mask.sum()) / len(mask) * len(whole) / max(int(whole.sum()), 1))
-            whole_count = dist.total(count)[0] if dp else count
-            apply_update(per.sum() / whole_count if per is not None else None, optimizer, params, config, rnd)
-            if per is not None:
+            whole_count = dist.total(count * weight)[0] if dp else count
+            apply_update(per.sum() * weight / whole_count if per is not None else None, optimizer, params, config, rnd,
+                         sharded=sharded)  # fmt: skip
+            if per is not None and weight:
                 sums.add(count, loss=per, **stats)
     out = sums.mean()
     out["trained_sequences"] = float(len(rows))
@@ -290,11 +313,17 @@ def train_hypo_round(
         \\operatorname{sg}\\Big(\\log\\frac{\\pi_\\theta(y_{ij})}{\\pi_{ref}(y_{ij})}\\Big)\\log\\pi_\\theta(y_{ij}),
         \\qquad y_{ij} \\sim \\pi_\\theta(\\cdot\\mid x_i)
     """
+    from pairkit.train._fsdp import is_sharded
     from pairkit.train._steps import encode, pair_examples, pair_step, seq_logps
 
     examples = pair_examples(tokenizer, rows, config, terms)
     online_seqs = [[(p, c) for p, c, _ in encode(tokenizer, r["prompt"], ss, config)] for r, ss in zip(rows, samples)]
     step = pair_step(terms, options, beta, pad_id, config, (reference, nullcontext))
+
+    def forward(m, chunk, flat):
+        return *step(m, chunk), seq_logps(m, flat, pad_id, config.chunk_size)[0]
+
+    sharded = is_sharded(model)
     model.train(config.dropout)
     sums = Sums()
     rng = np.random.default_rng([config.seed, rnd, 29])
@@ -302,20 +331,20 @@ def train_hypo_round(
         perm = rng.permutation(len(examples))
         for s in range(0, len(examples), config.batch_size):
             batch = perm[s : s + config.batch_size]
-            idx = dist.share(batch)  # data parallel: this process's share of the minibatch
+            idx, weight = minibatch_share(batch, sharded)  # data parallel: this process's share of the minibatch
             if not len(idx):
                 apply_update(None, optimizer, params, config, rnd)
                 continue
-            losses, stats = step(model, [examples[i] for i in idx])
             flat = [q for i in idx for q in online_seqs[i]]
-            pol, _ = seq_logps(model, flat, pad_id, config.chunk_size)
+            losses, stats, pol = policy_pass(model, forward, [examples[i] for i in idx], flat)
             with torch.no_grad():
                 ref, _ = seq_logps(reference, flat, pad_id, config.chunk_size)
             kl = pg.score_function_kl(pol, ref.to(pol.dtype))
             per_prompt = len(flat) / len(idx)  # k samples of each prompt
-            loss = (losses.float().sum() + kl_weight * kl.float().sum() / per_prompt) / len(batch)
-            apply_update(loss, optimizer, params, config, rnd)
-            sums.add(len(idx), loss=losses, **stats, online_kl=float((pol - ref).detach().double().mean()))
+            loss = (losses.float().sum() + kl_weight * kl.float().sum() / per_prompt) * weight / len(batch)
+            apply_update(loss, optimizer, params, config, rnd, sharded=sharded)
+            if weight:
+                sums.add(len(idx), loss=losses, **stats, online_kl=float((pol - ref).detach().double().mean()))
     return sums.mean()
 
 
@@ -377,10 +406,17 @@ def train_scir_round(
     (hence two epochs per round by default).
     """
     from pairkit.judges import HFJudge
+    from pairkit.train._fsdp import is_sharded
     from pairkit.train._steps import encode, seq_logps
 
+    def forward(m, seqs, verdicts):
+        return (seq_logps(m, seqs, pad_id, config.chunk_size)[0].view(-1, 2),
+                seq_logps(m, verdicts, pad_id, config.chunk_size)[0].view(-1, 4))  # fmt: skip
+
+    sharded = is_sharded(model)
     lam, tau = options["consistency_weight"], options["threshold"]
-    judge = HFJudge(model, tokenizer, template=options["template"])
+    # the judge only renders the prompts (the policy scores them below); FSDP: not over the sharded policy
+    judge = HFJudge(reference if sharded else model, tokenizer, template=options["template"])
     pairs = scir_pairs(samples)
     if not pairs:
         return {"loss": 0.0, "pairs": 0.0}
@@ -397,18 +433,18 @@ def train_scir_round(
         perm = rng.permutation(len(pairs))
         for s in range(0, len(pairs), config.batch_size):
             batch = perm[s : s + config.batch_size]
-            idx = dist.share(batch)  # data parallel: this process's share of the minibatch
+            idx, weight = minibatch_share(batch, sharded)  # data parallel: this process's share of the minibatch
             if not len(idx):
                 apply_update(None, optimizer, params, config, rnd)
                 continue
             seqs = [enc[pairs[p][0], pairs[p][c]] for p in idx for c in (1, 2)]
-            pol = seq_logps(model, seqs, pad_id, config.chunk_size)[0].view(-1, 2)
+            pol, ll = policy_pass(model, forward, seqs, [q for p in idx for q in jseqs[p]])
             ref = torch.stack([torch.stack([ref_lp[pairs[p][0], pairs[p][c]] for c in (1, 2)]) for p in idx])
             r = beta * (pol - ref.to(pol.dtype))
-            ll = seq_logps(model, [q for p in idx for q in jseqs[p]], pad_id, config.chunk_size)[0].view(-1, 4)
             loss, stats = scir_loss(r[:, 0] - r[:, 1], ll, consistency_weight=lam, threshold=tau)
-            apply_update(loss.sum() / len(batch), optimizer, params, config, rnd)
-            sums.add(len(idx), loss=loss, **stats)
+            apply_update(loss.sum() * weight / len(batch), optimizer, params, config, rnd, sharded=sharded)
+            if weight:
+                sums.add(len(idx), loss=loss, **stats)
     out = sums.mean()
     out["pairs"] = float(len(pairs))
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -401,14 +402,15 @@ def train_online(
     ended), each process making the same number of ``generate`` calls: with ``per_prompt_seeds`` each samples its
     share of the round's prompts (a process with a smaller share makes one more call, whose samples it drops),
     otherwise every process draws the whole round (the same samples). Gathering the whole weights for sampling
-    instead would hold a full copy of the policy in each process. The policy's log-probabilities run inside the
+    instead would hold a full copy of the policy in each process during sampling. The policy's log-probabilities
+    (the training steps, the KL, the policy-gradient methods' log-probabilities before the update) run inside the
     sharded root's forward hooks, a process holding no example of a minibatch running one with weight 0; the
     reference (and SPIN's earlier iterates) is a frozen full copy in each process, as the offline trainers' live
     reference, made from the gathered weights when it moves. The sample cache hashes the gathered weights (the
     same key as one process); checkpoints hold the whole model and optimizer states, written by the main process
     and re-sharded on resume (a run resumes with FSDP if it started with it). The main process alone still owns
-    the caches and calls the judge. Methods: ``online_dpo``, ``iterative_dpo``, ``spin`` and ``step_dpo``; the
-    others (the policy as judge, the policy-gradient objectives, HyPO, SCIR) are refused under FSDP.
+    the caches and calls the judge; a policy judging itself (``self_rewarding``, ``cream``) judges there as a full
+    copy made from the gathered weights at the start of the round. Every method runs under FSDP.
     ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of the policy against the
     initial policy (one sample each, both orders shown: position bias cancels). ``budget`` caps the judge calls
     of the whole run.
@@ -460,7 +462,7 @@ def train_online(
     plan = _fsdp.settings() if _fsdp.fsdp_requested(config) else None  # --fsdp_* options: checked in one process too
     sharded = world > 1 and plan is not None
     if world > 1:
-        _check_data_parallel(config, terms, method if sharded else None)
+        _check_data_parallel(config, terms)
     _fsdp.sync_weights(model, config)  # --fsdp_sync_module_states: process 0's weights, before anything reads them
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
@@ -521,7 +523,7 @@ def train_online(
         start = int(state["step"])
         history = list(state["history"])
         if state.get("previous") is not None:
-            last_start = _frozen(model)
+            last_start = _frozen(initial)
             last_start.load_state_dict(state["previous"])
         if method == "spin" and opts["history"] != 1:
             iterates = [_load_iterate(out_dir, r, initial) for r in range(start)]
@@ -530,19 +532,22 @@ def train_online(
     if metrics_path is not None and dist.is_main():
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
     for rnd in range(start, online.rounds):
-        previous, last_start = last_start, (_frozen(model) if method == "cream" else None)
+        start_copy = functools.cache(snapshot)  # one frozen copy of the round's starting policy serves all below
+        previous, last_start = last_start, (start_copy() if method == "cream" else None)
         if online.update_reference:  # iterative DPO: the policy at the start of the round
-            reference = snapshot()
+            reference = start_copy()
         pick = [order[(rnd * online.prompts_per_round + i) % len(prompts)] for i in range(online.prompts_per_round)]
         batch_prompts = [prompts[i] for i in pick]
         row: dict[str, float] = {"round": rnd + 1}
         round_judge = judged
         if judge_kind == "self":
-            round_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
+            # FSDP: the main process judges alone, with a full copy of the policy (the same judge_id)
+            round_judge = CachedJudge(SelfJudge(start_copy() if sharded else model, tokenizer), cache,
+                                      budget=shared_budget)  # fmt: skip
         calls_before = round_judge.usage.calls if round_judge is not None else 0
         hits_before = round_judge.usage.cache_hits if round_judge is not None else 0
         if hasattr(sampler, "update_weights"):  # an external engine samples from this round's policy
-            policy_now = snapshot() if sharded else model
+            policy_now = start_copy() if sharded else model
             dist.on_main(lambda policy_now=policy_now: sampler.update_weights(policy_now))
         if method == "step_dpo":
             tree_pairs, tree_counts, samples = _step_tree(
@@ -552,7 +557,7 @@ def train_online(
             clock = time.perf_counter()
             round_sampler = sampler
             if method == "spin" and opts["history"] != 1:  # fictitious play: a mixture of earlier iterates samples
-                iterates.append(snapshot())
+                iterates.append(start_copy())
                 if out_dir is not None:
                     dist.on_main(lambda rnd=rnd: _save_iterate(out_dir, rnd, iterates[-1]))
                 keep = iterates if opts["history"] == 0 else iterates[-opts["history"] :]
@@ -629,16 +634,17 @@ def train_online(
         evaluating = evaluating and (rnd + 1) % online.eval_every == 0
         # FSDP: every process takes part in the policy's evaluation samples and in gathering the checkpoint
         own = _eval_samples(model, tokenizer, eval_prompts, online, config.seed + 7) if evaluating and sharded else None
+        self_now = snapshot() if evaluating and sharded and judge_kind == "self" else model
         states = _fsdp.checkpoint_states(model, optimizer) if sharded and out_dir is not None else None
 
         # the main process's judges counted the calls; it writes the checkpoint and the metrics row
         def judge_metrics(row=row, calls_before=calls_before, hits_before=hits_before, rnd=rnd, samples=samples,
                           round_judge=round_judge, last_start=last_start, own=own, states=states,
-                          evaluating=evaluating):  # fmt: skip
+                          evaluating=evaluating, self_now=self_now):  # fmt: skip
             eval_judge = judged or round_judge
             if evaluating:
                 if judge_kind == "self":  # the policy judging itself against its start: this round's weights
-                    eval_judge = CachedJudge(SelfJudge(model, tokenizer), cache, budget=shared_budget)
+                    eval_judge = CachedJudge(SelfJudge(self_now, tokenizer), cache, budget=shared_budget)
                 row["win_rate"] = win_rate(model, initial, tokenizer, eval_prompts, eval_judge, online=online,
                                            seed=config.seed + 7, policy_samples=own)  # fmt: skip
                 if eval_judge is not round_judge and eval_judge is not judged:
@@ -882,19 +888,10 @@ class _Decisions:
     decisions: list
 
 
-_FSDP_METHODS = ("online_dpo", "iterative_dpo", "spin", "step_dpo")
-
-
-def _check_data_parallel(config: TrainConfig, terms, fsdp_method: str | None = None) -> None:
-    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change,
-    and (``fsdp_method``: the method, under FSDP) the methods whose passes over the sharded policy are not run in
-    step by every process."""
+def _check_data_parallel(config: TrainConfig, terms) -> None:
+    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change."""
     from pairkit.losses import spec
 
-    if fsdp_method is not None and fsdp_method not in _FSDP_METHODS:
-        raise InputError(f"method {fsdp_method!r} is not supported under FSDP (fsdp=True, --use_fsdp): the sharded "
-                         f"policy trains with {', '.join(_FSDP_METHODS)}; run {fsdp_method} data parallel "
-                         "(--multi_gpu) or in one process")  # fmt: skip
     coupled = [name for name, *_ in terms or () if spec(name).batch_coupled]
     if coupled:
         raise InputError(f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the "
@@ -987,8 +984,8 @@ def _sample_kl(model, reference, tokenizer, prompts, samples, config, pad_id) ->
 
 def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config, online, rnd: int, prepare=None):
     """``online.epochs`` passes over the round's pairs in batches of ``config.batch_size``; mean metrics."""
-    from pairkit.train._fsdp import is_sharded, sharded_call
-    from pairkit.train._online_methods import Sums, apply_update
+    from pairkit.train._fsdp import is_sharded
+    from pairkit.train._online_methods import Sums, apply_update, minibatch_share, policy_pass
     from pairkit.train._steps import pair_examples
 
     examples = pair_examples(tokenizer, rows, config, terms)
@@ -999,8 +996,7 @@ def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config,
     # process runs the step (its passes gather the sharded weights); one holding no example of the minibatch runs
     # the minibatch's first with weight 0
     sharded = is_sharded(model)
-    runs = [[(dist.share(b), 1.0) if len(dist.share(b)) or not sharded else (b[:1], 0.0) for b in epoch]
-            for epoch in batches]  # fmt: skip
+    runs = [[minibatch_share(b, sharded) for b in epoch] for epoch in batches]
     if prepare is not None:
         prepare([examples[j] for j in sorted({int(j) for epoch in runs for idx, _ in epoch for j in idx})])
     model.train(config.dropout)
@@ -1012,7 +1008,7 @@ def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config,
                 apply_update(None, optimizer, params, config, rnd)
                 continue
             chunk = [examples[j] for j in idx]
-            losses, stats = sharded_call(model, step, chunk) if sharded else step(model, chunk)
+            losses, stats = policy_pass(model, step, chunk)
             apply_update(losses.float().sum() * weight / whole, optimizer, params, config, rnd, sharded=sharded)
             if weight:
                 sums.add(len(idx), loss=losses, **stats)
