@@ -111,7 +111,7 @@ FSDP_RUNS = {
              "method_options": {"alpha": 0.5, "history": 2}},
     "step_dpo": {"method_options": {"depth": 2, "delimiter": " "}},
     "cream": {"judge": None, "rounds": 2, "eval_every": 2, "eval_prompts": PROMPTS[4:7]},
-    "scir": {"judge": None, "prompts": PROMPTS[:3], "k": 3, "batch_size": 4},
+    "scir": {"judge": None, "prompts": PROMPTS[:3], "k": 3, "batch_size": 11},  # 12 pairs: batches of 11 and 1
     "hypo": {"judge": None, "prompts": None, "data": PAIRS[:3], "batch_size": 3},
     "grpo": {"method_options": {"aggregation": "token"}, "prompts_per_round": 3, "batch_size": 3},
     "p3o": {"beta": 0.05, "prompts_per_round": 3, "batch_size": 3},
