@@ -42,6 +42,8 @@ DIGITS = {
     "supervised only": ("0*fixmatch_loss", {}),
     "FixMatch": ("fixmatch_loss", {}),
     "FixMatch + ShrinkMatch (auxiliary head, certain-ratio weight)": (SHRINK, {}),
+    "same, auxiliary head, no weight": (SHRINK, {"loss_options": {"certain_ratio": 1.0}}),
+    "same, classifier as head, certain-ratio weight": (SHRINK, {"aux_head": "shared"}),
     "same, classifier as head, no weight (before)": (SHRINK, {"aux_head": "shared",
                                                               "loss_options": {"certain_ratio": 1.0}}),
 }
