@@ -52,13 +52,15 @@ def load(model_dir):
 
 
 def run(model_dir, out, judge=None, *, rounds=2, resume=False, method="online_dpo", prompts=PROMPTS, small=False,
-        k=None, per_prompt=True, eval_every=0, prompts_per_round=None, batch_size=None, **kw):  # fmt: skip
+        k=None, per_prompt=True, eval_every=0, prompts_per_round=None, batch_size=None, fsdp_sampling="synced",
+        **kw):  # fmt: skip
     """``rounds`` of ``method`` from the saved tiny model (float64); ``small``: 4 prompts, 3 samples, batches of 6."""
     model, tok = load(model_dir)
     size = dict(prompts_per_round=4, k=k or 3, max_new_tokens=6) if small else dict(prompts_per_round=8, k=4,
                                                                                    max_new_tokens=8)  # fmt: skip
     size["prompts_per_round"] = prompts_per_round or size["prompts_per_round"]
-    online = OnlineConfig(rounds=rounds, per_prompt_seeds=per_prompt, eval_every=eval_every, **size)
+    online = OnlineConfig(rounds=rounds, per_prompt_seeds=per_prompt, eval_every=eval_every,
+                          fsdp_sampling=fsdp_sampling, **size)  # fmt: skip
     config = TrainConfig(lr=2e-2, batch_size=batch_size or (6 if small else 4), seed=0,
                          output_dir=str(out) if out else None)  # fmt: skip
     hist = train_online(model, tok, prompts, judge, method=method, config=config, online=online, resume=resume,
@@ -105,6 +107,7 @@ def whole_weights(model):
 # weight-0 share)
 FSDP_RUNS = {
     "uneven": {"method": "online_dpo", "prompts_per_round": 3, "batch_size": 2, "rounds": 2},
+    "gathered": {"method": "online_dpo", "prompts_per_round": 3, "rounds": 2, "fsdp_sampling": "gathered"},
     "batched_iterative": {"method": "iterative_dpo", "per_prompt": False, "rounds": 2, "eval_every": 1,
                           "eval_prompts": PROMPTS[4:7]},
     "spin": {"judge": None, "prompts": None, "data": PAIRS, "rounds": 2,

@@ -101,6 +101,8 @@ def test_online_options_are_checked():
         OnlineConfig(temperature=float("nan"))
     with pytest.raises(InputError, match="pairs must be"):
         OnlineConfig(pairs="best")
+    with pytest.raises(InputError, match="fsdp_sampling must be 'synced' or 'gathered', got 'all'"):
+        OnlineConfig(fsdp_sampling="all")
 
 
 def test_cli_train_online_runs_and_resumes(tmp_path, model_dir):

@@ -481,6 +481,10 @@ def online(
         False, "--per-prompt-seeds", help="Sample each prompt alone with its own seed: the same samples with any "
         "number of processes; under accelerate launch each process then samples its share of a round.",
     ),
+    fsdp_sampling: str = typer.Option(
+        "synced", "--fsdp-sampling", help="Under accelerate launch --use_fsdp: 'synced' samples from the sharded "
+        "policy in step (less memory), 'gathered' from a full copy of it made each round (faster).",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Examples per optimiser step (all processes)."),
     lr: float = typer.Option(1e-6, "--lr"),
     max_length: int = typer.Option(512, "--max-length"),
@@ -498,7 +502,7 @@ def online(
         online_config = OnlineConfig(
             rounds=rounds, prompts_per_round=prompts_per_round, k=samples, max_new_tokens=max_new_tokens,
             temperature=temperature, top_p=top_p, strategy=strategy, position_policy=position_policy, pairs=pairs,
-            eval_every=eval_every, per_prompt_seeds=per_prompt_seeds,
+            eval_every=eval_every, per_prompt_seeds=per_prompt_seeds, fsdp_sampling=fsdp_sampling,
         )  # fmt: skip
         from pairkit.train._online_methods import method_options as check_method_options
         from pairkit.train.online import METHODS, check_method_loss

@@ -218,6 +218,8 @@ def fsdp_requested(config) -> bool:
 
 
 def is_sharded(model) -> bool:
+    if not torch.distributed.is_available():  # a torch build without distributed support shards nothing
+        return False
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)

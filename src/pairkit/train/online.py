@@ -77,6 +77,11 @@ class OnlineConfig:
     ``generate`` per round: the samples then do not depend on how the prompts are split, so under
     ``accelerate launch`` every process samples its share of the round's prompts (otherwise the main process
     samples them all), and one process, any number of processes and any number of Ray actors draw the same ones.
+
+    ``fsdp_sampling`` (under FSDP only): ``"synced"`` (the default) samples from the sharded policy, every process
+    in step (``synced_gpus``); ``"gathered"`` samples from a full copy of the round's starting policy made from the
+    gathered weights (one gather per round instead of one per block and token: faster, but a full copy is held
+    while the round runs). Both draw the samples of one process.
     """
 
     rounds: int = 10
@@ -93,6 +98,7 @@ class OnlineConfig:
     prior: float = 0.5
     eval_every: int = 0
     per_prompt_seeds: bool = False
+    fsdp_sampling: str = "synced"
 
     def __post_init__(self):
         for name in ("rounds", "prompts_per_round", "max_new_tokens"):
@@ -106,6 +112,8 @@ class OnlineConfig:
         check_number("prior", self.prior, low=0, low_open=True)
         if self.pairs not in (None, "best_vs_worst", "all"):
             raise InputError(f"pairs must be 'best_vs_worst' or 'all', got {self.pairs!r}")
+        if self.fsdp_sampling not in ("synced", "gathered"):
+            raise InputError(f"fsdp_sampling must be 'synced' or 'gathered', got {self.fsdp_sampling!r}")
 
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -395,22 +403,23 @@ def train_online(
     refused there.
 
     FSDP (``config.fsdp``, ``accelerate launch --use_fsdp``; torch's ``fully_shard``, as the offline trainers, with
-    accelerate's ``--fsdp_*`` options, :mod:`pairkit.train._fsdp`): the policy's parameters, gradients and
-    optimiser state are sharded over the processes, so every process takes part in every forward pass of the
-    policy. Sampling runs in all processes with transformers' ``synced_gpus=True`` (the route transformers and TRL
-    take under ZeRO-3 and FSDP: a process whose sequences ended keeps running forward passes until all have
-    ended), each process making the same number of ``generate`` calls: with ``per_prompt_seeds`` each samples its
-    share of the round's prompts (a process with a smaller share makes one more call, whose samples it drops),
-    otherwise every process draws the whole round (the same samples). Gathering the whole weights for sampling
-    instead would hold a full copy of the policy in each process during sampling. The policy's log-probabilities
+    accelerate's ``--fsdp_*`` options, :mod:`pairkit.train._fsdp`): the policy's parameters, gradients and optimiser
+    state are sharded over the processes, so every process takes part in every forward pass of the policy. Sampling
+    runs in all processes with transformers' ``synced_gpus=True`` (the route transformers and TRL take under ZeRO-3
+    and FSDP: a process whose sequences ended keeps running forward passes until all have ended), each process
+    making the same number of ``generate`` calls: with ``per_prompt_seeds`` each samples its share of the round's
+    prompts (a process with a smaller share makes one more call, whose samples it drops), otherwise every process
+    draws the whole round (the same samples). ``online.fsdp_sampling="gathered"`` samples from a full copy of the
+    round's starting policy instead (gathered once per round: faster, more memory). The policy's log-probabilities
     (the training steps, the KL, the policy-gradient methods' log-probabilities before the update) run inside the
     sharded root's forward hooks, a process holding no example of a minibatch running one with weight 0; the
     reference (and SPIN's earlier iterates) is a frozen full copy in each process, as the offline trainers' live
-    reference, made from the gathered weights when it moves. The sample cache hashes the gathered weights (the
-    same key as one process); checkpoints hold the whole model and optimizer states, written by the main process
-    and re-sharded on resume (a run resumes with FSDP if it started with it). The main process alone still owns
-    the caches and calls the judge; a policy judging itself (``self_rewarding``, ``cream``) judges there as a full
-    copy made from the gathered weights at the start of the round. Every method runs under FSDP.
+    reference, made from the gathered weights when it moves. The sample cache hashes the gathered weights (the same
+    key as one process); checkpoints hold the whole model and optimizer states, written by the main process and
+    re-sharded on resume (a run resumes with FSDP if it started with it). The main process alone still owns the
+    caches and calls the judge; a policy judging itself (``self_rewarding``, ``cream``) judges there as a full copy
+    made from the gathered weights at the start of the round. Every method runs under FSDP.
+
     ``eval_prompts`` with ``online.eval_every`` > 0 measure the judge's win rate of the policy against the
     initial policy (one sample each, both orders shown: position bias cancels). ``budget`` caps the judge calls
     of the whole run.
@@ -485,9 +494,9 @@ def train_online(
     def snapshot():
         """A frozen full copy of the policy now (under FSDP from its gathered weights: a collective)."""
         return _gathered_copy(model, initial) if sharded else _frozen(model)
-    if sampler is None:
-        from pairkit.train.sampling import HFSampler
+    from pairkit.train.sampling import HFSampler
 
+    if sampler is None:
         sampler = HFSampler(model, tokenizer, per_prompt=online.per_prompt_seeds)
     elif not callable(getattr(sampler, "sample", None)) or not callable(getattr(sampler, "identity", None)):
         raise InputError(f"sampler must have sample(...) and identity() (see pairkit.train.sampling), got {sampler!r}")
@@ -495,8 +504,9 @@ def train_online(
         raise InputError("spin's history option samples from earlier iterates of the policy itself; it cannot be "
                          "combined with a given sampler")  # fmt: skip
     if world > 1 and not _shardable(sampler) and dist.is_main():
+        in_step = _fsdp.is_sharded(getattr(sampler, "model", None)) and online.fsdp_sampling == "synced"
         where = ("every process draws the whole round (the same samples: FSDP needs them all in each forward pass)"
-                 if _fsdp.is_sharded(getattr(sampler, "model", None)) else "only the main process samples")
+                 if in_step else "only the main process samples")  # fmt: skip
         warnings.warn(f"{type(sampler).__name__}: {where}; with the default sampler and per_prompt_seeds=True "
                       "(--per-prompt-seeds) every process samples its share of each round's prompts", PairkitWarning,
                       stacklevel=2)  # fmt: skip
@@ -549,13 +559,15 @@ def train_online(
         if hasattr(sampler, "update_weights"):  # an external engine samples from this round's policy
             policy_now = start_copy() if sharded else model
             dist.on_main(lambda policy_now=policy_now: sampler.update_weights(policy_now))
+        round_sampler = sampler
+        if sharded and online.fsdp_sampling == "gathered" and isinstance(sampler, HFSampler) and sampler.model is model:
+            round_sampler = HFSampler(start_copy(), tokenizer, per_prompt=sampler.per_prompt)  # the whole weights
         if method == "step_dpo":
             tree_pairs, tree_counts, samples = _step_tree(
-                sampler, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
+                round_sampler, batch_prompts, round_judge, online, opts, config.seed, rnd, out_dir
             )
         else:
             clock = time.perf_counter()
-            round_sampler = sampler
             if method == "spin" and opts["history"] != 1:  # fictitious play: a mixture of earlier iterates samples
                 iterates.append(start_copy())
                 if out_dir is not None:
