@@ -4,10 +4,11 @@
 ``dp``: the float64 tiny model, plain data parallel. ``fsdp`` (under ``--use_fsdp``): the tiny GPT-2 of
 :mod:`pairkit.testing`, one step written to a checkpoint, then a fresh model resumed from it for the second step;
 each rank saves the gathered whole weights, the losses, and the placement and local size of every parameter; then
-the same two steps with a LoRA adapter (:func:`lora_run`). ``options`` (under ``--use_fsdp`` and other ``--fsdp_*``
-options): the ``fsdp`` steps (LoRA too) with rank 1 starting from other weights (process 0's are broadcast), saving
-also the FSDP groups (the class of each sharded module, whether it is checkpointed, whether it offloads), then the
-error an unsupported option raises."""
+the same two steps with a LoRA adapter (:func:`lora_run`). ``dp`` also runs the batch-coupled losses of
+:data:`COUPLED_RUNS` (preference, unpaired and contrastive trainers). ``options`` (under ``--use_fsdp`` and other
+``--fsdp_*`` options): the ``fsdp`` steps (LoRA too) with rank 1 starting from other weights (process 0's are
+broadcast), saving also the FSDP groups (the class of each sharded module, whether it is checkpointed, whether it
+offloads), then the error an unsupported option raises."""
 
 import os
 import sys
@@ -75,6 +76,63 @@ def lora_run(out, seed=6):
     }
 
 
+# batch-coupled losses (tests/train/test_accelerate.py: two processes = one): (trainer, loss, data, options, lr)
+COUPLED = {
+    "dpo+sft": ("preference", "dpo+0.5*sft", "pairs", None, 1e-2),
+    "dr_dpo": ("preference", "dr_dpo", "pairs", {"beta_prime": 0.05}, 1e-2),
+    # AOT pairs quantiles: a step large enough that the policy's order of the pairs is no longer the reference's
+    "aot": ("preference", "aot", "pairs", {"beta": 3.0}, 0.1),
+    "kto": ("unpaired", "kto", "unpaired", None, 1e-2),
+    "infonce": ("contrastive", "infonce", "pairs", None, 1e-2),
+    "supcon+proxy_anchor": ("contrastive", "supcon+0.5*proxy_anchor", "labels", None, 1e-2),
+    "ntxent": ("contrastive", "ntxent", "views", None, 1e-2),
+}
+# each also with every process computing the batch-coupled terms on its own share (the bug): must differ
+COUPLED_RUNS = [*COUPLED, *(f"{run} local" for run in COUPLED)]
+
+
+def unpaired_rows(n=12, seed=4):
+    """Completions labelled desirable (the prompt's word) or not (another word)."""
+    from tests.train.test_trainers import WORDS
+
+    rows, g = [], torch.Generator().manual_seed(seed)
+    for i in range(n):
+        a, b = torch.randperm(len(WORDS), generator=g)[:2].tolist()
+        word = WORDS[a] if i % 2 == 0 else WORDS[b]
+        rows.append({"prompt": f"say {WORDS[a]}", "completion": f" {word} {word}", "label": i % 2 == 0})
+    return rows
+
+
+def coupled_run(run):
+    """One of :data:`COUPLED_RUNS`: three steps (8 rows, 4, then 8 of the next epoch) from seeded weights; the
+    weights (and proxies) and the logged history. ``local``: the coupled terms on each process's rows alone, as
+    before they were gathered."""
+    from contextlib import nullcontext
+    from unittest import mock
+
+    from pairkit.train import train_contrastive, train_unpaired
+    from pairkit.train._loop import call_loss
+    from tests.train.test_contrastive_trainer import _data, _encoder
+
+    local = run.endswith(" local")
+    trainer, loss, data, options, lr = COUPLED[run.removesuffix(" local")]
+    config = TrainConfig(batch_size=8, max_steps=3, lr=lr)
+    with (mock.patch("pairkit.train._steps.loss_values", lambda n, i, o: call_loss(n, i, o)) if local else
+          nullcontext(), mock.patch("pairkit.train.contrastive.coupled_losses", lambda names: []) if local else
+          nullcontext()):  # fmt: skip
+        if trainer == "contrastive":
+            model = _encoder()
+            result = train_contrastive(model, _data()[data], loss=loss, loss_options=options, config=config)
+        else:
+            model = TinyCausalLM(seed=6)
+            train = train_preference if trainer == "preference" else train_unpaired
+            rows = echo_pairs(12, 4) if data == "pairs" else unpaired_rows()
+            result = train(model, CharTokenizer(), rows, loss=loss, loss_options=options, config=config)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state.update({f"proxies.{k}": v for k, v in (result.proxies or {}).items()})
+    return {"state": state, "history": [{k: v for k, v in row.items() if k != "lr"} for row in result.history]}
+
+
 if __name__ == "__main__":
     out, mode = sys.argv[1], sys.argv[2]
     rank = None
@@ -83,7 +141,9 @@ if __name__ == "__main__":
         train_preference(model, CharTokenizer(), echo_pairs(12, 4), config=TrainConfig(batch_size=8, max_steps=2,
                                                                                          lr=1e-2))  # fmt: skip
         rank = torch.distributed.get_rank()
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, f"{out}/rank-{rank}.pt")
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        saved["coupled"] = {run: coupled_run(run) for run in COUPLED_RUNS}
+        torch.save(saved, f"{out}/rank-{rank}.pt")
     else:
         from pairkit.testing import tiny_causal_lm
 

@@ -35,13 +35,19 @@ def _launch(tmp_path, worker_mode, *mode, worker="accelerate_worker.py", args=()
     return [torch.load(tmp_path / f"rank-{r}.pt") for r in (0, 1)], done.stderr
 
 
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory):
+    """One ``--multi_gpu`` launch (plain data parallel): DPO, then the batch-coupled runs of the worker."""
+    return _launch(tmp_path_factory.mktemp("dp"), "dp", "--multi_gpu")[0]
+
+
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes_data_parallel(tmp_path):
+def test_accelerate_launch_two_cpu_processes_data_parallel(dp_run):
     from pairkit.train import TrainConfig, train_preference
     from tests.train.test_trainers import echo_pairs
     from tests.train.tiny import CharTokenizer, TinyCausalLM
 
-    (r0, r1), _ = _launch(tmp_path, "dp", "--multi_gpu")
+    r0, r1 = dp_run
     model = TinyCausalLM(seed=6)
     train_preference(model, CharTokenizer(), echo_pairs(12, 4), config=TrainConfig(batch_size=8, max_steps=2, lr=1e-2))
     start = TinyCausalLM(seed=6).state_dict()
@@ -49,6 +55,46 @@ def test_accelerate_launch_two_cpu_processes_data_parallel(tmp_path):
         assert torch.equal(r0[k], r1[k])  # both ranks hold the same parameters
         torch.testing.assert_close(r0[k], v, atol=1e-10, rtol=1e-9)  # = one process on the whole batch
     assert any(not torch.equal(r0[k], start[k]) for k in start)  # training moved the weights
+
+
+def _differ(a, b):
+    """The largest difference between two runs' weights and logged histories."""
+    weights = max(float((a["state"][k] - b["state"][k]).abs().max()) for k in a["state"])
+    logged = max(abs(x[k] - y[k]) for x, y in zip(a["history"], b["history"]) for k in x)
+    return max(weights, logged)
+
+
+COUPLED = ["dpo+sft", "dr_dpo", "aot", "kto", "infonce", "supcon+proxy_anchor", "ntxent"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", COUPLED)
+def test_batch_coupled_losses_under_two_processes_equal_one_process(dp_run, run):
+    """A batch-coupled loss (the SFT term's token mean, Dr. DPO's soft minimum, AOT's quantiles, KTO's KL point,
+    in-batch negatives, label pairs, proxies) under two gloo processes — each holding half of each step's batch
+    (4 + 4 rows, 2 + 2, then 4 + 4 of the next epoch) — gives the weights (and proxies) and the logged metrics
+    (loss, accuracy, rewards, grad norm) of one process on the whole batch after three steps: float64, to 1e-10
+    (the sums run in another order). Both ranks hold the same weights."""
+    from tests.train.accelerate_worker import coupled_run
+
+    one = coupled_run(run)
+    r0, r1 = (r["coupled"][run] for r in dp_run)
+    assert sorted(r0["state"]) == sorted(one["state"]) and [sorted(h) for h in r0["history"]] == [
+        sorted(h) for h in one["history"]]  # fmt: skip
+    for k in one["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    assert r0["history"] == r1["history"]
+    assert _differ(r0, one) < 1e-10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", COUPLED)
+def test_batch_coupled_terms_computed_on_each_share_differ_from_one_process(dp_run, run):
+    """The equality above can fail: computing the batch-coupled terms on each process's share alone (the bug this
+    fixes) moves the weights or the metrics of the same two runs by far more than its tolerance."""
+    from tests.train.accelerate_worker import coupled_run
+
+    assert _differ(dp_run[0]["coupled"][f"{run} local"], coupled_run(run)) > 1e-6
 
 
 @pytest.fixture(scope="module")

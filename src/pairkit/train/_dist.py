@@ -10,6 +10,7 @@ just calls the function.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -180,3 +181,50 @@ def whole_batch_term(value: torch.Tensor, n: int, size: int) -> torch.Tensor:
         return value
     fixed = value.detach()
     return fixed + (value - fixed) * (size / n)
+
+
+def whole_batch_values(values: torch.Tensor, n: int) -> torch.Tensor:
+    """This process's ``[n]`` per-example share of a batch-coupled loss's ``[size]`` values on the whole batch.
+
+    ``values`` were computed (``reduction="none"``) on :func:`whole_batch` rows, so they are one process's values
+    on the whole step; the loop sums each process's ``[n]`` values and divides by the step's ``size``. The values
+    returned are this process's slice (so the processes' sums add up to ``values.sum()``), and their gradient is
+    that of ``values.sum() / n`` on each row, so the loop's ``sum / size`` backward gives
+    :math:`\\partial\\,\\mathrm{mean}(values)/\\partial x_r` — all of it, for this process's rows. One process:
+    ``values`` themselves.
+    """
+    if rank_and_world()[1] == 1:
+        return values
+    mine = own_rows(n)
+    if values.shape[0] != mine.size:
+        raise RuntimeError(f"expected {mine.size} values of the whole batch, got {values.shape[0]}")
+    whole = values.sum()
+    return values[mine.start : mine.stop].detach() + (whole - whole.detach()) / n
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Where this process's rows lie in the whole batch (:func:`whole_batch`): ``start:stop`` of ``size``."""
+
+    start: int
+    stop: int
+    size: int
+
+
+def own_rows(n: int) -> Rows:
+    """Where this process's ``n`` rows lie in the whole batch of every process's rows in rank order."""
+    rank = rank_and_world()[0]
+    counts = row_counts(n)
+    start = sum(counts[:rank])
+    return Rows(start, start + n, sum(counts))
+
+
+def same_trailing_shape(x: torch.Tensor) -> bool:
+    """Whether ``x`` has the same shape after its first axis on every process (so its rows can be gathered)."""
+    world = rank_and_world()[1]
+    if world == 1:
+        return True
+    shape = torch.tensor(x.shape[1:], dtype=torch.long)
+    shapes = [torch.empty_like(shape) for _ in range(world)]
+    torch.distributed.all_gather(shapes, shape)
+    return all(torch.equal(s, shape) for s in shapes)

@@ -250,10 +250,13 @@ def fit(
     """Run the loop. ``step_loss(model, rows)`` returns per-example losses ``[n]`` and per-example stats.
 
     ``losses`` names the registered losses ``step_loss`` uses; a batch-coupled one (its spec says so) is
-    refused under gradient accumulation, which would split its batch (see :func:`check_batch_coupled`).
-    ``positions=True`` calls ``step_loss(model, rows, micro)`` with a :class:`Micro` saying where the rows lie in
-    the step and in the stream. ``collective=True`` says ``step_loss`` runs collectives (gathers of per-example
-    state) under data parallel, so every process must get a row of every micro-batch (:func:`check_collective`).
+    refused under gradient accumulation, which would split its batch (see :func:`check_batch_coupled`); under
+    data parallel ``step_loss`` must compute it on the whole step's batch (every process's rows gathered:
+    :func:`pairkit.train._steps.loss_values`, :func:`pairkit.train._dist.whole_batch`), so every process must
+    get a row of the step, as with ``collective``. ``positions=True`` calls ``step_loss(model, rows, micro)`` with
+    a :class:`Micro` saying where the rows lie in the step and in the stream. ``collective=True`` says
+    ``step_loss`` runs collectives (gathers of per-example state) under data parallel, so every process must get
+    a row of every micro-batch (:func:`check_collective`).
 
     Stats are averaged over the step's examples (over all processes) and logged with the loss, the learning
     rate and the gradient norm, to ``output_dir/metrics.jsonl`` on rank 0 and to ``callback``. ``after_step()``
@@ -271,7 +274,7 @@ def fit(
     if n == 0:
         raise InputError("no training examples")
     check_batch_coupled(losses, config.grad_accum)
-    if collective:
+    if collective or (world > 1 and coupled_losses(losses)):  # a batch-coupled loss gathers the whole batch
         check_collective(n, config, world)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = config.epochs * steps_per_epoch
@@ -635,12 +638,17 @@ def check_batch_coupled(losses: Sequence[str], grad_accum: int) -> None:
     """
     if grad_accum <= 1:
         return
-    from pairkit.losses import spec
-
-    coupled = [name for name in losses if spec(name).batch_coupled]
+    coupled = coupled_losses(losses)
     if coupled:
         raise InputError(
             f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the whole "
             f"batch), so grad_accum={grad_accum} would change its objective; use grad_accum=1 with a batch_size "
             "that fits in memory, or a per-example loss"
         )
+
+
+def coupled_losses(losses: Sequence[str]) -> list[str]:
+    """The batch-coupled ones of the registered losses ``losses`` (their spec says so)."""
+    from pairkit.losses import spec
+
+    return [name for name in losses if spec(name).batch_coupled]

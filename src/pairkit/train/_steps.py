@@ -16,8 +16,17 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
+from pairkit.train import _dist as dist
 from pairkit.train._inputs import data_fields, edit_masks, pair_token_inputs, token_inputs
-from pairkit.train._loop import TrainConfig, call_loss, check_number, check_options, init_distributed, parse_loss_spec
+from pairkit.train._loop import (
+    TrainConfig,
+    call_loss,
+    check_number,
+    check_options,
+    init_distributed,
+    parse_loss_spec,
+    rank_and_world,
+)
 from pairkit.train.construct import SPO_KEY_COLUMNS, spo_degraded_samples
 from pairkit.train.data import TruncationWarning, collate_sequences, encode_completion, read_records, to_pairs
 from pairkit.train.logprobs import completion_logps
@@ -219,7 +228,52 @@ def attach_fields(examples, terms, produced: set[str], raw, source) -> None:
 
 
 def combine_losses(terms, inputs, options) -> torch.Tensor:
-    return sum(weight * call_loss(name, inputs, options) for name, weight, _ in terms)
+    """The weighted sum of the terms' per-example values ``[batch]`` (each by :func:`loss_values`)."""
+    return sum(weight * loss_values(name, inputs, options) for name, weight, _ in terms)
+
+
+_ROW_AXES = ("batch", "n")  # the dimension names of a loss input's rows (pairkit.losses.spec shapes)
+
+
+def loss_values(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> torch.Tensor:
+    """:func:`~pairkit.train._loop.call_loss` per example; under data parallel a batch-coupled loss is exact.
+
+    Data parallel, each process holds a consecutive share of the step's batch. A loss whose value for one example
+    depends on the others (its spec says ``batch_coupled``: Dr. DPO's soft minimum, AOT's quantiles, the SFT
+    term's batch token mean, KTO's KL reference point, …) is computed on every process's rows gathered in order
+    (:func:`pairkit.train._dist.whole_batch`, only this process's rows carrying gradient); this process gets its
+    slice of the values, with the gradient of the whole batch's mean on its rows
+    (:func:`pairkit.train._dist.whole_batch_values`), so the summed gradients and the logged loss are those of one
+    process on the whole batch. An input whose rows are not its first axis, or a per-token input (its length is
+    each batch's longest row), cannot be gathered so: :class:`InputError` names the loss. One process, or a
+    per-example loss: ``call_loss`` itself.
+    """
+    from pairkit import losses
+
+    spec = losses.spec(name)
+    if not spec.batch_coupled or rank_and_world()[1] == 1:
+        return call_loss(name, inputs, options)
+    gathered = {k: v for k, v in inputs.items() if k != "token"}
+    rows: list[str] = ["mask"] if isinstance(inputs.get("mask"), torch.Tensor) and "mask" in spec.keywords else []
+    for inp in spec.input_specs:
+        dims = [d.strip() for d in inp.shape.strip("[]").split(",")]
+        key = inp.name if inp.name in inputs else f"policy_{inp.name}"
+        if not isinstance(inputs.get(key), torch.Tensor):
+            continue
+        if dims[0] in _ROW_AXES and "T" not in dims:
+            rows.append(key)
+        elif "T" in dims or any(d in _ROW_AXES for d in dims):
+            raise InputError(f"loss {name!r} is batch-coupled and its input {inp.name!r} {inp.shape} cannot be "
+                             "gathered over the processes (per-token, or its rows are not its first axis): data "
+                             "parallel cannot give it one process's whole batch; run it in one process")  # fmt: skip
+    for key in rows:
+        if inputs[key].ndim > 1 and not dist.same_trailing_shape(inputs[key]):
+            raise InputError(f"loss {name!r} is batch-coupled and its input {key!r} has shape "
+                             f"{list(inputs[key].shape)}, which differs between the processes after the rows: data "
+                             "parallel cannot gather one process's whole batch; run it in one process")  # fmt: skip
+        gathered[key] = dist.whole_batch(inputs[key])
+    n = inputs[rows[0]].shape[0] if rows else 0
+    return dist.whole_batch_values(call_loss(name, gathered, options), n)
 
 
 def trainer_options(terms, beta: float, loss_options: dict[str, Any] | None) -> dict[str, Any]:

@@ -12,7 +12,8 @@ Flow of :func:`train_contrastive`:
    regression loss.
 4. the shared loop (``pairkit.train._loop.fit``: optimiser, schedule, checkpoints and resume, metrics, progress)
    runs the step: encode the batch (mean pooling of a Hugging Face model's last hidden states), build the inputs,
-   call each loss with ``reduction="mean"`` on the whole batch.
+   call each loss with ``reduction="mean"`` on the whole batch (under data parallel a batch-coupled loss gets every
+   process's embeddings, gathered).
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ from typing import Any
 import torch
 
 from pairkit.errors import InputError
-from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_number, check_options, fit
+from pairkit.train import _dist as dist
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    call_loss,
+    check_number,
+    check_options,
+    coupled_losses,
+    fit,
+    init_distributed,
+)
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
 from pairkit.train.data import TruncationWarning
 from pairkit.train.reward_model import mean_pool
@@ -252,6 +263,25 @@ def _init_head(dim: int, dtype, seed: int) -> torch.nn.Linear:
     return head
 
 
+def _stats(grid, groups, targets, rows, fmt: str) -> dict[str, torch.Tensor]:
+    """The step's metrics of the rows ``rows.start:rows.stop`` of the batch ``grid`` ``[B, V, d]``: in-batch top-1
+    retrieval (multi-view rows), leave-one-out nearest-neighbour label accuracy (labelled rows) or the target gap
+    to the nearest neighbour (regression rows), by cosine similarity."""
+    same = groups[:, None] == groups[None, :]
+    q = torch.nn.functional.normalize(grid[:, 0].float(), dim=-1)
+    mine = slice(rows.start, rows.stop)
+    if fmt == "views":
+        k = torch.nn.functional.normalize(grid[:, 1].float(), dim=-1)
+        return {"accuracy": same.gather(1, (q @ k.T).argmax(1, keepdim=True)).squeeze(1).double()[mine]}
+    if grid.shape[0] < 2:
+        return {}
+    near = (q @ q.T).fill_diagonal_(-torch.inf).argmax(1)
+    if fmt == "labels":
+        return {"accuracy": (groups[near] == groups).double()[mine]}
+    t = targets.double()  # how far apart the targets of nearest neighbours are
+    return {"neighbour_target_gap": (t[near] - t).abs()[mine]}
+
+
 def train_contrastive(
     model,
     data,
@@ -296,8 +326,17 @@ def train_contrastive(
       ``TrainResult.regression_head``.
 
     A loss needing anything else raises :class:`~pairkit.errors.InputError` naming the loss and the input. These
-    losses couple the batch, so ``grad_accum`` must be 1; under data parallel each process contrasts its own share
-    of the batch.
+    losses couple the batch, so ``grad_accum`` must be 1.
+
+    Data parallel (``accelerate launch``, ``torchrun``): each step's batch is split between the processes in order;
+    each process encodes its share, and a batch-coupled loss (in-batch negatives, label pairs, quantiles: its
+    ``pairkit.losses.spec(name).batch_coupled``) is computed on every process's embeddings gathered in order (the
+    negatives of the whole batch, as SimCLR's and CLIP's all-gather), only this process's carrying gradient,
+    weighted so that the summed gradients are those of one process on the whole batch (the learnable proxies'
+    share divided by the number of processes, since every process computes the loss); per-example losses and the
+    regression head stay on each process's rows. The metrics are computed on the whole batch too. So N processes
+    train as one on the whole batch (to floating-point rounding) — unless the encoder itself couples the batch
+    (batch normalisation), which sees each process's share; every process must get a row of every step.
 
     Args:
         model: a ``torch.nn.Module`` on feature vectors (``tokenizer=None``; the row columns hold 1-D features), or a
@@ -343,57 +382,69 @@ def train_contrastive(
     else:
         trained = model
 
+    coupled = set(coupled_losses([n for n, _, _ in terms])) if init_distributed()[1] > 1 else set()
+
+    def inputs_of(grid, groups, targets):
+        """The losses' inputs from the embeddings ``[B, V, d]``, the groups ``[B]`` and the targets ``[B]``."""
+        same = groups[:, None] == groups[None, :]
+        if fmt == "views":
+            stacked = grid.transpose(0, 1)
+            return {
+                "query": grid[:, 0],
+                "keys": grid[:, 1],
+                "views": stacked,
+                "embeddings": stacked.reshape(-1, grid.shape[-1]),
+                "labels": groups.repeat(grid.shape[1]),
+                "targets": same.to(grid.dtype),
+            }
+        if fmt == "labels":
+            return {"embeddings": grid[:, 0], "labels": groups}
+        return {"embeddings": grid[:, 0], "targets": targets}
+
     def step(module, batch):
         encoder = module.encoder if isinstance(module, _WithProxies) else module
         views = len(batch[0]["items"])
         flat = _embed(encoder, [x for ex in batch for x in ex["items"]], pad_id)
         grid = flat.reshape(len(batch), views, -1)
         groups = torch.tensor([ex["group"] for ex in batch], dtype=torch.long)
-        same = groups[:, None] == groups[None, :]
-        if fmt == "views":
-            stacked = grid.transpose(0, 1)
-            inputs = {
-                "query": grid[:, 0],
-                "keys": grid[:, 1],
-                "views": stacked,
-                "embeddings": stacked.reshape(-1, grid.shape[-1]),
-                "labels": groups.repeat(views),
-                "targets": same.to(flat.dtype),
-            }
-        elif fmt == "labels":
-            inputs = {"embeddings": grid[:, 0], "labels": groups}
-        else:
-            targets = torch.tensor([ex["target"] for ex in batch], dtype=flat.dtype)
-            inputs = {"embeddings": grid[:, 0], "targets": targets}
+        targets = torch.tensor([ex.get("target", 0.0) for ex in batch], dtype=flat.dtype)
+        inputs = inputs_of(grid, groups, targets)
         head = module.regression_head if isinstance(module, _WithProxies) else None
         total = 0.0
         if head is not None:
             predictions = head(grid[:, 0]).squeeze(-1)
             inputs["predictions"] = predictions.detach()
-            error = predictions - inputs["targets"]
+            error = predictions - targets
             total = (error.abs() if regression_loss == "l1" else error.pow(2)).mean()
+        # data parallel, batch-coupled losses: every process's rows in order, only this process's carrying gradient
+        every = (dist.whole_batch(grid), dist.all_rows(groups), dist.all_rows(targets)) if coupled else (
+            grid, groups, targets)  # fmt: skip
+        if coupled:
+            whole = inputs_of(*every)
+            if "predictions" in inputs:
+                whole["predictions"] = dist.all_rows(inputs["predictions"])
+            world = dist.rank_and_world()[1]
+        coupled_total = 0.0
         for name, weight, _ in terms:
-            own = dict(inputs)
+            own = dict(whole if name in coupled else inputs)
             if isinstance(module, _WithProxies):
-                own.update({i.name: module.proxies[_proxy_key(name, i.name)]
-                            for i in losses.spec(name).input_specs if i.kind == _PROXY_KIND})  # fmt: skip
-            total = total + weight * call_loss(name, own, options, reduction="mean")
-        with torch.no_grad():
-            q = torch.nn.functional.normalize(grid[:, 0].float(), dim=-1)
-            if fmt == "views":
-                k = torch.nn.functional.normalize(grid[:, 1].float(), dim=-1)
-                stats = {"accuracy": same.gather(1, (q @ k.T).argmax(1, keepdim=True)).squeeze(1).double()}
-            elif len(batch) < 2:
-                stats = {}
+                for i in losses.spec(name).input_specs:
+                    if i.kind == _PROXY_KIND:
+                        p = module.proxies[_proxy_key(name, i.name)]
+                        # on the whole batch every process gets all of dL/dp: the summed gradients count it once
+                        own[i.name] = p.detach() + (p - p.detach()) / world if name in coupled else p
+            value = weight * call_loss(name, own, options, reduction="mean")
+            if name in coupled:
+                coupled_total = coupled_total + value
             else:
-                near = (q @ q.T).fill_diagonal_(-torch.inf).argmax(1)
-                if fmt == "labels":
-                    stats = {"accuracy": (groups[near] == groups).double()}
-                else:  # how far apart the targets of nearest neighbours are
-                    t = inputs["targets"].detach().double()
-                    stats = {"neighbour_target_gap": (t[near] - t).abs()}
+                total = total + value
+        if coupled:
+            total = total + dist.whole_batch_term(coupled_total, len(batch), every[0].shape[0])
+        with torch.no_grad():  # the metrics of one process on the whole batch, for this process's rows
+            rows = dist.own_rows(len(batch)) if coupled else dist.Rows(0, len(batch), len(batch))
+            stats = _stats(every[0].detach(), *every[1:], rows, fmt)
             if head is not None:
-                stats["regression_mae"] = (inputs["predictions"].double() - inputs["targets"].double()).abs()
+                stats["regression_mae"] = (inputs["predictions"].double() - targets.double()).abs()
         return total.expand(len(batch)), stats
 
     result = fit(trained, examples, step, config, resume=resume, callback=callback, losses=[n for n, *_ in terms])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pairkit.errors import InputError
+from pairkit.train import _dist as dist
 from pairkit.train._inputs import needs_token_inputs, token_inputs
 from pairkit.train._loop import (
     TrainConfig,
@@ -191,6 +192,14 @@ def train_preference(
             ``torch.nn.Linear(hidden, 2D)`` is made (seeded by ``config.seed``). It is registered on the model as
             the submodule ``spo_degree_head`` and trained with it. Without those columns SPO trains its DPO term
             only (with a warning).
+
+    Data parallel (``accelerate launch``, ``torchrun``): each step's batch is split between the processes in
+    order and the gradients summed, which gives one process's update on the whole batch. A batch-coupled loss
+    (``sft``, ``dr_dpo``, ``aot``, ``aot_unpaired``: its ``pairkit.losses.spec(name).batch_coupled``) is computed on
+    every process's rows gathered in order, only this process's carrying gradient, weighted so that the summed
+    gradients and the logged loss are one process's on the whole batch
+    (:func:`pairkit.train._steps.loss_values`); every process must then get a pair of every step (the last batch
+    of an epoch too), and ``grad_accum`` must be 1.
     """
     config = config or TrainConfig()
     checked = _checked(loss, beta, loss_options)
@@ -278,7 +287,9 @@ def train_unpaired(
     Ethayarajh et al. (2024), "KTO: Model Alignment as Prospect Theoretic Optimization". The KL reference
     point :math:`z_0` uses mismatched completions :math:`y'_i` (another row's completion under prompt
     :math:`x_i`, a fixed random derangement); the loss receives ``policy_kl_logps``/``ref_kl_logps`` and, if
-    it asks for it, ``kl`` (the detached batch estimate).
+    it asks for it, ``kl`` (the detached batch estimate). Data parallel, KTO's batch reference point (and any
+    batch-coupled loss) is computed on every process's rows, as in :func:`train_preference`, so N processes train
+    as one on the whole batch.
     """
     config = config or TrainConfig()
     checked = _checked(loss, beta, loss_options)
@@ -305,7 +316,9 @@ def train_unpaired(
         policy, ref, lengths = flat_logps(model, batch_rows, pad_id, config, live)
         labels = torch.tensor([ex["label"] for ex in batch_rows], dtype=torch.bool)
         pl, rl, pkl, rkl = policy[0::2], ref[0::2], policy[1::2], ref[1::2]
-        kl = (pkl - rkl).mean().clamp_min(0).detach()
+        with torch.no_grad():  # the batch's mean over every process's rows (data parallel: the whole batch's)
+            total, count = dist.total(float((pkl - rkl).sum()), len(pkl))
+            kl = torch.tensor(total / count, dtype=pl.dtype).clamp_min(0)
         inputs = {
             "policy_logps": pl,
             "ref_logps": rl,
