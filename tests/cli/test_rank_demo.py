@@ -72,3 +72,15 @@ def test_demo_runs_offline_and_writes_plot(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Kendall τ" in result.output
     assert (tmp_path / "demo.png").stat().st_size > 5000
+
+
+def test_rank_table_prints_a_centred_zero_without_sign(tmp_path):
+    # b sits at the centre; its fitted score is floating-point noise around 0 (e.g. -1.7e-16)
+    path = tmp_path / "games.csv"
+    path.write_text("winner,loser\na,b\nb,c\nc,a\na,c\n")
+    out = tmp_path / "board.json"
+    result = runner.invoke(app, ["rank", str(path), "--prior", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rating_b = next(item["rating"] for item in json.loads(out.read_text())["items"] if item["name"] == "b")
+    assert abs(rating_b) < 1e-12
+    assert "-0.000" not in result.output and " 0.000 " in result.output

@@ -218,9 +218,9 @@ def leaderboard_table(board, *, title: str | None = None, top: int | None = None
         table.add_column("win rate", justify="right")
     for k in range(shown):
         row = {name: values[k] for name, values in frame.items()}
-        cells = [str(row["rank"]), str(row["item"]), f"{row['rating']:.{digits}f}"]
+        cells = [str(row["rank"]), str(row["item"]), _number(row["rating"], digits)]
         if has_ci:
-            cells.append(f"[{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]")
+            cells.append(f"[{_number(row['ci_low'], digits)}, {_number(row['ci_high'], digits)}]")
             cells.append(f"{row['rank_low']}–{row['rank_high']}")
         if has_tier:
             cells.append(str(row["tier"]))
@@ -238,7 +238,14 @@ def _cell(value, digits: int) -> str:
     """An extra column's cell: flags as 'yes'/'' , numbers with the board's digits."""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else ""
-    return f"{value:.{digits}f}"
+    return _number(value, digits)
+
+
+def _number(value, digits: int) -> str:
+    """``value`` with ``digits`` decimals; a value that rounds to zero prints as 0, never −0 (a centred score's
+    floating-point noise, e.g. −1.7e-16, is not a negative rating)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def format_params(board) -> str:
