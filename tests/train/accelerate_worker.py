@@ -5,10 +5,10 @@
 :mod:`pairkit.testing`, one step written to a checkpoint, then a fresh model resumed from it for the second step;
 each rank saves the gathered whole weights, the losses, and the placement and local size of every parameter; then
 the same two steps with a LoRA adapter (:func:`lora_run`). ``dp`` also runs the batch-coupled losses of
-:data:`COUPLED_RUNS` (preference, unpaired and contrastive trainers). ``options`` (under ``--use_fsdp`` and other
-``--fsdp_*`` options): the ``fsdp`` steps (LoRA too) with rank 1 starting from other weights (process 0's are
-broadcast), saving also the FSDP groups (the class of each sharded module, whether it is checkpointed, whether it
-offloads), then the error an unsupported option raises."""
+:data:`COUPLED_RUNS` (preference, unpaired, contrastive, regression and pairwise-judge trainers). ``options`` (under
+``--use_fsdp`` and other ``--fsdp_*`` options): the ``fsdp`` steps (LoRA too) with rank 1 starting from other
+weights (process 0's are broadcast), saving also the FSDP groups (the class of each sharded module, whether it is
+checkpointed, whether it offloads), then the error an unsupported option raises."""
 
 import os
 import sys
@@ -86,6 +86,8 @@ COUPLED = {
     "infonce": ("contrastive", "infonce", "pairs", None, 1e-2),
     "supcon+proxy_anchor": ("contrastive", "supcon+0.5*proxy_anchor", "labels", None, 1e-2),
     "ntxent": ("contrastive", "ntxent", "views", None, 1e-2),
+    "cs_ib_loss": ("regression", "cs_ib_loss", "features", None, 1e-2),
+    "ensloss": ("pairwise_judge", "cross_entropy+ensloss", "votes", None, 1e-2),
 }
 # each also with every process computing the batch-coupled terms on its own share (the bug): must differ
 COUPLED_RUNS = [*COUPLED, *(f"{run} local" for run in COUPLED)]
@@ -107,22 +109,40 @@ def coupled_run(run):
     """One of :data:`COUPLED_RUNS`: three steps (8 rows, 4, then 8 of the next epoch) from seeded weights; the
     weights (and proxies) and the logged history. ``local``: the coupled terms on each process's rows alone, as
     before they were gathered."""
-    from contextlib import nullcontext
+    import contextlib
     from unittest import mock
 
-    from pairkit.train import train_contrastive, train_unpaired
+    from pairkit.train import train_contrastive, train_pairwise_judge, train_regression, train_unpaired
     from pairkit.train._loop import call_loss
     from tests.train.test_contrastive_trainer import _data, _encoder
 
     local = run.endswith(" local")
     trainer, loss, data, options, lr = COUPLED[run.removesuffix(" local")]
-    config = TrainConfig(batch_size=8, max_steps=3, lr=lr)
-    with (mock.patch("pairkit.train._steps.loss_values", lambda n, i, o: call_loss(n, i, o)) if local else
-          nullcontext(), mock.patch("pairkit.train.contrastive.coupled_losses", lambda names: []) if local else
-          nullcontext()):  # fmt: skip
+    config = TrainConfig(batch_size=8, epochs=2, max_steps=3, lr=lr)
+    per_share = [mock.patch(f"pairkit.train.{m}.loss_values", lambda n, i, o: call_loss(n, i, o))
+                 for m in ("_steps", "pairwise_judge")]  # fmt: skip
+    per_share += [mock.patch(f"pairkit.train.{m}.coupled_losses", lambda names: [])
+                  for m in ("contrastive", "regression")]  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        for patch in per_share if local else ():
+            stack.enter_context(patch)
         if trainer == "contrastive":
             model = _encoder()
             result = train_contrastive(model, _data()[data], loss=loss, loss_options=options, config=config)
+        elif trainer == "regression":
+            from tests.train.test_semi_supervised import _encoder as encoder
+            from tests.train.test_semi_supervised import _rows
+
+            rows = [{"features": r["features"], "target": float(r["features"][:2].sum())} for r in _rows(12)[0]]
+            model = torch.nn.ModuleDict({"encoder": encoder(), "head": torch.nn.Linear(4, 1).double()})
+            result = train_regression(model["encoder"], rows, loss=loss, head=model["head"], config=config)
+        elif trainer == "pairwise_judge":
+            from tests.train.conftest import build_tokenizer
+            from tests.train.test_pairwise_judge import classifier, votes
+
+            tok = build_tokenizer()
+            model = classifier(tok, 2).double()
+            result = train_pairwise_judge(model, tok, votes(12, 3), ties="drop", loss=loss, config=config)
         else:
             model = TinyCausalLM(seed=6)
             train = train_preference if trainer == "preference" else train_unpaired

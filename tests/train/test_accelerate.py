@@ -64,14 +64,16 @@ def _differ(a, b):
     return max(weights, logged)
 
 
-COUPLED = ["dpo+sft", "dr_dpo", "aot", "kto", "infonce", "supcon+proxy_anchor", "ntxent"]
+COUPLED = ["dpo+sft", "dr_dpo", "aot", "kto", "infonce", "supcon+proxy_anchor", "ntxent", "cs_ib_loss", "ensloss"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("run", COUPLED)
 def test_batch_coupled_losses_under_two_processes_equal_one_process(dp_run, run):
     """A batch-coupled loss (the SFT term's token mean, Dr. DPO's soft minimum, AOT's quantiles, KTO's KL point,
-    in-batch negatives, label pairs, proxies) under two gloo processes — each holding half of each step's batch
+    in-batch negatives, label pairs, proxies, the CS-IB's Parzen estimates, EnsLoss's per-batch draw; in
+    train_preference, train_unpaired, train_contrastive, train_regression, train_pairwise_judge) under two gloo
+    processes — each holding half of each step's batch
     (4 + 4 rows, 2 + 2, then 4 + 4 of the next epoch) — gives the weights (and proxies) and the logged metrics
     (loss, accuracy, rewards, grad norm) of one process on the whole batch after three steps: float64, to 1e-10
     (the sums run in another order). Both ranks hold the same weights."""

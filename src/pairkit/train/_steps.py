@@ -244,9 +244,10 @@ def loss_values(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> t
     (:func:`pairkit.train._dist.whole_batch`, only this process's rows carrying gradient); this process gets its
     slice of the values, with the gradient of the whole batch's mean on its rows
     (:func:`pairkit.train._dist.whole_batch_values`), so the summed gradients and the logged loss are those of one
-    process on the whole batch. An input whose rows are not its first axis, or a per-token input (its length is
-    each batch's longest row), cannot be gathered so: :class:`InputError` names the loss. One process, or a
-    per-example loss: ``call_loss`` itself.
+    process on the whole batch. An input that is not one row per example (learnable proxies or prototypes) is the
+    same on every process; its gradient is divided by the number of processes, which all compute the loss. An
+    input whose rows are not its first axis, or a per-token input (its length is each batch's longest row), cannot
+    be gathered so: :class:`InputError` names the loss. One process, or a per-example loss: ``call_loss`` itself.
     """
     from pairkit import losses
 
@@ -266,6 +267,10 @@ def loss_values(name: str, inputs: dict[str, Any], options: dict[str, Any]) -> t
             raise InputError(f"loss {name!r} is batch-coupled and its input {inp.name!r} {inp.shape} cannot be "
                              "gathered over the processes (per-token, or its rows are not its first axis): data "
                              "parallel cannot give it one process's whole batch; run it in one process")  # fmt: skip
+    world = rank_and_world()[1]
+    for key, value in gathered.items():  # a parameter (proxies, prototypes): every process gets all of dL/dp
+        if key not in rows and isinstance(value, torch.Tensor) and value.requires_grad:
+            gathered[key] = value.detach() + (value - value.detach()) / world
     for key in rows:
         if inputs[key].ndim > 1 and not dist.same_trailing_shape(inputs[key]):
             raise InputError(f"loss {name!r} is batch-coupled and its input {key!r} has shape "

@@ -16,7 +16,8 @@ import torch
 
 from pairkit._optional import requires
 from pairkit.errors import InputError
-from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_options, fit
+from pairkit.train._loop import TrainConfig, TrainResult, check_options, fit
+from pairkit.train._steps import loss_values
 
 __all__ = ["train_diffusion_preference"]
 
@@ -127,7 +128,10 @@ def train_diffusion_preference(
     diffusers scheduler: ``add_noise``, ``config.num_train_timesteps``, ``config.prediction_type`` "epsilon" or
     "v_prediction"; default ``DDPMScheduler()``, which needs the ``diffusion`` extra) with integer timesteps.
     The samples of one example share the noise and the timestep, as in diffusers' Diffusion-DPO example; the
-    Diffusion-KTO samples of a batch are noised independently.
+    Diffusion-KTO samples of a batch are noised independently. Data parallel, a batch-coupled loss
+    (Diffusion-KTO's KL reference point) is computed on every process's rows gathered in order
+    (:func:`pairkit.train._steps.loss_values`), so its objective is one process's on the whole batch; each process
+    draws its own noise.
     Returns the ``TrainResult`` of the shared training loop (per-step metrics, final step, output directory).
     """
     if loss not in _LOSSES:
@@ -184,7 +188,7 @@ def train_diffusion_preference(
         if ref is not None:
             inputs.update(ref_chosen_errors=ref[:n], ref_rejected_errors=ref[n:])
             stats["accuracy"] = ((ref[:n] - err[:n]) > (ref[n:] - err[n:])).float()
-        return call_loss(loss, inputs, options), stats
+        return loss_values(loss, inputs, options), stats
 
     def kto_step(m: torch.nn.Module, batch: list[dict[str, Any]]):
         param = next(m.parameters())
@@ -192,7 +196,7 @@ def train_diffusion_preference(
         desirable = torch.as_tensor([bool(r["desirable"]) for r in batch], device=x0.device)
         noisy, target, t = noised(x0, 1)
         err, ref = both(m, noisy, target, t, on_device(_stack(batch, "cond"), param))
-        values = call_loss(loss, {"policy_errors": err, "ref_errors": ref, "desirable": desirable}, options)
+        values = loss_values(loss, {"policy_errors": err, "ref_errors": ref, "desirable": desirable}, options)
         reward = (ref - err).detach()
         stats = {"error": err.detach(), "accuracy": ((reward > 0) == desirable).float()}
         return values, stats
@@ -208,7 +212,7 @@ def train_diffusion_preference(
         err, ref = both(m, noisy, target, t, cond)
         err, ref = err.view(k, n).T, ref.view(k, n).T
         scores = torch.stack([torch.as_tensor(r["scores"], dtype=torch.float64) for r in batch]).to(err.device)
-        values = call_loss(loss, {"policy_errors": err, "ref_errors": ref, "labels": scores}, options)
+        values = loss_values(loss, {"policy_errors": err, "ref_errors": ref, "labels": scores}, options)
         reward = (ref - err).detach()
         best = scores.argmax(-1, keepdim=True)
         worst = scores.argmin(-1, keepdim=True)
@@ -237,7 +241,7 @@ def train_diffusion_preference(
                   "ref_rejected_errors": ref[n:], "step_variance": variance}  # fmt: skip
         stats = {"chosen_error": err[:n].detach(), "rejected_error": err[n:].detach(),
                  "accuracy": ((ref[:n] - err[:n]) > (ref[n:] - err[n:])).float()}  # fmt: skip
-        return call_loss(loss, inputs, options), stats
+        return loss_values(loss, inputs, options), stats
 
     step_loss = {"diffusion_kto": kto_step, "rankdpo": list_step, "diffusion_spo": spo_step}.get(loss, pair_step)
     return fit(model, rows, step_loss, config, resume=resume, callback=callback, losses=[loss])

@@ -32,8 +32,10 @@ from pairkit.judges.pairwise_classifier import (
     pairwise_logits,
     verdict_token_ids,
 )
+from pairkit.train import _dist as dist
 from pairkit.train._chat import completion_text, prompt_text
-from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_number, check_options, fit
+from pairkit.train._loop import TrainConfig, TrainResult, check_number, check_options, fit
+from pairkit.train._steps import loss_values
 from pairkit.train.data import read_records, to_pairs
 from pairkit.train.semi_supervised import Made
 
@@ -287,8 +289,10 @@ def _check_judge_losses(terms) -> None:
 
 
 def step_seed(options: dict[str, Any], rows) -> int:
-    """A seed per batch for a loss drawn anew each step (EnsLoss): the ``seed`` option and the batch's row indices."""
-    h = np.random.default_rng([int(options.get("seed", 0)), *sorted(r["index"] for r in rows)])
+    """A seed per batch for a loss drawn anew each step (EnsLoss): the ``seed`` option and the batch's row indices
+    (every process's under data parallel: the step's whole batch)."""
+    every = dist.all_rows(torch.tensor([r["index"] for r in rows], dtype=torch.long))
+    h = np.random.default_rng([int(options.get("seed", 0)), *sorted(every.tolist())])
     return int(h.integers(2**31 - 1))
 
 
@@ -393,6 +397,11 @@ def train_pairwise_judge(
 
     Per-step metrics: loss, ``ce`` (the classification loss, cross-entropy by default), ``symmetry``, ``accuracy``
     (argmax of the averaged orders) and ``consistency`` (the two orders' verdicts agree).
+
+    Data parallel (``accelerate launch``, ``torchrun``): a batch-coupled loss (EnsLoss, the correctness-aware loss)
+    is computed on every process's rows gathered in order, only this process's carrying gradient
+    (:func:`pairkit.train._steps.loss_values`), and EnsLoss's draw is seeded by the whole step's rows, so N
+    processes train as one on the whole batch.
     """
     from pairkit import losses
     from pairkit.train._steps import loss_terms
@@ -428,7 +437,7 @@ def train_pairwise_judge(
                       if (i.name, i.kind) in INPUTS}  # fmt: skip
             own = dict(options, seed=step_seed(options, rows)) if spec.takes("seed") else options
             shown, swapped = ({k: v[half] for k, v in inputs.items()} for half in (slice(0, n), slice(n, None)))
-            ce = ce + weight * 0.5 * (call_loss(name, shown, own) + call_loss(name, swapped, own))
+            ce = ce + weight * 0.5 * (loss_values(name, shown, own) + loss_values(name, swapped, own))
         sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)
         with torch.no_grad():
             avg = 0.5 * (p_ab + p_ba[:, swap])

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from pairkit.errors import InputError
-from pairkit.train._loop import TrainConfig, TrainResult, check_options, fit
+from pairkit.train import _dist as dist
+from pairkit.train._loop import TrainConfig, TrainResult, check_options, coupled_losses, fit, init_distributed
 from pairkit.train._steps import loss_terms
 from pairkit.train.semi_supervised import Made, check_inputs, encode_batch, linear_head, loss_value, row_items, rows_of
 
@@ -69,7 +70,10 @@ def train_regression(
     with ``inputs`` = :math:`x`, ``latents`` = :math:`t`, ``targets`` = :math:`y`, ``predictions`` = :math:`\\hat
     y` (the module's ``INPUTS`` table; a loss needing anything else raises
     :class:`~pairkit.errors.InputError` naming it). As the paper trains, the batch is the Parzen sample of both
-    estimators, so ``grad_accum`` must be 1 and the batch should hold a few dozen rows or more.
+    estimators, so ``grad_accum`` must be 1 and the batch should hold a few dozen rows or more. Data parallel
+    (``accelerate launch``, ``torchrun``), the batch-coupled loss is computed on every process's rows gathered in
+    order, only this process's carrying gradient, weighted so that the summed gradients are one process's on the
+    whole batch; every process must get a row of every step.
 
     Args:
         model: a ``torch.nn.Module`` from feature vectors ``[n, d_x]`` to latents ``[n, d_t]``.
@@ -104,13 +108,20 @@ def train_regression(
     head = head if head is not None else linear_head(probe.shape[1], targets[0].numel(), probe.dtype, config.seed)
     module = _Regressor(model, head)
     examples = [{"x": x, "y": y} for x, y in zip(items, targets)]
+    coupled = set(coupled_losses([n for n, _, _ in terms])) if init_distributed()[1] > 1 else set()
 
     def step(mod: _Regressor, rows):
         batch = _Batch(mod, torch.stack([r["x"] for r in rows]), torch.stack([r["y"] for r in rows]))
         if batch.predictions.shape != batch.targets.shape:
             raise InputError(f"the head predicts {list(batch.predictions.shape)[1:]} values per row, the targets have "
                              f"{list(batch.targets.shape)[1:]}")  # fmt: skip
-        total = sum(weight * loss_value(name, INPUTS, batch, options) for name, weight, _ in terms)
+        total = 0.0
+        for name, weight, _ in terms:
+            if name in coupled:  # every process's rows in order, only this process's carrying gradient
+                whole = loss_value(name, INPUTS, batch, options, dist.whole_batch)
+                total = total + weight * dist.whole_batch_term(whole, len(rows), dist.own_rows(len(rows)).size)
+            else:
+                total = total + weight * loss_value(name, INPUTS, batch, options)
         mae = (batch.predictions.detach().double() - batch.targets.double()).abs().mean(-1)
         return total.expand(len(rows)), {"mae": mae}
 
