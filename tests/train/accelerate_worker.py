@@ -105,10 +105,11 @@ def unpaired_rows(n=12, seed=4):
     return rows
 
 
-def coupled_run(run):
+def coupled_run(run, gpt2=False):
     """One of :data:`COUPLED_RUNS`: three steps (8 rows, 4, then 8 of the next epoch) from seeded weights; the
     weights (and proxies) and the logged history. ``local``: the coupled terms on each process's rows alone, as
-    before they were gathered."""
+    before they were gathered. ``gpt2``: a preference run on :mod:`pairkit.testing`'s tiny GPT-2 (float32; sharded
+    under ``--use_fsdp``), its whole weights gathered."""
     import contextlib
     from unittest import mock
 
@@ -144,11 +145,13 @@ def coupled_run(run):
             model = classifier(tok, 2).double()
             result = train_pairwise_judge(model, tok, votes(12, 3), ties="drop", loss=loss, config=config)
         else:
-            model = TinyCausalLM(seed=6)
+            from pairkit.testing import tiny_causal_lm
+
+            model, tok = tiny_causal_lm(seed=6) if gpt2 else (TinyCausalLM(seed=6), CharTokenizer())
             train = train_preference if trainer == "preference" else train_unpaired
             rows = echo_pairs(12, 4) if data == "pairs" else unpaired_rows()
-            result = train(model, CharTokenizer(), rows, loss=loss, loss_options=options, config=config)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result = train(model, tok, rows, loss=loss, loss_options=options, config=config)
+    state = {k: v.detach().clone() for k, v in (full_state_dict(model) if gpt2 else model.state_dict()).items()}
     state.update({f"proxies.{k}": v for k, v in (result.proxies or {}).items()})
     return {"state": state, "history": [{k: v for k, v in row.items() if k != "lr"} for row in result.history]}
 
@@ -174,6 +177,8 @@ if __name__ == "__main__":
                   for name, p in model.named_parameters()}  # fmt: skip
         saved = {"state": full_state_dict(model), "losses": losses, "shards": shards, "groups": groups(model)}
         saved["lora"] = lora_run(f"{out}/lora", seed)
+        if mode == "fsdp":  # a batch-coupled loss with the model sharded
+            saved["coupled"] = {run: coupled_run(run, gpt2=True) for run in ("dpo+sft", "dpo+sft local")}
         if mode == "options":
             from pairkit.errors import InputError
 

@@ -138,6 +138,19 @@ def test_accelerate_fsdp_shards_the_model_and_equals_one_process_on_the_whole_ba
     assert result.history[0]["loss"] != result.history[1]["loss"]
 
 
+@pytest.mark.slow
+def test_accelerate_fsdp_batch_coupled_loss_equals_one_process(fsdp_run):
+    """DPO + SFT (the SFT term's token mean spans the batch) with the model sharded by FSDP2: the gathered batch's
+    term gives one process's weights and logged metrics after three steps to 1e-5 (float32); computed on each
+    process's share it differs by more."""
+    from tests.train.accelerate_worker import coupled_run
+
+    one = coupled_run("dpo+sft", gpt2=True)
+    for r in fsdp_run:
+        assert _differ(r["coupled"]["dpo+sft"], one) < 1e-5
+    assert _differ(fsdp_run[0]["coupled"]["dpo+sft local"], one) > 1e-4
+
+
 def _check_lora(runs):
     """Each rank's LoRA run (``accelerate_worker.lora_run``) against one process: only the adapter trains, the base
     comes back bit for bit, and the losses and the saved adapter (peft's own selection from the gathered state dict)
