@@ -82,6 +82,13 @@ METHODS = {
     "scir": {"judge": None, "prompts": PROMPTS[:2], "k": 2},
     "spin": {"judge": None, "prompts": None, "data": PAIRS, "method_options": {"alpha": 0.5}},
     "step_dpo": {"method_options": {"depth": 2, "delimiter": " "}},
+    # batch-coupled losses, computed on the gathered minibatch (each process's share alone gives other weights):
+    # Dr. DPO's soft minimum once the policy has moved (round 2), the SFT term's token mean over chosen answers of
+    # different lengths
+    "online_dpo+dr_dpo": {"method": "online_dpo", "rounds": 2, "loss": "dr_dpo", "loss_options": {"beta_prime": 0.05}},
+    "hypo+sft": {"method": "hypo", "judge": None, "prompts": None, "loss": "dpo+0.5*sft",
+                 "data": [{"prompt": p, "chosen": "alpha " * (1 + 3 * i) + "good", "rejected": "bad no"}
+                          for i, p in enumerate(PROMPTS[:4])]},
 }  # fmt: skip
 
 

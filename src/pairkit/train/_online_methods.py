@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from pairkit.errors import EstimationError, InputError
 from pairkit.train import _dist as dist
 from pairkit.train import policy_gradient as pg
-from pairkit.train._loop import all_reduce_gradients, clip_gradients, rank_and_world
+from pairkit.train._loop import all_reduce_gradients, clip_gradients, coupled_losses, rank_and_world
 from pairkit.train._steps import token_logps
 from pairkit.train.data import collate_sequences
 
@@ -93,10 +94,20 @@ def apply_update(loss: torch.Tensor | None, optimizer, params, config, rnd: int,
     optimizer.zero_grad(set_to_none=True)
 
 
-def minibatch_share(batch, sharded: bool) -> tuple[np.ndarray, float]:
+def minibatch_share(batch, sharded: bool, coupled: Sequence[str] = ()) -> tuple[np.ndarray, float]:
     """This process's share of a minibatch (``dist.share``) and its weight 1. Under FSDP (``sharded``) every process
     must run the same forward and backward passes (they gather and reduce the sharded weights), so a process that
-    holds no example of the minibatch runs its first one with weight 0."""
+    holds no example of the minibatch runs its first one with weight 0.
+
+    ``coupled``: the batch-coupled losses of the step, computed on every process's rows gathered
+    (:func:`pairkit.train._steps.loss_values`), so every process must hold a row of the minibatch (the same on
+    every process: refused on all of them otherwise)."""
+    world = rank_and_world()[1]
+    if coupled and len(batch) < world:
+        raise InputError(f"loss {', '.join(map(repr, coupled))} is batch-coupled: data parallel over {world} processes "
+                         f"computes it on the gathered minibatch, which needs a row on every process, but a "
+                         f"minibatch holds {len(batch)}; choose a batch_size (and a round size) whose last minibatch "
+                         "has a row for every process, or fewer processes")  # fmt: skip
     idx = dist.share(batch)
     return (batch[:1], 0.0) if sharded and not len(idx) else (idx, 1.0)
 
@@ -324,6 +335,7 @@ def train_hypo_round(
         return *step(m, chunk), seq_logps(m, flat, pad_id, config.chunk_size)[0]
 
     sharded = is_sharded(model)
+    coupled = coupled_losses([name for name, *_ in terms])  # computed on the gathered minibatch (loss_values)
     model.train(config.dropout)
     sums = Sums()
     rng = np.random.default_rng([config.seed, rnd, 29])
@@ -331,7 +343,7 @@ def train_hypo_round(
         perm = rng.permutation(len(examples))
         for s in range(0, len(examples), config.batch_size):
             batch = perm[s : s + config.batch_size]
-            idx, weight = minibatch_share(batch, sharded)  # data parallel: this process's share of the minibatch
+            idx, weight = minibatch_share(batch, sharded, coupled)  # data parallel: this process's share
             if not len(idx):
                 apply_update(None, optimizer, params, config, rnd)
                 continue

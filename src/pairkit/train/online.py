@@ -43,6 +43,7 @@ from pairkit.train._loop import (
     TrainConfig,
     atomic_save,
     check_number,
+    coupled_losses,
     init_distributed,
     latest_checkpoint,
     load_checkpoint,
@@ -399,8 +400,10 @@ def train_online(
     writes the caches, calls the judge and writes checkpoints and metrics, and hands its decisions, ratings and
     metrics rows to the others; each minibatch is split between the processes and their gradients summed, so every
     process ends with the weights of one process (to rounding). With ``online.per_prompt_seeds`` the processes
-    sample their shares of each round's prompts; otherwise the main process samples. Batch-coupled losses are
-    refused there.
+    sample their shares of each round's prompts; otherwise the main process samples. A batch-coupled loss
+    (``sft``, ``dr_dpo``, ``aot``, …) is computed on every process's rows of the minibatch gathered in order, as in
+    :func:`~pairkit.train.train_preference`, so every minibatch must hold a pair for every process (refused
+    otherwise, naming the loss).
 
     FSDP (``config.fsdp``, ``accelerate launch --use_fsdp``; torch's ``fully_shard``, as the offline trainers, with
     accelerate's ``--fsdp_*`` options, :mod:`pairkit.train._fsdp`): the policy's parameters, gradients and optimiser
@@ -470,8 +473,6 @@ def train_online(
     _, world = init_distributed()
     plan = _fsdp.settings() if _fsdp.fsdp_requested(config) else None  # --fsdp_* options: checked in one process too
     sharded = world > 1 and plan is not None
-    if world > 1:
-        _check_data_parallel(config, terms)
     _fsdp.sync_weights(model, config)  # --fsdp_sync_module_states: process 0's weights, before anything reads them
     out_dir = Path(config.output_dir) if config.output_dir else None
     if out_dir:
@@ -900,17 +901,6 @@ class _Decisions:
     decisions: list
 
 
-def _check_data_parallel(config: TrainConfig, terms) -> None:
-    """Data parallel, the online loop splits each minibatch between the processes: refuse what that would change."""
-    from pairkit.losses import spec
-
-    coupled = [name for name, *_ in terms or () if spec(name).batch_coupled]
-    if coupled:
-        raise InputError(f"loss {', '.join(map(repr, coupled))} is batch-coupled (each example's value depends on the "
-                         "whole batch); data parallel would split the batch and change its objective: run it in one "
-                         "process or use a per-example loss")  # fmt: skip
-
-
 def _step_tree(sampler, prompts, judge, online: OnlineConfig, opts, seed: int, rnd: int, out_dir):
     """Step-level pairs from a tree the policy expands, one step (up to ``delimiter``) at a time.
 
@@ -1008,7 +998,8 @@ def _train_round(model, tokenizer, rows, terms, step, optimizer, params, config,
     # process runs the step (its passes gather the sharded weights); one holding no example of the minibatch runs
     # the minibatch's first with weight 0
     sharded = is_sharded(model)
-    runs = [[minibatch_share(b, sharded) for b in epoch] for epoch in batches]
+    coupled = coupled_losses([name for name, *_ in terms or ()])  # computed on the gathered minibatch (loss_values)
+    runs = [[minibatch_share(b, sharded, coupled) for b in epoch] for epoch in batches]
     if prepare is not None:
         prepare([examples[j] for j in sorted({int(j) for epoch in runs for idx, _ in epoch for j in idx})])
     model.train(config.dropout)
