@@ -216,11 +216,12 @@ class Micro:
         return len(self.rows)
 
 
-def check_collective(n: int, config: TrainConfig, world: int) -> None:
+def check_collective(n: int, config: TrainConfig, world: int, why: str = "as they share state") -> None:
     """Refuse a step with an empty micro-batch on some process when ``step_loss`` runs collectives.
 
     Every process must then call ``step_loss`` equally often; the smallest step (the last of an epoch, when
     ``batch_size`` does not divide ``n``) must give each of the ``world`` processes ``grad_accum`` rows at least.
+    ``why`` ends the error's reason (shared state, or the batch-coupled losses computed on every process's rows).
     """
     if world == 1:
         return
@@ -228,9 +229,9 @@ def check_collective(n: int, config: TrainConfig, world: int) -> None:
     if size // world < config.grad_accum:
         raise InputError(
             f"data parallel over {world} processes with grad_accum={config.grad_accum} needs at least "
-            f"{world * config.grad_accum} rows in every step (each process runs every micro-batch, as they share "
-            f"state), but {n} rows in batches of {config.batch_size} leave a step of {size}; choose a batch_size "
-            "whose last batch of an epoch is large enough (or fewer processes / less accumulation)"
+            f"{world * config.grad_accum} rows in every step (each process runs every micro-batch, {why}), but "
+            f"{n} rows in batches of {config.batch_size} leave a step of {size}; choose a batch_size whose last "
+            "batch of an epoch is large enough (or fewer processes / less accumulation)"
         )
 
 
@@ -274,8 +275,11 @@ def fit(
     if n == 0:
         raise InputError("no training examples")
     check_batch_coupled(losses, config.grad_accum)
-    if collective or (world > 1 and coupled_losses(losses)):  # a batch-coupled loss gathers the whole batch
-        check_collective(n, config, world)
+    coupled = coupled_losses(losses) if world > 1 else []
+    if collective or coupled:  # a batch-coupled loss gathers the whole batch
+        why = (f"as loss {', '.join(map(repr, coupled))} is batch-coupled: computed on every process's rows" if coupled
+               else "as they share state")  # fmt: skip
+        check_collective(n, config, world, why)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = config.epochs * steps_per_epoch
     if config.max_steps is not None:
