@@ -323,7 +323,8 @@ def contrastive(
     data: Path = _DATA,
     loss: str = typer.Option("infonce", "--loss", help="Contrastive/metric loss name or weighted sum."),
     loss_option: list[str] = typer.Option(
-        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=0.05); repeatable."
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=0.05), or LOSS.KEY=VALUE "
+        "for one term of a sum only (e.g. info_nce.temperature=0.05); repeatable."
     ),
     centers_per_class: int = typer.Option(10, "--centers-per-class", help="SoftTriple's centres per class."),
     regression_loss: str = typer.Option(
@@ -375,7 +376,8 @@ def semi_supervised(
     unlabeled: Path = typer.Option(..., "--unlabeled", help="Rows with 'text' (no label needed)."),
     loss: str = typer.Option("fixmatch_loss", "--loss", help="Consistency loss name or weighted sum."),
     loss_option: list[str] = typer.Option(
-        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. threshold=0.9); repeatable."
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. threshold=0.9), or LOSS.KEY=VALUE "
+        "for one term of a sum only (e.g. fixmatch_loss.temperature=0.5); repeatable."
     ),
     ratio: int = typer.Option(7, "--ratio", help="μ: unlabelled rows per labelled row in a step (FixMatch's 7)."),
     bank_size: int = typer.Option(1024, "--bank-size", help="SimMatchV2's memory bank entries (m)."),
@@ -635,7 +637,8 @@ def pairwise_judge(
         "cross_entropy", "--loss", help="Classification loss on the verdict logits (e.g. adversarial_comp_sum)."
     ),
     loss_option: list[str] = typer.Option(
-        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. rho=2); repeatable."
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. rho=2), or LOSS.KEY=VALUE "
+        "for one term of a sum only (e.g. adversarial_comp_sum.rho=2); repeatable."
     ),
     adversarial: list[str] = typer.Option(
         None, "--adversarial", help="KEY=VALUE of the embedding attack for smooth_adversarial_comp_sum: epsilon, "
@@ -824,7 +827,8 @@ def distill(
     ),
     loss: str = typer.Option("hinton_kd_loss", "--loss", help="Distill/divergence loss name or weighted sum."),
     loss_option: list[str] = typer.Option(
-        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=2); repeatable."
+        None, "--loss-option", help="KEY=VALUE option of the loss (e.g. temperature=2), or LOSS.KEY=VALUE "
+        "for one term of a sum only (e.g. hinton_kd_loss.temperature=4); repeatable."
     ),
     student_layer: str = typer.Option(None, "--student-layer", help="Submodule whose output is the feature."),
     teacher_layer: str = typer.Option(None, "--teacher-layer", help="The teacher's feature submodule."),

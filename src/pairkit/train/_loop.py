@@ -558,7 +558,8 @@ def call_loss(
     So is any input with a token axis ``T`` (``[batch, list, T]`` of preference trees).
     A required input that is missing raises :class:`InputError` naming it; ``mask`` (the padding mask of lists)
     is passed when given and the spec takes it. Of ``options`` (checked once by :func:`check_options`) those the
-    spec declares are passed, to the function without its per-call check.
+    spec declares are passed, to the function without its per-call check: the unscoped ones, then this loss's
+    scoped ``"<loss>.<option>"`` ones over them (:func:`options_for`).
     """
     from pairkit import losses
 
@@ -586,7 +587,7 @@ def call_loss(
         args.pop()
     if "mask" in inputs and "mask" not in kwargs and "mask" in spec.keywords:
         kwargs["mask"] = inputs["mask"]
-    kwargs.update({k: v for k, v in options.items() if spec.takes(k)})
+    kwargs.update({k: v for k, v in options_for(name, options).items() if spec.takes(k)})
     if "reduction" not in spec.keywords:  # a batch-level value (uniformity, ICNN): its own "mean"
         if reduction != "mean":
             raise InputError(f"loss {name!r} is one value per batch (it has no per-example values); use it in "
@@ -612,21 +613,75 @@ def parse_loss_spec(loss: str | dict[str, float] | Sequence[tuple[str, float]]) 
     return [(str(k), float(w)) for k, w in items]
 
 
+def split_option(key: str) -> tuple[str | None, str]:
+    """``"kto.beta"`` → ``("kto", "beta")``; an unscoped ``"beta"`` → ``(None, "beta")``."""
+    loss, dot, option = key.rpartition(".")
+    return (loss, option) if dot else (None, key)
+
+
+def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of the loss term ``name`` (registered name or alias) out of one run's ``loss_options``.
+
+    The unscoped keys (``"beta"``) apply to every term; a scoped key ``"<loss>.<option>"`` (``"kto.beta"``, the
+    loss by its name or any alias) applies to that term only and overrides the unscoped key for it. The result
+    has plain option names only.
+
+    >>> options_for("kto", {"beta": 0.1, "kto.beta": 0.5, "dpo.label_smoothing": 0.1})
+    {'beta': 0.5}
+    """
+    from pairkit import losses
+
+    own = losses.spec(name).name
+    plain: dict[str, Any] = {}
+    scoped: dict[str, Any] = {}
+    for key, value in options.items():
+        loss, option = split_option(key)
+        if loss is None:
+            plain[option] = value
+        elif loss == own or losses.spec(loss).name == own:
+            scoped[option] = value
+    return {**plain, **scoped}
+
+
+def set_for_all(options: dict[str, Any], option: str, value: Any) -> dict[str, Any]:
+    """``options`` with ``option`` set to ``value`` for every term (its scoped values dropped)."""
+    return {**{k: v for k, v in options.items() if split_option(k)[1] != option}, option: value}
+
+
 def check_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
     """Check the loss options once, against the specs of the losses ``names``; return them checked.
 
     An option that no loss declares raises :class:`InputError` listing the ones they do; a value outside an
     option's declared range raises :class:`InputError` naming the loss, the option, the range and the value.
+    A scoped key ``"<loss>.<option>"`` (the loss by name or alias; see :func:`options_for`) must name one of the
+    terms and an option that loss declares, and is checked against that loss's range only; it is returned under
+    the loss's registered name.
     """
     from pairkit import losses
 
     specs = [losses.spec(n) for n in names]
+    terms = {s.name: s for s in specs}
     checked = {}
     for key, value in options.items():
+        loss, option = split_option(key)
+        if loss is not None:
+            try:
+                s = terms.get(losses.spec(loss).name)
+            except InputError:
+                s = None
+            if s is None:
+                raise InputError(f"loss option {key!r}: {loss!r} is not a loss of this run; its losses are "
+                                 f"{sorted(terms)} (scope an option as '<loss>.<option>')")  # fmt: skip
+            if not s.takes(option):
+                raise InputError(f"loss option {key!r}: loss {s.name!r} has no option {option!r}; it accepts "
+                                 f"{sorted(s.option_names)}")  # fmt: skip
+            checked[f"{s.name}.{option}"] = s.option(option).check(value, where=f"loss {s.name!r}: ")
+            continue
         takers = [s for s in specs if s.takes(key)]
         if not takers:
             accepted = sorted(set().union(*(s.option_names for s in specs)))
-            raise InputError(f"no loss in {list(names)} has an option {key!r}; they accept {accepted}")
+            raise InputError(f"no loss in {list(names)} has an option {key!r}; they accept {accepted} (or "
+                             "'<loss>.<option>' for one loss)")  # fmt: skip
         for s in takers:
             value = s.option(key).check(value, where=f"loss {s.name!r}: ")
         checked[key] = value

@@ -36,6 +36,7 @@ from pairkit.train._loop import (
     coupled_losses,
     fit,
     init_distributed,
+    options_for,
 )
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
 from pairkit.train.data import TruncationWarning
@@ -112,7 +113,8 @@ def _check_required_options(terms, options: dict[str, Any]) -> None:
 
     for name, _, _ in terms:
         spec = losses.spec(name)
-        missing = [o.name for o in spec.options if o.name not in spec.defaults and o.name not in options]
+        have = options_for(name, options)
+        missing = [o.name for o in spec.options if o.name not in spec.defaults and o.name not in have]
         if missing:
             names = ", ".join(map(repr, missing))
             raise InputError(

@@ -36,6 +36,7 @@ from pairkit.train._loop import (
     check_options,
     fit,
     init_distributed,
+    options_for,
 )
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
 from pairkit.train.data import TruncationWarning, collate_sequences, encode_completion
@@ -145,7 +146,8 @@ def _required_options(terms, options: dict[str, Any], given: set[str]) -> None:
 
     for name, _, _ in terms:
         spec = losses.spec(name)
-        lacking = [o.name for o in spec.options if o.name not in spec.defaults and o.name not in set(options) | given]
+        have = set(options_for(name, options)) | given
+        lacking = [o.name for o in spec.options if o.name not in spec.defaults and o.name not in have]
         if lacking:
             raise InputError(f"loss {name!r} has no default for {', '.join(map(repr, lacking))}: give it in "
                              "loss_options (--loss-option KEY=VALUE)")  # fmt: skip
@@ -766,7 +768,7 @@ def train_distillation(
                           for (inp, src), v in zip(plan[name], inputs.values())}  # fmt: skip
             if name in token_losses:
                 inputs["mask"] = b("token_mask")
-            opts = dict(options)
+            opts = options_for(name, options)
             if "past_logits" in inputs and "alpha" not in opts:
                 from pairkit.losses import ps_kd_alpha
 

@@ -49,6 +49,7 @@ from pairkit.train._loop import (
     load_checkpoint,
     parse_loss_spec,
     rank_and_world,
+    set_for_all,
 )
 from pairkit.train.data import prompt_ids
 
@@ -602,7 +603,7 @@ def train_online(
             # pair is reversed and eps = C (the same objective); the pair metrics then read in the reversed order
             reverse = consistency < 0.5
             row["labels_reversed"] = float(reverse)
-            round_options = {**options, "label_smoothing": consistency if reverse else 1.0 - consistency}
+            round_options = set_for_all(options, "label_smoothing", consistency if reverse else 1.0 - consistency)
         if method in _SAMPLE_METHODS:
             row.update(om.train_samples_round(
                 method, model, reference, tokenizer, batch_prompts, samples, ratings=ratings,

@@ -34,7 +34,7 @@ from pairkit.judges.pairwise_classifier import (
 )
 from pairkit.train import _dist as dist
 from pairkit.train._chat import completion_text, prompt_text
-from pairkit.train._loop import TrainConfig, TrainResult, check_number, check_options, fit
+from pairkit.train._loop import TrainConfig, TrainResult, check_number, check_options, fit, options_for
 from pairkit.train._steps import loss_values
 from pairkit.train.data import read_records, to_pairs
 from pairkit.train.semi_supervised import Made
@@ -435,7 +435,9 @@ def train_pairwise_judge(
             spec = losses.spec(name)
             inputs = {i.name: INPUTS[(i.name, i.kind)].make(orders) for i in spec.input_specs
                       if (i.name, i.kind) in INPUTS}  # fmt: skip
-            own = dict(options, seed=step_seed(options, rows)) if spec.takes("seed") else options
+            own = options_for(name, options)
+            if spec.takes("seed"):
+                own["seed"] = step_seed(own, rows)
             shown, swapped = ({k: v[half] for k, v in inputs.items()} for half in (slice(0, n), slice(n, None)))
             ce = ce + weight * 0.5 * (loss_values(name, shown, own) + loss_values(name, swapped, own))
         sym = ((p_ab - p_ba[:, swap]) ** 2).sum(-1)

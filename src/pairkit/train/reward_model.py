@@ -17,7 +17,15 @@ import torch
 
 from pairkit.errors import InputError
 from pairkit.train._inputs import data_fields
-from pairkit.train._loop import TrainConfig, TrainResult, call_loss, check_options, fit, parse_loss_spec
+from pairkit.train._loop import (
+    TrainConfig,
+    TrainResult,
+    call_loss,
+    check_options,
+    fit,
+    options_for,
+    parse_loss_spec,
+)
 from pairkit.train.data import collate_sequences, read_records, to_listwise, to_pairs
 
 __all__ = [
@@ -282,7 +290,8 @@ def _pal_margins(model, emb, user_logits, options) -> torch.Tensor:
     from pairkit.losses import pal_ideal_points
 
     with torch.no_grad():
-        ideal = pal_ideal_points(model.prototypes, user_logits, temperature=options.get("temperature", 1.0))
+        temperature = options_for("pal_ideal_point", options).get("temperature", 1.0)
+        ideal = pal_ideal_points(model.prototypes, user_logits, temperature=temperature)
         return (emb[:, 1] - ideal).norm(dim=-1) - (emb[:, 0] - ideal).norm(dim=-1)
 
 

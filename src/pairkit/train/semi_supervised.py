@@ -37,6 +37,7 @@ from pairkit.train._loop import (
     check_options,
     fit,
     init_distributed,
+    options_for,
     rank_and_world,
 )
 from pairkit.train._steps import loss_terms, normalised_rows, pad_id_of
@@ -181,7 +182,7 @@ def check_inputs(terms, table: dict[str, Any], trainer: str, options: dict[str, 
                     f"(it makes {sorted(table)})"
                 )
     missing = [(n, o.name) for n, _, _ in terms for o in losses.spec(n).options
-               if o.name not in losses.spec(n).defaults and o.name not in options]  # fmt: skip
+               if o.name not in losses.spec(n).defaults and o.name not in options_for(n, options)]  # fmt: skip
     if missing:
         raise InputError(f"loss {missing[0][0]!r} has no default for {missing[0][1]!r}: give it in loss_options")
     return needs
@@ -654,7 +655,7 @@ def train_semi_supervised(
 
     # losses weighted by ShrinkMatch's running fraction of certain rows, unless the caller fixed it
     running = [n for n, _, _ in terms if "certain_ratio" in losses.spec(n).option_names
-               and "certain_ratio" not in options]  # fmt: skip
+               and "certain_ratio" not in options_for(n, options)]  # fmt: skip
     if "text_directions" in needs and text_directions is None:
         raise InputError(
             "loss 'directional_moment_loss' needs text_directions ([K+1, d] tensor): give text_directions="
@@ -769,7 +770,7 @@ def train_semi_supervised(
         term_options = options
         if running:
             with torch.no_grad():
-                tau = options.get("threshold", losses.spec(running[0]).defaults["threshold"])
+                tau = options_for(running[0], options).get("threshold", losses.spec(running[0]).defaults["threshold"])
                 confident = batch.view("unlabelled", "weak").probs.max(-1).values >= tau
                 hits, rows_seen = dist.total(float(confident.sum()), confident.numel())  # every process's rows
                 certain = hits / rows_seen
