@@ -90,3 +90,39 @@ def test_semi_supervised_scoped_temperature_reaches_that_term_only():
     assert both[edge] == _run(edge, {"temperature": 0.2})[edge]
     assert both[fix] == shared[fix]
     assert shared[edge] != both[edge]
+
+
+def test_cli_passes_a_dotted_loss_option_through(tmp_path, model_dir):
+    pytest.importorskip("transformers")
+    import json
+
+    from typer.testing import CliRunner
+
+    from pairkit.cli import app
+    from tests.train.conftest import write_jsonl
+
+    words = ["alpha beta", "gamma delta", "good bad", "yes no", "user assistant", "system human"]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": w, "positive": w + " " + w.split()[0]} for w in words])
+    base = ["train", "contrastive", "--model", str(model_dir), "--data", str(pairs), "--batch-size", "3",
+            "--max-steps", "1", "--loss", "infonce"]  # fmt: skip
+
+    def first_loss(out, option):
+        res = CliRunner().invoke(app, [*base, "--output", str(tmp_path / out), "--loss-option", option])
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / out / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+
+    scoped = first_loss("scoped", "info_nce.temperature=0.05")  # an alias of infonce in the scope
+    assert scoped == first_loss("plain", "temperature=0.05")
+    assert scoped != first_loss("default", "temperature=0.5")
+    res = CliRunner().invoke(app, [*base, "--output", str(tmp_path / "bad"), "--loss-option", "kto.beta=0.5"])
+    assert res.exit_code != 0 and "'kto' is not a loss of this run" in res.output
+
+
+def test_a_value_the_trainer_sets_for_every_term_drops_the_scoped_ones():
+    # CREAM sets label_smoothing each round: a user's scoped value must not override it for that term
+    from pairkit.train._loop import set_for_all
+
+    options = check_options(["robust_dpo", "dpo"], {"beta": 0.1, "robust.label_smoothing": 0.2})
+    assert options_for("robust_dpo", options) == {"beta": 0.1, "label_smoothing": 0.2}
+    round_options = set_for_all(options, "label_smoothing", 0.4)
+    assert options_for("robust_dpo", round_options) == {"beta": 0.1, "label_smoothing": 0.4}
