@@ -138,3 +138,36 @@ def test_train_contrastive_on_pairs_and_labels(tmp_path, model_dir):
     assert res.exit_code == 0, res.output
     head = torch.load(tmp_path / "d" / "final" / "regression_head.pt")
     assert head["weight"].shape[0] == 1
+
+
+def test_loss_option_reaches_the_loss_in_every_preference_command(tmp_path, model_dir):
+    data = write_jsonl(tmp_path / "pairs.jsonl", echo_pairs(12, 0))
+
+    def dpo_losses(*options):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        flags = [x for o in options for x in ("--loss-option", o)]
+        res = CliRunner().invoke(app, ["train", "dpo", "--model", str(model_dir), "--data", str(data), "--output",
+                                       str(out), "--batch-size", "4", "--lr", "1e-2", "--max-steps", "3", *flags])
+        assert res.exit_code == 0, res.output
+        return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+    plain = dpo_losses()
+    divergence = dpo_losses("f_divergence=js_divergence")
+    assert divergence != plain  # the option reached the loss (the f-divergence changes steps 2-3)
+    assert dpo_losses("dpo.f_divergence=js_divergence") == divergence  # scoped to the one term: the same run
+
+    pairs = write_jsonl(tmp_path / "rm.jsonl", echo_pairs(16, 2))
+    reward = ["train", "reward", "--model", str(model_dir), "--data", str(pairs), "--batch-size", "8", "--max-steps",
+              "1", "--held-out", "0"]
+    res = CliRunner().invoke(app, [*reward, "--output", str(tmp_path / "rm"), "--loss-option",
+                                   "center_rewards_coefficient=0.5"])
+    assert res.exit_code == 0, res.output
+    for command in (["train", "dpo", "--data", str(data)], ["train", "kto", "--data", str(data)],
+                    ["train", "listwise", "--data", str(data)], reward[:2] + ["--data", str(pairs)],
+                    ["train", "online", "--prompts", str(data)],
+                    ["train", "pmp", "--data", str(pairs), "--source", "reddit"]):
+        res = CliRunner().invoke(app, [*command, "--model", str(model_dir), "--output", str(tmp_path / "bad"),
+                                       "--loss-option", "nope=1"])
+        assert res.exit_code == 2, (command, res.output)
+        assert "has an option 'nope'" in res.output, (command, res.output)
+    assert not (tmp_path / "bad").exists()  # refused before any model loaded or any file was written

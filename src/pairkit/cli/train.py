@@ -35,6 +35,10 @@ _HELD_OUT = typer.Option(
 )
 _EVAL_DATA = typer.Option(None, "--eval-data", help="Held-out rows to report accuracy on (no split).")
 _RESUME = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output.")
+_LOSS_OPTION = typer.Option(
+    None, "--loss-option", help="KEY=VALUE option of the loss (e.g. label_smoothing=0.1), or LOSS.KEY=VALUE for one "
+    "term of a sum only (e.g. sft.normalize=false); repeatable.",
+)
 _REWARD_LOSS = typer.Option("reward_bradley_terry", "--loss", help="Reward loss name or weighted sum.")
 _REWARD_BATCH = typer.Option(8, "--batch-size")
 _REWARD_LR = typer.Option(1e-5, "--lr")
@@ -141,6 +145,7 @@ def _preference_command(kind: str):
         data: Path = _DATA,
         loss: str = typer.Option(None, "--loss", help="Loss name or weighted sum, e.g. 'dpo+0.2*sft'."),
         beta: float = typer.Option(0.1, "--beta", help="KL strength beta."),
+        loss_option: list[str] = _LOSS_OPTION,
         epochs: int = typer.Option(1, "--epochs"),
         batch_size: int = typer.Option(8, "--batch-size", help="Examples per optimiser step (all processes)."),
         grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per step."),
@@ -171,7 +176,8 @@ def _preference_command(kind: str):
                 max_prompt_length=max_prompt_length, max_completion_length=max_completion_length, dropout=dropout,
             )  # fmt: skip
             family = ("preference", "preference_tree") if kind == "listwise" else "preference"
-            checked = check_loss(loss or default_loss, beta=beta, family=family)  # once, before the model loads
+            checked = check_loss(loss or default_loss, beta=beta, family=family,
+                                 loss_options=_key_values(loss_option, "--loss-option"))  # once, before the model loads
             net, tokenizer = _load_model(model, lora=lora)
             result = trainer(
                 net,
@@ -201,6 +207,7 @@ def reward(
     model: Path = _MODEL,
     data: Path = _DATA,
     loss: str = _REWARD_LOSS,
+    loss_option: list[str] = _LOSS_OPTION,
     epochs: int = _EPOCHS,
     batch_size: int = _REWARD_BATCH,
     grad_accum: int = _GRAD_ACCUM,
@@ -227,6 +234,7 @@ def reward(
 
         if not 0 <= held_out < 1:
             raise InputError(f"--held-out must be in [0, 1), got {held_out}")
+        options = _loss_options(loss_option, loss)
         config = _config(
             output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16,
             max_prompt_length=max_prompt_length, max_completion_length=max_completion_length, dropout=dropout,
@@ -242,7 +250,8 @@ def reward(
             test_rows = [rows[i] for i in test_idx]
             held = set(test_idx.tolist())
             train_rows = [r for i, r in enumerate(rows) if i not in held]
-        result = train_reward_model(net, train_rows, tokenizer=tokenizer, loss=loss, config=config, resume=resume)
+        result = train_reward_model(net, train_rows, tokenizer=tokenizer, loss=loss, loss_options=options,
+                                    config=config, resume=resume)  # fmt: skip
         _finish(net, tokenizer, result, output)
         if test_rows and "responses" not in test_rows[0]:
             res = evaluate_reward_model(net, test_rows, tokenizer=tokenizer, max_length=max_length)
@@ -273,6 +282,7 @@ def pmp(
     ),
     save_pairs: Path = typer.Option(None, "--save-pairs", help="Also write the PMP pairs to this JSONL file."),
     loss: str = _REWARD_LOSS,
+    loss_option: list[str] = _LOSS_OPTION,
     epochs: int = _EPOCHS,
     batch_size: int = _REWARD_BATCH,
     grad_accum: int = _GRAD_ACCUM,
@@ -295,6 +305,7 @@ def pmp(
         from pairkit.train.data import read_records
 
         columns = {k: v or None for k, v in _key_values(column, "--column", numbers=False).items()}
+        loss_options = _loss_options(loss_option, loss)
         options = {"mode": mode, "pairs_per_question": pairs_per_question, "pattern": pattern}
         if pairs_per_question is not None:
             options["seed"] = seed
@@ -308,10 +319,12 @@ def pmp(
         net, tokenizer = _load_model(model, kind="reward")
         rows = pairs.to_dict(orient="records")
         if finetune is None:
-            result = train_reward_model(net, rows, tokenizer=tokenizer, loss=loss, config=stage)
+            result = train_reward_model(net, rows, tokenizer=tokenizer, loss=loss, loss_options=loss_options,
+                                        config=stage)  # fmt: skip
         else:
             config = _config(output, epochs, batch_size, grad_accum, lr, max_length, max_steps, save_every, seed, bf16)
-            first, result = pretrain_preference_model(net, tokenizer, rows, finetune, loss=loss, pmp_config=stage,
+            first, result = pretrain_preference_model(net, tokenizer, rows, finetune, loss=loss,
+                                                      loss_options=loss_options, pmp_config=stage,
                                                       config=config)  # fmt: skip
             console.print(f"PMP stage: {first.step} steps, metrics in {output / 'pmp' / 'metrics.jsonl'}")
         _finish(net, tokenizer, result, output)
@@ -466,6 +479,7 @@ def online(
         None, "--method-option", help="KEY=VALUE option of the method (e.g. epsilon_high=0.28 for grpo); repeatable."
     ),
     loss: str = typer.Option("dpo", "--loss", help="Pairwise loss name or weighted sum."),
+    loss_option: list[str] = _LOSS_OPTION,
     beta: float = typer.Option(0.1, "--beta"),
     samples: int = typer.Option(4, "--samples", help="Completions sampled per prompt."),
     rounds: int = typer.Option(10, "--rounds"),
@@ -514,6 +528,7 @@ def online(
         options = _key_values(method_option)
         check_method_options(method, options)
         check_method_loss(method, loss)
+        loss_options = _loss_options(loss_option, loss)
         comparator = _judge(judge) if judge is not None else None
         if prompts is None and data is None:
             raise InputError("give --prompts (or --data for spin and hypo)")
@@ -524,7 +539,7 @@ def online(
             history = train_online(
                 net, tokenizer, prompt_rows, comparator, method=method, loss=loss, beta=beta, config=config,
                 online=online_config, eval_prompts=evals, budget=budget, resume=resume, callback=report,
-                data=str(data) if data is not None else None, method_options=options,
+                data=str(data) if data is not None else None, method_options=options, loss_options=loss_options,
             )  # fmt: skip
         _finish(net, tokenizer, _Rounds(history), output)
 
@@ -585,6 +600,13 @@ def _key_values(items: list[str] | None, flag: str = "--method-option", numbers:
         except ValueError:
             out[key] = value
     return out
+
+
+def _loss_options(items: list[str] | None, loss: str) -> dict:
+    """``--loss-option`` items parsed and checked against the losses of ``loss`` before any model loads."""
+    from pairkit.train._loop import check_options, parse_loss_spec
+
+    return check_options([name for name, _ in parse_loss_spec(loss)], _key_values(items, "--loss-option"))
 
 
 def _attack_options(items: list[str] | None) -> dict:
