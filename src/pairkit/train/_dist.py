@@ -133,14 +133,15 @@ def row_counts(n: int) -> list[int]:
     return [int(c) for c in counts]
 
 
-def all_rows(x: torch.Tensor) -> torch.Tensor:
+def all_rows(x: torch.Tensor, counts: list[int] | None = None) -> torch.Tensor:
     """Every process's rows of ``x`` ``[n_r, ...]`` concatenated in rank order, without gradient.
 
     The processes hold consecutive shares of a step's batch (rank order), so this is the batch as one process
-    computes it: what a first-in-first-out bank enqueues, or per-example state is updated with.
+    computes it: what a first-in-first-out bank enqueues, or per-example state is updated with. ``counts``: the
+    processes' row counts when the caller already has them (:func:`row_counts`).
     """
     x = x.detach()
-    counts = row_counts(x.shape[0])
+    counts = row_counts(x.shape[0]) if counts is None else counts
     if len(counts) == 1:
         return x
     dtype = x.dtype
@@ -165,7 +166,7 @@ def whole_batch(x: torch.Tensor) -> torch.Tensor:
     if world == 1:
         return x
     counts = row_counts(x.shape[0])
-    every = all_rows(x)
+    every = all_rows(x, counts)
     start = sum(counts[:rank])
     return torch.cat([every[:start], x, every[start + x.shape[0] :]])
 
