@@ -1,10 +1,10 @@
 """Golden fixtures (the choix style): every registered rating model on the shared real data, against stored numbers.
 
-``tests/data/golden/<dataset>.json`` holds each model's scores (and fitted parameters, log-likelihood) as computed
-when the fixture was written; a change that moves any number by more than the tolerance fails here and must say
-why. Correctness against peers and references is tested per model (test_bradley_terry.py, test_bayeselo.py, …);
-these fixtures pin every model at once, including the ones without a peer. A registered model missing from a
-fixture fails :func:`test_fixtures_cover_every_model`.
+``tests/data/golden/<dataset>.golden.json`` (named apart from the shared data file it is computed from) holds each
+model's scores (and fitted parameters, log-likelihood) as computed when the fixture was written; a change that
+moves any number by more than the tolerance fails here and must say why. Correctness against peers and references
+is tested per model (test_bradley_terry.py, test_bayeselo.py, …); these fixtures pin every model at once, including
+the ones without a peer. A registered model missing from a fixture fails :func:`test_fixtures_cover_every_model`.
 
 Rewrite the fixtures (after a deliberate, explained change):
 ``PAIRKIT_WRITE_GOLDEN=1 pytest tests/rating/test_golden.py``.
@@ -71,7 +71,7 @@ def _fit_all(dataset: str) -> dict:
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_models_reproduce_the_golden_numbers(dataset):
-    path = GOLDEN / f"{dataset}.json"
+    path = GOLDEN / f"{dataset}.golden.json"
     fitted = _fit_all(dataset)
     if os.environ.get("PAIRKIT_WRITE_GOLDEN") == "1":
         path.write_text(json.dumps({"dataset": "/".join(DATASETS[dataset]), "options": OPTIONS, "models": fitted},
@@ -92,6 +92,6 @@ def test_models_reproduce_the_golden_numbers(dataset):
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_fixtures_cover_every_model(dataset):
-    golden = json.loads((GOLDEN / f"{dataset}.json").read_text(encoding="utf-8"))["models"]
+    golden = json.loads((GOLDEN / f"{dataset}.golden.json").read_text(encoding="utf-8"))["models"]
     canonical = {model_spec(name).name for name in model_names()}
     assert sorted(canonical - set(golden)) == [], "registered models without golden numbers"
