@@ -27,7 +27,7 @@ from tests.shared_data import shared_path
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 DATASETS = {
-    "computer_chess_8k": ("sports", "computer_chess_8k.json"),
+    "chess_8k": ("sports", "computer_chess_8k.json"),
     "icehockey": ("sports", "icehockey.csv"),
 }
 OPTIONS = {"bt": {"prior": 0.0}, "robust": {"epsilon": 0.05}}
